@@ -1,0 +1,88 @@
+// Command commitflow ingests CRM and call-record events from NATS JetStream,
+// derives the buyer commitments they show, stores both in ClickHouse and
+// serves stage-conversion metrics.
+//
+// Usage:
+//
+//	commitflow <command> [flags]
+//
+// Run "commitflow help" for the list of commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// command is one subcommand: run gets the context (cancelled on SIGINT or
+// SIGTERM), the arguments after the command name, and stdout.
+type command struct {
+	summary string
+	run     func(ctx context.Context, args []string, stdout io.Writer) error
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"run":     {"run the pipeline: NATS, ClickHouse, ingest and derive workers, API and dashboard", cmdRun},
+		"migrate": {"apply the ClickHouse schema migrations", cmdMigrate},
+		"gen":     {"generate a reproducible demo book of business (to a file or published to NATS)", cmdGen},
+		"replay":  {"recompute every derived event from the stored raw events", cmdReplay},
+		"report":  {"print a metric: funnel, stalls, missed, movement or forecast", cmdReport},
+		"ladder":  {"check a ladder configuration file: ladder check FILE", cmdLadder},
+		"bench":   {"measure throughput: bench ingest | bench derive | bench api", cmdBench},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := dispatch(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "commitflow:", err)
+		os.Exit(1)
+	}
+}
+
+func dispatch(ctx context.Context, args []string, stdout io.Writer) error {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stdout, cmds)
+		return nil
+	}
+	c, ok := cmds[args[0]]
+	if !ok {
+		usage(os.Stderr, cmds)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+	return c.run(ctx, args[1:], stdout)
+}
+
+func usage(w io.Writer, cmds map[string]command) {
+	fmt.Fprintln(w, "usage: commitflow <command> [flags]\n\ncommands:")
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun \"commitflow <command> -h\" for a command's flags.")
+}
+
+// newLogger returns a JSON slog logger on stderr at the given level.
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,83 @@
+package derive
+
+import "time"
+
+// Kind names a derived event type.
+type Kind string
+
+// Derived event types.
+const (
+	// CommitmentGained: the opportunity won ladder step Step at OccurredAt;
+	// Evidence lists the source event ids that showed it.
+	CommitmentGained Kind = "commitment.gained"
+	// CommitmentMissed: a buyer interaction ended with no buyer commitment,
+	// or a buyer commitment came due unkept. Step is the step expected next,
+	// Reason one of the Miss* reasons, InteractionID the call or activity.
+	CommitmentMissed Kind = "commitment.missed"
+	// DealStalled: an open deal gained no commitment for longer than its
+	// step's threshold. Step is the highest step reached, Value the threshold
+	// in days; OccurredAt is when the threshold passed.
+	DealStalled Kind = "deal.stalled"
+	// DealSingleThreaded: a deal at or past invest has fewer buyer
+	// stakeholders engaged than consensus needs; Value is how many it has.
+	DealSingleThreaded Kind = "deal.single_threaded"
+	// StageRegressed: the CRM stage moved back to a lower ladder step; Step is
+	// the new step, Detail names the step it fell from.
+	StageRegressed Kind = "stage.regressed"
+	// DealClosed: won or lost; Status is "won" or "lost", Reason the loss
+	// reason.
+	DealClosed Kind = "deal.closed"
+	// DealCreated: the opportunity's first appearance, with its facts.
+	DealCreated Kind = "deal.created"
+	// DealUpdated: a fact changed (Reason: amount, close_date, owner, stage,
+	// forecast_category); the snapshot columns hold the new facts and Detail
+	// the previous value. Metrics read facts "as of" a date from these.
+	DealUpdated Kind = "deal.updated"
+)
+
+// Reasons of commitment.missed.
+const (
+	MissNoNextStep         = "no_next_step"
+	MissSellerOnlyActions  = "seller_only_actions"
+	MissBuyerActionOverdue = "buyer_action_overdue"
+	MissNoBuyerPresent     = "no_buyer_present"
+	MissCloseDatePushed    = "close_date_pushed"
+	MissNoDecision         = "no_decision"
+)
+
+// Snapshot is the opportunity's facts at the moment of a derived event.
+type Snapshot struct {
+	Amount      float64
+	CloseDate   time.Time // date at 00:00 UTC; zero if unknown
+	Stage       string
+	Probability float64 // CRM stage probability, 0..1
+	Status      string  // open, won or lost
+	OwnerID     string
+	Team        string
+	Segment     string
+	LeadSource  string
+	Product     string
+}
+
+// Derived is one derived event. It maps one to one onto a row of the
+// derived_events table (schemas/clickhouse).
+type Derived struct {
+	Tenant        string
+	OpportunityID string
+	// ID is deterministic: a hash of what the event is about, so the same
+	// inputs give the same id whatever their arrival order.
+	ID         string
+	Type       Kind
+	OccurredAt time.Time
+	Step       string // ladder step key, where the type has one
+	StepIndex  int    // 1-based position of Step in the ladder; 0 for none
+	Reason     string
+	// InteractionID is the call or activity a miss is about.
+	InteractionID string
+	Evidence      []string // source event ids
+	Snapshot
+	Value float64
+	// Detail is a JSON object with type-specific extras.
+	Detail        string
+	LadderVersion string
+}
