@@ -5,7 +5,8 @@
 -- `derived_events FINAL WHERE retracted = 0`.
 -- Not partitioned by time: a derived event keeps its id when a late input
 -- moves its time, and replacement only works inside one partition.
-CREATE TABLE IF NOT EXISTS derived_events (
+-- The double-brace placeholders are described in README.md.
+CREATE TABLE IF NOT EXISTS {{table "derived_events"}} {{on_cluster}} (
     tenant          String,
     opportunity_id  String,
     id              String,
@@ -31,5 +32,7 @@ CREATE TABLE IF NOT EXISTS derived_events (
     ladder_version  String,
     version         UInt64,
     retracted       UInt8
-) ENGINE = ReplacingMergeTree(version)
+) ENGINE = {{engine "derived_events" "ReplacingMergeTree" "version"}}
 ORDER BY (tenant, opportunity_id, id);
+
+{{distributed "derived_events" "cityHash64(tenant, opportunity_id)"}};

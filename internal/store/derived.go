@@ -1,0 +1,186 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/commitflow/commitflow/internal/derive"
+)
+
+// DerivedRow is a derived event as stored: the row with the highest
+// Version for an id wins, and a winning row with Retracted set means the
+// event no longer holds.
+type DerivedRow struct {
+	derive.Derived
+	Version   uint64
+	Retracted bool
+}
+
+const derivedColumns = `tenant, opportunity_id, id, type, occurred_at, step, step_index, reason, interaction_id, evidence,
+amount, close_date, stage, probability, status, owner_id, team, segment, lead_source, product,
+value, detail, ladder_version`
+
+// epoch stands for a zero time.Time in DateTime and Date columns.
+var epoch = time.Unix(0, 0).UTC()
+
+func orEpoch(t time.Time) time.Time {
+	if t.IsZero() || t.Before(epoch) {
+		return epoch
+	}
+	return t
+}
+
+func fromEpoch(t time.Time) time.Time {
+	if t.Unix() <= 0 {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// InsertDerived inserts rows as one batch.
+func (s *Store) InsertDerived(ctx context.Context, rows []DerivedRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO derived_events ("+derivedColumns+", version, retracted)")
+	if err != nil {
+		return fmt.Errorf("insert derived events: %w", err)
+	}
+	for i := range rows {
+		r := &rows[i]
+		if r.StepIndex < 0 || r.StepIndex > 255 {
+			batch.Abort()
+			return fmt.Errorf("insert derived events: %s: step index %d out of range 0..255", r.ID, r.StepIndex)
+		}
+		evidence := r.Evidence
+		if evidence == nil {
+			evidence = []string{}
+		}
+		var retracted uint8
+		if r.Retracted {
+			retracted = 1
+		}
+		closeDate := orEpoch(r.CloseDate)
+		closeDate = time.Date(closeDate.Year(), closeDate.Month(), closeDate.Day(), 0, 0, 0, 0, time.UTC)
+		if err := batch.Append(r.Tenant, r.OpportunityID, r.ID, string(r.Type), orEpoch(r.OccurredAt),
+			r.Step, uint8(r.StepIndex), r.Reason, r.InteractionID, evidence,
+			r.Amount, closeDate, r.Stage, r.Probability, r.Status, r.OwnerID, r.Team, r.Segment, r.LeadSource, r.Product,
+			r.Value, r.Detail, r.LadderVersion, r.Version, retracted); err != nil {
+			batch.Abort()
+			return fmt.Errorf("insert derived events: row %d (%s): %w", i, r.ID, err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("insert derived events: %w", err)
+	}
+	return nil
+}
+
+// LoadDerived returns the current, non-retracted derived events of the
+// given opportunities of tenant, by opportunity id, each list ordered by
+// id.
+func (s *Store) LoadDerived(ctx context.Context, tenant string, opportunityIDs []string) (map[string][]derive.Derived, error) {
+	out := map[string][]derive.Derived{}
+	for _, ids := range chunks(uniqueSorted(opportunityIDs), inChunk) {
+		rows, err := s.conn.Query(ctx, `SELECT `+derivedColumns+` FROM derived_events FINAL
+WHERE tenant = ? AND opportunity_id IN ? AND retracted = 0
+ORDER BY opportunity_id, id`, tenant, groupSet(ids))
+		if err != nil {
+			return nil, fmt.Errorf("load derived events of %q: %w", tenant, err)
+		}
+		err = eachDerived(rows, func(d derive.Derived) {
+			out[d.OpportunityID] = append(out[d.OpportunityID], d)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("load derived events of %q: %w", tenant, err)
+		}
+	}
+	return out, nil
+}
+
+// CurrentDerived returns all of tenant's current, non-retracted derived
+// events, ordered by (opportunity_id, id).
+func (s *Store) CurrentDerived(ctx context.Context, tenant string) ([]derive.Derived, error) {
+	rows, err := s.conn.Query(ctx, `SELECT `+derivedColumns+` FROM derived_events FINAL
+WHERE tenant = ? AND retracted = 0
+ORDER BY opportunity_id, id`, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("current derived events of %q: %w", tenant, err)
+	}
+	var out []derive.Derived
+	err = eachDerived(rows, func(d derive.Derived) { out = append(out, d) })
+	if err != nil {
+		return nil, fmt.Errorf("current derived events of %q: %w", tenant, err)
+	}
+	return out, nil
+}
+
+// eachDerived scans rows of derivedColumns into fn and closes rows.
+func eachDerived(rows driver.Rows, fn func(derive.Derived)) error {
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			d         derive.Derived
+			typ       string
+			stepIndex uint8
+		)
+		if err := rows.Scan(&d.Tenant, &d.OpportunityID, &d.ID, &typ, &d.OccurredAt,
+			&d.Step, &stepIndex, &d.Reason, &d.InteractionID, &d.Evidence,
+			&d.Amount, &d.CloseDate, &d.Stage, &d.Probability, &d.Status, &d.OwnerID, &d.Team, &d.Segment, &d.LeadSource, &d.Product,
+			&d.Value, &d.Detail, &d.LadderVersion); err != nil {
+			return err
+		}
+		d.Type = derive.Kind(typ)
+		d.StepIndex = int(stepIndex)
+		d.OccurredAt = fromEpoch(d.OccurredAt)
+		// A Date comes back at midnight in the server's time zone: keep
+		// its calendar day, at midnight UTC.
+		if y, m, day := d.CloseDate.Date(); y > 1970 || m > 1 || day > 1 {
+			d.CloseDate = time.Date(y, m, day, 0, 0, 0, 0, time.UTC)
+		} else {
+			d.CloseDate = time.Time{}
+		}
+		if len(d.Evidence) == 0 {
+			d.Evidence = nil
+		}
+		fn(d)
+	}
+	return rows.Err()
+}
+
+// OpportunityRef names one opportunity of one tenant.
+type OpportunityRef struct {
+	Tenant        string
+	OpportunityID string
+}
+
+// OpenOpportunities lists the opportunities of every tenant that have raw
+// events and no current (non-retracted) deal.closed derived event, ordered
+// by (tenant, opportunity_id). Events without an opportunity id are left
+// out.
+func (s *Store) OpenOpportunities(ctx context.Context) ([]OpportunityRef, error) {
+	rows, err := s.conn.Query(ctx, `SELECT tenant, opportunity_id FROM events
+WHERE opportunity_id != '' AND (tenant, opportunity_id) NOT IN (
+    SELECT tenant, opportunity_id FROM derived_events FINAL WHERE type = ? AND retracted = 0)
+GROUP BY tenant, opportunity_id
+ORDER BY tenant, opportunity_id`, string(derive.DealClosed))
+	if err != nil {
+		return nil, fmt.Errorf("open opportunities: %w", err)
+	}
+	defer rows.Close()
+	var out []OpportunityRef
+	for rows.Next() {
+		var o OpportunityRef
+		if err := rows.Scan(&o.Tenant, &o.OpportunityID); err != nil {
+			return nil, fmt.Errorf("open opportunities: %w", err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("open opportunities: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,250 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// RawEvent is one row of the events table: an input event as received.
+// (Tenant, OpportunityID, Source, EventID) is its key; rows with the same
+// key are one event, and the one with the highest StreamSeq wins.
+type RawEvent struct {
+	Tenant        string
+	OpportunityID string
+	Source        string
+	EventID       string
+	Type          string
+	OccurredAt    time.Time // stored to the second
+	ReceivedAt    time.Time // stored to the second
+	StreamSeq     uint64    // JetStream stream sequence of the message
+	Payload       []byte    // the canonical event JSON
+}
+
+const eventColumns = "tenant, opportunity_id, source, event_id, type, occurred_at, received_at, stream_seq, payload"
+
+// inChunk bounds the ids bound into one IN list, so that queries stay
+// well under ClickHouse's max_query_size (256 KiB by default).
+const inChunk = 2000
+
+// defaultScanChunk is how many opportunities ScanEvents reads per query.
+const defaultScanChunk = 5000
+
+// InsertEvents inserts evs as one batch. Inserting an event again is
+// harmless: reads de-duplicate.
+func (s *Store) InsertEvents(ctx context.Context, evs []RawEvent) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO events ("+eventColumns+")")
+	if err != nil {
+		return fmt.Errorf("insert events: %w", err)
+	}
+	for i := range evs {
+		e := &evs[i]
+		if err := batch.Append(e.Tenant, e.OpportunityID, e.Source, e.EventID, e.Type,
+			e.OccurredAt, e.ReceivedAt, e.StreamSeq, string(e.Payload)); err != nil {
+			batch.Abort()
+			return fmt.Errorf("insert events: row %d (%s/%s): %w", i, e.Source, e.EventID, err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("insert events: %w", err)
+	}
+	return nil
+}
+
+// CountEvents counts tenant's distinct events (by key), correct before and
+// after merges.
+func (s *Store) CountEvents(ctx context.Context, tenant string) (uint64, error) {
+	var n uint64
+	err := s.conn.QueryRow(ctx,
+		`SELECT uniqExact(opportunity_id, source, event_id) FROM events WHERE tenant = ?`, tenant).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count events of %q: %w", tenant, err)
+	}
+	return n, nil
+}
+
+// LoadEvents returns the de-duplicated events of the given opportunities of
+// tenant, ordered by (opportunity_id, source, event_id).
+func (s *Store) LoadEvents(ctx context.Context, tenant string, opportunityIDs []string) ([]RawEvent, error) {
+	var out []RawEvent
+	for _, ids := range chunks(uniqueSorted(opportunityIDs), inChunk) {
+		rows, err := s.conn.Query(ctx, `SELECT `+eventColumns+` FROM events FINAL
+WHERE tenant = ? AND opportunity_id IN ?
+ORDER BY opportunity_id, source, event_id`, tenant, groupSet(ids))
+		if err != nil {
+			return nil, fmt.Errorf("load events of %q: %w", tenant, err)
+		}
+		err = eachEvent(rows, func(e RawEvent) error {
+			out = append(out, e)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("load events of %q: %w", tenant, err)
+		}
+	}
+	return out, nil
+}
+
+// ScanEvents calls fn once per opportunity of tenant, in opportunity_id
+// order, with that opportunity's de-duplicated events ordered by (source,
+// event_id). Memory stays flat: the opportunities are read in ranges of a
+// few thousand, each streamed row by row. An error from fn stops the scan
+// and is returned as is.
+func (s *Store) ScanEvents(ctx context.Context, tenant string, fn func(opportunityID string, evs []RawEvent) error) error {
+	bounds, err := s.scanBounds(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	for i, lo := range bounds {
+		q := `SELECT ` + eventColumns + ` FROM events FINAL WHERE tenant = ? AND opportunity_id >= ?`
+		args := []any{tenant, lo}
+		if i+1 < len(bounds) {
+			q += ` AND opportunity_id < ?`
+			args = append(args, bounds[i+1])
+		}
+		q += ` ORDER BY opportunity_id, source, event_id`
+		rows, err := s.conn.Query(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("scan events of %q: %w", tenant, err)
+		}
+		var (
+			cur   string
+			group []RawEvent
+			fnErr error
+		)
+		err = eachEvent(rows, func(e RawEvent) error {
+			if len(group) > 0 && e.OpportunityID != cur {
+				if fnErr = fn(cur, group); fnErr != nil {
+					return fnErr
+				}
+				group = nil
+			}
+			cur = e.OpportunityID
+			group = append(group, e)
+			return nil
+		})
+		if fnErr != nil {
+			return fnErr
+		}
+		if err != nil {
+			return fmt.Errorf("scan events of %q: %w", tenant, err)
+		}
+		if len(group) > 0 {
+			if err := fn(cur, group); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// scanBounds returns the first opportunity id of every s.scanChunk
+// opportunities of tenant: the lower bounds of ScanEvents' ranges.
+func (s *Store) scanBounds(ctx context.Context, tenant string) ([]string, error) {
+	rows, err := s.conn.Query(ctx,
+		`SELECT opportunity_id FROM events WHERE tenant = ? GROUP BY opportunity_id ORDER BY opportunity_id`, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("scan events of %q: %w", tenant, err)
+	}
+	defer rows.Close()
+	var bounds []string
+	for n := 0; rows.Next(); n++ {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("scan events of %q: %w", tenant, err)
+		}
+		if n%s.scanChunk == 0 {
+			bounds = append(bounds, id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("scan events of %q: %w", tenant, err)
+	}
+	return bounds, nil
+}
+
+// eachEvent scans rows of eventColumns into fn and closes rows.
+func eachEvent(rows driver.Rows, fn func(RawEvent) error) error {
+	defer rows.Close()
+	for rows.Next() {
+		var e RawEvent
+		var payload string
+		if err := rows.Scan(&e.Tenant, &e.OpportunityID, &e.Source, &e.EventID, &e.Type,
+			&e.OccurredAt, &e.ReceivedAt, &e.StreamSeq, &payload); err != nil {
+			return err
+		}
+		e.OccurredAt = e.OccurredAt.UTC()
+		e.ReceivedAt = e.ReceivedAt.UTC()
+		e.Payload = []byte(payload)
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// Tenants lists the tenants that have events.
+func (s *Store) Tenants(ctx context.Context) ([]string, error) {
+	rows, err := s.conn.Query(ctx, `SELECT DISTINCT tenant FROM events ORDER BY tenant`)
+	if err != nil {
+		return nil, fmt.Errorf("list tenants: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, fmt.Errorf("list tenants: %w", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list tenants: %w", err)
+	}
+	return out, nil
+}
+
+// groupSet renders ids as a parenthesised list for `col IN ?`, which uses
+// the primary key index (clickhouse-go renders a plain []string as an
+// array, which IN does not accept on 18.16).
+func groupSet(ids []string) clickhouse.GroupSet {
+	vs := make([]any, len(ids))
+	for i, id := range ids {
+		vs[i] = id
+	}
+	return clickhouse.GroupSet{Value: vs}
+}
+
+// uniqueSorted returns the distinct values of ids, sorted.
+func uniqueSorted(ids []string) []string {
+	out := append([]string(nil), ids...)
+	sort.Strings(out)
+	n := 0
+	for i, id := range out {
+		if i == 0 || id != out[n-1] {
+			out[n] = id
+			n++
+		}
+	}
+	return out[:n]
+}
+
+// chunks splits ids into slices of at most n.
+func chunks(ids []string, n int) [][]string {
+	var out [][]string
+	for len(ids) > n {
+		out = append(out, ids[:n])
+		ids = ids[n:]
+	}
+	if len(ids) > 0 {
+		out = append(out, ids)
+	}
+	return out
+}

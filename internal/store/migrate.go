@@ -1,0 +1,370 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	clickhouseschema "github.com/commitflow/commitflow/schemas/clickhouse"
+)
+
+// Migration is one versioned schema file, schemas/clickhouse/NNNN_name.sql.
+type Migration struct {
+	Version  int
+	Name     string // file name without the version and .sql, e.g. "events"
+	File     string // file name, e.g. "0001_events.sql"
+	SQL      string // the file's text, placeholders not yet rendered
+	Checksum string // hex SHA-256 of the file's bytes
+}
+
+var migrationFile = regexp.MustCompile(`^(\d{4})_([a-z0-9_]+)\.sql$`)
+
+// Migrations returns the migrations embedded in the binary, in version
+// order.
+func Migrations() ([]Migration, error) {
+	return loadMigrations(clickhouseschema.FS)
+}
+
+func loadMigrations(fsys fs.FS) ([]Migration, error) {
+	names, err := fs.Glob(fsys, "*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
+	}
+	var ms []Migration
+	seen := map[int]string{}
+	for _, name := range names {
+		m := migrationFile.FindStringSubmatch(path.Base(name))
+		if m == nil {
+			return nil, fmt.Errorf("migration file %s: name must be NNNN_name.sql", name)
+		}
+		v, _ := strconv.Atoi(m[1])
+		if prev, ok := seen[v]; ok {
+			return nil, fmt.Errorf("migrations %s and %s have the same version %d", prev, name, v)
+		}
+		seen[v] = name
+		data, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", name, err)
+		}
+		sum := sha256.Sum256(data)
+		ms = append(ms, Migration{Version: v, Name: m[2], File: name, SQL: string(data), Checksum: hex.EncodeToString(sum[:])})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
+	return ms, nil
+}
+
+// Dialect is what the migration templates are rendered for.
+type Dialect struct {
+	// Cluster is the ClickHouse cluster name; empty for a single server.
+	Cluster string
+	// Database is the database the tables live in; used in cluster mode,
+	// where every name is qualified.
+	Database string
+	// Major and Minor are the server's version.
+	Major, Minor int
+}
+
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// ValidCluster reports an error unless name is a plain identifier
+// ([A-Za-z_][A-Za-z0-9_]*), the only cluster names the migrator accepts.
+func ValidCluster(name string) error {
+	if !identifier.MatchString(name) {
+		return fmt.Errorf("cluster name %q is not an identifier ([A-Za-z_][A-Za-z0-9_]*)", name)
+	}
+	return nil
+}
+
+// quoteIdent quotes a ClickHouse identifier with backquotes.
+func quoteIdent(s string) string {
+	return "`" + strings.NewReplacer(`\`, `\\`, "`", "\\`").Replace(s) + "`"
+}
+
+// quoteString quotes a ClickHouse string literal.
+func quoteString(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+// Render expands the placeholders of a migration's SQL for d (see
+// schemas/clickhouse/README.md).
+func Render(sql string, d Dialect) (string, error) {
+	if d.Cluster != "" {
+		if err := ValidCluster(d.Cluster); err != nil {
+			return "", err
+		}
+		if d.Database == "" {
+			return "", fmt.Errorf("cluster mode needs the database name")
+		}
+	}
+	checkName := func(table string) error {
+		if !identifier.MatchString(table) {
+			return fmt.Errorf("table name %q is not an identifier", table)
+		}
+		return nil
+	}
+	funcs := template.FuncMap{
+		// table "t": the table holding the rows: t, or db.t_local on a cluster.
+		"table": func(table string) (string, error) {
+			if err := checkName(table); err != nil {
+				return "", err
+			}
+			if d.Cluster == "" {
+				return table, nil
+			}
+			return quoteIdent(d.Database) + "." + quoteIdent(table+"_local"), nil
+		},
+		// on_cluster: nothing, or ON CLUSTER name.
+		"on_cluster": func() string {
+			if d.Cluster == "" {
+				return ""
+			}
+			return "ON CLUSTER " + quoteIdent(d.Cluster)
+		},
+		// engine "t" "ReplacingMergeTree" args...: the engine, replicated on a
+		// cluster with a ZooKeeper path per shard, database and table.
+		"engine": func(table, engine string, args ...string) (string, error) {
+			if err := checkName(table); err != nil {
+				return "", err
+			}
+			if !strings.HasSuffix(engine, "MergeTree") || !identifier.MatchString(engine) {
+				return "", fmt.Errorf("engine %q is not a *MergeTree engine", engine)
+			}
+			if d.Cluster == "" {
+				return engine + "(" + strings.Join(args, ", ") + ")", nil
+			}
+			zk := "/clickhouse/tables/{shard}/" + d.Database + "/" + table
+			all := append([]string{quoteString(zk), quoteString("{replica}")}, args...)
+			return "Replicated" + engine + "(" + strings.Join(all, ", ") + ")", nil
+		},
+		// distributed "t" "key": nothing, or a whole statement creating the
+		// Distributed table t over t_local, sharded by key.
+		"distributed": func(table, key string) (string, error) {
+			if err := checkName(table); err != nil {
+				return "", err
+			}
+			if d.Cluster == "" {
+				return "", nil
+			}
+			db := quoteIdent(d.Database)
+			return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s ON CLUSTER %s AS %s.%s\nENGINE = Distributed(%s, %s, %s, %s)",
+				db, quoteIdent(table), quoteIdent(d.Cluster), db, quoteIdent(table+"_local"),
+				quoteIdent(d.Cluster), quoteString(d.Database), quoteString(table+"_local"), key), nil
+		},
+		// lowcard "String": LowCardinality(String) on servers that have it
+		// as a stable type (20.x and later), String before.
+		"lowcard": func(typ string) string {
+			if d.Major >= 20 {
+				return "LowCardinality(" + typ + ")"
+			}
+			return typ
+		},
+	}
+	t, err := template.New("migration").Option("missingkey=error").Funcs(funcs).Parse(sql)
+	if err != nil {
+		return "", fmt.Errorf("parse template: %w", err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, nil); err != nil {
+		return "", fmt.Errorf("render template: %w", err)
+	}
+	return b.String(), nil
+}
+
+// SplitStatements splits rendered SQL into statements at each ';' that
+// ends a line. Pieces holding only blanks and "--" comments are dropped.
+func SplitStatements(sql string) []string {
+	var stmts []string
+	var cur strings.Builder
+	flush := func() {
+		s := strings.TrimSpace(cur.String())
+		cur.Reset()
+		if s = strings.TrimSuffix(s, ";"); hasCode(s) {
+			stmts = append(stmts, strings.TrimSpace(s))
+		}
+	}
+	for _, line := range strings.SplitAfter(sql, "\n") {
+		cur.WriteString(line)
+		if strings.HasSuffix(strings.TrimRight(line, " \t\r\n"), ";") {
+			flush()
+		}
+	}
+	flush()
+	return stmts
+}
+
+// hasCode reports whether s has anything but blanks and "--" comments.
+func hasCode(s string) bool {
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if line != "" && !strings.HasPrefix(line, "--") {
+			return true
+		}
+	}
+	return false
+}
+
+// dialect is the Dialect of the store's server and options.
+func (s *Store) dialect() Dialect {
+	return Dialect{Cluster: s.opt.Cluster, Database: s.database, Major: s.major, Minor: s.minor}
+}
+
+// ensureMigrationsTable creates schema_migrations. On a cluster it is
+// replicated to every host of every shard (one ZooKeeper path for all), so
+// any host can answer Migrated.
+func (s *Store) ensureMigrationsTable(ctx context.Context) error {
+	q := `CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    UInt32,
+    name       String,
+    checksum   String,
+    applied_at DateTime
+) ENGINE = MergeTree ORDER BY version`
+	if c := s.opt.Cluster; c != "" {
+		db := quoteIdent(s.database)
+		q = fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.schema_migrations ON CLUSTER %s (
+    version    UInt32,
+    name       String,
+    checksum   String,
+    applied_at DateTime
+) ENGINE = ReplicatedMergeTree(%s, '{replica}') ORDER BY version`,
+			db, quoteIdent(c), quoteString("/clickhouse/tables/all/"+s.database+"/schema_migrations"))
+	}
+	if err := s.conn.Exec(ctx, q); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	return nil
+}
+
+// applied is a migration recorded in schema_migrations.
+type applied struct {
+	name, checksum string
+}
+
+// appliedMigrations reads schema_migrations by version.
+func (s *Store) appliedMigrations(ctx context.Context) (map[int]applied, error) {
+	rows, err := s.conn.Query(ctx, `SELECT version, any(name), any(checksum) FROM schema_migrations GROUP BY version`)
+	if err != nil {
+		return nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	defer rows.Close()
+	out := map[int]applied{}
+	for rows.Next() {
+		var v uint32
+		var a applied
+		if err := rows.Scan(&v, &a.name, &a.checksum); err != nil {
+			return nil, fmt.Errorf("read schema_migrations: %w", err)
+		}
+		out[int(v)] = a
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	return out, nil
+}
+
+// Migrate applies the embedded migrations that schema_migrations does not
+// record yet, in version order, and returns the files it applied. It
+// refuses to run when an applied migration's file has changed since. Each
+// migration's statements must be idempotent (CREATE ... IF NOT EXISTS): a
+// migration interrupted halfway is run again whole.
+func (s *Store) Migrate(ctx context.Context) ([]string, error) {
+	ms, err := Migrations()
+	if err != nil {
+		return nil, err
+	}
+	return s.migrate(ctx, ms)
+}
+
+func (s *Store) migrate(ctx context.Context, ms []Migration) ([]string, error) {
+	if err := s.ensureMigrationsTable(ctx); err != nil {
+		return nil, err
+	}
+	done, err := s.appliedMigrations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	known := map[int]bool{}
+	for _, m := range ms {
+		known[m.Version] = true
+		if a, ok := done[m.Version]; ok && a.checksum != m.Checksum {
+			return nil, fmt.Errorf("migration %s was applied with checksum %s but the file now has %s: "+
+				"applied migrations must not change; add a new migration instead", m.File, short(a.checksum), short(m.Checksum))
+		}
+	}
+	for v, a := range done {
+		if !known[v] {
+			s.logger.Warn("database has a migration this binary does not know; is it older than the schema?", "version", v, "name", a.name)
+		}
+	}
+	var appliedNow []string
+	for _, m := range ms {
+		if _, ok := done[m.Version]; ok {
+			continue
+		}
+		sql, err := Render(m.SQL, s.dialect())
+		if err != nil {
+			return appliedNow, fmt.Errorf("migration %s: %w", m.File, err)
+		}
+		for i, stmt := range SplitStatements(sql) {
+			if err := s.conn.Exec(ctx, stmt); err != nil {
+				return appliedNow, fmt.Errorf("migration %s, statement %d: %w", m.File, i+1, err)
+			}
+		}
+		batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO schema_migrations (version, name, checksum, applied_at)")
+		if err != nil {
+			return appliedNow, fmt.Errorf("record migration %s: %w", m.File, err)
+		}
+		if err := batch.Append(uint32(m.Version), m.Name, m.Checksum, time.Now().UTC()); err != nil {
+			batch.Abort()
+			return appliedNow, fmt.Errorf("record migration %s: %w", m.File, err)
+		}
+		if err := batch.Send(); err != nil {
+			return appliedNow, fmt.Errorf("record migration %s: %w", m.File, err)
+		}
+		s.logger.Info("applied migration", "file", m.File)
+		appliedNow = append(appliedNow, m.File)
+	}
+	return appliedNow, nil
+}
+
+// Migrated reports whether every embedded migration has been applied.
+func (s *Store) Migrated(ctx context.Context) (bool, error) {
+	ms, err := Migrations()
+	if err != nil {
+		return false, err
+	}
+	var n uint64
+	if err := s.conn.QueryRow(ctx,
+		`SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'schema_migrations'`).Scan(&n); err != nil {
+		return false, fmt.Errorf("look for schema_migrations: %w", err)
+	}
+	if n == 0 {
+		return false, nil
+	}
+	done, err := s.appliedMigrations(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range ms {
+		if _, ok := done[m.Version]; !ok {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func short(sum string) string {
+	if len(sum) > 12 {
+		return sum[:12]
+	}
+	return sum
+}

@@ -1,0 +1,179 @@
+// Package store is commitflow's ClickHouse adapter: schema migrations, and
+// reading and writing the raw events and derived events tables.
+//
+// Every read de-duplicates (FINAL or an exact distinct count), so a row
+// inserted twice — a redelivered message, a replayed derivation — is never
+// seen twice, before or after ClickHouse merges the parts. Queries work on
+// ClickHouse 18.16 and on current releases.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Options configures a Store.
+type Options struct {
+	// Cluster is the ClickHouse cluster name for the replicated schema
+	// variant (see schemas/clickhouse/README.md); empty for one server.
+	Cluster string
+	// Logger receives the store's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Store is a connection pool to one ClickHouse database. It is safe for
+// concurrent use.
+type Store struct {
+	conn         driver.Conn
+	opt          Options
+	logger       *slog.Logger
+	database     string
+	major, minor int
+	scanChunk    int // opportunities per ScanEvents query
+}
+
+// codeUnknownDatabase is ClickHouse's UNKNOWN_DATABASE error code.
+const codeUnknownDatabase = 81
+
+// Open connects to the ClickHouse of dsn (a clickhouse-go DSN such as
+// clickhouse://127.0.0.1:9000/commitflow) and checks that it answers. A
+// database named in the DSN that does not exist yet is created. Settings
+// given in the DSN win over the defaults here: no compression (the
+// pipeline usually runs next to ClickHouse), a pool of 16 connections and a
+// 5s dial timeout.
+func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Cluster != "" {
+		if err := ValidCluster(opt.Cluster); err != nil {
+			return nil, err
+		}
+	}
+	chopt, err := parseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if opt.Cluster != "" {
+		if chopt.Settings == nil {
+			chopt.Settings = clickhouse.Settings{}
+		}
+		// Acknowledge an insert into a Distributed table only when the
+		// shards have it, so that acking the NATS message after the insert
+		// stays safe.
+		if _, ok := chopt.Settings["insert_distributed_sync"]; !ok {
+			chopt.Settings["insert_distributed_sync"] = 1
+		}
+	}
+	conn, err := clickhouse.Open(chopt)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse %s: %w", redact(dsn), err)
+	}
+	err = conn.Ping(ctx)
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) && ex.Code == codeUnknownDatabase && chopt.Auth.Database != "" {
+		conn.Close()
+		if err := createDatabase(ctx, *chopt, opt.Cluster); err != nil {
+			return nil, fmt.Errorf("clickhouse %s: %w", redact(dsn), err)
+		}
+		if conn, err = clickhouse.Open(chopt); err != nil {
+			return nil, fmt.Errorf("clickhouse %s: %w", redact(dsn), err)
+		}
+		err = conn.Ping(ctx)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("clickhouse %s: ping: %w", redact(dsn), err)
+	}
+	s := &Store{conn: conn, opt: opt, logger: opt.Logger, scanChunk: defaultScanChunk}
+	v, err := conn.ServerVersion()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("clickhouse %s: server version: %w", redact(dsn), err)
+	}
+	s.major, s.minor = int(v.Version.Major), int(v.Version.Minor)
+	if err := conn.QueryRow(ctx, "SELECT currentDatabase()").Scan(&s.database); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("clickhouse %s: current database: %w", redact(dsn), err)
+	}
+	s.logger.Debug("clickhouse connected", "dsn", redact(dsn), "version", fmt.Sprintf("%d.%d", s.major, s.minor), "database", s.database)
+	return s, nil
+}
+
+// parseDSN parses dsn and fills in defaults it does not set.
+func parseDSN(dsn string) (*clickhouse.Options, error) {
+	chopt, err := clickhouse.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse DSN %s: %w", redact(dsn), err)
+	}
+	q := url.Values{}
+	if u, err := url.Parse(dsn); err == nil {
+		q = u.Query()
+	}
+	if !q.Has("dial_timeout") {
+		chopt.DialTimeout = 5 * time.Second
+	}
+	if !q.Has("max_open_conns") {
+		chopt.MaxOpenConns = 16
+	}
+	if !q.Has("max_idle_conns") {
+		chopt.MaxIdleConns = 8
+	}
+	return chopt, nil
+}
+
+// createDatabase creates chopt's database through the default database.
+func createDatabase(ctx context.Context, chopt clickhouse.Options, cluster string) error {
+	name := chopt.Auth.Database
+	chopt.Auth.Database = "default"
+	conn, err := clickhouse.Open(&chopt)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	q := "CREATE DATABASE IF NOT EXISTS " + quoteIdent(name)
+	if cluster != "" {
+		q += " ON CLUSTER " + quoteIdent(cluster)
+	}
+	if err := conn.Exec(ctx, q); err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	return nil
+}
+
+// redact hides a DSN's password.
+func redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparseable DSN)"
+	}
+	return u.Redacted()
+}
+
+// Close closes the connections.
+func (s *Store) Close() error { return s.conn.Close() }
+
+// Ping checks that ClickHouse answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("clickhouse ping: %w", err)
+	}
+	return nil
+}
+
+// Conn is the underlying connection pool, for queries this package does
+// not offer (metrics).
+func (s *Store) Conn() driver.Conn { return s.conn }
+
+// ServerVersion is the ClickHouse server's major and minor version.
+func (s *Store) ServerVersion() (major, minor int) { return s.major, s.minor }
+
+// Database is the name of the database the store works in.
+func (s *Store) Database() string { return s.database }
