@@ -33,6 +33,17 @@ const (
 	// forecast_category); the snapshot columns hold the new facts and Detail
 	// the previous value. Metrics read facts "as of" a date from these.
 	DealUpdated Kind = "deal.updated"
+	// InteractionHeld: one buyer interaction (a call, or a held meeting) on
+	// the opportunity — the denominator of the miss rate. Step is the step
+	// expected next, Reason "advanced" (a buyer-owned action or a booked next
+	// meeting) or "continuation", InteractionID the call or activity.
+	InteractionHeld Kind = "interaction.held"
+)
+
+// Outcomes of interaction.held.
+const (
+	InteractionAdvanced     = "advanced"
+	InteractionContinuation = "continuation"
 )
 
 // Reasons of commitment.missed.

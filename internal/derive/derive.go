@@ -1,0 +1,851 @@
+package derive
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/ladder"
+)
+
+// Status values of Snapshot.Status.
+const (
+	StatusOpen = "open"
+	StatusWon  = "won"
+	StatusLost = "lost"
+)
+
+// Reasons of deal.updated: the fact that changed.
+const (
+	FactAmount           = "amount"
+	FactCloseDate        = "close_date"
+	FactOwner            = "owner"
+	FactStage            = "stage"
+	FactForecastCategory = "forecast_category"
+)
+
+// Derive folds the input events of one opportunity into its derived events.
+// It is pure: the result depends only on the arguments, not on the order of
+// evs or on duplicates in it (events are de-duplicated by source and id).
+// Time-based events (stalls, overdue buyer actions, CRM meetings without a
+// follow-up) fire at their event time when that is no later than now.
+// The result is ordered by OccurredAt.
+func Derive(tenant, opportunityID string, evs []event.Event, l *ladder.Ladder, now time.Time) []Derived {
+	s := newState(tenant, opportunityID, l, now, len(evs))
+	for _, e := range ordered(evs) {
+		s.apply(e)
+	}
+	s.advance(now, true)
+	s.finish()
+	slices.SortStableFunc(s.out, func(a, b Derived) int { return a.OccurredAt.Compare(b.OccurredAt) })
+	return s.out
+}
+
+// ordered returns pointers to evs sorted by (occurred_at, source, id), with
+// duplicates of a (source, id) removed; the earliest copy is kept.
+func ordered(evs []event.Event) []*event.Event {
+	ps := make([]*event.Event, len(evs))
+	for i := range evs {
+		ps[i] = &evs[i]
+	}
+	slices.SortFunc(ps, func(a, b *event.Event) int {
+		if c := cmp.Compare(a.Source, b.Source); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.ID, b.ID); c != 0 {
+			return c
+		}
+		return a.OccurredAt.Compare(b.OccurredAt)
+	})
+	out := ps[:0]
+	for i, p := range ps {
+		if i > 0 && p.Source == ps[i-1].Source && p.ID == ps[i-1].ID {
+			continue
+		}
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b *event.Event) int {
+		if c := a.OccurredAt.Compare(b.OccurredAt); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Source, b.Source); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// pendingItem is a buyer-owned action item with a due time.
+type pendingItem struct {
+	fireAt      time.Time // due + grace
+	promisedAt  time.Time
+	interaction string // id of the call or task
+	source      string
+	item        int // index of the action item on the call; -1 for a task
+	step        int
+}
+
+// pendingMeeting is a held CRM meeting waiting for a follow-up.
+type pendingMeeting struct {
+	fireAt      time.Time
+	at          time.Time
+	interaction string
+	source      string
+	expected    int
+	snap        Snapshot
+}
+
+// change is one fact change of an opportunity event; the JSON of the
+// values is rendered only for a deal.updated.
+type change struct {
+	fact       string
+	fromS, toS string
+	fromF, toF float64
+	fromT, toT time.Time
+}
+
+// detail renders {"from":...,"to":...} for the change.
+func (c *change) detail() string {
+	var from, to string
+	switch c.fact {
+	case FactAmount:
+		from, to = jsonNum(c.fromF), jsonNum(c.toF)
+	case FactCloseDate:
+		from, to = jsonDate(c.fromT), jsonDate(c.toT)
+	default:
+		from, to = jsonStr(c.fromS), jsonStr(c.toS)
+	}
+	return `{"from":` + from + `,"to":` + to + `}`
+}
+
+// state is the per-opportunity fold.
+type state struct {
+	l      *ladder.Ladder
+	tenant string
+	opp    string
+	now    time.Time
+	n      int // ladder steps
+
+	// Facts.
+	facts    Snapshot
+	forecast string
+	pipeline string
+	created  bool
+	firstAt  time.Time
+
+	// Commitments: gained[i] for 1-based step i.
+	gained      []bool
+	highest     int
+	lastGainAt  time.Time
+	anchor      [16]byte // id hash of the last commitment.gained
+	hasAnchor   bool     // a commitment was gained
+	stallFired  bool     // a stall fired for the current anchor
+	maxStage    int      // highest step the CRM stage has mapped to
+	stDone      bool     // deal.single_threaded emitted
+	noDecision  bool     // no_decision miss emitted
+	closedIndex [2]int   // index in out of deal.closed won/lost, -1 for none
+
+	// People.
+	stakeholders []string // engaged buyer people
+	stakeEv      []string // the event that engaged each
+	sellers      []string
+
+	// Buyer actions and follow-ups.
+	items          []pendingItem
+	meetings       []pendingMeeting
+	lastBuyerAt    time.Time // last buyer engagement: interaction, task or gain
+	lastFollowupAt time.Time // last scheduled meeting or buyer action
+
+	// Ladder lookups.
+	consensusStep int
+	need          int
+	wonStep       int
+	stFrom        int
+	ndStep        int
+
+	changes []change
+	steps   []int
+	idBuf   []byte
+	strs    []string // backing array of one-element evidence slices
+	out     []Derived
+	sums    [][16]byte // id hashes, parallel to out
+}
+
+func newState(tenant, opp string, l *ladder.Ladder, now time.Time, cap int) *state {
+	s := &state{
+		l: l, tenant: tenant, opp: opp, now: now, n: l.Len(),
+		gained:        make([]bool, l.Len()+1),
+		consensusStep: l.Index(l.Consensus.Step),
+		need:          l.Consensus.Stakeholders,
+		wonStep:       l.Index(l.WonStep),
+		stFrom:        l.Index(l.SingleThreadedFrom),
+		ndStep:        l.Index(l.NoDecision.Step),
+		closedIndex:   [2]int{-1, -1},
+		out:           make([]Derived, 0, 8+cap),
+		sums:          make([][16]byte, 0, 8+cap),
+		strs:          make([]string, 0, cap),
+	}
+	s.facts.Status = StatusOpen
+	return s
+}
+
+func (s *state) open() bool { return s.facts.Status == StatusOpen }
+
+// expectedNext is the step after the highest gained, or 0 if none is left.
+func (s *state) expectedNext() int {
+	if s.highest >= s.n {
+		return 0
+	}
+	return s.highest + 1
+}
+
+func (s *state) apply(e *event.Event) {
+	t := e.OccurredAt
+	s.advance(t, false)
+	if s.firstAt.IsZero() {
+		s.firstAt = t
+	}
+	switch p := e.Payload.(type) {
+	case *event.Opportunity:
+		s.changes = s.changes[:0]
+		if p.Pipeline != "" {
+			s.pipeline = p.Pipeline
+		}
+		if p.Probability > 0 {
+			s.facts.Probability = p.Probability
+		}
+		if p.Team != "" {
+			s.facts.Team = p.Team
+		}
+		if p.Segment != "" {
+			s.facts.Segment = p.Segment
+		}
+		if p.LeadSource != "" {
+			s.facts.LeadSource = p.LeadSource
+		}
+		if p.Product != "" {
+			s.facts.Product = p.Product
+		}
+		if p.Amount > 0 {
+			s.setAmount(p.Amount)
+		}
+		pushed := false
+		if p.CloseDate != "" {
+			pushed = s.setCloseDate(p.CloseDate.Time())
+		}
+		if p.OwnerID != "" {
+			s.setOwner(p.OwnerID)
+		}
+		if p.ForecastCategory != "" {
+			s.setForecast(p.ForecastCategory)
+		}
+		stageChanged := p.Stage != "" && p.Stage != s.facts.Stage
+		if stageChanged {
+			s.setStage(p.Stage)
+		}
+		s.crmChanged(e)
+		if pushed {
+			s.closeDatePushed(e)
+		}
+		if stageChanged {
+			s.stageEvidence(e, p.Stage)
+		}
+	case *event.StageChange:
+		s.changes = s.changes[:0]
+		if p.Pipeline != "" {
+			s.pipeline = p.Pipeline
+		}
+		if p.Probability > 0 {
+			s.facts.Probability = p.Probability
+		}
+		changed := p.To != s.facts.Stage
+		if changed {
+			s.setStage(p.To)
+		}
+		s.crmChanged(e)
+		if changed {
+			s.stageEvidence(e, p.To)
+		}
+	case *event.AmountChange:
+		s.changes = s.changes[:0]
+		s.setAmount(p.To)
+		s.crmChanged(e)
+	case *event.CloseDateChange:
+		s.changes = s.changes[:0]
+		if s.facts.CloseDate.IsZero() && p.From != "" {
+			s.facts.CloseDate = p.From.Time() // the CRM knew it before we did
+		}
+		pushed := s.setCloseDate(p.To.Time())
+		s.crmChanged(e)
+		if pushed {
+			s.closeDatePushed(e)
+		}
+	case *event.OwnerChange:
+		s.changes = s.changes[:0]
+		if p.Team != "" {
+			s.facts.Team = p.Team
+		}
+		s.setOwner(p.To)
+		s.crmChanged(e)
+	case *event.ForecastCategoryChange:
+		s.changes = s.changes[:0]
+		s.setForecast(p.To)
+		s.crmChanged(e)
+	case *event.Won:
+		s.changes = s.changes[:0]
+		if p.Amount > 0 {
+			s.setAmount(p.Amount)
+		}
+		s.crmChanged(e)
+		s.close(e, StatusWon, p.Reason)
+	case *event.Lost:
+		s.changes = s.changes[:0]
+		s.crmChanged(e)
+		s.close(e, StatusLost, p.Reason)
+	case *event.Contact:
+		key := contactKey(p)
+		if p.Side == event.Seller {
+			s.sellers = addPerson(s.sellers, key)
+		} else if s.l.IsConsensusRole(p.Role) {
+			s.engage(key, e)
+		}
+	case *event.Activity:
+		s.activity(e, p)
+	case *event.Call:
+		s.call(e, p)
+	}
+}
+
+// crmChanged emits deal.created for the first CRM event of the opportunity
+// and deal.updated for each recorded fact change after that.
+func (s *state) crmChanged(e *event.Event) {
+	if !s.created {
+		s.created = true
+		s.emit(Derived{Type: DealCreated, OccurredAt: e.OccurredAt, Evidence: s.one(e.ID)}, "created")
+		return
+	}
+	for _, c := range s.changes {
+		s.emit(Derived{
+			Type: DealUpdated, OccurredAt: e.OccurredAt, Reason: c.fact,
+			Evidence: s.one(e.ID),
+			Detail:   c.detail(),
+		}, "updated", c.fact, e.Source, e.ID)
+	}
+}
+
+func (s *state) record(c change) {
+	if s.created { // before deal.created, changes are not reported
+		s.changes = append(s.changes, c)
+	}
+}
+
+func (s *state) setAmount(v float64) {
+	if v == s.facts.Amount && s.created {
+		return
+	}
+	s.record(change{fact: FactAmount, fromF: s.facts.Amount, toF: v})
+	s.facts.Amount = v
+}
+
+// setCloseDate sets the close date and reports whether it moved later.
+func (s *state) setCloseDate(d time.Time) bool {
+	if d.Equal(s.facts.CloseDate) {
+		return false
+	}
+	prev := s.facts.CloseDate
+	s.record(change{fact: FactCloseDate, fromT: prev, toT: d})
+	s.facts.CloseDate = d
+	return !prev.IsZero() && d.After(prev)
+}
+
+func (s *state) setOwner(o string) {
+	if o == s.facts.OwnerID {
+		return
+	}
+	s.record(change{fact: FactOwner, fromS: s.facts.OwnerID, toS: o})
+	s.facts.OwnerID = o
+}
+
+func (s *state) setForecast(f string) {
+	if f == s.forecast {
+		return
+	}
+	s.record(change{fact: FactForecastCategory, fromS: s.forecast, toS: f})
+	s.forecast = f
+}
+
+func (s *state) setStage(st string) {
+	s.record(change{fact: FactStage, fromS: s.facts.Stage, toS: st})
+	s.facts.Stage = st
+}
+
+// stageEvidence applies what a move to stage shows: a commitment, a
+// regression, or a close.
+func (s *state) stageEvidence(e *event.Event, stage string) {
+	if step, known := s.l.StageStep(s.pipeline, stage); known && step > 0 {
+		if step < s.maxStage {
+			s.emit(Derived{
+				Type: StageRegressed, OccurredAt: e.OccurredAt,
+				Step: s.l.Key(step), StepIndex: step, Evidence: s.one(e.ID),
+				Detail: `{"from":` + jsonStr(s.l.Key(s.maxStage)) + `,"from_index":` + strconv.Itoa(s.maxStage) + `}`,
+			}, "regressed", e.Source, e.ID)
+		} else {
+			s.maxStage = step
+			s.gain(step, e.OccurredAt, s.one(e.ID))
+		}
+	}
+	switch {
+	case s.l.IsWonStage(stage):
+		s.close(e, StatusWon, "")
+	case s.l.IsLostStage(stage):
+		s.close(e, StatusLost, "")
+	}
+}
+
+func (s *state) closeDatePushed(e *event.Event) {
+	exp := s.expectedNext()
+	if !s.open() || exp == 0 {
+		return
+	}
+	s.miss(e.OccurredAt, MissCloseDatePushed, exp, e.ID, "close_date_pushed", e.Source, e.ID)
+}
+
+// close moves the deal to won or lost. A second close with the same status
+// only fills in a reason the first lacked.
+func (s *state) close(e *event.Event, status, reason string) {
+	k := 0
+	if status == StatusLost {
+		k = 1
+	}
+	if s.facts.Status == status {
+		if i := s.closedIndex[k]; i >= 0 && reason != "" && s.out[i].Reason == "" {
+			s.out[i].Reason = reason
+			s.out[i].Evidence = append(s.out[i].Evidence, e.ID)
+			if status == StatusLost {
+				s.checkNoDecision(e, reason)
+			}
+		}
+		return
+	}
+	s.facts.Status = status
+	s.closedIndex[k] = len(s.out)
+	s.emit(Derived{Type: DealClosed, OccurredAt: e.OccurredAt, Reason: reason, Evidence: s.one(e.ID)}, "closed/"+status)
+	if status == StatusWon {
+		if s.wonStep > 0 {
+			s.gain(s.wonStep, e.OccurredAt, s.one(e.ID))
+		}
+		return
+	}
+	s.checkNoDecision(e, reason)
+}
+
+func (s *state) checkNoDecision(e *event.Event, reason string) {
+	if s.noDecision {
+		return
+	}
+	neverChanged := s.ndStep > 0 && !s.gained[s.ndStep]
+	if !neverChanged && !s.l.IsNoDecisionReason(reason) {
+		return
+	}
+	exp := s.expectedNext()
+	if neverChanged {
+		exp = s.ndStep
+	}
+	if exp == 0 {
+		return
+	}
+	s.noDecision = true
+	s.miss(e.OccurredAt, MissNoDecision, exp, e.ID, "no_decision")
+}
+
+func contactKey(c *event.Contact) string {
+	if c.Email != "" {
+		return strings.ToLower(c.Email)
+	}
+	return "contact:" + c.ContactID
+}
+
+func addPerson(list []string, key string) []string {
+	if key == "" || slices.Contains(list, key) {
+		return list
+	}
+	return append(list, key)
+}
+
+// engage counts a buyer person as an engaged stakeholder; the consensus step
+// is gained when enough are.
+func (s *state) engage(key string, e *event.Event) {
+	if key == "" || slices.Contains(s.stakeholders, key) {
+		return
+	}
+	s.stakeholders = append(s.stakeholders, key)
+	if !slices.Contains(s.stakeEv, e.ID) {
+		s.stakeEv = append(s.stakeEv, e.ID)
+	}
+	if len(s.stakeholders) == s.need && s.consensusStep > 0 {
+		s.gain(s.consensusStep, e.OccurredAt, slices.Clone(s.stakeEv))
+	}
+}
+
+func (s *state) activity(e *event.Event, a *event.Activity) {
+	t := e.OccurredAt
+	completed := a.Status == "" || a.Status == "completed"
+	present := len(a.Participants) == 0
+	for i := range a.Participants {
+		if a.Participants[i].Side == event.Buyer {
+			present = true
+		}
+	}
+	meeting := a.Kind == event.ActivityMeeting
+	if meeting && completed {
+		for i := range a.Participants {
+			pp := &a.Participants[i]
+			if pp.Side == event.Buyer {
+				s.engage(pp.Key(), e)
+			} else {
+				s.sellers = addPerson(s.sellers, pp.Key())
+			}
+		}
+		if present {
+			s.lastBuyerAt = t
+		}
+	}
+	if meeting && !completed {
+		s.lastFollowupAt = t
+	}
+	buyerTask := a.Kind == event.ActivityTask && a.OwnerSide == event.Buyer
+	if buyerTask {
+		s.lastFollowupAt = t
+		if completed {
+			s.lastBuyerAt = t
+		}
+	}
+
+	won := s.facts.Status == StatusWon
+	s.steps = s.l.MatchActivity(s.steps[:0], ladder.Interaction{
+		Kind: a.Kind, Status: a.Status, OwnerSide: string(a.OwnerSide), Subject: a.Subject,
+		BuyerPresent: present, AfterWin: won,
+	})
+	if a.Kind == event.ActivityTask {
+		s.steps = s.l.MatchActionItem(s.steps, "", a.Subject, string(a.OwnerSide), won)
+	}
+	newGain := s.gainAll(e)
+
+	if buyerTask && !completed && a.DueAt != nil && s.open() {
+		step := 0
+		if len(s.steps) > 0 {
+			step = s.steps[0]
+		}
+		s.items = append(s.items, pendingItem{
+			fireAt: a.DueAt.Add(s.l.OverdueGrace()), promisedAt: t,
+			interaction: e.ID, source: e.Source, item: -1, step: step,
+		})
+	}
+
+	if !meeting || !completed || s.facts.Status == StatusLost {
+		return
+	}
+	exp := s.expectedNext()
+	if exp == 0 {
+		return
+	}
+	switch {
+	case !present:
+		s.miss(t, MissNoBuyerPresent, exp, e.ID, "missed", e.Source, e.ID)
+	case newGain:
+	default:
+		s.meetings = append(s.meetings, pendingMeeting{
+			fireAt: t.Add(s.l.Followup()), at: t, interaction: e.ID,
+			source: e.Source, expected: exp, snap: s.facts,
+		})
+	}
+}
+
+func (s *state) call(e *event.Event, c *event.Call) {
+	t := e.OccurredAt
+	present := false
+	for i := range c.Participants {
+		pp := &c.Participants[i]
+		if pp.Side == event.Buyer {
+			present = true
+			s.engage(pp.Key(), e)
+		} else {
+			s.sellers = addPerson(s.sellers, pp.Key())
+		}
+	}
+	if present {
+		s.lastBuyerAt = t
+	}
+	won := s.facts.Status == StatusWon
+	s.steps = s.l.MatchActivity(s.steps[:0], ladder.Interaction{
+		Kind: "call", Subject: c.Title, BuyerPresent: present, AfterWin: won,
+	})
+	buyerActs, sellerActs := false, false
+	for i := range c.ActionItems {
+		it := &c.ActionItems[i]
+		if it.OwnerSide == event.Buyer {
+			buyerActs = true
+			if it.OwnerEmail != "" {
+				s.engage(strings.ToLower(it.OwnerEmail), e)
+			}
+		} else {
+			sellerActs = true
+		}
+		before := len(s.steps)
+		s.steps = s.l.MatchActionItem(s.steps, it.Kind, it.Text, string(it.OwnerSide), won)
+		if it.OwnerSide == event.Buyer && it.DueAt != nil && s.open() {
+			step := 0
+			if len(s.steps) > before {
+				step = s.steps[before]
+			} else if st := s.l.MatchActionItem(nil, it.Kind, it.Text, string(it.OwnerSide), won); len(st) > 0 {
+				step = st[0] // already matched by an earlier item or the title
+			}
+			s.items = append(s.items, pendingItem{
+				fireAt: it.DueAt.Add(s.l.OverdueGrace()), promisedAt: t,
+				interaction: e.ID, source: e.Source, item: i, step: step,
+			})
+		}
+	}
+	advanced := buyerActs || c.NextMeetingBooked
+	if advanced {
+		s.lastFollowupAt = t
+	}
+	s.gainAll(e)
+
+	if s.facts.Status == StatusLost {
+		return
+	}
+	exp := s.expectedNext()
+	if exp == 0 {
+		return
+	}
+	switch {
+	case !present:
+		s.miss(t, MissNoBuyerPresent, exp, e.ID, "missed", e.Source, e.ID)
+	case advanced:
+	case sellerActs:
+		s.miss(t, MissSellerOnlyActions, exp, e.ID, "missed", e.Source, e.ID)
+	default:
+		s.miss(t, MissNoNextStep, exp, e.ID, "missed", e.Source, e.ID)
+	}
+}
+
+// gainAll gains every step in s.steps with e as evidence and reports whether
+// any was new.
+func (s *state) gainAll(e *event.Event) bool {
+	if len(s.steps) == 0 {
+		return false
+	}
+	slices.Sort(s.steps)
+	gainedNew := false
+	for _, st := range s.steps {
+		if s.gain(st, e.OccurredAt, s.one(e.ID)) {
+			gainedNew = true
+		}
+	}
+	return gainedNew
+}
+
+// gain records the first evidence of a step and reports whether it was new.
+func (s *state) gain(step int, at time.Time, evidence []string) bool {
+	if step < 1 || step > s.n || s.gained[step] {
+		return false
+	}
+	s.gained[step] = true
+	if step > s.highest {
+		s.highest = step
+	}
+	key := s.l.Key(step)
+	sum := s.emit(Derived{Type: CommitmentGained, OccurredAt: at, Step: key, StepIndex: step, Evidence: evidence}, "gained", key)
+	s.lastGainAt = at
+	s.lastBuyerAt = at
+	s.anchor, s.hasAnchor = sum, true
+	s.stallFired = false
+	if s.stFrom > 0 && s.highest >= s.stFrom && !s.stDone && s.open() && len(s.stakeholders) < s.need {
+		s.stDone = true
+		s.emit(Derived{
+			Type: DealSingleThreaded, OccurredAt: at, Step: s.l.Key(s.highest), StepIndex: s.highest,
+			Value:  float64(len(s.stakeholders)),
+			Detail: `{"needed":` + strconv.Itoa(s.need) + `}`,
+		}, "single_threaded")
+	}
+	return true
+}
+
+func (s *state) miss(at time.Time, reason string, expected int, interaction string, disc ...string) {
+	s.emit(Derived{
+		Type: CommitmentMissed, OccurredAt: at, Step: s.l.Key(expected), StepIndex: expected,
+		Reason: reason, InteractionID: interaction,
+	}, disc...)
+}
+
+// advance fires the timers due before t (or at t, if inclusive).
+func (s *state) advance(t time.Time, inclusive bool) {
+	due := func(at time.Time) bool { return at.Before(t) || inclusive && at.Equal(t) }
+
+	// deal.stalled: once per anchor (the last commitment gained, or the
+	// opportunity's first event before any).
+	if s.open() && !s.stallFired && !s.firstAt.IsZero() {
+		anchorAt, step := s.lastGainAt, s.highest
+		if !s.hasAnchor {
+			anchorAt, step = s.firstAt, 1
+		}
+		if th := s.l.StallAfter(max(step, 1)); th > 0 {
+			if at := anchorAt.Add(th); due(at) {
+				s.stallFired = true
+				anchor := "start"
+				if s.hasAnchor {
+					anchor = hex.EncodeToString(s.anchor[:])
+				}
+				s.emit(Derived{
+					Type: DealStalled, OccurredAt: at, Step: s.l.Key(s.highest), StepIndex: s.highest,
+					Value:  th.Hours() / 24,
+					Detail: `{"since":` + jsonStr(anchorAt.UTC().Format(time.RFC3339)) + `}`,
+				}, "stalled/"+anchor)
+			}
+		}
+	}
+
+	// Buyer action items: missed at due+grace unless the buyer engaged
+	// after promising (a buyer interaction, a completed buyer task or a
+	// commitment gained). Dropped once the deal closed.
+	if len(s.items) > 0 {
+		keep := s.items[:0]
+		for _, it := range s.items {
+			if !due(it.fireAt) {
+				keep = append(keep, it)
+				continue
+			}
+			if !s.open() || s.lastBuyerAt.After(it.promisedAt) {
+				continue
+			}
+			exp := it.step
+			if exp == 0 {
+				exp = s.expectedNext()
+			}
+			if exp > 0 {
+				if it.item < 0 {
+					s.miss(it.fireAt, MissBuyerActionOverdue, exp, it.interaction, "overdue", it.source, it.interaction)
+				} else {
+					s.miss(it.fireAt, MissBuyerActionOverdue, exp, it.interaction, "overdue", it.source, it.interaction, strconv.Itoa(it.item))
+				}
+			}
+		}
+		s.items = keep
+	}
+
+	// CRM meetings: no_next_step unless a scheduled meeting or buyer action
+	// followed within the follow-up window.
+	if len(s.meetings) > 0 {
+		keep := s.meetings[:0]
+		for _, m := range s.meetings {
+			if !due(m.fireAt) {
+				keep = append(keep, m)
+				continue
+			}
+			if !s.lastFollowupAt.IsZero() && !s.lastFollowupAt.Before(m.at) {
+				continue
+			}
+			d := Derived{
+				Type: CommitmentMissed, OccurredAt: m.at, Step: s.l.Key(m.expected), StepIndex: m.expected,
+				Reason: MissNoNextStep, InteractionID: m.interaction,
+			}
+			s.emitSnap(d, m.snap, "missed", m.source, m.interaction)
+		}
+		s.meetings = keep
+	}
+}
+
+// emit completes d with the opportunity, snapshot and ladder version,
+// appends it and returns the hash its id is made of; ids are set by
+// finish.
+func (s *state) emit(d Derived, disc ...string) [16]byte {
+	return s.emitSnap(d, s.facts, disc...)
+}
+
+func (s *state) emitSnap(d Derived, snap Snapshot, disc ...string) [16]byte {
+	d.Tenant, d.OpportunityID = s.tenant, s.opp
+	d.Snapshot = snap
+	d.LadderVersion = s.l.Version
+	sum := s.sum(d.Type, disc)
+	s.out = append(s.out, d)
+	s.sums = append(s.sums, sum)
+	return sum
+}
+
+// finish sets the ids of the emitted events, all from one allocation.
+func (s *state) finish() {
+	buf := make([]byte, 32*len(s.out))
+	for i := range s.sums {
+		hex.Encode(buf[32*i:], s.sums[i][:])
+	}
+	all := string(buf)
+	for i := range s.out {
+		s.out[i].ID = all[32*i : 32*i+32]
+	}
+}
+
+// one returns a one-element evidence slice from a shared backing array.
+// Its capacity is capped, so appending to it copies.
+func (s *state) one(id string) []string {
+	if len(s.strs) == cap(s.strs) {
+		s.strs = make([]string, 0, 32)
+	}
+	s.strs = append(s.strs, id)
+	n := len(s.strs)
+	return s.strs[n-1 : n : n]
+}
+
+// id is the hex of the first 16 bytes of sha256(tenant NUL opportunity NUL
+// type NUL disc), where disc is the parts joined by "/".
+func (s *state) id(k Kind, parts []string) string {
+	sum := s.sum(k, parts)
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *state) sum(k Kind, parts []string) [16]byte {
+	b := s.idBuf[:0]
+	b = append(b, s.tenant...)
+	b = append(b, 0)
+	b = append(b, s.opp...)
+	b = append(b, 0)
+	b = append(b, k...)
+	b = append(b, 0)
+	for i, p := range parts {
+		if i > 0 {
+			b = append(b, '/')
+		}
+		b = append(b, p...)
+	}
+	s.idBuf = b
+	sum := sha256.Sum256(b)
+	return [16]byte(sum[:16])
+}
+
+// ID returns the derived event id Derive gives an event of kind k about the
+// opportunity with the discriminator disc (see README.md).
+func ID(tenant, opportunityID string, k Kind, disc string) string {
+	s := state{tenant: tenant, opp: opportunityID}
+	return s.id(k, []string{disc})
+}
+
+func jsonStr(v string) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func jsonNum(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+func jsonDate(t time.Time) string {
+	if t.IsZero() {
+		return "null"
+	}
+	return `"` + t.Format(time.DateOnly) + `"`
+}

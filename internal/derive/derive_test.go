@@ -1,0 +1,495 @@
+package derive
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/ladder"
+)
+
+func run(evs []event.Event, now time.Time) []Derived {
+	return Derive(tTenant, tOpp, evs, ladder.Default(), now)
+}
+
+// line renders a derived event as "day type step reason", day counted from
+// t0, for compact golden comparisons.
+func line(d Derived) string {
+	days := d.OccurredAt.Sub(t0).Hours() / 24
+	parts := []string{fmt.Sprintf("d%g", days), string(d.Type)}
+	if d.Step != "" {
+		parts = append(parts, d.Step)
+	}
+	if d.Reason != "" {
+		parts = append(parts, d.Reason)
+	}
+	return strings.Join(parts, " ")
+}
+
+func lines(out []Derived) []string {
+	s := make([]string, len(out))
+	for i, d := range out {
+		s[i] = line(d)
+	}
+	return s
+}
+
+// golden compares the rendered derived events with want, ignoring
+// deal.created and deal.updated unless keepFacts.
+func golden(t *testing.T, out []Derived, keepFacts bool, want ...string) {
+	t.Helper()
+	var got []string
+	for _, d := range out {
+		if !keepFacts && (d.Type == DealCreated || d.Type == DealUpdated) {
+			continue
+		}
+		got = append(got, line(d))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("derived events:\n got: %s\nwant: %s", strings.Join(got, "\n      "), strings.Join(want, "\n      "))
+	}
+}
+
+func find(out []Derived, k Kind, stepOrReason string) *Derived {
+	for i := range out {
+		d := &out[i]
+		if d.Type == k && (stepOrReason == "" || d.Step == stepOrReason || d.Reason == stepOrReason) {
+			return d
+		}
+	}
+	return nil
+}
+
+// climbAll is a deal that climbs all ten steps, wins and kicks off.
+func climbAll() []event.Event {
+	ann, bob, cat := buyer("ann@buyer.com"), buyer("bob@buyer.com"), buyer("cat@buyer.com")
+	rep := seller("rep@seller.com")
+	return []event.Event{
+		created("o1", day(0), "Prospecting", 50000),
+		call("c1", day(1), "Intro", people(ann, rep), booked),
+		call("c2", day(5), "Discovery call", people(ann, rep), items(bItem("share_data", "Ann to share current usage data", ptr(day(9))))),
+		stage("s1", day(6), "Qualification"),
+		call("c3", day(10), "Follow-up", people(ann, rep), items(bItem("define_success_criteria", "Define success criteria", nil))),
+		call("c4", day(15), "Technical deep dive", people(ann, bob, rep), items(bItem("technical_deep_dive", "Bob to bring architecture docs", nil))),
+		call("c5", day(20), "Stakeholder alignment", people(ann, bob, cat, rep), booked),
+		call("c6", day(25), "Budget", people(cat, rep), items(bItem("budget_confirmation", "Cat confirms budget", nil))),
+		call("c7", day(30), "Proposal walkthrough", people(ann, cat, rep), items(bItem("proposal_review", "Review the proposal with CFO", nil))),
+		call("c8", day(40), "Security", people(bob, rep), items(bItem("security_review", "Complete security questionnaire", nil))),
+		won("w1", day(50)),
+		call("c9", day(55), "Kickoff", people(ann, bob, rep), items(bItem("kickoff", "Assign project team", nil))),
+	}
+}
+
+func TestGoldenClimbAllTenAndWin(t *testing.T) {
+	out := run(climbAll(), day(120))
+	golden(t, out, false,
+		"d1 commitment.gained time",
+		"d5 commitment.gained explore",
+		"d10 commitment.gained change",
+		"d15 commitment.gained collaborate",
+		"d20 commitment.gained build_consensus",
+		"d25 commitment.gained invest",
+		"d30 commitment.gained review",
+		"d40 commitment.gained resolve_concerns",
+		"d50 deal.closed",
+		"d50 commitment.gained decide",
+		"d55 commitment.gained execute",
+	)
+	if d := find(out, CommitmentGained, "build_consensus"); !slices.Equal(d.Evidence, []string{"c1", "c4", "c5"}) {
+		t.Errorf("consensus evidence = %v, want the calls that engaged each stakeholder", d.Evidence)
+	}
+	if d := find(out, DealClosed, ""); d.Status != StatusWon || d.Amount != 50000 {
+		t.Errorf("deal.closed = %+v", d)
+	}
+	for i, d := range out {
+		if d.LadderVersion != ladder.Default().Version || d.Tenant != tTenant || d.OpportunityID != tOpp || len(d.ID) != 32 {
+			t.Errorf("out[%d] envelope incomplete: %+v", i, d)
+		}
+	}
+	if g := find(out, CommitmentGained, "time"); g.ID != ID(tTenant, tOpp, CommitmentGained, "gained/time") || g.StepIndex != 1 {
+		t.Errorf("gained time: id %s index %d", g.ID, g.StepIndex)
+	}
+}
+
+func TestGoldenStallAfterExplore(t *testing.T) {
+	ann, rep := buyer("ann@b.com"), seller("rep@s.com")
+	evs := []event.Event{
+		created("o1", day(0), "Prospecting", 20000),
+		call("c1", day(1), "Discovery", people(ann, rep), items(bItem("share_data", "Send data", nil))),
+	}
+	golden(t, run(evs, day(60)), false,
+		"d1 commitment.gained time",
+		"d1 commitment.gained explore",
+		"d15 deal.stalled explore",
+	)
+	st := find(run(evs, day(60)), DealStalled, "")
+	if st.Value != 14 || st.StepIndex != 2 || !strings.Contains(st.Detail, "2025-03-04") {
+		t.Errorf("stall = %+v", st)
+	}
+	// Not yet: the clock decides.
+	if find(run(evs, day(14)), DealStalled, "") != nil {
+		t.Error("stalled before the threshold passed")
+	}
+	// A gain at the threshold itself keeps the deal moving; a later one
+	// starts a new stall period.
+	more := append(slices.Clone(evs), stage("s1", day(15), "Needs Analysis"))
+	golden(t, run(more, day(60)), false,
+		"d1 commitment.gained time",
+		"d1 commitment.gained explore",
+		"d15 commitment.gained change",
+		"d36 deal.stalled change",
+	)
+}
+
+func TestGoldenSellerOnlyActions(t *testing.T) {
+	evs := []event.Event{
+		created("o1", day(0), "Qualification", 1000),
+		call("c1", day(1), "Check-in", people(buyer("a@b.com"), seller("r@s.com")),
+			items(sItem("send_info", "Send the deck"), sItem("schedule_meeting", "Find a time"))),
+	}
+	out := run(evs, day(2))
+	golden(t, out, false,
+		"d0 commitment.gained explore",
+		"d1 commitment.gained time",
+		"d1 commitment.missed change seller_only_actions",
+	)
+	if m := find(out, CommitmentMissed, ""); m.InteractionID != "c1" || m.StepIndex != 3 {
+		t.Errorf("miss = %+v", m)
+	}
+}
+
+func TestGoldenConsensusThroughThreeStakeholders(t *testing.T) {
+	rep := seller("rep@s.com")
+	evs := []event.Event{
+		created("o1", day(0), "Value Proposition", 1000),
+		call("c1", day(1), "Sync", people(buyer("a@b.com"), rep), booked),
+		call("c2", day(3), "Sync", people(buyer("A@b.com"), buyer("b@b.com"), rep), booked), // same a@, any case
+		contact("k1", day(4), "c@b.com", "Influencer"),
+		contact("k2", day(4), "d@b.com", ""), // no role: not counted
+	}
+	out := run(evs, day(5))
+	golden(t, out, false,
+		"d0 commitment.gained collaborate",
+		"d1 commitment.gained time",
+		"d4 commitment.gained build_consensus",
+	)
+	if d := find(out, CommitmentGained, "build_consensus"); !slices.Equal(d.Evidence, []string{"c1", "c2", "k1"}) {
+		t.Errorf("evidence = %v", d.Evidence)
+	}
+	// Two stakeholders only: no consensus.
+	if find(run(evs[:3], day(5)), CommitmentGained, "build_consensus") != nil {
+		t.Error("consensus with two stakeholders")
+	}
+}
+
+func TestGoldenCallBeforeOpportunity(t *testing.T) {
+	evs := []event.Event{
+		call("c1", day(0), "Intro", people(buyer("a@b.com"), seller("r@s.com")),
+			items(bItem("", "Ann will share the data from the current process", nil))),
+		created("o1", day(2), "Prospecting", 1000),
+	}
+	out := run(evs, day(3))
+	golden(t, out, true,
+		"d0 commitment.gained time",
+		"d0 commitment.gained explore",
+		"d2 deal.created",
+	)
+	if out[0].Amount != 0 || out[2].Amount != 1000 {
+		t.Errorf("snapshots: before creation %v, at creation %v", out[0].Amount, out[2].Amount)
+	}
+	// The opportunity's first event anchors the stall clock.
+	if st := find(run(evs, day(40)), DealStalled, ""); st == nil || !st.OccurredAt.Equal(day(14)) {
+		t.Errorf("stall = %+v", st)
+	}
+}
+
+func TestGoldenBuyerActionDueUnkept(t *testing.T) {
+	ann, rep := buyer("a@b.com"), seller("r@s.com")
+	evs := []event.Event{
+		created("o1", day(0), "Qualification", 1000),
+		call("c1", day(1), "Pilot planning", people(ann, rep), items(bItem("pilot", "Set up the pilot environment", ptr(day(8))))),
+	}
+	out := run(evs, day(30))
+	golden(t, out, false,
+		"d0 commitment.gained explore",
+		"d1 commitment.gained time",
+		"d1 commitment.gained invest",
+		"d1 deal.single_threaded invest",
+		"d10 commitment.missed invest buyer_action_overdue",
+	)
+	if st := find(run(evs, day(31)), DealStalled, ""); st == nil || !st.OccurredAt.Equal(day(31)) {
+		t.Errorf("stall 30 days after invest = %+v", st)
+	}
+	// Not due yet at day 9 (grace 2 days).
+	if find(run(evs, day(9)), CommitmentMissed, MissBuyerActionOverdue) != nil {
+		t.Error("overdue inside the grace period")
+	}
+	// Kept: the buyer engaged again before due+grace.
+	kept := append(slices.Clone(evs), call("c2", day(9), "Pilot review", people(ann, rep), booked))
+	if find(run(kept, day(30)), CommitmentMissed, MissBuyerActionOverdue) != nil {
+		t.Error("overdue although the buyer engaged again")
+	}
+	// Closed before due: no miss.
+	closed := append(slices.Clone(evs), lost("l1", day(5), "Price"))
+	if find(run(closed, day(30)), CommitmentMissed, MissBuyerActionOverdue) != nil {
+		t.Error("overdue on a closed deal")
+	}
+}
+
+func TestGoldenLostDeal(t *testing.T) {
+	ann, rep := buyer("a@b.com"), seller("r@s.com")
+	base := []event.Event{
+		created("o1", day(0), "Needs Analysis", 1000),
+		call("c1", day(1), "Sync", people(ann, rep), booked),
+	}
+	out := run(append(slices.Clone(base), lost("l1", day(20), "Price")), day(90))
+	golden(t, out, false,
+		"d0 commitment.gained change",
+		"d1 commitment.gained time",
+		"d20 deal.closed Price",
+	)
+	if d := find(out, DealClosed, ""); d.Status != StatusLost {
+		t.Errorf("status = %q", d.Status)
+	}
+
+	// Lost to no decision, by reason.
+	out = run(append(slices.Clone(base), lost("l1", day(20), "No Decision / Status Quo")), day(90))
+	golden(t, out, false,
+		"d0 commitment.gained change",
+		"d1 commitment.gained time",
+		"d20 deal.closed No Decision / Status Quo",
+		"d20 commitment.missed collaborate no_decision",
+	)
+
+	// Lost without ever winning change: no_decision expecting change,
+	// whatever the reason.
+	never := []event.Event{
+		created("o1", day(0), "Prospecting", 1000),
+		call("c1", day(1), "Sync", people(ann, rep), booked),
+		lost("l1", day(10), "Competitor"),
+	}
+	golden(t, run(never, day(90)), false,
+		"d1 commitment.gained time",
+		"d10 deal.closed Competitor",
+		"d10 commitment.missed change no_decision",
+	)
+}
+
+// TestRules covers each rule on a small input; want lists the expected
+// lines (deal.created and deal.updated included).
+func TestRules(t *testing.T) {
+	a, b2, rep := buyer("a@b.com"), buyer("b@b.com"), seller("r@s.com")
+	tests := []struct {
+		name string
+		evs  []event.Event
+		now  time.Time
+		want []string
+	}{
+		{"no next step", []event.Event{
+			call("c1", day(0), "Chat", people(a, rep)),
+		}, day(1), []string{"d0 commitment.gained time", "d0 commitment.missed explore no_next_step"}},
+		{"no buyer present", []event.Event{
+			call("c1", day(0), "Chat", people(rep), items(sItem("", "send deck"))),
+		}, day(1), []string{"d0 commitment.missed time no_buyer_present"}},
+		{"booked next meeting advances", []event.Event{
+			call("c1", day(0), "Chat", people(a, rep), booked),
+		}, day(1), []string{"d0 commitment.gained time"}},
+		{"buyer action without a step advances", []event.Event{
+			call("c1", day(0), "Chat", people(a, rep), items(bItem("schedule_meeting", "Ann books the room", nil))),
+		}, day(1), []string{"d0 commitment.gained time"}},
+		{"seller-owned item of a buyer kind is no evidence", []event.Event{
+			call("c1", day(0), "Chat", people(a, rep), booked, items(sItem("pilot", "Set up pilot"))),
+		}, day(1), []string{"d0 commitment.gained time"}},
+		{"kickoff before the win is not execute", []event.Event{
+			call("c1", day(0), "Chat", people(a, rep), items(bItem("kickoff", "Plan kickoff", nil))),
+		}, day(1), []string{"d0 commitment.gained time"}},
+		{"close date pushed", []event.Event{
+			created("o1", day(0), "Qualification", 100),
+			ev("d1", day(3), &event.CloseDateChange{From: "2025-06-30", To: "2025-08-31"}),
+			ev("d2", day(4), &event.CloseDateChange{To: "2025-07-31"}), // pulled in
+		}, day(5), []string{
+			"d0 deal.created", "d0 commitment.gained explore",
+			"d3 deal.updated close_date", "d3 commitment.missed change close_date_pushed",
+			"d4 deal.updated close_date",
+		}},
+		{"close date pushed by opportunity.updated", []event.Event{
+			created("o1", day(0), "Qualification", 100),
+			ev("u1", day(3), &event.Opportunity{CloseDate: "2025-09-30"}),
+		}, day(5), []string{
+			"d0 deal.created", "d0 commitment.gained explore",
+			"d3 deal.updated close_date", "d3 commitment.missed change close_date_pushed",
+		}},
+		{"stage regressed", []event.Event{
+			created("o1", day(0), "Qualification", 100),
+			stage("s1", day(1), "Proposal/Price Quote"),
+			stage("s2", day(2), "Value Proposition"),
+			stage("s3", day(3), "Proposal/Price Quote"),
+		}, day(4), []string{
+			"d0 deal.created", "d0 commitment.gained explore",
+			"d1 deal.updated stage", "d1 commitment.gained review", "d1 deal.single_threaded review",
+			"d2 deal.updated stage", "d2 stage.regressed collaborate",
+			"d3 deal.updated stage",
+		}},
+		{"hubspot pipeline, case-insensitive, won stage closes", []event.Event{
+			ev("o1", day(0), &event.Opportunity{Pipeline: "default", Stage: "AppointmentScheduled", Amount: 5}),
+			stage("s1", day(1), "contractsent"),
+			stage("s2", day(2), "closedwon"),
+		}, day(3), []string{
+			"d0 deal.created", "d0 commitment.gained time",
+			"d1 deal.updated stage", "d1 commitment.gained review", "d1 deal.single_threaded review",
+			"d2 deal.updated stage", "d2 commitment.gained decide", "d2 deal.closed",
+		}},
+		{"fact changes", []event.Event{
+			created("o1", day(0), "Prospecting", 100),
+			ev("a1", day(1), &event.AmountChange{From: 100, To: 250}),
+			ev("w1", day(2), &event.OwnerChange{To: "rep-2", Team: "west"}),
+			ev("f1", day(3), &event.ForecastCategoryChange{To: "Commit"}),
+			ev("a2", day(4), &event.AmountChange{From: 250, To: 250}), // no change
+		}, day(5), []string{
+			"d0 deal.created", "d1 deal.updated amount", "d2 deal.updated owner", "d3 deal.updated forecast_category",
+		}},
+		{"single-threaded at invest", []event.Event{
+			call("c1", day(0), "Budget", people(a, rep), items(bItem("budget_confirmation", "confirm budget", nil))),
+		}, day(1), []string{"d0 commitment.gained time", "d0 commitment.gained invest", "d0 deal.single_threaded invest"}},
+		{"not single-threaded with consensus", []event.Event{
+			contact("k1", day(0), "x@b.com", "Economic Buyer"),
+			call("c1", day(1), "Budget", people(a, b2, rep), items(bItem("", "We will confirm the budget", nil))),
+		}, day(2), []string{"d1 commitment.gained build_consensus", "d1 commitment.gained time", "d1 commitment.gained invest"}},
+		{"crm meeting with follow-up", []event.Event{
+			meeting("m1", day(0), "Catch-up", a),
+			ev("m2", day(1), &event.Activity{Kind: "meeting", Status: "scheduled", Subject: "Next"}),
+		}, day(5), []string{"d0 commitment.gained time"}},
+		{"crm meeting gaining nothing new, no follow-up", []event.Event{
+			meeting("m1", day(0), "Intro", a),
+			meeting("m2", day(5), "Catch-up", a),
+		}, day(10), []string{"d0 commitment.gained time", "d5 commitment.missed explore no_next_step"}},
+		{"crm meeting decided only after the window", []event.Event{
+			meeting("m1", day(0), "Intro", a),
+			meeting("m2", day(5), "Catch-up", a),
+		}, day(6), []string{"d0 commitment.gained time"}},
+		{"crm meeting without buyer", []event.Event{
+			meeting("m1", day(0), "Internal prep", rep),
+		}, day(1), []string{"d0 commitment.missed time no_buyer_present"}},
+		{"buyer task is an action item", []event.Event{
+			ev("t1", day(0), &event.Activity{Kind: "task", OwnerSide: event.Buyer, Status: "completed", Subject: "Share data on current process"}),
+		}, day(1), []string{"d0 commitment.gained explore"}},
+		{"buyer task overdue", []event.Event{
+			ev("t1", day(0), &event.Activity{Kind: "task", OwnerSide: event.Buyer, Status: "scheduled", Subject: "Confirm budget", DueAt: ptr(day(3))}),
+		}, day(10), []string{"d0 commitment.gained invest", "d0 deal.single_threaded invest", "d5 commitment.missed invest buyer_action_overdue"}},
+		{"onboarding meeting after win is execute", []event.Event{
+			won("w1", day(0)),
+			meeting("m1", day(3), "Customer onboarding", a),
+		}, day(4), []string{"d0 deal.created", "d0 deal.closed", "d0 commitment.gained decide", "d3 commitment.gained time", "d3 commitment.gained execute"}},
+		{"lost reason arriving after the lost stage", []event.Event{
+			created("o1", day(0), "Needs Analysis", 100),
+			stage("a1", day(2), "Closed Lost"), // sorts before z1: the reason comes second
+			lost("z1", day(2), "no decision"),
+		}, day(3), []string{
+			"d0 deal.created", "d0 commitment.gained change",
+			"d2 deal.updated stage", "d2 deal.closed no decision", "d2 commitment.missed collaborate no_decision",
+		}},
+		{"no misses after a loss", []event.Event{
+			lost("l1", day(0), ""),
+			call("c1", day(1), "Chat", people(a, rep)),
+		}, day(2), []string{"d0 deal.created", "d0 deal.closed", "d0 commitment.missed change no_decision", "d1 commitment.gained time"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			golden(t, run(tc.evs, tc.now), true, tc.want...)
+		})
+	}
+}
+
+func TestDealUpdatedSnapshotAndDetail(t *testing.T) {
+	out := run([]event.Event{
+		created("o1", day(0), "Prospecting", 100),
+		ev("a1", day(1), &event.AmountChange{From: 100, To: 250.5}),
+		ev("d1", day(2), &event.CloseDateChange{To: "2025-07-15"}),
+	}, day(3))
+	amt := find(out, DealUpdated, FactAmount)
+	if amt.Amount != 250.5 || amt.Detail != `{"from":100,"to":250.5}` || !slices.Equal(amt.Evidence, []string{"a1"}) {
+		t.Errorf("amount update = %+v", amt)
+	}
+	cd := find(out, DealUpdated, FactCloseDate)
+	if cd.CloseDate.Format(time.DateOnly) != "2025-07-15" || cd.Detail != `{"from":"2025-06-30","to":"2025-07-15"}` {
+		t.Errorf("close date update = %+v", cd)
+	}
+	cr := find(out, DealCreated, "")
+	if cr.OwnerID != "rep-1" || cr.Team != "east" || cr.Segment != "mid" || cr.LeadSource != "inbound" ||
+		cr.Product != "core" || cr.Status != StatusOpen || cr.Probability != 0.1 || cr.Stage != "Prospecting" {
+		t.Errorf("created snapshot = %+v", cr.Snapshot)
+	}
+}
+
+func TestShortCustomLadder(t *testing.T) {
+	l, err := ladder.Parse("short.yaml", []byte(`
+version: v7
+steps:
+  - {key: meet, stall_after_days: 5}
+  - {key: buy}
+activities:
+  - {step: meet, kinds: [call]}
+won_step: buy
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := Derive(tTenant, tOpp, []event.Event{
+		call("c1", day(0), "Hi", people(buyer("a@b.com"), seller("r@s.com"))),
+		won("w1", day(3)),
+	}, l, day(30))
+	golden(t, out, true,
+		"d0 commitment.gained meet",
+		"d0 commitment.missed buy no_next_step",
+		"d3 deal.created",
+		"d3 deal.closed",
+		"d3 commitment.gained buy",
+	)
+	if out[0].LadderVersion != "v7" || out[4].StepIndex != 2 {
+		t.Errorf("version %q, index %d", out[0].LadderVersion, out[4].StepIndex)
+	}
+}
+
+func TestDiff(t *testing.T) {
+	old := run(climbAll(), day(120))
+	cur := run(append(climbAll(), ev("a9", day(60), &event.AmountChange{To: 1})), day(120))
+	added, retracted := Diff(old, cur)
+	if len(retracted) != 0 || len(added) != 1 || added[0].Type != DealUpdated {
+		t.Errorf("added %v retracted %v", lines(added), lines(retracted))
+	}
+	added, retracted = Diff(cur, old)
+	if len(added) != 0 || len(retracted) != 1 {
+		t.Errorf("reverse: added %v retracted %v", lines(added), lines(retracted))
+	}
+	// The same id with new content counts as added.
+	changed := slices.Clone(old)
+	changed[0].Amount++
+	if added, retracted := Diff(old, changed); len(added) != 1 || len(retracted) != 0 || added[0].ID != old[0].ID {
+		t.Errorf("changed content: added %v retracted %v", lines(added), lines(retracted))
+	}
+	if a, r := Diff(old, old); len(a)+len(r) != 0 {
+		t.Error("diff of a set with itself is not empty")
+	}
+	// A late event that removes a stall retracts it.
+	evs := []event.Event{created("o1", day(0), "Qualification", 10)}
+	before := run(evs, day(30))
+	after := run(append(evs, stage("s1", day(10), "Needs Analysis")), day(30))
+	_, retracted = Diff(before, after)
+	if len(retracted) != 1 || retracted[0].Type != DealStalled {
+		t.Errorf("retracted %v", lines(retracted))
+	}
+}
+
+func TestDeterministicIDsUnique(t *testing.T) {
+	out := run(climbAll(), day(400))
+	seen := map[string]bool{}
+	for _, d := range out {
+		if seen[d.ID] {
+			t.Errorf("duplicate id %s (%s)", d.ID, line(d))
+		}
+		seen[d.ID] = true
+	}
+}
