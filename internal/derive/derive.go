@@ -496,6 +496,7 @@ func (s *state) engage(key string, e *event.Event) {
 
 func (s *state) activity(e *event.Event, a *event.Activity) {
 	t := e.OccurredAt
+	expBefore := s.expectedNext()
 	completed := a.Status == "" || a.Status == "completed"
 	present := len(a.Participants) == 0
 	for i := range a.Participants {
@@ -558,8 +559,10 @@ func (s *state) activity(e *event.Event, a *event.Activity) {
 	}
 	switch {
 	case !present:
+		s.held(t, InteractionContinuation, exp, e, s.facts)
 		s.miss(t, MissNoBuyerPresent, exp, e.ID, "missed", e.Source, e.ID)
 	case newGain:
+		s.held(t, InteractionAdvanced, expBefore, e, s.facts)
 	default:
 		s.meetings = append(s.meetings, pendingMeeting{
 			fireAt: t.Add(s.l.Followup()), at: t, interaction: e.ID,
@@ -570,6 +573,7 @@ func (s *state) activity(e *event.Event, a *event.Activity) {
 
 func (s *state) call(e *event.Event, c *event.Call) {
 	t := e.OccurredAt
+	expBefore := s.expectedNext()
 	present := false
 	for i := range c.Participants {
 		pp := &c.Participants[i]
@@ -626,6 +630,14 @@ func (s *state) call(e *event.Event, c *event.Call) {
 	if exp == 0 {
 		return
 	}
+	outcome := InteractionContinuation
+	if present && advanced {
+		outcome = InteractionAdvanced
+	}
+	if outcome == InteractionAdvanced && expBefore > 0 {
+		exp = expBefore // the step it was expected to win, before it won it
+	}
+	s.held(t, outcome, exp, e, s.facts)
 	switch {
 	case !present:
 		s.miss(t, MissNoBuyerPresent, exp, e.ID, "missed", e.Source, e.ID)
@@ -677,6 +689,15 @@ func (s *state) gain(step int, at time.Time, evidence []string) bool {
 		}, "single_threaded")
 	}
 	return true
+}
+
+// held records one buyer interaction and whether it advanced the deal: the
+// denominator of the miss rate.
+func (s *state) held(at time.Time, outcome string, expected int, e *event.Event, snap Snapshot) {
+	s.emitSnap(Derived{
+		Type: InteractionHeld, OccurredAt: at, Step: s.l.Key(expected), StepIndex: expected,
+		Reason: outcome, InteractionID: e.ID,
+	}, snap, "held", e.Source, e.ID)
 }
 
 func (s *state) miss(at time.Time, reason string, expected int, interaction string, disc ...string) {
@@ -751,8 +772,16 @@ func (s *state) advance(t time.Time, inclusive bool) {
 				continue
 			}
 			if !s.lastFollowupAt.IsZero() && !s.lastFollowupAt.Before(m.at) {
+				s.emitSnap(Derived{
+					Type: InteractionHeld, OccurredAt: m.at, Step: s.l.Key(m.expected), StepIndex: m.expected,
+					Reason: InteractionAdvanced, InteractionID: m.interaction,
+				}, m.snap, "held", m.source, m.interaction)
 				continue
 			}
+			s.emitSnap(Derived{
+				Type: InteractionHeld, OccurredAt: m.at, Step: s.l.Key(m.expected), StepIndex: m.expected,
+				Reason: InteractionContinuation, InteractionID: m.interaction,
+			}, m.snap, "held", m.source, m.interaction)
 			d := Derived{
 				Type: CommitmentMissed, OccurredAt: m.at, Step: s.l.Key(m.expected), StepIndex: m.expected,
 				Reason: MissNoNextStep, InteractionID: m.interaction,
