@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -204,9 +205,9 @@ func (e *Event) Validate() error {
 		return fieldErr("source", "%q must match %s", e.Source, tokenRE)
 	case e.OccurredAt.IsZero():
 		return fieldErr("occurred_at", "missing")
-	case e.OccurredAt.Year() < 1971 || e.OccurredAt.Year() > 2105:
+	case !inRange(e.OccurredAt):
 		return fieldErr("occurred_at", "%s is out of range (1971..2105)", e.OccurredAt.Format(time.RFC3339))
-	case !e.ReceivedAt.IsZero() && (e.ReceivedAt.Year() < 1971 || e.ReceivedAt.Year() > 2105):
+	case !e.ReceivedAt.IsZero() && !inRange(e.ReceivedAt):
 		return fieldErr("received_at", "out of range (1971..2105)")
 	case len(e.OpportunityID) > 256:
 		return fieldErr("opportunity_id", "longer than 256 bytes")
@@ -215,10 +216,10 @@ func (e *Event) Validate() error {
 	if p == nil {
 		return fieldErr("type", "unknown event type %q", e.Type)
 	}
-	if e.Payload == nil {
+	if e.Payload == nil || reflect.ValueOf(e.Payload).IsNil() {
 		return fieldErr("payload", "missing")
 	}
-	if fmt.Sprintf("%T", p) != fmt.Sprintf("%T", e.Payload) {
+	if reflect.TypeOf(p) != reflect.TypeOf(e.Payload) {
 		return fieldErr("payload", "%T does not match type %q", e.Payload, e.Type)
 	}
 	if needsOpportunity(e.Type) && e.OpportunityID == "" {
@@ -226,6 +227,18 @@ func (e *Event) Validate() error {
 	}
 	if err := e.Payload.Validate(); err != nil {
 		return prefix("payload", err)
+	}
+	return nil
+}
+
+// inRange reports whether t fits ClickHouse's DateTime (1970..2105) with a
+// margin.
+func inRange(t time.Time) bool { return t.Year() >= 1971 && t.Year() <= 2105 }
+
+// checkTime validates an optional timestamp inside a payload.
+func checkTime(field string, t *time.Time) error {
+	if t != nil && !inRange(*t) {
+		return fieldErr(field, "%s is out of range (1971..2105)", t.Format(time.RFC3339))
 	}
 	return nil
 }

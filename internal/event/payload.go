@@ -227,6 +227,9 @@ func (p *Activity) Validate() error {
 	if p.OwnerSide != "" && !p.OwnerSide.valid() {
 		return fieldErr("owner_side", "must be %q or %q, got %q", Buyer, Seller, p.OwnerSide)
 	}
+	if err := checkTime("due_at", p.DueAt); err != nil {
+		return err
+	}
 	for i := range p.Participants {
 		if err := p.Participants[i].validate(); err != nil {
 			return prefix(fmt.Sprintf("participants[%d]", i), err)
@@ -276,6 +279,9 @@ type ActionItem struct {
 }
 
 func (a *ActionItem) validate() error {
+	if err := checkTime("due_at", a.DueAt); err != nil {
+		return err
+	}
 	if !a.OwnerSide.valid() {
 		return fieldErr("owner_side", "must be %q or %q, got %q", Buyer, Seller, a.OwnerSide)
 	}
@@ -302,6 +308,12 @@ func (p *Call) Validate() error {
 	}
 	if p.StartedAt.IsZero() {
 		return fieldErr("started_at", "missing")
+	}
+	if err := checkTime("started_at", &p.StartedAt); err != nil {
+		return err
+	}
+	if err := checkTime("next_meeting_at", p.NextMeetingAt); err != nil {
+		return err
 	}
 	if p.DurationSeconds < 0 {
 		return fieldErr("duration_seconds", "must be >= 0, got %d", p.DurationSeconds)
