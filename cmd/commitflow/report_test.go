@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/chtest"
+	"github.com/commitflow/commitflow/internal/derive"
+	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/store"
+)
+
+func TestMain(m *testing.M) { chtest.Main(m) }
+
+// reportDSN returns a migrated database holding a few derived events of
+// tenants acme and globex.
+func reportDSN(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	dsn := chtest.DSN(t)
+	st, err := store.Open(ctx, dsn, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l := ladder.Default()
+	var rows []store.DerivedRow
+	add := func(tenant, o string, kind derive.Kind, day string, step int, status string) {
+		at, _ := time.Parse(time.DateOnly, day)
+		rows = append(rows, store.DerivedRow{Version: 1, Derived: derive.Derived{
+			Tenant: tenant, OpportunityID: o, ID: o + string(kind) + day, Type: kind, OccurredAt: at.Add(9 * time.Hour),
+			Step: l.Key(step), StepIndex: step, LadderVersion: l.Version,
+			Snapshot: derive.Snapshot{Amount: 1000, Status: status, OwnerID: "ann", Team: "east", Probability: 0.2},
+		}})
+	}
+	add("acme", "a-1", derive.DealCreated, "2024-01-02", 0, "open")
+	add("acme", "a-1", derive.CommitmentGained, "2024-01-03", 1, "open")
+	add("acme", "a-1", derive.CommitmentGained, "2024-01-09", 2, "open")
+	add("acme", "a-2", derive.DealCreated, "2024-01-04", 0, "open")
+	add("acme", "a-2", derive.CommitmentGained, "2024-01-05", 1, "open")
+	add("acme", "a-2", derive.DealStalled, "2024-03-05", 1, "open")
+	add("globex", "g-1", derive.CommitmentGained, "2024-01-05", 1, "open")
+	if err := st.InsertDerived(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+	return dsn
+}
+
+func runReport(args ...string) (string, error) {
+	var out bytes.Buffer
+	err := dispatch(context.Background(), append([]string{"report"}, args...), &out)
+	return out.String(), err
+}
+
+func TestReport(t *testing.T) {
+	dsn := reportDSN(t)
+	base := []string{"--clickhouse", dsn, "--tenant", "acme", "--log-level", "error"}
+
+	out, err := runReport(append([]string{"funnel", "--from", "2024-01-01", "--to", "2024-02-01", "--as-of", "2024-04-01", "--window-days", "30"}, base...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "tenant acme") || !strings.Contains(out, "window 30 days") || !strings.Contains(out, "time") {
+		t.Errorf("funnel table:\n%s", out)
+	}
+
+	out, err = runReport(append([]string{"funnel", "--from", "2024-01-01", "--to", "2024-02-01", "--as-of", "2024-04-01", "--format", "csv"}, base...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil {
+		t.Fatalf("funnel csv: %v\n%s", err, out)
+	}
+	if recs[0][0] != "from_step" || recs[1][0] != "time" || recs[1][4] != "2" || recs[1][5] != "1" {
+		t.Errorf("funnel csv: reached/converted of step 1 = %v, want 2 and 1\n%s", recs[1], out)
+	}
+
+	out, err = runReport(append([]string{"stalls", "--as-of", "2024-04-01", "--format", "csv", "--table", "deals"}, base...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "a-2") || strings.Contains(out, "a-1") || strings.Contains(out, "g-1") {
+		t.Errorf("stalled deals csv:\n%s", out)
+	}
+
+	for _, m := range []string{"missed", "movement"} {
+		out, err = runReport(append([]string{m, "--from", "2024-01-01", "--to", "2024-04-01", "--format", "json"}, base...)...)
+		if err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+		var v map[string]any
+		if err := json.Unmarshal([]byte(out), &v); err != nil || v["definitions"] == nil {
+			t.Errorf("%s json: %v\n%s", m, err, out)
+		}
+	}
+	out, err = runReport(append([]string{"forecast", "--as-of", "2024-04-01", "--backtest", "2024-02-01", "--draws", "100"}, base...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "pipeline") || !strings.Contains(out, "calibration") {
+		t.Errorf("forecast table:\n%s", out)
+	}
+}
+
+func TestReportErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{nil, "which metric"},
+		{[]string{"funnnel"}, "unknown metric"},
+		{[]string{"funnel", "--tenant", "acme", "--from", "2024-01-01", "--to", "2024-02-01", "--by", "owner;DROP TABLE x"}, "--by:"},
+		{[]string{"funnel", "--tenant", "acme", "--from", "2024-03-01", "--to", "2024-02-01"}, "--from:"},
+		{[]string{"stalls", "--tenant", "acme", "--page-size", "5000"}, "--page-size:"},
+		{[]string{"stalls", "--tenant", "x' OR '1'='1"}, "--tenant"},
+		{[]string{"stalls", "--tenant", "acme", "--format", "xml"}, "--format"},
+		{[]string{"stalls", "--tenant", "acme", "--table", "nope"}, "--table"},
+		{[]string{"stalls", "--tenant", "acme", "--clickhouse", ""}, "pass --clickhouse"},
+	}
+	for _, tt := range tests {
+		t.Setenv("COMMITFLOW_CLICKHOUSE", "")
+		_, err := runReport(tt.args...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("report %q: error %v, want %q", tt.args, err, tt.want)
+		}
+	}
+}

@@ -1,0 +1,113 @@
+package api
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/commitflow/commitflow/internal/event"
+)
+
+// ParseTokens parses a token list of the form "token1=tenant1,token2=tenant2"
+// (the COMMITFLOW_TOKENS format) into a map from bearer token to tenant.
+// Blank entries are ignored; tokens must be at least 16 bytes of printable
+// ASCII without spaces, commas or '=', and tenants must be valid event
+// tenant names. An empty s gives an empty map.
+func ParseTokens(s string) (map[string]string, error) {
+	tokens := make(map[string]string)
+	for i, entry := range strings.Split(s, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		tok, tenant, ok := strings.Cut(entry, "=")
+		tok, tenant = strings.TrimSpace(tok), strings.TrimSpace(tenant)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("tokens: entry %d: want token=tenant", i+1)
+		case len(tok) < minTokenLen:
+			return nil, fmt.Errorf("tokens: entry %d: token shorter than %d bytes", i+1, minTokenLen)
+		case !printableToken(tok):
+			return nil, fmt.Errorf("tokens: entry %d: token has characters other than printable ASCII", i+1)
+		case !event.ValidToken(tenant):
+			return nil, fmt.Errorf("tokens: entry %d: invalid tenant %q", i+1, tenant)
+		}
+		if _, dup := tokens[tok]; dup {
+			return nil, fmt.Errorf("tokens: entry %d: token given twice", i+1)
+		}
+		tokens[tok] = tenant
+	}
+	return tokens, nil
+}
+
+// minTokenLen is the shortest bearer token ParseTokens accepts.
+const minTokenLen = 16
+
+func printableToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c > '~' || c == ',' || c == '=' {
+			return false
+		}
+	}
+	return true
+}
+
+// authenticator maps bearer tokens to tenants. It keys on a SHA-256 of
+// the token so that the map lookup's timing says nothing about the secret.
+type authenticator struct {
+	tenants map[[sha256.Size]byte]string
+	open    bool
+}
+
+func newAuthenticator(tokens map[string]string, open bool) *authenticator {
+	a := &authenticator{tenants: make(map[[sha256.Size]byte]string, len(tokens)), open: open}
+	for tok, tenant := range tokens {
+		a.tenants[sha256.Sum256([]byte(tok))] = tenant
+	}
+	return a
+}
+
+// authError is an authentication or authorization failure.
+type authError struct {
+	status int
+	msg    string
+	param  string
+}
+
+func (e *authError) Error() string { return e.msg }
+
+// tenant returns the tenant the request may see. With a bearer token the
+// token decides; a tenant parameter must then agree (403 otherwise). In
+// open mode a request without a token names its tenant with ?tenant=.
+func (a *authenticator) tenant(r *http.Request) (string, error) {
+	param, hasParam := r.URL.Query()["tenant"]
+	if hasParam && len(param) != 1 {
+		return "", &authError{http.StatusBadRequest, "given more than once", "tenant"}
+	}
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		if !a.open {
+			return "", &authError{status: http.StatusUnauthorized, msg: "missing bearer token"}
+		}
+		switch {
+		case !hasParam || param[0] == "":
+			return "", &authError{http.StatusBadRequest, "required (the server runs without tokens)", "tenant"}
+		case !event.ValidToken(param[0]):
+			return "", &authError{http.StatusBadRequest, "not a valid tenant name", "tenant"}
+		}
+		return param[0], nil
+	}
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		return "", &authError{status: http.StatusUnauthorized, msg: "malformed Authorization header: want Bearer <token>"}
+	}
+	tenant, ok := a.tenants[sha256.Sum256([]byte(strings.TrimSpace(tok)))]
+	if !ok {
+		return "", &authError{status: http.StatusUnauthorized, msg: "unknown bearer token"}
+	}
+	if hasParam && param[0] != tenant {
+		return "", &authError{http.StatusForbidden, "the token does not grant this tenant", "tenant"}
+	}
+	return tenant, nil
+}

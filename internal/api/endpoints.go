@@ -1,0 +1,204 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/forecast"
+	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/metrics"
+)
+
+// Endpoint describes one metrics endpoint: its name (as in `commitflow
+// report NAME`), its path and its query parameters.
+type Endpoint struct {
+	Name   string
+	Path   string
+	Doc    string
+	Params []Param
+}
+
+// Endpoints lists the metrics endpoints in a fixed order.
+func Endpoints() []Endpoint {
+	paramFrom := Param{"from", "start of the period, inclusive (YYYY-MM-DD or RFC 3339)"}
+	paramTo := Param{"to", "end of the period, exclusive (YYYY-MM-DD or RFC 3339)"}
+	paramAsOf := Param{"as_of", "answer as it would have been at this time (YYYY-MM-DD or RFC 3339); default now"}
+	paramPage := Param{"page", "1-based page of the deal list; default 1"}
+	paramPerPage := Param{"page_size", fmt.Sprintf("deals per page, 1..%d; default %d", metrics.MaxPageSize, metrics.DefaultPageSize)}
+	return []Endpoint{
+		{"funnel", "/v1/funnel", "stage conversion K→K+1 of the cohorts that reached each step in [from, to)", []Param{
+			paramFrom, paramTo, paramAsOf,
+			{"window_days", fmt.Sprintf("count a conversion only within this many days, 0..%d; default none", metrics.MaxWindowDays)},
+			{"by", "break down by owner, team, segment, source or product"},
+			{"interval", "trend: group cohorts by week, month or quarter"},
+		}},
+		{"stalls", "/v1/stalls", "open deals by highest step and days since the last commitment; stalled deals", []Param{
+			paramAsOf, paramPage, paramPerPage,
+		}},
+		{"missed", "/v1/missed", "missed commitments by expected step, reason and owner; miss rates", []Param{
+			paramFrom, paramTo, paramAsOf,
+		}},
+		{"movement", "/v1/movement", "how the pipeline moved between from and to: new, advanced, regressed, stalled, pulled in, pushed out, won, lost", []Param{
+			paramFrom, paramTo, paramAsOf,
+		}},
+		{"forecast", "/v1/forecast", "commitment-weighted pipeline beside the CRM weighting; back-test", forecastParams(paramAsOf)},
+	}
+}
+
+// endpointParams returns the parameters of the named endpoint.
+func endpointParams(name string) []Param {
+	for _, e := range Endpoints() {
+		if e.Name == name {
+			return e.Params
+		}
+	}
+	return nil
+}
+
+// ParseFunnel parses the parameters of GET /v1/funnel. Tenant and ladder
+// are left for the caller (see Query).
+func ParseFunnel(v url.Values) (metrics.FunnelQuery, error) {
+	p := newParser(v, endpointParams("funnel"))
+	q := metrics.FunnelQuery{
+		AsOf:     p.date("as_of", time.Time{}),
+		From:     p.requiredDate("from"),
+		To:       p.requiredDate("to"),
+		By:       p.enum("by", "", "owner", "team", "segment", "source", "product"),
+		Interval: p.enum("interval", "", "week", "month", "quarter"),
+	}
+	if p.str("window_days") != "" {
+		w := p.integer("window_days", 0, 0, metrics.MaxWindowDays)
+		q.WindowDays = &w
+	}
+	p.before(q.From, q.To, "from", "to")
+	return q, p.err
+}
+
+// ParseStalls parses the parameters of GET /v1/stalls.
+func ParseStalls(v url.Values) (metrics.StallsQuery, error) {
+	p := newParser(v, endpointParams("stalls"))
+	q := metrics.StallsQuery{
+		AsOf:     p.date("as_of", time.Time{}),
+		Page:     p.integer("page", 1, 1, maxPage),
+		PageSize: p.integer("page_size", metrics.DefaultPageSize, 1, metrics.MaxPageSize),
+	}
+	return q, p.err
+}
+
+// ParseMissed parses the parameters of GET /v1/missed.
+func ParseMissed(v url.Values) (metrics.MissedQuery, error) {
+	p := newParser(v, endpointParams("missed"))
+	q := metrics.MissedQuery{
+		AsOf: p.date("as_of", time.Time{}),
+		From: p.requiredDate("from"),
+		To:   p.requiredDate("to"),
+	}
+	p.before(q.From, q.To, "from", "to")
+	return q, p.err
+}
+
+// ParseMovement parses the parameters of GET /v1/movement.
+func ParseMovement(v url.Values) (metrics.MovementQuery, error) {
+	p := newParser(v, endpointParams("movement"))
+	q := metrics.MovementQuery{
+		AsOf: p.date("as_of", time.Time{}),
+		From: p.requiredDate("from"),
+		To:   p.requiredDate("to"),
+	}
+	p.before(q.From, q.To, "from", "to")
+	return q, p.err
+}
+
+// maxPage bounds page so that page*page_size cannot overflow.
+const maxPage = 1_000_000
+
+// Check parses v for the named endpoint without running it, so that a
+// caller can refuse bad parameters before connecting anywhere.
+func Check(name string, v url.Values) error {
+	var err error
+	switch name {
+	case "funnel":
+		_, err = ParseFunnel(v)
+	case "stalls":
+		_, err = ParseStalls(v)
+	case "missed":
+		_, err = ParseMissed(v)
+	case "movement":
+		_, err = ParseMovement(v)
+	case "forecast":
+		_, err = ParseForecast(v)
+	default:
+		err = fmt.Errorf("api: unknown endpoint %q", name)
+	}
+	return err
+}
+
+// Query parses v for the named endpoint and runs it for tenant with the
+// ladder l. The API and the CLI both answer through it.
+func Query(ctx context.Context, q *metrics.Querier, f *forecast.Forecaster, l *ladder.Ladder, name, tenant string, v url.Values) (any, error) {
+	steps := make([]string, len(l.Steps))
+	for i, st := range l.Steps {
+		steps[i] = st.Key
+	}
+	switch name {
+	case "funnel":
+		fq, err := ParseFunnel(v)
+		if err != nil {
+			return nil, err
+		}
+		fq.Tenant, fq.Ladder, fq.LadderVersion = tenant, steps, l.Version
+		return q.Funnel(ctx, fq)
+	case "stalls":
+		sq, err := ParseStalls(v)
+		if err != nil {
+			return nil, err
+		}
+		sq.Tenant, sq.Ladder, sq.LadderVersion = tenant, steps, l.Version
+		return q.Stalls(ctx, sq)
+	case "missed":
+		mq, err := ParseMissed(v)
+		if err != nil {
+			return nil, err
+		}
+		mq.Tenant, mq.Ladder, mq.LadderVersion = tenant, steps, l.Version
+		return q.Missed(ctx, mq)
+	case "movement":
+		mq, err := ParseMovement(v)
+		if err != nil {
+			return nil, err
+		}
+		mq.Tenant, mq.Ladder, mq.LadderVersion = tenant, steps, l.Version
+		return q.Movement(ctx, mq)
+	case "forecast":
+		return queryForecast(ctx, f, l, tenant, v)
+	}
+	return nil, fmt.Errorf("api: unknown endpoint %q", name)
+}
+
+// run answers one endpoint for the server.
+func (s *server) run(ctx context.Context, name, tenant string, v url.Values) (any, error) {
+	return Query(ctx, s.q, s.f, s.cfg.Ladder, name, tenant, v)
+}
+
+// inputError is a metric package's input error, reduced to what the
+// response needs.
+type inputError struct{ param, reason string }
+
+// asInputError reports whether err wraps a *metrics.InputError or a
+// *forecast.InputError, and if so fills ie.
+func asInputError(err error, ie *inputError) bool {
+	var me *metrics.InputError
+	if errors.As(err, &me) {
+		*ie = inputError{me.Param, me.Reason}
+		return true
+	}
+	var fe *forecast.InputError
+	if errors.As(err, &fe) {
+		*ie = inputError{fe.Param, fe.Reason}
+		return true
+	}
+	return false
+}

@@ -1,0 +1,88 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/forecast"
+	"github.com/commitflow/commitflow/internal/ladder"
+)
+
+// forecastParams are the parameters of GET /v1/forecast.
+func forecastParams(asOf Param) []Param {
+	return []Param{
+		asOf,
+		{"backtest", "back-test: what each weighting forecast at this date (before as_of) against what was won by the period end"},
+		{"horizon_days", fmt.Sprintf("a win counts within this many days, 1..%d; default %d", forecast.MaxHorizonDays, forecast.DefaultHorizonDays)},
+		{"by", "comma-separated breakdowns: close_period, owner, team; default all"},
+		{"close_period", "group close dates by month (default) or quarter"},
+		{"reference_months", fmt.Sprintf("months of past reference dates to learn from, 1..%d; default %d", forecast.MaxReferenceMonths, forecast.DefaultReferenceMonths)},
+		{"prior_strength", fmt.Sprintf("weight of the Beta prior toward the coarser rate, in samples; default %d", forecast.DefaultPriorStrength)},
+		{"draws", fmt.Sprintf("Monte Carlo draws for P10/P90, 1..%d; default %d", forecast.MaxDraws, forecast.DefaultDraws)},
+		{"seed", "seed of the Monte Carlo draws; default 1"},
+	}
+}
+
+// ParseForecast parses the parameters of GET /v1/forecast. An absent as_of
+// is now; the tenant is left for the caller (see Query).
+func ParseForecast(v url.Values) (forecast.Query, error) {
+	p := newParser(v, endpointParams("forecast"))
+	q := forecast.Query{
+		AsOf:            p.date("as_of", time.Time{}),
+		HorizonDays:     p.integer("horizon_days", forecast.DefaultHorizonDays, 1, forecast.MaxHorizonDays),
+		ClosePeriod:     p.enum("close_period", forecast.PeriodMonth, forecast.PeriodMonth, forecast.PeriodQuarter),
+		ReferenceMonths: p.integer("reference_months", forecast.DefaultReferenceMonths, 1, forecast.MaxReferenceMonths),
+		Draws:           p.integer("draws", forecast.DefaultDraws, 1, forecast.MaxDraws),
+		Seed:            uint64(p.integer("seed", forecast.DefaultSeed, 1, 1<<31-1)),
+		PriorStrength:   forecast.DefaultPriorStrength,
+	}
+	if q.AsOf.IsZero() {
+		q.AsOf = time.Now().UTC().Truncate(time.Second)
+	}
+	if s := p.str("backtest"); s != "" {
+		b := p.date("backtest", time.Time{})
+		if !b.IsZero() {
+			q.Backtest = &b
+			p.before(b, q.AsOf, "backtest", "as_of")
+		}
+	}
+	if s := p.str("prior_strength"); s != "" {
+		k, err := strconv.ParseFloat(s, 64)
+		if err != nil || !(k > 0 && k <= 1e6) {
+			p.fail("prior_strength", "want a number in (0, 1000000], got %q", truncate(s))
+		} else {
+			q.PriorStrength = k
+		}
+	}
+	if s := p.str("by"); s != "" {
+		seen := map[string]bool{}
+		for _, b := range strings.Split(s, ",") {
+			b = strings.TrimSpace(b)
+			switch b {
+			case forecast.ByClosePeriod, forecast.ByOwner, forecast.ByTeam:
+			default:
+				p.fail("by", "want a comma-separated list of close_period, owner, team, got %q", truncate(b))
+				continue
+			}
+			if !seen[b] {
+				seen[b] = true
+				q.By = append(q.By, b)
+			}
+		}
+	}
+	return q, p.err
+}
+
+// queryForecast runs GET /v1/forecast for tenant.
+func queryForecast(ctx context.Context, f *forecast.Forecaster, l *ladder.Ladder, tenant string, v url.Values) (*forecast.Result, error) {
+	q, err := ParseForecast(v)
+	if err != nil {
+		return nil, err
+	}
+	q.Tenant, q.LadderVersion = tenant, l.Version
+	return f.Forecast(ctx, q)
+}

@@ -1,0 +1,161 @@
+package api
+
+import (
+	"fmt"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ParamError is a bad query parameter. The API answers it with 400 and
+// {"error": Reason, "param": Param}.
+type ParamError struct {
+	Param  string
+	Reason string
+}
+
+func (e *ParamError) Error() string { return e.Param + ": " + e.Reason }
+
+// Param documents one query parameter of an endpoint.
+type Param struct {
+	Name string
+	Doc  string
+}
+
+// ParseDate parses YYYY-MM-DD (midnight UTC) or RFC 3339 (converted to
+// UTC) and checks that it lies in 1971..2105.
+func ParseDate(s string) (time.Time, error) {
+	var t time.Time
+	var err error
+	// An unescaped '+' of a zone offset arrives as a space.
+	if len(s) > 19 && s[10] == 'T' && s[len(s)-6] == ' ' {
+		s = s[:len(s)-6] + "+" + s[len(s)-5:]
+	}
+	if len(s) == len(time.DateOnly) {
+		t, err = time.Parse(time.DateOnly, s)
+	} else {
+		t, err = time.Parse(time.RFC3339, s)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("want a date YYYY-MM-DD or an RFC 3339 time, got %q", truncate(s))
+	}
+	t = t.UTC()
+	if y := t.Year(); y < 1971 || y > 2105 {
+		return time.Time{}, fmt.Errorf("%s is out of range (1971..2105)", s)
+	}
+	return t, nil
+}
+
+// parser reads url.Values, keeping the first error.
+type parser struct {
+	v   url.Values
+	err error
+}
+
+// newParser checks that v holds only the named parameters (and tenant,
+// which authentication handles), each at most once.
+func newParser(v url.Values, params []Param) *parser {
+	p := &parser{v: v}
+	known := map[string]bool{"tenant": true}
+	for _, prm := range params {
+		known[prm.Name] = true
+	}
+	names := make([]string, 0, len(v))
+	for name := range v {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		switch {
+		case !known[name]:
+			p.fail(truncate(name), "unknown parameter")
+		case len(v[name]) > 1:
+			p.fail(name, "given more than once")
+		}
+	}
+	return p
+}
+
+func (p *parser) fail(param, format string, args ...any) {
+	if p.err == nil {
+		p.err = &ParamError{Param: param, Reason: fmt.Sprintf(format, args...)}
+	}
+}
+
+// str returns the parameter's value, or "" when it is absent.
+func (p *parser) str(name string) string { return strings.TrimSpace(p.v.Get(name)) }
+
+// date returns the parameter as a time, or def when it is absent.
+func (p *parser) date(name string, def time.Time) time.Time {
+	s := p.str(name)
+	if s == "" {
+		return def
+	}
+	t, err := ParseDate(s)
+	if err != nil {
+		p.fail(name, "%v", err)
+		return def
+	}
+	return t
+}
+
+// integer returns the parameter as an int in [min, max], or def when it is
+// absent.
+func (p *parser) integer(name string, def, min, max int) int {
+	s := p.str(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		p.fail(name, "want an integer, got %q", truncate(s))
+		return def
+	}
+	if n < min || n > max {
+		p.fail(name, "%d is out of range (%d..%d)", n, min, max)
+		return def
+	}
+	return n
+}
+
+// enum returns the parameter, which must be one of allowed, or def when it
+// is absent.
+func (p *parser) enum(name, def string, allowed ...string) string {
+	s := p.str(name)
+	if s == "" {
+		return def
+	}
+	for _, a := range allowed {
+		if s == a {
+			return s
+		}
+	}
+	p.fail(name, "want one of %s, got %q", strings.Join(allowed, ", "), truncate(s))
+	return def
+}
+
+// before checks that a is before b.
+func (p *parser) before(a, b time.Time, aName, bName string) {
+	if !a.IsZero() && !b.IsZero() && !a.Before(b) {
+		p.fail(aName, "%s must be before %s", aName, bName)
+	}
+}
+
+// truncate shortens s for an error message.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// requiredDate is date for a parameter that must be given.
+func (p *parser) requiredDate(name string) time.Time {
+	if p.str(name) == "" {
+		p.fail(name, "required")
+		return time.Time{}
+	}
+	return p.date(name, time.Time{})
+}
