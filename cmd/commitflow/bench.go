@@ -1,11 +1,357 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/config"
+	"github.com/commitflow/commitflow/internal/derive"
+	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/gen"
+	"github.com/commitflow/commitflow/internal/ingest"
+	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/store"
 )
 
 func cmdBench(ctx context.Context, args []string, stdout io.Writer) error {
-	return errors.New("bench: not implemented yet")
+	if len(args) == 0 {
+		return errors.New("bench: say what to measure: bench ingest | bench derive")
+	}
+	switch args[0] {
+	case "ingest":
+		return benchIngest(ctx, args[1:], stdout)
+	case "derive":
+		return benchDerive(ctx, args[1:], stdout)
+	}
+	return fmt.Errorf("bench: unknown benchmark %q (want ingest or derive)", args[0])
+}
+
+// benchEvents generates n events (about 23 per opportunity).
+func benchEvents(ctx context.Context, n int, seed int64) ([]event.Event, error) {
+	evs := make([]event.Event, 0, n)
+	cfg := gen.Config{Seed: seed, Opportunities: max(1, n/20), Tenant: "bench", End: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
+	errEnough := errors.New("enough")
+	err := gen.Generate(ctx, cfg, func(ev event.Event) error {
+		if len(evs) == n {
+			return errEnough
+		}
+		evs = append(evs, ev)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return nil, err
+	}
+	return evs, nil
+}
+
+// withDatabase returns dsn pointing at database db.
+func withDatabase(dsn, db string) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", fmt.Errorf("dsn: %w", err)
+	}
+	u.Path = "/" + db
+	return u.String(), nil
+}
+
+// benchStore creates (or empties) database db and opens a migrated store on
+// it.
+func benchStore(ctx context.Context, s *stack, dsn, db string) (*store.Store, string, error) {
+	if err := s.st.Conn().Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
+		return nil, "", err
+	}
+	if err := s.st.Conn().Exec(ctx, "CREATE DATABASE "+db); err != nil {
+		return nil, "", err
+	}
+	dbDSN, err := withDatabase(dsn, db)
+	if err != nil {
+		return nil, "", err
+	}
+	st, err := store.Open(ctx, dbDSN, store.Options{Logger: s.log})
+	if err != nil {
+		return nil, "", err
+	}
+	s.closers = append(s.closers, func(ctx context.Context) error {
+		st.Close()
+		return s.st.Conn().Exec(ctx, "DROP DATABASE IF EXISTS "+db)
+	})
+	if _, err := st.Migrate(ctx); err != nil {
+		return nil, "", err
+	}
+	return st, dbDSN, nil
+}
+
+func rawRows(evs []event.Event) ([]store.RawEvent, error) {
+	rows := make([]store.RawEvent, len(evs))
+	for i, ev := range evs {
+		b, err := event.Marshal(ev)
+		if err != nil {
+			return nil, err
+		}
+		rows[i] = store.RawEvent{Tenant: ev.Tenant, OpportunityID: ev.OpportunityID, Source: ev.Source, EventID: ev.ID,
+			Type: string(ev.Type), OccurredAt: ev.OccurredAt, ReceivedAt: ev.ReceivedAt, StreamSeq: uint64(i + 1), Payload: b}
+	}
+	return rows, nil
+}
+
+func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("bench ingest", flag.ContinueOnError)
+	var c config.Common
+	c.Register(fs)
+	n := fs.Int("events", 1_000_000, "events to ingest")
+	batch := fs.Int("batch", 20000, "ingest fetch batch size")
+	workers := fs.Int("workers", 2, "ingest workers")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := newLogger(c.LogLevel)
+	s := &stack{log: log}
+	defer s.close()
+	if err := s.openStore(ctx, &c); err != nil {
+		return err
+	}
+	dsn := c.ClickHouse
+	if dsn == "" {
+		// The managed server: its DSN is the store's.
+		dsn = s.dsn
+	}
+	fmt.Fprintf(os.Stderr, "generating %d events...\n", *n)
+	evs, err := benchEvents(ctx, *n, 1)
+	if err != nil {
+		return err
+	}
+	rows, err := rawRows(evs)
+	if err != nil {
+		return err
+	}
+
+	// 1. Raw inserts of the same rows: clickhouse-client, and the native
+	// protocol from one and from two writers.
+	rawStore, rawDSN, err := benchStore(ctx, s, dsn, "commitflow_bench_raw")
+	if err != nil {
+		return err
+	}
+	type result struct {
+		name string
+		rate float64
+		note string
+	}
+	var results []result
+	clientRate, err := clientInsert(ctx, rawStore, rawDSN, rows)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "clickhouse-client insert skipped: %v\n", err)
+	} else {
+		results = append(results, result{"raw insert, clickhouse-client (TSV)", clientRate, "same rows, one client"})
+	}
+	best := clientRate
+	for _, writers := range []int{1, 2} {
+		if err := rawStore.Conn().Exec(ctx, "TRUNCATE TABLE events"); err != nil {
+			return err
+		}
+		rate, err := nativeInsert(ctx, rawStore, rows, writers, 50000)
+		if err != nil {
+			return err
+		}
+		results = append(results, result{fmt.Sprintf("raw insert, native protocol, %d writer(s)", writers), rate, "batches of 50k"})
+		best = max(best, rate)
+	}
+
+	// 2. Publish to a fresh embedded JetStream, then drain it into
+	// ClickHouse with the ingest workers.
+	e2eStore, _, err := benchStore(ctx, s, dsn, "commitflow_bench_e2e")
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "commitflow-bench-nats-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	nc := config.Common{Data: dir, NATSListen: "127.0.0.1:-1", Partitions: c.Partitions}
+	if err := s.openNATS(ctx, &nc); err != nil {
+		return err
+	}
+	parts, err := bus.Partitions(ctx, s.js)
+	if err != nil {
+		return err
+	}
+	pub := bus.NewPublisher(s.js, parts)
+	start := time.Now()
+	for i := 0; i < len(evs); i += 10000 {
+		if err := pub.PublishBatch(ctx, evs[i:min(i+10000, len(evs))]); err != nil {
+			return err
+		}
+	}
+	pubRate := float64(len(evs)) / time.Since(start).Seconds()
+	results = append(results, result{"publish to embedded JetStream", pubRate, "PublishAsync, Nats-Msg-Id"})
+
+	w, err := ingest.New(s.js, e2eStore, ingest.Config{BatchSize: *batch, Workers: *workers}, nil, log)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	start = time.Now()
+	go func() { done <- w.Run(wctx) }()
+	for {
+		cnt, err := e2eStore.CountEvents(ctx, "bench")
+		if err != nil {
+			cancel()
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "\rstored %d/%d", cnt, len(evs))
+		if cnt >= uint64(len(evs)) {
+			break
+		}
+		if !sleep(ctx, 200*time.Millisecond) {
+			cancel()
+			return ctx.Err()
+		}
+	}
+	e2e := float64(len(evs)) / time.Since(start).Seconds()
+	fmt.Fprintln(os.Stderr)
+	cancel()
+	<-done
+	results = append(results, result{"end to end: JetStream -> ingest -> ClickHouse", e2e,
+		fmt.Sprintf("%d workers, batches of %d, backlog drained", *workers, *batch)})
+
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "benchmark (%d events, %d cores)\trows/s\t\n", len(evs), runtime.NumCPU())
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\n", r.name, r.rate, r.note)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "end-to-end / best raw insert = %.2f (target >= 0.50)\n", e2e/best)
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// nativeInsert inserts rows in batches from the given number of writers and
+// returns rows/s.
+func nativeInsert(ctx context.Context, st *store.Store, rows []store.RawEvent, writers, batch int) (float64, error) {
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w * batch; i < len(rows); i += writers * batch {
+				if err := st.InsertEvents(ctx, rows[i:min(i+batch, len(rows))]); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return float64(len(rows)) / time.Since(start).Seconds(), nil
+}
+
+// clientInsert inserts rows with the clickhouse-client binary, reading
+// TabSeparated from a file, and returns rows/s (file writing not counted).
+func clientInsert(ctx context.Context, st *store.Store, dsn string, rows []store.RawEvent) (float64, error) {
+	bin, err := exec.LookPath("clickhouse-client")
+	if err != nil {
+		return 0, errors.New("clickhouse-client is not installed")
+	}
+	opt, err := clickhouse.ParseDSN(dsn)
+	if err != nil {
+		return 0, err
+	}
+	host, port, _ := strings.Cut(opt.Addr[0], ":")
+	f, err := os.CreateTemp("", "commitflow-bench-*.tsv")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	bw := bufio.NewWriterSize(f, 1<<20)
+	esc := strings.NewReplacer("\\", "\\\\", "\t", "\\t", "\n", "\\n")
+	for _, r := range rows {
+		fmt.Fprintf(bw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", esc.Replace(r.Tenant), esc.Replace(r.OpportunityID), esc.Replace(r.Source),
+			esc.Replace(r.EventID), esc.Replace(r.Type), r.OccurredAt.UTC().Format(time.DateTime), r.ReceivedAt.UTC().Format(time.DateTime), r.StreamSeq, esc.Replace(string(r.Payload)))
+	}
+	if err := bw.Flush(); err != nil {
+		return 0, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, err
+	}
+	if err := st.Conn().Exec(ctx, "CREATE TABLE events_client AS events"); err != nil {
+		return 0, err
+	}
+	cmd := exec.CommandContext(ctx, bin, "--host", host, "--port", port, "--user", opt.Auth.Username, "--database", opt.Auth.Database,
+		"--query", "INSERT INTO events_client (tenant, opportunity_id, source, event_id, type, occurred_at, received_at, stream_seq, payload) FORMAT TabSeparated")
+	if opt.Auth.Password != "" {
+		cmd.Args = append(cmd.Args, "--password", opt.Auth.Password)
+	}
+	cmd.Env = append(os.Environ(), "TZ=UTC")
+	cmd.Stdin = f
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("%s: %w: %s", filepath.Base(bin), err, stderr.String())
+	}
+	return float64(len(rows)) / time.Since(start).Seconds(), nil
+}
+
+func benchDerive(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("bench derive", flag.ContinueOnError)
+	n := fs.Int("events", 500_000, "events to derive from")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	evs, err := benchEvents(ctx, *n, 1)
+	if err != nil {
+		return err
+	}
+	byOpp := map[string][]event.Event{}
+	var order []string
+	for _, ev := range evs {
+		if _, ok := byOpp[ev.OpportunityID]; !ok {
+			order = append(order, ev.OpportunityID)
+		}
+		byOpp[ev.OpportunityID] = append(byOpp[ev.OpportunityID], ev)
+	}
+	l := ladder.Default()
+	now := time.Date(2026, 6, 2, 0, 0, 0, 0, time.UTC)
+	start := time.Now()
+	derived := 0
+	for _, id := range order {
+		derived += len(derive.Derive("bench", id, byOpp[id], l, now))
+	}
+	el := time.Since(start)
+	fmt.Fprintf(stdout, "derived %d events from %d input events of %d opportunities in %s on one goroutine: %.0f input events/s\n",
+		derived, len(evs), len(order), el.Round(time.Millisecond), float64(len(evs))/el.Seconds())
+	return nil
 }

@@ -1,11 +1,129 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"flag"
+	"fmt"
+	"github.com/commitflow/commitflow/internal/bus"
 	"io"
+	"os"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/config"
+	"github.com/commitflow/commitflow/internal/gen"
 )
 
 func cmdGen(ctx context.Context, args []string, stdout io.Writer) error {
-	return errors.New("gen: not implemented yet")
+	return runGen(ctx, args, stdout, os.Stderr)
+}
+
+// runGen is cmdGen with stderr (progress and summary) as a parameter.
+func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("gen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfg     gen.Config
+		end     string
+		out     string
+		publish bool
+		natsURL string
+	)
+	fs.Int64Var(&cfg.Seed, "seed", 1, "random seed; the same flags give the same events, byte for byte")
+	fs.IntVar(&cfg.Opportunities, "opportunities", 500, "number of opportunities to generate")
+	fs.StringVar(&cfg.Tenant, "tenant", config.Env("COMMITFLOW_TENANT", "demo"), "tenant name; with --tenants N > 1 the tenants are TENANT-1..TENANT-N (env COMMITFLOW_TENANT)")
+	fs.IntVar(&cfg.Tenants, "tenants", 1, "number of tenants")
+	fs.StringVar(&end, "end", "", "end of the data, YYYY-MM-DD (00:00 UTC; default today); the data spans the year before it")
+	fs.Float64Var(&cfg.DuplicateRate, "duplicates", 0, "share of events emitted twice (same id), 0..1")
+	fs.Float64Var(&cfg.LateRate, "late", 0, "share of events emitted out of order with a late received_at, 0..1")
+	fs.StringVar(&out, "out", "-", "output file for NDJSON events; - is stdout")
+	fs.BoolVar(&publish, "publish", false, "publish the events to NATS JetStream instead of writing them")
+	fs.StringVar(&natsURL, "nats", config.Env("COMMITFLOW_NATS", "nats://127.0.0.1:4222"), "NATS URL for --publish; the default is where `commitflow run` embeds its server (env COMMITFLOW_NATS)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: commitflow gen [--seed S] [--opportunities N] [--tenant T] [--end YYYY-MM-DD] [--out FILE.ndjson | --publish]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("gen: unexpected argument %q", fs.Arg(0))
+	}
+	if end == "" {
+		cfg.End = time.Now().UTC().Truncate(24 * time.Hour)
+	} else {
+		t, err := time.Parse(time.DateOnly, end)
+		if err != nil {
+			return fmt.Errorf("gen: --end %q: want YYYY-MM-DD", end)
+		}
+		cfg.End = t
+	}
+	if publish {
+		return genPublish(ctx, cfg, natsURL)
+	}
+
+	w := stdout
+	name := "stdout"
+	var f *os.File
+	if out != "-" && out != "" {
+		var err error
+		if f, err = os.Create(out); err != nil {
+			return fmt.Errorf("gen: %w", err)
+		}
+		defer f.Close()
+		w, name = f, out
+	}
+	p := &genProgress{w: w, log: stderr, start: time.Now()}
+	p.last = p.start
+	n, err := gen.GenerateToWriter(ctx, cfg, p)
+	if f != nil {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("close %s: %w", name, cerr)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("gen: %s: %w", name, err)
+	}
+	el := time.Since(p.start)
+	fmt.Fprintf(stderr, "gen: wrote %d events for %d opportunities to %s in %s (%.0f events/s)\n",
+		n, cfg.Opportunities, name, el.Round(time.Millisecond), float64(n)/max(el.Seconds(), 1e-9))
+	return nil
+}
+
+// genProgress passes writes through to w, counting the NDJSON lines, and
+// reports on log every 2 seconds.
+type genProgress struct {
+	w           io.Writer
+	log         io.Writer
+	start, last time.Time
+	n           int // events written
+}
+
+func (p *genProgress) Write(b []byte) (int, error) {
+	k, err := p.w.Write(b)
+	p.n += bytes.Count(b[:k], []byte{'\n'})
+	if now := time.Now(); now.Sub(p.last) >= 2*time.Second {
+		p.last = now
+		fmt.Fprintf(p.log, "gen: %d events written, %.0f events/s\n", p.n, float64(p.n)/now.Sub(p.start).Seconds())
+	}
+	return k, err
+}
+
+// genPublish publishes the generated events to the NATS server at url, whose
+// streams it declares if they are missing.
+func genPublish(ctx context.Context, cfg gen.Config, url string) error {
+	log := newLogger("info")
+	nc, js, err := bus.Connect(ctx, url, log)
+	if err != nil {
+		return fmt.Errorf("gen: %w", err)
+	}
+	defer nc.Drain()
+	if err := bus.Declare(ctx, js, bus.Options{}); err != nil {
+		return fmt.Errorf("gen: %w", err)
+	}
+	n, err := bus.Partitions(ctx, js)
+	if err != nil {
+		return fmt.Errorf("gen: %w", err)
+	}
+	return publishGenerated(ctx, bus.NewPublisher(js, n), cfg, log)
 }

@@ -3,9 +3,275 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/api"
+	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/chserver"
+	"github.com/commitflow/commitflow/internal/config"
+	"github.com/commitflow/commitflow/internal/forecast"
+	"github.com/commitflow/commitflow/internal/gen"
+	"github.com/commitflow/commitflow/internal/ingest"
+	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/pipeline"
+	"github.com/commitflow/commitflow/internal/store"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
+// stack is the infrastructure a command runs against: ClickHouse (managed
+// or given), NATS (embedded or given) and the store. close stops what was
+// started, in reverse order.
+type stack struct {
+	dsn     string // the ClickHouse DSN in use
+	st      *store.Store
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	closers []func(context.Context) error
+	log     *slog.Logger
+}
+
+func (s *stack) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		if err := s.closers[i](ctx); err != nil {
+			s.log.Warn("shutdown", "err", err)
+		}
+	}
+}
+
+// openStore connects to ClickHouse (starting a managed server under
+// <data>/clickhouse when no DSN is given) and applies the migrations.
+func (s *stack) openStore(ctx context.Context, c *config.Common) error {
+	dsn, stop, err := chserver.Ensure(ctx, c.ClickHouse, filepath.Join(c.Data, "clickhouse"), s.log)
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, stop)
+	s.dsn = dsn
+	st, err := store.Open(ctx, dsn, store.Options{Cluster: c.ClickHouseCluster, Logger: s.log})
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, func(context.Context) error { return st.Close() })
+	applied, err := st.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	if len(applied) > 0 {
+		s.log.Info("migrations applied", "migrations", applied)
+	}
+	s.st = st
+	return nil
+}
+
+// openNATS connects to NATS (embedding a server under <data>/nats when no
+// URL is given) and declares the streams and consumers.
+func (s *stack) openNATS(ctx context.Context, c *config.Common) error {
+	url := c.NATS
+	if url == "" {
+		emb, err := bus.StartEmbedded(ctx, filepath.Join(c.Data, "nats"), c.NATSListen, s.log)
+		if err != nil {
+			return err
+		}
+		s.closers = append(s.closers, func(context.Context) error { emb.Shutdown(); return nil })
+		url = emb.ClientURL()
+		s.log.Info("embedded NATS JetStream started", "url", url, "store", filepath.Join(c.Data, "nats"))
+	}
+	nc, js, err := bus.Connect(ctx, url, s.log)
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, func(context.Context) error { return nc.Drain() })
+	if err := bus.Declare(ctx, js, bus.Options{Partitions: c.Partitions, Logger: s.log}); err != nil {
+		return err
+	}
+	s.nc, s.js = nc, js
+	return nil
+}
+
+func loadLadder(path string) (*ladder.Ladder, error) {
+	if path == "" {
+		return ladder.Default(), nil
+	}
+	return ladder.Load(path)
+}
+
 func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
-	return errors.New("run: not implemented yet")
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	var c config.Common
+	c.Register(fs)
+	demo := fs.Bool("demo", false, "load a generated demo book of business on first start (tenant \"demo\"), and serve the API open on loopback unless tokens are set")
+	demoOpps := fs.Int("demo-opportunities", config.EnvInt("COMMITFLOW_DEMO_OPPORTUNITIES", 2000), "opportunities in the demo data")
+	ladderFile := fs.String("ladder", config.Env("COMMITFLOW_LADDER", ""), "ladder configuration file; empty uses the shipped default (env COMMITFLOW_LADDER)")
+	tokens := fs.String("tokens", config.Env("COMMITFLOW_TOKENS", ""), "API bearer tokens, token=tenant,token=tenant (env COMMITFLOW_TOKENS)")
+	ingestWorkers := fs.Int("ingest-workers", config.EnvInt("COMMITFLOW_INGEST_WORKERS", 2), "parallel ingest workers")
+	sweep := fs.Duration("sweep", config.EnvDuration("COMMITFLOW_SWEEP", 10*time.Minute), "how often open deals are re-derived so stalls and overdue actions fire")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := newLogger(c.LogLevel)
+	l, err := loadLadder(*ladderFile)
+	if err != nil {
+		return err
+	}
+	tok, err := api.ParseTokens(*tokens)
+	if err != nil {
+		return fmt.Errorf("--tokens: %w", err)
+	}
+	open := *demo && len(tok) == 0
+	if open && !isLoopback(c.HTTP) {
+		return fmt.Errorf("--demo without --tokens serves the API without authentication, which is only allowed on a loopback address, not %s", c.HTTP)
+	}
+	if !open && len(tok) == 0 {
+		return errors.New("no API tokens: set --tokens token=tenant,... (or COMMITFLOW_TOKENS), or use --demo on loopback")
+	}
+
+	s := &stack{log: log}
+	defer s.close()
+	if err := s.openStore(ctx, &c); err != nil {
+		return err
+	}
+	if err := s.openNATS(ctx, &c); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	iw, err := ingest.New(s.js, s.st, ingest.Config{Workers: *ingestWorkers}, reg, log)
+	if err != nil {
+		return err
+	}
+	dw, err := pipeline.NewDeriver(ctx, s.js, s.st, l, pipeline.Config{Sweep: *sweep}, reg, log)
+	if err != nil {
+		return err
+	}
+	handler := api.New(api.Config{
+		Tokens:   tok,
+		Open:     open,
+		Ladder:   l,
+		Registry: reg,
+		Ready: func(ctx context.Context) error {
+			if s.nc.Status() != nats.CONNECTED {
+				return fmt.Errorf("nats: %s", s.nc.Status())
+			}
+			if err := s.st.Ping(ctx); err != nil {
+				return fmt.Errorf("clickhouse: %w", err)
+			}
+			ok, err := s.st.Migrated(ctx)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return errors.New("clickhouse: migrations not applied")
+			}
+			return nil
+		},
+	}, metrics.New(s.st.Conn()), forecast.New(s.st.Conn()), log)
+
+	ln, err := net.Listen("tcp", c.HTTP)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", c.HTTP, err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 3)
+	go func() { errc <- ingestRun(ctx, iw) }()
+	go func() { errc <- dw.Run(ctx) }()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	url := "http://" + ln.Addr().String() + "/"
+	log.Info("commitflow is running", "dashboard", url, "open", open)
+	fmt.Fprintf(stdout, "commitflow is running: dashboard and API at %s (Ctrl-C to stop)\n", url)
+	if open {
+		fmt.Fprintln(stdout, "the API is open (no token) because --demo runs on loopback; pass ?tenant=demo")
+	}
+
+	if *demo {
+		go func() {
+			if err := loadDemo(ctx, s, *demoOpps, log); err != nil && ctx.Err() == nil {
+				log.Error("demo data", "err", err)
+			}
+		}()
+	}
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	return err
+}
+
+func ingestRun(ctx context.Context, w *ingest.Worker) error { return w.Run(ctx) }
+
+// loadDemo publishes the demo book of business once: when the demo tenant
+// has no stored events yet.
+func loadDemo(ctx context.Context, s *stack, opportunities int, log *slog.Logger) error {
+	const tenant = "demo"
+	n, err := s.st.CountEvents(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		log.Info("demo data already loaded", "events", n)
+		return nil
+	}
+	parts, err := bus.Partitions(ctx, s.js)
+	if err != nil {
+		return err
+	}
+	pub := bus.NewPublisher(s.js, parts)
+	cfg := gen.Config{Seed: 1, Opportunities: opportunities, Tenant: tenant, End: time.Now().UTC().Truncate(24 * time.Hour)}
+	return publishGenerated(ctx, pub, cfg, log)
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// progress prints a line to stderr at most every interval.
+type progress struct {
+	w     io.Writer
+	every time.Duration
+	start time.Time
+	last  time.Time
+}
+
+func newProgress(every time.Duration) *progress {
+	now := time.Now()
+	return &progress{w: os.Stderr, every: every, start: now, last: now}
+}
+
+func (p *progress) report(force bool, format string, args ...any) {
+	if !force && time.Since(p.last) < p.every {
+		return
+	}
+	p.last = time.Now()
+	fmt.Fprintf(p.w, "[%6.1fs] %s\n", time.Since(p.start).Seconds(), fmt.Sprintf(format, args...))
 }

@@ -1,0 +1,49 @@
+# commitflow — two commands: `make run` and `make test`.
+#
+# Both install what is missing on Debian/Ubuntu (ClickHouse from apt), then
+# build. Go itself must be installed (https://go.dev/dl/, 1.26+).
+
+GO      ?= go
+BIN     := bin/commitflow
+DATA    ?= $(CURDIR)/.commitflow
+ARGS    ?=
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test build deps clickhouse vet bench fuzz clean
+
+## run: install what is missing, build, start NATS (embedded), ClickHouse
+## (managed), ingest/derive workers, API and dashboard with demo data.
+run: clickhouse build
+	$(BIN) run --demo --data $(DATA) $(ARGS)
+
+## test: install what is missing and run every test with -race. Tests start
+## their own throwaway ClickHouse (or use COMMITFLOW_TEST_CLICKHOUSE).
+test: clickhouse
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 40m ./...
+
+build:
+	$(GO) build -o $(BIN) ./cmd/commitflow
+
+## clickhouse: install clickhouse-server from the distribution if missing.
+clickhouse:
+	@if ! command -v clickhouse-server >/dev/null 2>&1; then \
+		echo "clickhouse-server not found: installing it with apt-get"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null; \
+	fi
+	@command -v clickhouse-server >/dev/null || { echo "could not install clickhouse-server; install it or set COMMITFLOW_CLICKHOUSE"; exit 1; }
+
+vet:
+	$(GO) vet ./...
+
+## bench: the Go benchmarks (figures in README.md).
+bench: clickhouse
+	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
+
+## fuzz: a short fuzz run of every parser.
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=30s ./internal/event
+
+clean:
+	rm -rf bin .commitflow

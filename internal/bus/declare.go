@@ -1,0 +1,181 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options configure the streams and consumers Declare creates. Zero values
+// take the defaults noted on each field.
+type Options struct {
+	// Partitions of CF_EVENTS (default 16). Fixed once the stream exists.
+	Partitions int
+	// Replicas of every stream (default 1).
+	Replicas int
+	// DuplicateWindow over which a repeated Nats-Msg-Id is dropped
+	// (default 24h).
+	DuplicateWindow time.Duration
+	// MaxAge of messages in CF_EVENTS and CF_DERIVED (default 30 days).
+	// CF_DLQ keeps messages for at least as long.
+	MaxAge time.Duration
+	// MaxBytes of CF_EVENTS (default -1: bounded only by MaxAge and the
+	// server's JetStream storage limit, so that a full disk makes
+	// publishers fail rather than silently discarding un-ingested events).
+	MaxBytes int64
+	// AckWait of the consumers (default 60s).
+	AckWait time.Duration
+	// Logger receives notes about kept settings; nil discards them.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.Partitions <= 0 {
+		o.Partitions = DefaultPartitions
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.DuplicateWindow <= 0 {
+		o.DuplicateWindow = 24 * time.Hour
+	}
+	if o.MaxAge <= 0 {
+		o.MaxAge = 30 * 24 * time.Hour
+	}
+	if o.DuplicateWindow > o.MaxAge {
+		o.DuplicateWindow = o.MaxAge
+	}
+	if o.MaxBytes == 0 {
+		o.MaxBytes = -1
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = 60 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Declare creates or updates, idempotently, the streams CF_EVENTS, CF_DLQ
+// and CF_DERIVED, the shared ingest consumer and one derive consumer per
+// partition. If CF_EVENTS already exists with another partition count, the
+// existing count is kept (and logged). It returns nothing else; producers
+// read the partition count with Partitions.
+func Declare(ctx context.Context, js jetstream.JetStream, o Options) error {
+	o = o.withDefaults()
+	parts := o.Partitions
+	if s, err := js.Stream(ctx, EventsStream); err == nil {
+		if n, ok := partitionsOf(s.CachedInfo().Config); ok && n != parts {
+			o.Logger.Warn("CF_EVENTS exists with another partition count; keeping it",
+				"existing", n, "requested", parts)
+			parts = n
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("declare: look up %s: %w", EventsStream, err)
+	}
+
+	streams := []jetstream.StreamConfig{
+		{
+			Name:        EventsStream,
+			Description: "commitflow raw input events",
+			Subjects:    []string{EventsPrefix + ">"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      o.MaxAge,
+			MaxBytes:    o.MaxBytes,
+			MaxMsgs:     -1,
+			Duplicates:  o.DuplicateWindow,
+			Replicas:    o.Replicas,
+			Metadata:    map[string]string{PartitionsKey: strconv.Itoa(parts)},
+		},
+		{
+			Name:        DLQStream,
+			Description: "commitflow dead letters: refused raw events with the reason",
+			Subjects:    []string{DLQPrefix + ">"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      0, // keep until an operator purges
+			MaxBytes:    -1,
+			MaxMsgs:     -1,
+			Duplicates:  o.DuplicateWindow,
+			Replicas:    o.Replicas,
+		},
+		{
+			Name:        DerivedStream,
+			Description: "commitflow derived events",
+			Subjects:    []string{DerivedPrefix + ">"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      o.MaxAge,
+			MaxBytes:    -1,
+			MaxMsgs:     -1,
+			Duplicates:  o.DuplicateWindow,
+			Replicas:    o.Replicas,
+		},
+	}
+	for _, cfg := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("declare stream %s: %w", cfg.Name, err)
+		}
+	}
+
+	consumers := []jetstream.ConsumerConfig{{
+		Durable:       IngestConsumer,
+		Description:   "commitflow ingest workers: raw events into ClickHouse",
+		FilterSubject: EventsPrefix + ">",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       o.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 100_000,
+		MaxWaiting:    512,
+	}}
+	for p := range parts {
+		consumers = append(consumers, jetstream.ConsumerConfig{
+			Durable:       DeriveConsumer(p),
+			Description:   fmt.Sprintf("commitflow derive workers, partition %d of %d", p, parts),
+			FilterSubject: PartitionFilter(p),
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       o.AckWait,
+			MaxDeliver:    -1,
+			MaxAckPending: 20_000,
+		})
+	}
+	for _, cfg := range consumers {
+		if _, err := js.CreateOrUpdateConsumer(ctx, EventsStream, cfg); err != nil {
+			return fmt.Errorf("declare consumer %s: %w", cfg.Durable, err)
+		}
+	}
+	return nil
+}
+
+// Partitions returns the partition count recorded on CF_EVENTS.
+func Partitions(ctx context.Context, js jetstream.JetStream) (int, error) {
+	s, err := js.Stream(ctx, EventsStream)
+	if err != nil {
+		return 0, fmt.Errorf("partitions: %w", err)
+	}
+	n, ok := partitionsOf(s.CachedInfo().Config)
+	if !ok {
+		return 0, fmt.Errorf("partitions: stream %s has no valid %q metadata", EventsStream, PartitionsKey)
+	}
+	return n, nil
+}
+
+func partitionsOf(cfg jetstream.StreamConfig) (int, bool) {
+	n, err := strconv.Atoi(cfg.Metadata[PartitionsKey])
+	if err != nil || n < 1 {
+		return 0, false
+	}
+	return n, true
+}

@@ -1,0 +1,165 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/chtest"
+	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/store"
+)
+
+func TestMain(m *testing.M) { chtest.Main(m) }
+
+// startNATS starts an embedded server with the streams declared and
+// returns its URL.
+func startNATS(t testing.TB, o bus.Options) string {
+	t.Helper()
+	srv, err := bus.StartEmbedded(context.Background(), t.TempDir(), "127.0.0.1:-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	_, js := connect(t, srv.ClientURL())
+	if err := bus.Declare(context.Background(), js, o); err != nil {
+		t.Fatal(err)
+	}
+	return srv.ClientURL()
+}
+
+// connect opens a connection closed at the end of the test.
+func connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, js, err := bus.Connect(context.Background(), url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc, js
+}
+
+// openStore opens and migrates the store at dsn.
+func openStore(t testing.TB, dsn string) *store.Store {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, dsn, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// genEvents returns n valid, distinct events over two tenants and a few
+// sources and types, reproducible from seed.
+func genEvents(n int, seed uint64) []event.Event {
+	r := rand.New(rand.NewPCG(seed, 1))
+	base := time.Date(2025, 1, 1, 9, 0, 0, 0, time.UTC)
+	evs := make([]event.Event, n)
+	for i := range evs {
+		tenant := []string{"acme", "globex"}[i%2]
+		opp := fmt.Sprintf("006%05d", r.IntN(max(n/20, 1)))
+		at := base.Add(time.Duration(r.IntN(365*24)) * time.Hour)
+		ev := event.Event{
+			ID: fmt.Sprintf("e%07d", i), Tenant: tenant, OccurredAt: at,
+			ReceivedAt: at.Add(time.Minute), OpportunityID: opp,
+		}
+		switch i % 5 {
+		case 0:
+			ev.Source, ev.Type = "salesforce", event.OpportunityCreated
+			ev.Payload = &event.Opportunity{Name: "Deal " + opp, Amount: float64(r.IntN(100000)), Stage: "Discovery", OwnerID: "rep-1"}
+		case 1:
+			ev.Source, ev.Type = "salesforce", event.StageChanged
+			ev.Payload = &event.StageChange{From: "Discovery", To: "Proposal", Probability: 0.4}
+		case 2:
+			ev.Source, ev.Type = "hubspot", event.ContactAdded
+			ev.Payload = &event.Contact{ContactID: fmt.Sprint("c", i), Name: "Pat Buyer", Role: "Champion", Side: event.Buyer}
+		case 3:
+			ev.Source, ev.Type = "gong", event.CallCompleted
+			due := at.Add(72 * time.Hour)
+			ev.Payload = &event.Call{
+				CallID: fmt.Sprint("call-", i), Title: "Discovery", StartedAt: at, DurationSeconds: 1800,
+				Participants: []event.Participant{
+					{Email: "pat@buyer.example", Side: event.Buyer},
+					{Email: "sam@seller.example", Side: event.Seller},
+				},
+				ActionItems: []event.ActionItem{{Text: "Share usage data", OwnerSide: event.Buyer, DueAt: &due}},
+			}
+		case 4:
+			ev.Source, ev.Type = "salesforce", event.ActivityLogged
+			if i%10 == 4 {
+				ev.OpportunityID = "" // unlinked activity
+			}
+			ev.Payload = &event.Activity{Kind: event.ActivityMeeting, Subject: "Intro", Status: "completed"}
+		}
+		evs[i] = ev
+	}
+	return evs
+}
+
+// consumerState returns the ingest consumer's pending and ack-pending
+// counts.
+func consumerState(t testing.TB, js jetstream.JetStream) (pending, ackPending uint64) {
+	t.Helper()
+	c, err := js.Consumer(context.Background(), bus.EventsStream, bus.IngestConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.NumPending, uint64(info.NumAckPending)
+}
+
+// waitDrained waits until the ingest consumer has nothing pending or
+// unacknowledged.
+func waitDrained(t testing.TB, js jetstream.JetStream, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		p, ap := consumerState(t, js)
+		if p == 0 && ap == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ingest consumer not drained after %v: %d pending, %d ack pending", timeout, p, ap)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runWorker runs w until the returned stop function is called; stop
+// cancels it and returns Run's result.
+func runWorker(t testing.TB, w *Worker) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	stopped := false
+	var result error
+	stop = func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			select {
+			case result = <-done:
+			case <-time.After(15 * time.Second):
+				t.Fatal("worker did not stop within 15s of cancellation")
+			}
+		}
+		return result
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}

@@ -1,0 +1,484 @@
+// Package ingest is the ingest worker: it fetches raw events from the
+// JetStream consumer "ingest" in batches, validates them, inserts the valid
+// ones into ClickHouse and dead-letters the rest, acknowledging messages only
+// once they are safely stored.
+//
+// Delivery is at least once: a message whose acknowledgement is lost (crash,
+// disconnect) is delivered again and inserted again. The raw table is a
+// ReplacingMergeTree keyed by the event and every query de-duplicates, so a
+// redelivery is never counted twice: exactly once in effect.
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/store"
+)
+
+// Dead-letter headers, set on every message published to CF_DLQ.
+const (
+	// ErrorHeader holds the validation error; it names the offending field.
+	ErrorHeader = "Commitflow-Error"
+	// SubjectHeader holds the subject the message was received on.
+	SubjectHeader = "Commitflow-Subject"
+	// StreamSeqHeader holds the message's sequence in CF_EVENTS.
+	StreamSeqHeader = "Commitflow-Stream-Seq"
+)
+
+// Config tunes a Worker. Zero values take the defaults noted on each field.
+type Config struct {
+	// BatchSize is the most messages fetched and inserted at once
+	// (default 10000).
+	BatchSize int
+	// MaxWait is how long a fetch waits to fill a batch (default 500ms).
+	MaxWait time.Duration
+	// Workers is the number of concurrent fetch-and-insert loops
+	// (default 2).
+	Workers int
+	// MinBackoff and MaxBackoff bound the exponential backoff between
+	// retries of a failed insert, dead-letter publish or fetch (defaults
+	// 100ms and 5s).
+	MinBackoff, MaxBackoff time.Duration
+	// StatsInterval is how often the consumer's pending counts are read
+	// for the gauges (default 5s).
+	StatsInterval time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 10000
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = 500 * time.Millisecond
+	}
+	if c.Workers <= 0 {
+		c.Workers = 2
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = c.MinBackoff
+	}
+	if c.StatsInterval <= 0 {
+		c.StatsInterval = 5 * time.Second
+	}
+	return c
+}
+
+// Worker moves raw events from JetStream into ClickHouse.
+type Worker struct {
+	js  jetstream.JetStream
+	st  *store.Store
+	cfg Config
+	log *slog.Logger
+	m   *metrics
+}
+
+// New returns a Worker that reads the consumer bus.IngestConsumer on
+// bus.EventsStream (see bus.Declare) and writes to st. Its metrics are
+// registered on reg (none if nil).
+func New(js jetstream.JetStream, st *store.Store, cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Worker, error) {
+	if js == nil || st == nil {
+		return nil, errors.New("ingest: JetStream and store are required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Worker{js: js, st: st, cfg: cfg.withDefaults(), log: logger.With("component", "ingest"), m: m}, nil
+}
+
+// Ready reports whether the worker can reach NATS and its consumer exists.
+func (w *Worker) Ready(ctx context.Context) error {
+	if s := w.js.Conn().Status(); s != nats.CONNECTED {
+		return fmt.Errorf("ingest: nats connection is %v", s)
+	}
+	if _, err := w.js.Consumer(ctx, bus.EventsStream, bus.IngestConsumer); err != nil {
+		return fmt.Errorf("ingest: consumer %s: %w", bus.IngestConsumer, err)
+	}
+	return nil
+}
+
+// Run fetches, stores and acknowledges events with cfg.Workers concurrent
+// loops until ctx is cancelled, then returns nil. Each loop fetches and
+// parses its next batch while it inserts the current one, so a loop holds
+// at most two batches. A batch in flight at
+// cancellation is abandoned: its messages are negatively acknowledged so
+// that another worker receives them at once. Run returns an error only if
+// the consumer cannot be found at start.
+func (w *Worker) Run(ctx context.Context) error {
+	cons, err := w.js.Consumer(ctx, bus.EventsStream, bus.IngestConsumer)
+	if err != nil {
+		return fmt.Errorf("ingest: consumer %s on %s: %w", bus.IngestConsumer, bus.EventsStream, err)
+	}
+	// Extend the ack deadline of a batch well before it expires.
+	progress := cons.CachedInfo().Config.AckWait / 3
+	if progress <= 0 {
+		progress = 10 * time.Second
+	}
+	w.log.Info("ingest started", "workers", w.cfg.Workers, "batch", w.cfg.BatchSize)
+
+	var wg sync.WaitGroup
+	wg.Go(func() { w.watchConsumer(ctx, cons) })
+	for i := range w.cfg.Workers {
+		wg.Go(func() { w.loop(ctx, cons, i, progress) })
+	}
+	wg.Wait()
+	w.log.Info("ingest stopped")
+	return nil
+}
+
+// watchConsumer refreshes the pending gauges until ctx is done.
+func (w *Worker) watchConsumer(ctx context.Context, cons jetstream.Consumer) {
+	t := time.NewTicker(w.cfg.StatsInterval)
+	defer t.Stop()
+	for {
+		if info, err := cons.Info(ctx); err == nil {
+			w.m.pending.Set(float64(info.NumPending))
+			w.m.ackPending.Set(float64(info.NumAckPending))
+		} else if ctx.Err() == nil {
+			w.log.Debug("consumer info", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// loop is one worker: a fetcher goroutine fetches and parses the next
+// batch while this goroutine stores the previous one, so that ClickHouse is
+// kept busy.
+func (w *Worker) loop(ctx context.Context, cons jetstream.Consumer, id int, progress time.Duration) {
+	log := w.log.With("worker", id)
+	ready := make(chan *batch) // unbuffered: at most two batches per worker
+	go w.fetchLoop(ctx, cons, log, progress, ready)
+	for b := range ready {
+		if ctx.Err() != nil {
+			w.abandon(log, b, ctx.Err())
+			continue
+		}
+		if err := w.commit(ctx, b); err != nil {
+			w.abandon(log, b, err)
+			continue
+		}
+		log.Debug("batch stored", "messages", len(b.msgs), "rows", len(b.rows),
+			"dead", len(b.dead), "age", time.Since(b.fetched))
+	}
+}
+
+// fetchLoop fetches and prepares batches and sends them on ready until ctx
+// is done, then closes ready.
+func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, log *slog.Logger, progress time.Duration, ready chan<- *batch) {
+	defer close(ready)
+	fails := 0
+	for ctx.Err() == nil {
+		fb, err := cons.Fetch(w.cfg.BatchSize, jetstream.FetchMaxWait(w.cfg.MaxWait))
+		if err != nil {
+			fails++
+			log.Warn("fetch failed", "err", err, "attempt", fails)
+			w.sleep(ctx, fails)
+			continue
+		}
+		msgs := make([]jetstream.Msg, 0, w.cfg.BatchSize)
+		for m := range fb.Messages() {
+			msgs = append(msgs, m)
+		}
+		if err := fb.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			fails++
+			log.Warn("fetch ended with error", "err", err, "messages", len(msgs), "attempt", fails)
+			if len(msgs) == 0 {
+				w.sleep(ctx, fails)
+				continue
+			}
+		} else {
+			fails = 0
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		b := w.prepare(msgs, progress)
+		select {
+		case ready <- b:
+		case <-ctx.Done():
+			w.abandon(log, b, ctx.Err())
+			return
+		}
+	}
+}
+
+// batch is a fetched batch, parsed and on its way to the store.
+type batch struct {
+	msgs    []jetstream.Msg
+	rows    []store.RawEvent
+	dead    []deadLetter
+	fetched time.Time
+
+	consumed, stored, dlq tally
+
+	stopKeepAlive func()
+}
+
+// deadLetter is an invalid message on its way to CF_DLQ.
+type deadLetter struct {
+	msg jetstream.Msg
+	seq uint64
+	err error
+	key labelKey
+}
+
+// prepare parses msgs into rows and dead letters, and starts telling the
+// server that they are in progress.
+func (w *Worker) prepare(msgs []jetstream.Msg, progress time.Duration) *batch {
+	w.m.batchSize.Observe(float64(len(msgs)))
+	b := &batch{
+		msgs:          msgs,
+		rows:          make([]store.RawEvent, 0, len(msgs)),
+		fetched:       time.Now(),
+		consumed:      tally{},
+		stored:        tally{},
+		dlq:           tally{},
+		stopKeepAlive: keepAlive(msgs, progress),
+	}
+	for _, m := range msgs {
+		var seq uint64
+		var ts time.Time
+		if md, err := m.Metadata(); err == nil {
+			seq, ts = md.Sequence.Stream, md.Timestamp
+		}
+		data := m.Data()
+		ev, err := event.Parse(data)
+		if err != nil {
+			d := deadLetter{msg: m, seq: seq, err: err, key: invalidLabels(data)}
+			b.consumed[d.key]++
+			b.dlq[d.key]++
+			b.dead = append(b.dead, d)
+			continue
+		}
+		key := labelKey{ev.Tenant, string(ev.Type)}
+		b.consumed[key]++
+		b.stored[key]++
+		received := ev.ReceivedAt
+		if received.IsZero() {
+			received = ts
+		}
+		b.rows = append(b.rows, store.RawEvent{
+			Tenant:        ev.Tenant,
+			OpportunityID: ev.OpportunityID,
+			Source:        ev.Source,
+			EventID:       ev.ID,
+			Type:          string(ev.Type),
+			OccurredAt:    ev.OccurredAt,
+			ReceivedAt:    received,
+			StreamSeq:     seq,
+			Payload:       data,
+		})
+	}
+	b.consumed.addTo(w.m.consumed)
+	return b
+}
+
+// commit dead-letters and stores a batch, retrying until it succeeds, and
+// then acknowledges every message. It returns an error, with nothing
+// acknowledged, only if ctx is done first.
+func (w *Worker) commit(ctx context.Context, b *batch) error {
+	if len(b.dead) > 0 {
+		err := w.retry(ctx, "dead-letter", func() error { return w.publishDead(ctx, b.dead) })
+		if err != nil {
+			return err
+		}
+	}
+	if len(b.rows) > 0 {
+		err := w.retry(ctx, "insert", func() error {
+			start := time.Now()
+			if err := w.st.InsertEvents(ctx, b.rows); err != nil {
+				if ctx.Err() == nil {
+					w.m.insertErrs.Inc()
+				}
+				return err
+			}
+			w.m.insertSecs.Observe(time.Since(start).Seconds())
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+
+	// Stored: acknowledge. A lost ack means a redelivery, which the store
+	// de-duplicates, so a fire-and-forget Ack is enough.
+	b.stopKeepAlive()
+	for _, m := range b.msgs {
+		if err := m.Ack(); err != nil {
+			w.log.Warn("ack failed; the message will be redelivered", "subject", m.Subject(), "err", err)
+		}
+	}
+	b.stored.addTo(w.m.stored)
+	b.dlq.addTo(w.m.deadLettered)
+	return nil
+}
+
+// publishDead publishes invalid messages to CF_DLQ with their original
+// bytes and the reason, and waits for every acknowledgement.
+func (w *Worker) publishDead(ctx context.Context, dead []deadLetter) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(dead))
+	for _, d := range dead {
+		subject := d.msg.Subject()
+		out := nats.NewMsg(bus.DLQSubject(subject))
+		out.Data = d.msg.Data()
+		out.Header.Set(ErrorHeader, reason(d.err))
+		out.Header.Set(SubjectHeader, subject)
+		out.Header.Set(StreamSeqHeader, strconv.FormatUint(d.seq, 10))
+		if d.seq > 0 {
+			out.Header.Set(jetstream.MsgIDHeader, "dlq:"+strconv.FormatUint(d.seq, 10))
+		}
+		f, err := w.js.PublishMsgAsync(out)
+		if err != nil {
+			return fmt.Errorf("dead-letter seq %d: %w", d.seq, err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("dead-letter %s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// retry calls op until it succeeds or ctx is done, backing off
+// exponentially between attempts.
+func (w *Worker) retry(ctx context.Context, what string, op func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := op()
+		if err == nil {
+			if attempt > 1 {
+				w.log.Info(what+" succeeded after retries", "attempts", attempt)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.log.Warn(what+" failed; retrying without acking", "err", err, "attempt", attempt)
+		if !w.sleep(ctx, attempt) {
+			return ctx.Err()
+		}
+	}
+}
+
+// sleep waits the backoff for the given attempt (1-based); false if ctx
+// ended first.
+func (w *Worker) sleep(ctx context.Context, attempt int) bool {
+	d := w.cfg.MinBackoff << min(attempt-1, 30)
+	if d <= 0 || d > w.cfg.MaxBackoff {
+		d = w.cfg.MaxBackoff
+	}
+	d = d/2 + rand.N(d/2+1) // jitter in [d/2, d]
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// abandon gives back a batch that was not stored.
+func (w *Worker) abandon(log *slog.Logger, b *batch, cause error) {
+	b.stopKeepAlive()
+	// Nak fails if the connection is gone; the server then redelivers
+	// after AckWait.
+	failed := 0
+	for _, m := range b.msgs {
+		if err := m.Nak(); err != nil {
+			failed++
+		}
+	}
+	log.Warn("abandoned batch; negatively acknowledged for redelivery",
+		"messages", len(b.msgs), "nak_failed", failed, "cause", cause)
+}
+
+// keepAlive tells the server every interval that msgs are still being
+// worked on, so that a slow or retried insert does not exceed AckWait. The
+// returned stop function may be called more than once.
+func keepAlive(msgs []jetstream.Msg, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, m := range msgs {
+					_ = m.InProgress()
+				}
+			}
+		}
+	})
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done); wg.Wait() })
+	}
+}
+
+// reason returns the dead-letter reason for a parse error. Field errors
+// already name their field; a JSON syntax error is about the whole body.
+func reason(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("body: invalid JSON at byte %d: %v", se.Offset, se)
+	}
+	return err.Error()
+}
+
+// invalidLabels picks metric labels for an invalid message: its tenant if
+// it reads as a valid token, else "unknown"; its type if it is a known
+// type, else "invalid". This keeps label cardinality bounded.
+func invalidLabels(data []byte) labelKey {
+	var head struct {
+		Tenant string `json:"tenant"`
+		Type   string `json:"type"`
+	}
+	k := labelKey{"unknown", "invalid"}
+	if json.Unmarshal(data, &head) != nil {
+		return k
+	}
+	if event.ValidToken(head.Tenant) {
+		k.tenant = head.Tenant
+	}
+	if event.NewPayload(event.Type(head.Type)) != nil {
+		k.typ = head.Type
+	}
+	return k
+}

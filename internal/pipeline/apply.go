@@ -1,0 +1,160 @@
+// Package pipeline runs derivation against the infrastructure: live, as
+// partitioned JetStream consumers sharing the work between processes, and as
+// a replay over the stored raw events. Both write through the same path: the
+// derived set of an opportunity is recomputed from its whole history and only
+// the difference to what is stored is written (new or changed events, and
+// retractions of events history no longer supports), so the outcome does not
+// depend on arrival order, redelivery or which process did the work.
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/derive"
+	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/store"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// writer derives opportunities and writes the changes to ClickHouse and,
+// when js is set, to the CF_DERIVED stream.
+type writer struct {
+	st     *store.Store
+	js     jetstream.JetStream // nil: do not publish
+	ladder *ladder.Ladder
+	log    *slog.Logger
+	m      *metrics
+}
+
+// opp is one opportunity's history and its currently stored derived set.
+type opp struct {
+	tenant, id string
+	events     []event.Event
+	derived    []derive.Derived
+}
+
+// apply recomputes each opportunity's derived set as of now, writes the
+// difference to the stored set, and updates o.derived.
+func (w *writer) apply(ctx context.Context, opps []*opp, now time.Time) (err error) {
+	var rows []store.DerivedRow
+	version := uint64(time.Now().UnixNano())
+	cur := make([][]derive.Derived, len(opps))
+	for i, o := range opps {
+		cur[i] = derive.Derive(o.tenant, o.id, o.events, w.ladder, now)
+		added, retracted := derive.Diff(o.derived, cur[i])
+		for _, d := range added {
+			rows = append(rows, store.DerivedRow{Derived: d, Version: version})
+		}
+		for _, d := range retracted {
+			rows = append(rows, store.DerivedRow{Derived: d, Version: version, Retracted: true})
+		}
+	}
+	// The stored sets change only once the write succeeded: a failed batch
+	// is retried against what is really stored.
+	defer func() {
+		if err == nil {
+			for i, o := range opps {
+				o.derived = cur[i]
+			}
+		}
+	}()
+	if len(rows) == 0 {
+		return nil
+	}
+	if err := w.st.InsertDerived(ctx, rows); err != nil {
+		return fmt.Errorf("store derived events: %w", err)
+	}
+	if w.js != nil {
+		if err := publishDerived(ctx, w.js, rows); err != nil {
+			return err
+		}
+	}
+	if w.m != nil {
+		for _, r := range rows {
+			change := "added"
+			if r.Retracted {
+				change = "retracted"
+			}
+			w.m.derived.WithLabelValues(string(r.Type), change).Inc()
+		}
+	}
+	return nil
+}
+
+// derivedMessage is the JSON body of a message on CF_DERIVED.
+type derivedMessage struct {
+	ID            string    `json:"id"`
+	Type          string    `json:"type"`
+	Tenant        string    `json:"tenant"`
+	OpportunityID string    `json:"opportunity_id"`
+	OccurredAt    time.Time `json:"occurred_at"`
+	Step          string    `json:"step,omitempty"`
+	StepIndex     int       `json:"step_index,omitempty"`
+	Reason        string    `json:"reason,omitempty"`
+	InteractionID string    `json:"interaction_id,omitempty"`
+	Evidence      []string  `json:"evidence,omitempty"`
+	Amount        float64   `json:"amount"`
+	Status        string    `json:"status,omitempty"`
+	OwnerID       string    `json:"owner_id,omitempty"`
+	Value         float64   `json:"value,omitempty"`
+	Detail        string    `json:"detail,omitempty"`
+	LadderVersion string    `json:"ladder_version"`
+	Retracted     bool      `json:"retracted,omitempty"`
+}
+
+// publishDerived publishes each row to cf.derived.<tenant>.<type>. The
+// message id names the derived id and its content, so a redelivered batch
+// that writes the same rows again is dropped by JetStream's duplicate window.
+func publishDerived(ctx context.Context, js jetstream.JetStream, rows []store.DerivedRow) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(rows))
+	for _, r := range rows {
+		body, err := json.Marshal(derivedMessage{
+			ID: r.ID, Type: string(r.Type), Tenant: r.Tenant, OpportunityID: r.OpportunityID,
+			OccurredAt: r.OccurredAt.UTC(), Step: r.Step, StepIndex: r.StepIndex, Reason: r.Reason,
+			InteractionID: r.InteractionID, Evidence: r.Evidence, Amount: r.Amount, Status: r.Status,
+			OwnerID: r.OwnerID, Value: r.Value, Detail: r.Detail, LadderVersion: r.LadderVersion,
+			Retracted: r.Retracted,
+		})
+		if err != nil {
+			return fmt.Errorf("encode derived event %s: %w", r.ID, err)
+		}
+		subject := bus.DerivedPrefix + r.Tenant + "." + bus.TypeToken(event.Type(r.Type))
+		f, err := js.PublishAsync(subject, body, jetstream.WithMsgID(r.ID+":"+fmt.Sprintf("%x", fnv32(string(body)))))
+		if err != nil {
+			return fmt.Errorf("publish derived event %s: %w", r.ID, err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("publish derived event: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// parseEvents turns stored raw rows into events. Rows were validated on
+// ingest; one that no longer parses (an older envelope, say) is skipped with
+// a warning rather than stopping derivation.
+func parseEvents(log *slog.Logger, rows []store.RawEvent) []event.Event {
+	out := make([]event.Event, 0, len(rows))
+	for _, r := range rows {
+		ev, err := event.Parse(r.Payload)
+		if err != nil {
+			log.Warn("stored event does not parse; skipped", "tenant", r.Tenant, "source", r.Source, "event_id", r.EventID, "err", err)
+			continue
+		}
+		out = append(out, ev)
+	}
+	return out
+}

@@ -1,0 +1,442 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/store"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/ksuid"
+)
+
+// Config tunes a Deriver. Zero values take the defaults.
+type Config struct {
+	// BatchSize is the most messages fetched from a partition at once.
+	BatchSize int // default 2000
+	// MaxWait is how long a fetch waits for BatchSize messages.
+	MaxWait time.Duration // default 500ms
+	// CacheSize is how many opportunities each partition keeps in memory.
+	CacheSize int // default 20000
+	// LeaseTTL is how long a partition lease lives without renewal.
+	LeaseTTL time.Duration // default 15s
+	// Sweep is how often open opportunities are re-derived so that
+	// time-based events (stalls, overdue actions) fire without new input.
+	Sweep time.Duration // default 10m; < 0 disables
+	// Now is the clock; time-based events fire when it passes their time.
+	Now func() time.Time // default time.Now
+	// Member names this process in the lease bucket (default: a new ksuid).
+	Member string
+}
+
+func (c Config) withDefaults() Config {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 2000
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = 500 * time.Millisecond
+	}
+	if c.CacheSize <= 0 {
+		c.CacheSize = 20000
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 15 * time.Second
+	}
+	if c.Sweep == 0 {
+		c.Sweep = 10 * time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Member == "" {
+		c.Member = ksuid.New().String()
+	}
+	return c
+}
+
+// Deriver is the live derivation worker. It holds leases on a fair share of
+// the event stream's partitions and, for each, consumes the partition's
+// durable consumer: it waits until the ingest consumer has stored everything
+// up to the batch (so ClickHouse holds each opportunity's full history),
+// re-derives the touched opportunities, writes the difference, and only then
+// acknowledges the batch.
+type Deriver struct {
+	js         jetstream.JetStream
+	w          *writer
+	cfg        Config
+	partitions int
+	log        *slog.Logger
+	m          *metrics
+}
+
+// NewDeriver returns a Deriver. The streams and consumers must have been
+// declared (bus.Declare).
+func NewDeriver(ctx context.Context, js jetstream.JetStream, st *store.Store, l *ladder.Ladder, cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Deriver, error) {
+	n, err := bus.Partitions(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	return &Deriver{
+		js:         js,
+		w:          &writer{st: st, js: js, ladder: l, log: log, m: m},
+		cfg:        cfg,
+		partitions: n,
+		log:        log.With("component", "derive", "member", cfg.Member),
+		m:          m,
+	}, nil
+}
+
+// Run works until ctx is cancelled, then finishes the batches in flight,
+// releases its leases and returns.
+func (d *Deriver) Run(ctx context.Context) error {
+	leases, err := NewLeases(ctx, d.js, d.cfg.Member, d.partitions, d.cfg.LeaseTTL)
+	if err != nil {
+		return err
+	}
+	type running struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	workers := map[int]running{}
+	start := func(p int) {
+		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		workers[p] = running{cancel, done}
+		go func() {
+			defer close(done)
+			if err := d.runPartition(pctx, p); err != nil && !errors.Is(err, context.Canceled) {
+				d.log.Error("partition worker stopped", "partition", p, "err", err)
+			}
+		}()
+	}
+	stop := func(p int) {
+		if r, ok := workers[p]; ok {
+			r.cancel()
+			<-r.done
+			delete(workers, p)
+		}
+	}
+	defer func() {
+		for p := range workers {
+			stop(p)
+		}
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		leases.Leave(lctx)
+		cancel()
+		d.m.owned.Set(0)
+	}()
+
+	tick := time.NewTicker(d.cfg.LeaseTTL / 3)
+	defer tick.Stop()
+	for {
+		lost, err := leases.Heartbeat(ctx)
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn("lease heartbeat failed", "err", err)
+		}
+		for _, p := range lost {
+			d.log.Warn("partition lease lost", "partition", p)
+			stop(p)
+		}
+		// Restart workers that stopped by themselves (an error they logged).
+		for p, r := range workers {
+			select {
+			case <-r.done:
+				delete(workers, p)
+				if leases.Owned(p) && ctx.Err() == nil {
+					start(p)
+				}
+			default:
+			}
+		}
+		if share, err := leases.Share(ctx); err == nil {
+			for _, p := range leases.Surplus(share) {
+				stop(p)
+				if err := leases.Release(ctx, p); err != nil {
+					d.log.Warn("release failed", "partition", p, "err", err)
+				}
+				d.log.Info("partition released for rebalance", "partition", p)
+			}
+			gained, err := leases.Claim(ctx, share)
+			if err != nil && ctx.Err() == nil {
+				d.log.Warn("claim failed", "err", err)
+			}
+			for _, p := range gained {
+				d.log.Info("partition claimed", "partition", p)
+				start(p)
+			}
+		}
+		d.m.owned.Set(float64(len(workers)))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// runPartition consumes one partition until ctx is cancelled.
+func (d *Deriver) runPartition(ctx context.Context, p int) error {
+	cons, err := d.js.Consumer(ctx, bus.EventsStream, bus.DeriveConsumer(p))
+	if err != nil {
+		return fmt.Errorf("partition %d consumer: %w", p, err)
+	}
+	ingest, err := d.js.Consumer(ctx, bus.EventsStream, bus.IngestConsumer)
+	if err != nil {
+		return fmt.Errorf("ingest consumer: %w", err)
+	}
+	c := newCache(d.cfg.CacheSize)
+	lastSweep := time.Now()
+	for ctx.Err() == nil {
+		if d.cfg.Sweep > 0 && time.Since(lastSweep) >= d.cfg.Sweep {
+			if err := d.sweep(ctx, p, c); err != nil && ctx.Err() == nil {
+				d.log.Warn("sweep failed", "partition", p, "err", err)
+			}
+			lastSweep = time.Now()
+		}
+		batch, err := cons.Fetch(d.cfg.BatchSize, jetstream.FetchMaxWait(d.cfg.MaxWait))
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			d.log.Warn("fetch failed", "partition", p, "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		var msgs []jetstream.Msg
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		if err := d.process(ctx, p, ingest, c, msgs); err != nil {
+			// Leave the batch unacknowledged: it is redelivered after the
+			// consumer's AckWait, or to the next owner of the partition.
+			for _, m := range msgs {
+				_ = m.Nak()
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			d.log.Warn("derive batch failed; retrying", "partition", p, "err", err)
+			sleep(ctx, time.Second)
+		}
+	}
+	return ctx.Err()
+}
+
+// process derives one batch and acknowledges it.
+func (d *Deriver) process(ctx context.Context, p int, ingest jetstream.Consumer, c *cache, msgs []jetstream.Msg) error {
+	start := time.Now()
+	var last uint64
+	for _, m := range msgs {
+		if md, err := m.Metadata(); err == nil && md.Sequence.Stream > last {
+			last = md.Sequence.Stream
+		}
+	}
+	if err := waitStored(ctx, ingest, last); err != nil {
+		return err
+	}
+	d.m.barrier.Observe(time.Since(start).Seconds())
+
+	// Group the batch's valid events by opportunity. Invalid ones are the
+	// ingest worker's to dead-letter; events without an opportunity derive
+	// nothing.
+	fresh := map[string][]event.Event{}
+	var keys []string
+	for _, m := range msgs {
+		ev, err := event.Parse(m.Data())
+		if err != nil || ev.OpportunityID == "" {
+			continue
+		}
+		k := oppKey(ev.Tenant, ev.OpportunityID)
+		if _, ok := fresh[k]; !ok {
+			keys = append(keys, k)
+		}
+		fresh[k] = append(fresh[k], ev)
+	}
+	opps, err := d.load(ctx, c, keys, fresh)
+	if err != nil {
+		return err
+	}
+	if err := d.w.apply(ctx, opps, d.cfg.Now()); err != nil {
+		return err
+	}
+	for _, o := range opps {
+		c.put(o)
+	}
+	for _, m := range msgs {
+		if err := m.DoubleAck(ctx); err != nil {
+			// Redelivery is harmless: the derivation is idempotent.
+			d.log.Warn("ack failed", "partition", p, "err", err)
+		}
+	}
+	d.m.input.Add(float64(len(msgs)))
+	d.m.batch.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// load returns the opportunities named by keys with their full history: from
+// the cache plus the fresh events, or, on a miss, from ClickHouse (which by
+// the barrier already holds the fresh events).
+func (d *Deriver) load(ctx context.Context, c *cache, keys []string, fresh map[string][]event.Event) ([]*opp, error) {
+	out := make([]*opp, 0, len(keys))
+	missing := map[string][]string{} // tenant -> opportunity ids
+	for _, k := range keys {
+		evs := fresh[k]
+		t, id := evs[0].Tenant, evs[0].OpportunityID
+		if o := c.get(t, id); o != nil {
+			o.events = append(o.events, evs...) // Derive de-duplicates
+			out = append(out, o)
+			continue
+		}
+		missing[t] = append(missing[t], id)
+	}
+	for t, ids := range missing {
+		loaded, err := loadOpps(ctx, d.w, t, ids)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, loaded...)
+	}
+	return out, nil
+}
+
+// loadOpps reads the stored history and derived sets of a tenant's
+// opportunities.
+func loadOpps(ctx context.Context, w *writer, tenant string, ids []string) ([]*opp, error) {
+	raw, err := w.st.LoadEvents(ctx, tenant, ids)
+	if err != nil {
+		return nil, fmt.Errorf("load history: %w", err)
+	}
+	derived, err := w.st.LoadDerived(ctx, tenant, ids)
+	if err != nil {
+		return nil, fmt.Errorf("load derived: %w", err)
+	}
+	byOpp := map[string][]store.RawEvent{}
+	for _, r := range raw {
+		byOpp[r.OpportunityID] = append(byOpp[r.OpportunityID], r)
+	}
+	out := make([]*opp, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, &opp{tenant: tenant, id: id, events: parseEvents(w.log, byOpp[id]), derived: derived[id]})
+	}
+	return out, nil
+}
+
+// waitStored blocks until the ingest consumer has acknowledged every message
+// up to stream sequence seq, i.e. until they are stored in ClickHouse.
+func waitStored(ctx context.Context, ingest jetstream.Consumer, seq uint64) error {
+	delay := 20 * time.Millisecond
+	for {
+		info, err := ingest.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("ingest consumer info: %w", err)
+		}
+		if info.AckFloor.Stream >= seq {
+			return nil
+		}
+		if !sleep(ctx, delay) {
+			return ctx.Err()
+		}
+		if delay < 500*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// sweep re-derives the partition's open opportunities with the current
+// clock, so that stalls and overdue actions fire without new input.
+func (d *Deriver) sweep(ctx context.Context, p int, c *cache) error {
+	open, err := d.w.st.OpenOpportunities(ctx)
+	if err != nil {
+		return err
+	}
+	byTenant := map[string][]string{}
+	for _, o := range open {
+		if bus.Partition(o.Tenant, o.OpportunityID, d.partitions) == p {
+			byTenant[o.Tenant] = append(byTenant[o.Tenant], o.OpportunityID)
+		}
+	}
+	for t, ids := range byTenant {
+		for len(ids) > 0 {
+			n := min(len(ids), 1000)
+			chunk := ids[:n]
+			ids = ids[n:]
+			var opps []*opp
+			var missing []string
+			for _, id := range chunk {
+				if o := c.get(t, id); o != nil {
+					opps = append(opps, o)
+				} else {
+					missing = append(missing, id)
+				}
+			}
+			loaded, err := loadOpps(ctx, d.w, t, missing)
+			if err != nil {
+				return err
+			}
+			opps = append(opps, loaded...)
+			if err := d.w.apply(ctx, opps, d.cfg.Now()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// sleep waits for d or until ctx is done; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// metrics are the derivation's Prometheus metrics.
+type metrics struct {
+	input   prometheus.Counter
+	derived *prometheus.CounterVec
+	owned   prometheus.Gauge
+	batch   prometheus.Histogram
+	barrier prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		input: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "commitflow_derive_input_events_total", Help: "Input events derived from."}),
+		derived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "commitflow_derive_events_written_total", Help: "Derived events written, by type and change (added or retracted)."},
+			[]string{"type", "change"}),
+		owned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "commitflow_derive_partitions_owned", Help: "Partitions this process derives."}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "commitflow_derive_batch_seconds", Help: "Time to derive and write one batch.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
+		barrier: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "commitflow_derive_ingest_wait_seconds", Help: "Time a batch waited for ingest to store its events.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.input, m.derived, m.owned, m.batch, m.barrier} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register derive metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,305 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"reflect"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/chtest"
+	"github.com/commitflow/commitflow/internal/derive"
+	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/gen"
+	"github.com/commitflow/commitflow/internal/ingest"
+	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/store"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestMain(m *testing.M) { chtest.Main(m) }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type env struct {
+	st  *store.Store
+	url string
+}
+
+func newEnv(t *testing.T, partitions int) *env {
+	t.Helper()
+	ctx := context.Background()
+	emb, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Shutdown)
+	nc, js := connect(t, emb.ClientURL())
+	defer nc.Close()
+	if err := bus.Declare(ctx, js, bus.Options{Partitions: partitions}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, chtest.DSN(t), store.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return &env{st: st, url: emb.ClientURL()}
+}
+
+func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, js, err := bus.Connect(context.Background(), url, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// generate returns a generated book of business with duplicates and late
+// arrivals.
+func generate(t *testing.T, seed int64, opportunities int, end time.Time) []event.Event {
+	t.Helper()
+	var evs []event.Event
+	cfg := gen.Config{Seed: seed, Opportunities: opportunities, Tenant: "acme", End: end, DuplicateRate: 0.05, LateRate: 0.1}
+	if err := gen.Generate(context.Background(), cfg, func(ev event.Event) error {
+		evs = append(evs, ev)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+// waitDrained waits until every consumer of the event stream has nothing
+// pending or unacknowledged.
+func waitDrained(t *testing.T, js jetstream.JetStream, partitions int) {
+	t.Helper()
+	ctx := context.Background()
+	names := []string{bus.IngestConsumer}
+	for p := 0; p < partitions; p++ {
+		names = append(names, bus.DeriveConsumer(p))
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for _, n := range names {
+		for {
+			c, err := js.Consumer(ctx, bus.EventsStream, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := c.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.NumPending == 0 && info.NumAckPending == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("consumer %s not drained: %d pending, %d unacknowledged", n, info.NumPending, info.NumAckPending)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+func sortDerived(ds []derive.Derived) {
+	sort.Slice(ds, func(i, j int) bool {
+		if ds[i].OpportunityID != ds[j].OpportunityID {
+			return ds[i].OpportunityID < ds[j].OpportunityID
+		}
+		return ds[i].ID < ds[j].ID
+	})
+}
+
+// expected derives the generated events directly, without infrastructure.
+func expected(evs []event.Event, l *ladder.Ladder, now time.Time) []derive.Derived {
+	byOpp := map[string][]event.Event{}
+	for _, ev := range evs {
+		if ev.OpportunityID != "" {
+			byOpp[ev.OpportunityID] = append(byOpp[ev.OpportunityID], ev)
+		}
+	}
+	var out []derive.Derived
+	for id, hist := range byOpp {
+		out = append(out, derive.Derive("acme", id, hist, l, now)...)
+	}
+	sortDerived(out)
+	return out
+}
+
+func diffSets(t *testing.T, name string, got, want []derive.Derived) {
+	t.Helper()
+	sortDerived(got)
+	sortDerived(want)
+	if len(got) != len(want) {
+		t.Errorf("%s: %d derived events, want %d", name, len(got), len(want))
+	}
+	for i := 0; i < len(got) && i < len(want); i++ {
+		if !reflect.DeepEqual(got[i], want[i]) {
+			t.Fatalf("%s: derived event %d differs:\n got %+v\nwant %+v", name, i, got[i], want[i])
+		}
+	}
+}
+
+// TestLiveEqualsReplay runs generated data through the live pipeline with two
+// derive workers sharing the partitions, kills one midway, and checks that
+// the stored derived events equal both a direct derivation and a replay.
+func TestLiveEqualsReplay(t *testing.T) {
+	const partitions = 4
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e := newEnv(t, partitions)
+	end := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	now := end.Add(24 * time.Hour)
+	clock := func() time.Time { return now }
+	l := ladder.Default()
+	evs := generate(t, 7, 80, end)
+
+	nc, js := connect(t, e.url)
+	defer nc.Close()
+	iw, err := ingest.New(js, e.st, ingest.Config{BatchSize: 500, MaxWait: 100 * time.Millisecond}, nil, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go iw.Run(ctx)
+
+	// Two "processes", each with its own NATS connection.
+	startDeriver := func(member string) (context.CancelFunc, *nats.Conn, chan struct{}) {
+		nc, js := connect(t, e.url)
+		d, err := NewDeriver(ctx, js, e.st, l, Config{BatchSize: 200, MaxWait: 100 * time.Millisecond, LeaseTTL: 2 * time.Second, Sweep: -1, Now: clock, Member: member}, nil, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dctx, dcancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); d.Run(dctx) }()
+		return dcancel, nc, done
+	}
+	cancelA, ncA, doneA := startDeriver("a")
+	defer func() { cancelA(); <-doneA; ncA.Close() }()
+	cancelB, ncB, doneB := startDeriver("b")
+
+	pub := bus.NewPublisher(js, partitions)
+	half := len(evs) / 2
+	if err := pub.PublishBatch(ctx, evs[:half]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	// Kill B: its connection drops without releasing its leases, which
+	// expire; A takes its partitions over.
+	ncB.Close()
+	cancelB()
+	<-doneB
+	if err := pub.PublishBatch(ctx, evs[half:]); err != nil {
+		t.Fatal(err)
+	}
+	waitDrained(t, js, partitions)
+
+	live, err := e.st.CurrentDerived(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := expected(evs, l, now)
+	if len(want) == 0 {
+		t.Fatal("generated data derived nothing")
+	}
+	diffSets(t, "live", live, want)
+
+	if _, err := Replay(ctx, e.st, l, ReplayOptions{Tenants: []string{"acme"}, Now: now}, quiet); err != nil {
+		t.Fatal(err)
+	}
+	replayed, err := e.st.CurrentDerived(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffSets(t, "replay", replayed, want)
+}
+
+// TestReplayRetracts checks that a replay under a different ladder retracts
+// the derived events the new ladder no longer yields, and that replaying
+// twice changes nothing.
+func TestReplayRetracts(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 2)
+	end := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	now := end.Add(24 * time.Hour)
+	evs := generate(t, 3, 30, end)
+	rows := make([]store.RawEvent, 0, len(evs))
+	for i, ev := range evs {
+		b, err := event.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, store.RawEvent{Tenant: ev.Tenant, OpportunityID: ev.OpportunityID, Source: ev.Source, EventID: ev.ID, Type: string(ev.Type), OccurredAt: ev.OccurredAt, ReceivedAt: ev.OccurredAt, StreamSeq: uint64(i + 1), Payload: b})
+	}
+	if err := e.st.InsertEvents(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+	full := ladder.Default()
+	if _, err := Replay(ctx, e.st, full, ReplayOptions{Now: now}, quiet); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.st.CurrentDerived(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffSets(t, "first replay", got, expected(evs, full, now))
+
+	short, err := ladder.Parse("short.yaml", []byte(shortLadder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := Replay(ctx, e.st, short, ReplayOptions{Now: now}, quiet); err != nil {
+			t.Fatal(err)
+		}
+		got, err = e.st.CurrentDerived(ctx, "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		diffSets(t, fmt.Sprintf("short ladder replay %d", i+1), got, expected(evs, short, now))
+	}
+}
+
+// shortLadder is a tenant's own four-step ladder.
+const shortLadder = `
+version: short-1
+steps:
+  - {key: meet, title: First meeting, stall_after_days: 21}
+  - {key: qualify, title: Qualified, stall_after_days: 30}
+  - {key: propose, title: Proposal reviewed, stall_after_days: 30}
+  - {key: decide, title: Decided, stall_after_days: 0}
+pipelines:
+  - pipeline: "*"
+    stages:
+      Prospecting: meet
+      Qualification: qualify
+      Needs Analysis: qualify
+      Proposal/Price Quote: propose
+      Negotiation/Review: propose
+      Closed Won: decide
+won_stages: [Closed Won, closedwon]
+lost_stages: [Closed Lost, closedlost]
+activities:
+  - {step: meet, kinds: [meeting, call]}
+action_items:
+  - step: propose
+    kinds: [proposal_review]
+consensus:
+  step: qualify
+  stakeholders: 2
+  roles: [economic buyer, champion]
+won_step: decide
+single_threaded_from: propose
+no_decision:
+  step: qualify
+  reasons: [no decision]
+`
