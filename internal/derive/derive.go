@@ -38,7 +38,9 @@ const (
 // The result is ordered by OccurredAt.
 func Derive(tenant, opportunityID string, evs []event.Event, l *ladder.Ladder, now time.Time) []Derived {
 	s := newState(tenant, opportunityID, l, now, len(evs))
-	for _, e := range ordered(evs) {
+	evp := ordered(evs)
+	s.calls = recordedCalls(evp)
+	for _, e := range evp {
 		s.apply(e)
 	}
 	s.advance(now, true)
@@ -157,6 +159,10 @@ type state struct {
 	stakeEv      []string // the event that engaged each
 	sellers      []string
 
+	// Recorded calls, to recognise a CRM meeting that logs the same
+	// conversation.
+	calls []callRef
+
 	// Buyer actions and follow-ups.
 	items          []pendingItem
 	meetings       []pendingMeeting
@@ -197,6 +203,54 @@ func newState(tenant, opp string, l *ladder.Ladder, now time.Time, cap int) *sta
 }
 
 func (s *state) open() bool { return s.facts.Status == StatusOpen }
+
+// SameInteraction is how close in time a CRM meeting and a recorded call
+// sharing a participant must be to count as one conversation.
+const SameInteraction = 6 * time.Hour
+
+// callRef is a recorded call's time and its participants' keys.
+type callRef struct {
+	at     time.Time
+	people []string
+}
+
+// recordedCalls lists the recorded calls among evs.
+func recordedCalls(evs []*event.Event) []callRef {
+	var out []callRef
+	for _, e := range evs {
+		c, ok := e.Payload.(*event.Call)
+		if !ok {
+			continue
+		}
+		ref := callRef{at: e.OccurredAt, people: make([]string, len(c.Participants))}
+		for i := range c.Participants {
+			ref.people[i] = c.Participants[i].Key()
+		}
+		out = append(out, ref)
+	}
+	return out
+}
+
+// recorded reports whether a CRM meeting at t with participants ps is the
+// same conversation as a recorded call: within SameInteraction of it and
+// sharing a participant (or listing none). The call, which carries the
+// action items, is then the interaction; the meeting only adds evidence.
+func (s *state) recorded(t time.Time, ps []event.Participant) bool {
+	for _, c := range s.calls {
+		if d := t.Sub(c.at); d > SameInteraction || d < -SameInteraction {
+			continue
+		}
+		if len(ps) == 0 {
+			return true
+		}
+		for i := range ps {
+			if slices.Contains(c.people, ps[i].Key()) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // expectedNext is the step after the highest gained, or 0 if none is left.
 func (s *state) expectedNext() int {
@@ -550,7 +604,7 @@ func (s *state) activity(e *event.Event, a *event.Activity) {
 		})
 	}
 
-	if !meeting || !completed || s.facts.Status == StatusLost {
+	if !meeting || !completed || s.facts.Status == StatusLost || s.recorded(t, a.Participants) {
 		return
 	}
 	exp := s.expectedNext()

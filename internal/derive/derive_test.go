@@ -522,3 +522,30 @@ func TestInteractionHeld(t *testing.T) {
 		t.Errorf("interaction.held:\n got: %s\nwant: %s", strings.Join(got, "\n      "), strings.Join(want, "\n      "))
 	}
 }
+
+// TestMeetingLoggedForRecordedCall checks that a CRM meeting logging the
+// same conversation as a recorded call is not a second interaction.
+func TestMeetingLoggedForRecordedCall(t *testing.T) {
+	a, rep := buyer("a@b.com"), seller("r@s.com")
+	out := run([]event.Event{
+		created("o1", day(0), "Prospecting", 100),
+		call("c1", day(1), "Intro", people(a, rep)),
+		meeting("m1", day(1).Add(time.Hour), "Intro call", a, rep), // the same conversation
+		meeting("m2", day(5), "Check-in", a, rep),                  // another one
+	}, day(20))
+	var got []string
+	for _, d := range out {
+		if d.Type == InteractionHeld || d.Type == CommitmentMissed {
+			got = append(got, line(d)+" "+d.InteractionID)
+		}
+	}
+	want := []string{
+		"d1 interaction.held explore continuation c1",
+		"d1 commitment.missed explore no_next_step c1",
+		"d5 interaction.held explore continuation m2",
+		"d5 commitment.missed explore no_next_step m2",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("interactions:\n got: %s\nwant: %s", strings.Join(got, "\n      "), strings.Join(want, "\n      "))
+	}
+}
