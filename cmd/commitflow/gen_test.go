@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/event"
 )
 
@@ -58,7 +61,7 @@ func TestGenFlagErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--publish"}, "--publish: not wired yet"},
+		{[]string{"--publish", "--nats", "nats://127.0.0.1:1"}, "connect"},
 		{[]string{"--end", "01/06/2026"}, "--end"},
 		{[]string{"--opportunities", "-3"}, "opportunities"},
 		{[]string{"--tenant", "Acme Corp"}, "tenant"},
@@ -71,5 +74,47 @@ func TestGenFlagErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: got %v, want an error mentioning %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestGenPublish publishes a small generated book to an embedded JetStream
+// and finds every event in the stream, once.
+func TestGenPublish(t *testing.T) {
+	ctx := context.Background()
+	emb, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Shutdown()
+	args := []string{"--publish", "--nats", emb.ClientURL(), "--opportunities", "20", "--end", "2026-06-01", "--tenant", "acme"}
+	var stdout, stderr bytes.Buffer
+	if err := runGen(ctx, args, &stdout, &stderr); err != nil {
+		t.Fatalf("gen --publish: %v (%s)", err, stderr.String())
+	}
+	// The same flags written to a file give the number of events.
+	var file bytes.Buffer
+	if err := runGen(ctx, []string{"--opportunities", "20", "--end", "2026-06-01", "--tenant", "acme"}, &file, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	want := uint64(bytes.Count(file.Bytes(), []byte("\n")))
+	// Publishing twice is harmless: the message ids de-duplicate.
+	if err := runGen(ctx, args, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	nc, js, err := bus.Connect(ctx, emb.ClientURL(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	st, err := js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != want || want == 0 {
+		t.Fatalf("stream holds %d messages, want %d", info.State.Msgs, want)
 	}
 }

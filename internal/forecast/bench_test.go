@@ -1,0 +1,117 @@
+package forecast
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/store"
+)
+
+// BenchmarkForecast loads synthetic derived rows of
+// COMMITFLOW_FORECAST_BENCH_OPPS opportunities (default 250000) created over
+// three years into a fresh database and times a forecast, its back-test, the
+// two queries alone and the Go side alone. COMMITFLOW_FORECAST_BENCH_DSN
+// names a database to use instead, loaded on first use and kept, so that
+// repeated runs skip the load.
+//
+//	go test ./internal/forecast -run '^$' -bench Forecast -benchtime 10x
+func BenchmarkForecast(b *testing.B) {
+	opps := 250000
+	if s := os.Getenv("COMMITFLOW_FORECAST_BENCH_OPPS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		opps = n
+	}
+	start := time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)
+	asOf := time.Date(2024, 1, 15, 0, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	gen := func() []store.DerivedRow {
+		rows := synth(synthConfig{Seed: 1, Tenant: "acme", Opps: opps, Start: start, Span: 3 * 365 * 24 * time.Hour, Prefix: "opp"})
+		b.Logf("%d opportunities, %d derived rows", opps, len(rows))
+		return rows
+	}
+	var f *Forecaster
+	if dsn := os.Getenv("COMMITFLOW_FORECAST_BENCH_DSN"); dsn != "" {
+		st, err := store.Open(ctx, dsn, store.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		if _, err := st.Migrate(ctx); err != nil {
+			b.Fatal(err)
+		}
+		var n uint64
+		if err := st.Conn().QueryRow(ctx, "SELECT count() FROM derived_events WHERE tenant = 'acme'").Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		if n == 0 {
+			rows := gen()
+			for len(rows) > 0 {
+				k := min(len(rows), 200000)
+				if err := st.InsertDerived(ctx, rows[:k]); err != nil {
+					b.Fatal(err)
+				}
+				rows = rows[k:]
+			}
+		}
+		f = New(st.Conn())
+	} else {
+		f = open(b, gen())
+	}
+	q := Query{Tenant: "acme", AsOf: asOf}
+	r, err := f.Forecast(ctx, q) // warm up
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("open deals %d, training samples %d, cells %d", r.Samples.OpenDeals, r.Samples.TrainingSamples, len(r.Model.Cells))
+	p, _ := validate(q)
+
+	b.Run("forecast", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := f.Forecast(ctx, q); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("backtest", func(b *testing.B) {
+		bt := asOf.AddDate(0, -9, 0)
+		qb := Query{Tenant: "acme", AsOf: asOf, Backtest: &bt}
+		for i := 0; i < b.N; i++ {
+			if _, err := f.Forecast(ctx, qb); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("training-query", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, _, err := f.training(ctx, "acme", p.refs, p.at, p.HorizonDays); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("deals-query", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := f.deals(ctx, "acme", p.at, p.bound); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	train, stats, err := f.training(ctx, "acme", p.refs, p.at, p.HorizonDays)
+	if err != nil {
+		b.Fatal(err)
+	}
+	deals, err := f.deals(ctx, "acme", p.at, p.bound)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("go-fit-and-simulate", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			assemble(p, fitModel(train, p.HorizonDays, p.PriorStrength), stats, deals)
+		}
+	})
+}

@@ -1,0 +1,305 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+)
+
+// FunnelQuery asks for conversion K→K+1 of the cohorts that reached each
+// step K in [From, To).
+type FunnelQuery struct {
+	Tenant string
+	// AsOf is the instant the answer is computed at; zero means now.
+	AsOf     time.Time
+	From, To time.Time
+	// WindowDays, when set, requires K+1 within that many days of K.
+	WindowDays *int
+	// By breaks every step down by a fact as of AsOf: owner, team,
+	// segment, source or product ("" for none).
+	By string
+	// Interval groups cohorts by the week, month or quarter in which they
+	// reached K ("" for none).
+	Interval string
+	// Ladder holds the step keys in order; step K is Ladder[K-1].
+	Ladder        []string
+	LadderVersion string
+}
+
+// FunnelResult is the conversion of every step of the ladder.
+type FunnelResult struct {
+	Definitions Definitions  `json:"definitions"`
+	Steps       []FunnelStep `json:"steps"`
+}
+
+// FunnelStep is the conversion from step FromIndex to ToIndex = FromIndex+1.
+type FunnelStep struct {
+	FromStep  string `json:"from_step"`
+	FromIndex int    `json:"from_index"`
+	ToStep    string `json:"to_step"`
+	ToIndex   int    `json:"to_index"`
+	FunnelCounts
+	// Groups breaks the step down by period and/or By value, sorted by
+	// Period then Key; only groups with a cohort are listed.
+	Groups []FunnelGroup `json:"groups,omitempty"`
+}
+
+// FunnelGroup is one period and/or By value of a step.
+type FunnelGroup struct {
+	// Period is the first day (UTC, YYYY-MM-DD) of the week, month or
+	// quarter in which the cohort reached the step; "" without Interval.
+	Period string `json:"period,omitempty"`
+	// Key is the By value; "" without By (or when the fact is empty).
+	Key string `json:"key"`
+	FunnelCounts
+}
+
+// FunnelCounts are the outcomes of one cohort, in count and amount.
+type FunnelCounts struct {
+	Reached   int64 `json:"reached"`
+	Converted int64 `json:"converted"`
+	StillOpen int64 `json:"still_open"`
+	Dropped   int64 `json:"dropped"`
+	// Skipped counts cohort members that reached the step only by gaining
+	// a later one.
+	Skipped         int64   `json:"skipped"`
+	ReachedAmount   float64 `json:"reached_amount"`
+	ConvertedAmount float64 `json:"converted_amount"`
+	StillOpenAmount float64 `json:"still_open_amount"`
+	DroppedAmount   float64 `json:"dropped_amount"`
+	SkippedAmount   float64 `json:"skipped_amount"`
+	// ConversionRateDecided is converted / (converted + dropped); null
+	// when nothing is decided yet.
+	ConversionRateDecided *float64 `json:"conversion_rate_decided"`
+	// ConversionRateReached is converted / reached.
+	ConversionRateReached       *float64      `json:"conversion_rate_reached"`
+	AmountConversionRateDecided *float64      `json:"amount_conversion_rate_decided"`
+	AmountConversionRateReached *float64      `json:"amount_conversion_rate_reached"`
+	TimeToConvert               TimeToConvert `json:"time_to_convert"`
+}
+
+// TimeToConvert is the distribution of days from K to K+1 over converted
+// opportunities. Quantile q is sorted[min(n-1, floor(q*n))].
+type TimeToConvert struct {
+	N         int64    `json:"n"`
+	Median    *float64 `json:"median_days"`
+	P75       *float64 `json:"p75_days"`
+	P90       *float64 `json:"p90_days"`
+	Histogram []Bucket `json:"histogram"`
+}
+
+// setRates fills the rates from the counts.
+func (c *FunnelCounts) setRates() {
+	c.ConversionRateDecided = ratio(float64(c.Converted), float64(c.Converted+c.Dropped))
+	c.ConversionRateReached = ratio(float64(c.Converted), float64(c.Reached))
+	c.AmountConversionRateDecided = ratio(c.ConvertedAmount, c.ConvertedAmount+c.DroppedAmount)
+	c.AmountConversionRateReached = ratio(c.ConvertedAmount, c.ReachedAmount)
+}
+
+var funnelRules = []string{
+	"reach_time(o, K) = earliest commitment.gained of o with step index >= K; o reached K when it exists",
+	"cohort of step K = opportunities with reach_time(K) in [from, to)",
+	"converted = reach_time(K+1) exists and, with a window, reach_time(K+1) - reach_time(K) <= window_days",
+	"dropped = not converted and (status as of as_of is lost or won, or with a window reach_time(K) + window_days <= as_of)",
+	"still_open = neither converted nor dropped",
+	"skipped = cohort members with no commitment.gained at step K exactly",
+	"amounts, status and by values are the opportunity's facts as of as_of (snapshot of its latest derived event, ties by id)",
+	"conversion_rate_decided = converted / (converted + dropped); conversion_rate_reached = converted / reached",
+	"time to convert in days = (reach_time(K+1) - reach_time(K)) / 86400 for converted; quantile q = sorted[min(n-1, floor(q*n))]",
+	"interval periods start on Monday / the 1st of the month / of the quarter, UTC, of reach_time(K)",
+}
+
+// Funnel computes conversion K→K+1 for every step K of the ladder but the
+// last.
+func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, error) {
+	c, err := validateCommon(fq.Tenant, fq.AsOf, fq.Ladder, fq.LadderVersion, 2)
+	if err != nil {
+		return nil, err
+	}
+	from, to, err := validateRange(fq.From, fq.To)
+	if err != nil {
+		return nil, err
+	}
+	window := int64(-1)
+	if fq.WindowDays != nil {
+		w := *fq.WindowDays
+		if w < 0 || w > MaxWindowDays {
+			return nil, inputErr("window_days", "must be between 0 and %d", MaxWindowDays)
+		}
+		window = int64(w) * 86400
+	}
+	byCol, byExtra := "''", ""
+	if fq.By != "" {
+		col, ok := byColumn(fq.By)
+		if !ok {
+			return nil, inputErr("by", "must be one of owner, team, segment, source, product")
+		}
+		byCol, byExtra = col, ", "+col
+	}
+	period := "''"
+	if fq.Interval != "" {
+		fn, ok := intervalFunc(fq.Interval)
+		if !ok {
+			return nil, inputErr("interval", "must be one of week, month, quarter")
+		}
+		period = fmt.Sprintf("toString(%s(toDateTime(rk), 'UTC'))", fn)
+	}
+	groups := "[toUInt8(0)]"
+	if fq.By != "" || fq.Interval != "" {
+		groups = "[toUInt8(0), toUInt8(1)]"
+	}
+
+	res := &FunnelResult{Definitions: c.defs}
+	res.Definitions.From, res.Definitions.To = timePtr(from), timePtr(to)
+	if fq.WindowDays != nil {
+		w := *fq.WindowDays
+		res.Definitions.WindowDays = &w
+	}
+	res.Definitions.By, res.Definitions.Interval = fq.By, fq.Interval
+	res.Definitions.Rules = funnelRules
+
+	// Per branch: per opportunity, reach_time(K) for K = 1..n, which
+	// steps it gained exactly, and its facts as of as_of; then one row
+	// per step K it reached in [from, to) with its outcome. Outside:
+	// counts per step and group (g = 0 is the whole step, g = 1 its
+	// groups).
+	//
+	// ClickHouse 18.16 drops subquery columns referenced only inside
+	// lambdas, so every column a lambda captures is also used outside one
+	// (the "ts >= 0 AND step_index >= 0" conditions). reach_time(K) for
+	// all K comes from one minForEach over per-event arrays; 4294967295
+	// stands for "no such gain" and becomes 0.
+	perBranch := `SELECT K, rk, rk1, skipped, amt, key0,
+		` + period + ` AS period0,
+		rk1 != 0 AND (@window < 0 OR rk1 - rk <= @window) AS conv,
+		NOT conv AND (st = 'lost' OR st = 'won' OR (@window >= 0 AND rk + @window <= @asof)) AS dropped
+	FROM (
+		SELECT amt, st, key0,
+			arrayMap(x -> if(x = 4294967295, 0, x), r0) AS rks,
+			arrayPopBack(rks) AS rk_k,
+			arrayPopFront(rks) AS rk_k1,
+			arrayMap(h -> h = 0, arrayPopBack(hit)) AS skp
+		FROM (
+			SELECT
+				minForEachIf(arrayMap(k -> if(step_index >= k, ts, toUInt32(4294967295)), arrayMap(x -> toUInt8(x + 1), range(@nladder))),
+					type = @gained AND ts >= 0 AND step_index >= 0) AS r0,
+				maxForEachIf(arrayMap(k -> step_index = k, arrayMap(x -> toUInt8(x + 1), range(@nladder))),
+					type = @gained AND step_index >= 0) AS hit,
+				argMax(amount, ord) AS amt,
+				argMax(status, ord) AS st,
+				argMax(` + byCol + `, ord) AS key0
+			FROM {src}
+			GROUP BY opp_hash
+			HAVING notEmpty(r0)
+		)
+		WHERE arrayExists(t -> t >= @from AND t < @to, rk_k)
+	)
+	ARRAY JOIN
+		arrayMap(x -> toUInt8(x + 1), range(@nsteps)) AS K,
+		rk_k AS rk,
+		rk_k1 AS rk1,
+		skp AS skipped
+	WHERE rk >= @from AND rk < @to`
+	// Partial counts per branch, merged outside.
+	perBranch = `SELECT K, g, if(g = 0, '', period0) AS grp_period, if(g = 0, '', key0) AS grp_key,
+		count() AS n0, countIf(conv) AS n1, countIf(dropped) AS n2, countIf(NOT conv AND NOT dropped) AS n3, countIf(skipped) AS n4,
+		sum(amt) AS a0, sumIf(amt, conv) AS a1, sumIf(amt, dropped) AS a2, sumIf(amt, NOT conv AND NOT dropped) AS a3, sumIf(amt, skipped) AS a4,
+		quantilesExactIfState(0.5, 0.75, 0.9)((rk1 - rk) / 86400, conv) AS qs` + bucketCountsSQL("(rk1 - rk)", "conv") + `
+	FROM (` + perBranch + `)
+	ARRAY JOIN ` + groups + ` AS g
+	GROUP BY K, g, grp_period, grp_key`
+	query := `SELECT K, g, grp_period, grp_key,
+	toUInt64(sum(n0)), toUInt64(sum(n1)), toUInt64(sum(n2)), toUInt64(sum(n3)), toUInt64(sum(n4)),
+	sum(a0), sum(a1), sum(a2), sum(a3), sum(a4),
+	quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)` + bucketSumsSQL() + `
+FROM ` + q.fanout("step_index, amount, status"+byExtra, perBranch) + `
+GROUP BY K, g, grp_period, grp_key
+ORDER BY K, g, grp_period, grp_key`
+	rows, err := q.conn.Query(q.queryCtx(ctx), query,
+		clickhouse.Named("tenant", c.tenant),
+		clickhouse.Named("limit", ts(c.asOf)),
+		clickhouse.Named("asof", int64(ts(c.asOf))),
+		clickhouse.Named("window", window),
+		clickhouse.Named("gained", typeGained),
+		clickhouse.Named("nladder", uint64(len(c.ladder))),
+		clickhouse.Named("nsteps", uint64(len(c.ladder)-1)),
+		clickhouse.Named("from", ts(from)),
+		clickhouse.Named("to", ts(to)))
+	if err != nil {
+		return nil, fmt.Errorf("funnel query: %w", err)
+	}
+	defer rows.Close()
+
+	steps := make([]FunnelStep, len(c.ladder)-1)
+	for i := range steps {
+		steps[i] = FunnelStep{
+			FromStep: c.ladder[i], FromIndex: i + 1,
+			ToStep: c.ladder[i+1], ToIndex: i + 2,
+			FunnelCounts: emptyCounts(),
+		}
+	}
+	for rows.Next() {
+		var (
+			k        uint8
+			g        uint8
+			per, key string
+			n        [5]uint64
+			amt      [5]float64
+			qs       []float64
+			h        [len(bucketEdges)]uint64
+		)
+		dest := []any{&k, &g, &per, &key, &n[0], &n[1], &n[2], &n[3], &n[4],
+			&amt[0], &amt[1], &amt[2], &amt[3], &amt[4], &qs}
+		for i := range h {
+			dest = append(dest, &h[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("funnel scan: %w", err)
+		}
+		fc := FunnelCounts{
+			Reached: int64(n[0]), Converted: int64(n[1]), Dropped: int64(n[2]), StillOpen: int64(n[3]), Skipped: int64(n[4]),
+			ReachedAmount: amt[0], ConvertedAmount: amt[1], DroppedAmount: amt[2], StillOpenAmount: amt[3], SkippedAmount: amt[4],
+		}
+		fc.TimeToConvert = TimeToConvert{N: int64(n[1]), Histogram: newBuckets()}
+		if n[1] > 0 && len(qs) == 3 {
+			fc.TimeToConvert.Median, fc.TimeToConvert.P75, fc.TimeToConvert.P90 = &qs[0], &qs[1], &qs[2]
+		}
+		for i := range h {
+			fc.TimeToConvert.Histogram[i].Count = int64(h[i])
+		}
+		fc.setRates()
+		if int(k) < 1 || int(k) > len(steps) {
+			continue
+		}
+		st := &steps[k-1]
+		if g == 0 {
+			st.FunnelCounts = fc
+		} else {
+			st.Groups = append(st.Groups, FunnelGroup{Period: per, Key: key, FunnelCounts: fc})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("funnel rows: %w", err)
+	}
+	for i := range steps {
+		sort.Slice(steps[i].Groups, func(a, b int) bool {
+			ga, gb := steps[i].Groups[a], steps[i].Groups[b]
+			if ga.Period != gb.Period {
+				return ga.Period < gb.Period
+			}
+			return ga.Key < gb.Key
+		})
+	}
+	res.Steps = steps
+	return res, nil
+}
+
+// emptyCounts are the counts of an empty cohort.
+func emptyCounts() FunnelCounts {
+	c := FunnelCounts{TimeToConvert: TimeToConvert{Histogram: newBuckets()}}
+	c.setRates()
+	return c
+}

@@ -1,0 +1,201 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+)
+
+// MovementQuery asks how the pipeline moved between From and To.
+type MovementQuery struct {
+	Tenant string
+	// AsOf is the instant the answer is computed at; zero means now.
+	// Events after AsOf are ignored even when To is later.
+	AsOf          time.Time
+	From, To      time.Time
+	Ladder        []string
+	LadderVersion string
+}
+
+// MovementResult is the pipeline movement in total and by step.
+type MovementResult struct {
+	Definitions Definitions    `json:"definitions"`
+	Total       MovementCounts `json:"total"`
+	// ByStep is by highest step reached at To: step 0 to the last ladder
+	// step, and any higher index that has movement.
+	ByStep []MovementStep `json:"by_step"`
+}
+
+// MovementStep is the movement of opportunities whose highest step at To is
+// StepIndex.
+type MovementStep struct {
+	StepIndex int    `json:"step_index"`
+	Step      string `json:"step"`
+	MovementCounts
+}
+
+// MovementCounts counts opportunities per kind of movement, and sums their
+// amount as of To. One opportunity may count in several kinds.
+type MovementCounts struct {
+	New             int64   `json:"new"`
+	NewAmount       float64 `json:"new_amount"`
+	Advanced        int64   `json:"advanced"`
+	AdvancedAmount  float64 `json:"advanced_amount"`
+	Regressed       int64   `json:"regressed"`
+	RegressedAmount float64 `json:"regressed_amount"`
+	Stalled         int64   `json:"stalled"`
+	StalledAmount   float64 `json:"stalled_amount"`
+	PulledIn        int64   `json:"pulled_in"`
+	PulledInAmount  float64 `json:"pulled_in_amount"`
+	PushedOut       int64   `json:"pushed_out"`
+	PushedOutAmount float64 `json:"pushed_out_amount"`
+	Won             int64   `json:"won"`
+	WonAmount       float64 `json:"won_amount"`
+	Lost            int64   `json:"lost"`
+	LostAmount      float64 `json:"lost_amount"`
+}
+
+func (m *MovementCounts) add(o MovementCounts) {
+	m.New += o.New
+	m.NewAmount += o.NewAmount
+	m.Advanced += o.Advanced
+	m.AdvancedAmount += o.AdvancedAmount
+	m.Regressed += o.Regressed
+	m.RegressedAmount += o.RegressedAmount
+	m.Stalled += o.Stalled
+	m.StalledAmount += o.StalledAmount
+	m.PulledIn += o.PulledIn
+	m.PulledInAmount += o.PulledInAmount
+	m.PushedOut += o.PushedOut
+	m.PushedOutAmount += o.PushedOutAmount
+	m.Won += o.Won
+	m.WonAmount += o.WonAmount
+	m.Lost += o.Lost
+	m.LostAmount += o.LostAmount
+}
+
+func (m MovementCounts) isZero() bool { return m == MovementCounts{} }
+
+var movementRules = []string{
+	"state at a date D = derived events with occurred_at <= D (and <= as_of); facts = snapshot of the latest such event, ties by id",
+	"new = a deal.created in [from, to)",
+	"advanced = highest commitment.gained step at to > highest at from (0 when none)",
+	"regressed = a stage.regressed in [from, to); stalled = a deal.stalled in [from, to)",
+	"open at D = has an event at or before D and no deal.closed at or before D",
+	"pulled_in / pushed_out = open at from and at to, both close dates known, close date at to earlier / later than at from",
+	"won / lost = a deal.closed in [from, to) with that status",
+	"amounts are the opportunity's amount as of to; by step = highest step at to",
+}
+
+// Movement computes how the pipeline moved between From and To.
+func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResult, error) {
+	c, err := validateCommon(mq.Tenant, mq.AsOf, mq.Ladder, mq.LadderVersion, 1)
+	if err != nil {
+		return nil, err
+	}
+	from, to, err := validateRange(mq.From, mq.To)
+	if err != nil {
+		return nil, err
+	}
+	res := &MovementResult{Definitions: c.defs}
+	res.Definitions.From, res.Definitions.To = timePtr(from), timePtr(to)
+	res.Definitions.Rules = movementRules
+	limit := ts(c.asOf)
+	if ts(to) < limit {
+		limit = ts(to)
+	}
+
+	// The source holds events up to min(to, as_of), so unconditioned
+	// aggregates are "as of to". Open at both dates: open at from, and no
+	// deal.closed up to to (which implies none up to from).
+	perOpp := `SELECT
+			countIf(type = @created AND ts >= @from AND ts < @to) > 0 AS is_new,
+			maxIf(step_index, type = @gained AND ts <= @from) AS top_from,
+			maxIf(step_index, type = @gained) AS top_to,
+			countIf(type = @regressed AND ts >= @from AND ts < @to) > 0 AS reg,
+			countIf(type = @stalled AND ts >= @from AND ts < @to) > 0 AS stl,
+			countIf(type = @closed AND ts >= @from AND ts < @to AND status = 'won') > 0 AS won,
+			countIf(type = @closed AND ts >= @from AND ts < @to AND status = 'lost') > 0 AS lost,
+			countIf(ts <= @from) > 0 AND countIf(type = @closed AND ts <= @from) = 0 AND countIf(type = @closed) = 0 AS both_open,
+			toUInt16(argMaxIf(close_date, ord, ts <= @from)) AS cd_from,
+			toUInt16(argMax(close_date, ord)) AS cd_to,
+			argMax(amount, ord) AS amt
+		FROM {src}
+		GROUP BY opp_hash`
+	pulled := "both_open AND cd_from != 0 AND cd_to != 0 AND cd_to < cd_from"
+	pushed := "both_open AND cd_from != 0 AND cd_to != 0 AND cd_to > cd_from"
+	perBranch := `SELECT top_to,
+		countIf(is_new) AS n0, sumIf(amt, is_new) AS a0,
+		countIf(top_to > top_from) AS n1, sumIf(amt, top_to > top_from) AS a1,
+		countIf(reg) AS n2, sumIf(amt, reg) AS a2,
+		countIf(stl) AS n3, sumIf(amt, stl) AS a3,
+		countIf(` + pulled + `) AS n4, sumIf(amt, ` + pulled + `) AS a4,
+		countIf(` + pushed + `) AS n5, sumIf(amt, ` + pushed + `) AS a5,
+		countIf(won) AS n6, sumIf(amt, won) AS a6,
+		countIf(lost) AS n7, sumIf(amt, lost) AS a7
+	FROM (` + perOpp + `)
+	GROUP BY top_to`
+	query := `SELECT toUInt8(top_to),
+	toUInt64(sum(n0)), sum(a0), toUInt64(sum(n1)), sum(a1), toUInt64(sum(n2)), sum(a2), toUInt64(sum(n3)), sum(a3),
+	toUInt64(sum(n4)), sum(a4), toUInt64(sum(n5)), sum(a5), toUInt64(sum(n6)), sum(a6), toUInt64(sum(n7)), sum(a7)
+FROM ` + q.fanout("step_index, status, close_date, amount", perBranch) + `
+GROUP BY top_to
+ORDER BY top_to`
+	rows, err := q.conn.Query(q.queryCtx(ctx), query,
+		clickhouse.Named("tenant", c.tenant),
+		clickhouse.Named("limit", limit),
+		clickhouse.Named("from", ts(from)),
+		clickhouse.Named("to", ts(to)),
+		clickhouse.Named("created", typeCreated),
+		clickhouse.Named("gained", typeGained),
+		clickhouse.Named("regressed", typeRegressed),
+		clickhouse.Named("stalled", typeStalled),
+		clickhouse.Named("closed", typeClosed))
+	if err != nil {
+		return nil, fmt.Errorf("movement query: %w", err)
+	}
+	defer rows.Close()
+	found := map[int]MovementCounts{}
+	for rows.Next() {
+		var (
+			top uint8
+			n   [8]uint64
+			a   [8]float64
+		)
+		dest := []any{&top}
+		for i := range n {
+			dest = append(dest, &n[i], &a[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("movement scan: %w", err)
+		}
+		m := MovementCounts{
+			New: int64(n[0]), NewAmount: a[0],
+			Advanced: int64(n[1]), AdvancedAmount: a[1],
+			Regressed: int64(n[2]), RegressedAmount: a[2],
+			Stalled: int64(n[3]), StalledAmount: a[3],
+			PulledIn: int64(n[4]), PulledInAmount: a[4],
+			PushedOut: int64(n[5]), PushedOutAmount: a[5],
+			Won: int64(n[6]), WonAmount: a[6],
+			Lost: int64(n[7]), LostAmount: a[7],
+		}
+		if !m.isZero() {
+			found[int(top)] = m
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("movement rows: %w", err)
+	}
+	extra := map[int]bool{}
+	for i := range found {
+		extra[i] = true
+	}
+	for _, i := range stepRows(c.ladder, extra) {
+		s := MovementStep{StepIndex: i, Step: stepName(c.ladder, i), MovementCounts: found[i]}
+		res.Total.add(s.MovementCounts)
+		res.ByStep = append(res.ByStep, s)
+	}
+	return res, nil
+}

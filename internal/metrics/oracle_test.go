@@ -1,0 +1,518 @@
+package metrics
+
+// The oracle: the same metrics computed straightforwardly in Go over the
+// current derived events, independent of the SQL.
+
+import (
+	"sort"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/derive"
+	"github.com/commitflow/commitflow/internal/store"
+)
+
+// currentEvents applies ReplacingMergeTree semantics: per (tenant,
+// opportunity, id) the row with the highest version wins; retracted
+// winners are dropped.
+func currentEvents(rows []store.DerivedRow) []derive.Derived {
+	type key struct{ tenant, opp, id string }
+	best := map[key]store.DerivedRow{}
+	for _, r := range rows {
+		k := key{r.Tenant, r.OpportunityID, r.ID}
+		if b, ok := best[k]; !ok || r.Version > b.Version {
+			best[k] = r
+		}
+	}
+	var out []derive.Derived
+	for _, r := range best {
+		if !r.Retracted {
+			d := r.Derived
+			d.OccurredAt = d.OccurredAt.UTC().Truncate(time.Second)
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// oppEvents groups the tenant's events at or before limit by opportunity.
+func oppEvents(evs []derive.Derived, tenant string, limit time.Time) map[string][]derive.Derived {
+	m := map[string][]derive.Derived{}
+	for _, e := range evs {
+		if e.Tenant == tenant && !e.OccurredAt.After(limit) {
+			m[e.OpportunityID] = append(m[e.OpportunityID], e)
+		}
+	}
+	return m
+}
+
+// later reports whether a comes after b in (occurred_at, id) order.
+func later(a, b derive.Derived) bool {
+	if !a.OccurredAt.Equal(b.OccurredAt) {
+		return a.OccurredAt.After(b.OccurredAt)
+	}
+	return a.ID > b.ID
+}
+
+// factsAt is the snapshot of the latest event at or before d.
+func factsAt(evs []derive.Derived, d time.Time) (derive.Snapshot, bool) {
+	var best *derive.Derived
+	for i := range evs {
+		e := &evs[i]
+		if e.OccurredAt.After(d) {
+			continue
+		}
+		if best == nil || later(*e, *best) {
+			best = e
+		}
+	}
+	if best == nil {
+		return derive.Snapshot{}, false
+	}
+	return best.Snapshot, true
+}
+
+// reachTime is the earliest commitment.gained with step >= k.
+func reachTime(evs []derive.Derived, k int) (time.Time, bool) {
+	var t time.Time
+	ok := false
+	for _, e := range evs {
+		if e.Type == derive.CommitmentGained && e.StepIndex >= k && (!ok || e.OccurredAt.Before(t)) {
+			t, ok = e.OccurredAt, true
+		}
+	}
+	return t, ok
+}
+
+func oracleHistogram(secs []int64) []Bucket {
+	b := newBuckets()
+	for _, s := range secs {
+		for i := len(bucketEdges) - 1; i >= 0; i-- {
+			if s >= int64(bucketEdges[i])*86400 {
+				b[i].Count++
+				break
+			}
+		}
+	}
+	return b
+}
+
+func quantile(sorted []float64, q float64) *float64 {
+	n := len(sorted)
+	if n == 0 {
+		return nil
+	}
+	i := int(q * float64(n))
+	if i > n-1 {
+		i = n - 1
+	}
+	v := sorted[i]
+	return &v
+}
+
+type funnelAcc struct {
+	c    FunnelCounts
+	secs []int64
+}
+
+func (a *funnelAcc) add(amount float64, conv, dropped, skipped bool, secs int64) {
+	a.c.Reached++
+	a.c.ReachedAmount += amount
+	switch {
+	case conv:
+		a.c.Converted++
+		a.c.ConvertedAmount += amount
+		a.secs = append(a.secs, secs)
+	case dropped:
+		a.c.Dropped++
+		a.c.DroppedAmount += amount
+	default:
+		a.c.StillOpen++
+		a.c.StillOpenAmount += amount
+	}
+	if skipped {
+		a.c.Skipped++
+		a.c.SkippedAmount += amount
+	}
+}
+
+func (a *funnelAcc) counts() FunnelCounts {
+	c := a.c
+	days := make([]float64, len(a.secs))
+	for i, s := range a.secs {
+		days[i] = float64(s) / 86400
+	}
+	sort.Float64s(days)
+	c.TimeToConvert = TimeToConvert{
+		N:         int64(len(days)),
+		Median:    quantile(days, 0.5),
+		P75:       quantile(days, 0.75),
+		P90:       quantile(days, 0.9),
+		Histogram: oracleHistogram(a.secs),
+	}
+	c.setRates()
+	return c
+}
+
+func periodStart(t time.Time, interval string) string {
+	t = t.UTC()
+	d := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	switch interval {
+	case "week":
+		wd := (int(d.Weekday()) + 6) % 7 // Monday = 0
+		d = d.AddDate(0, 0, -wd)
+	case "month":
+		d = time.Date(d.Year(), d.Month(), 1, 0, 0, 0, 0, time.UTC)
+	case "quarter":
+		m := (int(d.Month())-1)/3*3 + 1
+		d = time.Date(d.Year(), time.Month(m), 1, 0, 0, 0, 0, time.UTC)
+	default:
+		return ""
+	}
+	return d.Format("2006-01-02")
+}
+
+func byValue(s derive.Snapshot, by string) string {
+	switch by {
+	case "owner":
+		return s.OwnerID
+	case "team":
+		return s.Team
+	case "segment":
+		return s.Segment
+	case "source":
+		return s.LeadSource
+	case "product":
+		return s.Product
+	}
+	return ""
+}
+
+func oracleFunnel(evs []derive.Derived, fq FunnelQuery) *FunnelResult {
+	asOf := fq.AsOf.UTC()
+	res := &FunnelResult{Definitions: Definitions{
+		Tenant: fq.Tenant, AsOf: asOf, From: timePtr(fq.From.UTC()), To: timePtr(fq.To.UTC()),
+		By: fq.By, Interval: fq.Interval, LadderVersion: fq.LadderVersion,
+		Ladder: append([]string{}, fq.Ladder...), Rules: funnelRules,
+	}}
+	if fq.WindowDays != nil {
+		w := *fq.WindowDays
+		res.Definitions.WindowDays = &w
+	}
+	opps := oppEvents(evs, fq.Tenant, asOf)
+	type gkey struct{ period, key string }
+	for k := 1; k < len(fq.Ladder); k++ {
+		all := &funnelAcc{}
+		groups := map[gkey]*funnelAcc{}
+		for _, oe := range opps {
+			rk, ok := reachTime(oe, k)
+			if !ok || rk.Before(fq.From) || !rk.Before(fq.To) {
+				continue
+			}
+			rk1, ok1 := reachTime(oe, k+1)
+			facts, _ := factsAt(oe, asOf)
+			secs := int64(rk1.Sub(rk) / time.Second)
+			conv := ok1 && (fq.WindowDays == nil || secs <= int64(*fq.WindowDays)*86400)
+			dropped := !conv && (facts.Status == "lost" || facts.Status == "won" ||
+				(fq.WindowDays != nil && !rk.Add(time.Duration(*fq.WindowDays)*24*time.Hour).After(asOf)))
+			skipped := true
+			for _, e := range oe {
+				if e.Type == derive.CommitmentGained && e.StepIndex == k {
+					skipped = false
+				}
+			}
+			all.add(facts.Amount, conv, dropped, skipped, secs)
+			if fq.By != "" || fq.Interval != "" {
+				gk := gkey{periodStart(rk, fq.Interval), byValue(facts, fq.By)}
+				if groups[gk] == nil {
+					groups[gk] = &funnelAcc{}
+				}
+				groups[gk].add(facts.Amount, conv, dropped, skipped, secs)
+			}
+		}
+		st := FunnelStep{FromStep: fq.Ladder[k-1], FromIndex: k, ToStep: fq.Ladder[k], ToIndex: k + 1, FunnelCounts: all.counts()}
+		for gk, a := range groups {
+			st.Groups = append(st.Groups, FunnelGroup{Period: gk.period, Key: gk.key, FunnelCounts: a.counts()})
+		}
+		sort.Slice(st.Groups, func(a, b int) bool {
+			if st.Groups[a].Period != st.Groups[b].Period {
+				return st.Groups[a].Period < st.Groups[b].Period
+			}
+			return st.Groups[a].Key < st.Groups[b].Key
+		})
+		res.Steps = append(res.Steps, st)
+	}
+	return res
+}
+
+func oracleStalls(evs []derive.Derived, sq StallsQuery) *StallsResult {
+	asOf := sq.AsOf.UTC()
+	page, size := sq.Page, sq.PageSize
+	if page == 0 {
+		page = 1
+	}
+	if size == 0 {
+		size = DefaultPageSize
+	}
+	res := &StallsResult{Definitions: Definitions{
+		Tenant: sq.Tenant, AsOf: asOf, LadderVersion: sq.LadderVersion,
+		Ladder: append([]string{}, sq.Ladder...), Rules: stallsRules,
+	}, Page: page, PageSize: size, Deals: []StalledDeal{}}
+	steps := map[int]*StallStep{}
+	var deals []StalledDeal
+	for id, oe := range oppEvents(evs, sq.Tenant, asOf) {
+		closed := false
+		top := 0
+		var lastc, created, first time.Time
+		for _, e := range oe {
+			switch e.Type {
+			case derive.DealClosed:
+				closed = true
+			case derive.CommitmentGained:
+				if e.StepIndex > top {
+					top = e.StepIndex
+				}
+				if e.OccurredAt.After(lastc) {
+					lastc = e.OccurredAt
+				}
+			case derive.DealCreated:
+				if created.IsZero() || e.OccurredAt.Before(created) {
+					created = e.OccurredAt
+				}
+			}
+			if first.IsZero() || e.OccurredAt.Before(first) {
+				first = e.OccurredAt
+			}
+		}
+		if closed {
+			continue
+		}
+		ref := lastc
+		if ref.IsZero() {
+			ref = created
+		}
+		if ref.IsZero() {
+			ref = first
+		}
+		var since time.Time
+		for _, e := range oe {
+			if e.Type == derive.DealStalled && !e.OccurredAt.Before(ref) && (since.IsZero() || e.OccurredAt.Before(since)) {
+				since = e.OccurredAt
+			}
+		}
+		facts, _ := factsAt(oe, asOf)
+		secs := int64(asOf.Sub(ref) / time.Second)
+		days := secs / 86400
+		s := steps[top]
+		if s == nil {
+			s = &StallStep{StepIndex: top, DaysSinceCommitment: newBuckets()}
+			steps[top] = s
+		}
+		s.Open++
+		s.OpenAmount += facts.Amount
+		h := oracleHistogram([]int64{days * 86400})
+		for i := range h {
+			s.DaysSinceCommitment[i].Count += h[i].Count
+		}
+		if !since.IsZero() {
+			s.Stalled++
+			s.StalledAmount += facts.Amount
+			deals = append(deals, StalledDeal{
+				OpportunityID: id, OwnerID: facts.OwnerID, Team: facts.Team, Amount: facts.Amount,
+				StepIndex: top, Step: stepName(sq.Ladder, top), DaysSinceCommitment: days, StalledSince: since,
+			})
+		}
+	}
+	for i := 0; i <= len(sq.Ladder); i++ {
+		if steps[i] == nil {
+			steps[i] = &StallStep{StepIndex: i, DaysSinceCommitment: newBuckets()}
+		}
+	}
+	var idx []int
+	for i := range steps {
+		idx = append(idx, i)
+	}
+	sort.Ints(idx)
+	for _, i := range idx {
+		s := *steps[i]
+		s.Step = stepName(sq.Ladder, i)
+		res.Steps = append(res.Steps, s)
+		res.Open += s.Open
+		res.OpenAmount += s.OpenAmount
+		res.Stalled += s.Stalled
+		res.StalledAmount += s.StalledAmount
+	}
+	sort.Slice(deals, func(a, b int) bool {
+		if deals[a].Amount != deals[b].Amount {
+			return deals[a].Amount > deals[b].Amount
+		}
+		return deals[a].OpportunityID < deals[b].OpportunityID
+	})
+	lo := (page - 1) * size
+	if lo < len(deals) {
+		hi := min(lo+size, len(deals))
+		res.Deals = append(res.Deals, deals[lo:hi]...)
+	}
+	return res
+}
+
+func oracleMissed(evs []derive.Derived, mq MissedQuery) *MissedResult {
+	asOf := mq.AsOf.UTC()
+	res := &MissedResult{Definitions: Definitions{
+		Tenant: mq.Tenant, AsOf: asOf, From: timePtr(mq.From.UTC()), To: timePtr(mq.To.UTC()),
+		LadderVersion: mq.LadderVersion, Ladder: append([]string{}, mq.Ladder...), Rules: missedRules,
+	}, ByStep: []MissedRow{}, ByReason: []MissedRow{}, ByOwner: []MissedRow{}}
+	type acc struct {
+		row MissedRow
+		ids map[string]bool
+	}
+	type dk struct {
+		dim string
+		key string
+		idx int
+	}
+	accs := map[dk]*acc{}
+	get := func(k dk) *acc {
+		a := accs[k]
+		if a == nil {
+			a = &acc{ids: map[string]bool{}}
+			accs[k] = a
+		}
+		return a
+	}
+	for _, e := range evs {
+		if e.Tenant != mq.Tenant || e.OccurredAt.After(asOf) || e.OccurredAt.Before(mq.From) || !e.OccurredAt.Before(mq.To) {
+			continue
+		}
+		keys := []dk{{"total", "", 0}, {"step", "", e.StepIndex}, {"owner", e.OwnerID, 0}}
+		switch e.Type {
+		case derive.CommitmentMissed:
+			keys = append(keys, dk{"reason", e.Reason, 0})
+			for _, k := range keys {
+				a := get(k)
+				a.row.Missed++
+				a.row.MissedAmount += e.Amount
+				if e.InteractionID != "" && e.Reason != derive.MissCloseDatePushed && e.Reason != derive.MissNoDecision {
+					a.ids[e.InteractionID] = true
+				}
+			}
+		case derive.InteractionHeld:
+			for _, k := range keys {
+				get(k).row.Interactions++
+			}
+		}
+	}
+	for k, a := range accs {
+		r := a.row
+		r.MissedInteractions = int64(len(a.ids))
+		if k.dim != "reason" && r.Interactions > 0 {
+			v := float64(r.MissedInteractions) / float64(r.Interactions)
+			r.MissRate = &v
+		}
+		switch k.dim {
+		case "total":
+			res.Total = r
+		case "step":
+			r.StepIndex, r.Key = k.idx, stepName(mq.Ladder, k.idx)
+			res.ByStep = append(res.ByStep, r)
+		case "reason":
+			r.Key = k.key
+			res.ByReason = append(res.ByReason, r)
+		case "owner":
+			r.Key = k.key
+			res.ByOwner = append(res.ByOwner, r)
+		}
+	}
+	sort.Slice(res.ByStep, func(a, b int) bool { return res.ByStep[a].StepIndex < res.ByStep[b].StepIndex })
+	sort.Slice(res.ByReason, func(a, b int) bool { return res.ByReason[a].Key < res.ByReason[b].Key })
+	sort.Slice(res.ByOwner, func(a, b int) bool { return res.ByOwner[a].Key < res.ByOwner[b].Key })
+	return res
+}
+
+func oracleMovement(evs []derive.Derived, mq MovementQuery) *MovementResult {
+	asOf, from, to := mq.AsOf.UTC(), mq.From.UTC(), mq.To.UTC()
+	limit := to
+	if asOf.Before(limit) {
+		limit = asOf
+	}
+	res := &MovementResult{Definitions: Definitions{
+		Tenant: mq.Tenant, AsOf: asOf, From: timePtr(from), To: timePtr(to),
+		LadderVersion: mq.LadderVersion, Ladder: append([]string{}, mq.Ladder...), Rules: movementRules,
+	}}
+	in := func(t time.Time) bool { return !t.Before(from) && t.Before(to) }
+	steps := map[int]*MovementCounts{}
+	for _, oe := range oppEvents(evs, mq.Tenant, limit) {
+		var isNew, reg, stl, won, lost, closedFrom, closedTo, anyFrom bool
+		topFrom, topTo := 0, 0
+		for _, e := range oe {
+			atFrom := !e.OccurredAt.After(from)
+			if atFrom {
+				anyFrom = true
+			}
+			switch e.Type {
+			case derive.DealCreated:
+				isNew = isNew || in(e.OccurredAt)
+			case derive.CommitmentGained:
+				topTo = max(topTo, e.StepIndex)
+				if atFrom {
+					topFrom = max(topFrom, e.StepIndex)
+				}
+			case derive.StageRegressed:
+				reg = reg || in(e.OccurredAt)
+			case derive.DealStalled:
+				stl = stl || in(e.OccurredAt)
+			case derive.DealClosed:
+				closedTo = true
+				closedFrom = closedFrom || atFrom
+				if in(e.OccurredAt) {
+					won = won || e.Status == "won"
+					lost = lost || e.Status == "lost"
+				}
+			}
+		}
+		factsFrom, _ := factsAt(oe, from)
+		factsTo, _ := factsAt(oe, limit)
+		bothOpen := anyFrom && !closedFrom && !closedTo
+		known := !factsFrom.CloseDate.IsZero() && !factsTo.CloseDate.IsZero()
+		pulled := bothOpen && known && factsTo.CloseDate.Before(factsFrom.CloseDate)
+		pushed := bothOpen && known && factsTo.CloseDate.After(factsFrom.CloseDate)
+		s := steps[topTo]
+		if s == nil {
+			s = &MovementCounts{}
+			steps[topTo] = s
+		}
+		a := factsTo.Amount
+		count := func(ok bool, n *int64, amt *float64) {
+			if ok {
+				*n++
+				*amt += a
+			}
+		}
+		count(isNew, &s.New, &s.NewAmount)
+		count(topTo > topFrom, &s.Advanced, &s.AdvancedAmount)
+		count(reg, &s.Regressed, &s.RegressedAmount)
+		count(stl, &s.Stalled, &s.StalledAmount)
+		count(pulled, &s.PulledIn, &s.PulledInAmount)
+		count(pushed, &s.PushedOut, &s.PushedOutAmount)
+		count(won, &s.Won, &s.WonAmount)
+		count(lost, &s.Lost, &s.LostAmount)
+	}
+	var idx []int
+	for i, s := range steps {
+		if i > len(mq.Ladder) && *s == (MovementCounts{}) {
+			continue
+		}
+		idx = append(idx, i)
+	}
+	for i := 0; i <= len(mq.Ladder); i++ {
+		if steps[i] == nil {
+			steps[i] = &MovementCounts{}
+			idx = append(idx, i)
+		}
+	}
+	sort.Ints(idx)
+	for _, i := range idx {
+		res.ByStep = append(res.ByStep, MovementStep{StepIndex: i, Step: stepName(mq.Ladder, i), MovementCounts: *steps[i]})
+		res.Total.add(*steps[i])
+	}
+	return res
+}

@@ -1,0 +1,228 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+)
+
+// StallsQuery asks where open deals sit and which are stalled, as of AsOf.
+type StallsQuery struct {
+	Tenant string
+	// AsOf is the instant the answer is computed at; zero means now.
+	AsOf time.Time
+	// Page is the 1-based page of stalled deals (0 means 1); PageSize its
+	// size (0 means DefaultPageSize, at most MaxPageSize).
+	Page, PageSize int
+	Ladder         []string
+	LadderVersion  string
+}
+
+// StallsResult is the open pipeline by highest step reached.
+type StallsResult struct {
+	Definitions   Definitions `json:"definitions"`
+	Open          int64       `json:"open"`
+	OpenAmount    float64     `json:"open_amount"`
+	Stalled       int64       `json:"stalled"`
+	StalledAmount float64     `json:"stalled_amount"`
+	// Steps lists step 0 (no commitment yet) to the last ladder step, and
+	// any higher step index found in the data.
+	Steps    []StallStep   `json:"steps"`
+	Page     int           `json:"page"`
+	PageSize int           `json:"page_size"`
+	Deals    []StalledDeal `json:"deals"`
+}
+
+// StallStep is the open deals whose highest step reached is StepIndex.
+type StallStep struct {
+	StepIndex  int     `json:"step_index"`
+	Step       string  `json:"step"`
+	Open       int64   `json:"open"`
+	OpenAmount float64 `json:"open_amount"`
+	// DaysSinceCommitment is the histogram of days since the last
+	// commitment (or since creation when none).
+	DaysSinceCommitment []Bucket `json:"days_since_commitment"`
+	Stalled             int64    `json:"stalled"`
+	StalledAmount       float64  `json:"stalled_amount"`
+}
+
+// StalledDeal is one stalled open deal, with its facts as of AsOf.
+type StalledDeal struct {
+	OpportunityID       string    `json:"opportunity_id"`
+	OwnerID             string    `json:"owner_id"`
+	Team                string    `json:"team"`
+	Amount              float64   `json:"amount"`
+	StepIndex           int       `json:"step_index"`
+	Step                string    `json:"step"`
+	DaysSinceCommitment int64     `json:"days_since_commitment"`
+	StalledSince        time.Time `json:"stalled_since"`
+}
+
+var stallsRules = []string{
+	"open = has a derived event at or before as_of and no deal.closed at or before as_of",
+	"step = highest step index of its commitment.gained at or before as_of (0 = none)",
+	"reference time = last commitment.gained at or before as_of, else deal.created, else the first derived event",
+	"days since commitment = floor((as_of - reference time) / 86400)",
+	"stalled = has a deal.stalled at or before as_of and at or after the reference time; stalled_since = the earliest such",
+	"amount, owner and team are the facts as of as_of; deals ordered by amount desc, opportunity_id",
+}
+
+// perOppStalls returns a FROM source: outer run per branch over {rows},
+// one row per opportunity open as of @asof.
+func (q *Querier) perOppStalls(outer string) string {
+	perBranch := `SELECT opp_id, hi_step, amt, a_owner, a_team, ref, ss, ss != 0 AS stalled,
+		intDiv(toInt64(@asof) - ref, 86400) AS days
+	FROM (
+		SELECT opp_id, hi_step, amt, a_owner, a_team,
+			if(lastc != 0, lastc, if(created != 0, created, first)) AS ref,
+			arrayReduce('min', arrayFilter(t -> t >= ref, stalls)) AS ss
+		FROM (
+			SELECT any(opportunity_id) AS opp_id,
+				maxIf(step_index, type = @gained) AS hi_step,
+				maxIf(ts, type = @gained) AS lastc,
+				minIf(ts, type = @created) AS created,
+				min(ts) AS first,
+				countIf(type = @closed) AS closed,
+				groupArrayIf(ts, type = @stalled) AS stalls,
+				argMax(amount, ord) AS amt,
+				argMax(owner_id, ord) AS a_owner,
+				argMax(team, ord) AS a_team
+			FROM {src}
+			GROUP BY opp_hash
+			HAVING closed = 0
+		)
+	)`
+	return q.fanout("step_index, amount, owner_id, team", strings.Replace(outer, "{rows}", perBranch, 1))
+}
+
+// Stalls computes the open pipeline by highest step and the stalled deals.
+func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, error) {
+	c, err := validateCommon(sq.Tenant, sq.AsOf, sq.Ladder, sq.LadderVersion, 1)
+	if err != nil {
+		return nil, err
+	}
+	page, size := sq.Page, sq.PageSize
+	if page == 0 {
+		page = 1
+	}
+	if size == 0 {
+		size = DefaultPageSize
+	}
+	if page < 1 || page > 1_000_000 {
+		return nil, inputErr("page", "must be between 1 and 1000000")
+	}
+	if size < 1 || size > MaxPageSize {
+		return nil, inputErr("page_size", "must be between 1 and %d", MaxPageSize)
+	}
+	res := &StallsResult{Definitions: c.defs, Page: page, PageSize: size, Deals: []StalledDeal{}}
+	res.Definitions.Rules = stallsRules
+	args := []any{
+		clickhouse.Named("tenant", c.tenant),
+		clickhouse.Named("limit", ts(c.asOf)),
+		clickhouse.Named("asof", ts(c.asOf)),
+		clickhouse.Named("gained", typeGained),
+		clickhouse.Named("created", typeCreated),
+		clickhouse.Named("closed", typeClosed),
+		clickhouse.Named("stalled", typeStalled),
+	}
+
+	query := `SELECT toUInt8(hi_step), toUInt64(sum(n0)), sum(a0), toUInt64(sum(n1)), sum(a1)` + bucketSumsSQL() + `
+FROM ` + q.perOppStalls(`SELECT hi_step, count() AS n0, sum(amt) AS a0, countIf(stalled) AS n1, sumIf(amt, stalled) AS a1`+
+		bucketCountsSQL("days * 86400", "1")+`
+	FROM ({rows})
+	GROUP BY hi_step`) + `
+GROUP BY hi_step
+ORDER BY hi_step`
+	rows, err := q.conn.Query(q.queryCtx(ctx), query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("stalls query: %w", err)
+	}
+	defer rows.Close()
+	found := map[int]StallStep{}
+	for rows.Next() {
+		var (
+			hi_step          uint8
+			open, stalled    uint64
+			openAmt, stalAmt float64
+			h                [len(bucketEdges)]uint64
+		)
+		dest := []any{&hi_step, &open, &openAmt, &stalled, &stalAmt}
+		for i := range h {
+			dest = append(dest, &h[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("stalls scan: %w", err)
+		}
+		s := StallStep{StepIndex: int(hi_step), Open: int64(open), OpenAmount: openAmt,
+			Stalled: int64(stalled), StalledAmount: stalAmt, DaysSinceCommitment: newBuckets()}
+		for i := range h {
+			s.DaysSinceCommitment[i].Count = int64(h[i])
+		}
+		found[int(hi_step)] = s
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("stalls rows: %w", err)
+	}
+	rows.Close()
+	extra := map[int]bool{}
+	for i := range found {
+		extra[i] = true
+	}
+	for _, i := range stepRows(c.ladder, extra) {
+		s, ok := found[i]
+		if !ok {
+			s = StallStep{StepIndex: i, DaysSinceCommitment: newBuckets()}
+		}
+		s.Step = stepName(c.ladder, i)
+		res.Steps = append(res.Steps, s)
+		res.Open += s.Open
+		res.OpenAmount += s.OpenAmount
+		res.Stalled += s.Stalled
+		res.StalledAmount += s.StalledAmount
+	}
+	if res.Stalled == 0 || int64(page-1)*int64(size) >= res.Stalled {
+		return res, nil
+	}
+
+	// Each branch keeps its first offset+size stalled deals; the page is
+	// cut from their union.
+	list := `SELECT opp_id, a_owner, a_team, amt, toUInt8(hi_step), toInt64(days), toUInt32(ss)
+FROM ` + q.perOppStalls(`SELECT opp_id, a_owner, a_team, amt, hi_step, days, ss
+	FROM ({rows})
+	WHERE stalled
+	ORDER BY amt DESC, opp_id
+	LIMIT @upto`) + `
+ORDER BY amt DESC, opp_id
+LIMIT @offset, @size`
+	args = append(args,
+		clickhouse.Named("size", uint64(size)),
+		clickhouse.Named("offset", uint64(page-1)*uint64(size)),
+		clickhouse.Named("upto", uint64(page)*uint64(size)))
+	rows, err = q.conn.Query(q.queryCtx(ctx), list, args...)
+	if err != nil {
+		return nil, fmt.Errorf("stalled deals query: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			d       StalledDeal
+			hi_step uint8
+			days    int64
+			ss      uint32
+		)
+		if err := rows.Scan(&d.OpportunityID, &d.OwnerID, &d.Team, &d.Amount, &hi_step, &days, &ss); err != nil {
+			return nil, fmt.Errorf("stalled deals scan: %w", err)
+		}
+		d.StepIndex, d.Step = int(hi_step), stepName(c.ladder, int(hi_step))
+		d.DaysSinceCommitment = days
+		d.StalledSince = time.Unix(int64(ss), 0).UTC()
+		res.Deals = append(res.Deals, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("stalled deals rows: %w", err)
+	}
+	return res, nil
+}
