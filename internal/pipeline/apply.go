@@ -30,6 +30,9 @@ type writer struct {
 	ladder *ladder.Ladder
 	log    *slog.Logger
 	m      *metrics
+	// allStates writes every opportunity's state, changed or not (replay:
+	// so that states are complete after a schema or ladder change).
+	allStates bool
 }
 
 // opp is one opportunity's history and its currently stored derived set.
@@ -42,7 +45,10 @@ type opp struct {
 // apply recomputes each opportunity's derived set as of now, writes the
 // difference to the stored set, and updates o.derived.
 func (w *writer) apply(ctx context.Context, opps []*opp, now time.Time) (err error) {
-	var rows []store.DerivedRow
+	var (
+		rows   []store.DerivedRow
+		states []store.StateRow
+	)
 	version := uint64(time.Now().UnixNano())
 	cur := make([][]derive.Derived, len(opps))
 	for i, o := range opps {
@@ -54,6 +60,11 @@ func (w *writer) apply(ctx context.Context, opps []*opp, now time.Time) (err err
 		for _, d := range retracted {
 			rows = append(rows, store.DerivedRow{Derived: d, Version: version, Retracted: true})
 		}
+		if len(added) > 0 || len(retracted) > 0 || w.allStates {
+			st := derive.Summarize(cur[i], w.ladder.Len())
+			st.Tenant, st.OpportunityID = o.tenant, o.id
+			states = append(states, store.StateRow{State: st, Version: version})
+		}
 	}
 	// The stored sets change only once the write succeeded: a failed batch
 	// is retried against what is really stored.
@@ -64,11 +75,16 @@ func (w *writer) apply(ctx context.Context, opps []*opp, now time.Time) (err err
 			}
 		}
 	}()
-	if len(rows) == 0 {
+	if len(rows) == 0 && len(states) == 0 {
 		return nil
 	}
 	if err := w.st.InsertDerived(ctx, rows); err != nil {
 		return fmt.Errorf("store derived events: %w", err)
+	}
+	// The state follows the derived events it summarises: a crash between
+	// the two leaves the batch unacknowledged, and the redelivery writes it.
+	if err := w.st.InsertStates(ctx, states); err != nil {
+		return fmt.Errorf("store opportunity states: %w", err)
 	}
 	if w.js != nil {
 		if err := publishDerived(ctx, w.js, rows); err != nil {

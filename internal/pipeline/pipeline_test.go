@@ -212,6 +212,7 @@ func TestLiveEqualsReplay(t *testing.T) {
 		t.Fatal("generated data derived nothing")
 	}
 	diffSets(t, "live", live, want)
+	checkStates(t, e.st, want, l.Len())
 
 	if _, err := Replay(ctx, e.st, l, ReplayOptions{Tenants: []string{"acme"}, Now: now}, quiet); err != nil {
 		t.Fatal(err)
@@ -221,6 +222,60 @@ func TestLiveEqualsReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	diffSets(t, "replay", replayed, want)
+	checkStates(t, e.st, want, l.Len())
+}
+
+// checkStates compares the stored opportunity states with the states of
+// the expected derived events.
+func checkStates(t *testing.T, st *store.Store, want []derive.Derived, steps int) {
+	t.Helper()
+	byOpp := map[string][]derive.Derived{}
+	for _, d := range want {
+		byOpp[d.OpportunityID] = append(byOpp[d.OpportunityID], d)
+	}
+	rows, err := st.Conn().Query(context.Background(), `SELECT opportunity_id, reach, gain_steps, amounts, miss_reasons, held_outcomes
+FROM opportunity_state FINAL WHERE tenant = 'acme' ORDER BY opportunity_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var (
+			id                    string
+			reach                 []time.Time
+			gainSteps             []uint8
+			amounts               []float64
+			missReasons, outcomes []string
+		)
+		if err := rows.Scan(&id, &reach, &gainSteps, &amounts, &missReasons, &outcomes); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		w := derive.Summarize(byOpp[id], steps)
+		for i := range reach {
+			if reach[i].Unix() <= 0 {
+				reach[i] = time.Time{}
+			} else {
+				reach[i] = reach[i].UTC()
+			}
+		}
+		var wantAmounts []float64
+		for _, f := range w.Facts {
+			wantAmounts = append(wantAmounts, f.Amount)
+		}
+		if !reflect.DeepEqual(reach, w.Reach) || len(gainSteps) != len(w.GainSteps) || !reflect.DeepEqual(amounts, wantAmounts) ||
+			len(missReasons) != len(w.Misses) || len(outcomes) != len(w.Held) {
+			t.Fatalf("state of %s differs from its derived events:\n reach %v want %v\n gains %v want %v\n amounts %v want %v\n misses %d want %d, held %d want %d",
+				id, reach, w.Reach, gainSteps, w.GainSteps, amounts, wantAmounts, len(missReasons), len(w.Misses), len(outcomes), len(w.Held))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(byOpp) {
+		t.Errorf("%d opportunity states, want %d", n, len(byOpp))
+	}
 }
 
 // TestReplayRetracts checks that a replay under a different ladder retracts

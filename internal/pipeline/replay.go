@@ -55,7 +55,7 @@ func Replay(ctx context.Context, st *store.Store, l *ladder.Ladder, opt ReplayOp
 			return Progress{}, err
 		}
 	}
-	w := &writer{st: st, js: opt.JS, ladder: l, log: log}
+	w := &writer{st: st, js: opt.JS, ladder: l, log: log, allStates: true}
 	var total Progress
 	start := time.Now()
 	for _, t := range tenants {

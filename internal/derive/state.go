@@ -1,0 +1,152 @@
+package derive
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// State is one opportunity's current derived history folded into one row of
+// the opportunity_state table (schemas/clickhouse/0101_opportunity_state.sql
+// documents every field). Metrics answer "as of" questions from it with
+// array look-ups instead of reading every derived event.
+//
+// Times are UTC at second precision; a zero time means "none".
+type State struct {
+	Tenant        string
+	OpportunityID string
+	CreatedAt     time.Time // deal.created; zero if none
+	FirstAt       time.Time // the earliest derived event
+
+	// Reach[K-1] is reach_time(K): the earliest commitment.gained with step
+	// index >= K. Gained[K-1] is when step K itself was gained. Both have
+	// one element per ladder step.
+	Reach  []time.Time
+	Gained []time.Time
+
+	// Every commitment.gained, ordered by (time, id).
+	GainTimes []time.Time
+	GainSteps []uint8
+
+	// Facts after each distinct time at which they changed, ordered by time.
+	FactTimes []time.Time
+	Facts     []Snapshot
+
+	Stalls        []Mark // deal.stalled: time and step
+	RegressTimes  []time.Time
+	Closes        []Close       // deal.closed, ordered by (time, id)
+	Misses        []Interaction // commitment.missed, ordered by (time, id)
+	Held          []Interaction // interaction.held, ordered by (time, id)
+	LadderVersion string
+}
+
+// Mark is a time and a step.
+type Mark struct {
+	At   time.Time
+	Step uint8
+}
+
+// Close is a deal.closed event.
+type Close struct {
+	At     time.Time
+	Status string
+	Reason string
+}
+
+// Interaction is a commitment.missed or interaction.held event: Reason is
+// the miss reason or the held outcome; Owner and Amount come from the
+// event's own snapshot.
+type Interaction struct {
+	At            time.Time
+	Step          uint8
+	Reason        string
+	InteractionID string
+	Owner         string
+	Amount        float64
+}
+
+// Summarize folds an opportunity's current derived events (none retracted,
+// the latest version of each id) into its State for a ladder of steps
+// steps. The order of cur does not matter.
+func Summarize(cur []Derived, steps int) State {
+	ds := make([]*Derived, len(cur))
+	for i := range cur {
+		ds[i] = &cur[i]
+	}
+	slices.SortFunc(ds, func(a, b *Derived) int {
+		if c := a.OccurredAt.Compare(b.OccurredAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	s := State{Reach: make([]time.Time, steps), Gained: make([]time.Time, steps)}
+	for i, d := range ds {
+		at := sec(d.OccurredAt)
+		if i == 0 {
+			s.Tenant, s.OpportunityID, s.FirstAt = d.Tenant, d.OpportunityID, at
+		}
+		s.LadderVersion = d.LadderVersion
+		// Facts: the last snapshot at each distinct time, kept when changed.
+		if i == len(ds)-1 || !ds[i+1].OccurredAt.Equal(d.OccurredAt) {
+			snap := d.Snapshot
+			snap.CloseDate = dateOf(snap.CloseDate)
+			if n := len(s.Facts); n == 0 || !sameSnapshot(s.Facts[n-1], snap) {
+				s.FactTimes = append(s.FactTimes, at)
+				s.Facts = append(s.Facts, snap)
+			}
+		}
+		switch d.Type {
+		case DealCreated:
+			if s.CreatedAt.IsZero() {
+				s.CreatedAt = at
+			}
+		case CommitmentGained:
+			k := d.StepIndex
+			if k < 1 || k > steps {
+				continue
+			}
+			s.GainTimes = append(s.GainTimes, at)
+			s.GainSteps = append(s.GainSteps, uint8(k))
+			if s.Gained[k-1].IsZero() {
+				s.Gained[k-1] = at
+			}
+			for j := 0; j < k; j++ {
+				if s.Reach[j].IsZero() || at.Before(s.Reach[j]) {
+					s.Reach[j] = at
+				}
+			}
+		case DealStalled:
+			s.Stalls = append(s.Stalls, Mark{At: at, Step: uint8(d.StepIndex)})
+		case StageRegressed:
+			s.RegressTimes = append(s.RegressTimes, at)
+		case DealClosed:
+			s.Closes = append(s.Closes, Close{At: at, Status: d.Status, Reason: d.Reason})
+		case CommitmentMissed:
+			s.Misses = append(s.Misses, interaction(d, at))
+		case InteractionHeld:
+			s.Held = append(s.Held, interaction(d, at))
+		}
+	}
+	return s
+}
+
+func interaction(d *Derived, at time.Time) Interaction {
+	return Interaction{At: at, Step: uint8(d.StepIndex), Reason: d.Reason, InteractionID: d.InteractionID, Owner: d.OwnerID, Amount: d.Amount}
+}
+
+// sec is t in UTC at ClickHouse DateTime precision.
+func sec(t time.Time) time.Time { return t.UTC().Truncate(time.Second) }
+
+// dateOf is t's date at 00:00 UTC, ClickHouse Date precision; zero stays zero.
+func dateOf(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC().Truncate(24 * time.Hour)
+}
+
+func sameSnapshot(a, b Snapshot) bool {
+	return a.Amount == b.Amount && a.CloseDate.Equal(b.CloseDate) && a.Stage == b.Stage &&
+		a.Probability == b.Probability && a.Status == b.Status && a.OwnerID == b.OwnerID &&
+		a.Team == b.Team && a.Segment == b.Segment && a.LeadSource == b.LeadSource && a.Product == b.Product
+}

@@ -1,0 +1,84 @@
+package store
+
+import (
+	"context"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/derive"
+)
+
+// TestStateRoundTrip writes derived rows with their states, retracts one,
+// and reads the state back column by column.
+func TestStateRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	s := openMigrated(t)
+	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	snap := derive.Snapshot{Amount: 100, CloseDate: time.Date(2026, 6, 30, 0, 0, 0, 0, time.UTC), Stage: "Qualification", Probability: 0.2, Status: "open", OwnerID: "rep1", Team: "east", Segment: "smb"}
+	row := func(id string, k derive.Kind, at time.Time, step int, reason string, version uint64) DerivedRow {
+		return DerivedRow{Derived: derive.Derived{Tenant: "acme", OpportunityID: "o1", ID: id, Type: k, OccurredAt: at, StepIndex: step, Reason: reason, Snapshot: snap, LadderVersion: "v1"}, Version: version}
+	}
+	rows := []DerivedRow{
+		row("a", derive.DealCreated, t0, 0, "", 1),
+		row("b", derive.CommitmentGained, t0.Add(time.Hour), 2, "", 1),
+		row("c", derive.CommitmentMissed, t0.Add(2*time.Hour), 3, derive.MissNoNextStep, 1),
+		row("d", derive.InteractionHeld, t0.Add(2*time.Hour), 3, derive.InteractionContinuation, 1),
+		row("e", derive.CommitmentGained, t0.Add(48*time.Hour), 4, "", 1),
+	}
+	rows[4].Amount = 250
+	if err := s.InsertDerivedWithStates(ctx, rows, 5); err != nil {
+		t.Fatal(err)
+	}
+	// Retract the second gain: the state must follow.
+	retract := rows[4]
+	retract.Version, retract.Retracted = 2, true
+	if err := s.InsertDerivedWithStates(ctx, []DerivedRow{retract}, 5); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := s.LoadDerived(ctx, "acme", []string{"o1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := derive.Summarize(cur["o1"], 5)
+
+	var (
+		reach, factTimes, missTimes []time.Time
+		gainSteps, missSteps        []uint8
+		amounts                     []float64
+		closeDates                  []time.Time
+		missReasons, heldOutcomes   []string
+		created                     time.Time
+	)
+	err = s.Conn().QueryRow(ctx, `SELECT reach, gain_steps, fact_times, amounts, close_dates, miss_times, miss_steps, miss_reasons, held_outcomes, created_at
+FROM opportunity_state FINAL WHERE tenant = ? AND opportunity_id = ?`, "acme", "o1").Scan(
+		&reach, &gainSteps, &factTimes, &amounts, &closeDates, &missTimes, &missSteps, &missReasons, &heldOutcomes, &created)
+	if err != nil {
+		t.Fatal(err)
+	}
+	utc := func(ts []time.Time) []time.Time {
+		for i := range ts {
+			ts[i] = ts[i].UTC()
+		}
+		return ts
+	}
+	r2 := t0.Add(time.Hour)
+	if got, w := utc(reach), []time.Time{r2, r2, epoch, epoch, epoch}; !reflect.DeepEqual(got, w) {
+		t.Errorf("reach = %v, want %v", got, w)
+	}
+	if !reflect.DeepEqual(gainSteps, []uint8{2}) || !reflect.DeepEqual(missSteps, []uint8{3}) {
+		t.Errorf("gain steps %v, miss steps %v", gainSteps, missSteps)
+	}
+	if !reflect.DeepEqual(missReasons, []string{derive.MissNoNextStep}) || !reflect.DeepEqual(heldOutcomes, []string{derive.InteractionContinuation}) {
+		t.Errorf("miss reasons %v, held outcomes %v", missReasons, heldOutcomes)
+	}
+	if !reflect.DeepEqual(utc(factTimes), want.FactTimes) || len(amounts) != 1 || amounts[0] != 100 {
+		t.Errorf("facts: times %v amounts %v, want times %v (one snapshot: the retracted change is gone)", factTimes, amounts, want.FactTimes)
+	}
+	if y, m, d := closeDates[0].Date(); y != 2026 || m != 6 || d != 30 {
+		t.Errorf("close date = %v", closeDates[0])
+	}
+	if !created.UTC().Equal(t0) {
+		t.Errorf("created_at = %v", created)
+	}
+}
