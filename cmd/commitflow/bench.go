@@ -208,25 +208,33 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	done := make(chan error, 1)
 	start = time.Now()
 	go func() { done <- w.Run(wctx) }()
+	// Done when the ingest consumer has nothing pending or unacknowledged:
+	// a message is acknowledged only after ClickHouse stored it.
+	cons, err := s.js.Consumer(ctx, bus.EventsStream, bus.IngestConsumer)
+	if err != nil {
+		cancel()
+		return err
+	}
 	for {
-		cnt, err := e2eStore.CountEvents(ctx, "bench")
+		info, err := cons.Info(ctx)
 		if err != nil {
 			cancel()
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "\rstored %d/%d", cnt, len(evs))
-		if cnt >= uint64(len(evs)) {
+		if info.NumPending == 0 && info.NumAckPending == 0 {
 			break
 		}
-		if !sleep(ctx, 200*time.Millisecond) {
+		if !sleep(ctx, 50*time.Millisecond) {
 			cancel()
 			return ctx.Err()
 		}
 	}
 	e2e := float64(len(evs)) / time.Since(start).Seconds()
-	fmt.Fprintln(os.Stderr)
 	cancel()
 	<-done
+	if cnt, err := e2eStore.CountEvents(ctx, "bench"); err != nil || cnt != uint64(len(evs)) {
+		return fmt.Errorf("end to end stored %d events, want %d (%v)", cnt, len(evs), err)
+	}
 	results = append(results, result{"end to end: JetStream -> ingest -> ClickHouse", e2e,
 		fmt.Sprintf("%d workers, batches of %d, backlog drained", *workers, *batch)})
 

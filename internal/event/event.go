@@ -7,8 +7,10 @@ package event
 
 import (
 	"bytes"
-	"encoding/json"
+	stdjson "encoding/json"
+	"errors"
 	"fmt"
+	json "github.com/goccy/go-json"
 	"reflect"
 	"regexp"
 	"strings"
@@ -145,12 +147,31 @@ func NewPayload(t Type) Payload {
 func Parse(data []byte) (Event, error) {
 	var ev Event
 	if err := json.Unmarshal(data, &ev); err != nil {
+		if serr := syntaxError(data); serr != nil {
+			return Event{}, serr
+		}
 		return Event{}, err
 	}
 	if err := ev.Validate(); err != nil {
 		return Event{}, err
 	}
 	return ev, nil
+}
+
+// syntaxError returns a FieldError for the body if data is not valid JSON.
+// It runs on the error path only; the standard library's scanner gives the
+// byte offset.
+func syntaxError(data []byte) error {
+	var v any
+	err := stdjson.Unmarshal(data, &v)
+	var se *stdjson.SyntaxError
+	switch {
+	case errors.As(err, &se):
+		return fieldErr("body", "invalid JSON at byte %d: %v", se.Offset, se)
+	case err != nil:
+		return fieldErr("body", "invalid JSON: %v", err)
+	}
+	return nil
 }
 
 // UnmarshalJSON decodes the envelope and then the payload its type names.

@@ -230,7 +230,7 @@ func TestParseRejects(t *testing.T) {
 		field string // FieldError.Field, or "" for a plain error
 		msg   string // substring of the error
 	}{
-		{"not json", `{"v":1,`, "", "unexpected end"},
+		{"not json", `{"v":1,`, "body", "invalid JSON at byte"},
 		{"array", `[]`, "", "cannot unmarshal"},
 		{"unknown envelope field", strings.Replace(valid, `"v":1,`, `"v":1,"colour":"red",`, 1), "", `unknown field "colour"`},
 		{"unknown payload field", strings.Replace(valid, `"call_id":"c1",`, `"call_id":"c1","mood":"good",`, 1), "payload", `unknown field "mood"`},

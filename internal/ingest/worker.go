@@ -452,15 +452,9 @@ func keepAlive(msgs []jetstream.Msg, interval time.Duration) (stop func()) {
 	}
 }
 
-// reason returns the dead-letter reason for a parse error. Field errors
-// already name their field; a JSON syntax error is about the whole body.
-func reason(err error) string {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("body: invalid JSON at byte %d: %v", se.Offset, se)
-	}
-	return err.Error()
-}
+// reason returns the dead-letter reason for a parse error. Parse errors
+// name their field, or "body" for JSON that does not parse.
+func reason(err error) string { return err.Error() }
 
 // invalidLabels picks metric labels for an invalid message: its tenant if
 // it reads as a valid token, else "unknown"; its type if it is a known
