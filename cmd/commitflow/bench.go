@@ -30,15 +30,17 @@ import (
 
 func cmdBench(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("bench: say what to measure: bench ingest | bench derive")
+		return errors.New("bench: say what to measure: bench ingest | bench derive | bench api")
 	}
 	switch args[0] {
 	case "ingest":
 		return benchIngest(ctx, args[1:], stdout)
 	case "derive":
 		return benchDerive(ctx, args[1:], stdout)
+	case "api":
+		return benchAPI(ctx, args[1:], stdout)
 	}
-	return fmt.Errorf("bench: unknown benchmark %q (want ingest or derive)", args[0])
+	return fmt.Errorf("bench: unknown benchmark %q (want ingest, derive or api)", args[0])
 }
 
 // benchEvents generates n events (about 23 per opportunity).

@@ -48,7 +48,7 @@ func reportDSN(t *testing.T) string {
 	add("acme", "a-2", derive.CommitmentGained, "2024-01-05", 1, "open")
 	add("acme", "a-2", derive.DealStalled, "2024-03-05", 1, "open")
 	add("globex", "g-1", derive.CommitmentGained, "2024-01-05", 1, "open")
-	if err := st.InsertDerived(ctx, rows); err != nil {
+	if err := st.InsertDerivedWithStates(ctx, rows, ladder.Default().Len()); err != nil {
 		t.Fatal(err)
 	}
 	return dsn

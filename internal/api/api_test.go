@@ -135,7 +135,7 @@ func newFixture(t *testing.T) *fixture {
 	for _, o := range opps {
 		rows = append(rows, o.rows(l)...)
 	}
-	if err := st.InsertDerived(ctx, rows); err != nil {
+	if err := st.InsertDerivedWithStates(ctx, rows, ladder.Default().Len()); err != nil {
 		t.Fatal(err)
 	}
 	return &fixture{st: st, l: l, log: &syncBuffer{}}
