@@ -358,3 +358,70 @@ no_decision:
   step: qualify
   reasons: [no decision]
 `
+
+// TestSweepFiresTimeBasedEvents: with no new input, a sweep at a later clock
+// derives the stall the passing time implies, and only for open deals of
+// the swept partition.
+func TestSweepFiresTimeBasedEvents(t *testing.T) {
+	ctx := context.Background()
+	const partitions = 2
+	e := newEnv(t, partitions)
+	t0 := time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
+	mk := func(id string, at time.Time, p event.Payload, typ event.Type) event.Event {
+		return event.Event{ID: id, Tenant: "acme", Source: "crm", Type: typ, OccurredAt: at, ReceivedAt: at, OpportunityID: "o1", Payload: p}
+	}
+	evs := []event.Event{
+		mk("e1", t0, &event.Opportunity{Amount: 1000, Stage: "Qualification"}, event.OpportunityCreated),
+	}
+	rows := make([]store.RawEvent, len(evs))
+	for i, ev := range evs {
+		b, err := event.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows[i] = store.RawEvent{Tenant: "acme", OpportunityID: "o1", Source: ev.Source, EventID: ev.ID, Type: string(ev.Type), OccurredAt: ev.OccurredAt, ReceivedAt: ev.OccurredAt, StreamSeq: uint64(i + 1), Payload: b}
+	}
+	if err := e.st.InsertEvents(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+	l := ladder.Default()
+	if _, err := Replay(ctx, e.st, l, ReplayOptions{Now: t0.Add(24 * time.Hour)}, quiet); err != nil {
+		t.Fatal(err)
+	}
+	stalled := func() int {
+		cur, err := e.st.CurrentDerived(ctx, "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, d := range cur {
+			if d.Type == derive.DealStalled {
+				n++
+			}
+		}
+		return n
+	}
+	if n := stalled(); n != 0 {
+		t.Fatalf("%d stalls a day after creation", n)
+	}
+	nc, js := connect(t, e.url)
+	defer nc.Close()
+	later := t0.AddDate(0, 2, 0)
+	d, err := NewDeriver(ctx, js, e.st, l, Config{Now: func() time.Time { return later }, Sweep: -1}, nil, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := 1 - bus.Partition("acme", "o1", partitions)
+	if err := d.sweep(ctx, other, newCache(10)); err != nil {
+		t.Fatal(err)
+	}
+	if n := stalled(); n != 0 {
+		t.Fatalf("sweeping another partition derived %d stalls", n)
+	}
+	if err := d.sweep(ctx, bus.Partition("acme", "o1", partitions), newCache(10)); err != nil {
+		t.Fatal(err)
+	}
+	if n := stalled(); n != 1 {
+		t.Fatalf("after the sweep: %d stalls, want 1", n)
+	}
+}

@@ -157,16 +157,12 @@ type OpportunityRef struct {
 	OpportunityID string
 }
 
-// OpenOpportunities lists the opportunities of every tenant that have raw
-// events and no current (non-retracted) deal.closed derived event, ordered
-// by (tenant, opportunity_id). Events without an opportunity id are left
-// out.
+// OpenOpportunities lists the opportunities of every tenant whose current
+// state has no deal.closed, ordered by (tenant, opportunity_id).
 func (s *Store) OpenOpportunities(ctx context.Context) ([]OpportunityRef, error) {
-	rows, err := s.conn.Query(ctx, `SELECT tenant, opportunity_id FROM events
-WHERE opportunity_id != '' AND (tenant, opportunity_id) NOT IN (
-    SELECT tenant, opportunity_id FROM derived_events FINAL WHERE type = ? AND retracted = 0)
-GROUP BY tenant, opportunity_id
-ORDER BY tenant, opportunity_id`, string(derive.DealClosed))
+	rows, err := s.conn.Query(ctx, `SELECT tenant, opportunity_id FROM opportunity_state FINAL
+WHERE empty(close_times) AND opportunity_id != ''
+ORDER BY tenant, opportunity_id`)
 	if err != nil {
 		return nil, fmt.Errorf("open opportunities: %w", err)
 	}

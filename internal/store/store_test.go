@@ -419,11 +419,11 @@ func TestOpenOpportunities(t *testing.T) {
 	reopened := derived("o3", "closed-o3", derive.DealClosed)
 	otherTenant := derived("o1", "closed-u-o1", derive.DealClosed)
 	otherTenant.Tenant = "u"
-	if err := s.InsertDerived(ctx, []DerivedRow{{Derived: won, Version: 1}, {Derived: reopened, Version: 1},
-		{Derived: otherTenant, Version: 1}, {Derived: derived("o1", "gained", derive.CommitmentGained), Version: 1}}); err != nil {
+	if err := s.InsertDerivedWithStates(ctx, []DerivedRow{{Derived: won, Version: 1}, {Derived: reopened, Version: 1},
+		{Derived: otherTenant, Version: 1}, {Derived: derived("o1", "gained", derive.CommitmentGained), Version: 1}}, 10); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.InsertDerived(ctx, []DerivedRow{{Derived: reopened, Version: 2, Retracted: true}}); err != nil {
+	if err := s.InsertDerivedWithStates(ctx, []DerivedRow{{Derived: reopened, Version: 2, Retracted: true}}, 10); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.OpenOpportunities(ctx)
