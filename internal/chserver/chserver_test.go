@@ -30,13 +30,20 @@ func ping(ctx context.Context, dsn string) error {
 	return conn.Ping(ctx)
 }
 
-func TestStartStopRestart(t *testing.T) {
+// requireInstalled skips t when clickhouse-server is missing, or fails it
+// under CI=true, where every test must run.
+func requireInstalled(t *testing.T) {
+	t.Helper()
 	if !chserver.Installed() {
 		if os.Getenv("CI") == "true" {
 			t.Fatal(chserver.ErrNotInstalled)
 		}
 		t.Skip(chserver.ErrNotInstalled)
 	}
+}
+
+func TestStartStopRestart(t *testing.T) {
+	requireInstalled(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
@@ -81,9 +88,7 @@ func TestStartStopRestart(t *testing.T) {
 }
 
 func TestStartReportsServerLog(t *testing.T) {
-	if !chserver.Installed() {
-		t.Skip(chserver.ErrNotInstalled)
-	}
+	requireInstalled(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dir := t.TempDir()
@@ -142,9 +147,7 @@ func TestServerDiesWithParent(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("parent-death signal is Linux only")
 	}
-	if !chserver.Installed() {
-		t.Skip(chserver.ErrNotInstalled)
-	}
+	requireInstalled(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
 	cmd.Env = append(os.Environ(), "CHSERVER_TEST_HELPER_DIR="+t.TempDir())
 	out, err := cmd.StdoutPipe()
