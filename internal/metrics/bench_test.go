@@ -39,7 +39,7 @@ func BenchmarkQueries(b *testing.B) {
 	ladder := synth.DefaultLadder()
 	tenant := "bench" + strconv.Itoa(n)
 	var have uint64
-	if err := s.Conn().QueryRow(ctx, "SELECT count() FROM derived_events WHERE tenant = ?", tenant).Scan(&have); err != nil {
+	if err := s.Conn().QueryRow(ctx, "SELECT count() FROM opportunity_state WHERE tenant = ?", tenant).Scan(&have); err != nil {
 		b.Fatal(err)
 	}
 	if have == 0 {
@@ -51,9 +51,9 @@ func BenchmarkQueries(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Logf("loaded %d derived rows for %d opportunities in %v", rows, n, time.Since(start).Round(time.Millisecond))
-		have = uint64(rows)
+		have = uint64(n)
 	}
-	b.Logf("%d derived rows (all versions) for tenant %s", have, tenant)
+	b.Logf("%d opportunity states for tenant %s", have, tenant)
 
 	q := NewWithOptions(s.Conn(), Options{
 		Branches:   envInt("COMMITFLOW_BENCH_BRANCHES", 0),

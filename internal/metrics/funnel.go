@@ -131,13 +131,17 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 		}
 		window = int64(w) * 86400
 	}
-	byCol, byExtra := "''", ""
+	byArr := "statuses" // any String array: the key is '' without By
 	if fq.By != "" {
-		col, ok := byColumn(fq.By)
+		arr, ok := byArray(fq.By)
 		if !ok {
 			return nil, inputErr("by", "must be one of owner, team, segment, source, product")
 		}
-		byCol, byExtra = col, ", "+col
+		byArr = arr
+	}
+	byKey := "''"
+	if fq.By != "" {
+		byKey = byArr + "[fi]"
 	}
 	period := "''"
 	if fq.Interval != "" {
@@ -161,73 +165,67 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 	res.Definitions.By, res.Definitions.Interval = fq.By, fq.Interval
 	res.Definitions.Rules = funnelRules
 
-	// Per branch: per opportunity, reach_time(K) for K = 1..n, which
-	// steps it gained exactly, and its facts as of as_of; then one row
-	// per step K it reached in [from, to) with its outcome. Outside:
-	// counts per step and group (g = 0 is the whole step, g = 1 its
-	// groups).
-	//
-	// ClickHouse 18.16 drops subquery columns referenced only inside
-	// lambdas, so every column a lambda captures is also used outside one
-	// (the "ts >= 0 AND step_index >= 0" conditions). reach_time(K) for
-	// all K comes from one minForEach over per-event arrays; 4294967295
-	// stands for "no such gain" and becomes 0.
-	perBranch := `SELECT K, rk, rk1, skipped, amt, key0,
+	// Per opportunity: its facts as of as_of (fact index fi), and for
+	// K = 1..n reach_time(K) as of as_of in UInt32 seconds (0 = none:
+	// reach[K] is the earliest gain at K or above overall, so it holds as
+	// of as_of exactly when it is at or before as_of) and whether step K
+	// itself was gained by then. Then one row per step K reached in
+	// [from, to) with its outcome, counted per step and group (g = 0 is
+	// the whole step, g = 1 its groups).
+	// Each branch counts its opportunities per step and group; the
+	// partial counts are summed outside.
+	branch := func(where string) string {
+		return `SELECT K, g, if(g = 0, '', period0) AS grp_period, if(g = 0, '', key0) AS grp_key,
+	count() AS n0, countIf(conv) AS n1, countIf(dropped) AS n2, countIf(NOT conv AND NOT dropped) AS n3, countIf(skipped) AS n4,
+	sum(amt) AS a0, sumIf(amt, conv) AS a1, sumIf(amt, dropped) AS a2, sumIf(amt, NOT conv AND NOT dropped) AS a3, sumIf(amt, skipped) AS a4,
+	quantilesExactIfState(0.5, 0.75, 0.9)((rk1 - rk) / 86400, conv) AS qs` + bucketCountsSQL("(rk1 - rk)", "conv") + `
+FROM (
+	SELECT K, rk, rk1, skipped, amt, key0,
 		` + period + ` AS period0,
 		rk1 != 0 AND (@window < 0 OR rk1 - rk <= @window) AS conv,
 		NOT conv AND (st = 'lost' OR st = 'won' OR (@window >= 0 AND rk + @window <= @asof)) AS dropped
 	FROM (
-		SELECT amt, st, key0,
-			arrayMap(x -> if(x = 4294967295, 0, x), r0) AS rks,
+		SELECT arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
+			amounts[fi] AS amt,
+			statuses[fi] AS st,
+			` + byKey + ` AS key0,
+			arrayMap(r -> if(r <= toDateTime(@asof), toUInt32(r), toUInt32(0)), arrayResize(reach, @nladder)) AS rks,
 			arrayPopBack(rks) AS rk_k,
 			arrayPopFront(rks) AS rk_k1,
-			arrayMap(h -> h = 0, arrayPopBack(hit)) AS skp
-		FROM (
-			SELECT
-				minForEachIf(arrayMap(k -> if(step_index >= k, ts, toUInt32(4294967295)), arrayMap(x -> toUInt8(x + 1), range(@nladder))),
-					type = @gained AND ts >= 0 AND step_index >= 0) AS r0,
-				maxForEachIf(arrayMap(k -> step_index = k, arrayMap(x -> toUInt8(x + 1), range(@nladder))),
-					type = @gained AND step_index >= 0) AS hit,
-				argMax(amount, ord) AS amt,
-				argMax(status, ord) AS st,
-				argMax(` + byCol + `, ord) AS key0
-			FROM {src}
-			GROUP BY opp_hash
-			HAVING notEmpty(r0)
-		)
-		WHERE arrayExists(t -> t >= @from AND t < @to, rk_k)
+			arrayMap(t -> t = toDateTime(0) OR t > toDateTime(@asof), arrayResize(gained, @nsteps)) AS skp
+		FROM opportunity_state FINAL
+		WHERE ` + where + `
+			AND arrayExists(t -> t >= @from AND t < @to, rk_k)
 	)
 	ARRAY JOIN
 		arrayMap(x -> toUInt8(x + 1), range(@nsteps)) AS K,
 		rk_k AS rk,
 		rk_k1 AS rk1,
 		skp AS skipped
-	WHERE rk >= @from AND rk < @to`
-	// Partial counts per branch, merged outside.
-	perBranch = `SELECT K, g, if(g = 0, '', period0) AS grp_period, if(g = 0, '', key0) AS grp_key,
-		count() AS n0, countIf(conv) AS n1, countIf(dropped) AS n2, countIf(NOT conv AND NOT dropped) AS n3, countIf(skipped) AS n4,
-		sum(amt) AS a0, sumIf(amt, conv) AS a1, sumIf(amt, dropped) AS a2, sumIf(amt, NOT conv AND NOT dropped) AS a3, sumIf(amt, skipped) AS a4,
-		quantilesExactIfState(0.5, 0.75, 0.9)((rk1 - rk) / 86400, conv) AS qs` + bucketCountsSQL("(rk1 - rk)", "conv") + `
-	FROM (` + perBranch + `)
-	ARRAY JOIN ` + groups + ` AS g
-	GROUP BY K, g, grp_period, grp_key`
+	WHERE rk >= @from AND rk < @to
+)
+ARRAY JOIN ` + groups + ` AS g
+GROUP BY K, g, grp_period, grp_key`
+	}
+	conds, bounds, err := q.splitKeys(ctx, c.tenant)
+	if err != nil {
+		return nil, fmt.Errorf("funnel: %w", err)
+	}
 	query := `SELECT K, g, grp_period, grp_key,
 	toUInt64(sum(n0)), toUInt64(sum(n1)), toUInt64(sum(n2)), toUInt64(sum(n3)), toUInt64(sum(n4)),
 	sum(a0), sum(a1), sum(a2), sum(a3), sum(a4),
 	quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)` + bucketSumsSQL() + `
-FROM ` + q.fanout("step_index, amount, status"+byExtra, perBranch) + `
+FROM ` + fanout(conds, branch) + `
 GROUP BY K, g, grp_period, grp_key
 ORDER BY K, g, grp_period, grp_key`
-	rows, err := q.conn.Query(q.queryCtx(ctx), query,
+	rows, err := q.conn.Query(q.queryCtx(ctx), query, append(bounds,
 		clickhouse.Named("tenant", c.tenant),
-		clickhouse.Named("limit", ts(c.asOf)),
 		clickhouse.Named("asof", int64(ts(c.asOf))),
 		clickhouse.Named("window", window),
-		clickhouse.Named("gained", typeGained),
 		clickhouse.Named("nladder", uint64(len(c.ladder))),
 		clickhouse.Named("nsteps", uint64(len(c.ladder)-1)),
 		clickhouse.Named("from", ts(from)),
-		clickhouse.Named("to", ts(to)))
+		clickhouse.Named("to", ts(to)))...)
 	if err != nil {
 		return nil, fmt.Errorf("funnel query: %w", err)
 	}

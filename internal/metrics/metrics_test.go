@@ -35,13 +35,13 @@ func openStore(t testing.TB) *store.Store {
 
 // insertShuffled inserts rows in a random order, in several batches, so
 // that later versions sometimes land before earlier ones.
-func insertShuffled(t testing.TB, s *store.Store, rng *rand.Rand, rows []store.DerivedRow) {
+func insertShuffled(t testing.TB, s *store.Store, rng *rand.Rand, rows []store.DerivedRow, steps int) {
 	t.Helper()
 	rows = append([]store.DerivedRow{}, rows...)
 	rng.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
 	for len(rows) > 0 {
 		n := min(len(rows), 1+rng.Intn(len(rows)))
-		if err := s.InsertDerived(context.Background(), rows[:n]); err != nil {
+		if err := s.InsertDerivedWithStates(context.Background(), rows[:n], steps); err != nil {
 			t.Fatal(err)
 		}
 		rows = rows[n:]
@@ -74,10 +74,10 @@ func TestAgainstOracle(t *testing.T) {
 			other := synth.Generator{Tenant: "other", Seed: seed + 100, Ladder: ladder, LadderVersion: "v1",
 				Start: date("2024-01-01T00:00:00Z"), Span: 180 * 24 * time.Hour}
 			rows = append(rows, other.Rows(100)...)
-			insertShuffled(t, s, rand.New(rand.NewSource(seed)), rows)
+			insertShuffled(t, s, rand.New(rand.NewSource(seed)), rows, len(ladder))
 			evs := currentEvents(rows)
 			q := New(s.Conn())
-			q.branches = int(seed) // 1, 2 and 3 shard ranges (3 splits 16 unevenly)
+			q.branches = int(seed) // 1, 2 and 3 ranges of opportunity ids
 			ctx := context.Background()
 
 			asOfs := []time.Time{
@@ -231,10 +231,10 @@ func TestRetractionAndTies(t *testing.T) {
 		{Derived: ev("u-b", derive.DealUpdated, t0.Add(20*day), 0, 500, "z"), Version: 1},
 		{Derived: ev("u-a", derive.DealUpdated, t0.Add(20*day), 0, 300, "y"), Version: 1},
 	}
-	if err := s.InsertDerived(ctx, rows[4:]); err != nil {
+	if err := s.InsertDerivedWithStates(ctx, rows[4:], len(ladder)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.InsertDerived(ctx, rows[:4]); err != nil {
+	if err := s.InsertDerivedWithStates(ctx, rows[:4], len(ladder)); err != nil {
 		t.Fatal(err)
 	}
 	q := New(s.Conn())
@@ -352,7 +352,7 @@ func TestInjectionAndIsolation(t *testing.T) {
 	ctx := context.Background()
 	ladder := synth.DefaultLadder()
 	gen := synth.Generator{Tenant: "acme", Seed: 7, Ladder: ladder, Start: date("2024-01-01T00:00:00Z"), Span: 90 * 24 * time.Hour}
-	if err := s.InsertDerived(ctx, gen.Rows(50)); err != nil {
+	if err := s.InsertDerivedWithStates(ctx, gen.Rows(50), len(ladder)); err != nil {
 		t.Fatal(err)
 	}
 	q := New(s.Conn())

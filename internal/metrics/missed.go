@@ -80,37 +80,50 @@ func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, er
 	res.Definitions.From, res.Definitions.To = timePtr(from), timePtr(to)
 	res.Definitions.Rules = missedRules
 
-	// Each event is counted once in every dimension it belongs to:
-	// interactions have no reason dimension.
-	// Per branch: partial counts per (step, reason, owner, kind), with
-	// the distinct interactions as a mergeable state. Outside: each
-	// partial row is counted once in every dimension it belongs to
-	// (interactions have no reason dimension).
-	perBranch := `SELECT step_index, reason, owner_id, type = @missed AS is_missed,
-		count() AS n, sum(amount) AS amt,
-		uniqExactIfState(interaction_id, type = @missed AND interaction_id != '' AND NOT has(@notinteraction, reason)) AS ids
-		FROM {src}
-		WHERE (type = @missed OR type = @held) AND ts >= @from AND ts < @to
+	// Partial counts per (step, reason, owner, kind) over the misses and
+	// the interactions of every opportunity, with the distinct
+	// interactions as a mergeable state; then each partial row is counted
+	// once in every dimension it belongs to (interactions have no reason
+	// dimension).
+	perKind := func(where, kind, reasons, isMissed, amountJoin, amount string) string {
+		return `SELECT step_index, reason, owner_id, ` + isMissed + ` AS is_missed,
+			count() AS n, ` + amount + ` AS amt,
+			uniqExactIfState(iid, is_missed AND iid != '' AND NOT has(@notinteraction, reason)) AS ids
+		FROM opportunity_state FINAL
+		ARRAY JOIN
+			` + kind + `_times AS t,
+			` + kind + `_steps AS step_index,
+			` + reasons + ` AS reason,
+			` + kind + `_interactions AS iid,
+			` + kind + `_owners AS owner_id` + amountJoin + `
+		WHERE ` + where + ` AND t >= toDateTime(@from) AND t < toDateTime(@to) AND t <= toDateTime(@asof)
 		GROUP BY step_index, reason, owner_id, is_missed`
+	}
+	conds, bounds, err := q.splitKeys(ctx, c.tenant)
+	if err != nil {
+		return nil, fmt.Errorf("missed: %w", err)
+	}
 	query := `SELECT dim, k,
 	toUInt64(sumIf(n, is_missed)),
 	sumIf(amt, is_missed),
 	toUInt64(uniqExactIfMerge(ids)),
 	toUInt64(sumIf(n, NOT is_missed))
-FROM ` + q.fanout("step_index, reason, owner_id, interaction_id, amount", perBranch) + `
+FROM ` + fanout(conds, func(where string) string {
+		return perKind(where, "miss", "miss_reasons", "1", ",\n\t\t\tmiss_amounts AS a", "sum(a)") + `
+	UNION ALL
+	` + perKind(where, "held", "held_outcomes", "0", "", "toFloat64(0)")
+	}) + `
 ARRAY JOIN
 	if(is_missed, ['total', 'step', 'reason', 'owner'], ['total', 'step', 'owner']) AS dim,
 	if(is_missed, ['', toString(step_index), reason, owner_id], ['', toString(step_index), owner_id]) AS k
 GROUP BY dim, k
 ORDER BY dim, k`
-	rows, err := q.conn.Query(q.queryCtx(ctx), query,
+	rows, err := q.conn.Query(q.queryCtx(ctx), query, append(bounds,
 		clickhouse.Named("tenant", c.tenant),
-		clickhouse.Named("limit", ts(c.asOf)),
-		clickhouse.Named("missed", typeMissed),
-		clickhouse.Named("held", typeInteracted),
+		clickhouse.Named("asof", ts(c.asOf)),
 		clickhouse.Named("notinteraction", notInteractionReasons()),
 		clickhouse.Named("from", ts(from)),
-		clickhouse.Named("to", ts(to)))
+		clickhouse.Named("to", ts(to)))...)
 	if err != nil {
 		return nil, fmt.Errorf("missed query: %w", err)
 	}

@@ -107,26 +107,40 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 		limit = ts(to)
 	}
 
-	// The source holds events up to min(to, as_of), so unconditioned
-	// aggregates are "as of to". Open at both dates: open at from, and no
-	// deal.closed up to to (which implies none up to from).
-	perOpp := `SELECT
-			countIf(type = @created AND ts >= @from AND ts < @to) > 0 AS is_new,
-			maxIf(step_index, type = @gained AND ts <= @from) AS top_from,
-			maxIf(step_index, type = @gained) AS top_to,
-			countIf(type = @regressed AND ts >= @from AND ts < @to) > 0 AS reg,
-			countIf(type = @stalled AND ts >= @from AND ts < @to) > 0 AS stl,
-			countIf(type = @closed AND ts >= @from AND ts < @to AND status = 'won') > 0 AS won,
-			countIf(type = @closed AND ts >= @from AND ts < @to AND status = 'lost') > 0 AS lost,
-			countIf(ts <= @from) > 0 AND countIf(type = @closed AND ts <= @from) = 0 AND countIf(type = @closed) = 0 AS both_open,
-			toUInt16(argMaxIf(close_date, ord, ts <= @from)) AS cd_from,
-			toUInt16(argMax(close_date, ord)) AS cd_to,
-			argMax(amount, ord) AS amt
-		FROM {src}
-		GROUP BY opp_hash`
+	// @limit = min(to, as_of) bounds everything "as of to"; @flimit =
+	// min(from, @limit) everything "as of from". Open at both dates: has
+	// an event at or before from, and no deal.closed up to to (which
+	// implies none up to from).
+	inRange := "t >= toDateTime(@from) AND t < toDateTime(@to) AND t <= toDateTime(@limit)"
+	perOpp := func(where string) string {
+		return `SELECT
+			created_at >= toDateTime(@from) AND created_at < toDateTime(@to) AND created_at <= toDateTime(@limit) AS is_new,
+			arrayReduce('max', arrayFilter((s, t) -> t <= toDateTime(@flimit), gain_steps, gain_times)) AS top_from,
+			arrayReduce('max', arrayFilter((s, t) -> t <= toDateTime(@limit), gain_steps, gain_times)) AS top_to,
+			arrayExists(t -> ` + inRange + `, regress_times) AS reg,
+			arrayExists(t -> ` + inRange + `, stall_times) AS stl,
+			arrayExists((t, s) -> ` + inRange + ` AND s = 'won', close_times, close_statuses) AS won,
+			arrayExists((t, s) -> ` + inRange + ` AND s = 'lost', close_times, close_statuses) AS lost,
+			first_at <= toDateTime(@flimit) AND NOT arrayExists(t -> t <= toDateTime(@limit), close_times) AS both_open,
+			toUInt16(close_dates[arrayCount(t -> t <= toDateTime(@flimit), fact_times)]) AS cd_from,
+			arrayCount(t -> t <= toDateTime(@limit), fact_times) AS fi,
+			toUInt16(close_dates[fi]) AS cd_to,
+			amounts[fi] AS amt
+		FROM opportunity_state FINAL
+		WHERE ` + where + `
+			AND first_at != toDateTime(0) AND first_at <= toDateTime(@limit)`
+	}
 	pulled := "both_open AND cd_from != 0 AND cd_to != 0 AND cd_to < cd_from"
 	pushed := "both_open AND cd_from != 0 AND cd_to != 0 AND cd_to > cd_from"
-	perBranch := `SELECT top_to,
+	conds, bounds, err := q.splitKeys(ctx, c.tenant)
+	if err != nil {
+		return nil, fmt.Errorf("movement: %w", err)
+	}
+	query := `SELECT toUInt8(top_to),
+	toUInt64(sum(n0)), sum(a0), toUInt64(sum(n1)), sum(a1), toUInt64(sum(n2)), sum(a2), toUInt64(sum(n3)), sum(a3),
+	toUInt64(sum(n4)), sum(a4), toUInt64(sum(n5)), sum(a5), toUInt64(sum(n6)), sum(a6), toUInt64(sum(n7)), sum(a7)
+FROM ` + fanout(conds, func(where string) string {
+		return `SELECT top_to,
 		countIf(is_new) AS n0, sumIf(amt, is_new) AS a0,
 		countIf(top_to > top_from) AS n1, sumIf(amt, top_to > top_from) AS a1,
 		countIf(reg) AS n2, sumIf(amt, reg) AS a2,
@@ -135,24 +149,17 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 		countIf(` + pushed + `) AS n5, sumIf(amt, ` + pushed + `) AS a5,
 		countIf(won) AS n6, sumIf(amt, won) AS a6,
 		countIf(lost) AS n7, sumIf(amt, lost) AS a7
-	FROM (` + perOpp + `)
+	FROM (` + perOpp(where) + `)
 	GROUP BY top_to`
-	query := `SELECT toUInt8(top_to),
-	toUInt64(sum(n0)), sum(a0), toUInt64(sum(n1)), sum(a1), toUInt64(sum(n2)), sum(a2), toUInt64(sum(n3)), sum(a3),
-	toUInt64(sum(n4)), sum(a4), toUInt64(sum(n5)), sum(a5), toUInt64(sum(n6)), sum(a6), toUInt64(sum(n7)), sum(a7)
-FROM ` + q.fanout("step_index, status, close_date, amount", perBranch) + `
+	}) + `
 GROUP BY top_to
 ORDER BY top_to`
-	rows, err := q.conn.Query(q.queryCtx(ctx), query,
+	rows, err := q.conn.Query(q.queryCtx(ctx), query, append(bounds,
 		clickhouse.Named("tenant", c.tenant),
 		clickhouse.Named("limit", limit),
+		clickhouse.Named("flimit", min(ts(from), limit)),
 		clickhouse.Named("from", ts(from)),
-		clickhouse.Named("to", ts(to)),
-		clickhouse.Named("created", typeCreated),
-		clickhouse.Named("gained", typeGained),
-		clickhouse.Named("regressed", typeRegressed),
-		clickhouse.Named("stalled", typeStalled),
-		clickhouse.Named("closed", typeClosed))
+		clickhouse.Named("to", ts(to)))...)
 	if err != nil {
 		return nil, fmt.Errorf("movement query: %w", err)
 	}

@@ -70,32 +70,33 @@ var stallsRules = []string{
 	"amount, owner and team are the facts as of as_of; deals ordered by amount desc, opportunity_id",
 }
 
-// perOppStalls returns a FROM source: outer run per branch over {rows},
-// one row per opportunity open as of @asof.
-func (q *Querier) perOppStalls(outer string) string {
-	perBranch := `SELECT opp_id, hi_step, amt, a_owner, a_team, ref, ss, ss != 0 AS stalled,
+// openDeals returns outer run over {rows}: one row per opportunity of
+// the tenant's opportunity_state rows selected by where that is open as of
+// @asof, with its highest step, facts, reference time, first stall since
+// then and days since the reference time. Times are UInt32 seconds, 0
+// meaning none.
+func openDeals(outer, where string) string {
+	return strings.Replace(outer, "{rows}", `SELECT opp_id, hi_step, amt, a_owner, a_team, ref, ss, ss != 0 AS stalled,
 		intDiv(toInt64(@asof) - ref, 86400) AS days
 	FROM (
-		SELECT opp_id, hi_step, amt, a_owner, a_team,
-			if(lastc != 0, lastc, if(created != 0, created, first)) AS ref,
-			arrayReduce('min', arrayFilter(t -> t >= ref, stalls)) AS ss
+		SELECT opp_id, hi_step, amt, a_owner, a_team, ref,
+			toUInt32(arrayReduce('min', arrayFilter(t -> toUInt32(t) >= ref AND t <= toDateTime(@asof), stall_times))) AS ss
 		FROM (
-			SELECT any(opportunity_id) AS opp_id,
-				maxIf(step_index, type = @gained) AS hi_step,
-				maxIf(ts, type = @gained) AS lastc,
-				minIf(ts, type = @created) AS created,
-				min(ts) AS first,
-				countIf(type = @closed) AS closed,
-				groupArrayIf(ts, type = @stalled) AS stalls,
-				argMax(amount, ord) AS amt,
-				argMax(owner_id, ord) AS a_owner,
-				argMax(team, ord) AS a_team
-			FROM {src}
-			GROUP BY opp_hash
-			HAVING closed = 0
+			SELECT opportunity_id AS opp_id, stall_times,
+				arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
+				amounts[fi] AS amt,
+				owners[fi] AS a_owner,
+				teams[fi] AS a_team,
+				arrayReduce('max', arrayFilter((s, t) -> t <= toDateTime(@asof), gain_steps, gain_times)) AS hi_step,
+				toUInt32(arrayReduce('max', arrayFilter(t -> t <= toDateTime(@asof), gain_times))) AS lastc,
+				if(created_at <= toDateTime(@asof), toUInt32(created_at), toUInt32(0)) AS created,
+				if(lastc != 0, lastc, if(created != 0, created, toUInt32(first_at))) AS ref
+			FROM opportunity_state FINAL
+			WHERE `+where+`
+				AND first_at != toDateTime(0) AND first_at <= toDateTime(@asof)
+				AND NOT arrayExists(t -> t <= toDateTime(@asof), close_times)
 		)
-	)`
-	return q.fanout("step_index, amount, owner_id, team", strings.Replace(outer, "{rows}", perBranch, 1))
+	)`, 1)
 }
 
 // Stalls computes the open pipeline by highest step and the stalled deals.
@@ -121,19 +122,21 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 	res.Definitions.Rules = stallsRules
 	args := []any{
 		clickhouse.Named("tenant", c.tenant),
-		clickhouse.Named("limit", ts(c.asOf)),
 		clickhouse.Named("asof", ts(c.asOf)),
-		clickhouse.Named("gained", typeGained),
-		clickhouse.Named("created", typeCreated),
-		clickhouse.Named("closed", typeClosed),
-		clickhouse.Named("stalled", typeStalled),
 	}
 
+	conds, bounds, err := q.splitKeys(ctx, c.tenant)
+	if err != nil {
+		return nil, fmt.Errorf("stalls: %w", err)
+	}
+	args = append(args, bounds...)
 	query := `SELECT toUInt8(hi_step), toUInt64(sum(n0)), sum(a0), toUInt64(sum(n1)), sum(a1)` + bucketSumsSQL() + `
-FROM ` + q.perOppStalls(`SELECT hi_step, count() AS n0, sum(amt) AS a0, countIf(stalled) AS n1, sumIf(amt, stalled) AS a1`+
-		bucketCountsSQL("days * 86400", "1")+`
+FROM ` + fanout(conds, func(where string) string {
+		return openDeals(`SELECT hi_step, count() AS n0, sum(amt) AS a0, countIf(stalled) AS n1, sumIf(amt, stalled) AS a1`+
+			bucketCountsSQL("days * 86400", "1")+`
 	FROM ({rows})
-	GROUP BY hi_step`) + `
+	GROUP BY hi_step`, where)
+	}) + `
 GROUP BY hi_step
 ORDER BY hi_step`
 	rows, err := q.conn.Query(q.queryCtx(ctx), query, args...)
@@ -190,11 +193,13 @@ ORDER BY hi_step`
 	// Each branch keeps its first offset+size stalled deals; the page is
 	// cut from their union.
 	list := `SELECT opp_id, a_owner, a_team, amt, toUInt8(hi_step), toInt64(days), toUInt32(ss)
-FROM ` + q.perOppStalls(`SELECT opp_id, a_owner, a_team, amt, hi_step, days, ss
+FROM ` + fanout(conds, func(where string) string {
+		return openDeals(`SELECT opp_id, a_owner, a_team, amt, hi_step, days, ss
 	FROM ({rows})
 	WHERE stalled
 	ORDER BY amt DESC, opp_id
-	LIMIT @upto`) + `
+	LIMIT @upto`, where)
+	}) + `
 ORDER BY amt DESC, opp_id
 LIMIT @offset, @size`
 	args = append(args,

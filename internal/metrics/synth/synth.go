@@ -242,7 +242,8 @@ func (o *opp) versions() []store.DerivedRow {
 }
 
 // Load generates opportunities 0..n-1 and inserts their rows into s in
-// batches, returning how many rows it inserted.
+// batches, with the opportunity_state rows the metrics read (for a ladder
+// of len(g.Ladder) steps), returning how many derived rows it inserted.
 func (g *Generator) Load(ctx context.Context, s *store.Store, n int) (int, error) {
 	const batch = 50_000
 	var rows []store.DerivedRow
@@ -250,7 +251,7 @@ func (g *Generator) Load(ctx context.Context, s *store.Store, n int) (int, error
 	for i := 0; i < n; i++ {
 		rows = append(rows, g.Opportunity(i)...)
 		if len(rows) >= batch || i == n-1 {
-			if err := s.InsertDerived(ctx, rows); err != nil {
+			if err := s.InsertDerivedWithStates(ctx, rows, len(g.Ladder)); err != nil {
 				return total, fmt.Errorf("load synthetic derived events: %w", err)
 			}
 			total += len(rows)
