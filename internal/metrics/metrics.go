@@ -40,7 +40,8 @@
 // the same machine. Run alone with clickhouse-client, the 250k missed
 // query takes about 0.2-0.3 s in two branches and 0.5 s in one: the
 // FINAL merge and the per-row work after it run in one stream per branch,
-// and uniqExact over interaction id strings dominates missed.
+// and counting distinct interactions (uniqExact over their 64-bit hashes)
+// dominates missed.
 //
 // Results are plain structs with JSON tags, sorted deterministically, and
 // each carries the Definitions it was computed with.
