@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -69,7 +70,7 @@ func benchAPI(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 
-	srv := httptest.NewServer(api.New(api.Config{Open: true, Ladder: l}, metrics.New(st.Conn()), forecast.New(st.Conn()), log))
+	srv := httptest.NewServer(api.New(api.Config{Open: true, Ladder: l}, metrics.NewWithOptions(st.Conn(), metrics.Options{MaxThreads: runtime.NumCPU()}), forecast.New(st.Conn()), log))
 	defer srv.Close()
 	from, to, asOf := end.AddDate(-1, 0, 0).Format(time.DateOnly), end.Format(time.DateOnly), end.Format(time.DateOnly)
 	queries := []struct{ name, query string }{

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/commitflow/commitflow/internal/api"
@@ -179,7 +180,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 			return nil
 		},
-	}, metrics.New(s.st.Conn()), forecast.New(s.st.Conn()), log)
+	}, metrics.NewWithOptions(s.st.Conn(), metrics.Options{MaxThreads: runtime.NumCPU()}), forecast.New(s.st.Conn()), log)
 
 	ln, err := net.Listen("tcp", c.HTTP)
 	if err != nil {

@@ -3,6 +3,7 @@ package forecast
 import (
 	"context"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -45,15 +46,21 @@ func BenchmarkForecast(b *testing.B) {
 		if _, err := st.Migrate(ctx); err != nil {
 			b.Fatal(err)
 		}
-		var n uint64
+		var n, states uint64
 		if err := st.Conn().QueryRow(ctx, "SELECT count() FROM derived_events WHERE tenant = 'acme'").Scan(&n); err != nil {
 			b.Fatal(err)
+		}
+		if err := st.Conn().QueryRow(ctx, "SELECT count() FROM opportunity_state WHERE tenant = 'acme'").Scan(&states); err != nil {
+			b.Fatal(err)
+		}
+		if n > 0 && states == 0 {
+			b.Fatal("the database has derived events but no opportunity states: use a fresh one")
 		}
 		if n == 0 {
 			rows := gen()
 			for len(rows) > 0 {
 				k := min(len(rows), 200000)
-				if err := st.InsertDerived(ctx, rows[:k]); err != nil {
+				if err := st.InsertDerivedWithStates(ctx, rows[:k], synthSteps); err != nil {
 					b.Fatal(err)
 				}
 				rows = rows[k:]
@@ -72,34 +79,18 @@ func BenchmarkForecast(b *testing.B) {
 	p, _ := validate(q)
 
 	b.Run("forecast", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			if _, err := f.Forecast(ctx, q); err != nil {
-				b.Fatal(err)
-			}
-		}
+		timed(b, func() error { _, err := f.Forecast(ctx, q); return err })
 	})
 	b.Run("backtest", func(b *testing.B) {
 		bt := asOf.AddDate(0, -9, 0)
 		qb := Query{Tenant: "acme", AsOf: asOf, Backtest: &bt}
-		for i := 0; i < b.N; i++ {
-			if _, err := f.Forecast(ctx, qb); err != nil {
-				b.Fatal(err)
-			}
-		}
+		timed(b, func() error { _, err := f.Forecast(ctx, qb); return err })
 	})
 	b.Run("training-query", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			if _, _, err := f.training(ctx, "acme", p.refs, p.at, p.HorizonDays); err != nil {
-				b.Fatal(err)
-			}
-		}
+		timed(b, func() error { _, _, err := f.training(ctx, "acme", p.refs, p.at, p.HorizonDays); return err })
 	})
 	b.Run("deals-query", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			if _, err := f.deals(ctx, "acme", p.at, p.bound); err != nil {
-				b.Fatal(err)
-			}
-		}
+		timed(b, func() error { _, err := f.deals(ctx, "acme", p.at, p.bound); return err })
 	})
 	train, stats, err := f.training(ctx, "acme", p.refs, p.at, p.HorizonDays)
 	if err != nil {
@@ -114,4 +105,19 @@ func BenchmarkForecast(b *testing.B) {
 			assemble(p, fitModel(train, p.HorizonDays, p.PriorStrength), stats, deals)
 		}
 	})
+}
+
+// timed runs fn b.N times and reports the median and 95th percentile.
+func timed(b *testing.B, fn func() error) {
+	d := make([]time.Duration, 0, b.N)
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		if err := fn(); err != nil {
+			b.Fatal(err)
+		}
+		d = append(d, time.Since(start))
+	}
+	slices.Sort(d)
+	b.ReportMetric(float64(d[len(d)/2])/1e6, "p50-ms")
+	b.ReportMetric(float64(d[(len(d)*95+99)/100-1])/1e6, "p95-ms")
 }

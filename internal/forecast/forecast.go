@@ -5,9 +5,9 @@
 // censored, smoothed by a hierarchical Beta prior, beside the CRM's own
 // stage-probability weighting; and the back-test of both. See README.md.
 //
-// ClickHouse turns the derived_events table into per-(opportunity,
-// reference date) states and outcomes and aggregates them; Go fits the
-// estimator, smooths, and runs the Monte Carlo spread.
+// ClickHouse turns the opportunity_state table (one row per opportunity)
+// into per-(opportunity, reference date) states and outcomes and aggregates
+// them; Go fits the estimator, smooths, and runs the Monte Carlo spread.
 package forecast
 
 import (
@@ -203,7 +203,7 @@ type Forecaster struct {
 	conn driver.Conn
 }
 
-// New returns a Forecaster reading conn's derived_events table.
+// New returns a Forecaster reading conn's opportunity_state table.
 func New(conn driver.Conn) *Forecaster {
 	return &Forecaster{conn: conn}
 }

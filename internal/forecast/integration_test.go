@@ -30,7 +30,7 @@ func open(t testing.TB, rows []store.DerivedRow) *Forecaster {
 	}
 	for len(rows) > 0 {
 		n := min(len(rows), 200000)
-		if err := st.InsertDerived(ctx, rows[:n]); err != nil {
+		if err := st.InsertDerivedWithStates(ctx, rows[:n], synthSteps); err != nil {
 			t.Fatal(err)
 		}
 		rows = rows[n:]
@@ -284,5 +284,57 @@ func TestInputErrors(t *testing.T) {
 		if !errors.As(err, &ie) || ie.Param != tc.param {
 			t.Errorf("%+v: error %v; want InputError on %s", tc.q, err, tc.param)
 		}
+	}
+}
+
+// TestStateEdgeCases checks the opportunity_state reads on cases the
+// synthetic rows rarely or never produce: a call before a deal.created that
+// lies after the bound (created = the call), an opportunity whose rows are
+// all retracted (an empty state: never open), and a close after the bound
+// (still open, censored).
+func TestStateEdgeCases(t *testing.T) {
+	ctx := context.Background()
+	asOf := time.Date(2024, 3, 17, 0, 0, 0, 0, time.UTC)
+	horizon := 30
+	bound := asOf.AddDate(0, 0, horizon)
+	var rows []store.DerivedRow
+	add := func(opp, id string, kind derive.Kind, at time.Time, step int, version uint64, retracted bool) {
+		rows = append(rows, store.DerivedRow{Version: version, Retracted: retracted, Derived: derive.Derived{
+			Tenant: "edge", OpportunityID: opp, ID: opp + "-" + id, Type: kind, OccurredAt: at, StepIndex: step,
+			Snapshot: derive.Snapshot{Amount: 500, Status: "open", Probability: 0.2, Segment: "smb", OwnerID: "o1", Team: "t1"},
+		}})
+	}
+	day := func(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 9, 0, 0, 0, time.UTC) }
+	// Call before creation; created after the bound of the states and of the deals.
+	add("late", "call", derive.InteractionHeld, day(2024, 1, 20), 0, 1, false)
+	add("late", "gain", derive.CommitmentGained, day(2024, 2, 10), 2, 1, false)
+	add("late", "created", derive.DealCreated, day(2024, 5, 1), 0, 1, false)
+	// Everything retracted.
+	add("gone", "created", derive.DealCreated, day(2023, 6, 1), 0, 1, false)
+	add("gone", "created", derive.DealCreated, day(2023, 6, 1), 0, 2, true)
+	add("gone", "gain", derive.CommitmentGained, day(2023, 7, 1), 3, 1, false)
+	add("gone", "gain", derive.CommitmentGained, day(2023, 7, 1), 3, 2, true)
+	// Closed after the bound.
+	add("slow", "created", derive.DealCreated, day(2023, 5, 1), 0, 1, false)
+	add("slow", "gain", derive.CommitmentGained, day(2023, 8, 1), 4, 1, false)
+	add("slow", "closed", derive.DealClosed, bound.AddDate(0, 0, 1), 0, 1, false)
+	f := open(t, rows)
+	cur := current(rows, "edge")
+
+	refs := referenceDates(asOf, 12)
+	got, err := f.states(ctx, "edge", refs, asOf, horizon)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := oracleStates(cur, refs, asOf, horizon)
+	compareRows(t, "states", got, want)
+	deals, err := f.deals(ctx, "edge", asOf, bound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDeals := oracleDeals(cur, asOf, bound)
+	compareRows(t, "deals", deals, wantDeals)
+	if len(wantDeals) != 2 || wantDeals[0].Opportunity != "late" || wantDeals[1].Opportunity != "slow" || wantDeals[1].Closed {
+		t.Errorf("oracle deals %+v; want late and slow, open", wantDeals)
 	}
 }

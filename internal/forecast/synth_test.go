@@ -10,6 +10,10 @@ import (
 	"github.com/commitflow/commitflow/internal/store"
 )
 
+// synthSteps is the ladder length the synthetic rows use (steps 1..10);
+// their opportunity states are summarized for it.
+const synthSteps = 10
+
 // synthConfig says what synthetic derived rows to make.
 type synthConfig struct {
 	Seed    uint64
