@@ -214,6 +214,20 @@ func TestLiveEqualsReplay(t *testing.T) {
 	diffSets(t, "live", live, want)
 	checkStates(t, e.st, want, l.Len())
 
+	// Every derived event was also published on CF_DERIVED (retractions
+	// and changed versions add to that).
+	ds, err := js.Stream(ctx, bus.DerivedStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dinfo, err := ds.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dinfo.State.Msgs < uint64(len(want)) {
+		t.Errorf("CF_DERIVED holds %d messages, want at least the %d derived events", dinfo.State.Msgs, len(want))
+	}
+
 	if _, err := Replay(ctx, e.st, l, ReplayOptions{Tenants: []string{"acme"}, Now: now}, quiet); err != nil {
 		t.Fatal(err)
 	}
