@@ -127,11 +127,7 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := s.openStore(ctx, &c); err != nil {
 		return err
 	}
-	dsn := c.ClickHouse
-	if dsn == "" {
-		// The managed server: its DSN is the store's.
-		dsn = s.dsn
-	}
+	dsn := s.dsn // as given, or the managed server's
 	fmt.Fprintf(os.Stderr, "generating %d events...\n", *n)
 	evs, err := benchEvents(ctx, *n, 1)
 	if err != nil {

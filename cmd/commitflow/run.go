@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/commitflow/commitflow/internal/api"
@@ -187,9 +188,23 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("listen %s: %w", c.HTTP, err)
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	// The workers get their own context: on shutdown the HTTP server stops
+	// first, then the workers finish or abandon their batches, and only then
+	// are NATS and ClickHouse closed (by the deferred s.close).
+	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWorkers()
+	var workers sync.WaitGroup
 	errc := make(chan error, 3)
-	go func() { errc <- ingestRun(ctx, iw) }()
-	go func() { errc <- dw.Run(ctx) }()
+	workers.Go(func() {
+		if err := iw.Run(wctx); err != nil {
+			errc <- err
+		}
+	})
+	workers.Go(func() {
+		if err := dw.Run(wctx); err != nil {
+			errc <- err
+		}
+	})
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
@@ -218,10 +233,10 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
+	stopWorkers()
+	workers.Wait()
 	return err
 }
-
-func ingestRun(ctx context.Context, w *ingest.Worker) error { return w.Run(ctx) }
 
 // loadDemo publishes the demo book of business once: when the demo tenant
 // has no stored events yet.
