@@ -34,7 +34,14 @@ const inChunk = 2000
 // defaultScanChunk is how many opportunities ScanEvents reads per query.
 const defaultScanChunk = 5000
 
-// InsertEvents inserts evs as one batch. Inserting an event again is
+// insertBlockRows is how many rows InsertEvents sends per data block. The
+// rows go out in blocks of this size within one INSERT, which ClickHouse
+// squashes into one part (min_insert_block_size_rows): the column buffers
+// are reused from block to block instead of growing to hold the whole
+// batch, and ClickHouse parses one block while the next is encoded.
+const insertBlockRows = 4096
+
+// InsertEvents inserts evs as one INSERT. Inserting an event again is
 // harmless: reads de-duplicate.
 func (s *Store) InsertEvents(ctx context.Context, evs []RawEvent) error {
 	if len(evs) == 0 {
@@ -46,10 +53,18 @@ func (s *Store) InsertEvents(ctx context.Context, evs []RawEvent) error {
 	}
 	for i := range evs {
 		e := &evs[i]
+		// The payload goes in as []byte: the column copies it, no
+		// intermediate string.
 		if err := batch.Append(e.Tenant, e.OpportunityID, e.Source, e.EventID, e.Type,
-			e.OccurredAt, e.ReceivedAt, e.StreamSeq, string(e.Payload)); err != nil {
+			e.OccurredAt, e.ReceivedAt, e.StreamSeq, e.Payload); err != nil {
 			batch.Abort()
 			return fmt.Errorf("insert events: row %d (%s/%s): %w", i, e.Source, e.EventID, err)
+		}
+		if (i+1)%insertBlockRows == 0 && i+1 < len(evs) {
+			if err := batch.Flush(); err != nil {
+				batch.Abort()
+				return fmt.Errorf("insert events: send rows up to %d: %w", i, err)
+			}
 		}
 	}
 	if err := batch.Send(); err != nil {
