@@ -143,13 +143,18 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 	if fq.By != "" {
 		byKey = byArr + "[fi]"
 	}
-	period := "''"
+	// Groups are keyed by numbers: the period's first day as a Date and
+	// the By value's 64-bit hash (any value of a group is its name; two
+	// values of one tenant collide with odds of about n^2/2^65).
+	period := "toDate(0)"
+	periodOut := "''"
 	if fq.Interval != "" {
 		fn, ok := intervalFunc(fq.Interval)
 		if !ok {
 			return nil, inputErr("interval", "must be one of week, month, quarter")
 		}
-		period = fmt.Sprintf("toString(%s(toDateTime(rk), 'UTC'))", fn)
+		period = fmt.Sprintf("%s(toDateTime(rk), 'UTC')", fn)
+		periodOut = "if(g = 0, '', toString(grp_pd))"
 	}
 	groups := "[toUInt8(0)]"
 	if fq.By != "" || fq.Interval != "" {
@@ -175,13 +180,13 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 	// Each branch counts its opportunities per step and group; the
 	// partial counts are summed outside.
 	branch := func(where string) string {
-		return `SELECT K, g, if(g = 0, '', period0) AS grp_period, if(g = 0, '', key0) AS grp_key,
+		return `SELECT K, pd, kh, any(key0) AS key1,
 	count() AS n0, countIf(conv) AS n1, countIf(dropped) AS n2, countIf(NOT conv AND NOT dropped) AS n3, countIf(skipped) AS n4,
 	sum(amt) AS a0, sumIf(amt, conv) AS a1, sumIf(amt, dropped) AS a2, sumIf(amt, NOT conv AND NOT dropped) AS a3, sumIf(amt, skipped) AS a4,
 	quantilesExactIfState(0.5, 0.75, 0.9)((rk1 - rk) / 86400, conv) AS qs` + bucketCountsSQL("(rk1 - rk)", "conv") + `
 FROM (
-	SELECT K, rk, rk1, skipped, amt, key0,
-		` + period + ` AS period0,
+	SELECT K, rk, rk1, skipped, amt, key0, cityHash64(key0) AS kh,
+		` + period + ` AS pd,
 		rk1 != 0 AND (@window < 0 OR rk1 - rk <= @window) AS conv,
 		NOT conv AND (st = 'lost' OR st = 'won' OR (@window >= 0 AND rk + @window <= @asof)) AS dropped
 	FROM (
@@ -204,20 +209,21 @@ FROM (
 		skp AS skipped
 	WHERE rk >= @from AND rk < @to
 )
-ARRAY JOIN ` + groups + ` AS g
-GROUP BY K, g, grp_period, grp_key`
+GROUP BY K, pd, kh`
 	}
 	conds, bounds, err := q.splitKeys(ctx, c.tenant)
 	if err != nil {
 		return nil, fmt.Errorf("funnel: %w", err)
 	}
-	query := `SELECT K, g, grp_period, grp_key,
+	// The whole step (g = 0) and its groups (g = 1) are merged from the
+	// branches' partial counts per (K, period, key).
+	query := `SELECT K, g, ` + periodOut + `, if(g = 0, '', any(key1)),
 	toUInt64(sum(n0)), toUInt64(sum(n1)), toUInt64(sum(n2)), toUInt64(sum(n3)), toUInt64(sum(n4)),
 	sum(a0), sum(a1), sum(a2), sum(a3), sum(a4),
 	quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)` + bucketSumsSQL() + `
 FROM ` + fanout(conds, branch) + `
-GROUP BY K, g, grp_period, grp_key
-ORDER BY K, g, grp_period, grp_key`
+ARRAY JOIN ` + groups + ` AS g
+GROUP BY K, g, if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, kh) AS grp_kh`
 	rows, err := q.conn.Query(q.queryCtx(ctx), query, append(bounds,
 		clickhouse.Named("tenant", c.tenant),
 		clickhouse.Named("asof", int64(ts(c.asOf))),
