@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -81,10 +82,7 @@ func Start(ctx context.Context, dir string, logger *slog.Logger) (*Server, error
 	// A free port can be taken between picking it and the server binding
 	// it; try again with fresh ports when that happens.
 	for attempt := 1; ; attempt++ {
-		if s.tcpPort, err = freePort(); err != nil {
-			return nil, err
-		}
-		if s.httpPort, err = freePort(); err != nil {
+		if s.tcpPort, s.httpPort, err = freePorts(); err != nil {
 			return nil, err
 		}
 		err = s.launch(ctx)
@@ -351,14 +349,28 @@ func lookBinary() (string, []string, error) {
 	return "", nil, ErrNotInstalled
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("clickhouse-server: pick a free port: %w", err)
+// freePorts returns two distinct TCP ports on 127.0.0.1 that were free a
+// moment ago.
+func freePorts() (tcp, http int, err error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	// Below the kernel's ephemeral range (32768 and up on Linux), so that a
+	// client connection's local port cannot take the port while the server
+	// restarts on it.
+	for tries := 0; len(ls) < 2 && tries < 200; tries++ {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
+		if err == nil {
+			ls = append(ls, l)
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	if len(ls) < 2 {
+		return 0, 0, errors.New("clickhouse-server: no free port between 20000 and 32000 on 127.0.0.1")
+	}
+	return ls[0].Addr().(*net.TCPAddr).Port, ls[1].Addr().(*net.TCPAddr).Port, nil
 }
 
 // Installed reports whether a clickhouse-server binary can be found.
