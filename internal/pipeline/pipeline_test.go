@@ -41,7 +41,9 @@ func newEnv(t *testing.T, partitions int) *env {
 	t.Cleanup(emb.Shutdown)
 	nc, js := connect(t, emb.ClientURL())
 	defer nc.Close()
-	if err := bus.Declare(ctx, js, bus.Options{Partitions: partitions}); err != nil {
+	// A short AckWait: a message delivered to a fetch that had already
+	// expired comes back after it, and the derive barrier waits for it.
+	if err := bus.Declare(ctx, js, bus.Options{Partitions: partitions, AckWait: 5 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := store.Open(ctx, chtest.DSN(t), store.Options{Logger: quiet})
