@@ -30,7 +30,7 @@ clickhouse:
 	@if ! command -v clickhouse-server >/dev/null 2>&1; then \
 		echo "clickhouse-server not found: installing it with apt-get"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null; \
 	fi
 	@command -v clickhouse-server >/dev/null || { echo "could not install clickhouse-server; install it or set COMMITFLOW_CLICKHOUSE"; exit 1; }
 
