@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/commitflow/commitflow/internal/bus"
@@ -78,18 +79,20 @@ func (w *writer) apply(ctx context.Context, opps []*opp, now time.Time) (err err
 	if len(rows) == 0 && len(states) == 0 {
 		return nil
 	}
-	if err := w.st.InsertDerived(ctx, rows); err != nil {
-		return fmt.Errorf("store derived events: %w", err)
-	}
-	// The state follows the derived events it summarises: a crash between
-	// the two leaves the batch unacknowledged, and the redelivery writes it.
-	if err := w.st.InsertStates(ctx, states); err != nil {
-		return fmt.Errorf("store opportunity states: %w", err)
-	}
+	// The stored derived events are what later batches diff against, so
+	// they are written last: first the publish, then the states, then the
+	// derived rows. A crash in between leaves the batch unacknowledged; its
+	// redelivery still sees the difference and writes everything again.
 	if w.js != nil {
 		if err := publishDerived(ctx, w.js, rows); err != nil {
 			return err
 		}
+	}
+	if err := w.st.InsertStates(ctx, states); err != nil {
+		return fmt.Errorf("store opportunity states: %w", err)
+	}
+	if err := w.st.InsertDerived(ctx, rows); err != nil {
+		return fmt.Errorf("store derived events: %w", err)
 	}
 	if w.m != nil {
 		for _, r := range rows {
@@ -122,11 +125,15 @@ type derivedMessage struct {
 	Detail        string    `json:"detail,omitempty"`
 	LadderVersion string    `json:"ladder_version"`
 	Retracted     bool      `json:"retracted,omitempty"`
+	// Version orders the messages of one id: the highest wins, as in
+	// ClickHouse.
+	Version uint64 `json:"version"`
 }
 
 // publishDerived publishes each row to cf.derived.<tenant>.<type>. The
-// message id names the derived id and its content, so a redelivered batch
-// that writes the same rows again is dropped by JetStream's duplicate window.
+// message id is the derived id and the row's version; a consumer keeps, per
+// id, the message with the highest version (a redelivered batch publishes
+// the same content again under a newer version).
 func publishDerived(ctx context.Context, js jetstream.JetStream, rows []store.DerivedRow) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(rows))
 	for _, r := range rows {
@@ -135,13 +142,13 @@ func publishDerived(ctx context.Context, js jetstream.JetStream, rows []store.De
 			OccurredAt: r.OccurredAt.UTC(), Step: r.Step, StepIndex: r.StepIndex, Reason: r.Reason,
 			InteractionID: r.InteractionID, Evidence: r.Evidence, Amount: r.Amount, Status: r.Status,
 			OwnerID: r.OwnerID, Value: r.Value, Detail: r.Detail, LadderVersion: r.LadderVersion,
-			Retracted: r.Retracted,
+			Retracted: r.Retracted, Version: r.Version,
 		})
 		if err != nil {
 			return fmt.Errorf("encode derived event %s: %w", r.ID, err)
 		}
 		subject := bus.DerivedPrefix + r.Tenant + "." + bus.TypeToken(event.Type(r.Type))
-		f, err := js.PublishAsync(subject, body, jetstream.WithMsgID(r.ID+":"+fmt.Sprintf("%x", fnv32(string(body)))))
+		f, err := js.PublishAsync(subject, body, jetstream.WithMsgID(r.ID+":"+strconv.FormatUint(r.Version, 10)))
 		if err != nil {
 			return fmt.Errorf("publish derived event %s: %w", r.ID, err)
 		}
