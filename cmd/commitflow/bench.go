@@ -26,6 +26,7 @@ import (
 	"github.com/commitflow/commitflow/internal/ingest"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/store"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func cmdBench(ctx context.Context, args []string, stdout io.Writer) error {
@@ -206,30 +207,13 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	done := make(chan error, 1)
 	start = time.Now()
 	go func() { done <- w.Run(wctx) }()
-	// Done when the ingest consumer has nothing pending or unacknowledged:
-	// a message is acknowledged only after ClickHouse stored it.
-	cons, err := s.js.Consumer(ctx, bus.EventsStream, bus.IngestConsumer)
-	if err != nil {
-		cancel()
-		return err
-	}
-	for {
-		info, err := cons.Info(ctx)
-		if err != nil {
-			cancel()
-			return err
-		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
-			break
-		}
-		if !sleep(ctx, 50*time.Millisecond) {
-			cancel()
-			return ctx.Err()
-		}
-	}
+	err = waitDrained(ctx, s.js)
 	e2e := float64(len(evs)) / time.Since(start).Seconds()
 	cancel()
 	<-done
+	if err != nil {
+		return err
+	}
 	if cnt, err := e2eStore.CountEvents(ctx, "bench"); err != nil || cnt != uint64(len(evs)) {
 		return fmt.Errorf("end to end stored %d events, want %d (%v)", cnt, len(evs), err)
 	}
@@ -246,14 +230,28 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
+// waitDrained returns once the ingest consumer has nothing pending or
+// unacknowledged: a message is acknowledged only after ClickHouse stored it.
+func waitDrained(ctx context.Context, js jetstream.JetStream) error {
+	cons, err := js.Consumer(ctx, bus.EventsStream, bus.IngestConsumer)
+	if err != nil {
+		return err
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
 	}
 }
 

@@ -251,8 +251,6 @@ func (d *deal) crmTime(t time.Time, maxHours int) time.Time {
 
 func date(t time.Time) event.Date { return event.Date(t.Format(time.DateOnly)) }
 
-func (d *deal) chance(p float64) bool { return d.r.Float64() < p }
-
 // add appends an event that happened at "at", unless that is after End.
 func (d *deal) add(at time.Time, typ event.Type, source string, p event.Payload) {
 	if at.After(d.g.end) {

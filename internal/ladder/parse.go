@@ -470,27 +470,14 @@ func (p *parser) activities(n *yaml.Node, l *Ladder) error {
 		if err != nil {
 			return err
 		}
-		r := ActivityRule{Status: "completed", Owner: "any"}
-		if f["step"] == nil {
-			return p.errf(it, path+".step", "missing")
-		}
-		if r.Step, err = p.stepRef(f["step"], path+".step", false); err != nil {
+		c, err := p.ruleCommon(it, f, path, "any")
+		if err != nil {
 			return err
 		}
-		if v := f["kinds"]; v != nil {
-			if r.Kinds, err = p.strList(v, path+".kinds"); err != nil {
-				return err
-			}
-			for j, k := range r.Kinds {
-				r.Kinds[j] = strings.ToLower(k)
-				if kindBit(r.Kinds[j]) == 0 {
-					return p.errf(v.Content[j], fmt.Sprintf("%s.kinds[%d]", path, j), "unknown activity kind %q (want meeting, email, task, note or call)", k)
-				}
-			}
-		}
-		if v := f["keywords"]; v != nil {
-			if r.Keywords, err = p.strList(v, path+".keywords"); err != nil {
-				return err
+		r := ActivityRule{Step: c.step, Kinds: c.kinds, Keywords: c.keywords, Status: "completed", Owner: c.owner, AfterWin: c.afterWin}
+		for j, k := range r.Kinds {
+			if kindBit(k) == 0 {
+				return p.errf(f["kinds"].Content[j], fmt.Sprintf("%s.kinds[%d]", path, j), "unknown activity kind %q (want meeting, email, task, note or call)", k)
 			}
 		}
 		if v := f["status"]; v != nil {
@@ -506,19 +493,54 @@ func (p *parser) activities(n *yaml.Node, l *Ladder) error {
 				return p.errf(v, path+".status", "must be completed, scheduled or any, got %q", s)
 			}
 		}
-		if v := f["owner"]; v != nil {
-			if r.Owner, err = p.owner(v, path+".owner", "any"); err != nil {
-				return err
-			}
-		}
-		if v := f["after_win"]; v != nil {
-			if r.AfterWin, err = p.boolean(v, path+".after_win"); err != nil {
-				return err
-			}
-		}
 		l.Activities = append(l.Activities, r)
 	}
 	return nil
+}
+
+// rule holds the fields activity and action-item rules share.
+type rule struct {
+	step            string
+	kinds, keywords []string // kinds lower-cased
+	owner           string
+	afterWin        bool
+}
+
+// ruleCommon reads a rule's step (required), kinds, keywords, owner
+// (defOwner when absent) and after_win from its fields f.
+func (p *parser) ruleCommon(it *yaml.Node, f map[string]*yaml.Node, path, defOwner string) (rule, error) {
+	r := rule{owner: defOwner}
+	var err error
+	if f["step"] == nil {
+		return r, p.errf(it, path+".step", "missing")
+	}
+	if r.step, err = p.stepRef(f["step"], path+".step", false); err != nil {
+		return r, err
+	}
+	if v := f["kinds"]; v != nil {
+		if r.kinds, err = p.strList(v, path+".kinds"); err != nil {
+			return r, err
+		}
+		for j := range r.kinds {
+			r.kinds[j] = strings.ToLower(r.kinds[j])
+		}
+	}
+	if v := f["keywords"]; v != nil {
+		if r.keywords, err = p.strList(v, path+".keywords"); err != nil {
+			return r, err
+		}
+	}
+	if v := f["owner"]; v != nil {
+		if r.owner, err = p.owner(v, path+".owner", defOwner); err != nil {
+			return r, err
+		}
+	}
+	if v := f["after_win"]; v != nil {
+		if r.afterWin, err = p.boolean(v, path+".after_win"); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
 }
 
 func (p *parser) owner(n *yaml.Node, path, def string) (string, error) {
@@ -546,38 +568,13 @@ func (p *parser) actionItems(n *yaml.Node, l *Ladder) error {
 		if err != nil {
 			return err
 		}
-		r := ActionItemRule{Owner: "buyer"}
-		if f["step"] == nil {
-			return p.errf(it, path+".step", "missing")
-		}
-		if r.Step, err = p.stepRef(f["step"], path+".step", false); err != nil {
+		c, err := p.ruleCommon(it, f, path, "buyer")
+		if err != nil {
 			return err
 		}
-		if v := f["kinds"]; v != nil {
-			if r.Kinds, err = p.strList(v, path+".kinds"); err != nil {
-				return err
-			}
-			for j := range r.Kinds {
-				r.Kinds[j] = strings.ToLower(r.Kinds[j])
-			}
-		}
-		if v := f["keywords"]; v != nil {
-			if r.Keywords, err = p.strList(v, path+".keywords"); err != nil {
-				return err
-			}
-		}
+		r := ActionItemRule{Step: c.step, Kinds: c.kinds, Keywords: c.keywords, Owner: c.owner, AfterWin: c.afterWin}
 		if len(r.Kinds) == 0 && len(r.Keywords) == 0 {
 			return p.errf(it, path, "a rule needs kinds or keywords")
-		}
-		if v := f["owner"]; v != nil {
-			if r.Owner, err = p.owner(v, path+".owner", "buyer"); err != nil {
-				return err
-			}
-		}
-		if v := f["after_win"]; v != nil {
-			if r.AfterWin, err = p.boolean(v, path+".after_win"); err != nil {
-				return err
-			}
 		}
 		l.ActionItems = append(l.ActionItems, r)
 	}

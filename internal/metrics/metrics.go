@@ -239,17 +239,6 @@ func intervalFunc(interval string) (string, bool) {
 	return "", false
 }
 
-// Derived event types and reasons as they are stored.
-const (
-	typeGained     = "commitment.gained"
-	typeMissed     = "commitment.missed"
-	typeStalled    = "deal.stalled"
-	typeRegressed  = "stage.regressed"
-	typeClosed     = "deal.closed"
-	typeCreated    = "deal.created"
-	typeInteracted = "interaction.held"
-)
-
 // minTime and maxTime bound the instants a DateTime column can hold.
 var (
 	minTime = time.Unix(1, 0).UTC()

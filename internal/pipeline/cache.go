@@ -44,5 +44,3 @@ func (c *cache) put(o *opp) {
 		delete(c.byKey, oppKey(lo.tenant, lo.id))
 	}
 }
-
-func (c *cache) len() int { return c.order.Len() }
