@@ -6,10 +6,11 @@
 package event
 
 import (
-	"bytes"
 	stdjson "encoding/json"
 	"errors"
 	"fmt"
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	json "github.com/goccy/go-json"
 	"reflect"
 	"regexp"
@@ -146,7 +147,7 @@ func NewPayload(t Type) Payload {
 // offending field.
 func Parse(data []byte) (Event, error) {
 	var ev Event
-	if err := json.Unmarshal(data, &ev); err != nil {
+	if err := ev.UnmarshalJSON(data); err != nil {
 		if serr := syntaxError(data); serr != nil {
 			return Event{}, serr
 		}
@@ -175,19 +176,85 @@ func syntaxError(data []byte) error {
 }
 
 // UnmarshalJSON decodes the envelope and then the payload its type names.
-// Unknown fields are refused so that typos do not pass silently.
+// Unknown fields, duplicate names and invalid UTF-8 are refused so that
+// typos do not pass silently.
 func (e *Event) UnmarshalJSON(data []byte) error {
-	type envelope Event
-	var raw struct {
-		envelope
-		Payload json.RawMessage `json:"payload"`
+	err := jsonv2.Unmarshal(data, e, strict)
+	// Every error of UnmarshalJSONFrom is a FieldError; return it as is
+	// rather than wrapped.
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return fe
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&raw); err != nil {
-		return fmt.Errorf("envelope: %w", err)
+	return err
+}
+
+// UnmarshalJSONFrom decodes an event in one pass: the payload is decoded
+// into the type's struct as it is read when "type" comes before it, as it
+// does in everything Marshal writes, and kept raw until the end otherwise.
+func (e *Event) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	*e = Event{}
+	if dec.PeekKind() != '{' {
+		v, err := dec.ReadValue()
+		if err != nil {
+			return decodeError("", err)
+		}
+		return fieldErr("envelope", "cannot unmarshal JSON %s into an event object", kindName(v.Kind()))
 	}
-	*e = Event(raw.envelope)
+	if _, err := dec.ReadToken(); err != nil {
+		return decodeError("", err)
+	}
+	var (
+		payload Payload
+		raw     jsontext.Value
+		seen    bool
+	)
+	for dec.PeekKind() != '}' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return decodeError("", err)
+		}
+		name := tok.String()
+		var target any
+		switch name {
+		case "v":
+			target = &e.V
+		case "id":
+			target = &e.ID
+		case "tenant":
+			target = &e.Tenant
+		case "source":
+			target = &e.Source
+		case "type":
+			target = &e.Type
+		case "occurred_at":
+			target = &e.OccurredAt
+		case "received_at":
+			target = &e.ReceivedAt
+		case "opportunity_id":
+			target = &e.OpportunityID
+		case "payload":
+			seen = true
+			if p := NewPayload(e.Type); p != nil && dec.PeekKind() != 'n' {
+				payload, target = p, p
+				break
+			}
+			v, err := dec.ReadValue()
+			if err != nil {
+				return decodeError("", err)
+			}
+			raw = v.Clone()
+			continue
+		default:
+			return fieldErr("envelope", "unknown field %q", name)
+		}
+		if err := jsonv2.UnmarshalDecode(dec, target, strict); err != nil {
+			return decodeError("", err)
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return decodeError("", err)
+	}
 	p := NewPayload(e.Type)
 	if p == nil {
 		if e.Type == "" {
@@ -195,17 +262,105 @@ func (e *Event) UnmarshalJSON(data []byte) error {
 		}
 		return fieldErr("type", "unknown event type %q", e.Type)
 	}
-	if len(raw.Payload) == 0 || string(raw.Payload) == "null" {
+	switch {
+	case payload != nil:
+		e.Payload = payload
+		return nil
+	case !seen || len(raw) == 0 || string(raw) == "null":
 		return fieldErr("payload", "missing")
 	}
-	pd := json.NewDecoder(bytes.NewReader(raw.Payload))
-	pd.DisallowUnknownFields()
-	if err := pd.Decode(p); err != nil {
-		return fieldErr("payload", "%v", err)
+	if err := jsonv2.Unmarshal(raw, p, strict); err != nil {
+		return decodeError("payload", err)
 	}
 	e.Payload = p
 	return nil
 }
+
+// decodeError turns a decoding error into a FieldError naming the field
+// it is about, under base ("" for the envelope, "payload").
+func decodeError(base string, err error) error {
+	var se *jsonv2.SemanticError
+	if errors.As(err, &se) {
+		if errors.Is(se.Err, jsonv2.ErrUnknownName) {
+			parent := fieldPath(base, se.JSONPointer.Parent())
+			if parent == "" {
+				parent = "envelope"
+			}
+			return fieldErr(parent, "unknown field %q", se.JSONPointer.LastToken())
+		}
+		field := fieldPath(base, se.JSONPointer)
+		if field == "" {
+			field = "envelope"
+		}
+		var reason string
+		if se.GoType != nil && se.JSONKind != 0 {
+			into := se.GoType.String()
+			if se.GoType.Kind() == reflect.Struct && se.GoType.Name() == "" {
+				into = "an event object"
+			}
+			reason = fmt.Sprintf("cannot unmarshal JSON %s into %s", kindName(se.JSONKind), into)
+		}
+		if se.Err != nil {
+			reason = strings.TrimPrefix(reason+": "+se.Err.Error(), ": ")
+		}
+		if reason == "" {
+			reason = se.Error()
+		}
+		return fieldErr(field, "%s", reason)
+	}
+	var syn *jsontext.SyntacticError
+	if errors.As(err, &syn) {
+		field := fieldPath(base, syn.JSONPointer)
+		if field == "" {
+			field = "body"
+		}
+		return fieldErr(field, "invalid JSON at byte %d: %v", syn.ByteOffset, syn.Err)
+	}
+	if base == "" {
+		base = "body"
+	}
+	return fieldErr(base, "%v", err)
+}
+
+// kindName names a JSON kind in words.
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case '"':
+		return "string"
+	case '0':
+		return "number"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	}
+	return k.String()
+}
+
+// fieldPath renders a JSON pointer below base the way FieldError names
+// fields: payload.action_items[1].owner_side.
+func fieldPath(base string, p jsontext.Pointer) string {
+	var b strings.Builder
+	b.WriteString(base)
+	for tok := range p.Tokens() {
+		if tok != "" && strings.Trim(tok, "0123456789") == "" {
+			b.WriteString("[" + tok + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(tok)
+	}
+	return b.String()
+}
+
+// strict are the decoding options of events: unknown members are errors.
+var strict = jsonv2.RejectUnknownMembers(true)
 
 // Validate checks the envelope and the payload.
 func (e *Event) Validate() error {
