@@ -244,6 +244,7 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	peak := watchHeap()
 	start = time.Now()
 	go func() { done <- w.Run(wctx) }()
 	err = waitDrained(ctx, s.js)
@@ -251,6 +252,8 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	stopProfile()
 	cancel()
 	<-done
+	peakHeap := peak()
+
 	if err != nil {
 		return err
 	}
@@ -267,6 +270,7 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "end-to-end / best raw insert = %.2f (target >= 0.50)\n", e2e/best)
+	fmt.Fprintf(stdout, "peak Go heap during the drain (process with embedded NATS): %d MiB\n", peakHeap>>20)
 	return nil
 }
 
@@ -288,6 +292,30 @@ func settle(ctx context.Context, st *store.Store) error {
 		}
 	}
 	return nil
+}
+
+// watchHeap samples the Go heap in use until the returned function is
+// called, which returns the largest sample.
+func watchHeap() (peak func() uint64) {
+	done := make(chan struct{})
+	result := make(chan uint64)
+	go func() {
+		var m runtime.MemStats
+		var top uint64
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			runtime.ReadMemStats(&m)
+			top = max(top, m.HeapInuse)
+			select {
+			case <-done:
+				result <- top
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 { close(done); return <-result }
 }
 
 // startCPUProfile starts a CPU profile written to path, if path is not
