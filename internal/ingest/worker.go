@@ -42,7 +42,10 @@ const (
 // Config tunes a Worker. Zero values take the defaults noted on each field.
 type Config struct {
 	// BatchSize is the most messages fetched and inserted at once
-	// (default 10000).
+	// (default 20000). Each insert writes a part into every monthly
+	// partition it touches, so ClickHouse spends less per row on larger
+	// inserts; Workers x 2 x BatchSize messages may be in flight, which
+	// must stay under the consumer's MaxAckPending (100k).
 	BatchSize int
 	// MaxWait is how long a fetch waits to fill a batch (default 500ms).
 	MaxWait time.Duration
@@ -60,7 +63,7 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.BatchSize <= 0 {
-		c.BatchSize = 10000
+		c.BatchSize = 20000
 	}
 	if c.MaxWait <= 0 {
 		c.MaxWait = 500 * time.Millisecond
@@ -108,6 +111,9 @@ func New(js jetstream.JetStream, st *store.Store, cfg Config, reg prometheus.Reg
 	}
 	return &Worker{js: js, st: st, cfg: cfg.withDefaults(), log: logger.With("component", "ingest"), m: m}, nil
 }
+
+// Config returns the worker's configuration with its defaults filled in.
+func (w *Worker) Config() Config { return w.cfg }
 
 // Ready reports whether the worker can reach NATS and its consumer exists.
 func (w *Worker) Ready(ctx context.Context) error {
