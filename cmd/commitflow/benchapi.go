@@ -83,7 +83,7 @@ func benchAPI(ctx context.Context, args []string, stdout io.Writer) error {
 		{"forecast back-test", "as_of=" + asOf + "&backtest=" + end.AddDate(0, -6, 0).Format(time.DateOnly)},
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "endpoint (%d raw events)\tp50 ms\tp95 ms\tmax ms\t\n", *n)
+	fmt.Fprintf(tw, "endpoint (%d raw events)\tp50 ms\tp95 ms\tmax ms\tKiB\t\n", *n)
 	for _, q := range queries {
 		path := "/v1/" + q.name
 		if i := indexSpace(q.name); i > 0 {
@@ -91,9 +91,11 @@ func benchAPI(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		u := srv.URL + path + "?tenant=bench&" + q.query
 		var lat []time.Duration
+		var size int
 		for i := 0; i < *reqs+1; i++ {
 			start := time.Now()
-			if err := get(ctx, u); err != nil {
+			size, err = get(ctx, u)
+			if err != nil {
 				return fmt.Errorf("%s: %w", q.name, err)
 			}
 			if i > 0 { // the first request warms caches
@@ -102,7 +104,7 @@ func benchAPI(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		slices.Sort(lat)
 		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t\n", q.name, ms(lat[len(lat)/2]), ms(lat[min(len(lat)-1, len(lat)*95/100)]), ms(lat[len(lat)-1]))
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%d\t\n", q.name, ms(lat[len(lat)/2]), ms(lat[min(len(lat)-1, len(lat)*95/100)]), ms(lat[len(lat)-1]), size>>10)
 	}
 	return tw.Flush()
 }
@@ -116,21 +118,25 @@ func indexSpace(s string) int {
 	return -1
 }
 
-func get(ctx context.Context, u string) error {
+// get fetches u and returns the size of the answer's body.
+func get(ctx context.Context, u string) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", resp.Status, body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
 	}
-	return nil
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: %s", resp.Status, body)
+	}
+	return len(body), nil
 }
 
 // loadBench generates n raw events for tenant "bench", derives them in
