@@ -2,9 +2,12 @@ package event_test
 
 import (
 	"bytes"
+	stdjson "encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -393,5 +396,65 @@ func TestValidatePayloadTimesInRange(t *testing.T) {
 	var fe *event.FieldError
 	if err := ev.Validate(); !errors.As(err, &fe) || fe.Field != "payload.action_items[0].due_at" {
 		t.Fatalf("err = %v, want payload.action_items[0].due_at", err)
+	}
+}
+
+// TestParseAnyMemberOrder checks that the envelope's members may come in
+// any order: the payload is decoded in the same pass when "type" precedes
+// it and kept raw until the end otherwise, with the same result and the
+// same errors.
+func TestParseAnyMemberOrder(t *testing.T) {
+	reorder := func(t *testing.T, b []byte, first ...string) []byte {
+		t.Helper()
+		var members map[string]stdjson.RawMessage
+		if err := stdjson.Unmarshal(b, &members); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, name := range first {
+			if _, ok := members[name]; ok {
+				names = append(names, name)
+			}
+		}
+		for name := range members {
+			if !slices.Contains(first, name) {
+				names = append(names, name)
+			}
+		}
+		var out bytes.Buffer
+		out.WriteByte('{')
+		for i, name := range names {
+			if i > 0 {
+				out.WriteByte(',')
+			}
+			fmt.Fprintf(&out, "%q:%s", name, members[name])
+		}
+		out.WriteByte('}')
+		return out.Bytes()
+	}
+	for _, typ := range event.Types {
+		t.Run(string(typ), func(t *testing.T) {
+			want := sample(typ)
+			b, err := event.Marshal(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, first := range [][]string{{"payload"}, {"payload", "type"}, {"type", "payload"}, {"opportunity_id", "payload", "v"}} {
+				in := reorder(t, b, first...)
+				got, err := event.Parse(in)
+				if err != nil {
+					t.Fatalf("parse %s: %v", in, err)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("%s:\n got %#v\nwant %#v", in, got, want)
+				}
+			}
+		})
+	}
+	bad := []byte(`{"payload":{"duration_seconds":"60"},"v":1,"id":"e1","tenant":"acme","source":"gong","type":"call.completed","occurred_at":"2026-03-02T14:30:00Z","opportunity_id":"o1"}`)
+	_, err := event.Parse(bad)
+	var fe *event.FieldError
+	if !errors.As(err, &fe) || fe.Field != "payload.duration_seconds" {
+		t.Fatalf("payload before type with a bad field: got %v, want a FieldError for payload.duration_seconds", err)
 	}
 }
