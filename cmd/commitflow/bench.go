@@ -120,7 +120,7 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	c.Register(fs)
 	n := fs.Int("events", 1_000_000, "events to ingest")
 	batch := fs.Int("batch", 0, "ingest fetch batch size (0: the worker's default)")
-	workers := fs.Int("workers", 2, "ingest workers")
+	workers := fs.Int("workers", 0, "ingest workers (0: the worker's default)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the end-to-end drain to this file")
 	order := fs.String("order", "time", "order of the events in the stream: time (as they happen, like a live feed) or opportunity (one deal's history after another, like a bulk backfill)")
 	if err := fs.Parse(args); err != nil {
@@ -261,7 +261,7 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("end to end stored %d events, want %d (%v)", cnt, total, err)
 	}
 	results = append(results, result{"end to end: JetStream -> ingest -> ClickHouse", e2e,
-		fmt.Sprintf("%d workers, batches of %d, backlog drained", *workers, w.Config().BatchSize)})
+		fmt.Sprintf("%d worker(s), batches of %d, backlog drained", w.Config().Workers, w.Config().BatchSize)})
 
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "benchmark (%d events in %s order, %d cores)\trows/s\t\n", total, *order, runtime.NumCPU())

@@ -119,7 +119,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	demoOpps := fs.Int("demo-opportunities", config.EnvInt("COMMITFLOW_DEMO_OPPORTUNITIES", 2000), "opportunities in the demo data")
 	ladderFile := fs.String("ladder", config.Env("COMMITFLOW_LADDER", ""), "ladder configuration file; empty uses the shipped default (env COMMITFLOW_LADDER)")
 	tokens := fs.String("tokens", config.Env("COMMITFLOW_TOKENS", ""), "API bearer tokens, token=tenant,token=tenant (env COMMITFLOW_TOKENS)")
-	ingestWorkers := fs.Int("ingest-workers", config.EnvInt("COMMITFLOW_INGEST_WORKERS", 2), "parallel ingest workers")
+	ingestWorkers := fs.Int("ingest-workers", config.EnvInt("COMMITFLOW_INGEST_WORKERS", 0), "parallel ingest workers (0: the worker's default, 1)")
 	sweep := fs.Duration("sweep", config.EnvDuration("COMMITFLOW_SWEEP", 10*time.Minute), "how often open deals are re-derived so stalls and overdue actions fire")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -520,7 +520,7 @@ func TestInvalidLabels(t *testing.T) {
 
 func TestConfigDefaults(t *testing.T) {
 	c := Config{}.withDefaults()
-	if c.BatchSize != 20000 || c.MaxWait != 500*time.Millisecond || c.Workers != 2 ||
+	if c.BatchSize != 50000 || c.MaxWait != 500*time.Millisecond || c.Workers != 1 ||
 		c.MinBackoff != 100*time.Millisecond || c.MaxBackoff != 5*time.Second {
 		t.Errorf("defaults: %+v", c)
 	}

@@ -42,15 +42,19 @@ const (
 // Config tunes a Worker. Zero values take the defaults noted on each field.
 type Config struct {
 	// BatchSize is the most messages fetched and inserted at once
-	// (default 20000). Each insert writes a part into every monthly
+	// (default 50000). Each insert writes a part into every monthly
 	// partition it touches, so ClickHouse spends less per row on larger
-	// inserts; Workers x 2 x BatchSize messages may be in flight, which
-	// must stay under the consumer's MaxAckPending (100k).
+	// inserts; Workers x 2 x BatchSize messages may be in flight, and the
+	// consumer's MaxAckPending (100k) caps them.
 	BatchSize int
 	// MaxWait is how long a fetch waits to fill a batch (default 500ms).
 	MaxWait time.Duration
 	// Workers is the number of concurrent fetch-and-insert loops
-	// (default 2).
+	// (default 1). One loop already fetches and parses the next batch
+	// while it inserts the current one; on a 2-core machine one loop of
+	// 50k-message batches drains a 1M backlog ~20% faster than two loops
+	// of 20k (bench ingest), because ClickHouse gets fewer, larger
+	// inserts. More loops help when ClickHouse has cores to spare.
 	Workers int
 	// MinBackoff and MaxBackoff bound the exponential backoff between
 	// retries of a failed insert, dead-letter publish or fetch (defaults
@@ -63,13 +67,13 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.BatchSize <= 0 {
-		c.BatchSize = 20000
+		c.BatchSize = 50000
 	}
 	if c.MaxWait <= 0 {
 		c.MaxWait = 500 * time.Millisecond
 	}
 	if c.Workers <= 0 {
-		c.Workers = 2
+		c.Workers = 1
 	}
 	if c.MinBackoff <= 0 {
 		c.MinBackoff = 100 * time.Millisecond
