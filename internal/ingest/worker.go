@@ -212,7 +212,9 @@ func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, log *sl
 			w.sleep(ctx, fails)
 			continue
 		}
-		msgs := make([]jetstream.Msg, 0, w.cfg.BatchSize)
+		// Sized for a quiet stream: an idle fetch returns nothing every
+		// MaxWait, and a full batch grows it a few times.
+		msgs := make([]jetstream.Msg, 0, min(w.cfg.BatchSize, 1024))
 		for m := range fb.Messages() {
 			msgs = append(msgs, m)
 		}
