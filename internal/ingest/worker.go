@@ -184,7 +184,9 @@ func (w *Worker) watchConsumer(ctx context.Context, cons jetstream.Consumer) {
 func (w *Worker) loop(ctx context.Context, cons jetstream.Consumer, id int, progress time.Duration) {
 	log := w.log.With("worker", id)
 	ready := make(chan *batch) // unbuffered: at most two batches per worker
-	go w.fetchLoop(ctx, cons, log, progress, ready)
+	// Stored batches go back to the fetcher, which reuses their slices.
+	free := make(chan *batch, 1)
+	go w.fetchLoop(ctx, cons, log, progress, ready, free)
 	for b := range ready {
 		if ctx.Err() != nil {
 			w.abandon(log, b, ctx.Err())
@@ -196,12 +198,16 @@ func (w *Worker) loop(ctx context.Context, cons jetstream.Consumer, id int, prog
 		}
 		log.Debug("batch stored", "messages", len(b.msgs), "rows", len(b.rows),
 			"dead", len(b.dead), "age", time.Since(b.fetched))
+		select {
+		case free <- b:
+		default:
+		}
 	}
 }
 
-// fetchLoop fetches and prepares batches and sends them on ready until ctx
+// fetchLoop fetches and parses batches and sends them on ready until ctx
 // is done, then closes ready.
-func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, log *slog.Logger, progress time.Duration, ready chan<- *batch) {
+func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, log *slog.Logger, progress time.Duration, ready chan<- *batch, free <-chan *batch) {
 	defer close(ready)
 	fails := 0
 	for ctx.Err() == nil {
@@ -212,26 +218,32 @@ func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, log *sl
 			w.sleep(ctx, fails)
 			continue
 		}
-		// Sized for a quiet stream: an idle fetch returns nothing every
-		// MaxWait, and a full batch grows it a few times.
-		msgs := make([]jetstream.Msg, 0, min(w.cfg.BatchSize, 1024))
+		// Each message is parsed as it arrives, while the client
+		// receives the next ones.
+		var b *batch
+		select {
+		case b = <-free:
+			b.reset()
+		default:
+			b = w.newBatch()
+		}
 		for m := range fb.Messages() {
-			msgs = append(msgs, m)
+			w.add(b, m)
 		}
 		if err := fb.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			fails++
-			log.Warn("fetch ended with error", "err", err, "messages", len(msgs), "attempt", fails)
-			if len(msgs) == 0 {
+			log.Warn("fetch ended with error", "err", err, "messages", len(b.msgs), "attempt", fails)
+			if len(b.msgs) == 0 {
 				w.sleep(ctx, fails)
 				continue
 			}
 		} else {
 			fails = 0
 		}
-		if len(msgs) == 0 {
+		if len(b.msgs) == 0 {
 			continue
 		}
-		b := w.prepare(msgs, progress)
+		w.fetched(b, progress)
 		select {
 		case ready <- b:
 		case <-ctx.Done():
@@ -261,55 +273,75 @@ type deadLetter struct {
 	key labelKey
 }
 
-// prepare parses msgs into rows and dead letters, and starts telling the
-// server that they are in progress.
-func (w *Worker) prepare(msgs []jetstream.Msg, progress time.Duration) *batch {
-	w.m.batchSize.Observe(float64(len(msgs)))
-	b := &batch{
-		msgs:          msgs,
-		rows:          make([]store.RawEvent, 0, len(msgs)),
-		fetched:       time.Now(),
-		consumed:      tally{},
-		stored:        tally{},
-		dlq:           tally{},
-		stopKeepAlive: keepAlive(msgs, progress),
+// newBatch returns an empty batch, sized for a quiet stream: an idle fetch
+// returns nothing every MaxWait, and a full batch grows it a few times.
+func (w *Worker) newBatch() *batch {
+	n := min(w.cfg.BatchSize, 1024)
+	return &batch{
+		msgs:     make([]jetstream.Msg, 0, n),
+		rows:     make([]store.RawEvent, 0, n),
+		consumed: tally{},
+		stored:   tally{},
+		dlq:      tally{},
 	}
-	for _, m := range msgs {
-		var seq uint64
-		var ts time.Time
-		if md, err := m.Metadata(); err == nil {
-			seq, ts = md.Sequence.Stream, md.Timestamp
-		}
-		data := m.Data()
-		ev, err := event.Parse(data)
-		if err != nil {
-			d := deadLetter{msg: m, seq: seq, err: err, key: invalidLabels(data)}
-			b.consumed[d.key]++
-			b.dlq[d.key]++
-			b.dead = append(b.dead, d)
-			continue
-		}
-		key := labelKey{ev.Tenant, string(ev.Type)}
-		b.consumed[key]++
-		b.stored[key]++
-		received := ev.ReceivedAt
-		if received.IsZero() {
-			received = ts
-		}
-		b.rows = append(b.rows, store.RawEvent{
-			Tenant:        ev.Tenant,
-			OpportunityID: ev.OpportunityID,
-			Source:        ev.Source,
-			EventID:       ev.ID,
-			Type:          string(ev.Type),
-			OccurredAt:    ev.OccurredAt,
-			ReceivedAt:    received,
-			StreamSeq:     seq,
-			Payload:       data,
-		})
+}
+
+// reset empties b for reuse, keeping the capacity of its slices and
+// dropping its references to the old messages.
+func (b *batch) reset() {
+	clear(b.msgs)
+	clear(b.rows)
+	b.msgs, b.rows, b.dead = b.msgs[:0], b.rows[:0], nil
+	clear(b.consumed)
+	clear(b.stored)
+	clear(b.dlq)
+	b.stopKeepAlive = nil
+}
+
+// add parses m into a row of b, or a dead letter if it is invalid.
+func (w *Worker) add(b *batch, m jetstream.Msg) {
+	b.msgs = append(b.msgs, m)
+	var seq uint64
+	var ts time.Time
+	if md, err := m.Metadata(); err == nil {
+		seq, ts = md.Sequence.Stream, md.Timestamp
 	}
+	data := m.Data()
+	ev, err := event.Parse(data)
+	if err != nil {
+		d := deadLetter{msg: m, seq: seq, err: err, key: invalidLabels(data)}
+		b.consumed[d.key]++
+		b.dlq[d.key]++
+		b.dead = append(b.dead, d)
+		return
+	}
+	key := labelKey{ev.Tenant, string(ev.Type)}
+	b.consumed[key]++
+	b.stored[key]++
+	received := ev.ReceivedAt
+	if received.IsZero() {
+		received = ts
+	}
+	b.rows = append(b.rows, store.RawEvent{
+		Tenant:        ev.Tenant,
+		OpportunityID: ev.OpportunityID,
+		Source:        ev.Source,
+		EventID:       ev.ID,
+		Type:          string(ev.Type),
+		OccurredAt:    ev.OccurredAt,
+		ReceivedAt:    received,
+		StreamSeq:     seq,
+		Payload:       data,
+	})
+}
+
+// fetched marks the end of b's fetch: it counts the batch and starts
+// telling the server that its messages are in progress.
+func (w *Worker) fetched(b *batch, progress time.Duration) {
+	w.m.batchSize.Observe(float64(len(b.msgs)))
+	b.fetched = time.Now()
+	b.stopKeepAlive = keepAlive(b.msgs, progress)
 	b.consumed.addTo(w.m.consumed)
-	return b
 }
 
 // commit dead-letters and stores a batch, retrying until it succeeds, and
