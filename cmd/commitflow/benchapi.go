@@ -22,6 +22,7 @@ import (
 	"github.com/commitflow/commitflow/internal/gen"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
 )
 
@@ -70,7 +71,8 @@ func benchAPI(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 
-	srv := httptest.NewServer(api.New(api.Config{Open: true, Ladder: l}, metrics.NewWithOptions(st.Conn(), metrics.Options{MaxThreads: runtime.NumCPU()}), forecast.New(st.Conn()), log))
+	pin := snapshot.New(st.Conn())
+	srv := httptest.NewServer(api.New(api.Config{Open: true, Ladder: l}, metrics.NewWithOptions(st.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin}), forecast.NewWithPinner(st.Conn(), pin), log))
 	defer srv.Close()
 	from, to, asOf := end.AddDate(-1, 0, 0).Format(time.DateOnly), end.Format(time.DateOnly), end.Format(time.DateOnly)
 	queries := []struct{ name, query string }{

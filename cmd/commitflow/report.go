@@ -19,6 +19,7 @@ import (
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
 )
 
@@ -116,7 +117,8 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	qctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	res, err := api.Query(qctx, metrics.New(st.Conn()), forecast.New(st.Conn()), l, ep.Name, c.Tenant, v)
+	pin := snapshot.New(st.Conn())
+	res, err := api.Query(qctx, metrics.NewWithOptions(st.Conn(), metrics.Options{Pinner: pin}), forecast.NewWithPinner(st.Conn(), pin), l, ep.Name, c.Tenant, v)
 	if err != nil {
 		return fmt.Errorf("report %s: %w", ep.Name, cliParamError(err))
 	}

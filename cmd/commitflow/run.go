@@ -25,6 +25,7 @@ import (
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/pipeline"
+	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -160,6 +161,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	pin := snapshot.New(s.st.Conn())
 	handler := api.New(api.Config{
 		Tokens:   tok,
 		Open:     open,
@@ -181,7 +183,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 			return nil
 		},
-	}, metrics.NewWithOptions(s.st.Conn(), metrics.Options{MaxThreads: runtime.NumCPU()}), forecast.New(s.st.Conn()), log)
+	}, metrics.NewWithOptions(s.st.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin}), forecast.NewWithPinner(s.st.Conn(), pin), log)
 
 	ln, err := net.Listen("tcp", c.HTTP)
 	if err != nil {

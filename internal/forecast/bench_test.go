@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
 )
 
@@ -87,16 +88,37 @@ func BenchmarkForecast(b *testing.B) {
 		timed(b, func() error { _, err := f.Forecast(ctx, qb); return err })
 	})
 	b.Run("training-query", func(b *testing.B) {
-		timed(b, func() error { _, _, err := f.training(ctx, "acme", p.refs, p.at, p.HorizonDays); return err })
+		timed(b, func() error {
+			_, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) ([]trainRow, error) {
+				rows, _, err := f.training(ctx, v, "acme", p.refs, p.at, p.HorizonDays)
+				return rows, err
+			})
+			return err
+		})
 	})
 	b.Run("deals-query", func(b *testing.B) {
-		timed(b, func() error { _, err := f.deals(ctx, "acme", p.at, p.bound); return err })
+		timed(b, func() error {
+			_, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) ([]dealRow, error) {
+				return f.deals(ctx, v, "acme", p.at, p.bound)
+			})
+			return err
+		})
 	})
-	train, stats, err := f.training(ctx, "acme", p.refs, p.at, p.HorizonDays)
+	var stats trainingStats
+	train, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) ([]trainRow, error) {
+		var (
+			rows []trainRow
+			err  error
+		)
+		rows, stats, err = f.training(ctx, v, "acme", p.refs, p.at, p.HorizonDays)
+		return rows, err
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	deals, err := f.deals(ctx, "acme", p.at, p.bound)
+	deals, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) ([]dealRow, error) {
+		return f.deals(ctx, v, "acme", p.at, p.bound)
+	})
 	if err != nil {
 		b.Fatal(err)
 	}

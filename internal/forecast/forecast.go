@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/commitflow/commitflow/internal/snapshot"
 )
 
 // Defaults and bounds of the query parameters.
@@ -201,11 +203,18 @@ type Band struct {
 // Forecaster answers forecast queries from ClickHouse.
 type Forecaster struct {
 	conn driver.Conn
+	pin  *snapshot.Pinner
 }
 
 // New returns a Forecaster reading conn's opportunity_state table.
 func New(conn driver.Conn) *Forecaster {
-	return &Forecaster{conn: conn}
+	return NewWithPinner(conn, snapshot.New(conn))
+}
+
+// NewWithPinner returns a Forecaster reading conn's opportunity_state table
+// through the snapshots of pin, which it may share with the metrics.
+func NewWithPinner(conn driver.Conn, pin *snapshot.Pinner) *Forecaster {
+	return &Forecaster{conn: conn, pin: pin}
 }
 
 // params is a validated Query with defaults filled in.
@@ -315,27 +324,34 @@ func (f *Forecaster) Forecast(ctx context.Context, q Query) (*Result, error) {
 		return nil, err
 	}
 	var (
-		wg               sync.WaitGroup
-		rows             []trainRow
-		stats            trainingStats
-		deals            []dealRow
-		trainErr, dealsE error
+		rows  []trainRow
+		stats trainingStats
+		deals []dealRow
 	)
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		rows, stats, trainErr = f.training(ctx, p.Tenant, p.refs, p.at, p.HorizonDays)
-	}()
-	go func() {
-		defer wg.Done()
-		deals, dealsE = f.deals(ctx, p.Tenant, p.at, p.bound)
-	}()
-	wg.Wait()
-	if trainErr != nil {
-		return nil, trainErr
-	}
-	if dealsE != nil {
-		return nil, dealsE
+	// Both queries read one View: the training set and the open deals
+	// come from the same rows.
+	err = f.pin.Read(ctx, p.Tenant, func(ctx context.Context, v *snapshot.View) error {
+		var (
+			wg               sync.WaitGroup
+			trainErr, dealsE error
+		)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			rows, stats, trainErr = f.training(ctx, v, p.Tenant, p.refs, p.at, p.HorizonDays)
+		}()
+		go func() {
+			defer wg.Done()
+			deals, dealsE = f.deals(ctx, v, p.Tenant, p.at, p.bound)
+		}()
+		wg.Wait()
+		if trainErr != nil {
+			return trainErr
+		}
+		return dealsE
+	})
+	if err != nil {
+		return nil, err
 	}
 	model := fitModel(rows, p.HorizonDays, p.PriorStrength)
 	return assemble(p, model, stats, deals), nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/derive"
+	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
 )
 
@@ -62,7 +63,9 @@ func TestStatesMatchOracle(t *testing.T) {
 			horizon int
 		}{{synthAsOf, 12, 180}, {synthAsOf.AddDate(0, -5, 3), 6, 30}, {synthStart.AddDate(0, 2, 0), 12, 90}} {
 			refs := referenceDates(tc.asOf, tc.months)
-			got, err := f.states(ctx, "acme", refs, tc.asOf, tc.horizon)
+			got, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) ([]stateRow, error) {
+				return f.states(ctx, v, "acme", refs, tc.asOf, tc.horizon)
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -72,7 +75,15 @@ func TestStatesMatchOracle(t *testing.T) {
 			}
 			compareRows(t, "states", got, want)
 
-			gotTrain, gotStats, err := f.training(ctx, "acme", refs, tc.asOf, tc.horizon)
+			var gotStats trainingStats
+			gotTrain, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) ([]trainRow, error) {
+				var (
+					rows []trainRow
+					err  error
+				)
+				rows, gotStats, err = f.training(ctx, v, "acme", refs, tc.asOf, tc.horizon)
+				return rows, err
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,7 +94,9 @@ func TestStatesMatchOracle(t *testing.T) {
 			}
 
 			bound := tc.asOf.AddDate(0, 0, tc.horizon)
-			gotDeals, err := f.deals(ctx, "acme", tc.asOf, bound)
+			gotDeals, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) ([]dealRow, error) {
+				return f.deals(ctx, v, "acme", tc.asOf, bound)
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -322,13 +335,17 @@ func TestStateEdgeCases(t *testing.T) {
 	cur := current(rows, "edge")
 
 	refs := referenceDates(asOf, 12)
-	got, err := f.states(ctx, "edge", refs, asOf, horizon)
+	got, err := readView(ctx, f, "edge", func(ctx context.Context, v *snapshot.View) ([]stateRow, error) {
+		return f.states(ctx, v, "edge", refs, asOf, horizon)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := oracleStates(cur, refs, asOf, horizon)
 	compareRows(t, "states", got, want)
-	deals, err := f.deals(ctx, "edge", asOf, bound)
+	deals, err := readView(ctx, f, "edge", func(ctx context.Context, v *snapshot.View) ([]dealRow, error) {
+		return f.deals(ctx, v, "edge", asOf, bound)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,4 +354,15 @@ func TestStateEdgeCases(t *testing.T) {
 	if len(wantDeals) != 2 || wantDeals[0].Opportunity != "late" || wantDeals[1].Opportunity != "slow" || wantDeals[1].Closed {
 		t.Errorf("oracle deals %+v; want late and slow, open", wantDeals)
 	}
+}
+
+// readView runs fn on a View of tenant's rows.
+func readView[T any](ctx context.Context, f *Forecaster, tenant string, fn func(context.Context, *snapshot.View) (T, error)) (T, error) {
+	var out T
+	err := f.pin.Read(ctx, tenant, func(ctx context.Context, v *snapshot.View) error {
+		var err error
+		out, err = fn(ctx, v)
+		return err
+	})
+	return out, err
 }

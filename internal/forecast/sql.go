@@ -3,13 +3,18 @@ package forecast
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/commitflow/commitflow/internal/snapshot"
 )
 
 // openSQL reads one row per opportunity of a tenant from opportunity_state
-// (schemas/clickhouse/0101_opportunity_state.sql) as seen with only the
+// (schemas/clickhouse/0101_opportunity_state.sql), through the View that
+// {from} and {where} stand for (see onView), as seen with only the
 // events up to @bound: its creation time (deal.created if at or before
 // @bound, else its earliest event), its first close if at or before @bound,
 // and the reference dates @refs at which it was open. Opportunities whose
@@ -29,8 +34,8 @@ SELECT
     close_times[1] AS ct,
     close_statuses[1] AS cs,
     arrayFilter(t -> created <= t AND (NOT closed OR ct > t), arrayMap(x -> toDateTime(x), @refs)) AS open_ts
-FROM opportunity_state FINAL
-WHERE tenant = @tenant AND toUInt32(first_at) > 0 AND first_at <= toDateTime(@bound)`
+FROM {from}
+WHERE tenant = @tenant AND {where} AND toUInt32(first_at) > 0 AND first_at <= toDateTime(@bound)`
 
 // statesSQL gives one row per (opportunity, reference date t) at which the
 // opportunity was open: its state at t (highest step h, last commitment
@@ -99,8 +104,8 @@ SELECT o, f_amount, f_close_date, f_probability, f_owner, f_team, f_segment, h, 
         arrayReduce('max', arraySlice(gain_steps, 1, gi)) AS h,
         if(gi = 0, created, gain_times[gi]) AS last_at,
         amounts[arrayCount(x -> x <= ct, fact_times)] AS close_amount
-    FROM opportunity_state FINAL
-    WHERE tenant = @tenant AND toUInt32(first_at) > 0 AND first_at <= toDateTime(@bound)
+    FROM {from}
+    WHERE tenant = @tenant AND {where} AND toUInt32(first_at) > 0 AND first_at <= toDateTime(@bound)
 )
 WHERE created <= toDateTime(@at) AND (NOT closed OR ct > toDateTime(@at))
 ORDER BY o`
@@ -198,10 +203,25 @@ func refArgs(refs []time.Time) []uint32 {
 	return out
 }
 
+// onView returns sql reading v: {from} and {where} replaced by the View's
+// table expression and condition.
+func onView(sql string, v *snapshot.View) string {
+	return strings.NewReplacer("{from}", v.From(), "{where}", v.Where()).Replace(sql)
+}
+
+// query runs sql on v with the bound arguments args and the View's own.
+func (f *Forecaster) query(ctx context.Context, v *snapshot.View, sql string, args ...any) (driver.Rows, error) {
+	ctx, err := v.Context(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return f.conn.Query(ctx, onView(sql, v)+settingsSQL, append(args, v.Args()...)...)
+}
+
 // states runs statesSQL: the per-(opportunity, reference date) samples of
 // tenant with outcomes observed up to bound.
-func (f *Forecaster) states(ctx context.Context, tenant string, refs []time.Time, bound time.Time, horizon int) ([]stateRow, error) {
-	rows, err := f.conn.Query(ctx, "SELECT o, t, h, last_at, days, seg, outcome, day FROM ("+statesSQL+") ORDER BY o, t"+settingsSQL,
+func (f *Forecaster) states(ctx context.Context, v *snapshot.View, tenant string, refs []time.Time, bound time.Time, horizon int) ([]stateRow, error) {
+	rows, err := f.query(ctx, v, "SELECT o, t, h, last_at, days, seg, outcome, day FROM ("+statesSQL+") ORDER BY o, t",
 		clickhouse.Named("tenant", tenant),
 		clickhouse.Named("refs", refArgs(refs)),
 		clickhouse.Named("bound", unix32(bound)),
@@ -232,9 +252,9 @@ func (f *Forecaster) states(ctx context.Context, tenant string, refs []time.Time
 }
 
 // training runs trainingSQL.
-func (f *Forecaster) training(ctx context.Context, tenant string, refs []time.Time, bound time.Time, horizon int) ([]trainRow, trainingStats, error) {
+func (f *Forecaster) training(ctx context.Context, v *snapshot.View, tenant string, refs []time.Time, bound time.Time, horizon int) ([]trainRow, trainingStats, error) {
 	var st trainingStats
-	rows, err := f.conn.Query(ctx, trainingSQL+settingsSQL,
+	rows, err := f.query(ctx, v, trainingSQL,
 		clickhouse.Named("tenant", tenant),
 		clickhouse.Named("refs", refArgs(refs)),
 		clickhouse.Named("bound", unix32(bound)),
@@ -279,8 +299,8 @@ func (f *Forecaster) training(ctx context.Context, tenant string, refs []time.Ti
 
 // deals runs dealsSQL: the opportunities open at at, with closes observed up
 // to bound.
-func (f *Forecaster) deals(ctx context.Context, tenant string, at, bound time.Time) ([]dealRow, error) {
-	rows, err := f.conn.Query(ctx, dealsSQL+settingsSQL,
+func (f *Forecaster) deals(ctx context.Context, v *snapshot.View, tenant string, at, bound time.Time) ([]dealRow, error) {
+	rows, err := f.query(ctx, v, dealsSQL,
 		clickhouse.Named("tenant", tenant),
 		clickhouse.Named("at", unix32(at)),
 		clickhouse.Named("bound", unix32(bound)))

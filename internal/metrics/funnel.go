@@ -179,7 +179,7 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 	// the whole step, g = 1 its groups).
 	// Each branch counts its opportunities per step and group; the
 	// partial counts are summed outside.
-	branch := func(where string) string {
+	branch := func(from, where string) string {
 		return `SELECT K, pd, kh, any(key0) AS key1,
 	count() AS n0, countIf(conv) AS n1, countIf(dropped) AS n2, countIf(NOT conv AND NOT dropped) AS n3, countIf(skipped) AS n4,
 	sum(amt) AS a0, sumIf(amt, conv) AS a1, sumIf(amt, dropped) AS a2, sumIf(amt, NOT conv AND NOT dropped) AS a3, sumIf(amt, skipped) AS a4,
@@ -198,7 +198,7 @@ FROM (
 			arrayPopBack(rks) AS rk_k,
 			arrayPopFront(rks) AS rk_k1,
 			arrayMap(t -> t = toDateTime(0) OR t > toDateTime(@asof), arrayResize(gained, @nsteps)) AS skp
-		FROM opportunity_state FINAL
+		FROM ` + from + `
 		WHERE ` + where + `
 			AND arrayExists(t -> t >= @from AND t < @to, rk_k)
 	)
@@ -211,93 +211,95 @@ FROM (
 )
 GROUP BY K, pd, kh`
 	}
-	conds, bounds, err := q.splitKeys(ctx, c.tenant)
-	if err != nil {
-		return nil, fmt.Errorf("funnel: %w", err)
-	}
-	// The whole step (g = 0) and its groups (g = 1) are merged from the
-	// branches' partial counts per (K, period, key).
-	query := `SELECT K, g, ` + periodOut + `, if(g = 0, '', any(key1)),
-	toUInt64(sum(n0)), toUInt64(sum(n1)), toUInt64(sum(n2)), toUInt64(sum(n3)), toUInt64(sum(n4)),
-	sum(a0), sum(a1), sum(a2), sum(a3), sum(a4),
-	quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)` + bucketSumsSQL() + `
-FROM ` + fanout(conds, branch) + `
-ARRAY JOIN ` + groups + ` AS g
-GROUP BY K, g, if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, kh) AS grp_kh`
-	rows, err := q.conn.Query(q.queryCtx(ctx), query, append(bounds,
-		clickhouse.Named("tenant", c.tenant),
-		clickhouse.Named("asof", int64(ts(c.asOf))),
-		clickhouse.Named("window", window),
-		clickhouse.Named("nladder", uint64(len(c.ladder))),
-		clickhouse.Named("nsteps", uint64(len(c.ladder)-1)),
-		clickhouse.Named("from", ts(from)),
-		clickhouse.Named("to", ts(to)))...)
-	if err != nil {
-		return nil, fmt.Errorf("funnel query: %w", err)
-	}
-	defer rows.Close()
+	err = q.read(ctx, c.tenant, func(s *scan) error {
+		// The whole step (g = 0) and its groups (g = 1) are merged from the
+		// branches' partial counts per (K, period, key).
+		query := `SELECT K, g, ` + periodOut + `, if(g = 0, '', any(key1)),
+		toUInt64(sum(n0)), toUInt64(sum(n1)), toUInt64(sum(n2)), toUInt64(sum(n3)), toUInt64(sum(n4)),
+		sum(a0), sum(a1), sum(a2), sum(a3), sum(a4),
+		quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)` + bucketSumsSQL() + `
+	FROM ` + s.fanout(func(where string) string { return branch(s.from, where) }) + `
+	ARRAY JOIN ` + groups + ` AS g
+	GROUP BY K, g, if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, kh) AS grp_kh`
+		rows, err := q.conn.Query(s.ctx, query, append(s.args,
+			clickhouse.Named("tenant", c.tenant),
+			clickhouse.Named("asof", int64(ts(c.asOf))),
+			clickhouse.Named("window", window),
+			clickhouse.Named("nladder", uint64(len(c.ladder))),
+			clickhouse.Named("nsteps", uint64(len(c.ladder)-1)),
+			clickhouse.Named("from", ts(from)),
+			clickhouse.Named("to", ts(to)))...)
+		if err != nil {
+			return fmt.Errorf("funnel query: %w", err)
+		}
+		defer rows.Close()
 
-	steps := make([]FunnelStep, len(c.ladder)-1)
-	for i := range steps {
-		steps[i] = FunnelStep{
-			FromStep: c.ladder[i], FromIndex: i + 1,
-			ToStep: c.ladder[i+1], ToIndex: i + 2,
-			FunnelCounts: emptyCounts(),
-		}
-	}
-	for rows.Next() {
-		var (
-			k        uint8
-			g        uint8
-			per, key string
-			n        [5]uint64
-			amt      [5]float64
-			qs       []float64
-			h        [len(bucketEdges)]uint64
-		)
-		dest := []any{&k, &g, &per, &key, &n[0], &n[1], &n[2], &n[3], &n[4],
-			&amt[0], &amt[1], &amt[2], &amt[3], &amt[4], &qs}
-		for i := range h {
-			dest = append(dest, &h[i])
-		}
-		if err := rows.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("funnel scan: %w", err)
-		}
-		fc := FunnelCounts{
-			Reached: int64(n[0]), Converted: int64(n[1]), Dropped: int64(n[2]), StillOpen: int64(n[3]), Skipped: int64(n[4]),
-			ReachedAmount: amt[0], ConvertedAmount: amt[1], DroppedAmount: amt[2], StillOpenAmount: amt[3], SkippedAmount: amt[4],
-		}
-		fc.TimeToConvert = TimeToConvert{N: int64(n[1]), Histogram: newBuckets()}
-		if n[1] > 0 && len(qs) == 3 {
-			fc.TimeToConvert.Median, fc.TimeToConvert.P75, fc.TimeToConvert.P90 = &qs[0], &qs[1], &qs[2]
-		}
-		for i := range h {
-			fc.TimeToConvert.Histogram[i].Count = int64(h[i])
-		}
-		fc.setRates()
-		if int(k) < 1 || int(k) > len(steps) {
-			continue
-		}
-		st := &steps[k-1]
-		if g == 0 {
-			st.FunnelCounts = fc
-		} else {
-			st.Groups = append(st.Groups, FunnelGroup{Period: per, Key: key, FunnelCounts: fc})
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("funnel rows: %w", err)
-	}
-	for i := range steps {
-		sort.Slice(steps[i].Groups, func(a, b int) bool {
-			ga, gb := steps[i].Groups[a], steps[i].Groups[b]
-			if ga.Period != gb.Period {
-				return ga.Period < gb.Period
+		steps := make([]FunnelStep, len(c.ladder)-1)
+		for i := range steps {
+			steps[i] = FunnelStep{
+				FromStep: c.ladder[i], FromIndex: i + 1,
+				ToStep: c.ladder[i+1], ToIndex: i + 2,
+				FunnelCounts: emptyCounts(),
 			}
-			return ga.Key < gb.Key
-		})
+		}
+		for rows.Next() {
+			var (
+				k        uint8
+				g        uint8
+				per, key string
+				n        [5]uint64
+				amt      [5]float64
+				qs       []float64
+				h        [len(bucketEdges)]uint64
+			)
+			dest := []any{&k, &g, &per, &key, &n[0], &n[1], &n[2], &n[3], &n[4],
+				&amt[0], &amt[1], &amt[2], &amt[3], &amt[4], &qs}
+			for i := range h {
+				dest = append(dest, &h[i])
+			}
+			if err := rows.Scan(dest...); err != nil {
+				return fmt.Errorf("funnel scan: %w", err)
+			}
+			fc := FunnelCounts{
+				Reached: int64(n[0]), Converted: int64(n[1]), Dropped: int64(n[2]), StillOpen: int64(n[3]), Skipped: int64(n[4]),
+				ReachedAmount: amt[0], ConvertedAmount: amt[1], DroppedAmount: amt[2], StillOpenAmount: amt[3], SkippedAmount: amt[4],
+			}
+			fc.TimeToConvert = TimeToConvert{N: int64(n[1]), Histogram: newBuckets()}
+			if n[1] > 0 && len(qs) == 3 {
+				fc.TimeToConvert.Median, fc.TimeToConvert.P75, fc.TimeToConvert.P90 = &qs[0], &qs[1], &qs[2]
+			}
+			for i := range h {
+				fc.TimeToConvert.Histogram[i].Count = int64(h[i])
+			}
+			fc.setRates()
+			if int(k) < 1 || int(k) > len(steps) {
+				continue
+			}
+			st := &steps[k-1]
+			if g == 0 {
+				st.FunnelCounts = fc
+			} else {
+				st.Groups = append(st.Groups, FunnelGroup{Period: per, Key: key, FunnelCounts: fc})
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("funnel rows: %w", err)
+		}
+		for i := range steps {
+			sort.Slice(steps[i].Groups, func(a, b int) bool {
+				ga, gb := steps[i].Groups[a], steps[i].Groups[b]
+				if ga.Period != gb.Period {
+					return ga.Period < gb.Period
+				}
+				return ga.Key < gb.Key
+			})
+		}
+		res.Steps = steps
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	res.Steps = steps
 	return res, nil
 }
 

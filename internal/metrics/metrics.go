@@ -4,17 +4,24 @@
 //
 // Every query reads opportunity_state (schemas/clickhouse/0101_opportunity_state.sql,
 // internal/derive.State): one row per opportunity folding its current
-// derived events (latest version, not retracted) into arrays, read with
-// FINAL. "As of D" questions become array arithmetic on that row: the facts
+// derived events (latest version, not retracted) into arrays, through a
+// snapshot.View: the table's current parts without the rows a newer
+// version replaces, the same rows for every query of one answer, without
+// FINAL (or with FINAL where a View cannot do without it; see package
+// snapshot). "As of D" questions become array arithmetic on that row: the facts
 // as of D are element arrayCount(t -> t <= D, fact_times) of each fact array
 // (0: none yet), which is the snapshot of the latest derived event with
 // occurred_at <= D, ties broken by the larger event id; reach_time(K) as of
 // D is reach[K] when it is set and <= D; the highest step as of D is the
 // max of gain_steps whose gain_times are <= D; misses, interactions,
-// stalls, regressions and closes are arrays filtered by time. A query
-// reads the tenant's rows in Options.Branches ranges of opportunity_id cut
-// from a sample of the ids, as parallel streams, and merges their partial
-// aggregates.
+// stalls, regressions and closes are arrays filtered by time. Reading with
+// FINAL, a query reads the tenant's rows in Options.Branches ranges of
+// opportunity_id cut from a sample of the ids, as parallel streams, and
+// merges their partial aggregates; without FINAL ClickHouse reads in
+// parallel by itself.
+//
+// The figures below are history: measured with FINAL, before Views (the
+// README has the current ones).
 //
 // Migration 0100 (derived_metrics and its materialized view), which the
 // queries read before, is no longer read by this package nor, as of this
@@ -73,12 +80,15 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/commitflow/commitflow/internal/snapshot"
 )
 
 // Querier runs metric queries against a ClickHouse connection holding the
 // opportunity_state table.
 type Querier struct {
 	conn       driver.Conn
+	pin        *snapshot.Pinner
 	branches   int
 	maxThreads int
 }
@@ -86,8 +96,12 @@ type Querier struct {
 // Options tunes a Querier.
 type Options struct {
 	// Branches is how many ranges of opportunity ids a query reads as
-	// parallel streams, 1 to 16; 0 means 4.
+	// parallel streams when it reads with FINAL, 1 to 16; 0 means 4.
 	Branches int
+	// Pinner hands out the snapshots of opportunity_state the queries
+	// read; nil means a Pinner of the Querier's own. Share one between
+	// the Querier and the forecast to share its cache.
+	Pinner *snapshot.Pinner
 	// MaxThreads, when above 0, sets max_threads for every query.
 	// ClickHouse 18.x sizes its default by physical cores and may pick 1
 	// on a small virtual machine; setting it to the number of vCPUs lets
@@ -109,7 +123,11 @@ func NewWithOptions(conn driver.Conn, opt Options) *Querier {
 	if b <= 0 || b > 16 {
 		b = 4
 	}
-	return &Querier{conn: conn, branches: b, maxThreads: opt.MaxThreads}
+	pin := opt.Pinner
+	if pin == nil {
+		pin = snapshot.New(conn)
+	}
+	return &Querier{conn: conn, pin: pin, branches: b, maxThreads: opt.MaxThreads}
 }
 
 // InputError reports a query parameter that is missing or invalid. The API
@@ -384,17 +402,52 @@ WHERE tenant = @tenant AND cityHash64(opportunity_id) % @every = 0`,
 	return conds, args, nil
 }
 
+// scan is how the queries of one answer read opportunity_state: through
+// one snapshot.View, so that they all see the same rows.
+type scan struct {
+	// ctx carries the query settings and the View's external table.
+	ctx context.Context
+	// from is the table expression to read, opportunity_state [FINAL].
+	from string
+	// conds are ranges of the sorting key read as parallel streams:
+	// FINAL reads one stream per range; without FINAL ClickHouse reads in
+	// parallel by itself and there is one range, all.
+	conds []string
+	// args are the bound arguments of conds and of the View.
+	args []any
+	view *snapshot.View
+}
+
+// read runs fn with a scan of tenant's rows. Like snapshot.Pinner.Read it
+// may run fn more than once, so fn must build its answer afresh each time.
+func (q *Querier) read(ctx context.Context, tenant string, fn func(s *scan) error) error {
+	return q.pin.Read(ctx, tenant, func(ctx context.Context, v *snapshot.View) error {
+		qctx, err := v.Context(q.queryCtx(ctx))
+		if err != nil {
+			return err
+		}
+		s := &scan{ctx: qctx, from: v.From(), conds: []string{"1"}, view: v}
+		if v.Final() {
+			if s.conds, s.args, err = q.splitKeys(qctx, tenant); err != nil {
+				return err
+			}
+		}
+		s.args = append(s.args, v.Args()...)
+		return fn(s)
+	})
+}
+
 // fanout returns the UNION ALL of branch(where) for each key range cond of
-// conds, where = "tenant = @tenant AND cond": the condition selecting
-// that range of the tenant's opportunity_state rows (one per
-// opportunity, see schemas/clickhouse/0101_opportunity_state.sql). The
-// branches read disjoint ranges of the sorting key and run as parallel
-// streams; per-opportunity work and partial aggregation belong inside
-// branch.
-func fanout(conds []string, branch func(where string) string) string {
-	parts := make([]string, len(conds))
-	for j, c := range conds {
-		parts[j] = branch("tenant = @tenant AND " + c)
+// s.conds, where = "tenant = @tenant AND cond AND <the View's rows>": the
+// condition selecting that range of the tenant's opportunity_state rows
+// (one per opportunity, see schemas/clickhouse/0101_opportunity_state.sql)
+// in s.from. The branches read disjoint ranges of the sorting key and run
+// as parallel streams; per-opportunity work and partial aggregation belong
+// inside branch.
+func (s *scan) fanout(branch func(where string) string) string {
+	parts := make([]string, len(s.conds))
+	for j, c := range s.conds {
+		parts[j] = branch("tenant = @tenant AND " + c + " AND " + s.view.Where())
 	}
 	return "(\n" + strings.Join(parts, "\nUNION ALL\n") + "\n)"
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/metrics/synth"
+	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
 )
 
@@ -77,7 +78,10 @@ func TestAgainstOracle(t *testing.T) {
 			insertShuffled(t, s, rand.New(rand.NewSource(seed)), rows, len(ladder))
 			evs := currentEvents(rows)
 			q := New(s.Conn())
-			q.branches = int(seed) // 1, 2 and 3 ranges of opportunity ids
+			if seed == 3 {
+				// As before snapshots: FINAL, in 3 ranges of ids.
+				q = NewWithOptions(s.Conn(), Options{Branches: 3, Pinner: snapshot.NewFinal(s.Conn())})
+			}
 			ctx := context.Background()
 
 			asOfs := []time.Time{

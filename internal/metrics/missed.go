@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-
-	"github.com/commitflow/commitflow/internal/derive"
 )
 
 // MissedQuery asks for the commitments missed in [From, To).
@@ -60,12 +58,6 @@ var missedRules = []string{
 	"miss_rate = missed_interactions / interactions, per step, per owner and in total",
 }
 
-// notInteractionReasons are the miss reasons that are not about an
-// interaction.
-func notInteractionReasons() []string {
-	return []string{derive.MissCloseDatePushed, derive.MissNoDecision}
-}
-
 // Missed computes the missed commitments and miss rates in [From, To).
 func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, error) {
 	c, err := validateCommon(mq.Tenant, mq.AsOf, mq.Ladder, mq.LadderVersion, 1)
@@ -80,54 +72,74 @@ func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, er
 	res.Definitions.From, res.Definitions.To = timePtr(from), timePtr(to)
 	res.Definitions.Rules = missedRules
 
-	// Partial counts per (step, reason, owner, kind) over the misses and
-	// the interactions of every opportunity, with the distinct
-	// interactions as a mergeable state of their 64-bit hashes (a third of
-	// the cost of hashing the strings themselves in uniqExact; two ids of
-	// one tenant collide with odds of about n^2/2^65); then each partial row is counted
-	// once in every dimension it belongs to (interactions have no reason
-	// dimension).
-	perKind := func(where, kind, reasons, isMissed, amountJoin, amount string) string {
-		return `SELECT step_index, reason, owner_id, ` + isMissed + ` AS is_missed,
-			count() AS n, ` + amount + ` AS amt,
-			uniqExactIfState(cityHash64(iid), is_missed AND iid != '' AND NOT has(@notinteraction, reason)) AS ids
-		FROM opportunity_state FINAL
-		ARRAY JOIN
-			` + kind + `_times AS t,
-			` + kind + `_steps AS step_index,
-			` + reasons + ` AS reason,
-			` + kind + `_interactions AS iid,
-			` + kind + `_owners AS owner_id` + amountJoin + `
-		WHERE ` + where + ` AND t >= toDateTime(@from) AND t < toDateTime(@to) AND t <= toDateTime(@asof)
-		GROUP BY step_index, reason, owner_id, is_missed`
-	}
-	conds, bounds, err := q.splitKeys(ctx, c.tenant)
+	err = q.read(ctx, c.tenant, func(s *scan) error {
+		res.Total, res.ByStep, res.ByReason, res.ByOwner = MissedRow{}, []MissedRow{}, []MissedRow{}, []MissedRow{}
+		return q.missed(s, res, c, from, to)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("missed: %w", err)
+		return nil, err
 	}
-	query := `SELECT dim, k,
-	toUInt64(sumIf(n, is_missed)),
-	sumIf(amt, is_missed),
-	toUInt64(uniqExactIfMerge(ids)),
-	toUInt64(sumIf(n, NOT is_missed))
-FROM ` + fanout(conds, func(where string) string {
-		return perKind(where, "miss", "miss_reasons", "1", ",\n\t\t\tmiss_amounts AS a", "sum(a)") + `
+	sort.Slice(res.ByStep, func(a, b int) bool { return res.ByStep[a].StepIndex < res.ByStep[b].StepIndex })
+	sort.Slice(res.ByReason, func(a, b int) bool { return res.ByReason[a].Key < res.ByReason[b].Key })
+	sort.Slice(res.ByOwner, func(a, b int) bool { return res.ByOwner[a].Key < res.ByOwner[b].Key })
+	return res, nil
+}
+
+// missed runs the missed query of Missed on s into res.
+//
+// Per (step, reason, owner): the misses in range, their amount, and for
+// each dimension the misses that are the first of their interaction in
+// range (their miss_prev* element, the previous miss of the same
+// interaction in that dimension, is before @from; see
+// schemas/clickhouse/0103_opportunity_state_miss_prev.sql), which count
+// the distinct interactions with a sum; then the interactions held per
+// (step, owner). Each partial row is counted once in every dimension it
+// belongs to (interactions have no reason dimension).
+func (q *Querier) missed(s *scan, res *MissedResult, c common, from, to time.Time) error {
+	inRange := "t >= toDateTime(@from) AND t < toDateTime(@to) AND t <= toDateTime(@asof)"
+	query := `SELECT dim, k, toUInt64(sum(n)), sum(amt), toUInt64(sum(u)), toUInt64(sum(held))
+FROM ` + s.fanout(func(where string) string {
+		return `SELECT 1 AS is_missed, step_index, reason, owner_id, count() AS n, sum(a) AS amt,
+			countIf(p0 < @from) AS u0, countIf(p1 < @from) AS u1, countIf(p2 < @from) AS u2, countIf(p3 < @from) AS u3,
+			toUInt64(0) AS held
+		FROM ` + s.from + `
+		ARRAY JOIN
+			miss_times AS t,
+			miss_steps AS step_index,
+			miss_reasons AS reason,
+			miss_owners AS owner_id,
+			miss_amounts AS a,
+			miss_prev AS p0,
+			miss_prev_step AS p1,
+			miss_prev_reason AS p2,
+			miss_prev_owner AS p3
+		WHERE ` + where + ` AND ` + inRange + `
+		GROUP BY step_index, reason, owner_id
 	UNION ALL
-	` + perKind(where, "held", "held_outcomes", "0", "", "toFloat64(0)")
+		SELECT 0 AS is_missed, step_index, '' AS reason, owner_id, toUInt64(0) AS n, toFloat64(0) AS amt,
+			toUInt64(0) AS u0, toUInt64(0) AS u1, toUInt64(0) AS u2, toUInt64(0) AS u3,
+			count() AS held
+		FROM ` + s.from + `
+		ARRAY JOIN
+			held_times AS t,
+			held_steps AS step_index,
+			held_owners AS owner_id
+		WHERE ` + where + ` AND ` + inRange + `
+		GROUP BY step_index, owner_id`
 	}) + `
 ARRAY JOIN
 	if(is_missed, ['total', 'step', 'reason', 'owner'], ['total', 'step', 'owner']) AS dim,
-	if(is_missed, ['', toString(step_index), reason, owner_id], ['', toString(step_index), owner_id]) AS k
+	if(is_missed, ['', toString(step_index), reason, owner_id], ['', toString(step_index), owner_id]) AS k,
+	if(is_missed, [u0, u1, u2, u3], [u0, u1, u3]) AS u
 GROUP BY dim, k
 ORDER BY dim, k`
-	rows, err := q.conn.Query(q.queryCtx(ctx), query, append(bounds,
+	rows, err := q.conn.Query(s.ctx, query, append(s.args,
 		clickhouse.Named("tenant", c.tenant),
 		clickhouse.Named("asof", ts(c.asOf)),
-		clickhouse.Named("notinteraction", notInteractionReasons()),
 		clickhouse.Named("from", ts(from)),
 		clickhouse.Named("to", ts(to)))...)
 	if err != nil {
-		return nil, fmt.Errorf("missed query: %w", err)
+		return fmt.Errorf("missed query: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -137,7 +149,7 @@ ORDER BY dim, k`
 			amt              float64
 		)
 		if err := rows.Scan(&dim, &k, &missed, &amt, &mi, &ints); err != nil {
-			return nil, fmt.Errorf("missed scan: %w", err)
+			return fmt.Errorf("missed scan: %w", err)
 		}
 		r := MissedRow{Key: k, Missed: int64(missed), MissedAmount: amt, MissedInteractions: int64(mi), Interactions: int64(ints)}
 		switch dim {
@@ -147,7 +159,7 @@ ORDER BY dim, k`
 		case "step":
 			i, err := strconv.Atoi(k)
 			if err != nil {
-				return nil, fmt.Errorf("missed: step index %q: %w", k, err)
+				return fmt.Errorf("missed: step index %q: %w", k, err)
 			}
 			r.StepIndex, r.Key = i, stepName(c.ladder, i)
 			r.MissRate = ratio(float64(r.MissedInteractions), float64(r.Interactions))
@@ -161,10 +173,7 @@ ORDER BY dim, k`
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("missed rows: %w", err)
+		return fmt.Errorf("missed rows: %w", err)
 	}
-	sort.Slice(res.ByStep, func(a, b int) bool { return res.ByStep[a].StepIndex < res.ByStep[b].StepIndex })
-	sort.Slice(res.ByReason, func(a, b int) bool { return res.ByReason[a].Key < res.ByReason[b].Key })
-	sort.Slice(res.ByOwner, func(a, b int) bool { return res.ByOwner[a].Key < res.ByOwner[b].Key })
-	return res, nil
+	return nil
 }

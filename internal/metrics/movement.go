@@ -112,7 +112,7 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 	// an event at or before from, and no deal.closed up to to (which
 	// implies none up to from).
 	inRange := "t >= toDateTime(@from) AND t < toDateTime(@to) AND t <= toDateTime(@limit)"
-	perOpp := func(where string) string {
+	perOpp := func(from, where string) string {
 		return `SELECT
 			created_at >= toDateTime(@from) AND created_at < toDateTime(@to) AND created_at <= toDateTime(@limit) AS is_new,
 			arrayReduce('max', arrayFilter((s, t) -> t <= toDateTime(@flimit), gain_steps, gain_times)) AS top_from,
@@ -126,74 +126,77 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 			arrayCount(t -> t <= toDateTime(@limit), fact_times) AS fi,
 			toUInt16(close_dates[fi]) AS cd_to,
 			amounts[fi] AS amt
-		FROM opportunity_state FINAL
+		FROM ` + from + `
 		WHERE ` + where + `
 			AND first_at != toDateTime(0) AND first_at <= toDateTime(@limit)`
 	}
 	pulled := "both_open AND cd_from != 0 AND cd_to != 0 AND cd_to < cd_from"
 	pushed := "both_open AND cd_from != 0 AND cd_to != 0 AND cd_to > cd_from"
-	conds, bounds, err := q.splitKeys(ctx, c.tenant)
-	if err != nil {
-		return nil, fmt.Errorf("movement: %w", err)
-	}
-	query := `SELECT toUInt8(top_to),
-	toUInt64(sum(n0)), sum(a0), toUInt64(sum(n1)), sum(a1), toUInt64(sum(n2)), sum(a2), toUInt64(sum(n3)), sum(a3),
-	toUInt64(sum(n4)), sum(a4), toUInt64(sum(n5)), sum(a5), toUInt64(sum(n6)), sum(a6), toUInt64(sum(n7)), sum(a7)
-FROM ` + fanout(conds, func(where string) string {
-		return `SELECT top_to,
-		countIf(is_new) AS n0, sumIf(amt, is_new) AS a0,
-		countIf(top_to > top_from) AS n1, sumIf(amt, top_to > top_from) AS a1,
-		countIf(reg) AS n2, sumIf(amt, reg) AS a2,
-		countIf(stl) AS n3, sumIf(amt, stl) AS a3,
-		countIf(` + pulled + `) AS n4, sumIf(amt, ` + pulled + `) AS a4,
-		countIf(` + pushed + `) AS n5, sumIf(amt, ` + pushed + `) AS a5,
-		countIf(won) AS n6, sumIf(amt, won) AS a6,
-		countIf(lost) AS n7, sumIf(amt, lost) AS a7
-	FROM (` + perOpp(where) + `)
-	GROUP BY top_to`
-	}) + `
-GROUP BY top_to
-ORDER BY top_to`
-	rows, err := q.conn.Query(q.queryCtx(ctx), query, append(bounds,
-		clickhouse.Named("tenant", c.tenant),
-		clickhouse.Named("limit", limit),
-		clickhouse.Named("flimit", min(ts(from), limit)),
-		clickhouse.Named("from", ts(from)),
-		clickhouse.Named("to", ts(to)))...)
-	if err != nil {
-		return nil, fmt.Errorf("movement query: %w", err)
-	}
-	defer rows.Close()
 	found := map[int]MovementCounts{}
-	for rows.Next() {
-		var (
-			top uint8
-			n   [8]uint64
-			a   [8]float64
-		)
-		dest := []any{&top}
-		for i := range n {
-			dest = append(dest, &n[i], &a[i])
+	err = q.read(ctx, c.tenant, func(s *scan) error {
+		query := `SELECT toUInt8(top_to),
+		toUInt64(sum(n0)), sum(a0), toUInt64(sum(n1)), sum(a1), toUInt64(sum(n2)), sum(a2), toUInt64(sum(n3)), sum(a3),
+		toUInt64(sum(n4)), sum(a4), toUInt64(sum(n5)), sum(a5), toUInt64(sum(n6)), sum(a6), toUInt64(sum(n7)), sum(a7)
+	FROM ` + s.fanout(func(where string) string {
+			return `SELECT top_to,
+			countIf(is_new) AS n0, sumIf(amt, is_new) AS a0,
+			countIf(top_to > top_from) AS n1, sumIf(amt, top_to > top_from) AS a1,
+			countIf(reg) AS n2, sumIf(amt, reg) AS a2,
+			countIf(stl) AS n3, sumIf(amt, stl) AS a3,
+			countIf(` + pulled + `) AS n4, sumIf(amt, ` + pulled + `) AS a4,
+			countIf(` + pushed + `) AS n5, sumIf(amt, ` + pushed + `) AS a5,
+			countIf(won) AS n6, sumIf(amt, won) AS a6,
+			countIf(lost) AS n7, sumIf(amt, lost) AS a7
+		FROM (` + perOpp(s.from, where) + `)
+		GROUP BY top_to`
+		}) + `
+	GROUP BY top_to
+	ORDER BY top_to`
+		rows, err := q.conn.Query(s.ctx, query, append(s.args,
+			clickhouse.Named("tenant", c.tenant),
+			clickhouse.Named("limit", limit),
+			clickhouse.Named("flimit", min(ts(from), limit)),
+			clickhouse.Named("from", ts(from)),
+			clickhouse.Named("to", ts(to)))...)
+		if err != nil {
+			return fmt.Errorf("movement query: %w", err)
 		}
-		if err := rows.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("movement scan: %w", err)
+		defer rows.Close()
+		clear(found)
+		for rows.Next() {
+			var (
+				top uint8
+				n   [8]uint64
+				a   [8]float64
+			)
+			dest := []any{&top}
+			for i := range n {
+				dest = append(dest, &n[i], &a[i])
+			}
+			if err := rows.Scan(dest...); err != nil {
+				return fmt.Errorf("movement scan: %w", err)
+			}
+			m := MovementCounts{
+				New: int64(n[0]), NewAmount: a[0],
+				Advanced: int64(n[1]), AdvancedAmount: a[1],
+				Regressed: int64(n[2]), RegressedAmount: a[2],
+				Stalled: int64(n[3]), StalledAmount: a[3],
+				PulledIn: int64(n[4]), PulledInAmount: a[4],
+				PushedOut: int64(n[5]), PushedOutAmount: a[5],
+				Won: int64(n[6]), WonAmount: a[6],
+				Lost: int64(n[7]), LostAmount: a[7],
+			}
+			if !m.isZero() {
+				found[int(top)] = m
+			}
 		}
-		m := MovementCounts{
-			New: int64(n[0]), NewAmount: a[0],
-			Advanced: int64(n[1]), AdvancedAmount: a[1],
-			Regressed: int64(n[2]), RegressedAmount: a[2],
-			Stalled: int64(n[3]), StalledAmount: a[3],
-			PulledIn: int64(n[4]), PulledInAmount: a[4],
-			PushedOut: int64(n[5]), PushedOutAmount: a[5],
-			Won: int64(n[6]), WonAmount: a[6],
-			Lost: int64(n[7]), LostAmount: a[7],
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("movement rows: %w", err)
 		}
-		if !m.isZero() {
-			found[int(top)] = m
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("movement rows: %w", err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	extra := map[int]bool{}
 	for i := range found {

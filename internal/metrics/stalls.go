@@ -71,11 +71,11 @@ var stallsRules = []string{
 }
 
 // openDeals returns outer run over {rows}: one row per opportunity of
-// the tenant's opportunity_state rows selected by where that is open as of
+// the tenant's rows of from (opportunity_state [FINAL]) selected by where that is open as of
 // @asof, with its highest step, facts, reference time, first stall since
 // then and days since the reference time. Times are UInt32 seconds, 0
 // meaning none.
-func openDeals(outer, where string) string {
+func openDeals(outer, from, where string) string {
 	return strings.Replace(outer, "{rows}", `SELECT opp_id, hi_step, amt, a_owner, a_team, ref, ss, ss != 0 AS stalled,
 		intDiv(toInt64(@asof) - ref, 86400) AS days
 	FROM (
@@ -91,7 +91,7 @@ func openDeals(outer, where string) string {
 				toUInt32(arrayReduce('max', arrayFilter(t -> t <= toDateTime(@asof), gain_times))) AS lastc,
 				if(created_at <= toDateTime(@asof), toUInt32(created_at), toUInt32(0)) AS created,
 				if(lastc != 0, lastc, if(created != 0, created, toUInt32(first_at))) AS ref
-			FROM opportunity_state FINAL
+			FROM `+from+`
 			WHERE `+where+`
 				AND first_at != toDateTime(0) AND first_at <= toDateTime(@asof)
 				AND NOT arrayExists(t -> t <= toDateTime(@asof), close_times)
@@ -120,114 +120,116 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 	}
 	res := &StallsResult{Definitions: c.defs, Page: page, PageSize: size, Deals: []StalledDeal{}}
 	res.Definitions.Rules = stallsRules
-	args := []any{
-		clickhouse.Named("tenant", c.tenant),
-		clickhouse.Named("asof", ts(c.asOf)),
-	}
+	err = q.read(ctx, c.tenant, func(s *scan) error {
+		args := append([]any{
+			clickhouse.Named("tenant", c.tenant),
+			clickhouse.Named("asof", ts(c.asOf)),
+		}, s.args...)
+		res.Steps, res.Deals = nil, []StalledDeal{}
+		res.Open, res.OpenAmount, res.Stalled, res.StalledAmount = 0, 0, 0, 0
+		query := `SELECT toUInt8(hi_step), toUInt64(sum(n0)), sum(a0), toUInt64(sum(n1)), sum(a1)` + bucketSumsSQL() + `
+	FROM ` + s.fanout(func(where string) string {
+			return openDeals(`SELECT hi_step, count() AS n0, sum(amt) AS a0, countIf(stalled) AS n1, sumIf(amt, stalled) AS a1`+
+				bucketCountsSQL("days * 86400", "1")+`
+		FROM ({rows})
+		GROUP BY hi_step`, s.from, where)
+		}) + `
+	GROUP BY hi_step
+	ORDER BY hi_step`
+		rows, err := q.conn.Query(s.ctx, query, args...)
+		if err != nil {
+			return fmt.Errorf("stalls query: %w", err)
+		}
+		defer rows.Close()
+		found := map[int]StallStep{}
+		for rows.Next() {
+			var (
+				hi_step          uint8
+				open, stalled    uint64
+				openAmt, stalAmt float64
+				h                [len(bucketEdges)]uint64
+			)
+			dest := []any{&hi_step, &open, &openAmt, &stalled, &stalAmt}
+			for i := range h {
+				dest = append(dest, &h[i])
+			}
+			if err := rows.Scan(dest...); err != nil {
+				return fmt.Errorf("stalls scan: %w", err)
+			}
+			s := StallStep{StepIndex: int(hi_step), Open: int64(open), OpenAmount: openAmt,
+				Stalled: int64(stalled), StalledAmount: stalAmt, DaysSinceCommitment: newBuckets()}
+			for i := range h {
+				s.DaysSinceCommitment[i].Count = int64(h[i])
+			}
+			found[int(hi_step)] = s
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("stalls rows: %w", err)
+		}
+		rows.Close()
+		extra := map[int]bool{}
+		for i := range found {
+			extra[i] = true
+		}
+		for _, i := range stepRows(c.ladder, extra) {
+			s, ok := found[i]
+			if !ok {
+				s = StallStep{StepIndex: i, DaysSinceCommitment: newBuckets()}
+			}
+			s.Step = stepName(c.ladder, i)
+			res.Steps = append(res.Steps, s)
+			res.Open += s.Open
+			res.OpenAmount += s.OpenAmount
+			res.Stalled += s.Stalled
+			res.StalledAmount += s.StalledAmount
+		}
+		if res.Stalled == 0 || int64(page-1)*int64(size) >= res.Stalled {
+			return nil
+		}
 
-	conds, bounds, err := q.splitKeys(ctx, c.tenant)
-	if err != nil {
-		return nil, fmt.Errorf("stalls: %w", err)
-	}
-	args = append(args, bounds...)
-	query := `SELECT toUInt8(hi_step), toUInt64(sum(n0)), sum(a0), toUInt64(sum(n1)), sum(a1)` + bucketSumsSQL() + `
-FROM ` + fanout(conds, func(where string) string {
-		return openDeals(`SELECT hi_step, count() AS n0, sum(amt) AS a0, countIf(stalled) AS n1, sumIf(amt, stalled) AS a1`+
-			bucketCountsSQL("days * 86400", "1")+`
-	FROM ({rows})
-	GROUP BY hi_step`, where)
-	}) + `
-GROUP BY hi_step
-ORDER BY hi_step`
-	rows, err := q.conn.Query(q.queryCtx(ctx), query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("stalls query: %w", err)
-	}
-	defer rows.Close()
-	found := map[int]StallStep{}
-	for rows.Next() {
-		var (
-			hi_step          uint8
-			open, stalled    uint64
-			openAmt, stalAmt float64
-			h                [len(bucketEdges)]uint64
-		)
-		dest := []any{&hi_step, &open, &openAmt, &stalled, &stalAmt}
-		for i := range h {
-			dest = append(dest, &h[i])
-		}
-		if err := rows.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("stalls scan: %w", err)
-		}
-		s := StallStep{StepIndex: int(hi_step), Open: int64(open), OpenAmount: openAmt,
-			Stalled: int64(stalled), StalledAmount: stalAmt, DaysSinceCommitment: newBuckets()}
-		for i := range h {
-			s.DaysSinceCommitment[i].Count = int64(h[i])
-		}
-		found[int(hi_step)] = s
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("stalls rows: %w", err)
-	}
-	rows.Close()
-	extra := map[int]bool{}
-	for i := range found {
-		extra[i] = true
-	}
-	for _, i := range stepRows(c.ladder, extra) {
-		s, ok := found[i]
-		if !ok {
-			s = StallStep{StepIndex: i, DaysSinceCommitment: newBuckets()}
-		}
-		s.Step = stepName(c.ladder, i)
-		res.Steps = append(res.Steps, s)
-		res.Open += s.Open
-		res.OpenAmount += s.OpenAmount
-		res.Stalled += s.Stalled
-		res.StalledAmount += s.StalledAmount
-	}
-	if res.Stalled == 0 || int64(page-1)*int64(size) >= res.Stalled {
-		return res, nil
-	}
-
-	// Each branch keeps its first offset+size stalled deals; the page is
-	// cut from their union.
-	list := `SELECT opp_id, a_owner, a_team, amt, toUInt8(hi_step), toInt64(days), toUInt32(ss)
-FROM ` + fanout(conds, func(where string) string {
-		return openDeals(`SELECT opp_id, a_owner, a_team, amt, hi_step, days, ss
-	FROM ({rows})
-	WHERE stalled
+		// Each branch keeps its first offset+size stalled deals; the page is
+		// cut from their union.
+		list := `SELECT opp_id, a_owner, a_team, amt, toUInt8(hi_step), toInt64(days), toUInt32(ss)
+	FROM ` + s.fanout(func(where string) string {
+			return openDeals(`SELECT opp_id, a_owner, a_team, amt, hi_step, days, ss
+		FROM ({rows})
+		WHERE stalled
+		ORDER BY amt DESC, opp_id
+		LIMIT @upto`, s.from, where)
+		}) + `
 	ORDER BY amt DESC, opp_id
-	LIMIT @upto`, where)
-	}) + `
-ORDER BY amt DESC, opp_id
-LIMIT @offset, @size`
-	args = append(args,
-		clickhouse.Named("size", uint64(size)),
-		clickhouse.Named("offset", uint64(page-1)*uint64(size)),
-		clickhouse.Named("upto", uint64(page)*uint64(size)))
-	rows, err = q.conn.Query(q.queryCtx(ctx), list, args...)
-	if err != nil {
-		return nil, fmt.Errorf("stalled deals query: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			d       StalledDeal
-			hi_step uint8
-			days    int64
-			ss      uint32
-		)
-		if err := rows.Scan(&d.OpportunityID, &d.OwnerID, &d.Team, &d.Amount, &hi_step, &days, &ss); err != nil {
-			return nil, fmt.Errorf("stalled deals scan: %w", err)
+	LIMIT @offset, @size`
+		args = append(args,
+			clickhouse.Named("size", uint64(size)),
+			clickhouse.Named("offset", uint64(page-1)*uint64(size)),
+			clickhouse.Named("upto", uint64(page)*uint64(size)))
+		rows, err = q.conn.Query(s.ctx, list, args...)
+		if err != nil {
+			return fmt.Errorf("stalled deals query: %w", err)
 		}
-		d.StepIndex, d.Step = int(hi_step), stepName(c.ladder, int(hi_step))
-		d.DaysSinceCommitment = days
-		d.StalledSince = time.Unix(int64(ss), 0).UTC()
-		res.Deals = append(res.Deals, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("stalled deals rows: %w", err)
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				d       StalledDeal
+				hi_step uint8
+				days    int64
+				ss      uint32
+			)
+			if err := rows.Scan(&d.OpportunityID, &d.OwnerID, &d.Team, &d.Amount, &hi_step, &days, &ss); err != nil {
+				return fmt.Errorf("stalled deals scan: %w", err)
+			}
+			d.StepIndex, d.Step = int(hi_step), stepName(c.ladder, int(hi_step))
+			d.DaysSinceCommitment = days
+			d.StalledSince = time.Unix(int64(ss), 0).UTC()
+			res.Deals = append(res.Deals, d)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("stalled deals rows: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return res, nil
 }

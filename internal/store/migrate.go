@@ -72,6 +72,12 @@ type Dialect struct {
 	Database string
 	// Major and Minor are the server's version.
 	Major, Minor int
+	// Columns holds "table.column" for every column of the database's
+	// tables (on a cluster, of the host the migrator is connected to):
+	// has_column and has_distributed_column look here, so that a
+	// migration adding a column can skip the ALTER once it is done
+	// (ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS).
+	Columns map[string]bool
 }
 
 var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -160,6 +166,38 @@ func Render(sql string, d Dialect) (string, error) {
 				db, quoteIdent(table), quoteIdent(d.Cluster), db, quoteIdent(table+"_local"),
 				quoteIdent(d.Cluster), quoteString(d.Database), quoteString(table+"_local"), key), nil
 		},
+		// has_column "t" "c": whether the table {{table "t"}} names has
+		// column c already.
+		"has_column": func(table, column string) (bool, error) {
+			if err := checkName(table); err != nil {
+				return false, err
+			}
+			if d.Cluster != "" {
+				table += "_local"
+			}
+			return d.Columns[table+"."+column], nil
+		},
+		// has_distributed_column "t" "c": on a cluster, whether the
+		// Distributed table t has column c already; true on one server,
+		// which has no Distributed tables.
+		"has_distributed_column": func(table, column string) (bool, error) {
+			if err := checkName(table); err != nil {
+				return false, err
+			}
+			return d.Cluster == "" || d.Columns[table+"."+column], nil
+		},
+		// distributed_table "t": on a cluster, the Distributed table t
+		// over t_local (to alter it like t_local); an error on one
+		// server: guard it with has_distributed_column.
+		"distributed_table": func(table string) (string, error) {
+			if err := checkName(table); err != nil {
+				return "", err
+			}
+			if d.Cluster == "" {
+				return "", fmt.Errorf("distributed_table %q: no Distributed tables on one server", table)
+			}
+			return quoteIdent(d.Database) + "." + quoteIdent(table), nil
+		},
 		// lowcard "String": LowCardinality(String) on servers that have it
 		// as a stable type (20.x and later), String before.
 		"lowcard": func(typ string) string {
@@ -216,6 +254,27 @@ func hasCode(s string) bool {
 // dialect is the Dialect of the store's server and options.
 func (s *Store) dialect() Dialect {
 	return Dialect{Cluster: s.opt.Cluster, Database: s.database, Major: s.major, Minor: s.minor}
+}
+
+// columns returns "table.column" for every column of the store's database.
+func (s *Store) columns(ctx context.Context) (map[string]bool, error) {
+	rows, err := s.conn.Query(ctx, `SELECT table, name FROM system.columns WHERE database = ?`, s.database)
+	if err != nil {
+		return nil, fmt.Errorf("list columns: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var table, name string
+		if err := rows.Scan(&table, &name); err != nil {
+			return nil, fmt.Errorf("list columns: %w", err)
+		}
+		out[table+"."+name] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list columns: %w", err)
+	}
+	return out, nil
 }
 
 // ensureMigrationsTable creates schema_migrations. On a cluster it is
@@ -310,7 +369,11 @@ func (s *Store) migrate(ctx context.Context, ms []Migration) ([]string, error) {
 		if _, ok := done[m.Version]; ok {
 			continue
 		}
-		sql, err := Render(m.SQL, s.dialect())
+		d := s.dialect()
+		if d.Columns, err = s.columns(ctx); err != nil {
+			return appliedNow, fmt.Errorf("migration %s: %w", m.File, err)
+		}
+		sql, err := Render(m.SQL, d)
 		if err != nil {
 			return appliedNow, fmt.Errorf("migration %s: %w", m.File, err)
 		}

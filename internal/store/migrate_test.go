@@ -106,7 +106,7 @@ func TestRenderRealMigrations(t *testing.T) {
 			t.Fatalf("%s: %v", m.File, err)
 		}
 		for _, stmt := range SplitStatements(cluster) {
-			if strings.HasPrefix(stmt, "CREATE") && !strings.Contains(stmt, "ON CLUSTER `c1`") {
+			if (strings.Contains(stmt, "CREATE TABLE") || strings.Contains(stmt, "ALTER TABLE")) && !strings.Contains(stmt, "ON CLUSTER `c1`") {
 				t.Errorf("%s: cluster statement without ON CLUSTER:\n%s", m.File, stmt)
 			}
 		}
@@ -172,5 +172,34 @@ func TestLoadMigrationsRejectsBadNames(t *testing.T) {
 	})
 	if err != nil || len(ms) != 2 || ms[0].Name != "a" || ms[1].Version != 2 || ms[0].Checksum == ms[1].Checksum {
 		t.Fatalf("loadMigrations = %+v, %v", ms, err)
+	}
+}
+
+// TestRenderSkipsExistingColumns renders a column-adding migration for a
+// database that has the column already: nothing to run.
+func TestRenderSkipsExistingColumns(t *testing.T) {
+	sql := `{{if not (has_column "t" "c")}}
+ALTER TABLE {{table "t"}} {{on_cluster}} ADD COLUMN c UInt8;
+{{end}}
+{{if not (has_distributed_column "t" "c")}}
+ALTER TABLE {{distributed_table "t"}} {{on_cluster}} ADD COLUMN c UInt8;
+{{end}}`
+	for _, tt := range []struct {
+		d    Dialect
+		want int
+	}{
+		{Dialect{}, 1},
+		{Dialect{Columns: map[string]bool{"t.c": true}}, 0},
+		{Dialect{Cluster: "c1", Database: "d"}, 2},
+		{Dialect{Cluster: "c1", Database: "d", Columns: map[string]bool{"t_local.c": true}}, 1},
+		{Dialect{Cluster: "c1", Database: "d", Columns: map[string]bool{"t_local.c": true, "t.c": true}}, 0},
+	} {
+		got, err := Render(sql, tt.d)
+		if err != nil {
+			t.Fatalf("%+v: %v", tt.d, err)
+		}
+		if n := len(SplitStatements(got)); n != tt.want {
+			t.Errorf("%+v: %d statements, want %d:\n%s", tt.d, n, tt.want, got)
+		}
 	}
 }
