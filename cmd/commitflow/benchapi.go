@@ -11,6 +11,8 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -36,6 +38,7 @@ func benchAPI(ctx context.Context, args []string, stdout io.Writer) error {
 	n := fs.Int("events", 1_000_000, "raw events to load")
 	reqs := fs.Int("requests", 20, "requests per endpoint")
 	reuse := fs.Bool("reuse", false, "reuse the data loaded by an earlier run instead of loading again")
+	rewrite := fs.Int("rewrite", 20, "before timing, write this many per thousand opportunities' states again with a newer version, as derivation does for the deals that change: the superseded rows a live table holds until merges drop them")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -71,6 +74,13 @@ func benchAPI(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 
+	if *rewrite > 0 {
+		n, err := rewriteStates(ctx, st, *rewrite)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "wrote states again: the table holds %d superseded rows\n", n)
+	}
 	pin := snapshot.New(st.Conn())
 	srv := httptest.NewServer(api.New(api.Config{Open: true, Ladder: l}, metrics.NewWithOptions(st.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin}), forecast.NewWithPinner(st.Conn(), pin), log))
 	defer srv.Close()
@@ -223,4 +233,47 @@ func loadBench(ctx context.Context, st *store.Store, l *ladder.Ladder, n int, en
 	}
 	fmt.Fprintf(os.Stderr, "loaded %d raw events\n", total)
 	return nil
+}
+
+// rewriteStates writes the states of permille per thousand of the bench
+// tenant's opportunities again, unchanged but for a newer version, and
+// returns how many superseded rows the table holds then (more than one
+// run's if merges have not dropped the earlier ones yet).
+func rewriteStates(ctx context.Context, st *store.Store, permille int) (uint64, error) {
+	rows, err := st.Conn().Query(ctx, `SELECT name FROM system.columns
+WHERE database = currentDatabase() AND table = 'opportunity_state' AND default_kind = ''`)
+	if err != nil {
+		return 0, fmt.Errorf("rewrite states: %w", err)
+	}
+	var cols, exprs []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("rewrite states: %w", err)
+		}
+		cols = append(cols, c)
+		if c == "version" {
+			c = "version + 1"
+		}
+		exprs = append(exprs, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("rewrite states: %w", err)
+	}
+	where := "tenant = 'bench' AND cityHash64(opportunity_id, toString(now())) % 1000 < " + strconv.Itoa(permille)
+	err = st.Conn().Exec(ctx, "INSERT INTO opportunity_state ("+strings.Join(cols, ", ")+") SELECT "+
+		strings.Join(exprs, ", ")+" FROM opportunity_state FINAL WHERE "+where)
+	if err != nil {
+		return 0, fmt.Errorf("rewrite states: %w", err)
+	}
+	var n uint64
+	err = st.Conn().QueryRow(ctx, "SELECT count() FROM opportunity_state WHERE tenant = 'bench'").Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("rewrite states: %w", err)
+	}
+	var m uint64
+	err = st.Conn().QueryRow(ctx, "SELECT uniqExact(opportunity_id) FROM opportunity_state WHERE tenant = 'bench'").Scan(&m)
+	return n - m, err
 }

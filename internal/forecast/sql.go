@@ -14,7 +14,7 @@ import (
 
 // openSQL reads one row per opportunity of a tenant from opportunity_state
 // (schemas/clickhouse/0101_opportunity_state.sql), through the View that
-// {from} and {where} stand for (see onView), as seen with only the
+// {from}, {prewhere} and {where} stand for (see onView), as seen with only the
 // events up to @bound: its creation time (deal.created if at or before
 // @bound, else its earliest event), its first close if at or before @bound,
 // and the reference dates @refs at which it was open. Opportunities whose
@@ -35,6 +35,7 @@ SELECT
     close_statuses[1] AS cs,
     arrayFilter(t -> created <= t AND (NOT closed OR ct > t), arrayMap(x -> toDateTime(x), @refs)) AS open_ts
 FROM {from}
+{prewhere}
 WHERE tenant = @tenant AND {where} AND toUInt32(first_at) > 0 AND first_at <= toDateTime(@bound)`
 
 // statesSQL gives one row per (opportunity, reference date t) at which the
@@ -105,6 +106,7 @@ SELECT o, f_amount, f_close_date, f_probability, f_owner, f_team, f_segment, h, 
         if(gi = 0, created, gain_times[gi]) AS last_at,
         amounts[arrayCount(x -> x <= ct, fact_times)] AS close_amount
     FROM {from}
+    {prewhere}
     WHERE tenant = @tenant AND {where} AND toUInt32(first_at) > 0 AND first_at <= toDateTime(@bound)
 )
 WHERE created <= toDateTime(@at) AND (NOT closed OR ct > toDateTime(@at))
@@ -203,10 +205,10 @@ func refArgs(refs []time.Time) []uint32 {
 	return out
 }
 
-// onView returns sql reading v: {from} and {where} replaced by the View's
-// table expression and condition.
+// onView returns sql reading v: {from}, {prewhere} and {where} replaced by
+// the View's table expression and conditions.
 func onView(sql string, v *snapshot.View) string {
-	return strings.NewReplacer("{from}", v.From(), "{where}", v.Where()).Replace(sql)
+	return strings.NewReplacer("{from}", v.From(), "{prewhere}", v.Prewhere(), "{where}", v.Where()).Replace(sql)
 }
 
 // query runs sql on v with the bound arguments args and the View's own.

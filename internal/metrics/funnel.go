@@ -179,7 +179,7 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 	// the whole step, g = 1 its groups).
 	// Each branch counts its opportunities per step and group; the
 	// partial counts are summed outside.
-	branch := func(from, where string) string {
+	branch := func(from, prewhere, where string) string {
 		return `SELECT K, pd, kh, any(key0) AS key1,
 	count() AS n0, countIf(conv) AS n1, countIf(dropped) AS n2, countIf(NOT conv AND NOT dropped) AS n3, countIf(skipped) AS n4,
 	sum(amt) AS a0, sumIf(amt, conv) AS a1, sumIf(amt, dropped) AS a2, sumIf(amt, NOT conv AND NOT dropped) AS a3, sumIf(amt, skipped) AS a4,
@@ -199,6 +199,7 @@ FROM (
 			arrayPopFront(rks) AS rk_k1,
 			arrayMap(t -> t = toDateTime(0) OR t > toDateTime(@asof), arrayResize(gained, @nsteps)) AS skp
 		FROM ` + from + `
+		` + prewhere + `
 		WHERE ` + where + `
 			AND arrayExists(t -> t >= @from AND t < @to, rk_k)
 	)
@@ -218,7 +219,7 @@ GROUP BY K, pd, kh`
 		toUInt64(sum(n0)), toUInt64(sum(n1)), toUInt64(sum(n2)), toUInt64(sum(n3)), toUInt64(sum(n4)),
 		sum(a0), sum(a1), sum(a2), sum(a3), sum(a4),
 		quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)` + bucketSumsSQL() + `
-	FROM ` + s.fanout(func(where string) string { return branch(s.from, where) }) + `
+	FROM ` + s.fanout(func(where string) string { return branch(s.from, s.view.Prewhere(), where) }) + `
 	ARRAY JOIN ` + groups + ` AS g
 	GROUP BY K, g, if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, kh) AS grp_kh`
 		rows, err := q.conn.Query(s.ctx, query, append(s.args,

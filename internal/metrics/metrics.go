@@ -438,10 +438,10 @@ func (q *Querier) read(ctx context.Context, tenant string, fn func(s *scan) erro
 }
 
 // fanout returns the UNION ALL of branch(where) for each key range cond of
-// s.conds, where = "tenant = @tenant AND cond AND <the View's rows>": the
+// s.conds, where = "tenant = @tenant AND cond AND <the View's parts>": the
 // condition selecting that range of the tenant's opportunity_state rows
 // (one per opportunity, see schemas/clickhouse/0101_opportunity_state.sql)
-// in s.from. The branches read disjoint ranges of the sorting key and run
+// in s.from. branch reads with s.view.Prewhere(). The branches read disjoint ranges of the sorting key and run
 // as parallel streams; per-opportunity work and partial aggregation belong
 // inside branch.
 func (s *scan) fanout(branch func(where string) string) string {

@@ -113,6 +113,7 @@ FROM ` + s.fanout(func(where string) string {
 			miss_prev_step AS p1,
 			miss_prev_reason AS p2,
 			miss_prev_owner AS p3
+		` + s.view.Prewhere() + `
 		WHERE ` + where + ` AND ` + inRange + `
 		GROUP BY step_index, reason, owner_id
 	UNION ALL
@@ -124,6 +125,7 @@ FROM ` + s.fanout(func(where string) string {
 			held_times AS t,
 			held_steps AS step_index,
 			held_owners AS owner_id
+		` + s.view.Prewhere() + `
 		WHERE ` + where + ` AND ` + inRange + `
 		GROUP BY step_index, owner_id`
 	}) + `

@@ -112,7 +112,7 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 	// an event at or before from, and no deal.closed up to to (which
 	// implies none up to from).
 	inRange := "t >= toDateTime(@from) AND t < toDateTime(@to) AND t <= toDateTime(@limit)"
-	perOpp := func(from, where string) string {
+	perOpp := func(from, prewhere, where string) string {
 		return `SELECT
 			created_at >= toDateTime(@from) AND created_at < toDateTime(@to) AND created_at <= toDateTime(@limit) AS is_new,
 			arrayReduce('max', arrayFilter((s, t) -> t <= toDateTime(@flimit), gain_steps, gain_times)) AS top_from,
@@ -127,6 +127,7 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 			toUInt16(close_dates[fi]) AS cd_to,
 			amounts[fi] AS amt
 		FROM ` + from + `
+		` + prewhere + `
 		WHERE ` + where + `
 			AND first_at != toDateTime(0) AND first_at <= toDateTime(@limit)`
 	}
@@ -147,7 +148,7 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 			countIf(` + pushed + `) AS n5, sumIf(amt, ` + pushed + `) AS a5,
 			countIf(won) AS n6, sumIf(amt, won) AS a6,
 			countIf(lost) AS n7, sumIf(amt, lost) AS a7
-		FROM (` + perOpp(s.from, where) + `)
+		FROM (` + perOpp(s.from, s.view.Prewhere(), where) + `)
 		GROUP BY top_to`
 		}) + `
 	GROUP BY top_to

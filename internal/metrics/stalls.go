@@ -71,11 +71,12 @@ var stallsRules = []string{
 }
 
 // openDeals returns outer run over {rows}: one row per opportunity of
-// the tenant's rows of from (opportunity_state [FINAL]) selected by where that is open as of
+// the tenant's rows of from (opportunity_state [FINAL]) selected by
+// prewhere and where that is open as of
 // @asof, with its highest step, facts, reference time, first stall since
 // then and days since the reference time. Times are UInt32 seconds, 0
 // meaning none.
-func openDeals(outer, from, where string) string {
+func openDeals(outer, from, prewhere, where string) string {
 	return strings.Replace(outer, "{rows}", `SELECT opp_id, hi_step, amt, a_owner, a_team, ref, ss, ss != 0 AS stalled,
 		intDiv(toInt64(@asof) - ref, 86400) AS days
 	FROM (
@@ -92,6 +93,7 @@ func openDeals(outer, from, where string) string {
 				if(created_at <= toDateTime(@asof), toUInt32(created_at), toUInt32(0)) AS created,
 				if(lastc != 0, lastc, if(created != 0, created, toUInt32(first_at))) AS ref
 			FROM `+from+`
+			`+prewhere+`
 			WHERE `+where+`
 				AND first_at != toDateTime(0) AND first_at <= toDateTime(@asof)
 				AND NOT arrayExists(t -> t <= toDateTime(@asof), close_times)
@@ -132,7 +134,7 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 			return openDeals(`SELECT hi_step, count() AS n0, sum(amt) AS a0, countIf(stalled) AS n1, sumIf(amt, stalled) AS a1`+
 				bucketCountsSQL("days * 86400", "1")+`
 		FROM ({rows})
-		GROUP BY hi_step`, s.from, where)
+		GROUP BY hi_step`, s.from, s.view.Prewhere(), where)
 		}) + `
 	GROUP BY hi_step
 	ORDER BY hi_step`
@@ -195,7 +197,7 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 		FROM ({rows})
 		WHERE stalled
 		ORDER BY amt DESC, opp_id
-		LIMIT @upto`, s.from, where)
+		LIMIT @upto`, s.from, s.view.Prewhere(), where)
 		}) + `
 	ORDER BY amt DESC, opp_id
 	LIMIT @offset, @size`

@@ -100,21 +100,31 @@ func (v *View) From() string {
 	return Table
 }
 
-// Where is the condition that keeps the View's rows: the pinned parts
-// without the superseded rows ("1" when reading with FINAL). It names the
-// bound argument @snapshot_parts (Args) and the external table
-// _superseded (Context).
+// Where is the condition that keeps the View's parts ("1" when reading
+// with FINAL). It names the bound argument @snapshot_parts (Args). Read a
+// View with both: FROM v.From() [ARRAY JOIN ...] v.Prewhere() WHERE
+// v.Where() AND ...
 func (v *View) Where() string {
 	if v.final {
 		return "1"
 	}
-	if len(v.superseded) == 0 {
-		return "_part IN @snapshot_parts"
-	}
-	return "_part IN @snapshot_parts AND (opportunity_id, version) NOT IN _superseded"
+	return "_part IN @snapshot_parts"
 }
 
-// Args returns the bound arguments Where names.
+// Prewhere is the clause that leaves out the superseded rows, "PREWHERE
+// <condition>", or nothing when there are none or when reading with FINAL
+// (18.16 fails on FINAL with PREWHERE 1). It names the external table
+// _superseded (Context). As a PREWHERE it applies to the table's rows
+// before any ARRAY JOIN and reads only the key and version first
+// (ClickHouse does not allow _part there, hence Where).
+func (v *View) Prewhere() string {
+	if v.final || len(v.superseded) == 0 {
+		return ""
+	}
+	return "PREWHERE (opportunity_id, version) NOT IN _superseded"
+}
+
+// Args returns the bound arguments Where and Prewhere name.
 func (v *View) Args() []any {
 	if v.final {
 		return nil
@@ -122,7 +132,7 @@ func (v *View) Args() []any {
 	return []any{clickhouse.Named("snapshot_parts", groupSet(v.parts))}
 }
 
-// Context returns ctx carrying the external table Where names, if any. Give
+// Context returns ctx carrying the external table Prewhere names, if any. Give
 // every query of the View a context made by Context, after any other
 // clickhouse.Context options.
 func (v *View) Context(ctx context.Context) (context.Context, error) {

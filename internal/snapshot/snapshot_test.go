@@ -55,7 +55,7 @@ func read(ctx context.Context, conn driver.Conn, v *snapshot.View, tenant string
 		return nil, err
 	}
 	rows, err := conn.Query(qctx, `SELECT opportunity_id, version FROM `+v.From()+`
-WHERE tenant = @tenant AND `+v.Where(), append(v.Args(), clickhouse.Named("tenant", tenant))...)
+`+v.Prewhere()+` WHERE tenant = @tenant AND `+v.Where(), append(v.Args(), clickhouse.Named("tenant", tenant))...)
 	if err != nil {
 		return nil, err
 	}
