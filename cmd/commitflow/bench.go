@@ -261,7 +261,7 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("end to end stored %d events, want %d (%v)", cnt, total, err)
 	}
 	results = append(results, result{"end to end: JetStream -> ingest -> ClickHouse", e2e,
-		fmt.Sprintf("%d worker(s), batches of %d, backlog drained", w.Config().Workers, w.Config().BatchSize)})
+		fmt.Sprintf("%d worker(s), batches of %d in %d INSERTs, backlog drained", w.Config().Workers, w.Config().BatchSize, w.Config().InsertWriters)})
 
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "benchmark (%d events in %s order, %d cores)\trows/s\t\n", total, *order, runtime.NumCPU())

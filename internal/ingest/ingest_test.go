@@ -154,10 +154,12 @@ func TestIngestCrashRestart(t *testing.T) {
 	// the rest is published while it runs.
 	publish(items[:3000])
 	nc1, js1 := connect(t, url)
-	w1, err := New(js1, st, Config{BatchSize: 500, MaxWait: 100 * time.Millisecond}, prometheus.NewRegistry(), nil)
+	// Batches of 500 stored as 3 concurrent INSERTs.
+	w1, err := New(js1, st, Config{BatchSize: 500, MaxWait: 100 * time.Millisecond, InsertWriters: 3}, prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	w1.minShare = 100
 	stop1 := runWorker(t, w1)
 	var pubWG sync.WaitGroup
 	pubWG.Go(func() { publish(items[3000:]) })
@@ -520,7 +522,7 @@ func TestInvalidLabels(t *testing.T) {
 
 func TestConfigDefaults(t *testing.T) {
 	c := Config{}.withDefaults()
-	if c.BatchSize != 50000 || c.MaxWait != 500*time.Millisecond || c.Workers != 1 ||
+	if c.BatchSize != 50000 || c.MaxWait != 500*time.Millisecond || c.Workers != 1 || c.InsertWriters != 2 ||
 		c.MinBackoff != 100*time.Millisecond || c.MaxBackoff != 5*time.Second {
 		t.Errorf("defaults: %+v", c)
 	}
