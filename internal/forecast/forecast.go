@@ -359,7 +359,7 @@ func (f *Forecaster) Forecast(ctx context.Context, q Query) (*Result, error) {
 
 // scored is an open deal with both predicted probabilities.
 type scored struct {
-	dealRow
+	*dealRow
 	cell   int // index into the distinct cells of the open deals
 	p, crm float64
 	period string
@@ -384,7 +384,9 @@ func assemble(p params, model *Model, stats trainingStats, deals []dealRow) *Res
 	cellIndex := map[Cell]int{}
 	var cells []mcCell
 	ds := make([]scored, len(deals))
-	for i, d := range deals {
+	periodNames := map[int]string{} // closePeriod by year*12 + month
+	for i := range deals {
+		d := &deals[i]
 		days := int(p.at.Sub(d.LastAt) / (24 * time.Hour))
 		c := Cell{Step: d.Step, Bucket: DaysBucket(days), Segment: d.Segment}
 		pc, a, b := model.posterior(c)
@@ -394,7 +396,13 @@ func assemble(p params, model *Model, stats trainingStats, deals []dealRow) *Res
 			cellIndex[c] = ci
 			cells = append(cells, mcCell{alpha: a, beta: b})
 		}
-		ds[i] = scored{dealRow: d, cell: ci, p: pc, crm: clamp01(d.Probability), period: closePeriod(d.CloseDate, p.ClosePeriod)}
+		month := d.CloseDate.Year()*12 + int(d.CloseDate.Month())
+		period, ok := periodNames[month]
+		if !ok {
+			period = closePeriod(d.CloseDate, p.ClosePeriod)
+			periodNames[month] = period
+		}
+		ds[i] = scored{dealRow: d, cell: ci, p: pc, crm: clamp01(d.Probability), period: period}
 	}
 
 	res.Pipeline.Total = Group{Key: "total"}
