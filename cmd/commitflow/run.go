@@ -162,6 +162,9 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	pin := snapshot.New(s.st.Conn())
+	if err := pin.Instrument(reg); err != nil {
+		return err
+	}
 	handler := api.New(api.Config{
 		Tokens:   tok,
 		Open:     open,

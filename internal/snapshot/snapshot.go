@@ -32,6 +32,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/ext"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Table is the table a View reads.
@@ -48,6 +49,7 @@ const maxTenants = 64
 type Pinner struct {
 	conn  driver.Conn
 	final bool
+	m     *pinMetrics // nil until Instrument
 
 	mu    sync.Mutex
 	cache map[string]*entry // by tenant
@@ -78,6 +80,51 @@ func New(conn driver.Conn) *Pinner {
 // system.parts, and to compare the two.
 func NewFinal(conn driver.Conn) *Pinner {
 	return &Pinner{conn: conn, final: true}
+}
+
+// pinMetrics counts what Read does.
+type pinMetrics struct {
+	reads      *prometheus.CounterVec
+	retries    prometheus.Counter
+	loads      prometheus.Counter
+	superseded prometheus.Histogram
+}
+
+// Instrument registers the Pinner's metrics on reg:
+// commitflow_snapshot_reads_total{mode="view"|"final"} (answers read on a
+// View or with FINAL), commitflow_snapshot_retries_total (answers read
+// again because a merge retired a pinned part),
+// commitflow_snapshot_superseded_loads_total (listings of superseded rows,
+// one per tenant and change of parts) and
+// commitflow_snapshot_superseded_rows (how many each listing found). Call it
+// before the Pinner is used.
+func (p *Pinner) Instrument(reg prometheus.Registerer) error {
+	m := &pinMetrics{
+		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "commitflow_snapshot_reads_total",
+			Help: "Answers read from opportunity_state, on a snapshot View or with FINAL.",
+		}, []string{"mode"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "commitflow_snapshot_retries_total",
+			Help: "Answers read again because a merge retired a part of their View meanwhile (on a new View, with FINAL after 3 tries).",
+		}),
+		loads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "commitflow_snapshot_superseded_loads_total",
+			Help: "Listings of the superseded rows of opportunity_state, one per tenant and change of parts.",
+		}),
+		superseded: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "commitflow_snapshot_superseded_rows",
+			Help:    "Superseded rows found by each listing.",
+			Buckets: prometheus.ExponentialBuckets(1, 10, 8),
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.reads, m.retries, m.loads, m.superseded} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("snapshot metrics: %w", err)
+		}
+	}
+	p.m = m
+	return nil
 }
 
 // View is one consistent view of a tenant's rows of Table.
@@ -171,6 +218,7 @@ func (p *Pinner) Read(ctx context.Context, tenant string, read func(ctx context.
 			return err
 		}
 		if v.final {
+			p.count("final")
 			return nil
 		}
 		ok, err := p.active(ctx, v.parts)
@@ -178,10 +226,22 @@ func (p *Pinner) Read(ctx context.Context, tenant string, read func(ctx context.
 			return err
 		}
 		if ok {
+			p.count("view")
 			return nil
 		}
+		if p.m != nil {
+			p.m.retries.Inc()
+		}
 	}
+	p.count("final")
 	return read(ctx, &View{final: true})
+}
+
+// count counts an answer read in mode.
+func (p *Pinner) count(mode string) {
+	if p.m != nil {
+		p.m.reads.WithLabelValues(mode).Inc()
+	}
 }
 
 // pin returns a View of the parts Table consists of now.
@@ -317,6 +377,10 @@ GROUP BY opportunity_id`,
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("find superseded rows of %s: %w", Table, err)
+	}
+	if p.m != nil {
+		p.m.loads.Inc()
+		p.m.superseded.Observe(float64(len(e.superseded)))
 	}
 	return e, nil
 }

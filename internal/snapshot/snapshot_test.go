@@ -8,6 +8,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/snapshot"
@@ -145,6 +146,10 @@ func TestViewKeepsNewestVersions(t *testing.T) {
 func TestReadAgainAfterMerge(t *testing.T) {
 	conn := open(t)
 	p := snapshot.New(conn)
+	reg := prometheus.NewRegistry()
+	if err := p.Instrument(reg); err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	insert(t, conn, "acme", "o1", 1, "o2", 1)
 	insert(t, conn, "acme", "o1", 2)
@@ -171,4 +176,43 @@ func TestReadAgainAfterMerge(t *testing.T) {
 	if want := []string{"o1@2", "o2@1"}; !slices.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
+	for name, want := range map[string]float64{
+		`commitflow_snapshot_reads_total{mode="view"}`: 1,
+		`commitflow_snapshot_retries_total`:            1,
+		`commitflow_snapshot_superseded_loads_total`:   2,
+	} {
+		if got := metricValue(t, reg, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// metricValue returns the value of the counter name ("family" or
+// `family{label="value"}`) gathered from reg.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			key := f.GetName()
+			if len(m.GetLabel()) > 0 {
+				key += "{"
+				for i, l := range m.GetLabel() {
+					if i > 0 {
+						key += ","
+					}
+					key += fmt.Sprintf("%s=%q", l.GetName(), l.GetValue())
+				}
+				key += "}"
+			}
+			if key == name {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
