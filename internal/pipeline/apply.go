@@ -135,8 +135,26 @@ type derivedMessage struct {
 // id, the message with the highest version (a redelivered batch publishes
 // the same content again under a newer version).
 func publishDerived(ctx context.Context, js jetstream.JetStream, rows []store.DerivedRow) error {
-	futures := make([]jetstream.PubAckFuture, 0, len(rows))
+	futures := make([]jetstream.PubAckFuture, 0, min(len(rows), publishWindow))
+	wait := func() error {
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return fmt.Errorf("publish derived event: %w", err)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		futures = futures[:0]
+		return nil
+	}
 	for _, r := range rows {
+		if len(futures) == publishWindow {
+			if err := wait(); err != nil {
+				return err
+			}
+		}
 		body, err := json.Marshal(derivedMessage{
 			ID: r.ID, Type: string(r.Type), Tenant: r.Tenant, OpportunityID: r.OpportunityID,
 			OccurredAt: r.OccurredAt.UTC(), Step: r.Step, StepIndex: r.StepIndex, Reason: r.Reason,
@@ -148,23 +166,25 @@ func publishDerived(ctx context.Context, js jetstream.JetStream, rows []store.De
 			return fmt.Errorf("encode derived event %s: %w", r.ID, err)
 		}
 		subject := bus.DerivedPrefix + r.Tenant + "." + bus.TypeToken(event.Type(r.Type))
-		f, err := js.PublishAsync(subject, body, jetstream.WithMsgID(r.ID+":"+strconv.FormatUint(r.Version, 10)))
+		f, err := js.PublishAsync(subject, body, jetstream.WithMsgID(r.ID+":"+strconv.FormatUint(r.Version, 10)),
+			jetstream.WithStallWait(publishStallWait))
 		if err != nil {
 			return fmt.Errorf("publish derived event %s: %w", r.ID, err)
 		}
 		futures = append(futures, f)
 	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("publish derived event: %w", err)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
+	return wait()
 }
+
+// publishWindow is the most derived events one batch has in flight: the
+// partitions' workers share the connection's window of unacknowledged async
+// publishes (8192), and a batch of a large backfill can derive more than
+// that. publishStallWait is how long a publish waits for room in that
+// window (the default, 200ms, failed batches during the demo load).
+const (
+	publishWindow    = 1024
+	publishStallWait = 10 * time.Second
+)
 
 // parseEvents turns stored raw rows into events. Rows were validated on
 // ingest; one that no longer parses (an older envelope, say) is skipped with
