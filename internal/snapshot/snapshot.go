@@ -18,7 +18,8 @@
 // afterwards that every pinned part is still active and otherwise reads
 // again on a fresh View. It falls back to FINAL when the table has no parts
 // of its own (the Distributed table of the cluster variant, or an empty
-// table), when one opportunity has two rows with the same highest version
+// table), when system.parts cannot be read (a user without the grant), when
+// one opportunity has two rows with the same highest version
 // (the same state written twice), or after repeated retries.
 package snapshot
 
@@ -251,7 +252,12 @@ func (p *Pinner) pin(ctx context.Context, tenant string) (*View, error) {
 	}
 	parts, err := p.parts(ctx)
 	if err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		// A user who may not read system.parts still gets answers,
+		// with FINAL; if the server is down, the read says so.
+		return &View{final: true}, nil
 	}
 	if len(parts) == 0 {
 		return &View{final: true}, nil
