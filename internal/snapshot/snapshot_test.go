@@ -72,8 +72,22 @@ func read(ctx context.Context, conn driver.Conn, v *snapshot.View, tenant string
 		}
 		out = append(out, fmt.Sprintf("%s@%d", id, ver))
 	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// A second query with the same context sends the external table
+	// again: it must see the same rows.
+	var n uint64
+	err = conn.QueryRow(qctx, `SELECT count() FROM `+v.From()+` `+v.Prewhere()+`
+WHERE tenant = @tenant AND `+v.Where(), append(v.Args(), clickhouse.Named("tenant", tenant))...).Scan(&n)
+	if err != nil {
+		return nil, err
+	}
+	if n != uint64(len(out)) {
+		return nil, fmt.Errorf("second query of the View counted %d rows, the first read %d", n, len(out))
+	}
 	slices.Sort(out)
-	return out, rows.Err()
+	return out, nil
 }
 
 // viewOf reads tenant through a fresh View of p and reports whether it read
