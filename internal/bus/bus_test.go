@@ -75,7 +75,7 @@ func TestDeclareIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := c.CachedInfo().Config
-	if cfg.AckWait != time.Minute || cfg.MaxDeliver != -1 || cfg.MaxAckPending != 100_000 || cfg.FilterSubject != "cf.events.>" {
+	if cfg.AckWait != time.Minute || cfg.MaxDeliver != -1 || cfg.MaxAckPending != 100_000 || cfg.FilterSubject != "" {
 		t.Errorf("ingest consumer config: %+v", cfg)
 	}
 	for _, name := range []string{EventsStream, DLQStream, DerivedStream} {
@@ -220,5 +220,36 @@ func TestStartEmbeddedBadListen(t *testing.T) {
 		if _, err := StartEmbedded(t.Context(), t.TempDir(), listen, nil); err == nil {
 			t.Errorf("StartEmbedded(%q) succeeded", listen)
 		}
+	}
+}
+
+// TestDeclareDropsIngestFilter: an ingest consumer declared with the
+// cf.events.> filter of earlier versions keeps its position and loses the
+// filter.
+func TestDeclareDropsIngestFilter(t *testing.T) {
+	_, js := startServer(t)
+	ctx := t.Context()
+	if err := Declare(ctx, js, Options{Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	old := jetstream.ConsumerConfig{
+		Durable: IngestConsumer, FilterSubject: EventsPrefix + ">", DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxDeliver: -1, MaxAckPending: 100_000, MaxWaiting: 512,
+	}
+	if err := js.DeleteConsumer(ctx, EventsStream, IngestConsumer); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateConsumer(ctx, EventsStream, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := Declare(ctx, js, Options{Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := js.Consumer(ctx, EventsStream, IngestConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := c.CachedInfo().Config.FilterSubject; f != "" {
+		t.Errorf("ingest consumer filter %q after Declare, want none", f)
 	}
 }
