@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -351,6 +352,19 @@ func TestValidToken(t *testing.T) {
 			t.Errorf("ValidToken(%q) = %v, want %v", s, got, want)
 		}
 	}
+}
+
+// FuzzValidToken checks ValidToken against TokenPattern.
+func FuzzValidToken(f *testing.F) {
+	for _, s := range []string{"acme", "", "-a", "a-", "A", "a.b", strings.Repeat("z", 64), strings.Repeat("z", 65), "é"} {
+		f.Add(s)
+	}
+	re := regexp.MustCompile(event.TokenPattern)
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := event.ValidToken(s), re.MatchString(s); got != want {
+			t.Errorf("ValidToken(%q) = %v, TokenPattern says %v", s, got, want)
+		}
+	})
 }
 
 func TestParticipantKey(t *testing.T) {
