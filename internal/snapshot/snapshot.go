@@ -9,8 +9,9 @@
 // right now (system.parts), reads only those (_part IN ...), and leaves out
 // the rows in them that a newer version of the same opportunity replaces.
 // Those superseded rows are found with one GROUP BY over the pinned parts,
-// cached per tenant until the parts change (an insert or a merge), and sent
-// with each query as an external table. Parts never change once written, so
+// cached per tenant and, when the parts change (an insert or a merge),
+// updated from the opportunities in the new parts only; they are sent with
+// each query as an external table. Parts never change once written, so
 // every query of one View sees exactly the same rows, and an answer made of
 // several queries is consistent.
 //
@@ -27,7 +28,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -59,11 +59,18 @@ type Pinner struct {
 
 // entry is the superseded rows of one tenant in one set of parts.
 type entry struct {
-	parts      string // the part names, joined
-	superseded []row
-	final      bool // two rows share the highest version: read with FINAL
-	used       uint64
+	parts      []string // sorted
+	superseded []row    // may also name rows merges have dropped since
+	final      bool     // two rows share the highest version: read with FINAL
+	// updates counts the incremental updates since the last full
+	// listing; the rows merges dropped pile up until the next one.
+	updates int
+	used    uint64
 }
+
+// maxUpdates is how many incremental updates of an entry come before a
+// full listing again.
+const maxUpdates = 32
 
 // row names one row of Table: its opportunity id and version.
 type row struct {
@@ -87,7 +94,7 @@ func NewFinal(conn driver.Conn) *Pinner {
 type pinMetrics struct {
 	reads      *prometheus.CounterVec
 	retries    prometheus.Counter
-	loads      prometheus.Counter
+	loads      *prometheus.CounterVec
 	superseded prometheus.Histogram
 }
 
@@ -95,8 +102,8 @@ type pinMetrics struct {
 // commitflow_snapshot_reads_total{mode="view"|"final"} (answers read on a
 // View or with FINAL), commitflow_snapshot_retries_total (answers read
 // again because a merge retired a pinned part),
-// commitflow_snapshot_superseded_loads_total (listings of superseded rows,
-// one per tenant and change of parts) and
+// commitflow_snapshot_superseded_loads_total{kind="full"|"incremental"}
+// (listings of superseded rows, one per tenant and change of parts) and
 // commitflow_snapshot_superseded_rows (how many each listing found). Call it
 // before the Pinner is used.
 func (p *Pinner) Instrument(reg prometheus.Registerer) error {
@@ -109,13 +116,13 @@ func (p *Pinner) Instrument(reg prometheus.Registerer) error {
 			Name: "commitflow_snapshot_retries_total",
 			Help: "Answers read again because a merge retired a part of their View meanwhile (on a new View, with FINAL after 3 tries).",
 		}),
-		loads: prometheus.NewCounter(prometheus.CounterOpts{
+		loads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "commitflow_snapshot_superseded_loads_total",
-			Help: "Listings of the superseded rows of opportunity_state, one per tenant and change of parts.",
-		}),
+			Help: "Listings of the superseded rows of opportunity_state, one per tenant and change of parts: full, or incremental from the parts added since the last.",
+		}, []string{"kind"}),
 		superseded: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "commitflow_snapshot_superseded_rows",
-			Help:    "Superseded rows found by each listing.",
+			Help:    "Superseded rows each listing found (an incremental one: the rows it added).",
 			Buckets: prometheus.ExponentialBuckets(1, 10, 8),
 		}),
 	}
@@ -262,18 +269,16 @@ func (p *Pinner) pin(ctx context.Context, tenant string) (*View, error) {
 	if len(parts) == 0 {
 		return &View{final: true}, nil
 	}
-	key := strings.Join(parts, ",")
 	p.mu.Lock()
-	e := p.cache[tenant]
-	if e != nil && e.parts == key {
-		p.clock++
-		e.used = p.clock
-	} else {
-		e = nil
+	old := p.cache[tenant]
+	p.clock++
+	if old != nil {
+		old.used = p.clock
 	}
 	p.mu.Unlock()
-	if e == nil {
-		if e, err = p.load(ctx, tenant, parts); err != nil {
+	e := old
+	if old == nil || !slices.Equal(old.parts, parts) {
+		if e, err = p.load(ctx, tenant, parts, old); err != nil {
 			return nil, err
 		}
 		p.mu.Lock()
@@ -339,24 +344,60 @@ WHERE database = currentDatabase() AND table = @table AND active AND name IN @pa
 	return n == uint64(len(parts)), nil
 }
 
-// load finds the superseded rows of tenant in parts: every row of an
-// opportunity but the one with its highest version. The opportunities with
-// more than one row are narrowed down by the hash of their id (cheaper to
-// group by than the id), then grouped by the id itself.
-func (p *Pinner) load(ctx context.Context, tenant string, parts []string) (*entry, error) {
-	rows, err := p.conn.Query(ctx, `SELECT opportunity_id, groupArray(version)
-FROM `+Table+`
+// load lists the superseded rows of tenant in parts: every row of an
+// opportunity but the one with its highest version.
+//
+// From old, the listing of an earlier set of parts, it only looks at the
+// opportunities that have rows in the parts old did not have (inserts and
+// merge results): any other opportunity has all its rows in parts old
+// listed, and a row superseded then stays superseded, since merges keep the
+// highest version. The primary key finds those opportunities' rows
+// without reading the whole table. Without old (or when old read with
+// FINAL, or after maxUpdates updates) it lists from scratch, narrowing the
+// opportunities with more than one row down by the hash of their id first
+// (cheaper to group by than the id).
+func (p *Pinner) load(ctx context.Context, tenant string, parts []string, old *entry) (*entry, error) {
+	var added []string
+	if old != nil && !old.final && old.updates < maxUpdates {
+		for _, part := range parts {
+			if _, ok := slices.BinarySearch(old.parts, part); !ok {
+				added = append(added, part)
+			}
+		}
+	}
+	e := &entry{parts: parts}
+	query := `SELECT opportunity_id, groupArray(version)
+FROM ` + Table + `
 WHERE tenant = @tenant AND _part IN @parts AND cityHash64(opportunity_id) IN (
-	SELECT cityHash64(opportunity_id) AS h FROM `+Table+`
+	SELECT cityHash64(opportunity_id) AS h FROM ` + Table + `
 	WHERE tenant = @tenant AND _part IN @parts
 	GROUP BY h HAVING count() > 1)
-GROUP BY opportunity_id`,
-		clickhouse.Named("tenant", tenant), clickhouse.Named("parts", groupSet(parts)))
+GROUP BY opportunity_id`
+	args := []any{clickhouse.Named("tenant", tenant), clickhouse.Named("parts", groupSet(parts))}
+	kind := "full"
+	seen := map[row]bool{}
+	if len(added) > 0 {
+		kind = "incremental"
+		e.updates = old.updates + 1
+		e.superseded = slices.Clip(old.superseded)
+		for _, r := range old.superseded {
+			seen[r] = true
+		}
+		query = `SELECT opportunity_id, groupArray(version)
+FROM ` + Table + `
+WHERE tenant = @tenant AND _part IN @parts AND opportunity_id IN (
+	SELECT opportunity_id FROM ` + Table + `
+	WHERE tenant = @tenant AND _part IN @added)
+GROUP BY opportunity_id
+HAVING count() > 1`
+		args = append(args, clickhouse.Named("added", groupSet(added)))
+	}
+	rows, err := p.conn.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("find superseded rows of %s: %w", Table, err)
 	}
 	defer rows.Close()
-	e := &entry{parts: strings.Join(parts, ",")}
+	n := len(e.superseded)
 	for rows.Next() {
 		var (
 			id string
@@ -369,15 +410,16 @@ GROUP BY opportunity_id`,
 			continue
 		}
 		top := slices.Max(vs)
-		n := 0
+		tops := 0
 		for _, v := range vs {
-			if v < top {
-				e.superseded = append(e.superseded, row{id, v})
-			} else {
-				n++
+			if v == top {
+				tops++
+			} else if r := (row{id, v}); !seen[r] {
+				seen[r] = true
+				e.superseded = append(e.superseded, r)
 			}
 		}
-		if n > 1 {
+		if tops > 1 {
 			e.final = true
 		}
 	}
@@ -385,8 +427,8 @@ GROUP BY opportunity_id`,
 		return nil, fmt.Errorf("find superseded rows of %s: %w", Table, err)
 	}
 	if p.m != nil {
-		p.m.loads.Inc()
-		p.m.superseded.Observe(float64(len(e.superseded)))
+		p.m.loads.WithLabelValues(kind).Inc()
+		p.m.superseded.Observe(float64(len(e.superseded) - n))
 	}
 	return e, nil
 }
