@@ -466,3 +466,61 @@ func TestDashboardAssetsAreSelfContained(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeJSONAsEncodingJSON: every endpoint's answer comes out of
+// encodeJSON byte for byte as encoding/json's Encoder (HTML escaping off)
+// writes it.
+func TestEncodeJSONAsEncodingJSON(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	q, fc := metrics.New(f.st.Conn()), forecast.New(f.st.Conn())
+	for _, tt := range []struct{ name, query string }{
+		{"funnel", period},
+		{"funnel", period + "&window_days=30&by=owner&interval=month"},
+		{"stalls", "as_of=2024-07-01&page=1&page_size=10"},
+		{"missed", period},
+		{"movement", period},
+		{"forecast", "as_of=2024-07-01&draws=200"},
+		{"forecast", "as_of=2024-07-01&backtest=2024-03-01&horizon_days=90&draws=200"},
+	} {
+		v, err := url.ParseQuery(tt.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Query(ctx, q, fc, f.l, tt.name, "acme", v)
+		if err != nil {
+			t.Fatalf("%s?%s: %v", tt.name, tt.query, err)
+		}
+		var want, got bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(res); err != nil {
+			t.Fatal(err)
+		}
+		if err := encodeJSON(&got, res); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Errorf("%s?%s:\n got  %.400s\n want %.400s", tt.name, tt.query, got.String(), want.String())
+		}
+	}
+	// Values encoding/json and the v1 options might tell apart.
+	x := 0.1
+	for _, v := range []any{
+		errorBody{Error: "a <b> & \"c\"\u2028", Param: ""},
+		map[string]any{"b": []int(nil), "a": []string{}, "c": &x, "d": nil, "e": 1e21, "f": 1e-7, "g": time.Date(2024, 1, 2, 3, 4, 5, 6, time.UTC)},
+	} {
+		var want, got bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(v); err != nil {
+			t.Fatal(err)
+		}
+		if err := encodeJSON(&got, v); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Errorf("%v:\n got  %s\n want %s", v, got.String(), want.String())
+		}
+	}
+}

@@ -2,10 +2,14 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
 // StatusClientClosedRequest is the (nginx) status logged when the client
@@ -24,9 +28,20 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v) // the client may have gone; nothing left to tell it
+	_ = encodeJSON(w, v) // the client may have gone; nothing left to tell it
+}
+
+// encodeJSON writes v to w as encoding/json's Encoder with HTML escaping
+// off would, newline included, but as it goes: encoding/json builds the
+// whole answer in memory first, and growing that buffer was two thirds of
+// the time encoding a 22 MiB broken-down funnel (go-json-experiment with
+// the v1 options: 76 ms against 177).
+func encodeJSON(w io.Writer, v any) error {
+	if err := jsonv2.MarshalWrite(w, v, jsonv1.DefaultOptionsV1(), jsontext.EscapeForHTML(false)); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\n")
+	return err
 }
 
 // writeError answers err: bad input is 400 naming the parameter, an

@@ -172,9 +172,9 @@ type Bucket struct {
 // bucketEdges are the lower bounds, in days, of the histogram buckets.
 var bucketEdges = [...]int{0, 7, 14, 30, 60, 90, 180}
 
-// newBuckets returns the empty histogram.
-func newBuckets() []Bucket {
-	b := make([]Bucket, len(bucketEdges))
+// emptyBuckets is the empty histogram that newBuckets copies.
+var emptyBuckets = func() [len(bucketEdges)]Bucket {
+	var b [len(bucketEdges)]Bucket
 	for i, lo := range bucketEdges {
 		b[i].MinDays = lo
 		if i+1 < len(bucketEdges) {
@@ -186,6 +186,13 @@ func newBuckets() []Bucket {
 		}
 	}
 	return b
+}()
+
+// newBuckets returns the empty histogram. Its MaxDays pointers are shared
+// with every other histogram: never write through them.
+func newBuckets() []Bucket {
+	b := emptyBuckets
+	return b[:]
 }
 
 // bucketCountsSQL returns the SELECT expressions h0, h1, ... counting rows
