@@ -222,6 +222,7 @@ func (w *Worker) loop(ctx context.Context, cons jetstream.Consumer, id int, prog
 func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, log *slog.Logger, progress time.Duration, ready chan<- *batch, free <-chan *batch) {
 	defer close(ready)
 	fails := 0
+	var b *batch
 	for ctx.Err() == nil {
 		fb, err := cons.Fetch(w.cfg.BatchSize, jetstream.FetchMaxWait(w.cfg.MaxWait))
 		if err != nil {
@@ -232,12 +233,15 @@ func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, log *sl
 		}
 		// Each message is parsed as it arrives, while the client
 		// receives the next ones.
-		var b *batch
-		select {
-		case b = <-free:
-			b.reset()
-		default:
-			b = w.newBatch()
+		// An empty batch is kept for the next fetch; a sent one is
+		// replaced by a stored one coming back, or a new one.
+		if b == nil {
+			select {
+			case b = <-free:
+				b.reset()
+			default:
+				b = w.newBatch()
+			}
 		}
 		for m := range fb.Messages() {
 			w.add(b, m)
@@ -258,6 +262,7 @@ func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, log *sl
 		w.fetched(b, progress)
 		select {
 		case ready <- b:
+			b = nil
 		case <-ctx.Done():
 			w.abandon(log, b, ctx.Err())
 			return

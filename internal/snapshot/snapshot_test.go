@@ -32,6 +32,17 @@ func open(t *testing.T) driver.Conn {
 	return st.Conn()
 }
 
+// instrumented returns a Pinner on conn with its metrics on a registry of
+// its own.
+func instrumented(t *testing.T, conn driver.Conn) (*snapshot.Pinner, *prometheus.Registry) {
+	t.Helper()
+	p, reg := snapshot.New(conn), prometheus.NewRegistry()
+	if err := p.Instrument(reg); err != nil {
+		t.Fatal(err)
+	}
+	return p, reg
+}
+
 // insert writes one part holding the given (opportunity, version) rows of
 // tenant.
 func insert(t *testing.T, conn driver.Conn, tenant string, rows ...any) {
@@ -178,11 +189,7 @@ func TestContextSentTwice(t *testing.T) {
 // read: Read must read again on the merged part.
 func TestReadAgainAfterMerge(t *testing.T) {
 	conn := open(t)
-	p := snapshot.New(conn)
-	reg := prometheus.NewRegistry()
-	if err := p.Instrument(reg); err != nil {
-		t.Fatal(err)
-	}
+	p, reg := instrumented(t, conn)
 	ctx := context.Background()
 	insert(t, conn, "acme", "o1", 1, "o2", 1)
 	insert(t, conn, "acme", "o1", 2)
@@ -257,11 +264,7 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 // incrementally) and with FINAL: the rows must be the same.
 func TestViewMatchesFinal(t *testing.T) {
 	conn := open(t)
-	p := snapshot.New(conn)
-	reg := prometheus.NewRegistry()
-	if err := p.Instrument(reg); err != nil {
-		t.Fatal(err)
-	}
+	p, reg := instrumented(t, conn)
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(1, 2))
 	version := 0
