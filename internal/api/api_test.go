@@ -24,6 +24,7 @@ import (
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/store"
+	"github.com/commitflow/commitflow/internal/store/storetest"
 )
 
 func TestMain(m *testing.M) { chtest.Main(m) }
@@ -115,14 +116,7 @@ func (o opp) rows(l *ladder.Ladder) []store.DerivedRow {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, chtest.DSN(t), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, store.Options{})
 	l := ladder.Default()
 	opps := []opp{
 		{"acme", "a-1", "ann", "east", 1000, "2024-01-05", []string{"2024-01-10", "2024-01-20", "2024-02-10"}, "2024-04-01", "won", "", ""},

@@ -13,6 +13,7 @@ import (
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
+	"github.com/commitflow/commitflow/internal/store/storetest"
 )
 
 func TestMain(m *testing.M) { chtest.Main(m) }
@@ -21,14 +22,7 @@ func TestMain(m *testing.M) { chtest.Main(m) }
 func open(t testing.TB, rows []store.DerivedRow) *Forecaster {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, chtest.DSN(t), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, store.Options{})
 	for len(rows) > 0 {
 		n := min(len(rows), 200000)
 		if err := st.InsertDerivedWithStates(ctx, rows[:n], synthSteps); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/store"
+	"github.com/commitflow/commitflow/internal/store/storetest"
 )
 
 func TestMain(m *testing.M) { chtest.Main(m) }
@@ -48,16 +49,7 @@ func connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 // openStore opens and migrates the store at dsn.
 func openStore(t testing.TB, dsn string) *store.Store {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, dsn, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return storetest.OpenDSN(t, dsn, store.Options{})
 }
 
 // genEvents returns n valid, distinct events over two tenants and a few

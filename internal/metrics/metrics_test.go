@@ -15,6 +15,7 @@ import (
 	"github.com/commitflow/commitflow/internal/metrics/synth"
 	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
+	"github.com/commitflow/commitflow/internal/store/storetest"
 )
 
 func TestMain(m *testing.M) { chtest.Main(m) }
@@ -22,16 +23,7 @@ func TestMain(m *testing.M) { chtest.Main(m) }
 // openStore opens a migrated store on a fresh database.
 func openStore(t testing.TB) *store.Store {
 	t.Helper()
-	ctx := context.Background()
-	s, err := store.Open(ctx, chtest.DSN(t), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if _, err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return storetest.Open(t, store.Options{})
 }
 
 // insertShuffled inserts rows in a random order, in several batches, so

@@ -18,6 +18,7 @@ import (
 	"github.com/commitflow/commitflow/internal/ingest"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/store"
+	"github.com/commitflow/commitflow/internal/store/storetest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -46,14 +47,7 @@ func newEnv(t *testing.T, partitions int) *env {
 	if err := bus.Declare(ctx, js, bus.Options{Partitions: partitions, AckWait: 5 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(ctx, chtest.DSN(t), store.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, store.Options{Logger: quiet})
 	return &env{st: st, url: emb.ClientURL()}
 }
 

@@ -14,22 +14,14 @@ import (
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
+	"github.com/commitflow/commitflow/internal/store/storetest"
 )
 
 func TestMain(m *testing.M) { chtest.Main(m) }
 
 func open(t *testing.T) driver.Conn {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, chtest.DSN(t), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return st.Conn()
+	return storetest.Open(t, store.Options{}).Conn()
 }
 
 // instrumented returns a Pinner on conn with its metrics on a registry of
