@@ -98,7 +98,7 @@ func BenchmarkForecast(b *testing.B) {
 	})
 	b.Run("deals-query", func(b *testing.B) {
 		timed(b, func() error {
-			_, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) ([]dealRow, error) {
+			_, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) (*chunks[dealRow], error) {
 				return f.deals(ctx, v, "acme", p.at, p.bound)
 			})
 			return err
@@ -116,7 +116,7 @@ func BenchmarkForecast(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	deals, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) ([]dealRow, error) {
+	deals, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) (*chunks[dealRow], error) {
 		return f.deals(ctx, v, "acme", p.at, p.bound)
 	})
 	if err != nil {

@@ -326,7 +326,7 @@ func (f *Forecaster) Forecast(ctx context.Context, q Query) (*Result, error) {
 	var (
 		rows  []trainRow
 		stats trainingStats
-		deals []dealRow
+		deals *chunks[dealRow]
 	)
 	// Both queries read one View: the training set and the open deals
 	// come from the same rows.
@@ -366,7 +366,7 @@ type scored struct {
 }
 
 // assemble builds the Result from the fitted model and the open deals.
-func assemble(p params, model *Model, stats trainingStats, deals []dealRow) *Result {
+func assemble(p params, model *Model, stats trainingStats, deals *chunks[dealRow]) *Result {
 	res := &Result{
 		Definitions: definitions(p),
 		Model:       model,
@@ -377,16 +377,15 @@ func assemble(p params, model *Model, stats trainingStats, deals []dealRow) *Res
 			Lost:                  model.Pooled.Lost,
 			Censored:              model.Pooled.Censored,
 			EffectiveN:            model.Pooled.EffectiveN,
-			OpenDeals:             len(deals),
+			OpenDeals:             deals.len(),
 		},
 	}
 
 	cellIndex := map[Cell]int{}
 	var cells []mcCell
-	ds := make([]scored, len(deals))
+	ds := make([]scored, deals.len())
 	periodNames := map[int]string{} // closePeriod by year*12 + month
-	for i := range deals {
-		d := &deals[i]
+	for i, d := range deals.rows() {
 		days := int(p.at.Sub(d.LastAt) / (24 * time.Hour))
 		c := Cell{Step: d.Step, Bucket: DaysBucket(days), Segment: d.Segment}
 		pc, a, b := model.posterior(c)

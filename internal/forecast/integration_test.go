@@ -88,15 +88,24 @@ func TestStatesMatchOracle(t *testing.T) {
 			}
 
 			bound := tc.asOf.AddDate(0, 0, tc.horizon)
-			gotDeals, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) ([]dealRow, error) {
+			gotDeals, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) (*chunks[dealRow], error) {
 				return f.deals(ctx, v, "acme", tc.asOf, bound)
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			compareRows(t, "deals", gotDeals, oracleDeals(cur, tc.asOf, bound))
+			compareRows(t, "deals", gotDeals.all(), oracleDeals(cur, tc.asOf, bound))
 		}
 	}
+}
+
+// chunked collects rows as the queries do.
+func chunked[T any](rows []T) *chunks[T] {
+	c := &chunks[T]{}
+	for _, r := range rows {
+		c.add(r)
+	}
+	return c
 }
 
 func compareRows[T any](t *testing.T, what string, got, want []T) {
@@ -132,7 +141,7 @@ func TestForecastMatchesOracle(t *testing.T) {
 			t.Fatal(err)
 		}
 		train, stats := oracleTraining(oracleStates(cur, p.refs, p.at, p.HorizonDays))
-		want := assemble(p, fitModel(train, p.HorizonDays, p.PriorStrength), stats, oracleDeals(cur, p.at, p.bound))
+		want := assemble(p, fitModel(train, p.HorizonDays, p.PriorStrength), stats, chunked(oracleDeals(cur, p.at, p.bound)))
 		gj, _ := json.Marshal(got)
 		wj, _ := json.Marshal(want)
 		if string(gj) != string(wj) {
@@ -337,14 +346,14 @@ func TestStateEdgeCases(t *testing.T) {
 	}
 	want := oracleStates(cur, refs, asOf, horizon)
 	compareRows(t, "states", got, want)
-	deals, err := readView(ctx, f, "edge", func(ctx context.Context, v *snapshot.View) ([]dealRow, error) {
+	deals, err := readView(ctx, f, "edge", func(ctx context.Context, v *snapshot.View) (*chunks[dealRow], error) {
 		return f.deals(ctx, v, "edge", asOf, bound)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantDeals := oracleDeals(cur, asOf, bound)
-	compareRows(t, "deals", deals, wantDeals)
+	compareRows(t, "deals", deals.all(), wantDeals)
 	if len(wantDeals) != 2 || wantDeals[0].Opportunity != "late" || wantDeals[1].Opportunity != "slow" || wantDeals[1].Closed {
 		t.Errorf("oracle deals %+v; want late and slow, open", wantDeals)
 	}
