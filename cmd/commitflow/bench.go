@@ -122,6 +122,7 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	batch := fs.Int("batch", 0, "ingest fetch batch size (0: the worker's default)")
 	workers := fs.Int("workers", 0, "ingest workers (0: the worker's default)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the end-to-end drain to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile, taken as the drain ends, to this file")
 	order := fs.String("order", "time", "order of the events in the stream: time (as they happen, like a live feed) or opportunity (one deal's history after another, like a bulk backfill)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -250,6 +251,9 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	err = waitDrained(ctx, s.js)
 	e2e := float64(total) / time.Since(start).Seconds()
 	stopProfile()
+	if err == nil {
+		err = writeHeapProfile(*memProfile)
+	}
 	cancel()
 	<-done
 	peakHeap := peak()
@@ -333,6 +337,22 @@ func startCPUProfile(path string) (stop func(), err error) {
 		return nil, fmt.Errorf("cpu profile: %w", err)
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// writeHeapProfile writes a heap profile to path, if path is not empty.
+func writeHeapProfile(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return f.Close()
 }
 
 // waitDrained returns once the ingest consumer has nothing pending or
