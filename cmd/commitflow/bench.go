@@ -120,7 +120,6 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	c.Register(fs)
 	n := fs.Int("events", 1_000_000, "events to ingest")
 	batch := fs.Int("batch", 0, "ingest fetch batch size (0: the worker's default)")
-	workers := fs.Int("workers", 0, "ingest workers (0: the worker's default)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the end-to-end drain to this file")
 	memProfile := fs.String("memprofile", "", "write a heap profile, taken as the drain ends, to this file")
 	order := fs.String("order", "time", "order of the events in the stream: time (as they happen, like a live feed) or opportunity (one deal's history after another, like a bulk backfill)")
@@ -232,7 +231,7 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	evs, rows = nil, nil
 	runtime.GC()
 
-	w, err := ingest.New(s.js, e2eStore, ingest.Config{BatchSize: *batch, Workers: *workers}, nil, log)
+	w, err := ingest.New(s.js, e2eStore, ingest.Config{BatchSize: *batch}, nil, log)
 	if err != nil {
 		return err
 	}
@@ -265,7 +264,7 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("end to end stored %d events, want %d (%v)", cnt, total, err)
 	}
 	results = append(results, result{"end to end: JetStream -> ingest -> ClickHouse", e2e,
-		fmt.Sprintf("%d worker(s), batches of %d in %d INSERTs, backlog drained", w.Config().Workers, w.Config().BatchSize, w.Config().InsertWriters)})
+		fmt.Sprintf("batches of %d in %d INSERTs, one AckAll each, backlog drained", w.Config().BatchSize, w.Config().InsertWriters)})
 
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "benchmark (%d events in %s order, %d cores)\trows/s\t\n", total, *order, runtime.NumCPU())
@@ -358,18 +357,20 @@ func writeHeapProfile(path string) error {
 // waitDrained returns once the ingest consumer has nothing pending or
 // unacknowledged: a message is acknowledged only after ClickHouse stored it.
 func waitDrained(ctx context.Context, js jetstream.JetStream) error {
-	cons, err := js.Consumer(ctx, bus.EventsStream, bus.IngestConsumer)
-	if err != nil {
-		return err
-	}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		info, err := cons.Info(ctx)
+		// The current generation: the worker starts a new one when it
+		// takes the ingest lease.
+		cons, err := bus.CurrentIngest(ctx, js)
 		if err != nil {
 			return err
 		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
+		info, err := cons.Info(ctx)
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
+		}
+		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
 			return nil
 		}
 		select {

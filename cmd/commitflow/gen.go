@@ -5,10 +5,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/commitflow/commitflow/internal/bus"
 	"io"
 	"os"
 	"time"
+
+	"github.com/commitflow/commitflow/internal/bus"
 
 	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/gen"

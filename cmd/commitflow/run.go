@@ -120,7 +120,6 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	demoOpps := fs.Int("demo-opportunities", config.EnvInt("COMMITFLOW_DEMO_OPPORTUNITIES", 2000), "opportunities in the demo data")
 	ladderFile := fs.String("ladder", config.Env("COMMITFLOW_LADDER", ""), "ladder configuration file; empty uses the shipped default (env COMMITFLOW_LADDER)")
 	tokens := fs.String("tokens", config.Env("COMMITFLOW_TOKENS", ""), "API bearer tokens, token=tenant,token=tenant (env COMMITFLOW_TOKENS)")
-	ingestWorkers := fs.Int("ingest-workers", config.EnvInt("COMMITFLOW_INGEST_WORKERS", 0), "parallel ingest workers (0: the worker's default, 1)")
 	sweep := fs.Duration("sweep", config.EnvDuration("COMMITFLOW_SWEEP", 10*time.Minute), "how often open deals are re-derived so stalls and overdue actions fire")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -153,7 +152,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	iw, err := ingest.New(s.js, s.st, ingest.Config{Workers: *ingestWorkers}, reg, log)
+	iw, err := ingest.New(s.js, s.st, ingest.Config{}, reg, log)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"testing"
@@ -70,12 +71,13 @@ func TestDeclareIdempotent(t *testing.T) {
 			t.Errorf("consumer %s: filter %q ack %v", DeriveConsumer(p), cfg.FilterSubject, cfg.AckPolicy)
 		}
 	}
-	c, err := js.Consumer(ctx, EventsStream, IngestConsumer)
+	c, err := CurrentIngest(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := c.CachedInfo().Config
-	if cfg.AckWait != time.Minute || cfg.MaxDeliver != -1 || cfg.MaxAckPending != 100_000 || cfg.FilterSubject != "" {
+	if cfg.Durable != IngestConsumerName(1) || cfg.AckPolicy != jetstream.AckAllPolicy || cfg.AckWait != time.Minute ||
+		cfg.MaxDeliver != -1 || cfg.MaxAckPending != 100_000 || cfg.FilterSubject != "" {
 		t.Errorf("ingest consumer config: %+v", cfg)
 	}
 	for _, name := range []string{EventsStream, DLQStream, DerivedStream} {
@@ -223,33 +225,159 @@ func TestStartEmbeddedBadListen(t *testing.T) {
 	}
 }
 
-// TestDeclareDropsIngestFilter: an ingest consumer declared with the
-// cf.events.> filter of earlier versions keeps its position and loses the
-// filter.
-func TestDeclareDropsIngestFilter(t *testing.T) {
+// TestRotateIngest: the explicitly acknowledged ingest consumer of earlier
+// versions is generation 0; each rotation starts a generation right after
+// its predecessor's acknowledgement floor and deletes the predecessors, so
+// that their acknowledgements no longer count.
+func TestRotateIngest(t *testing.T) {
 	_, js := startServer(t)
 	ctx := t.Context()
 	if err := Declare(ctx, js, Options{Partitions: 2}); err != nil {
 		t.Fatal(err)
 	}
-	old := jetstream.ConsumerConfig{
-		Durable: IngestConsumer, FilterSubject: EventsPrefix + ">", DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxDeliver: -1, MaxAckPending: 100_000, MaxWaiting: 512,
-	}
-	if err := js.DeleteConsumer(ctx, EventsStream, IngestConsumer); err != nil {
+	// Generation 0, as earlier versions declared it.
+	if err := js.DeleteConsumer(ctx, EventsStream, IngestConsumerName(1)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateConsumer(ctx, EventsStream, old); err != nil {
+	legacy := jetstream.ConsumerConfig{
+		Durable: LegacyIngestConsumer, FilterSubject: EventsPrefix + ">", DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: -1, MaxAckPending: 5000, MaxWaiting: 512,
+	}
+	if _, err := js.CreateConsumer(ctx, EventsStream, legacy); err != nil {
 		t.Fatal(err)
 	}
+	// Declare keeps it.
 	if err := Declare(ctx, js, Options{Partitions: 2}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := js.Consumer(ctx, EventsStream, IngestConsumer)
+	if c, err := CurrentIngest(ctx, js); err != nil || c.CachedInfo().Name != LegacyIngestConsumer {
+		t.Fatalf("current ingest consumer after Declare: %v", err)
+	}
+	pub := NewPublisher(js, 2)
+	evs := make([]event.Event, 100)
+	for i := range evs {
+		evs[i] = testEvent(i)
+	}
+	if err := pub.PublishBatch(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+
+	// fetchAck fetches n messages of the current generation, acknowledges
+	// the first ack of them (with the generation's policy) and returns the
+	// stream sequence of the first one fetched.
+	fetchAck := func(n, ack int) uint64 {
+		t.Helper()
+		c, err := CurrentIngest(ctx, js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := c.Fetch(n, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var first uint64
+		i := 0
+		for m := range b.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				first = md.Sequence.Stream
+			}
+			if i < ack {
+				if err := m.DoubleAck(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			i++
+		}
+		if i != n {
+			t.Fatalf("fetched %d messages, want %d", i, n)
+		}
+		return first
+	}
+	// Generation 0 stores 30 and holds 10 more, unacknowledged.
+	if first := fetchAck(40, 30); first != 1 {
+		t.Fatalf("generation 0 starts at %d", first)
+	}
+
+	c1, err := RotateIngest(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f := c.CachedInfo().Config.FilterSubject; f != "" {
-		t.Errorf("ingest consumer filter %q after Declare, want none", f)
+	if cfg := c1.CachedInfo().Config; cfg.Durable != IngestConsumerName(1) || cfg.AckPolicy != jetstream.AckAllPolicy ||
+		cfg.AckWait != 30*time.Second || cfg.MaxAckPending != 5000 || cfg.FilterSubject != "" || cfg.OptStartSeq != 31 {
+		t.Fatalf("generation 1 config: %+v; want AckAll from 31 with generation 0's limits", cfg)
+	}
+	if _, err := js.Consumer(ctx, EventsStream, LegacyIngestConsumer); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("generation 0 after the rotation: %v, want deleted", err)
+	}
+	// Generation 1 delivers the 10 held messages again, and more. With
+	// AckAll, acknowledging the 25th acknowledges the 25 fetched.
+	if first := fetchAck(25, 0); first != 31 {
+		t.Fatalf("generation 1 starts delivering at %d, want 31", first)
+	}
+	c, err := CurrentIngest(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Fetch(1, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range b.Messages() {
+		if err := m.DoubleAck(ctx); err != nil { // stream sequence 56
+			t.Fatal(err)
+		}
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.AckFloor.Stream != 56 || info.NumAckPending != 0 {
+		t.Fatalf("generation 1: ack floor %d, %d pending; want 56, 0", info.AckFloor.Stream, info.NumAckPending)
+	}
+
+	c2, err := RotateIngest(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c2.CachedInfo().Config; got.Durable != IngestConsumerName(2) || got.OptStartSeq != 57 {
+		t.Errorf("generation 2: %s from %d, want %s from 57", got.Durable, got.OptStartSeq, IngestConsumerName(2))
+	}
+	// The old generation is gone: a late acknowledgement of it fails
+	// instead of counting.
+	if _, err := c.Info(ctx); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("generation 1 after the rotation: %v, want deleted", err)
+	}
+	// It starts with its predecessor's floor, which the derive workers
+	// wait on.
+	if info, err := c2.Info(ctx); err != nil || info.NumPending != 44 || info.AckFloor.Stream != 56 {
+		t.Errorf("generation 2: %d pending, ack floor %d (%v); want 44, 56", info.NumPending, info.AckFloor.Stream, err)
+	}
+}
+
+func TestIngestGeneration(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		gen  int
+		ok   bool
+	}{
+		{"ingest", 0, true},
+		{"ingest-g000001", 1, true},
+		{"ingest-g1234567", 1234567, true},
+		{"ingest-g000000", 0, false},
+		{"ingest-g", 0, false},
+		{"ingest-gx", 0, false},
+		{"derive-p01", 0, false},
+	} {
+		g, ok := ingestGeneration(tc.name)
+		if g != tc.gen || ok != tc.ok {
+			t.Errorf("ingestGeneration(%q) = %d, %v; want %d, %v", tc.name, g, ok, tc.gen, tc.ok)
+		}
+		if ok && IngestConsumerName(g) != tc.name && tc.name != "ingest-g1234567" {
+			t.Errorf("IngestConsumerName(%d) = %q, want %q", g, IngestConsumerName(g), tc.name)
+		}
 	}
 }

@@ -66,7 +66,8 @@ func (o Options) withDefaults() Options {
 }
 
 // Declare creates or updates, idempotently, the streams CF_EVENTS, CF_DLQ
-// and CF_DERIVED, the shared ingest consumer and one derive consumer per
+// and CF_DERIVED, the first generation of the ingest consumer if there is
+// no ingest consumer yet (see RotateIngest), and one derive consumer per
 // partition. If CF_EVENTS already exists with another partition count, the
 // existing count is kept (and logged). It returns nothing else; producers
 // read the partition count with Partitions.
@@ -131,22 +132,17 @@ func Declare(ctx context.Context, js jetstream.JetStream, o Options) error {
 		}
 	}
 
-	consumers := []jetstream.ConsumerConfig{{
-		Durable:     IngestConsumer,
-		Description: "commitflow ingest workers: raw events into ClickHouse",
-		// No filter: the stream holds only cf.events.> anyway, and
-		// the server then hands over the next message without
-		// matching its subject against a wildcard (7% of the ingest
-		// process's CPU with the filter). Consumers declared with the
-		// filter by earlier versions are updated in place.
-		FilterSubject: "",
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       o.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: 100_000,
-		MaxWaiting:    512,
-	}}
+	// The ingest consumer: generation 1 when there is none yet. Later
+	// generations are the ingest lease holder's (RotateIngest).
+	if _, err := CurrentIngest(ctx, js); errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if _, err := js.CreateConsumer(ctx, EventsStream, ingestConfig(1, 1, o.AckWait, defaultIngestMaxAckPending)); err != nil {
+			return fmt.Errorf("declare consumer %s: %w", IngestConsumerName(1), err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("declare: %w", err)
+	}
+
+	var consumers []jetstream.ConsumerConfig
 	for p := range parts {
 		consumers = append(consumers, jetstream.ConsumerConfig{
 			Durable:       DeriveConsumer(p),

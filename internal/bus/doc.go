@@ -31,9 +31,13 @@
 //
 // # Consumers
 //
-// The durable pull consumer "ingest" reads every raw event (cf.events.>).
-// Any number of ingest workers share it and process messages in any order:
-// the raw store is order-independent and de-duplicates by event key.
+// The durable pull consumer of the ingest worker reads every raw event
+// (cf.events.>) and acknowledges with AckAll, one acknowledgement per stored
+// batch. Only the holder of the ingest lease fetches from it, and the holder
+// starts a new generation of it when it takes the lease (RotateIngest), so
+// that a former holder's late acknowledgements cannot count. The raw store
+// is order-independent and de-duplicates by event key, so what a former
+// holder had fetched is simply delivered again.
 //
 // Every partition p has its own durable pull consumer "derive-pNN" (NN is p
 // with two digits) filtered on cf.events.*.*.*.<p>. Because all events of

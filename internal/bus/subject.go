@@ -18,9 +18,6 @@ const (
 	DLQPrefix     = "cf.dlq."
 	DerivedPrefix = "cf.derived."
 
-	// IngestConsumer is the durable pull consumer shared by ingest workers.
-	IngestConsumer = "ingest"
-
 	// PartitionsKey is the CF_EVENTS metadata key holding the partition count.
 	PartitionsKey = "commitflow.partitions"
 

@@ -9,12 +9,13 @@ import (
 	stdjson "encoding/json"
 	"errors"
 	"fmt"
-	jsonv2 "github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
-	json "github.com/goccy/go-json"
 	"reflect"
 	"strings"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	json "github.com/goccy/go-json"
 )
 
 // EnvelopeVersion is the current version of the envelope format.

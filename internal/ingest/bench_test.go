@@ -23,13 +23,12 @@ import (
 //	go test -run='^$' -bench=EndToEnd -benchtime=1x ./internal/ingest
 //
 // COMMITFLOW_BENCH_EVENTS sets the number of events (default 200000);
-// COMMITFLOW_BENCH_WORKERS and COMMITFLOW_BENCH_BATCH override the
-// worker's Workers and BatchSize (defaults as in Config), and
+// COMMITFLOW_BENCH_BATCH overrides the worker's BatchSize (default as in
+// Config), and
 // COMMITFLOW_BENCH_DEBUG=1 logs every batch.
 func BenchmarkEndToEnd(b *testing.B) {
 	n := envInt(b, "COMMITFLOW_BENCH_EVENTS", 200_000)
 	cfg := Config{
-		Workers:   envInt(b, "COMMITFLOW_BENCH_WORKERS", 0),
 		BatchSize: envInt(b, "COMMITFLOW_BENCH_BATCH", 0),
 	}
 	ctx := context.Background()

@@ -103,7 +103,7 @@ func genEvents(n int, seed uint64) []event.Event {
 // counts.
 func consumerState(t testing.TB, js jetstream.JetStream) (pending, ackPending uint64) {
 	t.Helper()
-	c, err := js.Consumer(context.Background(), bus.EventsStream, bus.IngestConsumer)
+	c, err := bus.CurrentIngest(context.Background(), js)
 	if err != nil {
 		t.Fatal(err)
 	}

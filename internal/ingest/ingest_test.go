@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -155,7 +156,8 @@ func TestIngestCrashRestart(t *testing.T) {
 	publish(items[:3000])
 	nc1, js1 := connect(t, url)
 	// Batches of 500 stored as 3 concurrent INSERTs.
-	w1, err := New(js1, st, Config{BatchSize: 500, MaxWait: 100 * time.Millisecond, InsertWriters: 3}, prometheus.NewRegistry(), nil)
+	// Its lease, never released, expires after 2s.
+	w1, err := New(js1, st, Config{BatchSize: 500, MaxWait: 100 * time.Millisecond, InsertWriters: 3, LeaseTTL: 2 * time.Second}, prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +193,7 @@ func TestIngestCrashRestart(t *testing.T) {
 
 	// A process that fetched a batch and died before acking it.
 	ncDead, jsDead := connect(t, url)
-	cons, err := jsDead.Consumer(ctx, bus.EventsStream, bus.IngestConsumer)
+	cons, err := bus.CurrentIngest(ctx, jsDead)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +215,7 @@ func TestIngestCrashRestart(t *testing.T) {
 	// Second worker finishes the job, including every redelivery.
 	_, js2 := connect(t, url)
 	reg := prometheus.NewRegistry()
-	w2, err := New(js2, st, Config{BatchSize: 2000, MaxWait: 100 * time.Millisecond, StatsInterval: 50 * time.Millisecond}, reg, nil)
+	w2, err := New(js2, st, Config{BatchSize: 2000, MaxWait: 100 * time.Millisecond, StatsInterval: 50 * time.Millisecond, LeaseTTL: 2 * time.Second}, reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +243,7 @@ func TestIngestCrashRestart(t *testing.T) {
 	if stored != unique {
 		t.Errorf("%d events stored, want %d", stored, unique)
 	}
-	if c, err := js.Consumer(ctx, bus.EventsStream, bus.IngestConsumer); err == nil {
+	if c, err := bus.CurrentIngest(ctx, js); err == nil {
 		t.Logf("ingest consumer delivered %d messages for %d in the stream", c.CachedInfo().Delivered.Consumer, len(items))
 	}
 
@@ -522,8 +524,8 @@ func TestInvalidLabels(t *testing.T) {
 
 func TestConfigDefaults(t *testing.T) {
 	c := Config{}.withDefaults()
-	if c.BatchSize != 50000 || c.MaxWait != 500*time.Millisecond || c.Workers != 1 || c.InsertWriters != 2 ||
-		c.MinBackoff != 100*time.Millisecond || c.MaxBackoff != 5*time.Second {
+	if c.BatchSize != 50000 || c.MaxWait != 500*time.Millisecond || c.InsertWriters != 2 ||
+		c.MinBackoff != 100*time.Millisecond || c.MaxBackoff != 5*time.Second || c.LeaseTTL != 15*time.Second || c.Member == "" {
 		t.Errorf("defaults: %+v", c)
 	}
 	c = Config{MinBackoff: time.Second, MaxBackoff: time.Millisecond}.withDefaults()
@@ -580,4 +582,124 @@ func TestReason(t *testing.T) {
 			t.Errorf("reason(%v) = %q, want %q", tt.err, got, tt.want)
 		}
 	}
+}
+
+// TestIngestTakeover runs two workers: one holds the ingest lease and
+// stores everything, the other stands by, and takes over when the first
+// stops. A process that fetched from an older generation of the consumer
+// and acknowledges late cannot acknowledge anything of the current one.
+func TestIngestTakeover(t *testing.T) {
+	ctx := t.Context()
+	st := openStore(t, chtest.DSN(t))
+	url := startNATS(t, bus.Options{})
+	_, js := connect(t, url)
+	pub := bus.NewPublisher(js, bus.DefaultPartitions)
+	evs := genEvents(6000, 11)
+	if err := pub.PublishBatch(ctx, evs[:2000]); err != nil {
+		t.Fatal(err)
+	}
+
+	// A stale process fetched 500 messages of generation 1 and stalled.
+	_, jsStale := connect(t, url)
+	gen1, err := bus.CurrentIngest(ctx, jsStale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetched, err := gen1.Fetch(500, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var staleTop jetstream.Msg
+	for m := range fetched.Messages() {
+		staleTop = m
+	}
+	if staleTop == nil {
+		t.Fatal("the stale process fetched nothing")
+	}
+
+	cfg := Config{BatchSize: 700, MaxWait: 50 * time.Millisecond, LeaseTTL: time.Second}
+	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
+	var stops []func() error
+	for i, reg := range regs {
+		_, wjs := connect(t, url)
+		w, err := New(wjs, st, cfg, reg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stops = append(stops, runWorker(t, w))
+		if i == 0 {
+			time.Sleep(200 * time.Millisecond) // let the first take the lease
+		}
+	}
+	waitDrained(t, js, 30*time.Second)
+	held := func(reg *prometheus.Registry) float64 { return gaugeValue(t, reg, "commitflow_ingest_lease_held") }
+	if held(regs[0]) != 1 || held(regs[1]) != 0 {
+		t.Fatalf("lease held: first %v, second %v; want 1, 0", held(regs[0]), held(regs[1]))
+	}
+	if _, err := gen1.Info(ctx); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("generation 1 after the lease holder started: %v, want deleted", err)
+	}
+
+	// The holder stops; the standby takes over within a lease period and
+	// stores what is published next.
+	if err := stops[0](); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.PublishBatch(ctx, evs[2000:4000]); err != nil {
+		t.Fatal(err)
+	}
+	waitDrained(t, js, 30*time.Second)
+	if held(regs[1]) != 1 {
+		t.Fatal("the standby did not take the lease over")
+	}
+
+	// With no worker running, 2000 more events wait in the current
+	// generation; the stale process's late AckAll, of a message at a lower
+	// sequence in a deleted generation, must not touch them.
+	if err := stops[1](); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.PublishBatch(ctx, evs[4000:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := staleTop.DoubleAck(ctx); err == nil {
+		t.Error("the stale process's acknowledgement of a deleted generation succeeded")
+	}
+	if pending, ackPending := consumerState(t, js); pending != 2000 || ackPending != 0 {
+		t.Fatalf("after the stale acknowledgement: %d pending, %d ack pending; want 2000, 0", pending, ackPending)
+	}
+	w, err := New(js, st, cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, w)
+	waitDrained(t, js, 30*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{}
+	for _, ev := range evs {
+		want[ev.Tenant]++
+	}
+	for tenant, n := range want {
+		if c, err := st.CountEvents(ctx, tenant); err != nil || c != n {
+			t.Errorf("tenant %s: %d events stored (%v), want %d", tenant, c, err, n)
+		}
+	}
+}
+
+// gaugeValue reads a gauge without labels from reg.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("gauge %s not found", name)
+	return 0
 }

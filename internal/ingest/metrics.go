@@ -16,6 +16,7 @@ type metrics struct {
 	insertErrs   prometheus.Counter
 	pending      prometheus.Gauge
 	ackPending   prometheus.Gauge
+	leader       prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -53,7 +54,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		ackPending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "commitflow_ingest_consumer_ack_pending",
-			Help: "Messages delivered to ingest workers and not yet acknowledged.",
+			Help: "Messages delivered to the ingest worker and not yet acknowledged.",
+		}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "commitflow_ingest_lease_held",
+			Help: "1 while this process holds the ingest lease and consumes, 0 while it stands by.",
 		}),
 	}
 	if reg == nil {
@@ -61,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.consumed, m.stored, m.deadLettered, m.batchSize, m.insertSecs,
-		m.insertErrs, m.pending, m.ackPending,
+		m.insertErrs, m.pending, m.ackPending, m.leader,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("ingest metrics: %w", err)

@@ -191,10 +191,7 @@ func (d *Deriver) runPartition(ctx context.Context, p int) error {
 	if err != nil {
 		return fmt.Errorf("partition %d consumer: %w", p, err)
 	}
-	ingest, err := d.js.Consumer(ctx, bus.EventsStream, bus.IngestConsumer)
-	if err != nil {
-		return fmt.Errorf("ingest consumer: %w", err)
-	}
+	ingest := &ingestFloor{js: d.js}
 	c := newCache(d.cfg.CacheSize)
 	lastSweep := time.Now()
 	for ctx.Err() == nil {
@@ -237,7 +234,7 @@ func (d *Deriver) runPartition(ctx context.Context, p int) error {
 }
 
 // process derives one batch and acknowledges it.
-func (d *Deriver) process(ctx context.Context, p int, ingest jetstream.Consumer, c *cache, msgs []jetstream.Msg) error {
+func (d *Deriver) process(ctx context.Context, p int, ingest *ingestFloor, c *cache, msgs []jetstream.Msg) error {
 	start := time.Now()
 	var last uint64
 	for _, m := range msgs {
@@ -245,7 +242,7 @@ func (d *Deriver) process(ctx context.Context, p int, ingest jetstream.Consumer,
 			last = md.Sequence.Stream
 		}
 	}
-	if err := waitStored(ctx, ingest, last); err != nil {
+	if err := ingest.wait(ctx, last); err != nil {
 		return err
 	}
 	d.m.barrier.Observe(time.Since(start).Seconds())
@@ -335,16 +332,36 @@ func loadOpps(ctx context.Context, w *writer, tenant string, ids []string) ([]*o
 	return out, nil
 }
 
-// waitStored blocks until the ingest consumer has acknowledged every message
-// up to stream sequence seq, i.e. until they are stored in ClickHouse.
-func waitStored(ctx context.Context, ingest jetstream.Consumer, seq uint64) error {
+// ingestFloor follows the acknowledgement floor of the current generation
+// of the ingest consumer (see bus.RotateIngest).
+type ingestFloor struct {
+	js   jetstream.JetStream
+	cons jetstream.Consumer
+}
+
+// wait blocks until the ingest consumer has acknowledged every message up
+// to stream sequence seq, i.e. until they are stored in ClickHouse. A new
+// generation starts at its predecessor's floor, so the floor only grows
+// across generations; when the one followed is deleted, wait follows the
+// current one.
+func (f *ingestFloor) wait(ctx context.Context, seq uint64) error {
 	delay := 20 * time.Millisecond
 	for {
-		info, err := ingest.Info(ctx)
-		if err != nil {
-			return fmt.Errorf("ingest consumer info: %w", err)
+		if f.cons == nil {
+			c, err := bus.CurrentIngest(ctx, f.js)
+			if err != nil {
+				return err
+			}
+			f.cons = c
 		}
-		if info.AckFloor.Stream >= seq {
+		info, err := f.cons.Info(ctx)
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			f.cons = nil
+			continue
+		case err != nil:
+			return fmt.Errorf("ingest consumer info: %w", err)
+		case info.AckFloor.Stream >= seq:
 			return nil
 		}
 		if !sleep(ctx, delay) {

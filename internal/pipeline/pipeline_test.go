@@ -80,14 +80,20 @@ func generate(t *testing.T, seed int64, opportunities int, end time.Time) []even
 func waitDrained(t *testing.T, js jetstream.JetStream, partitions int) {
 	t.Helper()
 	ctx := context.Background()
-	names := []string{bus.IngestConsumer}
+	names := []string{""} // the current ingest generation
 	for p := 0; p < partitions; p++ {
 		names = append(names, bus.DeriveConsumer(p))
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for _, n := range names {
 		for {
-			c, err := js.Consumer(ctx, bus.EventsStream, n)
+			var c jetstream.Consumer
+			var err error
+			if n == "" {
+				c, err = bus.CurrentIngest(ctx, js)
+			} else {
+				c, err = js.Consumer(ctx, bus.EventsStream, n)
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
