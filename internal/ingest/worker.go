@@ -217,7 +217,7 @@ func (w *Worker) lead(ctx context.Context, l *lease) {
 		return
 	}
 	info := cons.CachedInfo()
-	w.log.Info("ingest lease taken", "consumer", info.Name, "from_stream_seq", info.Config.OptStartSeq)
+	w.log.Info("ingest lease taken", "consumer", info.Name, "from_stream_seq", max(info.Config.OptStartSeq, 1))
 	w.m.leader.Set(1)
 
 	lctx, cancel := context.WithCancel(ctx)
