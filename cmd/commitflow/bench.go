@@ -197,7 +197,7 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	// 2. Publish to a fresh embedded JetStream, then drain it into
-	// ClickHouse with the ingest workers.
+	// ClickHouse with the ingest worker.
 	e2eStore, _, err := benchStore(ctx, s, dsn, "commitflow_bench_e2e")
 	if err != nil {
 		return err
