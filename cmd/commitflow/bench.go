@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -119,15 +120,19 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	var c config.Common
 	c.Register(fs)
 	n := fs.Int("events", 1_000_000, "events to ingest")
+	runs := fs.Int("runs", 1, "measure the raw insert from two writers and the end-to-end drain this many times, alternately, and report every run's ratio and their median")
 	batch := fs.Int("batch", 0, "ingest fetch batch size (0: the worker's default)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the end-to-end drain to this file")
-	memProfile := fs.String("memprofile", "", "write a heap profile, taken as the drain ends, to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the (first) end-to-end drain to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile, taken as the (first) drain ends, to this file")
 	order := fs.String("order", "time", "order of the events in the stream: time (as they happen, like a live feed) or opportunity (one deal's history after another, like a bulk backfill)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *order != "time" && *order != "opportunity" {
 		return fmt.Errorf("bench ingest: --order %q: want time or opportunity", *order)
+	}
+	if *runs < 1 {
+		return fmt.Errorf("bench ingest: --runs %d: want at least 1", *runs)
 	}
 	log := newLogger(c.LogLevel)
 	s := &stack{log: log}
@@ -136,26 +141,32 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	dsn := s.dsn // as given, or the managed server's
-	fmt.Fprintf(os.Stderr, "generating %d events...\n", *n)
-	evs, err := benchEvents(ctx, *n, 1)
-	if err != nil {
-		return err
-	}
-	if *order == "time" {
-		// The generator writes one opportunity's history after another;
-		// a live feed interleaves them in time. The order decides how
-		// many monthly partitions of the events table each insert
-		// touches, so it changes both the raw and the end-to-end rates.
-		sort.SliceStable(evs, func(i, j int) bool { return evs[i].OccurredAt.Before(evs[j].OccurredAt) })
-	}
-	rows, err := rawRows(evs)
-	if err != nil {
-		return err
+	// events generates the benchmark's events anew for every run, so that
+	// no run's drain is measured with the previous run's events on the
+	// heap.
+	events := func() ([]event.Event, []store.RawEvent, error) {
+		fmt.Fprintf(os.Stderr, "generating %d events...\n", *n)
+		evs, err := benchEvents(ctx, *n, 1)
+		if err != nil {
+			return nil, nil, err
+		}
+		if *order == "time" {
+			// The generator writes one opportunity's history after
+			// another; a live feed interleaves them in time. The order
+			// decides how many monthly partitions of the events table
+			// each insert touches, so it changes both the raw and the
+			// end-to-end rates.
+			sort.SliceStable(evs, func(i, j int) bool { return evs[i].OccurredAt.Before(evs[j].OccurredAt) })
+		}
+		rows, err := rawRows(evs)
+		return evs, rows, err
 	}
 
-	// 1. Raw inserts of the same rows: clickhouse-client, and the native
-	// protocol from one and from two writers.
 	rawStore, rawDSN, err := benchStore(ctx, s, dsn, "commitflow_bench_raw")
+	if err != nil {
+		return err
+	}
+	e2eStore, _, err := benchStore(ctx, s, dsn, "commitflow_bench_e2e")
 	if err != nil {
 		return err
 	}
@@ -164,117 +175,198 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 		rate float64
 		note string
 	}
-	var results []result
-	clientRate, err := clientInsert(ctx, rawStore, rawDSN, rows)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "clickhouse-client insert skipped: %v\n", err)
-	} else {
-		results = append(results, result{"raw insert, clickhouse-client (TSV)", clientRate, "same rows, one client"})
-	}
-	best := clientRate
-	// Every phase starts on a quiet server: the parts a phase leaves are
-	// dropped and their merges waited out, so that no phase pays for the
-	// background work of another.
-	if err := rawStore.Conn().Exec(ctx, "DROP TABLE IF EXISTS events_client"); err != nil {
-		return err
-	}
-	for _, writers := range []int{1, 2} {
-		if err := rawStore.Conn().Exec(ctx, "TRUNCATE TABLE events"); err != nil {
-			return err
-		}
-		if err := settle(ctx, rawStore); err != nil {
-			return err
-		}
-		rate, err := nativeInsert(ctx, rawStore, rows, writers, 50000)
+	var (
+		results           []result
+		bestOther         float64 // clickhouse-client and one writer, measured in the first run
+		ratios, e2es, raw []float64
+		peakHeap          uint64
+		cfg               ingest.Config
+	)
+	for run := 1; run <= *runs; run++ {
+		evs, rows, err := events()
 		if err != nil {
 			return err
 		}
-		results = append(results, result{fmt.Sprintf("raw insert, native protocol, %d writer(s)", writers), rate, "batches of 50k"})
-		best = max(best, rate)
-	}
-	if err := rawStore.Conn().Exec(ctx, "TRUNCATE TABLE events"); err != nil {
-		return err
-	}
+		// 1. Raw inserts of the same rows: clickhouse-client and one
+		// native writer in the first run, two native writers in every
+		// run. Every phase starts on a quiet server: the parts a phase
+		// leaves are dropped and their merges waited out, so that no
+		// phase pays for the background work of another.
+		if run == 1 {
+			clientRate, err := clientInsert(ctx, rawStore, rawDSN, rows)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "clickhouse-client insert skipped: %v\n", err)
+			} else {
+				results = append(results, result{"raw insert, clickhouse-client (TSV)", clientRate, "same rows, one client"})
+				bestOther = clientRate
+			}
+			if err := rawStore.Conn().Exec(ctx, "DROP TABLE IF EXISTS events_client"); err != nil {
+				return err
+			}
+		}
+		for _, writers := range []int{1, 2} {
+			if writers == 1 && run > 1 {
+				continue
+			}
+			if err := rawStore.Conn().Exec(ctx, "TRUNCATE TABLE events"); err != nil {
+				return err
+			}
+			if err := settle(ctx, rawStore); err != nil {
+				return err
+			}
+			rate, err := nativeInsert(ctx, rawStore, rows, writers, 50000)
+			if err != nil {
+				return err
+			}
+			if writers == 1 {
+				bestOther = max(bestOther, rate)
+			} else {
+				raw = append(raw, rate)
+			}
+			if run == 1 {
+				results = append(results, result{fmt.Sprintf("raw insert, native protocol, %d writer(s)", writers), rate, "batches of 50k"})
+			}
+		}
+		if err := rawStore.Conn().Exec(ctx, "TRUNCATE TABLE events"); err != nil {
+			return err
+		}
 
-	// 2. Publish to a fresh embedded JetStream, then drain it into
-	// ClickHouse with the ingest worker.
-	e2eStore, _, err := benchStore(ctx, s, dsn, "commitflow_bench_e2e")
-	if err != nil {
-		return err
+		// 2. Publish to a fresh embedded JetStream, then drain it into
+		// ClickHouse with the ingest worker.
+		var prof [2]string
+		if run == 1 {
+			prof = [2]string{*cpuProfile, *memProfile}
+		}
+		rows = nil
+		d, err := drain(ctx, s, e2eStore, &evs, c.Partitions, ingest.Config{BatchSize: *batch}, prof[0], prof[1])
+		if err != nil {
+			return err
+		}
+		cfg = d.cfg
+		peakHeap = max(peakHeap, d.peakHeap)
+		e2es = append(e2es, d.rate)
+		ratios = append(ratios, d.rate/max(bestOther, raw[len(raw)-1]))
+		if run == 1 {
+			results = append(results, result{"publish to embedded JetStream", d.pubRate, "PublishAsync, Nats-Msg-Id"})
+		}
+		if *runs > 1 {
+			fmt.Fprintf(os.Stderr, "run %d of %d: raw, 2 writers %.0f rows/s; end to end %.0f events/s; ratio %.2f\n",
+				run, *runs, raw[len(raw)-1], d.rate, ratios[len(ratios)-1])
+		}
+	}
+	results = append(results, result{"end to end: JetStream -> ingest -> ClickHouse", e2es[0],
+		fmt.Sprintf("batches of %d in %d INSERTs, one AckAll each, backlog drained", cfg.BatchSize, cfg.InsertWriters)})
+
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "benchmark (%d events in %s order, %d cores)\trows/s\t\n", *n, *order, runtime.NumCPU())
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\n", r.name, r.rate, r.note)
+	}
+	tw.Flush()
+	if *runs == 1 {
+		fmt.Fprintf(stdout, "end-to-end / best raw insert = %.2f (target >= 0.50)\n", ratios[0])
+	} else {
+		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "run\traw, 2 writers (rows/s)\tend to end (events/s)\tratio to the run's best raw\t\n")
+		for i := range ratios {
+			fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.2f\t\n", i+1, raw[i], e2es[i], ratios[i])
+		}
+		tw.Flush()
+		fmt.Fprintf(stdout, "end-to-end / best raw insert: median %.2f over %d runs, %.2f-%.2f (target >= 0.50)\n",
+			median(ratios), len(ratios), slices.Min(ratios), slices.Max(ratios))
+	}
+	fmt.Fprintf(stdout, "peak Go heap during the drain (process with embedded NATS): %d MiB\n", peakHeap>>20)
+	return nil
+}
+
+// drained is the result of one end-to-end drain.
+type drained struct {
+	rate, pubRate float64
+	peakHeap      uint64
+	cfg           ingest.Config
+}
+
+// drain publishes *evs to a fresh embedded JetStream, empties st, and times
+// an ingest worker draining the backlog into st. It sets *evs to nil once
+// they are published: a running ingest process does not hold the events it
+// consumes, so the drain must not be measured scanning a heap of them. It
+// profiles the drain into cpuProfile and memProfile when they are set.
+func drain(ctx context.Context, s *stack, st *store.Store, evs *[]event.Event, partitions int, cfg ingest.Config, cpuProfile, memProfile string) (drained, error) {
+	var d drained
+	if err := st.Conn().Exec(ctx, "TRUNCATE TABLE events"); err != nil {
+		return d, err
 	}
 	dir, err := os.MkdirTemp("", "commitflow-bench-nats-")
 	if err != nil {
-		return err
+		return d, err
 	}
 	defer os.RemoveAll(dir)
-	nc := config.Common{Data: dir, NATSListen: "127.0.0.1:-1", Partitions: c.Partitions}
-	if err := s.openNATS(ctx, &nc); err != nil {
-		return err
+	ns := &stack{log: s.log}
+	defer ns.close()
+	nc := config.Common{Data: dir, NATSListen: "127.0.0.1:-1", Partitions: partitions}
+	if err := ns.openNATS(ctx, &nc); err != nil {
+		return d, err
 	}
-	parts, err := bus.Partitions(ctx, s.js)
+	parts, err := bus.Partitions(ctx, ns.js)
 	if err != nil {
-		return err
+		return d, err
 	}
-	pub := bus.NewPublisher(s.js, parts)
+	pub := bus.NewPublisher(ns.js, parts)
 	start := time.Now()
-	for i := 0; i < len(evs); i += 10000 {
-		if err := pub.PublishBatch(ctx, evs[i:min(i+10000, len(evs))]); err != nil {
-			return err
+	all := *evs
+	for i := 0; i < len(all); i += 10000 {
+		if err := pub.PublishBatch(ctx, all[i:min(i+10000, len(all))]); err != nil {
+			return d, err
 		}
 	}
-	total := len(evs)
-	pubRate := float64(total) / time.Since(start).Seconds()
-	results = append(results, result{"publish to embedded JetStream", pubRate, "PublishAsync, Nats-Msg-Id"})
-	// A running ingest process does not hold the events it consumes: let
-	// the collector forget them so that the drain is not measured
-	// scanning a heap of them.
-	evs, rows = nil, nil
+	total := len(all)
+	d.pubRate = float64(total) / time.Since(start).Seconds()
+	all, *evs = nil, nil
 	runtime.GC()
 
-	w, err := ingest.New(s.js, e2eStore, ingest.Config{BatchSize: *batch}, nil, log)
+	w, err := ingest.New(ns.js, st, cfg, nil, s.log)
 	if err != nil {
-		return err
+		return d, err
 	}
-	if err := settle(ctx, e2eStore); err != nil {
-		return err
+	d.cfg = w.Config()
+	if err := settle(ctx, st); err != nil {
+		return d, err
 	}
-	stopProfile, err := startCPUProfile(*cpuProfile)
+	stopProfile, err := startCPUProfile(cpuProfile)
 	if err != nil {
-		return err
+		return d, err
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	peak := watchHeap()
 	start = time.Now()
 	go func() { done <- w.Run(wctx) }()
-	err = waitDrained(ctx, s.js)
-	e2e := float64(total) / time.Since(start).Seconds()
+	err = waitDrained(ctx, ns.js)
+	d.rate = float64(total) / time.Since(start).Seconds()
 	stopProfile()
 	if err == nil {
-		err = writeHeapProfile(*memProfile)
+		err = writeHeapProfile(memProfile)
 	}
 	cancel()
 	<-done
-	peakHeap := peak()
-
+	d.peakHeap = peak()
 	if err != nil {
-		return err
+		return d, err
 	}
-	if cnt, err := e2eStore.CountEvents(ctx, "bench"); err != nil || cnt != uint64(total) {
-		return fmt.Errorf("end to end stored %d events, want %d (%v)", cnt, total, err)
+	if cnt, err := st.CountEvents(ctx, "bench"); err != nil || cnt != uint64(total) {
+		return d, fmt.Errorf("end to end stored %d events, want %d (%v)", cnt, total, err)
 	}
-	results = append(results, result{"end to end: JetStream -> ingest -> ClickHouse", e2e,
-		fmt.Sprintf("batches of %d in %d INSERTs, one AckAll each, backlog drained", w.Config().BatchSize, w.Config().InsertWriters)})
+	return d, nil
+}
 
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "benchmark (%d events in %s order, %d cores)\trows/s\t\n", total, *order, runtime.NumCPU())
-	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\n", r.name, r.rate, r.note)
+// median returns the median of xs (not empty); xs is not modified.
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
 	}
-	tw.Flush()
-	fmt.Fprintf(stdout, "end-to-end / best raw insert = %.2f (target >= 0.50)\n", e2e/best)
-	fmt.Fprintf(stdout, "peak Go heap during the drain (process with embedded NATS): %d MiB\n", peakHeap>>20)
-	return nil
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // settle waits, up to two minutes, until the server runs no merge.
