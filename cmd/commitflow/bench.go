@@ -238,7 +238,7 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 			prof = [2]string{*cpuProfile, *memProfile}
 		}
 		rows = nil
-		d, err := drain(ctx, s, e2eStore, &evs, c.Partitions, ingest.Config{BatchSize: *batch}, prof[0], prof[1])
+		d, err := drain(ctx, s, e2eStore, &evs, c, ingest.Config{BatchSize: *batch}, prof[0], prof[1])
 		if err != nil {
 			return err
 		}
@@ -291,7 +291,7 @@ type drained struct {
 // they are published: a running ingest process does not hold the events it
 // consumes, so the drain must not be measured scanning a heap of them. It
 // profiles the drain into cpuProfile and memProfile when they are set.
-func drain(ctx context.Context, s *stack, st *store.Store, evs *[]event.Event, partitions int, cfg ingest.Config, cpuProfile, memProfile string) (drained, error) {
+func drain(ctx context.Context, s *stack, st *store.Store, evs *[]event.Event, c config.Common, cfg ingest.Config, cpuProfile, memProfile string) (drained, error) {
 	var d drained
 	if err := st.Conn().Exec(ctx, "TRUNCATE TABLE events"); err != nil {
 		return d, err
@@ -303,7 +303,7 @@ func drain(ctx context.Context, s *stack, st *store.Store, evs *[]event.Event, p
 	defer os.RemoveAll(dir)
 	ns := &stack{log: s.log}
 	defer ns.close()
-	nc := config.Common{Data: dir, NATSListen: "127.0.0.1:-1", Partitions: partitions}
+	nc := config.Common{Data: dir, NATSListen: "127.0.0.1:-1", Partitions: c.Partitions, DuplicateWindow: c.DuplicateWindow}
 	if err := ns.openNATS(ctx, &nc); err != nil {
 		return d, err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/gen"
@@ -119,7 +121,14 @@ func genPublish(ctx context.Context, cfg gen.Config, url string) error {
 		return fmt.Errorf("gen: %w", err)
 	}
 	defer nc.Drain()
-	if err := bus.Declare(ctx, js, bus.Options{}); err != nil {
+	// Declare only what is missing: declaring over a running pipeline's
+	// streams would reset their settings (duplicate window, ages) to the
+	// defaults.
+	if _, err := js.Stream(ctx, bus.EventsStream); errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err := bus.Declare(ctx, js, bus.Options{}); err != nil {
+			return fmt.Errorf("gen: %w", err)
+		}
+	} else if err != nil {
 		return fmt.Errorf("gen: %w", err)
 	}
 	n, err := bus.Partitions(ctx, js)

@@ -98,7 +98,7 @@ func (s *stack) openNATS(ctx context.Context, c *config.Common) error {
 		return err
 	}
 	s.closers = append(s.closers, func(context.Context) error { return nc.Drain() })
-	if err := bus.Declare(ctx, js, bus.Options{Partitions: c.Partitions, Logger: s.log}); err != nil {
+	if err := bus.Declare(ctx, js, bus.Options{Partitions: c.Partitions, DuplicateWindow: c.DuplicateWindow, Logger: s.log}); err != nil {
 		return err
 	}
 	s.nc, s.js = nc, js
