@@ -86,7 +86,7 @@ func TestDeclareIdempotent(t *testing.T) {
 			t.Fatalf("stream %s: %v", name, err)
 		}
 		sc := s.CachedInfo().Config
-		if sc.Storage != jetstream.FileStorage || sc.Duplicates != 10*time.Minute {
+		if sc.Storage != jetstream.FileStorage || sc.Duplicates != 2*time.Minute {
 			t.Errorf("stream %s: storage %v duplicates %v", name, sc.Storage, sc.Duplicates)
 		}
 	}

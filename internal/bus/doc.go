@@ -4,7 +4,7 @@
 // # Streams
 //
 //   - CF_EVENTS holds raw input events on cf.events.> (file storage, limits
-//     retention, discard old, a duplicate window of 10 minutes by default).
+//     retention, discard old, a duplicate window of 2 minutes by default).
 //   - CF_DLQ holds messages the ingest worker refused, on cf.dlq.>, with the
 //     original bytes and the reason in the Commitflow-Error header.
 //   - CF_DERIVED holds derived events on cf.derived.>.
@@ -50,7 +50,7 @@
 // Publishers set Nats-Msg-Id to tenant:source:id, so republishing an event
 // within the duplicate window is dropped by the server. Beyond the window a
 // duplicate reaches the stream again and the store de-duplicates it. The
-// window is short (10 minutes by default) because the server holds its ids
-// in memory: at 10M events a day a 24-hour window holds ~0.9 GB of them,
-// which in the default embedded setup is heap of the commitflow process.
+// window is short (2 minutes by default, as NATS's own) because the server
+// holds its ids in memory, ~90 bytes each, which in the default embedded
+// setup is heap of the commitflow process that its collector scans.
 package bus

@@ -4,6 +4,7 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/commitflow/commitflow/internal/event"
 )
@@ -23,6 +24,10 @@ const (
 
 	// DefaultPartitions is the partition count of a new CF_EVENTS stream.
 	DefaultPartitions = 16
+
+	// DefaultDuplicateWindow is the duplicate window of the streams
+	// (see Options.DuplicateWindow).
+	DefaultDuplicateWindow = 2 * time.Minute
 )
 
 // Partition returns the partition of an opportunity's events: FNV-1a 32 of

@@ -54,7 +54,7 @@ func (c *Common) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTP, "http", Env("COMMITFLOW_HTTP", "127.0.0.1:8080"), "HTTP listen address for API, dashboard and /metrics (env COMMITFLOW_HTTP)")
 	fs.StringVar(&c.Tenant, "tenant", Env("COMMITFLOW_TENANT", ""), "tenant to work on (env COMMITFLOW_TENANT)")
 	fs.IntVar(&c.Partitions, "partitions", EnvInt("COMMITFLOW_PARTITIONS", 16), "opportunity partitions of the event stream, fixed at stream creation (env COMMITFLOW_PARTITIONS)")
-	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", EnvDuration("COMMITFLOW_DUPLICATE_WINDOW", 10*time.Minute), "how long JetStream drops a republished event id; the server holds the window's ids in memory (env COMMITFLOW_DUPLICATE_WINDOW)")
+	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", EnvDuration("COMMITFLOW_DUPLICATE_WINDOW", 2*time.Minute), "how long JetStream drops a republished event id; the server holds the window's ids in memory (env COMMITFLOW_DUPLICATE_WINDOW)")
 	fs.StringVar(&c.LogLevel, "log-level", Env("COMMITFLOW_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env COMMITFLOW_LOG_LEVEL)")
 }
 
