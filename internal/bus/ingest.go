@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -91,10 +92,7 @@ func CurrentIngest(ctx context.Context, js jetstream.JetStream) (jetstream.Consu
 	if len(gens) == 0 {
 		return nil, fmt.Errorf("ingest consumer: %w", jetstream.ErrConsumerNotFound)
 	}
-	top := gens[0]
-	for _, g := range gens[1:] {
-		top = max(top, g)
-	}
+	top := slices.Max(gens)
 	c, err := js.Consumer(ctx, EventsStream, IngestConsumerName(top))
 	if err != nil {
 		return nil, fmt.Errorf("ingest consumer %s: %w", IngestConsumerName(top), err)
@@ -142,10 +140,7 @@ func RotateIngest(ctx context.Context, js jetstream.JetStream) (jetstream.Consum
 	next, start := 1, uint64(1)
 	ackWait, maxAckPending := time.Minute, defaultIngestMaxAckPending
 	if len(gens) > 0 {
-		top := gens[0]
-		for _, g := range gens[1:] {
-			top = max(top, g)
-		}
+		top := slices.Max(gens)
 		cur, err := js.Consumer(ctx, EventsStream, IngestConsumerName(top))
 		if err != nil {
 			return nil, fmt.Errorf("ingest consumer %s: %w", IngestConsumerName(top), err)
