@@ -86,7 +86,10 @@ ORDER BY h, bucket, seg, outcome, day`
 // dealsSQL gives the opportunities open at @at with their facts as of @at
 // (element fi of the fact arrays), their state at @at, and their first
 // close observed up to @bound (>= @at) with the amount as of the close
-// time.
+// time. The open-at-@at condition (created by @at, not closed by then) is
+// spelled out on the table's columns in the inner WHERE rather than on
+// the computed columns outside: 18.16 does not push it down, and would
+// compute every fact look-up of the closed majority first.
 const dealsSQL = `
 SELECT o, f_amount, f_close_date, f_probability, f_owner, f_team, f_segment, h, last_at, closed, ct, cs, close_amount FROM (
     SELECT
@@ -109,8 +112,9 @@ SELECT o, f_amount, f_close_date, f_probability, f_owner, f_team, f_segment, h, 
     FROM {from}
     {prewhere}
     WHERE tenant = @tenant AND {where} AND toUInt32(first_at) > 0 AND first_at <= toDateTime(@bound)
+        AND if(toUInt32(created_at) > 0 AND created_at <= toDateTime(@bound), created_at, first_at) <= toDateTime(@at)
+        AND (empty(close_times) OR close_times[1] > toDateTime(@bound) OR close_times[1] > toDateTime(@at))
 )
-WHERE created <= toDateTime(@at) AND (NOT closed OR ct > toDateTime(@at))
 ORDER BY o`
 
 // stateRow is one (opportunity, reference date) sample as statesSQL gives

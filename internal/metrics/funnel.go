@@ -178,17 +178,21 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 	// [from, to) with its outcome, counted per step and group (g = 0 is
 	// the whole step, g = 1 its groups).
 	// Each branch counts its opportunities per step and group; the
-	// partial counts are summed outside.
+	// partial counts are summed outside. Counts and amounts are sums of
+	// the 0/1 outcome flags: on 18.16 that is cheaper than countIf and
+	// sumIf.
 	branch := func(from, prewhere, where string) string {
 		return `SELECT K, pd, kh, any(key0) AS key1,
-	count() AS n0, countIf(conv) AS n1, countIf(dropped) AS n2, countIf(NOT conv AND NOT dropped) AS n3, countIf(skipped) AS n4,
-	sum(amt) AS a0, sumIf(amt, conv) AS a1, sumIf(amt, dropped) AS a2, sumIf(amt, NOT conv AND NOT dropped) AS a3, sumIf(amt, skipped) AS a4,
-	quantilesExactIfState(0.5, 0.75, 0.9)((rk1 - rk) / 86400, conv) AS qs` + bucketCountsSQL("(rk1 - rk)", "conv") + `
+	count() AS n0, sum(conv) AS n1, sum(dropped) AS n2, sum(still) AS n3, sum(skipped) AS n4,
+	sum(amt) AS a0, sum(amt * conv) AS a1, sum(amt * dropped) AS a2, sum(amt * still) AS a3, sum(amt * skipped) AS a4,
+	quantilesExactIfState(0.5, 0.75, 0.9)((rk1 - rk) / 86400, conv) AS qs` + bucketCountsSQL("hb") + `
 FROM (
 	SELECT K, rk, rk1, skipped, amt, key0, cityHash64(key0) AS kh,
 		` + period + ` AS pd,
 		rk1 != 0 AND (@window < 0 OR rk1 - rk <= @window) AS conv,
-		NOT conv AND (st = 'lost' OR st = 'won' OR (@window >= 0 AND rk + @window <= @asof)) AS dropped
+		NOT conv AND (st = 'lost' OR st = 'won' OR (@window >= 0 AND rk + @window <= @asof)) AS dropped,
+		NOT conv AND NOT dropped AS still,
+		` + bucketIndexSQL("(rk1 - rk)", "conv") + ` AS hb
 	FROM (
 		SELECT arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
 			amounts[fi] AS amt,

@@ -195,16 +195,25 @@ func newBuckets() []Bucket {
 	return b[:]
 }
 
+// bucketIndexSQL returns an expression for the histogram bucket of the
+// seconds expression secs: 0 to len(bucketEdges)-1, or len(bucketEdges)
+// when cond is false or secs is negative (counted in no bucket).
+func bucketIndexSQL(secs, cond string) string {
+	s := fmt.Sprintf("multiIf(NOT (%s) OR %s < 0, %d", cond, secs, len(bucketEdges))
+	for i := range bucketEdges[:len(bucketEdges)-1] {
+		s += fmt.Sprintf(", %s < %d, %d", secs, bucketEdges[i+1]*86400, i)
+	}
+	return s + fmt.Sprintf(", %d)", len(bucketEdges)-1)
+}
+
 // bucketCountsSQL returns the SELECT expressions h0, h1, ... counting rows
-// whose seconds expression falls in each bucket, restricted by cond.
-func bucketCountsSQL(secs, cond string) string {
+// per bucket of the bucket index expression idx (see bucketIndexSQL). One
+// sum of a comparison per bucket costs ClickHouse 18.16 less than one
+// countIf of a range per bucket.
+func bucketCountsSQL(idx string) string {
 	s := ""
-	for i, lo := range bucketEdges {
-		c := fmt.Sprintf("%s AND %s >= %d", cond, secs, lo*86400)
-		if i+1 < len(bucketEdges) {
-			c += fmt.Sprintf(" AND %s < %d", secs, bucketEdges[i+1]*86400)
-		}
-		s += fmt.Sprintf(",\n\tcountIf(%s) AS h%d", c, i)
+	for i := range bucketEdges {
+		s += fmt.Sprintf(",\n\tsum(%s = %d) AS h%d", idx, i, i)
 	}
 	return s
 }

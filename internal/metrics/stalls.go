@@ -132,7 +132,7 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 		query := `SELECT toUInt8(hi_step), toUInt64(sum(n0)), sum(a0), toUInt64(sum(n1)), sum(a1)` + bucketSumsSQL() + `
 	FROM ` + s.fanout(func(where string) string {
 			return openDeals(`SELECT hi_step, count() AS n0, sum(amt) AS a0, countIf(stalled) AS n1, sumIf(amt, stalled) AS a1`+
-				bucketCountsSQL("days * 86400", "1")+`
+				bucketCountsSQL(bucketIndexSQL("days * 86400", "1"))+`
 		FROM ({rows})
 		GROUP BY hi_step`, s.from, s.view.Prewhere(), where)
 		}) + `
