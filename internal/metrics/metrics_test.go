@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/derive"
+
 	"github.com/commitflow/commitflow/internal/metrics/synth"
 	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
@@ -465,4 +467,40 @@ func fmtPtr(v reflect.Value) string {
 		return "nil"
 	}
 	return fmt.Sprint(v.Elem().Interface())
+}
+
+// TestBucketIndexSQL checks the histogram bucket expression, as ClickHouse
+// evaluates it, against the oracle's bucketing on both sides of every edge,
+// for negative seconds and for a false condition.
+func TestBucketIndexSQL(t *testing.T) {
+	s := openStore(t)
+	secs := []int64{-86400, -1, 0, 1}
+	for _, e := range bucketEdges[1:] {
+		secs = append(secs, int64(e)*86400-1, int64(e)*86400, int64(e)*86400+1)
+	}
+	secs = append(secs, 10*365*86400)
+	for _, sec := range secs {
+		for _, cond := range []bool{true, false} {
+			var idx uint8
+			q := "SELECT toUInt8(" + bucketIndexSQL("toInt64(@s)", "@c = 1") + ")"
+			c := uint8(0)
+			if cond {
+				c = 1
+			}
+			if err := s.Conn().QueryRow(context.Background(), q, clickhouse.Named("s", sec), clickhouse.Named("c", c)).Scan(&idx); err != nil {
+				t.Fatalf("secs %d: %v", sec, err)
+			}
+			want := len(bucketEdges) // counted in no bucket
+			if cond {
+				for i, b := range oracleHistogram([]int64{sec}) {
+					if b.Count == 1 {
+						want = i
+					}
+				}
+			}
+			if int(idx) != want {
+				t.Errorf("secs %d, cond %v: bucket %d, want %d", sec, cond, idx, want)
+			}
+		}
+	}
 }
