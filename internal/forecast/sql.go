@@ -86,7 +86,8 @@ ORDER BY h, bucket, seg, outcome, day`
 // dealsSQL gives the opportunities open at @at with their facts as of @at
 // (element fi of the fact arrays), their state at @at, and their first
 // close observed up to @bound (>= @at) with the amount as of the close
-// time. The open-at-@at condition (created by @at, not closed by then) is
+// time. The open-at-@at condition (created by @at, not closed by then:
+// a close after @at is after it whether or not it is after @bound) is
 // spelled out on the table's columns in the inner WHERE rather than on
 // the computed columns outside: 18.16 does not push it down, and would
 // compute every fact look-up of the closed majority first.
@@ -113,7 +114,7 @@ SELECT o, f_amount, f_close_date, f_probability, f_owner, f_team, f_segment, h, 
     {prewhere}
     WHERE tenant = @tenant AND {where} AND toUInt32(first_at) > 0 AND first_at <= toDateTime(@bound)
         AND if(toUInt32(created_at) > 0 AND created_at <= toDateTime(@bound), created_at, first_at) <= toDateTime(@at)
-        AND (empty(close_times) OR close_times[1] > toDateTime(@bound) OR close_times[1] > toDateTime(@at))
+        AND (empty(close_times) OR close_times[1] > toDateTime(@at))
 )
 ORDER BY o`
 
