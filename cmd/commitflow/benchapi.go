@@ -35,6 +35,8 @@ func benchAPI(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bench api", flag.ContinueOnError)
 	var c config.Common
 	c.Register(fs)
+	var gc config.GC
+	gc.Register(fs)
 	n := fs.Int("events", 1_000_000, "raw events to load")
 	reqs := fs.Int("requests", 20, "requests per endpoint")
 	reuse := fs.Bool("reuse", false, "reuse the data loaded by an earlier run instead of loading again")
@@ -45,6 +47,9 @@ func benchAPI(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	log := newLogger(c.LogLevel)
+	if err := applyGC(gc, log); err != nil {
+		return err
+	}
 	s := &stack{log: log}
 	defer s.close()
 	if err := s.openStore(ctx, &c); err != nil {

@@ -15,6 +15,8 @@ func cmdReplay(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	var c config.Common
 	c.Register(fs)
+	var gc config.GC
+	gc.Register(fs)
 	ladderFile := fs.String("ladder", config.Env("COMMITFLOW_LADDER", ""), "ladder configuration file; empty uses the shipped default (env COMMITFLOW_LADDER)")
 	publish := fs.Bool("publish", false, "also publish changed derived events to the CF_DERIVED stream")
 	asOf := fs.String("now", "", "judge time-based events (stalls, overdue actions) against this time, RFC3339; default now")
@@ -22,6 +24,9 @@ func cmdReplay(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	log := newLogger(c.LogLevel)
+	if err := applyGC(gc, log); err != nil {
+		return err
+	}
 	l, err := loadLadder(*ladderFile)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -112,10 +113,27 @@ func loadLadder(path string) (*ladder.Ladder, error) {
 	return ladder.Load(path)
 }
 
+// applyGC sets the Go garbage collector as g asks and logs what is in
+// force.
+func applyGC(g config.GC, log *slog.Logger) error {
+	percent, limit, err := g.Apply()
+	if err != nil {
+		return err
+	}
+	mem := "none"
+	if limit != math.MaxInt64 {
+		mem = fmt.Sprintf("%d MiB", limit>>20)
+	}
+	log.Info("go garbage collector", "gc_percent", percent, "memory_limit", mem)
+	return nil
+}
+
 func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var c config.Common
 	c.Register(fs)
+	var gc config.GC
+	gc.Register(fs)
 	demo := fs.Bool("demo", false, "load a generated demo book of business on first start (tenant \"demo\"), and serve the API open on loopback unless tokens are set")
 	demoOpps := fs.Int("demo-opportunities", config.EnvInt("COMMITFLOW_DEMO_OPPORTUNITIES", 2000), "opportunities in the demo data")
 	ladderFile := fs.String("ladder", config.Env("COMMITFLOW_LADDER", ""), "ladder configuration file; empty uses the shipped default (env COMMITFLOW_LADDER)")
@@ -125,6 +143,9 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	log := newLogger(c.LogLevel)
+	if err := applyGC(gc, log); err != nil {
+		return err
+	}
 	l, err := loadLadder(*ladderFile)
 	if err != nil {
 		return err
