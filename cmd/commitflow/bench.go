@@ -29,6 +29,7 @@ import (
 	"github.com/commitflow/commitflow/internal/ingest"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/store"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -119,6 +120,8 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bench ingest", flag.ContinueOnError)
 	var c config.Common
 	c.Register(fs)
+	var gc config.GC
+	gc.Register(fs)
 	n := fs.Int("events", 1_000_000, "events to ingest")
 	runs := fs.Int("runs", 1, "measure the raw insert from two writers and the end-to-end drain this many times, alternately, and report every run's ratio and their median")
 	batch := fs.Int("batch", 0, "ingest fetch batch size (0: the worker's default)")
@@ -135,6 +138,9 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("bench ingest: --runs %d: want at least 1", *runs)
 	}
 	log := newLogger(c.LogLevel)
+	if err := applyGC(gc, log); err != nil {
+		return err
+	}
 	s := &stack{log: log}
 	defer s.close()
 	if err := s.openStore(ctx, &c); err != nil {
@@ -173,12 +179,15 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	type result struct {
 		name string
 		rate float64
+		cost cpuCost
 		note string
 	}
 	var (
 		results           []result
 		bestOther         float64 // clickhouse-client and one writer, measured in the first run
 		ratios, e2es, raw []float64
+		rawCosts          []cpuCost
+		last              drained
 		peakHeap          uint64
 		cfg               ingest.Config
 	)
@@ -193,11 +202,11 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 		// leaves are dropped and their merges waited out, so that no
 		// phase pays for the background work of another.
 		if run == 1 {
-			clientRate, err := clientInsert(ctx, rawStore, rawDSN, rows)
+			clientRate, clientCost, err := clientInsert(ctx, rawStore, rawDSN, rows)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "clickhouse-client insert skipped: %v\n", err)
 			} else {
-				results = append(results, result{"raw insert, clickhouse-client (TSV)", clientRate, "same rows, one client"})
+				results = append(results, result{"raw insert, clickhouse-client (TSV)", clientRate, clientCost, "same rows, one client"})
 				bestOther = clientRate
 			}
 			if err := rawStore.Conn().Exec(ctx, "DROP TABLE IF EXISTS events_client"); err != nil {
@@ -214,9 +223,14 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 			if err := settle(ctx, rawStore); err != nil {
 				return err
 			}
+			cpu := sampleCPU()
 			rate, err := nativeInsert(ctx, rawStore, rows, writers, 50000)
 			if err != nil {
 				return err
+			}
+			cost := costSince(cpu, len(rows))
+			if writers == 2 {
+				rawCosts = append(rawCosts, cost)
 			}
 			if writers == 1 {
 				bestOther = max(bestOther, rate)
@@ -224,7 +238,7 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 				raw = append(raw, rate)
 			}
 			if run == 1 {
-				results = append(results, result{fmt.Sprintf("raw insert, native protocol, %d writer(s)", writers), rate, "batches of 50k"})
+				results = append(results, result{fmt.Sprintf("raw insert, native protocol, %d writer(s)", writers), rate, cost, "batches of 50k"})
 			}
 		}
 		if err := rawStore.Conn().Exec(ctx, "TRUNCATE TABLE events"); err != nil {
@@ -243,26 +257,30 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		cfg = d.cfg
+		last = d
 		peakHeap = max(peakHeap, d.peakHeap)
 		e2es = append(e2es, d.rate)
 		ratios = append(ratios, d.rate/max(bestOther, raw[len(raw)-1]))
 		if run == 1 {
-			results = append(results, result{"publish to embedded JetStream", d.pubRate, "PublishAsync, Nats-Msg-Id"})
+			results = append(results,
+				result{"publish to embedded JetStream", d.pubRate, cpuCost{-1, -1}, "PublishAsync, Nats-Msg-Id"},
+				result{"JetStream delivery alone (fetch, AckAll; no parse, no insert)", d.deliveryRate, d.deliveryCost, "same backlog, other consumer"})
 		}
 		if *runs > 1 {
 			fmt.Fprintf(os.Stderr, "run %d of %d: raw, 2 writers %.0f rows/s; end to end %.0f events/s; ratio %.2f\n",
 				run, *runs, raw[len(raw)-1], d.rate, ratios[len(ratios)-1])
 		}
 	}
-	results = append(results, result{"end to end: JetStream -> ingest -> ClickHouse", e2es[0],
+	results = append(results, result{"end to end: JetStream -> ingest -> ClickHouse", e2es[0], last.cost,
 		fmt.Sprintf("batches of %d in %d INSERTs, one AckAll each, backlog drained", cfg.BatchSize, cfg.InsertWriters)})
 
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "benchmark (%d events in %s order, %d cores)\trows/s\t\n", *n, *order, runtime.NumCPU())
+	fmt.Fprintf(tw, "benchmark (%d events in %s order, %d cores)\trows/s\tCPU µs/row: commitflow\tclickhouse\t\n", *n, *order, runtime.NumCPU())
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\n", r.name, r.rate, r.note)
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\n", r.name, r.rate, fmtCost(r.cost.self), fmtCost(r.cost.ch), r.note)
 	}
 	tw.Flush()
+	printCeiling(stdout, rawCosts[len(rawCosts)-1], last, max(bestOther, raw[len(raw)-1]))
 	if *runs == 1 {
 		fmt.Fprintf(stdout, "end-to-end / best raw insert = %.2f (target >= 0.50)\n", ratios[0])
 	} else {
@@ -281,9 +299,13 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 
 // drained is the result of one end-to-end drain.
 type drained struct {
-	rate, pubRate float64
-	peakHeap      uint64
-	cfg           ingest.Config
+	rate, pubRate, deliveryRate float64
+	// cost is the CPU per event of the drain, deliveryCost that of
+	// JetStream delivering the same backlog to a consumer that only
+	// acknowledges it.
+	cost, deliveryCost cpuCost
+	peakHeap           uint64
+	cfg                ingest.Config
 }
 
 // drain publishes *evs to a fresh embedded JetStream, empties st, and times
@@ -323,6 +345,10 @@ func drain(ctx context.Context, s *stack, st *store.Store, evs *[]event.Event, c
 	d.pubRate = float64(total) / time.Since(start).Seconds()
 	all, *evs = nil, nil
 	runtime.GC()
+	if d.deliveryRate, d.deliveryCost, err = deliverOnly(ctx, ns.js, total); err != nil {
+		return d, err
+	}
+	runtime.GC()
 
 	w, err := ingest.New(ns.js, st, cfg, nil, s.log)
 	if err != nil {
@@ -339,10 +365,12 @@ func drain(ctx context.Context, s *stack, st *store.Store, evs *[]event.Event, c
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	peak := watchHeap()
+	cpu := sampleCPU()
 	start = time.Now()
 	go func() { done <- w.Run(wctx) }()
 	err = waitDrained(ctx, ns.js)
 	d.rate = float64(total) / time.Since(start).Seconds()
+	d.cost = costSince(cpu, total)
 	stopProfile()
 	if err == nil {
 		err = writeHeapProfile(memProfile)
@@ -357,6 +385,68 @@ func drain(ctx context.Context, s *stack, st *store.Store, evs *[]event.Event, c
 		return d, fmt.Errorf("end to end stored %d events, want %d (%v)", cnt, total, err)
 	}
 	return d, nil
+}
+
+// deliverOnly times JetStream delivering the n messages of the events
+// stream to a consumer of its own, fetched in batches of 50k and
+// acknowledged with one AckAll each as the ingest worker does, but neither
+// parsed nor stored: the part of the end-to-end cost no ingest code can
+// save. It deletes the consumer at the end.
+func deliverOnly(ctx context.Context, js jetstream.JetStream, n int) (float64, cpuCost, error) {
+	const name = "bench-delivery"
+	cons, err := js.CreateOrUpdateConsumer(ctx, bus.EventsStream, jetstream.ConsumerConfig{
+		Durable: name, AckPolicy: jetstream.AckAllPolicy, AckWait: time.Minute, MaxAckPending: 100_000,
+	})
+	if err != nil {
+		return 0, cpuCost{}, fmt.Errorf("delivery consumer: %w", err)
+	}
+	defer js.DeleteConsumer(context.WithoutCancel(ctx), bus.EventsStream, name)
+	cpu := sampleCPU()
+	start := time.Now()
+	for got := 0; got < n; {
+		b, err := cons.Fetch(50000, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return 0, cpuCost{}, fmt.Errorf("delivery fetch: %w", err)
+		}
+		var last jetstream.Msg
+		for m := range b.Messages() {
+			last = m
+			got++
+		}
+		if err := b.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return 0, cpuCost{}, fmt.Errorf("delivery fetch: %w", err)
+		}
+		if last != nil {
+			if err := last.Ack(); err != nil {
+				return 0, cpuCost{}, fmt.Errorf("delivery ack: %w", err)
+			}
+		}
+		if ctx.Err() != nil {
+			return 0, cpuCost{}, ctx.Err()
+		}
+	}
+	rate := float64(n) / time.Since(start).Seconds()
+	return rate, costSince(cpu, n), nil
+}
+
+// printCeiling writes where the end-to-end drain's CPU went, per event, and
+// the fastest drain this machine would allow if parsing, validating,
+// batching and garbage collection cost nothing: its cores divided by the
+// CPU per event of what no ingest code can save (JetStream delivering the
+// message, sending the row to ClickHouse, ClickHouse storing it).
+func printCeiling(w io.Writer, raw cpuCost, d drained, bestRaw float64) {
+	e2e, del := d.cost, d.deliveryCost
+	if e2e.self < 0 || e2e.ch < 0 || del.self < 0 || raw.self < 0 {
+		fmt.Fprintln(w, "CPU per event: not measured (needs /proc and a local clickhouse-server)")
+		return
+	}
+	fmt.Fprintf(w, "CPU per event end to end: commitflow %.1f µs (JetStream delivery %.1f, sending the row to ClickHouse %.1f, "+
+		"parsing, validation, batching and GC %.1f), ClickHouse %.1f µs\n",
+		e2e.self, del.self, raw.self, max(0, e2e.self-del.self-raw.self), e2e.ch)
+	cores := float64(runtime.NumCPU())
+	ceiling := cores * 1e6 / (del.self + raw.self + e2e.ch)
+	fmt.Fprintf(w, "ceiling on %.0f cores with parsing, validation, batching and GC free: %.0f events/s, %.2f of the best raw insert\n",
+		cores, ceiling, ceiling/bestRaw)
 }
 
 // median returns the median of xs (not empty); xs is not modified.
@@ -500,20 +590,21 @@ func nativeInsert(ctx context.Context, st *store.Store, rows []store.RawEvent, w
 }
 
 // clientInsert inserts rows with the clickhouse-client binary, reading
-// TabSeparated from a file, and returns rows/s (file writing not counted).
-func clientInsert(ctx context.Context, st *store.Store, dsn string, rows []store.RawEvent) (float64, error) {
+// TabSeparated from a file, and returns rows/s (file writing not counted)
+// and the CPU per row (this process's: none; the client's is not counted).
+func clientInsert(ctx context.Context, st *store.Store, dsn string, rows []store.RawEvent) (float64, cpuCost, error) {
 	bin, err := exec.LookPath("clickhouse-client")
 	if err != nil {
-		return 0, errors.New("clickhouse-client is not installed")
+		return 0, cpuCost{}, errors.New("clickhouse-client is not installed")
 	}
 	opt, err := clickhouse.ParseDSN(dsn)
 	if err != nil {
-		return 0, err
+		return 0, cpuCost{}, err
 	}
 	host, port, _ := strings.Cut(opt.Addr[0], ":")
 	f, err := os.CreateTemp("", "commitflow-bench-*.tsv")
 	if err != nil {
-		return 0, err
+		return 0, cpuCost{}, err
 	}
 	defer os.Remove(f.Name())
 	bw := bufio.NewWriterSize(f, 1<<20)
@@ -523,13 +614,13 @@ func clientInsert(ctx context.Context, st *store.Store, dsn string, rows []store
 			esc.Replace(r.EventID), esc.Replace(r.Type), r.OccurredAt.UTC().Format(time.DateTime), r.ReceivedAt.UTC().Format(time.DateTime), r.StreamSeq, esc.Replace(string(r.Payload)))
 	}
 	if err := bw.Flush(); err != nil {
-		return 0, err
+		return 0, cpuCost{}, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return 0, err
+		return 0, cpuCost{}, err
 	}
 	if err := st.Conn().Exec(ctx, "CREATE TABLE events_client AS events"); err != nil {
-		return 0, err
+		return 0, cpuCost{}, err
 	}
 	cmd := exec.CommandContext(ctx, bin, "--host", host, "--port", port, "--user", opt.Auth.Username, "--database", opt.Auth.Database,
 		"--query", "INSERT INTO events_client (tenant, opportunity_id, source, event_id, type, occurred_at, received_at, stream_seq, payload) FORMAT TabSeparated")
@@ -540,11 +631,13 @@ func clientInsert(ctx context.Context, st *store.Store, dsn string, rows []store
 	cmd.Stdin = f
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
+	cpu := sampleCPU()
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
-		return 0, fmt.Errorf("%s: %w: %s", filepath.Base(bin), err, stderr.String())
+		return 0, cpuCost{}, fmt.Errorf("%s: %w: %s", filepath.Base(bin), err, stderr.String())
 	}
-	return float64(len(rows)) / time.Since(start).Seconds(), nil
+	rate := float64(len(rows)) / time.Since(start).Seconds()
+	return rate, costSince(cpu, len(rows)), nil
 }
 
 func benchDerive(ctx context.Context, args []string, stdout io.Writer) error {
