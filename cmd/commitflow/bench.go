@@ -325,7 +325,7 @@ func drain(ctx context.Context, s *stack, st *store.Store, evs *[]event.Event, c
 	defer os.RemoveAll(dir)
 	ns := &stack{log: s.log}
 	defer ns.close()
-	nc := config.Common{Data: dir, NATSListen: "127.0.0.1:-1", Partitions: c.Partitions, DuplicateWindow: c.DuplicateWindow}
+	nc := config.Common{Data: dir, NATSListen: "127.0.0.1:-1", Partitions: c.Partitions, DuplicateWindow: c.DuplicateWindow, Replicas: 1, Retention: c.Retention}
 	if err := ns.openNATS(ctx, &nc); err != nil {
 		return d, err
 	}

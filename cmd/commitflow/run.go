@@ -84,6 +84,9 @@ func (s *stack) openStore(ctx context.Context, c *config.Common) error {
 // openNATS connects to NATS (embedding a server under <data>/nats when no
 // URL is given) and declares the streams and consumers.
 func (s *stack) openNATS(ctx context.Context, c *config.Common) error {
+	if err := c.CheckNATS(); err != nil {
+		return err
+	}
 	url := c.NATS
 	if url == "" {
 		emb, err := bus.StartEmbedded(ctx, filepath.Join(c.Data, "nats"), c.NATSListen, s.log)
@@ -99,7 +102,10 @@ func (s *stack) openNATS(ctx context.Context, c *config.Common) error {
 		return err
 	}
 	s.closers = append(s.closers, func(context.Context) error { return nc.Drain() })
-	if err := bus.Declare(ctx, js, bus.Options{Partitions: c.Partitions, DuplicateWindow: c.DuplicateWindow, Logger: s.log}); err != nil {
+	if err := bus.Declare(ctx, js, bus.Options{
+		Partitions: c.Partitions, Replicas: c.Replicas, DuplicateWindow: c.DuplicateWindow,
+		MaxAge: c.Retention, DLQMaxAge: c.DLQRetention, Logger: s.log,
+	}); err != nil {
 		return err
 	}
 	s.nc, s.js = nc, js
@@ -173,11 +179,11 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	iw, err := ingest.New(s.js, s.st, ingest.Config{}, reg, log)
+	iw, err := ingest.New(s.js, s.st, ingest.Config{Replicas: c.Replicas}, reg, log)
 	if err != nil {
 		return err
 	}
-	dw, err := pipeline.NewDeriver(ctx, s.js, s.st, l, pipeline.Config{Sweep: *sweep}, reg, log)
+	dw, err := pipeline.NewDeriver(ctx, s.js, s.st, l, pipeline.Config{Sweep: *sweep, Replicas: c.Replicas}, reg, log)
 	if err != nil {
 		return err
 	}

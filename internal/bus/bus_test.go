@@ -381,3 +381,83 @@ func TestIngestGeneration(t *testing.T) {
 		}
 	}
 }
+
+func TestDeclareLimits(t *testing.T) {
+	_, js := startServer(t)
+	ctx := t.Context()
+	maxAge := func(name string) time.Duration {
+		t.Helper()
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		return s.CachedInfo().Config.MaxAge
+	}
+	if err := Declare(ctx, js, Options{Partitions: 2, MaxAge: 48 * time.Hour, DLQMaxAge: 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]time.Duration{EventsStream: 48 * time.Hour, DerivedStream: 48 * time.Hour, DLQStream: 24 * time.Hour} {
+		if got := maxAge(name); got != want {
+			t.Errorf("%s: max age %v, want %v", name, got, want)
+		}
+	}
+
+	// Declaring again with other limits changes them and logs each change.
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	if err := Declare(ctx, js, Options{Partitions: 2, MaxAge: 72 * time.Hour, Logger: logger}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]time.Duration{EventsStream: 72 * time.Hour, DerivedStream: 72 * time.Hour, DLQStream: 0} {
+		if got := maxAge(name); got != want {
+			t.Errorf("after redeclare, %s: max age %v, want %v", name, got, want)
+		}
+	}
+	for _, want := range []string{
+		"stream=CF_EVENTS setting=max_age from=48h0m0s to=72h0m0s",
+		"stream=CF_DERIVED setting=max_age from=48h0m0s to=72h0m0s",
+		"stream=CF_DLQ setting=max_age from=24h0m0s to=0s",
+	} {
+		if !bytes.Contains(logs.Bytes(), []byte(want)) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+
+	// The same limits again: nothing to log.
+	logs.Reset()
+	if err := Declare(ctx, js, Options{Partitions: 2, MaxAge: 72 * time.Hour, Logger: logger}); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(logs.Bytes(), []byte("stream setting changed")) {
+		t.Errorf("unchanged limits logged:\n%s", logs.String())
+	}
+
+	// A single server cannot keep more than one copy.
+	if err := Declare(ctx, js, Options{Partitions: 2, Replicas: 3}); err == nil {
+		t.Error("Declare with 3 replicas on a single server: no error")
+	}
+}
+
+func TestChangedLimits(t *testing.T) {
+	base := jetstream.StreamConfig{MaxAge: time.Hour, MaxBytes: -1, MaxMsgs: -1, Duplicates: 2 * time.Minute, Replicas: 1}
+	tests := []struct {
+		name string
+		edit func(*jetstream.StreamConfig)
+		want []change
+	}{
+		{"same", func(*jetstream.StreamConfig) {}, nil},
+		{"replicas", func(c *jetstream.StreamConfig) { c.Replicas = 3 }, []change{{"replicas", "1", "3"}}},
+		{"age and bytes", func(c *jetstream.StreamConfig) { c.MaxAge, c.MaxBytes = 0, 1<<30 },
+			[]change{{"max_age", "1h0m0s", "0s"}, {"max_bytes", "-1", "1073741824"}}},
+		{"window", func(c *jetstream.StreamConfig) { c.Duplicates = time.Minute }, []change{{"duplicate_window", "2m0s", "1m0s"}}},
+		{"not a limit", func(c *jetstream.StreamConfig) { c.Description = "x" }, nil},
+	}
+	for _, tt := range tests {
+		next := base
+		tt.edit(&next)
+		got := changedLimits(base, next)
+		if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("%s: changedLimits = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

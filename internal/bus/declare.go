@@ -26,8 +26,10 @@ type Options struct {
 	// so the window only needs to cover a producer's retries.
 	DuplicateWindow time.Duration
 	// MaxAge of messages in CF_EVENTS and CF_DERIVED (default 30 days).
-	// CF_DLQ keeps messages for at least as long.
 	MaxAge time.Duration
+	// DLQMaxAge of dead letters in CF_DLQ (default 0: kept until an
+	// operator purges them).
+	DLQMaxAge time.Duration
 	// MaxBytes of CF_EVENTS (default -1: bounded only by MaxAge and the
 	// server's JetStream storage limit, so that a full disk makes
 	// publishers fail rather than silently discarding un-ingested events).
@@ -54,6 +56,9 @@ func (o Options) withDefaults() Options {
 	if o.DuplicateWindow > o.MaxAge {
 		o.DuplicateWindow = o.MaxAge
 	}
+	if o.DLQMaxAge < 0 {
+		o.DLQMaxAge = 0
+	}
 	if o.MaxBytes == 0 {
 		o.MaxBytes = -1
 	}
@@ -67,7 +72,8 @@ func (o Options) withDefaults() Options {
 }
 
 // Declare creates or updates, idempotently, the streams CF_EVENTS, CF_DLQ
-// and CF_DERIVED, the first generation of the ingest consumer if there is
+// and CF_DERIVED (an existing stream gets o's limits, and each limit that
+// changes is logged), the first generation of the ingest consumer if there is
 // no ingest consumer yet (see RotateIngest), and one derive consumer per
 // partition. If CF_EVENTS already exists with another partition count, the
 // existing count is kept (and logged). It returns nothing else; producers
@@ -107,7 +113,7 @@ func Declare(ctx context.Context, js jetstream.JetStream, o Options) error {
 			Storage:     jetstream.FileStorage,
 			Retention:   jetstream.LimitsPolicy,
 			Discard:     jetstream.DiscardOld,
-			MaxAge:      0, // keep until an operator purges
+			MaxAge:      o.DLQMaxAge,
 			MaxBytes:    -1,
 			MaxMsgs:     -1,
 			Duplicates:  o.DuplicateWindow,
@@ -128,6 +134,13 @@ func Declare(ctx context.Context, js jetstream.JetStream, o Options) error {
 		},
 	}
 	for _, cfg := range streams {
+		if s, err := js.Stream(ctx, cfg.Name); err == nil {
+			for _, c := range changedLimits(s.CachedInfo().Config, cfg) {
+				o.Logger.Warn("stream setting changed", "stream", cfg.Name, "setting", c.name, "from", c.from, "to", c.to)
+			}
+		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("declare: look up %s: %w", cfg.Name, err)
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("declare stream %s: %w", cfg.Name, err)
 		}
@@ -162,6 +175,27 @@ func Declare(ctx context.Context, js jetstream.JetStream, o Options) error {
 		}
 	}
 	return nil
+}
+
+// change is a stream limit Declare changes: its name and its old and new
+// values.
+type change struct{ name, from, to string }
+
+// changedLimits lists the limits of a stream's config old that new sets
+// differently.
+func changedLimits(old, new jetstream.StreamConfig) []change {
+	var cs []change
+	add := func(name string, from, to any) {
+		if f, t := fmt.Sprint(from), fmt.Sprint(to); f != t {
+			cs = append(cs, change{name, f, t})
+		}
+	}
+	add("max_age", old.MaxAge, new.MaxAge)
+	add("max_bytes", old.MaxBytes, new.MaxBytes)
+	add("max_msgs", old.MaxMsgs, new.MaxMsgs)
+	add("duplicate_window", old.Duplicates, new.Duplicates)
+	add("replicas", old.Replicas, new.Replicas)
+	return cs
 }
 
 // Partitions returns the partition count recorded on CF_EVENTS.

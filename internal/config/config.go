@@ -4,6 +4,7 @@ package config
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -38,8 +39,31 @@ type Common struct {
 	// commitflow process when NATS is embedded); the store de-duplicates
 	// whatever gets past it.
 	DuplicateWindow time.Duration
+	// Replicas is how many copies a NATS cluster keeps of every stream and
+	// lease bucket commitflow declares; 1 for the embedded server.
+	Replicas int
+	// Retention is how long CF_EVENTS and CF_DERIVED keep messages.
+	Retention time.Duration
+	// DLQRetention is how long CF_DLQ keeps dead letters; 0 keeps them
+	// until an operator purges them.
+	DLQRetention time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+}
+
+// CheckNATS reports settings of the NATS streams that cannot work.
+func (c *Common) CheckNATS() error {
+	switch {
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("--nats-replicas %d: want 1 to 5", c.Replicas)
+	case c.Replicas > 1 && c.NATS == "":
+		return fmt.Errorf("--nats-replicas %d needs a NATS cluster (--nats URL): the embedded server is a single node", c.Replicas)
+	case c.Retention <= 0:
+		return fmt.Errorf("--retention %v: want a positive duration, e.g. 720h", c.Retention)
+	case c.DLQRetention < 0:
+		return fmt.Errorf("--dlq-retention %v: want 0 (keep until purged) or a positive duration", c.DLQRetention)
+	}
+	return nil
 }
 
 // Register adds the common flags to fs, defaulting each to its environment
@@ -55,6 +79,9 @@ func (c *Common) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Tenant, "tenant", Env("COMMITFLOW_TENANT", ""), "tenant to work on (env COMMITFLOW_TENANT)")
 	fs.IntVar(&c.Partitions, "partitions", EnvInt("COMMITFLOW_PARTITIONS", 16), "opportunity partitions of the event stream, fixed at stream creation (env COMMITFLOW_PARTITIONS)")
 	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", EnvDuration("COMMITFLOW_DUPLICATE_WINDOW", 2*time.Minute), "how long JetStream drops a republished event id; the server holds the window's ids in memory (env COMMITFLOW_DUPLICATE_WINDOW)")
+	fs.IntVar(&c.Replicas, "nats-replicas", EnvInt("COMMITFLOW_NATS_REPLICAS", 1), "copies a NATS cluster keeps of every stream and lease bucket, e.g. 3; 1 for the embedded server (env COMMITFLOW_NATS_REPLICAS)")
+	fs.DurationVar(&c.Retention, "retention", EnvDuration("COMMITFLOW_RETENTION", 30*24*time.Hour), "how long CF_EVENTS and CF_DERIVED keep messages (env COMMITFLOW_RETENTION)")
+	fs.DurationVar(&c.DLQRetention, "dlq-retention", EnvDuration("COMMITFLOW_DLQ_RETENTION", 0), "how long CF_DLQ keeps dead letters; 0 keeps them until purged (env COMMITFLOW_DLQ_RETENTION)")
 	fs.StringVar(&c.LogLevel, "log-level", Env("COMMITFLOW_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env COMMITFLOW_LOG_LEVEL)")
 }
 

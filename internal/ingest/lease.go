@@ -24,14 +24,16 @@ type lease struct {
 	rev    uint64 // of our key; 0 when not held
 }
 
-// openLease opens (creating if needed) the lease bucket with the given TTL.
-func openLease(ctx context.Context, js jetstream.JetStream, member string, ttl time.Duration) (*lease, error) {
+// openLease opens (creating if needed) the lease bucket with the given TTL
+// and replicas.
+func openLease(ctx context.Context, js jetstream.JetStream, member string, ttl time.Duration, replicas int) (*lease, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      LeaseBucket,
 		Description: "commitflow ingest lease: the one process that fetches from the ingest consumer",
 		TTL:         ttl,
 		History:     1,
 		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ingest lease bucket: %w", err)

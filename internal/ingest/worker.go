@@ -80,6 +80,8 @@ type Config struct {
 	LeaseTTL time.Duration
 	// Member names this process in the lease (default: a new ksuid).
 	Member string
+	// Replicas of the lease bucket on a NATS cluster (default 1).
+	Replicas int
 }
 
 func (c Config) withDefaults() Config {
@@ -164,7 +166,7 @@ func (w *Worker) Ready(ctx context.Context) error {
 // acknowledged so that they are delivered again at once. Run returns an
 // error only if the lease bucket cannot be opened at start.
 func (w *Worker) Run(ctx context.Context) error {
-	l, err := openLease(ctx, w.js, w.cfg.Member, w.cfg.LeaseTTL)
+	l, err := openLease(ctx, w.js, w.cfg.Member, w.cfg.LeaseTTL, w.cfg.Replicas)
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,8 @@ type Config struct {
 	Now func() time.Time // default time.Now
 	// Member names this process in the lease bucket (default: a new ksuid).
 	Member string
+	// Replicas of the lease bucket on a NATS cluster (default 1).
+	Replicas int
 }
 
 func (c Config) withDefaults() Config {
@@ -100,7 +102,7 @@ func NewDeriver(ctx context.Context, js jetstream.JetStream, st *store.Store, l 
 // Run works until ctx is cancelled, then finishes the batches in flight,
 // releases its leases and returns.
 func (d *Deriver) Run(ctx context.Context) error {
-	leases, err := NewLeases(ctx, d.js, d.cfg.Member, d.partitions, d.cfg.LeaseTTL)
+	leases, err := NewLeases(ctx, d.js, d.cfg.Member, d.partitions, d.cfg.LeaseTTL, d.cfg.Replicas)
 	if err != nil {
 		return err
 	}

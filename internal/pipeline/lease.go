@@ -29,14 +29,16 @@ type Leases struct {
 	owned      map[int]uint64 // partition -> revision of our lease
 }
 
-// NewLeases opens (creating if needed) the lease bucket with the given TTL.
-func NewLeases(ctx context.Context, js jetstream.JetStream, member string, partitions int, ttl time.Duration) (*Leases, error) {
+// NewLeases opens (creating if needed) the lease bucket with the given TTL
+// and replicas.
+func NewLeases(ctx context.Context, js jetstream.JetStream, member string, partitions int, ttl time.Duration, replicas int) (*Leases, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      LeaseBucket,
 		Description: "commitflow partition leases",
 		TTL:         ttl,
 		History:     1,
 		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lease bucket: %w", err)
