@@ -144,6 +144,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	demoOpps := fs.Int("demo-opportunities", config.EnvInt("COMMITFLOW_DEMO_OPPORTUNITIES", 2000), "opportunities in the demo data")
 	ladderFile := fs.String("ladder", config.Env("COMMITFLOW_LADDER", ""), "ladder configuration file; empty uses the shipped default (env COMMITFLOW_LADDER)")
 	tokens := fs.String("tokens", config.Env("COMMITFLOW_TOKENS", ""), "API bearer tokens, token=tenant,token=tenant (env COMMITFLOW_TOKENS)")
+	metricsHTTP := fs.String("metrics-http", config.Env("COMMITFLOW_METRICS_HTTP", ""), "listen address for /metrics, /healthz and /readyz apart from the API; empty serves /metrics on --http (env COMMITFLOW_METRICS_HTTP)")
 	sweep := fs.Duration("sweep", config.EnvDuration("COMMITFLOW_SWEEP", 10*time.Minute), "how often open deals are re-derived so stalls and overdue actions fire")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -191,11 +192,12 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := pin.Instrument(reg); err != nil {
 		return err
 	}
-	handler := api.New(api.Config{
-		Tokens:   tok,
-		Open:     open,
-		Ladder:   l,
-		Registry: reg,
+	apiCfg := api.Config{
+		Tokens:           tok,
+		Open:             open,
+		Ladder:           l,
+		Registry:         reg,
+		MetricsElsewhere: *metricsHTTP != "",
 		Ready: func(ctx context.Context) error {
 			if s.nc.Status() != nats.CONNECTED {
 				return fmt.Errorf("nats: %s", s.nc.Status())
@@ -212,20 +214,33 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 			return nil
 		},
-	}, metrics.NewWithOptions(s.st.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin}), forecast.NewWithPinner(s.st.Conn(), pin), log)
+	}
+	handler := api.New(apiCfg, metrics.NewWithOptions(s.st.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin}), forecast.NewWithPinner(s.st.Conn(), pin), log)
 
 	ln, err := net.Listen("tcp", c.HTTP)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", c.HTTP, err)
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	servers := []*http.Server{srv}
+	listeners := []net.Listener{ln}
+	if *metricsHTTP != "" {
+		mln, err := net.Listen("tcp", *metricsHTTP)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen %s: %w", *metricsHTTP, err)
+		}
+		servers = append(servers, &http.Server{Handler: api.Admin(apiCfg), ReadHeaderTimeout: 10 * time.Second})
+		listeners = append(listeners, mln)
+		log.Info("metrics and probes served apart from the API", "metrics", "http://"+mln.Addr().String()+"/metrics")
+	}
 	// The workers get their own context: on shutdown the HTTP server stops
 	// first, then the workers finish or abandon their batches, and only then
 	// are NATS and ClickHouse closed (by the deferred s.close).
 	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWorkers()
 	var workers sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	workers.Go(func() {
 		if err := iw.Run(wctx); err != nil {
 			errc <- err
@@ -236,11 +251,13 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 			errc <- err
 		}
 	})
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-		}
-	}()
+	for i, hs := range servers {
+		go func() {
+			if err := hs.Serve(listeners[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
 	url := "http://" + ln.Addr().String() + "/"
 	log.Info("commitflow is running", "dashboard", url, "open", open)
 	fmt.Fprintf(stdout, "commitflow is running: dashboard and API at %s (Ctrl-C to stop)\n", url)
@@ -263,7 +280,9 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(sctx)
+	for _, hs := range servers {
+		_ = hs.Shutdown(sctx)
+	}
 	stopWorkers()
 	workers.Wait()
 	return err

@@ -44,6 +44,9 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Timeout bounds each metrics query; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// MetricsElsewhere leaves /metrics out of the handler New returns:
+	// Admin serves it on a listener of its own.
+	MetricsElsewhere bool
 }
 
 // DefaultTimeout is the query timeout when Config.Timeout is 0.
@@ -103,8 +106,10 @@ func (s *server) routes() []route {
 		{"GET /v1/openapi.yaml", http.HandlerFunc(serveOpenAPI)},
 		{"GET /healthz", http.HandlerFunc(healthz)},
 		{"GET /readyz", http.HandlerFunc(s.readyz)},
-		{"GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})},
 		{"GET /", dashboard()},
+	}
+	if !s.cfg.MetricsElsewhere {
+		rts = append(rts, route{"GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})})
 	}
 	for _, e := range Endpoints() {
 		rts = append(rts, route{"GET " + e.Path, s.authed(s.metric(e))})
@@ -171,6 +176,23 @@ func (s *server) ladder(w http.ResponseWriter, r *http.Request, tenant string) {
 func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/yaml")
 	w.Write([]byte(apischema.OpenAPIYAML))
+}
+
+// Admin returns the handler of an operator's listener, apart from the API:
+// /metrics (cfg.Registry), /healthz and /readyz (cfg.Ready). Serve it when
+// the API listener is reachable by API clients who should not read the
+// metrics, whose labels name every tenant; set cfg.MetricsElsewhere for
+// New.
+func Admin(cfg Config) http.Handler {
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	s := &server{cfg: cfg}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	return mux
 }
 
 func healthz(w http.ResponseWriter, r *http.Request) {

@@ -518,3 +518,32 @@ func TestEncodeJSONAsEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestMetricsElsewhere(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	notReady := errors.New("nats: CLOSED")
+	cfg := Config{Open: true, Registry: reg, MetricsElsewhere: true, Ready: func(context.Context) error { return notReady }}
+	apiSrv := httptest.NewServer(New(cfg, nil, nil, nil))
+	defer apiSrv.Close()
+	admin := httptest.NewServer(Admin(cfg))
+	defer admin.Close()
+
+	get(t, apiSrv, "/healthz", "")
+	if code, _, _, _ := get(t, apiSrv, "/metrics", ""); code != 404 {
+		t.Errorf("API listener: GET /metrics: %d, want 404", code)
+	}
+	if code, _, _, raw := get(t, admin, "/metrics", ""); code != 200 || !strings.Contains(raw, "commitflow_http_request_seconds") {
+		t.Errorf("admin listener: GET /metrics: %d %s", code, truncate(raw))
+	}
+	if code, _, body, _ := get(t, admin, "/healthz", ""); code != 200 || body["status"] != "ok" {
+		t.Errorf("admin listener: /healthz: %d %v", code, body)
+	}
+	if code, _, body, _ := get(t, admin, "/readyz", ""); code != 503 || body["reason"] != notReady.Error() {
+		t.Errorf("admin listener: /readyz: %d %v", code, body)
+	}
+	for _, p := range []string{"/", "/v1/funnel?tenant=acme"} {
+		if code, _, _, _ := get(t, admin, p, ""); code != 404 {
+			t.Errorf("admin listener: GET %s: %d, want 404", p, code)
+		}
+	}
+}

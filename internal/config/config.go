@@ -75,7 +75,7 @@ func (c *Common) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.NATS, "nats-url", Env("COMMITFLOW_NATS", ""), "alias of --nats")
 	fs.StringVar(&c.NATSListen, "nats-listen", Env("COMMITFLOW_NATS_LISTEN", "127.0.0.1:4222"), "listen address of the embedded NATS server (env COMMITFLOW_NATS_LISTEN)")
 	fs.StringVar(&c.Data, "data", Env("COMMITFLOW_DATA", DefaultDataDir()), "directory for the embedded NATS store and a managed ClickHouse (env COMMITFLOW_DATA)")
-	fs.StringVar(&c.HTTP, "http", Env("COMMITFLOW_HTTP", "127.0.0.1:8080"), "HTTP listen address for API, dashboard and /metrics (env COMMITFLOW_HTTP)")
+	fs.StringVar(&c.HTTP, "http", Env("COMMITFLOW_HTTP", "127.0.0.1:8080"), "HTTP listen address for the API, dashboard and probes, and /metrics unless run --metrics-http (env COMMITFLOW_HTTP)")
 	fs.StringVar(&c.Tenant, "tenant", Env("COMMITFLOW_TENANT", ""), "tenant to work on (env COMMITFLOW_TENANT)")
 	fs.IntVar(&c.Partitions, "partitions", EnvInt("COMMITFLOW_PARTITIONS", 16), "opportunity partitions of the event stream, fixed at stream creation (env COMMITFLOW_PARTITIONS)")
 	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", EnvDuration("COMMITFLOW_DUPLICATE_WINDOW", 2*time.Minute), "how long JetStream drops a republished event id; the server holds the window's ids in memory (env COMMITFLOW_DUPLICATE_WINDOW)")
