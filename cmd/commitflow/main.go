@@ -35,6 +35,7 @@ func commands() map[string]command {
 		"migrate": {"apply the ClickHouse schema migrations", cmdMigrate},
 		"gen":     {"generate a reproducible demo book of business (to a file or published to NATS)", cmdGen},
 		"replay":  {"recompute every derived event from the stored raw events", cmdReplay},
+		"dlq":     {"list the dead letters with their reasons, or replay them after a fix: dlq list | dlq replay", cmdDLQ},
 		"report":  {"print a metric: funnel, stalls, missed, movement or forecast", cmdReport},
 		"ladder":  {"check a ladder configuration file: ladder check FILE", cmdLadder},
 		"bench":   {"measure throughput: bench ingest | bench derive | bench api", cmdBench},
