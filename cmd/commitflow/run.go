@@ -259,10 +259,15 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 		}()
 	}
 	url := "http://" + ln.Addr().String() + "/"
-	log.Info("commitflow is running", "dashboard", url, "open", open)
-	fmt.Fprintf(stdout, "commitflow is running: dashboard and API at %s (Ctrl-C to stop)\n", url)
+	dashboard := url
 	if open {
-		fmt.Fprintln(stdout, "the API is open (no token) because --demo runs on loopback; pass ?tenant=demo")
+		// The dashboard reads the tenant to show from the fragment.
+		dashboard += "#tenant=" + demoTenant
+	}
+	log.Info("commitflow is running", "dashboard", dashboard, "open", open)
+	fmt.Fprintf(stdout, "commitflow is running: dashboard at %s, API at %sv1/ (Ctrl-C to stop)\n", dashboard, url)
+	if open {
+		fmt.Fprintf(stdout, "the API is open (no token) because --demo runs on loopback; pass ?tenant=%s, e.g. %sv1/funnel?tenant=%s&from=2025-01-01&to=2027-01-01\n", demoTenant, url, demoTenant)
 	}
 
 	if *demo {
@@ -288,10 +293,13 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	return err
 }
 
+// demoTenant is the tenant of run --demo's book of business.
+const demoTenant = "demo"
+
 // loadDemo publishes the demo book of business once: when the demo tenant
 // has no stored events yet.
 func loadDemo(ctx context.Context, s *stack, opportunities int, log *slog.Logger) error {
-	const tenant = "demo"
+	const tenant = demoTenant
 	n, err := s.st.CountEvents(ctx, tenant)
 	if err != nil {
 		return err
