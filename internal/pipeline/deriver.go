@@ -162,20 +162,24 @@ func (d *Deriver) Run(ctx context.Context) error {
 			}
 		}
 		if share, err := leases.Share(ctx); err == nil {
-			for _, p := range leases.Surplus(share) {
-				stop(p)
-				if err := leases.Release(ctx, p); err != nil {
-					d.log.Warn("release failed", "partition", p, "err", err)
+			if surplus := leases.Surplus(share); len(surplus) > 0 {
+				for _, p := range surplus {
+					stop(p)
+					if err := leases.Release(ctx, p); err != nil {
+						d.log.Warn("release failed", "partition", p, "err", err)
+					}
 				}
-				d.log.Info("partition released for rebalance", "partition", p)
+				d.log.Info("partitions released for rebalance", "partitions", surplus, "share", share)
 			}
 			gained, err := leases.Claim(ctx, share)
 			if err != nil && ctx.Err() == nil {
 				d.log.Warn("claim failed", "err", err)
 			}
-			for _, p := range gained {
-				d.log.Info("partition claimed", "partition", p)
-				start(p)
+			if len(gained) > 0 {
+				for _, p := range gained {
+					start(p)
+				}
+				d.log.Info("partitions claimed", "partitions", gained, "share", share)
 			}
 		}
 		d.m.owned.Set(float64(len(workers)))
