@@ -36,6 +36,7 @@ func commands() map[string]command {
 		"gen":     {"generate a reproducible demo book of business (to a file or published to NATS)", cmdGen},
 		"replay":  {"recompute every derived event from the stored raw events", cmdReplay},
 		"dlq":     {"list the dead letters with their reasons, or replay them after a fix: dlq list | dlq replay", cmdDLQ},
+		"status":  {"where the pipeline stands: streams, ingest and derive backlog, dead letters, ClickHouse tables", cmdStatus},
 		"report":  {"print a metric: funnel, stalls, missed, movement or forecast", cmdReport},
 		"ladder":  {"check a ladder configuration file: ladder check FILE", cmdLadder},
 		"bench":   {"measure throughput: bench ingest | bench derive | bench api", cmdBench},

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -392,4 +393,40 @@ func Ensure(ctx context.Context, dsn, dir string, logger *slog.Logger) (string, 
 		return "", nil, err
 	}
 	return s.DSN(), s.Stop, nil
+}
+
+// Running returns the DSN of the managed server of dir if one is running:
+// the one a command such as `commitflow run` started there and has not
+// stopped. It reads the port from the configuration Start wrote and checks
+// that something accepts connections on it.
+func Running(dir string) (string, bool) {
+	b, err := os.ReadFile(filepath.Join(dir, "config.xml"))
+	if err != nil {
+		return "", false
+	}
+	port, ok := tcpPortOf(b)
+	if !ok {
+		return "", false
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", false
+	}
+	c.Close()
+	return fmt.Sprintf("clickhouse://%s/default", addr), true
+}
+
+// tcpPortOf reads <tcp_port> from a configuration Start wrote.
+func tcpPortOf(config []byte) (int, bool) {
+	_, rest, ok := bytes.Cut(config, []byte("<tcp_port>"))
+	if !ok {
+		return 0, false
+	}
+	v, _, ok := bytes.Cut(rest, []byte("</tcp_port>"))
+	if !ok {
+		return 0, false
+	}
+	port, err := strconv.Atoi(string(bytes.TrimSpace(v)))
+	return port, err == nil && port > 0 && port < 65536
 }

@@ -59,12 +59,21 @@ func TestStartStopRestart(t *testing.T) {
 	if err := ping(ctx, dsn); err != nil {
 		t.Fatalf("ping after Start: %v", err)
 	}
+	if got, ok := chserver.Running(dir); !ok || got != dsn {
+		t.Errorf("Running while running = %q, %v; want %q", got, ok, dsn)
+	}
 
 	if err := s.Stop(ctx); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
 	if err := ping(ctx, dsn); err == nil {
 		t.Fatal("ping succeeded after Stop")
+	}
+	if got, ok := chserver.Running(dir); ok {
+		t.Errorf("Running after Stop = %q, true", got)
+	}
+	if _, ok := chserver.Running(t.TempDir()); ok {
+		t.Error("Running in an empty directory: true")
 	}
 	if err := s.Stop(ctx); err != nil {
 		t.Fatalf("second Stop: %v", err)

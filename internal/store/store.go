@@ -177,3 +177,26 @@ func (s *Store) ServerVersion() (major, minor int) { return s.major, s.minor }
 
 // Database is the name of the database the store works in.
 func (s *Store) Database() string { return s.database }
+
+// TableRows returns the rows of every MergeTree table of the database on
+// this server, from its active parts: rows not yet de-duplicated by merges
+// count, and on a cluster only this server's shard does. It reads no table
+// data.
+func (s *Store) TableRows(ctx context.Context) (map[string]uint64, error) {
+	rows, err := s.conn.Query(ctx, `SELECT table, sum(rows) FROM system.parts
+WHERE database = currentDatabase() AND active GROUP BY table`)
+	if err != nil {
+		return nil, fmt.Errorf("table rows: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]uint64{}
+	for rows.Next() {
+		var table string
+		var n uint64
+		if err := rows.Scan(&table, &n); err != nil {
+			return nil, fmt.Errorf("table rows: %w", err)
+		}
+		out[table] = n
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/chtest"
+	"github.com/commitflow/commitflow/internal/store"
+)
+
+func TestStatusCommand(t *testing.T) {
+	ctx := t.Context()
+	emb, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Shutdown()
+	nc, js, err := bus.Connect(ctx, emb.ClientURL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := bus.Declare(ctx, js, bus.Options{Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for _, subject := range []string{"cf.events.acme.crm.opportunity_created.0", "cf.events.acme.crm.opportunity_created.1"} {
+		if _, err := js.Publish(ctx, subject, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dsn := chtest.DSN(t)
+	st, err := store.Open(context.Background(), dsn, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	var out bytes.Buffer
+	if err := cmdStatus(ctx, []string{"--nats", emb.ClientURL(), "--clickhouse", dsn, "--format", "json"}, &out); err != nil {
+		t.Fatalf("status: %v\n%s", err, out.String())
+	}
+	var got pipelineStatus
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("status --format json: %v\n%s", err, out.String())
+	}
+	if got.Bus == nil || len(got.Bus.Streams) != 3 || got.Bus.Streams[0].Name != bus.EventsStream || got.Bus.Streams[0].Messages != 2 {
+		t.Fatalf("streams: %+v", got.Bus)
+	}
+	if got.Bus.Ingest == nil || got.Bus.Ingest.Pending != 2 || got.Bus.Derive.Consumers != 2 || got.Bus.Derive.Pending != 2 {
+		t.Errorf("consumers: ingest %+v, derive %+v", got.Bus.Ingest, got.Bus.Derive)
+	}
+	if !got.Migrated || got.Version == "" || got.Rows["schema_migrations"] == 0 || got.ClickHouseError != "" {
+		t.Errorf("clickhouse: %+v", got)
+	}
+
+	out.Reset()
+	if err := cmdStatus(ctx, []string{"--nats", emb.ClientURL(), "--clickhouse", dsn}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CF_EVENTS", "2 messages", "ingest", "2 to deliver", "migrations", "all applied"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	// What cannot be read is said, and the command fails.
+	out.Reset()
+	err = cmdStatus(ctx, []string{"--nats", "nats://127.0.0.1:1", "--data", t.TempDir()}, &out)
+	if err == nil || !strings.Contains(out.String(), "no managed server running") || !strings.Contains(out.String(), "nats://127.0.0.1:1") {
+		t.Errorf("status without services: %v\n%s", err, out.String())
+	}
+	if err := cmdStatus(ctx, []string{"--format", "xml"}, io.Discard); err == nil {
+		t.Error("status --format xml: no error")
+	}
+}
