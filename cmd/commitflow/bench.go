@@ -541,9 +541,16 @@ func writeHeapProfile(path string) error {
 func waitDrained(ctx context.Context, js jetstream.JetStream) error {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	s, err := js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		return err
+	}
+	last := s.CachedInfo().State.LastSeq
 	for {
 		// The current generation: the worker starts a new one when it
-		// takes the ingest lease.
+		// takes the ingest lease. Drained means acknowledged up to the
+		// stream's last message: pending counts alone also read zero
+		// on a generation before it is given anything.
 		cons, err := bus.CurrentIngest(ctx, js)
 		if err != nil {
 			return err
@@ -552,7 +559,7 @@ func waitDrained(ctx context.Context, js jetstream.JetStream) error {
 		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return err
 		}
-		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
+		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= last {
 			return nil
 		}
 		select {

@@ -114,18 +114,35 @@ func consumerState(t testing.TB, js jetstream.JetStream) (pending, ackPending ui
 	return info.NumPending, uint64(info.NumAckPending)
 }
 
-// waitDrained waits until the ingest consumer has nothing pending or
-// unacknowledged.
+// waitDrained waits until the current ingest consumer has acknowledged
+// the whole stream: nothing pending or unacknowledged, and its ack floor at
+// the stream's last sequence. (Pending counts alone can read zero on a
+// generation that has not been given anything yet.)
 func waitDrained(t testing.TB, js jetstream.JetStream, timeout time.Duration) {
 	t.Helper()
+	ctx := context.Background()
 	deadline := time.Now().Add(timeout)
 	for {
-		p, ap := consumerState(t, js)
-		if p == 0 && ap == 0 {
+		s, err := js.Stream(ctx, bus.EventsStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := s.CachedInfo().State.LastSeq
+		c, err := bus.CurrentIngest(ctx, js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= last {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("ingest consumer not drained after %v: %d pending, %d ack pending", timeout, p, ap)
+			t.Fatalf("ingest consumer %s not drained after %v: %d pending, %d ack pending, ack floor %d, delivered up to %d, "+
+				"start seq %d; stream last seq %d", info.Name, timeout, info.NumPending, info.NumAckPending,
+				info.AckFloor.Stream, info.Delivered.Stream, info.Config.OptStartSeq, last)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

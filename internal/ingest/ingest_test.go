@@ -244,7 +244,9 @@ func TestIngestCrashRestart(t *testing.T) {
 		t.Errorf("%d events stored, want %d", stored, unique)
 	}
 	if c, err := bus.CurrentIngest(ctx, js); err == nil {
-		t.Logf("ingest consumer delivered %d messages for %d in the stream", c.CachedInfo().Delivered.Consumer, len(items))
+		info := c.CachedInfo()
+		t.Logf("ingest consumer %s (start seq %d) delivered %d messages, ack floor %d, for %d in the stream",
+			info.Name, info.Config.OptStartSeq, info.Delivered.Consumer, info.AckFloor.Stream, len(items))
 	}
 
 	checkDLQ(t, js, bads)
