@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -99,18 +100,33 @@ func genEvents(n int, seed uint64) []event.Event {
 	return evs
 }
 
+// currentInfo returns a fresh look at the current ingest generation. A
+// worker taking the lease creates the next generation and deletes the old
+// one, which can vanish between listing and looking: then it looks again.
+func currentInfo(t testing.TB, js jetstream.JetStream) *jetstream.ConsumerInfo {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := bus.CurrentIngest(ctx, js)
+		if err == nil {
+			var info *jetstream.ConsumerInfo
+			if info, err = c.Info(ctx); err == nil {
+				return info
+			}
+		}
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // consumerState returns the ingest consumer's pending and ack-pending
 // counts.
 func consumerState(t testing.TB, js jetstream.JetStream) (pending, ackPending uint64) {
 	t.Helper()
-	c, err := bus.CurrentIngest(context.Background(), js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := c.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := currentInfo(t, js)
 	return info.NumPending, uint64(info.NumAckPending)
 }
 
@@ -128,14 +144,7 @@ func waitDrained(t testing.TB, js jetstream.JetStream, timeout time.Duration) {
 			t.Fatal(err)
 		}
 		last := s.CachedInfo().State.LastSeq
-		c, err := bus.CurrentIngest(ctx, js)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		info := currentInfo(t, js)
 		if info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= last {
 			return
 		}
