@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 
@@ -15,19 +14,7 @@ import (
 
 func TestDLQCommand(t *testing.T) {
 	ctx := t.Context()
-	emb, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Shutdown()
-	nc, js, err := bus.Connect(ctx, emb.ClientURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if err := bus.Declare(ctx, js, bus.Options{Partitions: 2}); err != nil {
-		t.Fatal(err)
-	}
+	url, js := embeddedBus(t, 2)
 	for i, r := range []string{"payload.amount: must not be negative", "type: missing", "payload.amount: must not be negative"} {
 		subject := "cf.events.acme.crm.opportunity_created.1"
 		m := nats.NewMsg(bus.DLQSubject(subject))
@@ -41,7 +28,7 @@ func TestDLQCommand(t *testing.T) {
 	run := func(args ...string) string {
 		t.Helper()
 		var out bytes.Buffer
-		if err := cmdDLQ(ctx, append(args, "--nats", emb.ClientURL()), &out); err != nil {
+		if err := cmdDLQ(ctx, append(args, "--nats", url), &out); err != nil {
 			t.Fatalf("dlq %v: %v\n%s", args, err, out.String())
 		}
 		return out.String()
@@ -69,7 +56,7 @@ func TestDLQCommand(t *testing.T) {
 	}
 
 	for _, args := range [][]string{{}, {"purge"}, {"list", "--format", "csv"}, {"list", "--limit", "-1"}, {"list", "--subject", "cf.dlq.>"}, {"list", "extra"}} {
-		if err := cmdDLQ(ctx, append(args, "--nats", emb.ClientURL()), io.Discard); err == nil {
+		if err := cmdDLQ(ctx, append(args, "--nats", url), io.Discard); err == nil {
 			t.Errorf("dlq %v: no error", args)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 
@@ -16,19 +15,7 @@ import (
 
 func TestStatusCommand(t *testing.T) {
 	ctx := t.Context()
-	emb, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Shutdown()
-	nc, js, err := bus.Connect(ctx, emb.ClientURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if err := bus.Declare(ctx, js, bus.Options{Partitions: 2}); err != nil {
-		t.Fatal(err)
-	}
+	url, js := embeddedBus(t, 2)
 	for _, subject := range []string{"cf.events.acme.crm.opportunity_created.0", "cf.events.acme.crm.opportunity_created.1"} {
 		if _, err := js.Publish(ctx, subject, []byte(`{}`)); err != nil {
 			t.Fatal(err)
@@ -45,7 +32,7 @@ func TestStatusCommand(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	if err := cmdStatus(ctx, []string{"--nats", emb.ClientURL(), "--clickhouse", dsn, "--format", "json"}, &out); err != nil {
+	if err := cmdStatus(ctx, []string{"--nats", url, "--clickhouse", dsn, "--format", "json"}, &out); err != nil {
 		t.Fatalf("status: %v\n%s", err, out.String())
 	}
 	var got pipelineStatus
@@ -63,7 +50,7 @@ func TestStatusCommand(t *testing.T) {
 	}
 
 	out.Reset()
-	if err := cmdStatus(ctx, []string{"--nats", emb.ClientURL(), "--clickhouse", dsn}, &out); err != nil {
+	if err := cmdStatus(ctx, []string{"--nats", url, "--clickhouse", dsn}, &out); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"CF_EVENTS", "2 messages", "ingest", "2 to deliver", "migrations", "all applied"} {
