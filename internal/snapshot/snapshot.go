@@ -11,7 +11,8 @@
 // Those superseded rows are found with one GROUP BY over the pinned parts,
 // cached per tenant and, when the parts change (an insert or a merge),
 // updated from the opportunities in the new parts only; they are sent with
-// each query as an external table. Parts never change once written, so
+// each query as an external table of (opp_hash, version), the stored
+// cityHash64 of the id (schemas/clickhouse/0104_opportunity_state_opp_hash.sql). Parts never change once written, so
 // every query of one View sees exactly the same rows, and an answer made of
 // several queries is consistent.
 //
@@ -74,7 +75,7 @@ const maxUpdates = 32
 
 // row names one row of Table: its opportunity id and version.
 type row struct {
-	id      string
+	hash    uint64 // cityHash64(opportunity_id), the column opp_hash
 	version uint64
 }
 
@@ -176,7 +177,7 @@ func (v *View) Prewhere() string {
 	if v.final || len(v.superseded) == 0 {
 		return ""
 	}
-	return "PREWHERE (opportunity_id, version) NOT IN _superseded"
+	return "PREWHERE (opp_hash, version) NOT IN _superseded"
 }
 
 // Args returns the bound arguments Where and Prewhere name.
@@ -194,16 +195,16 @@ func (v *View) Context(ctx context.Context) (context.Context, error) {
 	if v.final || len(v.superseded) == 0 {
 		return ctx, nil
 	}
-	t, err := ext.NewTable("_superseded", ext.Column("id", "String"), ext.Column("v", "UInt64"))
+	t, err := ext.NewTable("_superseded", ext.Column("h", "UInt64"), ext.Column("v", "UInt64"))
 	if err != nil {
 		return nil, fmt.Errorf("superseded rows table: %w", err)
 	}
-	ids, vs := make([]string, len(v.superseded)), make([]uint64, len(v.superseded))
+	hs, vs := make([]uint64, len(v.superseded)), make([]uint64, len(v.superseded))
 	for i, r := range v.superseded {
-		ids[i], vs[i] = r.id, r.version
+		hs[i], vs[i] = r.hash, r.version
 	}
 	cols := t.Block().Columns
-	if _, err := cols[0].Append(ids); err != nil {
+	if _, err := cols[0].Append(hs); err != nil {
 		return nil, fmt.Errorf("superseded rows table: %w", err)
 	}
 	if _, err := cols[1].Append(vs); err != nil {
@@ -366,12 +367,12 @@ func (p *Pinner) load(ctx context.Context, tenant string, parts []string, old *e
 		}
 	}
 	e := &entry{parts: parts}
-	query := `SELECT opportunity_id, groupArray(version)
+	query := `SELECT opportunity_id, any(opp_hash), groupArray(version)
 FROM ` + Table + `
-WHERE tenant = @tenant AND _part IN @parts AND cityHash64(opportunity_id) IN (
-	SELECT cityHash64(opportunity_id) AS h FROM ` + Table + `
+WHERE tenant = @tenant AND _part IN @parts AND opp_hash IN (
+	SELECT opp_hash FROM ` + Table + `
 	WHERE tenant = @tenant AND _part IN @parts
-	GROUP BY h HAVING count() > 1)
+	GROUP BY opp_hash HAVING count() > 1)
 GROUP BY opportunity_id`
 	args := []any{clickhouse.Named("tenant", tenant), clickhouse.Named("parts", groupSet(parts))}
 	kind := "full"
@@ -383,7 +384,7 @@ GROUP BY opportunity_id`
 		for _, r := range old.superseded {
 			seen[r] = true
 		}
-		query = `SELECT opportunity_id, groupArray(version)
+		query = `SELECT opportunity_id, any(opp_hash), groupArray(version)
 FROM ` + Table + `
 WHERE tenant = @tenant AND _part IN @parts AND opportunity_id IN (
 	SELECT opportunity_id FROM ` + Table + `
@@ -401,9 +402,10 @@ HAVING count() > 1`
 	for rows.Next() {
 		var (
 			id string
+			h  uint64
 			vs []uint64
 		)
-		if err := rows.Scan(&id, &vs); err != nil {
+		if err := rows.Scan(&id, &h, &vs); err != nil {
 			return nil, fmt.Errorf("find superseded rows of %s: %w", Table, err)
 		}
 		if len(vs) < 2 {
@@ -414,7 +416,7 @@ HAVING count() > 1`
 		for _, v := range vs {
 			if v == top {
 				tops++
-			} else if r := (row{id, v}); !seen[r] {
+			} else if r := (row{h, v}); !seen[r] {
 				seen[r] = true
 				e.superseded = append(e.superseded, r)
 			}
