@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/api"
+	"github.com/commitflow/commitflow/internal/compact"
 	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/event"
@@ -26,6 +27,7 @@ import (
 	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // benchAPI loads a generated book of business of the given size (raw events,
@@ -42,6 +44,7 @@ func benchAPI(ctx context.Context, args []string, stdout io.Writer) error {
 	reuse := fs.Bool("reuse", false, "reuse the data loaded by an earlier run instead of loading again")
 	only := fs.String("only", "", "time only the endpoints whose name contains this text, e.g. \"forecast\"")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed requests to this file")
+	compactFirst := fs.Bool("compact", false, "after --rewrite, compact opportunity_state as run does above --compact-above (OPTIMIZE TABLE ... FINAL), so that no superseded rows are left")
 	rewrite := fs.Int("rewrite", 20, "before timing, write this many per thousand opportunities' states again with a newer version, as derivation does for the deals that change: the superseded rows a live table holds until merges drop them")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -87,6 +90,15 @@ func benchAPI(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "wrote states again: the table holds %d superseded rows\n", n)
+	}
+	if *compactFirst {
+		cw, err := compact.New(st.Conn(), compact.Config{Every: time.Hour}, prometheus.NewRegistry(), log)
+		if err != nil {
+			return err
+		}
+		if _, err := cw.Once(ctx); err != nil {
+			return err
+		}
 	}
 	pin := snapshot.New(st.Conn())
 	srv := httptest.NewServer(api.New(api.Config{Open: true, Ladder: l}, metrics.NewWithOptions(st.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin}), forecast.NewWithPinner(st.Conn(), pin), log))

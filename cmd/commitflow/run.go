@@ -19,6 +19,7 @@ import (
 	"github.com/commitflow/commitflow/internal/api"
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/chserver"
+	"github.com/commitflow/commitflow/internal/compact"
 	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/gen"
@@ -146,6 +147,8 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	tokens := fs.String("tokens", config.Env("COMMITFLOW_TOKENS", ""), "API bearer tokens, token=tenant,token=tenant (env COMMITFLOW_TOKENS)")
 	metricsHTTP := fs.String("metrics-http", config.Env("COMMITFLOW_METRICS_HTTP", ""), "listen address for /metrics, /healthz and /readyz apart from the API; empty serves /metrics on --http (env COMMITFLOW_METRICS_HTTP)")
 	sweep := fs.Duration("sweep", config.EnvDuration("COMMITFLOW_SWEEP", 10*time.Minute), "how often open deals are re-derived so stalls and overdue actions fire")
+	compactEvery := fs.Duration("compact-every", config.EnvDuration("COMMITFLOW_COMPACT_EVERY", 15*time.Minute), "how often the share of superseded opportunity states is checked, and the table compacted when it is above --compact-above; 0 turns compaction off (env COMMITFLOW_COMPACT_EVERY)")
+	compactAbove := fs.Float64("compact-above", config.EnvFloat("COMMITFLOW_COMPACT_ABOVE", 0.01), "share of superseded opportunity states (0 to 1) above which the table is compacted (env COMMITFLOW_COMPACT_ABOVE)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -190,6 +193,15 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	pin := snapshot.New(s.st.Conn())
 	if err := pin.Instrument(reg); err != nil {
+		return err
+	}
+	ccfg := compact.Config{Every: *compactEvery, Above: *compactAbove}
+	if c.ClickHouseCluster != "" && ccfg.Every > 0 {
+		log.Info("compaction of opportunity_state is not done on a cluster: schedule OPTIMIZE TABLE on each shard", "cluster", c.ClickHouseCluster)
+		ccfg.Every = 0
+	}
+	cw, err := compact.New(s.st.Conn(), ccfg, reg, log)
+	if err != nil {
 		return err
 	}
 	apiCfg := api.Config{
@@ -240,7 +252,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWorkers()
 	var workers sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	workers.Go(func() {
 		if err := iw.Run(wctx); err != nil {
 			errc <- err
@@ -248,6 +260,11 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	})
 	workers.Go(func() {
 		if err := dw.Run(wctx); err != nil {
+			errc <- err
+		}
+	})
+	workers.Go(func() {
+		if err := cw.Run(wctx); err != nil {
 			errc <- err
 		}
 	})

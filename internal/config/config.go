@@ -110,6 +110,15 @@ func EnvInt(key string, def int) int {
 	return def
 }
 
+// EnvFloat is Env for floating-point numbers; a malformed value falls back
+// to def.
+func EnvFloat(key string, def float64) float64 {
+	if f, err := strconv.ParseFloat(Env(key, ""), 64); err == nil {
+		return f
+	}
+	return def
+}
+
 // EnvDuration is Env for durations; a malformed value falls back to def.
 func EnvDuration(key string, def time.Duration) time.Duration {
 	if d, err := time.ParseDuration(Env(key, "")); err == nil {
