@@ -187,7 +187,7 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 	FROM (
 		SELECT arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
 			amounts[fi] AS amt,
-			statuses[fi] IN ('lost', 'won') AS closed,
+			fact_closed[fi] AS closed,
 			` + keyHash + ` AS kh,
 			arrayMap(r -> if(r <= toDateTime(@asof), toUInt32(r), toUInt32(0)), arrayResize(reach, @nladder)) AS rks,
 			arrayPopBack(rks) AS rk_k,
