@@ -195,12 +195,21 @@ func (v *View) Context(ctx context.Context) (context.Context, error) {
 	if v.final || len(v.superseded) == 0 {
 		return ctx, nil
 	}
+	t, err := supersededTable(v.superseded)
+	if err != nil {
+		return nil, err
+	}
+	return clickhouse.Context(ctx, clickhouse.WithExternalTable(t)), nil
+}
+
+// supersededTable is the external table _superseded holding rows.
+func supersededTable(rows []row) (*ext.Table, error) {
 	t, err := ext.NewTable("_superseded", ext.Column("h", "UInt64"), ext.Column("v", "UInt64"))
 	if err != nil {
 		return nil, fmt.Errorf("superseded rows table: %w", err)
 	}
-	hs, vs := make([]uint64, len(v.superseded)), make([]uint64, len(v.superseded))
-	for i, r := range v.superseded {
+	hs, vs := make([]uint64, len(rows)), make([]uint64, len(rows))
+	for i, r := range rows {
 		hs[i], vs[i] = r.hash, r.version
 	}
 	cols := t.Block().Columns
@@ -210,7 +219,7 @@ func (v *View) Context(ctx context.Context) (context.Context, error) {
 	if _, err := cols[1].Append(vs); err != nil {
 		return nil, fmt.Errorf("superseded rows table: %w", err)
 	}
-	return clickhouse.Context(ctx, clickhouse.WithExternalTable(t)), nil
+	return t, nil
 }
 
 // Read calls read with a View of tenant's rows and returns its error. read
@@ -380,8 +389,12 @@ GROUP BY opportunity_id`
 	if len(added) > 0 {
 		kind = "incremental"
 		e.updates = old.updates + 1
-		e.superseded = slices.Clip(old.superseded)
-		for _, r := range old.superseded {
+		kept, err := p.prune(ctx, tenant, parts, old)
+		if err != nil {
+			return nil, err
+		}
+		e.superseded = kept
+		for _, r := range kept {
 			seen[r] = true
 		}
 		query = `SELECT opportunity_id, any(opp_hash), groupArray(version)
@@ -433,6 +446,53 @@ HAVING count() > 1`
 		p.m.superseded.Observe(float64(len(e.superseded) - n))
 	}
 	return e, nil
+}
+
+// prune returns the superseded rows of old that are still in parts. Only a
+// merge drops rows, so when every part of old is still there, that is all
+// of them; otherwise it asks ClickHouse which remain. Without it, the rows
+// a merge dropped would stay listed until the next full listing, and every
+// query would go on checking for them: after run's compaction (one merge of
+// the whole table), that is the whole cost compaction saves.
+func (p *Pinner) prune(ctx context.Context, tenant string, parts []string, old *entry) ([]row, error) {
+	if len(old.superseded) == 0 {
+		return nil, nil
+	}
+	merged := false
+	for _, part := range old.parts {
+		if _, ok := slices.BinarySearch(parts, part); !ok {
+			merged = true
+			break
+		}
+	}
+	if !merged {
+		return slices.Clip(old.superseded), nil
+	}
+	t, err := supersededTable(old.superseded)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := p.conn.Query(clickhouse.Context(ctx, clickhouse.WithExternalTable(t)), `SELECT DISTINCT opp_hash, version
+FROM `+Table+`
+PREWHERE (opp_hash, version) IN _superseded
+WHERE tenant = @tenant AND _part IN @parts`,
+		clickhouse.Named("tenant", tenant), clickhouse.Named("parts", groupSet(parts)))
+	if err != nil {
+		return nil, fmt.Errorf("find superseded rows of %s still there: %w", Table, err)
+	}
+	defer rows.Close()
+	var kept []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.hash, &r.version); err != nil {
+			return nil, fmt.Errorf("find superseded rows of %s still there: %w", Table, err)
+		}
+		kept = append(kept, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find superseded rows of %s still there: %w", Table, err)
+	}
+	return kept, nil
 }
 
 func groupSet(ss []string) clickhouse.GroupSet {
