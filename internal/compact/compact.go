@@ -10,11 +10,11 @@
 // of them superseded, missed took ~0.5 s against ~0.35 s on the same table
 // without superseded rows, stalls ~0.35 s against ~0.25 s.
 //
-// A Compactor looks every Config.Every at the share of superseded rows and,
-// above Config.Above, asks ClickHouse to merge the table's parts into one
-// (OPTIMIZE TABLE ... FINAL), which keeps the newest version of each
-// opportunity: ~5 s for 450k opportunities on a 2-core machine, while
-// queries go on reading the parts they pinned. It does not compact the
+// A Compactor looks on start and every Config.Every at the share of
+// superseded rows and, above Config.Above, asks ClickHouse to merge the
+// table's parts into one (OPTIMIZE TABLE ... FINAL), which keeps the newest
+// version of each opportunity: ~5 s for 450k opportunities on a 2-core
+// machine, while queries go on reading the parts they pinned. It does not compact the
 // replicated tables of the cluster schema (their metric queries read with
 // FINAL anyway): there, schedule OPTIMIZE on each shard.
 package compact
@@ -85,9 +85,10 @@ func New(conn driver.Conn, cfg Config, reg prometheus.Registerer, log *slog.Logg
 	return c, nil
 }
 
-// Run checks and compacts every Config.Every until ctx ends. It returns
-// nil at once when compaction is off. A failed check or compaction is
-// logged and tried again at the next tick.
+// Run checks and compacts at once (a replay, say, may have just written
+// every state again) and then every Config.Every until ctx ends. It
+// returns nil at once when compaction is off. A failed check or
+// compaction is logged and tried again at the next tick.
 func (c *Compactor) Run(ctx context.Context) error {
 	if c.cfg.Every == 0 {
 		c.log.Info("compaction of opportunity_state off")
@@ -96,13 +97,13 @@ func (c *Compactor) Run(ctx context.Context) error {
 	t := time.NewTicker(c.cfg.Every)
 	defer t.Stop()
 	for {
+		if _, err := c.Once(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("compaction of opportunity_state", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-		}
-		if _, err := c.Once(ctx); err != nil && ctx.Err() == nil {
-			c.log.Warn("compaction of opportunity_state", "err", err)
 		}
 	}
 }
