@@ -15,6 +15,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/chserver"
+	"github.com/commitflow/commitflow/internal/compact"
 	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/store"
 )
@@ -31,8 +32,11 @@ type pipelineStatus struct {
 	Migrated bool `json:"migrated"`
 	// Rows are the rows of each table's active parts, before merges
 	// de-duplicate them.
-	Rows            map[string]uint64 `json:"rows,omitempty"`
-	ClickHouseError string            `json:"clickhouse_error,omitempty"`
+	Rows map[string]uint64 `json:"rows,omitempty"`
+	// SupersededStates are the opportunity_state rows a newer version of
+	// the same opportunity replaces (run compacts them away).
+	SupersededStates uint64 `json:"superseded_states"`
+	ClickHouseError  string `json:"clickhouse_error,omitempty"`
 }
 
 // cmdStatus prints where the pipeline stands: the streams, how far the
@@ -109,8 +113,15 @@ func readStoreStatus(ctx context.Context, st *pipelineStatus) error {
 	if st.Migrated, err = s.Migrated(ctx); err != nil {
 		return err
 	}
-	st.Rows, err = s.TableRows(ctx)
-	return err
+	if st.Rows, err = s.TableRows(ctx); err != nil {
+		return err
+	}
+	rows, states, err := compact.Count(ctx, s.Conn())
+	if err != nil {
+		return err
+	}
+	st.SupersededStates = rows - states
+	return nil
 }
 
 // printStatus writes st as aligned text.
@@ -148,6 +159,10 @@ func printStatus(w io.Writer, st pipelineStatus) {
 		fmt.Fprintf(tw, "  server\t%s\n", st.Version)
 		fmt.Fprintf(tw, "  migrations\t%s\n", migrated)
 		for _, t := range slices.Sorted(maps.Keys(st.Rows)) {
+			if t == compact.Table {
+				fmt.Fprintf(tw, "  %s\t%d rows, %d superseded (run compacts them)\n", t, st.Rows[t], st.SupersededStates)
+				continue
+			}
 			fmt.Fprintf(tw, "  %s\t%d rows\n", t, st.Rows[t])
 		}
 	}

@@ -30,6 +30,19 @@ func TestStatusCommand(t *testing.T) {
 	if _, err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Two versions of one opportunity's state: one superseded.
+	for v := range 2 {
+		b, err := st.Conn().PrepareBatch(ctx, "INSERT INTO opportunity_state (tenant, opportunity_id, version)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Append("acme", "o1", uint64(v+1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Send(); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	var out bytes.Buffer
 	if err := cmdStatus(ctx, []string{"--nats", url, "--clickhouse", dsn, "--format", "json"}, &out); err != nil {
@@ -45,7 +58,7 @@ func TestStatusCommand(t *testing.T) {
 	if got.Bus.Ingest == nil || got.Bus.Ingest.Pending != 2 || got.Bus.Derive.Consumers != 2 || got.Bus.Derive.Pending != 2 {
 		t.Errorf("consumers: ingest %+v, derive %+v", got.Bus.Ingest, got.Bus.Derive)
 	}
-	if !got.Migrated || got.Version == "" || got.Rows["schema_migrations"] == 0 || got.ClickHouseError != "" {
+	if !got.Migrated || got.Version == "" || got.Rows["schema_migrations"] == 0 || got.SupersededStates != 1 || got.ClickHouseError != "" {
 		t.Errorf("clickhouse: %+v", got)
 	}
 
@@ -53,7 +66,7 @@ func TestStatusCommand(t *testing.T) {
 	if err := cmdStatus(ctx, []string{"--nats", url, "--clickhouse", dsn}, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"CF_EVENTS", "2 messages", "ingest", "2 to deliver", "migrations", "all applied"} {
+	for _, want := range []string{"CF_EVENTS", "2 messages", "ingest", "2 to deliver", "migrations", "all applied", "2 rows, 1 superseded"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, out.String())
 		}

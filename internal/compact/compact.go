@@ -111,7 +111,7 @@ func (c *Compactor) Run(ctx context.Context) error {
 // Once checks the share of superseded rows and compacts when it is above
 // Config.Above. It reports whether it compacted.
 func (c *Compactor) Once(ctx context.Context) (bool, error) {
-	rows, states, err := c.count(ctx)
+	rows, states, err := Count(ctx, c.conn)
 	if err != nil {
 		return false, err
 	}
@@ -136,9 +136,10 @@ func (c *Compactor) Once(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// count returns the rows of Table and the distinct opportunities among them.
-func (c *Compactor) count(ctx context.Context) (rows, states uint64, err error) {
-	err = c.conn.QueryRow(ctx, "SELECT count(), uniqExact(tenant, opportunity_id) FROM "+Table).Scan(&rows, &states)
+// Count returns the rows of Table and the distinct opportunities among
+// them: rows - states are superseded.
+func Count(ctx context.Context, conn driver.Conn) (rows, states uint64, err error) {
+	err = conn.QueryRow(ctx, "SELECT count(), uniqExact(tenant, opportunity_id) FROM "+Table).Scan(&rows, &states)
 	if err != nil {
 		return 0, 0, fmt.Errorf("count superseded rows of %s: %w", Table, err)
 	}
