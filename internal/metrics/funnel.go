@@ -156,8 +156,9 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 		period = fmt.Sprintf("%s(toDateTime(rk), 'UTC')", fn)
 		periodOut = "if(g = 0, '', toString(grp_pd))"
 	}
+	grouped := fq.By != "" || fq.Interval != ""
 	groups := "[toUInt8(0)]"
-	if fq.By != "" || fq.Interval != "" {
+	if grouped {
 		groups = "[toUInt8(0), toUInt8(1)]"
 	}
 
@@ -209,7 +210,7 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 	// reached, converted, dropped, still open, skipped; a0..a4 their
 	// amounts; h0.. the converted per time-to-convert bucket.
 	branch := func(from, prewhere, where string) string {
-		if groups == "[toUInt8(0)]" {
+		if !grouped {
 			// One group per step: counted per outcome code first, which
 			// costs 18.16 less than a sum per number (0.38 s -> 0.27 s).
 			hs := ""
@@ -257,7 +258,7 @@ GROUP BY K, pd, kh`
 			}
 		}
 		// The whole step (g = 0) and its groups (g = 1) are merged from the
-		// branches' partial counts per (K, period, key, code).
+		// branches' partial counts per (K, period, key).
 		query := `SELECT K, g, ` + periodOut + `, grp_kh,
 		toUInt64(sum(n0)), toUInt64(sum(n1)), toUInt64(sum(n2)), toUInt64(sum(n3)), toUInt64(sum(n4)),
 		sum(a0), sum(a1), sum(a2), sum(a3), sum(a4),

@@ -101,15 +101,11 @@ func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, er
 // Strings, took most of that query's time.
 func (q *Querier) missed(s *scan, res *MissedResult, c common, from, to time.Time) error {
 	inRange := "t >= toDateTime(@from) AND t < toDateTime(@to) AND t <= toDateTime(@asof)"
-	misses := func(where, cols string) string {
+	// pass reads the tenant's misses or interactions in range, the arrays
+	// ARRAY JOINed as named (t is the event time).
+	pass := func(where, arrays string) string {
 		return `FROM ` + s.from + `
-		ARRAY JOIN miss_times AS t, ` + cols + `
-		` + s.view.Prewhere() + `
-		WHERE ` + where + ` AND ` + inRange
-	}
-	held := func(where, cols string) string {
-		return `FROM ` + s.from + `
-		ARRAY JOIN held_times AS t, ` + cols + `
+		ARRAY JOIN ` + arrays + `
 		` + s.view.Prewhere() + `
 		WHERE ` + where + ` AND ` + inRange
 	}
@@ -117,23 +113,23 @@ func (q *Querier) missed(s *scan, res *MissedResult, c common, from, to time.Tim
 FROM ` + s.fanout(func(where string) string {
 		return `SELECT 'step' AS dim, toString(step_index) AS k, count() AS n, sum(a) AS amt,
 			sum(p1 < @from) AS u, sum(p0 < @from) AS u0, toUInt64(0) AS held
-		` + misses(where, "miss_steps AS step_index, miss_amounts AS a, miss_prev AS p0, miss_prev_step AS p1") + `
+		` + pass(where, "miss_times AS t, miss_steps AS step_index, miss_amounts AS a, miss_prev AS p0, miss_prev_step AS p1") + `
 		GROUP BY step_index
 	UNION ALL
 		SELECT 'reason', reason, count(), sum(a), sum(p2 < @from), toUInt64(0), toUInt64(0)
-		` + misses(where, "miss_reasons AS reason, miss_amounts AS a, miss_prev_reason AS p2") + `
+		` + pass(where, "miss_times AS t, miss_reasons AS reason, miss_amounts AS a, miss_prev_reason AS p2") + `
 		GROUP BY reason
 	UNION ALL
 		SELECT 'owner', owner_id, count(), sum(a), sum(p3 < @from), toUInt64(0), toUInt64(0)
-		` + misses(where, "miss_owners AS owner_id, miss_amounts AS a, miss_prev_owner AS p3") + `
+		` + pass(where, "miss_times AS t, miss_owners AS owner_id, miss_amounts AS a, miss_prev_owner AS p3") + `
 		GROUP BY owner_id
 	UNION ALL
 		SELECT 'step', toString(step_index), toUInt64(0), toFloat64(0), toUInt64(0), toUInt64(0), count()
-		` + held(where, "held_steps AS step_index") + `
+		` + pass(where, "held_times AS t, held_steps AS step_index") + `
 		GROUP BY step_index
 	UNION ALL
 		SELECT 'owner', owner_id, toUInt64(0), toFloat64(0), toUInt64(0), toUInt64(0), count()
-		` + held(where, "held_owners AS owner_id") + `
+		` + pass(where, "held_times AS t, held_owners AS owner_id") + `
 		GROUP BY owner_id`
 	}) + `
 GROUP BY dim, k

@@ -11,10 +11,10 @@
 // Those superseded rows are found with one GROUP BY over the pinned parts,
 // cached per tenant and, when the parts change (an insert or a merge),
 // updated from the opportunities in the new parts only; they are sent with
-// each query as an external table of (opp_hash, version), the stored
-// cityHash64 of the id (schemas/clickhouse/0104_opportunity_state_opp_hash.sql). Parts never change once written, so
-// every query of one View sees exactly the same rows, and an answer made of
-// several queries is consistent.
+// each query as an external table of (opp_hash, version), opp_hash being
+// the stored cityHash64 of the id (migration 0104). Parts never change once
+// written, so every query of one View sees exactly the same rows, and an
+// answer made of several queries is consistent.
 //
 // A merge may retire a pinned part while a View is in use; Read checks
 // afterwards that every pinned part is still active and otherwise reads
@@ -73,7 +73,8 @@ type entry struct {
 // full listing again.
 const maxUpdates = 32
 
-// row names one row of Table: its opportunity id and version.
+// row names one row of Table: the hash of its opportunity id and its
+// version.
 type row struct {
 	hash    uint64 // cityHash64(opportunity_id), the column opp_hash
 	version uint64
