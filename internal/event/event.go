@@ -156,9 +156,24 @@ func NewPayload(t Type) Payload {
 	return nil
 }
 
+// MaxEventSize is the largest JSON-encoded event Parse accepts, in bytes:
+// 256 KiB. A typical call record is about 1 KiB and a very large one (20
+// participants, 50 action items of a few sentences each) about 18 KiB, so
+// the limit leaves more than ten times the largest real event while bounding
+// what one message can cost each stage that holds it whole: the ingest batch,
+// the raw_events row, and every history load of its opportunity in derive.
+// It is far below the NATS payload limit (1 MiB by default, 8 MiB embedded),
+// so an oversized event reaches ingest and is dead-lettered with a reason
+// rather than refused at publish time.
+const MaxEventSize = 256 << 10
+
 // Parse decodes and validates one JSON-encoded event. The error names the
-// offending field.
+// offending field; a body over MaxEventSize is refused before decoding, with
+// an error on "body" that gives its size and the limit.
 func Parse(data []byte) (Event, error) {
+	if len(data) > MaxEventSize {
+		return Event{}, fieldErr("body", "%d bytes is over the event size limit of %d bytes", len(data), MaxEventSize)
+	}
 	var ev Event
 	if err := ev.UnmarshalJSON(data); err != nil {
 		if serr := syntaxError(data); serr != nil {
@@ -395,9 +410,9 @@ func (e *Event) Validate() error {
 	case e.OccurredAt.IsZero():
 		return fieldErr("occurred_at", "missing")
 	case !inRange(e.OccurredAt):
-		return fieldErr("occurred_at", "%s is out of range (1971..2105)", e.OccurredAt.Format(time.RFC3339))
+		return outOfRange("occurred_at", e.OccurredAt.Format(time.RFC3339))
 	case !e.ReceivedAt.IsZero() && !inRange(e.ReceivedAt):
-		return fieldErr("received_at", "out of range (1971..2105)")
+		return outOfRange("received_at", e.ReceivedAt.Format(time.RFC3339))
 	case len(e.OpportunityID) > 256:
 		return fieldErr("opportunity_id", "longer than 256 bytes")
 	}
@@ -420,16 +435,36 @@ func (e *Event) Validate() error {
 	return nil
 }
 
-// inRange reports whether t fits ClickHouse's DateTime (1970..2105) with a
-// margin.
-func inRange(t time.Time) bool { return t.Year() >= 1971 && t.Year() <= 2105 }
+// The years every timestamp and date of an event must fall in, both
+// included: the years ClickHouse's DateTime (1970-01-01T00:00:00Z to
+// 2106-02-07T06:28:15Z) holds whole, less 1970. Its first instant is the
+// zero that Date and DateTime columns fill in for "unset" (ClickHouse 18.16
+// shows it as 0000-00-00, and the store reads it back as no date), so a
+// value in 1970 could not be told from a missing one; excluding the whole
+// year also keeps a local time in 1971 with any offset after it. A local
+// time in 2105 with any offset is before the end of 2106-01-01 UTC.
+const (
+	minYear = 1971
+	maxYear = 2105
+)
 
-// checkTime validates an optional timestamp inside a payload.
+// inRange reports whether t's year, as written (in its own offset, not
+// UTC), is within minYear..maxYear.
+func inRange(t time.Time) bool { return t.Year() >= minYear && t.Year() <= maxYear }
+
+// checkTime checks that an optional timestamp inside a payload is in
+// range; nil passes.
 func checkTime(field string, t *time.Time) error {
 	if t != nil && !inRange(*t) {
-		return fieldErr(field, "%s is out of range (1971..2105)", t.Format(time.RFC3339))
+		return outOfRange(field, t.Format(time.RFC3339))
 	}
 	return nil
+}
+
+// outOfRange is the error for a timestamp or date, as written, whose year
+// is outside minYear..maxYear.
+func outOfRange(field, value string) error {
+	return fieldErr(field, "%s is out of range (years %d..%d)", value, minYear, maxYear)
 }
 
 // needsOpportunity reports whether events of type t must name their

@@ -472,3 +472,138 @@ func TestParseAnyMemberOrder(t *testing.T) {
 		t.Fatalf("payload before type with a bad field: got %v, want a FieldError for payload.duration_seconds", err)
 	}
 }
+
+// dateField is one timestamp or date of an event's JSON, by its path.
+type dateField struct {
+	typ  event.Type
+	path string // as FieldError names it
+	keys []any  // path into the JSON document
+	date bool   // a Date (YYYY-MM-DD), else an RFC 3339 timestamp
+}
+
+// dateFields lists every timestamp and date of every event type;
+// TestDateFieldsComplete checks that none is missing.
+var dateFields = []dateField{
+	{event.StageChanged, "occurred_at", []any{"occurred_at"}, false},
+	{event.StageChanged, "received_at", []any{"received_at"}, false},
+	{event.OpportunityCreated, "payload.close_date", []any{"payload", "close_date"}, true},
+	{event.OpportunityUpdated, "payload.close_date", []any{"payload", "close_date"}, true},
+	{event.CloseDateChanged, "payload.from", []any{"payload", "from"}, true},
+	{event.CloseDateChanged, "payload.to", []any{"payload", "to"}, true},
+	{event.ActivityLogged, "payload.due_at", []any{"payload", "due_at"}, false},
+	{event.CallCompleted, "payload.started_at", []any{"payload", "started_at"}, false},
+	{event.CallCompleted, "payload.next_meeting_at", []any{"payload", "next_meeting_at"}, false},
+	{event.CallCompleted, "payload.action_items[0].due_at", []any{"payload", "action_items", 0, "due_at"}, false},
+	{event.CallCompleted, "payload.action_items[1].due_at", []any{"payload", "action_items", 1, "due_at"}, false},
+}
+
+// TestDatesInRange checks every timestamp and date, envelope and payload,
+// at the edges of the range ClickHouse stores (years 1971..2105): a payload
+// date of 1900-01-01 used to be stored and read back as 0000-00-00.
+func TestDatesInRange(t *testing.T) {
+	edges := []struct {
+		date, time string
+		ok         bool
+	}{
+		{"1900-01-01", "1900-01-01T00:00:00Z", false},
+		{"1969-12-31", "1969-12-31T23:59:59Z", false},
+		{"1970-01-01", "1970-01-01T00:00:00Z", false}, // ClickHouse's zero: "unset"
+		{"1970-12-31", "1970-12-31T23:59:59Z", false},
+		{"1971-01-01", "1971-01-01T00:00:00Z", true},
+		{"1971-01-01", "1971-01-01T00:00:00+14:00", true}, // 1970-12-31T10:00Z, still after the zero
+		{"2026-06-30", "2026-06-30T12:00:00+02:00", true},
+		{"2105-12-31", "2105-12-31T23:59:59Z", true},
+		{"2105-12-31", "2105-12-31T23:59:59-12:00", true}, // 2106-01-01T11:59:59Z, before DateTime's end
+		{"2106-01-01", "2106-01-01T00:00:00Z", false},
+		{"2106-02-07", "2106-02-07T06:28:15Z", false}, // DateTime's last instant
+		{"9999-12-31", "9999-12-31T23:59:59Z", false},
+	}
+	for _, f := range dateFields {
+		doc := sampleDoc(t, f.typ)
+		for _, e := range edges {
+			v := e.time
+			if f.date {
+				v = e.date
+			}
+			t.Run(string(f.typ)+"/"+f.path+"="+v, func(t *testing.T) {
+				err := parseDoc(t, edit(doc, f.keys, v, false))
+				if e.ok {
+					checkFieldErr(t, err, "")
+					return
+				}
+				checkFieldErr(t, err, f.path)
+				if !strings.Contains(err.Error(), v+" is out of range (years 1971..2105)") {
+					t.Errorf("error %q does not give the value and the range", err)
+				}
+			})
+		}
+	}
+}
+
+// TestDateFieldsComplete checks that dateFields lists every time.Time,
+// *time.Time and Date field of every event type, so a field added later
+// cannot skip TestDatesInRange.
+func TestDateFieldsComplete(t *testing.T) {
+	listed := map[string]bool{}
+	for _, f := range dateFields {
+		listed[string(f.typ)+" "+regexp.MustCompile(`\[\d+\]`).ReplaceAllString(f.path, "[]")] = true
+	}
+	var walk func(typ event.Type, path string, rt reflect.Type)
+	walk = func(typ event.Type, path string, rt reflect.Type) {
+		for i := range rt.NumField() {
+			f := rt.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			p := path + name
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			switch {
+			case ft == reflect.TypeFor[time.Time]() || ft == reflect.TypeFor[event.Date]():
+				if !listed[string(typ)+" "+p] {
+					t.Errorf("%s: %s (%s.%s) is not in dateFields", typ, p, rt.Name(), f.Name)
+				}
+			case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
+				walk(typ, p+"[].", ft.Elem())
+			case ft.Kind() == reflect.Struct:
+				walk(typ, p+".", ft)
+			}
+		}
+	}
+	for _, typ := range event.Types {
+		walk(typ, "payload.", reflect.TypeOf(event.NewPayload(typ)).Elem())
+	}
+	walk(event.StageChanged, "", reflect.TypeFor[event.Event]())
+}
+
+// TestParseSizeLimit checks that Parse takes an event of exactly
+// MaxEventSize bytes and refuses one byte more, before decoding it.
+func TestParseSizeLimit(t *testing.T) {
+	sized := func(n int) []byte {
+		ev := sample(event.ClosedLost)
+		b, err := event.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.Payload.(*event.Lost).Reason += strings.Repeat("x", n-len(b))
+		if b, err = event.Marshal(ev); err != nil || len(b) != n {
+			t.Fatalf("sized event of %d bytes, want %d (%v)", len(b), n, err)
+		}
+		return b
+	}
+	if _, err := event.Parse(sized(event.MaxEventSize)); err != nil {
+		t.Fatalf("event of MaxEventSize bytes refused: %v", err)
+	}
+	for _, in := range [][]byte{
+		sized(event.MaxEventSize + 1),
+		sized(1 << 20),
+		bytes.Repeat([]byte("{"), event.MaxEventSize+1), // not JSON either: the size is what is reported
+	} {
+		_, err := event.Parse(in)
+		checkFieldErr(t, err, "body")
+		want := fmt.Sprintf("body: %d bytes is over the event size limit of %d bytes", len(in), event.MaxEventSize)
+		if err.Error() != want {
+			t.Errorf("got %q, want %q", err, want)
+		}
+	}
+}

@@ -19,12 +19,18 @@ func (d Date) Time() time.Time {
 	return t
 }
 
+// check checks that d, if set, is a date in the same range as every
+// timestamp (see inRange).
 func (d Date) check(field string) error {
 	if d == "" {
 		return nil
 	}
-	if _, err := time.Parse(time.DateOnly, string(d)); err != nil {
+	t, err := time.Parse(time.DateOnly, string(d))
+	if err != nil {
 		return fieldErr(field, "%q is not a date (want YYYY-MM-DD)", string(d))
+	}
+	if !inRange(t) {
+		return outOfRange(field, string(d))
 	}
 	return nil
 }

@@ -404,6 +404,10 @@ var (
 		"", " ", "x", "acme", "Not valid!", "buyer", "seller", "Buyer", "meeting", "lunch", "completed", "scheduled",
 		"2026-01-02", "2026-02-30", "2026-1-2", "2026-01-02T03:04:05Z", "2026-01-02T03:04:05+05:30", "2026-01-02 03:04",
 		"opportunity.created", strings.Repeat("a", 64), strings.Repeat("a", 65), strings.Repeat("x", 300),
+		// The edges of the range of years of dates and timestamps.
+		"1900-01-01", "1970-12-31", "1971-01-01", "2105-12-31", "2106-01-01",
+		"1970-12-31T23:59:59Z", "1971-01-01T00:00:00+14:00", "2105-12-31T23:59:59-12:00", "2106-01-01T00:00:00Z",
+		"0001-01-01T00:00:00Z",
 	}
 	numberProbes = []float64{-1, -0.5, 0, 0.5, 1, 1.5, 2, 1e9}
 	// activityKinds are the kinds Activity.Validate accepts.
