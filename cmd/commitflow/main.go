@@ -40,6 +40,7 @@ func commands() map[string]command {
 		"report":  {"print a metric: funnel, stalls, missed, movement or forecast", cmdReport},
 		"ladder":  {"check a ladder configuration file: ladder check FILE", cmdLadder},
 		"bench":   {"measure throughput: bench ingest | bench derive | bench api", cmdBench},
+		"verify":  {"check that every CF_EVENTS message is stored in ClickHouse or dead-lettered; print the missing ranges", cmdVerify},
 	}
 }
 
