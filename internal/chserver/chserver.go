@@ -112,6 +112,30 @@ func (s *Server) HTTPPort() int { return s.httpPort }
 // (log/server.log, log/err.log, log/stdout.log).
 func (s *Server) Dir() string { return s.dir }
 
+// PID is the process id of the running server, 0 while it is stopped.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.pid
+}
+
+// Signal sends sig to the running server's process group: SIGSTOP and
+// SIGCONT freeze and thaw it, SIGKILL kills it (Restart then starts it
+// again on the same ports). Fault tests use it.
+func (s *Server) Signal(sig syscall.Signal) error {
+	pid := s.PID()
+	if pid == 0 {
+		return errors.New("clickhouse-server: not running")
+	}
+	if err := signalGroup(pid, sig); err != nil {
+		return fmt.Errorf("clickhouse-server: signal %v to %d: %w", sig, pid, err)
+	}
+	return nil
+}
+
 // Stop asks the server to shut down (SIGTERM to its process group) and
 // waits for it to exit; if it has not exited when ctx ends or after 20s, it
 // is killed. Stopping a stopped server does nothing.
