@@ -32,7 +32,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout io.Writer) error {
 	if c.ClickHouse == "" {
 		fmt.Fprintf(stdout, "no --clickhouse given: starting a managed clickhouse-server under %s\n", dir)
 	}
-	dsn, stop, err := chserver.Ensure(ctx, c.ClickHouse, dir, logger)
+	_, dsn, stop, err := chserver.Ensure(ctx, c.ClickHouse, dir, logger)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

@@ -39,7 +39,8 @@ import (
 // or given), NATS (embedded or given) and the store. close stops what was
 // started, in reverse order.
 type stack struct {
-	dsn     string // the ClickHouse DSN in use
+	dsn     string           // the ClickHouse DSN in use
+	ch      *chserver.Server // the managed ClickHouse; nil when given a DSN
 	st      *store.Store
 	nc      *nats.Conn
 	js      jetstream.JetStream
@@ -60,12 +61,12 @@ func (s *stack) close() {
 // openStore connects to ClickHouse (starting a managed server under
 // <data>/clickhouse when no DSN is given) and applies the migrations.
 func (s *stack) openStore(ctx context.Context, c *config.Common) error {
-	dsn, stop, err := chserver.Ensure(ctx, c.ClickHouse, filepath.Join(c.Data, "clickhouse"), s.log)
+	ch, dsn, stop, err := chserver.Ensure(ctx, c.ClickHouse, filepath.Join(c.Data, "clickhouse"), s.log)
 	if err != nil {
 		return err
 	}
 	s.closers = append(s.closers, stop)
-	s.dsn = dsn
+	s.dsn, s.ch = dsn, ch
 	st, err := store.Open(ctx, dsn, store.Options{Cluster: c.ClickHouseCluster, Logger: s.log})
 	if err != nil {
 		return err
@@ -183,6 +184,12 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s.ch != nil {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "commitflow_clickhouse_restarts_total",
+			Help: "Restarts of the managed clickhouse-server after it died.",
+		}, func() float64 { return float64(s.ch.Restarts()) }))
+	}
 	iw, err := ingest.New(s.js, s.st, ingest.Config{Replicas: c.Replicas}, reg, log)
 	if err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -53,6 +54,8 @@ type Server struct {
 
 	mu   sync.Mutex
 	proc *process // nil while stopped
+
+	restarts atomic.Int64 // by Supervise
 }
 
 // process is one run of the server binary.
@@ -404,19 +407,94 @@ func Installed() bool {
 	return err == nil
 }
 
-// Ensure returns dsn unchanged, with a stop function that does nothing,
-// when dsn is not empty. Otherwise it starts a managed server under dir and
-// returns its DSN and its Stop. This is how commands honour an empty
-// --clickhouse flag.
-func Ensure(ctx context.Context, dsn, dir string, logger *slog.Logger) (string, func(context.Context) error, error) {
+// Restarts is how many times Supervise has restarted the server after it
+// died.
+func (s *Server) Restarts() int64 { return s.restarts.Load() }
+
+// Supervision back-off bounds: the first restart is attempted at once, a
+// failed one is retried after minBackoff, doubling up to maxBackoff.
+const (
+	minBackoff = time.Second
+	maxBackoff = 30 * time.Second
+)
+
+// Supervise restarts the server, on the same ports with the same data,
+// whenever its process exits without Stop or Restart having been called,
+// until ctx is done. Each such exit is logged at ERROR with the exit status
+// and the tail of the server's logs; a failed restart is logged and retried
+// with exponential back-off (1s up to 30s). While the server is stopped on
+// purpose, Supervise waits for it to be started again.
+func (s *Server) Supervise(ctx context.Context) {
+	for ctx.Err() == nil {
+		s.mu.Lock()
+		p := s.proc
+		s.mu.Unlock()
+		if p == nil { // stopped on purpose, or between Stop and launch
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.done:
+		}
+		s.mu.Lock()
+		died := s.proc == p
+		if died {
+			s.proc = nil
+		}
+		s.mu.Unlock()
+		if !died {
+			continue
+		}
+		down := time.Now()
+		s.logger.Error("clickhouse-server died; restarting it", "pid", p.pid, "exit", p.err, "log", s.logTail())
+		for backoff := minBackoff; ; backoff = min(2*backoff, maxBackoff) {
+			err := s.launch(ctx)
+			if err == nil {
+				s.restarts.Add(1)
+				s.logger.Info("clickhouse-server restarted", "pid", s.PID(), "down_for", time.Since(down).Round(time.Millisecond))
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			s.logger.Error("clickhouse-server restart failed; retrying", "err", err, "in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+		}
+	}
+}
+
+// Ensure returns dsn unchanged, a nil server and a stop function that
+// does nothing, when dsn is not empty. Otherwise it starts a managed server
+// under dir, supervised (see Supervise) until stop is called, and returns
+// it, its DSN and a stop function that ends the supervision and stops it.
+// This is how commands honour an empty --clickhouse flag.
+func Ensure(ctx context.Context, dsn, dir string, logger *slog.Logger) (*Server, string, func(context.Context) error, error) {
 	if dsn != "" {
-		return dsn, func(context.Context) error { return nil }, nil
+		return nil, dsn, func(context.Context) error { return nil }, nil
 	}
 	s, err := Start(ctx, dir, logger)
 	if err != nil {
-		return "", nil, err
+		return nil, "", nil, err
 	}
-	return s.DSN(), s.Stop, nil
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { s.Supervise(sctx) })
+	stop := func(ctx context.Context) error {
+		cancel()
+		wg.Wait()
+		return s.Stop(ctx)
+	}
+	return s, s.DSN(), stop, nil
 }
 
 // Running returns the DSN of the managed server of dir if one is running:

@@ -118,8 +118,8 @@ func TestStartReportsServerLog(t *testing.T) {
 }
 
 func TestEnsureKeepsGivenDSN(t *testing.T) {
-	dsn, stop, err := chserver.Ensure(context.Background(), "clickhouse://db:9000/x", t.TempDir(), nil)
-	if err != nil || dsn != "clickhouse://db:9000/x" {
+	srv, dsn, stop, err := chserver.Ensure(context.Background(), "clickhouse://db:9000/x", t.TempDir(), nil)
+	if err != nil || dsn != "clickhouse://db:9000/x" || srv != nil {
 		t.Fatalf("Ensure = %q, %v", dsn, err)
 	}
 	if err := stop(context.Background()); err != nil {
