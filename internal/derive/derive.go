@@ -504,7 +504,8 @@ func (s *state) checkNoDecision(e *event.Event, reason string) {
 	if s.noDecision {
 		return
 	}
-	neverChanged := s.ndStep > 0 && !s.gained[s.ndStep]
+	// Reached, not gained: a deal that gained a later step passed it.
+	neverChanged := s.ndStep > 0 && s.highest < s.ndStep
 	if !neverChanged && !s.l.IsNoDecisionReason(reason) {
 		return
 	}

@@ -549,3 +549,56 @@ func TestMeetingLoggedForRecordedCall(t *testing.T) {
 		t.Errorf("interactions:\n got: %s\nwant: %s", strings.Join(got, "\n      "), strings.Join(want, "\n      "))
 	}
 }
+
+// TestNoDecisionUsesReached: a deal that skipped change (a later step
+// gained) reached it, so a loss is not no_decision unless its reason says
+// so.
+func TestNoDecisionUsesReached(t *testing.T) {
+	ann, rep := buyer("a@b.com"), seller("r@s.com")
+	skipped := []event.Event{
+		created("o1", day(0), "Qualification", 1000),
+		call("c1", day(1), "Sync", people(ann, rep), booked),
+		stage("s1", day(4), "Value Proposition"), // collaborate: change skipped
+	}
+	golden(t, run(append(slices.Clone(skipped), lost("l1", day(20), "Competitor")), day(30)), false,
+		"d0 commitment.gained explore",
+		"d1 commitment.gained time",
+		"d4 commitment.gained collaborate",
+		"d20 deal.closed Competitor",
+	)
+	golden(t, run(append(slices.Clone(skipped), lost("l1", day(20), "No Decision")), day(30)), false,
+		"d0 commitment.gained explore",
+		"d1 commitment.gained time",
+		"d4 commitment.gained collaborate",
+		"d20 deal.closed No Decision",
+		"d20 commitment.missed build_consensus no_decision",
+	)
+	// A ladder whose CRM stages never map to change.
+	l, err := ladder.Parse("nochange.yaml", []byte(`
+version: v1
+steps: [{key: time}, {key: change}, {key: review}, {key: decide}]
+pipelines:
+  - pipeline: "*"
+    stages: {Demo: time, Proposal: review, Won: decide, Lost: none}
+won_stages: [Won]
+lost_stages: [Lost]
+won_step: decide
+no_decision: {step: change}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := []event.Event{
+		created("o1", day(0), "Demo", 1000),
+		stage("s1", day(3), "Proposal"),
+		stage("s2", day(9), "Lost"),
+	}
+	if m := find(Derive(tTenant, tOpp, evs, l, day(20)), CommitmentMissed, MissNoDecision); m != nil {
+		t.Errorf("loss after reaching review is %s", line(*m))
+	}
+	evs = evs[:1:1]
+	evs = append(evs, stage("s2", day(9), "Lost"))
+	if m := find(Derive(tTenant, tOpp, evs, l, day(20)), CommitmentMissed, MissNoDecision); m == nil || m.Step != "change" {
+		t.Errorf("loss before reaching change: no_decision = %v, want one expecting change", m)
+	}
+}
