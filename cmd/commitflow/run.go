@@ -240,7 +240,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", c.HTTP, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := api.NewServer(handler)
 	servers := []*http.Server{srv}
 	listeners := []net.Listener{ln}
 	if *metricsHTTP != "" {
@@ -249,7 +249,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 			ln.Close()
 			return fmt.Errorf("listen %s: %w", *metricsHTTP, err)
 		}
-		servers = append(servers, &http.Server{Handler: api.Admin(apiCfg), ReadHeaderTimeout: 10 * time.Second})
+		servers = append(servers, api.NewServer(api.Admin(apiCfg)))
 		listeners = append(listeners, mln)
 		log.Info("metrics and probes served apart from the API", "metrics", "http://"+mln.Addr().String()+"/metrics")
 	}
