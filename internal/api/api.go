@@ -14,6 +14,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,21 @@ type Config struct {
 	// MetricsElsewhere leaves /metrics out of the handler New returns:
 	// Admin serves it on a listener of its own.
 	MetricsElsewhere bool
+	// MaxConcurrent bounds the reports (metrics endpoints) computed at
+	// once, each holding ClickHouse queries; 0 means
+	// DefaultMaxConcurrent(). Probes, the ladder and static files are
+	// never held back.
+	MaxConcurrent int
+	// MaxQueued bounds the reports waiting for one of those slots; past
+	// it a report is answered 503 with Retry-After at once. 0 means
+	// DefaultMaxQueued; a negative value means no waiting.
+	MaxQueued int
+	// QueueTimeout bounds a report's wait for a slot (503 past it); 0
+	// means DefaultQueueTimeout. Config.Timeout starts once it has one.
+	QueueTimeout time.Duration
+	// Hold, for tests only, is called with a report's slot held, before
+	// its query runs: a test blocks in it to keep the slots busy.
+	Hold func(ctx context.Context)
 }
 
 // DefaultTimeout is the query timeout when Config.Timeout is 0.
@@ -60,6 +76,7 @@ type server struct {
 	f       *forecast.Forecaster
 	logger  *slog.Logger
 	timeout time.Duration
+	limit   *limiter
 }
 
 // route is one registered pattern of the handler.
@@ -87,6 +104,7 @@ func New(cfg Config, q *metrics.Querier, f *forecast.Forecaster, logger *slog.Lo
 		f:       f,
 		logger:  logger,
 		timeout: cfg.Timeout,
+		limit:   newLimiter(cfg, cfg.Registry, logger),
 	}
 	if s.timeout <= 0 {
 		s.timeout = DefaultTimeout
@@ -95,7 +113,7 @@ func New(cfg Config, q *metrics.Querier, f *forecast.Forecaster, logger *slog.Lo
 	for _, rt := range s.routes() {
 		mux.Handle(rt.pattern, rt.handler)
 	}
-	return instrument(mux, requestHistogram(cfg.Registry, logger), logger)
+	return instrument(mux, register(cfg.Registry, logger, requestHistogram()), logger)
 }
 
 // routes lists every pattern the handler serves. The OpenAPI document
@@ -117,45 +135,60 @@ func (s *server) routes() []route {
 	return rts
 }
 
-// requestHistogram registers commitflow_http_request_seconds on reg, or
-// reuses the one already registered there.
-func requestHistogram(reg prometheus.Registerer, logger *slog.Logger) *prometheus.HistogramVec {
-	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+// requestHistogram is commitflow_http_request_seconds.
+func requestHistogram() *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "commitflow_http_request_seconds",
 		Help:    "Duration of HTTP requests by route pattern and status code.",
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	}, []string{"route", "code"})
-	if err := reg.Register(h); err != nil {
+}
+
+// register registers c on reg and returns it, or returns the collector of
+// the same kind already registered there (handlers sharing a registry share
+// their metrics).
+func register[C prometheus.Collector](reg prometheus.Registerer, logger *slog.Logger, c C) C {
+	if err := reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.HistogramVec); ok {
+			if existing, ok := are.ExistingCollector.(C); ok {
 				return existing
 			}
 		}
-		logger.Warn("http request histogram not registered", "err", err)
+		logger.Warn("http metric not registered", "err", err)
 	}
-	return h
+	return c
 }
 
-// authed resolves the request's tenant before calling h.
-func (s *server) authed(h func(w http.ResponseWriter, r *http.Request, tenant string)) http.Handler {
+// authed parses the request's query string, refusing a malformed one, and
+// resolves its tenant before calling h with both.
+func (s *server) authed(h func(w http.ResponseWriter, r *http.Request, tenant string, v url.Values)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tenant, err := s.auth.tenant(r)
+		v, err := parseQuery(r.URL.RawQuery)
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		tenant, err := s.auth.tenant(r, v)
 		if err != nil {
 			writeError(w, r, s.logger, err)
 			return
 		}
 		setTenant(r.Context(), tenant)
-		h(w, r, tenant)
+		h(w, r, tenant, v)
 	})
 }
 
-// metric serves one metrics endpoint.
-func (s *server) metric(e Endpoint) func(w http.ResponseWriter, r *http.Request, tenant string) {
-	return func(w http.ResponseWriter, r *http.Request, tenant string) {
-		ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
-		defer cancel()
-		res, err := s.run(ctx, e.Name, tenant, r.URL.Query())
+// metric serves one metrics endpoint. Bad parameters are refused before
+// the report waits for a query slot; the slot is given back before the
+// answer is written, so a slow reader holds no ClickHouse query.
+func (s *server) metric(e Endpoint) func(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
+	return func(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
+		if err := Check(e.Name, v); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		res, err := s.compute(r.Context(), e.Name, tenant, v)
 		if err != nil {
 			writeError(w, r, s.logger, err)
 			return
@@ -164,9 +197,24 @@ func (s *server) metric(e Endpoint) func(w http.ResponseWriter, r *http.Request,
 	}
 }
 
+// compute runs one report holding a query slot, within the query timeout.
+func (s *server) compute(ctx context.Context, name, tenant string, v url.Values) (any, error) {
+	release, err := s.limit.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if s.cfg.Hold != nil {
+		s.cfg.Hold(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.run(ctx, name, tenant, v)
+}
+
 // ladder serves the ladder in force.
-func (s *server) ladder(w http.ResponseWriter, r *http.Request, tenant string) {
-	if err := newParser(r.URL.Query(), nil).err; err != nil {
+func (s *server) ladder(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
+	if err := newParser(v, nil).err; err != nil {
 		writeError(w, r, s.logger, err)
 		return
 	}

@@ -349,6 +349,20 @@ func TestBadInput(t *testing.T) {
 		{"bad backtest", srv, "/v1/forecast?as_of=2024-07-01&backtest=2024-08-01", tokenAcme, 400, "backtest"},
 		{"bad forecast by", srv, "/v1/forecast?by=" + url.QueryEscape("team' --"), tokenAcme, 400, "by"},
 		{"bad horizon", srv, "/v1/forecast?horizon_days=100000", tokenAcme, 400, "horizon_days"},
+		// Malformed query strings, which Request.URL.Query() would read as
+		// the parameter being absent.
+		{"malformed by", srv, "/v1/funnel?" + period + "&by=%zz", tokenAcme, 400, "by"},
+		{"malformed interval", srv, "/v1/funnel?" + period + "&interval=%", tokenAcme, 400, "interval"},
+		{"malformed page", srv, "/v1/stalls?page=%2", tokenAcme, 400, "page"},
+		{"malformed from", srv, "/v1/missed?from=%zz&to=2024-07-01", tokenAcme, 400, "from"},
+		{"malformed as_of", srv, "/v1/movement?" + period + "&as_of=%G0", tokenAcme, 400, "as_of"},
+		{"malformed forecast by", srv, "/v1/forecast?by=owner%2", tokenAcme, 400, "by"},
+		{"malformed ladder parameter", srv, "/v1/ladder?x=%zz", tokenAcme, 400, "x"},
+		{"malformed name", srv, "/v1/stalls?%zz=1", tokenAcme, 400, "%zz"},
+		{"semicolon", srv, "/v1/stalls?as_of=2024-07-01;page=2", tokenAcme, 400, "as_of"},
+		{"malformed tenant", srv, "/v1/stalls?tenant=%zz", tokenAcme, 400, "tenant"},
+		{"malformed tenant, open", openSrv, "/v1/stalls?tenant=acme%", "", 400, "tenant"},
+		{"malformed, no token", srv, "/v1/stalls?by=%zz", "", 400, "by"},
 	}
 	for _, tt := range tests {
 		code, h, body, raw := get(t, tt.srv, tt.path, tt.token)

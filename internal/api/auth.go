@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/commitflow/commitflow/internal/event"
@@ -77,11 +78,12 @@ type authError struct {
 
 func (e *authError) Error() string { return e.msg }
 
-// tenant returns the tenant the request may see. With a bearer token the
-// token decides; a tenant parameter must then agree (403 otherwise). In
-// open mode a request without a token names its tenant with ?tenant=.
-func (a *authenticator) tenant(r *http.Request) (string, error) {
-	param, hasParam := r.URL.Query()["tenant"]
+// tenant returns the tenant the request may see, v being its query. With a
+// bearer token the token decides; a tenant parameter must then agree (403
+// otherwise). In open mode a request without a token names its tenant with
+// ?tenant=.
+func (a *authenticator) tenant(r *http.Request, v url.Values) (string, error) {
+	param, hasParam := v["tenant"]
 	if hasParam && len(param) != 1 {
 		return "", &authError{http.StatusBadRequest, "given more than once", "tenant"}
 	}

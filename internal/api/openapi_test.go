@@ -104,6 +104,23 @@ func TestOpenAPIParametersMatchEndpoints(t *testing.T) {
 	}
 }
 
+// TestOpenAPIErrorResponses checks that every metrics endpoint documents
+// its 400 and its 503 with Retry-After.
+func TestOpenAPIErrorResponses(t *testing.T) {
+	doc := openAPIDoc(t)
+	for _, e := range Endpoints() {
+		responses := mapAt(doc, "paths", e.Path, "get", "responses")
+		for _, code := range []string{"400", "503"} {
+			if resolve(t, doc, mapAt(responses, code)) == nil {
+				t.Errorf("%s: no %s response", e.Path, code)
+			}
+		}
+		if mapAt(resolve(t, doc, mapAt(responses, "503")), "headers", "Retry-After") == nil {
+			t.Errorf("%s: the 503 has no Retry-After header", e.Path)
+		}
+	}
+}
+
 // TestOpenAPIResponseFields checks that each endpoint's response schema
 // lists exactly the JSON fields of its result type, all the way down.
 func TestOpenAPIResponseFields(t *testing.T) {

@@ -48,6 +48,36 @@ func ParseDate(s string) (time.Time, error) {
 	return t, nil
 }
 
+// parseQuery parses a raw query string as url.ParseQuery does, but refuses
+// what url.ParseQuery would drop: a malformed %-escape (in a name or a
+// value) or a ';' is a *ParamError naming the parameter, where
+// Request.URL.Query() would read the request as if that parameter were
+// absent.
+func parseQuery(raw string) (url.Values, error) {
+	v := url.Values{}
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" {
+			continue
+		}
+		rawName, rawValue, _ := strings.Cut(pair, "=")
+		name, err := url.QueryUnescape(rawName)
+		if err != nil {
+			return nil, &ParamError{Param: truncate(rawName), Reason: "malformed %-escape in the parameter name"}
+		}
+		if strings.Contains(pair, ";") {
+			return nil, &ParamError{Param: truncate(name), Reason: "';' in the query string: separate parameters with '&' and escape ';' as %3B"}
+		}
+		value, err := url.QueryUnescape(rawValue)
+		if err != nil {
+			return nil, &ParamError{Param: truncate(name), Reason: fmt.Sprintf("malformed %%-escape in %q", truncate(rawValue))}
+		}
+		v[name] = append(v[name], value)
+	}
+	return v, nil
+}
+
 // parser reads url.Values, keeping the first error.
 type parser struct {
 	v   url.Values

@@ -295,3 +295,44 @@ func FuzzParseFunnel(f *testing.F) {
 		}
 	})
 }
+
+func TestParseQuery(t *testing.T) {
+	tests := []struct {
+		raw   string
+		want  url.Values
+		param string // the parameter named by the error; "" for none
+	}{
+		{"", url.Values{}, ""},
+		{"a=1&b=2&a=3", url.Values{"a": {"1", "3"}, "b": {"2"}}, ""},
+		{"&&a=&b&", url.Values{"a": {""}, "b": {""}}, ""},
+		{"by=owner%2Cteam&x+y=a+b%26c", url.Values{"by": {"owner,team"}, "x y": {"a b&c"}}, ""},
+		{"by=%3B", url.Values{"by": {";"}}, ""},
+		{"by=%zz", nil, "by"},
+		{"from=2024-01-01&by=%", nil, "by"},
+		{"by=%4", nil, "by"},
+		{"%zz=1", nil, "%zz"},
+		{"a%=1", nil, "a%"},
+		{"by=owner;team", nil, "by"},
+		{"a=1;b=2", nil, "a"},
+		{"a;b", nil, "a;b"},
+		{"x=%zz&by=%zz", nil, "x"},
+		{strings.Repeat("k", 100) + "%=1", nil, strings.Repeat("k", 64) + "…"},
+	}
+	for _, tt := range tests {
+		got, err := parseQuery(tt.raw)
+		if tt.param != "" {
+			var pe *ParamError
+			if !errors.As(err, &pe) || pe.Param != tt.param || pe.Reason == "" {
+				t.Errorf("parseQuery(%q) = %v, want an error naming %q", tt.raw, err, tt.param)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("parseQuery(%q) = %v, %v; want %v", tt.raw, got, err, tt.want)
+		}
+		// Where it succeeds it agrees with url.ParseQuery.
+		if std, err := url.ParseQuery(tt.raw); err != nil || !reflect.DeepEqual(got, std) {
+			t.Errorf("parseQuery(%q) = %v; url.ParseQuery %v, %v", tt.raw, got, std, err)
+		}
+	}
+}
