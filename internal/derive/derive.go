@@ -43,6 +43,7 @@ func Derive(tenant, opportunityID string, evs []event.Event, l *ladder.Ladder, n
 	for _, e := range evp {
 		s.apply(e)
 	}
+	s.settle()
 	s.advance(now, true)
 	s.finish()
 	slices.SortStableFunc(s.out, func(a, b Derived) int { return a.OccurredAt.Compare(b.OccurredAt) })
@@ -146,13 +147,15 @@ type state struct {
 	gained      []bool
 	highest     int
 	lastGainAt  time.Time
-	anchor      [16]byte // id hash of the last commitment.gained
-	hasAnchor   bool     // a commitment was gained
-	stallFired  bool     // a stall fired for the current anchor
-	maxStage    int      // highest step the CRM stage has mapped to
-	stDone      bool     // deal.single_threaded emitted
-	noDecision  bool     // no_decision miss emitted
-	closedIndex [2]int   // index in out of deal.closed won/lost, -1 for none
+	anchor      [16]byte  // id hash of the last commitment.gained
+	hasAnchor   bool      // a commitment was gained
+	stallFired  bool      // a stall fired for the current anchor
+	maxStage    int       // highest step the CRM stage has mapped to
+	stDone      bool      // deal.single_threaded emitted
+	stPending   bool      // a gain at stAt may make the deal single-threaded (see settle)
+	stAt        time.Time // the first such gain of the current second
+	noDecision  bool      // no_decision miss emitted
+	closedIndex [2]int    // index in out of deal.closed won/lost, -1 for none
 
 	// People.
 	stakeholders []string // engaged buyer people
@@ -262,6 +265,9 @@ func (s *state) expectedNext() int {
 
 func (s *state) apply(e *event.Event) {
 	t := e.OccurredAt
+	if s.stPending && t.Unix() != s.stAt.Unix() {
+		s.settle()
+	}
 	s.advance(t, false)
 	if s.firstAt.IsZero() {
 		s.firstAt = t
@@ -735,15 +741,31 @@ func (s *state) gain(step int, at time.Time, evidence []string) bool {
 	s.lastBuyerAt = at
 	s.anchor, s.hasAnchor = sum, true
 	s.stallFired = false
-	if s.stFrom > 0 && s.highest >= s.stFrom && !s.stDone && s.open() && len(s.stakeholders) < s.need {
-		s.stDone = true
-		s.emit(Derived{
-			Type: DealSingleThreaded, OccurredAt: at, Step: s.l.Key(s.highest), StepIndex: s.highest,
-			Value:  float64(len(s.stakeholders)),
-			Detail: `{"needed":` + strconv.Itoa(s.need) + `}`,
-		}, "single_threaded")
+	if s.stFrom > 0 && s.highest >= s.stFrom && !s.stDone && !s.stPending {
+		s.stPending, s.stAt = true, at
 	}
 	return true
+}
+
+// settle decides, once the fold has applied every input event of the
+// second of a gain at or past single_threaded_from, whether the deal is
+// single-threaded: still open (a win at that instant is no warning) with
+// fewer engaged stakeholders than consensus needs. A deal that is not may
+// be flagged at a later gain.
+func (s *state) settle() {
+	if !s.stPending {
+		return
+	}
+	s.stPending = false
+	if !s.open() || len(s.stakeholders) >= s.need {
+		return
+	}
+	s.stDone = true
+	s.emit(Derived{
+		Type: DealSingleThreaded, OccurredAt: s.stAt, Step: s.l.Key(s.highest), StepIndex: s.highest,
+		Value:  float64(len(s.stakeholders)),
+		Detail: `{"needed":` + strconv.Itoa(s.need) + `}`,
+	}, "single_threaded")
 }
 
 // held records one buyer interaction and whether it advanced the deal: the

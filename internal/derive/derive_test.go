@@ -550,6 +550,55 @@ func TestMeetingLoggedForRecordedCall(t *testing.T) {
 	}
 }
 
+// TestWonNotSingleThreaded: a deal won at an instant is not flagged
+// single-threaded at that instant, whether the win is the stage that
+// gains the step or another event of the same instant.
+func TestWonNotSingleThreaded(t *testing.T) {
+	tests := []struct {
+		name    string
+		evs     []event.Event
+		flagged bool
+	}{
+		{"won stage gains decide", []event.Event{
+			created("o1", day(0), "Prospecting", 100),
+			stage("s1", day(5), "Closed Won"),
+		}, false},
+		{"proposal and won stage at one instant", []event.Event{
+			created("o1", day(0), "Prospecting", 100),
+			stage("s1", day(5), "Proposal/Price Quote"),
+			won("s2", day(5)),
+		}, false},
+		{"won event first, then the stage at one instant", []event.Event{
+			created("o1", day(0), "Prospecting", 100),
+			won("a1", day(5)),
+			stage("b1", day(5), "Proposal/Price Quote"),
+		}, false},
+		{"proposal one day before the win", []event.Event{
+			created("o1", day(0), "Prospecting", 100),
+			stage("s1", day(5), "Proposal/Price Quote"),
+			stage("s2", day(6), "Closed Won"),
+		}, true},
+		{"enough stakeholders added at the same instant", []event.Event{
+			created("o1", day(0), "Prospecting", 100),
+			stage("s1", day(5), "Proposal/Price Quote"),
+			contact("s2", day(5), "a@b.com", "Economic Buyer"),
+			contact("s3", day(5), "b@b.com", "Champion"),
+			contact("s4", day(5), "c@b.com", "Champion"),
+		}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := find(run(tc.evs, day(10)), DealSingleThreaded, "")
+			if (st != nil) != tc.flagged {
+				t.Errorf("single_threaded = %v, want flagged %v", st, tc.flagged)
+			}
+			if st != nil && (!st.OccurredAt.Equal(day(5)) || st.Status != StatusOpen) {
+				t.Errorf("single_threaded = %+v, want at day 5 on an open deal", st)
+			}
+		})
+	}
+}
+
 // TestNoDecisionUsesReached: a deal that skipped change (a later step
 // gained) reached it, so a loss is not no_decision unless its reason says
 // so.
