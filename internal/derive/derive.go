@@ -35,19 +35,21 @@ const (
 // evs or on duplicates in it (events are de-duplicated by source and id).
 // Time-based events (stalls, overdue buyer actions, CRM meetings without a
 // follow-up) fire at their event time when that is no later than now.
-// The result is ordered by OccurredAt.
+// The result is ordered by second (UTC), then by position in the fold
+// (Seq), so the last event of a second carries the facts after every input
+// event up to its end.
 func Derive(tenant, opportunityID string, evs []event.Event, l *ladder.Ladder, now time.Time) []Derived {
 	s := newState(tenant, opportunityID, l, now, len(evs))
 	evp := ordered(evs)
 	s.calls = recordedCalls(evp)
-	for _, e := range evp {
+	for i, e := range evp {
+		s.input = i
 		s.apply(e)
 	}
+	s.input = len(evp)
 	s.settle()
 	s.advance(now, true)
-	s.finish()
-	slices.SortStableFunc(s.out, func(a, b Derived) int { return a.OccurredAt.Compare(b.OccurredAt) })
-	return s.out
+	return s.finish()
 }
 
 // ordered returns pointers to evs sorted by (occurred_at, source, id), with
@@ -103,6 +105,7 @@ type pendingMeeting struct {
 	source      string
 	expected    int
 	snap        Snapshot
+	input       int // the meeting's position among the input events
 }
 
 // change is one fact change of an opportunity event; the JSON of the
@@ -185,6 +188,12 @@ type state struct {
 	strs    []string // backing array of one-element evidence slices
 	out     []Derived
 	sums    [][16]byte // id hashes, parallel to out
+	// pos orders out in the fold, parallel to out: 1 + the index (in the
+	// fold's order) of the input event an emission belongs with in the
+	// high 32 bits, the emission count in the low ones. Timers fired
+	// before an input event belong with it, ahead of its own emissions.
+	pos   []uint64
+	input int // index of the input event being applied; len(evs) after the last
 }
 
 func newState(tenant, opp string, l *ladder.Ladder, now time.Time, cap int) *state {
@@ -199,6 +208,7 @@ func newState(tenant, opp string, l *ladder.Ladder, now time.Time, cap int) *sta
 		closedIndex:   [2]int{-1, -1},
 		out:           make([]Derived, 0, 8+cap),
 		sums:          make([][16]byte, 0, 8+cap),
+		pos:           make([]uint64, 0, 8+cap),
 		strs:          make([]string, 0, cap),
 	}
 	s.facts.Status = StatusOpen
@@ -627,7 +637,7 @@ func (s *state) activity(e *event.Event, a *event.Activity) {
 	default:
 		s.meetings = append(s.meetings, pendingMeeting{
 			fireAt: t.Add(s.l.Followup()), at: t, interaction: e.ID,
-			source: e.Source, expected: exp, snap: s.facts,
+			source: e.Source, expected: exp, snap: s.facts, input: s.input,
 		})
 	}
 }
@@ -774,7 +784,7 @@ func (s *state) held(at time.Time, outcome string, expected int, e *event.Event,
 	s.emitSnap(Derived{
 		Type: InteractionHeld, OccurredAt: at, Step: s.l.Key(expected), StepIndex: expected,
 		Reason: outcome, InteractionID: e.ID,
-	}, snap, "held", e.Source, e.ID)
+	}, snap, s.input, "held", e.Source, e.ID)
 }
 
 func (s *state) miss(at time.Time, reason string, expected int, interaction string, disc ...string) {
@@ -852,50 +862,72 @@ func (s *state) advance(t time.Time, inclusive bool) {
 				s.emitSnap(Derived{
 					Type: InteractionHeld, OccurredAt: m.at, Step: s.l.Key(m.expected), StepIndex: m.expected,
 					Reason: InteractionAdvanced, InteractionID: m.interaction,
-				}, m.snap, "held", m.source, m.interaction)
+				}, m.snap, m.input, "held", m.source, m.interaction)
 				continue
 			}
 			s.emitSnap(Derived{
 				Type: InteractionHeld, OccurredAt: m.at, Step: s.l.Key(m.expected), StepIndex: m.expected,
 				Reason: InteractionContinuation, InteractionID: m.interaction,
-			}, m.snap, "held", m.source, m.interaction)
+			}, m.snap, m.input, "held", m.source, m.interaction)
 			d := Derived{
 				Type: CommitmentMissed, OccurredAt: m.at, Step: s.l.Key(m.expected), StepIndex: m.expected,
 				Reason: MissNoNextStep, InteractionID: m.interaction,
 			}
-			s.emitSnap(d, m.snap, "missed", m.source, m.interaction)
+			s.emitSnap(d, m.snap, m.input, "missed", m.source, m.interaction)
 		}
 		s.meetings = keep
 	}
 }
 
-// emit completes d with the opportunity, snapshot and ladder version,
-// appends it and returns the hash its id is made of; ids are set by
-// finish.
+// emit completes d with the opportunity, the current facts and the ladder
+// version, appends it at the current position in the fold and returns the
+// hash its id is made of; ids are set by finish.
 func (s *state) emit(d Derived, disc ...string) [16]byte {
-	return s.emitSnap(d, s.facts, disc...)
+	return s.emitSnap(d, s.facts, s.input, disc...)
 }
 
-func (s *state) emitSnap(d Derived, snap Snapshot, disc ...string) [16]byte {
+// emitSnap is emit with the snapshot snap, placed in the fold right after
+// the emissions of input event input (an event decided later, such as a
+// CRM meeting's outcome, belongs where its meeting was applied).
+func (s *state) emitSnap(d Derived, snap Snapshot, input int, disc ...string) [16]byte {
 	d.Tenant, d.OpportunityID = s.tenant, s.opp
 	d.Snapshot = snap
 	d.LadderVersion = s.l.Version
 	sum := s.sum(d.Type, disc)
+	s.pos = append(s.pos, uint64(input+1)<<32|uint64(len(s.out)))
 	s.out = append(s.out, d)
 	s.sums = append(s.sums, sum)
 	return sum
 }
 
-// finish sets the ids of the emitted events, all from one allocation.
-func (s *state) finish() {
+// finish returns the emitted events ordered by second, then by position in
+// the fold, with their Seq within the second and their ids (all from one
+// allocation).
+func (s *state) finish() []Derived {
+	order := make([]int, len(s.out))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		if c := cmp.Compare(s.out[a].OccurredAt.Unix(), s.out[b].OccurredAt.Unix()); c != 0 {
+			return c
+		}
+		return cmp.Compare(s.pos[a], s.pos[b])
+	})
 	buf := make([]byte, 32*len(s.out))
 	for i := range s.sums {
 		hex.Encode(buf[32*i:], s.sums[i][:])
 	}
 	all := string(buf)
-	for i := range s.out {
-		s.out[i].ID = all[32*i : 32*i+32]
+	out := make([]Derived, len(s.out))
+	for k, i := range order {
+		out[k] = s.out[i]
+		out[k].ID = all[32*i : 32*i+32]
+		if k > 0 && out[k].OccurredAt.Unix() == out[k-1].OccurredAt.Unix() {
+			out[k].Seq = out[k-1].Seq + 1
+		}
 	}
+	return out
 }
 
 // one returns a one-element evidence slice from a shared backing array.

@@ -56,7 +56,8 @@ const (
 	MissNoDecision         = "no_decision"
 )
 
-// Snapshot is the opportunity's facts at the moment of a derived event.
+// Snapshot is the opportunity's facts at the moment of a derived event: in
+// the fold, right after the input event (or timer) that produced it.
 type Snapshot struct {
 	Amount      float64
 	CloseDate   time.Time // date at 00:00 UTC; zero if unknown
@@ -80,9 +81,16 @@ type Derived struct {
 	ID         string
 	Type       Kind
 	OccurredAt time.Time
-	Step       string // ladder step key, where the type has one
-	StepIndex  int    // 1-based position of Step in the ladder; 0 for none
-	Reason     string
+	// Seq is the event's position in the fold among the opportunity's
+	// derived events of the same second (UTC, the stored precision),
+	// counted from 0. Events sharing a second are ordered by it: the
+	// snapshot of the last one is the facts as of that second, after every
+	// input event up to its end. It is content, not identity: the id
+	// does not depend on it.
+	Seq       int
+	Step      string // ladder step key, where the type has one
+	StepIndex int    // 1-based position of Step in the ladder; 0 for none
+	Reason    string
 	// InteractionID is the call or activity a miss is about.
 	InteractionID string
 	Evidence      []string // source event ids

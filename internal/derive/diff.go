@@ -32,7 +32,7 @@ func Diff(old, cur []Derived) (added, retracted []Derived) {
 // compared as instants.
 func Equal(a, b *Derived) bool {
 	return a.Tenant == b.Tenant && a.OpportunityID == b.OpportunityID && a.ID == b.ID &&
-		a.Type == b.Type && a.OccurredAt.Equal(b.OccurredAt) && a.Step == b.Step &&
+		a.Type == b.Type && a.OccurredAt.Equal(b.OccurredAt) && a.Seq == b.Seq && a.Step == b.Step &&
 		a.StepIndex == b.StepIndex && a.Reason == b.Reason && a.InteractionID == b.InteractionID &&
 		slices.Equal(a.Evidence, b.Evidence) && a.Amount == b.Amount &&
 		a.CloseDate.Equal(b.CloseDate) && a.Stage == b.Stage && a.Probability == b.Probability &&

@@ -3,6 +3,7 @@ package derive
 import (
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -112,25 +113,59 @@ func randomOpp(r *rand.Rand, opp string, n int) []event.Event {
 	return evs
 }
 
+// dateOnly moves every event to midnight UTC of its day, as exports that
+// carry dates without times do: many events then share an instant.
+func dateOnly(evs []event.Event) {
+	for i := range evs {
+		evs[i].OccurredAt = evs[i].OccurredAt.UTC().Truncate(24 * time.Hour)
+	}
+}
+
+// shuffleTies reorders evs by time and shuffles, within each run of events
+// sharing an instant, their order only.
+func shuffleTies(r *rand.Rand, evs []event.Event) {
+	slices.SortStableFunc(evs, func(a, b event.Event) int { return a.OccurredAt.Compare(b.OccurredAt) })
+	for i := 0; i < len(evs); {
+		j := i + 1
+		for j < len(evs) && evs[j].OccurredAt.Equal(evs[i].OccurredAt) {
+			j++
+		}
+		tie := evs[i:j]
+		r.Shuffle(len(tie), func(a, b int) { tie[a], tie[b] = tie[b], tie[a] })
+		i = j
+	}
+}
+
 // TestPermutationAndDuplication: any order and any duplication of an
-// opportunity's events yields the same derived events with the same ids.
+// opportunity's events yields the same derived events with the same ids
+// and the same state, also when many events share an instant (every
+// second seed has dates only) and when only the order of events sharing
+// an instant changes.
 func TestPermutationAndDuplication(t *testing.T) {
 	l := ladder.Default()
 	for seed := uint64(1); seed <= 300; seed++ {
 		r := rand.New(rand.NewPCG(seed, 7))
 		opp := fmt.Sprintf("opp-%d", seed)
 		evs := randomOpp(r, opp, 5+r.IntN(60))
+		if seed%2 == 0 {
+			dateOnly(evs)
+		}
 		now := evs[len(evs)-1].OccurredAt.Add(time.Duration(r.IntN(90*24)) * time.Hour)
 		want := Derive(tTenant, opp, evs, l, now)
+		wantState := Summarize(want, l.Len())
 
-		for trial := 0; trial < 4; trial++ {
+		for trial := 0; trial < 6; trial++ {
 			mixed := slices.Clone(evs)
 			for j := r.IntN(len(evs) + 1); j > 0; j-- { // redeliveries
 				d := evs[r.IntN(len(evs))]
 				d.ReceivedAt = d.ReceivedAt.Add(time.Hour)
 				mixed = append(mixed, d)
 			}
-			r.Shuffle(len(mixed), func(i, j int) { mixed[i], mixed[j] = mixed[j], mixed[i] })
+			if trial%2 == 0 {
+				r.Shuffle(len(mixed), func(i, j int) { mixed[i], mixed[j] = mixed[j], mixed[i] })
+			} else {
+				shuffleTies(r, mixed)
+			}
 			got := Derive(tTenant, opp, mixed, l, now)
 			if len(got) != len(want) {
 				t.Fatalf("seed %d trial %d: %d derived events, want %d\n got: %v\nwant: %v", seed, trial, len(got), len(want), lines(got), lines(want))
@@ -139,6 +174,9 @@ func TestPermutationAndDuplication(t *testing.T) {
 				if !Equal(&got[i], &want[i]) {
 					t.Fatalf("seed %d trial %d: event %d differs:\n got %+v\nwant %+v", seed, trial, i, got[i], want[i])
 				}
+			}
+			if st := Summarize(got, l.Len()); !reflect.DeepEqual(st, wantState) {
+				t.Fatalf("seed %d trial %d: the state differs", seed, trial)
 			}
 		}
 		seen := map[string]bool{}
@@ -158,6 +196,9 @@ func TestArrivalPrefixes(t *testing.T) {
 	for seed := uint64(1); seed <= 50; seed++ {
 		r := rand.New(rand.NewPCG(seed, 9))
 		evs := randomOpp(r, "opp", 30)
+		if seed%2 == 0 {
+			dateOnly(evs)
+		}
 		now := evs[len(evs)-1].OccurredAt.Add(30 * 24 * time.Hour)
 		r.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
 		stored := map[string]Derived{}

@@ -1,6 +1,7 @@
 package derive
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"time"
@@ -24,19 +25,21 @@ type State struct {
 	Reach  []time.Time
 	Gained []time.Time
 
-	// Every commitment.gained, ordered by (time, id).
+	// Every commitment.gained, in fold order (see Summarize).
 	GainTimes []time.Time
 	GainSteps []uint8
 
-	// Facts after each distinct time at which they changed, ordered by time.
+	// Facts after each distinct second at which they changed, ordered by
+	// time: the snapshot of the last derived event of that second in fold
+	// order, i.e. the facts after every input event up to its end.
 	FactTimes []time.Time
 	Facts     []Snapshot
 
 	Stalls        []Mark // deal.stalled: time and step
 	RegressTimes  []time.Time
-	Closes        []Close       // deal.closed, ordered by (time, id)
-	Misses        []Interaction // commitment.missed, ordered by (time, id)
-	Held          []Interaction // interaction.held, ordered by (time, id)
+	Closes        []Close       // deal.closed, in fold order
+	Misses        []Interaction // commitment.missed, in fold order
+	Held          []Interaction // interaction.held, in fold order
 	LadderVersion string
 }
 
@@ -67,13 +70,21 @@ type Interaction struct {
 
 // Summarize folds an opportunity's current derived events (none retracted,
 // the latest version of each id) into its State for a ladder of steps
-// steps. The order of cur does not matter.
+// steps. The order of cur does not matter: events are taken in fold order,
+// by second, then Seq (then time and id, which only matters for events
+// stored before Seq existed, all 0).
 func Summarize(cur []Derived, steps int) State {
 	ds := make([]*Derived, len(cur))
 	for i := range cur {
 		ds[i] = &cur[i]
 	}
 	slices.SortFunc(ds, func(a, b *Derived) int {
+		if c := cmp.Compare(a.OccurredAt.Unix(), b.OccurredAt.Unix()); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Seq, b.Seq); c != 0 {
+			return c
+		}
 		if c := a.OccurredAt.Compare(b.OccurredAt); c != 0 {
 			return c
 		}
@@ -86,8 +97,8 @@ func Summarize(cur []Derived, steps int) State {
 			s.Tenant, s.OpportunityID, s.FirstAt = d.Tenant, d.OpportunityID, at
 		}
 		s.LadderVersion = d.LadderVersion
-		// Facts: the last snapshot at each distinct time, kept when changed.
-		if i == len(ds)-1 || !ds[i+1].OccurredAt.Equal(d.OccurredAt) {
+		// Facts: the last snapshot of each second, kept when changed.
+		if i == len(ds)-1 || ds[i+1].OccurredAt.Unix() != d.OccurredAt.Unix() {
 			snap := d.Snapshot
 			snap.CloseDate = dateOf(snap.CloseDate)
 			if n := len(s.Facts); n == 0 || !sameSnapshot(s.Facts[n-1], snap) {

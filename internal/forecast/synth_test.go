@@ -166,7 +166,7 @@ func current(rows []store.DerivedRow, tenant string) []derive.Derived {
 }
 
 // oracleOpp is everything the oracle knows of one opportunity up to a
-// bound, rows sorted by (occurred_at, id).
+// bound, rows sorted in fold order: (occurred_at, seq, id).
 type oracleOpp struct {
 	rows    []derive.Derived
 	created time.Time
@@ -208,6 +208,9 @@ func oracleOpps(ds []derive.Derived, bound time.Time) map[string]*oracleOpp {
 func before(a, b derive.Derived) bool {
 	if !a.OccurredAt.Equal(b.OccurredAt) {
 		return a.OccurredAt.Before(b.OccurredAt)
+	}
+	if a.Seq != b.Seq {
+		return a.Seq < b.Seq
 	}
 	return a.ID < b.ID
 }

@@ -106,7 +106,7 @@ var funnelRules = []string{
 	"dropped = not converted and (status as of as_of is lost or won, or with a window reach_time(K) + window_days <= as_of)",
 	"still_open = neither converted nor dropped",
 	"skipped = cohort members with no commitment.gained at step K exactly",
-	"amounts, status and by values are the opportunity's facts as of as_of (snapshot of its latest derived event, ties by id)",
+	"amounts, status and by values are the opportunity's facts as of as_of (after every input event up to as_of, in the fold's order)",
 	"conversion_rate_decided = converted / (converted + dropped); conversion_rate_reached = converted / reached",
 	"time to convert in days = (reach_time(K+1) - reach_time(K)) / 86400 for converted; quantile q = sorted[min(n-1, floor(q*n))]",
 	"interval periods start on Monday / the 1st of the month / of the quarter, UTC, of reach_time(K)",

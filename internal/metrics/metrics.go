@@ -11,7 +11,8 @@
 // snapshot). "As of D" questions become array arithmetic on that row: the facts
 // as of D are element arrayCount(t -> t <= D, fact_times) of each fact array
 // (0: none yet), which is the snapshot of the latest derived event with
-// occurred_at <= D, ties broken by the larger event id; reach_time(K) as of
+// occurred_at <= D, events of one second taken in fold order (their seq):
+// the facts after every input event up to D; reach_time(K) as of
 // D is reach[K] when it is set and <= D; the highest step as of D is the
 // max of gain_steps whose gain_times are <= D; misses, interactions,
 // stalls, regressions and closes are arrays filtered by time. Reading with

@@ -204,7 +204,8 @@ func checkCoverage(t *testing.T, q *Querier, tenant string, asOf time.Time, r [2
 
 // TestRetractionAndTies pins the semantics on a hand-made opportunity:
 // a retracted gain, a gain moved later by a newer version, and two events
-// at the same instant whose facts are told apart by id.
+// at the same instant whose facts are told apart by their position in the
+// fold (seq), not by id.
 func TestRetractionAndTies(t *testing.T) {
 	s := openStore(t)
 	ctx := context.Background()
@@ -214,6 +215,7 @@ func TestRetractionAndTies(t *testing.T) {
 		return derive.Derived{Tenant: "t", OpportunityID: "o1", ID: id, Type: kind, OccurredAt: at, StepIndex: step,
 			Snapshot: derive.Snapshot{Amount: amount, Status: "open", OwnerID: owner}}
 	}
+	second := func(d derive.Derived) derive.Derived { d.Seq = 1; return d }
 	day := 24 * time.Hour
 	rows := []store.DerivedRow{
 		{Derived: ev("e1", derive.DealCreated, t0, 0, 100, "x"), Version: 1},
@@ -224,9 +226,10 @@ func TestRetractionAndTies(t *testing.T) {
 		// e4 gains step 3 on day 3, then is retracted.
 		{Derived: ev("e4", derive.CommitmentGained, t0.Add(3*day), 3, 100, "x"), Version: 1},
 		{Derived: ev("e4", derive.CommitmentGained, t0.Add(3*day), 3, 100, "x"), Retracted: true, Version: 2},
-		// Two updates at the same instant: the larger id wins.
-		{Derived: ev("u-b", derive.DealUpdated, t0.Add(20*day), 0, 500, "z"), Version: 1},
-		{Derived: ev("u-a", derive.DealUpdated, t0.Add(20*day), 0, 300, "y"), Version: 1},
+		// Two updates at the same instant: the later in the fold wins,
+		// although its id is the smaller.
+		{Derived: ev("u-b", derive.DealUpdated, t0.Add(20*day), 0, 300, "y"), Version: 1},
+		{Derived: second(ev("u-a", derive.DealUpdated, t0.Add(20*day), 0, 500, "z")), Version: 1},
 	}
 	if err := s.InsertDerivedWithStates(ctx, rows[4:], len(ladder)); err != nil {
 		t.Fatal(err)

@@ -79,7 +79,7 @@ func (m *MovementCounts) add(o MovementCounts) {
 func (m MovementCounts) isZero() bool { return m == MovementCounts{} }
 
 var movementRules = []string{
-	"state at a date D = derived events with occurred_at <= D (and <= as_of); facts = snapshot of the latest such event, ties by id",
+	"state at a date D = derived events with occurred_at <= D (and <= as_of); facts = the facts after every input event up to D, in the fold's order",
 	"new = a deal.created in [from, to)",
 	"advanced = highest commitment.gained step at to > highest at from (0 when none)",
 	"regressed = a stage.regressed in [from, to); stalled = a deal.stalled in [from, to)",

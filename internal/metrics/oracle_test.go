@@ -45,10 +45,14 @@ func oppEvents(evs []derive.Derived, tenant string, limit time.Time) map[string]
 	return m
 }
 
-// later reports whether a comes after b in (occurred_at, id) order.
+// later reports whether a comes after b in fold order: (occurred_at, seq,
+// id).
 func later(a, b derive.Derived) bool {
 	if !a.OccurredAt.Equal(b.OccurredAt) {
 		return a.OccurredAt.After(b.OccurredAt)
+	}
+	if a.Seq != b.Seq {
+		return a.Seq > b.Seq
 	}
 	return a.ID > b.ID
 }

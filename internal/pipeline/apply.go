@@ -113,6 +113,7 @@ type derivedMessage struct {
 	Tenant        string    `json:"tenant"`
 	OpportunityID string    `json:"opportunity_id"`
 	OccurredAt    time.Time `json:"occurred_at"`
+	Seq           int       `json:"seq"` // orders the opportunity's events of one second (derive.Derived.Seq)
 	Step          string    `json:"step,omitempty"`
 	StepIndex     int       `json:"step_index,omitempty"`
 	Reason        string    `json:"reason,omitempty"`
@@ -157,7 +158,7 @@ func publishDerived(ctx context.Context, js jetstream.JetStream, rows []store.De
 		}
 		body, err := json.Marshal(derivedMessage{
 			ID: r.ID, Type: string(r.Type), Tenant: r.Tenant, OpportunityID: r.OpportunityID,
-			OccurredAt: r.OccurredAt.UTC(), Step: r.Step, StepIndex: r.StepIndex, Reason: r.Reason,
+			OccurredAt: r.OccurredAt.UTC(), Seq: r.Seq, Step: r.Step, StepIndex: r.StepIndex, Reason: r.Reason,
 			InteractionID: r.InteractionID, Evidence: r.Evidence, Amount: r.Amount, Status: r.Status,
 			OwnerID: r.OwnerID, Value: r.Value, Detail: r.Detail, LadderVersion: r.LadderVersion,
 			Retracted: r.Retracted, Version: r.Version,

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -19,7 +20,7 @@ type DerivedRow struct {
 	Retracted bool
 }
 
-const derivedColumns = `tenant, opportunity_id, id, type, occurred_at, step, step_index, reason, interaction_id, evidence,
+const derivedColumns = `tenant, opportunity_id, id, type, occurred_at, seq, step, step_index, reason, interaction_id, evidence,
 amount, close_date, stage, probability, status, owner_id, team, segment, lead_source, product,
 value, detail, ladder_version`
 
@@ -55,6 +56,10 @@ func (s *Store) InsertDerived(ctx context.Context, rows []DerivedRow) error {
 			batch.Abort()
 			return fmt.Errorf("insert derived events: %s: step index %d out of range 0..255", r.ID, r.StepIndex)
 		}
+		if r.Seq < 0 || r.Seq > math.MaxUint32 {
+			batch.Abort()
+			return fmt.Errorf("insert derived events: %s: seq %d out of range", r.ID, r.Seq)
+		}
 		evidence := r.Evidence
 		if evidence == nil {
 			evidence = []string{}
@@ -65,7 +70,7 @@ func (s *Store) InsertDerived(ctx context.Context, rows []DerivedRow) error {
 		}
 		closeDate := orEpoch(r.CloseDate)
 		closeDate = time.Date(closeDate.Year(), closeDate.Month(), closeDate.Day(), 0, 0, 0, 0, time.UTC)
-		if err := batch.Append(r.Tenant, r.OpportunityID, r.ID, string(r.Type), orEpoch(r.OccurredAt),
+		if err := batch.Append(r.Tenant, r.OpportunityID, r.ID, string(r.Type), orEpoch(r.OccurredAt), uint32(r.Seq),
 			r.Step, uint8(r.StepIndex), r.Reason, r.InteractionID, evidence,
 			r.Amount, closeDate, r.Stage, r.Probability, r.Status, r.OwnerID, r.Team, r.Segment, r.LeadSource, r.Product,
 			r.Value, r.Detail, r.LadderVersion, r.Version, retracted); err != nil {
@@ -125,15 +130,17 @@ func eachDerived(rows driver.Rows, fn func(derive.Derived)) error {
 		var (
 			d         derive.Derived
 			typ       string
+			seq       uint32
 			stepIndex uint8
 		)
-		if err := rows.Scan(&d.Tenant, &d.OpportunityID, &d.ID, &typ, &d.OccurredAt,
+		if err := rows.Scan(&d.Tenant, &d.OpportunityID, &d.ID, &typ, &d.OccurredAt, &seq,
 			&d.Step, &stepIndex, &d.Reason, &d.InteractionID, &d.Evidence,
 			&d.Amount, &d.CloseDate, &d.Stage, &d.Probability, &d.Status, &d.OwnerID, &d.Team, &d.Segment, &d.LeadSource, &d.Product,
 			&d.Value, &d.Detail, &d.LadderVersion); err != nil {
 			return err
 		}
 		d.Type = derive.Kind(typ)
+		d.Seq = int(seq)
 		d.StepIndex = int(stepIndex)
 		d.OccurredAt = fromEpoch(d.OccurredAt)
 		// A Date comes back at midnight in the server's time zone: keep

@@ -2,11 +2,14 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/commitflow/commitflow/internal/derive"
+	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/ladder"
 )
 
 // TestStateRoundTrip writes derived rows with their states, retracts one,
@@ -80,5 +83,56 @@ FROM opportunity_state FINAL WHERE tenant = ? AND opportunity_id = ?`, "acme", "
 	}
 	if !created.UTC().Equal(t0) {
 		t.Errorf("created_at = %v", created)
+	}
+}
+
+// TestStateFromStoredFoldOrder stores the derived events of deals closed by
+// a stage change (the stage's deal.updated and the deal.closed share a
+// second) and checks that the states computed from the stored rows end
+// closed lost, and that the rows read back equal what derivation gives
+// (seq included), so a re-derivation writes nothing.
+func TestStateFromStoredFoldOrder(t *testing.T) {
+	ctx := context.Background()
+	s := openMigrated(t)
+	l := ladder.Default()
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var (
+		rows []DerivedRow
+		ids  []string
+		cur  = map[string][]derive.Derived{}
+	)
+	for i := range 40 {
+		id := fmt.Sprintf("deal-%d", i)
+		evs := []event.Event{
+			{V: 1, ID: "c" + id, Tenant: "acme", Source: "salesforce", Type: event.OpportunityCreated, OccurredAt: t0,
+				OpportunityID: id, Payload: &event.Opportunity{Stage: "Qualification", Amount: 1000}},
+			{V: 1, ID: "s" + id, Tenant: "acme", Source: "salesforce", Type: event.StageChanged, OccurredAt: t0.AddDate(0, 0, 3),
+				OpportunityID: id, Payload: &event.StageChange{To: "Closed Lost"}},
+		}
+		cur[id] = derive.Derive("acme", id, evs, l, t0.AddDate(0, 0, 10))
+		for _, d := range cur[id] {
+			rows = append(rows, DerivedRow{Derived: d, Version: 1})
+		}
+		ids = append(ids, id)
+	}
+	if err := s.InsertDerivedWithStates(ctx, rows, l.Len()); err != nil {
+		t.Fatal(err)
+	}
+	var open uint64
+	if err := s.Conn().QueryRow(ctx, `SELECT count() FROM opportunity_state FINAL
+WHERE tenant = 'acme' AND statuses[length(statuses)] != 'lost'`).Scan(&open); err != nil {
+		t.Fatal(err)
+	}
+	if open != 0 {
+		t.Errorf("%d of 40 states do not end lost", open)
+	}
+	stored, err := s.LoadDerived(ctx, "acme", ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if added, retracted := derive.Diff(stored[id], cur[id]); len(added)+len(retracted) != 0 {
+			t.Errorf("%s: stored rows differ from the derived ones: %d to add, %d to retract", id, len(added), len(retracted))
+		}
 	}
 }
