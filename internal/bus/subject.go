@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"fmt"
 	"hash/fnv"
 	"strconv"
 	"strings"
@@ -41,7 +42,7 @@ func Partition(tenant, opportunityID string, n int) int {
 	h.Write([]byte(tenant))
 	h.Write([]byte{0})
 	h.Write([]byte(opportunityID))
-	return int(h.Sum32() % uint32(n))
+	return int(uint64(h.Sum32()) % uint64(n))
 }
 
 // Subject returns the subject ev is published on, given the stream's
@@ -59,6 +60,82 @@ func Subject(ev event.Event, partitions int) string {
 	b.WriteByte('.')
 	b.WriteString(strconv.Itoa(p))
 	return b.String()
+}
+
+// subjectTokens is the number of tokens of an event subject:
+// cf.events.<tenant>.<source>.<type>.<partition>.
+const subjectTokens = 6
+
+// SubjectError is the error of CheckSubject: a message's subject is not
+// the one its event is published on. The ingest worker dead-letters such a
+// message; otherwise a producer allowed to publish on one tenant's subjects
+// could write into another tenant, or store an event that no partition's
+// consumer derives.
+type SubjectError struct {
+	// Subject is the message's subject; Want is Subject(ev, partitions).
+	Subject, Want string
+	// Reason says which tokens differ, e.g. `subject tenant "acme"
+	// differs from body tenant "globex"`.
+	Reason string
+}
+
+func (e *SubjectError) Error() string { return e.Reason }
+
+// CheckSubject returns a *SubjectError unless subject is exactly
+// Subject(ev, partitions): the tenant, source, type token and partition
+// of the message's subject must be those of its body.
+func CheckSubject(subject string, ev event.Event, partitions int) error {
+	want := Subject(ev, partitions)
+	if subject == want {
+		return nil
+	}
+	return &SubjectError{Subject: subject, Want: want, Reason: subjectMismatch(subject, ev, partitions)}
+}
+
+// subjectMismatch says how subject differs from Subject(ev, partitions),
+// naming every token that does, with long values cut short.
+func subjectMismatch(subject string, ev event.Event, partitions int) string {
+	rest, ok := strings.CutPrefix(subject, EventsPrefix)
+	if !ok {
+		return fmt.Sprintf("subject %s is not under %s", quoteCut(subject), EventsPrefix)
+	}
+	if n := strings.Count(subject, ".") + 1; n != subjectTokens {
+		return fmt.Sprintf("subject %s has %d tokens, want %d", quoteCut(subject), n, subjectTokens)
+	}
+	tok := strings.Split(rest, ".")
+	var diffs []string
+	differs := func(what, got, want string) {
+		if got != want {
+			diffs = append(diffs, fmt.Sprintf("subject %s %s differs from body %s %s", what, quoteCut(got), what, quoteCut(want)))
+		}
+	}
+	differs("tenant", tok[0], ev.Tenant)
+	differs("source", tok[1], ev.Source)
+	if want := TypeToken(ev.Type); tok[2] != want {
+		diffs = append(diffs, fmt.Sprintf("subject type %s differs from body type %s (token %s)", quoteCut(tok[2]), quoteCut(string(ev.Type)), quoteCut(want)))
+	}
+	if p := Partition(ev.Tenant, ev.OpportunityID, partitions); tok[3] != strconv.Itoa(p) {
+		got := quoteCut(tok[3])
+		if n, err := strconv.Atoi(tok[3]); err == nil && strconv.Itoa(n) == tok[3] {
+			got = tok[3]
+		}
+		diffs = append(diffs, fmt.Sprintf("subject partition %s is not the event's partition %d of %d", got, p, max(partitions, 1)))
+	}
+	if len(diffs) == 0 {
+		// Unreachable for a validated event, whose tokens hold no '.'.
+		return fmt.Sprintf("subject %s is not %s", quoteCut(subject), quoteCut(Subject(ev, partitions)))
+	}
+	return strings.Join(diffs, "; ")
+}
+
+// quoteCut quotes s for an error message, cut to its first 64 bytes: a
+// hostile subject may be kilobytes long.
+func quoteCut(s string) string {
+	const limit = 64
+	if len(s) <= limit {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:limit]) + fmt.Sprintf("... (%d bytes)", len(s))
 }
 
 // TypeToken returns t as one subject token: '.' replaced by '_'.
