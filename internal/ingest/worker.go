@@ -122,6 +122,8 @@ type Worker struct {
 	cfg Config
 	log *slog.Logger
 	m   *metrics
+	// leaseM counts what happens to the ingest lease.
+	leaseM *bus.LeaseMetrics
 	// minShare is minShareRows; tests lower it.
 	minShare int
 }
@@ -140,7 +142,11 @@ func New(js jetstream.JetStream, st *store.Store, cfg Config, reg prometheus.Reg
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{js: js, st: st, cfg: cfg.withDefaults(), log: logger.With("component", "ingest"), m: m, minShare: minShareRows}, nil
+	leaseM, err := bus.NewLeaseMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Worker{js: js, st: st, cfg: cfg.withDefaults(), log: logger.With("component", "ingest"), m: m, leaseM: leaseM, minShare: minShareRows}, nil
 }
 
 // Config returns the worker's configuration with its defaults filled in.
@@ -166,22 +172,22 @@ func (w *Worker) Ready(ctx context.Context) error {
 // acknowledged so that they are delivered again at once. Run returns an
 // error only if the lease bucket cannot be opened at start.
 func (w *Worker) Run(ctx context.Context) error {
-	l, err := openLease(ctx, w.js, w.cfg.Member, w.cfg.LeaseTTL, w.cfg.Replicas)
+	l, err := openLease(ctx, w.js, w.cfg, w.log, w.leaseM)
 	if err != nil {
 		return err
 	}
 	w.log.Info("ingest started", "member", w.cfg.Member, "batch", w.cfg.BatchSize)
 	standby := false
 	for ctx.Err() == nil {
-		held, err := l.acquire(ctx)
+		holder, err := l.Acquire(ctx)
 		switch {
 		case err != nil:
 			if ctx.Err() == nil {
 				w.log.Warn("ingest lease", "err", err)
 			}
-		case !held:
+		case !l.Held():
 			if !standby {
-				w.log.Info("ingest standing by: another process holds the ingest lease")
+				w.log.Info("ingest standing by: another process holds the ingest lease", "holder", holder)
 				standby = true
 			}
 		default:
@@ -203,10 +209,12 @@ func (w *Worker) Run(ctx context.Context) error {
 // lead consumes as the lease holder, on a new generation of the ingest
 // consumer, until ctx is done or the lease is lost, and then gives the lease
 // up.
-func (w *Worker) lead(ctx context.Context, l *lease) {
+func (w *Worker) lead(ctx context.Context, l *bus.Lease) {
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		l.release(rctx)
+		if err := l.Release(rctx); err != nil {
+			w.log.Warn("ingest lease not released; it expires after its TTL", "err", err)
+		}
 		cancel()
 		w.m.leader.Set(0)
 	}()
@@ -239,7 +247,9 @@ func (w *Worker) lead(ctx context.Context, l *lease) {
 				return
 			case <-t.C:
 			}
-			if err := l.renew(lctx); err != nil {
+			// Renew retries while NATS is unreachable, the lease held
+			// until its deadline; an error is a loss (logged) or lctx's end.
+			if err := l.Renew(lctx); err != nil {
 				if lctx.Err() == nil {
 					w.log.Warn("ingest lease lost; abandoning the batches in flight", "err", err)
 				}

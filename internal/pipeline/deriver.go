@@ -75,6 +75,7 @@ type Deriver struct {
 	partitions int
 	log        *slog.Logger
 	m          *metrics
+	leaseM     *bus.LeaseMetrics
 }
 
 // NewDeriver returns a Deriver. The streams and consumers must have been
@@ -88,6 +89,10 @@ func NewDeriver(ctx context.Context, js jetstream.JetStream, st *store.Store, l 
 	if err != nil {
 		return nil, err
 	}
+	leaseM, err := bus.NewLeaseMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	return &Deriver{
 		js:         js,
@@ -96,13 +101,16 @@ func NewDeriver(ctx context.Context, js jetstream.JetStream, st *store.Store, l 
 		partitions: n,
 		log:        log.With("component", "derive", "member", cfg.Member),
 		m:          m,
+		leaseM:     leaseM,
 	}, nil
 }
 
 // Run works until ctx is cancelled, then finishes the batches in flight,
 // releases its leases and returns.
 func (d *Deriver) Run(ctx context.Context) error {
-	leases, err := NewLeases(ctx, d.js, d.cfg.Member, d.partitions, d.cfg.LeaseTTL, d.cfg.Replicas)
+	leases, err := NewLeases(ctx, d.js, d.partitions, bus.LeaseConfig{
+		Member: d.cfg.Member, TTL: d.cfg.LeaseTTL, Replicas: d.cfg.Replicas, Logger: d.log, Metrics: d.leaseM,
+	})
 	if err != nil {
 		return err
 	}

@@ -5,45 +5,36 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/commitflow/commitflow/internal/bus"
 )
 
-// LeaseBucket is the JetStream key-value bucket that divides the event
-// stream's partitions among live commitflow processes.
-const LeaseBucket = "CF_LEASES"
-
-// Leases gives a process exclusive, expiring ownership of partitions.
+// Leases gives a process exclusive, expiring ownership of partitions, in
+// the bucket bus.DeriveLeaseBucket.
 //
-// Every process heartbeats a "member.<id>" key; each partition is owned by
-// whoever holds its "partition.<p>" key. Keys expire after the bucket's TTL
-// unless renewed, so the partitions of a process that died are claimed by
-// the others, and a process that joins makes the others give up their
-// surplus: each aims at ceil(partitions / members).
+// Every process announces itself with a membership key; each partition is
+// owned by whoever holds its "partition.<p>" lease. Keys expire after the
+// bucket's TTL unless renewed, so the partitions of a process that died are
+// claimed by the others, and a process that joins makes the others give up
+// their surplus: each aims at ceil(partitions / members).
 type Leases struct {
-	kv         jetstream.KeyValue
-	member     string
+	ls         *bus.Leases
 	partitions int
-	owned      map[int]uint64 // partition -> revision of our lease
+	owned      map[int]*bus.Lease
 }
 
-// NewLeases opens (creating if needed) the lease bucket with the given TTL
-// and replicas.
-func NewLeases(ctx context.Context, js jetstream.JetStream, member string, partitions int, ttl time.Duration, replicas int) (*Leases, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      LeaseBucket,
-		Description: "commitflow partition leases",
-		TTL:         ttl,
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-	})
+// NewLeases opens (creating if needed) the derive lease bucket; cfg's
+// Bucket and Description are set here.
+func NewLeases(ctx context.Context, js jetstream.JetStream, partitions int, cfg bus.LeaseConfig) (*Leases, error) {
+	cfg.Bucket = bus.DeriveLeaseBucket
+	cfg.Description = "commitflow partition leases"
+	ls, err := bus.OpenLeases(ctx, js, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("lease bucket: %w", err)
+		return nil, err
 	}
-	return &Leases{kv: kv, member: member, partitions: partitions, owned: map[int]uint64{}}, nil
+	return &Leases{ls: ls, partitions: partitions, owned: map[int]*bus.Lease{}}, nil
 }
 
 func partitionKey(p int) string { return "partition." + strconv.Itoa(p) }
@@ -51,20 +42,21 @@ func partitionKey(p int) string { return "partition." + strconv.Itoa(p) }
 // Owned reports whether this process holds partition p's lease.
 func (l *Leases) Owned(p int) bool { _, ok := l.owned[p]; return ok }
 
-// Heartbeat announces this process and renews its leases. It returns the
-// partitions whose lease was lost (taken over after expiry).
+// Heartbeat renews this process's leases and announces it. A lease whose
+// renewal cannot reach NATS stays owned until its deadline (Heartbeat waits
+// and retries until then); it returns the partitions whose lease was lost:
+// taken by another process, or not renewed in time.
 func (l *Leases) Heartbeat(ctx context.Context) (lost []int, err error) {
-	if _, err := l.kv.Put(ctx, "member."+l.member, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
-		return nil, fmt.Errorf("lease heartbeat: %w", err)
-	}
-	for p, rev := range l.owned {
-		next, err := l.kv.Update(ctx, partitionKey(p), []byte(l.member), rev)
-		if err != nil {
+	for p, lease := range l.owned {
+		if err := lease.Renew(ctx); errors.Is(err, bus.ErrLeaseLost) {
 			delete(l.owned, p)
 			lost = append(lost, p)
-			continue
+		} else if err != nil {
+			return lost, err // ctx is done
 		}
-		l.owned[p] = next
+	}
+	if err := l.ls.Announce(ctx); err != nil {
+		return lost, fmt.Errorf("lease heartbeat: %w", err)
 	}
 	return lost, nil
 }
@@ -72,42 +64,34 @@ func (l *Leases) Heartbeat(ctx context.Context) (lost []int, err error) {
 // Share is how many partitions this process should hold: the partition
 // count divided by the live members, rounded up.
 func (l *Leases) Share(ctx context.Context) (int, error) {
-	keys, err := l.kv.ListKeys(ctx)
+	members, err := l.ls.Members(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("lease members: %w", err)
+		return 0, err
 	}
-	members := 0
-	for k := range keys.Keys() {
-		if strings.HasPrefix(k, "member.") {
-			members++
-		}
-	}
-	if members == 0 {
-		members = 1
-	}
+	members = max(members, 1)
 	return (l.partitions + members - 1) / members, nil
 }
 
-// Claim tries to take free partitions until this process holds want of them,
-// and returns the ones it gained.
+// Claim tries to take free partitions, and partitions whose key is still
+// under this process's name, until this process holds want of them, and
+// returns the ones it gained.
 func (l *Leases) Claim(ctx context.Context, want int) (gained []int, err error) {
 	// Start at an offset derived from the member id so that processes
 	// starting together do not all race for partition 0 first.
-	start := int(fnv32(l.member) % uint32(l.partitions))
+	start := int(fnv32(l.ls.Member()) % uint32(l.partitions))
 	for i := 0; i < l.partitions && len(l.owned) < want; i++ {
 		p := (start + i) % l.partitions
 		if l.Owned(p) {
 			continue
 		}
-		rev, err := l.kv.Create(ctx, partitionKey(p), []byte(l.member))
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			continue
-		}
-		if err != nil {
+		lease := l.ls.Lease(partitionKey(p))
+		if _, err := lease.Acquire(ctx); err != nil {
 			return gained, fmt.Errorf("claim partition %d: %w", p, err)
 		}
-		l.owned[p] = rev
-		gained = append(gained, p)
+		if lease.Held() {
+			l.owned[p] = lease
+			gained = append(gained, p)
+		}
 	}
 	return gained, nil
 }
@@ -126,15 +110,12 @@ func (l *Leases) Surplus(want int) []int {
 
 // Release gives up partition p. Call it only after p's worker has stopped.
 func (l *Leases) Release(ctx context.Context, p int) error {
-	rev, ok := l.owned[p]
+	lease, ok := l.owned[p]
 	if !ok {
 		return nil
 	}
 	delete(l.owned, p)
-	if err := l.kv.Delete(ctx, partitionKey(p), jetstream.LastRevision(rev)); err != nil {
-		return fmt.Errorf("release partition %d: %w", p, err)
-	}
-	return nil
+	return lease.Release(ctx)
 }
 
 // Leave releases every lease and the membership.
@@ -142,7 +123,7 @@ func (l *Leases) Leave(ctx context.Context) {
 	for p := range l.owned {
 		_ = l.Release(ctx, p)
 	}
-	_ = l.kv.Delete(ctx, "member."+l.member)
+	_ = l.ls.Withdraw(ctx)
 }
 
 func fnv32(s string) uint32 {
