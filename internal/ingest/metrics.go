@@ -17,6 +17,7 @@ type metrics struct {
 	pending      prometheus.Gauge
 	ackPending   prometheus.Gauge
 	leader       prometheus.Gauge
+	gaps         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -60,13 +61,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "commitflow_ingest_lease_held",
 			Help: "1 while this process holds the ingest lease and consumes, 0 while it stands by.",
 		}),
+		gaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "commitflow_ingest_delivery_gaps_total",
+			Help: "Delivery gaps: messages the ingest consumer delivered that never reached the worker. Each restarts consumption on a new consumer generation, which delivers them again; a rising count means the process is paused or starved of CPU.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{
 		m.consumed, m.stored, m.deadLettered, m.batchSize, m.insertSecs,
-		m.insertErrs, m.pending, m.ackPending, m.leader,
+		m.insertErrs, m.pending, m.ackPending, m.leader, m.gaps,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("ingest metrics: %w", err)

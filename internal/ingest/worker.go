@@ -218,6 +218,16 @@ func (w *Worker) lead(ctx context.Context, l *bus.Lease) {
 		cancel()
 		w.m.leader.Set(0)
 	}()
+	// The partition count is fixed once CF_EVENTS exists: every message's
+	// subject is checked against it.
+	parts, err := bus.Partitions(ctx, w.js)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Warn("ingest: reading the partition count failed; retrying", "err", err)
+			w.sleep(ctx, 1)
+		}
+		return
+	}
 	cons, err := bus.RotateIngest(ctx, w.js)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -258,10 +268,64 @@ func (w *Worker) lead(ctx context.Context, l *bus.Lease) {
 			}
 		}
 	})
-	wg.Go(func() { w.watchConsumer(lctx, cons) })
-	w.loop(lctx, cons, progress)
+	w.consume(lctx, cons, parts, progress)
 	cancel()
 	wg.Wait()
+}
+
+// consume runs loop on cons until ctx is done. When loop stops at a
+// delivery gap it moves on to a new generation of the consumer, which
+// starts right after the last acknowledged message and so delivers again
+// what the gap lost.
+func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, parts int, progress time.Duration) {
+	for attempt := 1; ; {
+		gctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { w.watchConsumer(gctx, cons) })
+		err := w.loop(gctx, cons, parts, progress)
+		stop()
+		wg.Wait()
+		var gap *gapError
+		if ctx.Err() != nil || !errors.As(err, &gap) {
+			return
+		}
+		w.m.gaps.Inc()
+		w.log.Error("ingest delivery gap: messages the consumer delivered never reached this worker; "+
+			"nothing at or past the gap was acknowledged, and a new consumer generation delivers them again",
+			"consumer", cons.CachedInfo().Name, "err", gap)
+		for {
+			next, err := bus.RotateIngest(ctx, w.js)
+			if err == nil {
+				cons, attempt = next, 1
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			w.log.Warn("ingest consumer rotation failed; retrying", "err", err, "attempt", attempt)
+			if !w.sleep(ctx, attempt) {
+				return
+			}
+			attempt++
+		}
+		w.log.Info("ingest resumed on a new consumer generation", "consumer", cons.CachedInfo().Name,
+			"from_stream_seq", max(cons.CachedInfo().Config.OptStartSeq, 1))
+	}
+}
+
+// gapError reports a delivery gap: the worker expected the delivery with
+// consumer sequence want and received got instead (or a message whose
+// metadata does not parse, err).
+type gapError struct {
+	want, got uint64
+	err       error
+}
+
+func (e *gapError) Error() string {
+	if e.err != nil {
+		return fmt.Sprintf("delivery gap: expected consumer sequence %d, got a message without metadata: %v", e.want, e.err)
+	}
+	return fmt.Sprintf("delivery gap: expected consumer sequence %d, got %d", e.want, e.got)
 }
 
 // watchConsumer refreshes the pending gauges until ctx is done.
@@ -283,16 +347,23 @@ func (w *Worker) watchConsumer(ctx context.Context, cons jetstream.Consumer) {
 	}
 }
 
-// loop consumes cons until ctx is done: a fetcher goroutine fetches and
-// parses the next batch while this goroutine stores the previous one, so
-// that ClickHouse is kept busy. Batches are stored and acknowledged in the
-// order they were fetched, which AckAll requires.
-func (w *Worker) loop(ctx context.Context, cons jetstream.Consumer, progress time.Duration) {
+// loop consumes cons, a consumer generation nothing has been fetched from
+// yet, until ctx is done or the fetcher meets a delivery gap: a fetcher
+// goroutine fetches and parses the next batch while this goroutine stores
+// the previous one, so that ClickHouse is kept busy. Batches are stored and
+// acknowledged in the order they were fetched, which AckAll requires. At a
+// gap, loop stores and acknowledges the batches fetched before it and
+// returns a *gapError.
+func (w *Worker) loop(ctx context.Context, cons jetstream.Consumer, parts int, progress time.Duration) error {
 	log := w.log
 	ready := make(chan *batch) // unbuffered: at most two batches per worker
 	// Stored batches go back to the fetcher, which reuses their slices.
 	free := make(chan *batch, 1)
-	go w.fetchLoop(ctx, cons, log, progress, ready, free)
+	var fetchErr error
+	go func() {
+		fetchErr = w.fetchLoop(ctx, cons, parts, log, progress, ready, free)
+		close(ready)
+	}()
 	for b := range ready {
 		if ctx.Err() != nil {
 			w.abandon(log, b, ctx.Err())
@@ -309,13 +380,19 @@ func (w *Worker) loop(ctx context.Context, cons jetstream.Consumer, progress tim
 		default:
 		}
 	}
+	return fetchErr
 }
 
 // fetchLoop fetches and parses batches and sends them on ready until ctx
-// is done, then closes ready.
-func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, log *slog.Logger, progress time.Duration, ready chan<- *batch, free <-chan *batch) {
-	defer close(ready)
+// is done (it then returns nil) or a delivery gap shows: a message whose
+// consumer sequence is not the next one. The messages of the gap were
+// delivered to this consumer and never reached the worker (a fetch that
+// ended on its wait time after a pause drops what the server had already
+// sent), and AckAll must not cover them: fetchLoop sends the batch fetched
+// before the gap and returns a *gapError.
+func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, parts int, log *slog.Logger, progress time.Duration, ready chan<- *batch, free <-chan *batch) error {
 	fails := 0
+	next := uint64(1) // consumer sequence of the next delivery
 	var b *batch
 	for ctx.Err() == nil {
 		fb, err := cons.Fetch(w.cfg.BatchSize, jetstream.FetchMaxWait(w.cfg.MaxWait))
@@ -337,31 +414,47 @@ func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, log *sl
 				b = w.newBatch()
 			}
 		}
+		var gap *gapError
 		for m := range fb.Messages() {
-			w.add(b, m)
-		}
-		if err := fb.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			fails++
-			log.Warn("fetch ended with error", "err", err, "messages", len(b.msgs), "attempt", fails)
-			if len(b.msgs) == 0 {
-				w.sleep(ctx, fails)
-				continue
+			md, err := m.Metadata()
+			if err != nil {
+				gap = &gapError{want: next, err: err}
+				break
 			}
-		} else {
-			fails = 0
+			if md.Sequence.Consumer != next {
+				gap = &gapError{want: next, got: md.Sequence.Consumer}
+				break
+			}
+			next++
+			w.add(b, m, md, parts)
 		}
-		if len(b.msgs) == 0 {
-			continue
+		if gap == nil {
+			if err := fb.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+				fails++
+				log.Warn("fetch ended with error", "err", err, "messages", len(b.msgs), "attempt", fails)
+				if len(b.msgs) == 0 {
+					w.sleep(ctx, fails)
+					continue
+				}
+			} else {
+				fails = 0
+			}
 		}
-		w.fetched(b, progress)
-		select {
-		case ready <- b:
-			b = nil
-		case <-ctx.Done():
-			w.abandon(log, b, ctx.Err())
-			return
+		if len(b.msgs) > 0 {
+			w.fetched(b, progress)
+			select {
+			case ready <- b:
+				b = nil
+			case <-ctx.Done():
+				w.abandon(log, b, ctx.Err())
+				return nil
+			}
+		}
+		if gap != nil {
+			return gap
 		}
 	}
+	return nil
 }
 
 // batch is a fetched batch, parsed and on its way to the store.
@@ -414,27 +507,28 @@ func (b *batch) reset() {
 	b.stopKeepAlive = nil
 }
 
-// add parses m into a row of b, or a dead letter if it is invalid.
-func (w *Worker) add(b *batch, m jetstream.Msg) {
+// add parses m, with metadata md, into a row of b, or a dead letter if it
+// is invalid or its subject is not the one its event belongs on (with parts
+// partitions): a producer allowed to publish on one tenant's subjects must
+// not write into another's, and an event on a wrong partition would never
+// be derived.
+func (w *Worker) add(b *batch, m jetstream.Msg, md *jetstream.MsgMetadata, parts int) {
 	b.msgs = append(b.msgs, m)
-	var seq uint64
-	var ts time.Time
-	if md, err := m.Metadata(); err == nil {
-		seq, ts = md.Sequence.Stream, md.Timestamp
-	}
+	seq, ts := md.Sequence.Stream, md.Timestamp
 	if b.top == nil || seq > b.topSeq {
 		b.top, b.topSeq = m, seq
 	}
 	data := m.Data()
 	ev, err := event.Parse(data)
 	if err != nil {
-		d := deadLetter{msg: m, seq: seq, err: err, key: invalidLabels(data)}
-		b.consumed[d.key]++
-		b.dlq[d.key]++
-		b.dead = append(b.dead, d)
+		b.deadLetter(deadLetter{msg: m, seq: seq, err: err, key: invalidLabels(data)})
 		return
 	}
 	key := labelKey{ev.Tenant, string(ev.Type)}
+	if err := bus.CheckSubject(m.Subject(), ev, parts); err != nil {
+		b.deadLetter(deadLetter{msg: m, seq: seq, err: err, key: key})
+		return
+	}
 	b.consumed[key]++
 	b.stored[key]++
 	received := ev.ReceivedAt
@@ -452,6 +546,13 @@ func (w *Worker) add(b *batch, m jetstream.Msg) {
 		StreamSeq:     seq,
 		Payload:       data,
 	})
+}
+
+// deadLetter adds d to b's dead letters.
+func (b *batch) deadLetter(d deadLetter) {
+	b.consumed[d.key]++
+	b.dlq[d.key]++
+	b.dead = append(b.dead, d)
 }
 
 // fetched marks the end of b's fetch: it counts the batch and starts
