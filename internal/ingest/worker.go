@@ -11,6 +11,12 @@
 // embedded-NATS process per event; on taking the lease it starts a new
 // generation of the consumer (bus.RotateIngest), so that a process that
 // lost the lease cannot acknowledge what the new holder has not stored.
+// An AckAll covers every message below it, so the worker acknowledges only
+// while it holds every delivery of its generation: each message's consumer
+// sequence must be the next one. A gap (a fetch that gave up on its timer
+// after a pause drops messages the server already sent) ends the
+// generation after the batches before it are stored, and a new one
+// delivers the missing messages again.
 //
 // Delivery is at least once: a message whose acknowledgement is lost (crash,
 // disconnect, takeover) is delivered again and inserted again. The raw table
