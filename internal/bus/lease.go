@@ -97,6 +97,12 @@ func OpenLeases(ctx context.Context, js jetstream.JetStream, cfg LeaseConfig) (*
 	if err != nil {
 		return nil, fmt.Errorf("lease bucket %s: %w", cfg.Bucket, err)
 	}
+	// Every series exists from the start, so that alerts on its rate see
+	// the first increase.
+	cfg.Metrics.lost.WithLabelValues(cfg.Bucket, "taken")
+	cfg.Metrics.lost.WithLabelValues(cfg.Bucket, "unreachable")
+	cfg.Metrics.renewFailures.WithLabelValues(cfg.Bucket)
+	cfg.Metrics.takenBack.WithLabelValues(cfg.Bucket)
 	return &Leases{kv: kv, bucket: cfg.Bucket, member: cfg.Member, ttl: cfg.TTL,
 		log: cfg.Logger.With("bucket", cfg.Bucket), m: cfg.Metrics}, nil
 }
