@@ -83,6 +83,36 @@ func (s *stack) openStore(ctx context.Context, c *config.Common) error {
 	return nil
 }
 
+// pools are the ClickHouse connection pools of run, one per use, so that a
+// use holding all of its connections (derivation loading histories after a
+// ClickHouse restart, a burst of API queries) cannot starve another, the
+// readiness probe least of all. Migrations and compaction use the store's
+// main pool.
+type pools struct{ ingest, derive, api, probe *store.Store }
+
+// openPools opens the pools, closed with the stack.
+func (s *stack) openPools(ctx context.Context) (pools, error) {
+	var p pools
+	for _, u := range []struct {
+		st    **store.Store
+		name  string
+		conns int
+	}{
+		{&p.ingest, "ingest", 4},  // the insert writers (2 by default), and room
+		{&p.derive, "derive", 16}, // one per partition worker (16 partitions by default)
+		{&p.api, "api", 16},
+		{&p.probe, "probe", 2},
+	} {
+		st, err := s.st.Pool(ctx, u.name, u.conns)
+		if err != nil {
+			return p, err
+		}
+		s.closers = append(s.closers, func(context.Context) error { return st.Close() })
+		*u.st = st
+	}
+	return p, nil
+}
+
 // openNATS connects to NATS (embedding a server under <data>/nats when no
 // URL is given) and declares the streams and consumers.
 func (s *stack) openNATS(ctx context.Context, c *config.Common) error {
@@ -190,15 +220,19 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 			Help: "Restarts of the managed clickhouse-server after it died.",
 		}, func() float64 { return float64(s.ch.Restarts()) }))
 	}
-	iw, err := ingest.New(s.js, s.st, ingest.Config{Replicas: c.Replicas}, reg, log)
+	pools, err := s.openPools(ctx)
 	if err != nil {
 		return err
 	}
-	dw, err := pipeline.NewDeriver(ctx, s.js, s.st, l, pipeline.Config{Sweep: *sweep, Replicas: c.Replicas}, reg, log)
+	iw, err := ingest.New(s.js, pools.ingest, ingest.Config{Replicas: c.Replicas}, reg, log)
 	if err != nil {
 		return err
 	}
-	pin := snapshot.New(s.st.Conn())
+	dw, err := pipeline.NewDeriver(ctx, s.js, pools.derive, l, pipeline.Config{Sweep: *sweep, Replicas: c.Replicas}, reg, log)
+	if err != nil {
+		return err
+	}
+	pin := snapshot.New(pools.api.Conn())
 	if err := pin.Instrument(reg); err != nil {
 		return err
 	}
@@ -221,10 +255,10 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 			if s.nc.Status() != nats.CONNECTED {
 				return fmt.Errorf("nats: %s", s.nc.Status())
 			}
-			if err := s.st.Ping(ctx); err != nil {
+			if err := pools.probe.Ping(ctx); err != nil {
 				return fmt.Errorf("clickhouse: %w", err)
 			}
-			ok, err := s.st.Migrated(ctx)
+			ok, err := pools.probe.Migrated(ctx)
 			if err != nil {
 				return err
 			}
@@ -234,7 +268,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 			return nil
 		},
 	}
-	handler := api.New(apiCfg, metrics.NewWithOptions(s.st.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin}), forecast.NewWithPinner(s.st.Conn(), pin), log)
+	handler := api.New(apiCfg, metrics.NewWithOptions(pools.api.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin}), forecast.NewWithPinner(pools.api.Conn(), pin), log)
 
 	ln, err := net.Listen("tcp", c.HTTP)
 	if err != nil {

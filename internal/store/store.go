@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"time"
 
@@ -24,6 +25,9 @@ type Options struct {
 	// Cluster is the ClickHouse cluster name for the replicated schema
 	// variant (see schemas/clickhouse/README.md); empty for one server.
 	Cluster string
+	// Pool names the connection pool in its errors (default "main"); see
+	// Store.Pool for pools of their own.
+	Pool string
 	// Logger receives the store's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -32,6 +36,7 @@ type Options struct {
 // concurrent use.
 type Store struct {
 	conn         driver.Conn
+	chopt        clickhouse.Options // what conn was opened with, for Pool
 	opt          Options
 	logger       *slog.Logger
 	database     string
@@ -51,6 +56,9 @@ const codeUnknownDatabase = 81
 func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Pool == "" {
+		opt.Pool = "main"
 	}
 	if opt.Cluster != "" {
 		if err := ValidCluster(opt.Cluster); err != nil {
@@ -92,7 +100,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
 		conn.Close()
 		return nil, fmt.Errorf("clickhouse %s: ping: %w", redact(dsn), err)
 	}
-	s := &Store{conn: conn, opt: opt, logger: opt.Logger, scanChunk: defaultScanChunk}
+	s := &Store{conn: newPooled(conn, opt.Pool, chopt), chopt: *chopt, opt: opt, logger: opt.Logger, scanChunk: defaultScanChunk}
 	v, err := conn.ServerVersion()
 	if err != nil {
 		conn.Close()
@@ -157,8 +165,109 @@ func redact(dsn string) string {
 	return u.Redacted()
 }
 
-// Close closes the connections.
+// Close closes the connections of s's pool (not of the other pools).
 func (s *Store) Close() error { return s.conn.Close() }
+
+// Pool opens another pool of at most conns connections to the same server
+// and database, with the same settings, named name in its errors. Giving
+// each use its own pool keeps a use that holds all of its connections
+// (derivation loading histories after a restart, a burst of API queries)
+// from starving another, the readiness probe least of all. Close it apart
+// from s.
+func (s *Store) Pool(ctx context.Context, name string, conns int) (*Store, error) {
+	chopt := s.chopt
+	chopt.Settings = maps.Clone(s.chopt.Settings)
+	chopt.MaxOpenConns = max(conns, 1)
+	chopt.MaxIdleConns = chopt.MaxOpenConns
+	conn, err := clickhouse.Open(&chopt)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse pool %q: %w", name, err)
+	}
+	if err := conn.Ping(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("clickhouse pool %q: ping: %w", name, err)
+	}
+	p := *s
+	p.conn = newPooled(conn, name, &chopt)
+	p.chopt = chopt
+	p.opt.Pool = name
+	return &p, nil
+}
+
+// pooled is a connection pool whose errors say which pool could not give a
+// connection in time, and why; clickhouse-go's own advice to raise the
+// connection limit is rarely the cure when one use holds all of them.
+type pooled struct {
+	driver.Conn
+	name string
+	wait time.Duration // clickhouse-go's bound on getting a connection
+}
+
+func newPooled(conn driver.Conn, name string, chopt *clickhouse.Options) *pooled {
+	return &pooled{Conn: conn, name: name, wait: chopt.DialTimeout}
+}
+
+// poolError is clickhouse.ErrAcquireConnTimeout, told of the pool.
+type poolError struct {
+	pool       string
+	wait       time.Duration
+	busy, size int
+	err        error
+}
+
+func (e *poolError) Error() string {
+	if e.busy >= e.size {
+		return fmt.Sprintf("clickhouse pool %q: no connection free within %s: all %d of this pool's connections are in use by its own queries (other pools are not affected)",
+			e.pool, e.wait, e.size)
+	}
+	return fmt.Sprintf("clickhouse pool %q: could not connect to ClickHouse within %s (%d of %d connections in use)",
+		e.pool, e.wait, e.busy, e.size)
+}
+
+func (e *poolError) Unwrap() error { return e.err }
+
+// annotate turns clickhouse-go's acquire timeout into a poolError.
+func (p *pooled) annotate(err error) error {
+	if err == nil || !errors.Is(err, clickhouse.ErrAcquireConnTimeout) {
+		return err
+	}
+	st := p.Stats()
+	return &poolError{pool: p.name, wait: p.wait, busy: st.Open, size: st.MaxOpenConns, err: err}
+}
+
+func (p *pooled) Select(ctx context.Context, dest any, query string, args ...any) error {
+	return p.annotate(p.Conn.Select(ctx, dest, query, args...))
+}
+
+func (p *pooled) Query(ctx context.Context, query string, args ...any) (driver.Rows, error) {
+	rows, err := p.Conn.Query(ctx, query, args...)
+	return rows, p.annotate(err)
+}
+
+func (p *pooled) QueryRow(ctx context.Context, query string, args ...any) driver.Row {
+	return pooledRow{Row: p.Conn.QueryRow(ctx, query, args...), p: p}
+}
+
+func (p *pooled) PrepareBatch(ctx context.Context, query string, opts ...driver.PrepareBatchOption) (driver.Batch, error) {
+	b, err := p.Conn.PrepareBatch(ctx, query, opts...)
+	return b, p.annotate(err)
+}
+
+func (p *pooled) Exec(ctx context.Context, query string, args ...any) error {
+	return p.annotate(p.Conn.Exec(ctx, query, args...))
+}
+
+func (p *pooled) Ping(ctx context.Context) error { return p.annotate(p.Conn.Ping(ctx)) }
+
+// pooledRow is a row of a pooled connection.
+type pooledRow struct {
+	driver.Row
+	p *pooled
+}
+
+func (r pooledRow) Err() error                { return r.p.annotate(r.Row.Err()) }
+func (r pooledRow) Scan(dest ...any) error    { return r.p.annotate(r.Row.Scan(dest...)) }
+func (r pooledRow) ScanStruct(dest any) error { return r.p.annotate(r.Row.ScanStruct(dest)) }
 
 // Ping checks that ClickHouse answers.
 func (s *Store) Ping(ctx context.Context) error {
