@@ -18,6 +18,7 @@ type metrics struct {
 	ackPending   prometheus.Gauge
 	leader       prometheus.Gauge
 	gaps         prometheus.Counter
+	rejected     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -65,13 +66,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "commitflow_ingest_delivery_gaps_total",
 			Help: "Delivery gaps: messages the ingest consumer delivered that never reached the worker. Each restarts consumption on a new consumer generation, which delivers them again; a rising count means the process is paused or starved of CPU.",
 		}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "commitflow_ingest_rows_rejected_total",
+			Help: "Rows ClickHouse rejected on their own for their data, dead-lettered to CF_DLQ with the server's reason. Alert on any increase.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{
 		m.consumed, m.stored, m.deadLettered, m.batchSize, m.insertSecs,
-		m.insertErrs, m.pending, m.ackPending, m.leader, m.gaps,
+		m.insertErrs, m.pending, m.ackPending, m.leader, m.gaps, m.rejected,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("ingest metrics: %w", err)

@@ -467,6 +467,7 @@ func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, parts i
 type batch struct {
 	msgs []jetstream.Msg
 	rows []store.RawEvent
+	src  []jetstream.Msg // src[i] is the message of rows[i]
 	dead []deadLetter
 	// top is the message with the highest stream sequence, topSeq;
 	// acknowledging it (AckAll) acknowledges the batch.
@@ -505,7 +506,8 @@ func (w *Worker) newBatch() *batch {
 func (b *batch) reset() {
 	clear(b.msgs)
 	clear(b.rows)
-	b.msgs, b.rows, b.dead = b.msgs[:0], b.rows[:0], nil
+	clear(b.src)
+	b.msgs, b.rows, b.src, b.dead = b.msgs[:0], b.rows[:0], b.src[:0], nil
 	b.top, b.topSeq = nil, 0
 	clear(b.consumed)
 	clear(b.stored)
@@ -541,6 +543,7 @@ func (w *Worker) add(b *batch, m jetstream.Msg, md *jetstream.MsgMetadata, parts
 	if received.IsZero() {
 		received = ts
 	}
+	b.src = append(b.src, m)
 	b.rows = append(b.rows, store.RawEvent{
 		Tenant:        ev.Tenant,
 		OpportunityID: ev.OpportunityID,
@@ -570,28 +573,17 @@ func (w *Worker) fetched(b *batch, progress time.Duration) {
 	b.consumed.addTo(w.m.consumed)
 }
 
-// commit dead-letters and stores a batch, retrying until it succeeds, and
+// commit stores and dead-letters a batch, retrying until it succeeds, and
 // then acknowledges every message. It returns an error, with nothing
 // acknowledged, only if ctx is done first.
 func (w *Worker) commit(ctx context.Context, b *batch) error {
-	if len(b.dead) > 0 {
-		err := w.retry(ctx, "dead-letter", func() error { return w.publishDead(ctx, b.dead) })
-		if err != nil {
+	if len(b.rows) > 0 {
+		if err := w.store(ctx, b); err != nil {
 			return err
 		}
 	}
-	if len(b.rows) > 0 {
-		err := w.retry(ctx, "insert", func() error {
-			start := time.Now()
-			if err := w.insert(ctx, b.rows); err != nil {
-				if ctx.Err() == nil {
-					w.m.insertErrs.Inc()
-				}
-				return err
-			}
-			w.m.insertSecs.Observe(time.Since(start).Seconds())
-			return nil
-		})
+	if len(b.dead) > 0 {
+		err := w.retry(ctx, "dead-letter", func() error { return w.publishDead(ctx, b.dead) })
 		if err != nil {
 			return err
 		}
@@ -609,6 +601,62 @@ func (w *Worker) commit(ctx context.Context, b *batch) error {
 	b.stored.addTo(w.m.stored)
 	b.dlq.addTo(w.m.deadLettered)
 	return nil
+}
+
+// store inserts b's rows, retrying until they are stored or ctx is done.
+// When ClickHouse rejects the batch for its data (an exception other than a
+// busy or unreachable server's) rejectAfter times in a row, store isolates
+// the rows it rejects on their own: they become dead letters of b with the
+// server's reason, and the rest is stored. A batch whose every row is
+// rejected is a fault of the table or the server: it is retried, with an
+// ERROR line each time, and nothing is dead-lettered.
+func (w *Worker) store(ctx context.Context, b *batch) error {
+	rejections := 0
+	return w.retry(ctx, "insert", func() error {
+		start := time.Now()
+		err := w.insert(ctx, b.rows)
+		if err == nil {
+			w.m.insertSecs.Observe(time.Since(start).Seconds())
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		w.m.insertErrs.Inc()
+		if _, ok := rejection(err); !ok {
+			rejections = 0
+			return err
+		}
+		if rejections++; rejections < rejectAfter {
+			return err
+		}
+		bad, err := w.isolate(ctx, b.rows)
+		if errors.Is(err, errSystemic) || (err == nil && len(bad) == len(b.rows) && len(b.rows) > 1) {
+			w.log.Error("ClickHouse rejects every part of the batch: the fault is in the table or the server, not in the rows; retrying",
+				"rows", len(b.rows), "err", err)
+			return fmt.Errorf("every part of the batch rejected: %w", errSystemic)
+		}
+		if err != nil {
+			return err
+		}
+		w.reject(b, bad)
+		return nil
+	})
+}
+
+// reject turns b's rows at the indexes of bad into dead letters with the
+// server's reason, and takes them out of b's stored tally.
+func (w *Worker) reject(b *batch, bad map[int]error) {
+	for i, err := range bad {
+		r := b.rows[i]
+		key := labelKey{r.Tenant, r.Type}
+		b.stored[key]--
+		b.dlq[key]++
+		b.dead = append(b.dead, deadLetter{msg: b.src[i], seq: r.StreamSeq, err: fmt.Errorf("clickhouse rejected the row: %w", err), key: key})
+		w.m.rejected.Inc()
+		w.log.Error("ClickHouse rejects a row; dead-lettered", "tenant", r.Tenant, "source", r.Source,
+			"event_id", r.EventID, "stream_seq", r.StreamSeq, "err", err)
+	}
 }
 
 // insert stores rows as cfg.InsertWriters concurrent INSERTs of equal
