@@ -123,31 +123,49 @@ func (s *Store) CountEvents(ctx context.Context, tenant string) (uint64, error) 
 	return n, nil
 }
 
-// LoadEvents returns the de-duplicated events of the given opportunities of
-// tenant, ordered by (opportunity_id, source, event_id).
+// LoadEvents returns the events of the given opportunities of tenant, one
+// copy per key (the one with the highest stream sequence, see RawEvent),
+// ordered by (opportunity_id, source, event_id).
 func (s *Store) LoadEvents(ctx context.Context, tenant string, opportunityIDs []string) ([]RawEvent, error) {
-	var out []RawEvent
+	latest, _, err := s.LoadEventCopies(ctx, tenant, opportunityIDs)
+	return latest, err
+}
+
+// LoadEventCopies is LoadEvents that also returns the superseded copies
+// still stored, ordered likewise: copies of a key with a lower stream
+// sequence than the latest one's, which the table's merges have not
+// dropped yet, or never will when their occurred_at put them in another
+// monthly partition than the latest copy (merges stay within one).
+// Derivation compares them with the latest to report conflicting
+// duplicates. The rows are read without FINAL, so that the superseded
+// ones come back too, and de-duplicated here by the rule of the table's
+// engine, which FINAL applies.
+func (s *Store) LoadEventCopies(ctx context.Context, tenant string, opportunityIDs []string) (latest, superseded []RawEvent, err error) {
 	for _, ids := range chunks(uniqueSorted(opportunityIDs), inChunk) {
-		rows, err := s.conn.Query(ctx, `SELECT `+eventColumns+` FROM events FINAL
+		rows, err := s.conn.Query(ctx, `SELECT `+eventColumns+` FROM events
 WHERE tenant = ? AND opportunity_id IN ?
-ORDER BY opportunity_id, source, event_id`, tenant, groupSet(ids))
+ORDER BY opportunity_id, source, event_id, stream_seq DESC`, tenant, groupSet(ids))
 		if err != nil {
-			return nil, fmt.Errorf("load events of %q: %w", tenant, err)
+			return nil, nil, fmt.Errorf("load events of %q: %w", tenant, err)
 		}
-		err = eachEvent(rows, func(e RawEvent) error {
-			out = append(out, e)
+		err = eachLatest(rows, func(e RawEvent, isLatest bool) error {
+			if isLatest {
+				latest = append(latest, e)
+			} else {
+				superseded = append(superseded, e)
+			}
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("load events of %q: %w", tenant, err)
+			return nil, nil, fmt.Errorf("load events of %q: %w", tenant, err)
 		}
 	}
-	return out, nil
+	return latest, superseded, nil
 }
 
 // ScanEvents calls fn once per opportunity of tenant, in opportunity_id
-// order, with that opportunity's de-duplicated events ordered by (source,
-// event_id). Memory stays flat: the opportunities are read in ranges of a
+// order, with that opportunity's events ordered by (source, event_id), one
+// copy per key as LoadEvents returns them. Memory stays flat: the opportunities are read in ranges of a
 // few thousand, each streamed row by row. An error from fn stops the scan
 // and is returned as is.
 func (s *Store) ScanEvents(ctx context.Context, tenant string, fn func(opportunityID string, evs []RawEvent) error) error {
@@ -156,13 +174,13 @@ func (s *Store) ScanEvents(ctx context.Context, tenant string, fn func(opportuni
 		return err
 	}
 	for i, lo := range bounds {
-		q := `SELECT ` + eventColumns + ` FROM events FINAL WHERE tenant = ? AND opportunity_id >= ?`
+		q := `SELECT ` + eventColumns + ` FROM events WHERE tenant = ? AND opportunity_id >= ?`
 		args := []any{tenant, lo}
 		if i+1 < len(bounds) {
 			q += ` AND opportunity_id < ?`
 			args = append(args, bounds[i+1])
 		}
-		q += ` ORDER BY opportunity_id, source, event_id`
+		q += ` ORDER BY opportunity_id, source, event_id, stream_seq DESC`
 		rows, err := s.conn.Query(ctx, q, args...)
 		if err != nil {
 			return fmt.Errorf("scan events of %q: %w", tenant, err)
@@ -172,7 +190,10 @@ func (s *Store) ScanEvents(ctx context.Context, tenant string, fn func(opportuni
 			group []RawEvent
 			fnErr error
 		)
-		err = eachEvent(rows, func(e RawEvent) error {
+		err = eachLatest(rows, func(e RawEvent, isLatest bool) error {
+			if !isLatest {
+				return nil
+			}
 			if len(group) > 0 && e.OpportunityID != cur {
 				if fnErr = fn(cur, group); fnErr != nil {
 					return fnErr
@@ -221,6 +242,26 @@ func (s *Store) scanBounds(ctx context.Context, tenant string) ([]string, error)
 		return nil, fmt.Errorf("scan events of %q: %w", tenant, err)
 	}
 	return bounds, nil
+}
+
+// eachLatest scans rows of eventColumns, ordered by key and then by
+// stream_seq descending, into fn and closes rows. fn learns whether a row
+// is the latest copy of its key; further rows of the key with the same
+// stream sequence (one message inserted twice) are skipped.
+func eachLatest(rows driver.Rows, fn func(e RawEvent, isLatest bool) error) error {
+	var prev RawEvent
+	return eachEvent(rows, func(e RawEvent) error {
+		sameKey := e.OpportunityID == prev.OpportunityID && e.Source == prev.Source && e.EventID == prev.EventID
+		if sameKey && e.StreamSeq == prev.StreamSeq {
+			return nil
+		}
+		isLatest := !sameKey
+		if isLatest {
+			prev.OpportunityID, prev.Source, prev.EventID = e.OpportunityID, e.Source, e.EventID
+		}
+		prev.StreamSeq = e.StreamSeq
+		return fn(e, isLatest)
+	})
 }
 
 // eachEvent scans rows of eventColumns into fn and closes rows.

@@ -1,0 +1,121 @@
+package store
+
+import (
+	"context"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// TestLatestCopyWins: of two copies of one key, every reader returns the one
+// with the highest stream sequence, as FINAL does, whichever was inserted
+// first, and also when the copies' occurred_at fall in different months
+// (different partitions of the table, never merged together).
+func TestLatestCopyWins(t *testing.T) {
+	ctx := context.Background()
+	at := time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)
+	withPayload := func(e RawEvent, p string) RawEvent {
+		e.Payload = []byte(p)
+		return e
+	}
+	for _, tc := range []struct {
+		name          string
+		first, second RawEvent
+	}{
+		{"later copy inserted last",
+			withPayload(ev("t", "o1", "e1", 5, at), `{"amount":1000}`), withPayload(ev("t", "o1", "e1", 9, at), `{"amount":999999}`)},
+		{"later copy inserted first",
+			withPayload(ev("t", "o1", "e1", 9, at), `{"amount":999999}`), withPayload(ev("t", "o1", "e1", 5, at), `{"amount":1000}`)},
+		{"occurred_at moved a month",
+			withPayload(ev("t", "o1", "e1", 5, at), `{"amount":1000}`), withPayload(ev("t", "o1", "e1", 9, at.AddDate(0, 1, 0)), `{"amount":999999}`)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openMigrated(t)
+			other := ev("t", "o1", "e2", 7, at)
+			if err := s.InsertEvents(ctx, []RawEvent{tc.first, other}); err != nil {
+				t.Fatal(err)
+			}
+			// The second copy in its own part, and one message inserted twice.
+			if err := s.InsertEvents(ctx, []RawEvent{tc.second, other}); err != nil {
+				t.Fatal(err)
+			}
+			win, lose := tc.first, tc.second
+			if lose.StreamSeq > win.StreamSeq {
+				win, lose = lose, win
+			}
+			want := []RawEvent{win, other}
+
+			got, err := s.LoadEvents(ctx, "t", []string{"o1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("LoadEvents =\n%+v\nwant\n%+v", got, want)
+			}
+			latest, superseded, err := s.LoadEventCopies(ctx, "t", []string{"o1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The copies share a partition unless occurred_at moved:
+			// merged, the superseded one is gone.
+			if !reflect.DeepEqual(latest, want) || len(superseded) > 1 || (len(superseded) == 1 && !reflect.DeepEqual(superseded[0], lose)) {
+				t.Errorf("LoadEventCopies =\n%+v\n%+v\nwant\n%+v\n[%+v] or none", latest, superseded, want, lose)
+			}
+			var scanned []RawEvent
+			err = s.ScanEvents(ctx, "t", func(_ string, evs []RawEvent) error {
+				scanned = append(scanned, evs...)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(scanned, want) {
+				t.Errorf("ScanEvents =\n%+v\nwant\n%+v", scanned, want)
+			}
+			if n, err := s.CountEvents(ctx, "t"); err != nil || n != 2 {
+				t.Errorf("CountEvents = %d, %v; want 2", n, err)
+			}
+		})
+	}
+}
+
+// TestSupersededCopiesUntilMerged: before a merge, LoadEventCopies returns
+// the superseded copy; one message inserted twice is no superseded copy.
+func TestSupersededCopiesUntilMerged(t *testing.T) {
+	ctx := context.Background()
+	s := openMigrated(t)
+	at := time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)
+	if err := s.Conn().Exec(ctx, "SYSTEM STOP MERGES events"); err != nil {
+		t.Fatal(err)
+	}
+	old, fixed := ev("t", "o1", "e1", 5, at), ev("t", "o1", "e1", 9, at)
+	old.Payload, fixed.Payload = []byte(`{"amount":1000}`), []byte(`{"amount":999999}`)
+	for _, batch := range [][]RawEvent{{old}, {fixed}, {fixed}} {
+		if err := s.InsertEvents(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	latest, superseded, err := s.LoadEventCopies(ctx, "t", []string{"o1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(latest, []RawEvent{fixed}) || !reflect.DeepEqual(superseded, []RawEvent{old}) {
+		t.Fatalf("LoadEventCopies = %+v, %+v; want [%+v], [%+v]", latest, superseded, fixed, old)
+	}
+	var final []string
+	rows, err := s.Conn().Query(ctx, "SELECT payload FROM events FINAL WHERE tenant = 't'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			t.Fatal(err)
+		}
+		final = append(final, p)
+	}
+	if !reflect.DeepEqual(final, []string{`{"amount":999999}`}) {
+		t.Fatalf("events FINAL holds %q, want the copy with the highest stream sequence", final)
+	}
+}
