@@ -32,7 +32,9 @@ const (
 
 // Derive folds the input events of one opportunity into its derived events.
 // It is pure: the result depends only on the arguments, not on the order of
-// evs or on duplicates in it (events are de-duplicated by source and id).
+// evs or on duplicates in it. evs holds one copy of each (source, id), the
+// one Latest chooses by stream sequence; further copies are taken to be
+// identical redeliveries and dropped.
 // Time-based events (stalls, overdue buyer actions, CRM meetings without a
 // follow-up) fire at their event time when that is no later than now.
 // The result is ordered by second (UTC), then by position in the fold
@@ -53,7 +55,9 @@ func Derive(tenant, opportunityID string, evs []event.Event, l *ladder.Ladder, n
 }
 
 // ordered returns pointers to evs sorted by (occurred_at, source, id), with
-// duplicates of a (source, id) removed; the earliest copy is kept.
+// duplicates of a (source, id) removed. Which of two conflicting copies
+// wins is Latest's to decide, by stream sequence, before Derive; what is
+// left here are identical copies, of which the earliest is kept.
 func ordered(evs []event.Event) []*event.Event {
 	ps := make([]*event.Event, len(evs))
 	for i := range evs {
