@@ -36,11 +36,21 @@ type writer struct {
 	allStates bool
 }
 
-// opp is one opportunity's history and its currently stored derived set.
+// opp is one opportunity's history, one copy per event (derive.Latest),
+// and its currently stored derived set.
 type opp struct {
 	tenant, id string
-	events     []event.Event
+	events     []derive.Copy
 	derived    []derive.Derived
+}
+
+// inputs returns the events of o's history.
+func (o *opp) inputs() []event.Event {
+	evs := make([]event.Event, len(o.events))
+	for i, c := range o.events {
+		evs[i] = c.Event
+	}
+	return evs
 }
 
 // apply recomputes each opportunity's derived set as of now, writes the
@@ -53,7 +63,7 @@ func (w *writer) apply(ctx context.Context, opps []*opp, now time.Time) (err err
 	version := uint64(time.Now().UnixNano())
 	cur := make([][]derive.Derived, len(opps))
 	for i, o := range opps {
-		cur[i] = derive.Derive(o.tenant, o.id, o.events, w.ladder, now)
+		cur[i] = derive.Derive(o.tenant, o.id, o.inputs(), w.ladder, now)
 		added, retracted := derive.Diff(o.derived, cur[i])
 		for _, d := range added {
 			rows = append(rows, store.DerivedRow{Derived: d, Version: version})
@@ -187,18 +197,19 @@ const (
 	publishStallWait = 10 * time.Second
 )
 
-// parseEvents turns stored raw rows into events. Rows were validated on
-// ingest; one that no longer parses (an older envelope, say) is skipped with
-// a warning rather than stopping derivation.
-func parseEvents(log *slog.Logger, rows []store.RawEvent) []event.Event {
-	out := make([]event.Event, 0, len(rows))
+// parseEvents turns stored raw rows into events with their stream
+// sequences. Rows were validated on ingest; one that no longer parses (an
+// older envelope, say) is skipped with a warning rather than stopping
+// derivation.
+func parseEvents(log *slog.Logger, rows []store.RawEvent) []derive.Copy {
+	out := make([]derive.Copy, 0, len(rows))
 	for _, r := range rows {
 		ev, err := event.Parse(r.Payload)
 		if err != nil {
 			log.Warn("stored event does not parse; skipped", "tenant", r.Tenant, "source", r.Source, "event_id", r.EventID, "err", err)
 			continue
 		}
-		out = append(out, ev)
+		out = append(out, derive.Copy{Event: ev, Seq: r.StreamSeq})
 	}
 	return out
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/store"
@@ -264,7 +266,7 @@ func (d *Deriver) process(ctx context.Context, p int, ingest *ingestFloor, c *ca
 	// Group the batch's valid events by opportunity. Invalid ones are the
 	// ingest worker's to dead-letter; events without an opportunity derive
 	// nothing.
-	fresh := map[string][]event.Event{}
+	fresh := map[string][]derive.Copy{}
 	var keys []string
 	for _, m := range msgs {
 		ev, err := event.Parse(m.Data())
@@ -275,10 +277,17 @@ func (d *Deriver) process(ctx context.Context, p int, ingest *ingestFloor, c *ca
 		if _, ok := fresh[k]; !ok {
 			keys = append(keys, k)
 		}
-		fresh[k] = append(fresh[k], ev)
+		var seq uint64
+		if md, err := m.Metadata(); err == nil {
+			seq = md.Sequence.Stream
+		}
+		fresh[k] = append(fresh[k], derive.Copy{Event: ev, Seq: seq})
 	}
-	opps, err := d.load(ctx, c, keys, fresh)
+	opps, conflicts, err := d.load(ctx, c, keys, fresh)
 	if err != nil {
+		return err
+	}
+	if err := d.report(ctx, conflicts, msgs); err != nil {
 		return err
 	}
 	if err := d.w.apply(ctx, opps, d.cfg.Now()); err != nil {
@@ -298,52 +307,71 @@ func (d *Deriver) process(ctx context.Context, p int, ingest *ingestFloor, c *ca
 	return nil
 }
 
-// load returns the opportunities named by keys with their full history: from
-// the cache plus the fresh events, or, on a miss, from ClickHouse (which by
-// the barrier already holds the fresh events).
-func (d *Deriver) load(ctx context.Context, c *cache, keys []string, fresh map[string][]event.Event) ([]*opp, error) {
+// load returns the opportunities named by keys with their full history, one
+// copy per event by stream sequence (derive.Latest): the cached history plus
+// the fresh events, or, on a miss, the stored copies (which by the barrier
+// include the fresh events) plus the fresh ones. It also returns the
+// conflicting duplicates that involve a fresh copy; the others were found
+// when their later copy was fresh. The cached opportunities are left as
+// they were: process puts the returned ones in their place once derived.
+func (d *Deriver) load(ctx context.Context, c *cache, keys []string, fresh map[string][]derive.Copy) ([]*opp, []derive.Conflict, error) {
 	out := make([]*opp, 0, len(keys))
+	var conflicts []derive.Conflict
 	missing := map[string][]string{} // tenant -> opportunity ids
 	for _, k := range keys {
 		evs := fresh[k]
-		t, id := evs[0].Tenant, evs[0].OpportunityID
+		t, id := evs[0].Event.Tenant, evs[0].Event.OpportunityID
 		if o := c.get(t, id); o != nil {
-			o.events = append(o.events, evs...) // Derive de-duplicates
-			out = append(out, o)
+			// The cache holds one copy per event: every conflict is
+			// with a fresh one.
+			events, cs := derive.Latest(append(slices.Clip(o.events), evs...))
+			conflicts = append(conflicts, cs...)
+			out = append(out, &opp{tenant: t, id: id, events: events, derived: o.derived})
 			continue
 		}
 		missing[t] = append(missing[t], id)
 	}
 	for t, ids := range missing {
-		loaded, err := loadOpps(ctx, d.w, t, ids)
+		loaded, cs, err := loadOpps(ctx, d.w, t, ids, fresh)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, loaded...)
+		conflicts = append(conflicts, cs...)
 	}
-	return out, nil
+	return out, conflicts, nil
 }
 
 // loadOpps reads the stored history and derived sets of a tenant's
-// opportunities.
-func loadOpps(ctx context.Context, w *writer, tenant string, ids []string) ([]*opp, error) {
-	raw, err := w.st.LoadEvents(ctx, tenant, ids)
+// opportunities. The history is the latest copy of each event among the
+// stored copies (superseded ones included, until merged away) and the
+// fresh ones of the opportunity (keyed by oppKey); the conflicts returned
+// are those that involve a fresh copy.
+func loadOpps(ctx context.Context, w *writer, tenant string, ids []string, fresh map[string][]derive.Copy) ([]*opp, []derive.Conflict, error) {
+	latest, superseded, err := w.st.LoadEventCopies(ctx, tenant, ids)
 	if err != nil {
-		return nil, fmt.Errorf("load history: %w", err)
+		return nil, nil, fmt.Errorf("load history: %w", err)
 	}
 	derived, err := w.st.LoadDerived(ctx, tenant, ids)
 	if err != nil {
-		return nil, fmt.Errorf("load derived: %w", err)
+		return nil, nil, fmt.Errorf("load derived: %w", err)
 	}
 	byOpp := map[string][]store.RawEvent{}
-	for _, r := range raw {
+	for _, r := range latest {
+		byOpp[r.OpportunityID] = append(byOpp[r.OpportunityID], r)
+	}
+	for _, r := range superseded {
 		byOpp[r.OpportunityID] = append(byOpp[r.OpportunityID], r)
 	}
 	out := make([]*opp, 0, len(ids))
+	var conflicts []derive.Conflict
 	for _, id := range ids {
-		out = append(out, &opp{tenant: tenant, id: id, events: parseEvents(w.log, byOpp[id]), derived: derived[id]})
+		evs := fresh[oppKey(tenant, id)]
+		events, cs := derive.Latest(append(parseEvents(w.log, byOpp[id]), evs...))
+		conflicts = append(conflicts, withFresh(cs, evs)...)
+		out = append(out, &opp{tenant: tenant, id: id, events: events, derived: derived[id]})
 	}
-	return out, nil
+	return out, conflicts, nil
 }
 
 // ingestFloor follows the acknowledgement floor of the current generation
@@ -414,7 +442,7 @@ func (d *Deriver) sweep(ctx context.Context, p int, c *cache) error {
 					missing = append(missing, id)
 				}
 			}
-			loaded, err := loadOpps(ctx, d.w, t, missing)
+			loaded, _, err := loadOpps(ctx, d.w, t, missing, nil)
 			if err != nil {
 				return err
 			}
@@ -446,6 +474,8 @@ type metrics struct {
 	owned   prometheus.Gauge
 	batch   prometheus.Histogram
 	barrier prometheus.Histogram
+	// conflicts counts conflicting duplicates (see Deriver.report).
+	conflicts prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -461,9 +491,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "commitflow_derive_batch_seconds", Help: "Time to derive and write one batch.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
 		barrier: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "commitflow_derive_ingest_wait_seconds", Help: "Time a batch waited for ingest to store its events.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "commitflow_derive_conflicting_duplicates_total",
+			Help: "Copies of an event id with content other than the copy of a higher stream sequence, which wins; each was dead-lettered."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.input, m.derived, m.owned, m.batch, m.barrier} {
+		for _, c := range []prometheus.Collector{m.input, m.derived, m.owned, m.batch, m.barrier, m.conflicts} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register derive metrics: %w", err)
 			}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -94,10 +95,15 @@ func waitDrained(t *testing.T, js jetstream.JetStream, partitions int) {
 			} else {
 				c, err = js.Consumer(ctx, bus.EventsStream, n)
 			}
-			if err != nil {
-				t.Fatal(err)
+			var info *jetstream.ConsumerInfo
+			if err == nil {
+				info, err = c.Info(ctx)
 			}
-			info, err := c.Info(ctx)
+			if n == "" && errors.Is(err, jetstream.ErrConsumerNotFound) && time.Now().Before(deadline) {
+				// An ingest worker taking the lease rotated the generation.
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
