@@ -263,14 +263,14 @@ func (d *Deriver) process(ctx context.Context, p int, ingest *ingestFloor, c *ca
 	}
 	d.m.barrier.Observe(time.Since(start).Seconds())
 
-	// Group the batch's valid events by opportunity. Invalid ones are the
-	// ingest worker's to dead-letter; events without an opportunity derive
-	// nothing.
+	// Group the batch's valid events by opportunity. Invalid ones, and
+	// those on a subject that is not theirs, are the ingest worker's to
+	// dead-letter; events without an opportunity derive nothing.
 	fresh := map[string][]derive.Copy{}
 	var keys []string
 	for _, m := range msgs {
 		ev, err := event.Parse(m.Data())
-		if err != nil || ev.OpportunityID == "" {
+		if err != nil || ev.OpportunityID == "" || bus.CheckSubject(m.Subject(), ev, d.partitions) != nil {
 			continue
 		}
 		k := oppKey(ev.Tenant, ev.OpportunityID)
