@@ -137,8 +137,34 @@ func Check(name string, v url.Values) error {
 }
 
 // Query parses v for the named endpoint and runs it for tenant with the
-// ladder l. The API and the CLI both answer through it.
+// ladder l. The API and the CLI both answer through it. It refuses, with a
+// *metrics.LadderError, a tenant whose opportunity states were not all
+// derived with l: their step indexes would be read as l's steps. The
+// check runs beside the answer's queries, so that it adds no latency; a
+// failed check cancels them.
 func Query(ctx context.Context, q *metrics.Querier, f *forecast.Forecaster, l *ladder.Ladder, name, tenant string, v url.Values) (any, error) {
+	if err := Check(name, v); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	checked := make(chan error, 1)
+	go func() {
+		err := q.CheckLadder(ctx, tenant, l.Version)
+		if err != nil {
+			cancel(err)
+		}
+		checked <- err
+	}()
+	res, err := runQuery(ctx, q, f, l, name, tenant, v)
+	if cerr := <-checked; cerr != nil {
+		return nil, cerr
+	}
+	return res, err
+}
+
+// runQuery is Query without the ladder check.
+func runQuery(ctx context.Context, q *metrics.Querier, f *forecast.Forecaster, l *ladder.Ladder, name, tenant string, v url.Values) (any, error) {
 	steps := make([]string, len(l.Steps))
 	for i, st := range l.Steps {
 		steps[i] = st.Key

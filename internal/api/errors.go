@@ -14,6 +14,8 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	jsonv1 "github.com/go-json-experiment/json/v1"
+
+	"github.com/commitflow/commitflow/internal/metrics"
 )
 
 // StatusClientClosedRequest is the (nginx) status logged when the client
@@ -62,14 +64,16 @@ func encodeJSON(w io.Writer, v any) error {
 var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
 
 // writeError answers err: bad input is 400 naming the parameter, an
-// authentication failure 401/403, a busy server 503 with Retry-After, a
-// timeout 504, a cancelled request 499, and anything else 500 with a
-// generic message (the detail goes to the log).
+// authentication failure 401/403, states derived with another ladder 409,
+// a busy server 503 with Retry-After, a timeout 504, a cancelled request
+// 499, and anything else 500 with a generic message (the detail goes to
+// the log).
 func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
 	var pe *ParamError
 	var ae *authError
 	var ie inputError
 	var be *busyError
+	var le *metrics.LadderError
 	switch {
 	case errors.As(err, &pe):
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: pe.Reason, Param: pe.Param})
@@ -80,6 +84,8 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 		writeJSON(w, ae.status, errorBody{Error: ae.msg, Param: ae.param})
 	case asInputError(err, &ie):
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: ie.reason, Param: ie.param})
+	case errors.As(err, &le):
+		writeJSON(w, http.StatusConflict, errorBody{Error: le.Error() + " (the ladder in force): replay them with it, commitflow replay --tenant " + le.Tenant + " --ladder FILE"})
 	case errors.As(err, &be):
 		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter/time.Second)))
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: be.Error() + "; retry later"})
