@@ -9,15 +9,18 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/commitflow/commitflow/internal/api"
+	"github.com/commitflow/commitflow/internal/chserver"
 	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/forecast"
+	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
@@ -53,7 +56,8 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.SetOutput(stdout)
 	var c config.Common
 	c.Register(fs)
-	ladderFile := fs.String("ladder", config.Env("COMMITFLOW_LADDER", ""), "ladder configuration file; empty uses the shipped default (env COMMITFLOW_LADDER)")
+	fs.Lookup("clickhouse").Usage = "ClickHouse `DSN`; empty: the managed server of the commitflow run under --data, while it runs (env COMMITFLOW_CLICKHOUSE)"
+	ladderFile := fs.String("ladder", config.Env("COMMITFLOW_LADDER", ""), "ladder configuration `FILE` the states were derived with; empty: the ladder of the commitflow run under --data while it runs, else the shipped default (env COMMITFLOW_LADDER)")
 	format := fs.String("format", "table", "output format: table, csv or json")
 	only := fs.String("table", "", "print only this table ("+strings.Join(tableNames(ep.Name), ", ")+"); csv prints the first when none is given")
 	timeout := fs.Duration("timeout", api.DefaultTimeout, "query timeout")
@@ -95,15 +99,21 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := api.Check(ep.Name, v); err != nil {
 		return fmt.Errorf("report %s: %w", ep.Name, cliParamError(err))
 	}
-	if c.ClickHouse == "" {
-		return errors.New("report: pass --clickhouse DSN (or set COMMITFLOW_CLICKHOUSE), e.g. clickhouse://127.0.0.1:9000/default")
+	dsn := c.ClickHouse
+	if dsn == "" {
+		d, ok := chserver.Running(filepath.Join(c.Data, "clickhouse"))
+		if !ok {
+			return fmt.Errorf("report: no --clickhouse DSN given (nor COMMITFLOW_CLICKHOUSE) and no managed ClickHouse running under %s: start `commitflow run --data %s`, or pass --clickhouse DSN, e.g. clickhouse://127.0.0.1:9000/default",
+				filepath.Join(c.Data, "clickhouse"), c.Data)
+		}
+		dsn = d
 	}
-	l, err := loadLadder(*ladderFile)
+	l, ladderPath, ladderName, err := reportLadder(*ladderFile, c.Data)
 	if err != nil {
 		return err
 	}
 	log := newLogger(c.LogLevel)
-	st, err := store.Open(ctx, c.ClickHouse, store.Options{Cluster: c.ClickHouseCluster, Logger: log})
+	st, err := store.Open(ctx, dsn, store.Options{Cluster: c.ClickHouseCluster, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -119,10 +129,45 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	defer cancel()
 	pin := snapshot.New(st.Conn())
 	res, err := api.Query(qctx, metrics.NewWithOptions(st.Conn(), metrics.Options{Pinner: pin}), forecast.NewWithPinner(st.Conn(), pin), l, ep.Name, c.Tenant, v)
+	var le *metrics.LadderError
+	if errors.As(err, &le) {
+		replay := "commitflow replay --tenant " + c.Tenant
+		if ladderPath != "" {
+			replay += " --ladder " + ladderPath
+		}
+		return fmt.Errorf("report %s: %w (%s): pass the ladder file they were derived with, --ladder FILE, or replay them with this one: %s",
+			ep.Name, err, ladderName, replay)
+	}
 	if err != nil {
 		return fmt.Errorf("report %s: %w", ep.Name, cliParamError(err))
 	}
 	return writeReport(stdout, ep.Name, res, *format, *only)
+}
+
+// reportLadder loads the ladder report answers with: the file given, else
+// the file of the `commitflow run` under data, else the shipped default.
+// It returns the ladder, its file ("" for the default) and how to name it
+// in messages.
+func reportLadder(file, data string) (*ladder.Ladder, string, string, error) {
+	if file == "" {
+		info, err := readRunInfo(data)
+		switch {
+		case errors.Is(err, errNoRun) || err == nil && info.Ladder == "":
+			return ladder.Default(), "", "the shipped default", nil
+		case err != nil:
+			return nil, "", "", fmt.Errorf("report: %w", err)
+		}
+		l, err := ladder.Load(info.Ladder)
+		if err != nil {
+			return nil, "", "", fmt.Errorf("report: the ladder of commitflow run (%s): %w", info.source(data), err)
+		}
+		return l, info.Ladder, "the ladder of commitflow run, " + info.Ladder, nil
+	}
+	l, err := ladder.Load(file)
+	if err != nil {
+		return nil, "", "", err
+	}
+	return l, file, file, nil
 }
 
 // flagName turns a parameter name into its flag: window_days → window-days.

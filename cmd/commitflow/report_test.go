@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -124,7 +126,7 @@ func TestReportErrors(t *testing.T) {
 		{[]string{"stalls", "--tenant", "x' OR '1'='1"}, "--tenant"},
 		{[]string{"stalls", "--tenant", "acme", "--format", "xml"}, "--format"},
 		{[]string{"stalls", "--tenant", "acme", "--table", "nope"}, "--table"},
-		{[]string{"stalls", "--tenant", "acme", "--clickhouse", ""}, "pass --clickhouse"},
+		{[]string{"stalls", "--tenant", "acme", "--clickhouse", "", "--data", t.TempDir()}, "no managed ClickHouse running under"},
 	}
 	for _, tt := range tests {
 		t.Setenv("COMMITFLOW_CLICKHOUSE", "")
@@ -132,5 +134,96 @@ func TestReportErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("report %q: error %v, want %q", tt.args, err, tt.want)
 		}
+	}
+}
+
+// Answers use the ladder the states were derived with, or refuse naming
+// both versions and the way out (issue 18 defect 2): states derived with a
+// two-step ladder are not reported in the shipped ladder's steps.
+func TestReportLadder(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	twoFile := filepath.Join(dir, "two.yaml")
+	if err := os.WriteFile(twoFile, []byte("version: two-steps\nsteps:\n  - key: meet\n  - key: buy\nwon_step: buy\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	two, err := ladder.Load(twoFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := ladder.Default()
+	dsn := chtest.DSN(t)
+	st, err := store.Open(ctx, dsn, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// acme's two deals derived with the two-step ladder, globex's with the
+	// default one.
+	insert := func(l *ladder.Ladder, tenant string, opps ...string) {
+		t.Helper()
+		var rows []store.DerivedRow
+		for _, o := range opps {
+			for step, day := range []string{"2024-01-02", "2024-01-03", "2024-01-09"} {
+				at, _ := time.Parse(time.DateOnly, day)
+				kind := derive.CommitmentGained
+				if step == 0 {
+					kind = derive.DealCreated
+				}
+				rows = append(rows, store.DerivedRow{Version: 1, Derived: derive.Derived{
+					Tenant: tenant, OpportunityID: o, ID: o + string(kind) + day, Type: kind, OccurredAt: at.Add(9 * time.Hour),
+					Step: l.Key(step), StepIndex: step, LadderVersion: l.Version,
+					Snapshot: derive.Snapshot{Amount: 1000, Status: "open", OwnerID: "ann"},
+				}})
+			}
+		}
+		if err := st.InsertDerivedWithStates(ctx, rows, l.Len()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert(two, "acme", "a-1", "a-2")
+	insert(def, "globex", "g-1")
+
+	empty := t.TempDir() // no commitflow run there
+	funnel := []string{"funnel", "--clickhouse", dsn, "--data", empty, "--from", "2024-01-01", "--to", "2024-02-01", "--as-of", "2024-04-01", "--log-level", "error"}
+	_, err = runReport(append(funnel, "--tenant", "acme")...)
+	want := "report funnel: tenant acme: 2 of 2 opportunity states were derived with ladder two-steps (2), not with ladder " + def.Version +
+		" (the shipped default): pass the ladder file they were derived with, --ladder FILE, or replay them with this one: commitflow replay --tenant acme"
+	if err == nil || err.Error() != want {
+		t.Errorf("acme with the shipped ladder: error\n%v\nwant\n%s", err, want)
+	}
+	_, err = runReport(append(funnel, "--tenant", "globex", "--ladder", twoFile)...)
+	if err == nil || !strings.Contains(err.Error(), "derived with ladder "+def.Version+" (1), not with ladder two-steps ("+twoFile+")") ||
+		!strings.Contains(err.Error(), "commitflow replay --tenant globex --ladder "+twoFile) {
+		t.Errorf("globex with the two-step ladder: %v", err)
+	}
+
+	// With the ladder they were derived with, answers name its steps.
+	out, err := runReport(append(funnel, "--tenant", "acme", "--ladder", twoFile, "--format", "csv")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil || len(recs) != 2 || recs[1][0] != "meet" || recs[1][1] != "buy" || recs[1][4] != "2" || recs[1][5] != "2" {
+		t.Errorf("acme's funnel with its ladder: %v\n%s", err, out)
+	}
+	// Without --ladder, the ladder of the commitflow run under --data.
+	runDir := t.TempDir()
+	remove, err := writeRunInfo(runDir, runInfo{PID: 1, Ladder: twoFile, LadderVersion: two.Version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer remove()
+	funnel[4] = runDir
+	out, err = runReport(append(funnel, "--tenant", "acme")...)
+	if err != nil || !strings.Contains(out, "ladder two-steps") || !strings.Contains(out, "meet") {
+		t.Errorf("acme with run's ladder: %v\n%s", err, out)
+	}
+	_, err = runReport(append(funnel, "--tenant", "globex")...)
+	if err == nil || !strings.Contains(err.Error(), "not with ladder two-steps (the ladder of commitflow run, "+twoFile+")") {
+		t.Errorf("globex with run's ladder: %v", err)
 	}
 }

@@ -44,6 +44,7 @@ type stack struct {
 	st      *store.Store
 	nc      *nats.Conn
 	js      jetstream.JetStream
+	embNATS string // the embedded NATS server's URL; empty when given one
 	closers []func(context.Context) error
 	log     *slog.Logger
 }
@@ -126,7 +127,7 @@ func (s *stack) openNATS(ctx context.Context, c *config.Common) error {
 			return err
 		}
 		s.closers = append(s.closers, func(context.Context) error { emb.Shutdown(); return nil })
-		url = emb.ClientURL()
+		url, s.embNATS = emb.ClientURL(), emb.ClientURL()
 		s.log.Info("embedded NATS JetStream started", "url", url, "store", filepath.Join(c.Data, "nats"))
 	}
 	nc, js, err := bus.Connect(ctx, url, s.log)
@@ -211,6 +212,11 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := s.openNATS(ctx, &c); err != nil {
 		return err
 	}
+	removeInfo, err := writeRunInfo(c.Data, runInfo{PID: os.Getpid(), NATS: s.embNATS, Ladder: *ladderFile, LadderVersion: l.Version})
+	if err != nil {
+		return err
+	}
+	defer removeInfo()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -45,9 +45,9 @@ type pipelineStatus struct {
 func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	natsURL := fs.String("nats", config.Env("COMMITFLOW_NATS", "nats://127.0.0.1:4222"), "NATS URL; the default is where `commitflow run` embeds its server (env COMMITFLOW_NATS)")
-	dsn := fs.String("clickhouse", config.Env("COMMITFLOW_CLICKHOUSE", ""), "ClickHouse DSN; empty: the managed server of `commitflow run` under --data, if it runs (env COMMITFLOW_CLICKHOUSE)")
-	data := fs.String("data", config.Env("COMMITFLOW_DATA", config.DefaultDataDir()), "data directory of `commitflow run`, to find its managed ClickHouse (env COMMITFLOW_DATA)")
+	natsURL := fs.String("nats", config.Env("COMMITFLOW_NATS", ""), "NATS `URL`; empty: the embedded server of the commitflow run under --data, while it runs (env COMMITFLOW_NATS)")
+	dsn := fs.String("clickhouse", config.Env("COMMITFLOW_CLICKHOUSE", ""), "ClickHouse `DSN`; empty: the managed server of the commitflow run under --data, while it runs (env COMMITFLOW_CLICKHOUSE)")
+	data := fs.String("data", config.Env("COMMITFLOW_DATA", config.DefaultDataDir()), "data `directory` of commitflow run: where its embedded NATS and managed ClickHouse are found (env COMMITFLOW_DATA)")
 	format := fs.String("format", "table", "output format: table or json")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -62,16 +62,8 @@ func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	defer cancel()
 
 	st := pipelineStatus{NATS: *natsURL}
-	if nc, js, err := bus.Connect(ctx, *natsURL, nil); err != nil {
+	if err := readBusStatus(ctx, &st, *data); err != nil {
 		st.NATSError = err.Error()
-	} else {
-		b, err := bus.ReadStatus(ctx, js)
-		nc.Close()
-		if err != nil {
-			st.NATSError = err.Error()
-		} else {
-			st.Bus = &b
-		}
 	}
 
 	st.ClickHouse = *dsn
@@ -81,7 +73,7 @@ func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	if st.ClickHouse == "" {
-		st.ClickHouseError = fmt.Sprintf("no --clickhouse given and no managed server running under %s", filepath.Join(*data, "clickhouse"))
+		st.ClickHouseError = fmt.Sprintf("no --clickhouse given and no managed server running under %s: start commitflow run --data %s, or pass --clickhouse DSN", filepath.Join(*data, "clickhouse"), *data)
 	} else if err := readStoreStatus(ctx, &st); err != nil {
 		st.ClickHouseError = err.Error()
 	}
@@ -98,6 +90,33 @@ func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	if st.NATSError != "" || st.ClickHouseError != "" {
 		return errors.New("status: not everything could be read")
 	}
+	return nil
+}
+
+// readBusStatus fills in the NATS part of st, finding the embedded server
+// of the run under data when st.NATS is empty.
+func readBusStatus(ctx context.Context, st *pipelineStatus, data string) error {
+	from := ""
+	if st.NATS == "" {
+		info, err := readRunInfo(data)
+		if err != nil {
+			return fmt.Errorf("no --nats given and %w", err)
+		}
+		if info.NATS == "" {
+			return fmt.Errorf("no --nats given, and the commitflow run under %s was given its NATS server: pass that URL, --nats URL", data)
+		}
+		st.NATS, from = info.NATS, fmt.Sprintf(" (from %s; is it still running?)", info.source(data))
+	}
+	nc, js, err := bus.Connect(ctx, st.NATS, nil)
+	if err != nil {
+		return fmt.Errorf("%w%s", err, from)
+	}
+	defer nc.Close()
+	b, err := bus.ReadStatus(ctx, js)
+	if err != nil {
+		return err
+	}
+	st.Bus = &b
 	return nil
 }
 
