@@ -74,7 +74,7 @@ type Dialect struct {
 	Major, Minor int
 	// Columns holds "table.column" for every column of the database's
 	// tables (on a cluster, of the host the migrator is connected to):
-	// has_column and has_distributed_column look here, so that a
+	// has_column looks here, so that a
 	// migration adding a column can skip the ALTER once it is done
 	// (ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS).
 	Columns map[string]bool
@@ -177,18 +177,23 @@ func Render(sql string, d Dialect) (string, error) {
 			}
 			return d.Columns[table+"."+column], nil
 		},
-		// has_distributed_column "t" "c": on a cluster, whether the
-		// Distributed table t has column c already; true on one server,
-		// which has no Distributed tables.
+		// has_distributed_column "t" "c": true. One server has no
+		// Distributed tables; on a cluster the migrator gives every
+		// Distributed table the columns of its t_local after each
+		// migration, host by host (syncDistributed): an ALTER ... ON
+		// CLUSTER of a Distributed table fails on a cluster with
+		// replicated shards, and MATERIALIZED columns must be ALIAS
+		// columns there. Migrations written before that guard their
+		// ALTERs of distributed_table with it.
 		"has_distributed_column": func(table, column string) (bool, error) {
 			if err := checkName(table); err != nil {
 				return false, err
 			}
-			return d.Cluster == "" || d.Columns[table+"."+column], nil
+			return true, nil
 		},
 		// distributed_table "t": on a cluster, the Distributed table t
-		// over t_local (to alter it like t_local); an error on one
-		// server: guard it with has_distributed_column.
+		// over t_local; an error on one server. Only in migrations that
+		// guard it with has_distributed_column, which never renders it.
 		"distributed_table": func(table string) (string, error) {
 			if err := checkName(table); err != nil {
 				return "", err
@@ -380,6 +385,11 @@ func (s *Store) migrate(ctx context.Context, ms []Migration) ([]string, error) {
 		for i, stmt := range SplitStatements(sql) {
 			if err := s.conn.Exec(ctx, stmt); err != nil {
 				return appliedNow, fmt.Errorf("migration %s, statement %d: %w", m.File, i+1, err)
+			}
+		}
+		if s.opt.Cluster != "" {
+			if err := s.syncDistributed(ctx); err != nil {
+				return appliedNow, fmt.Errorf("migration %s: %w", m.File, err)
 			}
 		}
 		batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO schema_migrations (version, name, checksum, applied_at)")
