@@ -28,9 +28,9 @@ func ParseTokens(s string) (map[string]string, error) {
 		case !ok:
 			return nil, fmt.Errorf("tokens: entry %d: want token=tenant", i+1)
 		case len(tok) < minTokenLen:
-			return nil, fmt.Errorf("tokens: entry %d: token shorter than %d bytes", i+1, minTokenLen)
+			return nil, fmt.Errorf("tokens: entry %d: token of %d bytes is shorter than %d: %s", i+1, len(tok), minTokenLen, tokenRule)
 		case !printableToken(tok):
-			return nil, fmt.Errorf("tokens: entry %d: token has characters other than printable ASCII", i+1)
+			return nil, fmt.Errorf("tokens: entry %d: token has a space, a control or a non-ASCII character: %s", i+1, tokenRule)
 		case !event.ValidToken(tenant):
 			return nil, fmt.Errorf("tokens: entry %d: invalid tenant %q", i+1, tenant)
 		}
@@ -44,6 +44,9 @@ func ParseTokens(s string) (map[string]string, error) {
 
 // minTokenLen is the shortest bearer token ParseTokens accepts.
 const minTokenLen = 16
+
+// tokenRule is the rule for bearer tokens, as ParseTokens' errors state it.
+const tokenRule = "a token must be at least 16 bytes of printable ASCII without spaces, commas or '=' (e.g. the output of openssl rand -hex 16)"
 
 func printableToken(s string) bool {
 	for i := 0; i < len(s); i++ {
