@@ -145,23 +145,11 @@ type databaseTables struct {
 // tableColumns reads the tables and columns of database on conn's server.
 func tableColumns(ctx context.Context, conn driver.Conn, database string) (databaseTables, error) {
 	out := databaseTables{columns: map[string][]column{}}
-	rows, err := conn.Query(ctx, `SELECT name FROM system.tables WHERE database = ? AND engine = 'Distributed' ORDER BY name`, database)
-	if err != nil {
-		return out, fmt.Errorf("list distributed tables: %w", err)
+	var err error
+	if out.distributed, err = distributedTables(ctx, conn, database); err != nil {
+		return out, err
 	}
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			rows.Close()
-			return out, fmt.Errorf("list distributed tables: %w", err)
-		}
-		out.distributed = append(out.distributed, name)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return out, fmt.Errorf("list distributed tables: %w", err)
-	}
-	rows, err = conn.Query(ctx, `SELECT table, name, type, default_kind, default_expression FROM system.columns WHERE database = ?`, database)
+	rows, err := conn.Query(ctx, `SELECT table, name, type, default_kind, default_expression FROM system.columns WHERE database = ?`, database)
 	if err != nil {
 		return out, fmt.Errorf("list columns: %w", err)
 	}
@@ -175,4 +163,46 @@ func tableColumns(ctx context.Context, conn driver.Conn, database string) (datab
 		out.columns[table] = append(out.columns[table], c)
 	}
 	return out, rows.Err()
+}
+
+// clusterRows replaces in rows (table rows of this host, from TableRows)
+// each t_local of a Distributed table t by t's rows: those of every shard,
+// one replica each, not yet de-duplicated by merges either. count() on a
+// MergeTree table reads part metadata, not data.
+func (s *Store) clusterRows(ctx context.Context, rows map[string]uint64) error {
+	tables, err := distributedTables(ctx, s.conn, s.database)
+	if err != nil {
+		return fmt.Errorf("table rows: %w", err)
+	}
+	for _, t := range tables {
+		var n uint64
+		if err := s.conn.QueryRow(ctx, "SELECT count() FROM "+quoteIdent(s.database)+"."+quoteIdent(t)).Scan(&n); err != nil {
+			return fmt.Errorf("table rows of %s: %w", t, err)
+		}
+		delete(rows, t+"_local")
+		rows[t] = n
+	}
+	return nil
+}
+
+// distributedTables returns the Distributed tables of database on conn's
+// server.
+func distributedTables(ctx context.Context, conn driver.Conn, database string) ([]string, error) {
+	rows, err := conn.Query(ctx, `SELECT name FROM system.tables WHERE database = ? AND engine = 'Distributed' ORDER BY name`, database)
+	if err != nil {
+		return nil, fmt.Errorf("list distributed tables: %w", err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("list distributed tables: %w", err)
+		}
+		names = append(names, name)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list distributed tables: %w", err)
+	}
+	return names, nil
 }

@@ -289,8 +289,9 @@ func (s *Store) Database() string { return s.database }
 
 // TableRows returns the rows of every MergeTree table of the database on
 // this server, from its active parts: rows not yet de-duplicated by merges
-// count, and on a cluster only this server's shard does. It reads no table
-// data.
+// count. It reads no table data. On a cluster (see clusterRows) a
+// Distributed table t counts the rows of every shard instead of this
+// host's t_local.
 func (s *Store) TableRows(ctx context.Context) (map[string]uint64, error) {
 	rows, err := s.conn.Query(ctx, `SELECT table, sum(rows) FROM system.parts
 WHERE database = currentDatabase() AND active GROUP BY table`)
@@ -307,5 +308,8 @@ WHERE database = currentDatabase() AND active GROUP BY table`)
 		}
 		out[table] = n
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("table rows: %w", err)
+	}
+	return out, s.clusterRows(ctx, out)
 }
