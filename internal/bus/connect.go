@@ -11,12 +11,16 @@ import (
 )
 
 // asyncMaxPending bounds outstanding async publishes on a JetStream context
-// made by Connect; PublishBatch keeps its window below it.
+// made by Connect; PublishMsgs keeps its window below it.
 const asyncMaxPending = 8192
 
 // Connect connects to the NATS server at url and returns the connection and
 // a JetStream context on it. The connection retries forever when the server
-// goes away, buffering publishes meanwhile, and logs disconnects.
+// goes away, buffering publishes meanwhile, and logs disconnects. An async
+// publish on the JetStream context fails with
+// jetstream.ErrAsyncPublishTimeout when its acknowledgement has not come
+// within DefaultAckTimeout, so that no publisher waits forever for a
+// message the server lost.
 func Connect(ctx context.Context, url string, logger *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -52,7 +56,9 @@ func Connect(ctx context.Context, url string, logger *slog.Logger) (*nats.Conn, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to nats %s: %w", url, err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(asyncMaxPending))
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(asyncMaxPending),
+		jetstream.WithPublishAsyncTimeout(DefaultAckTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream on %s: %w", url, err)

@@ -2,7 +2,10 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -10,23 +13,72 @@ import (
 	"github.com/commitflow/commitflow/internal/event"
 )
 
-// publishWindow bounds the async publishes PublishBatch keeps in flight.
+// publishWindow bounds the async publishes PublishMsgs keeps in flight.
 const publishWindow = 2048
+
+// DefaultAckTimeout is how long a publish waits for the stream's
+// acknowledgement before it counts as failed: the default
+// PublishOptions.AttemptTimeout, and the async publish timeout of the
+// JetStream contexts Connect makes.
+const DefaultAckTimeout = 10 * time.Second
+
+// DefaultRetryFor is the default PublishOptions.RetryFor: well inside the
+// default duplicate window (DefaultDuplicateWindow), so that the server drops
+// every copy a retry sends again.
+const DefaultRetryFor = time.Minute
+
+// PublishOptions bound how long a publish keeps trying. Zero values take the
+// defaults noted on each field.
+type PublishOptions struct {
+	// AttemptTimeout is how long one attempt waits for the stream's
+	// acknowledgement of a message before it sends the message again
+	// (default DefaultAckTimeout).
+	AttemptTimeout time.Duration
+	// RetryFor is how long a call keeps retrying while no attempt gets a
+	// message acknowledged before it returns the error (default
+	// DefaultRetryFor). The caller's context may end it sooner. Keep it
+	// within the streams' duplicate window: a copy sent later than the
+	// window after the first one is stored again (the store then drops it).
+	RetryFor time.Duration
+	// Logger receives a warning for each retry; nil discards them.
+	Logger *slog.Logger
+}
+
+func (o PublishOptions) withDefaults() PublishOptions {
+	if o.AttemptTimeout <= 0 {
+		o.AttemptTimeout = DefaultAckTimeout
+	}
+	if o.RetryFor <= 0 {
+		o.RetryFor = DefaultRetryFor
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
 
 // Publisher publishes raw events to CF_EVENTS on their partitioned subjects.
 // It is safe for concurrent use.
 type Publisher struct {
 	js         jetstream.JetStream
 	partitions int
+	opts       PublishOptions
 }
 
 // NewPublisher returns a Publisher for a CF_EVENTS stream with the given
-// partition count (see Partitions).
+// partition count (see Partitions), with the default PublishOptions.
 func NewPublisher(js jetstream.JetStream, partitions int) *Publisher {
 	if partitions < 1 {
 		partitions = 1
 	}
-	return &Publisher{js: js, partitions: partitions}
+	return &Publisher{js: js, partitions: partitions, opts: PublishOptions{}.withDefaults()}
+}
+
+// WithOptions returns a copy of p that publishes with o.
+func (p *Publisher) WithOptions(o PublishOptions) *Publisher {
+	q := *p
+	q.opts = o.withDefaults()
+	return &q
 }
 
 func (p *Publisher) msg(ev event.Event) (*nats.Msg, error) {
@@ -40,73 +92,212 @@ func (p *Publisher) msg(ev event.Event) (*nats.Msg, error) {
 	return m, nil
 }
 
-// Publish publishes one event and waits for the stream's acknowledgement.
-// Nats-Msg-Id is tenant:source:id, so republishing within the duplicate
-// window is harmless.
+// Publish publishes one event and waits for the stream's acknowledgement,
+// retrying as PublishMsgs does. Nats-Msg-Id is tenant:source:id, so
+// republishing within the duplicate window is harmless.
 func (p *Publisher) Publish(ctx context.Context, ev event.Event) error {
 	m, err := p.msg(ev)
 	if err != nil {
 		return err
 	}
-	if _, err := p.js.PublishMsg(ctx, m); err != nil {
+	if err := PublishMsgs(ctx, p.js, []*nats.Msg{m}, p.opts); err != nil {
 		return fmt.Errorf("publish %s: %w", MsgID(ev), err)
 	}
 	return nil
 }
 
-// PublishBatch publishes evs asynchronously, keeping a bounded number in
-// flight, and returns once the stream has acknowledged all of them. On
-// error some events may have been stored; publishing the batch again is
-// harmless within the duplicate window.
+// PublishBatch publishes evs and returns once the stream has acknowledged
+// all of them, retrying as PublishMsgs does. On error some events may have
+// been stored; publishing the batch again is harmless within the duplicate
+// window.
 func (p *Publisher) PublishBatch(ctx context.Context, evs []event.Event) error {
-	futures := make([]jetstream.PubAckFuture, 0, min(len(evs), publishWindow))
-	for start := 0; start < len(evs); start += publishWindow {
-		futures = futures[:0]
-		for _, ev := range evs[start:min(start+publishWindow, len(evs))] {
-			m, err := p.msg(ev)
-			if err != nil {
-				return err
-			}
-			f, err := p.js.PublishMsgAsync(m)
-			if err != nil {
-				return fmt.Errorf("publish batch: %s: %w", MsgID(ev), err)
-			}
-			futures = append(futures, f)
+	msgs := make([]*nats.Msg, len(evs))
+	for i, ev := range evs {
+		m, err := p.msg(ev)
+		if err != nil {
+			return err
 		}
-		if err := waitAcks(ctx, futures); err != nil {
-			return fmt.Errorf("publish batch: %w", err)
-		}
+		msgs[i] = m
+	}
+	if err := PublishMsgs(ctx, p.js, msgs, p.opts); err != nil {
+		return fmt.Errorf("publish batch: %w", err)
 	}
 	return nil
-}
-
-// waitAcks waits for every future and returns the first error.
-func waitAcks(ctx context.Context, futures []jetstream.PubAckFuture) error {
-	var first error
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			if first == nil {
-				first = fmt.Errorf("%s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err)
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return first
 }
 
 // PublishRaw publishes data as-is on subject with the given Nats-Msg-Id
-// (none if empty) and waits for the acknowledgement. It is meant for tools
-// and tests, e.g. to publish malformed bytes.
+// (none if empty) and waits for the acknowledgement, retrying as
+// PublishMsgs does. It is meant for tools and tests, e.g. to publish
+// malformed bytes.
 func (p *Publisher) PublishRaw(ctx context.Context, subject, msgID string, data []byte) error {
-	var opts []jetstream.PublishOpt
+	m := nats.NewMsg(subject)
+	m.Data = data
 	if msgID != "" {
-		opts = append(opts, jetstream.WithMsgID(msgID))
+		m.Header.Set(jetstream.MsgIDHeader, msgID)
 	}
-	if _, err := p.js.Publish(ctx, subject, data, opts...); err != nil {
+	if err := PublishMsgs(ctx, p.js, []*nats.Msg{m}, p.opts); err != nil {
 		return fmt.Errorf("publish raw on %s: %w", subject, err)
 	}
 	return nil
+}
+
+// PublishMsgs publishes msgs asynchronously, at most publishWindow at a
+// time, and returns once their streams have acknowledged every one.
+//
+// A message the stream has not acknowledged within o.AttemptTimeout, or
+// could not take for a reason that may pass (the connection is down, the
+// stream has no leader, too many publishes are pending), is sent again
+// after a back-off: the same message, with the same Nats-Msg-Id, so that the stream
+// keeps one copy however many it receives within its duplicate window. A
+// message without Nats-Msg-Id may be stored twice. The back-off grows from
+// 250 ms to 5 s while attempts get nothing through. PublishMsgs gives up
+// when none has for o.RetryFor, or when ctx ends, and returns the last
+// error; a refusal that a retry cannot cure (a message over the
+// size limit, a closed connection) is returned at once.
+func PublishMsgs(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, o PublishOptions) error {
+	o = o.withDefaults()
+	total := len(msgs)
+	var giveUp time.Time // RetryFor after the last attempt that got anything through
+	step := 0            // back-off step since then
+	for attempt := 1; ; attempt++ {
+		failed, err := publishOnce(ctx, js, msgs, o.AttemptTimeout)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%d of %d messages unacknowledged: %w (last error: %w)", len(failed), total, ctx.Err(), err)
+		}
+		if permanent(err) {
+			return err
+		}
+		now := time.Now()
+		if giveUp.IsZero() || len(failed) < len(msgs) {
+			giveUp, step = now.Add(o.RetryFor), 0
+		}
+		if !now.Before(giveUp) {
+			return fmt.Errorf("%d of %d messages unacknowledged after %d attempts, none acknowledged for %s: %w",
+				len(failed), total, attempt, o.RetryFor, err)
+		}
+		step++
+		wait := min(backoff(step), giveUp.Sub(now))
+		o.Logger.Warn("publish not acknowledged; retrying with the same message ids",
+			"unacknowledged", len(failed), "messages", total, "attempt", attempt, "retry_in", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%d of %d messages unacknowledged: %w (last error: %w)", len(failed), total, ctx.Err(), err)
+		case <-t.C:
+		}
+		msgs = failed
+	}
+}
+
+// backoff is the wait before a retry at the given step (1-based) of
+// attempts that got nothing through: 250 ms doubling to 5 s.
+func backoff(step int) time.Duration {
+	return min(250*time.Millisecond<<min(step-1, 5), 5*time.Second)
+}
+
+// publishOnce publishes msgs window by window and returns the messages not
+// acknowledged and the first error. It stops at the first window with a
+// failure: the messages after it are returned unsent.
+func publishOnce(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, timeout time.Duration) ([]*nats.Msg, error) {
+	for start := 0; start < len(msgs); start += publishWindow {
+		end := min(start+publishWindow, len(msgs))
+		if failed, err := publishWindowed(ctx, js, msgs[start:end], timeout); err != nil {
+			return append(failed, msgs[end:]...), err
+		}
+	}
+	return nil, nil
+}
+
+// errNoAck is the failure of a message whose acknowledgement did not come
+// within an attempt's timeout.
+var errNoAck = errors.New("no acknowledgement in time")
+
+// publishWindowed publishes msgs asynchronously and waits, at most timeout
+// after the first was sent, for their acknowledgements. It returns the
+// messages not acknowledged and the first error.
+func publishWindowed(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, timeout time.Duration) ([]*nats.Msg, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	var first error
+	noAck := fmt.Errorf("%w (%s)", errNoAck, timeout)
+	fail := func(m *nats.Msg, err error) {
+		if first == nil {
+			first = fmt.Errorf("%s: %w", msgName(m), err)
+		}
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		f, err := js.PublishMsgAsync(m)
+		if err != nil {
+			fail(m, err)
+			break
+		}
+		futures = append(futures, f)
+	}
+	failed := append([]*nats.Msg(nil), msgs[len(futures):]...)
+	expired := false
+	for i, f := range futures {
+		if !expired {
+			select {
+			case <-f.Ok():
+				continue
+			case err := <-f.Err():
+				failed = append(failed, f.Msg())
+				fail(f.Msg(), err)
+				continue
+			case <-deadline.C:
+				expired = true
+			case <-ctx.Done():
+				for _, f := range futures[i:] {
+					failed = append(failed, f.Msg())
+				}
+				return failed, ctx.Err()
+			}
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			failed = append(failed, f.Msg())
+			fail(f.Msg(), err)
+		default:
+			failed = append(failed, f.Msg())
+			fail(f.Msg(), noAck)
+		}
+	}
+	return failed, first
+}
+
+// msgName names m in errors: its Nats-Msg-Id, else its subject.
+func msgName(m *nats.Msg) string {
+	if id := m.Header.Get(jetstream.MsgIDHeader); id != "" {
+		return id
+	}
+	return m.Subject
+}
+
+// permanent reports whether a publish that failed with err would fail the
+// same way if sent again: the connection is closed or draining, the message
+// is invalid or over the size limit, or the stream refused it as a bad
+// request (4xx other than 408 timeout, 409 conflict with a copy in process
+// and 429 too many requests). Anything else (no acknowledgement in time, a
+// connection lost or not yet back, no stream leader, a server error) may
+// pass on a retry.
+func permanent(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code >= 400 && apiErr.Code < 500 && apiErr.Code != 408 && apiErr.Code != 409 && apiErr.Code != 429
+	}
+	for _, p := range []error{
+		nats.ErrConnectionClosed, nats.ErrConnectionDraining, nats.ErrBadSubject,
+		nats.ErrMaxPayload, nats.ErrInvalidMsg, nats.ErrHeadersNotSupported,
+	} {
+		if errors.Is(err, p) {
+			return true
+		}
+	}
+	return false
 }
