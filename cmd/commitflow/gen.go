@@ -31,6 +31,7 @@ func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		out     string
 		publish bool
 		natsURL string
+		retry   time.Duration
 	)
 	fs.Int64Var(&cfg.Seed, "seed", 1, "random seed; the same flags give the same events, byte for byte")
 	fs.IntVar(&cfg.Opportunities, "opportunities", 500, "number of opportunities to generate")
@@ -41,9 +42,10 @@ func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&cfg.LateRate, "late", 0, "share of events emitted out of order with a late received_at, 0..1")
 	fs.StringVar(&out, "out", "-", "output file for NDJSON events; - is stdout")
 	fs.BoolVar(&publish, "publish", false, "publish the events to NATS JetStream instead of writing them")
+	fs.DurationVar(&retry, "publish-retry", bus.DefaultRetryFor, "with --publish, how long a batch keeps retrying while NATS acknowledges none of its events (server down, leader election) before gen fails; keep it within the streams' duplicate window (2m by default)")
 	fs.StringVar(&natsURL, "nats", config.Env("COMMITFLOW_NATS", "nats://127.0.0.1:4222"), "NATS URL for --publish; the default is where `commitflow run` embeds its server (env COMMITFLOW_NATS)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: commitflow gen [--seed S] [--opportunities N] [--tenant T] [--end YYYY-MM-DD] [--out FILE.ndjson | --publish]")
+		fmt.Fprintln(stderr, "usage: commitflow gen [--seed S] [--opportunities N] [--tenant T] [--end YYYY-MM-DD] [--out FILE.ndjson | --publish [--publish-retry D]]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -61,8 +63,11 @@ func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		cfg.End = t
 	}
+	if retry <= 0 {
+		return fmt.Errorf("gen: --publish-retry %s: want a positive duration", retry)
+	}
 	if publish {
-		return genPublish(ctx, cfg, natsURL)
+		return genPublish(ctx, cfg, natsURL, retry)
 	}
 
 	w := stdout
@@ -113,8 +118,9 @@ func (p *genProgress) Write(b []byte) (int, error) {
 }
 
 // genPublish publishes the generated events to the NATS server at url, whose
-// streams it declares if they are missing.
-func genPublish(ctx context.Context, cfg gen.Config, url string) error {
+// streams it declares if they are missing. A batch NATS does not acknowledge
+// is retried, with its message ids, until none of it has been for retry.
+func genPublish(ctx context.Context, cfg gen.Config, url string, retry time.Duration) error {
 	log := newLogger("info")
 	nc, js, err := bus.Connect(ctx, url, log)
 	if err != nil {
@@ -135,5 +141,6 @@ func genPublish(ctx context.Context, cfg gen.Config, url string) error {
 	if err != nil {
 		return fmt.Errorf("gen: %w", err)
 	}
-	return publishGenerated(ctx, bus.NewPublisher(js, n), cfg, log)
+	pub := bus.NewPublisher(js, n).WithOptions(bus.PublishOptions{RetryFor: retry, Logger: log})
+	return publishGenerated(ctx, pub, cfg, log)
 }
