@@ -14,10 +14,13 @@ import (
 	"log/slog"
 	"maps"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 )
 
 // Options configures a Store.
@@ -106,6 +109,10 @@ func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
 		conn.Close()
 		return nil, fmt.Errorf("clickhouse %s: server version: %w", redact(dsn), err)
 	}
+	if err := checkSettings(v, chopt.Settings); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("clickhouse %s: %w", redact(dsn), err)
+	}
 	s.major, s.minor = int(v.Version.Major), int(v.Version.Minor)
 	if err := conn.QueryRow(ctx, "SELECT currentDatabase()").Scan(&s.database); err != nil {
 		conn.Close()
@@ -137,6 +144,40 @@ func parseDSN(dsn string) (*clickhouse.Options, error) {
 	return chopt, nil
 }
 
+// checkSettings refuses DSN settings a server of v's protocol revision
+// cannot be sent. Up to revision 54429 (ClickHouse 18.16 is 54412) a query's
+// settings travel in the binary form of each setting's type on the server,
+// which clickhouse-go writes for non-negative integers only: any other value
+// (load_balancing=in_order, a fraction) would fail every query with
+// "unsupported data type". Later servers take every setting as a string, so
+// all pass through.
+func checkSettings(v *driver.ServerVersion, settings clickhouse.Settings) error {
+	if v.Revision > proto.DBMS_MIN_REVISION_WITH_SETTINGS_SERIALIZED_AS_STRINGS {
+		return nil
+	}
+	var bad []string
+	for k, val := range settings {
+		switch x := val.(type) {
+		case bool:
+			continue
+		case int:
+			if x >= 0 {
+				continue
+			}
+		}
+		bad = append(bad, fmt.Sprintf("%s=%v", k, val))
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	slices.Sort(bad)
+	return fmt.Errorf("DSN settings %s: ClickHouse %d.%d.%d (protocol revision %d) takes settings from this client "+
+		"as non-negative integers only; give these in the profile of the DSN's user (users.xml) instead, "+
+		"or use a server of protocol revision %d or later, which takes every setting in the DSN",
+		strings.Join(bad, ", "), v.Version.Major, v.Version.Minor, v.Version.Patch, v.Revision,
+		proto.DBMS_MIN_REVISION_WITH_SETTINGS_SERIALIZED_AS_STRINGS+1)
+}
+
 // createDatabase creates chopt's database through the default database.
 func createDatabase(ctx context.Context, chopt clickhouse.Options, cluster string) error {
 	name := chopt.Auth.Database
@@ -146,6 +187,11 @@ func createDatabase(ctx context.Context, chopt clickhouse.Options, cluster strin
 		return err
 	}
 	defer conn.Close()
+	if v, err := conn.ServerVersion(); err == nil {
+		if err := checkSettings(v, chopt.Settings); err != nil {
+			return err
+		}
+	}
 	q := "CREATE DATABASE IF NOT EXISTS " + quoteIdent(name)
 	if cluster != "" {
 		q += " ON CLUSTER " + quoteIdent(cluster)
