@@ -51,7 +51,9 @@ type Store struct {
 const codeUnknownDatabase = 81
 
 // Open connects to the ClickHouse of dsn (a clickhouse-go DSN such as
-// clickhouse://127.0.0.1:9000/commitflow) and checks that it answers. A
+// clickhouse://127.0.0.1:9000/commitflow; with several hosts,
+// clickhouse://h1:9000,h2:9000/commitflow, each new connection goes to the
+// first that answers) and checks that it answers. A
 // database named in the DSN that does not exist yet is created. Settings
 // given in the DSN win over the defaults here: no compression (the
 // pipeline usually runs next to ClickHouse), a pool of 16 connections and a
