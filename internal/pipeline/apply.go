@@ -26,11 +26,11 @@ import (
 // writer derives opportunities and writes the changes to ClickHouse and,
 // when js is set, to the CF_DERIVED stream.
 type writer struct {
-	st     *store.Store
-	js     jetstream.JetStream // nil: do not publish
-	ladder *ladder.Ladder
-	log    *slog.Logger
-	m      *metrics
+	st      *store.Store
+	js      jetstream.JetStream // nil: do not publish
+	ladders ladder.Source       // each tenant's ladder
+	log     *slog.Logger
+	m       *metrics
 	// allStates writes every opportunity's state, changed or not (replay:
 	// so that states are complete after a schema or ladder change).
 	allStates bool
@@ -63,7 +63,8 @@ func (w *writer) apply(ctx context.Context, opps []*opp, now time.Time) (err err
 	version := uint64(time.Now().UnixNano())
 	cur := make([][]derive.Derived, len(opps))
 	for i, o := range opps {
-		cur[i] = derive.Derive(o.tenant, o.id, o.inputs(), w.ladder, now)
+		l := w.ladders.For(o.tenant)
+		cur[i] = derive.Derive(o.tenant, o.id, o.inputs(), l, now)
 		added, retracted := derive.Diff(o.derived, cur[i])
 		for _, d := range added {
 			rows = append(rows, store.DerivedRow{Derived: d, Version: version})
@@ -72,7 +73,7 @@ func (w *writer) apply(ctx context.Context, opps []*opp, now time.Time) (err err
 			rows = append(rows, store.DerivedRow{Derived: d, Version: version, Retracted: true})
 		}
 		if len(added) > 0 || len(retracted) > 0 || w.allStates {
-			st := derive.Summarize(cur[i], w.ladder.Len())
+			st := derive.Summarize(cur[i], l.Len())
 			st.Tenant, st.OpportunityID = o.tenant, o.id
 			states = append(states, store.StateRow{State: st, Version: version})
 		}

@@ -80,9 +80,10 @@ type Deriver struct {
 	leaseM     *bus.LeaseMetrics
 }
 
-// NewDeriver returns a Deriver. The streams and consumers must have been
-// declared (bus.Declare).
-func NewDeriver(ctx context.Context, js jetstream.JetStream, st *store.Store, l *ladder.Ladder, cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Deriver, error) {
+// NewDeriver returns a Deriver that derives each tenant's events with its
+// ladder in ls. The streams and consumers must have been declared
+// (bus.Declare).
+func NewDeriver(ctx context.Context, js jetstream.JetStream, st *store.Store, ls ladder.Source, cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Deriver, error) {
 	n, err := bus.Partitions(ctx, js)
 	if err != nil {
 		return nil, err
@@ -98,7 +99,7 @@ func NewDeriver(ctx context.Context, js jetstream.JetStream, st *store.Store, l 
 	cfg = cfg.withDefaults()
 	return &Deriver{
 		js:         js,
-		w:          &writer{st: st, js: js, ladder: l, log: log, m: m},
+		w:          &writer{st: st, js: js, ladders: ls, log: log, m: m},
 		cfg:        cfg,
 		partitions: n,
 		log:        log.With("component", "derive", "member", cfg.Member),

@@ -39,9 +39,11 @@ type ReplayOptions struct {
 // derivation no longer yields are retracted. Memory stays flat: events are
 // streamed from ClickHouse one opportunity at a time.
 //
+// Each tenant is derived with its ladder in ls.
+//
 // Run it while no live deriver is writing the same tenant, or accept that a
 // concurrent live batch may be overwritten by an equal or newer result.
-func Replay(ctx context.Context, st *store.Store, l *ladder.Ladder, opt ReplayOptions, log *slog.Logger) (Progress, error) {
+func Replay(ctx context.Context, st *store.Store, ls ladder.Source, opt ReplayOptions, log *slog.Logger) (Progress, error) {
 	if opt.Chunk <= 0 {
 		opt.Chunk = 1000
 	}
@@ -55,7 +57,7 @@ func Replay(ctx context.Context, st *store.Store, l *ladder.Ladder, opt ReplayOp
 			return Progress{}, err
 		}
 	}
-	w := &writer{st: st, js: opt.JS, ladder: l, log: log, allStates: true}
+	w := &writer{st: st, js: opt.JS, ladders: ls, log: log, allStates: true}
 	var total Progress
 	start := time.Now()
 	for _, t := range tenants {
@@ -106,7 +108,7 @@ func Replay(ctx context.Context, st *store.Store, l *ladder.Ladder, opt ReplayOp
 		}
 		total.Opportunities += pr.Opportunities
 		total.Events += pr.Events
-		log.Info("replayed tenant", "tenant", t, "opportunities", pr.Opportunities, "events", pr.Events, "elapsed", time.Since(start).Round(time.Millisecond))
+		log.Info("replayed tenant", "tenant", t, "ladder", ls.For(t).Version, "opportunities", pr.Opportunities, "events", pr.Events, "elapsed", time.Since(start).Round(time.Millisecond))
 	}
 	total.Elapsed = time.Since(start)
 	return total, nil
