@@ -35,8 +35,11 @@ type Config struct {
 	// /v1 request then names its tenant with ?tenant=. A request that does
 	// carry a known bearer token is still held to that token's tenant.
 	Open bool
-	// Ladder is the ladder in force; nil means ladder.Default().
-	Ladder *ladder.Ladder
+	// Ladder gives each tenant's ladder in force: a *ladder.Set, or one
+	// *ladder.Ladder for every tenant; nil means ladder.Default(). Every
+	// answer names its tenant's steps, and refuses a tenant whose states
+	// were derived with another ladder (a replay under way, say).
+	Ladder ladder.Source
 	// Registry receives commitflow_http_request_seconds and is served at
 	// /metrics; nil means a private registry.
 	Registry *prometheus.Registry
@@ -212,13 +215,13 @@ func (s *server) compute(ctx context.Context, name, tenant string, v url.Values)
 	return s.run(ctx, name, tenant, v)
 }
 
-// ladder serves the ladder in force.
+// ladder serves the tenant's ladder in force.
 func (s *server) ladder(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
 	if err := newParser(v, nil).err; err != nil {
 		writeError(w, r, s.logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.cfg.Ladder)
+	writeJSON(w, http.StatusOK, s.cfg.Ladder.For(tenant))
 }
 
 func serveOpenAPI(w http.ResponseWriter, r *http.Request) {

@@ -206,7 +206,7 @@ func runQuery(ctx context.Context, q *metrics.Querier, f *forecast.Forecaster, l
 
 // run answers one endpoint for the server.
 func (s *server) run(ctx context.Context, name, tenant string, v url.Values) (any, error) {
-	return Query(ctx, s.q, s.f, s.cfg.Ladder, name, tenant, v)
+	return Query(ctx, s.q, s.f, s.cfg.Ladder.For(tenant), name, tenant, v)
 }
 
 // inputError is a metric package's input error, reduced to what the

@@ -85,7 +85,7 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 	case asInputError(err, &ie):
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: ie.reason, Param: ie.param})
 	case errors.As(err, &le):
-		writeJSON(w, http.StatusConflict, errorBody{Error: le.Error() + " (the ladder in force): replay them with it, commitflow replay --tenant " + le.Tenant + " --ladder FILE"})
+		writeJSON(w, http.StatusConflict, errorBody{Error: le.Error() + " (the tenant's ladder in force): a replay with it is under way if commitflow run started since the ladder changed, else run commitflow replay --tenant " + le.Tenant + " --ladder FILE (or --ladders DIR)"})
 	case errors.As(err, &be):
 		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter/time.Second)))
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: be.Error() + "; retry later"})
