@@ -159,7 +159,9 @@ func TestFaults(t *testing.T) {
 
 	got := compareKeys(want, stored(t, faultyDB))
 	dead := streamMsgs(t, js, bus.DLQStream)
+	verifyStart := time.Now()
 	vrep := runVerify(t, cfBin, ns.url, ch, "faulty", streamLast(t, js))
+	verifyTook := time.Since(verifyStart)
 	cf.stop()
 
 	oracleStart := time.Now()
@@ -188,8 +190,9 @@ func TestFaults(t *testing.T) {
 	tw.Flush()
 	fmt.Fprintf(&sum, "events published: %d (%d distinct keys) in %s, %d publishes retried; CPU hogs: %d; faults injected: %d\n",
 		len(evs), len(want), published.Round(time.Second), pub.retries.Load(), runtime.NumCPU(), len(results))
-	fmt.Fprintf(&sum, "stored %d: lost %d, doubled %d, unknown %d; dead letters %d; verify: %d missing; drained %s after the last publish\n",
-		got.stored, got.lost, got.doubled, got.unknown, dead, vrep.Missing, drained.Round(time.Second))
+	fmt.Fprintf(&sum, "stored %d: lost %d, doubled %d, unknown %d; dead letters %d; drained %s after the last publish\n",
+		got.stored, got.lost, got.doubled, got.unknown, dead, drained.Round(time.Second))
+	fmt.Fprintf(&sum, "commitflow verify: %d messages checked, %d missing, in %s\n", vrep.Messages, vrep.Missing, verifyTook.Round(100*time.Millisecond))
 	fmt.Fprintf(&sum, "derived events (not retracted): %d, oracle %d, %d differ; opportunity states: %d, oracle %d, %d differ (oracle derived in %s)\n",
 		derived.rowsA, derived.rowsB, derived.differ(), states.rowsA, states.rowsB, states.differ(), oracleTook.Round(100*time.Millisecond))
 	fmt.Fprintf(&sum, "ERROR log lines: %d; whole suite %s\n", countErrors(t, cfLog), time.Since(start).Round(time.Second))
