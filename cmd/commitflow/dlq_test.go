@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/commitflow/commitflow/internal/bus"
-	"github.com/commitflow/commitflow/internal/ingest"
 )
 
 func TestDLQCommand(t *testing.T) {
@@ -19,8 +18,8 @@ func TestDLQCommand(t *testing.T) {
 		subject := "cf.events.acme.crm.opportunity_created.1"
 		m := nats.NewMsg(bus.DLQSubject(subject))
 		m.Data = []byte(`{"id":"x` + string(rune('0'+i)) + `", "note": "é"}`)
-		m.Header.Set(ingest.ErrorHeader, r)
-		m.Header.Set(ingest.SubjectHeader, subject)
+		m.Header.Set(bus.ErrorHeader, r)
+		m.Header.Set(bus.SubjectHeader, subject)
 		if _, err := js.PublishMsg(ctx, m); err != nil {
 			t.Fatal(err)
 		}

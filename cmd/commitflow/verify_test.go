@@ -16,7 +16,6 @@ import (
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/gen"
-	"github.com/commitflow/commitflow/internal/ingest"
 	"github.com/commitflow/commitflow/internal/store"
 )
 
@@ -64,9 +63,9 @@ func TestVerifyCommand(t *testing.T) {
 	}
 	letter := nats.NewMsg(bus.DLQSubject(badSubject))
 	letter.Data = []byte(`{"id":`)
-	letter.Header.Set(ingest.ErrorHeader, "body: unexpected end of JSON input")
-	letter.Header.Set(ingest.SubjectHeader, badSubject)
-	letter.Header.Set(ingest.StreamSeqHeader, "21")
+	letter.Header.Set(bus.ErrorHeader, "body: unexpected end of JSON input")
+	letter.Header.Set(bus.SubjectHeader, badSubject)
+	letter.Header.Set(bus.StreamSeqHeader, "21")
 	if _, err := js.PublishMsg(ctx, letter); err != nil {
 		t.Fatal(err)
 	}

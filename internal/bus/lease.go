@@ -249,7 +249,11 @@ func (l *Lease) Renew(ctx context.Context) error {
 	for attempt := 1; ; attempt++ {
 		left := time.Until(l.Deadline())
 		if left <= 0 {
-			return l.lose("unreachable", "", fmt.Errorf("not renewed for %s: %w", time.Since(l.sent).Round(time.Millisecond), failure))
+			why := failure
+			if why == nil { // no attempt failed: the process itself did not run
+				why = errors.New("this process was paused or starved of CPU past the deadline")
+			}
+			return l.lose("unreachable", "", fmt.Errorf("not renewed for %s: %w", time.Since(l.sent).Round(time.Millisecond), why))
 		}
 		err := l.renewOnce(ctx, min(left, ls.requestTimeout()))
 		var lost *lostError

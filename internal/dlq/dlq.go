@@ -1,6 +1,6 @@
 // Package dlq reads and re-drives the dead letters of CF_DLQ: the raw
 // events the ingest worker refused, each with its original bytes, the
-// subject it arrived on and the reason (see ingest.ErrorHeader).
+// subject it arrived on and the reason (see bus.ErrorHeader).
 //
 // After a fix (a connector corrected by hand, or a commitflow upgrade that
 // accepts what an older one refused), Replay publishes the dead letters
@@ -23,7 +23,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commitflow/commitflow/internal/bus"
-	"github.com/commitflow/commitflow/internal/ingest"
 )
 
 // Letter is one dead letter.
@@ -129,11 +128,11 @@ func letter(m jetstream.Msg) (Letter, uint64, error) {
 	l := Letter{
 		Seq:     md.Sequence.Stream,
 		At:      md.Timestamp,
-		Subject: h.Get(ingest.SubjectHeader),
-		Reason:  h.Get(ingest.ErrorHeader),
+		Subject: h.Get(bus.SubjectHeader),
+		Reason:  h.Get(bus.ErrorHeader),
 		Data:    m.Data(),
 	}
-	if s := h.Get(ingest.StreamSeqHeader); s != "" {
+	if s := h.Get(bus.StreamSeqHeader); s != "" {
 		l.EventsSeq, _ = strconv.ParseUint(s, 10, 64)
 	}
 	return l, md.NumPending, nil

@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commitflow/commitflow/internal/bus"
-	"github.com/commitflow/commitflow/internal/ingest"
 )
 
 func start(t *testing.T) jetstream.JetStream {
@@ -41,11 +40,11 @@ func deadLetter(t *testing.T, js jetstream.JetStream, subject, reason, body stri
 	t.Helper()
 	m := nats.NewMsg(bus.DLQSubject(subject))
 	m.Data = []byte(body)
-	m.Header.Set(ingest.ErrorHeader, reason)
+	m.Header.Set(bus.ErrorHeader, reason)
 	if subject != "" {
-		m.Header.Set(ingest.SubjectHeader, subject)
+		m.Header.Set(bus.SubjectHeader, subject)
 	}
-	m.Header.Set(ingest.StreamSeqHeader, strconv.FormatUint(seq, 10))
+	m.Header.Set(bus.StreamSeqHeader, strconv.FormatUint(seq, 10))
 	if _, err := js.PublishMsg(t.Context(), m); err != nil {
 		t.Fatal(err)
 	}

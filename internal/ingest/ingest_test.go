@@ -288,18 +288,18 @@ func checkDLQ(t *testing.T, js jetstream.JetStream, bads []malformed) {
 			t.Errorf("CF_DLQ holds %q twice", m.Data)
 		}
 		seen[string(m.Data)] = true
-		reason := m.Header.Get(ErrorHeader)
+		reason := m.Header.Get(bus.ErrorHeader)
 		if !strings.Contains(reason, b.field) {
 			t.Errorf("CF_DLQ message %d: reason %q does not name %q", seq, reason, b.field)
 		}
-		if got := m.Header.Get(SubjectHeader); got != b.subject {
-			t.Errorf("CF_DLQ message %d: %s = %q, want %q", seq, SubjectHeader, got, b.subject)
+		if got := m.Header.Get(bus.SubjectHeader); got != b.subject {
+			t.Errorf("CF_DLQ message %d: %s = %q, want %q", seq, bus.SubjectHeader, got, b.subject)
 		}
 		if m.Subject != bus.DLQSubject(b.subject) {
 			t.Errorf("CF_DLQ message %d on %q, want %q", seq, m.Subject, bus.DLQSubject(b.subject))
 		}
-		if m.Header.Get(StreamSeqHeader) == "" || m.Header.Get(jetstream.MsgIDHeader) != "dlq:"+m.Header.Get(StreamSeqHeader) {
-			t.Errorf("CF_DLQ message %d: seq %q, msg id %q", seq, m.Header.Get(StreamSeqHeader), m.Header.Get(jetstream.MsgIDHeader))
+		if m.Header.Get(bus.StreamSeqHeader) == "" || m.Header.Get(jetstream.MsgIDHeader) != "dlq:"+m.Header.Get(bus.StreamSeqHeader) {
+			t.Errorf("CF_DLQ message %d: seq %q, msg id %q", seq, m.Header.Get(bus.StreamSeqHeader), m.Header.Get(jetstream.MsgIDHeader))
 		}
 	}
 	if len(seen) != len(bads) {

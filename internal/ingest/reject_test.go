@@ -80,7 +80,7 @@ func TestIngestPoisonRow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		reason := m.Header.Get(ErrorHeader)
+		reason := m.Header.Get(bus.ErrorHeader)
 		if !strings.Contains(reason, "rejected") || !strings.Contains(reason, "395") {
 			t.Errorf("dead letter reason %q does not give the server's rejection", reason)
 		}

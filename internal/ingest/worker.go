@@ -31,7 +31,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"time"
 
@@ -43,16 +42,6 @@ import (
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/store"
-)
-
-// Dead-letter headers, set on every message published to CF_DLQ.
-const (
-	// ErrorHeader holds the validation error; it names the offending field.
-	ErrorHeader = "Commitflow-Error"
-	// SubjectHeader holds the subject the message was received on.
-	SubjectHeader = "Commitflow-Subject"
-	// StreamSeqHeader holds the message's sequence in CF_EVENTS.
-	StreamSeqHeader = "Commitflow-Stream-Seq"
 )
 
 // Config tunes a Worker. Zero values take the defaults noted on each field.
@@ -682,34 +671,17 @@ func (w *Worker) insert(ctx context.Context, rows []store.RawEvent) error {
 // batch split between writers.
 const minShareRows = 10000
 
-// publishDead publishes invalid messages to CF_DLQ with their original
-// bytes and the reason, and waits for every acknowledgement.
+// publishDead publishes refused messages to CF_DLQ with their original
+// bytes and the reason, and waits until the stream has every one of them
+// (bus.PublishMsgs: each attempt bounded, what is not acknowledged sent
+// again under the same Nats-Msg-Id).
 func (w *Worker) publishDead(ctx context.Context, dead []deadLetter) error {
-	futures := make([]jetstream.PubAckFuture, 0, len(dead))
-	for _, d := range dead {
-		subject := d.msg.Subject()
-		out := nats.NewMsg(bus.DLQSubject(subject))
-		out.Data = d.msg.Data()
-		out.Header.Set(ErrorHeader, reason(d.err))
-		out.Header.Set(SubjectHeader, subject)
-		out.Header.Set(StreamSeqHeader, strconv.FormatUint(d.seq, 10))
-		if d.seq > 0 {
-			out.Header.Set(jetstream.MsgIDHeader, "dlq:"+strconv.FormatUint(d.seq, 10))
-		}
-		f, err := w.js.PublishMsgAsync(out)
-		if err != nil {
-			return fmt.Errorf("dead-letter seq %d: %w", d.seq, err)
-		}
-		futures = append(futures, f)
+	msgs := make([]*nats.Msg, len(dead))
+	for i, d := range dead {
+		msgs[i] = bus.DeadLetter(d.msg.Subject(), d.seq, d.msg.Data(), reason(d.err))
 	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("dead-letter %s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := bus.PublishMsgs(ctx, w.js, msgs, bus.PublishOptions{Logger: w.log}); err != nil {
+		return fmt.Errorf("dead-letter: %w", err)
 	}
 	return nil
 }

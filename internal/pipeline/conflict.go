@@ -3,14 +3,11 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/event"
-	"github.com/commitflow/commitflow/internal/ingest"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -52,12 +49,7 @@ func (d *Deriver) report(ctx context.Context, conflicts []derive.Conflict, msgs 
 				return fmt.Errorf("dead-letter conflicting duplicate seq %d: %w", l.Seq, err)
 			}
 		}
-		m := nats.NewMsg(bus.DLQSubject(subject))
-		m.Data = body
-		m.Header.Set(ingest.ErrorHeader, conflictReason(c))
-		m.Header.Set(ingest.SubjectHeader, subject)
-		m.Header.Set(ingest.StreamSeqHeader, strconv.FormatUint(l.Seq, 10))
-		m.Header.Set(jetstream.MsgIDHeader, "dlq:"+strconv.FormatUint(l.Seq, 10))
+		m := bus.DeadLetter(subject, l.Seq, body, conflictReason(c))
 		if _, err := d.js.PublishMsg(ctx, m); err != nil {
 			return fmt.Errorf("dead-letter conflicting duplicate seq %d: %w", l.Seq, err)
 		}
