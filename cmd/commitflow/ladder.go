@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 
@@ -93,4 +94,29 @@ func printLadderSummary(w io.Writer, name string, l *ladder.Ladder) {
 		fmt.Fprintf(w, "  single-threaded from: %s\n", l.SingleThreadedFrom)
 	}
 	fmt.Fprintf(w, "  overdue grace: %gd, meeting follow-up window: %gh\n", l.OverdueGraceDays, l.FollowupHours)
+}
+
+// laddersUsage describes the --ladders flag of run and replay.
+const laddersUsage = "directory of per-tenant ladders: <tenant>.yaml is that tenant's ladder, default.yaml (unless --ladder is given) every other tenant's; run replays a tenant whose ladder changed when it starts"
+
+// describeLadders names the default ladder's version and each tenant's own.
+func describeLadders(ls *ladder.Set) string {
+	var b strings.Builder
+	b.WriteString("default ladder " + ls.Default().Version)
+	for i, t := range ls.Tenants() {
+		if i == 0 {
+			b.WriteString("; own ladders:")
+		}
+		fmt.Fprintf(&b, " %s %s", t, ls.For(t).Version)
+	}
+	return b.String()
+}
+
+// logLadders logs the ladders in force.
+func logLadders(log *slog.Logger, ls *ladder.Set) {
+	tenants := map[string]string{}
+	for _, t := range ls.Tenants() {
+		tenants[t] = ls.For(t).Version
+	}
+	log.Info("ladders", "default", ls.Default().Version, "tenants", tenants)
 }

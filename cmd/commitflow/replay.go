@@ -2,13 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/commitflow/commitflow/internal/config"
+	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/pipeline"
+	"github.com/commitflow/commitflow/internal/store"
 )
 
 func cmdReplay(ctx context.Context, args []string, stdout io.Writer) error {
@@ -17,7 +24,8 @@ func cmdReplay(ctx context.Context, args []string, stdout io.Writer) error {
 	c.Register(fs)
 	var gc config.GC
 	gc.Register(fs)
-	ladderFile := fs.String("ladder", config.Env("COMMITFLOW_LADDER", ""), "ladder configuration file; empty uses the shipped default (env COMMITFLOW_LADDER)")
+	ladderFile := fs.String("ladder", config.Env("COMMITFLOW_LADDER", ""), "ladder configuration file of every tenant without its own; empty uses the shipped default (env COMMITFLOW_LADDER)")
+	laddersDir := fs.String("ladders", config.Env("COMMITFLOW_LADDERS", ""), laddersUsage+" (env COMMITFLOW_LADDERS)")
 	publish := fs.Bool("publish", false, "also publish changed derived events to the CF_DERIVED stream")
 	asOf := fs.String("now", "", "judge time-based events (stalls, overdue actions) against this time, RFC3339; default now")
 	if err := fs.Parse(args); err != nil {
@@ -27,7 +35,7 @@ func cmdReplay(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := applyGC(gc, log); err != nil {
 		return err
 	}
-	l, err := loadLadder(*ladderFile)
+	ls, err := ladder.LoadSet(*ladderFile, *laddersDir)
 	if err != nil {
 		return err
 	}
@@ -56,10 +64,43 @@ func cmdReplay(ctx context.Context, args []string, stdout io.Writer) error {
 	opt.Progress = func(p pipeline.Progress) {
 		pr.report(false, "tenant %s: %d opportunities, %d events (%.0f events/s)", p.Tenant, p.Opportunities, p.Events, float64(p.Events)/p.Elapsed.Seconds())
 	}
-	total, err := pipeline.Replay(ctx, s.st, l, opt, log)
+	total, err := pipeline.Replay(ctx, s.st, ls, opt, log)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "replayed %d opportunities, %d events in %s (ladder %s)\n", total.Opportunities, total.Events, total.Elapsed.Round(time.Millisecond), l.Version)
+	used := "ladder " + ls.For(c.Tenant).Version
+	if c.Tenant == "" {
+		used = describeLadders(ls)
+	}
+	fmt.Fprintf(stdout, "replayed %d opportunities, %d events in %s (%s)\n", total.Opportunities, total.Events, total.Elapsed.Round(time.Millisecond), used)
+	return nil
+}
+
+// replayChanged replays each tenant whose current opportunity states were
+// not all derived with its ladder in ls, and only those, one after the
+// other: run does it when it starts, before live derivation, so that a
+// change to one tenant's ladder file re-derives that tenant alone. The API
+// answers such a tenant 409 until its replay is done. Changed derived
+// events are published on js, as live derivation does.
+func replayChanged(ctx context.Context, st *store.Store, q *metrics.Querier, ls *ladder.Set, js jetstream.JetStream, log *slog.Logger) error {
+	tenants, err := st.Tenants(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range tenants {
+		l := ls.For(t)
+		err := q.CheckLadder(ctx, t, l.Version)
+		var le *metrics.LadderError
+		switch {
+		case err == nil:
+			continue
+		case !errors.As(err, &le):
+			return fmt.Errorf("ladder of tenant %s: %w", t, err)
+		}
+		log.Info("tenant's ladder changed since its states were derived: replaying the tenant", "tenant", t, "ladder", l.Version, "states_by_ladder", le.Found)
+		if _, err := pipeline.Replay(ctx, st, ls, pipeline.ReplayOptions{Tenants: []string{t}, JS: js}, log); err != nil {
+			return err
+		}
+	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -57,7 +58,8 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	var c config.Common
 	c.Register(fs)
 	fs.Lookup("clickhouse").Usage = "ClickHouse `DSN`; empty: the managed server of the commitflow run under --data, while it runs (env COMMITFLOW_CLICKHOUSE)"
-	ladderFile := fs.String("ladder", config.Env("COMMITFLOW_LADDER", ""), "ladder configuration `FILE` the states were derived with; empty: the ladder of the commitflow run under --data while it runs, else the shipped default (env COMMITFLOW_LADDER)")
+	ladderFile := fs.String("ladder", config.Env("COMMITFLOW_LADDER", ""), "ladder configuration `FILE` the states were derived with (of every tenant without its own in --ladders); empty with --ladders empty: the ladders of the commitflow run under --data while it runs, else the shipped default (env COMMITFLOW_LADDER)")
+	laddersDir := fs.String("ladders", config.Env("COMMITFLOW_LADDERS", ""), "`DIR`ectory of per-tenant ladders the states were derived with, <tenant>.yaml and optionally default.yaml (env COMMITFLOW_LADDERS)")
 	format := fs.String("format", "table", "output format: table, csv or json")
 	only := fs.String("table", "", "print only this table ("+strings.Join(tableNames(ep.Name), ", ")+"); csv prints the first when none is given")
 	timeout := fs.Duration("timeout", api.DefaultTimeout, "query timeout")
@@ -108,7 +110,7 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		dsn = d
 	}
-	l, ladderPath, ladderName, err := reportLadder(*ladderFile, c.Data)
+	l, ladderFlags, ladderName, err := reportLadder(*ladderFile, *laddersDir, c.Data, c.Tenant)
 	if err != nil {
 		return err
 	}
@@ -132,9 +134,7 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	var le *metrics.LadderError
 	if errors.As(err, &le) {
 		replay := "commitflow replay --tenant " + c.Tenant
-		if ladderPath != "" {
-			replay += " --ladder " + ladderPath
-		}
+		replay += ladderFlags
 		return fmt.Errorf("report %s: %w (%s): pass the ladder file they were derived with, --ladder FILE, or replay them with this one: %s",
 			ep.Name, err, ladderName, replay)
 	}
@@ -144,30 +144,44 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	return writeReport(stdout, ep.Name, res, *format, *only)
 }
 
-// reportLadder loads the ladder report answers with: the file given, else
-// the file of the `commitflow run` under data, else the shipped default.
-// It returns the ladder, its file ("" for the default) and how to name it
-// in messages.
-func reportLadder(file, data string) (*ladder.Ladder, string, string, error) {
-	if file == "" {
+// reportLadder loads the ladder of tenant report answers with: from the
+// file and directory given, else from those of the `commitflow run` under
+// data, else the shipped default. It returns the ladder, the flags that
+// name it to replay ("" for the default) and how to name it in messages.
+func reportLadder(file, dir, data, tenant string) (*ladder.Ladder, string, string, error) {
+	run, src := "", ""
+	if file == "" && dir == "" {
 		info, err := readRunInfo(data)
 		switch {
-		case errors.Is(err, errNoRun) || err == nil && info.Ladder == "":
+		case errors.Is(err, errNoRun) || err == nil && info.Ladder == "" && info.Ladders == "":
 			return ladder.Default(), "", "the shipped default", nil
 		case err != nil:
 			return nil, "", "", fmt.Errorf("report: %w", err)
 		}
-		l, err := ladder.Load(info.Ladder)
-		if err != nil {
-			return nil, "", "", fmt.Errorf("report: the ladder of commitflow run (%s): %w", info.source(data), err)
-		}
-		return l, info.Ladder, "the ladder of commitflow run, " + info.Ladder, nil
+		file, dir = info.Ladder, info.Ladders
+		run, src = "the ladder of commitflow run, ", info.source(data)
 	}
-	l, err := ladder.Load(file)
+	ls, err := ladder.LoadSet(file, dir)
+	if err != nil && src != "" {
+		return nil, "", "", fmt.Errorf("report: the ladder of commitflow run (%s): %w", src, err)
+	}
 	if err != nil {
 		return nil, "", "", err
 	}
-	return l, file, file, nil
+	var flags, name string
+	if file != "" {
+		flags, name = " --ladder "+file, file
+	}
+	if dir != "" {
+		flags += " --ladders " + dir
+		switch {
+		case slices.Contains(ls.Tenants(), tenant):
+			name = tenant + "'s ladder in " + dir
+		case file == "":
+			name = "the default ladder of " + dir
+		}
+	}
+	return ls.For(tenant), flags, run + name, nil
 }
 
 // flagName turns a parameter name into its flag: window_days → window-days.

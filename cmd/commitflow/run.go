@@ -145,13 +145,6 @@ func (s *stack) openNATS(ctx context.Context, c *config.Common) error {
 	return nil
 }
 
-func loadLadder(path string) (*ladder.Ladder, error) {
-	if path == "" {
-		return ladder.Default(), nil
-	}
-	return ladder.Load(path)
-}
-
 // applyGC sets the Go garbage collector as g asks and logs what is in
 // force.
 func applyGC(g config.GC, log *slog.Logger) error {
@@ -175,7 +168,8 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	gc.Register(fs)
 	demo := fs.Bool("demo", false, "load a generated demo book of business on first start (tenant \"demo\"), and serve the API open on loopback unless tokens are set")
 	demoOpps := fs.Int("demo-opportunities", config.EnvInt("COMMITFLOW_DEMO_OPPORTUNITIES", 2000), "opportunities in the demo data")
-	ladderFile := fs.String("ladder", config.Env("COMMITFLOW_LADDER", ""), "ladder configuration file; empty uses the shipped default (env COMMITFLOW_LADDER)")
+	ladderFile := fs.String("ladder", config.Env("COMMITFLOW_LADDER", ""), "ladder configuration file of every tenant without its own; empty uses the shipped default (env COMMITFLOW_LADDER)")
+	laddersDir := fs.String("ladders", config.Env("COMMITFLOW_LADDERS", ""), laddersUsage+" (env COMMITFLOW_LADDERS)")
 	tokens := fs.String("tokens", config.Env("COMMITFLOW_TOKENS", ""), "API bearer tokens, token=tenant,token=tenant (env COMMITFLOW_TOKENS)")
 	metricsHTTP := fs.String("metrics-http", config.Env("COMMITFLOW_METRICS_HTTP", ""), "listen address for /metrics, /healthz and /readyz apart from the API; empty serves /metrics on --http (env COMMITFLOW_METRICS_HTTP)")
 	sweep := fs.Duration("sweep", config.EnvDuration("COMMITFLOW_SWEEP", 10*time.Minute), "how often open deals are re-derived so stalls and overdue actions fire")
@@ -188,10 +182,11 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := applyGC(gc, log); err != nil {
 		return err
 	}
-	l, err := loadLadder(*ladderFile)
+	ls, err := ladder.LoadSet(*ladderFile, *laddersDir)
 	if err != nil {
 		return err
 	}
+	logLadders(log, ls)
 	tok, err := api.ParseTokens(*tokens)
 	if err != nil {
 		return fmt.Errorf("--tokens: %w", err)
@@ -212,7 +207,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := s.openNATS(ctx, &c); err != nil {
 		return err
 	}
-	removeInfo, err := writeRunInfo(c.Data, runInfo{PID: os.Getpid(), NATS: s.embNATS, Ladder: *ladderFile, LadderVersion: l.Version})
+	removeInfo, err := writeRunInfo(c.Data, runInfo{PID: os.Getpid(), NATS: s.embNATS, Ladder: *ladderFile, Ladders: *laddersDir, LadderVersion: ls.Default().Version})
 	if err != nil {
 		return err
 	}
@@ -234,7 +229,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	dw, err := pipeline.NewDeriver(ctx, s.js, pools.derive, l, pipeline.Config{Sweep: *sweep, Replicas: c.Replicas}, reg, log)
+	dw, err := pipeline.NewDeriver(ctx, s.js, pools.derive, ls, pipeline.Config{Sweep: *sweep, Replicas: c.Replicas}, reg, log)
 	if err != nil {
 		return err
 	}
@@ -254,7 +249,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	apiCfg := api.Config{
 		Tokens:           tok,
 		Open:             open,
-		Ladder:           l,
+		Ladder:           ls,
 		Registry:         reg,
 		MetricsElsewhere: *metricsHTTP != "",
 		Ready: func(ctx context.Context) error {
@@ -274,7 +269,8 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 			return nil
 		},
 	}
-	handler := api.New(apiCfg, metrics.NewWithOptions(pools.api.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin}), forecast.NewWithPinner(pools.api.Conn(), pin), log)
+	q := metrics.NewWithOptions(pools.api.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin})
+	handler := api.New(apiCfg, q, forecast.NewWithPinner(pools.api.Conn(), pin), log)
 
 	ln, err := net.Listen("tcp", c.HTTP)
 	if err != nil {
@@ -306,6 +302,14 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	})
 	workers.Go(func() {
+		// Live derivation starts once the tenants whose ladder changed
+		// are replayed; the API answers them 409 meanwhile.
+		if err := replayChanged(wctx, pools.derive, q, ls, s.js, log); err != nil {
+			if wctx.Err() == nil {
+				errc <- err
+			}
+			return
+		}
 		if err := dw.Run(wctx); err != nil {
 			errc <- err
 		}

@@ -27,19 +27,25 @@ type runInfo struct {
 	// Ladder is the absolute path of run's --ladder file; empty for the
 	// shipped default.
 	Ladder string `json:"ladder,omitempty"`
-	// LadderVersion is the version of that ladder when run read it.
+	// Ladders is the absolute path of run's --ladders directory of
+	// per-tenant ladders; empty for none.
+	Ladders string `json:"ladders,omitempty"`
+	// LadderVersion is the version of the default ladder when run read it.
 	LadderVersion string `json:"ladder_version"`
 }
 
 // writeRunInfo writes info to data's runInfoFile, atomically, and returns
 // a function that removes it.
 func writeRunInfo(data string, info runInfo) (func(), error) {
-	if info.Ladder != "" {
-		abs, err := filepath.Abs(info.Ladder)
+	for _, p := range []*string{&info.Ladder, &info.Ladders} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
 		if err != nil {
 			return nil, fmt.Errorf("run info: %w", err)
 		}
-		info.Ladder = abs
+		*p = abs
 	}
 	b, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {
