@@ -225,11 +225,17 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	iw, err := ingest.New(s.js, pools.ingest, ingest.Config{Replicas: c.Replicas}, reg, log)
+	member, releaseMember, err := claimMember(c.Data)
 	if err != nil {
 		return err
 	}
-	dw, err := pipeline.NewDeriver(ctx, s.js, pools.derive, ls, pipeline.Config{Sweep: *sweep, Replicas: c.Replicas}, reg, log)
+	defer releaseMember()
+	log.Info("lease member", "member", member)
+	iw, err := ingest.New(s.js, pools.ingest, ingest.Config{Replicas: c.Replicas, Member: member}, reg, log)
+	if err != nil {
+		return err
+	}
+	dw, err := pipeline.NewDeriver(ctx, s.js, pools.derive, ls, pipeline.Config{Sweep: *sweep, Replicas: c.Replicas, Member: member}, reg, log)
 	if err != nil {
 		return err
 	}
