@@ -114,8 +114,9 @@ func quantile(sorted []float64, q float64) *float64 {
 }
 
 type funnelAcc struct {
-	c    FunnelCounts
-	secs []int64
+	c           FunnelCounts
+	secs        []int64 // time to convert of the converted that did not skip
+	skippedConv int64
 }
 
 func (a *funnelAcc) add(amount float64, conv, dropped, skipped bool, secs int64) {
@@ -125,7 +126,11 @@ func (a *funnelAcc) add(amount float64, conv, dropped, skipped bool, secs int64)
 	case conv:
 		a.c.Converted++
 		a.c.ConvertedAmount += amount
-		a.secs = append(a.secs, secs)
+		if skipped {
+			a.skippedConv++
+		} else {
+			a.secs = append(a.secs, secs)
+		}
 	case dropped:
 		a.c.Dropped++
 		a.c.DroppedAmount += amount
@@ -148,6 +153,7 @@ func (a *funnelAcc) counts() FunnelCounts {
 	sort.Float64s(days)
 	c.TimeToConvert = TimeToConvert{
 		N:         int64(len(days)),
+		Skipped:   a.skippedConv,
 		Median:    quantile(days, 0.5),
 		P75:       quantile(days, 0.75),
 		P90:       quantile(days, 0.9),
@@ -218,9 +224,10 @@ func oracleFunnel(evs []derive.Derived, fq FunnelQuery) *FunnelResult {
 			conv := ok1 && (fq.WindowDays == nil || secs <= int64(*fq.WindowDays)*86400)
 			dropped := !conv && (facts.Status == "lost" || facts.Status == "won" ||
 				(fq.WindowDays != nil && !rk.Add(time.Duration(*fq.WindowDays)*24*time.Hour).After(asOf)))
+			// Skipped: K itself not gained at reach_time(K).
 			skipped := true
 			for _, e := range oe {
-				if e.Type == derive.CommitmentGained && e.StepIndex == k {
+				if e.Type == derive.CommitmentGained && e.StepIndex == k && e.OccurredAt.Equal(rk) {
 					skipped = false
 				}
 			}

@@ -1,0 +1,260 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+)
+
+// CycleQuery asks how long the deals closed in [From, To) took to close:
+// from their creation, or from reaching step FromStep.
+type CycleQuery struct {
+	Tenant string
+	// AsOf is the instant the answer is computed at; zero means now.
+	AsOf     time.Time
+	From, To time.Time
+	// FromStep is the ladder key of the step the cycle starts at; "" means
+	// from the deal's creation.
+	FromStep string
+	// By breaks the answer down by a fact as of AsOf: owner, team,
+	// segment, source or product ("" for none).
+	By string
+	// Interval groups the deals by the week, month or quarter in which
+	// they closed ("" for none).
+	Interval string
+	// Ladder holds the step keys in order; step K is Ladder[K-1].
+	Ladder        []string
+	LadderVersion string
+}
+
+// CycleResult is the cycle time of the deals won, lost and closed in the
+// period.
+type CycleResult struct {
+	Definitions Definitions `json:"definitions"`
+	// FromStep and FromIndex name the step the cycle starts at; "" and 0
+	// mean the deal's creation.
+	FromStep  string `json:"from_step"`
+	FromIndex int    `json:"from_index"`
+	CycleOutcomes
+	// Groups breaks the answer down by period and/or By value, sorted by
+	// Period then Key; only groups with a closed deal are listed.
+	Groups []CycleGroup `json:"groups,omitempty"`
+}
+
+// CycleGroup is one period and/or By value.
+type CycleGroup struct {
+	// Period is the first day (UTC, YYYY-MM-DD) of the week, month or
+	// quarter in which the deals closed; "" without Interval.
+	Period string `json:"period,omitempty"`
+	// Key is the By value; "" without By (or when the fact is empty).
+	Key string `json:"key"`
+	CycleOutcomes
+}
+
+// CycleOutcomes are the cycle times of won, lost and all closed deals.
+type CycleOutcomes struct {
+	Won    CycleTime `json:"won"`
+	Lost   CycleTime `json:"lost"`
+	Closed CycleTime `json:"closed"`
+}
+
+// CycleTime is the distribution of days from the start (creation or the
+// step) to the close. Quantile q is sorted[min(n-1, floor(q*n))].
+type CycleTime struct {
+	// N counts the deals the figures are over.
+	N int64 `json:"n"`
+	// NotReached counts the deals closed in the period that had not
+	// reached the step by their close (from creation: with no creation
+	// known), left out of the figures.
+	NotReached int64    `json:"not_reached"`
+	Median     *float64 `json:"median_days"`
+	P75        *float64 `json:"p75_days"`
+	P90        *float64 `json:"p90_days"`
+}
+
+var cycleRules = []string{
+	"status and close time of a deal as of as_of = those of its last deal.closed at or before as_of, in the fold's order (a lost deal later won is won, closed when won)",
+	"the deals counted are those whose close time as of as_of is in [from, to): won, lost, and closed = both",
+	"start = the deal's creation (deal.created) or, with from_step K, reach_time(K) = earliest commitment.gained with step index >= K (a skipped step is reached when a later one is gained)",
+	"cycle time in days = (close time - start) / 86400, over the deals with a start at or before their close; the others are counted in not_reached; quantile q = sorted[min(n-1, floor(q*n))]",
+	"by values are the deal's facts as of as_of (after every input event up to as_of, in the fold's order)",
+	"interval periods start on Monday / the 1st of the month / of the quarter, UTC, of the close time",
+}
+
+// CycleTime computes how long the deals that closed in [From, To) took,
+// from creation or from reaching a step, per outcome.
+func (q *Querier) CycleTime(ctx context.Context, cq CycleQuery) (*CycleResult, error) {
+	c, err := validateCommon(cq.Tenant, cq.AsOf, cq.Ladder, cq.LadderVersion, 1)
+	if err != nil {
+		return nil, err
+	}
+	from, to, err := validateRange(cq.From, cq.To)
+	if err != nil {
+		return nil, err
+	}
+	k := 0
+	if cq.FromStep != "" {
+		k = slices.Index(c.ladder, cq.FromStep) + 1
+		if k == 0 {
+			return nil, inputErr("from_step", "must be one of %s, or empty for the creation", strings.Join(c.ladder, ", "))
+		}
+	}
+	byArr := ""
+	if cq.By != "" {
+		arr, ok := byArray(cq.By)
+		if !ok {
+			return nil, inputErr("by", "must be one of owner, team, segment, source, product")
+		}
+		byArr = arr
+	}
+	// As in the funnel, groups are keyed by numbers: the period's first
+	// day and the By value's 64-bit hash, named by funnelKeys.
+	keyHash := "toUInt64(0)"
+	if byArr != "" {
+		keyHash = "cityHash64(" + byArr + "[arrayCount(t -> t <= toDateTime(@asof), fact_times)])"
+	}
+	period := "toDate(0)"
+	periodOut := "''"
+	if cq.Interval != "" {
+		fn, ok := intervalFunc(cq.Interval)
+		if !ok {
+			return nil, inputErr("interval", "must be one of week, month, quarter")
+		}
+		period = fmt.Sprintf("%s(toDateTime(ct), 'UTC')", fn)
+		periodOut = "if(g = 0, '', toString(grp_pd))"
+	}
+	start := "toUInt32(created_at)"
+	if k > 0 {
+		start = "toUInt32(reach[@k])"
+	}
+	grouped := cq.By != "" || cq.Interval != ""
+	// x = 2g + h: g = 1 for the group's row, 0 for the total; h = 1 for
+	// the deal's own outcome (won or lost), 0 for closed.
+	xs := "[toUInt8(0), toUInt8(1)]"
+	if grouped {
+		xs = "[toUInt8(0), toUInt8(1), toUInt8(2), toUInt8(3)]"
+	}
+
+	res := &CycleResult{Definitions: c.defs, FromStep: cq.FromStep, FromIndex: k}
+	res.Definitions.From, res.Definitions.To = timePtr(from), timePtr(to)
+	res.Definitions.By, res.Definitions.Interval = cq.By, cq.Interval
+	res.Definitions.Rules = cycleRules
+
+	// Per opportunity: its last close as of as_of (index ci in the close_*
+	// arrays, in fold order; 0 = still open), kept when in [from, to);
+	// then partial counts and quantile states per (period, key, won).
+	branch := func(from, prewhere, where string) string {
+		return `SELECT pd, kh, won, count() AS n, sum(ok) AS nok,
+	quantilesExactIfState(0.5, 0.75, 0.9)(secs, ok) AS qs
+FROM (
+	SELECT arrayCount(t -> t <= toDateTime(@asof), close_times) AS ci,
+		toUInt32(close_times[ci]) AS ct,
+		close_statuses[ci] = 'won' AS won,
+		` + start + ` AS st,
+		st != 0 AND st <= ct AS ok,
+		toUInt32(if(ok, ct - st, 0)) AS secs,
+		` + period + ` AS pd,
+		` + keyHash + ` AS kh
+	FROM ` + from + `
+	` + prewhere + `
+	WHERE ` + where + `
+		AND ci > 0 AND ct >= @from AND ct < @to
+)
+GROUP BY pd, kh, won`
+	}
+	args := func(s *scan) []any {
+		return append(s.args,
+			clickhouse.Named("tenant", c.tenant),
+			clickhouse.Named("asof", int64(ts(c.asOf))),
+			clickhouse.Named("from", ts(from)),
+			clickhouse.Named("to", ts(to)),
+			clickhouse.Named("k", uint64(k)))
+	}
+	err = q.read(ctx, c.tenant, func(s *scan) error {
+		keys := map[uint64]string{}
+		if byArr != "" {
+			var err error
+			if keys, err = q.funnelKeys(s, byArr, args(s)); err != nil {
+				return err
+			}
+		}
+		query := `SELECT g, o, ` + periodOut + `, grp_kh,
+	toUInt64(sum(n)), toUInt64(sum(nok)), quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)
+FROM (
+	SELECT intDiv(x, 2) AS g, if(x % 2 = 0, 0, if(won, 1, 2)) AS o,
+		if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, kh) AS grp_kh, n, nok, qs
+	FROM ` + s.fanout(func(where string) string { return branch(s.from, s.view.Prewhere(), where) }) + `
+	ARRAY JOIN ` + xs + ` AS x
+)
+GROUP BY g, o, grp_pd, grp_kh`
+		rows, err := q.conn.Query(s.ctx, query, args(s)...)
+		if err != nil {
+			return fmt.Errorf("cycle time query: %w", err)
+		}
+		defer rows.Close()
+
+		res.CycleOutcomes = CycleOutcomes{}
+		res.Groups = nil
+		type gkey struct {
+			period string
+			kh     uint64
+		}
+		groups := map[gkey]*CycleGroup{}
+		for rows.Next() {
+			var (
+				g, o   uint8
+				per    string
+				kh     uint64
+				n, nok uint64
+				qs     []uint32
+			)
+			if err := rows.Scan(&g, &o, &per, &kh, &n, &nok, &qs); err != nil {
+				return fmt.Errorf("cycle time scan: %w", err)
+			}
+			ct := CycleTime{N: int64(nok), NotReached: int64(n - nok)}
+			if nok > 0 && len(qs) == 3 {
+				days := func(secs uint32) *float64 { d := float64(secs) / 86400; return &d }
+				ct.Median, ct.P75, ct.P90 = days(qs[0]), days(qs[1]), days(qs[2])
+			}
+			out := &res.CycleOutcomes
+			if g != 0 {
+				gk := gkey{per, kh}
+				if groups[gk] == nil {
+					groups[gk] = &CycleGroup{Period: per, Key: keys[kh]}
+				}
+				out = &groups[gk].CycleOutcomes
+			}
+			switch o {
+			case 0:
+				out.Closed = ct
+			case 1:
+				out.Won = ct
+			default:
+				out.Lost = ct
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("cycle time rows: %w", err)
+		}
+		for _, grp := range groups {
+			res.Groups = append(res.Groups, *grp)
+		}
+		sort.Slice(res.Groups, func(a, b int) bool {
+			ga, gb := res.Groups[a], res.Groups[b]
+			if ga.Period != gb.Period {
+				return ga.Period < gb.Period
+			}
+			return ga.Key < gb.Key
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
