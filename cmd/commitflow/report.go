@@ -274,6 +274,10 @@ func tableNames(name string) []string {
 		return []string{"by_step"}
 	case "forecast":
 		return forecastTableNames()
+	case "cycle-time":
+		return []string{"outcomes"}
+	case "stage-history":
+		return []string{"stages", "transitions"}
 	}
 	return nil
 }
@@ -291,6 +295,15 @@ func reportTables(res any, human bool) (string, []reportTable) {
 		return defsLine(r.Definitions), missedTables(r, f)
 	case *metrics.MovementResult:
 		return defsLine(r.Definitions), []reportTable{movementTable(r, f)}
+	case *metrics.StageHistoryResult:
+		line, tables := stageHistoryTables(r, f)
+		return defsLine(r.Definitions) + line, tables
+	case *metrics.CycleResult:
+		start := "from creation"
+		if r.FromStep != "" {
+			start = "from step " + r.FromStep
+		}
+		return defsLine(r.Definitions) + ", " + start, []reportTable{cycleTable(r, f)}
 	}
 	return forecastTables(res, f)
 }
@@ -386,6 +399,34 @@ func funnelTable(r *metrics.FunnelResult, f formatter) reportTable {
 		t.header = append(t.header[:2:2], t.header[4:]...)
 		for i, r := range t.rows {
 			t.rows[i] = append(r[:2:2], r[4:]...)
+		}
+	}
+	return t
+}
+
+func cycleTable(r *metrics.CycleResult, f formatter) reportTable {
+	t := reportTable{name: "outcomes", header: []string{"period", "key", "outcome", "n", "not_reached", "median_days", "p75_days", "p90_days"}}
+	add := func(period, key string, o metrics.CycleOutcomes) {
+		for _, c := range []struct {
+			name string
+			t    metrics.CycleTime
+		}{{"won", o.Won}, {"lost", o.Lost}, {"closed", o.Closed}} {
+			t.rows = append(t.rows, []string{period, key, c.name, f.int(c.t.N), f.int(c.t.NotReached),
+				f.days(c.t.Median), f.days(c.t.P75), f.days(c.t.P90)})
+		}
+	}
+	all := "all"
+	if !f.human {
+		all = ""
+	}
+	add(all, all, r.CycleOutcomes)
+	for _, g := range r.Groups {
+		add(f.text(g.Period), f.text(g.Key), g.CycleOutcomes)
+	}
+	if f.human && len(r.Groups) == 0 { // drop the empty period and key columns
+		t.header = t.header[2:]
+		for i, row := range t.rows {
+			t.rows[i] = row[2:]
 		}
 	}
 	return t

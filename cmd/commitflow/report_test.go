@@ -94,7 +94,7 @@ func TestReport(t *testing.T) {
 		t.Errorf("stalled deals csv:\n%s", out)
 	}
 
-	for _, m := range []string{"missed", "movement"} {
+	for _, m := range []string{"missed", "movement", "cycle-time"} {
 		out, err = runReport(append([]string{m, "--from", "2024-01-01", "--to", "2024-04-01", "--format", "json"}, base...)...)
 		if err != nil {
 			t.Fatalf("%s: %v", m, err)

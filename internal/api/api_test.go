@@ -201,6 +201,8 @@ func TestEndpoints(t *testing.T) {
 		{"/v1/stalls?as_of=2024-07-01&page=1&page_size=10", []string{"deals", "definitions", "open", "open_amount", "page", "page_size", "stalled", "stalled_amount", "steps"}},
 		{"/v1/missed?" + period, []string{"by_owner", "by_reason", "by_step", "definitions", "total"}},
 		{"/v1/movement?" + period, []string{"by_step", "definitions", "total"}},
+		{"/v1/cycle-time?" + period + "&from_step=explore", []string{"closed", "definitions", "from_index", "from_step", "lost", "won"}},
+		{"/v1/stage-history?as_of=2024-07-01", []string{"definitions", "stages", "total", "transitions"}},
 		{"/v1/forecast?as_of=2024-07-01&draws=200", []string{"definitions", "model", "pipeline", "samples"}},
 		{"/v1/forecast?as_of=2024-07-01&backtest=2024-03-01&horizon_days=90&draws=200", []string{"backtest", "definitions", "model", "pipeline", "samples"}},
 	}
@@ -339,6 +341,7 @@ func TestBadInput(t *testing.T) {
 		{"from > to", srv, "/v1/funnel?from=2024-08-01&to=2024-07-01", tokenAcme, 400, "from"},
 		{"missing from", srv, "/v1/funnel?to=2024-07-01", tokenAcme, 400, "from"},
 		{"bad by", srv, "/v1/funnel?" + period + "&by=region", tokenAcme, 400, "by"},
+		{"unknown from_step", srv, "/v1/cycle-time?" + period + "&from_step=nope", tokenAcme, 400, "from_step"},
 		{"injected by", srv, "/v1/funnel?" + period + "&by=" + url.QueryEscape("owner;DROP TABLE x"), tokenAcme, 400, "by"},
 		{"injected by 2", srv, "/v1/funnel?" + period + "&by=" + url.QueryEscape("owner_id) FROM system.tables --"), tokenAcme, 400, "by"},
 		{"bad interval", srv, "/v1/funnel?" + period + "&interval=day", tokenAcme, 400, "interval"},
@@ -488,6 +491,8 @@ func TestEncodeJSONAsEncodingJSON(t *testing.T) {
 		{"stalls", "as_of=2024-07-01&page=1&page_size=10"},
 		{"missed", period},
 		{"movement", period},
+		{"cycle-time", period + "&by=owner&interval=month"},
+		{"stage-history", "as_of=2024-07-01&by=owner"},
 		{"forecast", "as_of=2024-07-01&draws=200"},
 		{"forecast", "as_of=2024-07-01&backtest=2024-03-01&horizon_days=90&draws=200"},
 	} {

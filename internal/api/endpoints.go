@@ -45,6 +45,16 @@ func Endpoints() []Endpoint {
 			paramFrom, paramTo, paramAsOf,
 		}},
 		{"forecast", "/v1/forecast", "commitment-weighted pipeline beside the CRM weighting; back-test", forecastParams(paramAsOf)},
+		{"cycle-time", "/v1/cycle-time", "days from creation (or from reaching a step) to close of the deals won, lost and closed in [from, to)", []Param{
+			paramFrom, paramTo, paramAsOf,
+			{"from_step", "start at reaching this ladder step (its key); default the deal's creation"},
+			{"by", "break down by owner, team, segment, source or product"},
+			{"interval", "group the deals by the week, month or quarter they closed in"},
+		}},
+		{"stage-history", "/v1/stage-history", "CRM stage history: entries into each CRM stage, re-entries, backward moves, the stage-to-stage transition matrix, time in stage", []Param{
+			paramAsOf,
+			{"by", "break down by owner, team, segment, source or product (as of as_of)"},
+		}},
 	}
 }
 
@@ -112,6 +122,32 @@ func ParseMovement(v url.Values) (metrics.MovementQuery, error) {
 	return q, p.err
 }
 
+// ParseCycleTime parses the parameters of GET /v1/cycle-time; from_step is
+// checked against the ladder by the query.
+func ParseCycleTime(v url.Values) (metrics.CycleQuery, error) {
+	p := newParser(v, endpointParams("cycle-time"))
+	q := metrics.CycleQuery{
+		AsOf:     p.date("as_of", time.Time{}),
+		From:     p.requiredDate("from"),
+		To:       p.requiredDate("to"),
+		FromStep: p.str("from_step"),
+		By:       p.enum("by", "", "owner", "team", "segment", "source", "product"),
+		Interval: p.enum("interval", "", "week", "month", "quarter"),
+	}
+	p.before(q.From, q.To, "from", "to")
+	return q, p.err
+}
+
+// ParseStageHistory parses the parameters of GET /v1/stage-history.
+func ParseStageHistory(v url.Values) (metrics.StageHistoryQuery, error) {
+	p := newParser(v, endpointParams("stage-history"))
+	q := metrics.StageHistoryQuery{
+		AsOf: p.date("as_of", time.Time{}),
+		By:   p.enum("by", "", "owner", "team", "segment", "source", "product"),
+	}
+	return q, p.err
+}
+
 // maxPage bounds page so that page*page_size cannot overflow.
 const maxPage = 1_000_000
 
@@ -130,6 +166,10 @@ func Check(name string, v url.Values) error {
 		_, err = ParseMovement(v)
 	case "forecast":
 		_, err = ParseForecast(v)
+	case "cycle-time":
+		_, err = ParseCycleTime(v)
+	case "stage-history":
+		_, err = ParseStageHistory(v)
 	default:
 		err = fmt.Errorf("api: unknown endpoint %q", name)
 	}
@@ -200,6 +240,23 @@ func runQuery(ctx context.Context, q *metrics.Querier, f *forecast.Forecaster, l
 		return q.Movement(ctx, mq)
 	case "forecast":
 		return queryForecast(ctx, f, l, tenant, v)
+	case "cycle-time":
+		cq, err := ParseCycleTime(v)
+		if err != nil {
+			return nil, err
+		}
+		cq.Tenant, cq.Ladder, cq.LadderVersion = tenant, steps, l.Version
+		return q.CycleTime(ctx, cq)
+	case "stage-history":
+		hq, err := ParseStageHistory(v)
+		if err != nil {
+			return nil, err
+		}
+		hq.Tenant, hq.Ladder, hq.LadderVersion = tenant, steps, l.Version
+		// CRM stages are ordered by the step the ladder maps them to in
+		// any pipeline ("*"): states do not record the pipeline.
+		hq.StageStep = func(stage string) int { step, _ := l.StageStep("*", stage); return step }
+		return q.StageHistory(ctx, hq)
 	}
 	return nil, fmt.Errorf("api: unknown endpoint %q", name)
 }

@@ -126,11 +126,13 @@ func TestOpenAPIErrorResponses(t *testing.T) {
 func TestOpenAPIResponseFields(t *testing.T) {
 	doc := openAPIDoc(t)
 	results := map[string]reflect.Type{
-		"funnel":   reflect.TypeFor[metrics.FunnelResult](),
-		"stalls":   reflect.TypeFor[metrics.StallsResult](),
-		"missed":   reflect.TypeFor[metrics.MissedResult](),
-		"movement": reflect.TypeFor[metrics.MovementResult](),
-		"forecast": reflect.TypeFor[forecast.Result](),
+		"funnel":        reflect.TypeFor[metrics.FunnelResult](),
+		"stalls":        reflect.TypeFor[metrics.StallsResult](),
+		"missed":        reflect.TypeFor[metrics.MissedResult](),
+		"movement":      reflect.TypeFor[metrics.MovementResult](),
+		"forecast":      reflect.TypeFor[forecast.Result](),
+		"cycle-time":    reflect.TypeFor[metrics.CycleResult](),
+		"stage-history": reflect.TypeFor[metrics.StageHistoryResult](),
 	}
 	for _, e := range Endpoints() {
 		typ, ok := results[e.Name]
