@@ -35,6 +35,11 @@ type State struct {
 	FactTimes []time.Time
 	Facts     []Snapshot
 
+	// Every entry into a CRM stage, in fold order: the stage of
+	// deal.created, then the new stage of each deal.updated for a stage
+	// change, several in one second included. An empty stage is no entry.
+	StageEntries []StageEntry
+
 	Stalls        []Mark // deal.stalled: time and step
 	RegressTimes  []time.Time
 	Closes        []Close       // deal.closed, in fold order
@@ -47,6 +52,12 @@ type State struct {
 type Mark struct {
 	At   time.Time
 	Step uint8
+}
+
+// StageEntry is an entry into a CRM stage.
+type StageEntry struct {
+	At    time.Time
+	Stage string
 }
 
 // Close is a deal.closed event.
@@ -111,6 +122,11 @@ func Summarize(cur []Derived, steps int) State {
 			if s.CreatedAt.IsZero() {
 				s.CreatedAt = at
 			}
+			s.enterStage(at, d.Stage)
+		case DealUpdated:
+			if d.Reason == FactStage {
+				s.enterStage(at, d.Stage)
+			}
 		case CommitmentGained:
 			k := d.StepIndex
 			if k < 1 || k > steps {
@@ -139,6 +155,13 @@ func Summarize(cur []Derived, steps int) State {
 		}
 	}
 	return s
+}
+
+// enterStage records an entry into stage at, unless stage is empty.
+func (s *State) enterStage(at time.Time, stage string) {
+	if stage != "" {
+		s.StageEntries = append(s.StageEntries, StageEntry{At: at, Stage: stage})
+	}
 }
 
 func interaction(d *Derived, at time.Time) Interaction {

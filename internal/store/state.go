@@ -19,7 +19,8 @@ const stateColumns = `tenant, opportunity_id, created_at, first_at, reach, gaine
 fact_times, amounts, close_dates, stages, probabilities, statuses, owners, teams, segments, lead_sources, products,
 stall_times, stall_steps, regress_times, close_times, close_statuses, close_reasons,
 miss_times, miss_steps, miss_reasons, miss_interactions, miss_owners, miss_amounts,
-held_times, held_steps, held_outcomes, held_interactions, held_owners, ladder_version, version`
+held_times, held_steps, held_outcomes, held_interactions, held_owners, stage_entry_times, stage_entries,
+ladder_version, version`
 
 // InsertStates inserts opportunity states as one batch.
 func (s *Store) InsertStates(ctx context.Context, rows []StateRow) error {
@@ -51,11 +52,15 @@ func (s *Store) InsertStates(ctx context.Context, rows []StateRow) error {
 		}
 		mt, ms, mr, mi, mo, ma := interactionColumns(r.Misses)
 		ht, hs, hr, hi, ho, _ := interactionColumns(r.Held)
+		entryTimes, entries := make([]time.Time, len(r.StageEntries)), make([]string, len(r.StageEntries))
+		for j, e := range r.StageEntries {
+			entryTimes[j], entries[j] = orEpoch(e.At), e.Stage
+		}
 		if err := batch.Append(r.Tenant, r.OpportunityID, orEpoch(r.CreatedAt), orEpoch(r.FirstAt),
 			epochs(r.Reach), epochs(r.Gained), epochs(r.GainTimes), orEmpty(r.GainSteps),
 			epochs(r.FactTimes), amounts, closeDates, stages, probs, statuses, owners, teams, segments, sources, products,
 			stallTimes, stallSteps, epochs(r.RegressTimes), closeTimes, closeStatuses, closeReasons,
-			mt, ms, mr, mi, mo, ma, ht, hs, hr, hi, ho, r.LadderVersion, r.Version); err != nil {
+			mt, ms, mr, mi, mo, ma, ht, hs, hr, hi, ho, entryTimes, entries, r.LadderVersion, r.Version); err != nil {
 			batch.Abort()
 			return fmt.Errorf("insert opportunity states: %s: %w", r.OpportunityID, err)
 		}

@@ -1,0 +1,352 @@
+package metrics
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+)
+
+// StageHistoryQuery asks for the CRM stage history of a tenant's deals as
+// of AsOf, as CRM users know it (Salesforce's OpportunityHistory reports):
+// entries into each CRM stage, re-entries, the stage-to-stage transitions
+// and time in stage.
+type StageHistoryQuery struct {
+	Tenant string
+	// AsOf is the instant the answer is computed at; zero means now.
+	AsOf time.Time
+	// By breaks the answer down by the deal's owner, team, segment, source
+	// or product as of AsOf; empty for none.
+	By            string
+	Ladder        []string
+	LadderVersion string
+	// StageStep orders the CRM stages: the 1-based ladder step a stage
+	// maps to, 0 for a stage that maps to none or is unknown. A move to a
+	// lower step is backward. Nil orders no stage.
+	StageStep func(stage string) int
+}
+
+// StageHistoryResult is the CRM stage history in total and, with By, per
+// group.
+type StageHistoryResult struct {
+	Definitions Definitions `json:"definitions"`
+	StageHistory
+	// Groups are by the By value, sorted by key; only groups with an
+	// entry are listed.
+	Groups []StageHistoryGroup `json:"groups,omitempty"`
+}
+
+// StageHistoryGroup is the stage history of the deals whose By value as of
+// as_of is Key.
+type StageHistoryGroup struct {
+	Key string `json:"key"`
+	StageHistory
+}
+
+// StageHistory is the stage history of a set of deals.
+type StageHistory struct {
+	Total StageTotals `json:"total"`
+	// Stages are the CRM stages entered, ordered by ladder step (stages
+	// that map to no step first), then name.
+	Stages []StageStats `json:"stages"`
+	// Transitions is the stage-to-stage matrix, one cell per (from, to)
+	// move made, ordered as Stages by from, then to.
+	Transitions []StageTransition `json:"transitions"`
+}
+
+// StageTotals counts deals, entries and moves.
+type StageTotals struct {
+	// Deals entered a first CRM stage at or before as_of.
+	Deals     int64 `json:"deals"`
+	Entries   int64 `json:"entries"`
+	ReEntries int64 `json:"re_entries"`
+	// Moves are entries after a deal's first: forward + backward +
+	// lateral + unordered.
+	Moves     int64 `json:"moves"`
+	Forward   int64 `json:"forward"`
+	Backward  int64 `json:"backward"`
+	Lateral   int64 `json:"lateral"`
+	Unordered int64 `json:"unordered"`
+}
+
+// StageStats is the history of one CRM stage.
+type StageStats struct {
+	Stage string `json:"stage"`
+	// StepIndex is the ladder step the stage maps to, 0 for none.
+	StepIndex int    `json:"step_index"`
+	Step      string `json:"step"`
+	// Entries into the stage: Initial as the deal's first stage, the rest
+	// as moves from another stage, of which Backward from a higher step.
+	Entries  int64 `json:"entries"`
+	Initial  int64 `json:"initial"`
+	Backward int64 `json:"backward"`
+	// Deals that entered the stage; ReEntries = Entries - Deals, the
+	// entries of a deal that had been in the stage before.
+	Deals     int64 `json:"deals"`
+	ReEntries int64 `json:"re_entries"`
+	// Current counts the open deals in the stage as of as_of.
+	Current     int64     `json:"current"`
+	TimeInStage StageTime `json:"time_in_stage"`
+}
+
+// StageTime is the distribution of days spent in a stage by the entries
+// that left it at or before as_of. Quantile q is sorted[min(n-1,
+// floor(q*n))].
+type StageTime struct {
+	N      int64    `json:"n"`
+	Median *float64 `json:"median_days"`
+	P75    *float64 `json:"p75_days"`
+	P90    *float64 `json:"p90_days"`
+}
+
+// StageTransition is one cell of the transition matrix: Count moves from
+// stage From to stage To.
+type StageTransition struct {
+	From          string `json:"from"`
+	To            string `json:"to"`
+	FromStepIndex int    `json:"from_step_index"`
+	ToStepIndex   int    `json:"to_step_index"`
+	// Direction is forward or backward (to a higher or lower ladder step),
+	// lateral (two stages of one step) or unordered (a stage of no step).
+	Direction string `json:"direction"`
+	Count     int64  `json:"count"`
+}
+
+// Directions of a StageTransition.
+const (
+	MoveForward   = "forward"
+	MoveBackward  = "backward"
+	MoveLateral   = "lateral"
+	MoveUnordered = "unordered"
+)
+
+var stageHistoryRules = []string{
+	"an entry into a CRM stage = the stage a deal is created in, or a change of its CRM stage to another one, at or before as_of; every change counts, several in one second included, in the fold's order (events of one instant by source, then id)",
+	"a deal's first entry is initial; every later one is a move from the stage before it",
+	"re_entries = entries into a stage the deal had entered before; deals = entries - re_entries",
+	"stage order = the ladder step the stage maps to (the ladder's stage mapping, any pipeline); a move to a lower step is backward, to a higher one forward, between two stages of one step lateral; a stage that maps to no step (none, or unmapped) is unordered",
+	"time in stage in days = (next entry - entry) / 86400 for the entries followed by another at or before as_of (0 for moves within one second); a deal still in the stage, or closed in it without a stage change, is not in the figures; quantile q = sorted[min(n-1, floor(q*n))]",
+	"current = open deals (status as of as_of) whose stage as of as_of is the stage",
+	"by values are the deal's facts as of as_of (after every input event up to as_of, in the fold's order)",
+}
+
+// StageHistory computes the CRM stage history as of AsOf.
+func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*StageHistoryResult, error) {
+	c, err := validateCommon(sq.Tenant, sq.AsOf, sq.Ladder, sq.LadderVersion, 1)
+	if err != nil {
+		return nil, err
+	}
+	key := "''"
+	if sq.By != "" {
+		arr, ok := byArray(sq.By)
+		if !ok {
+			return nil, inputErr("by", "must be one of owner, team, segment, source, product")
+		}
+		key = arr + "[fi]"
+	}
+	groups := "[toUInt8(0)]"
+	if sq.By != "" {
+		groups = "[toUInt8(0), toUInt8(1)]"
+	}
+	res := &StageHistoryResult{Definitions: c.defs}
+	res.Definitions.By = sq.By
+	res.Definitions.Rules = stageHistoryRules
+	stepOf := func(stage string) int {
+		if sq.StageStep == nil {
+			return 0
+		}
+		return sq.StageStep(stage)
+	}
+
+	// Per opportunity: its facts as of as_of (fact index fi) and its
+	// stage entries up to as_of (a prefix: they are in fold order, which
+	// is by time); then one row per entry with the stage before it (''
+	// for the first), the time of the next entry (0 for none yet) and
+	// how many times the deal had entered the stage by then (occ).
+	entries := func(from, prewhere, where string) string {
+		return `SELECT grp, stage, prev, occ > 1 AS re, i = n AND is_open AS cur,
+		nxt != 0 AS exited, toUInt32(nxt) - toUInt32(et) AS dur
+	FROM (
+		SELECT arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
+			` + key + ` AS grp,
+			statuses[fi] = 'open' AS is_open,
+			arrayCount(t -> t <= toDateTime(@asof), stage_entry_times) AS n,
+			arraySlice(stage_entries, 1, n) AS es,
+			arraySlice(stage_entry_times, 1, n) AS ets,
+			arrayPushFront(arrayPopBack(es), '') AS prevs,
+			arrayPushBack(arrayPopFront(ets), toDateTime(0)) AS nexts,
+			arrayEnumerateUniq(es) AS occs
+		FROM ` + from + `
+		` + prewhere + `
+		WHERE ` + where + `
+			AND n > 0
+	)
+	ARRAY JOIN arrayEnumerate(es) AS i, es AS stage, ets AS et, prevs AS prev, nexts AS nxt, occs AS occ`
+	}
+	stagesQuery := func(s *scan) string {
+		return `SELECT g, if(g = 0, '', grp) AS k, stage,
+		toUInt64(sum(n)), toUInt64(sum(r)), toUInt64(sum(c)), toUInt64(sum(x)),
+		quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)
+	FROM ` + s.fanout(func(where string) string {
+			return `SELECT grp, stage, count() AS n, sum(re) AS r, sum(cur) AS c, sum(exited) AS x,
+		quantilesExactIfState(0.5, 0.75, 0.9)(dur, exited) AS qs
+	FROM (` + entries(s.from, s.view.Prewhere(), where) + `)
+	GROUP BY grp, stage`
+		}) + `
+	ARRAY JOIN ` + groups + ` AS g
+	GROUP BY g, k, stage`
+	}
+	movesQuery := func(s *scan) string {
+		return `SELECT g, if(g = 0, '', grp) AS k, prev, stage, toUInt64(sum(n))
+	FROM ` + s.fanout(func(where string) string {
+			return `SELECT grp, prev, stage, count() AS n
+	FROM (` + entries(s.from, s.view.Prewhere(), where) + `)
+	GROUP BY grp, prev, stage`
+		}) + `
+	ARRAY JOIN ` + groups + ` AS g
+	GROUP BY g, k, prev, stage`
+	}
+
+	type gk struct {
+		g   uint8
+		key string
+	}
+	var (
+		stats map[gk]map[string]*StageStats
+		moves map[gk][]StageTransition
+	)
+	err = q.read(ctx, c.tenant, func(s *scan) error {
+		stats, moves = map[gk]map[string]*StageStats{}, map[gk][]StageTransition{}
+		args := append(s.args, clickhouse.Named("tenant", c.tenant), clickhouse.Named("asof", int64(ts(c.asOf))))
+		rows, err := q.conn.Query(s.ctx, stagesQuery(s), args...)
+		if err != nil {
+			return fmt.Errorf("stage history query: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				k           gk
+				stage       string
+				n, r, cu, x uint64
+				qs          []uint32
+			)
+			if err := rows.Scan(&k.g, &k.key, &stage, &n, &r, &cu, &x, &qs); err != nil {
+				return fmt.Errorf("stage history scan: %w", err)
+			}
+			st := &StageStats{
+				Stage: stage, StepIndex: stepOf(stage), Step: stepName(c.ladder, stepOf(stage)),
+				Entries: int64(n), ReEntries: int64(r), Deals: int64(n - r), Current: int64(cu),
+				TimeInStage: StageTime{N: int64(x)},
+			}
+			if x > 0 && len(qs) == 3 {
+				days := func(secs uint32) *float64 { d := float64(secs) / 86400; return &d }
+				st.TimeInStage.Median, st.TimeInStage.P75, st.TimeInStage.P90 = days(qs[0]), days(qs[1]), days(qs[2])
+			}
+			if stats[k] == nil {
+				stats[k] = map[string]*StageStats{}
+			}
+			stats[k][stage] = st
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("stage history rows: %w", err)
+		}
+		rows, err = q.conn.Query(s.ctx, movesQuery(s), args...)
+		if err != nil {
+			return fmt.Errorf("stage transitions query: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				k        gk
+				from, to string
+				n        uint64
+			)
+			if err := rows.Scan(&k.g, &k.key, &from, &to, &n); err != nil {
+				return fmt.Errorf("stage transitions scan: %w", err)
+			}
+			moves[k] = append(moves[k], StageTransition{From: from, To: to, FromStepIndex: stepOf(from), ToStepIndex: stepOf(to), Count: int64(n)})
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("stage transitions rows: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.StageHistory = stageHistory(stats[gk{}], moves[gk{}])
+	for k := range stats {
+		if k.g == 1 {
+			res.Groups = append(res.Groups, StageHistoryGroup{Key: k.key, StageHistory: stageHistory(stats[k], moves[k])})
+		}
+	}
+	slices.SortFunc(res.Groups, func(a, b StageHistoryGroup) int { return cmp.Compare(a.Key, b.Key) })
+	return res, nil
+}
+
+// stageHistory assembles the history of one set of deals from its
+// per-stage rows and its (from, to) counts, from "" for a first stage.
+func stageHistory(stats map[string]*StageStats, moves []StageTransition) StageHistory {
+	h := StageHistory{Stages: []StageStats{}, Transitions: []StageTransition{}}
+	for _, m := range moves {
+		st := stats[m.To]
+		if st == nil { // cannot happen: both come from the same entries
+			continue
+		}
+		if m.From == "" {
+			st.Initial += m.Count
+			h.Total.Deals += m.Count
+			continue
+		}
+		m.Direction = direction(m.FromStepIndex, m.ToStepIndex)
+		h.Total.Moves += m.Count
+		switch m.Direction {
+		case MoveForward:
+			h.Total.Forward += m.Count
+		case MoveBackward:
+			h.Total.Backward += m.Count
+			st.Backward += m.Count
+		case MoveLateral:
+			h.Total.Lateral += m.Count
+		default:
+			h.Total.Unordered += m.Count
+		}
+		h.Transitions = append(h.Transitions, m)
+	}
+	for _, st := range stats {
+		h.Total.Entries += st.Entries
+		h.Total.ReEntries += st.ReEntries
+		h.Stages = append(h.Stages, *st)
+	}
+	order := func(aStep, bStep int, a, b string) int {
+		if c := cmp.Compare(aStep, bStep); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	}
+	slices.SortFunc(h.Stages, func(a, b StageStats) int { return order(a.StepIndex, b.StepIndex, a.Stage, b.Stage) })
+	slices.SortFunc(h.Transitions, func(a, b StageTransition) int {
+		if c := order(a.FromStepIndex, b.FromStepIndex, a.From, b.From); c != 0 {
+			return c
+		}
+		return order(a.ToStepIndex, b.ToStepIndex, a.To, b.To)
+	})
+	return h
+}
+
+// direction classifies a move between stages of ladder steps from and to
+// (0: no step).
+func direction(from, to int) string {
+	switch {
+	case from == 0 || to == 0:
+		return MoveUnordered
+	case to > from:
+		return MoveForward
+	case to < from:
+		return MoveBackward
+	}
+	return MoveLateral
+}
