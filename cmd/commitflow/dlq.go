@@ -41,7 +41,8 @@ func cmdDLQ(ctx context.Context, args []string, stdout io.Writer) error {
 	cmd := args[0]
 	fs := flag.NewFlagSet("dlq "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	natsURL := fs.String("nats", config.Env("COMMITFLOW_NATS", "nats://127.0.0.1:4222"), "NATS URL; the default is where `commitflow run` embeds its server (env COMMITFLOW_NATS)")
+	natsURL := fs.String("nats", config.Env("COMMITFLOW_NATS", ""), "NATS `URL`; empty: the embedded server of the commitflow run under --data, while it runs (env COMMITFLOW_NATS)")
+	data := fs.String("data", config.Env("COMMITFLOW_DATA", config.DefaultDataDir()), "data `directory` of commitflow run: where its embedded NATS is found (env COMMITFLOW_DATA)")
 	var f dlq.Filter
 	fs.StringVar(&f.Reason, "reason", "", "only the dead letters whose reason contains this text")
 	fs.StringVar(&f.Subject, "subject", "", "only the dead letters whose original subject matches this NATS subject filter, e.g. cf.events.acme.> for tenant acme")
@@ -65,9 +66,13 @@ func cmdDLQ(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	log := newLogger("info")
-	nc, js, err := bus.Connect(ctx, *natsURL, log)
+	url, from, err := locateNATS(*natsURL, *data)
 	if err != nil {
 		return fmt.Errorf("dlq: %w", err)
+	}
+	nc, js, err := bus.Connect(ctx, url, log)
+	if err != nil {
+		return fmt.Errorf("dlq: %w%s", err, from)
 	}
 	defer nc.Close()
 

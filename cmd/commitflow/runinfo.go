@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/commitflow/commitflow/internal/chserver"
 )
 
 // runInfoFile is the file under its --data directory in which `commitflow
@@ -90,4 +92,36 @@ func readRunInfo(data string) (runInfo, error) {
 // source names the run for messages: its file and its process.
 func (i runInfo) source(data string) string {
 	return fmt.Sprintf("%s, written by commitflow run pid %d", filepath.Join(data, runInfoFile), i.PID)
+}
+
+// locateClickHouse returns dsn, or when it is empty the DSN of the managed
+// ClickHouse of the commitflow run under data, or an error saying that
+// neither is there and what to do.
+func locateClickHouse(dsn, data string) (string, error) {
+	if dsn != "" {
+		return dsn, nil
+	}
+	dir := filepath.Join(data, "clickhouse")
+	if d, ok := chserver.Running(dir); ok {
+		return d, nil
+	}
+	return "", fmt.Errorf("no --clickhouse DSN given (nor COMMITFLOW_CLICKHOUSE) and no managed ClickHouse running under %s: "+
+		"start `commitflow run --data %s`, or pass --clickhouse DSN, e.g. clickhouse://127.0.0.1:9000/default", dir, data)
+}
+
+// locateNATS returns url, or when it is empty the URL of the embedded NATS
+// server of the commitflow run under data, with a note for error messages
+// saying where it was read (empty for a given url).
+func locateNATS(url, data string) (string, string, error) {
+	if url != "" {
+		return url, "", nil
+	}
+	info, err := readRunInfo(data)
+	if err != nil {
+		return "", "", fmt.Errorf("no --nats given and %w", err)
+	}
+	if info.NATS == "" {
+		return "", "", fmt.Errorf("no --nats given, and the commitflow run under %s was given its NATS server: pass that URL, --nats URL", data)
+	}
+	return info.NATS, fmt.Sprintf(" (from %s; is it still running?)", info.source(data)), nil
 }

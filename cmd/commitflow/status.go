@@ -8,13 +8,11 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"path/filepath"
 	"slices"
 	"text/tabwriter"
 	"time"
 
 	"github.com/commitflow/commitflow/internal/bus"
-	"github.com/commitflow/commitflow/internal/chserver"
 	"github.com/commitflow/commitflow/internal/compact"
 	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/store"
@@ -66,16 +64,13 @@ func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		st.NATSError = err.Error()
 	}
 
-	st.ClickHouse = *dsn
-	if st.ClickHouse == "" {
-		if d, ok := chserver.Running(filepath.Join(*data, "clickhouse")); ok {
-			st.ClickHouse = d
-		}
-	}
-	if st.ClickHouse == "" {
-		st.ClickHouseError = fmt.Sprintf("no --clickhouse given and no managed server running under %s: start commitflow run --data %s, or pass --clickhouse DSN", filepath.Join(*data, "clickhouse"), *data)
-	} else if err := readStoreStatus(ctx, &st); err != nil {
+	if d, err := locateClickHouse(*dsn, *data); err != nil {
 		st.ClickHouseError = err.Error()
+	} else {
+		st.ClickHouse = d
+		if err := readStoreStatus(ctx, &st); err != nil {
+			st.ClickHouseError = err.Error()
+		}
 	}
 
 	if *format == "json" {
@@ -96,17 +91,11 @@ func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
 // readBusStatus fills in the NATS part of st, finding the embedded server
 // of the run under data when st.NATS is empty.
 func readBusStatus(ctx context.Context, st *pipelineStatus, data string) error {
-	from := ""
-	if st.NATS == "" {
-		info, err := readRunInfo(data)
-		if err != nil {
-			return fmt.Errorf("no --nats given and %w", err)
-		}
-		if info.NATS == "" {
-			return fmt.Errorf("no --nats given, and the commitflow run under %s was given its NATS server: pass that URL, --nats URL", data)
-		}
-		st.NATS, from = info.NATS, fmt.Sprintf(" (from %s; is it still running?)", info.source(data))
+	url, from, err := locateNATS(st.NATS, data)
+	if err != nil {
+		return err
 	}
+	st.NATS = url
 	nc, js, err := bus.Connect(ctx, st.NATS, nil)
 	if err != nil {
 		return fmt.Errorf("%w%s", err, from)

@@ -173,6 +173,16 @@ func TestStatusAndReportFindRun(t *testing.T) {
 		t.Errorf("status clickhouse: %+v", got)
 	}
 
+	// verify and dlq find the run the same way.
+	out.Reset()
+	if err := cmdVerify(ctx, []string{"--data", data, "--format", "json"}, &out); err != nil {
+		t.Errorf("verify with only --data: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := cmdDLQ(ctx, []string{"list", "--data", data}, &out); err != nil {
+		t.Errorf("dlq list with only --data: %v\n%s", err, out.String())
+	}
+
 	// Stopped: run's file is gone, and both say what they did not find.
 	stop()
 	if _, err := os.Stat(filepath.Join(data, runInfoFile)); !os.IsNotExist(err) {
@@ -180,7 +190,7 @@ func TestStatusAndReportFindRun(t *testing.T) {
 	}
 	out.Reset()
 	err = cmdStatus(t.Context(), []string{"--data", data}, &out)
-	for _, want := range []string{"no --nats given and no commitflow run under " + data, "no managed server running under " + filepath.Join(data, "clickhouse")} {
+	for _, want := range []string{"no --nats given and no commitflow run under " + data, "no managed ClickHouse running under " + filepath.Join(data, "clickhouse")} {
 		if err == nil || !strings.Contains(out.String(), want) {
 			t.Errorf("status after run stopped: %v, lacks %q:\n%s", err, want, out.String())
 		}

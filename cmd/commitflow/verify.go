@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commitflow/commitflow/internal/bus"
-	"github.com/commitflow/commitflow/internal/chserver"
 	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/dlq"
 	"github.com/commitflow/commitflow/internal/event"
@@ -67,9 +65,9 @@ const defaultVerifyChunk = 50_000
 func cmdVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	natsURL := fs.String("nats", config.Env("COMMITFLOW_NATS", "nats://127.0.0.1:4222"), "NATS URL; the default is where `commitflow run` embeds its server (env COMMITFLOW_NATS)")
-	dsn := fs.String("clickhouse", config.Env("COMMITFLOW_CLICKHOUSE", ""), "ClickHouse DSN; empty: the managed server of `commitflow run` under --data, if it runs (env COMMITFLOW_CLICKHOUSE)")
-	data := fs.String("data", config.Env("COMMITFLOW_DATA", config.DefaultDataDir()), "data directory of `commitflow run`, to find its managed ClickHouse (env COMMITFLOW_DATA)")
+	natsURL := fs.String("nats", config.Env("COMMITFLOW_NATS", ""), "NATS `URL`; empty: the embedded server of the commitflow run under --data, while it runs (env COMMITFLOW_NATS)")
+	dsn := fs.String("clickhouse", config.Env("COMMITFLOW_CLICKHOUSE", ""), "ClickHouse `DSN`; empty: the managed server of the commitflow run under --data, while it runs (env COMMITFLOW_CLICKHOUSE)")
+	data := fs.String("data", config.Env("COMMITFLOW_DATA", config.DefaultDataDir()), "data `directory` of commitflow run: where its embedded NATS and managed ClickHouse are found (env COMMITFLOW_DATA)")
 	from := fs.Uint64("from", 0, "first CF_EVENTS stream sequence to check; 0: the stream's first")
 	to := fs.Uint64("to", 0, "last CF_EVENTS stream sequence to check; 0: the ingest consumer's acknowledgement floor (what ingest says it has stored), or the stream's last without an ingest consumer")
 	chunk := fs.Int("chunk", defaultVerifyChunk, "messages checked against ClickHouse at a time (bounds memory)")
@@ -87,19 +85,20 @@ func cmdVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	case *to > 0 && *from > *to:
 		return fmt.Errorf("verify: --from %d is after --to %d", *from, *to)
 	}
-	if *dsn == "" {
-		d, ok := chserver.Running(filepath.Join(*data, "clickhouse"))
-		if !ok {
-			return fmt.Errorf("verify: no --clickhouse given and no managed server running under %s", filepath.Join(*data, "clickhouse"))
-		}
-		*dsn = d
-	}
-	nc, js, err := bus.Connect(ctx, *natsURL, nil)
+	chDSN, err := locateClickHouse(*dsn, *data)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
+	url, where, err := locateNATS(*natsURL, *data)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	nc, js, err := bus.Connect(ctx, url, nil)
+	if err != nil {
+		return fmt.Errorf("verify: %w%s", err, where)
+	}
 	defer nc.Close()
-	st, err := store.Open(ctx, *dsn, store.Options{})
+	st, err := store.Open(ctx, chDSN, store.Options{})
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
