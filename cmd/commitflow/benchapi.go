@@ -112,6 +112,8 @@ func benchAPI(ctx context.Context, args []string, stdout io.Writer) error {
 		{"movement", "from=" + end.AddDate(0, -3, 0).Format(time.DateOnly) + "&to=" + to + "&as_of=" + asOf},
 		{"forecast", "as_of=" + asOf},
 		{"forecast back-test", "as_of=" + asOf + "&backtest=" + end.AddDate(0, -6, 0).Format(time.DateOnly)},
+		{"cycle-time", "from=" + from + "&to=" + to + "&as_of=" + asOf},
+		{"stage-history", "as_of=" + asOf},
 	}
 	stopProfile, err := startCPUProfile(*cpuProfile)
 	if err != nil {

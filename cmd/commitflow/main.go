@@ -37,7 +37,7 @@ func commands() map[string]command {
 		"replay":  {"recompute every derived event from the stored raw events", cmdReplay},
 		"dlq":     {"list the dead letters with their reasons, or replay them after a fix: dlq list | dlq replay", cmdDLQ},
 		"status":  {"where the pipeline stands: streams, ingest and derive backlog, dead letters, ClickHouse tables", cmdStatus},
-		"report":  {"print a metric: funnel, stalls, missed, movement or forecast", cmdReport},
+		"report":  {"print a metric: funnel, stalls, missed, movement, forecast, cycle-time or stage-history", cmdReport},
 		"ladder":  {"check a ladder configuration file: ladder check FILE", cmdLadder},
 		"bench":   {"measure throughput: bench ingest | bench derive | bench api", cmdBench},
 		"verify":  {"check that every CF_EVENTS message is stored in ClickHouse or dead-lettered; print the missing ranges", cmdVerify},
