@@ -208,9 +208,9 @@ wait_for() {
 	done
 }
 
-ch_query() { clickhouse-client --port "$(ch_tcp "$1")" --query "$2"; }
+ch_query() { clickhouse-client --port "$(ch_tcp "$1")" --connect_timeout 5 --receive_timeout 10 --query "$2"; }
 
-# ch_ready: host $1 answers and reads ZooKeeper.
+# ch_ready: host $1 answers and reads ZooKeeper (so ZooKeeper is up too).
 ch_ready() { ch_query "$1" "SELECT count() FROM system.zookeeper WHERE path = '/'"; }
 
 env_text() {
@@ -234,7 +234,6 @@ up() {
 	start_zookeeper
 	start_clickhouse
 	start_nats
-	wait_for 60 "zookeeper" bash -c "echo ruok | (exec 3<>/dev/tcp/127.0.0.1/$ZK_PORT; cat >&3; cat <&3) | grep -q imok"
 	for i in 1 2 3 4; do wait_for 90 "clickhouse ch$i" ch_ready "$i"; done
 	wait_for 60 "nats JetStream" nats_meta_leader
 	env_text >"$DIR/env"

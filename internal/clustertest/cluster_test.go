@@ -156,8 +156,9 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// waitReady waits until GET url answers 200.
-func waitReady(t *testing.T, ctx context.Context, url string, logs func() string) {
+// waitReady waits until GET url answers 200, or the process whose exit
+// exited reports has ended.
+func waitReady(t *testing.T, ctx context.Context, url string, exited <-chan error, logs func() string) {
 	t.Helper()
 	for {
 		resp, err := http.Get(url)
@@ -168,6 +169,8 @@ func waitReady(t *testing.T, ctx context.Context, url string, logs func() string
 			}
 		}
 		select {
+		case err := <-exited:
+			t.Fatalf("exited before %s answered 200: %v\n%s", url, err, logs())
 		case <-ctx.Done():
 			t.Fatalf("%s never answered 200: %v\n%s", url, err, logs())
 		case <-time.After(500 * time.Millisecond):
