@@ -58,7 +58,7 @@ func TestPipeline(t *testing.T) {
 	}
 	run := exec.Command(binary, "run", "--clickhouse", dsn(db, e.hosts...), "--clickhouse-cluster", e.cluster,
 		"--nats", e.nats, "--nats-replicas", "3", "--http", addr, "--data", dir,
-		"--tokens", "clustertest-token-0123456789=" + cfg.Tenant, "--compact-every", "0", "--log-level", "warn")
+		"--tokens", "clustertest-token-0123456789="+cfg.Tenant, "--compact-every", "0", "--log-level", "warn")
 	run.Stdout, run.Stderr = logFile, logFile
 	if err := run.Start(); err != nil {
 		t.Fatal(err)
