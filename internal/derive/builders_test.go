@@ -73,6 +73,14 @@ func created(id string, at time.Time, stage string, amount float64) event.Event 
 	})
 }
 
+// updated is an opportunity.updated: the fields of p set, the others
+// unchanged.
+func updated(id string, at time.Time, p *event.Opportunity) event.Event {
+	e := ev(id, at, p)
+	e.Type = event.OpportunityUpdated
+	return e
+}
+
 func stage(id string, at time.Time, to string) event.Event {
 	return ev(id, at, &event.StageChange{To: to})
 }

@@ -28,6 +28,14 @@ const (
 	FactOwner            = "owner"
 	FactStage            = "stage"
 	FactForecastCategory = "forecast_category"
+	// The attributes: a deal.updated reports a change of one of these only
+	// when its input event changed none of the facts above, whose
+	// deal.updated carries the new attributes in its snapshot.
+	FactProbability = "probability"
+	FactTeam        = "team"
+	FactSegment     = "segment"
+	FactLeadSource  = "lead_source"
+	FactProduct     = "product"
 )
 
 // Derive folds the input events of one opportunity into its derived events.
@@ -116,6 +124,7 @@ type pendingMeeting struct {
 // values is rendered only for a deal.updated.
 type change struct {
 	fact       string
+	attribute  bool // probability, team, segment, lead_source or product
 	fromS, toS string
 	fromF, toF float64
 	fromT, toT time.Time
@@ -125,7 +134,7 @@ type change struct {
 func (c *change) detail() string {
 	var from, to string
 	switch c.fact {
-	case FactAmount:
+	case FactAmount, FactProbability:
 		from, to = jsonNum(c.fromF), jsonNum(c.toF)
 	case FactCloseDate:
 		from, to = jsonDate(c.fromT), jsonDate(c.toT)
@@ -162,7 +171,8 @@ type state struct {
 	stPending   bool      // a gain at stAt may make the deal single-threaded (see settle)
 	stAt        time.Time // the first such gain of the current second
 	noDecision  bool      // no_decision miss emitted
-	closedIndex [2]int    // index in out of deal.closed won/lost, -1 for none
+	closedIndex [2]int    // index in out of the last deal.closed won/lost, -1 for none
+	closes      [2]int    // deal.closed won/lost emitted so far
 
 	// People.
 	stakeholders []string // engaged buyer people
@@ -292,21 +302,11 @@ func (s *state) apply(e *event.Event) {
 		if p.Pipeline != "" {
 			s.pipeline = p.Pipeline
 		}
-		if p.Probability > 0 {
-			s.facts.Probability = p.Probability
-		}
-		if p.Team != "" {
-			s.facts.Team = p.Team
-		}
-		if p.Segment != "" {
-			s.facts.Segment = p.Segment
-		}
-		if p.LeadSource != "" {
-			s.facts.LeadSource = p.LeadSource
-		}
-		if p.Product != "" {
-			s.facts.Product = p.Product
-		}
+		s.setProbability(p.Probability)
+		s.setAttribute(FactTeam, &s.facts.Team, p.Team)
+		s.setAttribute(FactSegment, &s.facts.Segment, p.Segment)
+		s.setAttribute(FactLeadSource, &s.facts.LeadSource, p.LeadSource)
+		s.setAttribute(FactProduct, &s.facts.Product, p.Product)
 		if p.Amount > 0 {
 			s.setAmount(p.Amount)
 		}
@@ -336,9 +336,7 @@ func (s *state) apply(e *event.Event) {
 		if p.Pipeline != "" {
 			s.pipeline = p.Pipeline
 		}
-		if p.Probability > 0 {
-			s.facts.Probability = p.Probability
-		}
+		s.setProbability(p.Probability)
 		changed := p.To != s.facts.Stage
 		if changed {
 			s.setStage(p.To)
@@ -353,7 +351,7 @@ func (s *state) apply(e *event.Event) {
 		s.crmChanged(e)
 	case *event.CloseDateChange:
 		s.changes = s.changes[:0]
-		if s.facts.CloseDate.IsZero() && p.From != "" {
+		if s.facts.CloseDate.IsZero() && p.From != "" && p.From != p.To {
 			s.facts.CloseDate = p.From.Time() // the CRM knew it before we did
 		}
 		pushed := s.setCloseDate(p.To.Time())
@@ -363,9 +361,7 @@ func (s *state) apply(e *event.Event) {
 		}
 	case *event.OwnerChange:
 		s.changes = s.changes[:0]
-		if p.Team != "" {
-			s.facts.Team = p.Team
-		}
+		s.setAttribute(FactTeam, &s.facts.Team, p.Team)
 		s.setOwner(p.To)
 		s.crmChanged(e)
 	case *event.ForecastCategoryChange:
@@ -398,14 +394,27 @@ func (s *state) apply(e *event.Event) {
 }
 
 // crmChanged emits deal.created for the first CRM event of the opportunity
-// and deal.updated for each recorded fact change after that.
+// and deal.updated for each recorded fact change after that: of every
+// change, or only of those that are not attributes when there are some.
+// Either way the facts after every CRM event that changed any are carried
+// by a derived event of its own, so they hold as of its time.
 func (s *state) crmChanged(e *event.Event) {
 	if !s.created {
 		s.created = true
 		s.emit(Derived{Type: DealCreated, OccurredAt: e.OccurredAt, Evidence: s.one(e.ID)}, "created")
 		return
 	}
+	onlyAttributes := true
+	for i := range s.changes {
+		if !s.changes[i].attribute {
+			onlyAttributes = false
+			break
+		}
+	}
 	for _, c := range s.changes {
+		if c.attribute && !onlyAttributes {
+			continue
+		}
 		s.emit(Derived{
 			Type: DealUpdated, OccurredAt: e.OccurredAt, Reason: c.fact,
 			Evidence: s.one(e.ID),
@@ -455,6 +464,25 @@ func (s *state) setForecast(f string) {
 	s.forecast = f
 }
 
+// setProbability sets the CRM stage probability; 0 means unchanged.
+func (s *state) setProbability(v float64) {
+	if v <= 0 || v == s.facts.Probability {
+		return
+	}
+	s.record(change{fact: FactProbability, attribute: true, fromF: s.facts.Probability, toF: v})
+	s.facts.Probability = v
+}
+
+// setAttribute sets the attribute fact (team, segment, lead_source or
+// product) at *f to v; empty means unchanged.
+func (s *state) setAttribute(fact string, f *string, v string) {
+	if v == "" || v == *f {
+		return
+	}
+	s.record(change{fact: fact, attribute: true, fromS: *f, toS: v})
+	*f = v
+}
+
 func (s *state) setStage(st string) {
 	s.record(change{fact: FactStage, fromS: s.facts.Stage, toS: st})
 	s.facts.Stage = st
@@ -491,8 +519,10 @@ func (s *state) closeDatePushed(e *event.Event) {
 	s.miss(e.OccurredAt, MissCloseDatePushed, exp, e.ID, "close_date_pushed", e.Source, e.ID)
 }
 
-// close moves the deal to won or lost. A second close with the same status
-// only fills in a reason the first lacked.
+// close moves the deal to won or lost. A close with the status the deal
+// already has only fills in a reason the close that set it lacked. The
+// first close of each status has the discriminator closed/STATUS, the
+// N-th (a deal won, lost, then won again) closed/STATUS/N.
 func (s *state) close(e *event.Event, status, reason string) {
 	k := 0
 	if status == StatusLost {
@@ -510,7 +540,13 @@ func (s *state) close(e *event.Event, status, reason string) {
 	}
 	s.facts.Status = status
 	s.closedIndex[k] = len(s.out)
-	s.emit(Derived{Type: DealClosed, OccurredAt: e.OccurredAt, Reason: reason, Evidence: s.one(e.ID)}, "closed/"+status)
+	s.closes[k]++
+	d := Derived{Type: DealClosed, OccurredAt: e.OccurredAt, Reason: reason, Evidence: s.one(e.ID)}
+	if s.closes[k] == 1 {
+		s.emit(d, "closed", status)
+	} else { // closed with this status again, after closing with the other
+		s.emit(d, "closed", status, strconv.Itoa(s.closes[k]))
+	}
 	if status == StatusWon {
 		if s.wonStep > 0 {
 			s.gain(s.wonStep, e.OccurredAt, s.one(e.ID))

@@ -30,8 +30,10 @@ const (
 	// DealCreated: the opportunity's first appearance, with its facts.
 	DealCreated Kind = "deal.created"
 	// DealUpdated: a fact changed (Reason: amount, close_date, owner, stage,
-	// forecast_category); the snapshot columns hold the new facts and Detail
-	// the previous value. Metrics read facts "as of" a date from these.
+	// forecast_category; or, when an input event changed none of these,
+	// probability, team, segment, lead_source or product); the snapshot
+	// columns hold the new facts and Detail the previous value. Metrics
+	// read facts "as of" a date from these.
 	DealUpdated Kind = "deal.updated"
 	// InteractionHeld: one buyer interaction (a call, or a held meeting) on
 	// the opportunity — the denominator of the miss rate. Step is the step
