@@ -120,6 +120,8 @@ func TestPipeline(t *testing.T) {
 	}
 
 	// Derived: wait until the derive consumers have nothing left.
+	deriveCtx, deriveCancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer deriveCancel()
 	for {
 		bs, err := bus.ReadStatus(ctx, js)
 		if err != nil {
@@ -129,7 +131,7 @@ func TestPipeline(t *testing.T) {
 			break
 		}
 		select {
-		case <-ctx.Done():
+		case <-deriveCtx.Done():
 			t.Fatalf("derivation never caught up: %+v\n%s", bs.Derive, logs())
 		case <-time.After(time.Second):
 		}
