@@ -128,7 +128,7 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the (first) end-to-end drain to this file")
 	memProfile := fs.String("memprofile", "", "write a heap profile, taken as the (first) drain ends, to this file")
 	order := fs.String("order", "time", "order of the events in the stream: time (as they happen, like a live feed) or opportunity (one deal's history after another, like a bulk backfill)")
-	if err := fs.Parse(args); err != nil {
+	if err := config.Parse(ctx, fs, args); err != nil {
 		return err
 	}
 	if *order != "time" && *order != "opportunity" {
@@ -650,7 +650,7 @@ func clientInsert(ctx context.Context, st *store.Store, dsn string, rows []store
 func benchDerive(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bench derive", flag.ContinueOnError)
 	n := fs.Int("events", 500_000, "events to derive from")
-	if err := fs.Parse(args); err != nil {
+	if err := config.Parse(ctx, fs, args); err != nil {
 		return err
 	}
 	evs, err := benchEvents(ctx, *n, 1)

@@ -46,7 +46,7 @@ func benchAPI(ctx context.Context, args []string, stdout io.Writer) error {
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed requests to this file")
 	compactFirst := fs.Bool("compact", false, "after --rewrite, compact opportunity_state as run does above --compact-above (OPTIMIZE TABLE ... FINAL), so that no superseded rows are left")
 	rewrite := fs.Int("rewrite", 20, "before timing, write this many per thousand opportunities' states again with a newer version, as derivation does for the deals that change: the superseded rows a live table holds until merges drop them")
-	if err := fs.Parse(args); err != nil {
+	if err := config.Parse(ctx, fs, args); err != nil {
 		return err
 	}
 	log := newLogger(c.LogLevel)

@@ -41,15 +41,15 @@ func cmdDLQ(ctx context.Context, args []string, stdout io.Writer) error {
 	cmd := args[0]
 	fs := flag.NewFlagSet("dlq "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	natsURL := fs.String("nats", config.Env("COMMITFLOW_NATS", ""), "NATS `URL`; empty: the embedded server of the commitflow run under --data, while it runs (env COMMITFLOW_NATS)")
-	data := fs.String("data", config.Env("COMMITFLOW_DATA", config.DefaultDataDir()), "data `directory` of commitflow run: where its embedded NATS is found (env COMMITFLOW_DATA)")
+	natsURL := fs.String("nats", "", "NATS `URL`; empty: the embedded server of the commitflow run under --data, while it runs")
+	data := fs.String("data", config.DefaultDataDir(), "data `directory` of commitflow run: where its embedded NATS is found")
 	var f dlq.Filter
 	fs.StringVar(&f.Reason, "reason", "", "only the dead letters whose reason contains this text")
 	fs.StringVar(&f.Subject, "subject", "", "only the dead letters whose original subject matches this NATS subject filter, e.g. cf.events.acme.> for tenant acme")
 	limit := fs.Int("limit", 100, "list: at most this many dead letters (0: all)")
 	byReason := fs.Bool("by-reason", false, "list: count the dead letters by reason instead of listing them")
 	format := fs.String("format", "table", "list: output format, table or json")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := config.Parse(ctx, fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -35,7 +35,7 @@ func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	)
 	fs.Int64Var(&cfg.Seed, "seed", 1, "random seed; the same flags give the same events, byte for byte")
 	fs.IntVar(&cfg.Opportunities, "opportunities", 500, "number of opportunities to generate")
-	fs.StringVar(&cfg.Tenant, "tenant", config.Env("COMMITFLOW_TENANT", "demo"), "tenant name; with --tenants N > 1 the tenants are TENANT-1..TENANT-N (env COMMITFLOW_TENANT)")
+	fs.StringVar(&cfg.Tenant, "tenant", "demo", "tenant name; with --tenants N > 1 the tenants are TENANT-1..TENANT-N")
 	fs.IntVar(&cfg.Tenants, "tenants", 1, "number of tenants")
 	fs.StringVar(&end, "end", "", "end of the data, YYYY-MM-DD (00:00 UTC; default today); the data spans the year before it")
 	fs.Float64Var(&cfg.DuplicateRate, "duplicates", 0, "share of events emitted twice (same id), 0..1")
@@ -43,12 +43,12 @@ func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&out, "out", "-", "output file for NDJSON events; - is stdout")
 	fs.BoolVar(&publish, "publish", false, "publish the events to NATS JetStream instead of writing them")
 	fs.DurationVar(&retry, "publish-retry", bus.DefaultRetryFor, "with --publish, how long a batch keeps retrying while NATS acknowledges none of its events (server down, leader election) before gen fails; keep it within the streams' duplicate window (2m by default)")
-	fs.StringVar(&natsURL, "nats", config.Env("COMMITFLOW_NATS", "nats://127.0.0.1:4222"), "NATS URL for --publish; the default is where `commitflow run` embeds its server (env COMMITFLOW_NATS)")
+	fs.StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "NATS URL for --publish; the default is where `commitflow run` embeds its server")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: commitflow gen [--seed S] [--opportunities N] [--tenant T] [--end YYYY-MM-DD] [--out FILE.ndjson | --publish [--publish-retry D]]")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := config.Parse(ctx, fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

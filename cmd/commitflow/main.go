@@ -56,6 +56,9 @@ func main() {
 
 func dispatch(ctx context.Context, args []string, stdout io.Writer) error {
 	cmds := commands()
+	if len(args) == 2 && args[0] == "help" && args[1] == "config" {
+		return writeConfigReference(ctx, stdout)
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(stdout, cmds)
 		return nil
@@ -78,7 +81,7 @@ func usage(w io.Writer, cmds map[string]command) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
 	}
-	fmt.Fprintln(w, "\nRun \"commitflow <command> -h\" for a command's flags.")
+	fmt.Fprintln(w, "\nRun \"commitflow <command> -h\" for a command's flags, \"commitflow help config\" for every flag and its environment variable.")
 }
 
 // newLogger returns a JSON slog logger on stderr at the given level.

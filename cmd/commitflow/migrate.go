@@ -20,7 +20,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	var c config.Common
 	c.Register(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := config.Parse(ctx, fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

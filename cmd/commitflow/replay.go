@@ -24,11 +24,11 @@ func cmdReplay(ctx context.Context, args []string, stdout io.Writer) error {
 	c.Register(fs)
 	var gc config.GC
 	gc.Register(fs)
-	ladderFile := fs.String("ladder", config.Env("COMMITFLOW_LADDER", ""), "ladder configuration file of every tenant without its own; empty uses the shipped default (env COMMITFLOW_LADDER)")
-	laddersDir := fs.String("ladders", config.Env("COMMITFLOW_LADDERS", ""), laddersUsage+" (env COMMITFLOW_LADDERS)")
+	ladderFile := fs.String("ladder", "", "ladder configuration file of every tenant without its own; empty uses the shipped default")
+	laddersDir := fs.String("ladders", "", laddersUsage)
 	publish := fs.Bool("publish", false, "also publish changed derived events to the CF_DERIVED stream")
 	asOf := fs.String("now", "", "judge time-based events (stalls, overdue actions) against this time, RFC3339; default now")
-	if err := fs.Parse(args); err != nil {
+	if err := config.Parse(ctx, fs, args); err != nil {
 		return err
 	}
 	log := newLogger(c.LogLevel)

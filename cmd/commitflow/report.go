@@ -57,9 +57,9 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.SetOutput(stdout)
 	var c config.Common
 	c.Register(fs)
-	fs.Lookup("clickhouse").Usage = "ClickHouse `DSN`; empty: the managed server of the commitflow run under --data, while it runs (env COMMITFLOW_CLICKHOUSE)"
-	ladderFile := fs.String("ladder", config.Env("COMMITFLOW_LADDER", ""), "ladder configuration `FILE` the states were derived with (of every tenant without its own in --ladders); empty with --ladders empty: the ladders of the commitflow run under --data while it runs, else the shipped default (env COMMITFLOW_LADDER)")
-	laddersDir := fs.String("ladders", config.Env("COMMITFLOW_LADDERS", ""), "`DIR`ectory of per-tenant ladders the states were derived with, <tenant>.yaml and optionally default.yaml (env COMMITFLOW_LADDERS)")
+	fs.Lookup("clickhouse").Usage = "ClickHouse `DSN`; empty: the managed server of the commitflow run under --data, while it runs"
+	ladderFile := fs.String("ladder", "", "ladder configuration `FILE` the states were derived with (of every tenant without its own in --ladders); empty with --ladders empty: the ladders of the commitflow run under --data while it runs, else the shipped default")
+	laddersDir := fs.String("ladders", "", "`DIR`ectory of per-tenant ladders the states were derived with, <tenant>.yaml and optionally default.yaml")
 	format := fs.String("format", "table", "output format: table, csv or json")
 	only := fs.String("table", "", "print only this table ("+strings.Join(tableNames(ep.Name), ", ")+"); csv prints the first when none is given")
 	timeout := fs.Duration("timeout", api.DefaultTimeout, "query timeout")
@@ -71,7 +71,7 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(fs.Output(), "usage: commitflow report %s [flags]\n\n%s\n\nflags:\n", ep.Name, ep.Doc)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := config.Parse(ctx, fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -167,15 +167,18 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	var gc config.GC
 	gc.Register(fs)
 	demo := fs.Bool("demo", false, "load a generated demo book of business on first start (tenant \"demo\"), and serve the API open on loopback unless tokens are set")
-	demoOpps := fs.Int("demo-opportunities", config.EnvInt("COMMITFLOW_DEMO_OPPORTUNITIES", 2000), "opportunities in the demo data")
-	ladderFile := fs.String("ladder", config.Env("COMMITFLOW_LADDER", ""), "ladder configuration file of every tenant without its own; empty uses the shipped default (env COMMITFLOW_LADDER)")
-	laddersDir := fs.String("ladders", config.Env("COMMITFLOW_LADDERS", ""), laddersUsage+" (env COMMITFLOW_LADDERS)")
-	tokens := fs.String("tokens", config.Env("COMMITFLOW_TOKENS", ""), "API bearer tokens, token=tenant,token=tenant (env COMMITFLOW_TOKENS)")
-	metricsHTTP := fs.String("metrics-http", config.Env("COMMITFLOW_METRICS_HTTP", ""), "listen address for /metrics, /healthz and /readyz apart from the API; empty serves /metrics on --http (env COMMITFLOW_METRICS_HTTP)")
-	sweep := fs.Duration("sweep", config.EnvDuration("COMMITFLOW_SWEEP", 10*time.Minute), "how often open deals are re-derived so stalls and overdue actions fire")
-	compactEvery := fs.Duration("compact-every", config.EnvDuration("COMMITFLOW_COMPACT_EVERY", 15*time.Minute), "how often the share of superseded opportunity states is checked, and the table compacted when it is above --compact-above; 0 turns compaction off (env COMMITFLOW_COMPACT_EVERY)")
-	compactAbove := fs.Float64("compact-above", config.EnvFloat("COMMITFLOW_COMPACT_ABOVE", 0.01), "share of superseded opportunity states (0 to 1) above which the table is compacted (env COMMITFLOW_COMPACT_ABOVE)")
-	if err := fs.Parse(args); err != nil {
+	demoOpps := fs.Int("demo-opportunities", 2000, "opportunities in the demo data")
+	ladderFile := fs.String("ladder", "", "ladder configuration file of every tenant without its own; empty uses the shipped default")
+	laddersDir := fs.String("ladders", "", laddersUsage)
+	tokens := fs.String("tokens", "", "API bearer tokens, token=tenant,token=tenant")
+	metricsHTTP := fs.String("metrics-http", "", "listen address for /metrics, /healthz and /readyz apart from the API; empty serves /metrics on --http")
+	sweep := fs.Duration("sweep", 10*time.Minute, "how often open deals are re-derived so stalls and overdue actions fire")
+	compactEvery := fs.Duration("compact-every", 15*time.Minute, "how often the share of superseded opportunity states is checked, and the table compacted when it is above --compact-above; 0 turns compaction off")
+	compactAbove := fs.Float64("compact-above", 0.01, "share of superseded opportunity states (0 to 1) above which the table is compacted")
+	config.Positive(fs, "demo-opportunities", "sweep")
+	config.NotNegative(fs, "compact-every")
+	config.Share(fs, "compact-above")
+	if err := config.Parse(ctx, fs, args); err != nil {
 		return err
 	}
 	log := newLogger(c.LogLevel)

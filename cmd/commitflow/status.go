@@ -43,11 +43,11 @@ type pipelineStatus struct {
 func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	natsURL := fs.String("nats", config.Env("COMMITFLOW_NATS", ""), "NATS `URL`; empty: the embedded server of the commitflow run under --data, while it runs (env COMMITFLOW_NATS)")
-	dsn := fs.String("clickhouse", config.Env("COMMITFLOW_CLICKHOUSE", ""), "ClickHouse `DSN`; empty: the managed server of the commitflow run under --data, while it runs (env COMMITFLOW_CLICKHOUSE)")
-	data := fs.String("data", config.Env("COMMITFLOW_DATA", config.DefaultDataDir()), "data `directory` of commitflow run: where its embedded NATS and managed ClickHouse are found (env COMMITFLOW_DATA)")
+	natsURL := fs.String("nats", "", "NATS `URL`; empty: the embedded server of the commitflow run under --data, while it runs")
+	dsn := fs.String("clickhouse", "", "ClickHouse `DSN`; empty: the managed server of the commitflow run under --data, while it runs")
+	data := fs.String("data", config.DefaultDataDir(), "data `directory` of commitflow run: where its embedded NATS and managed ClickHouse are found")
 	format := fs.String("format", "table", "output format: table or json")
-	if err := fs.Parse(args); err != nil {
+	if err := config.Parse(ctx, fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

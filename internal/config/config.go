@@ -1,5 +1,5 @@
-// Package config reads commitflow's settings from flags, with environment
-// variables as defaults, so every flag has an env equivalent.
+// Package config reads commitflow's settings from flags, each bound to an
+// environment variable named after it (Parse), and lists them (Reference).
 package config
 
 import (
@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -66,23 +65,26 @@ func (c *Common) CheckNATS() error {
 	return nil
 }
 
-// Register adds the common flags to fs, defaulting each to its environment
-// variable.
+// Register adds the common flags to fs; Parse binds each to its
+// environment variable and refuses values out of range.
 func (c *Common) Register(fs *flag.FlagSet) {
-	fs.StringVar(&c.ClickHouse, "clickhouse", Env("COMMITFLOW_CLICKHOUSE", ""), "ClickHouse DSN, e.g. clickhouse://127.0.0.1:9000/default; empty starts a managed local clickhouse-server under --data (env COMMITFLOW_CLICKHOUSE)")
-	fs.StringVar(&c.ClickHouseCluster, "clickhouse-cluster", Env("COMMITFLOW_CLICKHOUSE_CLUSTER", ""), "ClickHouse cluster name for the replicated schema variant (env COMMITFLOW_CLICKHOUSE_CLUSTER)")
-	fs.StringVar(&c.NATS, "nats", Env("COMMITFLOW_NATS", ""), "NATS URL; empty embeds a NATS server with JetStream under --data (env COMMITFLOW_NATS)")
-	fs.StringVar(&c.NATS, "nats-url", Env("COMMITFLOW_NATS", ""), "alias of --nats")
-	fs.StringVar(&c.NATSListen, "nats-listen", Env("COMMITFLOW_NATS_LISTEN", "127.0.0.1:4222"), "listen address of the embedded NATS server (env COMMITFLOW_NATS_LISTEN)")
-	fs.StringVar(&c.Data, "data", Env("COMMITFLOW_DATA", DefaultDataDir()), "directory for the embedded NATS store and a managed ClickHouse (env COMMITFLOW_DATA)")
-	fs.StringVar(&c.HTTP, "http", Env("COMMITFLOW_HTTP", "127.0.0.1:8080"), "HTTP listen address for the API, dashboard and probes, and /metrics unless run --metrics-http (env COMMITFLOW_HTTP)")
-	fs.StringVar(&c.Tenant, "tenant", Env("COMMITFLOW_TENANT", ""), "tenant to work on (env COMMITFLOW_TENANT)")
-	fs.IntVar(&c.Partitions, "partitions", EnvInt("COMMITFLOW_PARTITIONS", 16), "opportunity partitions of the event stream, fixed at stream creation (env COMMITFLOW_PARTITIONS)")
-	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", EnvDuration("COMMITFLOW_DUPLICATE_WINDOW", 2*time.Minute), "how long JetStream drops a republished event id; the server holds the window's ids in memory (env COMMITFLOW_DUPLICATE_WINDOW)")
-	fs.IntVar(&c.Replicas, "nats-replicas", EnvInt("COMMITFLOW_NATS_REPLICAS", 1), "copies a NATS cluster keeps of every stream and lease bucket, e.g. 3; 1 for the embedded server (env COMMITFLOW_NATS_REPLICAS)")
-	fs.DurationVar(&c.Retention, "retention", EnvDuration("COMMITFLOW_RETENTION", 30*24*time.Hour), "how long CF_EVENTS and CF_DERIVED keep messages (env COMMITFLOW_RETENTION)")
-	fs.DurationVar(&c.DLQRetention, "dlq-retention", EnvDuration("COMMITFLOW_DLQ_RETENTION", 0), "how long CF_DLQ keeps dead letters; 0 keeps them until purged (env COMMITFLOW_DLQ_RETENTION)")
-	fs.StringVar(&c.LogLevel, "log-level", Env("COMMITFLOW_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env COMMITFLOW_LOG_LEVEL)")
+	fs.StringVar(&c.ClickHouse, "clickhouse", "", "ClickHouse DSN, e.g. clickhouse://127.0.0.1:9000/default; empty starts a managed local clickhouse-server under --data")
+	fs.StringVar(&c.ClickHouseCluster, "clickhouse-cluster", "", "ClickHouse cluster name for the replicated schema variant")
+	fs.StringVar(&c.NATS, "nats", "", "NATS URL; empty embeds a NATS server with JetStream under --data")
+	Alias(fs, "nats-url", "nats")
+	fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "listen address of the embedded NATS server")
+	fs.StringVar(&c.Data, "data", DefaultDataDir(), "directory for the embedded NATS store and a managed ClickHouse")
+	fs.StringVar(&c.HTTP, "http", "127.0.0.1:8080", "HTTP listen address for the API, dashboard and probes, and /metrics unless run --metrics-http")
+	fs.StringVar(&c.Tenant, "tenant", "", "tenant to work on")
+	fs.IntVar(&c.Partitions, "partitions", 16, "opportunity partitions of the event stream, fixed at stream creation")
+	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", 2*time.Minute, "how long JetStream drops a republished event id; the server holds the window's ids in memory")
+	fs.IntVar(&c.Replicas, "nats-replicas", 1, "copies a NATS cluster keeps of every stream and lease bucket, e.g. 3; 1 for the embedded server")
+	fs.DurationVar(&c.Retention, "retention", 30*24*time.Hour, "how long CF_EVENTS and CF_DERIVED keep messages")
+	fs.DurationVar(&c.DLQRetention, "dlq-retention", 0, "how long CF_DLQ keeps dead letters; 0 keeps them until purged")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	Positive(fs, "partitions", "duplicate-window", "retention")
+	NotNegative(fs, "dlq-retention")
+	Between(fs, 1, 5, "nats-replicas")
 }
 
 // DefaultDataDir is ./.commitflow under the working directory.
@@ -94,35 +96,12 @@ func DefaultDataDir() string {
 	return filepath.Join(wd, ".commitflow")
 }
 
-// Env returns the environment variable key, or def when it is unset or empty.
+// Env returns the environment variable key, or def when it is unset or
+// blank. Flags get their variables from Parse; Env is for what is not a
+// flag.
 func Env(key, def string) string {
 	if v := strings.TrimSpace(os.Getenv(key)); v != "" {
 		return v
-	}
-	return def
-}
-
-// EnvInt is Env for integers; a malformed value falls back to def.
-func EnvInt(key string, def int) int {
-	if n, err := strconv.Atoi(Env(key, "")); err == nil {
-		return n
-	}
-	return def
-}
-
-// EnvFloat is Env for floating-point numbers; a malformed value falls back
-// to def.
-func EnvFloat(key string, def float64) float64 {
-	if f, err := strconv.ParseFloat(Env(key, ""), 64); err == nil {
-		return f
-	}
-	return def
-}
-
-// EnvDuration is Env for durations; a malformed value falls back to def.
-func EnvDuration(key string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(Env(key, "")); err == nil {
-		return d
 	}
 	return def
 }

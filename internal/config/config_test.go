@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"flag"
 	"io"
 	"testing"
@@ -14,7 +15,7 @@ func TestCommonNATSFlags(t *testing.T) {
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c.Register(fs)
-	if err := fs.Parse([]string{"--dlq-retention", "2160h"}); err != nil {
+	if err := Parse(context.Background(), fs, []string{"--dlq-retention", "2160h"}); err != nil {
 		t.Fatal(err)
 	}
 	if c.Retention != 48*time.Hour || c.Replicas != 3 || c.DLQRetention != 2160*time.Hour {

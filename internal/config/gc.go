@@ -32,11 +32,10 @@ type GC struct {
 	MemoryLimit string
 }
 
-// Register adds --gc-percent and --memory-limit to fs, defaulting to their
-// environment variables.
+// Register adds --gc-percent and --memory-limit to fs.
 func (g *GC) Register(fs *flag.FlagSet) {
-	fs.IntVar(&g.Percent, "gc-percent", EnvInt("COMMITFLOW_GC_PERCENT", DefaultGCPercent), "Go garbage collector target percentage; Go's GOGC, when set, wins (env COMMITFLOW_GC_PERCENT)")
-	fs.StringVar(&g.MemoryLimit, "memory-limit", Env("COMMITFLOW_MEMORY_LIMIT", ""), "soft limit of the process's Go memory, e.g. 4GiB, or off; empty: a quarter of the machine's or container's memory; Go's GOMEMLIMIT, when set, wins (env COMMITFLOW_MEMORY_LIMIT)")
+	fs.IntVar(&g.Percent, "gc-percent", DefaultGCPercent, "Go garbage collector target percentage; Go's GOGC, when set, wins")
+	fs.StringVar(&g.MemoryLimit, "memory-limit", "", "soft limit of the process's Go memory, e.g. 4GiB, or off; empty: a quarter of the machine's or container's memory; Go's GOMEMLIMIT, when set, wins")
 }
 
 // Apply sets the collector's percentage and memory limit, each unless the
