@@ -1,0 +1,255 @@
+package importer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/chtest"
+	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/ingest"
+	"github.com/commitflow/commitflow/internal/store"
+	"github.com/commitflow/commitflow/internal/store/storetest"
+)
+
+func TestMain(m *testing.M) { chtest.Main(m) }
+
+// genSalesforceHistory writes an OpportunityHistory export (the Data
+// Export shape of sfHistory) of n rows: opportunities of five rows each
+// (created, qualified, amount changed in the same stage, proposal with a
+// new close date, won or lost), the opportunities' rows interleaved.
+func genSalesforceHistory(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`"Id","OpportunityId","CreatedById","CreatedDate","StageName","Amount","ExpectedRevenue","CloseDate","Probability","ForecastCategory","IsDeleted","SystemModstamp"` + "\r\n")
+	opps := (n + 4) / 5
+	base := time.Date(2024, 1, 1, 9, 0, 0, 0, time.UTC)
+	for i := range n {
+		o, k := i%opps, i/opps // row k of opportunity o
+		at := base.Add(time.Duration(o)*time.Minute + time.Duration(k)*72*time.Hour)
+		stage, amount, closeDate, prob, fc := "Prospecting", 1000+o%50*100, "2024-06-30", 10, "Pipeline"
+		switch k {
+		case 1:
+			stage = "Qualification"
+		case 2:
+			stage, amount = "Qualification", amount+500
+		case 3:
+			stage, amount, closeDate, prob, fc = "Proposal/Price Quote", amount+500, "2024-07-31", 75, "BestCase"
+		default:
+			if k >= 4 {
+				stage, amount, closeDate, prob, fc = "Closed Won", amount+500, at.Format(time.DateOnly), 100, "Closed"
+				if o%3 == 0 {
+					stage, prob, fc = "Closed Lost", 0, "Omitted"
+				}
+			}
+		}
+		ts := at.Format("2006-01-02T15:04:05.000Z")
+		fmt.Fprintf(&b, `"008%015d","006%015d","0055g00000USER%03d","%s","%s","%d.00","%d.00","%s","%d","%s","false","%s"`+"\r\n",
+			i, o, o%20, ts, stage, amount, amount*prob/100, closeDate, prob, fc, ts)
+	}
+	return b.Bytes()
+}
+
+// cancelAfter publishes through pub and cancels the import's context
+// after its batches-th batch: an import killed halfway.
+type cancelAfter struct {
+	pub     Publisher
+	batches int
+	cancel  context.CancelFunc
+}
+
+func (c *cancelAfter) PublishBatch(ctx context.Context, evs []event.Event) error {
+	if err := c.pub.PublishBatch(ctx, evs); err != nil {
+		return err
+	}
+	if c.batches--; c.batches == 0 {
+		c.cancel()
+	}
+	return nil
+}
+
+// pipeline is an embedded NATS server with the streams declared, a fresh
+// ClickHouse database and an ingest worker moving events from one to the
+// other.
+type pipeline struct {
+	js  jetstream.JetStream
+	st  *store.Store
+	pub *bus.Publisher
+}
+
+func startPipeline(t *testing.T) pipeline {
+	t.Helper()
+	ctx := t.Context()
+	srv, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, js, err := bus.Connect(ctx, srv.ClientURL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if err := bus.Declare(ctx, js, bus.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	parts, err := bus.Partitions(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := storetest.OpenDSN(t, chtest.DSN(t), store.Options{})
+	w, err := ingest.New(js, st, ingest.Config{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(wctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	return pipeline{js: js, st: st, pub: bus.NewPublisher(js, parts)}
+}
+
+// counts returns the CF_EVENTS message count and, for tenant in
+// ClickHouse, the stored rows and distinct events.
+func (p pipeline) counts(t *testing.T, tenant string) (msgs, rows, distinct uint64) {
+	t.Helper()
+	ctx := t.Context()
+	s, err := p.js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.st.Conn().QueryRow(ctx, `SELECT count(), uniqExact(opportunity_id, source, event_id) FROM events WHERE tenant = ?`, tenant).
+		Scan(&rows, &distinct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.CachedInfo().State.Msgs, rows, distinct
+}
+
+// waitStored waits until ClickHouse holds want distinct events of tenant
+// and returns when it first did.
+func (p pipeline) waitStored(t *testing.T, tenant string, want uint64, timeout time.Duration) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		n, err := p.st.CountEvents(t.Context(), tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n >= want {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events stored after %s", n, want, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func countEvents(rows Rows) (events int) {
+	for _, r := range rows {
+		events += len(r.Events)
+	}
+	return events
+}
+
+// TestImportKilledAndTwice imports a generated 20,000-row OpportunityHistory
+// export into NATS with the ingest worker storing into ClickHouse: killed
+// halfway and restarted, the import resumes from its checkpoint and
+// publishes no event twice; imported again in full, it adds nothing: the
+// stream and the store each hold exactly one copy of every event.
+func TestImportKilledAndTwice(t *testing.T) {
+	ctx := t.Context()
+	p := startPipeline(t)
+	data := genSalesforceHistory(20000)
+	rows, err := SalesforceHistory("acme", "USD").Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := countEvents(rows)
+	key := Key(data, "salesforce-history", "acme")
+	cp := filepath.Join(t.TempDir(), "import", "cp.json")
+	o := Options{Checkpoint: cp, BatchSize: 1000}
+
+	killed, cancel := context.WithCancel(ctx)
+	first, err := Run(killed, rows, key, &cancelAfter{pub: p.pub, batches: 12, cancel: cancel}, o)
+	cancel()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("killed import: err = %v, want context.Canceled", err)
+	}
+	if _, err := os.Stat(cp); err != nil {
+		t.Fatalf("no checkpoint after the killed import: %v", err)
+	}
+	second, err := Run(ctx, rows, key, p.pub, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Resumed == 0 || first.Events+second.Events != want {
+		t.Fatalf("killed import published %d events, the restart %d after resuming at row %d: want %d in all, none twice",
+			first.Events, second.Events, second.Resumed, want)
+	}
+	if _, err := os.Stat(cp); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("checkpoint left after a complete import: %v", err)
+	}
+	p.waitStored(t, "acme", uint64(want), time.Minute)
+
+	again, err := Run(ctx, rows, key, p.pub, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Events != want || again.Resumed != 0 || len(again.Refused) != 0 {
+		t.Fatalf("second import: %+v, want all %d events published again", again, want)
+	}
+	// Let the ingest worker catch up with whatever reached the stream.
+	time.Sleep(2 * time.Second)
+	msgs, stored, distinct := p.counts(t, "acme")
+	if msgs != uint64(want) || stored != uint64(want) || distinct != uint64(want) {
+		t.Fatalf("after importing twice: %d stream messages, %d rows and %d distinct events stored; want %d of each", msgs, stored, distinct, want)
+	}
+	t.Logf("%d rows, %d events; killed after %d events, resumed at row %d", len(rows), want, first.Events, second.Resumed)
+}
+
+// TestImportThroughput imports a generated OpportunityHistory export of
+// $COMMITFLOW_IMPORT_ROWS rows (skipped without it) and reports rows/s end
+// to end: from reading the file to every event stored in ClickHouse.
+// Then it imports it again and checks one copy of each event is stored.
+func TestImportThroughput(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("COMMITFLOW_IMPORT_ROWS"))
+	if n <= 0 {
+		t.Skip("set COMMITFLOW_IMPORT_ROWS to measure")
+	}
+	ctx := t.Context()
+	p := startPipeline(t)
+	data := genSalesforceHistory(n)
+	start := time.Now()
+	rows, err := SalesforceHistory("acme", "USD").Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed := time.Since(start)
+	want := countEvents(rows)
+	if _, err := Run(ctx, rows, Key(data), p.pub, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	published := time.Since(start)
+	el := p.waitStored(t, "acme", uint64(want), 5*time.Minute).Sub(start)
+	t.Logf("%d rows (%d MB), %d events: parsed in %s, published in %s, stored in ClickHouse after %s: %.0f rows/s, %.0f events/s end to end",
+		n, len(data)>>20, want, parsed.Round(time.Millisecond), published.Round(time.Millisecond), el.Round(time.Millisecond),
+		float64(n)/el.Seconds(), float64(want)/el.Seconds())
+	if _, err := Run(ctx, rows, Key(data), p.pub, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	msgs, stored, distinct := p.counts(t, "acme")
+	if msgs != uint64(want) || stored != uint64(want) || distinct != uint64(want) {
+		t.Fatalf("after importing twice: %d stream messages, %d rows and %d distinct events stored; want %d of each", msgs, stored, distinct, want)
+	}
+}

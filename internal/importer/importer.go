@@ -1,0 +1,259 @@
+// Package importer turns CRM export files into canonical events and
+// publishes them to JetStream: canonical NDJSON, Salesforce
+// OpportunityHistory CSV and generic CSV with a column mapping.
+//
+// Every event's id comes from its row's identity in the file, so importing
+// a file again publishes the same message ids (de-duplicated by the stream
+// within its window and by the store after it). A checkpoint file records
+// how many rows have been published and acknowledged, so an import that was
+// interrupted resumes where it stopped.
+package importer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/event"
+)
+
+// Row is one input row turned into events, or refused.
+type Row struct {
+	// Line is the row's first line in the file, from 1.
+	Line int
+	// Events are the events the row becomes; none for a row that changes
+	// nothing.
+	Events []event.Event
+	// Err, if set, is why the row is refused.
+	Err error
+}
+
+// Rows is a parsed file: its rows in the order they are published, the
+// same order for the same file content and options.
+type Rows []Row
+
+// Publisher publishes a batch of events and returns once all are stored
+// in the stream; bus.Publisher is one.
+type Publisher interface {
+	PublishBatch(ctx context.Context, evs []event.Event) error
+}
+
+// Refusal is a row not imported, with the reason.
+type Refusal struct {
+	Line   int    `json:"line"`
+	Reason string `json:"reason"`
+}
+
+// Summary is what an import did.
+type Summary struct {
+	Rows    int       // rows in the file
+	Resumed int       // rows skipped because a checkpoint had them published
+	Events  int       // events published by this run
+	Refused []Refusal // rows refused, in file order of publishing
+}
+
+// Options configure Run.
+type Options struct {
+	// Checkpoint is the checkpoint file; empty for none. It is written
+	// after every acknowledged batch and removed when the import ends.
+	Checkpoint string
+	// Strict stops the import at the first refused row.
+	Strict bool
+	// BatchSize is how many events are published at a time (default 5000).
+	BatchSize int
+	// Progress receives a progress line with rate and ETA every
+	// ProgressEvery (default 2s); nil for none.
+	Progress      io.Writer
+	ProgressEvery time.Duration
+}
+
+// checkpoint is the content of a checkpoint file.
+type checkpoint struct {
+	Key  string `json:"key"`  // Key of the file and options
+	Rows int    `json:"rows"` // rows published and acknowledged
+	Line int    `json:"line"` // the last of them
+}
+
+// Key identifies an import for its checkpoint: a hash of the file's content
+// and of everything that decides the events made of it (format, tenant,
+// mapping, ...).
+func Key(content []byte, parts ...string) string {
+	h := sha256.New()
+	h.Write(content)
+	for _, p := range parts {
+		h.Write([]byte{0})
+		h.Write([]byte(p))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// CheckpointPath is where the checkpoint of the import with key lives
+// under dir.
+func CheckpointPath(dir, key string) string {
+	return filepath.Join(dir, "import", key[:32]+".json")
+}
+
+// Run publishes rows through pub, batch by batch, skipping the rows a
+// checkpoint for key says are already published. A refused row is
+// recorded in the summary and skipped, or with Strict ends the import with
+// an error naming it. On error the checkpoint stays, so running again
+// resumes after the last acknowledged batch.
+func Run(ctx context.Context, rows Rows, key string, pub Publisher, o Options) (Summary, error) {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 5000
+	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = 2 * time.Second
+	}
+	sum := Summary{Rows: len(rows)}
+	start, err := readCheckpoint(o.Checkpoint, key)
+	if err != nil {
+		return sum, err
+	}
+	sum.Resumed = start
+	for _, r := range rows[:start] {
+		if r.Err != nil {
+			sum.Refused = append(sum.Refused, Refusal{r.Line, r.Err.Error()})
+		}
+	}
+	p := progress{w: o.Progress, every: o.ProgressEvery, start: time.Now(), total: len(rows) - start}
+	p.last = p.start
+	batch := make([]event.Event, 0, o.BatchSize)
+	flush := func(done, line int) error {
+		if len(batch) > 0 {
+			if err := pub.PublishBatch(ctx, batch); err != nil {
+				return fmt.Errorf("import: rows up to line %d: %w", line, err)
+			}
+			sum.Events += len(batch)
+			batch = batch[:0]
+		}
+		if err := writeCheckpoint(o.Checkpoint, checkpoint{Key: key, Rows: done, Line: line}); err != nil {
+			return err
+		}
+		p.report(done-start, sum.Events, false)
+		return nil
+	}
+	for i := start; i < len(rows); i++ {
+		r := rows[i]
+		if r.Err != nil {
+			sum.Refused = append(sum.Refused, Refusal{r.Line, r.Err.Error()})
+			if o.Strict {
+				if err := flush(i, prevLine(rows, i)); err != nil {
+					return sum, err
+				}
+				return sum, fmt.Errorf("import: line %d refused (--strict): %w", r.Line, r.Err)
+			}
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return sum, fmt.Errorf("import: stopped before line %d: %w", r.Line, err)
+		}
+		batch = append(batch, r.Events...)
+		if len(batch) >= o.BatchSize {
+			if err := flush(i+1, r.Line); err != nil {
+				return sum, err
+			}
+		}
+	}
+	if err := flush(len(rows), prevLine(rows, len(rows))); err != nil {
+		return sum, err
+	}
+	p.report(len(rows)-start, sum.Events, true)
+	if o.Checkpoint != "" {
+		if err := os.Remove(o.Checkpoint); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return sum, fmt.Errorf("import: remove checkpoint: %w", err)
+		}
+	}
+	return sum, nil
+}
+
+// prevLine is the line of the row before rows[i], 0 if none.
+func prevLine(rows Rows, i int) int {
+	if i == 0 {
+		return 0
+	}
+	return rows[i-1].Line
+}
+
+// readCheckpoint returns how many rows the checkpoint at path says are
+// published for key: 0 without a checkpoint, or with one of another file.
+func readCheckpoint(path, key string) (int, error) {
+	if path == "" {
+		return 0, nil
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("import: read checkpoint: %w", err)
+	}
+	var c checkpoint
+	if err := json.Unmarshal(b, &c); err != nil {
+		return 0, fmt.Errorf("import: checkpoint %s: %w (remove it to start over)", path, err)
+	}
+	if c.Key != key || c.Rows < 0 {
+		return 0, nil
+	}
+	return c.Rows, nil
+}
+
+// writeCheckpoint replaces the checkpoint at path, atomically.
+func writeCheckpoint(path string, c checkpoint) error {
+	if path == "" {
+		return nil
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("import: checkpoint: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("import: checkpoint: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("import: checkpoint: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("import: checkpoint: %w", err)
+	}
+	return nil
+}
+
+// progress prints "rows a/b, events, rate, ETA" lines.
+type progress struct {
+	w           io.Writer
+	every       time.Duration
+	start, last time.Time
+	total       int
+}
+
+func (p *progress) report(rows, events int, final bool) {
+	if p.w == nil {
+		return
+	}
+	now := time.Now()
+	if !final && now.Sub(p.last) < p.every {
+		return
+	}
+	p.last = now
+	el := now.Sub(p.start).Seconds()
+	rate := float64(rows) / max(el, 1e-9)
+	if final {
+		fmt.Fprintf(p.w, "import: %d rows, %d events published in %.1fs (%.0f rows/s)\n", rows, events, el, rate)
+		return
+	}
+	eta := "?"
+	if rate > 0 {
+		eta = time.Duration(float64(p.total-rows) / rate * float64(time.Second)).Round(time.Second).String()
+	}
+	pct := 100 * float64(rows) / float64(max(p.total, 1))
+	fmt.Fprintf(p.w, "import: %d/%d rows (%.0f%%), %d events, %.0f rows/s, ETA %s\n", rows, p.total, pct, events, rate, eta)
+}
