@@ -40,6 +40,7 @@ func commands() map[string]command {
 		"report":  {"print a metric: funnel, stalls, missed, movement, forecast, cycle-time or stage-history", cmdReport},
 		"ladder":  {"check a ladder configuration file: ladder check FILE", cmdLadder},
 		"bench":   {"measure throughput: bench ingest | bench derive | bench api", cmdBench},
+		"import":  {"import a CRM export into NATS: canonical NDJSON, Salesforce OpportunityHistory CSV, or CSV with a column mapping", cmdImport},
 		"verify":  {"check that every CF_EVENTS message is stored in ClickHouse or dead-lettered; print the missing ranges", cmdVerify},
 	}
 }

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/config"
+	"github.com/commitflow/commitflow/internal/importer"
+)
+
+func cmdImport(ctx context.Context, args []string, stdout io.Writer) error {
+	return runImport(ctx, args, stdout, os.Stderr)
+}
+
+// runImport is cmdImport with stderr (progress) as a parameter.
+func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("import", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	format := fs.String("format", "auto", "file format: ndjson (canonical events), salesforce-history (OpportunityHistory CSV), csv (with --mapping), or auto: csv with --mapping, ndjson for .ndjson/.jsonl/.json, else salesforce-history")
+	mapping := fs.String("mapping", "", "YAML column-mapping `file` of a generic CSV export (one row per change)")
+	tenant := fs.String("tenant", config.Env("COMMITFLOW_TENANT", "demo"), "tenant the rows belong to; an NDJSON event of another tenant is refused (env COMMITFLOW_TENANT)")
+	currency := fs.String("currency", "", "currency of the amounts when the file has no currency column, e.g. USD")
+	encoding := fs.String("encoding", "auto", "CSV text encoding: utf-8, windows-1252, or auto (UTF-8 if valid, else Windows-1252)")
+	strict := fs.Bool("strict", false, "stop at the first refused row instead of reporting it and going on")
+	batch := fs.Int("batch", 5000, "events published and acknowledged at a time; the checkpoint advances after each batch")
+	natsURL := fs.String("nats", config.Env("COMMITFLOW_NATS", ""), "NATS `URL`; empty: the embedded server of the commitflow run under --data, while it runs (env COMMITFLOW_NATS)")
+	data := fs.String("data", config.Env("COMMITFLOW_DATA", config.DefaultDataDir()), "data `directory` of commitflow run: where its embedded NATS is found and the import checkpoints are kept (env COMMITFLOW_DATA)")
+	retry := fs.Duration("publish-retry", bus.DefaultRetryFor, "how long a batch keeps retrying while NATS acknowledges none of its events before import fails; keep it within the streams' duplicate window (2m by default)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: commitflow import [--format F] [--mapping FILE.yaml] [--tenant T] [flags] FILE")
+		fs.PrintDefaults()
+	}
+	if err := config.Parse(ctx, fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("import: want one file")
+	}
+	if *retry <= 0 {
+		return fmt.Errorf("import: --publish-retry %s: want a positive duration", *retry)
+	}
+	path := fs.Arg(0)
+	content, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	rows, key, err := parseImport(content, path, *format, *mapping, *tenant, *currency, *encoding)
+	if err != nil {
+		return fmt.Errorf("import: %s: %w", path, err)
+	}
+
+	log := newLogger("warn")
+	url, from, err := locateNATS(*natsURL, *data)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	nc, js, err := bus.Connect(ctx, url, log)
+	if err != nil {
+		return fmt.Errorf("import: %w%s", err, from)
+	}
+	defer nc.Drain()
+	// Declare only what is missing: declaring over a running pipeline's
+	// streams would reset their settings to the defaults.
+	if _, err := js.Stream(ctx, bus.EventsStream); errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err := bus.Declare(ctx, js, bus.Options{}); err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("import: %w%s", err, from)
+	}
+	parts, err := bus.Partitions(ctx, js)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	pub := bus.NewPublisher(js, parts).WithOptions(bus.PublishOptions{RetryFor: *retry, Logger: log})
+	sum, err := importer.Run(ctx, rows, key, pub, importer.Options{
+		Checkpoint: importer.CheckpointPath(*data, key), Strict: *strict, BatchSize: *batch, Progress: stderr,
+	})
+	printImportSummary(stdout, path, sum)
+	if err != nil {
+		return fmt.Errorf("%w (run the same command again to resume)", err)
+	}
+	return nil
+}
+
+// parseImport reads content in the format asked for and returns its rows
+// and the key of its checkpoint.
+func parseImport(content []byte, path, format, mapping, tenant, currency, encoding string) (importer.Rows, string, error) {
+	if format == "auto" {
+		switch ext := strings.ToLower(filepath.Ext(path)); {
+		case mapping != "":
+			format = "csv"
+		case ext == ".ndjson" || ext == ".jsonl" || ext == ".json":
+			format = "ndjson"
+		default:
+			format = "salesforce-history"
+		}
+	}
+	if mapping != "" && format != "csv" {
+		return nil, "", fmt.Errorf("--mapping is for --format csv, not %s", format)
+	}
+	switch format {
+	case "ndjson":
+		return importer.ParseNDJSON(content, tenant), importer.Key(content, format, tenant), nil
+	case "salesforce-history":
+		h := importer.SalesforceHistory(tenant, currency)
+		h.Encoding = encoding
+		rows, err := h.Parse(content)
+		return rows, importer.Key(content, format, tenant, currency, encoding), err
+	case "csv":
+		if mapping == "" {
+			return nil, "", errors.New("--format csv needs --mapping FILE.yaml")
+		}
+		m, err := os.ReadFile(mapping)
+		if err != nil {
+			return nil, "", err
+		}
+		h, err := importer.ParseMapping(m, tenant)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", mapping, err)
+		}
+		if currency != "" {
+			h.Currency = currency
+		}
+		if encoding != "auto" {
+			h.Encoding = encoding
+		}
+		rows, err := h.Parse(content)
+		return rows, importer.Key(content, format, tenant, currency, encoding, string(m)), err
+	}
+	return nil, "", fmt.Errorf("--format %q: want ndjson, salesforce-history, csv or auto", format)
+}
+
+// printImportSummary writes what an import did, and every refused row.
+func printImportSummary(w io.Writer, path string, s importer.Summary) {
+	fmt.Fprintf(w, "%s: %d rows read, %d events published", path, s.Rows, s.Events)
+	if s.Resumed > 0 {
+		fmt.Fprintf(w, " (resumed after %d rows published before)", s.Resumed)
+	}
+	fmt.Fprintf(w, ", %d rows refused\n", len(s.Refused))
+	for _, r := range s.Refused {
+		fmt.Fprintf(w, "  line %s: %s\n", strconv.Itoa(r.Line), r.Reason)
+	}
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/commitflow/commitflow/internal/bus"
+)
+
+// sfHistoryFile is a small Salesforce OpportunityHistory export in the
+// Data Export shape (every value quoted, ISO 8601 CreatedDate, Probability
+// in percent; the field names of the Object Reference's OpportunityHistory):
+// one opportunity created, qualified and won, and a deleted row.
+const sfHistoryFile = `"Id","OpportunityId","CreatedById","CreatedDate","StageName","Amount","ExpectedRevenue","CloseDate","Probability","ForecastCategory","IsDeleted","SystemModstamp"
+"0085g00000H1AAAAA1","0065g00000AAAAAAA1","0055g00000USER001","2024-01-10T09:00:00.000Z","Prospecting","10000.00","1000.00","2024-06-30","10","Pipeline","false","2024-01-10T09:00:00.000Z"
+"0085g00000H1AAAAA2","0065g00000AAAAAAA1","0055g00000USER001","2024-02-01T10:30:00.000Z","Qualification","10000.00","1000.00","2024-06-30","20","Pipeline","false","2024-02-01T10:30:00.000Z"
+"0085g00000H1AAAAA3","0065g00000AAAAAAA1","0055g00000USER001","2024-02-02T10:30:00.000Z","Qualification","10000.00","1000.00","2024-06-30","20","Pipeline","true","2024-02-02T10:30:00.000Z"
+"0085g00000H1AAAAA4","0065g00000AAAAAAA1","0055g00000USER001","2024-05-20T08:00:00.000Z","Closed Won","12500.00","12500.00","2024-05-20","100","Closed","false","2024-05-20T08:00:00.000Z"
+`
+
+func TestImportCommand(t *testing.T) {
+	ctx := t.Context()
+	url, js := embeddedBus(t, 4)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "OpportunityHistory.csv")
+	if err := os.WriteFile(file, []byte(sfHistoryFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	args := []string{"--nats", url, "--data", data, "--tenant", "acme", "--currency", "USD", file}
+	const summary = "OpportunityHistory.csv: 4 rows read, 6 events published, 1 rows refused\n" +
+		"  line 4: IsDeleted: a deleted row (in the recycle bin)\n"
+	for i := range 2 {
+		var stdout, stderr bytes.Buffer
+		if err := runImport(ctx, args, &stdout, &stderr); err != nil {
+			t.Fatalf("import %d: %v\n%s", i+1, err, stderr.String())
+		}
+		if got := strings.ReplaceAll(stdout.String(), file, "OpportunityHistory.csv"); got != summary {
+			t.Errorf("import %d: summary\n%s\nwant\n%s", i+1, got, summary)
+		}
+		if !strings.Contains(stderr.String(), "rows/s") {
+			t.Errorf("import %d: no progress on stderr: %q", i+1, stderr.String())
+		}
+		s, err := js.Stream(ctx, bus.EventsStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := s.CachedInfo().State.Msgs; n != 6 {
+			t.Errorf("after import %d: %d messages in %s, want 6", i+1, n, bus.EventsStream)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(data, "import", "*")); len(left) > 0 {
+		t.Errorf("checkpoints left after complete imports: %v", left)
+	}
+
+	var stdout, stderr bytes.Buffer
+	err := runImport(ctx, append([]string{"--strict"}, args...), &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "line 4 refused (--strict)") {
+		t.Fatalf("--strict: err = %v, want line 4 refused", err)
+	}
+	for _, bad := range [][]string{
+		{"--format", "xml", file},
+		{"--format", "csv", file},
+		{"--mapping", filepath.Join(dir, "none.yaml"), "--format", "ndjson", file},
+		{},
+	} {
+		if err := runImport(ctx, append([]string{"--nats", url, "--data", data}, bad...), &stdout, &stderr); err == nil {
+			t.Errorf("import %v: no error", bad)
+		}
+	}
+}
