@@ -173,6 +173,7 @@ type state struct {
 	noDecision  bool      // no_decision miss emitted
 	closedIndex [2]int    // index in out of the last deal.closed won/lost, -1 for none
 	closes      [2]int    // deal.closed won/lost emitted so far
+	reopenedAt  time.Time // the last deal.reopened; zero if none
 
 	// People.
 	stakeholders []string // engaged buyer people
@@ -508,7 +509,23 @@ func (s *state) stageEvidence(e *event.Event, stage string) {
 		s.close(e, StatusWon, "")
 	case s.l.IsLostStage(stage):
 		s.close(e, StatusLost, "")
+	case !s.open():
+		s.reopen(e)
 	}
+}
+
+// reopen makes a closed deal open again: its stage moved to one that
+// closes nothing (neither a won nor a lost stage), as the CRM's IsClosed
+// follows the stage. The stall clock restarts at the reopen; the next
+// close is a new deal.closed.
+func (s *state) reopen(e *event.Event) {
+	from := s.facts.Status
+	s.facts.Status = StatusOpen
+	s.reopenedAt = e.OccurredAt
+	s.emit(Derived{
+		Type: DealReopened, OccurredAt: e.OccurredAt, Evidence: s.one(e.ID),
+		Detail: `{"from":` + jsonStr(from) + `}`,
+	}, "reopened", e.Source, e.ID)
 }
 
 func (s *state) closeDatePushed(e *event.Event) {
@@ -844,6 +861,9 @@ func (s *state) advance(t time.Time, inclusive bool) {
 		anchorAt, step := s.lastGainAt, s.highest
 		if !s.hasAnchor {
 			anchorAt, step = s.firstAt, 1
+		}
+		if s.reopenedAt.After(anchorAt) {
+			anchorAt = s.reopenedAt // no stall while closed
 		}
 		if th := s.l.StallAfter(max(step, 1)); th > 0 {
 			if at := anchorAt.Add(th); due(at) {

@@ -571,8 +571,15 @@ func TestWonNotSingleThreaded(t *testing.T) {
 		{"won event first, then the stage at one instant", []event.Event{
 			created("o1", day(0), "Prospecting", 100),
 			won("a1", day(5)),
-			stage("b1", day(5), "Proposal/Price Quote"),
+			stage("b1", day(5), "Closed Won"),
 		}, false},
+		// The stage change after the win in the fold reopens the deal:
+		// open at review with no stakeholder after that instant.
+		{"won event first, then an open stage at one instant", []event.Event{
+			created("o1", day(0), "Prospecting", 100),
+			won("a1", day(5)),
+			stage("b1", day(5), "Proposal/Price Quote"),
+		}, true},
 		{"proposal one day before the win", []event.Event{
 			created("o1", day(0), "Prospecting", 100),
 			stage("s1", day(5), "Proposal/Price Quote"),
@@ -649,5 +656,51 @@ no_decision: {step: change}
 	evs = append(evs, stage("s2", day(9), "Lost"))
 	if m := find(Derive(tTenant, tOpp, evs, l, day(20)), CommitmentMissed, MissNoDecision); m == nil || m.Step != "change" {
 		t.Errorf("loss before reaching change: no_decision = %v, want one expecting change", m)
+	}
+}
+
+// TestGoldenReopen: a lost deal moved back to an open stage is open again
+// (deal.reopened), stalls only counting from the reopen, and its next loss
+// is a close of its own (closed/lost/2).
+func TestGoldenReopen(t *testing.T) {
+	out := run([]event.Event{
+		created("o1", day(0), "Needs Analysis", 1000),
+		stage("s1", day(5), "Closed Lost"),
+		stage("s2", day(30), "Qualification"),
+		lost("l1", day(60), "Price"),
+	}, day(90))
+	golden(t, out, false,
+		"d0 commitment.gained change",
+		"d5 deal.closed",
+		"d30 stage.regressed explore",
+		"d30 deal.reopened",
+		"d51 deal.stalled change",
+		"d60 deal.closed Price",
+	)
+	re := find(out, DealReopened, "")
+	if re.Status != StatusOpen || re.Stage != "Qualification" || re.Detail != `{"from":"lost"}` {
+		t.Errorf("deal.reopened = %+v, want open at Qualification from lost", re)
+	}
+	if want := ID(tTenant, tOpp, DealReopened, "reopened/salesforce/s2"); re.ID != want {
+		t.Errorf("deal.reopened id %s, want %s", re.ID, want)
+	}
+	var closes []string
+	for _, d := range out {
+		if d.Type == DealClosed {
+			closes = append(closes, d.ID)
+		}
+	}
+	want := []string{ID(tTenant, tOpp, DealClosed, "closed/lost"), ID(tTenant, tOpp, DealClosed, "closed/lost/2")}
+	if !slices.Equal(closes, want) {
+		t.Errorf("deal.closed ids %v, want %v", closes, want)
+	}
+	st := Summarize(out, ladder.Default().Len())
+	for _, c := range []struct {
+		at     time.Time
+		status string
+	}{{day(4), StatusOpen}, {day(5), StatusLost}, {day(29), StatusLost}, {day(30), StatusOpen}, {day(59), StatusOpen}, {day(60), StatusLost}} {
+		if f, _ := factsAsOf(st, c.at); f.Status != c.status {
+			t.Errorf("status as of day %g = %q, want %q", c.at.Sub(t0).Hours()/24, f.Status, c.status)
+		}
 	}
 }

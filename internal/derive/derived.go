@@ -27,6 +27,11 @@ const (
 	// DealClosed: won or lost; Status is "won" or "lost", Reason the loss
 	// reason.
 	DealClosed Kind = "deal.closed"
+	// DealReopened: a closed deal is open again: its CRM stage moved to
+	// one that is neither a won nor a lost stage. Detail names the status
+	// it had ({"from":"lost"}); the snapshot's status is open. The next
+	// close is a new deal.closed.
+	DealReopened Kind = "deal.reopened"
 	// DealCreated: the opportunity's first appearance, with its facts.
 	DealCreated Kind = "deal.created"
 	// DealUpdated: a fact changed (Reason: amount, close_date, owner, stage,

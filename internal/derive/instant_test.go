@@ -230,8 +230,9 @@ func validated(evs []event.Event) []event.Event {
 // oracleFacts computes an opportunity's CRM facts as of at straight from
 // its raw input events: every distinct (source, id) with occurred_at <= at,
 // applied in (occurred_at, source, id) order, by the rules of the envelope
-// (a won/lost stage or closed_won/closed_lost closes, and a deal stays
-// closed until it closes with the other status; an amount on closed_won
+// (a won/lost stage or closed_won/closed_lost closes, any other stage
+// opens, so a closed deal moved back to an open stage is open again; an
+// amount on closed_won
 // sets it; an empty field or a zero probability leaves a fact unchanged).
 // ok is false before the first CRM event.
 func oracleFacts(evs []event.Event, at time.Time) (f Snapshot, ok bool) {
@@ -267,6 +268,8 @@ func oracleFacts(evs []event.Event, at time.Time) (f Snapshot, ok bool) {
 			f.Status = StatusWon
 		case "Closed Lost":
 			f.Status = StatusLost
+		default: // a stage that closes nothing: open, reopened if closed
+			f.Status = StatusOpen
 		}
 	}
 	for _, e := range in {

@@ -78,7 +78,7 @@ type CycleTime struct {
 }
 
 var cycleRules = []string{
-	"status and close time of a deal as of as_of = those of its last deal.closed at or before as_of, in the fold's order (a lost deal later won is won, closed when won)",
+	"status of a deal as of as_of = its facts' status as of as_of (a deal reopened by a move back to an open stage, and not closed again, is open: not counted); close time = that of its last deal.closed at or before as_of, in the fold's order (a lost deal later won is won, closed when won)",
 	"the deals counted are those whose close time as of as_of is in [from, to): won, lost, and closed = both",
 	"start = the deal's creation (deal.created) or, with from_step K, reach_time(K) = earliest commitment.gained with step index >= K (a skipped step is reached when a later one is gained)",
 	"cycle time in days = (close time - start) / 86400, over the deals with a start at or before their close; the others are counted in not_reached; quantile q = sorted[min(n-1, floor(q*n))]",
@@ -164,6 +164,7 @@ FROM (
 	` + prewhere + `
 	WHERE ` + where + `
 		AND ci > 0 AND ct >= @from AND ct < @to
+		AND fact_closed[arrayCount(t -> t <= toDateTime(@asof), fact_times)] = 1
 )
 GROUP BY pd, kh, won`
 	}

@@ -38,7 +38,8 @@ var rawOpenStages = []string{"Prospecting", "Qualification", "Needs Analysis", "
 // them: date-only timestamps for most, one CRM edit as several typed events
 // at one instant, forward jumps that skip steps, backward moves and
 // re-entries, deals closed by stage change and by closed_won/closed_lost,
-// lost deals later won, events after the close. Ids are random, so events
+// lost deals later won, deals reopened by a move back to an open stage
+// after the close. Ids are random, so events
 // of one instant fold in a random order.
 func rawDeals(rng *rand.Rand, tenant string, n int) map[string][]event.Event {
 	t0 := date("2024-01-01T00:00:00Z")
@@ -130,7 +131,8 @@ type rawState struct {
 // fold's order (occurred_at, source, id) by the brief's rules: a move to a
 // stage mapped to step s gains s unless a higher stage step was seen
 // before (that is a regression); closing won gains the won step; a close
-// to another status than the current one changes it.
+// to another status than the current one changes it; a move to a stage
+// that closes nothing reopens a closed deal.
 func rawFold(evs []event.Event, asOf time.Time, steps int) rawState {
 	evs = slices.Clone(evs)
 	slices.SortFunc(evs, func(a, b event.Event) int {
@@ -180,6 +182,8 @@ func rawFold(evs []event.Event, asOf time.Time, steps int) rawState {
 			closeAs("won", at)
 		case "Closed Lost":
 			closeAs("lost", at)
+		default: // a stage that closes nothing: a closed deal is open again
+			s.status = "open"
 		}
 	}
 	for _, e := range evs {

@@ -76,6 +76,8 @@ func oracleStageHistory(deals map[string][]event.Event, asOf time.Time, by strin
 				status = "won"
 			case "Closed Lost":
 				status = "lost"
+			default: // a stage that closes nothing reopens a closed deal
+				status = "open"
 			}
 		}
 		for _, e := range evs {
