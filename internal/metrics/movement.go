@@ -109,8 +109,8 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 
 	// @limit = min(to, as_of) bounds everything "as of to"; @flimit =
 	// min(from, @limit) everything "as of from". Open at both dates: has
-	// an event at or before from, and no deal.closed up to to (which
-	// implies none up to from).
+	// an event at or before from, and its facts say open as of from and as
+	// of to (a deal closed and reopened in between is open at both).
 	inRange := "t >= toDateTime(@from) AND t < toDateTime(@to) AND t <= toDateTime(@limit)"
 	perOpp := func(from, prewhere, where string) string {
 		return `SELECT
@@ -121,9 +121,10 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 			arrayExists(t -> ` + inRange + `, stall_times) AS stl,
 			arrayExists((t, s) -> ` + inRange + ` AND s = 'won', close_times, close_statuses) AS won,
 			arrayExists((t, s) -> ` + inRange + ` AND s = 'lost', close_times, close_statuses) AS lost,
-			first_at <= toDateTime(@flimit) AND NOT arrayExists(t -> t <= toDateTime(@limit), close_times) AS both_open,
-			toUInt16(close_dates[arrayCount(t -> t <= toDateTime(@flimit), fact_times)]) AS cd_from,
+			arrayCount(t -> t <= toDateTime(@flimit), fact_times) AS ffi,
 			arrayCount(t -> t <= toDateTime(@limit), fact_times) AS fi,
+			first_at <= toDateTime(@flimit) AND fact_closed[ffi] = 0 AND fact_closed[fi] = 0 AS both_open,
+			toUInt16(close_dates[ffi]) AS cd_from,
 			toUInt16(close_dates[fi]) AS cd_to,
 			amounts[fi] AS amt
 		FROM ` + from + `

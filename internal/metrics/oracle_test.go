@@ -271,13 +271,10 @@ func oracleStalls(evs []derive.Derived, sq StallsQuery) *StallsResult {
 	steps := map[int]*StallStep{}
 	var deals []StalledDeal
 	for id, oe := range oppEvents(evs, sq.Tenant, asOf) {
-		closed := false
 		top := 0
 		var lastc, created, first time.Time
 		for _, e := range oe {
 			switch e.Type {
-			case derive.DealClosed:
-				closed = true
 			case derive.CommitmentGained:
 				if e.StepIndex > top {
 					top = e.StepIndex
@@ -294,7 +291,9 @@ func oracleStalls(evs []derive.Derived, sq StallsQuery) *StallsResult {
 				first = e.OccurredAt
 			}
 		}
-		if closed {
+		// Closed as of asOf: its facts say so (a deal reopened after a
+		// close is open).
+		if f, _ := factsAt(oe, asOf); f.Status == "won" || f.Status == "lost" {
 			continue
 		}
 		ref := lastc
@@ -452,7 +451,7 @@ func oracleMovement(evs []derive.Derived, mq MovementQuery) *MovementResult {
 	in := func(t time.Time) bool { return !t.Before(from) && t.Before(to) }
 	steps := map[int]*MovementCounts{}
 	for _, oe := range oppEvents(evs, mq.Tenant, limit) {
-		var isNew, reg, stl, won, lost, closedFrom, closedTo, anyFrom bool
+		var isNew, reg, stl, won, lost, anyFrom bool
 		topFrom, topTo := 0, 0
 		for _, e := range oe {
 			atFrom := !e.OccurredAt.After(from)
@@ -472,8 +471,6 @@ func oracleMovement(evs []derive.Derived, mq MovementQuery) *MovementResult {
 			case derive.DealStalled:
 				stl = stl || in(e.OccurredAt)
 			case derive.DealClosed:
-				closedTo = true
-				closedFrom = closedFrom || atFrom
 				if in(e.OccurredAt) {
 					won = won || e.Status == "won"
 					lost = lost || e.Status == "lost"
@@ -482,7 +479,8 @@ func oracleMovement(evs []derive.Derived, mq MovementQuery) *MovementResult {
 		}
 		factsFrom, _ := factsAt(oe, from)
 		factsTo, _ := factsAt(oe, limit)
-		bothOpen := anyFrom && !closedFrom && !closedTo
+		closed := func(f derive.Snapshot) bool { return f.Status == "won" || f.Status == "lost" }
+		bothOpen := anyFrom && !closed(factsFrom) && !closed(factsTo)
 		known := !factsFrom.CloseDate.IsZero() && !factsTo.CloseDate.IsZero()
 		pulled := bothOpen && known && factsTo.CloseDate.Before(factsFrom.CloseDate)
 		pushed := bothOpen && known && factsTo.CloseDate.After(factsFrom.CloseDate)

@@ -96,7 +96,7 @@ func openDeals(outer, from, prewhere, where string) string {
 			`+prewhere+`
 			WHERE `+where+`
 				AND first_at != toDateTime(0) AND first_at <= toDateTime(@asof)
-				AND NOT arrayExists(t -> t <= toDateTime(@asof), close_times)
+				AND fact_closed[fi] = 0
 		)
 	)`, 1)
 }

@@ -164,11 +164,12 @@ type OpportunityRef struct {
 	OpportunityID string
 }
 
-// OpenOpportunities lists the opportunities of every tenant whose current
-// state has no deal.closed, ordered by (tenant, opportunity_id).
+// OpenOpportunities lists the opportunities of every tenant that are open in
+// their current state: never closed, or reopened since their last close
+// (the status of their last facts), ordered by (tenant, opportunity_id).
 func (s *Store) OpenOpportunities(ctx context.Context) ([]OpportunityRef, error) {
 	rows, err := s.conn.Query(ctx, `SELECT tenant, opportunity_id FROM opportunity_state FINAL
-WHERE empty(close_times) AND opportunity_id != ''
+WHERE (empty(close_times) OR statuses[length(statuses)] = 'open') AND opportunity_id != ''
 ORDER BY tenant, opportunity_id`)
 	if err != nil {
 		return nil, fmt.Errorf("open opportunities: %w", err)
