@@ -415,12 +415,22 @@ func TestOpenOpportunities(t *testing.T) {
 	if err := s.InsertEvents(ctx, evs); err != nil {
 		t.Fatal(err)
 	}
-	won := derived("o2", "closed-o2", derive.DealClosed)
-	reopened := derived("o3", "closed-o3", derive.DealClosed)
-	otherTenant := derived("o1", "closed-u-o1", derive.DealClosed)
+	closed := func(opp, id, status string) derive.Derived {
+		d := derived(opp, id, derive.DealClosed)
+		d.Status, d.Snapshot.Status = status, status
+		return d
+	}
+	won := closed("o2", "closed-o2", "won")
+	reopened := closed("o3", "closed-o3", "lost")
+	otherTenant := closed("o1", "closed-u-o1", "lost")
 	otherTenant.Tenant = "u"
+	// o4 was lost and then reopened by a stage change: open again.
+	lostThenOpen := closed("o4", "closed-o4", "lost")
+	again := derived("o4", "reopened-o4", derive.DealReopened)
+	again.OccurredAt = lostThenOpen.OccurredAt.Add(time.Hour)
 	if err := s.InsertDerivedWithStates(ctx, []DerivedRow{{Derived: won, Version: 1}, {Derived: reopened, Version: 1},
-		{Derived: otherTenant, Version: 1}, {Derived: derived("o1", "gained", derive.CommitmentGained), Version: 1}}, 10); err != nil {
+		{Derived: otherTenant, Version: 1}, {Derived: derived("o1", "gained", derive.CommitmentGained), Version: 1},
+		{Derived: lostThenOpen, Version: 1}, {Derived: again, Version: 1}}, 10); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.InsertDerivedWithStates(ctx, []DerivedRow{{Derived: reopened, Version: 2, Retracted: true}}, 10); err != nil {
@@ -430,7 +440,7 @@ func TestOpenOpportunities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []OpportunityRef{{"t", "o1"}, {"t", "o3"}}
+	want := []OpportunityRef{{"t", "o1"}, {"t", "o3"}, {"t", "o4"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("OpenOpportunities = %v, want %v", got, want)
 	}
