@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -43,6 +44,11 @@ type verifyReport struct {
 	// sequences: a range runs on while the messages read are missing, so
 	// it may span sequences the stream no longer holds.
 	MissingRanges []seqRange `json:"missing_ranges"`
+	// SharedIDs counts the source event ids stored under more than one
+	// opportunity of a tenant (both copies stored and derived: the store
+	// cannot tell which is right); SharedIDSamples lists the first of them.
+	SharedIDs       uint64                `json:"shared_ids"`
+	SharedIDSamples []store.SharedEventID `json:"shared_id_samples,omitempty"`
 }
 
 // seqRange is an inclusive range of stream sequences and how many messages
@@ -108,6 +114,9 @@ func cmdVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
+	if rep.SharedIDs, rep.SharedIDSamples, err = st.SharedEventIDs(ctx, sharedIDSamples); err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
 	if *format == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -117,11 +126,17 @@ func cmdVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	} else {
 		printVerify(stdout, rep)
 	}
-	if rep.Missing > 0 {
+	switch {
+	case rep.Missing > 0:
 		return fmt.Errorf("verify: %d messages of %s are neither stored nor dead-lettered", rep.Missing, bus.EventsStream)
+	case rep.SharedIDs > 0:
+		return fmt.Errorf("verify: %d event ids are stored under more than one opportunity", rep.SharedIDs)
 	}
 	return nil
 }
+
+// sharedIDSamples is how many shared event ids verify lists.
+const sharedIDSamples = 20
 
 // verify checks the CF_EVENTS messages from..to (0: the defaults of
 // cmdVerify) against the events table of conn and CF_DLQ, chunk messages at
@@ -317,6 +332,7 @@ WHERE tenant = ? AND opportunity_id IN ?`, tenant, set)
 
 // printVerify writes rep as text.
 func printVerify(w io.Writer, rep verifyReport) {
+	defer printShared(w, rep)
 	if rep.To < rep.From || rep.Messages == 0 {
 		fmt.Fprintf(w, "%s: nothing to check (stream last sequence %d, ingest acknowledged up to %d)\n", bus.EventsStream, rep.LastSeq, rep.AckFloor)
 		return
@@ -337,5 +353,19 @@ func printVerify(w io.Writer, rep verifyReport) {
 		default:
 			fmt.Fprintf(w, "  %d-%d\t%d messages\n", r.From, r.To, r.Messages)
 		}
+	}
+}
+
+// printShared prints the event ids stored under more than one opportunity.
+func printShared(w io.Writer, rep verifyReport) {
+	if rep.SharedIDs == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%d event id(s) stored under more than one opportunity (both copies stored and derived; fix the producer, then remove the wrong copy):\n", rep.SharedIDs)
+	for _, id := range rep.SharedIDSamples {
+		fmt.Fprintf(w, "  %s:%s:%s\t%s\n", id.Tenant, id.Source, id.EventID, strings.Join(id.Opportunities, ", "))
+	}
+	if n := uint64(len(rep.SharedIDSamples)); n < rep.SharedIDs {
+		fmt.Fprintf(w, "  … and %d more\n", rep.SharedIDs-n)
 	}
 }

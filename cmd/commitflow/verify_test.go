@@ -161,6 +161,26 @@ func TestVerifyCommand(t *testing.T) {
 	if err := cmdVerify(ctx, []string{"--nats", url, "--clickhouse", dsn, "--from", "5", "--to", "4"}, &out); err == nil {
 		t.Error("--from after --to: no error")
 	}
+
+	// The same source id under another opportunity: both copies are
+	// stored, and verify names them.
+	ev := bySeq[13]
+	other := store.RawEvent{Tenant: ev.Tenant, OpportunityID: ev.OpportunityID + "-other", Source: ev.Source, EventID: ev.ID,
+		Type: string(ev.Type), OccurredAt: ev.OccurredAt, ReceivedAt: ev.ReceivedAt, StreamSeq: 99, Payload: []byte("{}")}
+	if err := st.InsertEvents(ctx, []store.RawEvent{other}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = run("--from", "13", "--to", "25")
+	wantShared := []store.SharedEventID{{Tenant: ev.Tenant, Source: ev.Source, EventID: ev.ID,
+		Opportunities: []string{ev.OpportunityID, ev.OpportunityID + "-other"}}}
+	if err == nil || rep.SharedIDs != 1 || !reflect.DeepEqual(rep.SharedIDSamples, wantShared) {
+		t.Errorf("an id under two opportunities: %v, %d shared, %+v; want an error and %+v", err, rep.SharedIDs, rep.SharedIDSamples, wantShared)
+	}
+	out.Reset()
+	_ = cmdVerify(ctx, []string{"--nats", url, "--clickhouse", dsn, "--from", "13", "--to", "25"}, &out)
+	if line := "1 event id(s) stored under more than one opportunity"; !strings.Contains(out.String(), line) {
+		t.Errorf("verify output lacks %q:\n%s", line, out.String())
+	}
 }
 
 // ackUpTo acknowledges the ingest consumer's messages up to stream

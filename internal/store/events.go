@@ -342,3 +342,48 @@ func chunks(ids []string, n int) [][]string {
 	}
 	return out
 }
+
+// SharedEventID is a source event id stored under more than one
+// opportunity of one tenant: a producer sent one event under two
+// opportunities, or two events under one id. The store cannot tell which
+// copy is right, so both are stored and derived; operators see them in
+// `commitflow verify`.
+type SharedEventID struct {
+	Tenant        string   `json:"tenant"`
+	Source        string   `json:"source"`
+	EventID       string   `json:"event_id"`
+	Opportunities []string `json:"opportunities"`
+}
+
+// SharedEventIDs returns how many (tenant, source, event id) keys are
+// stored under more than one opportunity, and the first limit of them in
+// key order. Events without an opportunity are left out.
+func (s *Store) SharedEventIDs(ctx context.Context, limit int) (uint64, []SharedEventID, error) {
+	const shared = `SELECT tenant, source, event_id, arraySort(groupUniqArray(opportunity_id)) AS opps
+FROM events WHERE opportunity_id != ''
+GROUP BY tenant, source, event_id HAVING length(opps) > 1`
+	var n uint64
+	if err := s.conn.QueryRow(ctx, `SELECT count() FROM (`+shared+`)`).Scan(&n); err != nil {
+		return 0, nil, fmt.Errorf("shared event ids: %w", err)
+	}
+	if n == 0 || limit <= 0 {
+		return n, nil, nil
+	}
+	rows, err := s.conn.Query(ctx, shared+` ORDER BY tenant, source, event_id LIMIT ?`, limit)
+	if err != nil {
+		return 0, nil, fmt.Errorf("shared event ids: %w", err)
+	}
+	defer rows.Close()
+	var out []SharedEventID
+	for rows.Next() {
+		var id SharedEventID
+		if err := rows.Scan(&id.Tenant, &id.Source, &id.EventID, &id.Opportunities); err != nil {
+			return 0, nil, fmt.Errorf("shared event ids: %w", err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, nil, fmt.Errorf("shared event ids: %w", err)
+	}
+	return n, out, nil
+}
