@@ -27,7 +27,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	format := fs.String("format", "auto", "file format: ndjson (canonical events), salesforce-history (OpportunityHistory CSV), csv (with --mapping), or auto: csv with --mapping, ndjson for .ndjson/.jsonl/.json, else salesforce-history")
-	mapping := fs.String("mapping", "", "YAML column-mapping `file` of a generic CSV export (one row per change)")
+	mapping := fs.String("mapping", "", "YAML column-mapping `file` of a generic CSV export: one row per change (shape: history) or one row per deal (shape: deals)")
 	tenant := fs.String("tenant", config.Env("COMMITFLOW_TENANT", "demo"), "tenant the rows belong to; an NDJSON event of another tenant is refused (env COMMITFLOW_TENANT)")
 	currency := fs.String("currency", "", "currency of the amounts when the file has no currency column, e.g. USD")
 	encoding := fs.String("encoding", "auto", "CSV text encoding: utf-8, windows-1252, or auto (UTF-8 if valid, else Windows-1252)")
@@ -126,17 +126,11 @@ func parseImport(content []byte, path, format, mapping, tenant, currency, encodi
 		if err != nil {
 			return nil, "", err
 		}
-		h, err := importer.ParseMapping(m, tenant)
+		p, err := importer.ParseMapping(m, tenant, currency, encoding)
 		if err != nil {
 			return nil, "", fmt.Errorf("%s: %w", mapping, err)
 		}
-		if currency != "" {
-			h.Currency = currency
-		}
-		if encoding != "auto" {
-			h.Encoding = encoding
-		}
-		rows, err := h.Parse(content)
+		rows, err := p.Parse(content)
 		return rows, importer.Key(content, format, tenant, currency, encoding, string(m)), err
 	}
 	return nil, "", fmt.Errorf("--format %q: want ndjson, salesforce-history, csv or auto", format)

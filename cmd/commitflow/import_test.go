@@ -72,3 +72,39 @@ func TestImportCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestImportMappedDeals imports a "one row per deal" CSV through a
+// mapping file (columns as a HubSpot deals export names them).
+func TestImportMappedDeals(t *testing.T) {
+	ctx := t.Context()
+	url, js := embeddedBus(t, 4)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "deals.csv")
+	mapping := filepath.Join(dir, "deals.yaml")
+	const deals = "Deal ID,Deal Stage,Amount,Create Date,Date entered Demo,Close Date\n" +
+		"101,Closed Won,5000,2024-01-02,2024-01-10,2024-03-01\n" +
+		"102,Demo,,2024-01-05,,\n"
+	const yaml = "shape: deals\nsource: hubspot-csv\ncolumns:\n  opportunity_id: Deal ID\n  stage: Deal Stage\n" +
+		"  amount: Amount\n  created_at: Create Date\n  closed_at: Close Date\nstage_dates:\n  Demo: Date entered Demo\n"
+	if err := os.WriteFile(file, []byte(deals), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mapping, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	args := []string{"--nats", url, "--data", filepath.Join(dir, "data"), "--tenant", "acme", "--currency", "EUR", "--mapping", mapping, file}
+	if err := runImport(ctx, args, &stdout, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	if want := file + ": 2 rows read, 4 events published, 0 rows refused\n"; stdout.String() != want {
+		t.Errorf("summary %q, want %q", stdout.String(), want)
+	}
+	s, err := js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 4 {
+		t.Errorf("%d messages in %s, want 4", n, bus.EventsStream)
+	}
+}

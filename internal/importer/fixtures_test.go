@@ -78,3 +78,33 @@ time_layout: "02/01/2006 15:04"
 date_layout: "02/01/2006"
 delimiter: ";"
 `
+
+// dealsExport is a "one row per deal" export with the current stage and a
+// few dates, the shape of a CRM's deals list exported to CSV (HubSpot's
+// deals export has "Create Date", "Close Date", "Deal Stage" and, per
+// stage, "Date entered <stage>" columns; Pipedrive's "Deal created",
+// "Won time", "Lost time"). It goes with dealsMapping.
+const dealsExport = `Deal ID,Deal Name,Deal Stage,Amount,Deal owner,Create Date,Date entered Demo,Date entered Proposal,Closed
+101,Acme rollout,Closed Won,5000,u1,2024-01-02,2024-01-10,2024-02-01,2024-03-01
+102,Globex pilot,Proposal,2000,u2,2024-01-05,2024-01-20,,
+103,Initech,Demo,,u2,2024-02-05,,,
+104,Umbrella,Negotiation,900,u1,2024-02-06,2024-02-08,,
+101,Acme again,Demo,1,u1,2024-01-02,,,
+105,Bad,Demo,1,u1,2024-01-02,someday,,
+`
+
+const dealsMapping = `shape: deals
+source: hubspot-csv
+currency: USD
+columns:
+  opportunity_id: Deal ID
+  name: Deal Name
+  stage: Deal Stage
+  amount: Amount
+  owner: Deal owner
+  created_at: Create Date
+  closed_at: Closed
+stage_dates:
+  Demo: Date entered Demo
+  Proposal: Date entered Proposal
+`

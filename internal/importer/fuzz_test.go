@@ -52,7 +52,7 @@ func FuzzSalesforceHistory(f *testing.F) {
 }
 
 func FuzzMappedHistory(f *testing.F) {
-	h, err := ParseMapping([]byte(genericMapping), "acme")
+	h, err := ParseMapping([]byte(genericMapping), "acme", "", "")
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -65,10 +65,25 @@ func FuzzMappedHistory(f *testing.F) {
 	})
 }
 
+func FuzzMappedDeals(f *testing.F) {
+	p, err := ParseMapping([]byte(dealsMapping), "acme", "", "")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte(dealsExport))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rows, err := p.Parse(data)
+		if err == nil {
+			checkRows(t, rows, "acme")
+		}
+	})
+}
+
 func FuzzMapping(f *testing.F) {
 	f.Add([]byte(genericMapping), []byte(genericHistory))
+	f.Add([]byte(dealsMapping), []byte(dealsExport))
 	f.Fuzz(func(t *testing.T, mapping, data []byte) {
-		h, err := ParseMapping(mapping, "acme")
+		h, err := ParseMapping(mapping, "acme", "", "")
 		if err != nil {
 			return
 		}

@@ -33,6 +33,10 @@ type Columns struct {
 	Owner            string `yaml:"owner"`
 	Name             string `yaml:"name"`
 	Deleted          string `yaml:"deleted"`
+	// CreatedAt and ClosedAt are the dates of a "one row per deal" file
+	// (see Deals); CreatedAt stands for OccurredAt there.
+	CreatedAt string `yaml:"created_at"`
+	ClosedAt  string `yaml:"closed_at"`
 }
 
 // History reads a "one row per change" CSV: each row holds an
@@ -101,37 +105,71 @@ type snapshot struct {
 // Parse reads a history CSV. The error is for the file as a whole (no
 // header, a mapped column missing from it); a bad row is a refused Row.
 func (h History) Parse(data []byte) (Rows, error) {
-	text, err := Decode(data, h.Encoding)
+	header, rows, recs, err := readCSV(data, h.Encoding, h.Comma)
 	if err != nil {
 		return nil, err
-	}
-	r := csv.NewReader(strings.NewReader(text))
-	if h.Comma != 0 {
-		r.Comma = h.Comma
-	}
-	r.FieldsPerRecord = -1
-	header, err := r.Read()
-	if err != nil {
-		return nil, fmt.Errorf("header: %w", err)
 	}
 	col, err := h.index(header)
 	if err != nil {
 		return nil, err
 	}
 	var (
-		rows  Rows
 		snaps []snapshot
 		seen  = map[string]int{} // row id -> line
 	)
+	for _, rec := range recs {
+		s, err := h.snapshot(rec.cells, col)
+		if err == nil && s.id != "" {
+			if prev, ok := seen[s.id]; ok {
+				err = fmt.Errorf("%s: %q repeats the row at line %d", h.Columns.RowID, s.id, prev)
+			}
+		}
+		if err != nil {
+			rows[rec.row].Err = err
+			continue
+		}
+		if s.id == "" {
+			s.id = contentID(rec.cells)
+		}
+		seen[s.id] = rec.line
+		s.row, s.line = rec.row, rec.line
+		snaps = append(snaps, s)
+	}
+	h.events(rows, snaps)
+	return rows, nil
+}
+
+// record is a CSV record with as many cells as the header.
+type record struct {
+	row, line int // index in the rows, first line in the file
+	cells     []string
+}
+
+// readCSV decodes data (see Decode) and reads its header and records:
+// one Row for each record, refused for a record that is not valid CSV or
+// has not as many cells as the header, and the valid records.
+func readCSV(data []byte, encoding string, comma rune) (header []string, rows Rows, recs []record, err error) {
+	text, err := Decode(data, encoding)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	r := csv.NewReader(strings.NewReader(text))
+	if comma != 0 {
+		r.Comma = comma
+	}
+	r.FieldsPerRecord = -1
+	if header, err = r.Read(); err != nil {
+		return nil, nil, nil, fmt.Errorf("header: %w", err)
+	}
 	for {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {
-			break
+			return header, rows, recs, nil
 		}
 		if err != nil {
 			var pe *csv.ParseError
 			if !errors.As(err, &pe) {
-				return nil, fmt.Errorf("csv: %w", err)
+				return nil, nil, nil, fmt.Errorf("csv: %w", err)
 			}
 			rows = append(rows, Row{Line: pe.StartLine, Err: fmt.Errorf("csv: %w", pe.Err)})
 			continue
@@ -141,30 +179,13 @@ func (h History) Parse(data []byte) (Rows, error) {
 			rows = append(rows, Row{Line: line, Err: fmt.Errorf("%d fields, the header has %d", len(rec), len(header))})
 			continue
 		}
-		s, err := h.snapshot(rec, col)
-		if err == nil && s.id != "" {
-			if prev, ok := seen[s.id]; ok {
-				err = fmt.Errorf("%s: %q repeats the row at line %d", h.Columns.RowID, s.id, prev)
-			}
-		}
-		if err != nil {
-			rows = append(rows, Row{Line: line, Err: err})
-			continue
-		}
-		if s.id == "" {
-			s.id = contentID(rec)
-		}
-		seen[s.id] = line
-		s.row, s.line = len(rows), line
+		recs = append(recs, record{row: len(rows), line: line, cells: rec})
 		rows = append(rows, Row{Line: line})
-		snaps = append(snaps, s)
 	}
-	h.events(rows, snaps)
-	return rows, nil
 }
 
 // index finds each mapped column in header.
-func (h History) index(header []string) (map[string]int, error) {
+func (h History) index(header []string, extra ...string) (map[string]int, error) {
 	at := make(map[string]int, len(header))
 	for i, name := range header {
 		if i == 0 {
@@ -177,8 +198,8 @@ func (h History) index(header []string) (map[string]int, error) {
 		return nil, errors.New("mapping: opportunity_id and occurred_at columns are required")
 	}
 	col := map[string]int{}
-	for _, name := range []string{c.RowID, c.OpportunityID, c.OccurredAt, c.Stage, c.Amount, c.CloseDate,
-		c.Probability, c.ForecastCategory, c.Owner, c.Name, c.Deleted} {
+	for _, name := range append([]string{c.RowID, c.OpportunityID, c.OccurredAt, c.Stage, c.Amount, c.CloseDate,
+		c.Probability, c.ForecastCategory, c.Owner, c.Name, c.Deleted, c.ClosedAt}, extra...) {
 		if name == "" {
 			continue
 		}

@@ -54,13 +54,17 @@ func to1252(t *testing.T, s string) []byte {
 
 func TestHistory(t *testing.T) {
 	sf := SalesforceHistory("acme", "USD")
-	generic, err := ParseMapping([]byte(genericMapping), "acme")
+	generic, err := ParseMapping([]byte(genericMapping), "acme", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deals, err := ParseMapping([]byte(dealsMapping), "acme", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
 		name string
-		h    History
+		h    Parser
 		data []byte
 		want string
 	}{
@@ -109,6 +113,21 @@ func TestHistory(t *testing.T) {
 5: D-1 2024-02-20T17:30 opportunity.amount_changed row-5256152d833bc5d089614cdf:amount {"from":1000,"to":1200,"currency":"EUR"}
 6: D-2 2024-01-05T09:00 opportunity.created row-ec03e14326d8237098bd2185 {"stage":"Lead","owner_id":"carol"}
 7: refused: Changed: "not a date" is not a time (want 02/01/2006 15:04 or ISO 8601)
+`},
+		{"generic mapping, one row per deal", deals, []byte(dealsExport), `
+2: 101 2024-01-02T00:00 opportunity.created 101:created {"name":"Acme rollout","amount":5000,"currency":"USD","owner_id":"u1"}
+2: 101 2024-01-10T00:00 opportunity.stage_changed 101:stage:00:Demo {"to":"Demo"}
+2: 101 2024-02-01T00:00 opportunity.stage_changed 101:stage:01:Proposal {"from":"Demo","to":"Proposal"}
+2: 101 2024-03-01T00:00 opportunity.stage_changed 101:stage:02:Closed Won {"from":"Proposal","to":"Closed Won"}
+3: 102 2024-01-05T00:00 opportunity.created 102:created {"name":"Globex pilot","amount":2000,"currency":"USD","owner_id":"u2"}
+3: 102 2024-01-20T00:00 opportunity.stage_changed 102:stage:00:Demo {"to":"Demo"}
+3: 102 2024-01-20T00:00 opportunity.stage_changed 102:stage:01:Proposal {"from":"Demo","to":"Proposal"}
+4: 103 2024-02-05T00:00 opportunity.created 103:created {"name":"Initech","currency":"USD","stage":"Demo","owner_id":"u2"}
+5: 104 2024-02-06T00:00 opportunity.created 104:created {"name":"Umbrella","amount":900,"currency":"USD","owner_id":"u1"}
+5: 104 2024-02-08T00:00 opportunity.stage_changed 104:stage:00:Demo {"to":"Demo"}
+5: 104 2024-02-08T00:00 opportunity.stage_changed 104:stage:02:Negotiation {"from":"Demo","to":"Negotiation"}
+6: refused: Deal ID: "101" repeats the deal at line 2
+7: refused: Date entered Demo: "someday" is not a time (want ISO 8601, e.g. 2024-03-27T14:30:12.000Z or 2024-03-27)
 `},
 	}
 	for _, tc := range tests {

@@ -11,7 +11,7 @@ import (
 
 // Mapping is the YAML file that describes a generic CSV export:
 //
-//	shape: history            # one row per change (the only shape so far)
+//	shape: history            # history: one row per change; deals: one row per deal
 //	source: mycrm             # the events' source (default "csv")
 //	columns:                  # CSV column names; omit what the file lacks
 //	  row_id: Change Id       # unique per row; without it a hash of the row
@@ -26,6 +26,10 @@ import (
 //	  owner: Owner
 //	  name: Deal Name
 //	  deleted: Deleted
+//	  created_at: Created     # deals: required, the creation date
+//	  closed_at: Closed       # deals: when it was won or lost
+//	stage_dates:              # deals: the date each stage was entered
+//	  Demo: Demo date
 //	probability_percent: true # probabilities written 0..100
 //	currency: EUR             # when there is no currency column
 //	time_layout: "02/01/2006 15:04"  # a Go layout, tried before ISO 8601
@@ -33,33 +37,108 @@ import (
 //	delimiter: ";"
 //	encoding: auto            # utf-8, windows-1252 or auto
 type Mapping struct {
-	Shape              string  `yaml:"shape"`
-	Source             string  `yaml:"source"`
-	Columns            Columns `yaml:"columns"`
-	ProbabilityPercent bool    `yaml:"probability_percent"`
-	Currency           string  `yaml:"currency"`
-	TimeLayout         string  `yaml:"time_layout"`
-	DateLayout         string  `yaml:"date_layout"`
-	Delimiter          string  `yaml:"delimiter"`
-	Encoding           string  `yaml:"encoding"`
+	Shape              string     `yaml:"shape"`
+	Source             string     `yaml:"source"`
+	Columns            Columns    `yaml:"columns"`
+	StageDates         StageDates `yaml:"stage_dates"`
+	ProbabilityPercent bool       `yaml:"probability_percent"`
+	Currency           string     `yaml:"currency"`
+	TimeLayout         string     `yaml:"time_layout"`
+	DateLayout         string     `yaml:"date_layout"`
+	Delimiter          string     `yaml:"delimiter"`
+	Encoding           string     `yaml:"encoding"`
 }
 
-// ParseMapping reads a mapping file and returns the History it describes
-// for tenant. Unknown keys are refused, so that a typo does not pass.
-func ParseMapping(data []byte, tenant string) (History, error) {
+// StageDate names the column holding the date a deal entered a stage.
+type StageDate struct{ Stage, Column string }
+
+// StageDates are the stage date columns of a deals file, in the order of
+// the pipeline's stages (the order of the mapping file).
+type StageDates []StageDate
+
+// UnmarshalYAML reads a mapping of stage to column, keeping its order.
+func (s *StageDates) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: stage_dates: want a mapping of stage to column", n.Line)
+	}
+	*s = nil
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || v.Kind != yaml.ScalarNode {
+			return fmt.Errorf("line %d: stage_dates: want stage: column", k.Line)
+		}
+		if seen[k.Value] {
+			return fmt.Errorf("line %d: stage_dates: %q twice", k.Line, k.Value)
+		}
+		seen[k.Value] = true
+		*s = append(*s, StageDate{Stage: k.Value, Column: v.Value})
+	}
+	return nil
+}
+
+// Parser turns a file into rows: History and Deals are.
+type Parser interface {
+	Parse(data []byte) (Rows, error)
+}
+
+// ParseMapping reads a mapping file and returns the History or Deals it
+// describes for tenant. Unknown keys are refused, so that a typo does not
+// pass. currency and encoding, unless empty (or "auto" for encoding),
+// override the file's.
+func ParseMapping(data []byte, tenant, currency, encoding string) (Parser, error) {
+	h, m, err := parseMapping(data, tenant)
+	if err != nil {
+		return nil, err
+	}
+	if currency != "" {
+		h.Currency = currency
+	}
+	if encoding != "" && encoding != "auto" {
+		if _, err := Decode(nil, encoding); err != nil {
+			return nil, err
+		}
+		h.Encoding = encoding
+	}
+	if m.Shape == "deals" {
+		return Deals{History: h, StageDates: m.StageDates}, nil
+	}
+	return h, nil
+}
+
+// parseMapping checks the mapping file and returns it with the History of
+// its columns and formats.
+func parseMapping(data []byte, tenant string) (History, Mapping, error) {
 	var m Mapping
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&m); err != nil {
-		return History{}, fmt.Errorf("mapping: %w", err)
+		return History{}, m, fmt.Errorf("mapping: %w", err)
 	}
+	c := m.Columns
 	switch m.Shape {
 	case "", "history":
+		m.Shape = "history"
+		switch {
+		case c.OpportunityID == "" || c.OccurredAt == "":
+			return History{}, m, errors.New("mapping: columns.opportunity_id and columns.occurred_at are required")
+		case c.CreatedAt != "" || c.ClosedAt != "" || len(m.StageDates) > 0:
+			return History{}, m, errors.New("mapping: columns.created_at, columns.closed_at and stage_dates are for shape deals")
+		}
+	case "deals":
+		switch {
+		case c.OpportunityID == "" || c.CreatedAt == "" || c.Stage == "":
+			return History{}, m, errors.New("mapping: columns.opportunity_id, columns.created_at and columns.stage are required")
+		case c.OccurredAt != "" || c.RowID != "" || c.Deleted != "":
+			return History{}, m, errors.New("mapping: columns.occurred_at, columns.row_id and columns.deleted are for shape history")
+		}
+		for _, sd := range m.StageDates {
+			if sd.Stage == "" || sd.Column == "" {
+				return History{}, m, fmt.Errorf("mapping: stage_dates: %q: %q: want a stage and a column", sd.Stage, sd.Column)
+			}
+		}
 	default:
-		return History{}, fmt.Errorf("mapping: shape %q: want history (one row per change)", m.Shape)
-	}
-	if m.Columns.OpportunityID == "" || m.Columns.OccurredAt == "" {
-		return History{}, errors.New("mapping: columns.opportunity_id and columns.occurred_at are required")
+		return History{}, m, fmt.Errorf("mapping: shape %q: want history (one row per change) or deals (one row per deal)", m.Shape)
 	}
 	if m.Source == "" {
 		m.Source = "csv"
@@ -69,12 +148,12 @@ func ParseMapping(data []byte, tenant string) (History, error) {
 	if m.Delimiter != "" {
 		r, n := utf8.DecodeRuneInString(m.Delimiter)
 		if n != len(m.Delimiter) || r == '"' || r == '\n' || r == '\r' || r == utf8.RuneError {
-			return History{}, fmt.Errorf("mapping: delimiter %q: want one character", m.Delimiter)
+			return History{}, m, fmt.Errorf("mapping: delimiter %q: want one character", m.Delimiter)
 		}
 		h.Comma = r
 	}
 	if _, err := Decode(nil, m.Encoding); err != nil {
-		return History{}, fmt.Errorf("mapping: %w", err)
+		return History{}, m, fmt.Errorf("mapping: %w", err)
 	}
-	return h, nil
+	return h, m, nil
 }

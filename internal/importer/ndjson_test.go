@@ -44,13 +44,17 @@ func TestParseMapping(t *testing.T) {
 		{"good", genericMapping, ""},
 		{"typo", "columns:\n  opportunity_id: a\n  occurred_at: b\n  stgae: c\n", "field stgae not found"},
 		{"required columns", "columns:\n  stage: a\n", "columns.opportunity_id and columns.occurred_at are required"},
-		{"shape", "shape: deals\ncolumns:\n  opportunity_id: a\n  occurred_at: b\n", `shape "deals"`},
+		{"shape", "shape: rows\ncolumns:\n  opportunity_id: a\n  occurred_at: b\n", `shape "rows"`},
+		{"deals good", dealsMapping, ""},
+		{"deals required columns", "shape: deals\ncolumns:\n  opportunity_id: a\n  occurred_at: b\n", "columns.created_at and columns.stage are required"},
+		{"deals without history columns", "shape: deals\ncolumns:\n  opportunity_id: a\n  created_at: b\n  stage: c\n  row_id: d\n", "for shape history"},
+		{"history without deal dates", "columns:\n  opportunity_id: a\n  occurred_at: b\nstage_dates:\n  Demo: d\n", "for shape deals"},
 		{"delimiter", "delimiter: ';;'\ncolumns:\n  opportunity_id: a\n  occurred_at: b\n", "want one character"},
 		{"encoding", "encoding: latin9\ncolumns:\n  opportunity_id: a\n  occurred_at: b\n", "not utf-8, windows-1252 or auto"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseMapping([]byte(tc.yaml), "acme")
+			_, err := ParseMapping([]byte(tc.yaml), "acme", "", "")
 			switch {
 			case tc.err == "" && err != nil:
 				t.Fatal(err)
