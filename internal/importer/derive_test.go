@@ -1,0 +1,55 @@
+package importer
+
+import (
+	"testing"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/derive"
+	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/ladder"
+)
+
+// TestSalesforceHistoryDerives folds the events of sfHistory with the
+// default ladder: the stage names of the standard Salesforce pipeline
+// give commitments, and the moves to Closed Won and Closed Lost close the
+// deals at the time of their history rows, with the amount of that row.
+func TestSalesforceHistoryDerives(t *testing.T) {
+	rows, err := SalesforceHistory("acme", "USD").Parse([]byte(sfHistory))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byOpp := map[string][]event.Event{}
+	for _, r := range rows {
+		for _, ev := range r.Events {
+			byOpp[ev.OpportunityID] = append(byOpp[ev.OpportunityID], ev)
+		}
+	}
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		opp, status string
+		at          time.Time
+		amount      float64
+		gains       bool // Prospecting maps to no step: a deal lost from it gains none
+	}{
+		{"0065g00000AAAAAAA1", derive.StatusWon, time.Date(2024, 5, 20, 8, 0, 0, 0, time.UTC), 12500, true},
+		{"0065g00000AAAAAAA2", derive.StatusLost, time.Date(2024, 3, 5, 12, 0, 0, 0, time.UTC), 5000, false},
+	} {
+		out := derive.Derive("acme", tc.opp, byOpp[tc.opp], ladder.Default(), now)
+		var closed []derive.Derived
+		gained := 0
+		for _, d := range out {
+			switch d.Type {
+			case derive.DealClosed:
+				closed = append(closed, d)
+			case derive.CommitmentGained:
+				gained++
+			}
+		}
+		if len(closed) != 1 || closed[0].Status != tc.status || !closed[0].OccurredAt.Equal(tc.at) || closed[0].Amount != tc.amount {
+			t.Errorf("%s: closes %+v, want one %s at %s for %v", tc.opp, closed, tc.status, tc.at, tc.amount)
+		}
+		if (gained > 0) != tc.gains {
+			t.Errorf("%s: %d commitments gained from its stages, want some: %v", tc.opp, gained, tc.gains)
+		}
+	}
+}
