@@ -28,7 +28,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	format := fs.String("format", "auto", "file format: ndjson (canonical events), salesforce-history (OpportunityHistory CSV), csv (with --mapping), or auto: csv with --mapping, ndjson for .ndjson/.jsonl/.json, else salesforce-history")
 	mapping := fs.String("mapping", "", "YAML column-mapping `file` of a generic CSV export: one row per change (shape: history) or one row per deal (shape: deals)")
-	tenant := fs.String("tenant", config.Env("COMMITFLOW_TENANT", "demo"), "tenant the rows belong to; an NDJSON event of another tenant is refused (env COMMITFLOW_TENANT)")
+	tenant := fs.String("tenant", config.Env("COMMITFLOW_TENANT", "demo"), "tenant the CSV rows belong to; with NDJSON, when given, an event of another tenant is refused (env COMMITFLOW_TENANT)")
 	currency := fs.String("currency", "", "currency of the amounts when the file has no currency column, e.g. USD")
 	encoding := fs.String("encoding", "auto", "CSV text encoding: utf-8, windows-1252, or auto (UTF-8 if valid, else Windows-1252)")
 	strict := fs.Bool("strict", false, "stop at the first refused row instead of reporting it and going on")
@@ -50,12 +50,21 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *retry <= 0 {
 		return fmt.Errorf("import: --publish-retry %s: want a positive duration", *retry)
 	}
+	ndjsonTenant := ""
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "tenant" {
+			ndjsonTenant = *tenant
+		}
+	})
+	if os.Getenv("COMMITFLOW_TENANT") != "" {
+		ndjsonTenant = *tenant
+	}
 	path := fs.Arg(0)
 	content, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
-	rows, key, err := parseImport(content, path, *format, *mapping, *tenant, *currency, *encoding)
+	rows, key, err := parseImport(content, path, *format, *mapping, *tenant, ndjsonTenant, *currency, *encoding)
 	if err != nil {
 		return fmt.Errorf("import: %s: %w", path, err)
 	}
@@ -96,7 +105,8 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // parseImport reads content in the format asked for and returns its rows
 // and the key of its checkpoint.
-func parseImport(content []byte, path, format, mapping, tenant, currency, encoding string) (importer.Rows, string, error) {
+// ndjsonTenant is the tenant NDJSON events must have; empty for any.
+func parseImport(content []byte, path, format, mapping, tenant, ndjsonTenant, currency, encoding string) (importer.Rows, string, error) {
 	if format == "auto" {
 		switch ext := strings.ToLower(filepath.Ext(path)); {
 		case mapping != "":
@@ -112,7 +122,7 @@ func parseImport(content []byte, path, format, mapping, tenant, currency, encodi
 	}
 	switch format {
 	case "ndjson":
-		return importer.ParseNDJSON(content, tenant), importer.Key(content, format, tenant), nil
+		return importer.ParseNDJSON(content, ndjsonTenant), importer.Key(content, format, ndjsonTenant), nil
 	case "salesforce-history":
 		h := importer.SalesforceHistory(tenant, currency)
 		h.Encoding = encoding

@@ -108,3 +108,36 @@ func TestImportMappedDeals(t *testing.T) {
 		t.Errorf("%d messages in %s, want 4", n, bus.EventsStream)
 	}
 }
+
+// TestImportNDJSON imports canonical events of any tenant, unless --tenant
+// names one: then the others' are refused.
+func TestImportNDJSON(t *testing.T) {
+	ctx := t.Context()
+	url, _ := embeddedBus(t, 4)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "events.ndjson")
+	const evs = `{"v":1,"id":"e1","tenant":"acme","source":"salesforce","type":"opportunity.stage_changed","occurred_at":"2024-01-10T09:00:00Z","opportunity_id":"006A","payload":{"to":"Qualification"}}
+{"v":1,"id":"e2","tenant":"globex","source":"salesforce","type":"opportunity.stage_changed","occurred_at":"2024-01-10T09:00:00Z","opportunity_id":"006B","payload":{"to":"Qualification"}}
+`
+	if err := os.WriteFile(file, []byte(evs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("COMMITFLOW_TENANT", "")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, ": 2 rows read, 2 events published, 0 rows refused\n"},
+		{[]string{"--tenant", "acme"}, ": 2 rows read, 1 events published, 1 rows refused\n" +
+			`  line 2: tenant: "globex" is not the tenant imported, "acme"` + "\n"},
+	} {
+		var stdout, stderr bytes.Buffer
+		args := append(append([]string{"--nats", url, "--data", filepath.Join(dir, "data")}, tc.args...), file)
+		if err := runImport(ctx, args, &stdout, &stderr); err != nil {
+			t.Fatalf("%v: %v\n%s", tc.args, err, stderr.String())
+		}
+		if got := strings.TrimPrefix(stdout.String(), file); got != tc.want {
+			t.Errorf("%v: summary %q, want %q", tc.args, got, tc.want)
+		}
+	}
+}
