@@ -113,7 +113,7 @@ func Run(ctx context.Context, rows Rows, key string, pub Publisher, o Options) (
 		o.ProgressEvery = 2 * time.Second
 	}
 	sum := Summary{Rows: len(rows)}
-	start, err := readCheckpoint(o.Checkpoint, key)
+	start, err := readCheckpoint(o.Checkpoint, key, len(rows))
 	if err != nil {
 		return sum, err
 	}
@@ -182,9 +182,10 @@ func prevLine(rows Rows, i int) int {
 	return rows[i-1].Line
 }
 
-// readCheckpoint returns how many rows the checkpoint at path says are
-// published for key: 0 without a checkpoint, or with one of another file.
-func readCheckpoint(path, key string) (int, error) {
+// readCheckpoint returns how many of n rows the checkpoint at path says
+// are published for key: 0 without a checkpoint, or with one of another
+// file or a count out of range.
+func readCheckpoint(path, key string, n int) (int, error) {
 	if path == "" {
 		return 0, nil
 	}
@@ -199,7 +200,7 @@ func readCheckpoint(path, key string) (int, error) {
 	if err := json.Unmarshal(b, &c); err != nil {
 		return 0, fmt.Errorf("import: checkpoint %s: %w (remove it to start over)", path, err)
 	}
-	if c.Key != key || c.Rows < 0 {
+	if c.Key != key || c.Rows < 0 || c.Rows > n {
 		return 0, nil
 	}
 	return c.Rows, nil
