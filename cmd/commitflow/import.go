@@ -28,13 +28,13 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	format := fs.String("format", "auto", "file format: ndjson (canonical events), salesforce-history (OpportunityHistory CSV), csv (with --mapping), or auto: csv with --mapping, ndjson for .ndjson/.jsonl/.json, else salesforce-history")
 	mapping := fs.String("mapping", "", "YAML column-mapping `file` of a generic CSV export: one row per change (shape: history) or one row per deal (shape: deals)")
-	tenant := fs.String("tenant", config.Env("COMMITFLOW_TENANT", "demo"), "tenant the CSV rows belong to; with NDJSON, when given, an event of another tenant is refused (env COMMITFLOW_TENANT)")
+	tenant := fs.String("tenant", "demo", "tenant the CSV rows belong to; with NDJSON, when given, an event of another tenant is refused")
 	currency := fs.String("currency", "", "currency of the amounts when the file has no currency column, e.g. USD")
 	encoding := fs.String("encoding", "auto", "CSV text encoding: utf-8, windows-1252, or auto (UTF-8 if valid, else Windows-1252)")
 	strict := fs.Bool("strict", false, "stop at the first refused row instead of reporting it and going on")
 	batch := fs.Int("batch", 5000, "events published and acknowledged at a time; the checkpoint advances after each batch")
-	natsURL := fs.String("nats", config.Env("COMMITFLOW_NATS", ""), "NATS `URL`; empty: the embedded server of the commitflow run under --data, while it runs (env COMMITFLOW_NATS)")
-	data := fs.String("data", config.Env("COMMITFLOW_DATA", config.DefaultDataDir()), "data `directory` of commitflow run: where its embedded NATS is found and the import checkpoints are kept (env COMMITFLOW_DATA)")
+	natsURL := fs.String("nats", "", "NATS `URL`; empty: the embedded server of the commitflow run under --data, while it runs")
+	data := fs.String("data", config.DefaultDataDir(), "data `directory` of commitflow run: where its embedded NATS is found and the import checkpoints are kept")
 	retry := fs.Duration("publish-retry", bus.DefaultRetryFor, "how long a batch keeps retrying while NATS acknowledges none of its events before import fails; keep it within the streams' duplicate window (2m by default)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: commitflow import [--format F] [--mapping FILE.yaml] [--tenant T] [flags] FILE")
@@ -50,15 +50,14 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *retry <= 0 {
 		return fmt.Errorf("import: --publish-retry %s: want a positive duration", *retry)
 	}
+	// NDJSON events keep their tenants unless one is given (on the
+	// command line or in COMMITFLOW_TENANT: config.Parse sets the flag).
 	ndjsonTenant := ""
 	fs.Visit(func(f *flag.Flag) {
 		if f.Name == "tenant" {
 			ndjsonTenant = *tenant
 		}
 	})
-	if os.Getenv("COMMITFLOW_TENANT") != "" {
-		ndjsonTenant = *tenant
-	}
 	path := fs.Arg(0)
 	content, err := os.ReadFile(path)
 	if err != nil {

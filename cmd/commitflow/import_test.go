@@ -122,15 +122,18 @@ func TestImportNDJSON(t *testing.T) {
 	if err := os.WriteFile(file, []byte(evs), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("COMMITFLOW_TENANT", "")
+	refusedGlobex := ": 2 rows read, 1 events published, 1 rows refused\n" +
+		`  line 2: tenant: "globex" is not the tenant imported, "acme"` + "\n"
 	for _, tc := range []struct {
+		env  string
 		args []string
 		want string
 	}{
-		{nil, ": 2 rows read, 2 events published, 0 rows refused\n"},
-		{[]string{"--tenant", "acme"}, ": 2 rows read, 1 events published, 1 rows refused\n" +
-			`  line 2: tenant: "globex" is not the tenant imported, "acme"` + "\n"},
+		{"", nil, ": 2 rows read, 2 events published, 0 rows refused\n"},
+		{"", []string{"--tenant", "acme"}, refusedGlobex},
+		{"acme", nil, refusedGlobex},
 	} {
+		t.Setenv("COMMITFLOW_TENANT", tc.env)
 		var stdout, stderr bytes.Buffer
 		args := append(append([]string{"--nats", url, "--data", filepath.Join(dir, "data")}, tc.args...), file)
 		if err := runImport(ctx, args, &stdout, &stderr); err != nil {
