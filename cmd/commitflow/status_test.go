@@ -81,7 +81,7 @@ func TestStatusCommand(t *testing.T) {
 	// What cannot be read is said, and the command fails.
 	out.Reset()
 	err = cmdStatus(ctx, []string{"--nats", "nats://127.0.0.1:1", "--data", t.TempDir()}, &out)
-	if err == nil || !strings.Contains(out.String(), "no managed server running") || !strings.Contains(out.String(), "nats://127.0.0.1:1") {
+	if err == nil || !strings.Contains(out.String(), "no managed ClickHouse running") || !strings.Contains(out.String(), "nats://127.0.0.1:1") {
 		t.Errorf("status without services: %v\n%s", err, out.String())
 	}
 	if err := cmdStatus(ctx, []string{"--format", "xml"}, io.Discard); err == nil {

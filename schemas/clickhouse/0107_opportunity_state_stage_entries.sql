@@ -13,10 +13,10 @@
 -- until a replay (commitflow replay) rewrites the states.
 
 {{define "stage_entry_times"}}stage_entry_times Array(DateTime) DEFAULT
-    arrayFilter((t, s, p) -> s != '' AND s != p, fact_times, stages, arrayPushFront(arrayPopBack(stages), '')){{end}}
+    arrayFilter((t, s, p) -> s != '' AND s != p, fact_times, stages, arrayPopBack(arrayPushFront(stages, ''))){{end}}
 
 {{define "stage_entries"}}stage_entries Array(String) DEFAULT
-    arrayFilter((s, p) -> s != '' AND s != p, stages, arrayPushFront(arrayPopBack(stages), '')){{end}}
+    arrayFilter((s, p) -> s != '' AND s != p, stages, arrayPopBack(arrayPushFront(stages, ''))){{end}}
 
 {{if not (has_column "opportunity_state" "stage_entry_times")}}
 ALTER TABLE {{table "opportunity_state"}} {{on_cluster}} ADD COLUMN {{template "stage_entry_times"}};
