@@ -104,30 +104,13 @@ func (q *Querier) CycleTime(ctx context.Context, cq CycleQuery) (*CycleResult, e
 			return nil, inputErr("from_step", "must be one of %s, or empty for the creation", strings.Join(c.ladder, ", "))
 		}
 	}
-	byArr := ""
-	if cq.By != "" {
-		arr, ok := byArray(cq.By)
-		if !ok {
-			return nil, inputErr("by", "must be one of owner, team, segment, source, product")
-		}
-		byArr = arr
-	}
 	// As in the funnel, groups are keyed by numbers: the period's first
 	// day and the By value's 64-bit hash, named by funnelKeys.
-	keyHash := "toUInt64(0)"
-	if byArr != "" {
-		keyHash = "cityHash64(" + byArr + "[arrayCount(t -> t <= toDateTime(@asof), fact_times)])"
+	g, err := breakdown(cq.By, cq.Interval, "arrayCount(t -> t <= toDateTime(@asof), fact_times)", "ct")
+	if err != nil {
+		return nil, err
 	}
-	period := "toDate(0)"
-	periodOut := "''"
-	if cq.Interval != "" {
-		fn, ok := intervalFunc(cq.Interval)
-		if !ok {
-			return nil, inputErr("interval", "must be one of week, month, quarter")
-		}
-		period = fmt.Sprintf("%s(toDateTime(ct), 'UTC')", fn)
-		periodOut = "if(g = 0, '', toString(grp_pd))"
-	}
+	byArr, keyHash, period, periodOut := g.byArr, g.keyHash, g.period, g.periodOut
 	start := "toUInt32(created_at)"
 	if k > 0 {
 		start = "toUInt32(reach[@k])"

@@ -138,31 +138,14 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 		}
 		window = int64(w) * 86400
 	}
-	byArr := ""
-	if fq.By != "" {
-		arr, ok := byArray(fq.By)
-		if !ok {
-			return nil, inputErr("by", "must be one of owner, team, segment, source, product")
-		}
-		byArr = arr
-	}
 	// Groups are keyed by numbers: the period's first day as a Date and
 	// the By value's 64-bit hash, named from a second query (two values
 	// of one tenant collide with odds of about n^2/2^65).
-	keyHash := "toUInt64(0)"
-	if byArr != "" {
-		keyHash = "cityHash64(" + byArr + "[fi])"
+	g, err := breakdown(fq.By, fq.Interval, "fi", "rk")
+	if err != nil {
+		return nil, err
 	}
-	period := "toDate(0)"
-	periodOut := "''"
-	if fq.Interval != "" {
-		fn, ok := intervalFunc(fq.Interval)
-		if !ok {
-			return nil, inputErr("interval", "must be one of week, month, quarter")
-		}
-		period = fmt.Sprintf("%s(toDateTime(rk), 'UTC')", fn)
-		periodOut = "if(g = 0, '', toString(grp_pd))"
-	}
+	byArr, keyHash, period, periodOut := g.byArr, g.keyHash, g.period, g.periodOut
 	grouped := fq.By != "" || fq.Interval != ""
 	groups := "[toUInt8(0)]"
 	if grouped {
@@ -406,4 +389,33 @@ func emptyCounts() FunnelCounts {
 	c := FunnelCounts{TimeToConvert: TimeToConvert{Histogram: newBuckets()}}
 	c.setRates()
 	return c
+}
+
+// grouping is the SQL of a breakdown by a fact (By) and a period
+// (Interval): byArr is the fact's array (empty for none), keyHash the
+// group key's hash of its element, period the period of a time, periodOut
+// the period as the answer shows it.
+type grouping struct{ byArr, keyHash, period, periodOut string }
+
+// breakdown returns the grouping of by and interval, taking the fact of
+// element fi and the period of the time at (SQL expressions), or an input
+// error naming the parameter that is not one of the known values.
+func breakdown(by, interval, fi, at string) (grouping, error) {
+	g := grouping{keyHash: "toUInt64(0)", period: "toDate(0)", periodOut: "''"}
+	if by != "" {
+		arr, ok := byArray(by)
+		if !ok {
+			return grouping{}, inputErr("by", "must be one of owner, team, segment, source, product")
+		}
+		g.byArr, g.keyHash = arr, "cityHash64("+arr+"["+fi+"])"
+	}
+	if interval != "" {
+		fn, ok := intervalFunc(interval)
+		if !ok {
+			return grouping{}, inputErr("interval", "must be one of week, month, quarter")
+		}
+		g.period = fmt.Sprintf("%s(toDateTime(%s), 'UTC')", fn, at)
+		g.periodOut = "if(g = 0, '', toString(grp_pd))"
+	}
+	return g, nil
 }
