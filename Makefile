@@ -62,5 +62,19 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) ./$$pkg; \
 	done
 
+## test-cluster: the cluster suite (issue 19, internal/clustertest) on a
+## loopback cluster that deploy/cluster/cluster.sh starts: ZooKeeper,
+## ClickHouse 2 shards x 2 replicas, a 3-node NATS JetStream cluster
+## (installs zookeeper and clickhouse-server if missing); torn down
+## afterwards, whatever the result.
+CLUSTER_DIR ?= /tmp/commitflow-cluster
+.PHONY: test-cluster
+test-cluster:
+	@export CF_CLUSTER_DIR=$(CLUSTER_DIR); \
+	deploy/cluster/cluster.sh up || { deploy/cluster/cluster.sh down; exit 1; }; \
+	set -a; . $(CLUSTER_DIR)/env; set +a; \
+	$(GO) test -tags cluster -count=1 -timeout 15m -v ./internal/clustertest; rc=$$?; \
+	deploy/cluster/cluster.sh down; exit $$rc
+
 clean:
 	rm -rf bin .commitflow
