@@ -128,13 +128,22 @@ type change struct {
 	fromS, toS string
 	fromF, toF float64
 	fromT, toT time.Time
+	fromC, toC string // currencies of an amount change
 }
 
 // detail renders {"from":...,"to":...} for the change.
 func (c *change) detail() string {
 	var from, to string
 	switch c.fact {
-	case FactAmount, FactProbability:
+	case FactAmount:
+		from, to = jsonNum(c.fromF), jsonNum(c.toF)
+		if c.toC != "" {
+			to += `,"currency":` + jsonStr(c.toC)
+		}
+		if c.fromC != c.toC && c.fromC != "" {
+			to += `,"from_currency":` + jsonStr(c.fromC)
+		}
+	case FactProbability:
 		from, to = jsonNum(c.fromF), jsonNum(c.toF)
 	case FactCloseDate:
 		from, to = jsonDate(c.fromT), jsonDate(c.toT)
@@ -308,9 +317,7 @@ func (s *state) apply(e *event.Event) {
 		s.setAttribute(FactSegment, &s.facts.Segment, p.Segment)
 		s.setAttribute(FactLeadSource, &s.facts.LeadSource, p.LeadSource)
 		s.setAttribute(FactProduct, &s.facts.Product, p.Product)
-		if p.Amount > 0 {
-			s.setAmount(p.Amount)
-		}
+		s.setAmount(cmp.Or(p.Amount, s.facts.Amount), p.Currency)
 		pushed := false
 		if p.CloseDate != "" {
 			pushed = s.setCloseDate(p.CloseDate.Time())
@@ -348,7 +355,7 @@ func (s *state) apply(e *event.Event) {
 		}
 	case *event.AmountChange:
 		s.changes = s.changes[:0]
-		s.setAmount(p.To)
+		s.setAmount(p.To, p.Currency)
 		s.crmChanged(e)
 	case *event.CloseDateChange:
 		s.changes = s.changes[:0]
@@ -371,13 +378,12 @@ func (s *state) apply(e *event.Event) {
 		s.crmChanged(e)
 	case *event.Won:
 		s.changes = s.changes[:0]
-		if p.Amount > 0 {
-			s.setAmount(p.Amount)
-		}
+		s.setAmount(cmp.Or(p.Amount, s.facts.Amount), p.Currency)
 		s.crmChanged(e)
 		s.close(e, StatusWon, p.Reason)
 	case *event.Lost:
 		s.changes = s.changes[:0]
+		s.setAmount(cmp.Or(p.Amount, s.facts.Amount), p.Currency)
 		s.crmChanged(e)
 		s.close(e, StatusLost, p.Reason)
 	case *event.Contact:
@@ -430,12 +436,18 @@ func (s *state) record(c change) {
 	}
 }
 
-func (s *state) setAmount(v float64) {
-	if v == s.facts.Amount && s.created {
+// setAmount sets the amount to v in currency cur (an ISO 4217 code in any
+// case; empty means unchanged).
+func (s *state) setAmount(v float64, cur string) {
+	cur = strings.ToUpper(cur)
+	if cur == "" {
+		cur = s.facts.Currency
+	}
+	if v == s.facts.Amount && cur == s.facts.Currency && s.created {
 		return
 	}
-	s.record(change{fact: FactAmount, fromF: s.facts.Amount, toF: v})
-	s.facts.Amount = v
+	s.record(change{fact: FactAmount, fromF: s.facts.Amount, toF: v, fromC: s.facts.Currency, toC: cur})
+	s.facts.Amount, s.facts.Currency = v, cur
 }
 
 // setCloseDate sets the close date and reports whether it moved later.

@@ -704,3 +704,63 @@ func TestGoldenReopen(t *testing.T) {
 		}
 	}
 }
+
+// TestCurrency: every amount carries its currency, folded to upper case;
+// a currency alone is a change of the amount fact; a close reporting no
+// amount keeps the last one, one reporting an amount sets it.
+func TestCurrency(t *testing.T) {
+	tests := []struct {
+		name   string
+		evs    []event.Event
+		amount float64
+		cur    string
+		detail string // of the last deal.updated amount; "" for none
+	}{
+		{"created without currency", []event.Event{created("o1", day(0), "Prospecting", 100)}, 100, "", ""},
+		{"created in eur", []event.Event{
+			ev("o1", day(0), &event.Opportunity{Amount: 100, Currency: "eur", Stage: "Prospecting"}),
+		}, 100, "EUR", ""},
+		{"amount change in another currency", []event.Event{
+			ev("o1", day(0), &event.Opportunity{Amount: 100, Currency: "EUR", Stage: "Prospecting"}),
+			ev("a1", day(1), &event.AmountChange{From: 100, To: 120, Currency: "GBP"}),
+		}, 120, "GBP", `{"from":100,"to":120,"currency":"GBP","from_currency":"EUR"}`},
+		{"amount change keeps the currency", []event.Event{
+			ev("o1", day(0), &event.Opportunity{Amount: 100, Currency: "EUR", Stage: "Prospecting"}),
+			ev("a1", day(1), &event.AmountChange{From: 100, To: 0}),
+		}, 0, "EUR", `{"from":100,"to":0,"currency":"EUR"}`},
+		{"currency alone", []event.Event{
+			ev("o1", day(0), &event.Opportunity{Amount: 100, Currency: "EUR", Stage: "Prospecting"}),
+			updated("u1", day(1), &event.Opportunity{Currency: "USD"}),
+		}, 100, "USD", `{"from":100,"to":100,"currency":"USD","from_currency":"EUR"}`},
+		{"lost keeps the last amount", []event.Event{
+			ev("o1", day(0), &event.Opportunity{Amount: 100, Currency: "EUR", Stage: "Prospecting"}),
+			lost("l1", day(2), "Price"),
+		}, 100, "EUR", ""},
+		{"lost with its amount", []event.Event{
+			ev("o1", day(0), &event.Opportunity{Amount: 100, Currency: "EUR", Stage: "Prospecting"}),
+			ev("l1", day(2), &event.Lost{Reason: "Price", Amount: 90}),
+		}, 90, "EUR", `{"from":100,"to":90,"currency":"EUR"}`},
+		{"won in another currency", []event.Event{
+			ev("o1", day(0), &event.Opportunity{Amount: 100, Currency: "EUR", Stage: "Prospecting"}),
+			ev("w1", day(2), &event.Won{Amount: 110, Currency: "CHF"}),
+		}, 110, "CHF", `{"from":100,"to":110,"currency":"CHF","from_currency":"EUR"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := run(tt.evs, day(3))
+			last := out[len(out)-1]
+			if last.Amount != tt.amount || last.Currency != tt.cur {
+				t.Errorf("last snapshot amount %v %q, want %v %q", last.Amount, last.Currency, tt.amount, tt.cur)
+			}
+			var detail string
+			for _, d := range out {
+				if d.Type == DealUpdated && d.Reason == FactAmount {
+					detail = d.Detail
+				}
+			}
+			if detail != tt.detail {
+				t.Errorf("amount detail %s, want %s", detail, tt.detail)
+			}
+		})
+	}
+}

@@ -67,6 +67,7 @@ const (
 // the fold, right after the input event (or timer) that produced it.
 type Snapshot struct {
 	Amount      float64
+	Currency    string    // ISO 4217, upper case; empty if the CRM never said
 	CloseDate   time.Time // date at 00:00 UTC; zero if unknown
 	Stage       string
 	Probability float64 // CRM stage probability, 0..1

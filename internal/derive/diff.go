@@ -34,7 +34,7 @@ func Equal(a, b *Derived) bool {
 	return a.Tenant == b.Tenant && a.OpportunityID == b.OpportunityID && a.ID == b.ID &&
 		a.Type == b.Type && a.OccurredAt.Equal(b.OccurredAt) && a.Seq == b.Seq && a.Step == b.Step &&
 		a.StepIndex == b.StepIndex && a.Reason == b.Reason && a.InteractionID == b.InteractionID &&
-		slices.Equal(a.Evidence, b.Evidence) && a.Amount == b.Amount &&
+		slices.Equal(a.Evidence, b.Evidence) && a.Amount == b.Amount && a.Currency == b.Currency &&
 		a.CloseDate.Equal(b.CloseDate) && a.Stage == b.Stage && a.Probability == b.Probability &&
 		a.Status == b.Status && a.OwnerID == b.OwnerID && a.Team == b.Team &&
 		a.Segment == b.Segment && a.LeadSource == b.LeadSource && a.Product == b.Product &&

@@ -77,6 +77,7 @@ type Interaction struct {
 	InteractionID string
 	Owner         string
 	Amount        float64
+	Currency      string
 }
 
 // Summarize folds an opportunity's current derived events (none retracted,
@@ -165,7 +166,7 @@ func (s *State) enterStage(at time.Time, stage string) {
 }
 
 func interaction(d *Derived, at time.Time) Interaction {
-	return Interaction{At: at, Step: uint8(d.StepIndex), Reason: d.Reason, InteractionID: d.InteractionID, Owner: d.OwnerID, Amount: d.Amount}
+	return Interaction{At: at, Step: uint8(d.StepIndex), Reason: d.Reason, InteractionID: d.InteractionID, Owner: d.OwnerID, Amount: d.Amount, Currency: d.Currency}
 }
 
 // sec is t in UTC at ClickHouse DateTime precision.
@@ -180,7 +181,7 @@ func dateOf(t time.Time) time.Time {
 }
 
 func sameSnapshot(a, b Snapshot) bool {
-	return a.Amount == b.Amount && a.CloseDate.Equal(b.CloseDate) && a.Stage == b.Stage &&
+	return a.Amount == b.Amount && a.Currency == b.Currency && a.CloseDate.Equal(b.CloseDate) && a.Stage == b.Stage &&
 		a.Probability == b.Probability && a.Status == b.Status && a.OwnerID == b.OwnerID &&
 		a.Team == b.Team && a.Segment == b.Segment && a.LeadSource == b.LeadSource && a.Product == b.Product
 }

@@ -140,6 +140,9 @@ func TestValidateNamesField(t *testing.T) {
 		{"probability above 1", event.OpportunityUpdated, func(e *event.Event) { opp(e).Probability = 1.5 }, "payload.probability"},
 		{"negative probability", event.OpportunityUpdated, func(e *event.Event) { opp(e).Probability = -0.1 }, "payload.probability"},
 		{"NaN probability", event.OpportunityUpdated, func(e *event.Event) { opp(e).Probability = math.NaN() }, "payload.probability"},
+		{"currency lower case", event.OpportunityCreated, func(e *event.Event) { opp(e).Currency = "eur" }, ""},
+		{"currency symbol", event.OpportunityCreated, func(e *event.Event) { opp(e).Currency = "$" }, "payload.currency"},
+		{"currency name", event.OpportunityCreated, func(e *event.Event) { opp(e).Currency = "Euro" }, "payload.currency"},
 
 		// Changes.
 		{"stage change without to", event.StageChanged, func(e *event.Event) { e.Payload.(*event.StageChange).To = "" }, "payload.to"},
@@ -148,6 +151,7 @@ func TestValidateNamesField(t *testing.T) {
 		{"amount from negative", event.AmountChanged, func(e *event.Event) { e.Payload.(*event.AmountChange).From = -5 }, "payload.from"},
 		{"amount to NaN", event.AmountChanged, func(e *event.Event) { e.Payload.(*event.AmountChange).To = math.NaN() }, "payload.to"},
 		{"amount to zero", event.AmountChanged, func(e *event.Event) { e.Payload.(*event.AmountChange).To = 0 }, ""},
+		{"amount bad currency", event.AmountChanged, func(e *event.Event) { e.Payload.(*event.AmountChange).Currency = "US" }, "payload.currency"},
 		{"close date without to", event.CloseDateChanged, func(e *event.Event) { e.Payload.(*event.CloseDateChange).To = "" }, "payload.to"},
 		{"close date bad to", event.CloseDateChanged, func(e *event.Event) { e.Payload.(*event.CloseDateChange).To = "next month" }, "payload.to"},
 		{"close date bad from", event.CloseDateChanged, func(e *event.Event) { e.Payload.(*event.CloseDateChange).From = "2026-6-30" }, "payload.from"},
@@ -155,6 +159,7 @@ func TestValidateNamesField(t *testing.T) {
 		{"owner change without to", event.OwnerChanged, func(e *event.Event) { e.Payload.(*event.OwnerChange).To = "" }, "payload.to"},
 		{"forecast change without to", event.ForecastCategoryChanged, func(e *event.Event) { e.Payload.(*event.ForecastCategoryChange).To = "" }, "payload.to"},
 		{"won negative amount", event.ClosedWon, func(e *event.Event) { e.Payload.(*event.Won).Amount = -1 }, "payload.amount"},
+		{"won bad currency", event.ClosedWon, func(e *event.Event) { e.Payload.(*event.Won).Currency = "E1R" }, "payload.currency"},
 		{"lost without reason", event.ClosedLost, func(e *event.Event) { e.Payload = &event.Lost{} }, ""},
 
 		// Contact.

@@ -42,6 +42,20 @@ func checkAmount(field string, v float64) error {
 	return nil
 }
 
+// checkCurrency checks that c, if set, is an ISO 4217 code: three letters
+// (folded to upper case where it is used).
+func checkCurrency(field, c string) error {
+	if c == "" {
+		return nil
+	}
+	if len(c) != 3 || !isLetter(c[0]) || !isLetter(c[1]) || !isLetter(c[2]) {
+		return fieldErr(field, "%q is not an ISO 4217 currency code (want three letters, e.g. USD)", c)
+	}
+	return nil
+}
+
+func isLetter(b byte) bool { return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' }
+
 func required(field, v string) error {
 	if strings.TrimSpace(v) == "" {
 		return fieldErr(field, "missing")
@@ -83,6 +97,7 @@ type Opportunity struct {
 func (p *Opportunity) Validate() error {
 	return firstErr(
 		checkAmount("amount", p.Amount),
+		checkCurrency("currency", p.Currency),
 		p.CloseDate.check("close_date"),
 		checkProbability("probability", p.Probability),
 	)
@@ -117,7 +132,7 @@ type AmountChange struct {
 
 // Validate implements Payload.
 func (p *AmountChange) Validate() error {
-	return firstErr(checkAmount("from", p.From), checkAmount("to", p.To))
+	return firstErr(checkAmount("from", p.From), checkAmount("to", p.To), checkCurrency("currency", p.Currency))
 }
 
 // CloseDateChange is the payload of opportunity.close_date_changed.
@@ -153,12 +168,15 @@ func (p *ForecastCategoryChange) Validate() error { return required("to", p.To) 
 
 // Won is the payload of opportunity.closed_won.
 type Won struct {
-	Amount float64 `json:"amount,omitempty"`
-	Reason string  `json:"reason,omitempty"`
+	Amount   float64 `json:"amount,omitempty"`
+	Currency string  `json:"currency,omitempty"`
+	Reason   string  `json:"reason,omitempty"`
 }
 
 // Validate implements Payload.
-func (p *Won) Validate() error { return checkAmount("amount", p.Amount) }
+func (p *Won) Validate() error {
+	return firstErr(checkAmount("amount", p.Amount), checkCurrency("currency", p.Currency))
+}
 
 // Lost is the payload of opportunity.closed_lost.
 type Lost struct {
@@ -166,10 +184,16 @@ type Lost struct {
 	// "no decision" and "status quo" mark a loss to the status quo.
 	Reason     string `json:"reason,omitempty"`
 	Competitor string `json:"competitor,omitempty"`
+	// Amount is the amount lost, when the CRM reports it with the loss;
+	// 0 keeps the deal's last amount.
+	Amount   float64 `json:"amount,omitempty"`
+	Currency string  `json:"currency,omitempty"`
 }
 
 // Validate implements Payload.
-func (p *Lost) Validate() error { return nil }
+func (p *Lost) Validate() error {
+	return firstErr(checkAmount("amount", p.Amount), checkCurrency("currency", p.Currency))
+}
 
 // Contact is the payload of contact.added: a person added to an opportunity
 // with a role.

@@ -21,7 +21,7 @@ type DerivedRow struct {
 }
 
 const derivedColumns = `tenant, opportunity_id, id, type, occurred_at, seq, step, step_index, reason, interaction_id, evidence,
-amount, close_date, stage, probability, status, owner_id, team, segment, lead_source, product,
+amount, currency, close_date, stage, probability, status, owner_id, team, segment, lead_source, product,
 value, detail, ladder_version`
 
 // epoch stands for a zero time.Time in DateTime and Date columns.
@@ -72,7 +72,7 @@ func (s *Store) InsertDerived(ctx context.Context, rows []DerivedRow) error {
 		closeDate = time.Date(closeDate.Year(), closeDate.Month(), closeDate.Day(), 0, 0, 0, 0, time.UTC)
 		if err := batch.Append(r.Tenant, r.OpportunityID, r.ID, string(r.Type), orEpoch(r.OccurredAt), uint32(r.Seq),
 			r.Step, uint8(r.StepIndex), r.Reason, r.InteractionID, evidence,
-			r.Amount, closeDate, r.Stage, r.Probability, r.Status, r.OwnerID, r.Team, r.Segment, r.LeadSource, r.Product,
+			r.Amount, r.Currency, closeDate, r.Stage, r.Probability, r.Status, r.OwnerID, r.Team, r.Segment, r.LeadSource, r.Product,
 			r.Value, r.Detail, r.LadderVersion, r.Version, retracted); err != nil {
 			batch.Abort()
 			return fmt.Errorf("insert derived events: row %d (%s): %w", i, r.ID, err)
@@ -135,7 +135,7 @@ func eachDerived(rows driver.Rows, fn func(derive.Derived)) error {
 		)
 		if err := rows.Scan(&d.Tenant, &d.OpportunityID, &d.ID, &typ, &d.OccurredAt, &seq,
 			&d.Step, &stepIndex, &d.Reason, &d.InteractionID, &d.Evidence,
-			&d.Amount, &d.CloseDate, &d.Stage, &d.Probability, &d.Status, &d.OwnerID, &d.Team, &d.Segment, &d.LeadSource, &d.Product,
+			&d.Amount, &d.Currency, &d.CloseDate, &d.Stage, &d.Probability, &d.Status, &d.OwnerID, &d.Team, &d.Segment, &d.LeadSource, &d.Product,
 			&d.Value, &d.Detail, &d.LadderVersion); err != nil {
 			return err
 		}

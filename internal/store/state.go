@@ -16,9 +16,9 @@ type StateRow struct {
 }
 
 const stateColumns = `tenant, opportunity_id, created_at, first_at, reach, gained, gain_times, gain_steps,
-fact_times, amounts, close_dates, stages, probabilities, statuses, owners, teams, segments, lead_sources, products,
+fact_times, amounts, currencies, close_dates, stages, probabilities, statuses, owners, teams, segments, lead_sources, products,
 stall_times, stall_steps, regress_times, close_times, close_statuses, close_reasons,
-miss_times, miss_steps, miss_reasons, miss_interactions, miss_owners, miss_amounts,
+miss_times, miss_steps, miss_reasons, miss_interactions, miss_owners, miss_amounts, miss_currencies,
 held_times, held_steps, held_outcomes, held_interactions, held_owners, stage_entry_times, stage_entries,
 ladder_version, version`
 
@@ -34,11 +34,11 @@ func (s *Store) InsertStates(ctx context.Context, rows []StateRow) error {
 	for i := range rows {
 		r := &rows[i]
 		n := len(r.Facts)
-		amounts, probs := make([]float64, n), make([]float64, n)
+		amounts, probs, currencies := make([]float64, n), make([]float64, n), make([]string, n)
 		closeDates := make([]time.Time, n)
 		stages, statuses, owners, teams, segments, sources, products := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		for j, f := range r.Facts {
-			amounts[j], probs[j], closeDates[j] = f.Amount, f.Probability, dateOrEpoch(f.CloseDate)
+			amounts[j], probs[j], closeDates[j], currencies[j] = f.Amount, f.Probability, dateOrEpoch(f.CloseDate), f.Currency
 			stages[j], statuses[j], owners[j], teams[j] = f.Stage, f.Status, f.OwnerID, f.Team
 			segments[j], sources[j], products[j] = f.Segment, f.LeadSource, f.Product
 		}
@@ -50,17 +50,17 @@ func (s *Store) InsertStates(ctx context.Context, rows []StateRow) error {
 		for j, c := range r.Closes {
 			closeTimes[j], closeStatuses[j], closeReasons[j] = orEpoch(c.At), c.Status, c.Reason
 		}
-		mt, ms, mr, mi, mo, ma := interactionColumns(r.Misses)
-		ht, hs, hr, hi, ho, _ := interactionColumns(r.Held)
+		mt, ms, mr, mi, mo, ma, mc := interactionColumns(r.Misses)
+		ht, hs, hr, hi, ho, _, _ := interactionColumns(r.Held)
 		entryTimes, entries := make([]time.Time, len(r.StageEntries)), make([]string, len(r.StageEntries))
 		for j, e := range r.StageEntries {
 			entryTimes[j], entries[j] = orEpoch(e.At), e.Stage
 		}
 		if err := batch.Append(r.Tenant, r.OpportunityID, orEpoch(r.CreatedAt), orEpoch(r.FirstAt),
 			epochs(r.Reach), epochs(r.Gained), epochs(r.GainTimes), orEmpty(r.GainSteps),
-			epochs(r.FactTimes), amounts, closeDates, stages, probs, statuses, owners, teams, segments, sources, products,
+			epochs(r.FactTimes), amounts, currencies, closeDates, stages, probs, statuses, owners, teams, segments, sources, products,
 			stallTimes, stallSteps, epochs(r.RegressTimes), closeTimes, closeStatuses, closeReasons,
-			mt, ms, mr, mi, mo, ma, ht, hs, hr, hi, ho, entryTimes, entries, r.LadderVersion, r.Version); err != nil {
+			mt, ms, mr, mi, mo, ma, mc, ht, hs, hr, hi, ho, entryTimes, entries, r.LadderVersion, r.Version); err != nil {
 			batch.Abort()
 			return fmt.Errorf("insert opportunity states: %s: %w", r.OpportunityID, err)
 		}
@@ -71,11 +71,11 @@ func (s *Store) InsertStates(ctx context.Context, rows []StateRow) error {
 	return nil
 }
 
-func interactionColumns(xs []derive.Interaction) (times []time.Time, steps []uint8, reasons, ids, owners []string, amounts []float64) {
+func interactionColumns(xs []derive.Interaction) (times []time.Time, steps []uint8, reasons, ids, owners []string, amounts []float64, currencies []string) {
 	n := len(xs)
-	times, steps, reasons, ids, owners, amounts = make([]time.Time, n), make([]uint8, n), make([]string, n), make([]string, n), make([]string, n), make([]float64, n)
+	times, steps, reasons, ids, owners, amounts, currencies = make([]time.Time, n), make([]uint8, n), make([]string, n), make([]string, n), make([]string, n), make([]float64, n), make([]string, n)
 	for i, x := range xs {
-		times[i], steps[i], reasons[i], ids[i], owners[i], amounts[i] = orEpoch(x.At), x.Step, x.Reason, x.InteractionID, x.Owner, x.Amount
+		times[i], steps[i], reasons[i], ids[i], owners[i], amounts[i], currencies[i] = orEpoch(x.At), x.Step, x.Reason, x.InteractionID, x.Owner, x.Amount, x.Currency
 	}
 	return
 }
