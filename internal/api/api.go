@@ -66,6 +66,8 @@ type Config struct {
 	// Hold, for tests only, is called with a report's slot held, before
 	// its query runs: a test blocks in it to keep the slots busy.
 	Hold func(ctx context.Context)
+	// Gateway configures POST /v1/events and the CRM webhooks.
+	Gateway GatewayConfig
 }
 
 // DefaultTimeout is the query timeout when Config.Timeout is 0.
@@ -135,6 +137,7 @@ func (s *server) routes() []route {
 	for _, e := range Endpoints() {
 		rts = append(rts, route{"GET " + e.Path, s.authed(s.metric(e))})
 	}
+	rts = append(rts, s.gatewayRoutes()...)
 	return rts
 }
 
