@@ -10,9 +10,11 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -171,6 +173,10 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	ladderFile := fs.String("ladder", "", "ladder configuration file of every tenant without its own; empty uses the shipped default")
 	laddersDir := fs.String("ladders", "", laddersUsage)
 	tokens := fs.String("tokens", "", "API bearer tokens, token=tenant,token=tenant")
+	hubspotSecrets := fs.String("hubspot-secrets", "", "client secrets of the tenants' HubSpot apps, which sign their webhooks to POST /v1/webhooks/hubspot: tenant=secret,tenant=secret")
+	pipedriveAuth := fs.String("pipedrive-auth", "", "basic-auth credentials the tenants' Pipedrive webhooks send to POST /v1/webhooks/pipedrive: tenant=user:password,...")
+	maxBody := fs.String("max-body", "16MiB", "largest body of POST /v1/events and the webhooks (413 past it): bytes, KiB, MiB or GiB")
+	publicURL := fs.String("public-url", "", "scheme://host[:port] the CRM webhooks call the API at, which HubSpot signs; empty takes the request's Host with https or http")
 	metricsHTTP := fs.String("metrics-http", "", "listen address for /metrics, /healthz and /readyz apart from the API; empty serves /metrics on --http")
 	sweep := fs.Duration("sweep", 10*time.Minute, "how often open deals are re-derived so stalls and overdue actions fire")
 	compactEvery := fs.Duration("compact-every", 15*time.Minute, "how often the share of superseded opportunity states is checked, and the table compacted when it is above --compact-above; 0 turns compaction off")
@@ -193,6 +199,10 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	tok, err := api.ParseTokens(*tokens)
 	if err != nil {
 		return fmt.Errorf("--tokens: %w", err)
+	}
+	gw, err := gatewayConfig(*hubspotSecrets, *pipedriveAuth, *maxBody, *publicURL)
+	if err != nil {
+		return err
 	}
 	open := *demo && len(tok) == 0
 	if open && !isLoopback(c.HTTP) {
@@ -255,7 +265,13 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	parts, err := bus.Partitions(ctx, s.js)
+	if err != nil {
+		return err
+	}
+	gw.Publisher = bus.NewPublisher(s.js, parts).WithOptions(bus.PublishOptions{Logger: log})
 	apiCfg := api.Config{
+		Gateway:          gw,
 		Tokens:           tok,
 		Open:             open,
 		Ladder:           ls,
@@ -368,6 +384,30 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	stopWorkers()
 	workers.Wait()
 	return err
+}
+
+// gatewayConfig makes the configuration of POST /v1/events and the
+// webhooks from run's flags; the publisher is set once NATS is up.
+func gatewayConfig(hubspotSecrets, pipedriveAuth, maxBody, publicURL string) (api.GatewayConfig, error) {
+	var gw api.GatewayConfig
+	var err error
+	if gw.HubSpotSecrets, err = api.ParseTenantSecrets(hubspotSecrets); err != nil {
+		return gw, fmt.Errorf("--hubspot-secrets: %w", err)
+	}
+	if gw.PipedriveAuth, err = api.ParsePipedriveAuth(pipedriveAuth); err != nil {
+		return gw, fmt.Errorf("--pipedrive-auth: %w", err)
+	}
+	if gw.MaxBody, err = config.ParseSize(maxBody); err != nil {
+		return gw, fmt.Errorf("--max-body: %w", err)
+	}
+	if publicURL != "" {
+		u, err := url.Parse(publicURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.Trim(u.Path, "/") != "" {
+			return gw, fmt.Errorf("--public-url: want scheme://host[:port], e.g. https://commitflow.example.com, got %q", publicURL)
+		}
+		gw.PublicURL = publicURL
+	}
+	return gw, nil
 }
 
 // demoTenant is the tenant of run --demo's book of business.
