@@ -29,6 +29,8 @@ func typeOf(p event.Payload) event.Type {
 		return event.StageChanged
 	case *event.AmountChange:
 		return event.AmountChanged
+	case *event.ProbabilityChange:
+		return event.ProbabilityChanged
 	case *event.CloseDateChange:
 		return event.CloseDateChanged
 	case *event.OwnerChange:

@@ -36,6 +36,9 @@ const (
 	FactSegment     = "segment"
 	FactLeadSource  = "lead_source"
 	FactProduct     = "product"
+	// FactAttribute is a free breakdown attribute; Detail names it:
+	// {"key":"region","from":"EMEA","to":"APAC"}.
+	FactAttribute = "attribute"
 )
 
 // Derive folds the input events of one opportunity into its derived events.
@@ -59,6 +62,7 @@ func Derive(tenant, opportunityID string, evs []event.Event, l *ladder.Ladder, n
 	s.input = len(evp)
 	s.settle()
 	s.advance(now, true)
+	s.noteCreatedAt()
 	return s.finish()
 }
 
@@ -129,6 +133,8 @@ type change struct {
 	fromF, toF float64
 	fromT, toT time.Time
 	fromC, toC string // currencies of an amount change
+	cleared    bool   // the amount was emptied
+	key        string // of an attribute
 }
 
 // detail renders {"from":...,"to":...} for the change.
@@ -137,6 +143,9 @@ func (c *change) detail() string {
 	switch c.fact {
 	case FactAmount:
 		from, to = jsonNum(c.fromF), jsonNum(c.toF)
+		if c.cleared {
+			to = "null"
+		}
 		if c.toC != "" {
 			to += `,"currency":` + jsonStr(c.toC)
 		}
@@ -147,6 +156,8 @@ func (c *change) detail() string {
 		from, to = jsonNum(c.fromF), jsonNum(c.toF)
 	case FactCloseDate:
 		from, to = jsonDate(c.fromT), jsonDate(c.toT)
+	case FactAttribute:
+		return `{"key":` + jsonStr(c.key) + `,"from":` + jsonStr(c.fromS) + `,"to":` + jsonStr(c.toS) + `}`
 	default:
 		from, to = jsonStr(c.fromS), jsonStr(c.toS)
 	}
@@ -167,6 +178,10 @@ type state struct {
 	pipeline string
 	created  bool
 	firstAt  time.Time
+	// crmCreated is the earliest creation time the CRM reported
+	// (Opportunity.CreatedAt); createdIdx the index in out of deal.created.
+	crmCreated time.Time
+	createdIdx int
 
 	// Commitments: gained[i] for 1-based step i.
 	gained      []bool
@@ -230,6 +245,7 @@ func newState(tenant, opp string, l *ladder.Ladder, now time.Time, cap int) *sta
 		stFrom:        l.Index(l.SingleThreadedFrom),
 		ndStep:        l.Index(l.NoDecision.Step),
 		closedIndex:   [2]int{-1, -1},
+		createdIdx:    -1,
 		out:           make([]Derived, 0, 8+cap),
 		sums:          make([][16]byte, 0, 8+cap),
 		pos:           make([]uint64, 0, 8+cap),
@@ -317,6 +333,10 @@ func (s *state) apply(e *event.Event) {
 		s.setAttribute(FactSegment, &s.facts.Segment, p.Segment)
 		s.setAttribute(FactLeadSource, &s.facts.LeadSource, p.LeadSource)
 		s.setAttribute(FactProduct, &s.facts.Product, p.Product)
+		s.setAttrs(p.Attributes)
+		if p.CreatedAt != nil && (s.crmCreated.IsZero() || p.CreatedAt.Before(s.crmCreated)) {
+			s.crmCreated = *p.CreatedAt
+		}
 		s.setAmount(cmp.Or(p.Amount, s.facts.Amount), p.Currency)
 		pushed := false
 		if p.CloseDate != "" {
@@ -356,6 +376,13 @@ func (s *state) apply(e *event.Event) {
 	case *event.AmountChange:
 		s.changes = s.changes[:0]
 		s.setAmount(p.To, p.Currency)
+		if p.Cleared && len(s.changes) > 0 {
+			s.changes[len(s.changes)-1].cleared = true
+		}
+		s.crmChanged(e)
+	case *event.ProbabilityChange:
+		s.changes = s.changes[:0]
+		s.setProbabilityTo(p.To)
 		s.crmChanged(e)
 	case *event.CloseDateChange:
 		s.changes = s.changes[:0]
@@ -408,6 +435,7 @@ func (s *state) apply(e *event.Event) {
 func (s *state) crmChanged(e *event.Event) {
 	if !s.created {
 		s.created = true
+		s.createdIdx = len(s.out)
 		s.emit(Derived{Type: DealCreated, OccurredAt: e.OccurredAt, Evidence: s.one(e.ID)}, "created")
 		return
 	}
@@ -422,11 +450,12 @@ func (s *state) crmChanged(e *event.Event) {
 		if c.attribute && !onlyAttributes {
 			continue
 		}
-		s.emit(Derived{
-			Type: DealUpdated, OccurredAt: e.OccurredAt, Reason: c.fact,
-			Evidence: s.one(e.ID),
-			Detail:   c.detail(),
-		}, "updated", c.fact, e.Source, e.ID)
+		d := Derived{Type: DealUpdated, OccurredAt: e.OccurredAt, Reason: c.fact, Evidence: s.one(e.ID), Detail: c.detail()}
+		if c.fact == FactAttribute {
+			s.emit(d, "updated", c.fact, c.key, e.Source, e.ID)
+		} else {
+			s.emit(d, "updated", c.fact, e.Source, e.ID)
+		}
 	}
 }
 
@@ -479,11 +508,66 @@ func (s *state) setForecast(f string) {
 
 // setProbability sets the CRM stage probability; 0 means unchanged.
 func (s *state) setProbability(v float64) {
-	if v <= 0 || v == s.facts.Probability {
+	if v > 0 {
+		s.setProbabilityTo(v)
+	}
+}
+
+// setProbabilityTo sets the CRM probability to v, 0 included.
+func (s *state) setProbabilityTo(v float64) {
+	if v == s.facts.Probability {
 		return
 	}
 	s.record(change{fact: FactProbability, attribute: true, fromF: s.facts.Probability, toF: v})
 	s.facts.Probability = v
+}
+
+// setAttrs applies an opportunity event's free attributes: each key
+// listed is set, an empty value removes it. The facts' Attrs is replaced,
+// never changed in place: snapshots already emitted share it.
+func (s *state) setAttrs(m map[string]string) {
+	if len(m) == 0 {
+		return
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := m[k]
+		i, found := slices.BinarySearchFunc(s.facts.Attrs, k, func(a Attr, k string) int { return strings.Compare(a.Key, k) })
+		var from string
+		if found {
+			from = s.facts.Attrs[i].Value
+		}
+		if v == from {
+			continue
+		}
+		s.record(change{fact: FactAttribute, attribute: true, key: k, fromS: from, toS: v})
+		attrs := slices.Clone(s.facts.Attrs)
+		switch {
+		case v == "":
+			attrs = slices.Delete(attrs, i, i+1)
+		case found:
+			attrs[i].Value = v
+		default:
+			attrs = slices.Insert(attrs, i, Attr{Key: k, Value: v})
+		}
+		s.facts.Attrs = attrs
+	}
+}
+
+// noteCreatedAt puts the creation time the CRM reported, when earlier
+// than deal.created, in deal.created's Detail: {"created_at":"..."}.
+func (s *state) noteCreatedAt() {
+	if s.createdIdx < 0 || s.crmCreated.IsZero() {
+		return
+	}
+	d := &s.out[s.createdIdx]
+	if c := sec(s.crmCreated); c.Before(sec(d.OccurredAt)) {
+		d.Detail = `{"created_at":` + jsonStr(c.Format(time.RFC3339)) + `}`
+	}
 }
 
 // setAttribute sets the attribute fact (team, segment, lead_source or

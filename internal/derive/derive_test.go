@@ -764,3 +764,65 @@ func TestCurrency(t *testing.T) {
 		})
 	}
 }
+
+// TestEnvelopeFacts: what the envelope says beyond the typed changes — a
+// probability set to 0, an amount emptied, the CRM's creation time, free
+// breakdown attributes — ends in the facts and in State.
+func TestEnvelopeFacts(t *testing.T) {
+	crmCreated := day(-10)
+	evs := []event.Event{
+		created("o1", day(0), "Prospecting", 100),
+		ev("p1", day(1), &event.ProbabilityChange{From: 0.1, To: 0}),
+		ev("a1", day(2), &event.AmountChange{From: 100, Cleared: true}),
+		updated("u1", day(3), &event.Opportunity{CreatedAt: &crmCreated, Attributes: map[string]string{"region": "EMEA", "deal_type": "new"}}),
+		updated("u2", day(4), &event.Opportunity{Attributes: map[string]string{"region": "APAC", "deal_type": ""}}),
+	}
+	out := run(evs, day(5))
+	var updates []string
+	for _, d := range out {
+		if d.Type == DealUpdated {
+			updates = append(updates, d.Reason+" "+d.Detail)
+		}
+	}
+	want := []string{
+		`probability {"from":0.1,"to":0}`,
+		`amount {"from":100,"to":null}`,
+		`attribute {"key":"deal_type","from":"","to":"new"}`,
+		`attribute {"key":"region","from":"","to":"EMEA"}`,
+		`attribute {"key":"deal_type","from":"new","to":""}`,
+		`attribute {"key":"region","from":"EMEA","to":"APAC"}`,
+	}
+	if !slices.Equal(updates, want) {
+		t.Errorf("deal.updated:\n got %q\nwant %q", updates, want)
+	}
+	last := out[len(out)-1]
+	if last.Probability != 0 || last.Amount != 0 || !slices.Equal(last.Attrs, []Attr{{"region", "APAC"}}) {
+		t.Errorf("last snapshot %+v", last.Snapshot)
+	}
+	seen := map[string]bool{}
+	for _, d := range out {
+		if seen[d.ID] {
+			t.Errorf("duplicate id %s (%s %s)", d.ID, d.Type, d.Detail)
+		}
+		seen[d.ID] = true
+	}
+	cr := find(out, DealCreated, "")
+	if cr.Detail != `{"created_at":"`+crmCreated.Format(time.RFC3339)+`"}` {
+		t.Errorf("deal.created detail %s", cr.Detail)
+	}
+	st := Summarize(out, ladder.Default().Len())
+	if !st.CreatedAt.Equal(crmCreated) || !st.FirstAt.Equal(day(0)) {
+		t.Errorf("state created %v first %v, want %v %v", st.CreatedAt, st.FirstAt, crmCreated, day(0))
+	}
+	// The attributes as of day 3 are in the facts of that second.
+	if i := slices.IndexFunc(st.FactTimes, func(x time.Time) bool { return x.Equal(day(3)) }); i < 0 ||
+		!slices.Equal(st.Facts[i].Attrs, []Attr{{"deal_type", "new"}, {"region", "EMEA"}}) {
+		t.Errorf("facts at day 3: %v %+v", st.FactTimes, st.Facts)
+	}
+	// A creation time later than the first event changes nothing.
+	late := day(1)
+	out = run([]event.Event{created("o1", day(0), "Prospecting", 100), updated("u1", day(2), &event.Opportunity{CreatedAt: &late})}, day(3))
+	if cr := find(out, DealCreated, ""); cr.Detail != "" {
+		t.Errorf("late creation time noted: %s", cr.Detail)
+	}
+}

@@ -33,6 +33,8 @@ const (
 	// close is a new deal.closed.
 	DealReopened Kind = "deal.reopened"
 	// DealCreated: the opportunity's first appearance, with its facts.
+	// Detail is {"created_at":"RFC 3339"} when the CRM reported a creation
+	// time earlier than this first appearance (event.Opportunity.CreatedAt).
 	DealCreated Kind = "deal.created"
 	// DealUpdated: a fact changed (Reason: amount, close_date, owner, stage,
 	// forecast_category; or, when an input event changed none of these,
@@ -77,7 +79,13 @@ type Snapshot struct {
 	Segment     string
 	LeadSource  string
 	Product     string
+	// Attrs are the free breakdown attributes, sorted by key; shared
+	// between snapshots, never changed in place.
+	Attrs []Attr
 }
+
+// Attr is a free breakdown attribute (event.Opportunity.Attributes).
+type Attr struct{ Key, Value string }
 
 // Derived is one derived event. It maps one to one onto a row of the
 // derived_events table (schemas/clickhouse).

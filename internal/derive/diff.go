@@ -37,6 +37,6 @@ func Equal(a, b *Derived) bool {
 		slices.Equal(a.Evidence, b.Evidence) && a.Amount == b.Amount && a.Currency == b.Currency &&
 		a.CloseDate.Equal(b.CloseDate) && a.Stage == b.Stage && a.Probability == b.Probability &&
 		a.Status == b.Status && a.OwnerID == b.OwnerID && a.Team == b.Team &&
-		a.Segment == b.Segment && a.LeadSource == b.LeadSource && a.Product == b.Product &&
+		a.Segment == b.Segment && a.LeadSource == b.LeadSource && a.Product == b.Product && slices.Equal(a.Attrs, b.Attrs) &&
 		a.Value == b.Value && a.Detail == b.Detail && a.LadderVersion == b.LadderVersion
 }

@@ -2,6 +2,7 @@ package derive
 
 import (
 	"cmp"
+	"encoding/json"
 	"slices"
 	"strings"
 	"time"
@@ -16,7 +17,7 @@ import (
 type State struct {
 	Tenant        string
 	OpportunityID string
-	CreatedAt     time.Time // deal.created; zero if none
+	CreatedAt     time.Time // the CRM's creation time if earlier (deal.created's Detail), else deal.created; zero if none
 	FirstAt       time.Time // the earliest derived event
 
 	// Reach[K-1] is reach_time(K): the earliest commitment.gained with step
@@ -122,6 +123,9 @@ func Summarize(cur []Derived, steps int) State {
 		case DealCreated:
 			if s.CreatedAt.IsZero() {
 				s.CreatedAt = at
+				if c, ok := createdAt(d.Detail); ok && c.Before(at) {
+					s.CreatedAt = c
+				}
 			}
 			s.enterStage(at, d.Stage)
 		case DealUpdated:
@@ -158,6 +162,20 @@ func Summarize(cur []Derived, steps int) State {
 	return s
 }
 
+// createdAt reads the creation time in deal.created's Detail.
+func createdAt(detail string) (time.Time, bool) {
+	if !strings.Contains(detail, "created_at") {
+		return time.Time{}, false
+	}
+	var v struct {
+		CreatedAt time.Time `json:"created_at"`
+	}
+	if json.Unmarshal([]byte(detail), &v) != nil || v.CreatedAt.IsZero() {
+		return time.Time{}, false
+	}
+	return sec(v.CreatedAt), true
+}
+
 // enterStage records an entry into stage at, unless stage is empty.
 func (s *State) enterStage(at time.Time, stage string) {
 	if stage != "" {
@@ -183,5 +201,6 @@ func dateOf(t time.Time) time.Time {
 func sameSnapshot(a, b Snapshot) bool {
 	return a.Amount == b.Amount && a.Currency == b.Currency && a.CloseDate.Equal(b.CloseDate) && a.Stage == b.Stage &&
 		a.Probability == b.Probability && a.Status == b.Status && a.OwnerID == b.OwnerID &&
-		a.Team == b.Team && a.Segment == b.Segment && a.LeadSource == b.LeadSource && a.Product == b.Product
+		a.Team == b.Team && a.Segment == b.Segment && a.LeadSource == b.LeadSource && a.Product == b.Product &&
+		slices.Equal(a.Attrs, b.Attrs)
 }

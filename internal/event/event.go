@@ -31,6 +31,7 @@ const (
 	OpportunityUpdated      Type = "opportunity.updated"
 	StageChanged            Type = "opportunity.stage_changed"
 	AmountChanged           Type = "opportunity.amount_changed"
+	ProbabilityChanged      Type = "opportunity.probability_changed"
 	CloseDateChanged        Type = "opportunity.close_date_changed"
 	OwnerChanged            Type = "opportunity.owner_changed"
 	ForecastCategoryChanged Type = "opportunity.forecast_category_changed"
@@ -45,7 +46,7 @@ const (
 var Types = []Type{
 	OpportunityCreated, OpportunityUpdated, StageChanged, AmountChanged,
 	CloseDateChanged, OwnerChanged, ForecastCategoryChanged, ClosedWon,
-	ClosedLost, ContactAdded, ActivityLogged, CallCompleted,
+	ClosedLost, ContactAdded, ActivityLogged, CallCompleted, ProbabilityChanged,
 }
 
 // Side is the side of a deal a person is on.
@@ -136,6 +137,8 @@ func NewPayload(t Type) Payload {
 		return &StageChange{}
 	case AmountChanged:
 		return &AmountChange{}
+	case ProbabilityChanged:
+		return &ProbabilityChange{}
 	case CloseDateChanged:
 		return &CloseDateChange{}
 	case OwnerChanged:

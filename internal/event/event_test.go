@@ -19,6 +19,8 @@ import (
 var (
 	t0  = time.Date(2026, 3, 2, 14, 30, 0, 0, time.UTC)
 	due = time.Date(2026, 3, 9, 17, 0, 0, 0, time.UTC)
+	// created is when the CRM created the sample opportunity.
+	created = time.Date(2026, 2, 20, 9, 0, 0, 0, time.UTC)
 )
 
 // sample returns a valid event of type typ with every field set.
@@ -47,11 +49,14 @@ func sample(typ event.Type) event.Event {
 			Currency: "USD", CloseDate: "2026-06-30", Pipeline: "default", Stage: "Prospecting",
 			Probability: 0.1, ForecastCategory: "Pipeline", OwnerID: "005A", Team: "Mid-Market East",
 			Segment: "mid_market", LeadSource: "Web", Product: "Core Platform",
+			CreatedAt: &created, Attributes: map[string]string{"region": "EMEA", "deal_type": "new_business"},
 		}
 	case event.StageChanged:
 		ev.Payload = &event.StageChange{Pipeline: "default", From: "Prospecting", To: "Qualification", Probability: 0.2}
 	case event.AmountChanged:
 		ev.Payload = &event.AmountChange{From: 48000, To: 52000, Currency: "USD"}
+	case event.ProbabilityChanged:
+		ev.Payload = &event.ProbabilityChange{From: 0.2, To: 0}
 	case event.CloseDateChanged:
 		ev.Payload = &event.CloseDateChange{From: "2026-06-30", To: "2026-08-31"}
 	case event.OwnerChanged:
@@ -140,6 +145,18 @@ func TestValidateNamesField(t *testing.T) {
 		{"probability above 1", event.OpportunityUpdated, func(e *event.Event) { opp(e).Probability = 1.5 }, "payload.probability"},
 		{"negative probability", event.OpportunityUpdated, func(e *event.Event) { opp(e).Probability = -0.1 }, "payload.probability"},
 		{"NaN probability", event.OpportunityUpdated, func(e *event.Event) { opp(e).Probability = math.NaN() }, "payload.probability"},
+		{"created_at out of range", event.OpportunityCreated, func(e *event.Event) { c := time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC); opp(e).CreatedAt = &c }, "payload.created_at"},
+		{"attribute key upper case", event.OpportunityUpdated, func(e *event.Event) { opp(e).Attributes = map[string]string{"Region": "x"} }, "payload.attributes"},
+		{"attribute key empty", event.OpportunityUpdated, func(e *event.Event) { opp(e).Attributes = map[string]string{"": "x"} }, "payload.attributes"},
+		{"attribute cleared", event.OpportunityUpdated, func(e *event.Event) { opp(e).Attributes = map[string]string{"region": ""} }, ""},
+		{"attribute value too long", event.OpportunityUpdated, func(e *event.Event) { opp(e).Attributes = map[string]string{"region": strings.Repeat("x", 257)} }, "payload.attributes.region"},
+		{"too many attributes", event.OpportunityUpdated, func(e *event.Event) {
+			m := map[string]string{}
+			for i := range 33 {
+				m[fmt.Sprintf("a%d", i)] = "x"
+			}
+			opp(e).Attributes = m
+		}, "payload.attributes"},
 		{"currency lower case", event.OpportunityCreated, func(e *event.Event) { opp(e).Currency = "eur" }, ""},
 		{"currency symbol", event.OpportunityCreated, func(e *event.Event) { opp(e).Currency = "$" }, "payload.currency"},
 		{"currency name", event.OpportunityCreated, func(e *event.Event) { opp(e).Currency = "Euro" }, "payload.currency"},
@@ -151,6 +168,11 @@ func TestValidateNamesField(t *testing.T) {
 		{"amount from negative", event.AmountChanged, func(e *event.Event) { e.Payload.(*event.AmountChange).From = -5 }, "payload.from"},
 		{"amount to NaN", event.AmountChanged, func(e *event.Event) { e.Payload.(*event.AmountChange).To = math.NaN() }, "payload.to"},
 		{"amount to zero", event.AmountChanged, func(e *event.Event) { e.Payload.(*event.AmountChange).To = 0 }, ""},
+		{"amount cleared", event.AmountChanged, func(e *event.Event) { e.Payload = &event.AmountChange{From: 5, Cleared: true} }, ""},
+		{"amount cleared with a to", event.AmountChanged, func(e *event.Event) { e.Payload = &event.AmountChange{From: 5, To: 3, Cleared: true} }, "payload.to"},
+		{"probability to zero", event.ProbabilityChanged, func(e *event.Event) { e.Payload = &event.ProbabilityChange{From: 0.5} }, ""},
+		{"probability to above 1", event.ProbabilityChanged, func(e *event.Event) { e.Payload = &event.ProbabilityChange{To: 1.2} }, "payload.to"},
+		{"probability from NaN", event.ProbabilityChanged, func(e *event.Event) { e.Payload = &event.ProbabilityChange{From: math.NaN()} }, "payload.from"},
 		{"amount bad currency", event.AmountChanged, func(e *event.Event) { e.Payload.(*event.AmountChange).Currency = "US" }, "payload.currency"},
 		{"close date without to", event.CloseDateChanged, func(e *event.Event) { e.Payload.(*event.CloseDateChange).To = "" }, "payload.to"},
 		{"close date bad to", event.CloseDateChanged, func(e *event.Event) { e.Payload.(*event.CloseDateChange).To = "next month" }, "payload.to"},
@@ -493,6 +515,8 @@ var dateFields = []dateField{
 	{event.StageChanged, "received_at", []any{"received_at"}, false},
 	{event.OpportunityCreated, "payload.close_date", []any{"payload", "close_date"}, true},
 	{event.OpportunityUpdated, "payload.close_date", []any{"payload", "close_date"}, true},
+	{event.OpportunityCreated, "payload.created_at", []any{"payload", "created_at"}, false},
+	{event.OpportunityUpdated, "payload.created_at", []any{"payload", "created_at"}, false},
 	{event.CloseDateChanged, "payload.from", []any{"payload", "from"}, true},
 	{event.CloseDateChanged, "payload.to", []any{"payload", "to"}, true},
 	{event.ActivityLogged, "payload.due_at", []any{"payload", "due_at"}, false},

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Date is a calendar date, encoded as "YYYY-MM-DD".
@@ -91,7 +92,21 @@ type Opportunity struct {
 	Segment          string  `json:"segment,omitempty"`
 	LeadSource       string  `json:"lead_source,omitempty"`
 	Product          string  `json:"product,omitempty"`
+	// CreatedAt is when the CRM created the opportunity, when that is
+	// earlier than the event (a webhook subscribed after the deal was
+	// created, an export whose first stage row is later).
+	CreatedAt *time.Time `json:"created_at,omitempty"`
+	// Attributes are free breakdown attributes (region, office, product
+	// line, account sector, deal type, ...): the keys listed are set, an
+	// empty value clears one, the others are unchanged.
+	Attributes map[string]string `json:"attributes,omitempty"`
 }
+
+// Limits of Opportunity.Attributes.
+const (
+	MaxAttributes     = 32
+	MaxAttributeValue = 256 // characters
+)
 
 // Validate implements Payload.
 func (p *Opportunity) Validate() error {
@@ -100,7 +115,40 @@ func (p *Opportunity) Validate() error {
 		checkCurrency("currency", p.Currency),
 		p.CloseDate.check("close_date"),
 		checkProbability("probability", p.Probability),
+		checkTime("created_at", p.CreatedAt),
+		checkAttributes(p.Attributes),
 	)
+}
+
+// checkAttributes checks the attribute keys (ValidAttributeKey) and the
+// lengths of the values.
+func checkAttributes(m map[string]string) error {
+	if len(m) > MaxAttributes {
+		return fieldErr("attributes", "%d attributes, at most %d", len(m), MaxAttributes)
+	}
+	for k, v := range m {
+		if !ValidAttributeKey(k) {
+			return fieldErr("attributes", "key %q: want lower case letters, digits and _, starting with a letter, at most 40 bytes", k)
+		}
+		if n := utf8.RuneCountInString(v); n > MaxAttributeValue {
+			return fieldErr("attributes."+k, "%d characters, at most %d", n, MaxAttributeValue)
+		}
+	}
+	return nil
+}
+
+// ValidAttributeKey reports whether k can name a breakdown attribute:
+// [a-z][a-z0-9_]{0,39}.
+func ValidAttributeKey(k string) bool {
+	if len(k) == 0 || len(k) > 40 || k[0] < 'a' || k[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(k); i++ {
+		if c := k[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func checkProbability(field string, v float64) error {
@@ -128,11 +176,31 @@ type AmountChange struct {
 	From     float64 `json:"from"`
 	To       float64 `json:"to"`
 	Currency string  `json:"currency,omitempty"`
+	// Cleared says the CRM emptied the amount: the deal has none (it
+	// counts as 0), which To = 0 alone does not tell apart from an amount
+	// of zero. To must then be 0.
+	Cleared bool `json:"cleared,omitempty"`
 }
 
 // Validate implements Payload.
 func (p *AmountChange) Validate() error {
+	if p.Cleared && p.To != 0 {
+		return fieldErr("to", "must be 0 when cleared, got %v", p.To)
+	}
 	return firstErr(checkAmount("from", p.From), checkAmount("to", p.To), checkCurrency("currency", p.Currency))
+}
+
+// ProbabilityChange is the payload of opportunity.probability_changed: the
+// CRM's probability set by hand or by a stage, 0 included (in the other
+// payloads a probability of 0 means unchanged).
+type ProbabilityChange struct {
+	From float64 `json:"from"`
+	To   float64 `json:"to"`
+}
+
+// Validate implements Payload.
+func (p *ProbabilityChange) Validate() error {
+	return firstErr(checkProbability("from", p.From), checkProbability("to", p.To))
 }
 
 // CloseDateChange is the payload of opportunity.close_date_changed.

@@ -3,6 +3,7 @@ package event_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math"
 	"reflect"
@@ -310,8 +311,11 @@ func leaves(t *testing.T, s *schemaSet, typ event.Type, doc schemaNode) []leaf {
 			}
 			switch v := v.(type) {
 			case schemaNode:
-				ref := extraProps[name].(schemaNode)["$ref"].(string)
-				f, n := s.resolve(file, ref)
+				ep, ok := extraProps[name].(schemaNode)
+				if !ok {
+					break // a map (attributes): a leaf
+				}
+				f, n := s.resolve(file, ep["$ref"].(string))
 				walk(path+".", k, f, n, v, nil, nil)
 				continue
 			case []any:
@@ -444,6 +448,10 @@ func TestSchemaValuesMatchValidation(t *testing.T) {
 				for _, p := range numberProbes {
 					probes = append(probes, p)
 				}
+			case schemaNode:
+				for _, p := range mapProbes() {
+					probes = append(probes, p)
+				}
 			default:
 				continue
 			}
@@ -502,6 +510,20 @@ func (s *schemaSet) accepts(file string, n schemaNode, v any) bool {
 		}
 	}
 	switch v := v.(type) {
+	case schemaNode: // a map of strings (attributes)
+		if typ, ok := n["type"].(string); ok && typ != "object" {
+			return false
+		}
+		if m, ok := n["maxProperties"].(float64); ok && len(v) > int(m) {
+			return false
+		}
+		names, _ := n["propertyNames"].(schemaNode)
+		values, _ := n["additionalProperties"].(schemaNode)
+		for k, x := range v {
+			if names != nil && !s.accepts(file, names, k) || values != nil && !s.accepts(file, values, x) {
+				return false
+			}
+		}
 	case string:
 		if m, ok := n["minLength"].(float64); ok && utf8.RuneCountInString(v) < int(m) {
 			return false
@@ -539,7 +561,8 @@ func (s *schemaSet) accepts(file string, n schemaNode, v any) bool {
 func TestSchemaKeywordsKnown(t *testing.T) {
 	known := map[string]bool{}
 	for _, k := range strings.Fields(`$schema $id $defs $ref title description examples type properties required
-		additionalProperties items minItems allOf anyOf if then const enum minLength maxLength pattern format minimum maximum`) {
+		additionalProperties items minItems allOf anyOf if then const enum minLength maxLength pattern format minimum maximum
+		maxProperties propertyNames`) {
 		known[k] = true
 	}
 	// visit walks a schema; the keys of "properties" and "$defs" maps are
@@ -552,6 +575,9 @@ func TestSchemaKeywordsKnown(t *testing.T) {
 				if !names && !known[k] {
 					t.Errorf("%s: keyword %q is not evaluated by the test checker", file, k)
 				}
+				if !names && k == "examples" {
+					continue
+				}
 				visit(file, v, !names && (k == "properties" || k == "$defs"))
 			}
 		case []any:
@@ -562,5 +588,23 @@ func TestSchemaKeywordsKnown(t *testing.T) {
 	}
 	for name, f := range schemas(t) {
 		visit(name, f, false)
+	}
+}
+
+// mapProbes are values for the maps of strings (attributes).
+func mapProbes() []schemaNode {
+	many := schemaNode{}
+	for i := range event.MaxAttributes + 1 {
+		many[fmt.Sprintf("k%d", i)] = "v"
+	}
+	full := schemaNode{}
+	for i := range event.MaxAttributes {
+		full[fmt.Sprintf("k%d", i)] = "v"
+	}
+	return []schemaNode{
+		{}, {"region": "EMEA"}, {"region": ""}, {"Region": "x"}, {"": "x"}, {"1st": "x"}, {"a-b": "x"},
+		{strings.Repeat("a", 40): "x"}, {strings.Repeat("a", 41): "x"},
+		{"region": strings.Repeat("x", event.MaxAttributeValue)}, {"region": strings.Repeat("x", event.MaxAttributeValue+1)},
+		full, many,
 	}
 }

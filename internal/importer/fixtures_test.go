@@ -1,5 +1,7 @@
 package importer
 
+import "strings"
+
 // sfHistory is a Salesforce OpportunityHistory export as the Data Export
 // service (Setup > Data Export, OpportunityHistory.csv) and Data Loader
 // write it: a header of the object's API field names, every value quoted,
@@ -107,4 +109,23 @@ columns:
 stage_dates:
   Demo: Date entered Demo
   Proposal: Date entered Proposal
+`
+
+const attrMapping = `columns:
+  row_id: Id
+  opportunity_id: Deal
+  occurred_at: Changed
+  stage: Stage
+  attributes:
+    region: Region
+    deal_type: Type
+`
+
+// attrHistory: the region moves, an empty type is unknown (unchanged),
+// a value over the limit is refused.
+var attrHistory = `Id,Deal,Changed,Stage,Region,Type
+c1,D-1,2024-01-03,Lead,EMEA,new
+c2,D-1,2024-01-10,Demo,EMEA,
+c3,D-1,2024-01-12,Demo,APAC,new
+c4,D-2,2024-01-12,Demo,` + strings.Repeat("x", 257) + `,new
 `

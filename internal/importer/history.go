@@ -37,6 +37,9 @@ type Columns struct {
 	// (see Deals); CreatedAt stands for OccurredAt there.
 	CreatedAt string `yaml:"created_at"`
 	ClosedAt  string `yaml:"closed_at"`
+	// Attributes maps free breakdown attributes (event.Opportunity.
+	// Attributes) to the columns holding them.
+	Attributes map[string]string `yaml:"attributes"`
 }
 
 // History reads a "one row per change" CSV: each row holds an
@@ -100,6 +103,7 @@ type snapshot struct {
 	probability *float64
 	forecast    string
 	owner, name string
+	attrs       map[string]string // the attributes with a value
 }
 
 // Parse reads a history CSV. The error is for the file as a whole (no
@@ -198,8 +202,12 @@ func (h History) index(header []string, extra ...string) (map[string]int, error)
 		return nil, errors.New("mapping: opportunity_id and occurred_at columns are required")
 	}
 	col := map[string]int{}
-	for _, name := range append([]string{c.RowID, c.OpportunityID, c.OccurredAt, c.Stage, c.Amount, c.CloseDate,
-		c.Probability, c.ForecastCategory, c.Owner, c.Name, c.Deleted, c.ClosedAt}, extra...) {
+	names := append([]string{c.RowID, c.OpportunityID, c.OccurredAt, c.Stage, c.Amount, c.CloseDate,
+		c.Probability, c.ForecastCategory, c.Owner, c.Name, c.Deleted, c.ClosedAt}, extra...)
+	for _, name := range c.Attributes {
+		names = append(names, name)
+	}
+	for _, name := range names {
 		if name == "" {
 			continue
 		}
@@ -247,6 +255,17 @@ func (h History) snapshot(rec []string, col map[string]int) (snapshot, error) {
 		return s, fmt.Errorf("%s: %w", c.OccurredAt, err)
 	}
 	s.stage, s.forecast, s.owner, s.name = cell(c.Stage), cell(c.ForecastCategory), cell(c.Owner), cell(c.Name)
+	for k, name := range c.Attributes {
+		if v := cell(name); v != "" {
+			if n := utf8.RuneCountInString(v); n > event.MaxAttributeValue {
+				return s, fmt.Errorf("%s: %d characters, at most %d", name, n, event.MaxAttributeValue)
+			}
+			if s.attrs == nil {
+				s.attrs = map[string]string{}
+			}
+			s.attrs[k] = v
+		}
+	}
 	if s.currency = cell(c.Currency); s.currency == "" {
 		s.currency = h.Currency
 	}
@@ -277,7 +296,7 @@ func (h History) snapshot(rec []string, col map[string]int) (snapshot, error) {
 	// The envelope's checks (id length, time range, tenant and source
 	// tokens), on the row's fields; an id from the content comes later.
 	ev := event.Event{ID: s.id + "-", Tenant: h.Tenant, Source: h.Source, Type: event.OpportunityCreated,
-		OccurredAt: s.at, OpportunityID: s.opp, Payload: &event.Opportunity{CloseDate: s.closeDate}}
+		OccurredAt: s.at, OpportunityID: s.opp, Payload: &event.Opportunity{CloseDate: s.closeDate, Attributes: s.attrs}}
 	if err := ev.Validate(); err != nil {
 		return s, err
 	}
@@ -327,6 +346,14 @@ func (s *snapshot) inherit(p *snapshot) {
 	if s.owner == "" {
 		s.owner = p.owner
 	}
+	for k, v := range p.attrs {
+		if _, ok := s.attrs[k]; !ok {
+			if s.attrs == nil {
+				s.attrs = map[string]string{}
+			}
+			s.attrs[k] = v
+		}
+	}
 }
 
 func (h History) event(s *snapshot, suffix string, t event.Type, p event.Payload) event.Event {
@@ -336,7 +363,7 @@ func (h History) event(s *snapshot, suffix string, t event.Type, p event.Payload
 
 func (h History) created(s *snapshot) event.Event {
 	p := &event.Opportunity{Name: s.name, Currency: s.currency, CloseDate: s.closeDate, Stage: s.stage,
-		ForecastCategory: s.forecast, OwnerID: s.owner}
+		ForecastCategory: s.forecast, OwnerID: s.owner, Attributes: s.attrs}
 	if s.amount != nil {
 		p.Amount = *s.amount
 	}
@@ -374,7 +401,28 @@ func (h History) changes(p, s *snapshot) []event.Event {
 	if s.owner != "" && s.owner != p.owner {
 		evs = append(evs, h.event(s, ":owner", event.OwnerChanged, &event.OwnerChange{From: p.owner, To: s.owner}))
 	}
-	if !stageMoved && s.probability != nil && *s.probability > 0 && (p.probability == nil || *s.probability != *p.probability) {
+	var attrs map[string]string
+	for k, v := range s.attrs {
+		if p.attrs[k] != v {
+			if attrs == nil {
+				attrs = map[string]string{}
+			}
+			attrs[k] = v
+		}
+	}
+	if attrs != nil {
+		evs = append(evs, h.event(s, ":attributes", event.OpportunityUpdated, &event.Opportunity{Attributes: attrs}))
+	}
+	probMoved := s.probability != nil && (p.probability == nil || *s.probability != *p.probability)
+	switch {
+	case probMoved && *s.probability == 0:
+		// Only a probability change can say 0 (elsewhere it means unchanged).
+		pc := &event.ProbabilityChange{}
+		if p.probability != nil {
+			pc.From = *p.probability
+		}
+		evs = append(evs, h.event(s, ":probability", event.ProbabilityChanged, pc))
+	case probMoved && !stageMoved:
 		evs = append(evs, h.event(s, ":probability", event.OpportunityUpdated, &event.Opportunity{Probability: *s.probability}))
 	}
 	return evs

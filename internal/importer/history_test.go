@@ -62,6 +62,10 @@ func TestHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	attrs, err := ParseMapping([]byte(attrMapping), "acme", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		h    Parser
@@ -84,6 +88,7 @@ func TestHistory(t *testing.T) {
 9: 0065g00000AAAAAAA2 2024-03-05T12:00 opportunity.amount_changed 0085g00000H2AAAAA2:amount {"from":0,"to":5000,"currency":"USD"}
 9: 0065g00000AAAAAAA2 2024-03-05T12:00 opportunity.close_date_changed 0085g00000H2AAAAA2:close_date {"from":"2024-03-31","to":"2024-03-05"}
 9: 0065g00000AAAAAAA2 2024-03-05T12:00 opportunity.forecast_category_changed 0085g00000H2AAAAA2:forecast_category {"from":"Pipeline","to":"Omitted"}
+9: 0065g00000AAAAAAA2 2024-03-05T12:00 opportunity.probability_changed 0085g00000H2AAAAA2:probability {"from":0.1,"to":0}
 `},
 		{"salesforce refused rows", sf, []byte(sfHistoryBad), `
 2: 0065g00000AAAAAAA3 2024-01-10T09:00 opportunity.created 0085g00000H3AAAAA1 {"amount":100,"currency":"USD","close_date":"2024-06-30","stage":"Prospecting","probability":0.1,"forecast_category":"Pipeline"}
@@ -113,6 +118,12 @@ func TestHistory(t *testing.T) {
 5: D-1 2024-02-20T17:30 opportunity.amount_changed row-5256152d833bc5d089614cdf:amount {"from":1000,"to":1200,"currency":"EUR"}
 6: D-2 2024-01-05T09:00 opportunity.created row-ec03e14326d8237098bd2185 {"stage":"Lead","owner_id":"carol"}
 7: refused: Changed: "not a date" is not a time (want 02/01/2006 15:04 or ISO 8601)
+`},
+		{"generic mapping with attributes", attrs, []byte(attrHistory), `
+2: D-1 2024-01-03T00:00 opportunity.created c1 {"stage":"Lead","attributes":{"deal_type":"new","region":"EMEA"}}
+3: D-1 2024-01-10T00:00 opportunity.stage_changed c2:stage {"from":"Lead","to":"Demo"}
+4: D-1 2024-01-12T00:00 opportunity.updated c3:attributes {"attributes":{"region":"APAC"}}
+5: refused: Region: 257 characters, at most 256
 `},
 		{"generic mapping, one row per deal", deals, []byte(dealsExport), `
 2: 101 2024-01-02T00:00 opportunity.created 101:created {"name":"Acme rollout","amount":5000,"currency":"USD","owner_id":"u1"}

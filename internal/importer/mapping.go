@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"github.com/commitflow/commitflow/internal/event"
 	"gopkg.in/yaml.v3"
 )
 
@@ -28,6 +29,8 @@ import (
 //	  deleted: Deleted
 //	  created_at: Created     # deals: required, the creation date
 //	  closed_at: Closed       # deals: when it was won or lost
+//	  attributes:             # free breakdown attributes: key: column
+//	    region: Region        #   (by=attr.region in the API)
 //	stage_dates:              # deals: the date each stage was entered
 //	  Demo: Demo date
 //	probability_percent: true # probabilities written 0..100
@@ -139,6 +142,11 @@ func parseMapping(data []byte, tenant string) (History, Mapping, error) {
 		}
 	default:
 		return History{}, m, fmt.Errorf("mapping: shape %q: want history (one row per change) or deals (one row per deal)", m.Shape)
+	}
+	for k, col := range c.Attributes {
+		if !event.ValidAttributeKey(k) || col == "" {
+			return History{}, m, fmt.Errorf("mapping: columns.attributes: %q: %q: want a key of lower case letters, digits and _ (starting with a letter) and a column", k, col)
+		}
 	}
 	if m.Source == "" {
 		m.Source = "csv"

@@ -22,7 +22,7 @@ type DerivedRow struct {
 
 const derivedColumns = `tenant, opportunity_id, id, type, occurred_at, seq, step, step_index, reason, interaction_id, evidence,
 amount, currency, close_date, stage, probability, status, owner_id, team, segment, lead_source, product,
-value, detail, ladder_version`
+attr_keys, attr_values, value, detail, ladder_version`
 
 // epoch stands for a zero time.Time in DateTime and Date columns.
 var epoch = time.Unix(0, 0).UTC()
@@ -41,11 +41,17 @@ func fromEpoch(t time.Time) time.Time {
 	return t.UTC()
 }
 
-// InsertDerived inserts rows as one batch.
+// InsertDerived inserts rows as one batch; on a replicated cluster it
+// returns once every replica of the shards has them (see replicated), as
+// derivation reads them back to diff against.
 func (s *Store) InsertDerived(ctx context.Context, rows []DerivedRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
+	return s.replicated(ctx, func(ctx context.Context) error { return s.insertDerived(ctx, rows) })
+}
+
+func (s *Store) insertDerived(ctx context.Context, rows []DerivedRow) error {
 	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO derived_events ("+derivedColumns+", version, retracted)")
 	if err != nil {
 		return fmt.Errorf("insert derived events: %w", err)
@@ -68,12 +74,13 @@ func (s *Store) InsertDerived(ctx context.Context, rows []DerivedRow) error {
 		if r.Retracted {
 			retracted = 1
 		}
+		attrKeys, attrValues := attrColumns(r.Attrs)
 		closeDate := orEpoch(r.CloseDate)
 		closeDate = time.Date(closeDate.Year(), closeDate.Month(), closeDate.Day(), 0, 0, 0, 0, time.UTC)
 		if err := batch.Append(r.Tenant, r.OpportunityID, r.ID, string(r.Type), orEpoch(r.OccurredAt), uint32(r.Seq),
 			r.Step, uint8(r.StepIndex), r.Reason, r.InteractionID, evidence,
 			r.Amount, r.Currency, closeDate, r.Stage, r.Probability, r.Status, r.OwnerID, r.Team, r.Segment, r.LeadSource, r.Product,
-			r.Value, r.Detail, r.LadderVersion, r.Version, retracted); err != nil {
+			attrKeys, attrValues, r.Value, r.Detail, r.LadderVersion, r.Version, retracted); err != nil {
 			batch.Abort()
 			return fmt.Errorf("insert derived events: row %d (%s): %w", i, r.ID, err)
 		}
@@ -130,15 +137,18 @@ func eachDerived(rows driver.Rows, fn func(derive.Derived)) error {
 		var (
 			d         derive.Derived
 			typ       string
+			attrKeys  []string
+			attrVals  []string
 			seq       uint32
 			stepIndex uint8
 		)
 		if err := rows.Scan(&d.Tenant, &d.OpportunityID, &d.ID, &typ, &d.OccurredAt, &seq,
 			&d.Step, &stepIndex, &d.Reason, &d.InteractionID, &d.Evidence,
 			&d.Amount, &d.Currency, &d.CloseDate, &d.Stage, &d.Probability, &d.Status, &d.OwnerID, &d.Team, &d.Segment, &d.LeadSource, &d.Product,
-			&d.Value, &d.Detail, &d.LadderVersion); err != nil {
+			&attrKeys, &attrVals, &d.Value, &d.Detail, &d.LadderVersion); err != nil {
 			return err
 		}
+		d.Attrs = attrs(attrKeys, attrVals)
 		d.Type = derive.Kind(typ)
 		d.Seq = int(seq)
 		d.StepIndex = int(stepIndex)
@@ -187,4 +197,25 @@ ORDER BY tenant, opportunity_id`)
 		return nil, fmt.Errorf("open opportunities: %w", err)
 	}
 	return out, nil
+}
+
+// attrColumns splits attributes into the key and value columns.
+func attrColumns(as []derive.Attr) (keys, values []string) {
+	keys, values = make([]string, len(as)), make([]string, len(as))
+	for i, a := range as {
+		keys[i], values[i] = a.Key, a.Value
+	}
+	return keys, values
+}
+
+// attrs joins the key and value columns; nil for none.
+func attrs(keys, values []string) []derive.Attr {
+	if len(keys) == 0 || len(keys) != len(values) {
+		return nil
+	}
+	out := make([]derive.Attr, len(keys))
+	for i := range keys {
+		out[i] = derive.Attr{Key: keys[i], Value: values[i]}
+	}
+	return out
 }

@@ -18,7 +18,8 @@ func TestStateRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	s := openMigrated(t)
 	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
-	snap := derive.Snapshot{Amount: 100, CloseDate: time.Date(2026, 6, 30, 0, 0, 0, 0, time.UTC), Stage: "Qualification", Probability: 0.2, Status: "open", OwnerID: "rep1", Team: "east", Segment: "smb"}
+	snap := derive.Snapshot{Amount: 100, CloseDate: time.Date(2026, 6, 30, 0, 0, 0, 0, time.UTC), Stage: "Qualification", Probability: 0.2, Status: "open", OwnerID: "rep1", Team: "east", Segment: "smb",
+		Currency: "EUR", Attrs: []derive.Attr{{Key: "deal_type", Value: "new"}, {Key: "region", Value: "EMEA"}}}
 	row := func(id string, k derive.Kind, at time.Time, step int, reason string, version uint64) DerivedRow {
 		return DerivedRow{Derived: derive.Derived{Tenant: "acme", OpportunityID: "o1", ID: id, Type: k, OccurredAt: at, StepIndex: step, Reason: reason, Snapshot: snap, LadderVersion: "v1"}, Version: version}
 	}
@@ -52,10 +53,14 @@ func TestStateRoundTrip(t *testing.T) {
 		closeDates                  []time.Time
 		missReasons, heldOutcomes   []string
 		created                     time.Time
+		currencies, missCurrencies  []string
+		attrKeys, attrValues        [][]string
 	)
-	err = s.Conn().QueryRow(ctx, `SELECT reach, gain_steps, fact_times, amounts, close_dates, miss_times, miss_steps, miss_reasons, held_outcomes, created_at
+	err = s.Conn().QueryRow(ctx, `SELECT reach, gain_steps, fact_times, amounts, close_dates, miss_times, miss_steps, miss_reasons, held_outcomes, created_at,
+	currencies, miss_currencies, attr_keys, attr_values
 FROM opportunity_state FINAL WHERE tenant = ? AND opportunity_id = ?`, "acme", "o1").Scan(
-		&reach, &gainSteps, &factTimes, &amounts, &closeDates, &missTimes, &missSteps, &missReasons, &heldOutcomes, &created)
+		&reach, &gainSteps, &factTimes, &amounts, &closeDates, &missTimes, &missSteps, &missReasons, &heldOutcomes, &created,
+		&currencies, &missCurrencies, &attrKeys, &attrValues)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +85,12 @@ FROM opportunity_state FINAL WHERE tenant = ? AND opportunity_id = ?`, "acme", "
 	}
 	if y, m, d := closeDates[0].Date(); y != 2026 || m != 6 || d != 30 {
 		t.Errorf("close date = %v", closeDates[0])
+	}
+	if !reflect.DeepEqual(currencies, []string{"EUR"}) || !reflect.DeepEqual(missCurrencies, []string{"EUR"}) {
+		t.Errorf("currencies %v, miss currencies %v", currencies, missCurrencies)
+	}
+	if !reflect.DeepEqual(attrKeys, [][]string{{"deal_type", "region"}}) || !reflect.DeepEqual(attrValues, [][]string{{"new", "EMEA"}}) {
+		t.Errorf("attributes %v = %v", attrKeys, attrValues)
 	}
 	if !created.UTC().Equal(t0) {
 		t.Errorf("created_at = %v", created)

@@ -260,7 +260,7 @@ func derived(opp, id string, kind derive.Kind) derive.Derived {
 		Evidence: []string{"crm/e1", "gong/c1"},
 		Snapshot: derive.Snapshot{Amount: 12500.5, CloseDate: time.Date(2024, 9, 30, 0, 0, 0, 0, time.UTC),
 			Stage: "Discovery", Probability: 0.2, Status: "open", OwnerID: "u1", Team: "east", Segment: "mid",
-			LeadSource: "web", Product: "core"},
+			LeadSource: "web", Product: "core", Currency: "GBP", Attrs: []derive.Attr{{Key: "region", Value: "EMEA"}}},
 		Value: 3, Detail: `{"k":1}`, LadderVersion: "v1",
 	}
 }
