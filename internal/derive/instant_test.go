@@ -258,6 +258,12 @@ func oracleFacts(evs []event.Event, at time.Time) (f Snapshot, ok bool) {
 			f.Probability = v
 		}
 	}
+	attrs := map[string]string{}
+	setCurrency := func(c string) {
+		if c != "" {
+			f.Currency = strings.ToUpper(c)
+		}
+	}
 	setStage := func(to string) {
 		if to == "" || to == f.Stage {
 			return
@@ -293,6 +299,10 @@ func oracleFacts(evs []event.Event, at time.Time) (f Snapshot, ok bool) {
 			set(&f.Product, p.Product)
 			setProb(p.Probability)
 			setStage(p.Stage)
+			setCurrency(p.Currency)
+			for k, v := range p.Attributes {
+				attrs[k] = v
+			}
 		case *event.StageChange:
 			ok = true
 			setProb(p.Probability)
@@ -300,6 +310,10 @@ func oracleFacts(evs []event.Event, at time.Time) (f Snapshot, ok bool) {
 		case *event.AmountChange:
 			ok = true
 			f.Amount = p.To
+			setCurrency(p.Currency)
+		case *event.ProbabilityChange:
+			ok = true
+			f.Probability = p.To
 		case *event.CloseDateChange:
 			ok = true
 			f.CloseDate = p.To.Time()
@@ -312,12 +326,23 @@ func oracleFacts(evs []event.Event, at time.Time) (f Snapshot, ok bool) {
 			if p.Amount > 0 {
 				f.Amount = p.Amount
 			}
+			setCurrency(p.Currency)
 			f.Status = StatusWon
 		case *event.Lost:
 			ok = true
+			if p.Amount > 0 {
+				f.Amount = p.Amount
+			}
+			setCurrency(p.Currency)
 			f.Status = StatusLost
 		}
 	}
+	for k, v := range attrs {
+		if v != "" {
+			f.Attrs = append(f.Attrs, Attr{Key: k, Value: v})
+		}
+	}
+	slices.SortFunc(f.Attrs, func(a, b Attr) int { return strings.Compare(a.Key, b.Key) })
 	return f, ok
 }
 

@@ -88,9 +88,23 @@ func randomOpp(r *rand.Rand, opp string, n int) []event.Event {
 			}
 			evs = append(evs, mk(i, "salesforce", t, a))
 		case k < 18:
-			evs = append(evs, mk(i, "salesforce", t, &event.AmountChange{To: float64(1000 * (1 + r.IntN(100)))}))
+			ac := &event.AmountChange{To: float64(1000 * (1 + r.IntN(100))), Currency: []string{"", "USD", "EUR"}[r.IntN(3)]}
+			if r.IntN(5) == 0 {
+				ac.To, ac.Cleared = 0, true
+			}
+			evs = append(evs, mk(i, "salesforce", t, ac))
 		case k < 19:
-			evs = append(evs, mk(i, "salesforce", t, &event.ForecastCategoryChange{To: []string{"Pipeline", "Best Case", "Commit"}[r.IntN(3)]}))
+			switch r.IntN(3) {
+			case 0:
+				evs = append(evs, mk(i, "salesforce", t, &event.ForecastCategoryChange{To: []string{"Pipeline", "Best Case", "Commit"}[r.IntN(3)]}))
+			case 1:
+				evs = append(evs, mk(i, "salesforce", t, &event.ProbabilityChange{To: []float64{0, 0.2, 0.5}[r.IntN(3)]}))
+			default:
+				o := &event.Opportunity{Attributes: map[string]string{"region": []string{"", "EMEA", "APAC"}[r.IntN(3)], "type": []string{"new", "renewal"}[r.IntN(2)]}}
+				e := mk(i, "salesforce", t, o)
+				e.Type = event.OpportunityUpdated
+				evs = append(evs, e)
+			}
 		default:
 			evs = append(evs, mk(i, "salesforce", t, &event.Activity{Kind: "task", OwnerSide: event.Buyer, Status: "scheduled",
 				Subject: itemTexts[r.IntN(len(itemTexts))], DueAt: ptr(t.Add(72 * time.Hour))}))
