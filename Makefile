@@ -48,18 +48,16 @@ vet:
 bench: clickhouse
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
 
-## fuzz: every fuzz target for FUZZTIME each (CI runs them for 5s).
+## fuzz: every fuzz target (every func Fuzz* in a _test.go file) for
+## FUZZTIME each (CI runs them for 5s).
 FUZZTIME ?= 30s
-FUZZ_TARGETS := internal/event:FuzzParse internal/event:FuzzValidToken \
-	internal/bus:FuzzCheckSubject internal/ladder:FuzzParse internal/api:FuzzParseFunnel \
-	internal/ingest:FuzzInvalidLabels internal/importer:FuzzNDJSON \
-	internal/importer:FuzzSalesforceHistory internal/importer:FuzzMappedHistory \
-	internal/importer:FuzzMappedDeals internal/importer:FuzzMapping
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; fn=$${t##*:}; \
-		echo "fuzz $$fn in $$pkg for $(FUZZTIME)"; \
-		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) ./$$pkg; \
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' internal cmd | sort); do \
+		pkg=$$(dirname $$f); \
+		for fn in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "fuzz $$fn in $$pkg for $(FUZZTIME)"; \
+			$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) ./$$pkg; \
+		done; \
 	done
 
 ## test-cluster: the cluster suite (issue 19, internal/clustertest) on a
