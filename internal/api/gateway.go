@@ -462,7 +462,7 @@ func (g *gateway) webhook(vendor string, secrets map[string]string,
 			return
 		}
 		res := WebhookResult{Refused: m.Refused, Ignored: m.Ignored}
-		evs := m.Events[:0:0]
+		var evs []event.Event
 		for _, ev := range m.Events {
 			if err := ev.Validate(); err != nil {
 				res.Refused = append(res.Refused, webhook.Refusal{Index: -1, Reason: ev.ID + ": " + err.Error()})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -427,4 +428,41 @@ func TestOpenAPIGatewayResults(t *testing.T) {
 	if !bytes.Contains([]byte(mapAt(doc, "paths", "/v1/webhooks/hubspot", "post")["description"].(string)), []byte("X-HubSpot-Signature-v3")) {
 		t.Error("the HubSpot webhook's description does not name its signature")
 	}
+}
+
+// FuzzEventsBody: any body of POST /v1/events splits into events on
+// increasing lines, or is refused with a 400 naming the body; every line
+// gets a result, and only valid events of the tenant are kept, each once.
+func FuzzEventsBody(f *testing.F) {
+	f.Add([]byte(ev("e1", "acme", "o1") + "\n\n" + ev("e1", "", "o1") + "\n{\"id\":1}\n"))
+	f.Add([]byte("[\n" + ev("a1", "acme", "o1") + ",\n" + ev("a2", "globex", "o1") + "\n]"))
+	f.Add([]byte("[1, {\"type\": \"nope\"}] x"))
+	g := &gateway{}
+	now := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		items, err := splitEvents(body)
+		if err != nil {
+			var ge *gatewayError
+			if !errors.As(err, &ge) || ge.status != http.StatusBadRequest || ge.param != "body" {
+				t.Fatalf("error %v", err)
+			}
+			return
+		}
+		for i := 1; i < len(items); i++ {
+			if items[i].line < items[i-1].line {
+				t.Fatalf("item %d on line %d after line %d", i, items[i].line, items[i-1].line)
+			}
+		}
+		res, evs := g.check("acme", items, now)
+		if len(res.Lines) != len(items) || res.Accepted+res.Duplicated+res.Rejected != len(items) || len(evs) != res.Accepted {
+			t.Fatalf("%d items: %+v, %d events", len(items), res, len(evs))
+		}
+		seen := map[string]bool{}
+		for _, e := range evs {
+			if e.Tenant != "acme" || seen[bus.MsgID(e)] || e.Validate() != nil {
+				t.Fatalf("kept %+v", e)
+			}
+			seen[bus.MsgID(e)] = true
+		}
+	})
 }
