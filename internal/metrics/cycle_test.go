@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,7 +125,16 @@ type rawState struct {
 	created, closedAt time.Time
 	status, owner     string
 	amount            float64
-	reach, gained     []time.Time
+	currency          string
+	// closes are the changes of status to won or lost, in order.
+	closes        []rawClose
+	reach, gained []time.Time
+}
+
+// rawClose is a close of an opportunity: when, and to which status.
+type rawClose struct {
+	at     time.Time
+	status string
 }
 
 // rawFold folds the input events of one opportunity up to asOf in the
@@ -162,6 +172,7 @@ func rawFold(evs []event.Event, asOf time.Time, steps int) rawState {
 			return
 		}
 		s.status, s.closedAt = status, at
+		s.closes = append(s.closes, rawClose{at, status})
 		if status == "won" {
 			gain(rawWonStep, at)
 		}
@@ -186,6 +197,13 @@ func rawFold(evs []event.Event, asOf time.Time, steps int) rawState {
 			s.status = "open"
 		}
 	}
+	// An amount comes with its currency; none given keeps the last.
+	setAmount := func(v float64, cur string) {
+		s.amount = v
+		if cur != "" {
+			s.currency = strings.ToUpper(cur)
+		}
+	}
 	for _, e := range evs {
 		if e.OccurredAt.After(asOf) {
 			break
@@ -195,9 +213,7 @@ func rawFold(evs []event.Event, asOf time.Time, steps int) rawState {
 		}
 		switch p := e.Payload.(type) {
 		case *event.Opportunity:
-			if p.Amount > 0 {
-				s.amount = p.Amount
-			}
+			setAmount(cmp.Or(p.Amount, s.amount), p.Currency)
 			if p.OwnerID != "" {
 				s.owner = p.OwnerID
 			}
@@ -205,12 +221,14 @@ func rawFold(evs []event.Event, asOf time.Time, steps int) rawState {
 		case *event.StageChange:
 			toStage(p.To, e.OccurredAt)
 		case *event.AmountChange:
-			s.amount = p.To
+			setAmount(p.To, p.Currency)
 		case *event.OwnerChange:
 			s.owner = p.To
 		case *event.Won:
+			setAmount(cmp.Or(p.Amount, s.amount), p.Currency)
 			closeAs("won", e.OccurredAt)
 		case *event.Lost:
+			setAmount(cmp.Or(p.Amount, s.amount), p.Currency)
 			closeAs("lost", e.OccurredAt)
 		}
 	}
@@ -242,8 +260,9 @@ func ladderKeys(l *ladder.Ladder) []string {
 
 // rawFunnel is the funnel without window nor breakdown, from the input
 // events.
-func rawFunnel(deals map[string][]event.Event, fq FunnelQuery) []FunnelStep {
+func rawFunnel(deals map[string][]event.Event, fq FunnelQuery, r *oracleRates) []FunnelStep {
 	n := len(fq.Ladder)
+	o := newOracleCur(r)
 	accs := make([]funnelAcc, n)
 	for _, evs := range deals {
 		s := rawFold(evs, fq.AsOf, n)
@@ -255,12 +274,12 @@ func rawFunnel(deals map[string][]event.Event, fq FunnelQuery) []FunnelStep {
 			conv := !rk1.IsZero()
 			dropped := !conv && s.status != "open"
 			skipped := !s.gained[k].Equal(rk)
-			accs[k-1].add(s.amount, conv, dropped, skipped, int64(rk1.Sub(rk)/time.Second))
+			accs[k-1].add(o, s.amount, s.currency, conv, dropped, skipped, int64(rk1.Sub(rk)/time.Second))
 		}
 	}
 	steps := make([]FunnelStep, n-1)
 	for k := 1; k < n; k++ {
-		steps[k-1] = FunnelStep{FromStep: fq.Ladder[k-1], FromIndex: k, ToStep: fq.Ladder[k], ToIndex: k + 1, FunnelCounts: accs[k-1].counts()}
+		steps[k-1] = FunnelStep{FromStep: fq.Ladder[k-1], FromIndex: k, ToStep: fq.Ladder[k], ToIndex: k + 1, FunnelCounts: accs[k-1].counts(o)}
 	}
 	return steps
 }
@@ -286,7 +305,7 @@ func TestFunnelSkippedNotZeroDays(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := rawFunnel(deals, fq)
+			want := rawFunnel(deals, fq, nil)
 			for i := range want {
 				if err := approxEqual(got.Steps[i], want[i]); err != nil {
 					t.Fatalf("as of %s, [%s, %s), step %d: %v", asOf, r[0], r[1], i+1, err)

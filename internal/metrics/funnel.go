@@ -27,6 +27,9 @@ type FunnelQuery struct {
 	// Ladder holds the step keys in order; step K is Ladder[K-1].
 	Ladder        []string
 	LadderVersion string
+	// Currency is the currency to convert the amounts to with the
+	// Querier's rate table; "" means its base currency (see Options.Rates).
+	Currency string
 }
 
 // FunnelResult is the conversion of every step of the ladder.
@@ -57,7 +60,11 @@ type FunnelGroup struct {
 	FunnelCounts
 }
 
-// FunnelCounts are the outcomes of one cohort, in count and amount.
+// FunnelCounts are the outcomes of one cohort, in count and amount. The
+// scalar amounts, and the rates made of them, are the plain sums when the
+// answer's amounts are all in one currency, their conversion when the
+// Querier has a rate table, else nil (Definitions.Currency and Converted
+// say which); AmountsByCurrency always holds the unconverted sums.
 type FunnelCounts struct {
 	Reached   int64 `json:"reached"`
 	Converted int64 `json:"converted"`
@@ -66,20 +73,45 @@ type FunnelCounts struct {
 	// Skipped counts cohort members that reached the step by gaining a
 	// later one: step K itself was not gained at reach_time(K) (never, or
 	// only afterwards).
-	Skipped         int64   `json:"skipped"`
-	ReachedAmount   float64 `json:"reached_amount"`
-	ConvertedAmount float64 `json:"converted_amount"`
-	StillOpenAmount float64 `json:"still_open_amount"`
-	DroppedAmount   float64 `json:"dropped_amount"`
-	SkippedAmount   float64 `json:"skipped_amount"`
+	Skipped         int64    `json:"skipped"`
+	ReachedAmount   *float64 `json:"reached_amount"`
+	ConvertedAmount *float64 `json:"converted_amount"`
+	StillOpenAmount *float64 `json:"still_open_amount"`
+	DroppedAmount   *float64 `json:"dropped_amount"`
+	SkippedAmount   *float64 `json:"skipped_amount"`
 	// ConversionRateDecided is converted / (converted + dropped); null
 	// when nothing is decided yet.
 	ConversionRateDecided *float64 `json:"conversion_rate_decided"`
 	// ConversionRateReached is converted / reached.
-	ConversionRateReached       *float64      `json:"conversion_rate_reached"`
-	AmountConversionRateDecided *float64      `json:"amount_conversion_rate_decided"`
-	AmountConversionRateReached *float64      `json:"amount_conversion_rate_reached"`
-	TimeToConvert               TimeToConvert `json:"time_to_convert"`
+	ConversionRateReached       *float64 `json:"conversion_rate_reached"`
+	AmountConversionRateDecided *float64 `json:"amount_conversion_rate_decided"`
+	AmountConversionRateReached *float64 `json:"amount_conversion_rate_reached"`
+	// AmountsByCurrency holds the amounts per currency code ("" = none
+	// given), unconverted; currencies whose amounts are all 0 are left
+	// out.
+	AmountsByCurrency map[string]FunnelAmounts `json:"amounts_by_currency,omitempty"`
+	TimeToConvert     TimeToConvert            `json:"time_to_convert"`
+}
+
+// FunnelAmounts are the amounts of a cohort in one currency.
+type FunnelAmounts struct {
+	ReachedAmount               float64  `json:"reached_amount"`
+	ConvertedAmount             float64  `json:"converted_amount"`
+	StillOpenAmount             float64  `json:"still_open_amount"`
+	DroppedAmount               float64  `json:"dropped_amount"`
+	SkippedAmount               float64  `json:"skipped_amount"`
+	AmountConversionRateDecided *float64 `json:"amount_conversion_rate_decided"`
+	AmountConversionRateReached *float64 `json:"amount_conversion_rate_reached"`
+}
+
+// funnelAmounts makes the FunnelAmounts of the sums a: reached,
+// converted, dropped, still open, skipped (the order of the query's a0..a4).
+func funnelAmounts(a []float64) FunnelAmounts {
+	return FunnelAmounts{
+		ReachedAmount: a[0], ConvertedAmount: a[1], DroppedAmount: a[2], StillOpenAmount: a[3], SkippedAmount: a[4],
+		AmountConversionRateDecided: ratio(a[1], a[1]+a[2]),
+		AmountConversionRateReached: ratio(a[1], a[0]),
+	}
 }
 
 // TimeToConvert is the distribution of days from K to K+1 over converted
@@ -102,8 +134,19 @@ type TimeToConvert struct {
 func (c *FunnelCounts) setRates() {
 	c.ConversionRateDecided = ratio(float64(c.Converted), float64(c.Converted+c.Dropped))
 	c.ConversionRateReached = ratio(float64(c.Converted), float64(c.Reached))
-	c.AmountConversionRateDecided = ratio(c.ConvertedAmount, c.ConvertedAmount+c.DroppedAmount)
-	c.AmountConversionRateReached = ratio(c.ConvertedAmount, c.ReachedAmount)
+}
+
+// setAmounts fills the scalar amounts and the rates made of them from
+// AmountsByCurrency, as m says.
+func (c *FunnelCounts) setAmounts(m money) {
+	by := c.AmountsByCurrency
+	c.ReachedAmount = sum(m, by, func(a FunnelAmounts) float64 { return a.ReachedAmount })
+	c.ConvertedAmount = sum(m, by, func(a FunnelAmounts) float64 { return a.ConvertedAmount })
+	c.StillOpenAmount = sum(m, by, func(a FunnelAmounts) float64 { return a.StillOpenAmount })
+	c.DroppedAmount = sum(m, by, func(a FunnelAmounts) float64 { return a.DroppedAmount })
+	c.SkippedAmount = sum(m, by, func(a FunnelAmounts) float64 { return a.SkippedAmount })
+	c.AmountConversionRateDecided = ratioPtr(c.ConvertedAmount, plus(c.ConvertedAmount, c.DroppedAmount))
+	c.AmountConversionRateReached = ratioPtr(c.ConvertedAmount, c.ReachedAmount)
 }
 
 var funnelRules = []string{
@@ -123,6 +166,10 @@ var funnelRules = []string{
 // last.
 func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, error) {
 	c, err := validateCommon(fq.Tenant, fq.AsOf, fq.Ladder, fq.LadderVersion, 2)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := q.checkCurrency(fq.Currency)
 	if err != nil {
 		return nil, err
 	}
@@ -174,13 +221,14 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 	// of the query, so groups are keyed by the By value's hash; and the
 	// quantiles are of UInt32 seconds, which cost a fraction of Int64's.
 	cohort := func(from, prewhere, where string) string {
-		return `SELECT K, rk, rk1, skipped, amt, kh,
+		return `SELECT K, rk, rk1, skipped, amt, cur, kh,
 		` + period + ` AS pd,
 		rk1 != 0 AND (@window < 0 OR rk1 - rk <= @window) AS conv,
 		NOT conv AND (closed OR (@window >= 0 AND rk + @window <= @asof)) AS dropped
 	FROM (
 		SELECT arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
 			amounts[fi] AS amt,
+			` + curSQL("currencies", "fi") + ` AS cur,
 			fact_closed[fi] AS closed,
 			` + keyHash + ` AS kh,
 			arrayMap(r -> if(r <= toDateTime(@asof), toUInt32(r), toUInt32(0)), arrayResize(reach, @nladder)) AS rks,
@@ -199,7 +247,7 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 		skp AS skipped
 	WHERE rk >= @from AND rk < @to`
 	}
-	// Each branch returns partial counts per (K, period, key): n0..n4
+	// Each branch returns partial counts per (K, period, key, currency): n0..n4
 	// reached, converted, dropped, still open, skipped, n5 converted but
 	// skipped; a0..a4 their amounts; qs and h0.. the time to convert of
 	// the converted that did not skip K, quantiles and count per bucket.
@@ -211,25 +259,25 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 			for i := range bucketEdges {
 				hs += fmt.Sprintf(", n * (code = %d) AS h%d", i, i)
 			}
-			return `SELECT K, pd, kh,
+			return `SELECT K, pd, kh, cur,
 	n AS n0, n * (c < @nb) AS n1, n * (c = @nb + 1) AS n2, n * (c = @nb) AS n3, n * (code >= @skp) AS n4, n * (code >= @skp AND c < @nb) AS n5,
 	a AS a0, a * (c < @nb) AS a1, a * (c = @nb + 1) AS a2, a * (c = @nb) AS a3, a * (code >= @skp) AS a4,
 	qs` + hs + `
 FROM (
-	SELECT K, pd, kh, toUInt8(` + funnelCodeSQL + `) AS code, code % @skp AS c,
+	SELECT K, pd, kh, cur, toUInt8(` + funnelCodeSQL + `) AS code, code % @skp AS c,
 		count() AS n, sum(amt) AS a,
 		quantilesExactIfState(0.5, 0.75, 0.9)(toUInt32(rk1 - rk), conv AND NOT skipped) AS qs
 	FROM (` + cohort(from, prewhere, where) + `)
-	GROUP BY K, pd, kh, code
+	GROUP BY K, pd, kh, cur, code
 )`
 		}
 		// Many groups: the outcome codes would multiply them.
-		return `SELECT K, pd, kh,
+		return `SELECT K, pd, kh, cur,
 	count() AS n0, sum(conv) AS n1, sum(dropped) AS n2, sum(NOT conv AND NOT dropped) AS n3, sum(skipped) AS n4, sum(conv AND skipped) AS n5,
 	sum(amt) AS a0, sum(amt * conv) AS a1, sum(amt * dropped) AS a2, sum(amt * (NOT conv AND NOT dropped)) AS a3, sum(amt * skipped) AS a4,
 	quantilesExactIfState(0.5, 0.75, 0.9)(toUInt32(rk1 - rk), conv AND NOT skipped) AS qs` + bucketCountsSQL(bucketIndexSQL("(rk1 - rk)", "conv AND NOT skipped")) + `
 FROM (` + cohort(from, prewhere, where) + `)
-GROUP BY K, pd, kh`
+GROUP BY K, pd, kh, cur`
 	}
 	args := func(s *scan) []any {
 		return append(s.args,
@@ -252,10 +300,11 @@ GROUP BY K, pd, kh`
 			}
 		}
 		// The whole step (g = 0) and its groups (g = 1) are merged from the
-		// branches' partial counts per (K, period, key).
+		// branches' partial counts per (K, period, key, currency), over
+		// all currencies but the amounts.
 		query := `SELECT K, g, ` + periodOut + `, grp_kh,
 		toUInt64(sum(n0)), toUInt64(sum(n1)), toUInt64(sum(n2)), toUInt64(sum(n3)), toUInt64(sum(n4)), toUInt64(sum(n5)),
-		sum(a0), sum(a1), sum(a2), sum(a3), sum(a4),
+		` + sumMapSQL("a0", "a1", "a2", "a3", "a4") + `,
 		quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)` + bucketSumsSQL() + `
 	FROM ` + s.fanout(func(where string) string { return branch(s.from, s.view.Prewhere(), where) }) + `
 	ARRAY JOIN ` + groups + ` AS g
@@ -280,12 +329,13 @@ GROUP BY K, pd, kh`
 				per  string
 				kh   uint64
 				n    [6]uint64
-				amt  [5]float64
+				curs []uint32
+				amt  = make([][]float64, 5)
 				qs   []uint32
 				h    [len(bucketEdges)]uint64
 			)
-			dest := []any{&k, &g, &per, &kh, &n[0], &n[1], &n[2], &n[3], &n[4], &n[5],
-				&amt[0], &amt[1], &amt[2], &amt[3], &amt[4], &qs}
+			dest := append([]any{&k, &g, &per, &kh, &n[0], &n[1], &n[2], &n[3], &n[4], &n[5]}, sumMapDest(&curs, amt)...)
+			dest = append(dest, &qs)
 			for i := range h {
 				dest = append(dest, &h[i])
 			}
@@ -294,7 +344,7 @@ GROUP BY K, pd, kh`
 			}
 			fc := FunnelCounts{
 				Reached: int64(n[0]), Converted: int64(n[1]), Dropped: int64(n[2]), StillOpen: int64(n[3]), Skipped: int64(n[4]),
-				ReachedAmount: amt[0], ConvertedAmount: amt[1], DroppedAmount: amt[2], StillOpenAmount: amt[3], SkippedAmount: amt[4],
+				AmountsByCurrency: byCurrency(curs, amt, funnelAmounts),
 			}
 			fc.TimeToConvert = TimeToConvert{N: int64(n[1] - n[5]), Skipped: int64(n[5]), Histogram: newBuckets()}
 			if n[1] > n[5] && len(qs) == 3 {
@@ -336,6 +386,24 @@ GROUP BY K, pd, kh`
 	})
 	if err != nil {
 		return nil, err
+	}
+	present := map[string]bool{}
+	for _, st := range res.Steps {
+		addCurrencies(present, st.AmountsByCurrency)
+		for _, g := range st.Groups {
+			addCurrencies(present, g.AmountsByCurrency)
+		}
+	}
+	m, err := q.money(cur, c.asOf, present, &res.Definitions)
+	if err != nil {
+		return nil, err
+	}
+	for i := range res.Steps {
+		st := &res.Steps[i]
+		st.setAmounts(m)
+		for j := range st.Groups {
+			st.Groups[j].setAmounts(m)
+		}
 	}
 	return res, nil
 }

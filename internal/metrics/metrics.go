@@ -82,6 +82,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/commitflow/commitflow/internal/fx"
 	"github.com/commitflow/commitflow/internal/snapshot"
 )
 
@@ -92,6 +93,7 @@ type Querier struct {
 	pin        *snapshot.Pinner
 	branches   int
 	maxThreads int
+	rates      *fx.Table
 }
 
 // Options tunes a Querier.
@@ -108,6 +110,12 @@ type Options struct {
 	// on a small virtual machine; setting it to the number of vCPUs lets
 	// the branches run in parallel.
 	MaxThreads int
+	// Rates, when set, is the operator's rate table: the answers' scalar
+	// amounts are then converted to the currency asked for (by default
+	// its base) at the rates in force on as_of; without it they are the
+	// plain sums when an answer's amounts are all in one currency, else
+	// null. Amounts per currency are always given as well.
+	Rates *fx.Table
 }
 
 // New returns a Querier reading through conn with default options. The
@@ -128,7 +136,7 @@ func NewWithOptions(conn driver.Conn, opt Options) *Querier {
 	if pin == nil {
 		pin = snapshot.New(conn)
 	}
-	return &Querier{conn: conn, pin: pin, branches: b, maxThreads: opt.MaxThreads}
+	return &Querier{conn: conn, pin: pin, branches: b, maxThreads: opt.MaxThreads, rates: opt.Rates}
 }
 
 // InputError reports a query parameter that is missing or invalid. The API
@@ -157,6 +165,14 @@ type Definitions struct {
 	Interval      string     `json:"interval,omitempty"`
 	LadderVersion string     `json:"ladder_version"`
 	Ladder        []string   `json:"ladder"`
+	// Currency, in answers with amounts, is the currency of the scalar
+	// amounts: the one currency of all the answer's amounts, or the one
+	// they were converted to; "" when they are in several currencies
+	// (the scalars are then null) or the CRM never gave one.
+	Currency *string `json:"currency,omitempty"`
+	// Converted, when the scalar amounts were converted, says to what and
+	// at which rates.
+	Converted *Conversion `json:"converted,omitempty"`
 	// Rules are the definitions in words.
 	Rules []string `json:"rules"`
 }

@@ -63,6 +63,12 @@ func TestAgainstOracle(t *testing.T) {
 			s := openStore(t)
 			gen := synth.Generator{Tenant: tenant, Seed: seed, Ladder: ladder, LadderVersion: "v1",
 				Start: date("2024-01-01T00:00:00Z"), Span: 180 * 24 * time.Hour}
+			// Seed 2 has amounts in several currencies, and its answers
+			// are also checked converted by a rate table.
+			var qfx *Querier
+			if seed == 2 {
+				gen.Currencies = []string{"USD", "EUR", "GBP", ""}
+			}
 			rows := gen.Rows(400)
 			// Another tenant with the same opportunity ids.
 			other := synth.Generator{Tenant: "other", Seed: seed + 100, Ladder: ladder, LadderVersion: "v1",
@@ -74,6 +80,9 @@ func TestAgainstOracle(t *testing.T) {
 			if seed == 3 {
 				// As before snapshots: FINAL, in 3 ranges of ids.
 				q = NewWithOptions(s.Conn(), Options{Branches: 3, Pinner: snapshot.NewFinal(s.Conn())})
+			}
+			if seed == 2 {
+				qfx = fxQuerier(t, q)
 			}
 			ctx := context.Background()
 
@@ -100,8 +109,18 @@ func TestAgainstOracle(t *testing.T) {
 							if err != nil {
 								t.Fatal(err)
 							}
-							if err := approxEqual(got, oracleFunnel(evs, fq)); err != nil {
+							if err := approxEqual(got, oracleFunnel(evs, fq, nil)); err != nil {
 								t.Fatalf("funnel %+v: %v", fq, err)
+							}
+							if qfx != nil {
+								fq.Currency = "GBP"
+								got, err := qfx.Funnel(ctx, fq)
+								if err != nil {
+									t.Fatal(err)
+								}
+								if err := approxEqual(got, oracleFunnel(evs, fq, handRates("GBP", asOf))); err != nil {
+									t.Fatalf("funnel in GBP %+v: %v", fq, err)
+								}
 							}
 						}
 					}
@@ -110,16 +129,39 @@ func TestAgainstOracle(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if err := approxEqual(gotM, oracleMissed(evs, mq)); err != nil {
+					if err := approxEqual(gotM, oracleMissed(evs, mq, nil)); err != nil {
 						t.Fatalf("missed %+v: %v", mq, err)
+					}
+					if qfx != nil {
+						gotM, err := qfx.Missed(ctx, mq)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if err := approxEqual(gotM, oracleMissed(evs, mq, handRates("USD", asOf))); err != nil {
+							t.Fatalf("missed in USD %+v: %v", mq, err)
+						}
 					}
 					vq := MovementQuery{Tenant: tenant, AsOf: asOf, From: r[0], To: r[1], Ladder: ladder, LadderVersion: "v1"}
 					gotV, err := q.Movement(ctx, vq)
 					if err != nil {
 						t.Fatal(err)
 					}
-					if err := approxEqual(gotV, oracleMovement(evs, vq)); err != nil {
+					if err := approxEqual(gotV, oracleMovement(evs, vq, nil)); err != nil {
 						t.Fatalf("movement %+v: %v", vq, err)
+					}
+					if qfx != nil {
+						vq.Currency = "EUR"
+						gotV, err := qfx.Movement(ctx, vq)
+						if err != nil {
+							t.Fatal(err)
+						}
+						on := vq.To
+						if asOf.Before(on) {
+							on = asOf
+						}
+						if err := approxEqual(gotV, oracleMovement(evs, vq, handRates("EUR", on))); err != nil {
+							t.Fatalf("movement in EUR %+v: %v", vq, err)
+						}
 					}
 				}
 				for _, p := range [][2]int{{0, 0}, {1, 7}, {2, 7}, {3, 1000}, {50, 10}} {
@@ -128,8 +170,17 @@ func TestAgainstOracle(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if err := approxEqual(got, oracleStalls(evs, sq)); err != nil {
+					if err := approxEqual(got, oracleStalls(evs, sq, nil)); err != nil {
 						t.Fatalf("stalls %+v: %v", sq, err)
+					}
+					if qfx != nil {
+						got, err := qfx.Stalls(ctx, sq)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if err := approxEqual(got, oracleStalls(evs, sq, handRates("USD", asOf))); err != nil {
+							t.Fatalf("stalls in USD %+v: %v", sq, err)
+						}
 					}
 				}
 			}
@@ -141,7 +192,7 @@ func TestAgainstOracle(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := approxEqual(got, oracleFunnel(evs, fq)); err != nil {
+			if err := approxEqual(got, oracleFunnel(evs, fq, nil)); err != nil {
 				t.Fatalf("funnel short ladder: %v", err)
 			}
 			sq := StallsQuery{Tenant: tenant, AsOf: asOf, Ladder: short}
@@ -149,7 +200,7 @@ func TestAgainstOracle(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := approxEqual(gotS, oracleStalls(evs, sq)); err != nil {
+			if err := approxEqual(gotS, oracleStalls(evs, sq, nil)); err != nil {
 				t.Fatalf("stalls short ladder: %v", err)
 			}
 			vq := MovementQuery{Tenant: tenant, AsOf: asOf, From: ranges[1][0], To: ranges[1][1], Ladder: short}
@@ -157,11 +208,21 @@ func TestAgainstOracle(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := approxEqual(gotV, oracleMovement(evs, vq)); err != nil {
+			if err := approxEqual(gotV, oracleMovement(evs, vq, nil)); err != nil {
 				t.Fatalf("movement short ladder: %v", err)
 			}
 			// The data must exercise what the queries distinguish.
 			checkCoverage(t, q, tenant, asOfs[0], ranges[0], ladder)
+			if seed == 2 {
+				f, err := q.Funnel(ctx, FunnelQuery{Tenant: tenant, AsOf: asOf, From: ranges[0][0], To: ranges[0][1], Ladder: ladder})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if f.Steps[0].ReachedAmount != nil || len(f.Steps[0].AmountsByCurrency) != 4 {
+					t.Errorf("currency coverage: reached amount %v by currency %v: want null and 4 currencies",
+						ptr(f.Steps[0].ReachedAmount), f.Steps[0].AmountsByCurrency)
+				}
+			}
 		})
 	}
 }
@@ -243,7 +304,7 @@ func TestRetractionAndTies(t *testing.T) {
 		t.Fatal(err)
 	}
 	s1 := f.Steps[0]
-	if s1.Reached != 1 || s1.Converted != 1 || s1.ConvertedAmount != 500 || *s1.TimeToConvert.Median != 9 {
+	if s1.Reached != 1 || s1.Converted != 1 || s1.ConvertedAmount == nil || *s1.ConvertedAmount != 500 || *s1.TimeToConvert.Median != 9 {
 		t.Errorf("step 1: %+v", s1.FunnelCounts)
 	}
 	if len(s1.Groups) != 1 || s1.Groups[0].Key != "z" {
@@ -385,7 +446,7 @@ func TestInjectionAndIsolation(t *testing.T) {
 		if err != nil {
 			t.Fatalf("movement %q: %v", tenant, err)
 		}
-		if vr.Total != (MovementCounts{}) {
+		if !vr.Total.isZero() || len(vr.Total.AmountsByCurrency) != 0 {
 			t.Errorf("movement %q leaks: %+v", tenant, vr.Total)
 		}
 	}
@@ -446,6 +507,20 @@ func diff(path string, a, b reflect.Value) error {
 		}
 		for i := 0; i < a.Len(); i++ {
 			if err := diff(fmt.Sprintf("%s[%d]", path, i), a.Index(i), b.Index(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	case reflect.Map:
+		if a.Len() != b.Len() || a.IsNil() != b.IsNil() {
+			return fmt.Errorf("%s: got %v, want %v", path, a.Interface(), b.Interface())
+		}
+		for _, k := range a.MapKeys() {
+			bv := b.MapIndex(k)
+			if !bv.IsValid() {
+				return fmt.Errorf("%s: got key %v, want none: got %v, want %v", path, k, a.Interface(), b.Interface())
+			}
+			if err := diff(fmt.Sprintf("%s[%v]", path, k), a.MapIndex(k), bv); err != nil {
 				return err
 			}
 		}

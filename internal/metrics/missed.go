@@ -18,6 +18,9 @@ type MissedQuery struct {
 	From, To      time.Time
 	Ladder        []string
 	LadderVersion string
+	// Currency is the currency to convert the amounts to with the
+	// Querier's rate table; "" means its base currency.
+	Currency string
 }
 
 // MissedResult is the missed commitments by expected step, reason and owner.
@@ -37,9 +40,12 @@ type MissedRow struct {
 	Key       string `json:"key"`
 	StepIndex int    `json:"step_index,omitempty"`
 	// Missed counts commitment.missed events; MissedAmount sums the
-	// amount of their snapshots.
-	Missed       int64   `json:"missed"`
-	MissedAmount float64 `json:"missed_amount"`
+	// amount of their snapshots, by the rule of FunnelCounts: one
+	// currency, converted, or nil.
+	Missed       int64    `json:"missed"`
+	MissedAmount *float64 `json:"missed_amount"`
+	// AmountsByCurrency holds the amounts per currency, unconverted.
+	AmountsByCurrency map[string]MissedAmounts `json:"amounts_by_currency,omitempty"`
 	// MissedInteractions counts distinct interactions with a miss, leaving
 	// out the reasons that are not about an interaction.
 	MissedInteractions int64 `json:"missed_interactions"`
@@ -48,6 +54,25 @@ type MissedRow struct {
 	// MissRate is MissedInteractions / Interactions; null when there are
 	// no interactions or the row is a reason.
 	MissRate *float64 `json:"miss_rate"`
+}
+
+// MissedAmounts is the amount of the misses in one currency.
+type MissedAmounts struct {
+	MissedAmount float64 `json:"missed_amount"`
+}
+
+func missedAmounts(a []float64) MissedAmounts { return MissedAmounts{MissedAmount: a[0]} }
+
+// addMissed adds the amounts per currency of by to *to.
+func addMissed(to *map[string]MissedAmounts, by map[string]MissedAmounts) {
+	for c, a := range by {
+		if *to == nil {
+			*to = map[string]MissedAmounts{}
+		}
+		t := (*to)[c]
+		t.MissedAmount += a.MissedAmount
+		(*to)[c] = t
+	}
 }
 
 var missedRules = []string{
@@ -61,6 +86,10 @@ var missedRules = []string{
 // Missed computes the missed commitments and miss rates in [From, To).
 func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, error) {
 	c, err := validateCommon(mq.Tenant, mq.AsOf, mq.Ladder, mq.LadderVersion, 1)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := q.checkCurrency(mq.Currency)
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +111,21 @@ func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, er
 	sort.Slice(res.ByStep, func(a, b int) bool { return res.ByStep[a].StepIndex < res.ByStep[b].StepIndex })
 	sort.Slice(res.ByReason, func(a, b int) bool { return res.ByReason[a].Key < res.ByReason[b].Key })
 	sort.Slice(res.ByOwner, func(a, b int) bool { return res.ByOwner[a].Key < res.ByOwner[b].Key })
+	present := map[string]bool{}
+	addCurrencies(present, res.Total.AmountsByCurrency)
+	m, err := q.money(cur, c.asOf, present, &res.Definitions)
+	if err != nil {
+		return nil, err
+	}
+	amount := func(r *MissedRow) {
+		r.MissedAmount = sum(m, r.AmountsByCurrency, func(a MissedAmounts) float64 { return a.MissedAmount })
+	}
+	amount(&res.Total)
+	for _, rows := range [][]MissedRow{res.ByStep, res.ByReason, res.ByOwner} {
+		for i := range rows {
+			amount(&rows[i])
+		}
+	}
 	return res, nil
 }
 
@@ -109,26 +153,28 @@ func (q *Querier) missed(s *scan, res *MissedResult, c common, from, to time.Tim
 		` + s.view.Prewhere() + `
 		WHERE ` + where + ` AND ` + inRange
 	}
-	query := `SELECT dim, k, toUInt64(sum(n)), sum(amt), toUInt64(sum(u)), toUInt64(sum(u0)), toUInt64(sum(held))
+	// The misses are also grouped by currency (cur, see curSQL), their
+	// amounts summed per currency over the branches.
+	query := `SELECT dim, k, toUInt64(sum(n)), ` + sumMapSQL("amt") + `, toUInt64(sum(u)), toUInt64(sum(u0)), toUInt64(sum(held))
 FROM ` + s.fanout(func(where string) string {
-		return `SELECT 'step' AS dim, toString(step_index) AS k, count() AS n, sum(a) AS amt,
+		return `SELECT 'step' AS dim, toString(step_index) AS k, reinterpretAsUInt32(mc) AS cur, count() AS n, sum(a) AS amt,
 			sum(p1 < @from) AS u, sum(p0 < @from) AS u0, toUInt64(0) AS held
-		` + pass(where, "miss_times AS t, miss_steps AS step_index, miss_amounts AS a, miss_prev AS p0, miss_prev_step AS p1") + `
-		GROUP BY step_index
+		` + pass(where, "miss_times AS t, miss_steps AS step_index, miss_amounts AS a, miss_currencies AS mc, miss_prev AS p0, miss_prev_step AS p1") + `
+		GROUP BY step_index, cur
 	UNION ALL
-		SELECT 'reason', reason, count(), sum(a), sum(p2 < @from), toUInt64(0), toUInt64(0)
-		` + pass(where, "miss_times AS t, miss_reasons AS reason, miss_amounts AS a, miss_prev_reason AS p2") + `
-		GROUP BY reason
+		SELECT 'reason', reason, reinterpretAsUInt32(mc) AS cur, count(), sum(a), sum(p2 < @from), toUInt64(0), toUInt64(0)
+		` + pass(where, "miss_times AS t, miss_reasons AS reason, miss_amounts AS a, miss_currencies AS mc, miss_prev_reason AS p2") + `
+		GROUP BY reason, cur
 	UNION ALL
-		SELECT 'owner', owner_id, count(), sum(a), sum(p3 < @from), toUInt64(0), toUInt64(0)
-		` + pass(where, "miss_times AS t, miss_owners AS owner_id, miss_amounts AS a, miss_prev_owner AS p3") + `
-		GROUP BY owner_id
+		SELECT 'owner', owner_id, reinterpretAsUInt32(mc) AS cur, count(), sum(a), sum(p3 < @from), toUInt64(0), toUInt64(0)
+		` + pass(where, "miss_times AS t, miss_owners AS owner_id, miss_amounts AS a, miss_currencies AS mc, miss_prev_owner AS p3") + `
+		GROUP BY owner_id, cur
 	UNION ALL
-		SELECT 'step', toString(step_index), toUInt64(0), toFloat64(0), toUInt64(0), toUInt64(0), count()
+		SELECT 'step', toString(step_index), toUInt32(0), toUInt64(0), toFloat64(0), toUInt64(0), toUInt64(0), count()
 		` + pass(where, "held_times AS t, held_steps AS step_index") + `
 		GROUP BY step_index
 	UNION ALL
-		SELECT 'owner', owner_id, toUInt64(0), toFloat64(0), toUInt64(0), toUInt64(0), count()
+		SELECT 'owner', owner_id, toUInt32(0), toUInt64(0), toFloat64(0), toUInt64(0), toUInt64(0), count()
 		` + pass(where, "held_times AS t, held_owners AS owner_id") + `
 		GROUP BY owner_id`
 	}) + `
@@ -147,12 +193,15 @@ ORDER BY dim, k`
 		var (
 			dim, k                   string
 			missed, mi, firsts, ints uint64
-			amt                      float64
+			curs                     []uint32
+			amt                      = make([][]float64, 1)
 		)
-		if err := rows.Scan(&dim, &k, &missed, &amt, &mi, &firsts, &ints); err != nil {
+		dest := append([]any{&dim, &k, &missed}, sumMapDest(&curs, amt)...)
+		if err := rows.Scan(append(dest, &mi, &firsts, &ints)...); err != nil {
 			return fmt.Errorf("missed scan: %w", err)
 		}
-		r := MissedRow{Key: k, Missed: int64(missed), MissedAmount: amt, MissedInteractions: int64(mi), Interactions: int64(ints)}
+		r := MissedRow{Key: k, Missed: int64(missed), AmountsByCurrency: byCurrency(curs, amt, missedAmounts),
+			MissedInteractions: int64(mi), Interactions: int64(ints)}
 		switch dim {
 		case "step":
 			i, err := strconv.Atoi(k)
@@ -163,7 +212,7 @@ ORDER BY dim, k`
 			r.MissRate = ratio(float64(r.MissedInteractions), float64(r.Interactions))
 			res.ByStep = append(res.ByStep, r)
 			res.Total.Missed += r.Missed
-			res.Total.MissedAmount += r.MissedAmount
+			addMissed(&res.Total.AmountsByCurrency, r.AmountsByCurrency)
 			res.Total.MissedInteractions += int64(firsts)
 			res.Total.Interactions += r.Interactions
 		case "reason":

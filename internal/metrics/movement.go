@@ -17,6 +17,9 @@ type MovementQuery struct {
 	From, To      time.Time
 	Ladder        []string
 	LadderVersion string
+	// Currency is the currency to convert the amounts to with the
+	// Querier's rate table; "" means its base currency.
+	Currency string
 }
 
 // MovementResult is the pipeline movement in total and by step.
@@ -37,46 +40,94 @@ type MovementStep struct {
 }
 
 // MovementCounts counts opportunities per kind of movement, and sums their
-// amount as of To. One opportunity may count in several kinds.
+// amount as of To. One opportunity may count in several kinds. The scalar
+// amounts follow the rule of FunnelCounts: one currency, converted, or nil.
 type MovementCounts struct {
-	New             int64   `json:"new"`
+	New             int64    `json:"new"`
+	NewAmount       *float64 `json:"new_amount"`
+	Advanced        int64    `json:"advanced"`
+	AdvancedAmount  *float64 `json:"advanced_amount"`
+	Regressed       int64    `json:"regressed"`
+	RegressedAmount *float64 `json:"regressed_amount"`
+	Stalled         int64    `json:"stalled"`
+	StalledAmount   *float64 `json:"stalled_amount"`
+	PulledIn        int64    `json:"pulled_in"`
+	PulledInAmount  *float64 `json:"pulled_in_amount"`
+	PushedOut       int64    `json:"pushed_out"`
+	PushedOutAmount *float64 `json:"pushed_out_amount"`
+	Won             int64    `json:"won"`
+	WonAmount       *float64 `json:"won_amount"`
+	Lost            int64    `json:"lost"`
+	LostAmount      *float64 `json:"lost_amount"`
+	// AmountsByCurrency holds the amounts per currency, unconverted.
+	AmountsByCurrency map[string]MovementAmounts `json:"amounts_by_currency,omitempty"`
+}
+
+// MovementAmounts are the amounts of each kind of movement in one
+// currency.
+type MovementAmounts struct {
 	NewAmount       float64 `json:"new_amount"`
-	Advanced        int64   `json:"advanced"`
 	AdvancedAmount  float64 `json:"advanced_amount"`
-	Regressed       int64   `json:"regressed"`
 	RegressedAmount float64 `json:"regressed_amount"`
-	Stalled         int64   `json:"stalled"`
 	StalledAmount   float64 `json:"stalled_amount"`
-	PulledIn        int64   `json:"pulled_in"`
 	PulledInAmount  float64 `json:"pulled_in_amount"`
-	PushedOut       int64   `json:"pushed_out"`
 	PushedOutAmount float64 `json:"pushed_out_amount"`
-	Won             int64   `json:"won"`
 	WonAmount       float64 `json:"won_amount"`
-	Lost            int64   `json:"lost"`
 	LostAmount      float64 `json:"lost_amount"`
 }
 
-func (m *MovementCounts) add(o MovementCounts) {
-	m.New += o.New
-	m.NewAmount += o.NewAmount
-	m.Advanced += o.Advanced
-	m.AdvancedAmount += o.AdvancedAmount
-	m.Regressed += o.Regressed
-	m.RegressedAmount += o.RegressedAmount
-	m.Stalled += o.Stalled
-	m.StalledAmount += o.StalledAmount
-	m.PulledIn += o.PulledIn
-	m.PulledInAmount += o.PulledInAmount
-	m.PushedOut += o.PushedOut
-	m.PushedOutAmount += o.PushedOutAmount
-	m.Won += o.Won
-	m.WonAmount += o.WonAmount
-	m.Lost += o.Lost
-	m.LostAmount += o.LostAmount
+// movementAmounts makes the MovementAmounts of the sums a, in the order
+// of the query's a0..a7.
+func movementAmounts(a []float64) MovementAmounts {
+	return MovementAmounts{NewAmount: a[0], AdvancedAmount: a[1], RegressedAmount: a[2], StalledAmount: a[3],
+		PulledInAmount: a[4], PushedOutAmount: a[5], WonAmount: a[6], LostAmount: a[7]}
 }
 
-func (m MovementCounts) isZero() bool { return m == MovementCounts{} }
+// add adds the counts and the amounts per currency of o.
+func (m *MovementCounts) add(o MovementCounts) {
+	m.New += o.New
+	m.Advanced += o.Advanced
+	m.Regressed += o.Regressed
+	m.Stalled += o.Stalled
+	m.PulledIn += o.PulledIn
+	m.PushedOut += o.PushedOut
+	m.Won += o.Won
+	m.Lost += o.Lost
+	for c, a := range o.AmountsByCurrency {
+		if m.AmountsByCurrency == nil {
+			m.AmountsByCurrency = map[string]MovementAmounts{}
+		}
+		t := m.AmountsByCurrency[c]
+		t.NewAmount += a.NewAmount
+		t.AdvancedAmount += a.AdvancedAmount
+		t.RegressedAmount += a.RegressedAmount
+		t.StalledAmount += a.StalledAmount
+		t.PulledInAmount += a.PulledInAmount
+		t.PushedOutAmount += a.PushedOutAmount
+		t.WonAmount += a.WonAmount
+		t.LostAmount += a.LostAmount
+		m.AmountsByCurrency[c] = t
+	}
+}
+
+// setAmounts fills the scalar amounts from AmountsByCurrency, as mo says.
+func (m *MovementCounts) setAmounts(mo money) {
+	by := m.AmountsByCurrency
+	m.NewAmount = sum(mo, by, func(a MovementAmounts) float64 { return a.NewAmount })
+	m.AdvancedAmount = sum(mo, by, func(a MovementAmounts) float64 { return a.AdvancedAmount })
+	m.RegressedAmount = sum(mo, by, func(a MovementAmounts) float64 { return a.RegressedAmount })
+	m.StalledAmount = sum(mo, by, func(a MovementAmounts) float64 { return a.StalledAmount })
+	m.PulledInAmount = sum(mo, by, func(a MovementAmounts) float64 { return a.PulledInAmount })
+	m.PushedOutAmount = sum(mo, by, func(a MovementAmounts) float64 { return a.PushedOutAmount })
+	m.WonAmount = sum(mo, by, func(a MovementAmounts) float64 { return a.WonAmount })
+	m.LostAmount = sum(mo, by, func(a MovementAmounts) float64 { return a.LostAmount })
+}
+
+// isZero reports whether m counts nothing (its amounts are then none).
+func (m MovementCounts) isZero() bool {
+	return m.New == 0 && m.Advanced == 0 && m.Regressed == 0 && m.Stalled == 0 &&
+		m.PulledIn == 0 && m.PushedOut == 0 && m.Won == 0 && m.Lost == 0
+}
 
 var movementRules = []string{
 	"state at a date D = derived events with occurred_at <= D (and <= as_of); facts = the facts after every input event up to D, in the fold's order",
@@ -86,12 +137,16 @@ var movementRules = []string{
 	"open at D = has an event at or before D and no deal.closed at or before D",
 	"pulled_in / pushed_out = open at from and at to, both close dates known, close date at to earlier / later than at from",
 	"won / lost = a deal.closed in [from, to) with that status",
-	"amounts are the opportunity's amount as of to; by step = highest step at to",
+	"amounts are the opportunity's amount as of to (or as_of when earlier); by step = highest step at to",
 }
 
 // Movement computes how the pipeline moved between From and To.
 func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResult, error) {
 	c, err := validateCommon(mq.Tenant, mq.AsOf, mq.Ladder, mq.LadderVersion, 1)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := q.checkCurrency(mq.Currency)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +181,8 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 			first_at <= toDateTime(@flimit) AND fact_closed[ffi] = 0 AND fact_closed[fi] = 0 AS both_open,
 			toUInt16(close_dates[ffi]) AS cd_from,
 			toUInt16(close_dates[fi]) AS cd_to,
-			amounts[fi] AS amt
+			amounts[fi] AS amt,
+			` + curSQL("currencies", "fi") + ` AS cur
 		FROM ` + from + `
 		` + prewhere + `
 		WHERE ` + where + `
@@ -137,10 +193,11 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 	found := map[int]MovementCounts{}
 	err = q.read(ctx, c.tenant, func(s *scan) error {
 		query := `SELECT toUInt8(top_to),
-		toUInt64(sum(n0)), sum(a0), toUInt64(sum(n1)), sum(a1), toUInt64(sum(n2)), sum(a2), toUInt64(sum(n3)), sum(a3),
-		toUInt64(sum(n4)), sum(a4), toUInt64(sum(n5)), sum(a5), toUInt64(sum(n6)), sum(a6), toUInt64(sum(n7)), sum(a7)
+		toUInt64(sum(n0)), toUInt64(sum(n1)), toUInt64(sum(n2)), toUInt64(sum(n3)),
+		toUInt64(sum(n4)), toUInt64(sum(n5)), toUInt64(sum(n6)), toUInt64(sum(n7)),
+		` + sumMapSQL("a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7") + `
 	FROM ` + s.fanout(func(where string) string {
-			return `SELECT top_to,
+			return `SELECT top_to, cur,
 			countIf(is_new) AS n0, sumIf(amt, is_new) AS a0,
 			countIf(top_to > top_from) AS n1, sumIf(amt, top_to > top_from) AS a1,
 			countIf(reg) AS n2, sumIf(amt, reg) AS a2,
@@ -150,7 +207,7 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 			countIf(won) AS n6, sumIf(amt, won) AS a6,
 			countIf(lost) AS n7, sumIf(amt, lost) AS a7
 		FROM (` + perOpp(s.from, s.view.Prewhere(), where) + `)
-		GROUP BY top_to`
+		GROUP BY top_to, cur`
 		}) + `
 	GROUP BY top_to
 	ORDER BY top_to`
@@ -167,26 +224,23 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 		clear(found)
 		for rows.Next() {
 			var (
-				top uint8
-				n   [8]uint64
-				a   [8]float64
+				top  uint8
+				n    [8]uint64
+				curs []uint32
+				a    = make([][]float64, 8)
 			)
 			dest := []any{&top}
 			for i := range n {
-				dest = append(dest, &n[i], &a[i])
+				dest = append(dest, &n[i])
 			}
+			dest = append(dest, sumMapDest(&curs, a)...)
 			if err := rows.Scan(dest...); err != nil {
 				return fmt.Errorf("movement scan: %w", err)
 			}
 			m := MovementCounts{
-				New: int64(n[0]), NewAmount: a[0],
-				Advanced: int64(n[1]), AdvancedAmount: a[1],
-				Regressed: int64(n[2]), RegressedAmount: a[2],
-				Stalled: int64(n[3]), StalledAmount: a[3],
-				PulledIn: int64(n[4]), PulledInAmount: a[4],
-				PushedOut: int64(n[5]), PushedOutAmount: a[5],
-				Won: int64(n[6]), WonAmount: a[6],
-				Lost: int64(n[7]), LostAmount: a[7],
+				New: int64(n[0]), Advanced: int64(n[1]), Regressed: int64(n[2]), Stalled: int64(n[3]),
+				PulledIn: int64(n[4]), PushedOut: int64(n[5]), Won: int64(n[6]), Lost: int64(n[7]),
+				AmountsByCurrency: byCurrency(curs, a, movementAmounts),
 			}
 			if !m.isZero() {
 				found[int(top)] = m
@@ -208,6 +262,17 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 		s := MovementStep{StepIndex: i, Step: stepName(c.ladder, i), MovementCounts: found[i]}
 		res.Total.add(s.MovementCounts)
 		res.ByStep = append(res.ByStep, s)
+	}
+	// The amounts are as of min(to, as_of): so are the rates.
+	present := map[string]bool{}
+	addCurrencies(present, res.Total.AmountsByCurrency)
+	m, err := q.money(cur, time.Unix(int64(limit), 0), present, &res.Definitions)
+	if err != nil {
+		return nil, err
+	}
+	res.Total.setAmounts(m)
+	for i := range res.ByStep {
+		res.ByStep[i].setAmounts(m)
 	}
 	return res, nil
 }

@@ -4,6 +4,7 @@ package metrics
 // current derived events, independent of the SQL.
 
 import (
+	"slices"
 	"sort"
 	"time"
 
@@ -113,19 +114,105 @@ func quantile(sorted []float64, q float64) *float64 {
 	return &v
 }
 
+// oracleRates is a rate table as the oracles see it, written by hand in
+// a test: the value of one unit of each currency in To on the date On.
+type oracleRates struct {
+	rates    map[string]float64
+	to, base string
+	on       time.Time
+}
+
+// oracleCur shows the amounts of one answer: every amount counted is
+// converted as it is added (unconverted without rates), and the
+// currencies of the answer's non-zero amounts are noted; a scalar is null
+// when they are several and nothing converts them.
+type oracleCur struct {
+	r    *oracleRates
+	seen map[string]bool
+}
+
+func newOracleCur(r *oracleRates) *oracleCur { return &oracleCur{r: r, seen: map[string]bool{}} }
+
+// add notes an amount counted and returns it as the scalars sum it.
+func (o *oracleCur) add(amount float64, cur string) float64 {
+	if amount != 0 {
+		o.seen[cur] = true
+	}
+	if o.r == nil {
+		return amount
+	}
+	return amount * o.r.rates[cur]
+}
+
+// scalar is a scalar amount summed from add's values, once every amount
+// of the answer is added.
+func (o *oracleCur) scalar(x float64) *float64 {
+	if o.r == nil && len(o.seen) > 1 {
+		return nil
+	}
+	return &x
+}
+
+// defs records the answer's currency in d.
+func (o *oracleCur) defs(d *Definitions) {
+	if o.r == nil {
+		cur := ""
+		for c := range o.seen {
+			if len(o.seen) == 1 {
+				cur = c
+			}
+		}
+		d.Currency = &cur
+		d.Rules = append(slices.Clip(d.Rules), currencyRule)
+		return
+	}
+	rates := map[string]float64{}
+	for c := range o.seen {
+		rates[c] = o.r.rates[c]
+	}
+	to := o.r.to
+	d.Currency = &to
+	d.Converted = &Conversion{To: to, RatesOn: o.r.on.Format(time.DateOnly), Rates: rates}
+	d.Rules = append(slices.Clip(d.Rules), convertedRule(to, o.r.on, o.r.base))
+}
+
+// nonZero returns m without its zero values, nil when none is left.
+func nonZero[T comparable](m map[string]T) map[string]T {
+	var out map[string]T
+	for k, v := range m {
+		var zero T
+		if v != zero {
+			if out == nil {
+				out = map[string]T{}
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
 type funnelAcc struct {
 	c           FunnelCounts
+	amt         [5]float64 // reached, converted, still open, dropped, skipped, as the scalars sum them
+	by          map[string]FunnelAmounts
 	secs        []int64 // time to convert of the converted that did not skip
 	skippedConv int64
 }
 
-func (a *funnelAcc) add(amount float64, conv, dropped, skipped bool, secs int64) {
+func (a *funnelAcc) add(o *oracleCur, amount float64, cur string, conv, dropped, skipped bool, secs int64) {
+	x := o.add(amount, cur)
+	if a.by == nil {
+		a.by = map[string]FunnelAmounts{}
+	}
+	f := a.by[cur]
 	a.c.Reached++
-	a.c.ReachedAmount += amount
+	a.amt[0] += x
+	f.ReachedAmount += amount
 	switch {
 	case conv:
 		a.c.Converted++
-		a.c.ConvertedAmount += amount
+		a.amt[1] += x
+		f.ConvertedAmount += amount
 		if skipped {
 			a.skippedConv++
 		} else {
@@ -133,19 +220,37 @@ func (a *funnelAcc) add(amount float64, conv, dropped, skipped bool, secs int64)
 		}
 	case dropped:
 		a.c.Dropped++
-		a.c.DroppedAmount += amount
+		a.amt[3] += x
+		f.DroppedAmount += amount
 	default:
 		a.c.StillOpen++
-		a.c.StillOpenAmount += amount
+		a.amt[2] += x
+		f.StillOpenAmount += amount
 	}
 	if skipped {
 		a.c.Skipped++
-		a.c.SkippedAmount += amount
+		a.amt[4] += x
+		f.SkippedAmount += amount
 	}
+	a.by[cur] = f
 }
 
-func (a *funnelAcc) counts() FunnelCounts {
+// counts are the counts of the cohort, once every amount of the answer is
+// added to o.
+func (a *funnelAcc) counts(o *oracleCur) FunnelCounts {
 	c := a.c
+	c.ReachedAmount, c.ConvertedAmount, c.StillOpenAmount = o.scalar(a.amt[0]), o.scalar(a.amt[1]), o.scalar(a.amt[2])
+	c.DroppedAmount, c.SkippedAmount = o.scalar(a.amt[3]), o.scalar(a.amt[4])
+	if c.ReachedAmount != nil {
+		c.AmountConversionRateDecided = ratio(a.amt[1], a.amt[1]+a.amt[3])
+		c.AmountConversionRateReached = ratio(a.amt[1], a.amt[0])
+	}
+	c.AmountsByCurrency = nonZero(a.by)
+	for cur, f := range c.AmountsByCurrency {
+		f.AmountConversionRateDecided = ratio(f.ConvertedAmount, f.ConvertedAmount+f.DroppedAmount)
+		f.AmountConversionRateReached = ratio(f.ConvertedAmount, f.ReachedAmount)
+		c.AmountsByCurrency[cur] = f
+	}
 	days := make([]float64, len(a.secs))
 	for i, s := range a.secs {
 		days[i] = float64(s) / 86400
@@ -197,7 +302,8 @@ func byValue(s derive.Snapshot, by string) string {
 	return ""
 }
 
-func oracleFunnel(evs []derive.Derived, fq FunnelQuery) *FunnelResult {
+func oracleFunnel(evs []derive.Derived, fq FunnelQuery, r *oracleRates) *FunnelResult {
+	o := newOracleCur(r)
 	asOf := fq.AsOf.UTC()
 	res := &FunnelResult{Definitions: Definitions{
 		Tenant: fq.Tenant, AsOf: asOf, From: timePtr(fq.From.UTC()), To: timePtr(fq.To.UTC()),
@@ -210,9 +316,15 @@ func oracleFunnel(evs []derive.Derived, fq FunnelQuery) *FunnelResult {
 	}
 	opps := oppEvents(evs, fq.Tenant, asOf)
 	type gkey struct{ period, key string }
+	type stepAcc struct {
+		all    *funnelAcc
+		groups map[gkey]*funnelAcc
+	}
+	var accs []stepAcc
 	for k := 1; k < len(fq.Ladder); k++ {
 		all := &funnelAcc{}
 		groups := map[gkey]*funnelAcc{}
+		accs = append(accs, stepAcc{all, groups})
 		for _, oe := range opps {
 			rk, ok := reachTime(oe, k)
 			if !ok || rk.Before(fq.From) || !rk.Before(fq.To) {
@@ -231,18 +343,21 @@ func oracleFunnel(evs []derive.Derived, fq FunnelQuery) *FunnelResult {
 					skipped = false
 				}
 			}
-			all.add(facts.Amount, conv, dropped, skipped, secs)
+			all.add(o, facts.Amount, facts.Currency, conv, dropped, skipped, secs)
 			if fq.By != "" || fq.Interval != "" {
 				gk := gkey{periodStart(rk, fq.Interval), byValue(facts, fq.By)}
 				if groups[gk] == nil {
 					groups[gk] = &funnelAcc{}
 				}
-				groups[gk].add(facts.Amount, conv, dropped, skipped, secs)
+				groups[gk].add(o, facts.Amount, facts.Currency, conv, dropped, skipped, secs)
 			}
 		}
-		st := FunnelStep{FromStep: fq.Ladder[k-1], FromIndex: k, ToStep: fq.Ladder[k], ToIndex: k + 1, FunnelCounts: all.counts()}
-		for gk, a := range groups {
-			st.Groups = append(st.Groups, FunnelGroup{Period: gk.period, Key: gk.key, FunnelCounts: a.counts()})
+	}
+	for k := 1; k < len(fq.Ladder); k++ {
+		acc := accs[k-1]
+		st := FunnelStep{FromStep: fq.Ladder[k-1], FromIndex: k, ToStep: fq.Ladder[k], ToIndex: k + 1, FunnelCounts: acc.all.counts(o)}
+		for gk, a := range acc.groups {
+			st.Groups = append(st.Groups, FunnelGroup{Period: gk.period, Key: gk.key, FunnelCounts: a.counts(o)})
 		}
 		sort.Slice(st.Groups, func(a, b int) bool {
 			if st.Groups[a].Period != st.Groups[b].Period {
@@ -252,10 +367,12 @@ func oracleFunnel(evs []derive.Derived, fq FunnelQuery) *FunnelResult {
 		})
 		res.Steps = append(res.Steps, st)
 	}
+	o.defs(&res.Definitions)
 	return res
 }
 
-func oracleStalls(evs []derive.Derived, sq StallsQuery) *StallsResult {
+func oracleStalls(evs []derive.Derived, sq StallsQuery, r *oracleRates) *StallsResult {
+	o := newOracleCur(r)
 	asOf := sq.AsOf.UTC()
 	page, size := sq.Page, sq.PageSize
 	if page == 0 {
@@ -269,6 +386,14 @@ func oracleStalls(evs []derive.Derived, sq StallsQuery) *StallsResult {
 		Ladder: append([]string{}, sq.Ladder...), Rules: stallsRules,
 	}, Page: page, PageSize: size, Deals: []StalledDeal{}}
 	steps := map[int]*StallStep{}
+	// amt holds each step's open and stalled amounts as the scalars sum
+	// them, by holds them per currency; total the same over all steps.
+	type amounts struct {
+		amt [2]float64
+		by  map[string]StallAmounts
+	}
+	amt := map[int]*amounts{}
+	total := &amounts{by: map[string]StallAmounts{}}
 	var deals []StalledDeal
 	for id, oe := range oppEvents(evs, sq.Tenant, asOf) {
 		top := 0
@@ -317,17 +442,31 @@ func oracleStalls(evs []derive.Derived, sq StallsQuery) *StallsResult {
 			s = &StallStep{StepIndex: top, DaysSinceCommitment: newBuckets()}
 			steps[top] = s
 		}
+		a := amt[top]
+		if a == nil {
+			a = &amounts{by: map[string]StallAmounts{}}
+			amt[top] = a
+		}
+		x := o.add(facts.Amount, facts.Currency)
 		s.Open++
-		s.OpenAmount += facts.Amount
+		for _, a := range []*amounts{a, total} {
+			a.amt[0] += x
+			b := a.by[facts.Currency]
+			b.OpenAmount += facts.Amount
+			if !since.IsZero() {
+				a.amt[1] += x
+				b.StalledAmount += facts.Amount
+			}
+			a.by[facts.Currency] = b
+		}
 		h := oracleHistogram([]int64{days * 86400})
 		for i := range h {
 			s.DaysSinceCommitment[i].Count += h[i].Count
 		}
 		if !since.IsZero() {
 			s.Stalled++
-			s.StalledAmount += facts.Amount
 			deals = append(deals, StalledDeal{
-				OpportunityID: id, OwnerID: facts.OwnerID, Team: facts.Team, Amount: facts.Amount,
+				OpportunityID: id, OwnerID: facts.OwnerID, Team: facts.Team, Amount: facts.Amount, Currency: facts.Currency,
 				StepIndex: top, Step: stepName(sq.Ladder, top), DaysSinceCommitment: days, StalledSince: since,
 			})
 		}
@@ -345,12 +484,19 @@ func oracleStalls(evs []derive.Derived, sq StallsQuery) *StallsResult {
 	for _, i := range idx {
 		s := *steps[i]
 		s.Step = stepName(sq.Ladder, i)
+		a := amt[i]
+		if a == nil {
+			a = &amounts{}
+		}
+		s.OpenAmount, s.StalledAmount = o.scalar(a.amt[0]), o.scalar(a.amt[1])
+		s.AmountsByCurrency = nonZero(a.by)
 		res.Steps = append(res.Steps, s)
 		res.Open += s.Open
-		res.OpenAmount += s.OpenAmount
 		res.Stalled += s.Stalled
-		res.StalledAmount += s.StalledAmount
 	}
+	res.OpenAmount, res.StalledAmount = o.scalar(total.amt[0]), o.scalar(total.amt[1])
+	res.AmountsByCurrency = nonZero(total.by)
+	o.defs(&res.Definitions)
 	sort.Slice(deals, func(a, b int) bool {
 		if deals[a].Amount != deals[b].Amount {
 			return deals[a].Amount > deals[b].Amount
@@ -365,7 +511,8 @@ func oracleStalls(evs []derive.Derived, sq StallsQuery) *StallsResult {
 	return res
 }
 
-func oracleMissed(evs []derive.Derived, mq MissedQuery) *MissedResult {
+func oracleMissed(evs []derive.Derived, mq MissedQuery, r *oracleRates) *MissedResult {
+	o := newOracleCur(r)
 	asOf := mq.AsOf.UTC()
 	res := &MissedResult{Definitions: Definitions{
 		Tenant: mq.Tenant, AsOf: asOf, From: timePtr(mq.From.UTC()), To: timePtr(mq.To.UTC()),
@@ -374,6 +521,8 @@ func oracleMissed(evs []derive.Derived, mq MissedQuery) *MissedResult {
 	type acc struct {
 		row MissedRow
 		ids map[string]bool
+		amt float64 // as the scalars sum it
+		by  map[string]MissedAmounts
 	}
 	type dk struct {
 		dim string
@@ -384,7 +533,7 @@ func oracleMissed(evs []derive.Derived, mq MissedQuery) *MissedResult {
 	get := func(k dk) *acc {
 		a := accs[k]
 		if a == nil {
-			a = &acc{ids: map[string]bool{}}
+			a = &acc{ids: map[string]bool{}, by: map[string]MissedAmounts{}}
 			accs[k] = a
 		}
 		return a
@@ -397,10 +546,14 @@ func oracleMissed(evs []derive.Derived, mq MissedQuery) *MissedResult {
 		switch e.Type {
 		case derive.CommitmentMissed:
 			keys = append(keys, dk{"reason", e.Reason, 0})
+			x := o.add(e.Amount, e.Currency)
 			for _, k := range keys {
 				a := get(k)
 				a.row.Missed++
-				a.row.MissedAmount += e.Amount
+				a.amt += x
+				b := a.by[e.Currency]
+				b.MissedAmount += e.Amount
+				a.by[e.Currency] = b
 				if e.InteractionID != "" && e.Reason != derive.MissCloseDatePushed && e.Reason != derive.MissNoDecision {
 					a.ids[e.InteractionID] = true
 				}
@@ -413,6 +566,7 @@ func oracleMissed(evs []derive.Derived, mq MissedQuery) *MissedResult {
 	}
 	for k, a := range accs {
 		r := a.row
+		r.MissedAmount, r.AmountsByCurrency = o.scalar(a.amt), nonZero(a.by)
 		r.MissedInteractions = int64(len(a.ids))
 		if k.dim != "reason" && r.Interactions > 0 {
 			v := float64(r.MissedInteractions) / float64(r.Interactions)
@@ -435,10 +589,15 @@ func oracleMissed(evs []derive.Derived, mq MissedQuery) *MissedResult {
 	sort.Slice(res.ByStep, func(a, b int) bool { return res.ByStep[a].StepIndex < res.ByStep[b].StepIndex })
 	sort.Slice(res.ByReason, func(a, b int) bool { return res.ByReason[a].Key < res.ByReason[b].Key })
 	sort.Slice(res.ByOwner, func(a, b int) bool { return res.ByOwner[a].Key < res.ByOwner[b].Key })
+	if res.Total.MissedAmount == nil && o.scalar(0) != nil {
+		res.Total.MissedAmount = o.scalar(0) // no miss in range
+	}
+	o.defs(&res.Definitions)
 	return res
 }
 
-func oracleMovement(evs []derive.Derived, mq MovementQuery) *MovementResult {
+func oracleMovement(evs []derive.Derived, mq MovementQuery, r *oracleRates) *MovementResult {
+	o := newOracleCur(r)
 	asOf, from, to := mq.AsOf.UTC(), mq.From.UTC(), mq.To.UTC()
 	limit := to
 	if asOf.Before(limit) {
@@ -449,7 +608,15 @@ func oracleMovement(evs []derive.Derived, mq MovementQuery) *MovementResult {
 		LadderVersion: mq.LadderVersion, Ladder: append([]string{}, mq.Ladder...), Rules: movementRules,
 	}}
 	in := func(t time.Time) bool { return !t.Before(from) && t.Before(to) }
-	steps := map[int]*MovementCounts{}
+	// Per step: the counts, the amounts of each kind as the scalars sum
+	// them, and per currency.
+	type acc struct {
+		c   MovementCounts
+		amt [8]float64
+		by  map[string]*[8]float64
+	}
+	steps := map[int]*acc{}
+	total := &acc{by: map[string]*[8]float64{}}
 	for _, oe := range oppEvents(evs, mq.Tenant, limit) {
 		var isNew, reg, stl, won, lost, anyFrom bool
 		topFrom, topTo := 0, 0
@@ -486,42 +653,54 @@ func oracleMovement(evs []derive.Derived, mq MovementQuery) *MovementResult {
 		pushed := bothOpen && known && factsTo.CloseDate.After(factsFrom.CloseDate)
 		s := steps[topTo]
 		if s == nil {
-			s = &MovementCounts{}
+			s = &acc{by: map[string]*[8]float64{}}
 			steps[topTo] = s
 		}
-		a := factsTo.Amount
-		count := func(ok bool, n *int64, amt *float64) {
-			if ok {
-				*n++
-				*amt += a
+		cur := factsTo.Currency
+		for _, s := range []*acc{s, total} {
+			if s.by[cur] == nil {
+				s.by[cur] = &[8]float64{}
+			}
+			for i, n := range []*int64{&s.c.New, &s.c.Advanced, &s.c.Regressed, &s.c.Stalled, &s.c.PulledIn, &s.c.PushedOut, &s.c.Won, &s.c.Lost} {
+				if []bool{isNew, topTo > topFrom, reg, stl, pulled, pushed, won, lost}[i] {
+					*n++
+					s.amt[i] += o.add(factsTo.Amount, cur)
+					s.by[cur][i] += factsTo.Amount
+				}
 			}
 		}
-		count(isNew, &s.New, &s.NewAmount)
-		count(topTo > topFrom, &s.Advanced, &s.AdvancedAmount)
-		count(reg, &s.Regressed, &s.RegressedAmount)
-		count(stl, &s.Stalled, &s.StalledAmount)
-		count(pulled, &s.PulledIn, &s.PulledInAmount)
-		count(pushed, &s.PushedOut, &s.PushedOutAmount)
-		count(won, &s.Won, &s.WonAmount)
-		count(lost, &s.Lost, &s.LostAmount)
+	}
+	counts := func(a *acc) MovementCounts {
+		c := a.c
+		for i, p := range []**float64{&c.NewAmount, &c.AdvancedAmount, &c.RegressedAmount, &c.StalledAmount,
+			&c.PulledInAmount, &c.PushedOutAmount, &c.WonAmount, &c.LostAmount} {
+			*p = o.scalar(a.amt[i])
+		}
+		by := map[string]MovementAmounts{}
+		for cur, x := range a.by {
+			by[cur] = MovementAmounts{x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]}
+		}
+		c.AmountsByCurrency = nonZero(by)
+		return c
 	}
 	var idx []int
 	for i, s := range steps {
-		if i > len(mq.Ladder) && *s == (MovementCounts{}) {
+		if i > len(mq.Ladder) && s.c.isZero() {
 			continue
 		}
 		idx = append(idx, i)
 	}
 	for i := 0; i <= len(mq.Ladder); i++ {
 		if steps[i] == nil {
-			steps[i] = &MovementCounts{}
+			steps[i] = &acc{}
 			idx = append(idx, i)
 		}
 	}
 	sort.Ints(idx)
 	for _, i := range idx {
-		res.ByStep = append(res.ByStep, MovementStep{StepIndex: i, Step: stepName(mq.Ladder, i), MovementCounts: *steps[i]})
-		res.Total.add(*steps[i])
+		res.ByStep = append(res.ByStep, MovementStep{StepIndex: i, Step: stepName(mq.Ladder, i), MovementCounts: counts(steps[i])})
 	}
+	res.Total = counts(total)
+	o.defs(&res.Definitions)
 	return res
 }

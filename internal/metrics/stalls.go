@@ -19,15 +19,21 @@ type StallsQuery struct {
 	Page, PageSize int
 	Ladder         []string
 	LadderVersion  string
+	// Currency is the currency to convert the amounts to with the
+	// Querier's rate table; "" means its base currency.
+	Currency string
 }
 
-// StallsResult is the open pipeline by highest step reached.
+// StallsResult is the open pipeline by highest step reached. Its scalar
+// amounts follow the rule of FunnelCounts: one currency, converted, or nil.
 type StallsResult struct {
 	Definitions   Definitions `json:"definitions"`
 	Open          int64       `json:"open"`
-	OpenAmount    float64     `json:"open_amount"`
+	OpenAmount    *float64    `json:"open_amount"`
 	Stalled       int64       `json:"stalled"`
-	StalledAmount float64     `json:"stalled_amount"`
+	StalledAmount *float64    `json:"stalled_amount"`
+	// AmountsByCurrency holds the amounts per currency, unconverted.
+	AmountsByCurrency map[string]StallAmounts `json:"amounts_by_currency,omitempty"`
 	// Steps lists step 0 (no commitment yet) to the last ladder step, and
 	// any higher step index found in the data.
 	Steps    []StallStep   `json:"steps"`
@@ -38,23 +44,44 @@ type StallsResult struct {
 
 // StallStep is the open deals whose highest step reached is StepIndex.
 type StallStep struct {
-	StepIndex  int     `json:"step_index"`
-	Step       string  `json:"step"`
-	Open       int64   `json:"open"`
-	OpenAmount float64 `json:"open_amount"`
+	StepIndex  int      `json:"step_index"`
+	Step       string   `json:"step"`
+	Open       int64    `json:"open"`
+	OpenAmount *float64 `json:"open_amount"`
 	// DaysSinceCommitment is the histogram of days since the last
 	// commitment (or since creation when none).
 	DaysSinceCommitment []Bucket `json:"days_since_commitment"`
 	Stalled             int64    `json:"stalled"`
-	StalledAmount       float64  `json:"stalled_amount"`
+	StalledAmount       *float64 `json:"stalled_amount"`
+	// AmountsByCurrency holds the amounts per currency, unconverted.
+	AmountsByCurrency map[string]StallAmounts `json:"amounts_by_currency,omitempty"`
+}
+
+// StallAmounts are the amounts of open and stalled deals in one currency.
+type StallAmounts struct {
+	OpenAmount    float64 `json:"open_amount"`
+	StalledAmount float64 `json:"stalled_amount"`
+}
+
+func stallAmounts(a []float64) StallAmounts {
+	return StallAmounts{OpenAmount: a[0], StalledAmount: a[1]}
+}
+
+// stallScalars returns the scalar amounts of by, as m says.
+func stallScalars(m money, by map[string]StallAmounts) (open, stalled *float64) {
+	return sum(m, by, func(a StallAmounts) float64 { return a.OpenAmount }),
+		sum(m, by, func(a StallAmounts) float64 { return a.StalledAmount })
 }
 
 // StalledDeal is one stalled open deal, with its facts as of AsOf.
 type StalledDeal struct {
-	OpportunityID       string    `json:"opportunity_id"`
-	OwnerID             string    `json:"owner_id"`
-	Team                string    `json:"team"`
+	OpportunityID string `json:"opportunity_id"`
+	OwnerID       string `json:"owner_id"`
+	Team          string `json:"team"`
+	// Amount is in the deal's own Currency ("" = none given), never
+	// converted.
 	Amount              float64   `json:"amount"`
+	Currency            string    `json:"currency"`
 	StepIndex           int       `json:"step_index"`
 	Step                string    `json:"step"`
 	DaysSinceCommitment int64     `json:"days_since_commitment"`
@@ -67,7 +94,7 @@ var stallsRules = []string{
 	"reference time = last commitment.gained at or before as_of, else deal.created, else the first derived event",
 	"days since commitment = floor((as_of - reference time) / 86400)",
 	"stalled = has a deal.stalled at or before as_of and at or after the reference time; stalled_since = the earliest such",
-	"amount, owner and team are the facts as of as_of; deals ordered by amount desc, opportunity_id",
+	"amount, currency, owner and team are the facts as of as_of; deals ordered by amount desc (each in its own currency), opportunity_id",
 }
 
 // openDeals returns outer run over {rows}: one row per opportunity of
@@ -77,15 +104,16 @@ var stallsRules = []string{
 // then and days since the reference time. Times are UInt32 seconds, 0
 // meaning none.
 func openDeals(outer, from, prewhere, where string) string {
-	return strings.Replace(outer, "{rows}", `SELECT opp_id, hi_step, amt, a_owner, a_team, ref, ss, ss != 0 AS stalled,
+	return strings.Replace(outer, "{rows}", `SELECT opp_id, hi_step, amt, cur, a_owner, a_team, ref, ss, ss != 0 AS stalled,
 		intDiv(toInt64(@asof) - ref, 86400) AS days
 	FROM (
-		SELECT opp_id, hi_step, amt, a_owner, a_team, ref,
+		SELECT opp_id, hi_step, amt, cur, a_owner, a_team, ref,
 			toUInt32(arrayReduce('min', arrayFilter(t -> toUInt32(t) >= ref AND t <= toDateTime(@asof), stall_times))) AS ss
 		FROM (
 			SELECT opportunity_id AS opp_id, stall_times,
 				arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
 				amounts[fi] AS amt,
+				`+curSQL("currencies", "fi")+` AS cur,
 				owners[fi] AS a_owner,
 				teams[fi] AS a_team,
 				arrayReduce('max', arrayFilter((s, t) -> t <= toDateTime(@asof), gain_steps, gain_times)) AS hi_step,
@@ -104,6 +132,10 @@ func openDeals(outer, from, prewhere, where string) string {
 // Stalls computes the open pipeline by highest step and the stalled deals.
 func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, error) {
 	c, err := validateCommon(sq.Tenant, sq.AsOf, sq.Ladder, sq.LadderVersion, 1)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := q.checkCurrency(sq.Currency)
 	if err != nil {
 		return nil, err
 	}
@@ -128,13 +160,13 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 			clickhouse.Named("asof", ts(c.asOf)),
 		}, s.args...)
 		res.Steps, res.Deals = nil, []StalledDeal{}
-		res.Open, res.OpenAmount, res.Stalled, res.StalledAmount = 0, 0, 0, 0
-		query := `SELECT toUInt8(hi_step), toUInt64(sum(n0)), sum(a0), toUInt64(sum(n1)), sum(a1)` + bucketSumsSQL() + `
+		res.Open, res.Stalled, res.AmountsByCurrency = 0, 0, nil
+		query := `SELECT toUInt8(hi_step), toUInt64(sum(n0)), toUInt64(sum(n1)), ` + sumMapSQL("a0", "a1") + bucketSumsSQL() + `
 	FROM ` + s.fanout(func(where string) string {
-			return openDeals(`SELECT hi_step, count() AS n0, sum(amt) AS a0, countIf(stalled) AS n1, sumIf(amt, stalled) AS a1`+
+			return openDeals(`SELECT hi_step, cur, count() AS n0, sum(amt) AS a0, countIf(stalled) AS n1, sumIf(amt, stalled) AS a1`+
 				bucketCountsSQL(bucketIndexSQL("days * 86400", "1"))+`
 		FROM ({rows})
-		GROUP BY hi_step`, s.from, s.view.Prewhere(), where)
+		GROUP BY hi_step, cur`, s.from, s.view.Prewhere(), where)
 		}) + `
 	GROUP BY hi_step
 	ORDER BY hi_step`
@@ -146,20 +178,21 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 		found := map[int]StallStep{}
 		for rows.Next() {
 			var (
-				hi_step          uint8
-				open, stalled    uint64
-				openAmt, stalAmt float64
-				h                [len(bucketEdges)]uint64
+				hi_step       uint8
+				open, stalled uint64
+				curs          []uint32
+				amt           = make([][]float64, 2)
+				h             [len(bucketEdges)]uint64
 			)
-			dest := []any{&hi_step, &open, &openAmt, &stalled, &stalAmt}
+			dest := append([]any{&hi_step, &open, &stalled}, sumMapDest(&curs, amt)...)
 			for i := range h {
 				dest = append(dest, &h[i])
 			}
 			if err := rows.Scan(dest...); err != nil {
 				return fmt.Errorf("stalls scan: %w", err)
 			}
-			s := StallStep{StepIndex: int(hi_step), Open: int64(open), OpenAmount: openAmt,
-				Stalled: int64(stalled), StalledAmount: stalAmt, DaysSinceCommitment: newBuckets()}
+			s := StallStep{StepIndex: int(hi_step), Open: int64(open), Stalled: int64(stalled),
+				AmountsByCurrency: byCurrency(curs, amt, stallAmounts), DaysSinceCommitment: newBuckets()}
 			for i := range h {
 				s.DaysSinceCommitment[i].Count = int64(h[i])
 			}
@@ -181,9 +214,16 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 			s.Step = stepName(c.ladder, i)
 			res.Steps = append(res.Steps, s)
 			res.Open += s.Open
-			res.OpenAmount += s.OpenAmount
 			res.Stalled += s.Stalled
-			res.StalledAmount += s.StalledAmount
+			for c, a := range s.AmountsByCurrency {
+				if res.AmountsByCurrency == nil {
+					res.AmountsByCurrency = map[string]StallAmounts{}
+				}
+				t := res.AmountsByCurrency[c]
+				t.OpenAmount += a.OpenAmount
+				t.StalledAmount += a.StalledAmount
+				res.AmountsByCurrency[c] = t
+			}
 		}
 		if res.Stalled == 0 || int64(page-1)*int64(size) >= res.Stalled {
 			return nil
@@ -191,9 +231,9 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 
 		// Each branch keeps its first offset+size stalled deals; the page is
 		// cut from their union.
-		list := `SELECT opp_id, a_owner, a_team, amt, toUInt8(hi_step), toInt64(days), toUInt32(ss)
+		list := `SELECT opp_id, a_owner, a_team, amt, cur, toUInt8(hi_step), toInt64(days), toUInt32(ss)
 	FROM ` + s.fanout(func(where string) string {
-			return openDeals(`SELECT opp_id, a_owner, a_team, amt, hi_step, days, ss
+			return openDeals(`SELECT opp_id, a_owner, a_team, amt, cur, hi_step, days, ss
 		FROM ({rows})
 		WHERE stalled
 		ORDER BY amt DESC, opp_id
@@ -216,10 +256,12 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 				hi_step uint8
 				days    int64
 				ss      uint32
+				cur     uint32
 			)
-			if err := rows.Scan(&d.OpportunityID, &d.OwnerID, &d.Team, &d.Amount, &hi_step, &days, &ss); err != nil {
+			if err := rows.Scan(&d.OpportunityID, &d.OwnerID, &d.Team, &d.Amount, &cur, &hi_step, &days, &ss); err != nil {
 				return fmt.Errorf("stalled deals scan: %w", err)
 			}
+			d.Currency = curCode(cur)
 			d.StepIndex, d.Step = int(hi_step), stepName(c.ladder, int(hi_step))
 			d.DaysSinceCommitment = days
 			d.StalledSince = time.Unix(int64(ss), 0).UTC()
@@ -232,6 +274,17 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 	})
 	if err != nil {
 		return nil, err
+	}
+	present := map[string]bool{}
+	addCurrencies(present, res.AmountsByCurrency)
+	m, err := q.money(cur, c.asOf, present, &res.Definitions)
+	if err != nil {
+		return nil, err
+	}
+	res.OpenAmount, res.StalledAmount = stallScalars(m, res.AmountsByCurrency)
+	for i := range res.Steps {
+		st := &res.Steps[i]
+		st.OpenAmount, st.StalledAmount = stallScalars(m, st.AmountsByCurrency)
 	}
 	return res, nil
 }

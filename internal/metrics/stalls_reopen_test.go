@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -44,8 +45,8 @@ func TestStallsOpenAgainstRawOracle(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, st := range got.Steps {
-			if st.Open != open[st.StepIndex] || math.Abs(st.OpenAmount-amount[st.StepIndex]) > 1e-6 {
-				t.Errorf("as of %s, step %d: open %d (%g), oracle %d (%g)", asOf, st.StepIndex, st.Open, st.OpenAmount, open[st.StepIndex], amount[st.StepIndex])
+			if st.Open != open[st.StepIndex] || st.OpenAmount == nil || math.Abs(*st.OpenAmount-amount[st.StepIndex]) > 1e-6 {
+				t.Errorf("as of %s, step %d: open %d (%v), oracle %d (%g)", asOf, st.StepIndex, st.Open, fmtPtr(reflect.ValueOf(st.OpenAmount)), open[st.StepIndex], amount[st.StepIndex])
 			}
 			delete(open, st.StepIndex)
 		}

@@ -26,6 +26,11 @@ type Generator struct {
 	// later events run up to about 300 days past creation.
 	Start time.Time
 	Span  time.Duration
+	// Currencies, when set, are the currency codes of the amounts ("" =
+	// none given): each opportunity's amount is in one picked at random,
+	// and some amount changes move it to another. Without them every
+	// amount has no currency, and the rows are those of before.
+	Currencies []string
 }
 
 // DefaultLadder is the ten-step default ladder.
@@ -130,6 +135,9 @@ func (o *opp) run() {
 		LeadSource:  o.pick(sources),
 		Product:     o.pick(products),
 	}
+	if len(o.g.Currencies) > 0 {
+		o.snap.Currency = o.pick(o.g.Currencies)
+	}
 	if o.rng.Float64() < 0.95 {
 		o.emit(derive.DealCreated, 0, "", "")
 	}
@@ -158,6 +166,9 @@ func (o *opp) run() {
 			switch o.rng.Intn(4) {
 			case 0:
 				o.snap.Amount = float64(1000 * (1 + o.rng.Intn(200)))
+				if len(o.g.Currencies) > 0 && o.rng.Float64() < 0.2 {
+					o.snap.Currency = o.pick(o.g.Currencies)
+				}
 				o.emit(derive.DealUpdated, 0, "amount", "")
 			case 1:
 				o.snap.CloseDate = o.closeDate()

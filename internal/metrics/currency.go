@@ -1,0 +1,223 @@
+package metrics
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/fx"
+)
+
+// Amounts of several currencies are never added. The queries sum every
+// amount per currency: the inner GROUP BY of each branch has the currency,
+// as the number curSQL makes of its code, and the outer query collects the
+// sums with sumMap([cur], [a0], [a1], ...) without grouping by it, so that
+// the counts and the quantile states it merges stay over all currencies.
+// Each counts object of an answer gets its sums per currency
+// (amounts_by_currency); its scalar amount figures are then, for the whole
+// answer (see money): the plain sums when all its amounts are in one
+// currency, their conversion when the Querier has a rate table, else null.
+
+// curSQL is the currency of the fact array element fi as a number: the
+// code's bytes little-endian (reinterpretAsUInt32), 0 for ”. curCode
+// decodes it.
+func curSQL(arr, fi string) string { return "reinterpretAsUInt32(" + arr + "[" + fi + "])" }
+
+// curCode decodes a currency number of curSQL.
+func curCode(n uint32) string {
+	b := []byte{byte(n), byte(n >> 8), byte(n >> 16), byte(n >> 24)}
+	return strings.TrimRight(string(b), "\x00")
+}
+
+// sumMapSQL returns the SELECT expressions of the sums per currency of
+// the partial amounts as (the branches' columns, cur their currency): the
+// currencies, then one array of sums per amount, all elements of one
+// sumMap (ClickHouse computes an aggregate written several times once).
+func sumMapSQL(as ...string) string {
+	arrs := make([]string, len(as))
+	for i, a := range as {
+		arrs[i] = "[" + a + "]"
+	}
+	m := "sumMap([cur], " + strings.Join(arrs, ", ") + ")"
+	s := ""
+	for i := 0; i <= len(as); i++ {
+		s += fmt.Sprintf(", tupleElement(%s, %d)", m, i+1)
+	}
+	return s[2:]
+}
+
+// sumMapDest returns the scan destinations of sumMapSQL's columns: the
+// currencies and one array of sums per amount.
+func sumMapDest(curs *[]uint32, sums [][]float64) []any {
+	dest := []any{curs}
+	for i := range sums {
+		dest = append(dest, &sums[i])
+	}
+	return dest
+}
+
+// byCurrency turns sumMap's currencies and sums into one value per
+// currency made by mk from that currency's sums, leaving out currencies
+// whose sums are all zero (ClickHouse 24 leaves them out of sumMap's
+// answer, 18.16 keeps them). It returns nil when none is left.
+func byCurrency[T any](curs []uint32, sums [][]float64, mk func(a []float64) T) map[string]T {
+	var out map[string]T
+	for i, c := range curs {
+		a := make([]float64, len(sums))
+		zero := true
+		for j := range sums {
+			a[j] = sums[j][i]
+			zero = zero && a[j] == 0
+		}
+		if zero {
+			continue
+		}
+		if out == nil {
+			out = map[string]T{}
+		}
+		out[curCode(c)] = mk(a)
+	}
+	return out
+}
+
+// Conversion says how an answer's scalar amounts were converted.
+type Conversion struct {
+	// To is the currency they are in.
+	To string `json:"to"`
+	// RatesOn is the date (UTC) of the rates used.
+	RatesOn string `json:"rates_on"`
+	// Rates is the value of one unit of each currency of the answer in
+	// To; "" is an amount the CRM gave without a currency, taken to be in
+	// the rate table's base currency.
+	Rates map[string]float64 `json:"rates"`
+}
+
+// money is how an answer shows its scalar amounts, decided once all its
+// sums per currency are known.
+type money struct {
+	// rates, when set, converts each currency of the answer to the
+	// answer's currency.
+	rates map[string]float64
+	// mixed: the amounts are in several currencies and not converted;
+	// the scalars are null.
+	mixed bool
+	// cur is the one currency of the answer's amounts, unconverted
+	// (meaningful when neither rates nor mixed).
+	cur string
+}
+
+// checkCurrency validates the currency an answer is asked in: "" (the
+// default) or a code the Querier's rate table converts. It returns the
+// code in upper case.
+func (q *Querier) checkCurrency(cur string) (string, error) {
+	if cur == "" {
+		return "", nil
+	}
+	code, err := fx.Code(cur)
+	if err != nil {
+		return "", inputErr("currency", "%v", err)
+	}
+	if q.rates == nil {
+		return "", inputErr("currency", "no rate table to convert amounts with: start commitflow with --fx-rates FILE and --fx-base CODE")
+	}
+	if !q.rates.Has(code) {
+		return "", inputErr("currency", "%s is not in the rate table (it has %s)", code, strings.Join(q.rates.Currencies(), ", "))
+	}
+	return code, nil
+}
+
+// money decides how an answer whose amounts are in the currencies present
+// shows its scalar amounts, asked in the currency want (checked by
+// checkCurrency), at the rates of on; it records the decision in d: the
+// answer's currency, the conversion and a rule line.
+func (q *Querier) money(want string, on time.Time, present map[string]bool, d *Definitions) (money, error) {
+	curs := slices.Sorted(maps.Keys(present))
+	if q.rates == nil {
+		var m money
+		switch len(curs) {
+		case 0:
+		case 1:
+			m.cur = curs[0]
+		default:
+			m.mixed = true
+		}
+		cur := m.cur
+		d.Currency = &cur
+		d.Rules = append(slices.Clip(d.Rules), currencyRule)
+		return m, nil
+	}
+	to := want
+	if to == "" {
+		to = q.rates.Base()
+	}
+	m := money{rates: map[string]float64{}}
+	if _, err := q.rates.Rate(to, "", on); err != nil {
+		return m, inputErr("currency", "cannot convert the amounts to %s: %v", to, err)
+	}
+	for _, c := range curs {
+		r, err := q.rates.Rate(c, to, on)
+		if err != nil {
+			return m, inputErr("currency", "cannot convert the amounts to %s: %v", to, err)
+		}
+		m.rates[c] = r
+	}
+	d.Currency = &to
+	d.Converted = &Conversion{To: to, RatesOn: on.UTC().Format(time.DateOnly), Rates: maps.Clone(m.rates)}
+	d.Rules = append(slices.Clip(d.Rules), convertedRule(to, on, q.rates.Base()))
+	return m, nil
+}
+
+// currencyRule is the rule of the amounts of an answer without a rate
+// table.
+const currencyRule = `amounts: never added across currencies; amounts_by_currency holds each counts object's sums per currency ("" = the CRM gave none, a currency of its own; currencies whose amounts are all 0 are left out); a scalar amount is the plain sum when the answer's amounts are all in one currency (definitions.currency), else null`
+
+// convertedRule is the rule of the amounts of an answer converted to to
+// at the rates of on, from a rate table in base.
+func convertedRule(to string, on time.Time, base string) string {
+	return fmt.Sprintf(`amounts: never added across currencies; amounts_by_currency holds each counts object's sums per currency, unconverted; a scalar amount is the sum of those converted to %s at the operator's rates in force on %s (definitions.converted); an amount without a currency ("") is taken to be in the rate table's base currency %s`,
+		to, on.UTC().Format(time.DateOnly), base)
+}
+
+// sum returns the scalar of one amount of a counts object from its sums
+// per currency (field reads that amount): nil when the answer is mixed.
+func sum[T any](m money, by map[string]T, field func(T) float64) *float64 {
+	if m.mixed {
+		return nil
+	}
+	s := 0.0
+	for c, a := range by {
+		switch {
+		case m.rates != nil:
+			s += field(a) * m.rates[c]
+		case c == m.cur:
+			s += field(a)
+		}
+	}
+	return &s
+}
+
+// addCurrencies adds the currencies of by to present.
+func addCurrencies[T any](present map[string]bool, by map[string]T) {
+	for c := range by {
+		present[c] = true
+	}
+}
+
+// ratioPtr returns num/den, nil when either is nil or den is zero.
+func ratioPtr(num, den *float64) *float64 {
+	if num == nil || den == nil {
+		return nil
+	}
+	return ratio(*num, *den)
+}
+
+// plus returns a+b, nil when either is nil.
+func plus(a, b *float64) *float64 {
+	if a == nil || b == nil {
+		return nil
+	}
+	s := *a + *b
+	return &s
+}
