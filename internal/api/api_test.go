@@ -198,7 +198,7 @@ func TestEndpoints(t *testing.T) {
 	}{
 		{"/v1/funnel?" + period, []string{"definitions", "steps"}},
 		{"/v1/funnel?" + period + "&window_days=30&by=owner&interval=month", []string{"definitions", "steps"}},
-		{"/v1/stalls?as_of=2024-07-01&page=1&page_size=10", []string{"deals", "definitions", "open", "open_amount", "page", "page_size", "stalled", "stalled_amount", "steps"}},
+		{"/v1/stalls?as_of=2024-07-01&page=1&page_size=10", []string{"amounts_by_currency", "deals", "definitions", "open", "open_amount", "page", "page_size", "stalled", "stalled_amount", "steps"}},
 		{"/v1/missed?" + period, []string{"by_owner", "by_reason", "by_step", "definitions", "total"}},
 		{"/v1/movement?" + period, []string{"by_step", "definitions", "total"}},
 		{"/v1/cycle-time?" + period + "&from_step=explore", []string{"closed", "definitions", "from_index", "from_step", "lost", "won"}},

@@ -28,21 +28,23 @@ func Endpoints() []Endpoint {
 	paramAsOf := Param{"as_of", "answer as it would have been at this time (YYYY-MM-DD or RFC 3339); default now"}
 	paramPage := Param{"page", "1-based page of the deal list; default 1"}
 	paramPerPage := Param{"page_size", fmt.Sprintf("deals per page, 1..%d; default %d", metrics.MaxPageSize, metrics.DefaultPageSize)}
+	paramCurrency := Param{"currency", "convert the amounts to this ISO 4217 currency with the operator's rate table (--fx-rates); default its base currency; refused without one"}
 	return []Endpoint{
 		{"funnel", "/v1/funnel", "stage conversion K→K+1 of the cohorts that reached each step in [from, to)", []Param{
 			paramFrom, paramTo, paramAsOf,
 			{"window_days", fmt.Sprintf("count a conversion only within this many days, 0..%d; default none", metrics.MaxWindowDays)},
 			{"by", "break down by owner, team, segment, source or product"},
 			{"interval", "trend: group cohorts by week, month or quarter"},
+			paramCurrency,
 		}},
 		{"stalls", "/v1/stalls", "open deals by highest step and days since the last commitment; stalled deals", []Param{
-			paramAsOf, paramPage, paramPerPage,
+			paramAsOf, paramPage, paramPerPage, paramCurrency,
 		}},
 		{"missed", "/v1/missed", "missed commitments by expected step, reason and owner; miss rates", []Param{
-			paramFrom, paramTo, paramAsOf,
+			paramFrom, paramTo, paramAsOf, paramCurrency,
 		}},
 		{"movement", "/v1/movement", "how the pipeline moved between from and to: new, advanced, regressed, stalled, pulled in, pushed out, won, lost", []Param{
-			paramFrom, paramTo, paramAsOf,
+			paramFrom, paramTo, paramAsOf, paramCurrency,
 		}},
 		{"forecast", "/v1/forecast", "commitment-weighted pipeline beside the CRM weighting; back-test", forecastParams(paramAsOf)},
 		{"cycle-time", "/v1/cycle-time", "days from creation (or from reaching a step) to close of the deals won, lost and closed in [from, to)", []Param{
@@ -78,6 +80,7 @@ func ParseFunnel(v url.Values) (metrics.FunnelQuery, error) {
 		To:       p.requiredDate("to"),
 		By:       p.enum("by", "", "owner", "team", "segment", "source", "product"),
 		Interval: p.enum("interval", "", "week", "month", "quarter"),
+		Currency: p.currency("currency"),
 	}
 	if p.str("window_days") != "" {
 		w := p.integer("window_days", 0, 0, metrics.MaxWindowDays)
@@ -94,6 +97,7 @@ func ParseStalls(v url.Values) (metrics.StallsQuery, error) {
 		AsOf:     p.date("as_of", time.Time{}),
 		Page:     p.integer("page", 1, 1, maxPage),
 		PageSize: p.integer("page_size", metrics.DefaultPageSize, 1, metrics.MaxPageSize),
+		Currency: p.currency("currency"),
 	}
 	return q, p.err
 }
@@ -102,9 +106,10 @@ func ParseStalls(v url.Values) (metrics.StallsQuery, error) {
 func ParseMissed(v url.Values) (metrics.MissedQuery, error) {
 	p := newParser(v, endpointParams("missed"))
 	q := metrics.MissedQuery{
-		AsOf: p.date("as_of", time.Time{}),
-		From: p.requiredDate("from"),
-		To:   p.requiredDate("to"),
+		AsOf:     p.date("as_of", time.Time{}),
+		From:     p.requiredDate("from"),
+		To:       p.requiredDate("to"),
+		Currency: p.currency("currency"),
 	}
 	p.before(q.From, q.To, "from", "to")
 	return q, p.err
@@ -114,9 +119,10 @@ func ParseMissed(v url.Values) (metrics.MissedQuery, error) {
 func ParseMovement(v url.Values) (metrics.MovementQuery, error) {
 	p := newParser(v, endpointParams("movement"))
 	q := metrics.MovementQuery{
-		AsOf: p.date("as_of", time.Time{}),
-		From: p.requiredDate("from"),
-		To:   p.requiredDate("to"),
+		AsOf:     p.date("as_of", time.Time{}),
+		From:     p.requiredDate("from"),
+		To:       p.requiredDate("to"),
+		Currency: p.currency("currency"),
 	}
 	p.before(q.From, q.To, "from", "to")
 	return q, p.err

@@ -175,6 +175,13 @@ func compareSchema(t *testing.T, doc map[string]any, path string, typ reflect.Ty
 				t.Errorf("%s: schema property %q is not in the JSON", path, name)
 			}
 		}
+	case typ.Kind() == reflect.Map:
+		if schema["type"] != "object" {
+			t.Errorf("%s: map has schema type %v, want object", path, schema["type"])
+			return
+		}
+		values, _ := schema["additionalProperties"].(map[string]any)
+		compareSchema(t, doc, path+"{}", typ.Elem(), values)
 	case typ.Kind() == reflect.Slice:
 		if schema["type"] != "array" {
 			t.Errorf("%s: slice has schema type %v, want array", path, schema["type"])

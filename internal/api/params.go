@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/commitflow/commitflow/internal/fx"
 )
 
 // ParamError is a bad query parameter. The API answers it with 400 and
@@ -164,6 +166,22 @@ func (p *parser) enum(name, def string, allowed ...string) string {
 	}
 	p.fail(name, "want one of %s, got %q", strings.Join(allowed, ", "), truncate(s))
 	return def
+}
+
+// currency returns the parameter as an ISO 4217 code in upper case, or ""
+// when it is absent. Whether the rate table converts it is the metrics'
+// check.
+func (p *parser) currency(name string) string {
+	s := p.str(name)
+	if s == "" {
+		return ""
+	}
+	code, err := fx.Code(s)
+	if err != nil {
+		p.fail(name, "%q is not an ISO 4217 currency code (want three letters, e.g. USD)", truncate(s))
+		return ""
+	}
+	return code
 }
 
 // before checks that a is before b.
