@@ -63,6 +63,7 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	format := fs.String("format", "table", "output format: table, csv or json")
 	only := fs.String("table", "", "print only this table ("+strings.Join(tableNames(ep.Name), ", ")+"); csv prints the first when none is given")
 	timeout := fs.Duration("timeout", api.DefaultTimeout, "query timeout")
+	fxRates, fxBase := fxFlags(fs)
 	params := make(map[string]*string, len(ep.Params))
 	for _, p := range ep.Params {
 		params[p.Name] = fs.String(flagName(p.Name), "", p.Doc)
@@ -114,6 +115,10 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	rates, err := loadRates(*fxRates, *fxBase)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
 	log := newLogger(c.LogLevel)
 	st, err := store.Open(ctx, dsn, store.Options{Cluster: c.ClickHouseCluster, Logger: log})
 	if err != nil {
@@ -130,7 +135,7 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	qctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	pin := snapshot.New(st.Conn())
-	res, err := api.Query(qctx, metrics.NewWithOptions(st.Conn(), metrics.Options{Pinner: pin}), forecast.NewWithPinner(st.Conn(), pin), l, ep.Name, c.Tenant, v)
+	res, err := api.Query(qctx, metrics.NewWithOptions(st.Conn(), metrics.Options{Pinner: pin, Rates: rates}), forecast.NewWithPinner(st.Conn(), pin), l, ep.Name, c.Tenant, v)
 	var le *metrics.LadderError
 	if errors.As(err, &le) {
 		replay := "commitflow replay --tenant " + c.Tenant
@@ -289,7 +294,7 @@ func reportTables(res any, human bool) (string, []reportTable) {
 	case *metrics.FunnelResult:
 		return defsLine(r.Definitions), []reportTable{funnelTable(r, f)}
 	case *metrics.StallsResult:
-		return defsLine(r.Definitions) + fmt.Sprintf("  open %d (%s), stalled %d (%s), page %d", r.Open, f.amount(r.OpenAmount), r.Stalled, f.amount(r.StalledAmount), r.Page),
+		return defsLine(r.Definitions) + fmt.Sprintf("  open %d (%s), stalled %d (%s), page %d", r.Open, f.money(r.OpenAmount), r.Stalled, f.money(r.StalledAmount), r.Page),
 			stallsTables(r, f)
 	case *metrics.MissedResult:
 		return defsLine(r.Definitions), missedTables(r, f)
@@ -324,6 +329,12 @@ func defsLine(d metrics.Definitions) string {
 		parts = append(parts, "by "+d.Interval)
 	}
 	parts = append(parts, "ladder "+d.LadderVersion)
+	switch {
+	case d.Converted != nil:
+		parts = append(parts, fmt.Sprintf("amounts in %s at the rates of %s", d.Converted.To, d.Converted.RatesOn))
+	case d.Currency != nil && *d.Currency != "":
+		parts = append(parts, "amounts in "+*d.Currency)
+	}
 	return strings.Join(parts, ", ")
 }
 
@@ -337,6 +348,15 @@ func (f formatter) amount(x float64) string {
 		return strconv.FormatFloat(x, 'f', 0, 64)
 	}
 	return strconv.FormatFloat(x, 'f', 2, 64)
+}
+
+// money renders an amount that may be null (amounts in several
+// currencies, not converted) as rate renders a missing ratio.
+func (f formatter) money(x *float64) string {
+	if x == nil {
+		return f.rate(nil)
+	}
+	return f.amount(*x)
 }
 
 // rate renders a ratio: a percentage for people, a fraction for machines;
@@ -380,7 +400,7 @@ func funnelTable(r *metrics.FunnelResult, f formatter) reportTable {
 		return []string{s.FromStep, s.ToStep, period, key,
 			f.int(c.Reached), f.int(c.Converted), f.int(c.StillOpen), f.int(c.Dropped), f.int(c.Skipped),
 			f.rate(c.ConversionRateDecided), f.rate(c.ConversionRateReached), f.rate(c.AmountConversionRateDecided),
-			f.amount(c.ReachedAmount), f.amount(c.ConvertedAmount), f.amount(c.StillOpenAmount), f.amount(c.DroppedAmount),
+			f.money(c.ReachedAmount), f.money(c.ConvertedAmount), f.money(c.StillOpenAmount), f.money(c.DroppedAmount),
 			f.days(c.TimeToConvert.Median), f.days(c.TimeToConvert.P75), f.days(c.TimeToConvert.P90)}
 	}
 	all := "all"
@@ -436,11 +456,11 @@ func stallsTables(r *metrics.StallsResult, f formatter) []reportTable {
 	steps := reportTable{name: "steps", header: []string{"step_index", "step", "open", "open_amount", "stalled", "stalled_amount"}}
 	for _, s := range r.Steps {
 		steps.rows = append(steps.rows, []string{strconv.Itoa(s.StepIndex), f.text(s.Step),
-			f.int(s.Open), f.amount(s.OpenAmount), f.int(s.Stalled), f.amount(s.StalledAmount)})
+			f.int(s.Open), f.money(s.OpenAmount), f.int(s.Stalled), f.money(s.StalledAmount)})
 	}
-	deals := reportTable{name: "deals", header: []string{"opportunity_id", "owner_id", "team", "amount", "step_index", "step", "days_since_commitment", "stalled_since"}}
+	deals := reportTable{name: "deals", header: []string{"opportunity_id", "owner_id", "team", "amount", "currency", "step_index", "step", "days_since_commitment", "stalled_since"}}
 	for _, d := range r.Deals {
-		deals.rows = append(deals.rows, []string{d.OpportunityID, f.text(d.OwnerID), f.text(d.Team), f.amount(d.Amount),
+		deals.rows = append(deals.rows, []string{d.OpportunityID, f.text(d.OwnerID), f.text(d.Team), f.amount(d.Amount), f.text(d.Currency),
 			strconv.Itoa(d.StepIndex), f.text(d.Step), f.int(d.DaysSinceCommitment), d.StalledSince.Format(time.RFC3339)})
 	}
 	return []reportTable{steps, deals}
@@ -453,7 +473,7 @@ func missedTables(r *metrics.MissedResult, f formatter) []reportTable {
 			t.header = append([]string{"step_index"}, t.header...)
 		}
 		add := func(m metrics.MissedRow, key string) {
-			row := []string{key, f.int(m.Missed), f.amount(m.MissedAmount), f.int(m.MissedInteractions), f.int(m.Interactions), f.rate(m.MissRate)}
+			row := []string{key, f.int(m.Missed), f.money(m.MissedAmount), f.int(m.MissedInteractions), f.int(m.Interactions), f.rate(m.MissRate)}
 			if name == "by_step" {
 				row = append([]string{strconv.Itoa(m.StepIndex)}, row...)
 			}
@@ -481,10 +501,10 @@ func movementTable(r *metrics.MovementResult, f formatter) reportTable {
 		"won", "won_amount", "lost", "lost_amount"}}
 	row := func(idx, step string, c metrics.MovementCounts) []string {
 		return []string{idx, step,
-			f.int(c.New), f.amount(c.NewAmount), f.int(c.Advanced), f.amount(c.AdvancedAmount),
-			f.int(c.Regressed), f.amount(c.RegressedAmount), f.int(c.Stalled), f.amount(c.StalledAmount),
-			f.int(c.PulledIn), f.amount(c.PulledInAmount), f.int(c.PushedOut), f.amount(c.PushedOutAmount),
-			f.int(c.Won), f.amount(c.WonAmount), f.int(c.Lost), f.amount(c.LostAmount)}
+			f.int(c.New), f.money(c.NewAmount), f.int(c.Advanced), f.money(c.AdvancedAmount),
+			f.int(c.Regressed), f.money(c.RegressedAmount), f.int(c.Stalled), f.money(c.StalledAmount),
+			f.int(c.PulledIn), f.money(c.PulledInAmount), f.int(c.PushedOut), f.money(c.PushedOutAmount),
+			f.int(c.Won), f.money(c.WonAmount), f.int(c.Lost), f.money(c.LostAmount)}
 	}
 	for _, s := range r.ByStep {
 		t.rows = append(t.rows, row(strconv.Itoa(s.StepIndex), f.text(s.Step), s.MovementCounts))

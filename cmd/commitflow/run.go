@@ -24,6 +24,7 @@ import (
 	"github.com/commitflow/commitflow/internal/compact"
 	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/forecast"
+	"github.com/commitflow/commitflow/internal/fx"
 	"github.com/commitflow/commitflow/internal/gen"
 	"github.com/commitflow/commitflow/internal/ingest"
 	"github.com/commitflow/commitflow/internal/ladder"
@@ -162,6 +163,31 @@ func applyGC(g config.GC, log *slog.Logger) error {
 	return nil
 }
 
+// fxFlags registers --fx-rates and --fx-base on fs.
+func fxFlags(fs *flag.FlagSet) (file, base *string) {
+	file = fs.String("fx-rates", "", "currency rate `FILE` (CSV date,currency,rate: from date on, 1 currency = rate --fx-base) to convert the amounts of an answer into one currency; empty: answers give amounts per currency and never add different currencies")
+	base = fs.String("fx-base", "", "the currency `CODE` the rates of --fx-rates are in (ISO 4217, e.g. USD); amounts without a currency are taken to be in it")
+	return file, base
+}
+
+// loadRates loads the rate table of --fx-rates in --fx-base, nil when
+// neither is given.
+func loadRates(file, base string) (*fx.Table, error) {
+	switch {
+	case file == "" && base == "":
+		return nil, nil
+	case file == "":
+		return nil, errors.New("--fx-base needs --fx-rates FILE")
+	case base == "":
+		return nil, errors.New("--fx-rates needs --fx-base CODE, the currency its rates are in")
+	}
+	t, err := fx.Load(file, base)
+	if err != nil {
+		return nil, fmt.Errorf("--fx-rates: %w", err)
+	}
+	return t, nil
+}
+
 func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var c config.Common
@@ -181,6 +207,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	sweep := fs.Duration("sweep", 10*time.Minute, "how often open deals are re-derived so stalls and overdue actions fire")
 	compactEvery := fs.Duration("compact-every", 15*time.Minute, "how often the share of superseded opportunity states is checked, and the table compacted when it is above --compact-above; 0 turns compaction off")
 	compactAbove := fs.Float64("compact-above", 0.01, "share of superseded opportunity states (0 to 1) above which the table is compacted")
+	fxRates, fxBase := fxFlags(fs)
 	config.Positive(fs, "demo-opportunities", "sweep")
 	config.NotNegative(fs, "compact-every")
 	config.Share(fs, "compact-above")
@@ -196,6 +223,13 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	logLadders(log, ls)
+	rates, err := loadRates(*fxRates, *fxBase)
+	if err != nil {
+		return err
+	}
+	if rates != nil {
+		log.Info("currency rates", "file", *fxRates, "base", rates.Base(), "currencies", strings.Join(rates.Currencies(), ","))
+	}
 	tok, err := api.ParseTokens(*tokens)
 	if err != nil {
 		return fmt.Errorf("--tokens: %w", err)
@@ -294,7 +328,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 			return nil
 		},
 	}
-	q := metrics.NewWithOptions(pools.api.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin})
+	q := metrics.NewWithOptions(pools.api.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin, Rates: rates})
 	handler := api.New(apiCfg, q, forecast.NewWithPinner(pools.api.Conn(), pin), log)
 
 	ln, err := net.Listen("tcp", c.HTTP)
