@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +21,9 @@ import (
 // Each query runs COMMITFLOW_BENCH_ITERS times (default 20) per benchmark
 // iteration; p50 and p95 are reported in ms. COMMITFLOW_BENCH_BRANCHES and
 // COMMITFLOW_BENCH_MAX_THREADS set the Querier's Options.
+// COMMITFLOW_BENCH_CURRENCIES, a comma-separated list of codes ("" allowed,
+// e.g. "USD,EUR,GBP,"), loads the amounts in those currencies (see
+// synth.Generator.Currencies); without it they have none.
 func BenchmarkQueries(b *testing.B) {
 	ctx := context.Background()
 	n := envInt("COMMITFLOW_BENCH_OPPS", 25000)
@@ -45,6 +49,9 @@ func BenchmarkQueries(b *testing.B) {
 	if have == 0 {
 		gen := synth.Generator{Tenant: tenant, Seed: 1, Ladder: ladder, LadderVersion: "v1",
 			Start: date("2024-01-01T00:00:00Z"), Span: 365 * 24 * time.Hour}
+		if c, ok := os.LookupEnv("COMMITFLOW_BENCH_CURRENCIES"); ok {
+			gen.Currencies = strings.Split(c, ",")
+		}
 		start := time.Now()
 		rows, err := gen.Load(ctx, s, n)
 		if err != nil {
