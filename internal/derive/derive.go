@@ -198,6 +198,7 @@ type state struct {
 	closedIndex [2]int    // index in out of the last deal.closed won/lost, -1 for none
 	closes      [2]int    // deal.closed won/lost emitted so far
 	reopenedAt  time.Time // the last deal.reopened; zero if none
+	reopenedBy  string    // source/id of the event that reopened it
 
 	// People.
 	stakeholders []string // engaged buyer people
@@ -618,6 +619,8 @@ func (s *state) reopen(e *event.Event) {
 	from := s.facts.Status
 	s.facts.Status = StatusOpen
 	s.reopenedAt = e.OccurredAt
+	s.reopenedBy = e.Source + "/" + e.ID
+	s.stallFired = false // the stall clock restarts at the reopen
 	s.emit(Derived{
 		Type: DealReopened, OccurredAt: e.OccurredAt, Evidence: s.one(e.ID),
 		Detail: `{"from":` + jsonStr(from) + `}`,
@@ -958,16 +961,18 @@ func (s *state) advance(t time.Time, inclusive bool) {
 		if !s.hasAnchor {
 			anchorAt, step = s.firstAt, 1
 		}
+		anchor := "start"
+		if s.hasAnchor {
+			anchor = hex.EncodeToString(s.anchor[:])
+		}
 		if s.reopenedAt.After(anchorAt) {
-			anchorAt = s.reopenedAt // no stall while closed
+			// No stall while closed: the clock restarts at the reopen.
+			anchorAt = s.reopenedAt
+			anchor += "/reopened/" + s.reopenedBy
 		}
 		if th := s.l.StallAfter(max(step, 1)); th > 0 {
 			if at := anchorAt.Add(th); due(at) {
 				s.stallFired = true
-				anchor := "start"
-				if s.hasAnchor {
-					anchor = hex.EncodeToString(s.anchor[:])
-				}
 				s.emit(Derived{
 					Type: DealStalled, OccurredAt: at, Step: s.l.Key(s.highest), StepIndex: s.highest,
 					Value:  th.Hours() / 24,

@@ -826,3 +826,27 @@ func TestEnvelopeFacts(t *testing.T) {
 		t.Errorf("late creation time noted: %s", cr.Detail)
 	}
 }
+
+// TestStallClockRestartsAtReopen: a deal that stalled, closed and was
+// reopened stalls again a threshold after the reopen, with an id of its
+// own; before, the stall of the same last commitment fired only once.
+func TestStallClockRestartsAtReopen(t *testing.T) {
+	out := run([]event.Event{
+		created("o1", day(0), "Perception Analysis", 1000), // invest: 30 days
+		lost("l1", day(40), "Price"),
+		stage("s1", day(60), "Qualification"),
+	}, day(100))
+	golden(t, out, false,
+		"d0 commitment.gained invest",
+		"d0 deal.single_threaded invest",
+		"d30 deal.stalled invest",
+		"d40 deal.closed Price",
+		"d60 stage.regressed explore",
+		"d60 deal.reopened",
+		"d90 deal.stalled invest",
+	)
+	second := out[len(out)-1]
+	if second.Detail != `{"since":"`+day(60).Format(time.RFC3339)+`"}` {
+		t.Errorf("second stall detail %s", second.Detail)
+	}
+}
