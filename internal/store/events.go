@@ -42,12 +42,17 @@ const defaultScanChunk = 5000
 // batch, and ClickHouse parses one block while the next is encoded.
 const insertBlockRows = 4096
 
-// InsertEvents inserts evs as one INSERT. Inserting an event again is
-// harmless: reads de-duplicate.
+// InsertEvents inserts evs as one INSERT; on a replicated cluster it
+// returns once every replica of the shards has them (see replicated).
+// Inserting an event again is harmless: reads de-duplicate.
 func (s *Store) InsertEvents(ctx context.Context, evs []RawEvent) error {
 	if len(evs) == 0 {
 		return nil
 	}
+	return s.replicated(ctx, func(ctx context.Context) error { return s.insertEvents(ctx, evs) })
+}
+
+func (s *Store) insertEvents(ctx context.Context, evs []RawEvent) error {
 	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO events ("+eventColumns+")")
 	if err != nil {
 		return fmt.Errorf("insert events: %w", err)

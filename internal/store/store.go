@@ -45,6 +45,7 @@ type Store struct {
 	database     string
 	major, minor int
 	scanChunk    int // opportunities per ScanEvents query
+	quorum       int // replicas per shard on a cluster: see replicated
 }
 
 // codeUnknownDatabase is ClickHouse's UNKNOWN_DATABASE error code.
@@ -119,6 +120,12 @@ func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
 	if err := conn.QueryRow(ctx, "SELECT currentDatabase()").Scan(&s.database); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("clickhouse %s: current database: %w", redact(dsn), err)
+	}
+	if opt.Cluster != "" {
+		if s.quorum, err = replicasPerShard(ctx, conn, opt.Cluster); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("clickhouse %s: %w", redact(dsn), err)
+		}
 	}
 	s.logger.Debug("clickhouse connected", "dsn", redact(dsn), "version", fmt.Sprintf("%d.%d", s.major, s.minor), "database", s.database)
 	return s, nil
