@@ -471,7 +471,9 @@ func definitions(p params) Definitions {
 		Draws:          p.Draws,
 		Seed:           p.Seed,
 		Estimator: "P(win within horizon_days | highest step, days since last commitment, segment): Aalen-Johansen cumulative incidence " +
-			"of won (lost competing) over days from each reference date, deals still open at forecast_at censored, not lost",
+			"of won (lost competing) over days from each reference date, deals still open at forecast_at censored, not lost; " +
+			"a deal is open at a date when its status as of that date is open (a reopened deal is open again), " +
+			"and its outcome is its first close after the date",
 		Smoothing: "hierarchical Beta: cell (step, days, segment) toward (step, days) toward step toward pooled, " +
 			"each with prior_strength effective samples; censored samples count by the share of the horizon observed",
 		Interval:     "80% Beta credible interval (lo = 10th, hi = 90th percentile)",

@@ -17,24 +17,42 @@ import (
 // (schemas/clickhouse/0101_opportunity_state.sql), through the View that
 // {from}, {prewhere} and {where} stand for (see onView), as seen with only the
 // events up to @bound: its creation time (deal.created if at or before
-// @bound, else its earliest event), its first close if at or before @bound,
-// and the reference dates @refs at which it was open. Opportunities whose
-// events are all after @bound, or all retracted (an empty state), have no
-// creation time and never count as open. On ClickHouse 18.16 a column that
-// a lambda captures must also be used outside lambdas in an expression the
-// query keeps ("Unknown identifier" otherwise): created, closed and ct are.
+// @bound, else its earliest event), its closes, and the reference dates
+// @refs at which it was open (open_ts). Open at t: created at or before t,
+// and the facts' status as of t open (fact_closed, migration 0105), so a
+// deal closed and then reopened is open again. Opportunities whose events
+// are all after @bound, or all retracted (an empty state), have no creation
+// time and never count as open.
+//
+// Most deals need no look-up of their facts: a deal never closed is open
+// from its creation on, and one closed once and closed still (its last
+// facts closed) is open from its creation until that close, since a reopen
+// after a close needs another close to end closed (derivation emits
+// deal.closed at every change of the status to won or lost). Only the
+// others (reopened, or closed more than once) look their status up at each
+// candidate date: cand, the dates after creation, less those from the last
+// close on of a deal whose last facts are closed.
+//
+// On ClickHouse 18.16 a column that a lambda captures must also be used
+// outside lambdas in an expression the query keeps ("Unknown identifier"
+// otherwise): created, lc, ends_closed and simple are, and so are the
+// columns behind fc (in ends_closed) and ft (statesSQL's segment look-up).
 const openSQL = `
 SELECT
     opportunity_id AS o,
     gain_steps AS gs,
     gain_times AS gt,
     fact_times AS ft,
+    fact_closed AS fc,
     segments AS segs,
+    close_times AS cts,
+    close_statuses AS css,
     if(toUInt32(created_at) > 0 AND created_at <= toDateTime(@bound), created_at, first_at) AS created,
-    notEmpty(close_times) AND close_times[1] <= toDateTime(@bound) AS closed,
-    close_times[1] AS ct,
-    close_statuses[1] AS cs,
-    arrayFilter(t -> created <= t AND (NOT closed OR ct > t), arrayMap(x -> toDateTime(x), @refs)) AS open_ts
+    close_times[-1] AS lc,
+    notEmpty(close_times) AND fact_closed[-1] = 1 AS ends_closed,
+    empty(close_times) OR (length(close_times) = 1 AND ends_closed) AS simple,
+    arrayFilter(t -> created <= t AND NOT (ends_closed AND lc <= t), arrayMap(x -> toDateTime(x), @refs)) AS cand,
+    if(simple, cand, arrayFilter(t -> fc[arrayCount(x -> x <= t, ft)] = 0, if(simple, emptyArrayDateTime(), cand))) AS open_ts
 FROM {from}
 {prewhere}
 WHERE tenant = @tenant AND {where} AND toUInt32(first_at) > 0 AND first_at <= toDateTime(@bound)`
@@ -44,9 +62,11 @@ WHERE tenant = @tenant AND {where} AND toUInt32(first_at) > 0 AND first_at <= to
 // time, whole days since it, segment) and its outcome observed up to @bound
 // (0 censored, 1 won, 2 lost within @horizon days) with the day it happened,
 // or for censored samples the whole days of follow-up capped at @horizon;
-// k is 1 for an opportunity's first sample. Gains and facts are ordered by
-// time, so "as of t" is a prefix of the arrays: the first gi gains and the
-// facts element arrayCount(x -> x <= t, ft).
+// k is 1 for an opportunity's first sample. The outcome is the first close
+// after t (ci; closes are in fold order): a deal lost, reopened and won is
+// lost for the dates before the loss and won for those after the reopen.
+// Gains and facts are ordered by time, so "as of t" is a prefix of the
+// arrays: the first gi gains and the facts element fi.
 const statesSQL = `
 SELECT o, t, k, h, last_at, days, seg, outcome, day FROM (
     SELECT
@@ -58,8 +78,10 @@ SELECT o, t, k, h, last_at, days, seg, outcome, day FROM (
         if(gi = 0, created, gt[gi]) AS last_at,
         intDiv(toInt64(toUInt32(t)) - toInt64(toUInt32(last_at)), 86400) AS days,
         segs[arrayCount(x -> x <= t, ft)] AS seg,
-        intDiv(toInt64(toUInt32(ct)) - toInt64(toUInt32(t)), 86400) AS close_day,
-        multiIf(NOT closed OR close_day >= @horizon, 0, cs = 'won', 1, 2) AS outcome,
+        arrayFirstIndex(x -> x > t, cts) AS ci,
+        ci > 0 AND cts[ci] <= toDateTime(@bound) AS closed,
+        intDiv(toInt64(toUInt32(cts[ci])) - toInt64(toUInt32(t)), 86400) AS close_day,
+        multiIf(NOT closed OR close_day >= @horizon, 0, css[ci] = 'won', 1, 2) AS outcome,
         if(outcome = 0, least(intDiv(toInt64(@bound) - toInt64(toUInt32(t)), 86400), @horizon), close_day) AS day
     FROM (` + openSQL + `)
     ARRAY JOIN open_ts AS t, arrayEnumerate(open_ts) AS k
@@ -85,21 +107,19 @@ ORDER BY h, bucket, seg, outcome, day`
 
 // dealsSQL gives the opportunities open at @at with their facts as of @at
 // (element fi of the fact arrays), their state at @at, and their first
-// close observed up to @bound (>= @at) with the amount as of the close
-// time. The open-at-@at condition (created by @at, not closed by then:
-// a close after @at is after it whether or not it is after @bound) is
-// spelled out on the table's columns in the inner WHERE rather than on
-// the computed columns outside: 18.16 does not push it down, and would
-// compute every fact look-up of the closed majority first.
+// close after @at observed up to @bound with the amount as of the close
+// time. Open at @at: created by @at and the facts' status as of @at open
+// (a deal closed and reopened is open). The inner WHERE keeps, on the
+// table's columns, the candidates openSQL describes (18.16 pushes no
+// condition on computed columns down, and would compute every fact look-up
+// of the closed majority first); the outer WHERE the open ones.
 const dealsSQL = `
 SELECT o, f_amount, f_close_date, f_probability, f_owner, f_team, f_segment, h, last_at, closed, ct, cs, close_amount FROM (
     SELECT
         opportunity_id AS o,
         if(toUInt32(created_at) > 0 AND created_at <= toDateTime(@bound), created_at, first_at) AS created,
-        notEmpty(close_times) AND close_times[1] <= toDateTime(@bound) AS closed,
-        close_times[1] AS ct,
-        close_statuses[1] AS cs,
         arrayCount(x -> x <= toDateTime(@at), fact_times) AS fi,
+        fact_closed[fi] AS f_closed,
         amounts[fi] AS f_amount,
         close_dates[fi] AS f_close_date,
         probabilities[fi] AS f_probability,
@@ -109,13 +129,18 @@ SELECT o, f_amount, f_close_date, f_probability, f_owner, f_team, f_segment, h, 
         arrayCount(g -> g <= toDateTime(@at), gain_times) AS gi,
         arrayReduce('max', arraySlice(gain_steps, 1, gi)) AS h,
         if(gi = 0, created, gain_times[gi]) AS last_at,
+        arrayFirstIndex(x -> x > toDateTime(@at), close_times) AS ci,
+        ci > 0 AND close_times[ci] <= toDateTime(@bound) AS closed,
+        close_times[ci] AS ct,
+        close_statuses[ci] AS cs,
         amounts[arrayCount(x -> x <= ct, fact_times)] AS close_amount
     FROM {from}
     {prewhere}
     WHERE tenant = @tenant AND {where} AND toUInt32(first_at) > 0 AND first_at <= toDateTime(@bound)
         AND if(toUInt32(created_at) > 0 AND created_at <= toDateTime(@bound), created_at, first_at) <= toDateTime(@at)
-        AND (empty(close_times) OR close_times[1] > toDateTime(@at))
+        AND NOT (notEmpty(close_times) AND fact_closed[-1] = 1 AND close_times[-1] <= toDateTime(@at))
 )
+WHERE f_closed = 0
 ORDER BY o`
 
 // stateRow is one (opportunity, reference date) sample as statesSQL gives

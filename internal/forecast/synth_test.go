@@ -27,8 +27,10 @@ type synthConfig struct {
 
 // synth makes derived rows of cfg.Opps opportunities: creation, gains that
 // climb (and skip) steps, interactions, amount updates, segment changes,
-// closes (won or lost, some after the window), ties in time, re-derived
-// rows with higher versions and retractions.
+// closes (won or lost, some after the window), reopens followed by another
+// close or none, ties in time, re-derived rows with higher versions and
+// retractions. As derivation does, every row after a close carries the
+// closed status until a deal.reopened.
 func synth(cfg synthConfig) []store.DerivedRow {
 	r := rand.New(rand.NewPCG(cfg.Seed, 77))
 	segments := []string{"smb", "mid", "ent"}
@@ -51,8 +53,12 @@ func synth(cfg synthConfig) []store.DerivedRow {
 			snap.CloseDate = time.Time{} // unknown close date
 		}
 		seq := 0
+		var last time.Time // of the rows so far
 		add := func(kind derive.Kind, at time.Time, step int, s derive.Snapshot) *store.DerivedRow {
 			seq++
+			if at.After(last) {
+				last = at
+			}
 			d := derive.Derived{
 				Tenant:        cfg.Tenant,
 				OpportunityID: opp,
@@ -101,6 +107,9 @@ func synth(cfg synthConfig) []store.DerivedRow {
 				rd.Version = 3
 				rd.OccurredAt = at.Add(time.Duration(r.IntN(3600)) * time.Second)
 				out = append(out, rd)
+				if rd.OccurredAt.After(last) {
+					last = rd.OccurredAt
+				}
 			}
 			if r.IntN(3) == 0 {
 				add(derive.InteractionHeld, at.Add(time.Duration(r.IntN(86400*10))*time.Second), 0, snap)
@@ -114,29 +123,43 @@ func synth(cfg synthConfig) []store.DerivedRow {
 				add(derive.DealUpdated, at.Add(time.Duration(r.IntN(86400*5))*time.Second), 0, snap)
 			}
 		}
-		switch x := r.Float64(); {
-		case x < 0.25: // still open
-		default:
-			closeAt := at.Add(time.Duration(r.Int64N(int64(90*day/time.Second))) * time.Second)
-			win := r.Float64() < 0.1+0.08*float64(step)
-			s := snap
-			if win {
-				s.Status, s.Probability = "won", 1
-			} else {
-				s.Status, s.Probability = "lost", 0
+		if r.IntN(4) == 0 {
+			continue // still open
+		}
+		closeAt := last.Add(time.Second + time.Duration(r.Int64N(int64(90*day/time.Second)))*time.Second)
+		win := r.Float64() < 0.1+0.08*float64(step)
+		c := add(derive.DealClosed, closeAt, 0, closed(snap, win))
+		switch {
+		case r.IntN(25) == 0: // the close was retracted: open again
+			rt := *c
+			rt.Version, rt.Retracted = 2, true
+			out = append(out, rt)
+		case r.IntN(5) == 0: // reopened, then perhaps closed again
+			at := closeAt.Add(time.Duration(1+r.Int64N(int64(60*day/time.Second))) * time.Second)
+			add(derive.DealReopened, at, 0, snap)
+			if r.IntN(4) == 0 {
+				snap.Amount = float64(1000 * (1 + r.IntN(200)))
+				at = at.Add(time.Duration(r.IntN(86400*20)) * time.Second)
+				add(derive.DealUpdated, at, 0, snap)
 			}
-			c := add(derive.DealClosed, closeAt, 0, s)
-			if r.IntN(25) == 0 { // the close was retracted: open again
-				rt := *c
-				rt.Version, rt.Retracted = 2, true
-				out = append(out, rt)
+			if r.IntN(3) != 0 {
+				add(derive.DealClosed, at.Add(time.Duration(1+r.Int64N(int64(120*day/time.Second)))*time.Second), 0, closed(snap, r.IntN(2) == 0))
 			}
-			if win && r.IntN(2) == 0 {
-				add(derive.CommitmentGained, closeAt.Add(20*day), 10, s)
-			}
+		case win && r.IntN(2) == 0:
+			add(derive.CommitmentGained, closeAt.Add(20*day), 10, closed(snap, win))
 		}
 	}
 	return out
+}
+
+// closed returns s closed won or lost.
+func closed(s derive.Snapshot, won bool) derive.Snapshot {
+	if won {
+		s.Status, s.Probability = "won", 1
+	} else {
+		s.Status, s.Probability = "lost", 0
+	}
+	return s
 }
 
 func truncDay(t time.Time) time.Time {
@@ -170,7 +193,7 @@ func current(rows []store.DerivedRow, tenant string) []derive.Derived {
 type oracleOpp struct {
 	rows    []derive.Derived
 	created time.Time
-	closed  *derive.Derived
+	closes  []*derive.Derived // in fold order
 }
 
 func oracleOpps(ds []derive.Derived, bound time.Time) map[string]*oracleOpp {
@@ -197,8 +220,7 @@ func oracleOpps(ds []derive.Derived, bound time.Time) map[string]*oracleOpp {
 		}
 		for i := range o.rows {
 			if o.rows[i].Type == derive.DealClosed {
-				o.closed = &o.rows[i]
-				break
+				o.closes = append(o.closes, &o.rows[i])
 			}
 		}
 	}
@@ -215,9 +237,24 @@ func before(a, b derive.Derived) bool {
 	return a.ID < b.ID
 }
 
-// openAt reports whether o is open at t.
+// openAt reports whether o is open at t: created by then, and its facts
+// as of t say open.
 func (o *oracleOpp) openAt(t time.Time) bool {
-	return !o.created.After(t) && (o.closed == nil || o.closed.OccurredAt.After(t))
+	if o.created.After(t) {
+		return false
+	}
+	_, _, facts := o.stateAt(t)
+	return facts.Status != "won" && facts.Status != "lost"
+}
+
+// closeAfter returns the first close after t, nil if none.
+func (o *oracleOpp) closeAfter(t time.Time) *derive.Derived {
+	for _, c := range o.closes {
+		if c.OccurredAt.After(t) {
+			return c
+		}
+	}
+	return nil
 }
 
 // stateAt returns the highest step, last commitment time and latest facts at t.
@@ -253,10 +290,10 @@ func oracleStates(ds []derive.Derived, refs []time.Time, bound time.Time, horizo
 			step, last, facts := o.stateAt(t)
 			s := stateRow{Opportunity: id, T: t, Step: step, LastAt: last,
 				Days: int((t.Unix() - last.Unix()) / 86400), Segment: facts.Segment}
-			if o.closed != nil && int((o.closed.OccurredAt.Unix()-t.Unix())/86400) < horizon {
-				s.Day = int((o.closed.OccurredAt.Unix() - t.Unix()) / 86400)
+			if c := o.closeAfter(t); c != nil && int((c.OccurredAt.Unix()-t.Unix())/86400) < horizon {
+				s.Day = int((c.OccurredAt.Unix() - t.Unix()) / 86400)
 				s.Outcome = Lost
-				if o.closed.Status == "won" {
+				if c.Status == "won" {
 					s.Outcome = Won
 				}
 			} else {
@@ -316,8 +353,9 @@ func oracleDeals(ds []derive.Derived, at, bound time.Time) []dealRow {
 		step, last, facts := o.stateAt(at)
 		d := dealRow{Opportunity: id, Amount: facts.Amount, CloseDate: facts.CloseDate, Probability: facts.Probability,
 			Owner: facts.OwnerID, Team: facts.Team, Segment: facts.Segment, Step: step, LastAt: last}
-		if c := o.closed; c != nil {
-			d.Closed, d.ClosedAt, d.Status, d.CloseAmount = true, c.OccurredAt, c.Status, c.Amount
+		if c := o.closeAfter(at); c != nil {
+			_, _, f := o.stateAt(c.OccurredAt)
+			d.Closed, d.ClosedAt, d.Status, d.CloseAmount = true, c.OccurredAt, c.Status, f.Amount
 		}
 		out = append(out, d)
 	}
