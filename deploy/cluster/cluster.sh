@@ -5,13 +5,17 @@
 #     processes from Debian's clickhouse-server package), cluster name "cf",
 #   - a 3-node NATS JetStream cluster (nats-server built from go.mod).
 #
-# Usage: deploy/cluster/cluster.sh up|down|env|status
+# Usage: deploy/cluster/cluster.sh up|down|env|kill NAME|start NAME
 #
 #   up      installs what is missing (apt-get), starts everything, waits until
 #           the ClickHouse hosts see ZooKeeper and JetStream has a meta leader,
 #           and writes $CF_CLUSTER_DIR/env (shell assignments, see `env`).
 #   down    kills every process `up` started (by the pids it recorded) and
 #           removes $CF_CLUSTER_DIR.
+#   kill NAME   kills one server with SIGKILL (NAME: ch1..ch4, nats1..nats3,
+#           zookeeper), for the suite's failure tests.
+#   start NAME  starts that server again on its ports and data, recording its
+#           new pid for down.
 #   env     prints the environment the cluster suite reads:
 #             COMMITFLOW_CLUSTER_CLICKHOUSE  DSN with all four hosts
 #             COMMITFLOW_CLUSTER_CLICKHOUSE_HOSTS  host:port of each, shard by shard
@@ -56,12 +60,12 @@ install() {
 	[ -f /usr/share/java/zookeeper.jar ] || die "zookeeper is not installed"
 }
 
-# spawn runs a command in the background with its output in $1.log and
-# records its pid in $DIR/pids.
+# spawn runs a command in the background with its output appended to
+# $1.log and records its pid in $DIR/pids.
 spawn() {
 	local name=$1
 	shift
-	setsid "$@" >"$DIR/$name.log" 2>&1 </dev/null &
+	setsid "$@" >>"$DIR/$name.log" 2>&1 </dev/null &
 	echo "$! $name" >>"$DIR/pids"
 }
 
@@ -171,9 +175,12 @@ start_clickhouse() {
 	local i
 	for i in 1 2 3 4; do
 		ch_config "$i"
-		spawn "ch$i" clickhouse-server --config-file="$DIR/ch$i/config.xml"
+		start_ch "$i"
 	done
 }
+
+# start_ch starts ClickHouse host $1 with the configuration ch_config wrote.
+start_ch() { spawn "ch$1" clickhouse-server --config-file="$DIR/ch$1/config.xml"; }
 
 build_nats() {
 	if [ ! -x "$DIR/nats-server" ]; then
@@ -183,18 +190,21 @@ build_nats() {
 }
 
 start_nats() {
-	local i j routes
-	for i in 1 2 3; do
-		routes=""
-		for j in 1 2 3; do
-			[ "$j" = "$i" ] && continue
-			routes="${routes:+$routes,}nats://127.0.0.1:$(nats_route "$j")"
-		done
-		mkdir -p "$DIR/nats$i"
-		spawn "nats$i" "$DIR/nats-server" --server_name "n$i" --addr 127.0.0.1 --port "$(nats_port "$i")" \
-			--cluster_name cf --cluster "nats://127.0.0.1:$(nats_route "$i")" --routes "$routes" \
-			--jetstream --store_dir "$DIR/nats$i"
+	local i
+	for i in 1 2 3; do start_nats_node "$i"; done
+}
+
+# start_nats_node starts NATS node $1 (1..3) of the cluster.
+start_nats_node() {
+	local i=$1 j routes=""
+	for j in 1 2 3; do
+		[ "$j" = "$i" ] && continue
+		routes="${routes:+$routes,}nats://127.0.0.1:$(nats_route "$j")"
 	done
+	mkdir -p "$DIR/nats$i"
+	spawn "nats$i" "$DIR/nats-server" --server_name "n$i" --addr 127.0.0.1 --port "$(nats_port "$i")" \
+		--cluster_name cf --cluster "nats://127.0.0.1:$(nats_route "$i")" --routes "$routes" \
+		--jetstream --store_dir "$DIR/nats$i"
 }
 
 # wait_for runs "$@" until it succeeds, for at most $1 seconds.
@@ -207,6 +217,9 @@ wait_for() {
 		sleep 0.5
 	done
 }
+
+# port_open: something listens on loopback port $1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 ch_query() { clickhouse-client --port "$(ch_tcp "$1")" --connect_timeout 5 --receive_timeout 10 --query "$2"; }
 
@@ -246,6 +259,32 @@ nats_meta_leader() {
 	grep -q "JetStream cluster new metadata leader\|Self is new JetStream cluster metadata leader" "$DIR"/nats*.log
 }
 
+# kill_one kills server $1 (as named in $DIR/pids) with SIGKILL and waits
+# until it is gone.
+kill_one() {
+	local name=$1 pid
+	pid=$(awk -v n="$name" '$2 == n { p = $1 } END { print p }' "$DIR/pids")
+	[ -n "$pid" ] || die "no server named $name"
+	kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+}
+
+# start_one starts server $1 again (see kill_one) and waits until it is up.
+start_one() {
+	case "$1" in
+	ch[1-4])
+		start_ch "${1#ch}"
+		wait_for 90 "clickhouse $1" ch_ready "${1#ch}"
+		;;
+	nats[1-3])
+		start_nats_node "${1#nats}"
+		wait_for 30 "nats $1" port_open "$(nats_port "${1#nats}")"
+		;;
+	zookeeper) start_zookeeper ;;
+	*) die "unknown server $1 (ch1..ch4, nats1..nats3, zookeeper)" ;;
+	esac
+}
+
 down() {
 	if [ -f "$DIR/pids" ]; then
 		local pid name
@@ -264,5 +303,7 @@ case "${1:-}" in
 up) up ;;
 down) down ;;
 env) env_text ;;
-*) die "usage: $0 up|down|env" ;;
+kill) kill_one "${2:?server name}" ;;
+start) start_one "${2:?server name}" ;;
+*) die "usage: $0 up|down|env|kill NAME|start NAME" ;;
 esac
