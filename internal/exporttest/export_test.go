@@ -329,17 +329,6 @@ func TestExportAgainstOracle(t *testing.T) {
 		{"after-everything", query{asOf: day("2025-02-01"), from: start, to: day("2025-01-01"),
 			by: "segment", interval: "quarter", fromStep: "review"}},
 	}
-	// known lists the sub-cases the product answers wrongly, by tenant,
-	// case and endpoint, with what is wrong.
-	reopenStall := "a deal closed and reopened is stalled from a deal.stalled that fired before its close, where the README " +
-		"says the stall clock restarts at the reopen: derive fires no new stall after the reopen when one fired for the same last " +
-		"commitment before the close, and /v1/stalls takes any stall after the last commitment. Minimal case: created in " +
-		"Perception Analysis (invest, 30 days) on day 0, closed_lost day 40, stage Qualification day 60: as of day 70 " +
-		"got stalled since day 30, want not stalled; as of day 100 got stalled_since day 30, want day 90; no deal.stalled at day 90"
-	known := map[string]string{
-		tenantReopened + "/mid-year/stalls":         reopenStall,
-		tenantReopened + "/after-everything/stalls": reopenStall,
-	}
 	for tok, ten := range tokens {
 		var own []event.Event
 		for _, e := range evs {
@@ -354,9 +343,6 @@ func TestExportAgainstOracle(t *testing.T) {
 			period := url.Values{"as_of": {param(q.asOf)}, "from": {param(q.from)}, "to": {param(q.to)}}
 			run := func(endpoint string, f func(t *testing.T)) {
 				t.Run(ten+"/"+tc.name+"/"+endpoint, func(t *testing.T) {
-					if why := known[ten+"/"+tc.name+"/"+endpoint]; why != "" {
-						t.Skip("issue 18: " + why)
-					}
 					f(t)
 				})
 			}

@@ -397,9 +397,13 @@ func oracleStalls(evs []derive.Derived, sq StallsQuery, r *oracleRates) *StallsR
 	var deals []StalledDeal
 	for id, oe := range oppEvents(evs, sq.Tenant, asOf) {
 		top := 0
-		var lastc, created, first time.Time
+		var lastc, created, first, lastClose time.Time
 		for _, e := range oe {
 			switch e.Type {
+			case derive.DealClosed:
+				if e.OccurredAt.After(lastClose) {
+					lastClose = e.OccurredAt
+				}
 			case derive.CommitmentGained:
 				if e.StepIndex > top {
 					top = e.StepIndex
@@ -430,7 +434,10 @@ func oracleStalls(evs []derive.Derived, sq StallsQuery, r *oracleRates) *StallsR
 		}
 		var since time.Time
 		for _, e := range oe {
-			if e.Type == derive.DealStalled && !e.OccurredAt.Before(ref) && (since.IsZero() || e.OccurredAt.Before(since)) {
+			// A reopened deal's stall clock restarts at the reopen:
+			// a stall before its last close does not count.
+			if e.Type == derive.DealStalled && !e.OccurredAt.Before(ref) && e.OccurredAt.After(lastClose) &&
+				(since.IsZero() || e.OccurredAt.Before(since)) {
 				since = e.OccurredAt
 			}
 		}

@@ -93,7 +93,7 @@ var stallsRules = []string{
 	"step = highest step index of its commitment.gained at or before as_of (0 = none)",
 	"reference time = last commitment.gained at or before as_of, else deal.created, else the first derived event",
 	"days since commitment = floor((as_of - reference time) / 86400)",
-	"stalled = has a deal.stalled at or before as_of and at or after the reference time; stalled_since = the earliest such",
+	"stalled = has a deal.stalled at or before as_of, at or after the reference time and after its last deal.closed at or before as_of (a reopened deal's stall clock restarts at the reopen); stalled_since = the earliest such",
 	"amount, currency, owner and team are the facts as of as_of; deals ordered by amount desc (each in its own currency), opportunity_id",
 }
 
@@ -102,13 +102,17 @@ var stallsRules = []string{
 // prewhere and where that is open as of
 // @asof, with its highest step, facts, reference time, first stall since
 // then and days since the reference time. Times are UInt32 seconds, 0
-// meaning none.
+// meaning none. A stall counts from sref: the reference time, or just
+// after the last close when that is later (a reopened deal's stall clock
+// restarts at the reopen); sref reaches the lambda as an array, since
+// 18.16 cannot capture a column computed in the same query level.
 func openDeals(outer, from, prewhere, where string) string {
 	return strings.Replace(outer, "{rows}", `SELECT opp_id, hi_step, amt, cur, a_owner, a_team, ref, ss, ss != 0 AS stalled,
 		intDiv(toInt64(@asof) - ref, 86400) AS days
 	FROM (
 		SELECT opp_id, hi_step, amt, cur, a_owner, a_team, ref,
-			toUInt32(arrayReduce('min', arrayFilter(t -> toUInt32(t) >= ref AND t <= toDateTime(@asof), stall_times))) AS ss
+			toUInt32(arrayReduce('min', arrayFilter((t, r) -> toUInt32(t) >= r AND t <= toDateTime(@asof),
+				stall_times, arrayResize(emptyArrayUInt32(), length(stall_times), sref)))) AS ss
 		FROM (
 			SELECT opportunity_id AS opp_id, stall_times,
 				arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
@@ -119,7 +123,9 @@ func openDeals(outer, from, prewhere, where string) string {
 				arrayReduce('max', arrayFilter((s, t) -> t <= toDateTime(@asof), gain_steps, gain_times)) AS hi_step,
 				toUInt32(arrayReduce('max', arrayFilter(t -> t <= toDateTime(@asof), gain_times))) AS lastc,
 				if(created_at <= toDateTime(@asof), toUInt32(created_at), toUInt32(0)) AS created,
-				if(lastc != 0, lastc, if(created != 0, created, toUInt32(first_at))) AS ref
+				if(lastc != 0, lastc, if(created != 0, created, toUInt32(first_at))) AS ref,
+				toUInt32(arrayReduce('max', arrayFilter(t -> t <= toDateTime(@asof), close_times))) AS lastclose,
+				if(lastclose >= ref, lastclose + 1, ref) AS sref
 			FROM `+from+`
 			`+prewhere+`
 			WHERE `+where+`
