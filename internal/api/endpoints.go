@@ -33,7 +33,7 @@ func Endpoints() []Endpoint {
 		{"funnel", "/v1/funnel", "stage conversion K→K+1 of the cohorts that reached each step in [from, to)", []Param{
 			paramFrom, paramTo, paramAsOf,
 			{"window_days", fmt.Sprintf("count a conversion only within this many days, 0..%d; default none", metrics.MaxWindowDays)},
-			{"by", "break down by owner, team, segment, source or product"},
+			{"by", "break down by owner, team, segment, source, product, or attr.KEY (a free attribute)"},
 			{"interval", "trend: group cohorts by week, month or quarter"},
 			paramCurrency,
 		}},
@@ -50,12 +50,12 @@ func Endpoints() []Endpoint {
 		{"cycle-time", "/v1/cycle-time", "days from creation (or from reaching a step) to close of the deals won, lost and closed in [from, to)", []Param{
 			paramFrom, paramTo, paramAsOf,
 			{"from_step", "start at reaching this ladder step (its key); default the deal's creation"},
-			{"by", "break down by owner, team, segment, source or product"},
+			{"by", "break down by owner, team, segment, source, product, or attr.KEY (a free attribute)"},
 			{"interval", "group the deals by the week, month or quarter they closed in"},
 		}},
 		{"stage-history", "/v1/stage-history", "CRM stage history: entries into each CRM stage, re-entries, backward moves, the stage-to-stage transition matrix, time in stage", []Param{
 			paramAsOf,
-			{"by", "break down by owner, team, segment, source or product (as of as_of)"},
+			{"by", "break down by owner, team, segment, source, product, or attr.KEY (a free attribute), as of as_of"},
 		}},
 	}
 }
@@ -78,7 +78,7 @@ func ParseFunnel(v url.Values) (metrics.FunnelQuery, error) {
 		AsOf:     p.date("as_of", time.Time{}),
 		From:     p.requiredDate("from"),
 		To:       p.requiredDate("to"),
-		By:       p.enum("by", "", "owner", "team", "segment", "source", "product"),
+		By:       p.by("by"),
 		Interval: p.enum("interval", "", "week", "month", "quarter"),
 		Currency: p.currency("currency"),
 	}
@@ -137,7 +137,7 @@ func ParseCycleTime(v url.Values) (metrics.CycleQuery, error) {
 		From:     p.requiredDate("from"),
 		To:       p.requiredDate("to"),
 		FromStep: p.str("from_step"),
-		By:       p.enum("by", "", "owner", "team", "segment", "source", "product"),
+		By:       p.by("by"),
 		Interval: p.enum("interval", "", "week", "month", "quarter"),
 	}
 	p.before(q.From, q.To, "from", "to")
@@ -149,7 +149,7 @@ func ParseStageHistory(v url.Values) (metrics.StageHistoryQuery, error) {
 	p := newParser(v, endpointParams("stage-history"))
 	q := metrics.StageHistoryQuery{
 		AsOf: p.date("as_of", time.Time{}),
-		By:   p.enum("by", "", "owner", "team", "segment", "source", "product"),
+		By:   p.by("by"),
 	}
 	return q, p.err
 }

@@ -3,12 +3,15 @@ package api
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/fx"
+	"github.com/commitflow/commitflow/internal/metrics"
 )
 
 // ParamError is a bad query parameter. The API answers it with 400 and
@@ -166,6 +169,23 @@ func (p *parser) enum(name, def string, allowed ...string) string {
 	}
 	p.fail(name, "want one of %s, got %q", strings.Join(allowed, ", "), truncate(s))
 	return def
+}
+
+// by returns a breakdown dimension: owner, team, segment, source, product,
+// or attr.KEY (a free attribute); "" when absent.
+func (p *parser) by(name string) string {
+	s := p.str(name)
+	if s == "" {
+		return ""
+	}
+	if k, ok := strings.CutPrefix(s, metrics.AttrPrefix); ok && event.ValidAttributeKey(k) {
+		return s
+	}
+	if slices.Contains([]string{"owner", "team", "segment", "source", "product"}, s) {
+		return s
+	}
+	p.fail(name, "want one of owner, team, segment, source, product, or attr.KEY (a free attribute: KEY in lower case letters, digits and _), got %q", truncate(s))
+	return ""
 }
 
 // currency returns the parameter as an ISO 4217 code in upper case, or ""

@@ -110,7 +110,7 @@ func (q *Querier) CycleTime(ctx context.Context, cq CycleQuery) (*CycleResult, e
 	if err != nil {
 		return nil, err
 	}
-	byArr, keyHash, period, periodOut := g.byArr, g.keyHash, g.period, g.periodOut
+	keyHash, period, periodOut := g.keyHash, g.period, g.periodOut
 	start := "toUInt32(created_at)"
 	if k > 0 {
 		start = "toUInt32(reach[@k])"
@@ -157,13 +157,14 @@ GROUP BY pd, kh, won`
 			clickhouse.Named("asof", int64(ts(c.asOf))),
 			clickhouse.Named("from", ts(from)),
 			clickhouse.Named("to", ts(to)),
-			clickhouse.Named("k", uint64(k)))
+			clickhouse.Named("k", uint64(k)),
+			byAttr(cq.By))
 	}
 	err = q.read(ctx, c.tenant, func(s *scan) error {
 		keys := map[uint64]string{}
-		if byArr != "" {
+		if cq.By != "" {
 			var err error
-			if keys, err = q.funnelKeys(s, byArr, args(s)); err != nil {
+			if keys, err = q.funnelKeys(s, cq.By, args(s)); err != nil {
 				return err
 			}
 		}

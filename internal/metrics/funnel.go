@@ -192,7 +192,7 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 	if err != nil {
 		return nil, err
 	}
-	byArr, keyHash, period, periodOut := g.byArr, g.keyHash, g.period, g.periodOut
+	keyHash, period, periodOut := g.keyHash, g.period, g.periodOut
 	grouped := fq.By != "" || fq.Interval != ""
 	groups := "[toUInt8(0)]"
 	if grouped {
@@ -289,13 +289,14 @@ GROUP BY K, pd, kh, cur`
 			clickhouse.Named("from", ts(from)),
 			clickhouse.Named("to", ts(to)),
 			clickhouse.Named("nb", uint8(len(bucketEdges))),
-			clickhouse.Named("skp", uint8(funnelSkipped)))
+			clickhouse.Named("skp", uint8(funnelSkipped)),
+			byAttr(fq.By))
 	}
 	err = q.read(ctx, c.tenant, func(s *scan) error {
 		keys := map[uint64]string{}
-		if byArr != "" {
+		if fq.By != "" {
 			var err error
-			if keys, err = q.funnelKeys(s, byArr, args(s)); err != nil {
+			if keys, err = q.funnelKeys(s, fq.By, args(s)); err != nil {
 				return err
 			}
 		}
@@ -420,12 +421,13 @@ var funnelCodeSQL = bucketIndexSQL("(rk1 - rk)", "conv") + " + dropped + " + ito
 const funnelSkipped = 16
 
 // funnelKeys names the By values of the funnel's groups by their
-// cityHash64: the values of byArr as of @asof among the tenant's
+// cityHash64: the values of dimension by as of @asof among the tenant's
 // opportunities. Superseded rows are not left out (that costs more than
 // the rest of this query): their values only add names no group uses.
-func (q *Querier) funnelKeys(s *scan, byArr string, args []any) (map[uint64]string, error) {
+func (q *Querier) funnelKeys(s *scan, by string, args []any) (map[uint64]string, error) {
+	elem, _ := byElement(by, "arrayCount(t -> t <= toDateTime(@asof), fact_times)")
 	query := `SELECT key, cityHash64(key) FROM ` + s.fanout(func(where string) string {
-		return `SELECT DISTINCT ` + byArr + `[arrayCount(t -> t <= toDateTime(@asof), fact_times)] AS key
+		return `SELECT DISTINCT ` + elem + ` AS key
 		FROM ` + s.from + `
 		WHERE ` + where
 	}) + `
@@ -460,10 +462,10 @@ func emptyCounts() FunnelCounts {
 }
 
 // grouping is the SQL of a breakdown by a fact (By) and a period
-// (Interval): byArr is the fact's array (empty for none), keyHash the
-// group key's hash of its element, period the period of a time, periodOut
-// the period as the answer shows it.
-type grouping struct{ byArr, keyHash, period, periodOut string }
+// (Interval): by is the dimension (empty for none), keyHash the group
+// key's hash of its value, period the period of a time, periodOut the
+// period as the answer shows it.
+type grouping struct{ by, keyHash, period, periodOut string }
 
 // breakdown returns the grouping of by and interval, taking the fact of
 // element fi and the period of the time at (SQL expressions), or an input
@@ -471,11 +473,11 @@ type grouping struct{ byArr, keyHash, period, periodOut string }
 func breakdown(by, interval, fi, at string) (grouping, error) {
 	g := grouping{keyHash: "toUInt64(0)", period: "toDate(0)", periodOut: "''"}
 	if by != "" {
-		arr, ok := byArray(by)
+		elem, ok := byElement(by, fi)
 		if !ok {
-			return grouping{}, inputErr("by", "must be one of owner, team, segment, source, product")
+			return grouping{}, errBy
 		}
-		g.byArr, g.keyHash = arr, "cityHash64("+arr+"["+fi+"])"
+		g.by, g.keyHash = by, "cityHash64("+elem+")"
 	}
 	if interval != "" {
 		fn, ok := intervalFunc(interval)

@@ -82,6 +82,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/fx"
 	"github.com/commitflow/commitflow/internal/snapshot"
 )
@@ -258,7 +259,35 @@ const (
 	maxTenantLen   = 256
 )
 
-// byArray returns the opportunity_state fact array a FunnelQuery.By
+// byElement returns the SQL of a breakdown dimension's value in fact
+// snapshot fi (an SQL expression), false if the dimension is unknown:
+// owner, team, segment, source, product, or attr.KEY, the free attribute
+// KEY, whose name the queries bind as @by_attr (byAttr).
+func byElement(by, fi string) (string, bool) {
+	if k, ok := strings.CutPrefix(by, AttrPrefix); ok {
+		return "attr_values[" + fi + "][indexOf(attr_keys[" + fi + "], @by_attr)]", event.ValidAttributeKey(k)
+	}
+	arr, ok := byArray(by)
+	return arr + "[" + fi + "]", ok
+}
+
+// AttrPrefix starts a breakdown by a free attribute: attr.region.
+const AttrPrefix = "attr."
+
+// byAttr is the @by_attr argument: the attribute a breakdown reads, ""
+// for none.
+func byAttr(by string) driver.NamedValue {
+	k, _ := strings.CutPrefix(by, AttrPrefix)
+	if k == by {
+		k = ""
+	}
+	return clickhouse.Named("by_attr", k)
+}
+
+// errBy is the input error of an unknown breakdown.
+var errBy = inputErr("by", "must be one of owner, team, segment, source, product, or attr.KEY (a free attribute, KEY in lower case letters, digits and _)")
+
+// byArray returns the opportunity_state fact array a built-in breakdown
 // dimension reads, false if the dimension is unknown.
 func byArray(by string) (string, bool) {
 	switch by {

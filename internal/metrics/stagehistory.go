@@ -141,11 +141,11 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 	}
 	key := "''"
 	if sq.By != "" {
-		arr, ok := byArray(sq.By)
+		elem, ok := byElement(sq.By, "fi")
 		if !ok {
-			return nil, inputErr("by", "must be one of owner, team, segment, source, product")
+			return nil, errBy
 		}
-		key = arr + "[fi]"
+		key = elem
 	}
 	groups := "[toUInt8(0)]"
 	if sq.By != "" {
@@ -220,7 +220,7 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 	)
 	err = q.read(ctx, c.tenant, func(s *scan) error {
 		stats, moves = map[gk]map[string]*StageStats{}, map[gk][]StageTransition{}
-		args := append(s.args, clickhouse.Named("tenant", c.tenant), clickhouse.Named("asof", int64(ts(c.asOf))))
+		args := append(s.args, clickhouse.Named("tenant", c.tenant), clickhouse.Named("asof", int64(ts(c.asOf))), byAttr(sq.By))
 		rows, err := q.conn.Query(s.ctx, stagesQuery(s), args...)
 		if err != nil {
 			return fmt.Errorf("stage history query: %w", err)
