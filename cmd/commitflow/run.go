@@ -201,6 +201,8 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	tokens := fs.String("tokens", "", "API bearer tokens, token=tenant,token=tenant")
 	hubspotSecrets := fs.String("hubspot-secrets", "", "client secrets of the tenants' HubSpot apps, which sign their webhooks to POST /v1/webhooks/hubspot: tenant=secret,tenant=secret")
 	pipedriveAuth := fs.String("pipedrive-auth", "", "basic-auth credentials the tenants' Pipedrive webhooks send to POST /v1/webhooks/pipedrive: tenant=user:password,...")
+	salesforceSecrets := fs.String("salesforce-secrets", "", "secrets the tenants' Salesforce CDC relays sign POST /v1/webhooks/salesforce with (X-Commitflow-Signature: sha256=<hex HMAC-SHA256 of the body>): tenant=secret,...")
+	gongKeys := fs.String("gong-keys", "", "keys the tenants' Gong automation rules put in the webhook URL, POST /v1/webhooks/gong?key=KEY: tenant=key,...")
 	maxBody := fs.String("max-body", "16MiB", "largest body of POST /v1/events and the webhooks (413 past it): bytes, KiB, MiB or GiB")
 	publicURL := fs.String("public-url", "", "scheme://host[:port] the CRM webhooks call the API at, which HubSpot signs; empty takes the request's Host with https or http")
 	metricsHTTP := fs.String("metrics-http", "", "listen address for /metrics, /healthz and /readyz apart from the API; empty serves /metrics on --http")
@@ -234,7 +236,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--tokens: %w", err)
 	}
-	gw, err := gatewayConfig(*hubspotSecrets, *pipedriveAuth, *maxBody, *publicURL)
+	gw, err := gatewayConfig(*hubspotSecrets, *pipedriveAuth, *salesforceSecrets, *gongKeys, *maxBody, *publicURL)
 	if err != nil {
 		return err
 	}
@@ -304,6 +306,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	gw.Publisher = bus.NewPublisher(s.js, parts).WithOptions(bus.PublishOptions{Logger: log})
+	gw.DeadLetters = api.NewDeadLetters(s.js, parts, bus.PublishOptions{Logger: log})
 	apiCfg := api.Config{
 		Gateway:          gw,
 		Tokens:           tok,
@@ -422,7 +425,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 
 // gatewayConfig makes the configuration of POST /v1/events and the
 // webhooks from run's flags; the publisher is set once NATS is up.
-func gatewayConfig(hubspotSecrets, pipedriveAuth, maxBody, publicURL string) (api.GatewayConfig, error) {
+func gatewayConfig(hubspotSecrets, pipedriveAuth, salesforceSecrets, gongKeys, maxBody, publicURL string) (api.GatewayConfig, error) {
 	var gw api.GatewayConfig
 	var err error
 	if gw.HubSpotSecrets, err = api.ParseTenantSecrets(hubspotSecrets); err != nil {
@@ -430,6 +433,12 @@ func gatewayConfig(hubspotSecrets, pipedriveAuth, maxBody, publicURL string) (ap
 	}
 	if gw.PipedriveAuth, err = api.ParsePipedriveAuth(pipedriveAuth); err != nil {
 		return gw, fmt.Errorf("--pipedrive-auth: %w", err)
+	}
+	if gw.SalesforceSecrets, err = api.ParseTenantSecrets(salesforceSecrets); err != nil {
+		return gw, fmt.Errorf("--salesforce-secrets: %w", err)
+	}
+	if gw.GongKeys, err = api.ParseTenantSecrets(gongKeys); err != nil {
+		return gw, fmt.Errorf("--gong-keys: %w", err)
 	}
 	if gw.MaxBody, err = config.ParseSize(maxBody); err != nil {
 		return gw, fmt.Errorf("--max-body: %w", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,6 +45,16 @@ type GatewayConfig struct {
 	// PipedriveAuth maps each tenant to the "user:password" its Pipedrive
 	// webhooks send with HTTP basic authentication.
 	PipedriveAuth map[string]string
+	// SalesforceSecrets maps each tenant to the secret its Salesforce
+	// Change Data Capture relay signs requests with (X-Commitflow-Signature,
+	// see webhook.SignSalesforce).
+	SalesforceSecrets map[string]string
+	// GongKeys maps each tenant to the key its Gong automation rule's
+	// webhook URL carries as ?key= (Gong's "URL includes key").
+	GongKeys map[string]string
+	// DeadLetters stores the notifications the webhooks refuse in CF_DLQ;
+	// nil only answers and logs them.
+	DeadLetters *DeadLetters
 	// PublicURL is scheme://host[:port] as the vendors call the server,
 	// e.g. https://commitflow.example.com, which HubSpot's signature
 	// covers. Empty: the request's Host, with https or http.
@@ -121,7 +132,7 @@ func (s *server) gatewayRoutes() []route {
 		logger: logger,
 		events: register(reg, logger, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "commitflow_gateway_events_total",
-			Help: "Events received over HTTP by door (events, hubspot, pipedrive) and result (accepted, duplicate, rejected).",
+			Help: "Events received over HTTP by door (events, hubspot, pipedrive, salesforce, gong) and result (accepted, duplicate, rejected).",
 		}, []string{"door", "result"})),
 		ignored: register(reg, logger, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "commitflow_webhook_ignored_total",
@@ -133,8 +144,10 @@ func (s *server) gatewayRoutes() []route {
 	}
 	return []route{
 		{"POST /v1/events", s.authed(g.postEvents)},
-		{"POST /v1/webhooks/hubspot", g.webhook(webhook.HubSpotSource, g.cfg.HubSpotSecrets, g.verifyHubSpot, webhook.HubSpot)},
-		{"POST /v1/webhooks/pipedrive", g.webhook(webhook.PipedriveSource, g.cfg.PipedriveAuth, g.verifyPipedrive, webhook.Pipedrive)},
+		{"POST /v1/webhooks/hubspot", g.webhook(door{webhook.HubSpotSource, g.cfg.HubSpotSecrets, nil, g.verifyHubSpot, webhook.HubSpot})},
+		{"POST /v1/webhooks/pipedrive", g.webhook(door{webhook.PipedriveSource, g.cfg.PipedriveAuth, nil, g.verifyPipedrive, webhook.Pipedrive})},
+		{"POST /v1/webhooks/salesforce", g.webhook(door{webhook.SalesforceSource, g.cfg.SalesforceSecrets, nil, verifySalesforce, webhook.Salesforce})},
+		{"POST /v1/webhooks/gong", g.webhook(door{webhook.GongSource, g.cfg.GongKeys, []Param{{Name: "key"}}, verifyGong, webhook.Gong})},
 	}
 }
 
@@ -427,16 +440,27 @@ type WebhookResult struct {
 	Ignored  map[string]int    `json:"ignored"`
 }
 
+// door is a vendor's webhook route.
+type door struct {
+	vendor string
+	// secrets maps each tenant to what authenticates its requests.
+	secrets map[string]string
+	// query are the query parameters the route takes besides tenant.
+	query  []Param
+	verify func(r *http.Request, body []byte, secret string) error
+	parse  func(tenant string, body []byte, now time.Time) (webhook.Result, error)
+}
+
 // webhook serves a vendor's webhook: the tenant from ?tenant= (or the only
 // tenant configured for the vendor), the request verified with its secret,
-// the payload mapped by parse and the events stored before the answer.
-// Events that fail validation are refused in the answer, not retried: the
-// vendor would send them again unchanged.
-func (g *gateway) webhook(vendor string, secrets map[string]string,
-	verify func(r *http.Request, body []byte, secret string) error,
-	parse func(tenant string, body []byte, now time.Time) (webhook.Result, error)) http.Handler {
+// the payload mapped notification by notification (the elements of an
+// array body, else the body) and the events stored before the answer.
+// A notification refused by the mapping, and one whose event fails
+// validation, is answered as refused and dead-lettered (see deadLetters),
+// not retried: the vendor would send it again unchanged.
+func (g *gateway) webhook(d door) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tenant, secret, err := webhookTenant(r, vendor, secrets)
+		tenant, secret, err := webhookTenant(r, d.vendor, d.secrets, d.query)
 		if err != nil {
 			g.fail(w, r, err)
 			return
@@ -447,8 +471,8 @@ func (g *gateway) webhook(vendor string, secrets map[string]string,
 			g.fail(w, r, err)
 			return
 		}
-		if err := verify(r, body, secret); err != nil {
-			g.logger.WarnContext(r.Context(), "webhook refused", "vendor", vendor, "tenant", tenant, "err", err)
+		if err := d.verify(r, body, secret); err != nil {
+			g.logger.WarnContext(r.Context(), "webhook refused", "vendor", d.vendor, "tenant", tenant, "err", err)
 			g.fail(w, r, err)
 			return
 		}
@@ -456,50 +480,103 @@ func (g *gateway) webhook(vendor string, secrets map[string]string,
 			g.fail(w, r, errNoPublisher)
 			return
 		}
-		m, err := parse(tenant, body, time.Now())
+		res, evs, letters, err := mapNotifications(d, tenant, body, time.Now())
 		if err != nil {
 			g.fail(w, r, &gatewayError{status: http.StatusBadRequest, msg: err.Error(), param: "body"})
 			return
-		}
-		res := WebhookResult{Refused: m.Refused, Ignored: m.Ignored}
-		var evs []event.Event
-		for _, ev := range m.Events {
-			if err := ev.Validate(); err != nil {
-				res.Refused = append(res.Refused, webhook.Refusal{Index: -1, Reason: ev.ID + ": " + err.Error()})
-				continue
-			}
-			evs = append(evs, ev)
 		}
 		if err := g.publish(r.Context(), evs); err != nil {
 			g.fail(w, r, err)
 			return
 		}
-		res.Accepted = len(evs)
-		if res.Refused == nil {
-			res.Refused = []webhook.Refusal{}
+		if len(letters) > 0 {
+			g.logger.WarnContext(r.Context(), "webhook notifications refused", "vendor", d.vendor, "tenant", tenant, "refused", res.Refused)
+			if err := g.deadLetter(r.Context(), letters); err != nil {
+				g.fail(w, r, err)
+				return
+			}
 		}
-		if res.Ignored == nil {
-			res.Ignored = map[string]int{}
-		}
-		if len(res.Refused) > 0 {
-			g.logger.WarnContext(r.Context(), "webhook notifications refused", "vendor", vendor, "tenant", tenant, "refused", res.Refused)
-		}
-		g.events.WithLabelValues(vendor, "accepted").Add(float64(res.Accepted))
-		g.events.WithLabelValues(vendor, "rejected").Add(float64(len(res.Refused)))
+		g.events.WithLabelValues(d.vendor, "accepted").Add(float64(res.Accepted))
+		g.events.WithLabelValues(d.vendor, "rejected").Add(float64(len(res.Refused)))
 		for what, n := range res.Ignored {
-			g.ignored.WithLabelValues(vendor, what).Add(float64(n))
+			g.ignored.WithLabelValues(d.vendor, what).Add(float64(n))
 		}
 		writeJSON(w, http.StatusOK, res)
 	})
 }
 
+// mapNotifications maps a webhook body notification by notification: each
+// element of an array body on its own (as a one-element array), or the
+// whole body. It returns the answer, the valid events to store and the
+// dead letters of the notifications refused: by the mapping (on the
+// subject cf.events.<tenant>.<vendor>.unmapped.0, as no event says where
+// it belongs) or for an event that fails validation (on that event's
+// subject, the reason naming the field). A body the mapping cannot read
+// is the error.
+func mapNotifications(d door, tenant string, body []byte, now time.Time) (WebhookResult, []event.Event, []letter, error) {
+	res := WebhookResult{Refused: []webhook.Refusal{}, Ignored: map[string]int{}}
+	notes, whole := notifications(body)
+	var evs []event.Event
+	var letters []letter
+	for i, note := range notes {
+		part := body
+		if !whole {
+			part = append(append([]byte("["), note...), ']')
+		}
+		m, err := d.parse(tenant, part, now)
+		if err != nil {
+			if !whole {
+				err = fmt.Errorf("notification %d: %w", i, err)
+			}
+			return WebhookResult{}, nil, nil, err
+		}
+		for _, rf := range m.Refused {
+			if !whole {
+				rf.Index = i
+			}
+			res.Refused = append(res.Refused, rf)
+			letters = append(letters, letter{
+				subject: bus.EventsPrefix + tenant + "." + d.vendor + ".unmapped.0",
+				data:    note, reason: rf.Reason,
+			})
+		}
+		for what, n := range m.Ignored {
+			res.Ignored[what] += n
+		}
+		for _, ev := range m.Events {
+			if err := ev.Validate(); err != nil {
+				reason := ev.ID + ": " + err.Error()
+				res.Refused = append(res.Refused, webhook.Refusal{Index: i, Reason: reason})
+				letters = append(letters, letter{event: &ev, data: note, reason: reason})
+				continue
+			}
+			evs = append(evs, ev)
+		}
+	}
+	res.Accepted = len(evs)
+	return res, evs, letters, nil
+}
+
+// notifications splits a webhook body into its notifications: the
+// elements of a JSON array, or the body itself (whole) when it is not an
+// array whose elements can be told apart.
+func notifications(body []byte) (notes []json.RawMessage, whole bool) {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		if err := json.Unmarshal(body, &notes); err == nil {
+			return notes, false
+		}
+	}
+	return []json.RawMessage{body}, true
+}
+
 // webhookTenant returns the tenant a webhook is for and its secret.
-func webhookTenant(r *http.Request, vendor string, secrets map[string]string) (string, string, error) {
+func webhookTenant(r *http.Request, vendor string, secrets map[string]string, params []Param) (string, string, error) {
 	v, err := parseQuery(r.URL.RawQuery)
 	if err != nil {
 		return "", "", err
 	}
-	if err := newParser(v, nil).err; err != nil {
+	if err := newParser(v, params).err; err != nil {
 		return "", "", err
 	}
 	if tenant := v.Get("tenant"); tenant != "" {
@@ -555,6 +632,27 @@ func (g *gateway) verifyPipedrive(r *http.Request, _ []byte, cred string) error 
 	want := sha256.Sum256([]byte(cred))
 	if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 		return &gatewayError{status: http.StatusUnauthorized, msg: "missing or wrong basic authentication (the webhook's http_auth_user and http_auth_password)"}
+	}
+	return nil
+}
+
+// verifySalesforce checks the X-Commitflow-Signature of a relayed
+// Salesforce CDC request against the tenant's secret.
+func verifySalesforce(r *http.Request, body []byte, secret string) error {
+	if webhook.VerifySalesforce(secret, body, r.Header.Get(webhook.SalesforceSignatureHeader)) != nil {
+		return &gatewayError{status: http.StatusUnauthorized,
+			msg: webhook.SalesforceSignatureHeader + " is missing or does not match the body and the tenant's secret (want sha256=<hex HMAC-SHA256 of the body>)"}
+	}
+	return nil
+}
+
+// verifyGong checks the ?key= of a Gong automation rule's webhook URL
+// against the tenant's key, in time independent of the key.
+func verifyGong(r *http.Request, _ []byte, key string) error {
+	got := sha256.Sum256([]byte(r.URL.Query().Get("key")))
+	want := sha256.Sum256([]byte(key))
+	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		return &gatewayError{status: http.StatusUnauthorized, msg: "missing or wrong key: the Gong rule's webhook URL must carry ?key=<the tenant's key> (authentication method \"URL includes key\")"}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,5 +100,86 @@ func TestGatewayEndToEnd(t *testing.T) {
 	}
 	if n := b.msgs(t); n != 15 {
 		t.Fatalf("CF_EVENTS holds %d messages, want 15 (the replayed batch once)", n)
+	}
+}
+
+// TestSalesforceGongEndToEnd posts Salesforce CDC messages and a Gong
+// webhook through the running server into ClickHouse: a bad signature is
+// 401 and publishes nothing; the CDC body, delivered twice, ends as one
+// row per event; the gap event is in CF_DLQ, not in the store.
+func TestSalesforceGongEndToEnd(t *testing.T) {
+	b := startBus(t)
+	st := storetest.Open(t, store.Options{})
+	w, err := ingest.New(b.js, st, ingest.Config{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(wctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	srv := dlqGateway(t, b)
+
+	cdc := readFixture(t, "salesforce_cdc_updates_pubsub.json")
+	path := "/v1/webhooks/salesforce"
+	var res WebhookResult
+	if code, _ := post(t, srv, path, cdc, sfHeaders("wrong-secret", cdc), &res); code != 401 {
+		t.Fatalf("bad signature: %d, want 401", code)
+	}
+	if n := b.msgs(t); n != 0 {
+		t.Fatalf("a refused webhook published %d messages", n)
+	}
+	for range 2 { // delivered, then replayed
+		if code, _ := post(t, srv, path, cdc, sfHeaders(sfSecret, cdc), &res); code != 200 || res.Accepted != 9 || len(res.Refused) != 1 {
+			t.Fatalf("Salesforce CDC: %d %+v", code, res)
+		}
+	}
+	created := readFixture(t, "salesforce_cdc_create_cometd.json")
+	if code, _ := post(t, srv, path, created, sfHeaders(sfSecret, created), &res); code != 200 || res.Accepted != 1 {
+		t.Fatalf("Salesforce CDC create: %d %+v", code, res)
+	}
+	gong := readFixture(t, "gong_webhook.json")
+	if code, _ := post(t, srv, "/v1/webhooks/gong?key="+gongKey, gong, http.Header{}, &res); code != 200 || res.Accepted != 1 {
+		t.Fatalf("Gong webhook: %d %+v", code, res)
+	}
+
+	want := map[string]uint64{"salesforce": 10, "gong": 1}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := map[string]uint64{}
+		rows, err := st.Conn().Query(t.Context(), `SELECT source, count() FROM events WHERE tenant = ? GROUP BY source`, "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var source string
+			var n uint64
+			if err := rows.Scan(&source, &n); err != nil {
+				t.Fatal(err)
+			}
+			got[source] = n
+		}
+		if err := rows.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == len(want) && got["salesforce"] == want["salesforce"] && got["gong"] == want["gong"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events rows by source %v, want %v", got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var typ string
+	err = st.Conn().QueryRow(t.Context(), `SELECT type FROM events WHERE tenant = ? AND source = 'salesforce' AND event_id = ?`,
+		"acme", "0004a6e1-6621-8c2d-3e4f-5a6b7c8d9e01-2-0065g00000FgHiJAAV-Probability").Scan(&typ)
+	if err != nil || typ != "opportunity.probability_changed" {
+		t.Fatalf("the probability set to 0: %q %v", typ, err)
+	}
+	if n := b.msgs(t); n != 11 {
+		t.Fatalf("CF_EVENTS holds %d messages, want 11 (the replayed body once)", n)
+	}
+	if got := letters(t, b); len(got) != 1 || !strings.Contains(got[0], "GAP_UPDATE") {
+		t.Fatalf("dead letters %q, want the gap event", got)
 	}
 }

@@ -25,6 +25,8 @@ const (
 	acmeToken   = "acme-token-0123456789"
 	globexToken = "globex-token-0123456789"
 	hubSecret   = "5f0d9a4e-6c1b-4b7e-9d52-0e1f2a3b4c5d"
+	sfSecret    = "sf-relay-secret-1"
+	gongKey     = "Zk3q9LrT0wXv"
 )
 
 // testBus is an embedded NATS server with commitflow's streams.
@@ -75,9 +77,11 @@ func (b *testBus) msgs(t *testing.T) uint64 {
 func gatewayServer(t *testing.T, pub Publisher, tweak func(*GatewayConfig)) *httptest.Server {
 	t.Helper()
 	gw := GatewayConfig{
-		Publisher:      pub,
-		HubSpotSecrets: map[string]string{"acme": hubSecret},
-		PipedriveAuth:  map[string]string{"acme": "commitflow:pd-pass-1"},
+		Publisher:         pub,
+		HubSpotSecrets:    map[string]string{"acme": hubSecret},
+		PipedriveAuth:     map[string]string{"acme": "commitflow:pd-pass-1"},
+		SalesforceSecrets: map[string]string{"acme": sfSecret},
+		GongKeys:          map[string]string{"acme": gongKey},
 	}
 	if tweak != nil {
 		tweak(&gw)
