@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/importer"
+	"github.com/commitflow/commitflow/internal/webhook"
 )
 
 func cmdImport(ctx context.Context, args []string, stdout io.Writer) error {
@@ -26,7 +28,7 @@ func cmdImport(ctx context.Context, args []string, stdout io.Writer) error {
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	format := fs.String("format", "auto", "file format: ndjson (canonical events), salesforce-history (OpportunityHistory CSV), csv (with --mapping), or auto: csv with --mapping, ndjson for .ndjson/.jsonl/.json, else salesforce-history")
+	format := fs.String("format", "auto", "file format: ndjson (canonical events), salesforce-history (OpportunityHistory CSV), csv (with --mapping), gong-json (a Gong /v2/calls/extensive response), or auto: csv with --mapping, ndjson for .ndjson/.jsonl/.json, else salesforce-history")
 	mapping := fs.String("mapping", "", "YAML column-mapping `file` of a generic CSV export: one row per change (shape: history) or one row per deal (shape: deals)")
 	tenant := fs.String("tenant", "demo", "tenant the CSV rows belong to; with NDJSON, when given, an event of another tenant is refused")
 	currency := fs.String("currency", "", "currency of the amounts when the file has no currency column, e.g. USD")
@@ -141,8 +143,36 @@ func parseImport(content []byte, path, format, mapping, tenant, ndjsonTenant, cu
 		}
 		rows, err := p.Parse(content)
 		return rows, importer.Key(content, format, tenant, currency, encoding, string(m)), err
+	case "gong-json":
+		rows, err := gongRows(content, tenant)
+		return rows, importer.Key(content, format, tenant), err
 	}
-	return nil, "", fmt.Errorf("--format %q: want ndjson, salesforce-history, csv or auto", format)
+	return nil, "", fmt.Errorf("--format %q: want ndjson, salesforce-history, csv, gong-json or auto", format)
+}
+
+// gongRows maps the calls of Gong call data (webhook.GongCalls) to rows,
+// one a call on the line it starts on, refused with the reason the
+// mapping or event validation gives.
+func gongRows(content []byte, tenant string) (importer.Rows, error) {
+	calls, err := webhook.GongCalls(content)
+	if err != nil {
+		return nil, err
+	}
+	rows := make(importer.Rows, len(calls))
+	for i, c := range calls {
+		res, err := webhook.Gong(tenant, c.Data, time.Time{})
+		rows[i] = importer.Row{Line: c.Line, Events: res.Events, Err: err}
+		if len(res.Refused) > 0 {
+			rows[i].Events, rows[i].Err = nil, errors.New(res.Refused[0].Reason)
+		}
+		for _, ev := range rows[i].Events {
+			if err := ev.Validate(); err != nil {
+				rows[i].Events, rows[i].Err = nil, fmt.Errorf("%s: %w", ev.ID, err)
+				break
+			}
+		}
+	}
+	return rows, nil
 }
 
 // printImportSummary writes what an import did, and every refused row.
