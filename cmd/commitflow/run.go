@@ -23,6 +23,7 @@ import (
 	"github.com/commitflow/commitflow/internal/chserver"
 	"github.com/commitflow/commitflow/internal/compact"
 	"github.com/commitflow/commitflow/internal/config"
+	"github.com/commitflow/commitflow/internal/deals"
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/fx"
 	"github.com/commitflow/commitflow/internal/gen"
@@ -332,6 +333,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 		},
 	}
 	q := metrics.NewWithOptions(pools.api.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin, Rates: rates})
+	apiCfg.Deals = deals.New(pools.api, pin, runtime.NumCPU())
 	handler := api.New(apiCfg, q, forecast.NewWithPinner(pools.api.Conn(), pin), log)
 
 	ln, err := net.Listen("tcp", c.HTTP)

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/commitflow/commitflow/dashboards"
+	"github.com/commitflow/commitflow/internal/deals"
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
@@ -68,6 +69,9 @@ type Config struct {
 	Hold func(ctx context.Context)
 	// Gateway configures POST /v1/events and the CRM webhooks.
 	Gateway GatewayConfig
+	// Deals answers /v1/deals, /v1/deals/{id} and /v1/warnings; nil
+	// answers them 503.
+	Deals *deals.Reader
 }
 
 // DefaultTimeout is the query timeout when Config.Timeout is 0.
@@ -138,6 +142,7 @@ func (s *server) routes() []route {
 		rts = append(rts, route{"GET " + e.Path, s.authed(s.metric(e))})
 	}
 	rts = append(rts, s.gatewayRoutes()...)
+	rts = append(rts, s.dealRoutes()...)
 	return rts
 }
 

@@ -1,0 +1,204 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/deals"
+)
+
+// Parameters of the deal endpoints.
+var (
+	paramDealAsOf   = Param{"as_of", "answer as it would have been at this time (YYYY-MM-DD or RFC 3339); default now"}
+	paramDealsPage  = Param{"page", "1-based page of the deal list; default 1"}
+	paramDealsSize  = Param{"page_size", fmt.Sprintf("deals per page, 1..%d; default %d", deals.MaxPageSize, deals.DefaultPageSize)}
+	paramDealsOwner = Param{"owner", "only the deals of this owner id (as of as_of)"}
+	paramDealsTeam  = Param{"team", "only the deals of this team (as of as_of)"}
+)
+
+// DealListParams are the parameters of GET /v1/deals.
+func DealListParams() []Param {
+	return []Param{
+		paramDealAsOf, paramDealsPage, paramDealsSize, paramDealsOwner, paramDealsTeam,
+		{"step", "only the deals whose highest step reached is this ladder step (its key)"},
+		{"status", "open, won or lost (as of as_of)"},
+		{"stalled", "true: only stalled deals; false: only deals not stalled"},
+		{"single_threaded", "true: only single-threaded deals; false: only the others"},
+		{"warning", "any, or one warning kind: " + joinKinds()},
+		{"close_from", "only deals whose close date (as of as_of) is on or after this date"},
+		{"close_to", "only deals whose close date (as of as_of) is before this date"},
+	}
+}
+
+// WarningsParams are the parameters of GET /v1/warnings.
+func WarningsParams() []Param {
+	return []Param{
+		paramDealAsOf, paramDealsPage, paramDealsSize, paramDealsOwner, paramDealsTeam,
+		{"kind", "any (default), or one warning kind: " + joinKinds()},
+	}
+}
+
+// DealParams are the parameters of GET /v1/deals/{id}.
+func DealParams() []Param { return []Param{paramDealAsOf} }
+
+func joinKinds() string {
+	s := ""
+	for i, k := range deals.WarningKinds {
+		if i > 0 {
+			s += ", "
+		}
+		s += k
+	}
+	return s
+}
+
+// ParseDealList parses the parameters of GET /v1/deals; tenant and ladder
+// are left for the caller.
+func ParseDealList(v url.Values) (deals.ListQuery, error) {
+	p := newParser(v, DealListParams())
+	q := deals.ListQuery{
+		AsOf:     p.date("as_of", time.Time{}),
+		Page:     p.integer("page", 1, 1, deals.MaxPage),
+		PageSize: p.integer("page_size", deals.DefaultPageSize, 1, deals.MaxPageSize),
+		Filter: deals.Filter{
+			Step:           p.str("step"),
+			OwnerID:        p.str("owner"),
+			Team:           p.str("team"),
+			Status:         p.enum("status", "", "open", "won", "lost"),
+			Stalled:        p.boolean("stalled"),
+			SingleThreaded: p.boolean("single_threaded"),
+			Warning:        p.enum("warning", "", append([]string{"any"}, deals.WarningKinds...)...),
+		},
+	}
+	if from := p.date("close_from", time.Time{}); !from.IsZero() {
+		q.Filter.CloseFrom = &from
+	}
+	if to := p.date("close_to", time.Time{}); !to.IsZero() {
+		q.Filter.CloseTo = &to
+	}
+	if q.Filter.CloseFrom != nil && q.Filter.CloseTo != nil {
+		p.before(*q.Filter.CloseFrom, *q.Filter.CloseTo, "close_from", "close_to")
+	}
+	return q, p.err
+}
+
+// ParseWarnings parses the parameters of GET /v1/warnings.
+func ParseWarnings(v url.Values) (deals.WarningsQuery, error) {
+	p := newParser(v, WarningsParams())
+	q := deals.WarningsQuery{
+		AsOf:     p.date("as_of", time.Time{}),
+		Page:     p.integer("page", 1, 1, deals.MaxPage),
+		PageSize: p.integer("page_size", deals.DefaultPageSize, 1, deals.MaxPageSize),
+		OwnerID:  p.str("owner"),
+		Team:     p.str("team"),
+		Kind:     p.enum("kind", "any", append([]string{"any"}, deals.WarningKinds...)...),
+	}
+	return q, p.err
+}
+
+// boolean returns the parameter as true or false, nil when it is absent.
+func (p *parser) boolean(name string) *bool {
+	switch p.str(name) {
+	case "":
+		return nil
+	case "true":
+		b := true
+		return &b
+	case "false":
+		b := false
+		return &b
+	}
+	p.fail(name, "want true or false, got %q", truncate(p.str(name)))
+	return nil
+}
+
+// dealRoutes are the deal endpoints.
+func (s *server) dealRoutes() []route {
+	return []route{
+		{"GET /v1/deals", s.authed(s.dealList)},
+		{"GET /v1/deals/{id}", s.authed(s.deal)},
+		{"GET /v1/warnings", s.authed(s.warnings)},
+	}
+}
+
+func (s *server) dealList(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
+	q, err := ParseDealList(v)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	s.answerDeals(w, r, tenant, func(ctx context.Context, rd *deals.Reader) (any, error) {
+		q.Tenant, q.Ladder = tenant, s.cfg.Ladder.For(tenant)
+		return rd.List(ctx, q)
+	})
+}
+
+func (s *server) deal(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
+	p := newParser(v, DealParams())
+	q := deals.DealQuery{OpportunityID: r.PathValue("id"), AsOf: p.date("as_of", time.Time{})}
+	if p.err != nil {
+		writeError(w, r, s.logger, p.err)
+		return
+	}
+	s.answerDeals(w, r, tenant, func(ctx context.Context, rd *deals.Reader) (any, error) {
+		q.Tenant, q.Ladder = tenant, s.cfg.Ladder.For(tenant)
+		return rd.Deal(ctx, q)
+	})
+}
+
+func (s *server) warnings(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
+	q, err := ParseWarnings(v)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	s.answerDeals(w, r, tenant, func(ctx context.Context, rd *deals.Reader) (any, error) {
+		q.Tenant, q.Ladder = tenant, s.cfg.Ladder.For(tenant)
+		return rd.Warnings(ctx, q)
+	})
+}
+
+// answerDeals runs a deal query as a report: holding a query slot, within
+// the query timeout, after checking that the tenant's states were derived
+// with its ladder in force. A deal or tenant of which nothing is stored is
+// 404.
+func (s *server) answerDeals(w http.ResponseWriter, r *http.Request, tenant string, run func(ctx context.Context, rd *deals.Reader) (any, error)) {
+	if s.cfg.Deals == nil {
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "this server has no deal read model configured"})
+		return
+	}
+	res, err := func() (any, error) {
+		release, err := s.limit.acquire(r.Context())
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+		if s.cfg.Hold != nil {
+			s.cfg.Hold(r.Context())
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+		defer cancel()
+		if s.q != nil {
+			if err := s.q.CheckLadder(ctx, tenant, s.cfg.Ladder.For(tenant).Version); err != nil {
+				return nil, err
+			}
+		}
+		return run(ctx, s.cfg.Deals)
+	}()
+	var nf *deals.NotFoundError
+	var ie *deals.InputError
+	switch {
+	case errors.As(err, &nf):
+		writeJSON(w, http.StatusNotFound, errorBody{Error: nf.Error()})
+	case errors.As(err, &ie):
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: ie.Reason, Param: ie.Param})
+	case err != nil:
+		writeError(w, r, s.logger, err)
+	default:
+		writeJSON(w, http.StatusOK, res)
+	}
+}

@@ -1,0 +1,628 @@
+package deals
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/snapshot"
+)
+
+// Limits of the list parameters.
+const (
+	// MaxPageSize is the largest page of deals.
+	MaxPageSize = metrics.MaxPageSize
+	// DefaultPageSize is the page size when none is given.
+	DefaultPageSize = metrics.DefaultPageSize
+	// MaxPage bounds page so that page*page_size cannot overflow.
+	MaxPage = 1_000_000
+)
+
+// Filter selects deals as of a date. Empty fields select everything.
+type Filter struct {
+	// Step is the ladder key of the highest step reached.
+	Step string `json:"step,omitempty"`
+	// OwnerID and Team are the facts as of the date.
+	OwnerID string `json:"owner,omitempty"`
+	Team    string `json:"team,omitempty"`
+	// Status is open, won or lost, as of the date.
+	Status string `json:"status,omitempty"`
+	// Stalled and SingleThreaded keep the deals with (true) or without
+	// (false) that warning.
+	Stalled        *bool `json:"stalled,omitempty"`
+	SingleThreaded *bool `json:"single_threaded,omitempty"`
+	// Warning is "any" or one of WarningKinds.
+	Warning string `json:"warning,omitempty"`
+	// CloseFrom and CloseTo bound the close date as of the date:
+	// CloseFrom <= close date < CloseTo, dates at 00:00 UTC; a deal with
+	// no close date is left out when either is set.
+	CloseFrom *time.Time `json:"close_from,omitempty"`
+	CloseTo   *time.Time `json:"close_to,omitempty"`
+}
+
+// ListQuery asks for a page of the deals Filter selects, as of AsOf.
+type ListQuery struct {
+	Tenant string
+	// AsOf is the instant the answer is computed at; zero means now.
+	AsOf   time.Time
+	Ladder *ladder.Ladder
+	Filter Filter
+	// Page is 1-based (0 means 1); PageSize 0 means DefaultPageSize.
+	Page, PageSize int
+}
+
+// ListResult is a page of deals.
+type ListResult struct {
+	Definitions metrics.Definitions `json:"definitions"`
+	Filter      Filter              `json:"filter"`
+	// Total is how many deals the filter selects.
+	Total    int64 `json:"total"`
+	Page     int   `json:"page"`
+	PageSize int   `json:"page_size"`
+	Deals    []Row `json:"deals"`
+}
+
+// Row is one deal of a list, with its facts as of the date.
+type Row struct {
+	OpportunityID string `json:"opportunity_id"`
+	// Name is the deal's name in the CRM as of the date, "" if none was
+	// sent.
+	Name    string `json:"name"`
+	OwnerID string `json:"owner_id"`
+	Team    string `json:"team"`
+	// Amount is in the deal's own Currency ("" = none given), never
+	// converted.
+	Amount              float64   `json:"amount"`
+	Currency            string    `json:"currency"`
+	CloseDate           *string   `json:"close_date"`
+	Stage               string    `json:"stage"`
+	Status              string    `json:"status"`
+	StepIndex           int       `json:"step_index"`
+	Step                string    `json:"step"`
+	DaysSinceCommitment int64     `json:"days_since_commitment"`
+	Warnings            []Warning `json:"warnings"`
+}
+
+// Warning is one open warning of a deal.
+type Warning struct {
+	Kind string `json:"kind"`
+	// Since is when the event that raised it happened (see WarningRules).
+	Since time.Time `json:"since"`
+}
+
+// WarningsQuery asks for the deals with warnings as of AsOf, summed by
+// kind, owner and team, and a page of them.
+type WarningsQuery struct {
+	Tenant string
+	AsOf   time.Time
+	Ladder *ladder.Ladder
+	// Kind is "" or "any" for every warning, else one of WarningKinds.
+	Kind string
+	// OwnerID and Team, when set, keep that owner's or team's deals.
+	OwnerID, Team  string
+	Page, PageSize int
+}
+
+// WarningsResult is the deals with warnings: counts and amounts in total,
+// by kind, by owner and by team, and a page of the deals.
+type WarningsResult struct {
+	Definitions metrics.Definitions `json:"definitions"`
+	Filter      Filter              `json:"filter"`
+	// Total counts the deals with a warning (of Kind, if given).
+	Total   WarningCounts   `json:"total"`
+	ByKind  []WarningCounts `json:"by_kind"`
+	ByOwner []WarningCounts `json:"by_owner"`
+	ByTeam  []WarningCounts `json:"by_team"`
+	// Page of the deals with a warning, ordered as every list.
+	Page     int   `json:"page"`
+	PageSize int   `json:"page_size"`
+	Deals    []Row `json:"deals"`
+}
+
+// WarningCounts counts deals with warnings: Deals in all, Kinds per
+// warning kind (a deal with two warnings counts once in Deals and once
+// under each kind), and their amounts per currency, never added across
+// currencies.
+type WarningCounts struct {
+	// Key is the warning kind, owner id or team of a breakdown row; ""
+	// for the total.
+	Key               string             `json:"key"`
+	Deals             int64              `json:"deals"`
+	Kinds             map[string]int64   `json:"kinds"`
+	AmountsByCurrency map[string]float64 `json:"amounts_by_currency"`
+}
+
+// listQuery is a checked ListQuery.
+type listQuery struct {
+	common
+	f          Filter
+	step       int
+	page, size int
+}
+
+func (c *common) checkFilter(f Filter) (int, error) {
+	step := -1
+	if f.Step != "" {
+		step = c.l.Index(f.Step)
+		if step == 0 {
+			return 0, inputErr("step", "%q is not a step of the ladder (%s)", f.Step, strings.Join(c.steps, ", "))
+		}
+	}
+	switch f.Status {
+	case "", "open", "won", "lost":
+	default:
+		return 0, inputErr("status", "want open, won or lost, got %q", f.Status)
+	}
+	if f.Warning != "" && f.Warning != "any" && !slices.Contains(WarningKinds, f.Warning) {
+		return 0, inputErr("warning", "want any or one of %s, got %q", strings.Join(WarningKinds, ", "), f.Warning)
+	}
+	if f.CloseFrom != nil && f.CloseTo != nil && !f.CloseFrom.Before(*f.CloseTo) {
+		return 0, inputErr("close_from", "must be before close_to")
+	}
+	return step, nil
+}
+
+func checkPage(page, size int) (int, int, error) {
+	if page == 0 {
+		page = 1
+	}
+	if size == 0 {
+		size = DefaultPageSize
+	}
+	if page < 1 || page > MaxPage {
+		return 0, 0, inputErr("page", "must be between 1 and %d", MaxPage)
+	}
+	if size < 1 || size > MaxPageSize {
+		return 0, 0, inputErr("page_size", "must be between 1 and %d", MaxPageSize)
+	}
+	return page, size, nil
+}
+
+// warnBit is the bit of a warning kind in a deal's mask.
+func warnBit(kind string) int { return 1 << slices.Index(WarningKinds, kind) }
+
+// dealRows is the query of one row per deal of the tenant that exists as
+// of @asof, read from from (opportunity_state [FINAL]) with the View's
+// prewhere and where: the facts as of @asof, highest step, days since the
+// reference time, and w, the mask of its warnings (bit i: WarningKinds[i])
+// with the time each began. Times are UInt32 seconds, 0 meaning none.
+func dealRows(from, prewhere, where string) string {
+	// ClickHouse 18.16 loses a column that a query names only inside a
+	// lambda (it prunes it from the subquery below): no lambda here reads
+	// anything but its arguments, and a per-row value a lambda needs is
+	// passed as an argument array, replicate(value, array).
+	return `SELECT opp_id, amt, cur, a_owner, a_team, a_stage, a_status, a_close, hi_step, days,
+	bitOr(wo, if(is_open AND st != 0 AND NOT (cgain > st AND cgain <= @asof), 2, 0)) AS w,
+	ss, st, od, pd, nn
+FROM (
+	SELECT opportunity_id AS opp_id,
+		arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
+		amounts[fi] AS amt,
+		currencies[fi] AS cur,
+		owners[fi] AS a_owner,
+		teams[fi] AS a_team,
+		stages[fi] AS a_stage,
+		statuses[fi] AS a_status,
+		close_dates[fi] AS a_close,
+		fact_closed[fi] = 0 AS is_open,
+		toUInt8(arrayReduce('max', arrayFilter((s, t) -> t <= toDateTime(@asof), gain_steps, gain_times))) AS hi_step,
+		toUInt32(arrayReduce('max', arrayFilter(t -> t <= toDateTime(@asof), gain_times))) AS lastc,
+		if(created_at <= toDateTime(@asof), toUInt32(created_at), toUInt32(0)) AS created,
+		if(lastc != 0, lastc, if(created != 0, created, toUInt32(first_at))) AS ref,
+		intDiv(toInt64(@asof) - ref, 86400) AS days,
+		toUInt32(gained[@cstep]) AS cgain,
+		toUInt32(arrayReduce('min', arrayFilter((t, r) -> toUInt32(t) >= r AND t <= toDateTime(@asof), stall_times, replicate(ref, stall_times)))) AS ss,
+		toUInt32(arrayReduce('max', arrayFilter((t, r) -> r = 'close_date_pushed' AND t <= toDateTime(@asof) AND toUInt32(t) > @pushed_after, miss_times, miss_reasons))) AS pd,
+		arrayFilter((i, r) -> r = 'no_buyer_present', miss_interactions, miss_reasons) AS nbp,
+		arrayFilter((t, i, n) -> t <= toDateTime(@asof) AND NOT has(n, i), held_times, held_interactions, replicate(nbp, held_times)) AS bh_t,
+		arrayFilter((o, t, i, n) -> t <= toDateTime(@asof) AND NOT has(n, i), held_outcomes, held_times, held_interactions, replicate(nbp, held_times)) AS bh_o,
+		toUInt32(bh_t[length(bh_t)]) AS bh_last,
+		greatest(lastc, bh_last) AS eng,
+		toUInt32(arrayReduce('min', arrayFilter((t, r, e) -> r = 'buyer_action_overdue' AND t <= toDateTime(@asof) AND toUInt32(t) > e,
+			miss_times, miss_reasons, replicate(eng, miss_times)))) AS od,
+		if(bh_last != 0 AND bh_o[length(bh_o)] = 'continuation' AND lastc <= bh_last, bh_last, toUInt32(0)) AS nn,
+		if(is_open, toUInt8((ss != 0) + 4 * (od != 0) + 8 * (pd != 0) + 16 * (nn != 0)), toUInt8(0)) AS wo
+	FROM ` + from + `
+	` + prewhere + `
+	WHERE ` + where + ` AND fi > 0
+) ANY LEFT JOIN (
+	SELECT opportunity_id AS opp_id, toUInt32(min(at)) AS st
+	FROM (
+		SELECT opportunity_id, id, argMax(occurred_at, version) AS at, argMax(retracted, version) AS r
+		FROM derived_events
+		WHERE tenant = @tenant AND type = 'deal.single_threaded'
+		GROUP BY opportunity_id, id
+	)
+	WHERE r = 0 AND at <= toDateTime(@asof)
+	GROUP BY opportunity_id
+) USING opp_id`
+}
+
+// filterSQL returns the condition and arguments of f over dealRows' columns.
+func filterSQL(f Filter, step int) (string, []any) {
+	conds := []string{"1"}
+	var args []any
+	if step >= 0 {
+		conds = append(conds, "hi_step = @f_step")
+		args = append(args, clickhouse.Named("f_step", uint8(step)))
+	}
+	if f.OwnerID != "" {
+		conds = append(conds, "a_owner = @f_owner")
+		args = append(args, clickhouse.Named("f_owner", f.OwnerID))
+	}
+	if f.Team != "" {
+		conds = append(conds, "a_team = @f_team")
+		args = append(args, clickhouse.Named("f_team", f.Team))
+	}
+	if f.Status != "" {
+		conds = append(conds, "a_status = @f_status")
+		args = append(args, clickhouse.Named("f_status", f.Status))
+	}
+	bit := func(kind string, want bool) {
+		op := "!="
+		if !want {
+			op = "="
+		}
+		conds = append(conds, fmt.Sprintf("bitAnd(w, %d) %s 0", warnBit(kind), op))
+	}
+	if f.Stalled != nil {
+		bit(WarnStalled, *f.Stalled)
+	}
+	if f.SingleThreaded != nil {
+		bit(WarnSingleThreaded, *f.SingleThreaded)
+	}
+	switch f.Warning {
+	case "":
+	case "any":
+		conds = append(conds, "w != 0")
+	default:
+		bit(f.Warning, true)
+	}
+	if f.CloseFrom != nil || f.CloseTo != nil {
+		conds = append(conds, "toUInt16(a_close) != 0")
+	}
+	if f.CloseFrom != nil {
+		conds = append(conds, "a_close >= toDate(@f_close_from)")
+		args = append(args, clickhouse.Named("f_close_from", f.CloseFrom.UTC().Format(time.DateOnly)))
+	}
+	if f.CloseTo != nil {
+		conds = append(conds, "a_close < toDate(@f_close_to)")
+		args = append(args, clickhouse.Named("f_close_to", f.CloseTo.UTC().Format(time.DateOnly)))
+	}
+	return strings.Join(conds, " AND "), args
+}
+
+// read runs fn with the query of dealRows over a View of c.tenant's rows,
+// its context and arguments. Like snapshot.Pinner.Read it may run fn more
+// than once.
+func (r *Reader) read(ctx context.Context, c *common, fn func(ctx context.Context, rows string, args []any) error) error {
+	return r.pin.Read(ctx, c.tenant, func(ctx context.Context, v *snapshot.View) error {
+		qctx, err := v.Context(r.queryCtx(ctx))
+		if err != nil {
+			return err
+		}
+		pushedAfter := c.asOf.Add(-PushedWindow).Unix()
+		args := append([]any{
+			clickhouse.Named("tenant", c.tenant),
+			clickhouse.Named("asof", uint32(c.asOf.Unix())),
+			clickhouse.Named("cstep", uint8(c.l.Index(c.l.Consensus.Step))),
+			clickhouse.Named("pushed_after", uint32(max(pushedAfter, 0))),
+		}, v.Args()...)
+		return fn(qctx, dealRows(v.From(), v.Prewhere(), "tenant = @tenant AND "+v.Where()), args)
+	})
+}
+
+// page reads the deals of rows (see dealRows) matching cond, ordered by
+// amount desc then id, at offset, at most size of them, with their names.
+func (r *Reader) page(ctx context.Context, c *common, rows, cond string, args []any, offset, size int) ([]Row, error) {
+	query := `SELECT opp_id, amt, cur, a_owner, a_team, a_stage, a_status, a_close, hi_step, days, w, ss, st, od, pd, nn
+FROM (` + rows + `)
+WHERE ` + cond + `
+ORDER BY amt DESC, opp_id
+LIMIT @offset, @size`
+	args = append(args, clickhouse.Named("offset", uint64(offset)), clickhouse.Named("size", uint64(size)))
+	res, err := r.conn.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("deals page: %w", err)
+	}
+	defer res.Close()
+	out := []Row{}
+	for res.Next() {
+		var (
+			d                  Row
+			cur                string
+			closeDate          time.Time
+			hiStep, w          uint8
+			ss, st, od, pd, nn uint32
+		)
+		if err := res.Scan(&d.OpportunityID, &d.Amount, &cur, &d.OwnerID, &d.Team, &d.Stage, &d.Status, &closeDate,
+			&hiStep, &d.DaysSinceCommitment, &w, &ss, &st, &od, &pd, &nn); err != nil {
+			return nil, fmt.Errorf("deals page scan: %w", err)
+		}
+		d.Currency = cur
+		d.CloseDate = dateString(closeDate)
+		d.StepIndex, d.Step = int(hiStep), c.stepName(int(hiStep))
+		d.Warnings = warnings(w, [...]uint32{ss, st, od, pd, nn})
+		out = append(out, d)
+	}
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("deals page rows: %w", err)
+	}
+	return out, nil
+}
+
+// warnings lists the warnings of mask w, since[i] being when
+// WarningKinds[i] began.
+func warnings(w uint8, since [5]uint32) []Warning {
+	out := []Warning{}
+	for i, kind := range WarningKinds {
+		if w&(1<<i) != 0 {
+			out = append(out, Warning{Kind: kind, Since: time.Unix(int64(since[i]), 0).UTC()})
+		}
+	}
+	return out
+}
+
+// names fills in the deals' names: the name of the last opportunity
+// event at or before asOf that gave one.
+func (r *Reader) names(ctx context.Context, tenant string, asOf time.Time, rows []Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	ids := make([]any, len(rows))
+	for i := range rows {
+		ids[i] = rows[i].OpportunityID
+	}
+	res, err := r.conn.Query(ctx, `SELECT opportunity_id, payload FROM events
+WHERE tenant = @tenant AND opportunity_id IN @ids AND occurred_at <= toDateTime(@asof)
+	AND type IN ('opportunity.created', 'opportunity.updated') AND position(payload, '"name"') > 0`,
+		clickhouse.Named("tenant", tenant), clickhouse.Named("ids", clickhouse.GroupSet{Value: ids}),
+		clickhouse.Named("asof", uint32(asOf.Unix())))
+	if err != nil {
+		return fmt.Errorf("deal names: %w", err)
+	}
+	defer res.Close()
+	best := map[string]nameOf{}
+	for res.Next() {
+		var opp, payload string
+		if err := res.Scan(&opp, &payload); err != nil {
+			return fmt.Errorf("deal names: %w", err)
+		}
+		n, ok := eventName(payload)
+		if !ok {
+			continue
+		}
+		if b, seen := best[opp]; !seen || laterEvent(n.at, n.src, n.id, b.at, b.src, b.id) {
+			best[opp] = n
+		}
+	}
+	if err := res.Err(); err != nil {
+		return fmt.Errorf("deal names: %w", err)
+	}
+	for i := range rows {
+		rows[i].Name = best[rows[i].OpportunityID].name
+	}
+	return nil
+}
+
+// nameOf is the name an opportunity event gives, with what orders it.
+type nameOf struct {
+	at      time.Time
+	src, id string
+	name    string
+}
+
+// eventName reads the deal name of an opportunity event's JSON.
+func eventName(payload string) (nameOf, bool) {
+	var e struct {
+		ID         string    `json:"id"`
+		Source     string    `json:"source"`
+		OccurredAt time.Time `json:"occurred_at"`
+		Payload    struct {
+			Name string `json:"name"`
+		} `json:"payload"`
+	}
+	if json.Unmarshal([]byte(payload), &e) != nil || e.Payload.Name == "" {
+		return nameOf{}, false
+	}
+	return nameOf{e.OccurredAt, e.Source, e.ID, e.Payload.Name}, true
+}
+
+// laterEvent reports whether event a comes after event b in the fold's
+// order (occurred_at, source, id).
+func laterEvent(aAt time.Time, aSrc, aID string, bAt time.Time, bSrc, bID string) bool {
+	if !aAt.Equal(bAt) {
+		return aAt.After(bAt)
+	}
+	if aSrc != bSrc {
+		return aSrc > bSrc
+	}
+	return aID > bID
+}
+
+// List answers a page of the deals lq.Filter selects.
+func (r *Reader) List(ctx context.Context, lq ListQuery) (*ListResult, error) {
+	c, err := check(lq.Tenant, lq.AsOf, lq.Ladder)
+	if err != nil {
+		return nil, err
+	}
+	step, err := c.checkFilter(lq.Filter)
+	if err != nil {
+		return nil, err
+	}
+	page, size, err := checkPage(lq.Page, lq.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	res := &ListResult{Definitions: c.defs, Filter: lq.Filter, Page: page, PageSize: size}
+	res.Definitions.Rules = append(slices.Clone(listRules), WarningRules...)
+	cond, fargs := filterSQL(lq.Filter, step)
+	err = r.read(ctx, &c, func(ctx context.Context, rows string, args []any) error {
+		args = append(args, fargs...)
+		var n uint64
+		if err := r.conn.QueryRow(ctx, `SELECT count() FROM (`+rows+`) WHERE `+cond, args...).Scan(&n); err != nil {
+			return fmt.Errorf("count deals: %w", err)
+		}
+		res.Total, res.Deals = int64(n), []Row{}
+		if int64(page-1)*int64(size) >= res.Total {
+			return nil
+		}
+		res.Deals, err = r.page(ctx, &c, rows, cond, args, (page-1)*size, size)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := r.names(r.queryCtx(ctx), c.tenant, c.asOf, res.Deals); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Warnings answers the deals with warnings as of wq.AsOf, summed by kind,
+// owner and team, and a page of them.
+func (r *Reader) Warnings(ctx context.Context, wq WarningsQuery) (*WarningsResult, error) {
+	c, err := check(wq.Tenant, wq.AsOf, wq.Ladder)
+	if err != nil {
+		return nil, err
+	}
+	f := Filter{OwnerID: wq.OwnerID, Team: wq.Team, Warning: wq.Kind}
+	if f.Warning == "" {
+		f.Warning = "any"
+	}
+	if f.Warning != "any" && !slices.Contains(WarningKinds, f.Warning) {
+		return nil, inputErr("kind", "want any or one of %s, got %q", strings.Join(WarningKinds, ", "), f.Warning)
+	}
+	page, size, err := checkPage(wq.Page, wq.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	res := &WarningsResult{Definitions: c.defs, Filter: f, Page: page, PageSize: size}
+	res.Definitions.Rules = append(slices.Clone(WarningRules),
+		"total, by_kind, by_owner and by_team count each deal once in deals and once per kind in kinds; amounts_by_currency sums the deals' amounts per currency, never across currencies",
+		"owner and team are the facts as of as_of; the deals are ordered by amount desc (each in its own currency), then opportunity_id")
+	cond, fargs := filterSQL(f, -1)
+	err = r.read(ctx, &c, func(ctx context.Context, rows string, args []any) error {
+		args = append(args, fargs...)
+		groups, err := r.conn.Query(ctx, `SELECT a_owner, a_team, cur, w, count(), sum(amt)
+FROM (`+rows+`)
+WHERE `+cond+`
+GROUP BY a_owner, a_team, cur, w`, args...)
+		if err != nil {
+			return fmt.Errorf("warnings summary: %w", err)
+		}
+		defer groups.Close()
+		sum := newSummary(f.Warning)
+		for groups.Next() {
+			var (
+				owner, team, cur string
+				w                uint8
+				n                uint64
+				amount           float64
+			)
+			if err := groups.Scan(&owner, &team, &cur, &w, &n, &amount); err != nil {
+				return fmt.Errorf("warnings summary scan: %w", err)
+			}
+			sum.add(owner, team, cur, w, int64(n), amount)
+		}
+		if err := groups.Err(); err != nil {
+			return fmt.Errorf("warnings summary rows: %w", err)
+		}
+		groups.Close()
+		res.Total, res.ByKind, res.ByOwner, res.ByTeam = sum.result()
+		res.Deals = []Row{}
+		if int64(page-1)*int64(size) >= res.Total.Deals {
+			return nil
+		}
+		res.Deals, err = r.page(ctx, &c, rows, cond, args, (page-1)*size, size)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := r.names(r.queryCtx(ctx), c.tenant, c.asOf, res.Deals); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// summary accumulates the warnings' counts.
+type summary struct {
+	only                 string // "any" or the one kind counted
+	total                WarningCounts
+	kinds, owners, teams map[string]*WarningCounts
+}
+
+func newSummary(only string) *summary {
+	return &summary{only: only, total: newCounts(""), kinds: map[string]*WarningCounts{},
+		owners: map[string]*WarningCounts{}, teams: map[string]*WarningCounts{}}
+}
+
+func newCounts(key string) WarningCounts {
+	return WarningCounts{Key: key, Kinds: map[string]int64{}, AmountsByCurrency: map[string]float64{}}
+}
+
+// add counts n deals of owner and team in currency cur with the warnings w
+// and amounts summing to amount.
+func (s *summary) add(owner, team, cur string, w uint8, n int64, amount float64) {
+	get := func(m map[string]*WarningCounts, key string) *WarningCounts {
+		if m[key] == nil {
+			c := newCounts(key)
+			m[key] = &c
+		}
+		return m[key]
+	}
+	targets := []*WarningCounts{&s.total, get(s.owners, owner), get(s.teams, team)}
+	for i, kind := range WarningKinds {
+		if w&(1<<i) == 0 || s.only != "any" && kind != s.only {
+			continue
+		}
+		targets = append(targets, get(s.kinds, kind))
+	}
+	for _, t := range targets {
+		t.Deals += n
+		t.AmountsByCurrency[cur] += amount
+		for i, kind := range WarningKinds {
+			if w&(1<<i) != 0 && (s.only == "any" || kind == s.only) {
+				t.Kinds[kind] += n
+			}
+		}
+	}
+}
+
+// result returns the total and the breakdowns: kinds in WarningKinds
+// order, owners and teams by deals desc, then key.
+func (s *summary) result() (WarningCounts, []WarningCounts, []WarningCounts, []WarningCounts) {
+	kinds := []WarningCounts{}
+	for _, kind := range WarningKinds {
+		if c := s.kinds[kind]; c != nil {
+			kinds = append(kinds, *c)
+		} else if s.only == "any" || s.only == kind {
+			kinds = append(kinds, newCounts(kind))
+		}
+	}
+	sorted := func(m map[string]*WarningCounts) []WarningCounts {
+		out := make([]WarningCounts, 0, len(m))
+		for _, c := range m {
+			out = append(out, *c)
+		}
+		slices.SortFunc(out, func(a, b WarningCounts) int {
+			if a.Deals != b.Deals {
+				if a.Deals > b.Deals {
+					return -1
+				}
+				return 1
+			}
+			return strings.Compare(a.Key, b.Key)
+		})
+		return out
+	}
+	return s.total, kinds, sorted(s.owners), sorted(s.teams)
+}
