@@ -51,6 +51,15 @@ const cf = new Intl.NumberFormat(undefined, { notation: "compact", maximumFracti
 
 function num(n) { return n === null || n === undefined ? "–" : nf.format(n); }
 function money(n) { return n === null || n === undefined ? "–" : cf.format(n); }
+// amount shows o[field]: the answer's one-currency or converted figure, or,
+// when it holds several currencies and no rate table converts them (the
+// figure is null), each currency's (amounts_by_currency).
+function amount(o, field) {
+  if (o[field] !== null && o[field] !== undefined) return money(o[field]);
+  const by = o.amounts_by_currency || {};
+  const parts = Object.keys(by).sort().map((c) => `${c || "?"} ${cf.format(by[c][field] || 0)}`);
+  return parts.length ? parts.join(" · ") : "–";
+}
 function pct(r) { return r === null || r === undefined ? "–" : (100 * r).toFixed(1) + "%"; }
 function days(d) { return d === null || d === undefined ? "–" : d.toFixed(1) + " d"; }
 function title(s) { return s ? s.replace(/_/g, " ") : "(none)"; }
@@ -180,8 +189,8 @@ const pageSize = 20;
 
 function renderStalls(res) {
   put("stalls-summary", summary([
-    ["open deals", num(res.open)], ["open value", money(res.open_amount)],
-    ["stalled deals", num(res.stalled)], ["stalled value", money(res.stalled_amount)],
+    ["open deals", num(res.open)], ["open value", amount(res, "open_amount")],
+    ["stalled deals", num(res.stalled)], ["stalled value", amount(res, "stalled_amount")],
   ]));
   const steps = res.steps || [];
   const max = Math.max(1, ...steps.map((s) => s.open));
@@ -193,13 +202,13 @@ function renderStalls(res) {
         { value: s.stalled, cls: "stalled" },
         { value: s.open - s.stalled, cls: "open" },
       ], max, `${s.stalled} stalled of ${s.open} open`),
-      num(s.open), money(s.open_amount), num(s.stalled), money(s.stalled_amount),
+      num(s.open), amount(s, "open_amount"), num(s.stalled), amount(s, "stalled_amount"),
       pct(s.open ? s.stalled / s.open : null),
     ])));
   const deals = res.deals || [];
   put("stalled-deals", deals.length === 0 ? el("p", { class: "hint" }, "No stalled deals.") : table(
     ["opportunity", "owner", "team", "amount", "highest step", "days since commitment", "stalled since"],
-    deals.map((d) => [d.opportunity_id, d.owner_id, d.team, money(d.amount), `${d.step_index}. ${title(d.step)}`,
+    deals.map((d) => [d.opportunity_id, d.owner_id, d.team, `${money(d.amount)}${d.currency ? " " + d.currency : ""}`, `${d.step_index}. ${title(d.step)}`,
       num(d.days_since_commitment), (d.stalled_since || "").slice(0, 10)])));
   const pages = Math.max(1, Math.ceil(res.stalled / res.page_size));
   $("page").textContent = `page ${res.page} of ${pages}`;
@@ -210,19 +219,19 @@ function renderStalls(res) {
 function renderMissed(res) {
   const t = res.total || {};
   put("missed-summary", summary([
-    ["missed commitments", num(t.missed)], ["value at stake", money(t.missed_amount)],
+    ["missed commitments", num(t.missed)], ["value at stake", amount(t, "missed_amount")],
     ["buyer interactions", num(t.interactions)], ["miss rate", pct(t.miss_rate)],
   ]));
   const reasons = res.by_reason || [];
   const rmax = Math.max(1, ...reasons.map((r) => r.missed));
   put("missed-reason", table(["reason", "", "missed", "value"],
     reasons.map((r) => [title(r.key), stackBar([{ value: r.missed, cls: "missed" }], rmax, `${r.missed} missed`),
-      num(r.missed), money(r.missed_amount)])));
+      num(r.missed), amount(r, "missed_amount")])));
   put("missed-step", table(["expected step", "missed", "interactions", "miss rate"],
     (res.by_step || []).map((r) => [`${r.step_index || ""} ${title(r.key)}`, num(r.missed), num(r.interactions), pct(r.miss_rate)])));
   const owners = (res.by_owner || []).slice().sort((a, b) => b.missed - a.missed).slice(0, 15);
   put("missed-owner", table(["owner", "missed", "value", "interactions", "miss rate"],
-    owners.map((r) => [r.key || "(none)", num(r.missed), money(r.missed_amount), num(r.interactions), pct(r.miss_rate)])));
+    owners.map((r) => [r.key || "(none)", num(r.missed), amount(r, "missed_amount"), num(r.interactions), pct(r.miss_rate)])));
 }
 
 const MOVES = [
@@ -235,8 +244,8 @@ function renderMovement(res) {
   const t = res.total || {};
   const max = Math.max(1, ...MOVES.map(([k]) => t[k + "_amount"] || 0));
   const rows = MOVES.map(([k, label, cls]) => [label,
-    stackBar([{ value: t[k + "_amount"] || 0, cls }], max, `${money(t[k + "_amount"])}`),
-    num(t[k]), money(t[k + "_amount"])]);
+    stackBar([{ value: t[k + "_amount"] || 0, cls }], max, amount(t, k + "_amount")),
+    num(t[k]), amount(t, k + "_amount")]);
   const bySteps = (res.by_step || []).filter((s) => MOVES.some(([k]) => s[k]));
   put("movement",
     table(["movement", "value", "deals", "amount"], rows),
