@@ -107,7 +107,7 @@ const PushedWindow = 30 * 24 * time.Hour
 // WarningRules are the definitions of the warnings in words.
 var WarningRules = []string{
 	"a warning holds as of as_of only while the deal is open as of as_of (its facts' status), from its derived events at or before as_of",
-	"stalled: a deal.stalled at or after the reference time (the last commitment.gained, else deal.created, else the first derived event) — the stalled deals of /v1/stalls; cleared by a later commitment.gained; since = the earliest such deal.stalled",
+	"stalled: a deal.stalled at or after the reference time (the last commitment.gained, else deal.created, else the first derived event) and after the deal's last deal.closed (a reopened deal's stall clock restarts at the reopen) — the stalled deals of /v1/stalls; cleared by a later commitment.gained; since = the earliest such deal.stalled",
 	"single_threaded: a deal.single_threaded (at or past single_threaded_from with fewer engaged buyer stakeholders than consensus needs); cleared when the consensus step itself is gained after it; since = the deal.single_threaded",
 	"buyer_action_overdue: a commitment.missed buyer_action_overdue after the last buyer engagement (a commitment.gained, or an interaction.held whose interaction was not missed as no_buyer_present); since = the earliest such miss",
 	"close_date_pushed: a commitment.missed close_date_pushed in the 30 days up to as_of (after as_of - 30 days); since = the latest",
