@@ -315,6 +315,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 		Ladder:           ls,
 		Registry:         reg,
 		MetricsElsewhere: *metricsHTTP != "",
+		Bus:              s.js,
 		Ready: func(ctx context.Context) error {
 			if s.nc.Status() != nats.CONNECTED {
 				return fmt.Errorf("nats: %s", s.nc.Status())

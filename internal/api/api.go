@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -72,6 +73,10 @@ type Config struct {
 	// Deals answers /v1/deals, /v1/deals/{id} and /v1/warnings; nil
 	// answers them 503.
 	Deals *deals.Reader
+	// Bus is the event stream whose consumers GET /v1/status reports on
+	// (how many events ingest and derive have yet to process); nil
+	// answers it 503.
+	Bus jetstream.JetStream
 }
 
 // DefaultTimeout is the query timeout when Config.Timeout is 0.
@@ -130,6 +135,7 @@ func New(cfg Config, q *metrics.Querier, f *forecast.Forecaster, logger *slog.Lo
 func (s *server) routes() []route {
 	rts := []route{
 		{"GET /v1/ladder", s.authed(s.ladder)},
+		{"GET /v1/status", s.authed(s.status)},
 		{"GET /v1/openapi.yaml", http.HandlerFunc(serveOpenAPI)},
 		{"GET /healthz", http.HandlerFunc(healthz)},
 		{"GET /readyz", http.HandlerFunc(s.readyz)},
