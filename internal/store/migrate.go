@@ -348,6 +348,22 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 	return s.migrate(ctx, ms)
 }
 
+// MigrateTo applies, like Migrate, the embedded migrations up to and
+// including version, and returns the files it applied: the schema as the
+// release that shipped that migration left it. Upgrade tests build each
+// earlier schema with it; Migrate then applies the rest.
+func (s *Store) MigrateTo(ctx context.Context, version int) ([]string, error) {
+	ms, err := Migrations()
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for n < len(ms) && ms[n].Version <= version {
+		n++
+	}
+	return s.migrate(ctx, ms[:n])
+}
+
 func (s *Store) migrate(ctx context.Context, ms []Migration) ([]string, error) {
 	if err := s.ensureMigrationsTable(ctx); err != nil {
 		return nil, err
