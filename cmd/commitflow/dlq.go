@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/bus"
-	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/dlq"
 )
 
@@ -39,17 +38,15 @@ func cmdDLQ(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("dlq: unknown subcommand %q (want list or replay)", args[0])
 	}
 	cmd := args[0]
-	fs := flag.NewFlagSet("dlq "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	natsURL := fs.String("nats", "", "NATS `URL`; empty: the embedded server of the commitflow run under --data, while it runs")
-	data := fs.String("data", config.DefaultDataDir(), "data `directory` of commitflow run: where its embedded NATS is found")
+	s := newSetup("dlq "+cmd, stdout, "info").withRun(false)
+	fs := s.fs
 	var f dlq.Filter
 	fs.StringVar(&f.Reason, "reason", "", "only the dead letters whose reason contains this text")
 	fs.StringVar(&f.Subject, "subject", "", "only the dead letters whose original subject matches this NATS subject filter, e.g. cf.events.acme.> for tenant acme")
 	limit := fs.Int("limit", 100, "list: at most this many dead letters (0: all)")
 	byReason := fs.Bool("by-reason", false, "list: count the dead letters by reason instead of listing them")
 	format := fs.String("format", "table", "list: output format, table or json")
-	if err := config.Parse(ctx, fs, args[1:]); err != nil {
+	if err := s.parse(ctx, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -65,16 +62,11 @@ func cmdDLQ(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("dlq %s: --subject %q: want a filter on the original subjects, %s<tenant>.<source>.<type>.<partition>", cmd, f.Subject, bus.EventsPrefix)
 	}
 
-	log := newLogger("info")
-	url, from, err := locateNATS(*natsURL, *data)
+	defer s.close()
+	_, js, err := s.connectRun(ctx)
 	if err != nil {
 		return fmt.Errorf("dlq: %w", err)
 	}
-	nc, js, err := bus.Connect(ctx, url, log)
-	if err != nil {
-		return fmt.Errorf("dlq: %w%s", err, from)
-	}
-	defer nc.Close()
 
 	if cmd == "replay" {
 		start, last, done := time.Now(), time.Now(), 0

@@ -3,17 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
 	"github.com/commitflow/commitflow/internal/bus"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/gen"
 )
 
@@ -23,8 +19,8 @@ func cmdGen(ctx context.Context, args []string, stdout io.Writer) error {
 
 // runGen is cmdGen with stderr (progress and summary) as a parameter.
 func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("gen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	s := newSetup("gen", stderr, "info")
+	fs := s.fs
 	var (
 		cfg     gen.Config
 		end     string
@@ -48,7 +44,7 @@ func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintln(stderr, "usage: commitflow gen [--seed S] [--opportunities N] [--tenant T] [--end YYYY-MM-DD] [--out FILE.ndjson | --publish [--publish-retry D]]")
 		fs.PrintDefaults()
 	}
-	if err := config.Parse(ctx, fs, args); err != nil {
+	if err := s.parse(ctx, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -67,7 +63,7 @@ func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("gen: --publish-retry %s: want a positive duration", retry)
 	}
 	if publish {
-		return genPublish(ctx, cfg, natsURL, retry)
+		return genPublish(ctx, cfg, natsURL, retry, s.log)
 	}
 
 	w := stdout
@@ -120,27 +116,11 @@ func (p *genProgress) Write(b []byte) (int, error) {
 // genPublish publishes the generated events to the NATS server at url, whose
 // streams it declares if they are missing. A batch NATS does not acknowledge
 // is retried, with its message ids, until none of it has been for retry.
-func genPublish(ctx context.Context, cfg gen.Config, url string, retry time.Duration) error {
-	log := newLogger("info")
-	nc, js, err := bus.Connect(ctx, url, log)
+func genPublish(ctx context.Context, cfg gen.Config, url string, retry time.Duration, log *slog.Logger) error {
+	pub, drain, err := publisher(ctx, url, "", retry, log)
 	if err != nil {
 		return fmt.Errorf("gen: %w", err)
 	}
-	defer nc.Drain()
-	// Declare only what is missing: declaring over a running pipeline's
-	// streams would reset their settings (duplicate window, ages) to the
-	// defaults.
-	if _, err := js.Stream(ctx, bus.EventsStream); errors.Is(err, jetstream.ErrStreamNotFound) {
-		if err := bus.Declare(ctx, js, bus.Options{}); err != nil {
-			return fmt.Errorf("gen: %w", err)
-		}
-	} else if err != nil {
-		return fmt.Errorf("gen: %w", err)
-	}
-	n, err := bus.Partitions(ctx, js)
-	if err != nil {
-		return fmt.Errorf("gen: %w", err)
-	}
-	pub := bus.NewPublisher(js, n).WithOptions(bus.PublishOptions{RetryFor: retry, Logger: log})
+	defer drain()
 	return publishGenerated(ctx, pub, cfg, log)
 }

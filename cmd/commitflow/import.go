@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/importer"
@@ -75,25 +73,11 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
-	nc, js, err := bus.Connect(ctx, url, log)
-	if err != nil {
-		return fmt.Errorf("import: %w%s", err, from)
-	}
-	defer nc.Drain()
-	// Declare only what is missing: declaring over a running pipeline's
-	// streams would reset their settings to the defaults.
-	if _, err := js.Stream(ctx, bus.EventsStream); errors.Is(err, jetstream.ErrStreamNotFound) {
-		if err := bus.Declare(ctx, js, bus.Options{}); err != nil {
-			return fmt.Errorf("import: %w", err)
-		}
-	} else if err != nil {
-		return fmt.Errorf("import: %w%s", err, from)
-	}
-	parts, err := bus.Partitions(ctx, js)
+	pub, drain, err := publisher(ctx, url, from, *retry, log)
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
-	pub := bus.NewPublisher(js, parts).WithOptions(bus.PublishOptions{RetryFor: *retry, Logger: log})
+	defer drain()
 	sum, err := importer.Run(ctx, rows, key, pub, importer.Options{
 		Checkpoint: importer.CheckpointPath(*data, key), Strict: *strict, BatchSize: *batch, Progress: stderr,
 	})

@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
-	"time"
 
 	"github.com/commitflow/commitflow/internal/chserver"
-	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/store"
 )
 
@@ -17,34 +14,25 @@ import (
 // --clickhouse it starts a managed server under <data>/clickhouse for the
 // duration of the command.
 func cmdMigrate(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	var c config.Common
-	c.Register(fs)
-	if err := config.Parse(ctx, fs, args); err != nil {
+	s := newSetup("migrate", nil, "").withCommon()
+	if err := s.parse(ctx, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("migrate: unexpected arguments %q", fs.Args())
+	if s.fs.NArg() > 0 {
+		return fmt.Errorf("migrate: unexpected arguments %q", s.fs.Args())
 	}
-	logger := newLogger(c.LogLevel)
-
+	c := &s.c
 	dir := filepath.Join(c.Data, "clickhouse")
 	if c.ClickHouse == "" {
 		fmt.Fprintf(stdout, "no --clickhouse given: starting a managed clickhouse-server under %s\n", dir)
 	}
-	_, dsn, stop, err := chserver.Ensure(ctx, c.ClickHouse, dir, logger)
+	defer s.close()
+	_, dsn, stop, err := chserver.Ensure(ctx, c.ClickHouse, dir, s.log)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := stop(sctx); err != nil {
-			logger.Warn("stop clickhouse-server", "err", err)
-		}
-	}()
-
-	st, err := store.Open(ctx, dsn, store.Options{Cluster: c.ClickHouseCluster, Logger: logger})
+	s.closers = append(s.closers, stop)
+	st, err := store.Open(ctx, dsn, store.Options{Cluster: c.ClickHouseCluster, Logger: s.log})
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

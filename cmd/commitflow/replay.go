@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/pipeline"
@@ -19,23 +17,14 @@ import (
 )
 
 func cmdReplay(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	var c config.Common
-	c.Register(fs)
-	var gc config.GC
-	gc.Register(fs)
-	ladderFile := fs.String("ladder", "", "ladder configuration file of every tenant without its own; empty uses the shipped default")
-	laddersDir := fs.String("ladders", "", laddersUsage)
-	publish := fs.Bool("publish", false, "also publish changed derived events to the CF_DERIVED stream")
-	asOf := fs.String("now", "", "judge time-based events (stalls, overdue actions) against this time, RFC3339; default now")
-	if err := config.Parse(ctx, fs, args); err != nil {
+	s := newSetup("replay", nil, "").withCommon().withGC().withLadders()
+	publish := s.fs.Bool("publish", false, "also publish changed derived events to the CF_DERIVED stream")
+	asOf := s.fs.String("now", "", "judge time-based events (stalls, overdue actions) against this time, RFC3339; default now")
+	if err := s.parse(ctx, args); err != nil {
 		return err
 	}
-	log := newLogger(c.LogLevel)
-	if err := applyGC(gc, log); err != nil {
-		return err
-	}
-	ls, err := ladder.LoadSet(*ladderFile, *laddersDir)
+	defer s.close()
+	ls, err := s.loadLadders()
 	if err != nil {
 		return err
 	}
@@ -45,17 +34,15 @@ func cmdReplay(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("--now: %w", err)
 		}
 	}
-	s := &stack{log: log}
-	defer s.close()
-	if err := s.openStore(ctx, &c); err != nil {
+	if err := s.openStore(ctx); err != nil {
 		return err
 	}
 	opt := pipeline.ReplayOptions{Now: now}
-	if c.Tenant != "" {
-		opt.Tenants = []string{c.Tenant}
+	if s.c.Tenant != "" {
+		opt.Tenants = []string{s.c.Tenant}
 	}
 	if *publish {
-		if err := s.openNATS(ctx, &c); err != nil {
+		if err := s.openNATS(ctx); err != nil {
 			return err
 		}
 		opt.JS = s.js
@@ -64,12 +51,12 @@ func cmdReplay(ctx context.Context, args []string, stdout io.Writer) error {
 	opt.Progress = func(p pipeline.Progress) {
 		pr.report(false, "tenant %s: %d opportunities, %d events (%.0f events/s)", p.Tenant, p.Opportunities, p.Events, float64(p.Events)/p.Elapsed.Seconds())
 	}
-	total, err := pipeline.Replay(ctx, s.st, ls, opt, log)
+	total, err := pipeline.Replay(ctx, s.st, ls, opt, s.log)
 	if err != nil {
 		return err
 	}
-	used := "ladder " + ls.For(c.Tenant).Version
-	if c.Tenant == "" {
+	used := "ladder " + ls.For(s.c.Tenant).Version
+	if s.c.Tenant == "" {
 		used = describeLadders(ls)
 	}
 	fmt.Fprintf(stdout, "replayed %d opportunities, %d events in %s (%s)\n", total.Opportunities, total.Events, total.Elapsed.Round(time.Millisecond), used)

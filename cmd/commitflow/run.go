@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -20,7 +18,6 @@ import (
 
 	"github.com/commitflow/commitflow/internal/api"
 	"github.com/commitflow/commitflow/internal/bus"
-	"github.com/commitflow/commitflow/internal/chserver"
 	"github.com/commitflow/commitflow/internal/compact"
 	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/deals"
@@ -28,141 +25,13 @@ import (
 	"github.com/commitflow/commitflow/internal/fx"
 	"github.com/commitflow/commitflow/internal/gen"
 	"github.com/commitflow/commitflow/internal/ingest"
-	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/pipeline"
 	"github.com/commitflow/commitflow/internal/snapshot"
-	"github.com/commitflow/commitflow/internal/store"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
-
-// stack is the infrastructure a command runs against: ClickHouse (managed
-// or given), NATS (embedded or given) and the store. close stops what was
-// started, in reverse order.
-type stack struct {
-	dsn     string           // the ClickHouse DSN in use
-	ch      *chserver.Server // the managed ClickHouse; nil when given a DSN
-	st      *store.Store
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	embNATS string // the embedded NATS server's URL; empty when given one
-	closers []func(context.Context) error
-	log     *slog.Logger
-}
-
-func (s *stack) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for i := len(s.closers) - 1; i >= 0; i-- {
-		if err := s.closers[i](ctx); err != nil {
-			s.log.Warn("shutdown", "err", err)
-		}
-	}
-}
-
-// openStore connects to ClickHouse (starting a managed server under
-// <data>/clickhouse when no DSN is given) and applies the migrations.
-func (s *stack) openStore(ctx context.Context, c *config.Common) error {
-	ch, dsn, stop, err := chserver.Ensure(ctx, c.ClickHouse, filepath.Join(c.Data, "clickhouse"), s.log)
-	if err != nil {
-		return err
-	}
-	s.closers = append(s.closers, stop)
-	s.dsn, s.ch = dsn, ch
-	st, err := store.Open(ctx, dsn, store.Options{Cluster: c.ClickHouseCluster, Logger: s.log})
-	if err != nil {
-		return err
-	}
-	s.closers = append(s.closers, func(context.Context) error { return st.Close() })
-	applied, err := st.Migrate(ctx)
-	if err != nil {
-		return err
-	}
-	if len(applied) > 0 {
-		s.log.Info("migrations applied", "migrations", applied)
-	}
-	s.st = st
-	return nil
-}
-
-// pools are the ClickHouse connection pools of run, one per use, so that a
-// use holding all of its connections (derivation loading histories after a
-// ClickHouse restart, a burst of API queries) cannot starve another, the
-// readiness probe least of all. Migrations and compaction use the store's
-// main pool.
-type pools struct{ ingest, derive, api, probe *store.Store }
-
-// openPools opens the pools, closed with the stack.
-func (s *stack) openPools(ctx context.Context) (pools, error) {
-	var p pools
-	for _, u := range []struct {
-		st    **store.Store
-		name  string
-		conns int
-	}{
-		{&p.ingest, "ingest", 4},  // the insert writers (2 by default), and room
-		{&p.derive, "derive", 16}, // one per partition worker (16 partitions by default)
-		{&p.api, "api", 16},
-		{&p.probe, "probe", 2},
-	} {
-		st, err := s.st.Pool(ctx, u.name, u.conns)
-		if err != nil {
-			return p, err
-		}
-		s.closers = append(s.closers, func(context.Context) error { return st.Close() })
-		*u.st = st
-	}
-	return p, nil
-}
-
-// openNATS connects to NATS (embedding a server under <data>/nats when no
-// URL is given) and declares the streams and consumers.
-func (s *stack) openNATS(ctx context.Context, c *config.Common) error {
-	if err := c.CheckNATS(); err != nil {
-		return err
-	}
-	url := c.NATS
-	if url == "" {
-		emb, err := bus.StartEmbedded(ctx, filepath.Join(c.Data, "nats"), c.NATSListen, s.log)
-		if err != nil {
-			return err
-		}
-		s.closers = append(s.closers, func(context.Context) error { emb.Shutdown(); return nil })
-		url, s.embNATS = emb.ClientURL(), emb.ClientURL()
-		s.log.Info("embedded NATS JetStream started", "url", url, "store", filepath.Join(c.Data, "nats"))
-	}
-	nc, js, err := bus.Connect(ctx, url, s.log)
-	if err != nil {
-		return err
-	}
-	s.closers = append(s.closers, func(context.Context) error { return nc.Drain() })
-	if err := bus.Declare(ctx, js, bus.Options{
-		Partitions: c.Partitions, Replicas: c.Replicas, DuplicateWindow: c.DuplicateWindow,
-		MaxAge: c.Retention, DLQMaxAge: c.DLQRetention, Logger: s.log,
-	}); err != nil {
-		return err
-	}
-	s.nc, s.js = nc, js
-	return nil
-}
-
-// applyGC sets the Go garbage collector as g asks and logs what is in
-// force.
-func applyGC(g config.GC, log *slog.Logger) error {
-	percent, limit, err := g.Apply()
-	if err != nil {
-		return err
-	}
-	mem := "none"
-	if limit != math.MaxInt64 {
-		mem = fmt.Sprintf("%d MiB", limit>>20)
-	}
-	log.Info("go garbage collector", "gc_percent", percent, "memory_limit", mem)
-	return nil
-}
 
 // fxFlags registers --fx-rates and --fx-base on fs.
 func fxFlags(fs *flag.FlagSet) (file, base *string) {
@@ -190,15 +59,10 @@ func loadRates(file, base string) (*fx.Table, error) {
 }
 
 func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	var c config.Common
-	c.Register(fs)
-	var gc config.GC
-	gc.Register(fs)
+	s := newSetup("run", nil, "").withCommon().withGC().withLadders()
+	fs, c := s.fs, &s.c
 	demo := fs.Bool("demo", false, "load a generated demo book of business on first start (tenant \"demo\"), and serve the API open on loopback unless tokens are set")
 	demoOpps := fs.Int("demo-opportunities", 2000, "opportunities in the demo data")
-	ladderFile := fs.String("ladder", "", "ladder configuration file of every tenant without its own; empty uses the shipped default")
-	laddersDir := fs.String("ladders", "", laddersUsage)
 	tokens := fs.String("tokens", "", "API bearer tokens, token=tenant,token=tenant")
 	hubspotSecrets := fs.String("hubspot-secrets", "", "client secrets of the tenants' HubSpot apps, which sign their webhooks to POST /v1/webhooks/hubspot: tenant=secret,tenant=secret")
 	pipedriveAuth := fs.String("pipedrive-auth", "", "basic-auth credentials the tenants' Pipedrive webhooks send to POST /v1/webhooks/pipedrive: tenant=user:password,...")
@@ -214,18 +78,15 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	config.Positive(fs, "demo-opportunities", "sweep")
 	config.NotNegative(fs, "compact-every")
 	config.Share(fs, "compact-above")
-	if err := config.Parse(ctx, fs, args); err != nil {
+	if err := s.parse(ctx, args); err != nil {
 		return err
 	}
-	log := newLogger(c.LogLevel)
-	if err := applyGC(gc, log); err != nil {
-		return err
-	}
-	ls, err := ladder.LoadSet(*ladderFile, *laddersDir)
+	defer s.close()
+	log := s.log
+	ls, err := s.loadLadders()
 	if err != nil {
 		return err
 	}
-	logLadders(log, ls)
 	rates, err := loadRates(*fxRates, *fxBase)
 	if err != nil {
 		return err
@@ -249,15 +110,13 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 		return errors.New("no API tokens: set --tokens token=tenant,... (or COMMITFLOW_TOKENS), or use --demo on loopback")
 	}
 
-	s := &stack{log: log}
-	defer s.close()
-	if err := s.openStore(ctx, &c); err != nil {
+	if err := s.openStore(ctx); err != nil {
 		return err
 	}
-	if err := s.openNATS(ctx, &c); err != nil {
+	if err := s.openNATS(ctx); err != nil {
 		return err
 	}
-	removeInfo, err := writeRunInfo(c.Data, runInfo{PID: os.Getpid(), NATS: s.embNATS, Ladder: *ladderFile, Ladders: *laddersDir, LadderVersion: ls.Default().Version})
+	removeInfo, err := writeRunInfo(c.Data, runInfo{PID: os.Getpid(), NATS: s.embNATS, Ladder: s.ladderFile, Ladders: s.laddersDir, LadderVersion: ls.Default().Version})
 	if err != nil {
 		return err
 	}
@@ -461,7 +320,7 @@ const demoTenant = "demo"
 
 // loadDemo publishes the demo book of business once: when the demo tenant
 // has no stored events yet.
-func loadDemo(ctx context.Context, s *stack, opportunities int, log *slog.Logger) error {
+func loadDemo(ctx context.Context, s *setup, opportunities int, log *slog.Logger) error {
 	const tenant = demoTenant
 	n, err := s.st.CountEvents(ctx, tenant)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/compact"
-	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/store"
 )
 
@@ -41,30 +39,27 @@ type pipelineStatus struct {
 // ingest and derive consumers are behind, the dead letters, and the
 // ClickHouse tables. It changes nothing and starts nothing.
 func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	natsURL := fs.String("nats", "", "NATS `URL`; empty: the embedded server of the commitflow run under --data, while it runs")
-	dsn := fs.String("clickhouse", "", "ClickHouse `DSN`; empty: the managed server of the commitflow run under --data, while it runs")
-	data := fs.String("data", config.DefaultDataDir(), "data `directory` of commitflow run: where its embedded NATS and managed ClickHouse are found")
-	format := fs.String("format", "table", "output format: table or json")
-	if err := config.Parse(ctx, fs, args); err != nil {
+	s := newSetup("status", stdout, "").withRun(true)
+	format := s.fs.String("format", "table", "output format: table or json")
+	if err := s.parse(ctx, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("status: unexpected argument %q", fs.Arg(0))
+	if s.fs.NArg() > 0 {
+		return fmt.Errorf("status: unexpected argument %q", s.fs.Arg(0))
 	}
 	if *format != "table" && *format != "json" {
 		return fmt.Errorf("status: --format: want table or json, got %q", *format)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	defer s.close()
 
-	st := pipelineStatus{NATS: *natsURL}
-	if err := readBusStatus(ctx, &st, *data); err != nil {
+	var st pipelineStatus
+	if err := readBusStatus(ctx, &st, s); err != nil {
 		st.NATSError = err.Error()
 	}
 
-	if d, err := locateClickHouse(*dsn, *data); err != nil {
+	if d, err := s.clickHouseDSN(); err != nil {
 		st.ClickHouseError = err.Error()
 	} else {
 		st.ClickHouse = d
@@ -88,19 +83,13 @@ func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-// readBusStatus fills in the NATS part of st, finding the embedded server
-// of the run under data when st.NATS is empty.
-func readBusStatus(ctx context.Context, st *pipelineStatus, data string) error {
-	url, from, err := locateNATS(st.NATS, data)
+// readBusStatus fills in the NATS part of st from the server s finds.
+func readBusStatus(ctx context.Context, st *pipelineStatus, s *setup) error {
+	url, js, err := s.connectRun(ctx)
+	st.NATS = url
 	if err != nil {
 		return err
 	}
-	st.NATS = url
-	nc, js, err := bus.Connect(ctx, st.NATS, nil)
-	if err != nil {
-		return fmt.Errorf("%w%s", err, from)
-	}
-	defer nc.Close()
 	b, err := bus.ReadStatus(ctx, js)
 	if err != nil {
 		return err

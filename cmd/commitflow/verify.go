@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -16,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commitflow/commitflow/internal/bus"
-	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/dlq"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/store"
@@ -69,16 +67,13 @@ const defaultVerifyChunk = 50_000
 // that are neither. It fails when any message is missing. It changes
 // nothing.
 func cmdVerify(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	natsURL := fs.String("nats", "", "NATS `URL`; empty: the embedded server of the commitflow run under --data, while it runs")
-	dsn := fs.String("clickhouse", "", "ClickHouse `DSN`; empty: the managed server of the commitflow run under --data, while it runs")
-	data := fs.String("data", config.DefaultDataDir(), "data `directory` of commitflow run: where its embedded NATS and managed ClickHouse are found")
+	s := newSetup("verify", stdout, "").withRun(true)
+	fs := s.fs
 	from := fs.Uint64("from", 0, "first CF_EVENTS stream sequence to check; 0: the stream's first")
 	to := fs.Uint64("to", 0, "last CF_EVENTS stream sequence to check; 0: the ingest consumer's acknowledgement floor (what ingest says it has stored), or the stream's last without an ingest consumer")
 	chunk := fs.Int("chunk", defaultVerifyChunk, "messages checked against ClickHouse at a time (bounds memory)")
 	format := fs.String("format", "table", "output format: table or json")
-	if err := config.Parse(ctx, fs, args); err != nil {
+	if err := s.parse(ctx, args); err != nil {
 		return err
 	}
 	switch {
@@ -91,19 +86,15 @@ func cmdVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	case *to > 0 && *from > *to:
 		return fmt.Errorf("verify: --from %d is after --to %d", *from, *to)
 	}
-	chDSN, err := locateClickHouse(*dsn, *data)
+	chDSN, err := s.clickHouseDSN()
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
-	url, where, err := locateNATS(*natsURL, *data)
+	defer s.close()
+	_, js, err := s.connectRun(ctx)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
-	nc, js, err := bus.Connect(ctx, url, nil)
-	if err != nil {
-		return fmt.Errorf("verify: %w%s", err, where)
-	}
-	defer nc.Close()
 	st, err := store.Open(ctx, chDSN, store.Options{})
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)

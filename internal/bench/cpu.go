@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -69,28 +69,28 @@ func procCPU(path string) (time.Duration, bool) {
 	return time.Duration(utime+stime) * time.Second / clockTicks, true
 }
 
-// cpuCost is the CPU time per event (or row) of one phase of a benchmark,
-// in microseconds: of this process (with the embedded NATS server, if any)
+// Cost is the CPU time per event (or row) of one phase of a benchmark, in
+// microseconds: of this process (with the embedded NATS server, if any)
 // and of the local ClickHouse server. A field is negative when it could not
 // be measured.
-type cpuCost struct{ self, ch float64 }
+type Cost struct{ Self, ClickHouse float64 }
 
 // costSince returns the CPU per event of n events processed since start.
-func costSince(start cpuSample, n int) cpuCost {
-	c := cpuCost{self: -1, ch: -1}
+func costSince(start cpuSample, n int) Cost {
+	c := Cost{Self: -1, ClickHouse: -1}
 	end := sampleCPU()
 	if !start.ok || !end.ok || n <= 0 {
 		return c
 	}
-	c.self = float64((end.self - start.self).Microseconds()) / float64(n)
+	c.Self = float64((end.self - start.self).Microseconds()) / float64(n)
 	if start.chProcs > 0 && end.chProcs == start.chProcs {
-		c.ch = float64((end.ch - start.ch).Microseconds()) / float64(n)
+		c.ClickHouse = float64((end.ch - start.ch).Microseconds()) / float64(n)
 	}
 	return c
 }
 
-// fmtCost formats a CPU cost in µs, "n/a" if it was not measured.
-func fmtCost(us float64) string {
+// formatCost formats a CPU cost in µs, "n/a" if it was not measured.
+func formatCost(us float64) string {
 	if us < 0 {
 		return "n/a"
 	}

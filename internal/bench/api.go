@@ -1,0 +1,332 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/commitflow/commitflow/internal/api"
+	"github.com/commitflow/commitflow/internal/compact"
+	"github.com/commitflow/commitflow/internal/derive"
+	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/forecast"
+	"github.com/commitflow/commitflow/internal/gen"
+	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/snapshot"
+	"github.com/commitflow/commitflow/internal/store"
+)
+
+// APIConfig is what API measures and where.
+type APIConfig struct {
+	// DSN is the ClickHouse server measured. API loads its book of
+	// business into the database <Prefix>_api_<Events> of that server and
+	// keeps it for Reuse.
+	DSN string
+	// Prefix starts the name of the database; default commitflow_bench.
+	Prefix string
+	// Events is how many raw events the book of business has.
+	Events int
+	// Requests is how many timed requests each endpoint gets, after one
+	// that warms caches.
+	Requests int
+	// Reuse times the data an earlier run loaded instead of loading again.
+	Reuse bool
+	// Only, when set, times only the endpoints whose name contains it.
+	Only string
+	// Rewrite is how many per thousand opportunities' states are written
+	// again with a newer version before timing, as derivation does for the
+	// deals that change: the superseded rows a live table holds until
+	// merges drop them.
+	Rewrite int
+	// Compact compacts opportunity_state after Rewrite, as run does above
+	// its threshold, so that no superseded rows are left.
+	Compact bool
+	// CPUProfile, when set, is the file the CPU profile of the timed
+	// requests goes to.
+	CPUProfile string
+	// Progress receives the loading's progress; nil discards it.
+	Progress io.Writer
+	// Logger receives the API's and the store's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Latency is how long one endpoint's requests took and how large its
+// answer was.
+type Latency struct {
+	Name          string
+	P50, P95, Max time.Duration
+	Bytes         int64
+}
+
+// APIResult is what API measured.
+type APIResult struct {
+	Events    int
+	Endpoints []Latency
+}
+
+// apiQuery is one timed request: the endpoint (the name up to its first
+// space) and its query parameters.
+type apiQuery struct{ name, query string }
+
+// apiQueries are the requests API times, on data ending at end.
+func apiQueries(end time.Time) []apiQuery {
+	from, to, asOf := end.AddDate(-1, 0, 0).Format(time.DateOnly), end.Format(time.DateOnly), end.Format(time.DateOnly)
+	return []apiQuery{
+		{"funnel", "from=" + from + "&to=" + to + "&as_of=" + asOf},
+		{"funnel by owner, monthly, 30-day window", "from=" + from + "&to=" + to + "&as_of=" + asOf + "&by=owner&interval=month&window_days=30"},
+		{"stalls", "as_of=" + asOf},
+		{"missed", "from=" + from + "&to=" + to + "&as_of=" + asOf},
+		{"movement", "from=" + end.AddDate(0, -3, 0).Format(time.DateOnly) + "&to=" + to + "&as_of=" + asOf},
+		{"forecast", "as_of=" + asOf},
+		{"forecast back-test", "as_of=" + asOf + "&backtest=" + end.AddDate(0, -6, 0).Format(time.DateOnly)},
+		{"cycle-time", "from=" + from + "&to=" + to + "&as_of=" + asOf},
+		{"stage-history", "as_of=" + asOf},
+	}
+}
+
+// API loads a generated book of business (raw events, and derived events
+// and states derived in process) into its own database, then times every
+// metrics endpoint over HTTP against it.
+func API(ctx context.Context, cfg APIConfig) (APIResult, error) {
+	res := APIResult{Events: cfg.Events}
+	if cfg.Prefix == "" {
+		cfg.Prefix = defaultPrefix
+	}
+	progress, log := orDiscard(cfg.Progress), orDiscardLogger(cfg.Logger)
+	admin, err := store.Open(ctx, cfg.DSN, store.Options{Logger: log})
+	if err != nil {
+		return res, err
+	}
+	defer admin.Close()
+	st, _, err := database(ctx, admin, cfg.DSN, fmt.Sprintf("%s_api_%d", cfg.Prefix, cfg.Events), cfg.Reuse, log)
+	if err != nil {
+		return res, err
+	}
+	defer st.Close()
+	l := ladder.Default()
+	if !cfg.Reuse {
+		if err := load(ctx, st, l, cfg.Events, genEnd, progress); err != nil {
+			return res, err
+		}
+	}
+	if cfg.Rewrite > 0 {
+		n, err := rewriteStates(ctx, st, cfg.Rewrite)
+		if err != nil {
+			return res, err
+		}
+		fmt.Fprintf(progress, "wrote states again: the table holds %d superseded rows\n", n)
+	}
+	if cfg.Compact {
+		cw, err := compact.New(st.Conn(), compact.Config{Every: time.Hour}, prometheus.NewRegistry(), log)
+		if err != nil {
+			return res, err
+		}
+		if _, err := cw.Once(ctx); err != nil {
+			return res, err
+		}
+	}
+	pin := snapshot.New(st.Conn())
+	q := metrics.NewWithOptions(st.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin})
+	srv := httptest.NewServer(api.New(api.Config{Open: true, Ladder: l}, q, forecast.NewWithPinner(st.Conn(), pin), log))
+	defer srv.Close()
+	stopProfile, err := startCPUProfile(cfg.CPUProfile)
+	if err != nil {
+		return res, err
+	}
+	defer stopProfile()
+	for _, aq := range apiQueries(genEnd) {
+		if !strings.Contains(aq.name, cfg.Only) {
+			continue
+		}
+		endpoint, _, _ := strings.Cut(aq.name, " ")
+		u := srv.URL + "/v1/" + endpoint + "?tenant=" + tenant + "&" + aq.query
+		var lat []time.Duration
+		var size int64
+		for i := 0; i < cfg.Requests+1; i++ {
+			start := time.Now()
+			size, err = get(ctx, u)
+			if err != nil {
+				return res, fmt.Errorf("%s: %w", aq.name, err)
+			}
+			if i > 0 { // the first request warms caches
+				lat = append(lat, time.Since(start))
+			}
+		}
+		slices.Sort(lat)
+		res.Endpoints = append(res.Endpoints, Latency{Name: aq.name, P50: lat[len(lat)/2],
+			P95: lat[min(len(lat)-1, len(lat)*95/100)], Max: lat[len(lat)-1], Bytes: size})
+	}
+	return res, nil
+}
+
+// Write prints r as a table of milliseconds and KiB.
+func (r APIResult) Write(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "endpoint (%d raw events)\tp50 ms\tp95 ms\tmax ms\tKiB\t\n", r.Events)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	for _, e := range r.Endpoints {
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%d\t\n", e.Name, ms(e.P50), ms(e.P95), ms(e.Max), e.Bytes>>10)
+	}
+	return tw.Flush()
+}
+
+// get fetches u and returns the size of the answer's body. The body is
+// read and discarded, not kept: collecting a 22 MiB answer with io.ReadAll
+// cost the benchmark process (which also serves the request) more CPU than
+// encoding it.
+func get(ctx context.Context, u string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return 0, fmt.Errorf("%s: %s", resp.Status, msg)
+	}
+	return io.Copy(io.Discard, resp.Body)
+}
+
+// load generates n raw events for the bench tenant, derives them in
+// process one opportunity at a time and stores raw events, derived events
+// and states in batches, reporting its progress every 2 seconds.
+func load(ctx context.Context, st *store.Store, l *ladder.Ladder, n int, end time.Time, progress io.Writer) error {
+	var (
+		raw     []store.RawEvent
+		derived []store.DerivedRow
+		states  []store.StateRow
+		cur     []event.Event
+		total   int
+	)
+	start, last := time.Now(), time.Now()
+	now := end.Add(24 * time.Hour)
+	flush := func(force bool) error {
+		if len(raw) >= 50000 || force {
+			if err := st.InsertEvents(ctx, raw); err != nil {
+				return err
+			}
+			raw = raw[:0]
+		}
+		if len(derived) >= 50000 || force {
+			if err := st.InsertDerived(ctx, derived); err != nil {
+				return err
+			}
+			derived = derived[:0]
+		}
+		if len(states) >= 20000 || force {
+			if err := st.InsertStates(ctx, states); err != nil {
+				return err
+			}
+			states = states[:0]
+		}
+		if force || time.Since(last) >= 2*time.Second {
+			last = time.Now()
+			fmt.Fprintf(progress, "[%6.1fs] loaded %d/%d raw events\n", time.Since(start).Seconds(), total, n)
+		}
+		return nil
+	}
+	deriveCur := func() error {
+		if len(cur) == 0 || cur[0].OpportunityID == "" {
+			cur = cur[:0]
+			return nil
+		}
+		out := derive.Derive(tenant, cur[0].OpportunityID, cur, l, now)
+		for _, d := range out {
+			derived = append(derived, store.DerivedRow{Derived: d, Version: 1})
+		}
+		state := derive.Summarize(out, l.Len())
+		state.Tenant, state.OpportunityID = tenant, cur[0].OpportunityID
+		states = append(states, store.StateRow{State: state, Version: 1})
+		cur = cur[:0]
+		return flush(false)
+	}
+	errEnough := errors.New("enough")
+	cfg := gen.Config{Seed: 1, Opportunities: n/20 + 1, Tenant: tenant, End: end}
+	err := gen.Generate(ctx, cfg, func(ev event.Event) error {
+		if total == n {
+			return errEnough
+		}
+		total++
+		if len(cur) > 0 && cur[0].OpportunityID != ev.OpportunityID {
+			if err := deriveCur(); err != nil {
+				return err
+			}
+		}
+		cur = append(cur, ev)
+		row, err := rawRow(ev, uint64(total))
+		if err != nil {
+			return err
+		}
+		raw = append(raw, row)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return err
+	}
+	if err := deriveCur(); err != nil {
+		return err
+	}
+	if err := flush(true); err != nil {
+		return err
+	}
+	fmt.Fprintf(progress, "loaded %d raw events\n", total)
+	return nil
+}
+
+// rewriteStates writes the states of permille per thousand of the bench
+// tenant's opportunities again, unchanged but for a newer version, and
+// returns how many superseded rows the table holds then (more than one
+// run's if merges have not dropped the earlier ones yet).
+func rewriteStates(ctx context.Context, st *store.Store, permille int) (uint64, error) {
+	rows, err := st.Conn().Query(ctx, `SELECT name FROM system.columns
+WHERE database = currentDatabase() AND table = 'opportunity_state' AND default_kind = ''`)
+	if err != nil {
+		return 0, fmt.Errorf("rewrite states: %w", err)
+	}
+	var cols, exprs []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("rewrite states: %w", err)
+		}
+		cols = append(cols, c)
+		if c == "version" {
+			c = "version + 1"
+		}
+		exprs = append(exprs, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("rewrite states: %w", err)
+	}
+	where := "tenant = '" + tenant + "' AND cityHash64(opportunity_id, toString(now())) % 1000 < " + strconv.Itoa(permille)
+	err = st.Conn().Exec(ctx, "INSERT INTO opportunity_state ("+strings.Join(cols, ", ")+") SELECT "+
+		strings.Join(exprs, ", ")+" FROM opportunity_state FINAL WHERE "+where)
+	if err != nil {
+		return 0, fmt.Errorf("rewrite states: %w", err)
+	}
+	var n uint64
+	err = st.Conn().QueryRow(ctx, "SELECT toUInt64(count() - uniqExact(opportunity_id)) FROM opportunity_state WHERE tenant = ?", tenant).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("rewrite states: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,222 @@
+// Package bench is commitflow's benchmark harness: Ingest times the raw
+// ClickHouse insert of generated events next to the end-to-end drain from
+// an embedded JetStream through the ingest worker, Derive times the
+// derivation core alone, and API times every metrics endpoint over HTTP on
+// a loaded book of business. Each works in databases of its own, created
+// beside the one its DSN names, and returns a result that writes itself as
+// the text `commitflow bench` prints.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/gen"
+	"github.com/commitflow/commitflow/internal/store"
+)
+
+// tenant is the tenant of every generated benchmark event.
+const tenant = "bench"
+
+// defaultPrefix starts the names of the databases the benchmarks create.
+const defaultPrefix = "commitflow_bench"
+
+// genEnd is the end of the generated data.
+var genEnd = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+
+// events generates n events (about 23 per opportunity).
+func events(ctx context.Context, n int, seed int64) ([]event.Event, error) {
+	evs := make([]event.Event, 0, n)
+	cfg := gen.Config{Seed: seed, Opportunities: max(1, n/20), Tenant: tenant, End: genEnd}
+	errEnough := errors.New("enough")
+	err := gen.Generate(ctx, cfg, func(ev event.Event) error {
+		if len(evs) == n {
+			return errEnough
+		}
+		evs = append(evs, ev)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return nil, err
+	}
+	return evs, nil
+}
+
+// rawRow is the events table row of ev at stream sequence seq.
+func rawRow(ev event.Event, seq uint64) (store.RawEvent, error) {
+	b, err := event.Marshal(ev)
+	if err != nil {
+		return store.RawEvent{}, err
+	}
+	return store.RawEvent{Tenant: ev.Tenant, OpportunityID: ev.OpportunityID, Source: ev.Source, EventID: ev.ID,
+		Type: string(ev.Type), OccurredAt: ev.OccurredAt, ReceivedAt: ev.ReceivedAt, StreamSeq: seq, Payload: b}, nil
+}
+
+// rawRows are the events table rows of evs, at stream sequences 1, 2, ...
+func rawRows(evs []event.Event) ([]store.RawEvent, error) {
+	rows := make([]store.RawEvent, len(evs))
+	for i, ev := range evs {
+		r, err := rawRow(ev, uint64(i+1))
+		if err != nil {
+			return nil, err
+		}
+		rows[i] = r
+	}
+	return rows, nil
+}
+
+// withDatabase returns dsn pointing at database db.
+func withDatabase(dsn, db string) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", fmt.Errorf("dsn: %w", err)
+	}
+	u.Path = "/" + db
+	return u.String(), nil
+}
+
+// database opens a migrated store on database db of the server of admin
+// (whose DSN is dsn), dropping what db held first unless keep is set
+// (store.Open creates a database it does not find).
+func database(ctx context.Context, admin *store.Store, dsn, db string, keep bool, log *slog.Logger) (*store.Store, string, error) {
+	if !keep {
+		if err := admin.Conn().Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
+			return nil, "", err
+		}
+	}
+	dbDSN, err := withDatabase(dsn, db)
+	if err != nil {
+		return nil, "", err
+	}
+	st, err := store.Open(ctx, dbDSN, store.Options{Logger: log})
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, "", err
+	}
+	return st, dbDSN, nil
+}
+
+// dropDatabase closes st and drops its database db.
+func dropDatabase(admin, st *store.Store, db string) {
+	st.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin.Conn().Exec(ctx, "DROP DATABASE IF EXISTS "+db)
+}
+
+// median returns the median of xs (not empty); xs is not modified.
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// settle waits, up to two minutes, until the server runs no merge.
+func settle(ctx context.Context, st *store.Store) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		var n uint64
+		if err := st.Conn().QueryRow(ctx, "SELECT count() FROM system.merges").Scan(&n); err != nil {
+			return fmt.Errorf("settle: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// watchHeap samples the Go heap in use until the returned function is
+// called, which returns the largest sample.
+func watchHeap() (peak func() uint64) {
+	done := make(chan struct{})
+	result := make(chan uint64)
+	go func() {
+		var m runtime.MemStats
+		var top uint64
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			runtime.ReadMemStats(&m)
+			top = max(top, m.HeapInuse)
+			select {
+			case <-done:
+				result <- top
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 { close(done); return <-result }
+}
+
+// startCPUProfile starts a CPU profile written to path, if path is not
+// empty, and returns the function that stops it.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// writeHeapProfile writes a heap profile to path, if path is not empty.
+func writeHeapProfile(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return f.Close()
+}
+
+// orDiscard is w, or io.Discard when w is nil.
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+// orDiscardLogger is log, or a logger that drops everything when log is
+// nil.
+func orDiscardLogger(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return log
+}

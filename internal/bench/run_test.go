@@ -1,0 +1,133 @@
+package bench
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/commitflow/commitflow/internal/chtest"
+	"github.com/commitflow/commitflow/internal/store"
+)
+
+func TestMain(m *testing.M) { chtest.Main(m) }
+
+// serverDSN returns a fresh database of the test ClickHouse server and a
+// prefix of database names of the test's own.
+func serverDSN(t *testing.T) (dsn, prefix string) {
+	t.Helper()
+	dsn = chtest.DSN(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dsn, strings.TrimPrefix(u.Path, "/") + "_bench"
+}
+
+// dropTestDatabase drops database db of the server of dsn.
+func dropTestDatabase(t *testing.T, dsn, db string) {
+	t.Helper()
+	st, err := store.Open(context.Background(), dsn, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Conn().Exec(context.Background(), "DROP DATABASE IF EXISTS "+db); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// databases lists the databases of the server of dsn whose name starts
+// with prefix.
+func databases(t *testing.T, dsn, prefix string) []string {
+	t.Helper()
+	st, err := store.Open(context.Background(), dsn, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rows, err := st.Conn().Query(context.Background(), "SELECT name FROM system.databases WHERE startsWith(name, ?)", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	return names
+}
+
+// TestIngest runs bench ingest small, twice, against the test server: every
+// phase is measured, the drain stores every event, and the databases are
+// dropped at the end.
+func TestIngest(t *testing.T) {
+	dsn, prefix := serverDSN(t)
+	res, err := Ingest(context.Background(), IngestConfig{DSN: dsn, Prefix: prefix, Events: 3000, Runs: 2, Order: "time"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Runs) != 2 || res.Phases[len(res.Phases)-1].Name != "end to end: JetStream -> ingest -> ClickHouse" {
+		t.Fatalf("result: %+v", res)
+	}
+	for _, p := range res.Phases {
+		if p.Rate <= 0 {
+			t.Errorf("phase %q: rate %v", p.Name, p.Rate)
+		}
+	}
+	for _, r := range res.Runs {
+		if r.Raw <= 0 || r.EndToEnd <= 0 || r.Ratio <= 0 {
+			t.Errorf("run: %+v", r)
+		}
+	}
+	if dbs := databases(t, dsn, prefix); len(dbs) > 0 {
+		t.Errorf("databases left behind: %v", dbs)
+	}
+	if _, err := Ingest(context.Background(), IngestConfig{DSN: dsn, Prefix: prefix, Events: 10, Runs: 1, Order: "random"}); err == nil {
+		t.Error("order random: no error")
+	}
+}
+
+// TestAPI loads a small book of business and times every endpoint, then
+// times them again on the data it kept (Reuse), compacted.
+func TestAPI(t *testing.T) {
+	dsn, prefix := serverDSN(t)
+	ctx := context.Background()
+	t.Cleanup(func() { dropTestDatabase(t, dsn, prefix+"_api_2000") })
+	res, err := API(ctx, APIConfig{DSN: dsn, Prefix: prefix, Events: 2000, Requests: 2, Rewrite: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Endpoints) != len(apiQueries(genEnd)) {
+		t.Fatalf("timed %d endpoints, want %d", len(res.Endpoints), len(apiQueries(genEnd)))
+	}
+	for _, e := range res.Endpoints {
+		if e.Bytes == 0 || e.P50 <= 0 || e.P50 > e.P95 || e.P95 > e.Max {
+			t.Errorf("%+v", e)
+		}
+	}
+	res, err = API(ctx, APIConfig{DSN: dsn, Prefix: prefix, Events: 2000, Requests: 1, Reuse: true, Compact: true, Only: "forecast"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Endpoints) != 2 || res.Endpoints[0].Name != "forecast" {
+		t.Errorf("only forecast: %+v", res.Endpoints)
+	}
+	if dbs := databases(t, dsn, prefix); len(dbs) != 1 || dbs[0] != prefix+"_api_2000" {
+		t.Errorf("databases: %v, want the one kept for --reuse", dbs)
+	}
+}
+
+func TestDerive(t *testing.T) {
+	res, err := Derive(context.Background(), 2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Events != 2000 || res.Opportunities == 0 || res.Derived == 0 {
+		t.Errorf("%+v", res)
+	}
+}
