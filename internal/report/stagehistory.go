@@ -1,4 +1,4 @@
-package main
+package report
 
 import (
 	"fmt"
@@ -9,13 +9,13 @@ import (
 // stageHistoryTables renders the CRM stage history: a line of totals, the
 // stages and the transition matrix, each with a key column for the by
 // groups (the whole tenant first, key "all" in a table, empty in csv).
-func stageHistoryTables(r *metrics.StageHistoryResult, f formatter) (string, []reportTable) {
+func stageHistoryTables(r *metrics.StageHistoryResult, f formatter) (string, []table) {
 	tt := r.Total
 	line := fmt.Sprintf("  deals %d, entries %d (re-entries %d), moves %d: forward %d, backward %d, lateral %d, unordered %d",
 		tt.Deals, tt.Entries, tt.ReEntries, tt.Moves, tt.Forward, tt.Backward, tt.Lateral, tt.Unordered)
-	stages := reportTable{name: "stages", header: []string{"key", "stage", "step", "entries", "initial", "backward", "deals", "re_entries",
+	stages := table{name: "stages", header: []string{"key", "stage", "step", "entries", "initial", "backward", "deals", "re_entries",
 		"current", "n_left", "median_days", "p75_days", "p90_days"}}
-	moves := reportTable{name: "transitions", header: []string{"key", "from", "to", "from_step", "to_step", "direction", "count"}}
+	moves := table{name: "transitions", header: []string{"key", "from", "to", "from_step", "to_step", "direction", "count"}}
 	add := func(key string, h metrics.StageHistory) {
 		for _, s := range h.Stages {
 			stages.rows = append(stages.rows, []string{key, s.Stage, f.text(s.Step), f.int(s.Entries), f.int(s.Initial), f.int(s.Backward),
@@ -36,14 +36,14 @@ func stageHistoryTables(r *metrics.StageHistoryResult, f formatter) (string, []r
 		add(f.text(g.Key), g.StageHistory)
 	}
 	if f.human && len(r.Groups) == 0 { // drop the key column
-		for _, t := range []*reportTable{&stages, &moves} {
+		for _, t := range []*table{&stages, &moves} {
 			t.header = t.header[1:]
 			for i, row := range t.rows {
 				t.rows[i] = row[1:]
 			}
 		}
 	}
-	return line, []reportTable{stages, moves}
+	return line, []table{stages, moves}
 }
 
 // stepOf is the key of a 1-based ladder step, "" for 0.
