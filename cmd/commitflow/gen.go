@@ -13,11 +13,8 @@ import (
 	"github.com/commitflow/commitflow/internal/gen"
 )
 
-func cmdGen(ctx context.Context, args []string, stdout io.Writer) error {
-	return runGen(ctx, args, stdout, os.Stderr)
-}
-
-// runGen is cmdGen with stderr (progress and summary) as a parameter.
+// runGen is the gen command; it writes progress and its summary to
+// stderr.
 func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	s := newSetup("gen", stderr, "info")
 	fs := s.fs

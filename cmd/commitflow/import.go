@@ -18,11 +18,7 @@ import (
 	"github.com/commitflow/commitflow/internal/webhook"
 )
 
-func cmdImport(ctx context.Context, args []string, stdout io.Writer) error {
-	return runImport(ctx, args, stdout, os.Stderr)
-}
-
-// runImport is cmdImport with stderr (progress) as a parameter.
+// runImport is the import command; it writes progress to stderr.
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	fs.SetOutput(stderr)

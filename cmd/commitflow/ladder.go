@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -47,9 +46,7 @@ func cmdLadder(ctx context.Context, args []string, stdout io.Writer) error {
 				return err
 			}
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(l); err != nil {
+		if err := writeJSON(stdout, l); err != nil {
 			return fmt.Errorf("ladder show: %w", err)
 		}
 		return nil

@@ -32,15 +32,23 @@ func commands() map[string]command {
 	return map[string]command{
 		"run":     {"run the pipeline: NATS, ClickHouse, ingest and derive workers, API and dashboard", cmdRun},
 		"migrate": {"apply the ClickHouse schema migrations", cmdMigrate},
-		"gen":     {"generate a reproducible demo book of business (to a file or published to NATS)", cmdGen},
+		"gen":     {"generate a reproducible demo book of business (to a file or published to NATS)", withStderr(runGen)},
 		"replay":  {"recompute every derived event from the stored raw events", cmdReplay},
 		"dlq":     {"list the dead letters with their reasons, or replay them after a fix: dlq list | dlq replay", cmdDLQ},
 		"status":  {"where the pipeline stands: streams, ingest and derive backlog, dead letters, ClickHouse tables", cmdStatus},
 		"report":  {"print a metric: funnel, stalls, missed, movement, forecast, cycle-time or stage-history", cmdReport},
 		"ladder":  {"check a ladder configuration file: ladder check FILE", cmdLadder},
 		"bench":   {"measure throughput: bench ingest | bench derive | bench api", cmdBench},
-		"import":  {"import a CRM export into NATS: canonical NDJSON, Salesforce OpportunityHistory CSV, or CSV with a column mapping", cmdImport},
+		"import":  {"import a CRM export into NATS: canonical NDJSON, Salesforce OpportunityHistory CSV, or CSV with a column mapping", withStderr(runImport)},
 		"verify":  {"check that every CF_EVENTS message is stored in ClickHouse or dead-lettered; print the missing ranges", cmdVerify},
+	}
+}
+
+// withStderr makes a command of run, which also writes progress to stderr:
+// the process's.
+func withStderr(run func(ctx context.Context, args []string, stdout, stderr io.Writer) error) func(context.Context, []string, io.Writer) error {
+	return func(ctx context.Context, args []string, stdout io.Writer) error {
+		return run(ctx, args, stdout, os.Stderr)
 	}
 }
 

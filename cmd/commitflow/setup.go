@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -183,6 +184,14 @@ func publisher(ctx context.Context, url, from string, retry time.Duration, log *
 		return nil, nil, err
 	}
 	return bus.NewPublisher(js, parts).WithOptions(bus.PublishOptions{RetryFor: retry, Logger: log}), drain, nil
+}
+
+// writeJSON writes v to w as indented JSON, as the commands' --format json
+// does.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // newLogger returns a JSON slog logger on stderr at the given level.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -69,9 +68,7 @@ func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	if *format == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(st); err != nil {
+		if err := writeJSON(stdout, st); err != nil {
 			return err
 		}
 	} else {

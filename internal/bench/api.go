@@ -102,16 +102,13 @@ func apiQueries(end time.Time) []apiQuery {
 // metrics endpoint over HTTP against it.
 func API(ctx context.Context, cfg APIConfig) (APIResult, error) {
 	res := APIResult{Events: cfg.Events}
-	if cfg.Prefix == "" {
-		cfg.Prefix = defaultPrefix
-	}
-	progress, log := orDiscard(cfg.Progress), orDiscardLogger(cfg.Logger)
-	admin, err := store.Open(ctx, cfg.DSN, store.Options{Logger: log})
+	srv, err := connect(ctx, cfg.DSN, cfg.Prefix, cfg.Progress, cfg.Logger)
 	if err != nil {
 		return res, err
 	}
-	defer admin.Close()
-	st, _, err := database(ctx, admin, cfg.DSN, fmt.Sprintf("%s_api_%d", cfg.Prefix, cfg.Events), cfg.Reuse, log)
+	defer srv.close()
+	progress, log := srv.progress, srv.log
+	st, _, err := srv.database(ctx, fmt.Sprintf("api_%d", cfg.Events), cfg.Reuse)
 	if err != nil {
 		return res, err
 	}
@@ -140,8 +137,8 @@ func API(ctx context.Context, cfg APIConfig) (APIResult, error) {
 	}
 	pin := snapshot.New(st.Conn())
 	q := metrics.NewWithOptions(st.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin})
-	srv := httptest.NewServer(api.New(api.Config{Open: true, Ladder: l}, q, forecast.NewWithPinner(st.Conn(), pin), log))
-	defer srv.Close()
+	hs := httptest.NewServer(api.New(api.Config{Open: true, Ladder: l}, q, forecast.NewWithPinner(st.Conn(), pin), log))
+	defer hs.Close()
 	stopProfile, err := startCPUProfile(cfg.CPUProfile)
 	if err != nil {
 		return res, err
@@ -152,7 +149,7 @@ func API(ctx context.Context, cfg APIConfig) (APIResult, error) {
 			continue
 		}
 		endpoint, _, _ := strings.Cut(aq.name, " ")
-		u := srv.URL + "/v1/" + endpoint + "?tenant=" + tenant + "&" + aq.query
+		u := hs.URL + "/v1/" + endpoint + "?tenant=" + tenant + "&" + aq.query
 		var lat []time.Duration
 		var size int64
 		for i := 0; i < cfg.Requests+1; i++ {

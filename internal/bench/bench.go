@@ -28,9 +28,6 @@ import (
 // tenant is the tenant of every generated benchmark event.
 const tenant = "bench"
 
-// defaultPrefix starts the names of the databases the benchmarks create.
-const defaultPrefix = "commitflow_bench"
-
 // genEnd is the end of the generated data.
 var genEnd = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 
@@ -85,20 +82,54 @@ func withDatabase(dsn, db string) (string, error) {
 	return u.String(), nil
 }
 
-// database opens a migrated store on database db of the server of admin
-// (whose DSN is dsn), dropping what db held first unless keep is set
-// (store.Open creates a database it does not find).
-func database(ctx context.Context, admin *store.Store, dsn, db string, keep bool, log *slog.Logger) (*store.Store, string, error) {
+// server is the ClickHouse server a benchmark works on, in databases
+// whose names start with prefix, and where it reports.
+type server struct {
+	admin    *store.Store // on the database of dsn
+	dsn      string
+	prefix   string
+	progress io.Writer
+	log      *slog.Logger
+}
+
+// connect connects to the server of dsn; prefix, progress and log may be
+// zero (commitflow_bench, discard, discard).
+func connect(ctx context.Context, dsn, prefix string, progress io.Writer, log *slog.Logger) (*server, error) {
+	s := &server{dsn: dsn, prefix: prefix, progress: progress, log: log}
+	if s.prefix == "" {
+		s.prefix = "commitflow_bench"
+	}
+	if s.progress == nil {
+		s.progress = io.Discard
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	admin, err := store.Open(ctx, dsn, store.Options{Logger: s.log})
+	if err != nil {
+		return nil, err
+	}
+	s.admin = admin
+	return s, nil
+}
+
+func (s *server) close() { s.admin.Close() }
+
+// database opens a migrated store on database <prefix>_<name>, dropping
+// what it held first unless keep is set (store.Open creates a database it
+// does not find), and returns its DSN too.
+func (s *server) database(ctx context.Context, name string, keep bool) (*store.Store, string, error) {
+	db := s.prefix + "_" + name
 	if !keep {
-		if err := admin.Conn().Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
+		if err := s.admin.Conn().Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
 			return nil, "", err
 		}
 	}
-	dbDSN, err := withDatabase(dsn, db)
+	dsn, err := withDatabase(s.dsn, db)
 	if err != nil {
 		return nil, "", err
 	}
-	st, err := store.Open(ctx, dbDSN, store.Options{Logger: log})
+	st, err := store.Open(ctx, dsn, store.Options{Logger: s.log})
 	if err != nil {
 		return nil, "", err
 	}
@@ -106,15 +137,15 @@ func database(ctx context.Context, admin *store.Store, dsn, db string, keep bool
 		st.Close()
 		return nil, "", err
 	}
-	return st, dbDSN, nil
+	return st, dsn, nil
 }
 
-// dropDatabase closes st and drops its database db.
-func dropDatabase(admin, st *store.Store, db string) {
+// drop closes st and drops its database.
+func (s *server) drop(st *store.Store) {
 	st.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin.Conn().Exec(ctx, "DROP DATABASE IF EXISTS "+db)
+	s.admin.Conn().Exec(ctx, "DROP DATABASE IF EXISTS "+st.Database())
 }
 
 // median returns the median of xs (not empty); xs is not modified.
@@ -202,21 +233,4 @@ func writeHeapProfile(path string) error {
 		return fmt.Errorf("heap profile: %w", err)
 	}
 	return f.Close()
-}
-
-// orDiscard is w, or io.Discard when w is nil.
-func orDiscard(w io.Writer) io.Writer {
-	if w == nil {
-		return io.Discard
-	}
-	return w
-}
-
-// orDiscardLogger is log, or a logger that drops everything when log is
-// nil.
-func orDiscardLogger(log *slog.Logger) *slog.Logger {
-	if log == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return log
 }

@@ -110,26 +110,22 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 	case cfg.Runs < 1 || cfg.Events < 1:
 		return res, fmt.Errorf("bench ingest: %d runs of %d events: want at least one of each", cfg.Runs, cfg.Events)
 	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = defaultPrefix
-	}
-	progress, log := orDiscard(cfg.Progress), orDiscardLogger(cfg.Logger)
-	admin, err := store.Open(ctx, cfg.DSN, store.Options{Logger: log})
+	srv, err := connect(ctx, cfg.DSN, cfg.Prefix, cfg.Progress, cfg.Logger)
 	if err != nil {
 		return res, err
 	}
-	defer admin.Close()
-	rawDB, e2eDB := cfg.Prefix+"_raw", cfg.Prefix+"_e2e"
-	rawStore, rawDSN, err := database(ctx, admin, cfg.DSN, rawDB, false, log)
+	defer srv.close()
+	progress, log := srv.progress, srv.log
+	rawStore, rawDSN, err := srv.database(ctx, "raw", false)
 	if err != nil {
 		return res, err
 	}
-	defer dropDatabase(admin, rawStore, rawDB)
-	e2eStore, _, err := database(ctx, admin, cfg.DSN, e2eDB, false, log)
+	defer srv.drop(rawStore)
+	e2eStore, _, err := srv.database(ctx, "e2e", false)
 	if err != nil {
 		return res, err
 	}
-	defer dropDatabase(admin, e2eStore, e2eDB)
+	defer srv.drop(e2eStore)
 
 	// generate makes the benchmark's events anew for every run, so that
 	// no run's drain is measured with the previous run's events on the
