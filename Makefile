@@ -9,7 +9,7 @@ DATA    ?= $(CURDIR)/.commitflow
 ARGS    ?=
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-faults build deps clickhouse vet bench fuzz clean
+.PHONY: run test test-faults test-browser build deps clickhouse vet bench fuzz clean
 
 ## run: install what is missing, build, start NATS (embedded), ClickHouse
 ## (managed), ingest/derive workers, API and dashboard with demo data.
@@ -28,6 +28,14 @@ test: clickhouse
 ## and derivation identical to a replay of the same input; prints figures.
 test-faults: clickhouse
 	$(GO) test -tags faults -run '^TestFaults$$' -count=1 -timeout 30m -v ./cmd/commitflow
+
+## test-browser: the dashboard in headless Chromium (issue 22) over
+## `commitflow run --demo`: Debian's chromium driven by playwright-core
+## (pinned in dashboards/test/package-lock.json); screenshots at 390 and
+## 1440 px in dashboards/test/artifacts/.
+test-browser: clickhouse build
+	@command -v chromium >/dev/null || { echo "chromium not found: apt-get install -y chromium"; exit 1; }
+	cd dashboards/test && npm ci --no-audit --no-fund && COMMITFLOW_BIN=$(CURDIR)/$(BIN) node browser.test.js
 
 build:
 	$(GO) build -o $(BIN) ./cmd/commitflow

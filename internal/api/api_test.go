@@ -454,7 +454,7 @@ func TestProbesAndDashboard(t *testing.T) {
 // nothing from other hosts (the machines have no internet).
 func TestDashboardAssetsAreSelfContained(t *testing.T) {
 	h := New(Config{Open: true}, nil, nil, nil)
-	for _, p := range []string{"/", "/app.js", "/style.css"} {
+	for _, p := range []string{"/", "/app.js", "/panels.js", "/deal.js", "/style.css"} {
 		rec := serve(h, "GET", p, "")
 		body := rec.Body.String()
 		for _, bad := range []string{"http://", "https://", "//cdn", "innerHTML"} {

@@ -1,0 +1,237 @@
+// Browser test of the built-in dashboard (issue 22): starts `commitflow run
+// --demo` on free ports with a temporary --data, waits until derivation has
+// caught up, and drives the page in headless Chromium (Debian's chromium,
+// through playwright-core; no browser download). Screenshots go to
+// artifacts/ (ARTIFACTS overrides it).
+//
+//   COMMITFLOW_BIN=../../bin/commitflow node browser.test.js
+"use strict";
+
+const { spawn } = require("node:child_process");
+const fs = require("node:fs");
+const net = require("node:net");
+const os = require("node:os");
+const path = require("node:path");
+const assert = require("node:assert/strict");
+const { chromium } = require("playwright-core");
+
+const BIN = path.resolve(process.env.COMMITFLOW_BIN || path.join(__dirname, "../../bin/commitflow"));
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const ARTIFACTS = path.resolve(process.env.ARTIFACTS || path.join(__dirname, "artifacts"));
+const OPPORTUNITIES = 600;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function getJSON(url) {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`${url}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+// startServer runs commitflow with the demo data and returns once every
+// demo deal is derived and nothing is left to ingest or derive.
+async function startServer() {
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), "commitflow-browser-"));
+  const [http, nats] = [await freePort(), await freePort()];
+  const log = fs.openSync(path.join(ARTIFACTS, "commitflow.log"), "w");
+  const child = spawn(BIN, ["run", "--demo", "--demo-opportunities", String(OPPORTUNITIES), "--data", data,
+    "--http", `127.0.0.1:${http}`, "--nats-listen", `127.0.0.1:${nats}`], { stdio: ["ignore", log, log] });
+  let exited = null;
+  child.on("exit", (code) => { exited = code; });
+  const base = `http://127.0.0.1:${http}/`;
+  const deadline = Date.now() + 150000;
+  let caughtUp = 0;
+  for (;;) {
+    if (exited !== null) throw new Error(`commitflow run exited ${exited}; see ${ARTIFACTS}/commitflow.log`);
+    if (Date.now() > deadline) throw new Error("derivation did not catch up in 150 s");
+    try {
+      const [lag, deals] = await Promise.all([getJSON(base + "v1/status?tenant=demo"), getJSON(base + "v1/deals?tenant=demo&page_size=1")]);
+      caughtUp = lag.behind === 0 && deals.total === OPPORTUNITIES ? caughtUp + 1 : 0;
+      if (caughtUp >= 2) break;
+    } catch (e) { /* not up yet */ }
+    await sleep(1000);
+  }
+  return {
+    base,
+    stop: () => {
+      child.kill("SIGTERM");
+      return new Promise((r) => { if (exited !== null) r(); else child.on("exit", r); })
+        .then(() => fs.rmSync(data, { recursive: true, force: true }));
+    },
+  };
+}
+
+// watch records a page's console errors and uncaught exceptions.
+function watch(page) {
+  const errors = [];
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("pageerror", (e) => errors.push(e.message));
+  return errors;
+}
+
+async function loaded(page) {
+  await page.waitForFunction(() => document.body.dataset.shown === location.hash, null, { timeout: 60000 });
+  return page.textContent("#status");
+}
+
+// The dashboard's panels; every one must hold a table of data, and those
+// named with a chart an SVG chart with marks in it.
+const PANELS = {
+  warnings: true, funnel: true, trend: true, cycle: false, stalls: true,
+  missed: true, movement: true, stages: true, forecast: true,
+};
+
+async function checkPanels(page) {
+  for (const [id, chart] of Object.entries(PANELS)) {
+    const p = await page.$eval("#" + id, (el) => ({
+      error: el.querySelector(".error") ? el.querySelector(".error").textContent : "",
+      rows: el.querySelectorAll("tbody tr").length,
+      marks: [...el.querySelectorAll("svg.chart")].reduce((n, g) =>
+        n + [...g.querySelectorAll("rect, circle, path")].filter((m) => {
+          const b = m.getBBox();
+          return b.width > 0 || b.height > 0;
+        }).length, 0),
+    }));
+    assert.equal(p.error, "", `panel ${id} shows an error`);
+    assert.ok(p.rows > 0, `panel ${id} has no table rows`);
+    if (chart) assert.ok(p.marks > 0, `panel ${id} has no chart drawn with data`);
+  }
+}
+
+async function noPageOverflow(page, width) {
+  const w = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(w <= width, `page is ${w} px wide at a ${width} px viewport`);
+}
+
+async function main() {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const started = Date.now();
+  const server = await startServer();
+  console.log(`server up and caught up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  try {
+    const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    const page = await ctx.newPage();
+    const errors = watch(page);
+
+    // 1. The page over the demo data: every panel drawn, no console error.
+    await page.goto(server.base + "#tenant=demo");
+    assert.match(await loaded(page), /^Loaded/);
+    await checkPanels(page);
+    assert.equal(await page.isHidden("#processing"), true, "processing banner shown after catching up");
+    await page.screenshot({ path: path.join(ARTIFACTS, "dashboard-1440.png"), fullPage: true });
+    console.log("ok: every panel drawn with data");
+
+    // 2. A filter: break down by team over another period; the numbers are
+    // the API's, and the URL holds the view.
+    const from = "2026-01-01", to = new Date(Date.now() + 86400000).toISOString().slice(0, 10);
+    await page.fill("#from", from);
+    await page.fill("#to", to);
+    await page.selectOption("#by", "team");
+    await page.click("#controls button[type=submit]");
+    await page.waitForFunction(() => location.hash.includes("by=team"));
+    assert.match(await loaded(page), /^Loaded/);
+    const api = await getJSON(`${server.base}v1/funnel?tenant=demo&from=${from}&to=${to}&by=team`);
+    const first = api.steps[0];
+    const shown = await page.textContent(`#funnel td[data-field=reached][data-step="${first.from_step}"]`);
+    assert.equal(shown, new Intl.NumberFormat("en-US").format(first.reached), "funnel reached differs from the API");
+    const teams = new Set(api.steps.flatMap((s) => s.groups.map((g) => g.key)));
+    const teamRows = await page.$$eval("#funnel .scroll:nth-of-type(2) tbody tr", (r) => r.length);
+    assert.equal(teamRows, teams.size, "one breakdown row per team of the API's answer");
+    console.log(`ok: by=team, reached ${shown} = API, ${teams.size} teams`);
+    const dashboardURL = page.url();
+    const funnelText = await page.textContent("#funnel");
+
+    // 3. A stalled deal opens its view with its step timeline.
+    const link = page.locator("#stalls a.deal").first();
+    const dealID = await link.textContent();
+    await link.click();
+    await page.waitForSelector("#deal-title");
+    assert.match(await loaded(page), /^Loaded/);
+    const deal = await getJSON(`${server.base}v1/deals/${encodeURIComponent(dealID)}?tenant=demo`);
+    assert.equal(await page.textContent("#deal-title"), deal.name || deal.opportunity_id);
+    assert.ok(await page.$$eval("#detail-body svg.steps circle", (c) => c.length) === deal.steps.length, "step timeline not drawn");
+    const timelineRows = await page.$$eval("#detail-body td.kind-input, #detail-body td.kind-derived", (r) => r.length);
+    assert.equal(timelineRows, deal.timeline.length, "timeline rows differ from the API's");
+    assert.ok(deal.warnings.some((w) => w.kind === "stalled"), "the stalled deal has a stalled warning");
+    const evidence = deal.steps.reduce((n, s) => n + s.evidence.length, 0);
+    assert.ok(evidence > 0 && await page.$$eval("#detail-body a.ev", (a) => a.length) >= evidence, "evidence not linked");
+    assert.doesNotMatch(await page.textContent("#detail-body"), /\bnull\b|undefined|\[object/, "raw values on the deal view");
+    await page.screenshot({ path: path.join(ARTIFACTS, "deal-1440.png"), fullPage: true });
+    console.log(`ok: stalled deal ${dealID} shows ${deal.steps.length} steps and ${timelineRows} timeline events`);
+    const dealURL = page.url();
+    const dealText = await page.textContent("#detail-body");
+
+    // 4. A copied URL reopens the same view, in a fresh browser context.
+    const ctx2 = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    const page2 = await ctx2.newPage();
+    const errors2 = watch(page2);
+    await page2.goto(dealURL);
+    await loaded(page2);
+    assert.equal(await page2.textContent("#detail-body"), dealText, "the copied deal URL shows another view");
+    await page2.goto(dashboardURL);
+    await loaded(page2);
+    assert.equal(await page2.textContent("#funnel"), funnelText, "the copied dashboard URL shows another view");
+    assert.equal(await page2.inputValue("#by"), "team");
+    console.log("ok: copied URLs reopen the same views");
+
+    // 5. Back and forward.
+    await page.goBack();
+    await page.waitForFunction(() => !document.getElementById("dashboard").hidden);
+    await loaded(page);
+    assert.equal(await page.textContent("#funnel"), funnelText, "back does not return to the dashboard view");
+    await page.goForward();
+    await page.waitForSelector("#deal-title");
+    console.log("ok: back and forward");
+
+    // 6. Phone width: nothing overflows the page; tables scroll in their panel.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await noPageOverflow(page, 390);
+    await page.screenshot({ path: path.join(ARTIFACTS, "deal-390.png"), fullPage: true });
+    await page.goBack();
+    await loaded(page);
+    await noPageOverflow(page, 390);
+    await page.screenshot({ path: path.join(ARTIFACTS, "dashboard-390.png"), fullPage: true });
+    console.log("ok: 390 px without page overflow");
+
+    // 7. States: bad input replaces every panel's numbers with the error;
+    // an unknown tenant says so.
+    await page2.goto(server.base + "#tenant=demo&from=2026-06-01&to=2026-01-01");
+    assert.equal(await loaded(page2), await page2.textContent("#status"));
+    assert.equal(await page2.getAttribute("#status", "class"), "error");
+    for (const id of ["funnel", "missed", "movement"]) {
+      assert.equal(await page2.$$eval(`#${id} table`, (t) => t.length), 0, `${id} keeps numbers beside an error`);
+      assert.match(await page2.textContent(`#${id} .error`), /400/);
+    }
+    await page2.goto(server.base + "#tenant=nosuchtenant");
+    await loaded(page2);
+    assert.match(await page2.textContent("#status"), /nosuchtenant.*no data/);
+    console.log("ok: error and unknown-tenant states");
+
+    // The 400s of step 7 are the test's own bad input, logged as failed
+    // loads; nothing else may be logged.
+    const unexpected = [...errors, ...errors2.filter((e) => !/status of 400/.test(e))];
+    assert.deepEqual(unexpected, [], "console errors");
+    await ctx2.close();
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+  console.log(`PASS in ${((Date.now() - started) / 1000).toFixed(1)} s; screenshots in ${ARTIFACTS}`);
+}
+
+main().catch((e) => {
+  console.error("FAIL:", e);
+  process.exit(1);
+});
