@@ -40,8 +40,9 @@ async function getJSON(url) {
 }
 
 // startServer runs commitflow with the demo data and returns once every
-// demo deal is derived and nothing is left to ingest or derive.
-async function startServer() {
+// demo deal is derived and nothing is left to ingest or derive. While
+// events are still behind, it calls onBehind(base) once.
+async function startServer(onBehind) {
   const data = fs.mkdtempSync(path.join(os.tmpdir(), "commitflow-browser-"));
   const [http, nats] = [await freePort(), await freePort()];
   const log = fs.openSync(path.join(ARTIFACTS, "commitflow.log"), "w");
@@ -57,6 +58,10 @@ async function startServer() {
     if (Date.now() > deadline) throw new Error("derivation did not catch up in 150 s");
     try {
       const [lag, deals] = await Promise.all([getJSON(base + "v1/status?tenant=demo"), getJSON(base + "v1/deals?tenant=demo&page_size=1")]);
+      if (lag.behind > 2000 && onBehind) {
+        await onBehind(base);
+        onBehind = null;
+      }
       caughtUp = lag.behind === 0 && deals.total === OPPORTUNITIES ? caughtUp + 1 : 0;
       if (caughtUp >= 2) break;
     } catch (e) { /* not up yet */ }
@@ -117,10 +122,24 @@ async function noPageOverflow(page, width) {
 async function main() {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const started = Date.now();
-  const server = await startServer();
-  console.log(`server up and caught up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  // While ingest and derive are behind, the page says so.
+  let sawProcessing = null;
+  const server = await startServer(async (base) => {
+    const page = await browser.newPage();
+    await page.goto(base + "#tenant=demo");
+    await page.waitForSelector("#processing:not([hidden])", { timeout: 20000 });
+    sawProcessing = await page.textContent("#processing");
+    await page.close();
+  });
+  console.log(`server up and caught up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   try {
+    if (sawProcessing === null) {
+      console.log("note: never more than 2000 events behind; the processing banner was not checked");
+    } else {
+      assert.match(sawProcessing, /^processing: [\d,]+ events behind/, "no processing banner while events were behind");
+      console.log(`ok: while behind the page said "${sawProcessing.slice(0, 40)}…"`);
+    }
     const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 } });
     const page = await ctx.newPage();
     const errors = watch(page);
