@@ -47,6 +47,9 @@ type State struct {
 	Misses        []Interaction // commitment.missed, in fold order
 	Held          []Interaction // interaction.held, in fold order
 	LadderVersion string
+
+	// SingleThreaded is every deal.single_threaded, in fold order.
+	SingleThreaded []time.Time
 }
 
 // Mark is a time and a step.
@@ -149,6 +152,8 @@ func Summarize(cur []Derived, steps int) State {
 			}
 		case DealStalled:
 			s.Stalls = append(s.Stalls, Mark{At: at, Step: uint8(d.StepIndex)})
+		case DealSingleThreaded:
+			s.SingleThreaded = append(s.SingleThreaded, at)
 		case StageRegressed:
 			s.RegressTimes = append(s.RegressTimes, at)
 		case DealClosed:

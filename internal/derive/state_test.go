@@ -58,3 +58,28 @@ func TestSummarizeOrderFree(t *testing.T) {
 		}
 	}
 }
+
+// TestSummarizeSingleThreaded: the state keeps every deal.single_threaded
+// time in fold order, what the deal list reads instead of the events.
+func TestSummarizeSingleThreaded(t *testing.T) {
+	out := run([]event.Event{
+		created("o1", day(0), "Prospecting", 100),
+		stage("s1", day(5), "Proposal/Price Quote"),
+	}, day(10))
+	if find(out, DealSingleThreaded, "") == nil {
+		t.Fatal("no deal.single_threaded derived: the case does not exercise it")
+	}
+	if got, want := Summarize(out, 10).SingleThreaded, []time.Time{day(5).UTC()}; !reflect.DeepEqual(got, want) {
+		t.Errorf("single threaded = %v, want %v", got, want)
+	}
+	// Two of them (derived rows may hold several), given in reverse order.
+	second := *find(out, DealSingleThreaded, "")
+	second.ID, second.OccurredAt = "later", day(7).Add(500*time.Millisecond)
+	in := append([]Derived{second}, out...)
+	if got, want := Summarize(in, 10).SingleThreaded, []time.Time{day(5).UTC(), day(7).UTC()}; !reflect.DeepEqual(got, want) {
+		t.Errorf("single threaded = %v, want %v (fold order, whole seconds)", got, want)
+	}
+	if got := Summarize(out[:1], 10).SingleThreaded; got != nil {
+		t.Errorf("single threaded before any = %v, want none", got)
+	}
+}
