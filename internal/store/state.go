@@ -21,7 +21,7 @@ attr_keys, attr_values,
 stall_times, stall_steps, regress_times, close_times, close_statuses, close_reasons,
 miss_times, miss_steps, miss_reasons, miss_interactions, miss_owners, miss_amounts, miss_currencies,
 held_times, held_steps, held_outcomes, held_interactions, held_owners, stage_entry_times, stage_entries,
-ladder_version, version`
+single_threaded_times, single_threaded_filled, ladder_version, version`
 
 // InsertStates inserts opportunity states as one batch.
 func (s *Store) InsertStates(ctx context.Context, rows []StateRow) error {
@@ -63,7 +63,8 @@ func (s *Store) InsertStates(ctx context.Context, rows []StateRow) error {
 			epochs(r.Reach), epochs(r.Gained), epochs(r.GainTimes), orEmpty(r.GainSteps),
 			epochs(r.FactTimes), amounts, currencies, closeDates, stages, probs, statuses, owners, teams, segments, sources, products,
 			attrKeys, attrValues, stallTimes, stallSteps, epochs(r.RegressTimes), closeTimes, closeStatuses, closeReasons,
-			mt, ms, mr, mi, mo, ma, mc, ht, hs, hr, hi, ho, entryTimes, entries, r.LadderVersion, r.Version); err != nil {
+			mt, ms, mr, mi, mo, ma, mc, ht, hs, hr, hi, ho, entryTimes, entries,
+			epochs(r.SingleThreaded), uint8(1), r.LadderVersion, r.Version); err != nil {
 			batch.Abort()
 			return fmt.Errorf("insert opportunity states: %s: %w", r.OpportunityID, err)
 		}

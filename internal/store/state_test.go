@@ -29,6 +29,7 @@ func TestStateRoundTrip(t *testing.T) {
 		row("c", derive.CommitmentMissed, t0.Add(2*time.Hour), 3, derive.MissNoNextStep, 1),
 		row("d", derive.InteractionHeld, t0.Add(2*time.Hour), 3, derive.InteractionContinuation, 1),
 		row("e", derive.CommitmentGained, t0.Add(48*time.Hour), 4, "", 1),
+		row("f", derive.DealSingleThreaded, t0.Add(3*time.Hour), 2, "", 1),
 	}
 	rows[4].Amount = 250
 	if err := s.InsertDerivedWithStates(ctx, rows, 5); err != nil {
@@ -55,12 +56,14 @@ func TestStateRoundTrip(t *testing.T) {
 		created                     time.Time
 		currencies, missCurrencies  []string
 		attrKeys, attrValues        [][]string
+		singleThreaded              []time.Time
+		singleFilled                uint8
 	)
 	err = s.Conn().QueryRow(ctx, `SELECT reach, gain_steps, fact_times, amounts, close_dates, miss_times, miss_steps, miss_reasons, held_outcomes, created_at,
-	currencies, miss_currencies, attr_keys, attr_values
+	currencies, miss_currencies, attr_keys, attr_values, single_threaded_times, single_threaded_filled
 FROM opportunity_state FINAL WHERE tenant = ? AND opportunity_id = ?`, "acme", "o1").Scan(
 		&reach, &gainSteps, &factTimes, &amounts, &closeDates, &missTimes, &missSteps, &missReasons, &heldOutcomes, &created,
-		&currencies, &missCurrencies, &attrKeys, &attrValues)
+		&currencies, &missCurrencies, &attrKeys, &attrValues, &singleThreaded, &singleFilled)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +97,9 @@ FROM opportunity_state FINAL WHERE tenant = ? AND opportunity_id = ?`, "acme", "
 	}
 	if !created.UTC().Equal(t0) {
 		t.Errorf("created_at = %v", created)
+	}
+	if got, w := utc(singleThreaded), []time.Time{t0.Add(3 * time.Hour)}; !reflect.DeepEqual(got, w) || !reflect.DeepEqual(got, want.SingleThreaded) || singleFilled != 1 {
+		t.Errorf("single threaded %v (filled %d), want %v (filled 1)", got, singleFilled, w)
 	}
 }
 
