@@ -185,7 +185,10 @@ async function watchLag() {
   try {
     lag = await fetchJSON("v1/status" + (readState().tenant ? "?tenant=" + encodeURIComponent(readState().tenant) : ""));
   } catch (e) {
-    return 0; // a server without the endpoint or the stream: nothing to say
+    // A server without the endpoint or the stream has nothing to say; a
+    // busy one is asked again.
+    if (e.status !== 404 && e.status !== 503) lagTimer = setTimeout(watchLag, 5000);
+    return 0;
   }
   const banner = $("processing");
   if (lag.behind > 0) {
