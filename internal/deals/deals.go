@@ -8,9 +8,13 @@
 // Lists read opportunity_state (schemas/clickhouse/0101_opportunity_state.sql)
 // through a snapshot.View, as the metrics do: every filter is a condition
 // on the per-deal row computed as of the date, and the page is cut in SQL.
-// deal.single_threaded is not folded into opportunity_state, so lists join
-// the current deal.single_threaded events of derived_events to it. One
-// deal's page reads its stored input and derived events.
+// A list counts and orders the deals on their facts and computes the
+// warnings a filter names, only those, then the warnings of the page's
+// deals alone (reading every deal's miss and interaction arrays is what
+// costs). States written before migration 0110 hold no deal.single_threaded
+// times; while a tenant has such rows, lists join its current
+// deal.single_threaded events of derived_events for them. One deal's page
+// reads its stored input and derived events.
 //
 // Warnings are defined from the derived events (see WarningRules); a deal
 // has a warning as of D only while it is open as of D.

@@ -188,21 +188,51 @@ func checkPage(page, size int) (int, int, error) {
 // warnBit is the bit of a warning kind in a deal's mask.
 func warnBit(kind string) int { return 1 << slices.Index(WarningKinds, kind) }
 
-// dealRows is the query of one row per deal of the tenant that exists as
-// of @asof, read from from (opportunity_state [FINAL]) with the View's
-// prewhere and where: the facts as of @asof, highest step, days since the
-// reference time, and w, the mask of its warnings (bit i: WarningKinds[i])
-// with the time each began. Times are UInt32 seconds, 0 meaning none.
-func dealRows(from, prewhere, where string) string {
+// warnConds are the conditions, over the columns of rowsSQL.deals, that a
+// deal has each warning kind.
+var warnConds = map[string]string{
+	WarnStalled:            "is_open AND ss != 0",
+	WarnSingleThreaded:     "is_open AND st != 0 AND NOT (cgain > st AND cgain <= @asof)",
+	WarnBuyerActionOverdue: "is_open AND od != 0",
+	WarnCloseDatePushed:    "is_open AND pd != 0",
+	WarnNoNextStep:         "is_open AND nn != 0",
+}
+
+// maskSQL is the warning mask of kinds (bit i: WarningKinds[i]) over the
+// columns of rowsSQL.deals.
+func maskSQL(kinds ...string) string {
+	terms := make([]string, len(kinds))
+	for i, kind := range kinds {
+		terms[i] = fmt.Sprintf("%d * (%s)", warnBit(kind), warnConds[kind])
+	}
+	return "toUInt8(" + strings.Join(terms, " + ") + ")"
+}
+
+// rowsSQL builds the per-deal queries of one View.
+type rowsSQL struct {
+	from, prewhere, where string
+	// legacy is set when some rows of the View were written before
+	// migration 0110 (single_threaded_filled = 0): their single-threaded
+	// warning is read from derived_events, as before.
+	legacy bool
+}
+
+// facts is the query of one row per deal of the tenant that exists as of
+// @asof and meets cond, a condition on the columns below: the facts as of
+// @asof, highest step, days since the reference time, is_open, and when
+// each warning but single_threaded began (ss, od, pd, nn; times are UInt32
+// seconds, 0 meaning none), with cgain (when the consensus step was
+// gained) and st_state (the first deal.single_threaded at or before @asof
+// in the state). ClickHouse computes only the columns a query names (it
+// prunes the others from the subquery), those cond does not need only for
+// the rows cond keeps; reading the miss and interaction arrays is what
+// costs, so a query naming no warning is cheap.
+func (q rowsSQL) facts(cond string) string {
 	// ClickHouse 18.16 loses a column that a query names only inside a
 	// lambda (it prunes it from the subquery below): no lambda here reads
 	// anything but its arguments, and a per-row value a lambda needs is
 	// passed as an argument array, replicate(value, array).
-	return `SELECT opp_id, amt, cur, a_owner, a_team, a_stage, a_status, a_close, hi_step, days,
-	bitOr(wo, if(is_open AND st != 0 AND NOT (cgain > st AND cgain <= @asof), 2, 0)) AS w,
-	ss, st, od, pd, nn
-FROM (
-	SELECT opportunity_id AS opp_id,
+	return `SELECT opportunity_id AS opp_id,
 		arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
 		amounts[fi] AS amt,
 		currencies[fi] AS cur,
@@ -230,12 +260,21 @@ FROM (
 		toUInt32(arrayReduce('min', arrayFilter((t, r, e) -> r = 'buyer_action_overdue' AND t <= toDateTime(@asof) AND toUInt32(t) > e,
 			miss_times, miss_reasons, replicate(eng, miss_times)))) AS od,
 		if(bh_last != 0 AND bh_o[length(bh_o)] = 'continuation' AND lastc <= bh_last, bh_last, toUInt32(0)) AS nn,
-		if(is_open, toUInt8((ss != 0) + 4 * (od != 0) + 8 * (pd != 0) + 16 * (nn != 0)), toUInt8(0)) AS wo
-	FROM ` + from + `
-	` + prewhere + `
-	WHERE ` + where + ` AND fi > 0
-) ANY LEFT JOIN (
-	SELECT opportunity_id AS opp_id, toUInt32(min(at)) AS st
+		toUInt32(arrayReduce('min', arrayFilter(t -> t <= toDateTime(@asof), single_threaded_times))) AS st_state,
+		single_threaded_filled AS st_filled
+	FROM ` + q.from + `
+	` + q.prewhere + `
+	WHERE ` + q.where + ` AND fi > 0 AND ` + cond
+}
+
+// deals is facts(cond) with the single-threaded warning: st, when it began
+// (0 = none), and w, the mask of the deal's warnings (see warnBit).
+func (q rowsSQL) deals(cond string) string {
+	st, join := "st_state", ""
+	if q.legacy {
+		st = "if(st_filled, st_state, st_events)"
+		join = `ANY LEFT JOIN (
+	SELECT opportunity_id AS opp_id, toUInt32(min(at)) AS st_events
 	FROM (
 		SELECT opportunity_id, id, argMax(occurred_at, version) AS at, argMax(retracted, version) AS r
 		FROM derived_events
@@ -245,12 +284,17 @@ FROM (
 	WHERE r = 0 AND at <= toDateTime(@asof)
 	GROUP BY opportunity_id
 ) USING opp_id`
+	}
+	return `SELECT opp_id, amt, cur, a_owner, a_team, a_stage, a_status, a_close, hi_step, days, is_open, cgain, ss, od, pd, nn,
+	` + st + ` AS st, ` + maskSQL(WarningKinds...) + ` AS w
+FROM (` + q.facts(cond) + `) ` + join
 }
 
-// filterSQL returns the condition and arguments of f over dealRows' columns.
-func filterSQL(f Filter, step int) (string, []any) {
+// filterSQL returns the conditions of f: on the facts (for facts or deals)
+// and on the warnings (over deals; "" when f names no warning), with their
+// arguments.
+func filterSQL(f Filter, step int) (facts, warned string, args []any) {
 	conds := []string{"1"}
-	var args []any
 	if step >= 0 {
 		conds = append(conds, "hi_step = @f_step")
 		args = append(args, clickhouse.Named("f_step", uint8(step)))
@@ -267,26 +311,6 @@ func filterSQL(f Filter, step int) (string, []any) {
 		conds = append(conds, "a_status = @f_status")
 		args = append(args, clickhouse.Named("f_status", f.Status))
 	}
-	bit := func(kind string, want bool) {
-		op := "!="
-		if !want {
-			op = "="
-		}
-		conds = append(conds, fmt.Sprintf("bitAnd(w, %d) %s 0", warnBit(kind), op))
-	}
-	if f.Stalled != nil {
-		bit(WarnStalled, *f.Stalled)
-	}
-	if f.SingleThreaded != nil {
-		bit(WarnSingleThreaded, *f.SingleThreaded)
-	}
-	switch f.Warning {
-	case "":
-	case "any":
-		conds = append(conds, "w != 0")
-	default:
-		bit(f.Warning, true)
-	}
 	if f.CloseFrom != nil || f.CloseTo != nil {
 		conds = append(conds, "toUInt16(a_close) != 0")
 	}
@@ -298,13 +322,48 @@ func filterSQL(f Filter, step int) (string, []any) {
 		conds = append(conds, "a_close < toDate(@f_close_to)")
 		args = append(args, clickhouse.Named("f_close_to", f.CloseTo.UTC().Format(time.DateOnly)))
 	}
-	return strings.Join(conds, " AND "), args
+	var warn []string
+	open := false // some warning is required: only open deals can have one
+	has := func(kind string, want bool) {
+		if want {
+			open = true
+			warn = append(warn, "("+warnConds[kind]+")")
+		} else {
+			warn = append(warn, "NOT ("+warnConds[kind]+")")
+		}
+	}
+	if f.Stalled != nil {
+		has(WarnStalled, *f.Stalled)
+	}
+	if f.SingleThreaded != nil {
+		has(WarnSingleThreaded, *f.SingleThreaded)
+	}
+	switch f.Warning {
+	case "":
+	case "any":
+		open = true
+		warn = append(warn, "w != 0")
+	default:
+		has(f.Warning, true)
+	}
+	if open {
+		conds = append(conds, "is_open")
+	}
+	return strings.Join(conds, " AND "), strings.Join(warn, " AND "), args
 }
 
-// read runs fn with the query of dealRows over a View of c.tenant's rows,
-// its context and arguments. Like snapshot.Pinner.Read it may run fn more
-// than once.
-func (r *Reader) read(ctx context.Context, c *common, fn func(ctx context.Context, rows string, args []any) error) error {
+// selectDeals is the query of the deals f's conditions select (see
+// filterSQL): over facts alone when f names no warning.
+func (q rowsSQL) selectDeals(facts, warned string) string {
+	if warned == "" {
+		return q.facts(facts)
+	}
+	return `SELECT * FROM (` + q.deals(facts) + `) WHERE ` + warned
+}
+
+// read runs fn with the queries over a View of c.tenant's rows, its context
+// and arguments. Like snapshot.Pinner.Read it may run fn more than once.
+func (r *Reader) read(ctx context.Context, c *common, fn func(ctx context.Context, q rowsSQL, args []any) error) error {
 	return r.pin.Read(ctx, c.tenant, func(ctx context.Context, v *snapshot.View) error {
 		qctx, err := v.Context(r.queryCtx(ctx))
 		if err != nil {
@@ -317,20 +376,55 @@ func (r *Reader) read(ctx context.Context, c *common, fn func(ctx context.Contex
 			clickhouse.Named("cstep", uint8(c.l.Index(c.l.Consensus.Step))),
 			clickhouse.Named("pushed_after", uint32(max(pushedAfter, 0))),
 		}, v.Args()...)
-		return fn(qctx, dealRows(v.From(), v.Prewhere(), "tenant = @tenant AND "+v.Where()), args)
+		q := rowsSQL{from: v.From(), prewhere: v.Prewhere(), where: "tenant = @tenant AND " + v.Where()}
+		var unfilled uint64
+		if err := r.conn.QueryRow(qctx, `SELECT count() FROM (SELECT 1 FROM `+q.from+` `+q.prewhere+`
+WHERE `+q.where+` AND single_threaded_filled = 0 LIMIT 1)`, args...).Scan(&unfilled); err != nil {
+			return fmt.Errorf("deal states written before migration 0110: %w", err)
+		}
+		q.legacy = unfilled > 0
+		return fn(qctx, q, args)
 	})
 }
 
-// page reads the deals of rows (see dealRows) matching cond, ordered by
-// amount desc then id, at offset, at most size of them, with their names.
-func (r *Reader) page(ctx context.Context, c *common, rows, cond string, args []any, offset, size int) ([]Row, error) {
-	query := `SELECT opp_id, amt, cur, a_owner, a_team, a_stage, a_status, a_close, hi_step, days, w, ss, st, od, pd, nn
-FROM (` + rows + `)
-WHERE ` + cond + `
-ORDER BY amt DESC, opp_id
-LIMIT @offset, @size`
-	args = append(args, clickhouse.Named("offset", uint64(offset)), clickhouse.Named("size", uint64(size)))
-	res, err := r.conn.Query(ctx, query, args...)
+// page reads the deals of sel (a query of deals' facts, see selectDeals)
+// ordered by amount desc then id, at offset, at most size of them, with
+// their warnings. When sel names only some warnings (or none), sel picks
+// the page's ids and only the page's deals get every warning computed;
+// they are bound to that second query (as an IN subquery of it, sel made it
+// ten times slower on ClickHouse 18.16). When every warning is computed
+// for sel anyway (every is set: the filter is warning=any), the page is
+// read in the same pass.
+func (r *Reader) page(ctx context.Context, c *common, q rowsSQL, sel string, every bool, args []any, offset, size int) ([]Row, error) {
+	const cols = `opp_id, amt, cur, a_owner, a_team, a_stage, a_status, a_close, hi_step, days, w, ss, st, od, pd, nn`
+	limit := []any{clickhouse.Named("offset", uint64(offset)), clickhouse.Named("size", uint64(size))}
+	query := `SELECT ` + cols + ` FROM (` + sel + `) ORDER BY amt DESC, opp_id LIMIT @offset, @size`
+	if !every {
+		res, err := r.conn.Query(ctx, `SELECT opp_id FROM (`+sel+`) ORDER BY amt DESC, opp_id LIMIT @offset, @size`,
+			append(slices.Clip(args), limit...)...)
+		if err != nil {
+			return nil, fmt.Errorf("deals page: %w", err)
+		}
+		var ids []any
+		for res.Next() {
+			var id string
+			if err := res.Scan(&id); err != nil {
+				res.Close()
+				return nil, fmt.Errorf("deals page scan: %w", err)
+			}
+			ids = append(ids, id)
+		}
+		res.Close()
+		if err := res.Err(); err != nil {
+			return nil, fmt.Errorf("deals page rows: %w", err)
+		}
+		if len(ids) == 0 {
+			return []Row{}, nil
+		}
+		query = `SELECT ` + cols + ` FROM (` + q.deals("opportunity_id IN @page_ids") + `) ORDER BY amt DESC, opp_id`
+		limit = []any{clickhouse.Named("page_ids", clickhouse.GroupSet{Value: ids})}
+	}
+	res, err := r.conn.Query(ctx, query, append(slices.Clip(args), limit...)...)
 	if err != nil {
 		return nil, fmt.Errorf("deals page: %w", err)
 	}
@@ -465,18 +559,19 @@ func (r *Reader) List(ctx context.Context, lq ListQuery) (*ListResult, error) {
 	}
 	res := &ListResult{Definitions: c.defs, Filter: lq.Filter, Page: page, PageSize: size}
 	res.Definitions.Rules = append(slices.Clone(listRules), WarningRules...)
-	cond, fargs := filterSQL(lq.Filter, step)
-	err = r.read(ctx, &c, func(ctx context.Context, rows string, args []any) error {
+	facts, warned, fargs := filterSQL(lq.Filter, step)
+	err = r.read(ctx, &c, func(ctx context.Context, q rowsSQL, args []any) error {
 		args = append(args, fargs...)
+		sel := q.selectDeals(facts, warned)
 		var n uint64
-		if err := r.conn.QueryRow(ctx, `SELECT count() FROM (`+rows+`) WHERE `+cond, args...).Scan(&n); err != nil {
+		if err := r.conn.QueryRow(ctx, `SELECT count() FROM (`+sel+`)`, args...).Scan(&n); err != nil {
 			return fmt.Errorf("count deals: %w", err)
 		}
 		res.Total, res.Deals = int64(n), []Row{}
 		if int64(page-1)*int64(size) >= res.Total {
 			return nil
 		}
-		res.Deals, err = r.page(ctx, &c, rows, cond, args, (page-1)*size, size)
+		res.Deals, err = r.page(ctx, &c, q, sel, lq.Filter.Warning == "any", args, (page-1)*size, size)
 		return err
 	})
 	if err != nil {
@@ -510,13 +605,19 @@ func (r *Reader) Warnings(ctx context.Context, wq WarningsQuery) (*WarningsResul
 	res.Definitions.Rules = append(slices.Clone(WarningRules),
 		"total, by_kind, by_owner and by_team count each deal once in deals and once per kind in kinds; amounts_by_currency sums the deals' amounts per currency, never across currencies",
 		"owner and team are the facts as of as_of; the deals are ordered by amount desc (each in its own currency), then opportunity_id")
-	cond, fargs := filterSQL(f, -1)
-	err = r.read(ctx, &c, func(ctx context.Context, rows string, args []any) error {
+	facts, warned, fargs := filterSQL(f, -1)
+	// The summary's mask: every warning, or only the one asked for (the
+	// others are not counted).
+	mask := "w"
+	if f.Warning != "any" {
+		mask = maskSQL(f.Warning)
+	}
+	err = r.read(ctx, &c, func(ctx context.Context, q rowsSQL, args []any) error {
 		args = append(args, fargs...)
-		groups, err := r.conn.Query(ctx, `SELECT a_owner, a_team, cur, w, count(), sum(amt)
-FROM (`+rows+`)
-WHERE `+cond+`
-GROUP BY a_owner, a_team, cur, w`, args...)
+		groups, err := r.conn.Query(ctx, `SELECT a_owner, a_team, cur, `+mask+` AS m, count(), sum(amt)
+FROM (`+q.deals(facts)+`)
+WHERE m != 0
+GROUP BY a_owner, a_team, cur, m`, args...)
 		if err != nil {
 			return fmt.Errorf("warnings summary: %w", err)
 		}
@@ -543,7 +644,7 @@ GROUP BY a_owner, a_team, cur, w`, args...)
 		if int64(page-1)*int64(size) >= res.Total.Deals {
 			return nil
 		}
-		res.Deals, err = r.page(ctx, &c, rows, cond, args, (page-1)*size, size)
+		res.Deals, err = r.page(ctx, &c, q, q.selectDeals(facts, warned), f.Warning == "any", args, (page-1)*size, size)
 		return err
 	})
 	if err != nil {
