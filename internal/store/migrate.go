@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"net"
 	"path"
 	"regexp"
 	"sort"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
 
 	clickhouseschema "github.com/commitflow/commitflow/schemas/clickhouse"
 )
@@ -399,7 +402,7 @@ func (s *Store) migrate(ctx context.Context, ms []Migration) ([]string, error) {
 			return appliedNow, fmt.Errorf("migration %s: %w", m.File, err)
 		}
 		for i, stmt := range SplitStatements(sql) {
-			if err := s.conn.Exec(ctx, stmt); err != nil {
+			if err := s.execStatement(ctx, stmt); err != nil {
 				return appliedNow, fmt.Errorf("migration %s, statement %d: %w", m.File, i+1, err)
 			}
 		}
@@ -423,6 +426,96 @@ func (s *Store) migrate(ctx context.Context, ms []Migration) ([]string, error) {
 		appliedNow = append(appliedNow, m.File)
 	}
 	return appliedNow, nil
+}
+
+// alterOnCluster matches an ALTER TABLE ... ON CLUSTER statement as the
+// templates render it (after any comment lines): group 1 is the statement
+// up to the table, group 2 the rest after the cluster name.
+var alterOnCluster = regexp.MustCompile("^((?:\\s*--[^\n]*\n)*\\s*ALTER TABLE \\S+) ON CLUSTER `[A-Za-z_][A-Za-z0-9_]*`((?s).*)$")
+
+// execStatement runs one rendered migration statement. On a cluster, an
+// ALTER TABLE ... ON CLUSTER (of a replicated t_local: the templates alter
+// nothing else) runs instead without ON CLUSTER on one replica of each
+// shard, which passes it to the other replicas itself. Through the
+// distributed DDL queue, ClickHouse 18.16 at times runs it on both
+// replicas of a shard; the second one's DDL worker then stops ("Unexpected
+// ZooKeeper error: Node exists, path: .../shards/.../executed") and every
+// later ON CLUSTER statement waits distributed_ddl_task_timeout (180 s)
+// and fails until that server restarts.
+func (s *Store) execStatement(ctx context.Context, stmt string) error {
+	m := alterOnCluster.FindStringSubmatch(stmt)
+	if s.opt.Cluster == "" || m == nil {
+		return s.conn.Exec(ctx, stmt)
+	}
+	shards, err := s.shardReplicas(ctx)
+	if err != nil {
+		return err
+	}
+	local := m[1] + m[2]
+	for _, replicas := range shards {
+		// The first replica that takes it; a replica that cannot be
+		// reached leaves it to the next.
+		for i, addr := range replicas {
+			if err = s.execOn(ctx, addr, local); err == nil {
+				break
+			}
+			if i < len(replicas)-1 {
+				s.logger.Warn("migration statement failed on a replica, trying the next of its shard", "host", addr, "err", err)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// shardReplicas returns host:port of the replicas of each shard of the
+// store's cluster, in shard and replica order.
+func (s *Store) shardReplicas(ctx context.Context) ([][]string, error) {
+	rows, err := s.conn.Query(ctx, `SELECT shard_num, host_address, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num`, s.opt.Cluster)
+	if err != nil {
+		return nil, fmt.Errorf("shards of cluster %s: %w", s.opt.Cluster, err)
+	}
+	defer rows.Close()
+	var shards [][]string
+	last := uint32(0)
+	for rows.Next() {
+		var shard uint32
+		var host string
+		var port uint16
+		if err := rows.Scan(&shard, &host, &port); err != nil {
+			return nil, fmt.Errorf("shards of cluster %s: %w", s.opt.Cluster, err)
+		}
+		if len(shards) == 0 || shard != last {
+			shards = append(shards, nil)
+			last = shard
+		}
+		shards[len(shards)-1] = append(shards[len(shards)-1], net.JoinHostPort(host, strconv.Itoa(int(port))))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("shards of cluster %s: %w", s.opt.Cluster, err)
+	}
+	if len(shards) == 0 {
+		return nil, fmt.Errorf("cluster %s: not in system.clusters of the server (remote_servers)", s.opt.Cluster)
+	}
+	return shards, nil
+}
+
+// execOn runs q on the host at addr alone.
+func (s *Store) execOn(ctx context.Context, addr, q string) error {
+	chopt := s.chopt
+	chopt.Addr = []string{addr}
+	chopt.MaxOpenConns, chopt.MaxIdleConns = 1, 1
+	conn, err := clickhouse.Open(&chopt)
+	if err != nil {
+		return fmt.Errorf("%s: %w", addr, err)
+	}
+	defer conn.Close()
+	if err := conn.Exec(ctx, q); err != nil {
+		return fmt.Errorf("%s: %w", addr, err)
+	}
+	return nil
 }
 
 // Migrated reports whether every embedded migration has been applied.

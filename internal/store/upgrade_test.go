@@ -80,6 +80,10 @@ var oldRowValue = map[string]map[string]func(ref map[string]any) any{
 		// 0109: no attributes.
 		"attr_keys":   func(r map[string]any) any { return make([][]string, len(r["fact_times"].([]time.Time))) },
 		"attr_values": func(r map[string]any) any { return make([][]string, len(r["fact_times"].([]time.Time))) },
+		// 0110: no single-threaded times, not filled (the readers then take
+		// them from derived_events).
+		"single_threaded_times":  func(map[string]any) any { return []time.Time{} },
+		"single_threaded_filled": func(map[string]any) any { return uint8(0) },
 	},
 }
 
