@@ -19,7 +19,9 @@ const memberLockFile = "member.lock"
 // claimMember returns the name under which this run holds the ingest and
 // derive leases, and a function that gives it up. While no other process
 // holds data's member lock, the name is stable for the host and data
-// directory ("host:<hostname>:<hash of the directory>"), so that a run
+// directory ("host-<hostname>-<hash of the directory>", the host name's
+// characters other than letters and digits as _; a valid
+// bus.ValidMember), so that a run
 // restarted after kill -9 takes its leases back at once instead of waiting
 // for them to expire: the lock, released by the kernel when its holder
 // dies, proves the previous holder of the name is gone. When another live
@@ -50,5 +52,11 @@ func claimMember(data string) (name string, release func(), err error) {
 		host = "unknown"
 	}
 	sum := sha256.Sum256([]byte(abs))
-	return "host:" + host + ":" + hex.EncodeToString(sum[:6]), func() { f.Close() }, nil
+	clean := []byte(host)
+	for i, c := range clean {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			clean[i] = '_'
+		}
+	}
+	return "host-" + string(clean) + "-" + hex.EncodeToString(sum[:6]), func() { f.Close() }, nil
 }

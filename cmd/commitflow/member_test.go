@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/commitflow/commitflow/internal/bus"
 )
 
 // TestClaimMember: a run's lease member name is stable for its data
@@ -14,15 +16,20 @@ func TestClaimMember(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(first, "host:") {
+	if !strings.HasPrefix(first, "host-") {
 		t.Fatalf("first claim %q, want the stable host name", first)
 	}
 	second, release2, err := claimMember(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if second == first || strings.HasPrefix(second, "host:") {
+	if second == first || strings.HasPrefix(second, "host-") {
 		t.Fatalf("second claim while the first holds the lock: %q (first %q), want a random name", second, first)
+	}
+	for _, name := range []string{first, second} {
+		if !bus.ValidMember(name) {
+			t.Errorf("member name %q is not a valid lease member", name)
+		}
 	}
 	release2()
 	release()

@@ -52,6 +52,23 @@ type LeaseConfig struct {
 	Metrics *LeaseMetrics
 }
 
+// ValidMember reports whether name can name a lease member: it is part
+// of the member's membership key, and JetStream keys allow letters,
+// digits, -, _, =, / and . (a token separator), of which a member name
+// takes the first five.
+func ValidMember(name string) bool {
+	if name == "" || len(name) > 128 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '=') {
+			return false
+		}
+	}
+	return true
+}
+
 // Leases is a JetStream key-value bucket of expiring, exclusive leases, one
 // per key. A key holds the name of the member that holds its lease; the
 // bucket's TTL expires it unless the holder renews it, so the lease of a
@@ -72,6 +89,9 @@ type Leases struct {
 func OpenLeases(ctx context.Context, js jetstream.JetStream, cfg LeaseConfig) (*Leases, error) {
 	if cfg.Bucket == "" || cfg.Member == "" {
 		return nil, errors.New("lease bucket: bucket and member are required")
+	}
+	if !ValidMember(cfg.Member) {
+		return nil, fmt.Errorf("lease bucket %s: member %q: want letters, digits, -, _ and = only (it is part of a key)", cfg.Bucket, cfg.Member)
 	}
 	if cfg.TTL <= 0 {
 		cfg.TTL = 15 * time.Second

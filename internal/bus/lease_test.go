@@ -408,3 +408,28 @@ func TestLeaseMetricsShared(t *testing.T) {
 		t.Error("OpenLeases without bucket and member succeeded")
 	}
 }
+
+// TestLeaseMemberNames: a member name that cannot be part of a key is
+// refused when the bucket is opened, naming it, instead of every
+// announcement failing later; the names runs use announce.
+func TestLeaseMemberNames(t *testing.T) {
+	srv, _ := startServer(t)
+	nc, js, err := Connect(t.Context(), srv.ClientURL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for _, name := range []string{"host:vm:0a1b2c", "a.b", "a b", "x/y", "*", ">", ""} {
+		if _, err := OpenLeases(t.Context(), js, LeaseConfig{Bucket: "TEST_LEASES", Member: name}); err == nil {
+			t.Errorf("member %q accepted", name)
+		} else if name != "" && !strings.Contains(err.Error(), name) {
+			t.Errorf("member %q: error %v does not name it", name, err)
+		}
+	}
+	for _, name := range []string{"host-vm-0a1b2c3d4e5f", "host-ip_10_0_0_1-00ff", "2Ux8zq7t0VnKc0Wn1hJ7b3nq9Yd"} {
+		ls, _ := openTestLeases(t, srv.ClientURL(), name, time.Minute, nil)
+		if err := ls.Announce(t.Context()); err != nil {
+			t.Errorf("member %q: %v", name, err)
+		}
+	}
+}

@@ -91,8 +91,14 @@ func (r *runProc) member(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	clean := []byte(host)
+	for i, c := range clean {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			clean[i] = '_'
+		}
+	}
 	sum := sha256.Sum256([]byte(r.dir))
-	return "host:" + host + ":" + hex.EncodeToString(sum[:6])
+	return "host-" + string(clean) + "-" + hex.EncodeToString(sum[:6])
 }
 
 // ingestHolder returns the one of runs that holds the ingest lease.
