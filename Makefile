@@ -34,7 +34,12 @@ test-faults: clickhouse
 ## (pinned in dashboards/test/package-lock.json); screenshots at 390 and
 ## 1440 px in dashboards/test/artifacts/.
 test-browser: clickhouse build
-	@command -v chromium >/dev/null || { echo "chromium not found: apt-get install -y chromium"; exit 1; }
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+		echo "chromium or npm not found: installing them with apt-get"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium $$(command -v npm >/dev/null || echo npm) >/dev/null; \
+	fi
+	@command -v chromium >/dev/null || { echo "could not install chromium"; exit 1; }
 	cd dashboards/test && npm ci --no-audit --no-fund && COMMITFLOW_BIN=$(CURDIR)/$(BIN) node browser.test.js
 
 build:
