@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/commitflow/commitflow/dashboards"
+	"github.com/commitflow/commitflow/internal/answercache"
 	"github.com/commitflow/commitflow/internal/deals"
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/ladder"
@@ -77,6 +78,11 @@ type Config struct {
 	// (how many events ingest and derive have yet to process); nil
 	// answers it 503.
 	Bus jetstream.JetStream
+	// Answers, when set, answers the metrics endpoints: identical
+	// requests in flight are computed once, and answers are kept until
+	// their tenant's data changes (see answercache). nil computes every
+	// request.
+	Answers *answercache.Cache
 }
 
 // DefaultTimeout is the query timeout when Config.Timeout is 0.
@@ -203,6 +209,10 @@ func (s *server) metric(e Endpoint) func(w http.ResponseWriter, r *http.Request,
 	return func(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
 		if err := Check(e.Name, v); err != nil {
 			writeError(w, r, s.logger, err)
+			return
+		}
+		if s.cfg.Answers != nil {
+			s.cached(w, r, e.Name, tenant, v)
 			return
 		}
 		res, err := s.compute(r.Context(), e.Name, tenant, v)
