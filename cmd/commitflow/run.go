@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/commitflow/commitflow/internal/answercache"
 	"github.com/commitflow/commitflow/internal/api"
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/compact"
@@ -74,6 +75,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	sweep := fs.Duration("sweep", 10*time.Minute, "how often open deals are re-derived so stalls and overdue actions fire")
 	compactEvery := fs.Duration("compact-every", 15*time.Minute, "how often the share of superseded opportunity states is checked, and the table compacted when it is above --compact-above; 0 turns compaction off")
 	compactAbove := fs.Float64("compact-above", 0.01, "share of superseded opportunity states (0 to 1) above which the table is compacted")
+	answerCache := fs.String("answer-cache", "64MiB", "memory for the answers of the metrics endpoints kept until their tenant's data changes (bytes, KiB, MiB or GiB; least recently used dropped first); 0 keeps none, identical requests in flight are still computed once")
 	fxRates, fxBase := fxFlags(fs)
 	config.Positive(fs, "demo-opportunities", "sweep")
 	config.NotNegative(fs, "compact-every")
@@ -108,6 +110,10 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if !open && len(tok) == 0 {
 		return errors.New("no API tokens: set --tokens token=tenant,... (or COMMITFLOW_TOKENS), or use --demo on loopback")
+	}
+	cacheBytes, err := config.ParseSize(*answerCache)
+	if err != nil {
+		return fmt.Errorf("--answer-cache: %w", err)
 	}
 
 	if err := s.openStore(ctx); err != nil {
@@ -194,6 +200,10 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	q := metrics.NewWithOptions(pools.api.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin, Rates: rates})
 	apiCfg.Deals = deals.New(pools.api, pin, runtime.NumCPU())
+	apiCfg.Answers = answercache.New(answercache.Options{MaxBytes: cacheBytes})
+	if err := apiCfg.Answers.Instrument(reg); err != nil {
+		return err
+	}
 	handler := api.New(apiCfg, q, forecast.NewWithPinner(pools.api.Conn(), pin), log)
 
 	ln, err := net.Listen("tcp", c.HTTP)
@@ -218,6 +228,9 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	// are NATS and ClickHouse closed (by the deferred s.close).
 	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWorkers()
+	if err := answercache.Follow(wctx, s.nc, apiCfg.Answers); err != nil {
+		return err
+	}
 	var workers sync.WaitGroup
 	errc := make(chan error, 8)
 	workers.Go(func() {
