@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/commitflow/commitflow/internal/bench"
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/config"
 )
 
 // cmdBench runs one benchmark of internal/bench and prints its result:
@@ -81,9 +83,19 @@ func benchAPI(ctx context.Context, args []string, stdout io.Writer) error {
 	s.fs.StringVar(&cfg.Only, "only", "", "time only the endpoints whose name contains this text, e.g. \"forecast\"")
 	s.fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the timed requests to this file")
 	s.fs.BoolVar(&cfg.Compact, "compact", false, "after --rewrite, compact opportunity_state as run does above --compact-above (OPTIMIZE TABLE ... FINAL), so that no superseded rows are left")
+	s.fs.IntVar(&cfg.Clients, "clients", 0, "concurrent mode: this many clients replay the dashboard's requests (funnel, trend, cycle time, stalls, missed, movement, CRM stages, forecast) for --duration and requests/s, p50/p95/p99, errors and 503s are printed; 0 times each endpoint from one client, without the answer cache")
+	s.fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long the concurrent mode runs")
+	s.fs.BoolVar(&cfg.Cache, "cache", true, "serve the concurrent mode with the answer cache and single-flight, as run does; false computes every request")
+	cacheSize := s.fs.String("answer-cache", "64MiB", "size of the answer cache in the concurrent mode, as run's --answer-cache")
 	s.fs.IntVar(&cfg.Rewrite, "rewrite", 20, "before timing, write this many per thousand opportunities' states again with a newer version, as derivation does for the deals that change: the superseded rows a live table holds until merges drop them")
+	config.NotNegative(s.fs, "clients")
+	config.Positive(s.fs, "duration")
 	if err := s.parse(ctx, args); err != nil {
 		return err
+	}
+	var err error
+	if cfg.CacheBytes, err = config.ParseSize(*cacheSize); err != nil {
+		return fmt.Errorf("bench api: --answer-cache: %w", err)
 	}
 	defer s.close()
 	if err := s.openStore(ctx); err != nil {

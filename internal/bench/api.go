@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/commitflow/commitflow/internal/answercache"
 	"github.com/commitflow/commitflow/internal/api"
 	"github.com/commitflow/commitflow/internal/compact"
 	"github.com/commitflow/commitflow/internal/derive"
@@ -57,6 +58,16 @@ type APIConfig struct {
 	// CPUProfile, when set, is the file the CPU profile of the timed
 	// requests goes to.
 	CPUProfile string
+	// Clients, when above 0, runs the concurrent mode instead of timing
+	// each endpoint: this many clients replay the dashboard's requests for
+	// Duration.
+	Clients  int
+	Duration time.Duration
+	// Cache serves the concurrent mode with the answer cache (CacheBytes)
+	// and single-flight, as run does; without it every request is
+	// computed. Timing each endpoint is always without it (cold).
+	Cache      bool
+	CacheBytes int64
 	// Progress receives the loading's progress; nil discards it.
 	Progress io.Writer
 	// Logger receives the API's and the store's logs; nil discards them.
@@ -75,6 +86,9 @@ type Latency struct {
 type APIResult struct {
 	Events    int
 	Endpoints []Latency
+	// Concurrent is the concurrent mode's result; nil when endpoints were
+	// timed.
+	Concurrent *Concurrent
 }
 
 // apiQuery is one timed request: the endpoint (the name up to its first
@@ -137,13 +151,23 @@ func API(ctx context.Context, cfg APIConfig) (APIResult, error) {
 	}
 	pin := snapshot.New(st.Conn())
 	q := metrics.NewWithOptions(st.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin})
-	hs := httptest.NewServer(api.New(api.Config{Open: true, Ladder: l}, q, forecast.NewWithPinner(st.Conn(), pin), log))
+	acfg := api.Config{Open: true, Ladder: l}
+	if cfg.Clients > 0 && cfg.Cache {
+		acfg.Answers = answercache.New(answercache.Options{MaxBytes: cfg.CacheBytes})
+	}
+	hs := httptest.NewServer(api.New(acfg, q, forecast.NewWithPinner(st.Conn(), pin), log))
 	defer hs.Close()
 	stopProfile, err := startCPUProfile(cfg.CPUProfile)
 	if err != nil {
 		return res, err
 	}
 	defer stopProfile()
+	if cfg.Clients > 0 {
+		c := concurrent(ctx, hs.URL, cfg.Clients, cfg.Duration, genEnd)
+		c.Cache = cfg.Cache
+		res.Concurrent = &c
+		return res, nil
+	}
 	for _, aq := range apiQueries(genEnd) {
 		if !strings.Contains(aq.name, cfg.Only) {
 			continue
@@ -169,8 +193,13 @@ func API(ctx context.Context, cfg APIConfig) (APIResult, error) {
 	return res, nil
 }
 
-// Write prints r as a table of milliseconds and KiB.
+// Write prints r as a table of milliseconds and KiB, or the concurrent
+// mode's line.
 func (r APIResult) Write(w io.Writer) error {
+	if r.Concurrent != nil {
+		fmt.Fprintf(w, "%d raw events, the dashboard's %d requests in turn\n", r.Events, len(dashboardQueries(genEnd)))
+		return r.Concurrent.Write(w)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "endpoint (%d raw events)\tp50 ms\tp95 ms\tmax ms\tKiB\t\n", r.Events)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -148,3 +148,20 @@ func TestDeriveResultWrite(t *testing.T) {
 		t.Errorf("got %q, want %q", b.String(), want)
 	}
 }
+
+func TestConcurrentResultWrite(t *testing.T) {
+	r := APIResult{Events: 1000000, Concurrent: &Concurrent{Clients: 200, Duration: 30 * time.Second, Cache: true,
+		Requests: 60000, OK: 59000, Busy: 990, Errors: 10,
+		P50: 40 * time.Millisecond, P95: 120 * time.Millisecond, P99: 250 * time.Millisecond, Max: 2 * time.Second}}
+	const want = `1000000 raw events, the dashboard's 8 requests in turn
+clients  seconds  cache  requests/s  p50 ms  p95 ms  p99 ms  max ms  200    503  errors  
+200      30       on     2000        40      120     250     2000    59000  990  10      
+`
+	var b strings.Builder
+	if err := r.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/store"
@@ -129,5 +130,28 @@ func TestDerive(t *testing.T) {
 	}
 	if res.Events != 2000 || res.Opportunities == 0 || res.Derived == 0 {
 		t.Errorf("%+v", res)
+	}
+}
+
+// TestAPIConcurrent replays the dashboard's requests from many clients,
+// with the answer cache and without: every answer is a 200 or a 503.
+func TestAPIConcurrent(t *testing.T) {
+	dsn, prefix := serverDSN(t)
+	ctx := context.Background()
+	t.Cleanup(func() { dropTestDatabase(t, dsn, prefix+"_api_2000") })
+	for i, cache := range []bool{true, false} {
+		res, err := API(ctx, APIConfig{DSN: dsn, Prefix: prefix, Events: 2000, Reuse: i > 0, Clients: 20, Duration: 2 * time.Second,
+			Cache: cache, CacheBytes: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := res.Concurrent
+		if c == nil || c.Requests == 0 || c.OK == 0 || c.Errors != 0 || c.OK+c.Busy != c.Requests || c.Cache != cache {
+			t.Errorf("cache %v: %+v", cache, c)
+		}
+		if c != nil && (c.P50 > c.P95 || c.P95 > c.P99 || c.P99 > c.Max) {
+			t.Errorf("cache %v: quantiles %+v", cache, c)
+		}
+		t.Logf("cache %v: %+v", cache, *c)
 	}
 }
