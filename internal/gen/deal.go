@@ -573,6 +573,7 @@ func (d *deal) ownerChange() {
 
 func (d *deal) lose(reason string) {
 	at := d.later(1 + d.r.IntN(10))
+	prob := d.stage.prob
 	if d.crm == srcHubSpot {
 		d.changeStage(at, &hsLost)
 	} else {
@@ -583,6 +584,10 @@ func (d *deal) lose(reason string) {
 		p.Competitor = competitors[d.r.IntN(len(competitors))]
 	}
 	d.add(at.Add(2*time.Second), event.ClosedLost, d.crm, p)
+	if d.crm != srcHubSpot {
+		// Salesforce sets the probability of a lost deal to 0.
+		d.add(at.Add(3*time.Second), event.ProbabilityChanged, d.crm, &event.ProbabilityChange{From: prob, To: 0})
+	}
 	d.now = at
 }
 
