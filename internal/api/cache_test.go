@@ -215,3 +215,17 @@ func difference(got, want string) string {
 	start := max(0, i-80)
 	return fmt.Sprintf("at byte %d got …%s… want …%s…", i, got[start:min(len(got), i+80)], want[start:min(len(want), i+80)])
 }
+
+// TestCacheOpenAPIHeaders: every metrics endpoint documents the headers
+// that say when its answer was computed and how it was found.
+func TestCacheOpenAPIHeaders(t *testing.T) {
+	doc := openAPIDoc(t)
+	for _, e := range Endpoints() {
+		ok := resolve(t, doc, mapAt(doc, "paths", e.Path, "get", "responses", "200"))
+		for _, h := range []string{HeaderComputedAt, "Age", HeaderCache} {
+			if resolve(t, doc, mapAt(ok, "headers", h)) == nil {
+				t.Errorf("%s: the 200 does not document %s", e.Path, h)
+			}
+		}
+	}
+}
