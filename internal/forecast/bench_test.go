@@ -5,9 +5,11 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/commitflow/commitflow/internal/fx"
 	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
 )
@@ -77,7 +79,7 @@ func BenchmarkForecast(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Logf("open deals %d, training samples %d, cells %d", r.Samples.OpenDeals, r.Samples.TrainingSamples, len(r.Model.Cells))
-	p, _ := validate(q)
+	p, _ := validate(q, nil)
 
 	b.Run("forecast", func(b *testing.B) {
 		timed(b, func() error { _, err := f.Forecast(ctx, q); return err })
@@ -124,9 +126,38 @@ func BenchmarkForecast(b *testing.B) {
 	}
 	b.Run("go-fit-and-simulate", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			assemble(p, fitModel(train, p.HorizonDays, p.PriorStrength), stats, deals)
+			if _, err := assemble(p, fitModel(train, p.HorizonDays, p.PriorStrength), stats, deals); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
+	// The Go side with a rate table (the Monte Carlo of the one currency
+	// and that of the converted amounts), and with the open deals spread
+	// over three currencies (one Monte Carlo each, and the converted one).
+	tab, err := fx.Parse(strings.NewReader(testRates), "USD")
+	if err != nil {
+		b.Fatal(err)
+	}
+	pc := p
+	pc.rates = tab
+	mixed := &chunks[dealRow]{}
+	for i, d := range deals.rows() {
+		r := *d
+		r.Currency = []string{"USD", "EUR", ""}[i%3]
+		mixed.add(r)
+	}
+	for _, c := range []struct {
+		name  string
+		deals *chunks[dealRow]
+	}{{"go-fit-and-simulate-converted", deals}, {"go-fit-and-simulate-3-currencies-converted", mixed}} {
+		b.Run(c.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := assemble(pc, fitModel(train, p.HorizonDays, p.PriorStrength), stats, c.deals); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 // timed runs fn b.N times and reports the median and 95th percentile.

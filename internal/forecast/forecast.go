@@ -3,7 +3,8 @@
 // days since the last commitment, segment), with P learned from past
 // reference dates as a cumulative incidence that treats still-open deals as
 // censored, smoothed by a hierarchical Beta prior, beside the CRM's own
-// stage-probability weighting; and the back-test of both. See README.md.
+// stage-probability weighting; and the back-test of both. Amounts of
+// different currencies are never added (see currency.go). See README.md.
 //
 // ClickHouse turns the opportunity_state table (one row per opportunity)
 // into per-(opportunity, reference date) states and outcomes and aggregates
@@ -21,6 +22,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/commitflow/commitflow/internal/fx"
+	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/snapshot"
 )
 
@@ -78,6 +81,9 @@ type Query struct {
 	Seed uint64
 	// LadderVersion is echoed in the definitions.
 	LadderVersion string
+	// Currency is the currency to convert the scalar amounts to with the
+	// Forecaster's rate table; "" means its base currency.
+	Currency string
 }
 
 // InputError reports an invalid query parameter.
@@ -121,6 +127,16 @@ type Definitions struct {
 	Interval       string    `json:"interval"`
 	Spread         string    `json:"spread"`
 	CRMWeighting   string    `json:"crm_weighting"`
+	// Currency is the currency of the scalar amounts: the one currency of
+	// all the answer's amounts, or the one they were converted to; ""
+	// when they are in several currencies (the scalars are then null) or
+	// the CRM never gave one.
+	Currency *string `json:"currency"`
+	// Converted, when the scalar amounts were converted, says to what and
+	// at which rates.
+	Converted *metrics.Conversion `json:"converted,omitempty"`
+	// Currencies is the rule of the amounts in words.
+	Currencies string `json:"currencies"`
 }
 
 // Samples are the sample sizes behind the answer.
@@ -144,21 +160,43 @@ type Pipeline struct {
 	ByTeam        []Group `json:"by_team,omitempty"`
 }
 
-// Group is the weighted pipeline of a set of open deals.
+// Group is the weighted pipeline of a set of open deals. Its amounts are
+// the sums per currency (AmountsByCurrency) and, beside them, scalars that
+// follow the answer's rule (Definitions.Currencies): the plain sums when
+// all the answer's amounts are in one currency, converted with the rate
+// table, or nil when they would add currencies.
 type Group struct {
-	Key    string  `json:"key"`
-	Deals  int     `json:"deals"`
-	Amount float64 `json:"amount"`
+	Key    string   `json:"key"`
+	Deals  int      `json:"deals"`
+	Amount *float64 `json:"amount"`
 	// Expected is Σ amount × P (commitment weighting).
-	Expected float64 `json:"expected"`
-	// P10 and P90 bound the simulated won amount (total and close periods).
+	Expected *float64 `json:"expected"`
+	// P10 and P90 bound the simulated won amount (total and close
+	// periods; nil when the scalars are).
 	P10 *float64 `json:"p10,omitempty"`
 	P90 *float64 `json:"p90,omitempty"`
 	// CRMWeighted is Σ amount × CRM stage probability.
-	CRMWeighted float64 `json:"crm_weighted"`
+	CRMWeighted *float64 `json:"crm_weighted"`
+	// AmountsByCurrency holds the group's figures per currency code ("" =
+	// none given), unconverted; currencies whose amounts are all 0 are
+	// left out.
+	AmountsByCurrency map[string]GroupAmounts `json:"amounts_by_currency,omitempty"`
+}
+
+// GroupAmounts are the figures of a group's deals in one currency.
+type GroupAmounts struct {
+	Deals    int     `json:"deals"`
+	Amount   float64 `json:"amount"`
+	Expected float64 `json:"expected"`
+	// P10 and P90 bound the simulated won amount of the currency's deals
+	// (total and close periods).
+	P10         *float64 `json:"p10,omitempty"`
+	P90         *float64 `json:"p90,omitempty"`
+	CRMWeighted float64  `json:"crm_weighted"`
 }
 
 // Backtest compares what each weighting forecast at Date with what was won.
+// Its amounts follow the rule of Group's.
 type Backtest struct {
 	Date time.Time `json:"date"`
 	// PeriodEnd is Date + horizon, capped at as_of; Complete is false when
@@ -166,28 +204,52 @@ type Backtest struct {
 	PeriodEnd time.Time `json:"period_end"`
 	Complete  bool      `json:"complete"`
 	Deals     int       `json:"deals"`
-	Amount    float64   `json:"amount"`
+	Amount    *float64  `json:"amount"`
 	// WonDeals and WonAmount are the deals open at Date won by PeriodEnd
-	// and the amounts they closed at.
-	WonDeals   int      `json:"won_deals"`
-	WonAmount  float64  `json:"won_amount"`
-	Commitment Accuracy `json:"commitment"`
-	CRM        Accuracy `json:"crm"`
+	// and the amounts they closed at (each in the currency it closed in).
+	WonDeals  int      `json:"won_deals"`
+	WonAmount *float64 `json:"won_amount"`
+	// AmountsByCurrency holds Amount and WonAmount per currency,
+	// unconverted; currencies whose amounts are all 0 are left out.
+	AmountsByCurrency map[string]BacktestAmounts `json:"amounts_by_currency,omitempty"`
+	Commitment        Accuracy                   `json:"commitment"`
+	CRM               Accuracy                   `json:"crm"`
 }
 
-// Accuracy is how one weighting fared.
+// BacktestAmounts are the back-test's amounts in one currency.
+type BacktestAmounts struct {
+	Amount    float64 `json:"amount"`
+	WonAmount float64 `json:"won_amount"`
+}
+
+// Accuracy is how one weighting fared: its amounts, per currency and as
+// scalars by the rule of Group's, and the scores of its probabilities,
+// which need no currency.
 type Accuracy struct {
-	Forecast float64 `json:"forecast"`
-	Actual   float64 `json:"actual"`
+	Forecast *float64 `json:"forecast"`
+	Actual   *float64 `json:"actual"`
 	// Error is Forecast − Actual; PctError is it as a percentage of Actual
 	// (null when nothing was won).
-	Error    float64  `json:"error"`
-	AbsError float64  `json:"abs_error"`
+	Error    *float64 `json:"error"`
+	AbsError *float64 `json:"abs_error"`
 	PctError *float64 `json:"pct_error"`
+	// AmountsByCurrency holds the figures per currency, unconverted;
+	// currencies whose amounts are all 0 are left out.
+	AmountsByCurrency map[string]AccuracyAmounts `json:"amounts_by_currency,omitempty"`
 	// Brier is the mean squared difference between predicted probability
 	// and outcome (1 won, 0 not) over the deals.
 	Brier       float64 `json:"brier"`
 	Calibration []Band  `json:"calibration"`
+}
+
+// AccuracyAmounts are a weighting's forecast, actual and errors in one
+// currency.
+type AccuracyAmounts struct {
+	Forecast float64  `json:"forecast"`
+	Actual   float64  `json:"actual"`
+	Error    float64  `json:"error"`
+	AbsError float64  `json:"abs_error"`
+	PctError *float64 `json:"pct_error"`
 }
 
 // Band is one probability band of a calibration table.
@@ -202,24 +264,50 @@ type Band struct {
 
 // Forecaster answers forecast queries from ClickHouse.
 type Forecaster struct {
-	conn driver.Conn
-	pin  *snapshot.Pinner
+	conn  driver.Conn
+	pin   *snapshot.Pinner
+	rates *fx.Table
+}
+
+// Options tunes a Forecaster.
+type Options struct {
+	// Pinner hands out the snapshots of opportunity_state the queries
+	// read; nil means a Pinner of the Forecaster's own. Share one with
+	// the metrics to share its cache.
+	Pinner *snapshot.Pinner
+	// Rates, when set, is the operator's rate table: the answers' scalar
+	// amounts are then converted to the currency asked for (by default
+	// its base) at the rates in force on forecast_at; without it they are
+	// the plain sums when an answer's amounts are all in one currency,
+	// else null. Amounts per currency are always given as well.
+	Rates *fx.Table
 }
 
 // New returns a Forecaster reading conn's opportunity_state table.
 func New(conn driver.Conn) *Forecaster {
-	return NewWithPinner(conn, snapshot.New(conn))
+	return NewWithOptions(conn, Options{})
 }
 
 // NewWithPinner returns a Forecaster reading conn's opportunity_state table
 // through the snapshots of pin, which it may share with the metrics.
 func NewWithPinner(conn driver.Conn, pin *snapshot.Pinner) *Forecaster {
-	return &Forecaster{conn: conn, pin: pin}
+	return NewWithOptions(conn, Options{Pinner: pin})
+}
+
+// NewWithOptions returns a Forecaster reading conn's opportunity_state
+// table.
+func NewWithOptions(conn driver.Conn, opt Options) *Forecaster {
+	pin := opt.Pinner
+	if pin == nil {
+		pin = snapshot.New(conn)
+	}
+	return &Forecaster{conn: conn, pin: pin, rates: opt.Rates}
 }
 
 // params is a validated Query with defaults filled in.
 type params struct {
 	Query
+	rates    *fx.Table // the rate table, nil if none
 	at       time.Time // forecast date: AsOf or Backtest
 	bound    time.Time // closes observed up to here
 	refs     []time.Time
@@ -228,11 +316,18 @@ type params struct {
 	byTeam   bool
 }
 
-func validate(q Query) (params, error) {
-	p := params{Query: q}
+// validate checks q and fills in its defaults, with the rate table rates
+// (nil: none) to convert amounts with.
+func validate(q Query, rates *fx.Table) (params, error) {
+	p := params{Query: q, rates: rates}
 	if strings.TrimSpace(q.Tenant) == "" {
 		return p, &InputError{Param: "tenant", Reason: "required"}
 	}
+	cur, err := checkCurrency(rates, q.Currency)
+	if err != nil {
+		return p, err
+	}
+	p.Currency = cur
 	if q.AsOf.IsZero() {
 		return p, &InputError{Param: "as_of", Reason: "required"}
 	}
@@ -319,7 +414,7 @@ func referenceDates(at time.Time, n int) []time.Time {
 
 // Forecast answers q.
 func (f *Forecaster) Forecast(ctx context.Context, q Query) (*Result, error) {
-	p, err := validate(q)
+	p, err := validate(q, f.rates)
 	if err != nil {
 		return nil, err
 	}
@@ -354,19 +449,22 @@ func (f *Forecaster) Forecast(ctx context.Context, q Query) (*Result, error) {
 		return nil, err
 	}
 	model := fitModel(rows, p.HorizonDays, p.PriorStrength)
-	return assemble(p, model, stats, deals), nil
+	return assemble(p, model, stats, deals)
 }
 
 // scored is an open deal with both predicted probabilities.
 type scored struct {
 	*dealRow
-	cell   int // index into the distinct cells of the open deals
-	p, crm float64
-	period string
+	cell int // index into the distinct cells of the open deals
+	// cur is the index of the deal's currency among the answer's codes;
+	// closeCur that of its close amount's (set for back-tested wins).
+	cur, closeCur int
+	p, crm        float64
+	period        string
 }
 
 // assemble builds the Result from the fitted model and the open deals.
-func assemble(p params, model *Model, stats trainingStats, deals *chunks[dealRow]) *Result {
+func assemble(p params, model *Model, stats trainingStats, deals *chunks[dealRow]) (*Result, error) {
 	res := &Result{
 		Definitions: definitions(p),
 		Model:       model,
@@ -383,6 +481,18 @@ func assemble(p params, model *Model, stats trainingStats, deals *chunks[dealRow
 
 	cellIndex := map[Cell]int{}
 	var cells []mcCell
+	// codes are the currencies of the answer's amounts, by index.
+	var codes []string
+	curIndex := map[string]int{}
+	curOf := func(code string) int {
+		c, ok := curIndex[code]
+		if !ok {
+			c = len(codes)
+			curIndex[code] = c
+			codes = append(codes, code)
+		}
+		return c
+	}
 	ds := make([]scored, deals.len())
 	periodNames := map[int]string{} // closePeriod by year*12 + month
 	for i, d := range deals.rows() {
@@ -401,52 +511,148 @@ func assemble(p params, model *Model, stats trainingStats, deals *chunks[dealRow
 			period = closePeriod(d.CloseDate, p.ClosePeriod)
 			periodNames[month] = period
 		}
-		ds[i] = scored{dealRow: d, cell: ci, p: pc, crm: clamp01(d.Probability), period: period}
+		ds[i] = scored{dealRow: d, cell: ci, cur: curOf(d.Currency), p: pc, crm: clamp01(d.Probability), period: period}
+		if p.Backtest != nil && wonBy(d, p.bound) {
+			ds[i].closeCur = curOf(d.CloseCurrency)
+		}
 	}
 
-	res.Pipeline.Total = Group{Key: "total"}
-	periods := map[string]*Group{}
-	owners := map[string]*Group{}
-	teams := map[string]*Group{}
+	n := len(codes)
+	total := newSums("total", n)
+	periods := map[string]*sums{}
+	owners := map[string]*sums{}
+	teams := map[string]*sums{}
 	for i := range ds {
 		d := &ds[i]
-		res.Pipeline.Total.add(d)
-		addTo(periods, d.period, d)
+		total.add(d)
+		addTo(periods, d.period, d, n)
 		if p.byOwner {
-			addTo(owners, d.Owner, d)
+			addTo(owners, d.Owner, d, n)
 		}
 		if p.byTeam {
-			addTo(teams, d.Team, d)
+			addTo(teams, d.Team, d, n)
 		}
 	}
+	var (
+		bt  *Backtest
+		btS btSums
+	)
+	if p.Backtest != nil {
+		bt, btS = backtest(p, ds, n)
+	}
+
+	// The answer's currencies: those of some amount other than 0.
+	present := map[string]bool{}
+	for c, a := range total.by {
+		if !a.zero() || p.Backtest != nil && btS.won[c] != 0 {
+			present[codes[c]] = true
+		}
+	}
+	m, err := decideMoney(p.rates, p.Currency, p.at, present, &res.Definitions)
+	if err != nil {
+		return nil, err
+	}
+
 	periodKeys := sortedKeys(periods)
 	periodIdx := make(map[string]int, len(periodKeys))
 	for i, k := range periodKeys {
 		periodIdx[k] = i
 	}
-	mc := make([]mcDeal, len(ds))
-	for i := range ds {
-		mc[i] = mcDeal{cell: ds[i].cell, group: periodIdx[ds[i].period], amount: ds[i].Amount}
-	}
-	spread := simulate(cells, mc, len(periodKeys), p.Draws, p.Seed)
-	res.Pipeline.Total.P10, res.Pipeline.Total.P90 = floatPtr(spread.totalP10), floatPtr(spread.totalP90)
+	sp := spread(p, m, codes, cells, ds, periodIdx, total)
+	res.Pipeline.Total = total.group(codes, m, sp, totalSpread)
 	if p.byPeriod {
 		for i, k := range periodKeys {
-			g := *periods[k]
-			g.P10, g.P90 = floatPtr(spread.groupP10[i]), floatPtr(spread.groupP90[i])
-			res.Pipeline.ByClosePeriod = append(res.Pipeline.ByClosePeriod, g)
+			res.Pipeline.ByClosePeriod = append(res.Pipeline.ByClosePeriod, periods[k].group(codes, m, sp, i))
 		}
 	}
 	if p.byOwner {
-		res.Pipeline.ByOwner = largestFirst(owners)
+		res.Pipeline.ByOwner = largestFirst(owners, codes, m)
 	}
 	if p.byTeam {
-		res.Pipeline.ByTeam = largestFirst(teams)
+		res.Pipeline.ByTeam = largestFirst(teams, codes, m)
 	}
-	if p.Backtest != nil {
-		res.Backtest = backtest(p, ds)
+	if bt != nil {
+		bt.setAmounts(btS, codes, m)
+		res.Backtest = bt
 	}
-	return res
+	return res, nil
+}
+
+// spreads are the Monte Carlo spreads of an answer: one per currency
+// index (nil for a currency without amounts), and that of the scalar
+// amounts (nil when they are null).
+type spreads struct {
+	byCur  []*spreadResult
+	scalar *spreadResult
+}
+
+// Groups of spreadResult.at besides the close periods' indexes.
+const (
+	totalSpread = -1 // the total
+	noSpread    = -2 // a breakdown without a spread (owner, team)
+)
+
+// spread runs the Monte Carlo of the open deals ds, grouped by close
+// period (periodIdx): per currency with amounts (in total), of that
+// currency's deals; for
+// the scalars, with a rate table, of every deal's amount converted at m's
+// rates, else the spread of the answer's one currency.
+func spread(p params, m money, codes []string, cells []mcCell, ds []scored,
+	periodIdx map[string]int, total *sums) spreads {
+	groups := len(periodIdx)
+	sp := spreads{byCur: make([]*spreadResult, len(codes))}
+	byCur := make([][]mcDeal, len(codes))
+	for c, a := range total.by {
+		if !a.zero() {
+			byCur[c] = make([]mcDeal, 0, a.Deals)
+		}
+	}
+	var conv []mcDeal
+	if m.rates != nil {
+		conv = make([]mcDeal, 0, len(ds))
+	}
+	for i := range ds {
+		d := &ds[i]
+		if byCur[d.cur] == nil {
+			continue // all its amounts are 0
+		}
+		md := mcDeal{cell: d.cell, group: periodIdx[d.period], amount: d.Amount}
+		byCur[d.cur] = append(byCur[d.cur], md)
+		if m.rates != nil {
+			md.amount *= m.rates[codes[d.cur]]
+			conv = append(conv, md)
+		}
+	}
+	for c, mds := range byCur {
+		if mds != nil {
+			r := simulate(cells, mds, groups, p.Draws, p.Seed)
+			sp.byCur[c] = &r
+		}
+	}
+	switch {
+	case m.mixed:
+	case m.rates != nil && len(conv) > 0:
+		r := simulate(cells, conv, groups, p.Draws, p.Seed)
+		sp.scalar = &r
+	default:
+		for c, code := range codes {
+			if code == m.cur && sp.byCur[c] != nil {
+				sp.scalar = sp.byCur[c]
+			}
+		}
+	}
+	if sp.scalar == nil && !m.mixed { // no amounts: nothing can be won
+		sp.scalar = &spreadResult{groupP10: make([]float64, groups), groupP90: make([]float64, groups)}
+	}
+	return sp
+}
+
+// at returns the P10 and P90 of group gi (or totalSpread).
+func (r *spreadResult) at(gi int) (p10, p90 *float64) {
+	if gi == totalSpread {
+		return floatPtr(r.totalP10), floatPtr(r.totalP90)
+	}
+	return floatPtr(r.groupP10[gi]), floatPtr(r.groupP90[gi])
 }
 
 func definitions(p params) Definitions {
@@ -494,24 +700,70 @@ func closePeriod(d time.Time, period string) string {
 	return d.Format("2006-01")
 }
 
-// add counts deal d into g.
-func (g *Group) add(d *scored) {
-	g.Deals++
-	g.Amount += d.Amount
-	g.Expected += d.Amount * d.p
-	g.CRMWeighted += d.Amount * d.crm
+// sums are a group's figures per currency index while its deals are
+// added.
+type sums struct {
+	key   string
+	deals int
+	by    []GroupAmounts
 }
 
-func addTo(m map[string]*Group, key string, d *scored) {
-	g := m[key]
-	if g == nil {
-		g = &Group{Key: key}
-		m[key] = g
+func newSums(key string, currencies int) *sums {
+	return &sums{key: key, by: make([]GroupAmounts, currencies)}
+}
+
+// add counts deal d into s.
+func (s *sums) add(d *scored) {
+	s.deals++
+	a := &s.by[d.cur]
+	a.Deals++
+	a.Amount += d.Amount
+	a.Expected += d.Amount * d.p
+	a.CRMWeighted += d.Amount * d.crm
+}
+
+// zero reports whether all the amounts of a are 0.
+func (a *GroupAmounts) zero() bool { return a.Amount == 0 && a.Expected == 0 && a.CRMWeighted == 0 }
+
+// group turns s into a Group: its figures per currency code (those not
+// all 0) and its scalars by m, with the spreads of sp's group gi
+// (noSpread: none).
+func (s *sums) group(codes []string, m money, sp spreads, gi int) Group {
+	g := Group{
+		Key:         s.key,
+		Deals:       s.deals,
+		Amount:      scalar(m, codes, s.by, func(a *GroupAmounts) float64 { return a.Amount }),
+		Expected:    scalar(m, codes, s.by, func(a *GroupAmounts) float64 { return a.Expected }),
+		CRMWeighted: scalar(m, codes, s.by, func(a *GroupAmounts) float64 { return a.CRMWeighted }),
 	}
-	g.add(d)
+	for c, a := range s.by {
+		if a.zero() {
+			continue
+		}
+		if gi != noSpread && sp.byCur[c] != nil {
+			a.P10, a.P90 = sp.byCur[c].at(gi)
+		}
+		if g.AmountsByCurrency == nil {
+			g.AmountsByCurrency = map[string]GroupAmounts{}
+		}
+		g.AmountsByCurrency[codes[c]] = a
+	}
+	if gi != noSpread && sp.scalar != nil {
+		g.P10, g.P90 = sp.scalar.at(gi)
+	}
+	return g
 }
 
-func sortedKeys(m map[string]*Group) []string {
+func addTo(m map[string]*sums, key string, d *scored, currencies int) {
+	s := m[key]
+	if s == nil {
+		s = newSums(key, currencies)
+		m[key] = s
+	}
+	s.add(d)
+}
+
+func sortedKeys(m map[string]*sums) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -520,13 +772,19 @@ func sortedKeys(m map[string]*Group) []string {
 	return keys
 }
 
-// largestFirst lists the groups, largest expected first, then by key.
-func largestFirst(m map[string]*Group) []Group {
+// largestFirst lists the groups, largest expected first (most deals first
+// when the scalars are null), then by key.
+func largestFirst(m map[string]*sums, codes []string, mo money) []Group {
 	out := make([]Group, 0, len(m))
 	for _, k := range sortedKeys(m) {
-		out = append(out, *m[k])
+		out = append(out, m[k].group(codes, mo, spreads{}, noSpread))
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Expected > out[j].Expected })
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Expected != nil && out[j].Expected != nil {
+			return *out[i].Expected > *out[j].Expected
+		}
+		return out[i].Deals > out[j].Deals
+	})
 	return out
 }
 

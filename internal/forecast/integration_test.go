@@ -136,12 +136,15 @@ func TestForecastMatchesOracle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := validate(q)
+		p, err := validate(q, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		train, stats := oracleTraining(oracleStates(cur, p.refs, p.at, p.HorizonDays))
-		want := assemble(p, fitModel(train, p.HorizonDays, p.PriorStrength), stats, chunked(oracleDeals(cur, p.at, p.bound)))
+		want, err := assemble(p, fitModel(train, p.HorizonDays, p.PriorStrength), stats, chunked(oracleDeals(cur, p.at, p.bound)))
+		if err != nil {
+			t.Fatal(err)
+		}
 		gj, _ := json.Marshal(got)
 		wj, _ := json.Marshal(want)
 		if string(gj) != string(wj) {
@@ -158,18 +161,22 @@ func checkSanity(t *testing.T, r *Result) {
 	if r.Samples.OpenDeals != pl.Deals || pl.Deals == 0 {
 		t.Errorf("open deals %d, total deals %d", r.Samples.OpenDeals, pl.Deals)
 	}
-	if pl.Expected < 0 || pl.Expected > pl.Amount || pl.CRMWeighted < 0 || pl.CRMWeighted > pl.Amount {
-		t.Errorf("expected %v / crm %v outside [0, %v]", pl.Expected, pl.CRMWeighted, pl.Amount)
+	if pl.Amount == nil || pl.Expected == nil || pl.CRMWeighted == nil {
+		t.Fatalf("one currency, null scalars: %+v", pl)
 	}
-	if *pl.P10 > pl.Expected*1.05 || *pl.P90 < pl.Expected*0.95 {
-		t.Errorf("expected %v outside [P10 %v, P90 %v]", pl.Expected, *pl.P10, *pl.P90)
+	amount, expected, crm := *pl.Amount, *pl.Expected, *pl.CRMWeighted
+	if expected < 0 || expected > amount || crm < 0 || crm > amount {
+		t.Errorf("expected %v / crm %v outside [0, %v]", expected, crm, amount)
+	}
+	if *pl.P10 > expected*1.05 || *pl.P90 < expected*0.95 {
+		t.Errorf("expected %v outside [P10 %v, P90 %v]", expected, *pl.P10, *pl.P90)
 	}
 	sum := 0.0
 	for _, g := range r.Pipeline.ByClosePeriod {
-		sum += g.Expected
+		sum += *g.Expected
 	}
-	if len(r.Pipeline.ByClosePeriod) > 0 && math.Abs(sum-pl.Expected) > 1e-6*pl.Amount {
-		t.Errorf("close periods sum to %v; total %v", sum, pl.Expected)
+	if len(r.Pipeline.ByClosePeriod) > 0 && math.Abs(sum-expected) > 1e-6*amount {
+		t.Errorf("close periods sum to %v; total %v", sum, expected)
 	}
 	if r.Samples.TrainingSamples != r.Samples.Won+r.Samples.Lost+r.Samples.Censored {
 		t.Errorf("samples %+v don't add up", r.Samples)
@@ -206,7 +213,7 @@ func TestForecastUnknownTenant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Samples.OpenDeals != 0 || r.Samples.TrainingSamples != 0 || r.Pipeline.Total.Amount != 0 {
+	if r.Samples.OpenDeals != 0 || r.Samples.TrainingSamples != 0 || *r.Pipeline.Total.Amount != 0 {
 		t.Errorf("unknown tenant saw data: %+v", r.Samples)
 	}
 }
@@ -257,14 +264,14 @@ func TestBacktestKnownOutcome(t *testing.T) {
 		t.Errorf("pooled raw %v; want 0.6", *r.Model.Pooled.Raw)
 	}
 	bt := r.Backtest
-	if bt == nil || bt.Deals != 10 || bt.WonDeals != 6 || bt.WonAmount != 6000 || !bt.Complete {
+	if bt == nil || bt.Deals != 10 || bt.WonDeals != 6 || *bt.WonAmount != 6000 || !bt.Complete {
 		t.Fatalf("backtest %+v; want 10 deals, 6 won for 6000", bt)
 	}
-	if math.Abs(bt.Commitment.Forecast-6000) > 1 {
-		t.Errorf("commitment forecast %v; want 6000", bt.Commitment.Forecast)
+	if math.Abs(*bt.Commitment.Forecast-6000) > 1 {
+		t.Errorf("commitment forecast %v; want 6000", *bt.Commitment.Forecast)
 	}
-	if math.Abs(bt.CRM.Forecast-3000) > 1e-9 || math.Abs(*bt.CRM.PctError+50) > 1e-9 {
-		t.Errorf("crm forecast %v (%v%%); want 3000 (-50%%)", bt.CRM.Forecast, *bt.CRM.PctError)
+	if math.Abs(*bt.CRM.Forecast-3000) > 1e-9 || math.Abs(*bt.CRM.PctError+50) > 1e-9 {
+		t.Errorf("crm forecast %v (%v%%); want 3000 (-50%%)", *bt.CRM.Forecast, *bt.CRM.PctError)
 	}
 	if math.Abs(bt.Commitment.Brier-0.24) > 1e-3 || math.Abs(bt.CRM.Brier-(6*0.49+4*0.09)/10) > 1e-9 {
 		t.Errorf("brier commitment %v crm %v", bt.Commitment.Brier, bt.CRM.Brier)

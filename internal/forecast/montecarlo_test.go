@@ -84,18 +84,20 @@ func TestSimulateCertainOutcomes(t *testing.T) {
 
 func TestAccuracy(t *testing.T) {
 	ps := []prediction{
-		{p: 0.05, amount: 100, won: false},
-		{p: 0.95, amount: 200, won: true, actual: 250},
-		{p: 1.0, amount: 50, won: true, actual: 50},
-		{p: 0.5, amount: 100, won: false},
+		{p: 0.05, won: false},
+		{p: 0.95, won: true},
+		{p: 1.0, won: true},
+		{p: 0.5, won: false},
 	}
 	a := accuracy(ps)
 	wantForecast := 100*0.05 + 200*0.95 + 50 + 50
-	if !near(a.Forecast, wantForecast, 1e-9) || a.Actual != 300 {
-		t.Errorf("forecast %v actual %v; want %v, 300", a.Forecast, a.Actual, wantForecast)
+	x := accuracyAmounts(wantForecast, 300)
+	if x.Forecast != wantForecast || x.Actual != 300 || !near(x.Error, wantForecast-300, 1e-9) || x.AbsError != math.Abs(x.Error) ||
+		!near(*x.PctError, 100*(wantForecast-300)/300, 1e-9) {
+		t.Errorf("amounts %+v; want forecast %v, actual 300", x, wantForecast)
 	}
-	if !near(a.Error, wantForecast-300, 1e-9) || !near(*a.PctError, 100*(wantForecast-300)/300, 1e-9) {
-		t.Errorf("error %v pct %v", a.Error, *a.PctError)
+	if x := accuracyAmounts(10, 0); x.PctError != nil || x.Error != 10 {
+		t.Errorf("nothing won: %+v; want error 10, no percentage", x)
 	}
 	wantBrier := (0.05*0.05 + 0.05*0.05 + 0 + 0.25) / 4
 	if !near(a.Brier, wantBrier, 1e-12) {

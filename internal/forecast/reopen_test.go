@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,11 +170,12 @@ func rawDeals(seed uint64, tenant string, n int) map[string][]event.Event {
 }
 
 // rawClose is one close the oracle saw: when, won or lost, and the amount
-// as of that instant.
+// as of that instant with its currency.
 type rawClose struct {
-	at     time.Time
-	status string
-	amount float64
+	at       time.Time
+	status   string
+	amount   float64
+	currency string
 }
 
 // rawState is an opportunity as of a time, folded by the oracle from its
@@ -182,6 +184,7 @@ type rawState struct {
 	created     time.Time
 	status      string
 	amount      float64
+	currency    string // of amount: the last one given, in upper case
 	probability float64
 	owner, team string
 	segment     string
@@ -251,6 +254,11 @@ func rawFold(evs []event.Event, asOf time.Time) rawState {
 			s.probability = p
 		}
 	}
+	setCurrency := func(c string) {
+		if c != "" {
+			s.currency = strings.ToUpper(c)
+		}
+	}
 	for i, e := range evs {
 		if e.OccurredAt.After(asOf) {
 			break
@@ -266,6 +274,7 @@ func rawFold(evs []event.Event, asOf time.Time) rawState {
 			if p.Amount > 0 {
 				s.amount = p.Amount
 			}
+			setCurrency(p.Currency)
 			s.owner = cmp.Or(p.OwnerID, s.owner)
 			toStage(p.Stage, e.OccurredAt)
 		case *event.StageChange:
@@ -273,6 +282,7 @@ func rawFold(evs []event.Event, asOf time.Time) rawState {
 			toStage(p.To, e.OccurredAt)
 		case *event.AmountChange:
 			s.amount = p.To
+			setCurrency(p.Currency)
 		case *event.OwnerChange:
 			s.team = cmp.Or(p.Team, s.team)
 			s.owner = p.To
@@ -280,8 +290,13 @@ func rawFold(evs []event.Event, asOf time.Time) rawState {
 			if p.Amount > 0 {
 				s.amount = p.Amount
 			}
+			setCurrency(p.Currency)
 			closeAs("won", e.OccurredAt)
 		case *event.Lost:
+			if p.Amount > 0 {
+				s.amount = p.Amount
+			}
+			setCurrency(p.Currency)
 			closeAs("lost", e.OccurredAt)
 		}
 	}
@@ -302,7 +317,8 @@ func (o rawOpp) openAt(t time.Time) (rawState, bool) {
 func (o rawOpp) closeAfter(t, bound time.Time) (rawClose, bool) {
 	for _, c := range rawFold(o, bound).closes {
 		if c.at.After(t) {
-			c.amount = rawFold(o, c.at).amount
+			s := rawFold(o, c.at)
+			c.amount, c.currency = s.amount, s.currency
 			return c, true
 		}
 	}
@@ -351,10 +367,10 @@ func rawOpenDeals(deals map[string][]event.Event, at, bound time.Time) []dealRow
 		if !open {
 			continue
 		}
-		d := dealRow{Opportunity: id, Amount: s.amount, Probability: s.probability, Owner: s.owner, Team: s.team,
+		d := dealRow{Opportunity: id, Amount: s.amount, Currency: s.currency, Probability: s.probability, Owner: s.owner, Team: s.team,
 			Segment: s.segment, Step: s.step, LastAt: cmp.Or(s.lastGain, s.created)}
 		if c, ok := o.closeAfter(at, bound); ok {
-			d.Closed, d.ClosedAt, d.Status, d.CloseAmount = true, c.at, c.status, c.amount
+			d.Closed, d.ClosedAt, d.Status, d.CloseAmount, d.CloseCurrency = true, c.at, c.status, c.amount, c.currency
 		}
 		out = append(out, d)
 	}
@@ -533,9 +549,9 @@ func TestForecastFollowsReopen(t *testing.T) {
 			t.Fatal(err)
 		}
 		pl := r.Pipeline.Total
-		if r.Samples.OpenDeals != tc.deals || pl.Deals != tc.deals || pl.Amount != tc.amount || math.Abs(pl.CRMWeighted-tc.crm) > 1e-9 {
+		if r.Samples.OpenDeals != tc.deals || pl.Deals != tc.deals || *pl.Amount != tc.amount || math.Abs(*pl.CRMWeighted-tc.crm) > 1e-9 {
 			t.Errorf("as of %s: %d open deals (%d), amount %v, CRM-weighted %v; want %d, %v, %v",
-				tc.asOf.Format("2006-01-02"), r.Samples.OpenDeals, pl.Deals, pl.Amount, pl.CRMWeighted, tc.deals, tc.amount, tc.crm)
+				tc.asOf.Format("2006-01-02"), r.Samples.OpenDeals, pl.Deals, *pl.Amount, *pl.CRMWeighted, tc.deals, tc.amount, tc.crm)
 		}
 	}
 
@@ -551,9 +567,9 @@ func TestForecastFollowsReopen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if bt := r.Backtest; bt.Deals != tc.deals || bt.WonDeals != tc.wonDeals || bt.WonAmount != tc.wonAmount {
+		if bt := r.Backtest; bt.Deals != tc.deals || bt.WonDeals != tc.wonDeals || *bt.WonAmount != tc.wonAmount {
 			t.Errorf("back-test at %s: %d deals, %d won for %v; want %d, %d for %v",
-				tc.at.Format("2006-01-02"), bt.Deals, bt.WonDeals, bt.WonAmount, tc.deals, tc.wonDeals, tc.wonAmount)
+				tc.at.Format("2006-01-02"), bt.Deals, bt.WonDeals, *bt.WonAmount, tc.deals, tc.wonDeals, tc.wonAmount)
 		}
 	}
 }

@@ -108,19 +108,22 @@ ORDER BY h, bucket, seg, outcome, day`
 // dealsSQL gives the opportunities open at @at with their facts as of @at
 // (element fi of the fact arrays), their state at @at, and their first
 // close after @at observed up to @bound with the amount as of the close
-// time. Open at @at: created by @at and the facts' status as of @at open
+// time (element cfi). Each amount comes with its currency (currencies[i]
+// is that of amounts[i]) as the number reinterpretAsUInt32 makes of the
+// code (see curCode), which costs the client no string per row. Open at @at: created by @at and the facts' status as of @at open
 // (a deal closed and reopened is open). The inner WHERE keeps, on the
 // table's columns, the candidates openSQL describes (18.16 pushes no
 // condition on computed columns down, and would compute every fact look-up
 // of the closed majority first); the outer WHERE the open ones.
 const dealsSQL = `
-SELECT o, f_amount, f_close_date, f_probability, f_owner, f_team, f_segment, h, last_at, closed, ct, cs, close_amount FROM (
+SELECT o, f_amount, f_currency, f_close_date, f_probability, f_owner, f_team, f_segment, h, last_at, closed, ct, cs, close_amount, close_currency FROM (
     SELECT
         opportunity_id AS o,
         if(toUInt32(created_at) > 0 AND created_at <= toDateTime(@bound), created_at, first_at) AS created,
         arrayCount(x -> x <= toDateTime(@at), fact_times) AS fi,
         fact_closed[fi] AS f_closed,
         amounts[fi] AS f_amount,
+        reinterpretAsUInt32(currencies[fi]) AS f_currency,
         close_dates[fi] AS f_close_date,
         probabilities[fi] AS f_probability,
         owners[fi] AS f_owner,
@@ -133,7 +136,9 @@ SELECT o, f_amount, f_close_date, f_probability, f_owner, f_team, f_segment, h, 
         ci > 0 AND close_times[ci] <= toDateTime(@bound) AS closed,
         close_times[ci] AS ct,
         close_statuses[ci] AS cs,
-        amounts[arrayCount(x -> x <= ct, fact_times)] AS close_amount
+        arrayCount(x -> x <= ct, fact_times) AS cfi,
+        amounts[cfi] AS close_amount,
+        reinterpretAsUInt32(currencies[cfi]) AS close_currency
     FROM {from}
     {prewhere}
     WHERE tenant = @tenant AND {where} AND toUInt32(first_at) > 0 AND first_at <= toDateTime(@bound)
@@ -160,6 +165,8 @@ type stateRow struct {
 type dealRow struct {
 	Opportunity string
 	Amount      float64
+	// Currency is the currency of Amount ("" = none given).
+	Currency    string
 	CloseDate   time.Time
 	Probability float64
 	Owner       string
@@ -171,6 +178,8 @@ type dealRow struct {
 	ClosedAt    time.Time
 	Status      string
 	CloseAmount float64
+	// CloseCurrency is the currency of CloseAmount.
+	CloseCurrency string
 }
 
 // trainingStats are the totals of the training query.
@@ -362,20 +371,23 @@ func (f *Forecaster) deals(ctx context.Context, v *snapshot.View, tenant string,
 	}
 	defer rows.Close()
 	out := &chunks[dealRow]{}
+	var codes currencyCodes
 	for rows.Next() {
 		var (
-			r      dealRow
-			h      uint8
-			closed uint8
+			r         dealRow
+			h         uint8
+			closed    uint8
+			cur, ccur uint32
 		)
-		if err := rows.Scan(&r.Opportunity, &r.Amount, &r.CloseDate, &r.Probability, &r.Owner, &r.Team, &r.Segment,
-			&h, &r.LastAt, &closed, &r.ClosedAt, &r.Status, &r.CloseAmount); err != nil {
+		if err := rows.Scan(&r.Opportunity, &r.Amount, &cur, &r.CloseDate, &r.Probability, &r.Owner, &r.Team, &r.Segment,
+			&h, &r.LastAt, &closed, &r.ClosedAt, &r.Status, &r.CloseAmount, &ccur); err != nil {
 			return nil, fmt.Errorf("forecast open deals: scan: %w", err)
 		}
 		r.Step, r.Closed = int(h), closed == 1
+		r.Currency, r.CloseCurrency = codes.code(cur), codes.code(ccur)
 		r.CloseDate, r.LastAt, r.ClosedAt = r.CloseDate.UTC(), r.LastAt.UTC(), r.ClosedAt.UTC()
 		if !r.Closed {
-			r.ClosedAt, r.Status, r.CloseAmount = time.Time{}, "", 0
+			r.ClosedAt, r.Status, r.CloseAmount, r.CloseCurrency = time.Time{}, "", 0, ""
 		}
 		if r.CloseDate.Unix() <= 0 {
 			r.CloseDate = time.Time{}

@@ -341,8 +341,8 @@ func forecastTables(res any, f formatter) (string, []table) {
 	pipe := table{name: "pipeline", header: []string{"breakdown", "key", "deals", "amount", "expected", "p10", "p90", "crm_weighted"}}
 	add := func(breakdown string, gs ...forecast.Group) {
 		for _, g := range gs {
-			pipe.rows = append(pipe.rows, []string{breakdown, f.text(g.Key), strconv.Itoa(g.Deals), f.amount(g.Amount),
-				f.amount(g.Expected), opt(g.P10), opt(g.P90), f.amount(g.CRMWeighted)})
+			pipe.rows = append(pipe.rows, []string{breakdown, f.text(g.Key), strconv.Itoa(g.Deals), f.money(g.Amount),
+				f.money(g.Expected), opt(g.P10), opt(g.P90), f.money(g.CRMWeighted)})
 		}
 	}
 	add("total", r.Pipeline.Total)
@@ -375,7 +375,7 @@ func forecastTables(res any, f formatter) (string, []table) {
 				pct = strconv.FormatFloat(*w.a.PctError, 'f', 1, 64)
 			}
 			acc.rows = append(acc.rows, []string{w.name, bt.Date.Format(time.DateOnly), bt.PeriodEnd.Format(time.DateOnly), strconv.FormatBool(bt.Complete),
-				strconv.Itoa(bt.Deals), f.amount(w.a.Forecast), f.amount(w.a.Actual), f.amount(w.a.Error), pct,
+				strconv.Itoa(bt.Deals), f.money(w.a.Forecast), f.money(w.a.Actual), f.money(w.a.Error), pct,
 				strconv.FormatFloat(w.a.Brier, 'f', 4, 64)})
 			for _, b := range w.a.Calibration {
 				cal.rows = append(cal.rows, []string{w.name, strconv.FormatFloat(b.Lo, 'f', 2, 64), strconv.FormatFloat(b.Hi, 'f', 2, 64),
