@@ -120,7 +120,7 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	qctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	pin := snapshot.New(st.Conn())
-	res, err := api.Query(qctx, metrics.NewWithOptions(st.Conn(), metrics.Options{Pinner: pin, Rates: rates}), forecast.NewWithPinner(st.Conn(), pin), l, ep.Name, c.Tenant, v)
+	res, err := api.Query(qctx, metrics.NewWithOptions(st.Conn(), metrics.Options{Pinner: pin, Rates: rates}), forecast.NewWithOptions(st.Conn(), forecast.Options{Pinner: pin, Rates: rates}), l, ep.Name, c.Tenant, v)
 	var le *metrics.LadderError
 	if errors.As(err, &le) {
 		replay := "commitflow replay --tenant " + c.Tenant

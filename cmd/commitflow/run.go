@@ -204,7 +204,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := apiCfg.Answers.Instrument(reg); err != nil {
 		return err
 	}
-	handler := api.New(apiCfg, q, forecast.NewWithPinner(pools.api.Conn(), pin), log)
+	handler := api.New(apiCfg, q, forecast.NewWithOptions(pools.api.Conn(), forecast.Options{Pinner: pin, Rates: rates}), log)
 
 	ln, err := net.Listen("tcp", c.HTTP)
 	if err != nil {

@@ -46,7 +46,7 @@ func Endpoints() []Endpoint {
 		{"movement", "/v1/movement", "how the pipeline moved between from and to: new, advanced, regressed, stalled, pulled in, pushed out, won, lost", []Param{
 			paramFrom, paramTo, paramAsOf, paramCurrency,
 		}},
-		{"forecast", "/v1/forecast", "commitment-weighted pipeline beside the CRM weighting; back-test", forecastParams(paramAsOf)},
+		{"forecast", "/v1/forecast", "commitment-weighted pipeline beside the CRM weighting; back-test", forecastParams(paramAsOf, paramCurrency)},
 		{"cycle-time", "/v1/cycle-time", "days from creation (or from reaching a step) to close of the deals won, lost and closed in [from, to)", []Param{
 			paramFrom, paramTo, paramAsOf,
 			{"from_step", "start at reaching this ladder step (its key); default the deal's creation"},

@@ -12,8 +12,9 @@ import (
 	"github.com/commitflow/commitflow/internal/ladder"
 )
 
-// forecastParams are the parameters of GET /v1/forecast.
-func forecastParams(asOf Param) []Param {
+// forecastParams are the parameters of GET /v1/forecast, with the shared
+// as_of and currency.
+func forecastParams(asOf, currency Param) []Param {
 	return []Param{
 		asOf,
 		{"backtest", "back-test: what each weighting forecast at this date (before as_of) against what was won by the period end"},
@@ -24,6 +25,7 @@ func forecastParams(asOf Param) []Param {
 		{"prior_strength", fmt.Sprintf("weight of the Beta prior toward the coarser rate, in samples; default %d", forecast.DefaultPriorStrength)},
 		{"draws", fmt.Sprintf("Monte Carlo draws for P10/P90, 1..%d; default %d", forecast.MaxDraws, forecast.DefaultDraws)},
 		{"seed", "seed of the Monte Carlo draws; default 1"},
+		currency,
 	}
 }
 
@@ -39,6 +41,7 @@ func ParseForecast(v url.Values) (forecast.Query, error) {
 		Draws:           p.integer("draws", forecast.DefaultDraws, 1, forecast.MaxDraws),
 		Seed:            uint64(p.integer("seed", forecast.DefaultSeed, 1, 1<<31-1)),
 		PriorStrength:   forecast.DefaultPriorStrength,
+		Currency:        p.currency("currency"),
 	}
 	if q.AsOf.IsZero() {
 		q.AsOf = time.Now().UTC().Truncate(time.Second)

@@ -1,0 +1,108 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/commitflow/commitflow/internal/forecast"
+	"github.com/commitflow/commitflow/internal/fx"
+	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/store"
+	"github.com/commitflow/commitflow/internal/store/storetest"
+)
+
+// TestForecastCurrencies serves the forecast of a 1000 USD deal and a
+// 2000 EUR deal without and with a rate table: null scalars beside the
+// figures per currency, then converted at the rates of as_of to the
+// table's base or to the currency asked for; the currency parameter
+// refused where nothing can convert to it.
+func TestForecastCurrencies(t *testing.T) {
+	st := storetest.Open(t, store.Options{})
+	l := ladder.Default()
+	var rows []store.DerivedRow
+	for _, o := range []struct {
+		opp
+		cur string
+	}{
+		{opp{"acme", "a-1", "ann", "east", 1000, "2024-01-05", []string{"2024-01-10"}, "", "", "", ""}, "USD"},
+		{opp{"acme", "a-2", "bob", "west", 2000, "2024-01-08", []string{"2024-01-15"}, "", "", "", ""}, "EUR"},
+	} {
+		for _, r := range o.rows(l) {
+			r.Currency = o.cur
+			rows = append(rows, r)
+		}
+	}
+	if err := st.InsertDerivedWithStates(context.Background(), rows, l.Len()); err != nil {
+		t.Fatal(err)
+	}
+	tab, err := fx.Parse(strings.NewReader("date,currency,rate\n2024-01-01,EUR,1.10\n2024-06-01,EUR,1.20\n"), "USD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(f *forecast.Forecaster) *httptest.Server {
+		cfg := Config{Ladder: l, Tokens: map[string]string{tokenAcme: "acme"}}
+		return httptest.NewServer(New(cfg, metrics.New(st.Conn()), f, slog.New(slog.DiscardHandler)))
+	}
+	plain := serve(forecast.New(st.Conn()))
+	defer plain.Close()
+	conv := serve(forecast.NewWithOptions(st.Conn(), forecast.Options{Rates: tab}))
+	defer conv.Close()
+
+	type obj = map[string]any
+	code, _, body, raw := get(t, plain, "/v1/forecast?as_of=2024-07-01&draws=100", tokenAcme)
+	if code != 200 {
+		t.Fatalf("forecast: %d %s", code, raw)
+	}
+	total := body["pipeline"].(obj)["total"].(obj)
+	by, _ := total["amounts_by_currency"].(obj)
+	if total["deals"] != 2.0 || total["amount"] != nil || total["expected"] != nil || total["crm_weighted"] != nil || total["p10"] != nil ||
+		len(by) != 2 || by["USD"].(obj)["amount"] != 1000.0 || by["EUR"].(obj)["amount"] != 2000.0 || by["EUR"].(obj)["p10"] == nil {
+		t.Fatalf("forecast in USD and EUR without rates: %s", raw)
+	}
+	if d := body["definitions"].(obj); d["currency"] != "" || d["converted"] != nil || !strings.Contains(d["currencies"].(string), "never added") {
+		t.Errorf("forecast definitions: %v", d)
+	}
+	for _, c := range []struct {
+		path  string
+		want  float64
+		to    string
+		rates string
+	}{
+		{"/v1/forecast?as_of=2024-07-01&draws=100", 1000 + 2000*1.20, "USD", "2024-07-01"},
+		{"/v1/forecast?as_of=2024-03-01&draws=100", 1000 + 2000*1.10, "USD", "2024-03-01"},
+		{"/v1/forecast?as_of=2024-07-01&draws=100&currency=eur", 1000/1.20 + 2000, "EUR", "2024-07-01"},
+	} {
+		code, _, body, raw := get(t, conv, c.path, tokenAcme)
+		if code != 200 {
+			t.Errorf("GET %s: %d %s", c.path, code, raw)
+			continue
+		}
+		total := body["pipeline"].(obj)["total"].(obj)
+		if x, ok := total["amount"].(float64); !ok || math.Abs(x-c.want) > 1e-9 || total["p10"] == nil {
+			t.Errorf("GET %s: amount %v, p10 %v; want %v and a spread", c.path, total["amount"], total["p10"], c.want)
+		}
+		d := body["definitions"].(obj)
+		cv, _ := d["converted"].(obj)
+		if d["currency"] != c.to || cv["to"] != c.to || cv["rates_on"] != c.rates {
+			t.Errorf("GET %s: definitions currency %v, converted %v", c.path, d["currency"], cv)
+		}
+	}
+	for _, c := range []struct {
+		srv        *httptest.Server
+		path, want string
+	}{
+		{plain, "/v1/forecast?currency=EUR", "no rate table"},
+		{conv, "/v1/forecast?currency=CHF", "CHF is not in the rate table"},
+		{conv, "/v1/forecast?currency=EURO", "not an ISO 4217 currency code"},
+	} {
+		code, _, body, raw := get(t, c.srv, c.path, tokenAcme)
+		if code != 400 || body["param"] != "currency" || !strings.Contains(raw, c.want) {
+			t.Errorf("GET %s: %d %s, want 400 on currency: %s", c.path, code, raw, c.want)
+		}
+	}
+}
