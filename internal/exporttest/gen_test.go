@@ -14,7 +14,9 @@ const (
 	// open stage, so that a sub-case that fails only for them can be
 	// skipped while the rest is checked.
 	tenantReopened = "acme-reopened"
-	crmSource      = "salesforce"
+	// tenantFX holds the deals of an fx book (see generate).
+	tenantFX  = "acme-fx"
+	crmSource = "salesforce"
 	// callSource sorts before crmSource: a call and a CRM edit at one
 	// instant fold call first.
 	callSource = "gong"
@@ -49,11 +51,15 @@ var stageProbability = map[string]float64{
 }
 
 var (
-	owners   = []string{"ann", "bob", "cy", "dee"}
-	teamOf   = map[string]string{"ann": "east", "bob": "east", "cy": "west", "dee": "west"}
-	segments = []string{"smb", "mid", "ent"}
-	sources  = []string{"web", "partner", "outbound"}
-	products = []string{"core", "plus"}
+	// currencies are those of generateFX's deals, "" for none given.
+	currencies = []string{"USD", "EUR", "GBP", ""}
+	regions    = []string{"emea", "amer", "apac"}
+	dealTypes  = []string{"new", "renewal"}
+	owners     = []string{"ann", "bob", "cy", "dee"}
+	teamOf     = map[string]string{"ann": "east", "bob": "east", "cy": "west", "dee": "west"}
+	segments   = []string{"smb", "mid", "ent"}
+	sources    = []string{"web", "partner", "outbound"}
+	products   = []string{"core", "plus"}
 )
 
 // dealGen writes the events of one opportunity in the order the CRM made
@@ -69,6 +75,8 @@ type dealGen struct {
 	close time.Time // the CRM close date
 	owner string
 	n     int
+	// fx: the deal is one of an fx book's (see generate).
+	fx bool
 }
 
 func (g *dealGen) add(at time.Time, source string, typ event.Type, p event.Payload) {
@@ -119,7 +127,7 @@ func (g *dealGen) edit() {
 		case r < 9: // back into a stage entered before (possibly the current one: no change)
 			g.toStage(g.seen[g.rng.Intn(len(g.seen))])
 		case r < 12:
-			g.add(g.at, crmSource, event.AmountChanged, &event.AmountChange{To: g.amount(), Currency: "USD"})
+			g.amountChange()
 		case r < 15: // pushed out or pulled in
 			to := g.close.AddDate(0, 0, g.rng.Intn(61)-20)
 			if to.Before(start) {
@@ -136,9 +144,42 @@ func (g *dealGen) edit() {
 				ContactID: fmt.Sprintf("c-%s-%d", g.opp, g.n), Email: g.buyer(), Role: "Champion"})
 		default:
 			g.add(g.at, crmSource, event.OpportunityUpdated, &event.Opportunity{
-				Segment: segments[g.rng.Intn(len(segments))], Product: products[g.rng.Intn(len(products))]})
+				Segment: segments[g.rng.Intn(len(segments))], Product: products[g.rng.Intn(len(products))], Attributes: g.attrs()})
 		}
 	}
+}
+
+// amountChange is an amount_changed: in USD, or for an fx deal sometimes
+// in another currency (a switch) or cleared.
+func (g *dealGen) amountChange() {
+	if !g.fx {
+		g.add(g.at, crmSource, event.AmountChanged, &event.AmountChange{To: g.amount(), Currency: "USD"})
+		return
+	}
+	switch g.rng.Intn(6) {
+	case 0:
+		g.add(g.at, crmSource, event.AmountChanged, &event.AmountChange{Cleared: true})
+	case 1, 2:
+		g.add(g.at, crmSource, event.AmountChanged, &event.AmountChange{To: g.amount(), Currency: currencies[g.rng.Intn(len(currencies))]})
+	default: // the currency is left out: unchanged
+		g.add(g.at, crmSource, event.AmountChanged, &event.AmountChange{To: g.amount()})
+	}
+}
+
+// attrs are the free attributes an edit of an fx deal sets, changes or
+// clears (an empty value); nil for other deals.
+func (g *dealGen) attrs() map[string]string {
+	if !g.fx || g.rng.Intn(3) == 0 {
+		return nil
+	}
+	m := map[string]string{"region": ""}
+	if g.rng.Intn(4) > 0 {
+		m["region"] = regions[g.rng.Intn(len(regions))]
+	}
+	if g.rng.Intn(2) == 0 {
+		m["deal_type"] = dealTypes[g.rng.Intn(len(dealTypes))]
+	}
+	return m
 }
 
 // buyer is one of the deal's four buyer-side people.
@@ -171,7 +212,56 @@ func (g *dealGen) call() {
 	case 3:
 		c.NextMeetingBooked = true
 	}
+	if g.fx {
+		g.fxCall(at, c)
+	}
 	g.add(at, callSource, event.CallCompleted, c)
+}
+
+// fxCall adds to a call of an fx deal: due dates of buyer action items
+// (a second item, without an owner e-mail, sometimes), sometimes no
+// participants but the seller, and a CRM meeting of the same conversation
+// (logged an hour later sharing a participant, or listing none), which
+// must not count as an interaction of its own.
+func (g *dealGen) fxCall(at time.Time, c *event.Call) {
+	if g.rng.Intn(3) == 0 {
+		c.ActionItems = append(c.ActionItems, event.ActionItem{Text: "Send the security questionnaire", OwnerSide: event.Buyer})
+	}
+	for i := range c.ActionItems {
+		if c.ActionItems[i].OwnerSide == event.Buyer && g.rng.Intn(4) > 0 {
+			due := at.AddDate(0, 0, 1+g.rng.Intn(12))
+			c.ActionItems[i].DueAt = &due
+		}
+	}
+	if g.rng.Intn(3) == 0 {
+		m := &event.Activity{Kind: event.ActivityMeeting, Subject: c.Title}
+		if g.rng.Intn(2) == 0 {
+			m.Participants = c.Participants[len(c.Participants)-1:]
+		}
+		g.add(at.Add(time.Hour), crmSource, event.ActivityLogged, m)
+	}
+}
+
+// meeting is a CRM meeting of an fx deal: held (with a buyer, without
+// one, or with nobody listed) or scheduled, a follow-up for the held ones
+// before it.
+func (g *dealGen) meeting() {
+	at := g.at.Add(time.Duration(9+g.rng.Intn(8)) * time.Hour)
+	m := &event.Activity{Kind: event.ActivityMeeting, Subject: "Check-in"}
+	switch g.rng.Intn(5) {
+	case 0:
+		m.Status = "scheduled"
+		m.Subject = "Next meeting"
+	case 1:
+		m.Participants = []event.Participant{{Email: g.owner + "@seller.example", Side: event.Seller}}
+	case 2:
+		m.Subject = "Working session"
+		m.Status = "completed"
+		m.Participants = []event.Participant{{Email: g.buyer(), Side: event.Buyer}}
+	default:
+		m.Participants = []event.Participant{{Email: g.owner + "@seller.example", Side: event.Seller}, {Email: g.buyer(), Side: event.Buyer}}
+	}
+	g.add(at, crmSource, event.ActivityLogged, m)
 }
 
 func (g *dealGen) closeWon() {
@@ -195,16 +285,32 @@ func (g *dealGen) closeLost() {
 	if g.rng.Intn(3) == 0 {
 		reason = "no decision"
 	}
-	g.add(g.at, crmSource, event.ClosedLost, &event.Lost{Reason: reason, Competitor: "other"})
+	p := &event.Lost{Reason: reason, Competitor: "other"}
+	if g.fx && g.rng.Intn(2) == 0 { // the amount lost, sometimes in another currency
+		p.Amount = g.amount()
+		if g.rng.Intn(3) == 0 {
+			p.Currency = currencies[g.rng.Intn(len(currencies))]
+		}
+	}
+	g.add(g.at, crmSource, event.ClosedLost, p)
 }
 
 // generate returns the input events of n opportunities, each
-// opportunity's in the order they were made.
-func generate(seed int64, n int) []event.Event {
+// opportunity's in the order they were made. The deals of an fx book
+// (tenant tenantFX) also have amounts in USD, EUR, GBP or none, switch
+// currency, clear their amount, lose with an amount, carry free
+// attributes (region, deal_type) set, changed and cleared over time, hold
+// CRM meetings (some logging a recorded call's conversation) and promise
+// buyer actions with due dates.
+func generate(seed int64, n int, fx bool) []event.Event {
 	rng := rand.New(rand.NewSource(seed))
+	prefix := "opp"
+	if fx {
+		prefix = "fx"
+	}
 	var all []event.Event
 	for i := 0; i < n; i++ {
-		g := &dealGen{rng: rng, opp: fmt.Sprintf("opp-%04d", i)}
+		g := &dealGen{rng: rng, opp: fmt.Sprintf("%s-%04d", prefix, i), fx: fx}
 		g.at = start.AddDate(0, 0, rng.Intn(240))
 		if rng.Intn(8) == 0 {
 			g.at = busyDay
@@ -214,11 +320,16 @@ func generate(seed int64, n int) []event.Event {
 		g.close = g.at.AddDate(0, 0, 30+rng.Intn(90))
 		g.owner = owners[rng.Intn(len(owners))]
 		st := openStages[g.stage]
-		g.add(g.at, crmSource, event.OpportunityCreated, &event.Opportunity{
+		created := &event.Opportunity{
 			Name: "Deal " + g.opp, Amount: g.amount(), Currency: "USD", CloseDate: event.Date(g.close.Format(time.DateOnly)),
 			Stage: st, Probability: stageProbability[st], OwnerID: g.owner, Team: teamOf[g.owner],
 			Segment: segments[rng.Intn(len(segments))], LeadSource: sources[rng.Intn(len(sources))], Product: products[rng.Intn(len(products))],
-		})
+		}
+		if fx {
+			created.Currency = currencies[rng.Intn(len(currencies))]
+			created.Attributes = g.attrs()
+		}
+		g.add(g.at, crmSource, event.OpportunityCreated, created)
 		if rng.Intn(4) == 0 { // the rest of the creating edit, at the same instant
 			g.edit()
 		}
@@ -227,6 +338,9 @@ func generate(seed int64, n int) []event.Event {
 			g.edit()
 			if rng.Intn(3) == 0 {
 				g.call()
+			}
+			if fx && rng.Intn(3) == 0 {
+				g.meeting()
 			}
 		}
 		g.next()
@@ -258,7 +372,12 @@ func generate(seed int64, n int) []event.Event {
 			g.at = g.at.AddDate(0, 0, 1+rng.Intn(30))
 			g.toStage(rng.Intn(len(openStages)))
 		}
-		if reopened {
+		switch {
+		case fx:
+			for i := range g.evs {
+				g.evs[i].Tenant = tenantFX
+			}
+		case reopened:
 			for i := range g.evs {
 				g.evs[i].Tenant = tenantReopened
 			}
