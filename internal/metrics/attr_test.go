@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand"
 	"slices"
 	"testing"
@@ -17,7 +18,8 @@ import (
 // event (one CRM edit as several events).
 func withRegions(rng *rand.Rand, deals map[string][]event.Event) {
 	regions := []string{"EMEA", "APAC", "AMER", ""}
-	for opp, evs := range deals {
+	for _, opp := range slices.Sorted(maps.Keys(deals)) { // in a fixed order: the same data every run
+		evs := deals[opp]
 		for j := rng.Intn(4); j > 0; j-- {
 			base := evs[rng.Intn(len(evs))]
 			at := base.OccurredAt

@@ -3,8 +3,10 @@ package metrics
 import (
 	"context"
 	"errors"
+	"maps"
 	"math"
 	"math/rand"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,8 +22,8 @@ import (
 // losses report the amount lost in another.
 func rawCurrencies(rng *rand.Rand, deals map[string][]event.Event) {
 	codes := []string{"USD", "EUR", "GBP", "", "usd", "eur"}
-	for _, evs := range deals {
-		for _, e := range evs {
+	for _, opp := range slices.Sorted(maps.Keys(deals)) { // in a fixed order: the same data every run
+		for _, e := range deals[opp] {
 			switch p := e.Payload.(type) {
 			case *event.Opportunity:
 				p.Currency = codes[rng.Intn(len(codes))]
