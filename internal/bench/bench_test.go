@@ -152,10 +152,11 @@ func TestDeriveResultWrite(t *testing.T) {
 func TestConcurrentResultWrite(t *testing.T) {
 	r := APIResult{Events: 1000000, Concurrent: &Concurrent{Clients: 200, Duration: 30 * time.Second, Cache: true,
 		Requests: 60000, OK: 59000, Busy: 990, Errors: 10,
-		P50: 40 * time.Millisecond, P95: 120 * time.Millisecond, P99: 250 * time.Millisecond, Max: 2 * time.Second}}
+		P50: 40 * time.Millisecond, P95: 120 * time.Millisecond, P99: 250 * time.Millisecond, Max: 2 * time.Second,
+		OKP50: 41 * time.Millisecond, OKP95: 130 * time.Millisecond, OKP99: 260 * time.Millisecond}}
 	const want = `1000000 raw events, the dashboard's 8 requests in turn
-clients  seconds  cache  requests/s  p50 ms  p95 ms  p99 ms  max ms  200    503  errors  
-200      30       on     2000        40      120     250     2000    59000  990  10      
+clients  seconds  cache  requests/s  p50 ms  p95 ms  p99 ms  max ms  200    503  errors  200s' p50/p95/p99 ms  
+200      30       on     2000        40      120     250     2000    59000  990  10      41/130/260            
 `
 	var b strings.Builder
 	if err := r.Write(&b); err != nil {

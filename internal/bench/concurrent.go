@@ -21,8 +21,10 @@ type Concurrent struct {
 	// 503s (the server's bound), Errors the rest (other statuses and
 	// failed requests).
 	Requests, OK, Busy, Errors int
-	// P50, P95, P99 and Max are of every answer, whatever its status.
-	P50, P95, P99, Max time.Duration
+	// P50, P95, P99 and Max are of every answer, whatever its status;
+	// OKP50, OKP95 and OKP99 of the 200s alone (a fast 503 is no answer).
+	P50, P95, P99, Max  time.Duration
+	OKP50, OKP95, OKP99 time.Duration
 }
 
 // dashboardQueries are the requests the dashboard's page makes for the
@@ -54,15 +56,15 @@ func concurrent(ctx context.Context, base string, clients int, d time.Duration, 
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var (
-		mu  sync.Mutex
-		lat []time.Duration
-		wg  sync.WaitGroup
+		mu      sync.Mutex
+		lat, ok []time.Duration // every answer's, the 200s'
+		wg      sync.WaitGroup
 	)
 	start := time.Now()
 	for c := range clients {
 		wg.Go(func() {
-			var mine []time.Duration
-			var ok, busy, errs int
+			var mine, mineOK []time.Duration
+			var busy, errs int
 			for i := c; ctx.Err() == nil; i++ {
 				q := qs[i%len(qs)]
 				t0 := time.Now()
@@ -70,10 +72,11 @@ func concurrent(ctx context.Context, base string, clients int, d time.Duration, 
 				if ctx.Err() != nil && code == 0 {
 					break // cut off by the end of the run
 				}
-				mine = append(mine, time.Since(t0))
+				took := time.Since(t0)
+				mine = append(mine, took)
 				switch code {
 				case http.StatusOK:
-					ok++
+					mineOK = append(mineOK, took)
 				case http.StatusServiceUnavailable:
 					busy++
 				default:
@@ -81,20 +84,29 @@ func concurrent(ctx context.Context, base string, clients int, d time.Duration, 
 				}
 			}
 			mu.Lock()
-			lat = append(lat, mine...)
-			res.OK, res.Busy, res.Errors = res.OK+ok, res.Busy+busy, res.Errors+errs
+			lat, ok = append(lat, mine...), append(ok, mineOK...)
+			res.Busy, res.Errors = res.Busy+busy, res.Errors+errs
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
 	res.Duration = time.Since(start)
-	res.Requests = len(lat)
+	res.Requests, res.OK = len(lat), len(ok)
+	res.P50, res.P95, res.P99 = quantile(lat, 50), quantile(lat, 95), quantile(lat, 99)
+	res.OKP50, res.OKP95, res.OKP99 = quantile(ok, 50), quantile(ok, 95), quantile(ok, 99)
 	if len(lat) > 0 {
-		slices.Sort(lat)
-		q := func(p int) time.Duration { return lat[min(len(lat)-1, len(lat)*p/100)] }
-		res.P50, res.P95, res.P99, res.Max = q(50), q(95), q(99), lat[len(lat)-1]
+		res.Max = lat[len(lat)-1]
 	}
 	return res
+}
+
+// quantile sorts d and returns its p-th percentile, 0 when d is empty.
+func quantile(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[min(len(d)-1, len(d)*p/100)]
 }
 
 // getStatus fetches u, discarding the body, and returns the status code,
@@ -123,8 +135,9 @@ func (c Concurrent) Write(w io.Writer) error {
 		cache = "on"
 	}
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	fmt.Fprintf(tw, "clients\tseconds\tcache\trequests/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\t200\t503\terrors\t\n")
-	fmt.Fprintf(tw, "%d\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t%d\t%d\t\n", c.Clients, c.Duration.Seconds(), cache,
-		float64(c.Requests)/c.Duration.Seconds(), ms(c.P50), ms(c.P95), ms(c.P99), ms(c.Max), c.OK, c.Busy, c.Errors)
+	fmt.Fprintf(tw, "clients\tseconds\tcache\trequests/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\t200\t503\terrors\t200s' p50/p95/p99 ms\t\n")
+	fmt.Fprintf(tw, "%d\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t%d\t%d\t%.0f/%.0f/%.0f\t\n", c.Clients, c.Duration.Seconds(), cache,
+		float64(c.Requests)/c.Duration.Seconds(), ms(c.P50), ms(c.P95), ms(c.P99), ms(c.Max), c.OK, c.Busy, c.Errors,
+		ms(c.OKP50), ms(c.OKP95), ms(c.OKP99))
 	return tw.Flush()
 }

@@ -149,7 +149,7 @@ func TestAPIConcurrent(t *testing.T) {
 		if c == nil || c.Requests == 0 || c.OK == 0 || c.Errors != 0 || c.OK+c.Busy != c.Requests || c.Cache != cache {
 			t.Errorf("cache %v: %+v", cache, c)
 		}
-		if c != nil && (c.P50 > c.P95 || c.P95 > c.P99 || c.P99 > c.Max) {
+		if c != nil && (c.P50 > c.P95 || c.P95 > c.P99 || c.P99 > c.Max || c.OKP50 > c.OKP95 || c.OKP95 > c.OKP99 || c.OKP99 > c.Max) {
 			t.Errorf("cache %v: quantiles %+v", cache, c)
 		}
 		t.Logf("cache %v: %+v", cache, *c)
