@@ -94,7 +94,7 @@ func benchAPI(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	var err error
-	if cfg.CacheBytes, err = config.ParseSize(*cacheSize); err != nil {
+	if cfg.CacheBytes, err = answerCacheSize(*cacheSize); err != nil {
 		return fmt.Errorf("bench api: --answer-cache: %w", err)
 	}
 	defer s.close()

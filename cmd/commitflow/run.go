@@ -111,7 +111,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if !open && len(tok) == 0 {
 		return errors.New("no API tokens: set --tokens token=tenant,... (or COMMITFLOW_TOKENS), or use --demo on loopback")
 	}
-	cacheBytes, err := config.ParseSize(*answerCache)
+	cacheBytes, err := answerCacheSize(*answerCache)
 	if err != nil {
 		return fmt.Errorf("--answer-cache: %w", err)
 	}
@@ -296,6 +296,15 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	stopWorkers()
 	workers.Wait()
 	return err
+}
+
+// answerCacheSize parses --answer-cache: a size as config.ParseSize
+// takes it, or 0 for no stored answers.
+func answerCacheSize(s string) (int64, error) {
+	if s == "0" {
+		return 0, nil
+	}
+	return config.ParseSize(s)
 }
 
 // gatewayConfig makes the configuration of POST /v1/events and the
