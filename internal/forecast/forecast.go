@@ -594,21 +594,27 @@ const (
 
 // spread runs the Monte Carlo of the open deals ds, grouped by close
 // period (periodIdx): per currency with amounts (in total), of that
-// currency's deals; for
-// the scalars, with a rate table, of every deal's amount converted at m's
-// rates, else the spread of the answer's one currency.
+// currency's deals; for the scalars, with a rate table, of every deal's
+// amount converted at m's rates, else the spread of the answer's one
+// currency. The simulations are independent and run concurrently.
 func spread(p params, m money, codes []string, cells []mcCell, ds []scored,
 	periodIdx map[string]int, total *sums) spreads {
 	groups := len(periodIdx)
 	sp := spreads{byCur: make([]*spreadResult, len(codes))}
 	byCur := make([][]mcDeal, len(codes))
+	withAmounts := 0
 	for c, a := range total.by {
 		if !a.zero() {
 			byCur[c] = make([]mcDeal, 0, a.Deals)
+			withAmounts++
 		}
 	}
+	// With one currency, the converted amounts' spread is that
+	// currency's times its rate (the simulation is linear in the amounts:
+	// the same draws, sums and quantiles scaled); with several, it needs
+	// a simulation of its own.
 	var conv []mcDeal
-	if m.rates != nil {
+	if m.rates != nil && withAmounts > 1 {
 		conv = make([]mcDeal, 0, len(ds))
 	}
 	for i := range ds {
@@ -618,22 +624,37 @@ func spread(p params, m money, codes []string, cells []mcCell, ds []scored,
 		}
 		md := mcDeal{cell: d.cell, group: periodIdx[d.period], amount: d.Amount}
 		byCur[d.cur] = append(byCur[d.cur], md)
-		if m.rates != nil {
+		if conv != nil {
 			md.amount *= m.rates[codes[d.cur]]
 			conv = append(conv, md)
 		}
 	}
+	var wg sync.WaitGroup
+	run := func(deals []mcDeal, out **spreadResult) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := simulate(cells, deals, groups, p.Draws, p.Seed)
+			*out = &r
+		}()
+	}
 	for c, mds := range byCur {
 		if mds != nil {
-			r := simulate(cells, mds, groups, p.Draws, p.Seed)
-			sp.byCur[c] = &r
+			run(mds, &sp.byCur[c])
 		}
 	}
+	if conv != nil {
+		run(conv, &sp.scalar)
+	}
+	wg.Wait()
 	switch {
-	case m.mixed:
-	case m.rates != nil && len(conv) > 0:
-		r := simulate(cells, conv, groups, p.Draws, p.Seed)
-		sp.scalar = &r
+	case m.mixed || conv != nil:
+	case m.rates != nil:
+		for c, r := range sp.byCur {
+			if r != nil {
+				sp.scalar = r.scaled(m.rates[codes[c]])
+			}
+		}
 	default:
 		for c, code := range codes {
 			if code == m.cur && sp.byCur[c] != nil {

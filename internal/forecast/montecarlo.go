@@ -116,6 +116,17 @@ func simulate(cells []mcCell, deals []mcDeal, groups, draws int, seed uint64) sp
 	return res
 }
 
+// scaled returns r with every amount multiplied by k > 0: the spread of
+// the same deals with their amounts multiplied by k.
+func (r *spreadResult) scaled(k float64) *spreadResult {
+	out := &spreadResult{totalP10: r.totalP10 * k, totalP90: r.totalP90 * k,
+		groupP10: make([]float64, len(r.groupP10)), groupP90: make([]float64, len(r.groupP90))}
+	for g := range r.groupP10 {
+		out.groupP10[g], out.groupP90[g] = r.groupP10[g]*k, r.groupP90[g]*k
+	}
+	return out
+}
+
 // quantiles returns the 10th and 90th percentiles of xs (linear
 // interpolation between order statistics); xs is sorted in place.
 func quantiles(xs []float64) (p10, p90 float64) {

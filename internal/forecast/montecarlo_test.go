@@ -32,6 +32,36 @@ func TestSimulateDeterministic(t *testing.T) {
 	}
 }
 
+// TestSimulateLinear: the spread of amounts multiplied by k is the
+// spread times k (what a one-currency answer's conversion relies on),
+// for groups drawn deal by deal and by the normal approximation.
+func TestSimulateLinear(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for i := 0; i < 30; i++ {
+		cells, deals, groups := randomMC(r)
+		if i%3 == 0 { // one group above exactLimit
+			for j := 0; j < 3*exactLimit; j++ {
+				deals = append(deals, mcDeal{cell: r.IntN(len(cells)), amount: 1000 * r.Float64()})
+			}
+		}
+		k := 0.5 + 2*r.Float64()
+		conv := make([]mcDeal, len(deals))
+		for j, d := range deals {
+			conv[j] = mcDeal{cell: d.cell, group: d.group, amount: d.amount * k}
+		}
+		res := simulate(cells, deals, groups, 500, 9)
+		got := res.scaled(k)
+		want := simulate(cells, conv, groups, 500, 9)
+		ok := nearRel(got.totalP10, want.totalP10) && nearRel(got.totalP90, want.totalP90)
+		for g := 0; g < groups; g++ {
+			ok = ok && nearRel(got.groupP10[g], want.groupP10[g]) && nearRel(got.groupP90[g], want.groupP90[g])
+		}
+		if !ok {
+			t.Fatalf("scaled by %v: %+v; simulated %+v", k, got, want)
+		}
+	}
+}
+
 func TestSimulateBracketsExpected(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for i := 0; i < 50; i++ {
