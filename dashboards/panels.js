@@ -290,9 +290,9 @@ function drawForecast(res, ladderSteps) {
   const stepKey = (i) => (i >= 1 && i <= ladderSteps.length ? ladderSteps[i - 1].key : (i === 0 ? "none yet" : ""));
   const nodes = [
     summary([
-      ["open deals", num(t.deals)], ["open pipeline", money(t.amount)],
-      ["commitment-weighted", money(t.expected)], ["P10 – P90", `${money(t.p10)} – ${money(t.p90)}`],
-      ["CRM-weighted", money(t.crm_weighted)],
+      ["open deals", num(t.deals)], ["open pipeline", amount(t, "amount")],
+      ["commitment-weighted", amount(t, "expected")], ["P10 – P90", spread(t)],
+      ["CRM-weighted", amount(t, "crm_weighted")],
     ]),
     el("p", { class: "hint" },
       `Forecast at ${day(d.forecast_at)}, wins within ${d.horizon_days} days; learned from ${num(sm.training_samples)} ` +
@@ -306,15 +306,15 @@ function drawForecast(res, ladderSteps) {
         el("span", { class: "key converted" }), "commitment-weighted (P10–P90 whisker)",
         el("span", { class: "key crm" }), "CRM-weighted"),
       table(["close period", "", "deals", "pipeline", "commitment", "P10 – P90", "CRM"],
-        periods.map((g) => [g.key || "(no date)", forecastBar(g, max), num(g.deals), money(g.amount),
-          money(g.expected), `${money(g.p10)} – ${money(g.p90)}`, money(g.crm_weighted)])));
+        periods.map((g) => [g.key || "(no date)", forecastBar(g, max), num(g.deals), amount(g, "amount"),
+          amount(g, "expected"), spread(g), amount(g, "crm_weighted")])));
   }
   const cols = el("div", { class: "cols" });
   for (const [name, rows, link] of [["By owner", pl.by_owner, ownerLink], ["By team", pl.by_team, teamLink]]) {
     if (!rows || !rows.length) continue;
     cols.append(el("div", null, el("h3", null, name), table(["", "deals", "pipeline", "commitment", "CRM"],
-      rows.slice().sort((a, b) => b.expected - a.expected).slice(0, 10).map((g) =>
-        [link(g.key), num(g.deals), money(g.amount), money(g.expected), money(g.crm_weighted)]))));
+      rows.slice(0, 10).map((g) => // the server orders them
+        [link(g.key), num(g.deals), amount(g, "amount"), amount(g, "expected"), amount(g, "crm_weighted")]))));
   }
   nodes.push(cols);
   const steps = (res.model && res.model.steps) || [];
@@ -324,6 +324,16 @@ function drawForecast(res, ladderSteps) {
         pct(e.raw), pct(e.p), `${pct(e.lo)} – ${pct(e.hi)}`])));
   }
   return nodes;
+}
+
+// spread is a figure's P10 – P90: of its one or converted currency, else
+// per currency.
+function spread(g) {
+  if (g.p10 !== null && g.p10 !== undefined) return `${money(g.p10)} – ${money(g.p90)}`;
+  const by = g.amounts_by_currency || {};
+  const parts = Object.keys(by).sort().filter((c) => by[c].p10 !== undefined)
+    .map((c) => `${c || "?"} ${money(by[c].p10)} – ${money(by[c].p90)}`);
+  return parts.length ? parts.join(" · ") : "–";
 }
 
 // forecastBar shows the commitment-weighted expectation with its P10–P90
@@ -345,9 +355,9 @@ function drawBacktest(bt) {
   const rows = [["commitment", bt.commitment || {}], ["CRM", bt.crm || {}]];
   const nodes = [
     el("p", null, `Forecast at ${day(bt.date)}, won by ${day(bt.period_end)}` + (bt.complete ? "." : " (period not over yet: errors are not final).")),
-    el("p", { class: "hint" }, `${num(bt.deals)} deals open (${money(bt.amount)}); ${num(bt.won_deals)} won (${money(bt.won_amount)}).`),
+    el("p", { class: "hint" }, `${num(bt.deals)} deals open (${amount(bt, "amount")}); ${num(bt.won_deals)} won (${amount(bt, "won_amount")}).`),
     table(["weighting", "forecast", "actually won", "error", "error %", "Brier score"],
-      rows.map(([n, a]) => [n, money(a.forecast), money(a.actual), money(a.error),
+      rows.map(([n, a]) => [n, amount(a, "forecast"), amount(a, "actual"), amount(a, "error"),
         // A percentage of a tiny actual is noise, not accuracy.
         a.pct_error === null || a.pct_error === undefined || Math.abs(a.pct_error) > 1000 ? "–" : a.pct_error.toFixed(1) + "%",
         a.brier === undefined || a.brier === null ? "–" : a.brier.toFixed(3)])),
