@@ -46,13 +46,16 @@ func checkAmount(field string, v float64) error {
 // checkCurrency checks that c, if set, is an ISO 4217 code: three letters
 // (folded to upper case where it is used).
 func checkCurrency(field, c string) error {
-	if c == "" {
-		return nil
-	}
-	if len(c) != 3 || !isLetter(c[0]) || !isLetter(c[1]) || !isLetter(c[2]) {
+	if c != "" && !ValidCurrency(c) {
 		return fieldErr(field, "%q is not an ISO 4217 currency code (want three letters, e.g. USD)", c)
 	}
 	return nil
+}
+
+// ValidCurrency reports whether c is three letters, as an ISO 4217 code
+// is (in any case).
+func ValidCurrency(c string) bool {
+	return len(c) == 3 && isLetter(c[0]) && isLetter(c[1]) && isLetter(c[2])
 }
 
 func isLetter(b byte) bool { return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' }

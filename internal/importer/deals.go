@@ -53,6 +53,9 @@ type stageEntry struct {
 // Parse reads a deals CSV; see History.Parse for the errors.
 func (d Deals) Parse(data []byte) (Rows, error) {
 	h := d.History
+	if err := h.checkCurrency(); err != nil {
+		return nil, err
+	}
 	h.Columns.OccurredAt, h.Columns.RowID = h.Columns.CreatedAt, ""
 	header, rows, recs, err := readCSV(data, h.Encoding, h.Comma)
 	if err != nil {

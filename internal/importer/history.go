@@ -109,6 +109,9 @@ type snapshot struct {
 // Parse reads a history CSV. The error is for the file as a whole (no
 // header, a mapped column missing from it); a bad row is a refused Row.
 func (h History) Parse(data []byte) (Rows, error) {
+	if err := h.checkCurrency(); err != nil {
+		return nil, err
+	}
 	header, rows, recs, err := readCSV(data, h.Encoding, h.Comma)
 	if err != nil {
 		return nil, err
@@ -225,6 +228,15 @@ func (h History) index(header []string, extra ...string) (map[string]int, error)
 	return col, nil
 }
 
+// checkCurrency refuses a default currency that is not a code, for the
+// whole file: every row without its own would be refused for it.
+func (h History) checkCurrency() error {
+	if h.Currency != "" && !event.ValidCurrency(h.Currency) {
+		return fmt.Errorf("currency %q is not an ISO 4217 currency code (want three letters, e.g. USD)", h.Currency)
+	}
+	return nil
+}
+
 // snapshot parses one record.
 func (h History) snapshot(rec []string, col map[string]int) (snapshot, error) {
 	c := h.Columns
@@ -268,6 +280,8 @@ func (h History) snapshot(rec []string, col map[string]int) (snapshot, error) {
 	}
 	if s.currency = cell(c.Currency); s.currency == "" {
 		s.currency = h.Currency
+	} else if !event.ValidCurrency(s.currency) {
+		return s, fmt.Errorf("%s: %q is not an ISO 4217 currency code (want three letters, e.g. USD)", c.Currency, s.currency)
 	}
 	if v := cell(c.Amount); v != "" {
 		a, err := strconv.ParseFloat(v, 64)
