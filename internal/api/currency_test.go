@@ -21,28 +21,7 @@ import (
 // to the table's base or to the currency asked for; the currency
 // parameter refused where nothing can convert to it.
 func TestCurrencies(t *testing.T) {
-	st := storetest.Open(t, store.Options{})
-	l := ladder.Default()
-	var rows []store.DerivedRow
-	for _, o := range []struct {
-		opp
-		cur string
-	}{
-		{opp{"acme", "a-1", "ann", "east", 1000, "2024-01-05", []string{"2024-01-10"}, "", "", "", ""}, "USD"},
-		{opp{"acme", "a-2", "bob", "west", 2000, "2024-01-08", []string{"2024-01-15"}, "", "", "", ""}, "EUR"},
-	} {
-		for _, r := range o.rows(l) {
-			r.Currency = o.cur
-			rows = append(rows, r)
-		}
-	}
-	if err := st.InsertDerivedWithStates(context.Background(), rows, l.Len()); err != nil {
-		t.Fatal(err)
-	}
-	tab, err := fx.Parse(strings.NewReader("date,currency,rate\n2024-01-01,EUR,1.10\n2024-06-01,EUR,1.20\n"), "USD")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, l, tab := twoCurrencyBook(t)
 	serve := func(q *metrics.Querier) *httptest.Server {
 		cfg := Config{Ladder: l, Tokens: map[string]string{tokenAcme: "acme"}}
 		return httptest.NewServer(New(cfg, q, forecast.New(st.Conn()), slog.New(slog.DiscardHandler)))
@@ -112,4 +91,34 @@ func TestCurrencies(t *testing.T) {
 			t.Errorf("GET %s: %d %s, want 400 on currency: %s", c.path, code, raw, c.want)
 		}
 	}
+}
+
+// twoCurrencyBook stores a 1000 USD deal and a 2000 EUR deal of tenant acme
+// and returns the store, the ladder and a rate table in USD whose EUR rate
+// changes on 2024-06-01.
+func twoCurrencyBook(t *testing.T) (*store.Store, *ladder.Ladder, *fx.Table) {
+	t.Helper()
+	st := storetest.Open(t, store.Options{})
+	l := ladder.Default()
+	var rows []store.DerivedRow
+	for _, o := range []struct {
+		opp
+		cur string
+	}{
+		{opp{"acme", "a-1", "ann", "east", 1000, "2024-01-05", []string{"2024-01-10"}, "", "", "", ""}, "USD"},
+		{opp{"acme", "a-2", "bob", "west", 2000, "2024-01-08", []string{"2024-01-15"}, "", "", "", ""}, "EUR"},
+	} {
+		for _, r := range o.rows(l) {
+			r.Currency = o.cur
+			rows = append(rows, r)
+		}
+	}
+	if err := st.InsertDerivedWithStates(context.Background(), rows, l.Len()); err != nil {
+		t.Fatal(err)
+	}
+	tab, err := fx.Parse(strings.NewReader("date,currency,rate\n2024-01-01,EUR,1.10\n2024-06-01,EUR,1.20\n"), "USD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, l, tab
 }

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"log/slog"
 	"math"
 	"net/http/httptest"
@@ -9,11 +8,7 @@ import (
 	"testing"
 
 	"github.com/commitflow/commitflow/internal/forecast"
-	"github.com/commitflow/commitflow/internal/fx"
-	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
-	"github.com/commitflow/commitflow/internal/store"
-	"github.com/commitflow/commitflow/internal/store/storetest"
 )
 
 // TestForecastCurrencies serves the forecast of a 1000 USD deal and a
@@ -22,28 +17,7 @@ import (
 // table's base or to the currency asked for; the currency parameter
 // refused where nothing can convert to it.
 func TestForecastCurrencies(t *testing.T) {
-	st := storetest.Open(t, store.Options{})
-	l := ladder.Default()
-	var rows []store.DerivedRow
-	for _, o := range []struct {
-		opp
-		cur string
-	}{
-		{opp{"acme", "a-1", "ann", "east", 1000, "2024-01-05", []string{"2024-01-10"}, "", "", "", ""}, "USD"},
-		{opp{"acme", "a-2", "bob", "west", 2000, "2024-01-08", []string{"2024-01-15"}, "", "", "", ""}, "EUR"},
-	} {
-		for _, r := range o.rows(l) {
-			r.Currency = o.cur
-			rows = append(rows, r)
-		}
-	}
-	if err := st.InsertDerivedWithStates(context.Background(), rows, l.Len()); err != nil {
-		t.Fatal(err)
-	}
-	tab, err := fx.Parse(strings.NewReader("date,currency,rate\n2024-01-01,EUR,1.10\n2024-06-01,EUR,1.20\n"), "USD")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, l, tab := twoCurrencyBook(t)
 	serve := func(f *forecast.Forecaster) *httptest.Server {
 		cfg := Config{Ladder: l, Tokens: map[string]string{tokenAcme: "acme"}}
 		return httptest.NewServer(New(cfg, metrics.New(st.Conn()), f, slog.New(slog.DiscardHandler)))
