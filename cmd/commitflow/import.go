@@ -22,7 +22,7 @@ import (
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	format := fs.String("format", "auto", "file format: ndjson (canonical events), salesforce-history (OpportunityHistory CSV), csv (with --mapping), gong-json (a Gong /v2/calls/extensive response), or auto: csv with --mapping, ndjson for .ndjson/.jsonl/.json, else salesforce-history")
+	format := fs.String("format", "auto", "file format: ndjson (canonical events), salesforce-history (OpportunityHistory CSV), csv (with --mapping), gong-json (a Gong /v2/calls/extensive response), calls-json (generic call records, schemas/calls), or auto: csv with --mapping, ndjson for .ndjson/.jsonl/.json, else salesforce-history")
 	mapping := fs.String("mapping", "", "YAML column-mapping `file` of a generic CSV export: one row per change (shape: history) or one row per deal (shape: deals)")
 	tenant := fs.String("tenant", "demo", "tenant the CSV rows belong to; with NDJSON, when given, an event of another tenant is refused")
 	currency := fs.String("currency", "", "currency of the amounts when the file has no currency column, e.g. USD")
@@ -31,6 +31,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	batch := fs.Int("batch", 5000, "events published and acknowledged at a time; the checkpoint advances after each batch")
 	natsURL := fs.String("nats", "", "NATS `URL`; empty: the embedded server of the commitflow run under --data, while it runs")
 	data := fs.String("data", config.DefaultDataDir(), "data `directory` of commitflow run: where its embedded NATS is found and the import checkpoints are kept")
+	sellers := fs.String("seller-domains", "", "with --format calls-json: the seller's e-mail domains, comma-separated (acme.com,acme.io); a participant or next step whose record gives no side is the seller's when its e-mail is in one of them (or a subdomain), else the buyer's")
 	retry := fs.Duration("publish-retry", bus.DefaultRetryFor, "how long a batch keeps retrying while NATS acknowledges none of its events before import fails; keep it within the streams' duplicate window (2m by default)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: commitflow import [--format F] [--mapping FILE.yaml] [--tenant T] [flags] FILE")
@@ -59,7 +60,11 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
-	rows, key, err := parseImport(content, path, *format, *mapping, *tenant, ndjsonTenant, *currency, *encoding)
+	sellerDomains, err := webhook.ParseSellerDomains(*sellers)
+	if err != nil {
+		return fmt.Errorf("import: --seller-domains: %w", err)
+	}
+	rows, key, err := parseImport(content, path, *format, *mapping, *tenant, ndjsonTenant, *currency, *encoding, sellerDomains)
 	if err != nil {
 		return fmt.Errorf("import: %s: %w", path, err)
 	}
@@ -87,7 +92,8 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // parseImport reads content in the format asked for and returns its rows
 // and the key of its checkpoint.
 // ndjsonTenant is the tenant NDJSON events must have; empty for any.
-func parseImport(content []byte, path, format, mapping, tenant, ndjsonTenant, currency, encoding string) (importer.Rows, string, error) {
+// sellers are the seller's e-mail domains of calls-json.
+func parseImport(content []byte, path, format, mapping, tenant, ndjsonTenant, currency, encoding string, sellers []string) (importer.Rows, string, error) {
 	if format == "auto" {
 		switch ext := strings.ToLower(filepath.Ext(path)); {
 		case mapping != "":
@@ -126,8 +132,11 @@ func parseImport(content []byte, path, format, mapping, tenant, ndjsonTenant, cu
 	case "gong-json":
 		rows, err := gongRows(content, tenant)
 		return rows, importer.Key(content, format, tenant), err
+	case "calls-json":
+		rows, err := callRows(content, tenant, sellers)
+		return rows, importer.Key(content, format, tenant, strings.Join(sellers, ",")), err
 	}
-	return nil, "", fmt.Errorf("--format %q: want ndjson, salesforce-history, csv, gong-json or auto", format)
+	return nil, "", fmt.Errorf("--format %q: want ndjson, salesforce-history, csv, gong-json, calls-json or auto", format)
 }
 
 // gongRows maps the calls of Gong call data (webhook.GongCalls) to rows,
@@ -142,6 +151,32 @@ func gongRows(content []byte, tenant string) (importer.Rows, error) {
 	for i, c := range calls {
 		res, err := webhook.Gong(tenant, c.Data, time.Time{})
 		rows[i] = importer.Row{Line: c.Line, Events: res.Events, Err: err}
+		if len(res.Refused) > 0 {
+			rows[i].Events, rows[i].Err = nil, errors.New(res.Refused[0].Reason)
+		}
+		for _, ev := range rows[i].Events {
+			if err := ev.Validate(); err != nil {
+				rows[i].Events, rows[i].Err = nil, fmt.Errorf("%s: %w", ev.ID, err)
+				break
+			}
+		}
+	}
+	return rows, nil
+}
+
+// callRows maps generic call records (webhook.CallParts) to rows, one a
+// record on the line it starts on, refused with the reason the mapping or
+// event validation gives.
+func callRows(content []byte, tenant string, sellers []string) (importer.Rows, error) {
+	parts, err := webhook.CallParts(content)
+	if err != nil {
+		return nil, err
+	}
+	calls := webhook.CallRecords{SellerDomains: sellers}
+	rows := make(importer.Rows, len(parts))
+	for i, p := range parts {
+		res, err := calls.Map(tenant, p.Data, time.Time{})
+		rows[i] = importer.Row{Line: p.Line, Events: res.Events, Err: err}
 		if len(res.Refused) > 0 {
 			rows[i].Events, rows[i].Err = nil, errors.New(res.Refused[0].Reason)
 		}
