@@ -104,13 +104,13 @@ func TestCallParts(t *testing.T) {
 		})
 	}
 	for body, want := range map[string]string{
-		``:                 "no call records",
-		"  \n":             "no call records",
-		`[]`:               "no call records",
-		`"x"`:              "want call records",
-		rec("1") + "\n7":   "want call records",
+		``:                  "no call records",
+		"  \n":              "no call records",
+		`[]`:                "no call records",
+		`"x"`:               "want call records",
+		rec("1") + "\n7":    "want call records",
 		"{\"id\":\n\"1\"\n": "line 3: not valid JSON",
-		`[{"id":1},`:       "not valid JSON",
+		`[{"id":1},`:        "not valid JSON",
 	} {
 		if _, err := CallParts([]byte(body)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want %q", body, err, want)
