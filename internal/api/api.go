@@ -108,6 +108,28 @@ type route struct {
 // New returns the HTTP handler of the API, dashboard and probes. q and f
 // answer the metric endpoints; logger receives the access log.
 func New(cfg Config, q *metrics.Querier, f *forecast.Forecaster, logger *slog.Logger) http.Handler {
+	s := newServer(cfg, q, f, logger)
+	return s.handler(s.routes())
+}
+
+// NewGateway returns the handler of a gateway alone: POST /v1/events and
+// the webhooks (cfg.Gateway, with cfg.Tokens for the events), /healthz,
+// /readyz and, unless cfg.MetricsElsewhere, /metrics. It answers no
+// reports, so it needs no ClickHouse.
+func NewGateway(cfg Config, logger *slog.Logger) http.Handler {
+	s := newServer(cfg, nil, nil, logger)
+	rts := []route{
+		{"GET /healthz", http.HandlerFunc(healthz)},
+		{"GET /readyz", http.HandlerFunc(s.readyz)},
+	}
+	if !s.cfg.MetricsElsewhere {
+		rts = append(rts, route{"GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})})
+	}
+	return s.handler(append(rts, s.gatewayRoutes()...))
+}
+
+// newServer fills in cfg's defaults and returns the server of the handlers.
+func newServer(cfg Config, q *metrics.Querier, f *forecast.Forecaster, logger *slog.Logger) *server {
 	if cfg.Ladder == nil {
 		cfg.Ladder = ladder.Default()
 	}
@@ -129,11 +151,16 @@ func New(cfg Config, q *metrics.Querier, f *forecast.Forecaster, logger *slog.Lo
 	if s.timeout <= 0 {
 		s.timeout = DefaultTimeout
 	}
+	return s
+}
+
+// handler serves rts, logging and timing every request.
+func (s *server) handler(rts []route) http.Handler {
 	mux := http.NewServeMux()
-	for _, rt := range s.routes() {
+	for _, rt := range rts {
 		mux.Handle(rt.pattern, rt.handler)
 	}
-	return instrument(mux, register(cfg.Registry, logger, requestHistogram()), logger)
+	return instrument(mux, register(s.cfg.Registry, s.logger, requestHistogram()), s.logger)
 }
 
 // routes lists every pattern the handler serves. The OpenAPI document

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -59,6 +60,9 @@ type GatewayConfig struct {
 	// e.g. https://commitflow.example.com, which HubSpot's signature
 	// covers. Empty: the request's Host, with https or http.
 	PublicURL string
+	// RateLimits bounds the requests of each tenant and each source
+	// address (429 with Retry-After past them); zero: no limits.
+	RateLimits RateLimits
 }
 
 // DefaultMaxBody is the body limit when GatewayConfig.MaxBody is 0: 16 MiB,
@@ -116,6 +120,7 @@ type gateway struct {
 	logger  *slog.Logger
 	events  *prometheus.CounterVec
 	ignored *prometheus.CounterVec
+	limits  *rateLimits
 }
 
 // gatewayRoutes lists the routes of the gateway.
@@ -142,20 +147,26 @@ func (s *server) gatewayRoutes() []route {
 	if g.cfg.MaxBody <= 0 {
 		g.cfg.MaxBody = DefaultMaxBody
 	}
-	return []route{
+	g.limits = newRateLimits(g.cfg.RateLimits, reg, logger)
+	rts := []route{
 		{"POST /v1/events", s.authed(g.postEvents)},
 		{"POST /v1/webhooks/hubspot", g.webhook(door{webhook.HubSpotSource, g.cfg.HubSpotSecrets, nil, g.verifyHubSpot, webhook.HubSpot})},
 		{"POST /v1/webhooks/pipedrive", g.webhook(door{webhook.PipedriveSource, g.cfg.PipedriveAuth, nil, g.verifyPipedrive, webhook.Pipedrive})},
 		{"POST /v1/webhooks/salesforce", g.webhook(door{webhook.SalesforceSource, g.cfg.SalesforceSecrets, nil, verifySalesforce, webhook.Salesforce})},
 		{"POST /v1/webhooks/gong", g.webhook(door{webhook.GongSource, g.cfg.GongKeys, []Param{{Name: "key"}}, verifyGong, webhook.Gong})},
 	}
+	for i, rt := range rts { // each door's name is its last path segment
+		rts[i].handler = g.limitIP(path.Base(rt.pattern), rt.handler)
+	}
+	return rts
 }
 
 // gatewayError is an answer of the gateway other than its result.
 type gatewayError struct {
-	status int
-	msg    string
-	param  string
+	status     int
+	msg        string
+	param      string
+	retryAfter time.Duration // of a 429
 }
 
 func (e *gatewayError) Error() string { return e.msg }
@@ -175,6 +186,8 @@ func (g *gateway) fail(w http.ResponseWriter, r *http.Request, err error) {
 		}
 	case http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter/time.Second)))
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", retryAfterSeconds(ge.retryAfter))
 	}
 	writeJSON(w, ge.status, errorBody{Error: ge.msg, Param: ge.param})
 }
@@ -252,6 +265,10 @@ func (g *gateway) postEvents(w http.ResponseWriter, r *http.Request, tenant stri
 	}
 	if g.cfg.Publisher == nil {
 		g.fail(w, r, errNoPublisher)
+		return
+	}
+	if err := g.limitTenant("events", tenant); err != nil {
+		g.fail(w, r, err)
 		return
 	}
 	body, err := g.read(w, r)
@@ -473,6 +490,10 @@ func (g *gateway) webhook(d door) http.Handler {
 		}
 		if err := d.verify(r, body, secret); err != nil {
 			g.logger.WarnContext(r.Context(), "webhook refused", "vendor", d.vendor, "tenant", tenant, "err", err)
+			g.fail(w, r, err)
+			return
+		}
+		if err := g.limitTenant(d.vendor, tenant); err != nil {
 			g.fail(w, r, err)
 			return
 		}
