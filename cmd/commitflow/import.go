@@ -22,7 +22,7 @@ import (
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	format := fs.String("format", "auto", "file format: ndjson (canonical events), salesforce-history (OpportunityHistory CSV), csv (with --mapping), gong-json (a Gong /v2/calls/extensive response), calls-json (generic call records, schemas/calls), or auto: csv with --mapping, ndjson for .ndjson/.jsonl/.json, else salesforce-history")
+	format := fs.String("format", "auto", "file format: ndjson (canonical events), salesforce-history (OpportunityHistory CSV), csv (with --mapping), gong-json (a Gong /v2/calls/extensive response), calls-json (generic call records, schemas/calls), users (a users/owners export: people's names, written to ClickHouse), or auto: csv with --mapping, ndjson for .ndjson/.jsonl/.json, else salesforce-history")
 	mapping := fs.String("mapping", "", "YAML column-mapping `file` of a generic CSV export: one row per change (shape: history) or one row per deal (shape: deals)")
 	tenant := fs.String("tenant", "demo", "tenant the CSV rows belong to; with NDJSON, when given, an event of another tenant is refused")
 	currency := fs.String("currency", "", "currency of the amounts when the file has no currency column, e.g. USD")
@@ -31,6 +31,8 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	batch := fs.Int("batch", 5000, "events published and acknowledged at a time; the checkpoint advances after each batch")
 	natsURL := fs.String("nats", "", "NATS `URL`; empty: the embedded server of the commitflow run under --data, while it runs")
 	data := fs.String("data", config.DefaultDataDir(), "data `directory` of commitflow run: where its embedded NATS is found and the import checkpoints are kept")
+	clickhouse := fs.String("clickhouse", "", "with --format users: ClickHouse `DSN`; empty: the managed server of the commitflow run under --data, while it runs")
+	cluster := fs.String("clickhouse-cluster", "", "with --format users: the ClickHouse cluster `name` of the tables, as given to commitflow run")
 	sellers := fs.String("seller-domains", "", "with --format calls-json: the seller's e-mail domains, comma-separated (acme.com,acme.io); a participant or next step whose record gives no side is the seller's when its e-mail is in one of them (or a subdomain), else the buyer's")
 	retry := fs.Duration("publish-retry", bus.DefaultRetryFor, "how long a batch keeps retrying while NATS acknowledges none of its events before import fails; keep it within the streams' duplicate window (2m by default)")
 	fs.Usage = func() {
@@ -59,6 +61,10 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	content, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
+	}
+	if *format == "users" {
+		return importUsers(ctx, usersImport{path: path, content: content, tenant: *tenant, encoding: *encoding, strict: *strict,
+			clickhouse: *clickhouse, cluster: *cluster, data: *data}, stdout)
 	}
 	sellerDomains, err := webhook.ParseSellerDomains(*sellers)
 	if err != nil {
