@@ -137,7 +137,7 @@ func (s *server) gatewayRoutes() []route {
 		logger: logger,
 		events: register(reg, logger, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "commitflow_gateway_events_total",
-			Help: "Events received over HTTP by door (events, hubspot, pipedrive, salesforce, gong) and result (accepted, duplicate, rejected).",
+			Help: "Events received over HTTP by door (events, hubspot, pipedrive, salesforce, gong, calls) and result (accepted, duplicate, rejected).",
 		}, []string{"door", "result"})),
 		ignored: register(reg, logger, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "commitflow_webhook_ignored_total",
@@ -154,6 +154,7 @@ func (s *server) gatewayRoutes() []route {
 		{"POST /v1/webhooks/pipedrive", g.webhook(door{webhook.PipedriveSource, g.cfg.PipedriveAuth, nil, g.verifyPipedrive, webhook.Pipedrive})},
 		{"POST /v1/webhooks/salesforce", g.webhook(door{webhook.SalesforceSource, g.cfg.SalesforceSecrets, nil, verifySalesforce, webhook.Salesforce})},
 		{"POST /v1/webhooks/gong", g.webhook(door{webhook.GongSource, g.cfg.GongKeys, []Param{{Name: "key"}}, verifyGong, webhook.Gong})},
+		{"POST /v1/webhooks/calls", s.authed(g.postCalls)},
 	}
 	for i, rt := range rts { // each door's name is its last path segment
 		rts[i].handler = g.limitIP(path.Base(rt.pattern), rt.handler)
