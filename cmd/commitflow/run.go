@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"runtime"
@@ -31,7 +30,6 @@ import (
 	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // fxFlags registers --fx-rates and --fx-base on fs.
@@ -64,14 +62,8 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	fs, c := s.fs, &s.c
 	demo := fs.Bool("demo", false, "load a generated demo book of business on first start (tenant \"demo\"), and serve the API open on loopback unless tokens are set")
 	demoOpps := fs.Int("demo-opportunities", 2000, "opportunities in the demo data")
-	tokens := fs.String("tokens", "", "API bearer tokens, token=tenant,token=tenant")
-	hubspotSecrets := fs.String("hubspot-secrets", "", "client secrets of the tenants' HubSpot apps, which sign their webhooks to POST /v1/webhooks/hubspot: tenant=secret,tenant=secret")
-	pipedriveAuth := fs.String("pipedrive-auth", "", "basic-auth credentials the tenants' Pipedrive webhooks send to POST /v1/webhooks/pipedrive: tenant=user:password,...")
-	salesforceSecrets := fs.String("salesforce-secrets", "", "secrets the tenants' Salesforce CDC relays sign POST /v1/webhooks/salesforce with (X-Commitflow-Signature: sha256=<hex HMAC-SHA256 of the body>): tenant=secret,...")
-	gongKeys := fs.String("gong-keys", "", "keys the tenants' Gong automation rules put in the webhook URL, POST /v1/webhooks/gong?key=KEY: tenant=key,...")
-	maxBody := fs.String("max-body", "16MiB", "largest body of POST /v1/events and the webhooks (413 past it): bytes, KiB, MiB or GiB")
-	publicURL := fs.String("public-url", "", "scheme://host[:port] the CRM webhooks call the API at, which HubSpot signs; empty takes the request's Host with https or http")
-	metricsHTTP := fs.String("metrics-http", "", "listen address for /metrics, /healthz and /readyz apart from the API; empty serves /metrics on --http")
+	doors := registerDoors(fs)
+	metricsHTTP := metricsHTTPFlag(fs)
 	sweep := fs.Duration("sweep", 10*time.Minute, "how often open deals are re-derived so stalls and overdue actions fire")
 	compactEvery := fs.Duration("compact-every", 15*time.Minute, "how often the share of superseded opportunity states is checked, and the table compacted when it is above --compact-above; 0 turns compaction off")
 	compactAbove := fs.Float64("compact-above", 0.01, "share of superseded opportunity states (0 to 1) above which the table is compacted")
@@ -96,11 +88,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if rates != nil {
 		log.Info("currency rates", "file", *fxRates, "base", rates.Base(), "currencies", strings.Join(rates.Currencies(), ","))
 	}
-	tok, err := api.ParseTokens(*tokens)
-	if err != nil {
-		return fmt.Errorf("--tokens: %w", err)
-	}
-	gw, err := gatewayConfig(*hubspotSecrets, *pipedriveAuth, *salesforceSecrets, *gongKeys, *maxBody, *publicURL)
+	tok, gw, err := doors.config()
 	if err != nil {
 		return err
 	}
@@ -128,8 +116,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer removeInfo()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	if s.ch != nil {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "commitflow_clickhouse_restarts_total",
@@ -167,12 +154,9 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	parts, err := bus.Partitions(ctx, s.js)
-	if err != nil {
+	if err := connectDoors(ctx, &gw, s.js, log); err != nil {
 		return err
 	}
-	gw.Publisher = bus.NewPublisher(s.js, parts).WithOptions(bus.PublishOptions{Logger: log})
-	gw.DeadLetters = api.NewDeadLetters(s.js, parts, bus.PublishOptions{Logger: log})
 	apiCfg := api.Config{
 		Gateway:          gw,
 		Tokens:           tok,
@@ -206,22 +190,9 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	handler := api.New(apiCfg, q, forecast.NewWithOptions(pools.api.Conn(), forecast.Options{Pinner: pin, Rates: rates}), log)
 
-	ln, err := net.Listen("tcp", c.HTTP)
+	hs, err := listenHTTP(c.HTTP, *metricsHTTP, handler, apiCfg, log)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", c.HTTP, err)
-	}
-	srv := api.NewServer(handler)
-	servers := []*http.Server{srv}
-	listeners := []net.Listener{ln}
-	if *metricsHTTP != "" {
-		mln, err := net.Listen("tcp", *metricsHTTP)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("listen %s: %w", *metricsHTTP, err)
-		}
-		servers = append(servers, api.NewServer(api.Admin(apiCfg)))
-		listeners = append(listeners, mln)
-		log.Info("metrics and probes served apart from the API", "metrics", "http://"+mln.Addr().String()+"/metrics")
+		return err
 	}
 	// The workers get their own context: on shutdown the HTTP server stops
 	// first, then the workers finish or abandon their batches, and only then
@@ -256,14 +227,8 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 			errc <- err
 		}
 	})
-	for i, hs := range servers {
-		go func() {
-			if err := hs.Serve(listeners[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- err
-			}
-		}()
-	}
-	url := "http://" + ln.Addr().String() + "/"
+	hs.serve(errc)
+	url := hs.url()
 	dashboard := url
 	if open {
 		// The dashboard reads the tenant to show from the fragment.
@@ -288,11 +253,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	case err = <-errc:
 	}
 	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, hs := range servers {
-		_ = hs.Shutdown(sctx)
-	}
+	hs.shutdown()
 	stopWorkers()
 	workers.Wait()
 	return err
