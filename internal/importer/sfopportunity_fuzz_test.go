@@ -1,0 +1,15 @@
+package importer
+
+import "testing"
+
+func FuzzSalesforceOpportunity(f *testing.F) {
+	for _, name := range []string{"Opportunity.csv", "Opportunity-windows1252.csv"} {
+		f.Add(readFixture(f, name))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rows, err := SalesforceOpportunity("acme", "USD", "").Parse(data)
+		if err == nil {
+			checkRows(t, rows, "acme")
+		}
+	})
+}
