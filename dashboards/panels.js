@@ -140,11 +140,15 @@ function drawFunnel(res, by) {
       days(s.time_to_convert && s.time_to_convert.p90_days),
     ]))];
   if (by) {
-    const keys = [...new Set(steps.flatMap((s) => (s.groups || []).map((g) => g.key)))].sort();
+    // The group of the values a top-N breakdown merged comes last.
+    const other = "\uffffother";
+    const gkey = (g) => (g.other ? other : g.key);
+    const keys = [...new Set(steps.flatMap((s) => (s.groups || []).map(gkey)))].sort();
+    const merged = (res.definitions || {}).other_keys || 0;
     nodes.push(el("h3", null, `Conversion (decided) by ${by}`),
       el("p", { class: "hint" }, "Each cell: converted / (converted + dropped), and how many reached the step."),
-      table([by, ...steps.map((s) => title(s.from_step))], keys.map((k) => [byLink(by, k), ...steps.map((s) => {
-        const g = (s.groups || []).find((x) => x.key === k);
+      table([by, ...steps.map((s) => title(s.from_step))], keys.map((k) => [k === other ? `${merged} others` : byLink(by, k), ...steps.map((s) => {
+        const g = (s.groups || []).find((x) => gkey(x) === k);
         return g ? `${pct(g.conversion_rate_decided)} (${num(g.reached)})` : "–";
       })])));
   }
@@ -159,7 +163,7 @@ function drawTrend(res, s) {
   sel.onchange = () => go({ trend: sel.value }, true);
   if (!step) return [hint("No data.")];
   sel.value = step.from_step;
-  const groups = (step.groups || []).filter((g) => g.key === "" && g.period);
+  const groups = (step.groups || []).filter((g) => g.key === "" && !g.other && g.period);
   if (groups.length === 0) return [hint("No cohort in this period.")];
   const labels = groups.map((g) => g.period);
   // A cohort mostly still open has not decided yet: its point is hollow,
@@ -183,7 +187,7 @@ function drawCycle(res, by) {
   const nodes = [table(head, [row("all", res)])];
   if (by) {
     nodes.push(el("h3", null, `By ${by}`), table([by, ...head.slice(1)],
-      (res.groups || []).filter((g) => !g.period).map((g) => row(byLink(by, g.key), g))));
+      (res.groups || []).filter((g) => !g.period).map((g) => row(g.other ? `${(res.definitions || {}).other_keys} others` : byLink(by, g.key), g))));
   }
   return nodes;
 }

@@ -28,12 +28,14 @@ func Endpoints() []Endpoint {
 	paramAsOf := Param{"as_of", "answer as it would have been at this time (YYYY-MM-DD or RFC 3339); default now"}
 	paramPage := Param{"page", "1-based page of the deal list; default 1"}
 	paramPerPage := Param{"page_size", fmt.Sprintf("deals per page, 1..%d; default %d", metrics.MaxPageSize, metrics.DefaultPageSize)}
+	paramTop := Param{"top", fmt.Sprintf("with by: keep the N values with the most deals in groups of their own and merge the others into one group marked other; 1..%d or all; default %d", maxTop, DefaultTop)}
 	paramCurrency := Param{"currency", "convert the amounts to this ISO 4217 currency with the operator's rate table (--fx-rates); default its base currency; refused without one"}
 	return []Endpoint{
 		{"funnel", "/v1/funnel", "stage conversion K→K+1 of the cohorts that reached each step in [from, to)", []Param{
 			paramFrom, paramTo, paramAsOf,
 			{"window_days", fmt.Sprintf("count a conversion only within this many days, 0..%d; default none", metrics.MaxWindowDays)},
 			{"by", "break down by owner, team, segment, source, product, or attr.KEY (a free attribute)"},
+			paramTop,
 			{"interval", "trend: group cohorts by week, month or quarter"},
 			paramCurrency,
 		}},
@@ -51,6 +53,7 @@ func Endpoints() []Endpoint {
 			paramFrom, paramTo, paramAsOf,
 			{"from_step", "start at reaching this ladder step (its key); default the deal's creation"},
 			{"by", "break down by owner, team, segment, source, product, or attr.KEY (a free attribute)"},
+			paramTop,
 			{"interval", "group the deals by the week, month or quarter they closed in"},
 		}},
 		{"stage-history", "/v1/stage-history", "CRM stage history: entries into each CRM stage, re-entries, backward moves, the stage-to-stage transition matrix, time in stage", []Param{
@@ -79,6 +82,7 @@ func ParseFunnel(v url.Values) (metrics.FunnelQuery, error) {
 		From:     p.requiredDate("from"),
 		To:       p.requiredDate("to"),
 		By:       p.by("by"),
+		Top:      p.top("top"),
 		Interval: p.enum("interval", "", "week", "month", "quarter"),
 		Currency: p.currency("currency"),
 	}
@@ -138,6 +142,7 @@ func ParseCycleTime(v url.Values) (metrics.CycleQuery, error) {
 		To:       p.requiredDate("to"),
 		FromStep: p.str("from_step"),
 		By:       p.by("by"),
+		Top:      p.top("top"),
 		Interval: p.enum("interval", "", "week", "month", "quarter"),
 	}
 	p.before(q.From, q.To, "from", "to")
@@ -153,6 +158,15 @@ func ParseStageHistory(v url.Values) (metrics.StageHistoryQuery, error) {
 	}
 	return q, p.err
 }
+
+// DefaultTop is how many By values a breakdown keeps in groups of their
+// own unless top says otherwise: a dashboard shows a few dozen, and an
+// answer with every value of a large team for every period runs to tens
+// of megabytes.
+const DefaultTop = 50
+
+// maxTop bounds top: above it, ask for all.
+const maxTop = 10_000
 
 // maxPage bounds page so that page*page_size cannot overflow.
 const maxPage = 1_000_000

@@ -155,6 +155,15 @@ func (p *parser) integer(name string, def, min, max int) int {
 	return n
 }
 
+// top returns the top parameter of a breakdown: DefaultTop when absent,
+// 0 for "all".
+func (p *parser) top(name string) int {
+	if p.str(name) == "all" {
+		return 0
+	}
+	return p.integer(name, DefaultTop, 1, maxTop)
+}
+
 // enum returns the parameter, which must be one of allowed, or def when it
 // is absent.
 func (p *parser) enum(name, def string, allowed ...string) string {

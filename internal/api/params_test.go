@@ -120,10 +120,10 @@ func TestParseFunnel(t *testing.T) {
 		want  metrics.FunnelQuery
 		param string // the parameter an error names; "" for success
 	}{
-		{"from=2024-01-01&to=2024-04-01", metrics.FunnelQuery{From: day("2024-01-01"), To: day("2024-04-01")}, ""},
+		{"from=2024-01-01&to=2024-04-01", metrics.FunnelQuery{From: day("2024-01-01"), To: day("2024-04-01"), Top: DefaultTop}, ""},
 		{"from=2024-01-01&to=2024-04-01&as_of=2024-05-01&window_days=30&by=owner&interval=month&tenant=acme",
-			metrics.FunnelQuery{From: day("2024-01-01"), To: day("2024-04-01"), AsOf: day("2024-05-01"), WindowDays: intp(30), By: "owner", Interval: "month"}, ""},
-		{"from=2024-01-01&to=2024-04-01&window_days=0", metrics.FunnelQuery{From: day("2024-01-01"), To: day("2024-04-01"), WindowDays: intp(0)}, ""},
+			metrics.FunnelQuery{From: day("2024-01-01"), To: day("2024-04-01"), AsOf: day("2024-05-01"), WindowDays: intp(30), By: "owner", Interval: "month", Top: DefaultTop}, ""},
+		{"from=2024-01-01&to=2024-04-01&window_days=0", metrics.FunnelQuery{From: day("2024-01-01"), To: day("2024-04-01"), WindowDays: intp(0), Top: DefaultTop}, ""},
 		{"to=2024-04-01", metrics.FunnelQuery{}, "from"},
 		{"from=2024-01-01", metrics.FunnelQuery{}, "to"},
 		{"from=2024-04-01&to=2024-04-01", metrics.FunnelQuery{}, "from"},
@@ -137,7 +137,7 @@ func TestParseFunnel(t *testing.T) {
 		{"from=2024-01-01&to=2024-04-01&by=region", metrics.FunnelQuery{}, "by"},
 		{"from=2024-01-01&to=2024-04-01&by=" + url.QueryEscape("owner;DROP TABLE x"), metrics.FunnelQuery{}, "by"},
 		{"from=2024-01-01&to=2024-04-01&by=owner_id", metrics.FunnelQuery{}, "by"},
-		{"from=2024-01-01&to=2024-04-01&by=attr.region", metrics.FunnelQuery{From: day("2024-01-01"), To: day("2024-04-01"), By: "attr.region"}, ""},
+		{"from=2024-01-01&to=2024-04-01&by=attr.region", metrics.FunnelQuery{From: day("2024-01-01"), To: day("2024-04-01"), By: "attr.region", Top: DefaultTop}, ""},
 		{"from=2024-01-01&to=2024-04-01&by=attr.Region", metrics.FunnelQuery{}, "by"},
 		{"from=2024-01-01&to=2024-04-01&by=attr.", metrics.FunnelQuery{}, "by"},
 		{"from=2024-01-01&to=2024-04-01&by=" + url.QueryEscape("attr.x'); DROP TABLE y"), metrics.FunnelQuery{}, "by"},
@@ -145,6 +145,11 @@ func TestParseFunnel(t *testing.T) {
 		{"from=2024-01-01&to=2024-04-01&interval=Month", metrics.FunnelQuery{}, "interval"},
 		{"from=2024-01-01&to=2024-04-01&page=2", metrics.FunnelQuery{}, "page"},
 		{"from=2024-01-01&from=2024-02-01&to=2024-04-01", metrics.FunnelQuery{}, "from"},
+		{"from=2024-01-01&to=2024-04-01&by=owner&top=all", metrics.FunnelQuery{From: day("2024-01-01"), To: day("2024-04-01"), By: "owner"}, ""},
+		{"from=2024-01-01&to=2024-04-01&by=owner&top=7", metrics.FunnelQuery{From: day("2024-01-01"), To: day("2024-04-01"), By: "owner", Top: 7}, ""},
+		{"from=2024-01-01&to=2024-04-01&by=owner&top=0", metrics.FunnelQuery{}, "top"},
+		{"from=2024-01-01&to=2024-04-01&by=owner&top=10001", metrics.FunnelQuery{}, "top"},
+		{"from=2024-01-01&to=2024-04-01&by=owner&top=ALL", metrics.FunnelQuery{}, "top"},
 	}
 	for _, tt := range tests {
 		v, err := url.ParseQuery(tt.q)

@@ -101,6 +101,7 @@ func apiQueries(end time.Time) []apiQuery {
 	return []apiQuery{
 		{"funnel", "from=" + from + "&to=" + to + "&as_of=" + asOf},
 		{"funnel by owner, monthly, 30-day window", "from=" + from + "&to=" + to + "&as_of=" + asOf + "&by=owner&interval=month&window_days=30"},
+		{"funnel by every owner, monthly, 30-day window", "from=" + from + "&to=" + to + "&as_of=" + asOf + "&by=owner&interval=month&window_days=30&top=all"},
 		{"stalls", "as_of=" + asOf},
 		{"missed", "from=" + from + "&to=" + to + "&as_of=" + asOf},
 		{"movement", "from=" + end.AddDate(0, -3, 0).Format(time.DateOnly) + "&to=" + to + "&as_of=" + asOf},

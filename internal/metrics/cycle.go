@@ -27,10 +27,21 @@ type CycleQuery struct {
 	// Interval groups the deals by the week, month or quarter in which
 	// they closed ("" for none).
 	Interval string
+	// Top, when above 0, keeps the Top By values with the most deals
+	// closed in [From, To) in groups of their own and merges the others
+	// into one group per period (Other); 0 keeps every value.
+	Top int
 	// Ladder holds the step keys in order; step K is Ladder[K-1].
 	Ladder        []string
 	LadderVersion string
 }
+
+// cyclePopulation is the condition of a deal in a cycle-time answer: its
+// last close as of @asof is in [@from, @to) and it is closed as of @asof.
+const cyclePopulation = `arrayCount(t -> t <= toDateTime(@asof), close_times) > 0
+	AND toUInt32(close_times[arrayCount(t -> t <= toDateTime(@asof), close_times)]) >= @from
+	AND toUInt32(close_times[arrayCount(t -> t <= toDateTime(@asof), close_times)]) < @to
+	AND fact_closed[arrayCount(t -> t <= toDateTime(@asof), fact_times)] = 1`
 
 // CycleResult is the cycle time of the deals won, lost and closed in the
 // period.
@@ -53,6 +64,9 @@ type CycleGroup struct {
 	Period string `json:"period,omitempty"`
 	// Key is the By value; "" without By (or when the fact is empty).
 	Key string `json:"key"`
+	// Other marks the group of the By values a top-N breakdown merged
+	// (Key is then "").
+	Other bool `json:"other,omitempty"`
 	CycleOutcomes
 }
 
@@ -84,6 +98,7 @@ var cycleRules = []string{
 	"cycle time in days = (close time - start) / 86400, over the deals with a start at or before their close; the others are counted in not_reached; quantile q = sorted[min(n-1, floor(q*n))]",
 	"by values are the deal's facts as of as_of (after every input event up to as_of, in the fold's order)",
 	"interval periods start on Monday / the 1st of the month / of the quarter, UTC, of the close time",
+	"with top = N (definitions.top), the N by values with the most deals counted keep groups of their own, ties by value; the others are merged into one group per period marked other (definitions.other_keys counts them)",
 }
 
 // CycleTime computes how long the deals that closed in [From, To) took,
@@ -127,6 +142,9 @@ func (q *Querier) CycleTime(ctx context.Context, cq CycleQuery) (*CycleResult, e
 	res.Definitions.From, res.Definitions.To = timePtr(from), timePtr(to)
 	res.Definitions.By, res.Definitions.Interval = cq.By, cq.Interval
 	res.Definitions.Rules = cycleRules
+	if cq.Top < 0 {
+		return nil, inputErr("top", "must be 0 (every value) or more")
+	}
 
 	// Per opportunity: its last close as of as_of (index ci in the close_*
 	// arrays, in fold order; 0 = still open), kept when in [from, to);
@@ -161,23 +179,24 @@ GROUP BY pd, kh, won`
 			byAttr(cq.By))
 	}
 	err = q.read(ctx, c.tenant, func(s *scan) error {
-		keys := map[uint64]string{}
+		var keys keyset
 		if cq.By != "" {
 			var err error
-			if keys, err = q.funnelKeys(s, cq.By, args(s)); err != nil {
+			if keys, err = q.breakdownKeys(s, cq.By, cq.Top, cyclePopulation, args(s)); err != nil {
 				return err
 			}
 		}
+		res.Definitions.setTop(cq.By, cq.Top, keys)
 		query := `SELECT g, o, ` + periodOut + `, grp_kh,
 	toUInt64(sum(n)), toUInt64(sum(nok)), quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)
 FROM (
 	SELECT intDiv(x, 2) AS g, if(x % 2 = 0, 0, if(won, 1, 2)) AS o,
-		if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, kh) AS grp_kh, n, nok, qs
+		if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, ` + keys.groupKey("kh") + `) AS grp_kh, n, nok, qs
 	FROM ` + s.fanout(func(where string) string { return branch(s.from, s.view.Prewhere(), where) }) + `
 	ARRAY JOIN ` + xs + ` AS x
 )
 GROUP BY g, o, grp_pd, grp_kh`
-		rows, err := q.conn.Query(s.ctx, query, args(s)...)
+		rows, err := q.conn.Query(s.ctx, query, append(args(s), keys.arg())...)
 		if err != nil {
 			return fmt.Errorf("cycle time query: %w", err)
 		}
@@ -210,7 +229,8 @@ GROUP BY g, o, grp_pd, grp_kh`
 			if g != 0 {
 				gk := gkey{per, kh}
 				if groups[gk] == nil {
-					groups[gk] = &CycleGroup{Period: per, Key: keys[kh]}
+					key, other := keys.group(kh)
+					groups[gk] = &CycleGroup{Period: per, Key: key, Other: other}
 				}
 				out = &groups[gk].CycleOutcomes
 			}
@@ -231,10 +251,7 @@ GROUP BY g, o, grp_pd, grp_kh`
 		}
 		sort.Slice(res.Groups, func(a, b int) bool {
 			ga, gb := res.Groups[a], res.Groups[b]
-			if ga.Period != gb.Period {
-				return ga.Period < gb.Period
-			}
-			return ga.Key < gb.Key
+			return groupLess(ga.Period, ga.Key, ga.Other, gb.Period, gb.Key, gb.Other)
 		})
 		return nil
 	})

@@ -350,13 +350,23 @@ func rawCycle(deals map[string][]event.Event, cq CycleQuery) CycleResult {
 		return CycleOutcomes{Closed: out[0], Won: out[1], Lost: out[2]}
 	}
 	var total acc
-	type gkey struct{ period, key string }
+	type gkey struct {
+		period, key string
+		other       bool
+	}
 	groups := map[gkey]*acc{}
+	var counted []rawState
+	pop := map[string]int{}
 	for _, evs := range deals {
 		s := rawFold(evs, cq.AsOf, n)
 		if s.status == "open" || s.closedAt.Before(cq.From) || !s.closedAt.Before(cq.To) {
 			continue
 		}
+		counted = append(counted, s)
+		pop[s.owner]++
+	}
+	kept, _ := rawTop(pop, cq.Top)
+	for _, s := range counted {
 		o := 1
 		if s.status == "lost" {
 			o = 2
@@ -369,9 +379,12 @@ func rawCycle(deals map[string][]event.Event, cq CycleQuery) CycleResult {
 		secs := int64(s.closedAt.Sub(start) / time.Second)
 		add(&total, o, ok, secs)
 		if cq.By != "" || cq.Interval != "" {
-			gk := gkey{periodStart(s.closedAt, cq.Interval), ""}
+			gk := gkey{period: periodStart(s.closedAt, cq.Interval)}
 			if cq.By != "" {
 				gk.key = s.owner
+				if !kept[s.owner] {
+					gk.key, gk.other = "", true
+				}
 			}
 			if groups[gk] == nil {
 				groups[gk] = &acc{}
@@ -381,14 +394,10 @@ func rawCycle(deals map[string][]event.Event, cq CycleQuery) CycleResult {
 	}
 	res := CycleResult{FromStep: cq.FromStep, FromIndex: k, CycleOutcomes: outcomes(&total)}
 	for gk, a := range groups {
-		res.Groups = append(res.Groups, CycleGroup{Period: gk.period, Key: gk.key, CycleOutcomes: outcomes(a)})
+		res.Groups = append(res.Groups, CycleGroup{Period: gk.period, Key: gk.key, Other: gk.other, CycleOutcomes: outcomes(a)})
 	}
-	sort.Slice(res.Groups, func(a, b int) bool {
-		if res.Groups[a].Period != res.Groups[b].Period {
-			return res.Groups[a].Period < res.Groups[b].Period
-		}
-		return res.Groups[a].Key < res.Groups[b].Key
-	})
+	g := res.Groups
+	sort.Slice(g, func(a, b int) bool { return groupLess(g[a].Period, g[a].Key, g[a].Other, g[b].Period, g[b].Key, g[b].Other) })
 	return res
 }
 

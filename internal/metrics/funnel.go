@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // FunnelQuery asks for conversion K→K+1 of the cohorts that reached each
@@ -24,6 +25,11 @@ type FunnelQuery struct {
 	// Interval groups cohorts by the week, month or quarter in which they
 	// reached K ("" for none).
 	Interval string
+	// Top, when above 0, keeps the Top By values with the most
+	// opportunities reaching a step in [From, To) in groups of their own
+	// and merges the others into one group per period (Other); 0 keeps
+	// every value.
+	Top int
 	// Ladder holds the step keys in order; step K is Ladder[K-1].
 	Ladder        []string
 	LadderVersion string
@@ -57,6 +63,9 @@ type FunnelGroup struct {
 	Period string `json:"period,omitempty"`
 	// Key is the By value; "" without By (or when the fact is empty).
 	Key string `json:"key"`
+	// Other marks the group of the By values a top-N breakdown merged
+	// (Key is then "").
+	Other bool `json:"other,omitempty"`
 	FunnelCounts
 }
 
@@ -160,6 +169,7 @@ var funnelRules = []string{
 	"conversion_rate_decided = converted / (converted + dropped); conversion_rate_reached = converted / reached",
 	"time to convert in days = (reach_time(K+1) - reach_time(K)) / 86400 for converted members that did not skip K; converted members that skipped K are left out of it and counted in time_to_convert.skipped; quantile q = sorted[min(n-1, floor(q*n))]",
 	"interval periods start on Monday / the 1st of the month / of the quarter, UTC, of reach_time(K)",
+	"with top = N (definitions.top), the N by values with the most opportunities in the cohort of some step keep groups of their own, ties by value; the others are merged into one group per step and period marked other (definitions.other_keys counts them)",
 }
 
 // Funnel computes conversion K→K+1 for every step K of the ladder but the
@@ -207,6 +217,9 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 	}
 	res.Definitions.By, res.Definitions.Interval = fq.By, fq.Interval
 	res.Definitions.Rules = funnelRules
+	if fq.Top < 0 {
+		return nil, inputErr("top", "must be 0 (every value) or more")
+	}
 
 	// Per opportunity: its facts as of as_of (fact index fi), and for
 	// K = 1..n reach_time(K) as of as_of in UInt32 seconds (0 = none:
@@ -293,13 +306,14 @@ GROUP BY K, pd, kh, cur`
 			byAttr(fq.By))
 	}
 	err = q.read(ctx, c.tenant, func(s *scan) error {
-		keys := map[uint64]string{}
+		var keys keyset
 		if fq.By != "" {
 			var err error
-			if keys, err = q.funnelKeys(s, fq.By, args(s)); err != nil {
+			if keys, err = q.breakdownKeys(s, fq.By, fq.Top, funnelPopulation, args(s)); err != nil {
 				return err
 			}
 		}
+		res.Definitions.setTop(fq.By, fq.Top, keys)
 		// The whole step (g = 0) and its groups (g = 1) are merged from the
 		// branches' partial counts per (K, period, key, currency), over
 		// all currencies but the amounts.
@@ -309,8 +323,8 @@ GROUP BY K, pd, kh, cur`
 		quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)` + bucketSumsSQL() + `
 	FROM ` + s.fanout(func(where string) string { return branch(s.from, s.view.Prewhere(), where) }) + `
 	ARRAY JOIN ` + groups + ` AS g
-	GROUP BY K, g, if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, kh) AS grp_kh`
-		rows, err := q.conn.Query(s.ctx, query, args(s)...)
+	GROUP BY K, g, if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, ` + keys.groupKey("kh") + `) AS grp_kh`
+		rows, err := q.conn.Query(s.ctx, query, append(args(s), keys.arg())...)
 		if err != nil {
 			return fmt.Errorf("funnel query: %w", err)
 		}
@@ -356,10 +370,6 @@ GROUP BY K, pd, kh, cur`
 				fc.TimeToConvert.Histogram[i].Count = int64(h[i])
 			}
 			fc.setRates()
-			key := ""
-			if g != 0 {
-				key = keys[kh]
-			}
 			if int(k) < 1 || int(k) > len(steps) {
 				continue
 			}
@@ -367,7 +377,8 @@ GROUP BY K, pd, kh, cur`
 			if g == 0 {
 				st.FunnelCounts = fc
 			} else {
-				st.Groups = append(st.Groups, FunnelGroup{Period: per, Key: key, FunnelCounts: fc})
+				key, other := keys.group(kh)
+				st.Groups = append(st.Groups, FunnelGroup{Period: per, Key: key, Other: other, FunnelCounts: fc})
 			}
 		}
 		if err := rows.Err(); err != nil {
@@ -376,10 +387,7 @@ GROUP BY K, pd, kh, cur`
 		for i := range steps {
 			sort.Slice(steps[i].Groups, func(a, b int) bool {
 				ga, gb := steps[i].Groups[a], steps[i].Groups[b]
-				if ga.Period != gb.Period {
-					return ga.Period < gb.Period
-				}
-				return ga.Key < gb.Key
+				return groupLess(ga.Period, ga.Key, ga.Other, gb.Period, gb.Key, gb.Other)
 			})
 		}
 		res.Steps = steps
@@ -420,38 +428,101 @@ var funnelCodeSQL = bucketIndexSQL("(rk1 - rk)", "conv") + " + dropped + " + ito
 // funnelSkipped is the flag funnelCodeSQL adds for a skipped step.
 const funnelSkipped = 16
 
-// funnelKeys names the By values of the funnel's groups by their
-// cityHash64: the values of dimension by as of @asof among the tenant's
-// opportunities. Superseded rows are not left out (that costs more than
-// the rest of this query): their values only add names no group uses.
-func (q *Querier) funnelKeys(s *scan, by string, args []any) (map[uint64]string, error) {
+// breakdownKeys names the By values of a breakdown's groups by their
+// cityHash64 and keeps the top ones: the values of dimension by as of
+// @asof among the tenant's opportunities for which cond (an SQL condition
+// on an opportunity_state row) holds, ranked by how many such
+// opportunities have each, most first, ties by value. With top > 0 only
+// the first top values keep their own groups: the others are merged into
+// one group per period (see otherKey), and other counts them.
+func (q *Querier) breakdownKeys(s *scan, by string, top int, cond string, args []any) (k keyset, err error) {
 	elem, _ := byElement(by, "arrayCount(t -> t <= toDateTime(@asof), fact_times)")
-	query := `SELECT key, cityHash64(key) FROM ` + s.fanout(func(where string) string {
-		return `SELECT DISTINCT ` + elem + ` AS key
+	query := `SELECT key, cityHash64(key), sum(n) AS n FROM ` + s.fanout(func(where string) string {
+		return `SELECT ` + elem + ` AS key, count() AS n
 		FROM ` + s.from + `
-		WHERE ` + where
+		` + s.view.Prewhere() + `
+		WHERE ` + where + ` AND (` + cond + `)
+		GROUP BY key`
 	}) + `
-	GROUP BY key`
+	GROUP BY key
+	ORDER BY n DESC, key`
 	rows, err := q.conn.Query(s.ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("funnel keys query: %w", err)
+		return k, fmt.Errorf("breakdown keys query: %w", err)
 	}
 	defer rows.Close()
-	keys := map[uint64]string{}
+	k.names = map[uint64]string{}
 	for rows.Next() {
 		var (
 			key string
 			h   uint64
+			n   uint64
 		)
-		if err := rows.Scan(&key, &h); err != nil {
-			return nil, fmt.Errorf("funnel keys scan: %w", err)
+		if err := rows.Scan(&key, &h, &n); err != nil {
+			return k, fmt.Errorf("breakdown keys scan: %w", err)
 		}
-		keys[h] = key
+		if top > 0 && len(k.names) == top {
+			k.other++
+			continue
+		}
+		k.names[h] = key
+		k.top = append(k.top, h)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("funnel keys rows: %w", err)
+		return k, fmt.Errorf("breakdown keys rows: %w", err)
 	}
-	return keys, nil
+	return k, nil
+}
+
+// funnelPopulation is the condition of an opportunity in a funnel
+// answer: it reached a step below the last in [@from, @to) as of @asof.
+const funnelPopulation = `arrayExists(r -> r <= toDateTime(@asof) AND toUInt32(r) >= @from AND toUInt32(r) < @to, arrayResize(reach, @nsteps))`
+
+// groupLess orders groups by period, then key, the other group last.
+func groupLess(pa, ka string, oa bool, pb, kb string, ob bool) bool {
+	if pa != pb {
+		return pa < pb
+	}
+	if oa != ob {
+		return ob
+	}
+	return ka < kb
+}
+
+// keyset is the By values of a breakdown that keep their own groups.
+type keyset struct {
+	// names maps a value's cityHash64 to the value.
+	names map[uint64]string
+	// top holds the hashes of names, most opportunities first.
+	top []uint64
+	// other counts the values merged into the other group.
+	other int
+}
+
+// otherKey is the group key hash of the values a top-N breakdown merges.
+// A value hashing to it would be taken for them: odds 2^-64 per value.
+const otherKey = 1
+
+// groupKey returns the SQL of the group key of a row whose By value
+// hashes to kh: kh, or otherKey when the value is not among the top.
+func (k keyset) groupKey(kh string) string {
+	if k.other == 0 {
+		return kh
+	}
+	return "if(has(@top_keys, " + kh + "), " + kh + ", toUInt64(" + itoa(otherKey) + "))"
+}
+
+// arg is the @top_keys argument of groupKey.
+func (k keyset) arg() driver.NamedValue {
+	return clickhouse.Named("top_keys", append([]uint64{}, k.top...))
+}
+
+// group returns the Key and Other of the group with key hash kh.
+func (k keyset) group(kh uint64) (string, bool) {
+	if k.other > 0 && kh == otherKey {
+		return "", true
+	}
+	return k.names[kh], false
 }
 
 // emptyCounts are the counts of an empty cohort.

@@ -174,8 +174,21 @@ type Definitions struct {
 	// Converted, when the scalar amounts were converted, says to what and
 	// at which rates.
 	Converted *Conversion `json:"converted,omitempty"`
+	// Top, in a breakdown that keeps only its largest By values, is how
+	// many it keeps; OtherKeys counts the values merged into the other
+	// groups.
+	Top       int `json:"top,omitempty"`
+	OtherKeys int `json:"other_keys,omitempty"`
 	// Rules are the definitions in words.
 	Rules []string `json:"rules"`
+}
+
+// setTop records a top-N breakdown's limit and what it merged.
+func (d *Definitions) setTop(by string, top int, k keyset) {
+	if by == "" || top == 0 {
+		return
+	}
+	d.Top, d.OtherKeys = top, k.other
 }
 
 // Bucket is one bar of a days histogram: [MinDays, MaxDays), MaxDays nil

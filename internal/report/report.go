@@ -194,6 +194,19 @@ func (f formatter) text(s string) string {
 	return s
 }
 
+// key is a group's By value, or for the group of the values a top-N
+// breakdown merged "(other)" — with how many values it merged when
+// written for people.
+func (f formatter) key(key string, other bool, merged int) string {
+	switch {
+	case other && f.human:
+		return fmt.Sprintf("(%d others)", merged)
+	case other:
+		return "(other)"
+	}
+	return f.text(key)
+}
+
 func funnelTable(r *metrics.FunnelResult, f formatter) table {
 	t := table{name: "steps", header: []string{"from_step", "to_step", "period", "key",
 		"reached", "converted", "still_open", "dropped", "skipped",
@@ -215,7 +228,7 @@ func funnelTable(r *metrics.FunnelResult, f formatter) table {
 	for _, s := range r.Steps {
 		t.rows = append(t.rows, row(s, all, all, s.FunnelCounts))
 		for _, g := range s.Groups {
-			t.rows = append(t.rows, row(s, f.text(g.Period), f.text(g.Key), g.FunnelCounts))
+			t.rows = append(t.rows, row(s, f.text(g.Period), f.key(g.Key, g.Other, r.Definitions.OtherKeys), g.FunnelCounts))
 			grouped = true
 		}
 	}
@@ -245,7 +258,7 @@ func cycleTable(r *metrics.CycleResult, f formatter) table {
 	}
 	add(all, all, r.CycleOutcomes)
 	for _, g := range r.Groups {
-		add(f.text(g.Period), f.text(g.Key), g.CycleOutcomes)
+		add(f.text(g.Period), f.key(g.Key, g.Other, r.Definitions.OtherKeys), g.CycleOutcomes)
 	}
 	if f.human && len(r.Groups) == 0 { // drop the empty period and key columns
 		t.header = t.header[2:]

@@ -161,3 +161,24 @@ func TestTableNames(t *testing.T) {
 		}
 	}
 }
+
+func TestGroupKey(t *testing.T) {
+	tests := []struct {
+		human  bool
+		key    string
+		other  bool
+		merged int
+		want   string
+	}{
+		{true, "ann", false, 3, "ann"},
+		{true, "", false, 3, "-"},
+		{true, "", true, 3, "(3 others)"},
+		{false, "", true, 3, "(other)"},
+		{false, "", false, 0, ""},
+	}
+	for _, tt := range tests {
+		if got := (formatter{human: tt.human}).key(tt.key, tt.other, tt.merged); got != tt.want {
+			t.Errorf("key(%q, %v, %d) human=%v = %q, want %q", tt.key, tt.other, tt.merged, tt.human, got, tt.want)
+		}
+	}
+}
