@@ -18,7 +18,7 @@ var flaglessCommands = map[string]bool{"ladder": true}
 // flagCommands returns the argument lists that reach the flags of every
 // command and subcommand with flags, in the order of the reference.
 func flagCommands() [][]string {
-	cmds := [][]string{{"run"}, {"gateway"}, {"migrate"}, {"gen"}, {"import"}, {"verify"}, {"status"}, {"dlq", "list"}, {"dlq", "replay"}, {"replay"}}
+	cmds := [][]string{{"run"}, {"gateway"}, {"migrate"}, {"gen"}, {"import"}, {"verify"}, {"status"}, {"dlq", "list"}, {"dlq", "replay"}, {"replay"}, {"sync", "gong"}}
 	for _, ep := range api.Endpoints() {
 		cmds = append(cmds, []string{"report", ep.Name})
 	}

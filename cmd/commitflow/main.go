@@ -40,6 +40,7 @@ func commands() map[string]command {
 		"ladder":  {"check a ladder configuration file: ladder check FILE", cmdLadder},
 		"bench":   {"measure throughput: bench ingest | bench derive | bench api", cmdBench},
 		"import":  {"import a CRM export into NATS: canonical NDJSON, Salesforce OpportunityHistory CSV, or CSV with a column mapping", withStderr(runImport)},
+		"sync":    {"poll a call recorder into NATS: sync gong (Gong's /v2/calls/extensive, resumable, one poller per tenant)", cmdSync},
 		"verify":  {"check that every CF_EVENTS message is stored in ClickHouse or dead-lettered; print the missing ranges", cmdVerify},
 		"gateway": {"serve POST /v1/events and the CRM webhooks alone, publishing to the NATS JetStream of a commitflow run (several can run)", cmdGateway},
 	}
