@@ -26,6 +26,7 @@ import (
 	"github.com/commitflow/commitflow/internal/gen"
 	"github.com/commitflow/commitflow/internal/ingest"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/people"
 	"github.com/commitflow/commitflow/internal/pipeline"
 	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/nats-io/nats.go"
@@ -184,6 +185,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	q := metrics.NewWithOptions(pools.api.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin, Rates: rates})
 	apiCfg.Deals = deals.New(pools.api, pin, runtime.NumCPU())
+	apiCfg.People = people.New(pools.api.Conn())
 	apiCfg.Answers = answercache.New(answercache.Options{MaxBytes: cacheBytes})
 	if err := apiCfg.Answers.Instrument(reg); err != nil {
 		return err

@@ -27,6 +27,7 @@ import (
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/people"
 	apischema "github.com/commitflow/commitflow/schemas/api"
 )
 
@@ -83,6 +84,9 @@ type Config struct {
 	// their tenant's data changes (see answercache). nil computes every
 	// request.
 	Answers *answercache.Cache
+	// People names the people the answers of the metrics and deal
+	// endpoints name by id (see writeNamed); nil names nobody.
+	People *people.Directory
 }
 
 // DefaultTimeout is the query timeout when Config.Timeout is 0.
@@ -247,7 +251,7 @@ func (s *server) metric(e Endpoint) func(w http.ResponseWriter, r *http.Request,
 			writeError(w, r, s.logger, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, res)
+		s.writeNamed(w, r, tenant, res)
 	}
 }
 

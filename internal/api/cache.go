@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"net/url"
@@ -27,7 +26,7 @@ const (
 // tenant's current data, the answer of an identical request in flight, or
 // a new computation holding a query slot. The answer carries Age (whole
 // seconds since its computation began) and HeaderComputedAt and
-// HeaderCache.
+// HeaderCache, and the people it names, looked up as it is written.
 func (s *server) cached(w http.ResponseWriter, r *http.Request, name, tenant string, v url.Values) {
 	l := s.cfg.Ladder.For(tenant)
 	key := answercache.Key{
@@ -42,16 +41,13 @@ func (s *server) cached(w http.ResponseWriter, r *http.Request, name, tenant str
 		if err != nil {
 			return nil, err
 		}
-		var buf bytes.Buffer
-		if err := encodeJSON(&buf, res); err != nil {
-			return nil, err
-		}
-		return buf.Bytes(), nil
+		return cachedBody(res)
 	})
 	if err != nil {
 		writeError(w, r, s.logger, err)
 		return
 	}
+	body, end := s.namedBody(r.Context(), tenant, a.Body)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
@@ -59,7 +55,8 @@ func (s *server) cached(w http.ResponseWriter, r *http.Request, name, tenant str
 	h.Set(HeaderComputedAt, a.ComputedAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
 	h.Set(HeaderCache, string(outcome))
 	h.Set("Age", strconv.Itoa(int(time.Since(a.ComputedAt)/time.Second)))
-	h.Set("Content-Length", strconv.Itoa(len(a.Body)))
+	h.Set("Content-Length", strconv.Itoa(len(body)+len(end)))
 	w.WriteHeader(http.StatusOK)
-	w.Write(a.Body) // the client may have gone; nothing left to tell it
+	w.Write(body) // the client may have gone; nothing left to tell it
+	w.Write(end)
 }

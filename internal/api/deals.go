@@ -199,6 +199,6 @@ func (s *server) answerDeals(w http.ResponseWriter, r *http.Request, tenant stri
 	case err != nil:
 		writeError(w, r, s.logger, err)
 	default:
-		writeJSON(w, http.StatusOK, res)
+		s.writeNamed(w, r, tenant, res)
 	}
 }
