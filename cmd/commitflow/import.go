@@ -22,7 +22,7 @@ import (
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	format := fs.String("format", "auto", "file format: ndjson (canonical events), salesforce-history (OpportunityHistory CSV), csv (with --mapping), gong-json (a Gong /v2/calls/extensive response), calls-json (generic call records, schemas/calls), users (a users/owners export: people's names, written to ClickHouse), or auto: csv with --mapping, ndjson for .ndjson/.jsonl/.json, else salesforce-history")
+	format := fs.String("format", "auto", "file format: ndjson (canonical events), salesforce-history (OpportunityHistory CSV), salesforce-field-history (OpportunityFieldHistory CSV), salesforce-opportunity (Opportunity CSV, current state), salesforce-contact-roles (OpportunityContactRole CSV), csv (with --mapping), gong-json (a Gong /v2/calls/extensive response), calls-json (generic call records, schemas/calls), users (a users/owners export: people's names, written to ClickHouse), or auto: csv with --mapping, ndjson for .ndjson/.jsonl/.json, else salesforce-history")
 	mapping := fs.String("mapping", "", "YAML column-mapping `file` of a generic CSV export: one row per change (shape: history) or one row per deal (shape: deals)")
 	tenant := fs.String("tenant", "demo", "tenant the CSV rows belong to; with NDJSON, when given, an event of another tenant is refused")
 	currency := fs.String("currency", "", "currency of the amounts when the file has no currency column, e.g. USD")
@@ -121,6 +121,14 @@ func parseImport(content []byte, path, format, mapping, tenant, ndjsonTenant, cu
 		h.Encoding = encoding
 		rows, err := h.Parse(content)
 		return rows, importer.Key(content, format, tenant, currency, encoding), err
+	case "salesforce-field-history", "salesforce-opportunity", "salesforce-contact-roles":
+		p := map[string]importer.Parser{
+			"salesforce-field-history": importer.SalesforceFieldHistory(tenant, currency, encoding),
+			"salesforce-opportunity":   importer.SalesforceOpportunity(tenant, currency, encoding),
+			"salesforce-contact-roles": importer.SalesforceContactRoles(tenant, encoding),
+		}[format]
+		rows, err := p.Parse(content)
+		return rows, importer.Key(content, format, tenant, currency, encoding), err
 	case "csv":
 		if mapping == "" {
 			return nil, "", errors.New("--format csv needs --mapping FILE.yaml")
@@ -142,7 +150,7 @@ func parseImport(content []byte, path, format, mapping, tenant, ndjsonTenant, cu
 		rows, err := callRows(content, tenant, sellers)
 		return rows, importer.Key(content, format, tenant, strings.Join(sellers, ",")), err
 	}
-	return nil, "", fmt.Errorf("--format %q: want ndjson, salesforce-history, csv, gong-json, calls-json or auto", format)
+	return nil, "", fmt.Errorf("--format %q: want ndjson, salesforce-history, salesforce-field-history, salesforce-opportunity, salesforce-contact-roles, csv, gong-json, calls-json or auto", format)
 }
 
 // gongRows maps the calls of Gong call data (webhook.GongCalls) to rows,
