@@ -73,3 +73,26 @@ func TestImportUsers(t *testing.T) {
 		t.Errorf("a JSON file of no users: %v", err)
 	}
 }
+
+// TestReportNames: once a users import names an owner, `commitflow report`
+// tables show the name beside the id; csv keeps the id alone.
+func TestReportNames(t *testing.T) {
+	dsn := reportDSN(t) // owner ann
+	users := filepath.Join(t.TempDir(), "users.csv")
+	if err := os.WriteFile(users, []byte("id,name,email,team,manager\nann,Ann Example,ann@x.io,east,\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errs bytes.Buffer
+	if err := runImport(context.Background(), []string{"--format", "users", "--clickhouse", dsn, "--tenant", "acme", users}, &out, &errs); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"stalls", "--clickhouse", dsn, "--tenant", "acme", "--as-of", "2024-04-01", "--log-level", "error", "--table", "deals"}
+	got, err := runReport(base...)
+	if err != nil || !strings.Contains(got, "Ann Example (ann)") {
+		t.Errorf("report stalls: %v\n%s", err, got)
+	}
+	got, err = runReport(append(base, "--format", "csv")...)
+	if err != nil || strings.Contains(got, "Ann Example") || !strings.Contains(got, ",ann,") {
+		t.Errorf("report stalls --format csv: %v\n%s", err, got)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/people"
 	"github.com/commitflow/commitflow/internal/report"
 	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
@@ -131,7 +132,17 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("report %s: %w", ep.Name, cliParamError(err))
 	}
-	return report.Write(stdout, ep.Name, res, *format, *only)
+	owners := map[string]string{}
+	if *format == "table" {
+		ps, err := people.New(st.Conn()).Lookup(qctx, c.Tenant, api.OwnerIDs(res))
+		if err != nil {
+			return fmt.Errorf("report %s: %w", ep.Name, err)
+		}
+		for id, p := range ps {
+			owners[id] = p.Name
+		}
+	}
+	return report.WriteNamed(stdout, ep.Name, res, *format, *only, owners)
 }
 
 // reportLadder loads the ladder of tenant report answers with: from the

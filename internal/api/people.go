@@ -25,9 +25,10 @@ import (
 // outside the answer cache: people imported after an answer was stored
 // show at once.
 
-// ownerIDs returns the owner ids res names: the owner of each deal and,
-// when the answer is broken down by owner, each group's key.
-func ownerIDs(res any) []string {
+// OwnerIDs returns the owner ids res, an answer of a metrics or deal
+// endpoint, names: the owner of each deal and, when the answer is broken
+// down by owner, each group's key; sorted, without duplicates or "".
+func OwnerIDs(res any) []string {
 	var ids []string
 	switch r := res.(type) {
 	case *metrics.FunnelResult:
@@ -122,7 +123,7 @@ func peopleMember(ps map[string]people.Person, empty bool) []byte {
 // writeNamed answers 200 with res and the people it names, encoding res
 // as it goes (see encodeJSON).
 func (s *server) writeNamed(w http.ResponseWriter, r *http.Request, tenant string, res any) {
-	ps := s.peopleOf(r.Context(), tenant, ownerIDs(res))
+	ps := s.peopleOf(r.Context(), tenant, OwnerIDs(res))
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
@@ -159,7 +160,7 @@ func (h *holdBack) Write(p []byte) (int, error) {
 // it names as a JSON array, a newline, and the encoded answer.
 func cachedBody(res any) ([]byte, error) {
 	var buf bytes.Buffer
-	ids, err := json.Marshal(ownerIDs(res))
+	ids, err := json.Marshal(OwnerIDs(res))
 	if err != nil {
 		return nil, err
 	}

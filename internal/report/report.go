@@ -31,13 +31,20 @@ type table struct {
 // definitions the answer used followed by every table, or only the one
 // only names, aligned for people.
 func Write(w io.Writer, name string, res any, format, only string) error {
+	return WriteNamed(w, name, res, format, only, nil)
+}
+
+// WriteNamed is Write with the names of the people the answer names by
+// owner id (see api.OwnerIDs): a table shows an owner as "Name (id)",
+// csv and json keep the ids.
+func WriteNamed(w io.Writer, name string, res any, format, only string, names map[string]string) error {
 	if format == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
 	}
 	human := format == "table"
-	defs, tables := render(res, human)
+	defs, tables := render(res, formatter{human: human, names: names})
 	if only != "" {
 		for _, t := range tables {
 			if t.name == only {
@@ -92,8 +99,7 @@ func TableNames(name string) []string {
 }
 
 // render turns a result into a definitions line and its tables.
-func render(res any, human bool) (string, []table) {
-	f := formatter{human: human}
+func render(res any, f formatter) (string, []table) {
 	switch r := res.(type) {
 	case *metrics.FunnelResult:
 		return defsLine(r.Definitions), []table{funnelTable(r, f)}
@@ -142,8 +148,28 @@ func defsLine(d metrics.Definitions) string {
 	return strings.Join(parts, ", ")
 }
 
-// formatter renders numbers for people (table) or for machines (csv).
-type formatter struct{ human bool }
+// formatter renders numbers for people (table) or for machines (csv),
+// and owners by name (names: by id) for people.
+type formatter struct {
+	human bool
+	names map[string]string
+}
+
+// owner is an owner id, as "Name (id)" for people when its name is known.
+func (f formatter) owner(id string) string {
+	if n := f.names[id]; f.human && n != "" {
+		return n + " (" + id + ")"
+	}
+	return f.text(id)
+}
+
+// byKey is key for a group of the breakdown by: an owner by name.
+func (f formatter) byKey(by, key string, other bool, merged int) string {
+	if by == "owner" && !other {
+		return f.owner(key)
+	}
+	return f.key(key, other, merged)
+}
 
 func (f formatter) int(n int64) string { return strconv.FormatInt(n, 10) }
 
@@ -228,7 +254,7 @@ func funnelTable(r *metrics.FunnelResult, f formatter) table {
 	for _, s := range r.Steps {
 		t.rows = append(t.rows, row(s, all, all, s.FunnelCounts))
 		for _, g := range s.Groups {
-			t.rows = append(t.rows, row(s, f.text(g.Period), f.key(g.Key, g.Other, r.Definitions.OtherKeys), g.FunnelCounts))
+			t.rows = append(t.rows, row(s, f.text(g.Period), f.byKey(r.Definitions.By, g.Key, g.Other, r.Definitions.OtherKeys), g.FunnelCounts))
 			grouped = true
 		}
 	}
@@ -258,7 +284,7 @@ func cycleTable(r *metrics.CycleResult, f formatter) table {
 	}
 	add(all, all, r.CycleOutcomes)
 	for _, g := range r.Groups {
-		add(f.text(g.Period), f.key(g.Key, g.Other, r.Definitions.OtherKeys), g.CycleOutcomes)
+		add(f.text(g.Period), f.byKey(r.Definitions.By, g.Key, g.Other, r.Definitions.OtherKeys), g.CycleOutcomes)
 	}
 	if f.human && len(r.Groups) == 0 { // drop the empty period and key columns
 		t.header = t.header[2:]
@@ -277,7 +303,7 @@ func stallsTables(r *metrics.StallsResult, f formatter) []table {
 	}
 	deals := table{name: "deals", header: []string{"opportunity_id", "owner_id", "team", "amount", "currency", "step_index", "step", "days_since_commitment", "stalled_since"}}
 	for _, d := range r.Deals {
-		deals.rows = append(deals.rows, []string{d.OpportunityID, f.text(d.OwnerID), f.text(d.Team), f.amount(d.Amount), f.text(d.Currency),
+		deals.rows = append(deals.rows, []string{d.OpportunityID, f.owner(d.OwnerID), f.text(d.Team), f.amount(d.Amount), f.text(d.Currency),
 			strconv.Itoa(d.StepIndex), f.text(d.Step), f.int(d.DaysSinceCommitment), d.StalledSince.Format(time.RFC3339)})
 	}
 	return []table{steps, deals}
@@ -297,7 +323,11 @@ func missedTables(r *metrics.MissedResult, f formatter) []table {
 			t.rows = append(t.rows, row)
 		}
 		for _, m := range rows {
-			add(m, f.text(m.Key))
+			if name == "by_owner" {
+				add(m, f.owner(m.Key))
+			} else {
+				add(m, f.text(m.Key))
+			}
 		}
 		if total {
 			add(r.Total, "total")
@@ -354,7 +384,11 @@ func forecastTables(res any, f formatter) (string, []table) {
 	pipe := table{name: "pipeline", header: []string{"breakdown", "key", "deals", "amount", "expected", "p10", "p90", "crm_weighted"}}
 	add := func(breakdown string, gs ...forecast.Group) {
 		for _, g := range gs {
-			pipe.rows = append(pipe.rows, []string{breakdown, f.text(g.Key), strconv.Itoa(g.Deals), f.money(g.Amount),
+			key := f.text(g.Key)
+			if breakdown == "owner" {
+				key = f.owner(g.Key)
+			}
+			pipe.rows = append(pipe.rows, []string{breakdown, key, strconv.Itoa(g.Deals), f.money(g.Amount),
 				f.money(g.Expected), opt(g.P10), opt(g.P90), f.money(g.CRMWeighted)})
 		}
 	}
