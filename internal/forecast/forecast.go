@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/fx"
 	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/snapshot"
@@ -44,6 +46,9 @@ const (
 	ByClosePeriod = "close_period"
 	ByOwner       = "owner"
 	ByTeam        = "team"
+	// ByAttributePrefix starts a breakdown by a free attribute:
+	// attr.region.
+	ByAttributePrefix = "attr."
 )
 
 // Close periods accepted in Query.ClosePeriod.
@@ -65,7 +70,8 @@ type Query struct {
 	// date forecast for the deals then open, against what was won by
 	// Backtest + horizon (capped at AsOf). It must be before AsOf.
 	Backtest *time.Time
-	// By lists the breakdowns (close_period, owner, team); empty means all.
+	// By lists the breakdowns (close_period, owner, team, attr.KEY);
+	// empty means close_period, owner and team.
 	By []string
 	// ClosePeriod groups close dates by month (default) or quarter.
 	ClosePeriod string
@@ -158,6 +164,10 @@ type Pipeline struct {
 	ByClosePeriod []Group `json:"by_close_period,omitempty"`
 	ByOwner       []Group `json:"by_owner,omitempty"`
 	ByTeam        []Group `json:"by_team,omitempty"`
+	// ByAttribute holds, per attribute key asked for (by=attr.KEY), the
+	// pipeline per value of that attribute as of the forecast date ("" =
+	// deals without it), largest first.
+	ByAttribute map[string][]Group `json:"by_attribute,omitempty"`
 }
 
 // Group is the weighted pipeline of a set of open deals. Its amounts are
@@ -314,6 +324,7 @@ type params struct {
 	byPeriod bool
 	byOwner  bool
 	byTeam   bool
+	attrs    []string // attribute keys broken down by, in By's order
 }
 
 // validate checks q and fills in its defaults, with the rate table rates
@@ -381,7 +392,13 @@ func validate(q Query, rates *fx.Table) (params, error) {
 		case ByTeam:
 			p.byTeam = true
 		default:
-			return p, &InputError{Param: "by", Reason: fmt.Sprintf("unknown breakdown %q (close_period, owner, team)", b)}
+			k, ok := strings.CutPrefix(b, ByAttributePrefix)
+			if !ok || !event.ValidAttributeKey(k) {
+				return p, &InputError{Param: "by", Reason: fmt.Sprintf("unknown breakdown %q (close_period, owner, team, or attr.KEY with KEY in lower case letters, digits and _)", b)}
+			}
+			if !slices.Contains(p.attrs, k) {
+				p.attrs = append(p.attrs, k)
+			}
 		}
 	}
 	p.at, p.bound = p.AsOf, p.AsOf
@@ -437,7 +454,7 @@ func (f *Forecaster) Forecast(ctx context.Context, q Query) (*Result, error) {
 		}()
 		go func() {
 			defer wg.Done()
-			deals, dealsE = f.deals(ctx, v, p.Tenant, p.at, p.bound)
+			deals, dealsE = f.deals(ctx, v, p.Tenant, p.at, p.bound, p.attrs)
 		}()
 		wg.Wait()
 		if trainErr != nil {
@@ -522,6 +539,10 @@ func assemble(p params, model *Model, stats trainingStats, deals *chunks[dealRow
 	periods := map[string]*sums{}
 	owners := map[string]*sums{}
 	teams := map[string]*sums{}
+	attrs := make([]map[string]*sums, len(p.attrs))
+	for i := range attrs {
+		attrs[i] = map[string]*sums{}
+	}
 	for i := range ds {
 		d := &ds[i]
 		total.add(d)
@@ -531,6 +552,9 @@ func assemble(p params, model *Model, stats trainingStats, deals *chunks[dealRow
 		}
 		if p.byTeam {
 			addTo(teams, d.Team, d, n)
+		}
+		for j := range attrs {
+			addTo(attrs[j], d.Attrs[j], d, n)
 		}
 	}
 	var (
@@ -570,6 +594,12 @@ func assemble(p params, model *Model, stats trainingStats, deals *chunks[dealRow
 	}
 	if p.byTeam {
 		res.Pipeline.ByTeam = largestFirst(teams, codes, m)
+	}
+	for j, k := range p.attrs {
+		if res.Pipeline.ByAttribute == nil {
+			res.Pipeline.ByAttribute = map[string][]Group{}
+		}
+		res.Pipeline.ByAttribute[k] = largestFirst(attrs[j], codes, m)
 	}
 	if bt != nil {
 		bt.setAmounts(btS, codes, m)

@@ -191,6 +191,7 @@ type rawState struct {
 	step        int       // highest step gained
 	lastGain    time.Time // zero if none
 	closes      []rawClose
+	attrs       map[string]string
 }
 
 // rawFold folds the input events of one opportunity up to asOf in the
@@ -268,6 +269,16 @@ func rawFold(evs []event.Event, asOf time.Time) rawState {
 		}
 		switch p := e.Payload.(type) {
 		case *event.Opportunity:
+			for k, v := range p.Attributes {
+				if s.attrs == nil {
+					s.attrs = map[string]string{}
+				}
+				if v == "" {
+					delete(s.attrs, k)
+				} else {
+					s.attrs[k] = v
+				}
+			}
 			setProbability(p.Probability)
 			s.segment = cmp.Or(p.Segment, s.segment)
 			s.team = cmp.Or(p.Team, s.team)
@@ -462,7 +473,7 @@ func TestReopenedAgainstRawOracle(t *testing.T) {
 
 		for _, bound := range []time.Time{tc.asOf, tc.asOf.AddDate(0, 0, tc.horizon)} {
 			gotDeals, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) (*chunks[dealRow], error) {
-				return f.deals(ctx, v, "acme", tc.asOf, bound)
+				return f.deals(ctx, v, "acme", tc.asOf, bound, nil)
 			})
 			if err != nil {
 				t.Fatal(err)

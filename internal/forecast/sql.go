@@ -106,7 +106,7 @@ WITH TOTALS
 ORDER BY h, bucket, seg, outcome, day`
 
 // dealsSQL gives the opportunities open at @at with their facts as of @at
-// (element fi of the fact arrays), their state at @at, and their first
+// (element fi of the fact arrays; {attrs} is attrsSQL), their state at @at, and their first
 // close after @at observed up to @bound with the amount as of the close
 // time (element cfi). Each amount comes with its currency (currencies[i]
 // is that of amounts[i]) as the number reinterpretAsUInt32 makes of the
@@ -116,7 +116,7 @@ ORDER BY h, bucket, seg, outcome, day`
 // condition on computed columns down, and would compute every fact look-up
 // of the closed majority first); the outer WHERE the open ones.
 const dealsSQL = `
-SELECT o, f_amount, f_currency, f_close_date, f_probability, f_owner, f_team, f_segment, h, last_at, closed, ct, cs, close_amount, close_currency FROM (
+SELECT o, f_amount, f_currency, f_close_date, f_probability, f_owner, f_team, f_segment, h, last_at, closed, ct, cs, close_amount, close_currency, f_attrs FROM (
     SELECT
         opportunity_id AS o,
         if(toUInt32(created_at) > 0 AND created_at <= toDateTime(@bound), created_at, first_at) AS created,
@@ -129,6 +129,7 @@ SELECT o, f_amount, f_currency, f_close_date, f_probability, f_owner, f_team, f_
         owners[fi] AS f_owner,
         teams[fi] AS f_team,
         segments[fi] AS f_segment,
+        {attrs} AS f_attrs,
         arrayCount(g -> g <= toDateTime(@at), gain_times) AS gi,
         arrayReduce('max', arraySlice(gain_steps, 1, gi)) AS h,
         if(gi = 0, created, gain_times[gi]) AS last_at,
@@ -161,6 +162,30 @@ type stateRow struct {
 	Day         int
 }
 
+// attrsSQL is the array of the values of the attribute keys @attr0,
+// @attr1, ... (attrArgs) as of fact index fi ("" when the deal has none).
+// One element per key, not an arrayMap over the keys: 18.16 does not find
+// the table's columns from inside that lambda.
+func attrsSQL(keys []string) string {
+	if len(keys) == 0 {
+		return "emptyArrayString()"
+	}
+	elems := make([]string, len(keys))
+	for i := range keys {
+		elems[i] = fmt.Sprintf("attr_values[fi][indexOf(attr_keys[fi], @attr%d)]", i)
+	}
+	return "[" + strings.Join(elems, ", ") + "]"
+}
+
+// attrArgs binds the keys attrsSQL names.
+func attrArgs(keys []string) []any {
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		args[i] = clickhouse.Named(fmt.Sprintf("attr%d", i), k)
+	}
+	return args
+}
+
 // dealRow is one open opportunity as dealsSQL gives it.
 type dealRow struct {
 	Opportunity string
@@ -180,6 +205,8 @@ type dealRow struct {
 	CloseAmount float64
 	// CloseCurrency is the currency of CloseAmount.
 	CloseCurrency string
+	// Attrs are the values of the attributes asked for, in their order.
+	Attrs []string
 }
 
 // trainingStats are the totals of the training query.
@@ -361,11 +388,12 @@ func (f *Forecaster) training(ctx context.Context, v *snapshot.View, tenant stri
 
 // deals runs dealsSQL: the opportunities open at at, with closes observed up
 // to bound.
-func (f *Forecaster) deals(ctx context.Context, v *snapshot.View, tenant string, at, bound time.Time) (*chunks[dealRow], error) {
-	rows, err := f.query(ctx, v, dealsSQL,
-		clickhouse.Named("tenant", tenant),
-		clickhouse.Named("at", unix32(at)),
-		clickhouse.Named("bound", unix32(bound)))
+func (f *Forecaster) deals(ctx context.Context, v *snapshot.View, tenant string, at, bound time.Time, attrs []string) (*chunks[dealRow], error) {
+	rows, err := f.query(ctx, v, strings.Replace(dealsSQL, "{attrs}", attrsSQL(attrs), 1),
+		append(attrArgs(attrs),
+			clickhouse.Named("tenant", tenant),
+			clickhouse.Named("at", unix32(at)),
+			clickhouse.Named("bound", unix32(bound)))...)
 	if err != nil {
 		return nil, fmt.Errorf("forecast open deals: %w", err)
 	}
@@ -380,7 +408,7 @@ func (f *Forecaster) deals(ctx context.Context, v *snapshot.View, tenant string,
 			cur, ccur uint32
 		)
 		if err := rows.Scan(&r.Opportunity, &r.Amount, &cur, &r.CloseDate, &r.Probability, &r.Owner, &r.Team, &r.Segment,
-			&h, &r.LastAt, &closed, &r.ClosedAt, &r.Status, &r.CloseAmount, &ccur); err != nil {
+			&h, &r.LastAt, &closed, &r.ClosedAt, &r.Status, &r.CloseAmount, &ccur, &r.Attrs); err != nil {
 			return nil, fmt.Errorf("forecast open deals: scan: %w", err)
 		}
 		r.Step, r.Closed = int(h), closed == 1
