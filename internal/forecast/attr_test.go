@@ -69,7 +69,7 @@ func TestBreakdownByAttribute(t *testing.T) {
 			}
 			var deals, expected float64
 			for i, g := range groups {
-				if i > 0 && *groups[i-1].Amount < *g.Amount {
+				if i > 0 && *groups[i-1].Expected < *g.Expected {
 					t.Errorf("as of %s, %s: groups not largest first", asOf, key)
 				}
 				want := rawPipeline(byValue[g.Key], r.Model, asOf, asOf)[""]

@@ -412,6 +412,9 @@ func (f *Forecaster) deals(ctx context.Context, v *snapshot.View, tenant string,
 			return nil, fmt.Errorf("forecast open deals: scan: %w", err)
 		}
 		r.Step, r.Closed = int(h), closed == 1
+		if len(r.Attrs) == 0 {
+			r.Attrs = nil
+		}
 		r.Currency, r.CloseCurrency = codes.code(cur), codes.code(ccur)
 		r.CloseDate, r.LastAt, r.ClosedAt = r.CloseDate.UTC(), r.LastAt.UTC(), r.ClosedAt.UTC()
 		if !r.Closed {
