@@ -113,7 +113,20 @@ function dealLink(id, name) {
 function listLink(filter, label) {
   return el("a", { href: href({ list: "1", ...filter }) }, label);
 }
-function ownerLink(owner) { return owner ? listLink({ owner }, owner) : "(none)"; }
+// personName is the name of the person of CRM id id among an answer's
+// people (the tenant's users/owners export), else the id itself.
+function personName(people, id) {
+  const p = people && people[id];
+  return p && p.name ? p.name : id;
+}
+// ownerLink shows an owner by name (the id in its tooltip) and links to the
+// owner's deals by id.
+function ownerLink(owner, people) {
+  if (!owner) return "(none)";
+  const a = listLink({ owner }, personName(people, owner));
+  a.title = owner;
+  return a;
+}
 function teamLink(team) { return team ? listLink({ team }, team) : "(none)"; }
 function stepLink(key, label) { return key ? listLink({ step: key }, label) : label; }
 

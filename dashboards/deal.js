@@ -10,12 +10,13 @@ function showList(s) {
     const filter = {};
     for (const k of LIST_FILTERS) if (s[k]) filter[k] = s[k];
     const res = await api("v1/deals", { as_of: s.as_of, page: s.lpage || 1, page_size: 50, ...filter });
-    const said = Object.entries(filter).map(([k, v]) => `${title(k)} ${v === "true" ? "" : title(v)}`.trim()).join(", ");
+    const said = Object.entries(filter).map(([k, v]) =>
+      `${title(k)} ${v === "true" ? "" : k === "owner" ? personName(res.people, v) : title(v)}`.trim()).join(", ");
     const pages = Math.max(1, Math.ceil(res.total / res.page_size));
     return [
       el("h2", null, `Deals — ${said || "all"}`),
       el("p", { class: "hint" }, `${num(res.total)} deals as of ${day(res.definitions.as_of)}, by amount.`),
-      dealTable(res.deals || []),
+      dealTable(res.deals || [], res.people),
       el("p", { class: "pager" },
         res.page > 1 ? el("a", { href: href({ lpage: res.page - 1 }, true) }, "← previous") : null,
         ` page ${res.page} of ${pages} `,
@@ -42,7 +43,7 @@ function showDeal(s) {
         ["highest step", `${d.highest_step_index}. ${title(d.highest_step)}`], ["days since commitment", num(d.days_since_commitment)],
       ]),
       table(["owner", "team", "segment", "source", "product", "CRM probability", "created"],
-        [[ownerLink(f.owner_id), teamLink(f.team), f.segment || "–", f.source || "–", f.product || "–",
+        [[ownerLink(f.owner_id, d.people), teamLink(f.team), f.segment || "–", f.source || "–", f.product || "–",
           pct(f.probability), day(f.created_at)]]),
       Object.keys(f.attributes || {}).length ? table(["attribute", "value"],
         Object.keys(f.attributes).sort().map((k) => [k, f.attributes[k]])) : null,

@@ -79,9 +79,10 @@ function drawDashboard(s) {
   ];
 }
 
-// byLink links a breakdown key to the deal list where one exists.
-function byLink(by, key) {
-  if (by === "owner") return ownerLink(key);
+// byLink links a breakdown key to the deal list where one exists; an
+// owner shows by name when the answer's people name it.
+function byLink(by, key, people) {
+  if (by === "owner") return ownerLink(key, people);
   if (by === "team") return teamLink(key);
   return key || "(none)";
 }
@@ -101,20 +102,20 @@ function drawWarnings(res, s) {
         kinds.map((k) => [listLink({ warning: k.key }, title(k.key)), stackBar([{ value: k.deals, cls: "stalled" }], kmax, `${k.deals} deals`),
           num(k.deals), perCurrency(k.amounts_by_currency)]))),
       el("div", null, el("h3", null, "By owner"), table(["owner", "deals", "value"],
-        rows(res.by_owner || []).map((o) => [listLink({ owner: o.key, warning: "any" }, o.key || "(none)"), num(o.deals), perCurrency(o.amounts_by_currency)]))),
+        rows(res.by_owner || []).map((o) => [listLink({ owner: o.key, warning: "any" }, personName(res.people, o.key) || "(none)"), num(o.deals), perCurrency(o.amounts_by_currency)]))),
       el("div", null, el("h3", null, "By team"), table(["team", "deals", "value"],
         rows(res.by_team || []).map((o) => [listLink({ team: o.key, warning: "any" }, o.key || "(none)"), num(o.deals), perCurrency(o.amounts_by_currency)])))),
     el("h3", null, "Largest deals with a warning"), tabs,
-    dealTable(res.deals || []),
+    dealTable(res.deals || [], res.people),
     el("p", null, listLink({ warning: s.wkind || "any" }, "all of them →")),
   ];
 }
 
-// dealTable lists DealRows with their links.
-function dealTable(deals) {
+// dealTable lists DealRows with their links, owners by name among people.
+function dealTable(deals, people) {
   if (!deals.length) return hint("No deals.");
   return table(["deal", "owner", "team", "amount", "close", "stage", "highest step", "days since commitment", "warnings"],
-    deals.map((d) => [dealLink(d.opportunity_id, d.name), ownerLink(d.owner_id), teamLink(d.team),
+    deals.map((d) => [dealLink(d.opportunity_id, d.name), ownerLink(d.owner_id, people), teamLink(d.team),
       `${money(d.amount)}${d.currency ? " " + d.currency : ""}`, d.close_date || "–", d.stage || "–",
       stepLink(d.step, `${d.step_index}. ${title(d.step)}`), num(d.days_since_commitment),
       (d.warnings || []).map((w) => title(w.kind)).join(", ") || "–"]));
@@ -147,7 +148,7 @@ function drawFunnel(res, by) {
     const merged = (res.definitions || {}).other_keys || 0;
     nodes.push(el("h3", null, `Conversion (decided) by ${by}`),
       el("p", { class: "hint" }, "Each cell: converted / (converted + dropped), and how many reached the step."),
-      table([by, ...steps.map((s) => title(s.from_step))], keys.map((k) => [k === other ? `${merged} others` : byLink(by, k), ...steps.map((s) => {
+      table([by, ...steps.map((s) => title(s.from_step))], keys.map((k) => [k === other ? `${merged} others` : byLink(by, k, res.people), ...steps.map((s) => {
         const g = (s.groups || []).find((x) => gkey(x) === k);
         return g ? `${pct(g.conversion_rate_decided)} (${num(g.reached)})` : "–";
       })])));
@@ -187,7 +188,7 @@ function drawCycle(res, by) {
   const nodes = [table(head, [row("all", res)])];
   if (by) {
     nodes.push(el("h3", null, `By ${by}`), table([by, ...head.slice(1)],
-      (res.groups || []).filter((g) => !g.period).map((g) => row(g.other ? `${(res.definitions || {}).other_keys} others` : byLink(by, g.key), g))));
+      (res.groups || []).filter((g) => !g.period).map((g) => row(g.other ? `${(res.definitions || {}).other_keys} others` : byLink(by, g.key, res.people), g))));
   }
   return nodes;
 }
@@ -212,7 +213,7 @@ function drawStalls(res) {
     el("h3", null, "Stalled deals"),
     (res.deals || []).length === 0 ? hint("No stalled deals.") : table(
       ["opportunity", "owner", "team", "amount", "highest step", "days since commitment", "stalled since"],
-      res.deals.map((d) => [dealLink(d.opportunity_id), ownerLink(d.owner_id), teamLink(d.team),
+      res.deals.map((d) => [dealLink(d.opportunity_id), ownerLink(d.owner_id, res.people), teamLink(d.team),
         `${money(d.amount)}${d.currency ? " " + d.currency : ""}`, stepLink(d.step, `${d.step_index}. ${title(d.step)}`),
         num(d.days_since_commitment), day(d.stalled_since)])),
     el("p", { class: "pager" },
@@ -243,7 +244,7 @@ function drawMissed(res) {
         num(r.missed_interactions), num(r.interactions), pct(r.miss_rate)])),
     el("h3", null, "By owner"),
     table(["owner", "missed", "missed interactions", "interactions", "miss rate"],
-      owners.map((r) => [ownerLink(r.key), num(r.missed), num(r.missed_interactions), num(r.interactions), pct(r.miss_rate)])),
+      owners.map((r) => [ownerLink(r.key, res.people), num(r.missed), num(r.missed_interactions), num(r.interactions), pct(r.miss_rate)])),
   ];
 }
 
@@ -282,7 +283,7 @@ function drawStages(res, by) {
   ];
   if (by) {
     nodes.push(el("h3", null, `By ${by}`), table([by, "deals", "moves", "forward", "backward"],
-      (res.groups || []).map((g) => [byLink(by, g.key), num(g.total.deals), num(g.total.moves), num(g.total.forward), num(g.total.backward)])));
+      (res.groups || []).map((g) => [byLink(by, g.key, res.people), num(g.total.deals), num(g.total.moves), num(g.total.forward), num(g.total.backward)])));
   }
   return nodes;
 }
@@ -318,7 +319,7 @@ function drawForecast(res, ladderSteps) {
     if (!rows || !rows.length) continue;
     cols.append(el("div", null, el("h3", null, name), table(["", "deals", "pipeline", "commitment", "CRM"],
       rows.slice(0, 10).map((g) => // the server orders them
-        [link(g.key), num(g.deals), amount(g, "amount"), amount(g, "expected"), amount(g, "crm_weighted")]))));
+        [link(g.key, res.people), num(g.deals), amount(g, "amount"), amount(g, "expected"), amount(g, "crm_weighted")]))));
   }
   nodes.push(cols);
   const steps = (res.model && res.model.steps) || [];

@@ -7,7 +7,7 @@
 //   COMMITFLOW_BIN=../../bin/commitflow node browser.test.js
 "use strict";
 
-const { spawn } = require("node:child_process");
+const { spawn, execFileSync } = require("node:child_process");
 const fs = require("node:fs");
 const net = require("node:net");
 const os = require("node:os");
@@ -70,6 +70,7 @@ async function startServer(onBehind) {
   }
   return {
     base,
+    data,
     stop: () => {
       child.kill("SIGTERM");
       return new Promise((r) => { if (exited !== null) r(); else child.on("exit", r); })
@@ -188,6 +189,17 @@ async function main() {
     const evidence = deal.steps.reduce((n, s) => n + s.evidence.length, 0);
     assert.ok(evidence > 0 && await page.$$eval("#detail-body a.ev", (a) => a.length) >= evidence, "evidence not linked");
     assert.doesNotMatch(await page.textContent("#detail-body"), /\bnull\b|undefined|\[object/, "raw values on the deal view");
+    // Names: once a users export names the deal's owner, the view shows the
+    // name; the owner link still filters by id.
+    const owner = deal.facts.owner_id;
+    const users = path.join(server.data, "users.csv");
+    fs.writeFileSync(users, `id,name,email,team,manager\n${owner},Ada Browsertest,ada@demo.example,,\n`);
+    execFileSync(BIN, ["import", "--format", "users", "--tenant", "demo", "--data", server.data, users]);
+    await page.reload();
+    await loaded(page);
+    const ownerLink = page.locator(`#detail-body a[title="${owner}"]`).first();
+    assert.equal(await ownerLink.textContent(), "Ada Browsertest", "the owner is not shown by name");
+    assert.ok((await ownerLink.getAttribute("href")).includes(`owner=${encodeURIComponent(owner)}`), "the owner link lost the id");
     await page.screenshot({ path: path.join(ARTIFACTS, "deal-1440.png"), fullPage: true });
     console.log(`ok: stalled deal ${dealID} shows ${deal.steps.length} steps and ${timelineRows} timeline events`);
     const dealURL = page.url();
