@@ -301,10 +301,37 @@ func (g *gateway) postEvents(w http.ResponseWriter, r *http.Request, tenant stri
 		g.fail(w, r, err)
 		return
 	}
+	if letters := rejectedLetters(tenant, items, res.Lines); len(letters) > 0 {
+		if err := g.deadLetter(r.Context(), letters); err != nil {
+			g.fail(w, r, err)
+			return
+		}
+	}
 	g.events.WithLabelValues("events", "accepted").Add(float64(res.Accepted))
 	g.events.WithLabelValues("events", "duplicate").Add(float64(res.Duplicated))
 	g.events.WithLabelValues("events", "rejected").Add(float64(res.Rejected))
 	writeJSON(w, status, res)
+}
+
+// rejectedLetters are the dead letters of the rejected lines of a POST
+// /v1/events body, on the subject cf.events.<tenant>.http.rejected.0 with
+// the line's reason: the caller is told in the answer, and the operator
+// finds in CF_DLQ what was refused (an event type newer than this
+// version, a field out of range) instead of it being gone. A line naming
+// another tenant is not the token's tenant's to keep and is only answered.
+func rejectedLetters(tenant string, items []item, lines []LineResult) []letter {
+	var out []letter
+	for i, l := range lines {
+		if l.Status != "rejected" || l.code == http.StatusForbidden {
+			continue
+		}
+		reason := fmt.Sprintf("line %d: %s", l.Line, l.Error)
+		if l.Field != "" {
+			reason = fmt.Sprintf("line %d: %s: %s", l.Line, l.Field, l.Error)
+		}
+		out = append(out, letter{subject: bus.EventsPrefix + tenant + ".http.rejected.0", data: items[i].data, reason: reason})
+	}
+	return out
 }
 
 // item is one event's bytes in a POST /v1/events body.

@@ -184,3 +184,44 @@ func TestGongWebhook(t *testing.T) {
 		t.Fatalf("CF_EVENTS holds %d messages, want 1", n)
 	}
 }
+
+// TestPostEventsDeadLetters: the rejected lines of POST /v1/events — a
+// field out of range, an event type this version does not know — are
+// answered and kept in CF_DLQ with the line and the reason, in atomic mode
+// too; a line naming another tenant is only answered; the valid lines are
+// stored. Before, the rejected lines were answered and gone.
+func TestPostEventsDeadLetters(t *testing.T) {
+	b := startBus(t)
+	srv := dlqGateway(t, b)
+	bad := `{"v":1,"id":"x2","source":"api","type":"opportunity.probability_changed","occurred_at":"2024-06-01T10:00:00Z","opportunity_id":"o1","payload":{"to":1.5}}`
+	newer := `{"v":1,"id":"x3","source":"api","type":"opportunity.renamed","occurred_at":"2024-06-01T10:00:00Z","opportunity_id":"o1","payload":{}}`
+	body := ev("x1", "acme", "o1") + "\n" + bad + "\n" + newer + "\n" + ev("x4", "globex", "o1") + "\n"
+	var res EventsResult
+	if code, _ := post(t, srv, "/v1/events", body, bearer(acmeToken), &res); code != 202 || res.Accepted != 1 || res.Rejected != 3 {
+		t.Fatalf("%d %+v", code, res)
+	}
+	got := letters(t, b)
+	if len(got) != 2 {
+		t.Fatalf("dead letters:\n%s", strings.Join(got, "\n"))
+	}
+	want := []string{
+		"cf.events.acme.http.rejected.0 | line 2: payload.to: must be between 0 and 1, got 1.5 | " + bad,
+		"cf.events.acme.http.rejected.0 | line 3: type: ",
+	}
+	if got[0] != want[0] || !strings.HasPrefix(got[1], want[1]) || !strings.Contains(got[1], `"opportunity.renamed"`) {
+		t.Errorf("dead letters:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if n := b.msgs(t); n != 1 {
+		t.Fatalf("CF_EVENTS holds %d messages, want 1", n)
+	}
+	// Atomic: nothing stored, the rejected line still kept; the same
+	// line again is dead-lettered once (the letter's id hashes it).
+	for range 2 {
+		if code, _ := post(t, srv, "/v1/events?atomic=true", ev("x5", "acme", "o1")+"\n"+bad, bearer(acmeToken), &res); code != 400 {
+			t.Fatalf("atomic: %d %+v", code, res)
+		}
+	}
+	if got := letters(t, b); len(got) != 2 {
+		t.Fatalf("after the atomic requests, dead letters:\n%s", strings.Join(got, "\n"))
+	}
+}
