@@ -22,7 +22,9 @@ import (
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	format := fs.String("format", "auto", "file format: ndjson (canonical events), salesforce-history (OpportunityHistory CSV), salesforce-field-history (OpportunityFieldHistory CSV), salesforce-opportunity (Opportunity CSV, current state), salesforce-contact-roles (OpportunityContactRole CSV), csv (with --mapping), gong-json (a Gong /v2/calls/extensive response), calls-json (generic call records, schemas/calls), users (a users/owners export: people's names, written to ClickHouse), or auto: csv with --mapping, ndjson for .ndjson/.jsonl/.json, else salesforce-history")
+	format := fs.String("format", "auto", "file format: ndjson (canonical events), salesforce-history (OpportunityHistory CSV), salesforce-field-history (OpportunityFieldHistory CSV), salesforce-opportunity (Opportunity CSV, current state), salesforce-contact-roles (OpportunityContactRole CSV), csv (with --mapping), gong-json (a Gong /v2/calls/extensive response), calls-json (generic call records, schemas/calls), users (a users/owners export: people's names, written to ClickHouse), hubspot-deals (a HubSpot deals export with its date entered/exited stage columns), pipedrive-deals (a Pipedrive deals export), or auto: csv with --mapping, ndjson for .ndjson/.jsonl/.json, else salesforce-history")
+	pipelines := fs.String("pipelines", "", "with --format hubspot-deals: the deal pipelines `file`, the JSON HubSpot's GET /crm/v3/pipelines/deals answers: stage ids become their labels, and entering a closed stage closes the deal (won at probability 1.0, else lost)")
+	timezone := fs.String("timezone", "UTC", "with --format hubspot-deals or pipedrive-deals: the time `zone` (an IANA name, e.g. Europe/Berlin) of the export's times written without an offset, the CRM account's time zone")
 	mapping := fs.String("mapping", "", "YAML column-mapping `file` of a generic CSV export: one row per change (shape: history) or one row per deal (shape: deals)")
 	tenant := fs.String("tenant", "demo", "tenant the CSV rows belong to; with NDJSON, when given, an event of another tenant is refused")
 	currency := fs.String("currency", "", "currency of the amounts when the file has no currency column, e.g. USD")
@@ -70,7 +72,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("import: --seller-domains: %w", err)
 	}
-	rows, key, err := parseImport(content, path, *format, *mapping, *tenant, ndjsonTenant, *currency, *encoding, sellerDomains)
+	rows, key, err := parseImport(content, path, *format, *mapping, *tenant, ndjsonTenant, *currency, *encoding, sellerDomains, dealsOptions{pipelines: *pipelines, timezone: *timezone})
 	if err != nil {
 		return fmt.Errorf("import: %s: %w", path, err)
 	}
@@ -98,8 +100,9 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // parseImport reads content in the format asked for and returns its rows
 // and the key of its checkpoint.
 // ndjsonTenant is the tenant NDJSON events must have; empty for any.
-// sellers are the seller's e-mail domains of calls-json.
-func parseImport(content []byte, path, format, mapping, tenant, ndjsonTenant, currency, encoding string, sellers []string) (importer.Rows, string, error) {
+// sellers are the seller's e-mail domains of calls-json; deals the
+// options of hubspot-deals and pipedrive-deals.
+func parseImport(content []byte, path, format, mapping, tenant, ndjsonTenant, currency, encoding string, sellers []string, deals dealsOptions) (importer.Rows, string, error) {
 	if format == "auto" {
 		switch ext := strings.ToLower(filepath.Ext(path)); {
 		case mapping != "":
@@ -112,6 +115,9 @@ func parseImport(content []byte, path, format, mapping, tenant, ndjsonTenant, cu
 	}
 	if mapping != "" && format != "csv" {
 		return nil, "", fmt.Errorf("--mapping is for --format csv, not %s", format)
+	}
+	if deals.pipelines != "" && format != "hubspot-deals" {
+		return nil, "", fmt.Errorf("--pipelines is for --format hubspot-deals, not %s", format)
 	}
 	switch format {
 	case "ndjson":
@@ -146,11 +152,41 @@ func parseImport(content []byte, path, format, mapping, tenant, ndjsonTenant, cu
 	case "gong-json":
 		rows, err := gongRows(content, tenant)
 		return rows, importer.Key(content, format, tenant), err
+	case "hubspot-deals", "pipedrive-deals":
+		return dealsExport(content, format, tenant, currency, deals)
 	case "calls-json":
 		rows, err := callRows(content, tenant, sellers)
 		return rows, importer.Key(content, format, tenant, strings.Join(sellers, ",")), err
 	}
-	return nil, "", fmt.Errorf("--format %q: want ndjson, salesforce-history, salesforce-field-history, salesforce-opportunity, salesforce-contact-roles, csv, gong-json, calls-json or auto", format)
+	return nil, "", fmt.Errorf("--format %q: want ndjson, salesforce-history, salesforce-field-history, salesforce-opportunity, salesforce-contact-roles, csv, gong-json, calls-json, hubspot-deals, pipedrive-deals or auto", format)
+}
+
+// dealsOptions are the options of the CRMs' deals exports.
+type dealsOptions struct{ pipelines, timezone string }
+
+// dealsExport reads a HubSpot (with its pipelines file, if given) or
+// Pipedrive deals export, its times without an offset in o.timezone.
+func dealsExport(content []byte, format, tenant, currency string, o dealsOptions) (importer.Rows, string, error) {
+	loc, err := time.LoadLocation(o.timezone)
+	if err != nil {
+		return nil, "", fmt.Errorf("--timezone: %w", err)
+	}
+	if format == "pipedrive-deals" {
+		rows, err := importer.PipedriveDeals{Tenant: tenant, Currency: currency, Location: loc}.Parse(content)
+		return rows, importer.Key(content, format, tenant, currency, loc.String()), err
+	}
+	p := importer.HubSpotDeals{Tenant: tenant, Currency: currency, Location: loc}
+	var pl []byte
+	if o.pipelines != "" {
+		if pl, err = os.ReadFile(o.pipelines); err != nil {
+			return nil, "", err
+		}
+		if p.Pipelines, err = importer.ParseHubSpotPipelines(pl); err != nil {
+			return nil, "", fmt.Errorf("%s: %w", o.pipelines, err)
+		}
+	}
+	rows, err := p.Parse(content)
+	return rows, importer.Key(content, format, tenant, currency, loc.String(), string(pl)), err
 }
 
 // gongRows maps the calls of Gong call data (webhook.GongCalls) to rows,

@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"cmp"
 	"fmt"
 	"sort"
 	"strings"
@@ -33,37 +34,79 @@ import (
 // probability changed (each is as of creation), stages entered without a
 // date column, re-entries and backward moves, loss reasons, and when the
 // current stage was entered when it has no date.
+//
+// Vendor formats (HubSpotDeals, PipedriveDeals) add to this: a pipeline
+// column, a column with the date the current stage was entered, stage
+// dates with exits (an entry exited orders before one of the same time
+// that was not, or was exited later) and stages whose entry closes the
+// deal (an opportunity.closed_won or closed_lost follows the
+// stage_changed, id STAGE-ID:won or :lost). A stage date with a Key gets
+// the id OPP:stage:NN:KEY, NN its place among the deal's entries of the
+// same time, so that the fold, which orders events of one instant by id,
+// applies them in the order of the file.
 type Deals struct {
 	// History holds the columns and formats; Columns.CreatedAt is the
 	// created date and RowID, OccurredAt are not used (the opportunity id
 	// is the row's identity).
 	History
 	// StageDates are the columns with the date the deal entered each
-	// stage, in pipeline order.
+	// stage, in pipeline order; a stage date without a column names a
+	// stage for the current stage's entry.
 	StageDates StageDates
+	// Pipeline, if set, is the column of the deal's pipeline: that of
+	// opportunity.created and of the current stage's entry.
+	Pipeline string
+	// StageSince, if set, is the column of the time the deal entered its
+	// current stage; it dates the current stage when no stage date does.
+	StageSince string
 }
 
-// stageEntry is a dated move into a stage, the rank-th of the pipeline.
+// stageEntry is a dated move into a stage, the rank-th of StageDates.
 type stageEntry struct {
-	stage string
-	rank  int
-	at    time.Time
+	StageDate
+	rank       int
+	at, exited time.Time
+}
+
+// before orders entries by time, then an entry exited before one not
+// exited or exited later (it was left first); equal ones keep their order.
+func (a stageEntry) before(b stageEntry) bool {
+	if !a.at.Equal(b.at) {
+		return a.at.Before(b.at)
+	}
+	if az, bz := a.exited.IsZero(), b.exited.IsZero(); az != bz {
+		return bz
+	}
+	return a.exited.Before(b.exited)
+}
+
+// is reports whether sd is stage in pipeline (any pipeline when either
+// is unknown).
+func (sd StageDate) is(stage, pipeline string) bool {
+	return sd.Stage == stage && (sd.Pipeline == "" || pipeline == "" || sd.Pipeline == pipeline)
 }
 
 // Parse reads a deals CSV; see History.Parse for the errors.
 func (d Deals) Parse(data []byte) (Rows, error) {
-	h := d.History
-	if err := h.checkCurrency(); err != nil {
+	if err := d.checkCurrency(); err != nil {
 		return nil, err
 	}
-	h.Columns.OccurredAt, h.Columns.RowID = h.Columns.CreatedAt, ""
-	header, rows, recs, err := readCSV(data, h.Encoding, h.Comma)
+	header, rows, recs, err := readCSV(data, d.Encoding, d.Comma)
 	if err != nil {
 		return nil, err
 	}
-	cols := make([]string, 0, len(d.StageDates))
+	return d.parse(header, rows, recs, nil)
+}
+
+// parse fills in rows with the events of recs, the valid records of a
+// deals file with header. more, if set, is given each deal's events and
+// returns them with what its format adds, or an error refusing the row.
+func (d Deals) parse(header []string, rows Rows, recs []record, more func(record, []event.Event) ([]event.Event, error)) (Rows, error) {
+	h := d.History
+	h.Columns.OccurredAt, h.Columns.RowID = h.Columns.CreatedAt, ""
+	cols := []string{d.Pipeline, d.StageSince}
 	for _, sd := range d.StageDates {
-		cols = append(cols, sd.Column)
+		cols = append(cols, sd.Column, sd.Exited)
 	}
 	col, err := h.index(header, cols...)
 	if err != nil {
@@ -76,6 +119,12 @@ func (d Deals) Parse(data []byte) (Rows, error) {
 			if prev, ok := seen[evs[0].OpportunityID]; ok {
 				err = fmt.Errorf("%s: %q repeats the deal at line %d", h.Columns.OpportunityID, evs[0].OpportunityID, prev)
 			}
+		}
+		if err == nil && more != nil {
+			evs, err = more(rec, evs)
+		}
+		for i := 0; err == nil && i < len(evs); i++ {
+			err = evs[i].Validate()
 		}
 		if err != nil {
 			rows[rec.row].Err = err
@@ -94,65 +143,99 @@ func (d Deals) row(h History, rec record, col map[string]int) ([]event.Event, er
 		return nil, err
 	}
 	s.id = s.opp
-	cell := func(name string) string { return strings.TrimSpace(rec.cells[col[name]]) }
-	var closed time.Time
-	if c := h.Columns.ClosedAt; c != "" && cell(c) != "" {
-		if closed, err = parseTime(cell(c), h.DateLayout); err != nil {
-			return nil, fmt.Errorf("%s: %w", c, err)
+	cell := func(name string) string {
+		if name == "" {
+			return ""
 		}
+		return strings.TrimSpace(rec.cells[col[name]])
 	}
+	date := func(name string) (time.Time, error) {
+		v := cell(name)
+		if v == "" {
+			return time.Time{}, nil
+		}
+		t, err := parseTime(v, h.DateLayout)
+		if err != nil {
+			return t, fmt.Errorf("%s: %w", name, err)
+		}
+		return t, nil
+	}
+	closed, err := date(h.Columns.ClosedAt)
+	if err != nil {
+		return nil, err
+	}
+	since, err := date(d.StageSince)
+	if err != nil {
+		return nil, err
+	}
+	pipeline := cell(d.Pipeline)
 	var entries []stageEntry
 	last := s.at
 	current := false
 	for rank, sd := range d.StageDates {
-		v := cell(sd.Column)
-		if v == "" {
+		e := stageEntry{StageDate: sd, rank: rank}
+		if e.at, err = date(sd.Column); err != nil {
+			return nil, err
+		}
+		if e.at.IsZero() {
 			continue
 		}
-		at, err := parseTime(v, h.DateLayout)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", sd.Column, err)
+		if e.exited, err = date(sd.Exited); err != nil {
+			return nil, err
 		}
-		entries = append(entries, stageEntry{sd.Stage, rank, at})
-		if at.After(last) {
-			last = at
+		e.Pipeline = cmp.Or(e.Pipeline, pipeline)
+		entries = append(entries, e)
+		if e.at.After(last) {
+			last = e.at
 		}
-		current = current || sd.Stage == s.stage
+		current = current || sd.is(s.stage, pipeline)
 	}
-	sort.SliceStable(entries, func(i, j int) bool { return entries[i].at.Before(entries[j].at) })
-	if !current && s.stage != "" && (len(entries) > 0 || !closed.IsZero()) {
-		at := last
-		if !closed.IsZero() {
-			at = closed
-		}
-		rank := len(d.StageDates)
+	sort.SliceStable(entries, func(i, j int) bool { return entries[i].before(entries[j]) })
+	if !current && s.stage != "" && (len(entries) > 0 || !closed.IsZero() || !since.IsZero()) {
+		e := stageEntry{StageDate: StageDate{Stage: s.stage}, rank: len(d.StageDates), at: cmp.Or(since, closed, last)}
 		for i, sd := range d.StageDates {
-			if sd.Stage == s.stage {
-				rank = i
+			if sd.is(s.stage, pipeline) {
+				e.StageDate, e.rank = sd, i
 			}
 		}
-		entries = append(entries, stageEntry{s.stage, rank, at})
+		e.Pipeline = cmp.Or(e.Pipeline, pipeline)
+		entries = append(entries, e)
 	}
 	created := h.created(&s)
 	created.ID = s.opp + ":created"
+	o := created.Payload.(*event.Opportunity)
+	o.Pipeline = pipeline
 	if len(entries) > 0 {
-		created.Payload.(*event.Opportunity).Stage = ""
+		o.Stage = ""
 	}
 	evs := []event.Event{created}
 	from := ""
-	for _, e := range entries {
-		sc := &event.StageChange{From: from, To: e.stage}
-		if e.stage == s.stage && s.probability != nil {
+	for i, e := range entries {
+		sc := &event.StageChange{Pipeline: e.Pipeline, From: from, To: e.Stage}
+		if e.Stage == s.stage && s.probability != nil {
 			sc.Probability = *s.probability
 		}
-		evs = append(evs, event.Event{ID: fmt.Sprintf("%s:stage:%02d:%s", s.opp, e.rank, e.stage), Tenant: h.Tenant, Source: h.Source,
-			Type: event.StageChanged, OccurredAt: e.at, OpportunityID: s.opp, Payload: sc})
-		from = e.stage
-	}
-	for i := range evs {
-		if err := evs[i].Validate(); err != nil {
-			return nil, err
+		id := fmt.Sprintf("%s:stage:%02d:%s", s.opp, e.rank, e.Stage)
+		if e.Key != "" {
+			tie := 0
+			for j := i - 1; j >= 0 && entries[j].at.Equal(e.at); j-- {
+				tie++
+			}
+			id = fmt.Sprintf("%s:stage:%02d:%s", s.opp, tie, e.Key)
 		}
+		ev := event.Event{ID: id, Tenant: h.Tenant, Source: h.Source, OccurredAt: e.at, OpportunityID: s.opp}
+		sev := ev
+		sev.Type, sev.Payload = event.StageChanged, sc
+		evs = append(evs, sev)
+		switch e.Status {
+		case "won":
+			ev.ID, ev.Type, ev.Payload = id+":won", event.ClosedWon, &event.Won{}
+			evs = append(evs, ev)
+		case "lost":
+			ev.ID, ev.Type, ev.Payload = id+":lost", event.ClosedLost, &event.Lost{}
+			evs = append(evs, ev)
+		}
+		from = e.Stage
 	}
 	return evs, nil
 }

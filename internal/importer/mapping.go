@@ -53,7 +53,15 @@ type Mapping struct {
 }
 
 // StageDate names the column holding the date a deal entered a stage.
-type StageDate struct{ Stage, Column string }
+type StageDate struct {
+	Stage, Column string
+	// The rest is set by vendor formats, not by a mapping file. Pipeline
+	// is the stage's pipeline; Exited the column of the date the deal
+	// left the stage, which orders entries of the same time; Key, if
+	// set, names the stage in event ids instead of its place and name;
+	// Status, "won" or "lost", closes the deal when it enters the stage.
+	Pipeline, Exited, Key, Status string
+}
 
 // StageDates are the stage date columns of a deals file, in the order of
 // the pipeline's stages (the order of the mapping file).
