@@ -7,13 +7,16 @@ package report
 import (
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/commitflow/commitflow/internal/deals"
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/metrics"
 )
@@ -26,10 +29,14 @@ type table struct {
 }
 
 // Write prints res, the answer of the metric name (a *metrics.FunnelResult,
-// ..., a *forecast.Result), in format: "json" as the API answers it, "csv"
-// the table only names, or the first, and "table" a line of the
+// ..., a *forecast.Result) or of the API's deals or warnings list (a
+// *deals.ListResult or *deals.WarningsResult), in format: "json" as the API
+// answers it, "csv" the table only names, or the first (numbers with a dot
+// decimal, times in RFC 3339, dates YYYY-MM-DD, a text a spreadsheet would
+// take for a formula quoted, see csvCell), and "table" a line of the
 // definitions the answer used followed by every table, or only the one
-// only names, aligned for people.
+// only names, aligned for people. A table only names that the answer does
+// not hold is an error wrapping ErrNoTable.
 func Write(w io.Writer, name string, res any, format, only string) error {
 	return WriteNamed(w, name, res, format, only, nil)
 }
@@ -46,12 +53,11 @@ func WriteNamed(w io.Writer, name string, res any, format, only string, names ma
 	human := format == "table"
 	defs, tables := render(res, formatter{human: human, names: names})
 	if only != "" {
-		for _, t := range tables {
-			if t.name == only {
-				tables = []table{t}
-				break
-			}
+		i := slices.IndexFunc(tables, func(t table) bool { return t.name == only })
+		if i < 0 {
+			return fmt.Errorf("report %s: table %s: %w", name, only, ErrNoTable)
 		}
+		tables = tables[i : i+1]
 	}
 	if format == "csv" {
 		if len(tables) == 0 {
@@ -59,7 +65,14 @@ func WriteNamed(w io.Writer, name string, res any, format, only string, names ma
 		}
 		cw := csv.NewWriter(w)
 		cw.Write(tables[0].header)
-		cw.WriteAll(tables[0].rows)
+		for _, row := range tables[0].rows {
+			cells := make([]string, len(row))
+			for i, c := range row {
+				cells[i] = csvCell(c)
+			}
+			cw.Write(cells)
+		}
+		cw.Flush()
 		return cw.Error()
 	}
 	fmt.Fprintln(w, defs)
@@ -77,9 +90,42 @@ func WriteNamed(w io.Writer, name string, res any, format, only string, names ma
 	return nil
 }
 
-// TableNames lists the tables of a metric's report, the CSV default first.
+// ErrNoTable is the error of Write asked for a table the answer does not
+// hold: the back-test tables of a forecast without a back-test.
+var ErrNoTable = errors.New("not in this answer")
+
+// csvCell is a cell of a CSV as spreadsheets may read it: a text that
+// starts with =, +, -, @, a tab or a carriage return is prefixed with a
+// single quote, so that a spreadsheet shows it rather than evaluating it
+// as a formula (OWASP's advice against CSV injection: a deal or stage name
+// comes from the CRM). Numbers, negative ones included, are left as they
+// are.
+func csvCell(s string) string {
+	if s == "" || !strings.ContainsRune("=+-@\t\r", rune(s[0])) || isNumber(s) {
+		return s
+	}
+	return "'" + s
+}
+
+// isNumber reports whether s is a decimal number as the formatter writes
+// one: an optional minus, digits, and optionally a dot and digits.
+func isNumber(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	whole, frac, dot := strings.Cut(s, ".")
+	digits := func(s string) bool {
+		return s != "" && strings.Trim(s, "0123456789") == ""
+	}
+	return digits(whole) && (!dot || digits(frac))
+}
+
+// TableNames lists the tables of a report (a metric, or the deals or
+// warnings list of the API), the CSV default first.
 func TableNames(name string) []string {
 	switch name {
+	case "deals":
+		return []string{"deals"}
+	case "warnings":
+		return []string{"deals", "by_kind", "by_owner", "by_team"}
 	case "funnel":
 		return []string{"steps"}
 	case "stalls":
@@ -113,6 +159,10 @@ func render(res any, f formatter) (string, []table) {
 	case *metrics.StageHistoryResult:
 		line, tables := stageHistoryTables(r, f)
 		return defsLine(r.Definitions) + line, tables
+	case *deals.ListResult:
+		return dealListTables(r, f)
+	case *deals.WarningsResult:
+		return warningsTables(r, f)
 	case *metrics.CycleResult:
 		start := "from creation"
 		if r.FromStep != "" {
