@@ -78,7 +78,8 @@ var sfMapped = []string{
 }
 
 // Salesforce maps Salesforce Change Data Capture messages for Opportunity
-// (OpportunityChangeEvent) to tenant's events. The body is one message or
+// (OpportunityChangeEvent) and OpportunityContactRole
+// (OpportunityContactRoleChangeEvent, see contactRoles) to tenant's events. The body is one message or
 // a JSON array of them, each the event payload ({"ChangeEventHeader": ...,
 // "StageName": ..., ...}) or the CometD message around it ({"data":
 // {"payload": ...}}), with field values as CometD sends them or as the
@@ -189,13 +190,15 @@ func (c *cdcChange) mapMessage() {
 		return
 	}
 	h := &c.h
-	if h.EntityName != "Opportunity" {
+	switch h.EntityName {
+	case "Opportunity", contactRoleEntity:
+	default:
 		c.res.ignore("entity:" + cmp.Or(h.EntityName, "none"))
 		return
 	}
 	records := strings.Join(h.RecordIDs, ", ")
 	if strings.HasPrefix(h.ChangeType, "GAP_") {
-		c.refuse("ChangeEventHeader.changeType %s (Opportunity %s): a gap event has no field values, the changes are unknown; resync these opportunities with commitflow import of an Opportunity or OpportunityHistory export", h.ChangeType, records)
+		c.refuse("ChangeEventHeader.changeType %s (%s %s): a gap event has no field values, the changes are unknown; resync these records with commitflow import of an Opportunity or OpportunityHistory (or OpportunityContactRole) export", h.ChangeType, h.EntityName, records)
 		return
 	}
 	switch h.ChangeType {
@@ -229,6 +232,10 @@ func (c *cdcChange) mapMessage() {
 	}
 	c.base.OccurredAt = time.UnixMilli(ms).UTC()
 	c.changed = c.changedFields()
+	if h.EntityName == contactRoleEntity {
+		c.contactRoles()
+		return
+	}
 	var parts []cdcPart
 	if h.ChangeType == "CREATE" {
 		parts = c.created()
@@ -477,4 +484,71 @@ func sfTime(s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("%q is not a time (want ISO 8601 or Unix milliseconds)", s)
+}
+
+// contactRoleEntity is the entity of OpportunityContactRoleChangeEvent.
+const contactRoleEntity = "OpportunityContactRole"
+
+// contactRoles maps an OpportunityContactRole change: a contact put on an
+// opportunity with a role, the people consensus counts. A CREATE becomes
+// contact.added (buyer side: contact roles name the customer's people)
+// with ContactId and Role, at CreatedDate when the message has it (else
+// commitTimestamp), with the record's id as the event's id — the id and
+// content the OpportunityContactRole import gives the same role, so an
+// import and the change events store it once. An UPDATE that changes Role
+// or ContactId becomes contact.added with the new values when the message
+// also carries OpportunityId; change events carry only the changed
+// fields, so without it the change is counted in Result.Ignored
+// ("OpportunityContactRole:UPDATE without OpportunityId"): re-import the
+// contact roles to pick it up. DELETE and UNDELETE are counted too (the
+// envelope has no event for a contact leaving a deal).
+func (c *cdcChange) contactRoles() {
+	h := &c.h
+	fail := func(f string, err error) { c.refuse("%s %s field %s: %v", contactRoleEntity, c.records(), f, err) }
+	text := func(f string) string {
+		v, _, err := c.value(f)
+		if err != nil {
+			fail(f, err)
+		}
+		return v
+	}
+	opp, contact, role := text("OpportunityId"), text("ContactId"), text("Role")
+	for f := range c.changed {
+		switch f {
+		case "OpportunityId", "ContactId", "Role", "CreatedDate":
+		default:
+			c.res.ignore("field:" + contactRoleEntity + "." + f)
+		}
+	}
+	at := c.base.OccurredAt
+	id := func(rec string) string { return rec }
+	if h.ChangeType == "UPDATE" {
+		if !c.changed["Role"] && !c.changed["ContactId"] {
+			return
+		}
+		if opp == "" {
+			for range h.RecordIDs {
+				c.res.ignore(contactRoleEntity + ":UPDATE without OpportunityId")
+			}
+			return
+		}
+		id = func(rec string) string { return h.TransactionKey + "-" + string(h.SequenceNumber) + "-" + rec + "-role" }
+	} else if v := text("CreatedDate"); v != "" {
+		t, err := sfTime(v)
+		if err != nil {
+			fail("CreatedDate", err)
+			return
+		}
+		at = t
+	}
+	if opp == "" || contact == "" {
+		c.refuse("%s %s: OpportunityId and ContactId are required on a %s", contactRoleEntity, c.records(), h.ChangeType)
+		return
+	}
+	for _, rec := range h.RecordIDs {
+		ev := c.base
+		ev.ID, ev.OpportunityID, ev.OccurredAt, ev.Type = id(rec), opp, at, event.ContactAdded
+		ev.Payload = &event.Contact{ContactID: contact, Role: role, Side: event.Buyer}
+		c.res.Events = append(c.res.Events, ev)
+	}
 }

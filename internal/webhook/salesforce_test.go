@@ -47,9 +47,20 @@ func TestSalesforce(t *testing.T) {
 			{"0004a6e1-6621-8c2d-3e4f-5a6b7c8d9e01-2-" + b + "-Probability", b, event.ProbabilityChanged, "2024-06-09T10:00:00Z", &event.ProbabilityChange{}},
 			{"0004a6e1-6621-8c2d-3e4f-5a6b7c8d9e01-2-" + b + "-Amount", b, event.AmountChanged, "2024-06-09T10:00:00Z", &event.AmountChange{To: 61000.5, Currency: "USD"}},
 		}, []string{
-			"4: ChangeEventHeader.changeType GAP_UPDATE (Opportunity 0065g00000QqQqQAAV): a gap event has no field values, the changes are unknown; resync these opportunities with commitflow import of an Opportunity or OpportunityHistory export",
+			"4: ChangeEventHeader.changeType GAP_UPDATE (Opportunity 0065g00000QqQqQAAV): a gap event has no field values, the changes are unknown; resync these records with commitflow import of an Opportunity or OpportunityHistory (or OpportunityContactRole) export",
 		}, map[string]int{
 			"field:ForecastCategory": 1, "field:LastModifiedDate": 3, "change:DELETE": 1, "entity:Account": 1,
+		}},
+		{"salesforce_cdc_contact_roles.json", []brief{
+			// The CREATE: the record's id and CreatedDate, as the
+			// OpportunityContactRole import gives the same role.
+			{"00K5g00000CrOlEAAV", a, event.ContactAdded, "2024-06-02T09:59:59Z", &event.Contact{ContactID: "0035g00000JkLmNAAV", Role: "Economic Buyer", Side: event.Buyer}},
+			// A role changed, with the opportunity in the message.
+			{"0003c1a2-3d4e-5f60-7182-93a4b5c6d7e8-2-00K5g00000CrOlFAAV-role", b, event.ContactAdded, "2024-06-03T11:00:00Z", &event.Contact{ContactID: "0035g00000OpQrSAAV", Role: "Champion", Side: event.Buyer}},
+		}, nil, map[string]int{
+			"field:OpportunityContactRole.IsPrimary": 1, "field:OpportunityContactRole.CreatedById": 1,
+			"field:OpportunityContactRole.LastModifiedDate": 2, "field:OpportunityContactRole.LastModifiedById": 1,
+			"OpportunityContactRole:UPDATE without OpportunityId": 1, "change:DELETE": 1,
 		}},
 	}
 	for _, tt := range tests {
