@@ -163,7 +163,7 @@ func ParseStageHistory(v url.Values) (metrics.StageHistoryQuery, error) {
 // own unless top says otherwise: a dashboard shows a few dozen, and an
 // answer with every value of a large team for every period runs to tens
 // of megabytes.
-const DefaultTop = 50
+const DefaultTop = 20
 
 // maxTop bounds top: above it, ask for all.
 const maxTop = 10_000
