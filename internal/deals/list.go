@@ -12,6 +12,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/readmodel"
 	"github.com/commitflow/commitflow/internal/snapshot"
 )
 
@@ -233,7 +234,7 @@ func (q rowsSQL) facts(cond string) string {
 	// anything but its arguments, and a per-row value a lambda needs is
 	// passed as an argument array, replicate(value, array).
 	return `SELECT opportunity_id AS opp_id,
-		arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
+		` + readmodel.FactIndex("@asof") + ` AS fi,
 		amounts[fi] AS amt,
 		currencies[fi] AS cur,
 		owners[fi] AS a_owner,
@@ -242,15 +243,9 @@ func (q rowsSQL) facts(cond string) string {
 		statuses[fi] AS a_status,
 		close_dates[fi] AS a_close,
 		fact_closed[fi] = 0 AS is_open,
-		toUInt8(arrayReduce('max', arrayFilter((s, t) -> t <= toDateTime(@asof), gain_steps, gain_times))) AS hi_step,
-		toUInt32(arrayReduce('max', arrayFilter(t -> t <= toDateTime(@asof), gain_times))) AS lastc,
-		if(created_at <= toDateTime(@asof), toUInt32(created_at), toUInt32(0)) AS created,
-		if(lastc != 0, lastc, if(created != 0, created, toUInt32(first_at))) AS ref,
-		intDiv(toInt64(@asof) - ref, 86400) AS days,
+		` + readmodel.HighestStep("@asof") + ` AS hi_step,
+		` + readmodel.StallColumns + `,
 		toUInt32(gained[@cstep]) AS cgain,
-		toUInt32(arrayReduce('max', arrayFilter(t -> t <= toDateTime(@asof), close_times))) AS lastclose,
-		if(lastclose >= ref, lastclose + 1, ref) AS sref,
-		toUInt32(arrayReduce('min', arrayFilter((t, r) -> toUInt32(t) >= r AND t <= toDateTime(@asof), stall_times, replicate(sref, stall_times)))) AS ss,
 		toUInt32(arrayReduce('max', arrayFilter((t, r) -> r = 'close_date_pushed' AND t <= toDateTime(@asof) AND toUInt32(t) > @pushed_after, miss_times, miss_reasons))) AS pd,
 		arrayFilter((i, r) -> r = 'no_buyer_present', miss_interactions, miss_reasons) AS nbp,
 		arrayFilter((t, i, n) -> t <= toDateTime(@asof) AND NOT has(n, i), held_times, held_interactions, replicate(nbp, held_times)) AS bh_t,

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/commitflow/commitflow/internal/readmodel"
 )
 
 // StallsQuery asks where open deals sit and which are stalled, as of AsOf.
@@ -99,39 +101,26 @@ var stallsRules = []string{
 
 // openDeals returns outer run over {rows}: one row per opportunity of
 // the tenant's rows of from (opportunity_state [FINAL]) selected by
-// prewhere and where that is open as of
-// @asof, with its highest step, facts, reference time, first stall since
-// then and days since the reference time. Times are UInt32 seconds, 0
-// meaning none. A stall counts from sref: the reference time, or just
-// after the last close when that is later (a reopened deal's stall clock
-// restarts at the reopen); sref reaches the lambda as an array, since
-// 18.16 cannot capture a column computed in the same query level.
+// prewhere and where that is open as of @asof, with its highest step,
+// facts, reference time, first stall counted (ss, see
+// readmodel.StallColumns) and days since the reference time. Times are
+// UInt32 seconds, 0 meaning none.
 func openDeals(outer, from, prewhere, where string) string {
-	return strings.Replace(outer, "{rows}", `SELECT opp_id, hi_step, amt, cur, a_owner, a_team, ref, ss, ss != 0 AS stalled,
-		intDiv(toInt64(@asof) - ref, 86400) AS days
+	return strings.Replace(outer, "{rows}", `SELECT opp_id, hi_step, amt, cur, a_owner, a_team, ref, ss, ss != 0 AS stalled, days
 	FROM (
-		SELECT opp_id, hi_step, amt, cur, a_owner, a_team, ref,
-			toUInt32(arrayReduce('min', arrayFilter((t, r) -> toUInt32(t) >= r AND t <= toDateTime(@asof),
-				stall_times, arrayResize(emptyArrayUInt32(), length(stall_times), sref)))) AS ss
-		FROM (
-			SELECT opportunity_id AS opp_id, stall_times,
-				arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
-				amounts[fi] AS amt,
-				`+curSQL("currencies", "fi")+` AS cur,
-				owners[fi] AS a_owner,
-				teams[fi] AS a_team,
-				arrayReduce('max', arrayFilter((s, t) -> t <= toDateTime(@asof), gain_steps, gain_times)) AS hi_step,
-				toUInt32(arrayReduce('max', arrayFilter(t -> t <= toDateTime(@asof), gain_times))) AS lastc,
-				if(created_at <= toDateTime(@asof), toUInt32(created_at), toUInt32(0)) AS created,
-				if(lastc != 0, lastc, if(created != 0, created, toUInt32(first_at))) AS ref,
-				toUInt32(arrayReduce('max', arrayFilter(t -> t <= toDateTime(@asof), close_times))) AS lastclose,
-				if(lastclose >= ref, lastclose + 1, ref) AS sref
-			FROM `+from+`
-			`+prewhere+`
-			WHERE `+where+`
-				AND first_at != toDateTime(0) AND first_at <= toDateTime(@asof)
-				AND fact_closed[fi] = 0
-		)
+		SELECT opportunity_id AS opp_id,
+			`+readmodel.FactIndex("@asof")+` AS fi,
+			amounts[fi] AS amt,
+			`+curSQL("currencies", "fi")+` AS cur,
+			owners[fi] AS a_owner,
+			teams[fi] AS a_team,
+			`+readmodel.HighestStep("@asof")+` AS hi_step,
+			`+readmodel.StallColumns+`
+		FROM `+from+`
+		`+prewhere+`
+		WHERE `+where+`
+			AND first_at != toDateTime(0) AND first_at <= toDateTime(@asof)
+			AND fact_closed[fi] = 0
 	)`, 1)
 }
 

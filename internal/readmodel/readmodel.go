@@ -1,0 +1,56 @@
+// Package readmodel owns the rules that more than one answer reads from
+// the opportunity_state read model (one row per opportunity: see
+// schemas/clickhouse/0101_opportunity_state.sql): SQL expressions over its
+// columns "as of" an instant, written once here so that the metrics, the
+// deal lists and the forecast cannot drift apart.
+//
+// An instant is given as SQL: a bound argument such as "@asof" holding
+// UInt32 seconds, or an expression of a DateTime. The expressions work on
+// ClickHouse 18.16 and 24.x; no lambda reads anything but its arguments
+// (18.16 loses a column that a query names only inside a lambda), so a
+// per-row value a lambda needs is passed as an argument array,
+// replicate(value, array).
+//
+// Snapshot (package snapshot) decides which rows of the table a query
+// reads; this package what their columns mean.
+package readmodel
+
+// FactIndex is the index in the fact arrays (amounts, currencies, owners,
+// teams, stages, statuses, close_dates, fact_closed, ...) of the facts as
+// of at: how many fact changes happened at or before at; 0 when the deal
+// had none yet (and array[0] is the type's default).
+func FactIndex(at string) string {
+	return "arrayCount(t -> t <= toDateTime(" + at + "), fact_times)"
+}
+
+// HighestStep is the highest step index of the commitment.gained at or
+// before at, 0 when none (UInt8).
+func HighestStep(at string) string {
+	return "toUInt8(arrayReduce('max', arrayFilter((s, t) -> t <= toDateTime(" + at + "), gain_steps, gain_times)))"
+}
+
+// StallColumns are the select-list items of the stall rule over a row of
+// opportunity_state as of the bound argument @asof (UInt32 seconds); times
+// are UInt32 seconds, 0 meaning none:
+//
+//   - lastc: the last commitment.gained at or before @asof;
+//   - created: deal.created, if at or before @asof;
+//   - ref: the reference time, lastc, else created, else first_at;
+//   - days: whole days from ref to @asof (Int64);
+//   - lastclose: the last deal.closed at or before @asof;
+//   - sref: when the stall clock runs from, ref, or the second after
+//     lastclose when that is not before ref (a reopened deal's clock
+//     restarts at the reopen);
+//   - ss: the earliest deal.stalled at or after sref and at or before
+//     @asof; a deal is stalled as of @asof when ss != 0 (and it is open).
+//
+// The thresholds per step are applied when deal.stalled is derived
+// (package derive); this rule decides which of those count as of @asof.
+// A later commitment.gained moves ref past an earlier stall, clearing it.
+const StallColumns = `toUInt32(arrayReduce('max', arrayFilter(t -> t <= toDateTime(@asof), gain_times))) AS lastc,
+		if(created_at <= toDateTime(@asof), toUInt32(created_at), toUInt32(0)) AS created,
+		if(lastc != 0, lastc, if(created != 0, created, toUInt32(first_at))) AS ref,
+		intDiv(toInt64(@asof) - ref, 86400) AS days,
+		toUInt32(arrayReduce('max', arrayFilter(t -> t <= toDateTime(@asof), close_times))) AS lastclose,
+		if(lastclose >= ref, lastclose + 1, ref) AS sref,
+		toUInt32(arrayReduce('min', arrayFilter((t, r) -> toUInt32(t) >= r AND t <= toDateTime(@asof), stall_times, replicate(sref, stall_times)))) AS ss`

@@ -1,0 +1,116 @@
+package readmodel_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/commitflow/commitflow/internal/chtest"
+	"github.com/commitflow/commitflow/internal/derive"
+	"github.com/commitflow/commitflow/internal/readmodel"
+	"github.com/commitflow/commitflow/internal/store"
+	"github.com/commitflow/commitflow/internal/store/storetest"
+)
+
+func TestMain(m *testing.M) { chtest.Main(m) }
+
+var t0 = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func day(n int) time.Time { return t0.AddDate(0, 0, n) }
+
+// state is a hand-made opportunity_state row: created at day 0, open,
+// with the given gains (step by time), closes and stalls.
+func state(id string, gains map[time.Time]uint8, closes, stalls []time.Time) store.StateRow {
+	st := derive.State{Tenant: "acme", OpportunityID: id, CreatedAt: day(0), FirstAt: day(0),
+		Reach: make([]time.Time, 2), Gained: make([]time.Time, 2),
+		FactTimes: []time.Time{day(0)}, Facts: []derive.Snapshot{{Amount: 100, Status: derive.StatusOpen}}}
+	for at, step := range gains {
+		st.GainTimes, st.GainSteps = append(st.GainTimes, at), append(st.GainSteps, step)
+	}
+	for _, at := range closes {
+		st.Closes = append(st.Closes, derive.Close{At: at, Status: "lost"})
+	}
+	for _, at := range stalls {
+		st.Stalls = append(st.Stalls, derive.Mark{At: at})
+	}
+	return store.StateRow{State: st, Version: 1}
+}
+
+// TestStallRule pins the stall rule of StallColumns (and HighestStep, the
+// reference time and days) on hand-made deals in ClickHouse: which
+// deal.stalled counts as of a date, around gains, closes and reopens, to
+// the second.
+func TestStallRule(t *testing.T) {
+	st := storetest.Open(t, store.Options{})
+	ctx := context.Background()
+	sec := time.Second
+	rows := []store.StateRow{
+		state("plain", nil, nil, []time.Time{day(30)}),
+		// A commitment gained after the stall clears it.
+		state("gained", map[time.Time]uint8{day(40): 1}, nil, []time.Time{day(30)}),
+		// Stalled, closed at day 40, reopened, stalled again at day 90.
+		state("reopened", nil, []time.Time{day(40)}, []time.Time{day(30), day(90)}),
+		// A stall in the second of the close does not count after it; one
+		// a second later does.
+		state("close-second", nil, []time.Time{day(40)}, []time.Time{day(40), day(40).Add(sec)}),
+		// A stall in the second of the reference time counts.
+		state("ref-second", map[time.Time]uint8{day(10): 2}, nil, []time.Time{day(10)}),
+		// A close before the reference time does not move the clock.
+		state("closed-before-ref", map[time.Time]uint8{day(10): 1}, []time.Time{day(5)}, []time.Time{day(20)}),
+	}
+	if err := st.InsertStates(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		opp     string
+		asOf    time.Time
+		stalled time.Time // ss; zero: not stalled
+		ref     time.Time
+		days    int64
+		step    uint8
+	}{
+		{"plain", day(30).Add(-sec), time.Time{}, day(0), 29, 0},
+		{"plain", day(30), day(30), day(0), 30, 0},
+		{"plain", day(100), day(30), day(0), 100, 0},
+		{"gained", day(35), day(30), day(0), 35, 0},
+		{"gained", day(40).Add(-sec), day(30), day(0), 39, 0},
+		{"gained", day(40), time.Time{}, day(40), 0, 1},
+		{"reopened", day(35), day(30), day(0), 35, 0},
+		{"reopened", day(40).Add(-sec), day(30), day(0), 39, 0},
+		{"reopened", day(40), time.Time{}, day(0), 40, 0},
+		{"reopened", day(70), time.Time{}, day(0), 70, 0},
+		{"reopened", day(90).Add(-sec), time.Time{}, day(0), 89, 0},
+		{"reopened", day(90), day(90), day(0), 90, 0},
+		{"reopened", day(100), day(90), day(0), 100, 0},
+		{"close-second", day(40), time.Time{}, day(0), 40, 0},
+		{"close-second", day(40).Add(sec), day(40).Add(sec), day(0), 40, 0},
+		{"ref-second", day(10).Add(-sec), time.Time{}, day(0), 9, 0},
+		{"ref-second", day(10), day(10), day(10), 0, 2},
+		{"closed-before-ref", day(20), day(20), day(10), 10, 1},
+	} {
+		var (
+			step     uint8
+			ref, ss  uint32
+			days     int64
+			asOfUnix = uint32(c.asOf.Unix())
+		)
+		err := st.Conn().QueryRow(ctx, `SELECT hi_step, ref, days, ss FROM (
+	SELECT `+readmodel.HighestStep("@asof")+` AS hi_step, `+readmodel.StallColumns+`
+	FROM opportunity_state FINAL
+	WHERE tenant = 'acme' AND opportunity_id = @opp AND `+readmodel.FactIndex("@asof")+` > 0)`,
+			clickhouse.Named("asof", asOfUnix), clickhouse.Named("opp", c.opp)).Scan(&step, &ref, &days, &ss)
+		if err != nil {
+			t.Fatalf("%s as of %s: %v", c.opp, c.asOf, err)
+		}
+		want := uint32(0)
+		if !c.stalled.IsZero() {
+			want = uint32(c.stalled.Unix())
+		}
+		if ss != want || ref != uint32(c.ref.Unix()) || days != c.days || step != c.step {
+			t.Errorf("%s as of %s: stalled %d ref %d days %d step %d; want %d, %d, %d, %d",
+				c.opp, c.asOf, ss, ref, days, step, want, c.ref.Unix(), c.days, c.step)
+		}
+	}
+}
