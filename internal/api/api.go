@@ -238,20 +238,29 @@ func (s *server) authed(h func(w http.ResponseWriter, r *http.Request, tenant st
 // answer is written, so a slow reader holds no ClickHouse query.
 func (s *server) metric(e Endpoint) func(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
 	return func(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
+		w.Header().Add("Vary", "Accept")
+		rep, err := negotiate(r, v, e.Name)
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
 		if err := Check(e.Name, v); err != nil {
 			writeError(w, r, s.logger, err)
 			return
 		}
 		if s.cfg.Answers != nil {
-			s.cached(w, r, e.Name, tenant, v)
+			s.cached(w, r, e.Name, tenant, v, rep)
 			return
 		}
 		res, err := s.compute(r.Context(), e.Name, tenant, v)
-		if err != nil {
+		switch {
+		case err != nil:
 			writeError(w, r, s.logger, err)
-			return
+		case rep.csv:
+			s.writeCSV(w, r, e.Name, tenant, res, rep)
+		default:
+			s.writeNamed(w, r, tenant, res)
 		}
-		s.writeNamed(w, r, tenant, res)
 	}
 }
 

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/url"
@@ -26,8 +27,9 @@ const (
 // tenant's current data, the answer of an identical request in flight, or
 // a new computation holding a query slot. The answer carries Age (whole
 // seconds since its computation began) and HeaderComputedAt and
-// HeaderCache, and the people it names, looked up as it is written.
-func (s *server) cached(w http.ResponseWriter, r *http.Request, name, tenant string, v url.Values) {
+// HeaderCache, and the people it names, looked up as it is written; a CSV
+// answer is made from the stored JSON.
+func (s *server) cached(w http.ResponseWriter, r *http.Request, name, tenant string, v url.Values, rep representation) {
 	l := s.cfg.Ladder.For(tenant)
 	key := answercache.Key{
 		Endpoint: name,
@@ -47,14 +49,24 @@ func (s *server) cached(w http.ResponseWriter, r *http.Request, name, tenant str
 		writeError(w, r, s.logger, err)
 		return
 	}
-	body, end := s.namedBody(r.Context(), tenant, a.Body)
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set(HeaderComputedAt, a.ComputedAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
 	h.Set(HeaderCache, string(outcome))
 	h.Set("Age", strconv.Itoa(int(time.Since(a.ComputedAt)/time.Second)))
+	if rep.csv {
+		_, encoded, _ := bytes.Cut(a.Body, []byte("\n"))
+		res, _, err := DecodeAnswer(name, encoded)
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		s.writeCSV(w, r, name, tenant, res, rep)
+		return
+	}
+	body, end := s.namedBody(r.Context(), tenant, a.Body)
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Length", strconv.Itoa(len(body)+len(end)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(body) // the client may have gone; nothing left to tell it

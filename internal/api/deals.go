@@ -126,12 +126,18 @@ func (s *server) dealRoutes() []route {
 }
 
 func (s *server) dealList(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
+	w.Header().Add("Vary", "Accept")
+	rep, err := negotiate(r, v, "deals")
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
 	q, err := ParseDealList(v)
 	if err != nil {
 		writeError(w, r, s.logger, err)
 		return
 	}
-	s.answerDeals(w, r, tenant, func(ctx context.Context, rd *deals.Reader) (any, error) {
+	s.answerDeals(w, r, tenant, "deals", rep, func(ctx context.Context, rd *deals.Reader) (any, error) {
 		q.Tenant, q.Ladder = tenant, s.cfg.Ladder.For(tenant)
 		return rd.List(ctx, q)
 	})
@@ -144,19 +150,25 @@ func (s *server) deal(w http.ResponseWriter, r *http.Request, tenant string, v u
 		writeError(w, r, s.logger, p.err)
 		return
 	}
-	s.answerDeals(w, r, tenant, func(ctx context.Context, rd *deals.Reader) (any, error) {
+	s.answerDeals(w, r, tenant, "deal", representation{}, func(ctx context.Context, rd *deals.Reader) (any, error) {
 		q.Tenant, q.Ladder = tenant, s.cfg.Ladder.For(tenant)
 		return rd.Deal(ctx, q)
 	})
 }
 
 func (s *server) warnings(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
+	w.Header().Add("Vary", "Accept")
+	rep, err := negotiate(r, v, "warnings")
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
 	q, err := ParseWarnings(v)
 	if err != nil {
 		writeError(w, r, s.logger, err)
 		return
 	}
-	s.answerDeals(w, r, tenant, func(ctx context.Context, rd *deals.Reader) (any, error) {
+	s.answerDeals(w, r, tenant, "warnings", rep, func(ctx context.Context, rd *deals.Reader) (any, error) {
 		q.Tenant, q.Ladder = tenant, s.cfg.Ladder.For(tenant)
 		return rd.Warnings(ctx, q)
 	})
@@ -165,8 +177,8 @@ func (s *server) warnings(w http.ResponseWriter, r *http.Request, tenant string,
 // answerDeals runs a deal query as a report: holding a query slot, within
 // the query timeout, after checking that the tenant's states were derived
 // with its ladder in force. A deal or tenant of which nothing is stored is
-// 404.
-func (s *server) answerDeals(w http.ResponseWriter, r *http.Request, tenant string, run func(ctx context.Context, rd *deals.Reader) (any, error)) {
+// 404. The answer, of the report name, is written as rep says.
+func (s *server) answerDeals(w http.ResponseWriter, r *http.Request, tenant, name string, rep representation, run func(ctx context.Context, rd *deals.Reader) (any, error)) {
 	if s.cfg.Deals == nil {
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "this server has no deal read model configured"})
 		return
@@ -198,6 +210,8 @@ func (s *server) answerDeals(w http.ResponseWriter, r *http.Request, tenant stri
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: ie.Reason, Param: ie.Param})
 	case err != nil:
 		writeError(w, r, s.logger, err)
+	case rep.csv:
+		s.writeCSV(w, r, name, tenant, res, rep)
 	default:
 		s.writeNamed(w, r, tenant, res)
 	}

@@ -144,6 +144,17 @@ func TableNames(name string) []string {
 	return nil
 }
 
+// Tables lists the tables res, an answer of the report name, holds: those
+// of TableNames but the back-test tables of a forecast without a
+// back-test.
+func Tables(name string, res any) []string {
+	names := TableNames(name)
+	if fc, ok := res.(*forecast.Result); ok && fc.Backtest == nil {
+		names = slices.DeleteFunc(names, func(t string) bool { return t == "backtest" || t == "calibration" })
+	}
+	return names
+}
+
 // render turns a result into a definitions line and its tables.
 func render(res any, f formatter) (string, []table) {
 	switch r := res.(type) {

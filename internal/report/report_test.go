@@ -95,6 +95,14 @@ func TestWrite(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden(t, tt.name+".table", b.String())
+			_, tables := render(res, formatter{})
+			var rendered []string
+			for _, tb := range tables {
+				rendered = append(rendered, tb.name)
+			}
+			if got, want := strings.Join(Tables(tt.metric, res), ","), strings.Join(rendered, ","); got != want {
+				t.Errorf("Tables = %s, the answer holds %s", got, want)
+			}
 			for _, tb := range TableNames(tt.metric) {
 				b.Reset()
 				err := Write(&b, tt.metric, res, "csv", tb)
