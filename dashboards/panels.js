@@ -283,7 +283,7 @@ function drawStages(res, by) {
   ];
   if (by) {
     nodes.push(el("h3", null, `By ${by}`), table([by, "deals", "moves", "forward", "backward"],
-      (res.groups || []).map((g) => [byLink(by, g.key, res.people), num(g.total.deals), num(g.total.moves), num(g.total.forward), num(g.total.backward)])));
+      (res.groups || []).map((g) => [g.other ? `${(res.definitions || {}).other_keys} others` : byLink(by, g.key, res.people), num(g.total.deals), num(g.total.moves), num(g.total.forward), num(g.total.backward)])));
   }
   return nodes;
 }

@@ -59,6 +59,7 @@ func Endpoints() []Endpoint {
 		{"stage-history", "/v1/stage-history", "CRM stage history: entries into each CRM stage, re-entries, backward moves, the stage-to-stage transition matrix, time in stage", []Param{
 			paramAsOf,
 			{"by", "break down by owner, team, segment, source, product, or attr.KEY (a free attribute), as of as_of"},
+			paramTop,
 		}},
 	}
 }
@@ -155,6 +156,7 @@ func ParseStageHistory(v url.Values) (metrics.StageHistoryQuery, error) {
 	q := metrics.StageHistoryQuery{
 		AsOf: p.date("as_of", time.Time{}),
 		By:   p.by("by"),
+		Top:  p.top("top"),
 	}
 	return q, p.err
 }

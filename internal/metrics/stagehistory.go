@@ -20,7 +20,11 @@ type StageHistoryQuery struct {
 	AsOf time.Time
 	// By breaks the answer down by the deal's owner, team, segment, source
 	// or product as of AsOf; empty for none.
-	By            string
+	By string
+	// Top, when above 0, keeps the Top By values with the most deals that
+	// entered a stage by AsOf in groups of their own and merges the others
+	// into one group (Other); 0 keeps every value.
+	Top           int
 	Ladder        []string
 	LadderVersion string
 	// StageStep orders the CRM stages: the 1-based ladder step a stage
@@ -28,6 +32,10 @@ type StageHistoryQuery struct {
 	// lower step is backward. Nil orders no stage.
 	StageStep func(stage string) int
 }
+
+// stageHistoryPopulation is the condition of a deal in a stage history
+// answer: it entered a stage by @asof.
+const stageHistoryPopulation = `arrayCount(t -> t <= toDateTime(@asof), stage_entry_times) > 0`
 
 // StageHistoryResult is the CRM stage history in total and, with By, per
 // group.
@@ -43,6 +51,9 @@ type StageHistoryResult struct {
 // as_of is Key.
 type StageHistoryGroup struct {
 	Key string `json:"key"`
+	// Other marks the group of the By values a top-N breakdown merged
+	// (Key is then "").
+	Other bool `json:"other,omitempty"`
 	StageHistory
 }
 
@@ -131,6 +142,7 @@ var stageHistoryRules = []string{
 	"time in stage in days = (next entry - entry) / 86400 for the entries followed by another at or before as_of (0 for moves within one second); a deal still in the stage, or closed in it without a stage change, is not in the figures; quantile q = sorted[min(n-1, floor(q*n))]",
 	"current = open deals (status as of as_of) whose stage as of as_of is the stage",
 	"by values are the deal's facts as of as_of (after every input event up to as_of, in the fold's order)",
+	"with top = N (definitions.top), the N by values with the most deals that entered a stage by as_of keep groups of their own, ties by value; the others are merged into one group marked other (definitions.other_keys counts them)",
 }
 
 // StageHistory computes the CRM stage history as of AsOf.
@@ -154,6 +166,17 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 	res := &StageHistoryResult{Definitions: c.defs}
 	res.Definitions.By = sq.By
 	res.Definitions.Rules = stageHistoryRules
+	if sq.Top < 0 {
+		return nil, inputErr("top", "must be 0 (every value) or more")
+	}
+	// The group key: '' for the total (g = 0) and for the merged values
+	// of a top-N breakdown (oth = 1), else the By value.
+	groupKey := func(k keyset) string {
+		if k.other == 0 {
+			return "if(g = 0, '', grp) AS k, toUInt8(0) AS oth"
+		}
+		return "if(g = 0 OR oth, '', grp) AS k, g = 1 AND NOT has(@top_names, grp) AS oth"
+	}
 	stepOf := func(stage string) int {
 		if sq.StageStep == nil {
 			return 0
@@ -186,8 +209,8 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 	)
 	ARRAY JOIN arrayEnumerate(es) AS i, es AS stage, ets AS et, prevs AS prev, nexts AS nxt, occs AS occ`
 	}
-	stagesQuery := func(s *scan) string {
-		return `SELECT g, if(g = 0, '', grp) AS k, stage,
+	stagesQuery := func(s *scan, keys keyset) string {
+		return `SELECT g, ` + groupKey(keys) + `, stage,
 		toUInt64(sum(n)), toUInt64(sum(r)), toUInt64(sum(c)), toUInt64(sum(x)),
 		quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)
 	FROM ` + s.fanout(func(where string) string {
@@ -197,22 +220,23 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 	GROUP BY grp, stage`
 		}) + `
 	ARRAY JOIN ` + groups + ` AS g
-	GROUP BY g, k, stage`
+	GROUP BY g, k, oth, stage`
 	}
-	movesQuery := func(s *scan) string {
-		return `SELECT g, if(g = 0, '', grp) AS k, prev, stage, toUInt64(sum(n))
+	movesQuery := func(s *scan, keys keyset) string {
+		return `SELECT g, ` + groupKey(keys) + `, prev, stage, toUInt64(sum(n))
 	FROM ` + s.fanout(func(where string) string {
 			return `SELECT grp, prev, stage, count() AS n
 	FROM (` + entries(s.from, s.view.Prewhere(), where) + `)
 	GROUP BY grp, prev, stage`
 		}) + `
 	ARRAY JOIN ` + groups + ` AS g
-	GROUP BY g, k, prev, stage`
+	GROUP BY g, k, oth, prev, stage`
 	}
 
 	type gk struct {
-		g   uint8
-		key string
+		g     uint8
+		key   string
+		other uint8
 	}
 	var (
 		stats map[gk]map[string]*StageStats
@@ -221,7 +245,20 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 	err = q.read(ctx, c.tenant, func(s *scan) error {
 		stats, moves = map[gk]map[string]*StageStats{}, map[gk][]StageTransition{}
 		args := append(s.args, clickhouse.Named("tenant", c.tenant), clickhouse.Named("asof", int64(ts(c.asOf))), byAttr(sq.By))
-		rows, err := q.conn.Query(s.ctx, stagesQuery(s), args...)
+		var keys keyset
+		if sq.By != "" {
+			var err error
+			if keys, err = q.breakdownKeys(s, sq.By, sq.Top, stageHistoryPopulation, args); err != nil {
+				return err
+			}
+			names := make([]string, len(keys.top))
+			for i, h := range keys.top {
+				names[i] = keys.names[h]
+			}
+			args = append(args, clickhouse.Named("top_names", names))
+		}
+		res.Definitions.setTop(sq.By, sq.Top, keys)
+		rows, err := q.conn.Query(s.ctx, stagesQuery(s, keys), args...)
 		if err != nil {
 			return fmt.Errorf("stage history query: %w", err)
 		}
@@ -233,7 +270,7 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 				n, r, cu, x uint64
 				qs          []uint32
 			)
-			if err := rows.Scan(&k.g, &k.key, &stage, &n, &r, &cu, &x, &qs); err != nil {
+			if err := rows.Scan(&k.g, &k.key, &k.other, &stage, &n, &r, &cu, &x, &qs); err != nil {
 				return fmt.Errorf("stage history scan: %w", err)
 			}
 			st := &StageStats{
@@ -253,7 +290,7 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("stage history rows: %w", err)
 		}
-		rows, err = q.conn.Query(s.ctx, movesQuery(s), args...)
+		rows, err = q.conn.Query(s.ctx, movesQuery(s, keys), args...)
 		if err != nil {
 			return fmt.Errorf("stage transitions query: %w", err)
 		}
@@ -264,7 +301,7 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 				from, to string
 				n        uint64
 			)
-			if err := rows.Scan(&k.g, &k.key, &from, &to, &n); err != nil {
+			if err := rows.Scan(&k.g, &k.key, &k.other, &from, &to, &n); err != nil {
 				return fmt.Errorf("stage transitions scan: %w", err)
 			}
 			moves[k] = append(moves[k], StageTransition{From: from, To: to, FromStepIndex: stepOf(from), ToStepIndex: stepOf(to), Count: int64(n)})
@@ -280,10 +317,18 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 	res.StageHistory = stageHistory(stats[gk{}], moves[gk{}])
 	for k := range stats {
 		if k.g == 1 {
-			res.Groups = append(res.Groups, StageHistoryGroup{Key: k.key, StageHistory: stageHistory(stats[k], moves[k])})
+			res.Groups = append(res.Groups, StageHistoryGroup{Key: k.key, Other: k.other == 1, StageHistory: stageHistory(stats[k], moves[k])})
 		}
 	}
-	slices.SortFunc(res.Groups, func(a, b StageHistoryGroup) int { return cmp.Compare(a.Key, b.Key) })
+	slices.SortFunc(res.Groups, func(a, b StageHistoryGroup) int {
+		if a.Other != b.Other {
+			if a.Other {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(a.Key, b.Key)
+	})
 	return res, nil
 }
 

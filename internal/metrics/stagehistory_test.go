@@ -423,3 +423,73 @@ SELECT 'acme', 'o1', [toDateTime('2025-01-01 00:00:00', 'UTC'), toDateTime('2025
 		t.Errorf("entry days %v, want %v", days, want)
 	}
 }
+
+// TestStageHistoryTop checks a stage history by owner that keeps only the
+// owners with the most deals against the oracle: the kept owners' groups
+// as the oracle's, and the other group as the oracle's history of the
+// deals of every owner not kept, ranked by the oracle's own deal counts.
+func TestStageHistoryTop(t *testing.T) {
+	t0 := time.Date(2025, 1, 6, 0, 0, 0, 0, time.UTC)
+	s := openStore(t)
+	deals := stageHistoryDeals(rand.New(rand.NewSource(3)), 120, t0)
+	loadDeals(t, s, deals, t0.AddDate(0, 4, 0))
+	q := New(s.Conn())
+	merged := 0
+	for _, asOf := range []time.Time{t0.AddDate(0, 0, 12), t0.AddDate(0, 4, 0)} {
+		// Each deal's owner as of asOf, by the oracle.
+		ownerOf := map[string]string{}
+		pop := map[string]int{}
+		for id, evs := range deals {
+			_, g := oracleStageHistory(map[string][]event.Event{id: evs}, asOf, "owner")
+			for k := range g {
+				ownerOf[id] = k
+				pop[k]++
+			}
+		}
+		for _, top := range []int{1, 2, 3, 100} {
+			sq := stageHistoryQuery(asOf, "owner")
+			sq.Top = top
+			got, err := q.StageHistory(context.Background(), sq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept, other := rawTop(pop, top)
+			_, groups := oracleStageHistory(deals, asOf, "owner")
+			rest := map[string][]event.Event{}
+			for id, evs := range deals {
+				if o, ok := ownerOf[id]; ok && !kept[o] {
+					rest[id] = evs
+				}
+			}
+			name := fmt.Sprintf("as of %s top %d", asOf.Format(time.DateOnly), top)
+			if got.Definitions.Top != top || got.Definitions.OtherKeys != other {
+				t.Errorf("%s: definitions top %d other_keys %d, want %d %d", name, got.Definitions.Top, got.Definitions.OtherKeys, top, other)
+			}
+			wantGroups := len(kept)
+			if other > 0 {
+				wantGroups++
+			}
+			if len(got.Groups) != wantGroups {
+				t.Fatalf("%s: %d groups, want %d", name, len(got.Groups), wantGroups)
+			}
+			for i, g := range got.Groups {
+				if g.Other {
+					if i != len(got.Groups)-1 || g.Key != "" {
+						t.Errorf("%s: the other group is not last or has key %q", name, g.Key)
+					}
+					want, _ := oracleStageHistory(rest, asOf, "")
+					compareStageHistory(t, name+" other", g.StageHistory, want)
+					continue
+				}
+				if !kept[g.Key] {
+					t.Errorf("%s: owner %s has a group but is not among the top", name, g.Key)
+				}
+				compareStageHistory(t, name+" group "+g.Key, g.StageHistory, groups[g.Key])
+			}
+			merged += other
+		}
+	}
+	if merged == 0 {
+		t.Error("no owner merged: the data does not exercise the other group")
+	}
+}

@@ -33,7 +33,7 @@ func stageHistoryTables(r *metrics.StageHistoryResult, f formatter) (string, []t
 	}
 	add(all, r.StageHistory)
 	for _, g := range r.Groups {
-		add(f.byKey(r.Definitions.By, g.Key, false, 0), g.StageHistory)
+		add(f.byKey(r.Definitions.By, g.Key, g.Other, r.Definitions.OtherKeys), g.StageHistory)
 	}
 	if f.human && len(r.Groups) == 0 { // drop the key column
 		for _, t := range []*table{&stages, &moves} {
