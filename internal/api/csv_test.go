@@ -246,3 +246,32 @@ func TestNegotiate(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAPICSV: every endpoint that answers CSV documents it: the
+// format parameter, its tables (the report's), the text/csv answer and
+// its Content-Disposition.
+func TestOpenAPICSV(t *testing.T) {
+	doc := openAPIDoc(t)
+	paths := map[string]string{"deals": "/v1/deals", "warnings": "/v1/warnings"}
+	for _, e := range Endpoints() {
+		paths[e.Name] = e.Path
+	}
+	for name, path := range paths {
+		op := mapAt(doc, "paths", path, "get")
+		var tables []string
+		for _, p := range op["parameters"].([]any) {
+			if prm := resolve(t, doc, p.(map[string]any)); prm["name"] == "table" {
+				for _, v := range mapAt(prm, "schema")["enum"].([]any) {
+					tables = append(tables, v.(string))
+				}
+			}
+		}
+		if strings.Join(tables, ",") != strings.Join(report.TableNames(name), ",") {
+			t.Errorf("%s: tables %v, the report's %v", path, tables, report.TableNames(name))
+		}
+		ok := resolve(t, doc, mapAt(op, "responses", "200"))
+		if mapAt(ok, "content", "text/csv") == nil || resolve(t, doc, mapAt(ok, "headers", "Content-Disposition")) == nil {
+			t.Errorf("%s: the 200 does not document text/csv with its Content-Disposition", path)
+		}
+	}
+}

@@ -18,9 +18,9 @@ var dealEndpoints = []struct {
 	params []Param
 	result reflect.Type
 }{
-	{"/v1/deals", DealListParams(), reflect.TypeFor[deals.ListResult]()},
+	{"/v1/deals", append(DealListParams(), FormatParams()...), reflect.TypeFor[deals.ListResult]()},
 	{"/v1/deals/{id}", append(DealParams(), Param{Name: "id"}), reflect.TypeFor[deals.Deal]()},
-	{"/v1/warnings", WarningsParams(), reflect.TypeFor[deals.WarningsResult]()},
+	{"/v1/warnings", append(WarningsParams(), FormatParams()...), reflect.TypeFor[deals.WarningsResult]()},
 }
 
 func TestOpenAPIDealEndpoints(t *testing.T) {

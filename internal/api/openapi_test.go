@@ -93,7 +93,7 @@ func TestOpenAPIParametersMatchEndpoints(t *testing.T) {
 			got = append(got, resolve(t, doc, p.(map[string]any))["name"].(string))
 		}
 		want := []string{"tenant"}
-		for _, p := range e.Params {
+		for _, p := range append(e.Params, FormatParams()...) {
 			want = append(want, p.Name)
 		}
 		sort.Strings(got)
