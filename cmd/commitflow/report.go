@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -23,7 +25,8 @@ import (
 
 // cmdReport prints one metric: commitflow report NAME [flags]. Its flags
 // are the API's query parameters (window_days becomes --window-days), read
-// by the same parse functions as the API.
+// by the same parse functions as the API. It queries ClickHouse, or with
+// --api asks a running server for the same answer.
 func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	eps := api.Endpoints()
 	names := make([]string, len(eps))
@@ -55,6 +58,8 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	format := fs.String("format", "table", "output format: table, csv or json")
 	only := fs.String("table", "", "print only this table ("+strings.Join(report.TableNames(ep.Name), ", ")+"); csv prints the first when none is given")
 	timeout := fs.Duration("timeout", api.DefaultTimeout, "query timeout")
+	apiURL := fs.String("api", "", "base `URL` of a running commitflow server to ask over HTTP instead of ClickHouse (e.g. https://commitflow.example.com): its data, ladders and rates answer, and --clickhouse, --data, --ladder, --ladders and --fx-rates are not used")
+	token := fs.String("token", "", "bearer `token` for --api; the server answers for its tenant, which --tenant, when given, must be")
 	fxRates, fxBase := fxFlags(fs)
 	params := make(map[string]*string, len(ep.Params))
 	for _, p := range ep.Params {
@@ -78,7 +83,7 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	if *only != "" && !slices.Contains(report.TableNames(ep.Name), *only) {
 		return fmt.Errorf("report: --table: want one of %s, got %q", strings.Join(report.TableNames(ep.Name), ", "), *only)
 	}
-	if !event.ValidToken(c.Tenant) {
+	if !event.ValidToken(c.Tenant) && !(*apiURL != "" && *token != "" && c.Tenant == "") {
 		return errors.New("report: --tenant (or COMMITFLOW_TENANT) must name a tenant")
 	}
 
@@ -93,6 +98,15 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	})
 	if err := api.Check(ep.Name, v); err != nil {
 		return fmt.Errorf("report %s: %w", ep.Name, cliParamError(err))
+	}
+	if *apiURL != "" {
+		qctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		res, names, err := askAPI(qctx, *apiURL, *token, c.Tenant, *ep, v)
+		if err != nil {
+			return fmt.Errorf("report %s: %w", ep.Name, err)
+		}
+		return report.WriteNamed(stdout, ep.Name, res, *format, *only, names)
 	}
 	dsn, err := locateClickHouse(c.ClickHouse, c.Data)
 	if err != nil {
@@ -203,4 +217,87 @@ func cliParamError(err error) error {
 		return fmt.Errorf("--%s: %s", flagName(fe.Param), fe.Reason)
 	}
 	return err
+}
+
+// askAPI asks the commitflow server at base for the answer of ep with the
+// parameters v, as tenant (sent when given; with a token the server
+// answers for the token's tenant), and returns it with the names of the
+// people it names by owner id. A refusal is an error saying what the
+// server said: a bad parameter names its flag, 401 and 403 the token, 503
+// when to retry.
+func askAPI(ctx context.Context, base, token, tenant string, ep api.Endpoint, v url.Values) (any, map[string]string, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, nil, fmt.Errorf("--api: want an http or https URL, got %q", base)
+	}
+	u = u.JoinPath(ep.Path)
+	q := url.Values{}
+	for name, vals := range v {
+		q[name] = vals
+	}
+	if tenant != "" {
+		q.Set("tenant", tenant)
+	}
+	q.Set("format", "json")
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ask %s: %w", u.Redacted(), err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ask %s: read the answer: %w", u.Redacted(), err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, apiRefusal(base, resp, body)
+	}
+	res, ps, err := api.DecodeAnswer(ep.Name, body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ask %s: %w", u.Redacted(), err)
+	}
+	names := make(map[string]string, len(ps))
+	for id, p := range ps {
+		names[id] = p.Name
+	}
+	return res, names, nil
+}
+
+// apiRefusal says why the server at base did not answer: its error and,
+// by status, what to do.
+func apiRefusal(base string, resp *http.Response, body []byte) error {
+	var e struct {
+		Error string `json:"error"`
+		Param string `json:"param"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Error == "" {
+		e.Error = strings.TrimSpace(string(body))
+		if len(e.Error) > 200 {
+			e.Error = e.Error[:200] + "…"
+		}
+	}
+	status := resp.Status
+	switch resp.StatusCode {
+	case http.StatusBadRequest:
+		if e.Param != "" {
+			return cliParamError(&api.ParamError{Param: e.Param, Reason: e.Error})
+		}
+	case http.StatusUnauthorized:
+		return fmt.Errorf("the server at %s refused the request (%s): %s; pass its bearer token with --token (or COMMITFLOW_TOKEN)", base, status, e.Error)
+	case http.StatusForbidden:
+		return fmt.Errorf("the server at %s refused the request (%s): %s", base, status, e.Error)
+	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
+		if after := resp.Header.Get("Retry-After"); after != "" {
+			return fmt.Errorf("the server at %s is busy (%s): %s; retry in %s seconds (Retry-After)", base, status, e.Error, after)
+		}
+	}
+	return fmt.Errorf("the server at %s answered %s: %s", base, status, e.Error)
 }
