@@ -688,32 +688,39 @@ func (b *book) crmPipeline(q query) *crmPipeline {
 // owner of their facts; missed_interactions counts distinct interactions
 // with a miss, leaving out close_date_pushed and no_decision (no
 // interaction); miss_rate = missed_interactions / interactions, none for
-// a reason.
+// a reason; deals and value_at_stake: each deal with a miss in a row
+// once, at its amount and currency as of as_of.
 func (b *book) missed(q query) *missedResult {
 	in := func(t time.Time) bool { return !t.Before(q.from) && t.Before(q.to) && !t.After(q.asOf) }
 	type row struct {
 		missedRow
 		amounts sums
 		seen    map[string]bool
+		deals   map[string]bool
 	}
 	rows := map[string]map[string]*row{"total": {}, "step": {}, "reason": {}, "owner": {}}
 	get := func(dim, key string, step int) *row {
 		r := rows[dim][key]
 		if r == nil {
-			r = &row{missedRow: missedRow{Key: key, StepIndex: step}, amounts: sums{}, seen: map[string]bool{}}
+			r = &row{missedRow: missedRow{Key: key, StepIndex: step}, amounts: sums{}, seen: map[string]bool{}, deals: map[string]bool{}}
 			rows[dim][key] = r
 		}
 		return r
 	}
 	ladder := b.steps()
 	for _, d := range b.at(now) {
+		f := fold(b.l, d.id, b.opps[d.id], q.asOf).f
 		for _, m := range d.misses {
 			if !in(m.at) {
 				continue
 			}
 			for _, r := range []*row{get("total", "", 0), get("step", stepName(ladder, m.step), m.step), get("reason", m.reason, 0), get("owner", m.owner, 0)} {
 				r.Missed++
-				r.amounts.add(m.currency, 1, 0, m.amount)
+				if !r.deals[d.id] {
+					r.deals[d.id] = true
+					r.Deals++
+					r.amounts.add(f.currency, 1, 0, f.amount)
+				}
 				if m.reason != "close_date_pushed" && m.reason != "no_decision" && m.interaction != "" && !r.seen[m.interaction] {
 					r.seen[m.interaction] = true
 					r.MissedInteractions++
@@ -734,10 +741,10 @@ func (b *book) missed(q query) *missedResult {
 	out := func(dim string) []missedRow {
 		list := []missedRow{}
 		for _, r := range rows[dim] {
-			r.MissedAmount = m.scalar(r.amounts, 0)
+			r.ValueAtStake = m.scalar(r.amounts, 0)
 			r.AmountsByCurrency = map[string]missedAmounts{}
 			for c, v := range r.amounts.shown() {
-				r.AmountsByCurrency[c] = missedAmounts{MissedAmount: v[0]}
+				r.AmountsByCurrency[c] = missedAmounts{ValueAtStake: v[0]}
 			}
 			if dim != "reason" {
 				r.MissRate = ratio(float64(r.MissedInteractions), float64(r.Interactions))
@@ -754,7 +761,7 @@ func (b *book) missed(q query) *missedResult {
 		res.Total = t[0]
 	} else {
 		res.Total.AmountsByCurrency = map[string]missedAmounts{}
-		res.Total.MissedAmount = m.scalar(sums{}, 0)
+		res.Total.ValueAtStake = m.scalar(sums{}, 0)
 	}
 	return res
 }

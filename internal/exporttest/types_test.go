@@ -163,7 +163,8 @@ type missedRow struct {
 	Key                string                   `json:"key"`
 	StepIndex          int                      `json:"step_index,omitempty"`
 	Missed             int64                    `json:"missed"`
-	MissedAmount       *float64                 `json:"missed_amount"`
+	Deals              int64                    `json:"deals"`
+	ValueAtStake       *float64                 `json:"value_at_stake"`
 	AmountsByCurrency  map[string]missedAmounts `json:"amounts_by_currency"`
 	MissedInteractions int64                    `json:"missed_interactions"`
 	Interactions       int64                    `json:"interactions"`
@@ -171,7 +172,7 @@ type missedRow struct {
 }
 
 type missedAmounts struct {
-	MissedAmount float64 `json:"missed_amount"`
+	ValueAtStake float64 `json:"value_at_stake"`
 }
 
 type cycleResult struct {

@@ -39,12 +39,17 @@ type MissedRow struct {
 	// Key is the step key, the reason or the owner id.
 	Key       string `json:"key"`
 	StepIndex int    `json:"step_index,omitempty"`
-	// Missed counts commitment.missed events; MissedAmount sums the
-	// amount of their snapshots, by the rule of FunnelCounts: one
-	// currency, converted, or nil.
-	Missed       int64    `json:"missed"`
-	MissedAmount *float64 `json:"missed_amount"`
-	// AmountsByCurrency holds the amounts per currency, unconverted.
+	// Missed counts commitment.missed events.
+	Missed int64 `json:"missed"`
+	// Deals counts the distinct deals with at least one miss in the row;
+	// ValueAtStake sums their amounts as of as_of, each deal once, by the
+	// rule of FunnelCounts: one currency, converted, or nil. A deal
+	// counts once in the total and once in every row it has a miss in,
+	// so the rows of a breakdown may add up to more than the total.
+	Deals        int64    `json:"deals"`
+	ValueAtStake *float64 `json:"value_at_stake"`
+	// AmountsByCurrency holds the value at stake per currency (the deals'
+	// currencies as of as_of), unconverted.
 	AmountsByCurrency map[string]MissedAmounts `json:"amounts_by_currency,omitempty"`
 	// MissedInteractions counts distinct interactions with a miss, leaving
 	// out the reasons that are not about an interaction.
@@ -56,28 +61,17 @@ type MissedRow struct {
 	MissRate *float64 `json:"miss_rate"`
 }
 
-// MissedAmounts is the amount of the misses in one currency.
+// MissedAmounts is the value at stake of a row in one currency.
 type MissedAmounts struct {
-	MissedAmount float64 `json:"missed_amount"`
+	ValueAtStake float64 `json:"value_at_stake"`
 }
 
-func missedAmounts(a []float64) MissedAmounts { return MissedAmounts{MissedAmount: a[0]} }
-
-// addMissed adds the amounts per currency of by to *to.
-func addMissed(to *map[string]MissedAmounts, by map[string]MissedAmounts) {
-	for c, a := range by {
-		if *to == nil {
-			*to = map[string]MissedAmounts{}
-		}
-		t := (*to)[c]
-		t.MissedAmount += a.MissedAmount
-		(*to)[c] = t
-	}
-}
+func missedAmounts(a []float64) MissedAmounts { return MissedAmounts{ValueAtStake: a[0]} }
 
 var missedRules = []string{
 	"missed = commitment.missed events with occurred_at in [from, to) and at or before as_of",
 	"step = the expected step of the miss or interaction; owner = owner_id of that event's snapshot",
+	"deals = distinct opportunities with at least one miss in the row; value_at_stake = the sum of their amounts as of as_of (each in its currency then), each deal counted once: once in the total, and once in every step, reason and owner row it has a miss in, so a breakdown's rows may add up to more than the total",
 	"missed_interactions = distinct interaction ids of misses, leaving out reasons close_date_pushed and no_decision (not interactions) and empty ids",
 	"interactions = interaction.held events in [from, to) at or before as_of, for the same step or owner",
 	"miss_rate = missed_interactions / interactions, per step, per owner and in total",
@@ -118,7 +112,7 @@ func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, er
 		return nil, err
 	}
 	amount := func(r *MissedRow) {
-		r.MissedAmount = sum(m, r.AmountsByCurrency, func(a MissedAmounts) float64 { return a.MissedAmount })
+		r.ValueAtStake = sum(m, r.AmountsByCurrency, func(a MissedAmounts) float64 { return a.ValueAtStake })
 	}
 	amount(&res.Total)
 	for _, rows := range [][]MissedRow{res.ByStep, res.ByReason, res.ByOwner} {
@@ -132,49 +126,71 @@ func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, er
 // missed runs the missed query of Missed on s into res.
 //
 // Each dimension is counted by its own pass over the tenant's rows: the
-// misses in range per step, reason and owner, their amount, and the
-// misses that are the first of their interaction in range in that
-// dimension (their miss_prev* element, the previous miss of the same
-// interaction in that dimension, is before @from; see
+// misses in range per step, reason and owner, and the misses that are the
+// first of their interaction in range in that dimension (their miss_prev*
+// element, the previous miss of the same interaction in that dimension,
+// is before @from; see
 // schemas/clickhouse/0103_opportunity_state_miss_prev.sql), which count
 // the distinct interactions with a sum; then the interactions held per
-// step and owner. The total is the sum of the steps' rows, which also
-// count the first misses of each interaction over all steps (u0). One
-// GROUP BY per dimension costs 18.16 less than one over (step, reason,
-// owner) folded afterwards: grouping by several keys, two of them
-// Strings, took most of that query's time.
+// step and owner. The misses that are the first of their deal in range
+// in that dimension (arrayEnumerateUniq of (key, in range) is 1) count
+// the deal and its amount as of @asof once, grouped by the deal's
+// currency then (cur, see curSQL); the step pass also marks the first
+// miss of the deal in range over all steps (f0) for the total. The total
+// is the sum of the steps' rows, which also count the first misses of
+// each interaction over all steps (u0). One GROUP BY per dimension costs
+// 18.16 less than one over (step, reason, owner) folded afterwards:
+// grouping by several keys, two of them Strings, took most of that
+// query's time.
 func (q *Querier) missed(s *scan, res *MissedResult, c common, from, to time.Time) error {
-	inRange := "t >= toDateTime(@from) AND t < toDateTime(@to) AND t <= toDateTime(@asof)"
+	in := func(t string) string {
+		return t + " >= toDateTime(@from) AND " + t + " < toDateTime(@to) AND " + t + " <= toDateTime(@asof)"
+	}
+	// firsts marks, per miss, the first miss in range of the deal with
+	// the same value of the array keys (1; later ones count up, misses out
+	// of range have their own count).
+	firsts := func(keys string) string {
+		return "arrayEnumerateUniq(" + keys + ", arrayMap(m -> " + in("m") + ", miss_times))"
+	}
 	// pass reads the tenant's misses or interactions in range, the arrays
 	// ARRAY JOINed as named (t is the event time).
 	pass := func(where, arrays string) string {
 		return `FROM ` + s.from + `
 		ARRAY JOIN ` + arrays + `
 		` + s.view.Prewhere() + `
-		WHERE ` + where + ` AND ` + inRange
+		WHERE ` + where + ` AND ` + in("t")
 	}
-	// The misses are also grouped by currency (cur, see curSQL), their
-	// amounts summed per currency over the branches.
-	query := `SELECT dim, k, toUInt64(sum(n)), ` + sumMapSQL("amt") + `, toUInt64(sum(u)), toUInt64(sum(u0)), toUInt64(sum(held))
+	// The deal's amount (amt, in the first sum) and currency as of @asof.
+	fi := "arrayCount(x -> x <= toDateTime(@asof), fact_times)"
+	amt := "amounts[" + fi + "] AS amt"
+	cur := curSQL("currencies", fi) + " AS cur"
+	query := `SELECT dim, k, toUInt64(sum(n)), ` + sumMapSQL("v", "v0") + `, toUInt64(sum(d)), toUInt64(sum(d0)),
+	toUInt64(sum(u)), toUInt64(sum(u0)), toUInt64(sum(held))
 FROM ` + s.fanout(func(where string) string {
-		return `SELECT 'step' AS dim, toString(step_index) AS k, reinterpretAsUInt32(mc) AS cur, count() AS n, sum(a) AS amt,
+		return `SELECT 'step' AS dim, toString(step_index) AS k, ` + cur + `, count() AS n,
+			sum(if(f = 1, ` + amt + `, 0)) AS v, sum(if(f0 = 1, amt, 0)) AS v0, sum(f = 1) AS d, sum(f0 = 1) AS d0,
 			sum(p1 < @from) AS u, sum(p0 < @from) AS u0, toUInt64(0) AS held
-		` + pass(where, "miss_times AS t, miss_steps AS step_index, miss_amounts AS a, miss_currencies AS mc, miss_prev AS p0, miss_prev_step AS p1") + `
+		` + pass(where, "miss_times AS t, miss_steps AS step_index, miss_prev AS p0, miss_prev_step AS p1, "+
+			firsts("miss_steps")+" AS f, "+firsts("arrayMap(x -> 0, miss_times)")+" AS f0") + `
 		GROUP BY step_index, cur
 	UNION ALL
-		SELECT 'reason', reason, reinterpretAsUInt32(mc) AS cur, count(), sum(a), sum(p2 < @from), toUInt64(0), toUInt64(0)
-		` + pass(where, "miss_times AS t, miss_reasons AS reason, miss_amounts AS a, miss_currencies AS mc, miss_prev_reason AS p2") + `
+		SELECT 'reason', reason, ` + cur + `, count(), sum(if(f = 1, ` + amt + `, 0)), toFloat64(0), sum(f = 1), toUInt64(0),
+			sum(p2 < @from), toUInt64(0), toUInt64(0)
+		` + pass(where, "miss_times AS t, miss_reasons AS reason, miss_prev_reason AS p2, "+firsts("miss_reasons")+" AS f") + `
 		GROUP BY reason, cur
 	UNION ALL
-		SELECT 'owner', owner_id, reinterpretAsUInt32(mc) AS cur, count(), sum(a), sum(p3 < @from), toUInt64(0), toUInt64(0)
-		` + pass(where, "miss_times AS t, miss_owners AS owner_id, miss_amounts AS a, miss_currencies AS mc, miss_prev_owner AS p3") + `
+		SELECT 'owner', owner_id, ` + cur + `, count(), sum(if(f = 1, ` + amt + `, 0)), toFloat64(0), sum(f = 1), toUInt64(0),
+			sum(p3 < @from), toUInt64(0), toUInt64(0)
+		` + pass(where, "miss_times AS t, miss_owners AS owner_id, miss_prev_owner AS p3, "+firsts("miss_owners")+" AS f") + `
 		GROUP BY owner_id, cur
 	UNION ALL
-		SELECT 'step', toString(step_index), toUInt32(0), toUInt64(0), toFloat64(0), toUInt64(0), toUInt64(0), count()
+		SELECT 'step', toString(step_index), toUInt32(0), toUInt64(0), toFloat64(0), toFloat64(0), toUInt64(0), toUInt64(0),
+			toUInt64(0), toUInt64(0), count()
 		` + pass(where, "held_times AS t, held_steps AS step_index") + `
 		GROUP BY step_index
 	UNION ALL
-		SELECT 'owner', owner_id, toUInt32(0), toUInt64(0), toFloat64(0), toUInt64(0), toUInt64(0), count()
+		SELECT 'owner', owner_id, toUInt32(0), toUInt64(0), toFloat64(0), toFloat64(0), toUInt64(0), toUInt64(0),
+			toUInt64(0), toUInt64(0), count()
 		` + pass(where, "held_times AS t, held_owners AS owner_id") + `
 		GROUP BY owner_id`
 	}) + `
@@ -191,17 +207,18 @@ ORDER BY dim, k`
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			dim, k                   string
-			missed, mi, firsts, ints uint64
-			curs                     []uint32
-			amt                      = make([][]float64, 1)
+			dim, k                      string
+			missed, deals, deals0       uint64
+			mi, firstInts, interactions uint64
+			curs                        []uint32
+			amt                         = make([][]float64, 2)
 		)
 		dest := append([]any{&dim, &k, &missed}, sumMapDest(&curs, amt)...)
-		if err := rows.Scan(append(dest, &mi, &firsts, &ints)...); err != nil {
+		if err := rows.Scan(append(dest, &deals, &deals0, &mi, &firstInts, &interactions)...); err != nil {
 			return fmt.Errorf("missed scan: %w", err)
 		}
-		r := MissedRow{Key: k, Missed: int64(missed), AmountsByCurrency: byCurrency(curs, amt, missedAmounts),
-			MissedInteractions: int64(mi), Interactions: int64(ints)}
+		r := MissedRow{Key: k, Missed: int64(missed), Deals: int64(deals), AmountsByCurrency: byCurrency(curs, amt[:1], missedAmounts),
+			MissedInteractions: int64(mi), Interactions: int64(interactions)}
 		switch dim {
 		case "step":
 			i, err := strconv.Atoi(k)
@@ -212,8 +229,9 @@ ORDER BY dim, k`
 			r.MissRate = ratio(float64(r.MissedInteractions), float64(r.Interactions))
 			res.ByStep = append(res.ByStep, r)
 			res.Total.Missed += r.Missed
-			addMissed(&res.Total.AmountsByCurrency, r.AmountsByCurrency)
-			res.Total.MissedInteractions += int64(firsts)
+			res.Total.Deals += int64(deals0)
+			addMissed(&res.Total.AmountsByCurrency, byCurrency(curs, amt[1:], missedAmounts))
+			res.Total.MissedInteractions += int64(firstInts)
 			res.Total.Interactions += r.Interactions
 		case "reason":
 			res.ByReason = append(res.ByReason, r)
@@ -227,4 +245,16 @@ ORDER BY dim, k`
 		return fmt.Errorf("missed rows: %w", err)
 	}
 	return nil
+}
+
+// addMissed adds the value at stake per currency of by to *to.
+func addMissed(to *map[string]MissedAmounts, by map[string]MissedAmounts) {
+	for c, a := range by {
+		if *to == nil {
+			*to = map[string]MissedAmounts{}
+		}
+		t := (*to)[c]
+		t.ValueAtStake += a.ValueAtStake
+		(*to)[c] = t
+	}
 }

@@ -518,6 +518,9 @@ func oracleStalls(evs []derive.Derived, sq StallsQuery, r *oracleRates) *StallsR
 	return res
 }
 
+// oracleMissed counts the misses and interactions in range; a deal with
+// misses in a row adds its amount as of as_of (the snapshot of its latest
+// event then) once to that row.
 func oracleMissed(evs []derive.Derived, mq MissedQuery, r *oracleRates) *MissedResult {
 	o := newOracleCur(r)
 	asOf := mq.AsOf.UTC()
@@ -526,10 +529,11 @@ func oracleMissed(evs []derive.Derived, mq MissedQuery, r *oracleRates) *MissedR
 		LadderVersion: mq.LadderVersion, Ladder: append([]string{}, mq.Ladder...), Rules: missedRules,
 	}, ByStep: []MissedRow{}, ByReason: []MissedRow{}, ByOwner: []MissedRow{}}
 	type acc struct {
-		row MissedRow
-		ids map[string]bool
-		amt float64 // as the scalars sum it
-		by  map[string]MissedAmounts
+		row   MissedRow
+		ids   map[string]bool
+		deals map[string]bool
+		amt   float64 // as the scalars sum it
+		by    map[string]MissedAmounts
 	}
 	type dk struct {
 		dim string
@@ -540,10 +544,14 @@ func oracleMissed(evs []derive.Derived, mq MissedQuery, r *oracleRates) *MissedR
 	get := func(k dk) *acc {
 		a := accs[k]
 		if a == nil {
-			a = &acc{ids: map[string]bool{}, by: map[string]MissedAmounts{}}
+			a = &acc{ids: map[string]bool{}, deals: map[string]bool{}, by: map[string]MissedAmounts{}}
 			accs[k] = a
 		}
 		return a
+	}
+	facts := map[string]derive.Snapshot{}
+	for opp, oe := range oppEvents(evs, mq.Tenant, asOf) {
+		facts[opp], _ = factsAt(oe, asOf)
 	}
 	for _, e := range evs {
 		if e.Tenant != mq.Tenant || e.OccurredAt.After(asOf) || e.OccurredAt.Before(mq.From) || !e.OccurredAt.Before(mq.To) {
@@ -553,14 +561,17 @@ func oracleMissed(evs []derive.Derived, mq MissedQuery, r *oracleRates) *MissedR
 		switch e.Type {
 		case derive.CommitmentMissed:
 			keys = append(keys, dk{"reason", e.Reason, 0})
-			x := o.add(e.Amount, e.Currency)
+			f := facts[e.OpportunityID]
 			for _, k := range keys {
 				a := get(k)
 				a.row.Missed++
-				a.amt += x
-				b := a.by[e.Currency]
-				b.MissedAmount += e.Amount
-				a.by[e.Currency] = b
+				if !a.deals[e.OpportunityID] {
+					a.deals[e.OpportunityID] = true
+					a.amt += o.add(f.Amount, f.Currency)
+					b := a.by[f.Currency]
+					b.ValueAtStake += f.Amount
+					a.by[f.Currency] = b
+				}
 				if e.InteractionID != "" && e.Reason != derive.MissCloseDatePushed && e.Reason != derive.MissNoDecision {
 					a.ids[e.InteractionID] = true
 				}
@@ -573,8 +584,8 @@ func oracleMissed(evs []derive.Derived, mq MissedQuery, r *oracleRates) *MissedR
 	}
 	for k, a := range accs {
 		r := a.row
-		r.MissedAmount, r.AmountsByCurrency = o.scalar(a.amt), nonZero(a.by)
-		r.MissedInteractions = int64(len(a.ids))
+		r.ValueAtStake, r.AmountsByCurrency = o.scalar(a.amt), nonZero(a.by)
+		r.MissedInteractions, r.Deals = int64(len(a.ids)), int64(len(a.deals))
 		if k.dim != "reason" && r.Interactions > 0 {
 			v := float64(r.MissedInteractions) / float64(r.Interactions)
 			r.MissRate = &v
@@ -596,8 +607,8 @@ func oracleMissed(evs []derive.Derived, mq MissedQuery, r *oracleRates) *MissedR
 	sort.Slice(res.ByStep, func(a, b int) bool { return res.ByStep[a].StepIndex < res.ByStep[b].StepIndex })
 	sort.Slice(res.ByReason, func(a, b int) bool { return res.ByReason[a].Key < res.ByReason[b].Key })
 	sort.Slice(res.ByOwner, func(a, b int) bool { return res.ByOwner[a].Key < res.ByOwner[b].Key })
-	if res.Total.MissedAmount == nil && o.scalar(0) != nil {
-		res.Total.MissedAmount = o.scalar(0) // no miss in range
+	if res.Total.ValueAtStake == nil && o.scalar(0) != nil {
+		res.Total.ValueAtStake = o.scalar(0) // no miss in range
 	}
 	o.defs(&res.Definitions)
 	return res

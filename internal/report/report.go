@@ -372,12 +372,12 @@ func stallsTables(r *metrics.StallsResult, f formatter) []table {
 
 func missedTables(r *metrics.MissedResult, f formatter) []table {
 	tab := func(name, keyName string, rows []metrics.MissedRow, total bool) table {
-		t := table{name: name, header: []string{keyName, "missed", "missed_amount", "missed_interactions", "interactions", "miss_rate"}}
+		t := table{name: name, header: []string{keyName, "missed", "deals", "value_at_stake", "missed_interactions", "interactions", "miss_rate"}}
 		if name == "by_step" {
 			t.header = append([]string{"step_index"}, t.header...)
 		}
 		add := func(m metrics.MissedRow, key string) {
-			row := []string{key, f.int(m.Missed), f.money(m.MissedAmount), f.int(m.MissedInteractions), f.int(m.Interactions), f.rate(m.MissRate)}
+			row := []string{key, f.int(m.Missed), f.int(m.Deals), f.money(m.ValueAtStake), f.int(m.MissedInteractions), f.int(m.Interactions), f.rate(m.MissRate)}
 			if name == "by_step" {
 				row = append([]string{strconv.Itoa(m.StepIndex)}, row...)
 			}
