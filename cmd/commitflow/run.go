@@ -303,10 +303,16 @@ func gatewayConfig(hubspotSecrets, pipedriveAuth, salesforceSecrets, gongKeys, m
 // demoTenant is the tenant of run --demo's book of business.
 const demoTenant = "demo"
 
-// loadDemo publishes the demo book of business once: when the demo tenant
-// has no stored events yet.
+// loadDemo writes the demo's users to the people table, so that answers
+// name the owners (only new and changed people are written), and
+// publishes the demo book of business once: when the demo tenant has no
+// stored events yet.
 func loadDemo(ctx context.Context, s *setup, opportunities int, log *slog.Logger) error {
 	const tenant = demoTenant
+	cfg := demoConfig(opportunities)
+	if err := importDemoUsers(ctx, people.New(s.st.Conn()), cfg, log); err != nil {
+		return err
+	}
 	n, err := s.st.CountEvents(ctx, tenant)
 	if err != nil {
 		return err
@@ -320,8 +326,33 @@ func loadDemo(ctx context.Context, s *setup, opportunities int, log *slog.Logger
 		return err
 	}
 	pub := bus.NewPublisher(s.js, parts)
-	cfg := gen.Config{Seed: 1, Opportunities: opportunities, Tenant: tenant, End: time.Now().UTC().Truncate(24 * time.Hour)}
 	return publishGenerated(ctx, pub, cfg, log)
+}
+
+// demoConfig is the generator's configuration of the demo book of
+// opportunities opportunities, ending today.
+func demoConfig(opportunities int) gen.Config {
+	return gen.Config{Seed: 1, Opportunities: opportunities, Tenant: demoTenant, End: time.Now().UTC().Truncate(24 * time.Hour)}
+}
+
+// importDemoUsers writes the users of the book cfg generates to dir.
+func importDemoUsers(ctx context.Context, dir *people.Directory, cfg gen.Config, log *slog.Logger) error {
+	users, err := gen.Users(cfg)
+	if err != nil {
+		return fmt.Errorf("demo users: %w", err)
+	}
+	for tenant, us := range users {
+		ps := make([]people.Person, len(us))
+		for i, u := range us {
+			ps[i] = people.Person{ID: u.ID, Name: u.Name, Email: u.Email, Team: u.Team, Manager: u.Manager}
+		}
+		c, err := dir.Import(ctx, tenant, ps)
+		if err != nil {
+			return fmt.Errorf("demo users: %w", err)
+		}
+		log.Info("demo users", "tenant", tenant, "new", c.New, "changed", c.Changed)
+	}
+	return nil
 }
 
 func isLoopback(addr string) bool {

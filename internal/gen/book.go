@@ -241,3 +241,40 @@ func accountSegment(j uint64) int {
 	}
 	return segEnt
 }
+
+// User is a seller of a generated tenant as a CRM's users export lists
+// them: the reps who own the opportunities (their ids are the owner ids
+// of the events), and their teams' sales engineers and managers.
+type User struct {
+	ID, Name, Email, Team string
+	// Manager is the id of the user's manager, "" for a manager.
+	Manager string
+}
+
+// Users returns the users of each tenant cfg generates, by tenant name:
+// the same people, with the same ids, as the events Generate makes for
+// cfg name.
+func Users(cfg Config) (map[string][]User, error) {
+	g, err := newGenerator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]User, len(g.tenants))
+	for _, t := range g.tenants {
+		seen := map[string]bool{}
+		var us []User
+		add := func(p *person, team, manager string) {
+			if !seen[p.id] {
+				seen[p.id] = true
+				us = append(us, User{ID: p.id, Name: p.name, Email: p.email, Team: team, Manager: manager})
+			}
+		}
+		for _, r := range t.reps {
+			add(&r.person, r.team, r.manager.id)
+			add(r.se, r.team, r.manager.id)
+			add(r.manager, r.team, "")
+		}
+		out[t.name] = us
+	}
+	return out, nil
+}

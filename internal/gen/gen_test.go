@@ -469,3 +469,49 @@ func BenchmarkGenerateToWriter(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
 }
+
+// TestUsersNameEveryOwner checks that Users lists, for each tenant, every
+// owner id the events of that tenant carry, with a name and an e-mail,
+// and that every manager named is listed too.
+func TestUsersNameEveryOwner(t *testing.T) {
+	cfg := Config{Seed: 3, Opportunities: 400, Tenants: 2, End: testEnd}
+	users, err := Users(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]map[string]User{}
+	for tenant, us := range users {
+		byID[tenant] = map[string]User{}
+		for _, u := range us {
+			if u.Name == "" || !strings.Contains(u.Email, "@") || u.Team == "" {
+				t.Errorf("%s: user %+v lacks a name, e-mail or team", tenant, u)
+			}
+			byID[tenant][u.ID] = u
+		}
+		for _, u := range us {
+			if _, ok := byID[tenant][u.Manager]; u.Manager != "" && !ok {
+				t.Errorf("%s: manager %q of %s is not a user", tenant, u.Manager, u.ID)
+			}
+		}
+	}
+	owners := 0
+	for _, ev := range collect(t, cfg) {
+		var id string
+		switch p := ev.Payload.(type) {
+		case *event.Opportunity:
+			id = p.OwnerID
+		case *event.OwnerChange:
+			id = p.To
+		}
+		if id == "" {
+			continue
+		}
+		owners++
+		if _, ok := byID[ev.Tenant][id]; !ok {
+			t.Fatalf("%s: owner %q of %s is not among the users", ev.Tenant, id, ev.OpportunityID)
+		}
+	}
+	if owners == 0 || len(users) != 2 {
+		t.Fatalf("%d owner ids in the events, users of %d tenants", owners, len(users))
+	}
+}
