@@ -20,7 +20,7 @@ func forecastParams(asOf, currency Param) []Param {
 		asOf,
 		{"backtest", "back-test: what each weighting forecast at this date (before as_of) against what was won by the period end"},
 		{"horizon_days", fmt.Sprintf("a win counts within this many days, 1..%d; default %d", forecast.MaxHorizonDays, forecast.DefaultHorizonDays)},
-		{"by", "comma-separated breakdowns: close_period, owner, team, attr.KEY (a free attribute); default close_period, owner and team"},
+		{"by", "comma-separated breakdowns: close_period, owner, team, forecast_category (the CRM's, as of the forecast date), attr.KEY (a free attribute); default close_period, owner and team"},
 		{"close_period", "group close dates by month (default) or quarter"},
 		{"reference_months", fmt.Sprintf("months of past reference dates to learn from, 1..%d; default %d", forecast.MaxReferenceMonths, forecast.DefaultReferenceMonths)},
 		{"prior_strength", fmt.Sprintf("weight of the Beta prior toward the coarser rate, in samples; default %d", forecast.DefaultPriorStrength)},
@@ -67,10 +67,10 @@ func ParseForecast(v url.Values) (forecast.Query, error) {
 		for _, b := range strings.Split(s, ",") {
 			b = strings.TrimSpace(b)
 			switch {
-			case b == forecast.ByClosePeriod, b == forecast.ByOwner, b == forecast.ByTeam:
+			case b == forecast.ByClosePeriod, b == forecast.ByOwner, b == forecast.ByTeam, b == forecast.ByForecastCategory:
 			case strings.HasPrefix(b, forecast.ByAttributePrefix) && event.ValidAttributeKey(strings.TrimPrefix(b, forecast.ByAttributePrefix)):
 			default:
-				p.fail("by", "want a comma-separated list of close_period, owner, team, attr.KEY (KEY in lower case letters, digits and _), got %q", truncate(b))
+				p.fail("by", "want a comma-separated list of close_period, owner, team, forecast_category, attr.KEY (KEY in lower case letters, digits and _), got %q", truncate(b))
 				continue
 			}
 			if !seen[b] {

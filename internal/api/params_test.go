@@ -229,6 +229,7 @@ func TestParseForecast(t *testing.T) {
 		{"as_of=2024-06-01", forecast.Query{AsOf: day("2024-06-01"), HorizonDays: 180, ClosePeriod: "month", ReferenceMonths: 12, Draws: 2000, Seed: 1, PriorStrength: 20}, ""},
 		{"as_of=2024-06-01&backtest=2024-01-01&horizon_days=90&by=owner,close_period,owner&close_period=quarter&reference_months=6&prior_strength=5.5&draws=100&seed=7",
 			forecast.Query{AsOf: day("2024-06-01"), Backtest: &bt, HorizonDays: 90, By: []string{"owner", "close_period"}, ClosePeriod: "quarter", ReferenceMonths: 6, Draws: 100, Seed: 7, PriorStrength: 5.5}, ""},
+		{"as_of=2024-06-01&by=forecast_category,team", forecast.Query{AsOf: day("2024-06-01"), HorizonDays: 180, By: []string{"forecast_category", "team"}, ClosePeriod: "month", ReferenceMonths: 12, Draws: 2000, Seed: 1, PriorStrength: 20}, ""},
 		{"as_of=2024-06-01&backtest=2024-06-01", forecast.Query{}, "backtest"},
 		{"as_of=2024-06-01&backtest=2024-07-01", forecast.Query{}, "backtest"},
 		{"as_of=2024-06-01&backtest=soon", forecast.Query{}, "backtest"},

@@ -174,7 +174,6 @@ type state struct {
 
 	// Facts.
 	facts    Snapshot
-	forecast string
 	pipeline string
 	created  bool
 	firstAt  time.Time
@@ -500,11 +499,11 @@ func (s *state) setOwner(o string) {
 }
 
 func (s *state) setForecast(f string) {
-	if f == s.forecast {
+	if f == s.facts.ForecastCategory {
 		return
 	}
-	s.record(change{fact: FactForecastCategory, fromS: s.forecast, toS: f})
-	s.forecast = f
+	s.record(change{fact: FactForecastCategory, fromS: s.facts.ForecastCategory, toS: f})
+	s.facts.ForecastCategory = f
 }
 
 // setProbability sets the CRM stage probability; 0 means unchanged.

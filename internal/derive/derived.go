@@ -79,6 +79,9 @@ type Snapshot struct {
 	Segment     string
 	LeadSource  string
 	Product     string
+	// ForecastCategory is the CRM's forecast category (Commit, Best Case,
+	// Pipeline, ...); empty if the CRM never said.
+	ForecastCategory string
 	// Attrs are the free breakdown attributes, sorted by key; shared
 	// between snapshots, never changed in place.
 	Attrs []Attr

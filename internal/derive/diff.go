@@ -38,5 +38,6 @@ func Equal(a, b *Derived) bool {
 		a.CloseDate.Equal(b.CloseDate) && a.Stage == b.Stage && a.Probability == b.Probability &&
 		a.Status == b.Status && a.OwnerID == b.OwnerID && a.Team == b.Team &&
 		a.Segment == b.Segment && a.LeadSource == b.LeadSource && a.Product == b.Product && slices.Equal(a.Attrs, b.Attrs) &&
+		a.ForecastCategory == b.ForecastCategory &&
 		a.Value == b.Value && a.Detail == b.Detail && a.LadderVersion == b.LadderVersion
 }

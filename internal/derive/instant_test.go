@@ -297,6 +297,7 @@ func oracleFacts(evs []event.Event, at time.Time) (f Snapshot, ok bool) {
 			set(&f.Segment, p.Segment)
 			set(&f.LeadSource, p.LeadSource)
 			set(&f.Product, p.Product)
+			set(&f.ForecastCategory, p.ForecastCategory)
 			setProb(p.Probability)
 			setStage(p.Stage)
 			setCurrency(p.Currency)
@@ -314,6 +315,9 @@ func oracleFacts(evs []event.Event, at time.Time) (f Snapshot, ok bool) {
 		case *event.ProbabilityChange:
 			ok = true
 			f.Probability = p.To
+		case *event.ForecastCategoryChange:
+			ok = true
+			f.ForecastCategory = p.To
 		case *event.CloseDateChange:
 			ok = true
 			f.CloseDate = p.To.Time()

@@ -207,5 +207,6 @@ func sameSnapshot(a, b Snapshot) bool {
 	return a.Amount == b.Amount && a.Currency == b.Currency && a.CloseDate.Equal(b.CloseDate) && a.Stage == b.Stage &&
 		a.Probability == b.Probability && a.Status == b.Status && a.OwnerID == b.OwnerID &&
 		a.Team == b.Team && a.Segment == b.Segment && a.LeadSource == b.LeadSource && a.Product == b.Product &&
+		a.ForecastCategory == b.ForecastCategory &&
 		slices.Equal(a.Attrs, b.Attrs)
 }

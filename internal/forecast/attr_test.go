@@ -92,3 +92,85 @@ func TestBreakdownByAttribute(t *testing.T) {
 		t.Error("by attr.Region (upper case): no error")
 	}
 }
+
+// TestBreakdownByForecastCategory gives deals a CRM forecast category (at
+// creation, changed later by forecast_category_changed, some never set)
+// and compares the forecast's by_forecast_category groups, now and in a
+// back-test, with an oracle folded from the input events: per category as
+// of the forecast date, the open deals, their amount, the CRM and the
+// commitment weightings; the groups add up to the total.
+func TestBreakdownByForecastCategory(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(9, 99))
+	deals := rawDeals(99, "acme", 300)
+	cats := []string{"Pipeline", "Best Case", "Commit"}
+	for id, evs := range deals {
+		var created event.Event
+		for _, e := range evs {
+			if e.Type == event.OpportunityCreated {
+				created = e
+			}
+		}
+		if rng.IntN(4) > 0 {
+			created.Payload.(*event.Opportunity).ForecastCategory = cats[rng.IntN(3)]
+		}
+		for n := rng.IntN(3); n > 0; n-- { // later moves between categories
+			at := created.OccurredAt.AddDate(0, 0, 1+rng.IntN(300))
+			deals[id] = append(deals[id], event.Event{V: 1, ID: fmt.Sprintf("f%08x", rng.Uint32()), Tenant: "acme", Source: "salesforce",
+				Type: event.ForecastCategoryChanged, OccurredAt: at, ReceivedAt: at, OpportunityID: id,
+				Payload: &event.ForecastCategoryChange{To: cats[rng.IntN(3)]}})
+		}
+	}
+	f := loadRaw(t, deals, time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	backtest := time.Date(2023, 8, 1, 0, 0, 0, 0, time.UTC)
+	for _, q := range []Query{
+		{Tenant: "acme", AsOf: time.Date(2023, 6, 1, 0, 0, 0, 0, time.UTC), Draws: 100, By: []string{ByForecastCategory}},
+		{Tenant: "acme", AsOf: time.Date(2023, 11, 15, 0, 0, 0, 0, time.UTC), Draws: 100, By: []string{ByForecastCategory, ByOwner}},
+		{Tenant: "acme", AsOf: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), Backtest: &backtest, Draws: 100, By: []string{ByForecastCategory}},
+	} {
+		at := q.AsOf
+		if q.Backtest != nil {
+			at = *q.Backtest
+		}
+		r, err := f.Forecast(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Pipeline.ByClosePeriod) != 0 || len(r.Pipeline.ByTeam) != 0 {
+			t.Errorf("at %s: breakdowns not as asked: %d periods, %d teams", at, len(r.Pipeline.ByClosePeriod), len(r.Pipeline.ByTeam))
+		}
+		groups := r.Pipeline.ByForecastCategory
+		byCat := map[string]map[string][]event.Event{}
+		for id, evs := range deals {
+			if s, open := rawOpp(evs).openAt(at); open {
+				if byCat[s.category] == nil {
+					byCat[s.category] = map[string][]event.Event{}
+				}
+				byCat[s.category][id] = evs
+			}
+		}
+		if len(byCat) != len(cats)+1 {
+			t.Errorf("at %s: the oracle has %d categories among the open deals; the data must have all three and none", at, len(byCat))
+		}
+		if len(groups) != len(byCat) {
+			t.Errorf("at %s: %d groups, oracle %d categories", at, len(groups), len(byCat))
+		}
+		var n int
+		var expected float64
+		for i, g := range groups {
+			if i > 0 && *groups[i-1].Expected < *g.Expected {
+				t.Errorf("at %s: groups not largest first", at)
+			}
+			want := rawPipeline(byCat[g.Key], r.Model, at, at)[""]
+			if want == nil || g.Deals != want.deals || !nearRel(*g.Amount, want.amount) || !nearRel(*g.CRMWeighted, want.crm) || !nearRel(*g.Expected, want.expected) {
+				t.Errorf("at %s, category %q: %d deals, amount %v, CRM %v, expected %v; oracle %+v",
+					at, g.Key, g.Deals, val(g.Amount), val(g.CRMWeighted), val(g.Expected), want)
+			}
+			n += g.Deals
+			expected += *g.Expected
+		}
+		if tot := r.Pipeline.Total; n != tot.Deals || !nearRel(expected, *tot.Expected) {
+			t.Errorf("at %s: groups add up to %d deals, expected %v; total %d, %v", at, n, expected, tot.Deals, *tot.Expected)
+		}
+	}
+}

@@ -101,7 +101,7 @@ func BenchmarkForecast(b *testing.B) {
 	b.Run("deals-query", func(b *testing.B) {
 		timed(b, func() error {
 			_, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) (*chunks[dealRow], error) {
-				return f.deals(ctx, v, "acme", p.at, p.bound, nil)
+				return f.deals(ctx, v, "acme", p.at, p.bound, false, nil)
 			})
 			return err
 		})
@@ -119,7 +119,7 @@ func BenchmarkForecast(b *testing.B) {
 		b.Fatal(err)
 	}
 	deals, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) (*chunks[dealRow], error) {
-		return f.deals(ctx, v, "acme", p.at, p.bound, nil)
+		return f.deals(ctx, v, "acme", p.at, p.bound, false, nil)
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -46,6 +46,9 @@ const (
 	ByClosePeriod = "close_period"
 	ByOwner       = "owner"
 	ByTeam        = "team"
+	// ByForecastCategory breaks the pipeline down by the CRM's forecast
+	// category (Commit, Best Case, Pipeline, ...) as of the forecast date.
+	ByForecastCategory = "forecast_category"
 	// ByAttributePrefix starts a breakdown by a free attribute:
 	// attr.region.
 	ByAttributePrefix = "attr."
@@ -70,7 +73,8 @@ type Query struct {
 	// date forecast for the deals then open, against what was won by
 	// Backtest + horizon (capped at AsOf). It must be before AsOf.
 	Backtest *time.Time
-	// By lists the breakdowns (close_period, owner, team, attr.KEY);
+	// By lists the breakdowns (close_period, owner, team,
+	// forecast_category, attr.KEY);
 	// empty means close_period, owner and team.
 	By []string
 	// ClosePeriod groups close dates by month (default) or quarter.
@@ -164,6 +168,9 @@ type Pipeline struct {
 	ByClosePeriod []Group `json:"by_close_period,omitempty"`
 	ByOwner       []Group `json:"by_owner,omitempty"`
 	ByTeam        []Group `json:"by_team,omitempty"`
+	// ByForecastCategory holds the pipeline per CRM forecast category as
+	// of the forecast date ("" = deals without one), largest first.
+	ByForecastCategory []Group `json:"by_forecast_category,omitempty"`
 	// ByAttribute holds, per attribute key asked for (by=attr.KEY), the
 	// pipeline per value of that attribute as of the forecast date ("" =
 	// deals without it), largest first.
@@ -324,6 +331,7 @@ type params struct {
 	byPeriod bool
 	byOwner  bool
 	byTeam   bool
+	byCat    bool
 	attrs    []string // attribute keys broken down by, in By's order
 }
 
@@ -391,10 +399,12 @@ func validate(q Query, rates *fx.Table) (params, error) {
 			p.byOwner = true
 		case ByTeam:
 			p.byTeam = true
+		case ByForecastCategory:
+			p.byCat = true
 		default:
 			k, ok := strings.CutPrefix(b, ByAttributePrefix)
 			if !ok || !event.ValidAttributeKey(k) {
-				return p, &InputError{Param: "by", Reason: fmt.Sprintf("unknown breakdown %q (close_period, owner, team, or attr.KEY with KEY in lower case letters, digits and _)", b)}
+				return p, &InputError{Param: "by", Reason: fmt.Sprintf("unknown breakdown %q (close_period, owner, team, forecast_category, or attr.KEY with KEY in lower case letters, digits and _)", b)}
 			}
 			if !slices.Contains(p.attrs, k) {
 				p.attrs = append(p.attrs, k)
@@ -454,7 +464,7 @@ func (f *Forecaster) Forecast(ctx context.Context, q Query) (*Result, error) {
 		}()
 		go func() {
 			defer wg.Done()
-			deals, dealsE = f.deals(ctx, v, p.Tenant, p.at, p.bound, p.attrs)
+			deals, dealsE = f.deals(ctx, v, p.Tenant, p.at, p.bound, p.byCat, p.attrs)
 		}()
 		wg.Wait()
 		if trainErr != nil {
@@ -539,6 +549,7 @@ func assemble(p params, model *Model, stats trainingStats, deals *chunks[dealRow
 	periods := map[string]*sums{}
 	owners := map[string]*sums{}
 	teams := map[string]*sums{}
+	cats := map[string]*sums{}
 	attrs := make([]map[string]*sums, len(p.attrs))
 	for i := range attrs {
 		attrs[i] = map[string]*sums{}
@@ -552,6 +563,9 @@ func assemble(p params, model *Model, stats trainingStats, deals *chunks[dealRow
 		}
 		if p.byTeam {
 			addTo(teams, d.Team, d, n)
+		}
+		if p.byCat {
+			addTo(cats, d.ForecastCategory, d, n)
 		}
 		for j := range attrs {
 			addTo(attrs[j], d.Attrs[j], d, n)
@@ -594,6 +608,9 @@ func assemble(p params, model *Model, stats trainingStats, deals *chunks[dealRow
 	}
 	if p.byTeam {
 		res.Pipeline.ByTeam = largestFirst(teams, codes, m)
+	}
+	if p.byCat {
+		res.Pipeline.ByForecastCategory = largestFirst(cats, codes, m)
 	}
 	for j, k := range p.attrs {
 		if res.Pipeline.ByAttribute == nil {

@@ -89,7 +89,7 @@ func TestStatesMatchOracle(t *testing.T) {
 
 			bound := tc.asOf.AddDate(0, 0, tc.horizon)
 			gotDeals, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) (*chunks[dealRow], error) {
-				return f.deals(ctx, v, "acme", tc.asOf, bound, nil)
+				return f.deals(ctx, v, "acme", tc.asOf, bound, false, nil)
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -354,7 +354,7 @@ func TestStateEdgeCases(t *testing.T) {
 	want := oracleStates(cur, refs, asOf, horizon)
 	compareRows(t, "states", got, want)
 	deals, err := readView(ctx, f, "edge", func(ctx context.Context, v *snapshot.View) (*chunks[dealRow], error) {
-		return f.deals(ctx, v, "edge", asOf, bound, nil)
+		return f.deals(ctx, v, "edge", asOf, bound, false, nil)
 	})
 	if err != nil {
 		t.Fatal(err)

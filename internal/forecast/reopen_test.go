@@ -192,6 +192,7 @@ type rawState struct {
 	lastGain    time.Time // zero if none
 	closes      []rawClose
 	attrs       map[string]string
+	category    string // CRM forecast category
 }
 
 // rawFold folds the input events of one opportunity up to asOf in the
@@ -287,6 +288,7 @@ func rawFold(evs []event.Event, asOf time.Time) rawState {
 			}
 			setCurrency(p.Currency)
 			s.owner = cmp.Or(p.OwnerID, s.owner)
+			s.category = cmp.Or(p.ForecastCategory, s.category)
 			toStage(p.Stage, e.OccurredAt)
 		case *event.StageChange:
 			setProbability(p.Probability)
@@ -297,6 +299,8 @@ func rawFold(evs []event.Event, asOf time.Time) rawState {
 		case *event.OwnerChange:
 			s.team = cmp.Or(p.Team, s.team)
 			s.owner = p.To
+		case *event.ForecastCategoryChange:
+			s.category = p.To
 		case *event.Won:
 			if p.Amount > 0 {
 				s.amount = p.Amount
@@ -473,7 +477,7 @@ func TestReopenedAgainstRawOracle(t *testing.T) {
 
 		for _, bound := range []time.Time{tc.asOf, tc.asOf.AddDate(0, 0, tc.horizon)} {
 			gotDeals, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) (*chunks[dealRow], error) {
-				return f.deals(ctx, v, "acme", tc.asOf, bound, nil)
+				return f.deals(ctx, v, "acme", tc.asOf, bound, false, nil)
 			})
 			if err != nil {
 				t.Fatal(err)

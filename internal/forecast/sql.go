@@ -106,7 +106,8 @@ WITH TOTALS
 ORDER BY h, bucket, seg, outcome, day`
 
 // dealsSQL gives the opportunities open at @at with their facts as of @at
-// (element fi of the fact arrays; {attrs} is attrsSQL), their state at @at, and their first
+// (element fi of the fact arrays; {attrs} is attrsSQL, {category} the
+// forecast category or ” when not asked for), their state at @at, and their first
 // close after @at observed up to @bound with the amount as of the close
 // time (element cfi). Each amount comes with its currency (currencies[i]
 // is that of amounts[i]) as the number reinterpretAsUInt32 makes of the
@@ -116,7 +117,7 @@ ORDER BY h, bucket, seg, outcome, day`
 // condition on computed columns down, and would compute every fact look-up
 // of the closed majority first); the outer WHERE the open ones.
 const dealsSQL = `
-SELECT o, f_amount, f_currency, f_close_date, f_probability, f_owner, f_team, f_segment, h, last_at, closed, ct, cs, close_amount, close_currency, f_attrs FROM (
+SELECT o, f_amount, f_currency, f_close_date, f_probability, f_owner, f_team, f_segment, f_category, h, last_at, closed, ct, cs, close_amount, close_currency, f_attrs FROM (
     SELECT
         opportunity_id AS o,
         if(toUInt32(created_at) > 0 AND created_at <= toDateTime(@bound), created_at, first_at) AS created,
@@ -129,6 +130,7 @@ SELECT o, f_amount, f_currency, f_close_date, f_probability, f_owner, f_team, f_
         owners[fi] AS f_owner,
         teams[fi] AS f_team,
         segments[fi] AS f_segment,
+        {category} AS f_category,
         {attrs} AS f_attrs,
         arrayCount(g -> g <= toDateTime(@at), gain_times) AS gi,
         arrayReduce('max', arraySlice(gain_steps, 1, gi)) AS h,
@@ -197,12 +199,15 @@ type dealRow struct {
 	Owner       string
 	Team        string
 	Segment     string
-	Step        int
-	LastAt      time.Time
-	Closed      bool
-	ClosedAt    time.Time
-	Status      string
-	CloseAmount float64
+	// ForecastCategory is the CRM forecast category as of the forecast
+	// date, read only when the breakdown asks for it.
+	ForecastCategory string
+	Step             int
+	LastAt           time.Time
+	Closed           bool
+	ClosedAt         time.Time
+	Status           string
+	CloseAmount      float64
 	// CloseCurrency is the currency of CloseAmount.
 	CloseCurrency string
 	// Attrs are the values of the attributes asked for, in their order.
@@ -387,9 +392,14 @@ func (f *Forecaster) training(ctx context.Context, v *snapshot.View, tenant stri
 }
 
 // deals runs dealsSQL: the opportunities open at at, with closes observed up
-// to bound.
-func (f *Forecaster) deals(ctx context.Context, v *snapshot.View, tenant string, at, bound time.Time, attrs []string) (*chunks[dealRow], error) {
-	rows, err := f.query(ctx, v, strings.Replace(dealsSQL, "{attrs}", attrsSQL(attrs), 1),
+// to bound, their forecast categories if byCat, and the attributes attrs.
+func (f *Forecaster) deals(ctx context.Context, v *snapshot.View, tenant string, at, bound time.Time, byCat bool, attrs []string) (*chunks[dealRow], error) {
+	category := "''"
+	if byCat {
+		category = "forecast_categories[fi]"
+	}
+	sql := strings.NewReplacer("{attrs}", attrsSQL(attrs), "{category}", category).Replace(dealsSQL)
+	rows, err := f.query(ctx, v, sql,
 		append(attrArgs(attrs),
 			clickhouse.Named("tenant", tenant),
 			clickhouse.Named("at", unix32(at)),
@@ -407,7 +417,7 @@ func (f *Forecaster) deals(ctx context.Context, v *snapshot.View, tenant string,
 			closed    uint8
 			cur, ccur uint32
 		)
-		if err := rows.Scan(&r.Opportunity, &r.Amount, &cur, &r.CloseDate, &r.Probability, &r.Owner, &r.Team, &r.Segment,
+		if err := rows.Scan(&r.Opportunity, &r.Amount, &cur, &r.CloseDate, &r.Probability, &r.Owner, &r.Team, &r.Segment, &r.ForecastCategory,
 			&h, &r.LastAt, &closed, &r.ClosedAt, &r.Status, &r.CloseAmount, &ccur, &r.Attrs); err != nil {
 			return nil, fmt.Errorf("forecast open deals: scan: %w", err)
 		}

@@ -21,7 +21,7 @@ type DerivedRow struct {
 }
 
 const derivedColumns = `tenant, opportunity_id, id, type, occurred_at, seq, step, step_index, reason, interaction_id, evidence,
-amount, currency, close_date, stage, probability, status, owner_id, team, segment, lead_source, product,
+amount, currency, close_date, stage, probability, status, owner_id, team, segment, lead_source, product, forecast_category,
 attr_keys, attr_values, value, detail, ladder_version`
 
 // epoch stands for a zero time.Time in DateTime and Date columns.
@@ -79,7 +79,7 @@ func (s *Store) insertDerived(ctx context.Context, rows []DerivedRow) error {
 		closeDate = time.Date(closeDate.Year(), closeDate.Month(), closeDate.Day(), 0, 0, 0, 0, time.UTC)
 		if err := batch.Append(r.Tenant, r.OpportunityID, r.ID, string(r.Type), orEpoch(r.OccurredAt), uint32(r.Seq),
 			r.Step, uint8(r.StepIndex), r.Reason, r.InteractionID, evidence,
-			r.Amount, r.Currency, closeDate, r.Stage, r.Probability, r.Status, r.OwnerID, r.Team, r.Segment, r.LeadSource, r.Product,
+			r.Amount, r.Currency, closeDate, r.Stage, r.Probability, r.Status, r.OwnerID, r.Team, r.Segment, r.LeadSource, r.Product, r.ForecastCategory,
 			attrKeys, attrValues, r.Value, r.Detail, r.LadderVersion, r.Version, retracted); err != nil {
 			batch.Abort()
 			return fmt.Errorf("insert derived events: row %d (%s): %w", i, r.ID, err)
@@ -144,7 +144,7 @@ func eachDerived(rows driver.Rows, fn func(derive.Derived)) error {
 		)
 		if err := rows.Scan(&d.Tenant, &d.OpportunityID, &d.ID, &typ, &d.OccurredAt, &seq,
 			&d.Step, &stepIndex, &d.Reason, &d.InteractionID, &d.Evidence,
-			&d.Amount, &d.Currency, &d.CloseDate, &d.Stage, &d.Probability, &d.Status, &d.OwnerID, &d.Team, &d.Segment, &d.LeadSource, &d.Product,
+			&d.Amount, &d.Currency, &d.CloseDate, &d.Stage, &d.Probability, &d.Status, &d.OwnerID, &d.Team, &d.Segment, &d.LeadSource, &d.Product, &d.ForecastCategory,
 			&attrKeys, &attrVals, &d.Value, &d.Detail, &d.LadderVersion); err != nil {
 			return err
 		}

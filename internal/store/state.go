@@ -17,7 +17,7 @@ type StateRow struct {
 
 const stateColumns = `tenant, opportunity_id, created_at, first_at, reach, gained, gain_times, gain_steps,
 fact_times, amounts, currencies, close_dates, stages, probabilities, statuses, owners, teams, segments, lead_sources, products,
-attr_keys, attr_values,
+forecast_categories, attr_keys, attr_values,
 stall_times, stall_steps, regress_times, close_times, close_statuses, close_reasons,
 miss_times, miss_steps, miss_reasons, miss_interactions, miss_owners, miss_amounts, miss_currencies,
 held_times, held_steps, held_outcomes, held_interactions, held_owners, stage_entry_times, stage_entries,
@@ -37,13 +37,14 @@ func (s *Store) InsertStates(ctx context.Context, rows []StateRow) error {
 		n := len(r.Facts)
 		amounts, probs, currencies := make([]float64, n), make([]float64, n), make([]string, n)
 		closeDates := make([]time.Time, n)
-		attrKeys, attrValues := make([][]string, n), make([][]string, n)
+		attrKeys, attrValues, categories := make([][]string, n), make([][]string, n), make([]string, n)
 		stages, statuses, owners, teams, segments, sources, products := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		for j, f := range r.Facts {
 			amounts[j], probs[j], closeDates[j], currencies[j] = f.Amount, f.Probability, dateOrEpoch(f.CloseDate), f.Currency
 			stages[j], statuses[j], owners[j], teams[j] = f.Stage, f.Status, f.OwnerID, f.Team
 			segments[j], sources[j], products[j] = f.Segment, f.LeadSource, f.Product
 			attrKeys[j], attrValues[j] = attrColumns(f.Attrs)
+			categories[j] = f.ForecastCategory
 		}
 		stallTimes, stallSteps := make([]time.Time, len(r.Stalls)), make([]uint8, len(r.Stalls))
 		for j, m := range r.Stalls {
@@ -62,7 +63,7 @@ func (s *Store) InsertStates(ctx context.Context, rows []StateRow) error {
 		if err := batch.Append(r.Tenant, r.OpportunityID, orEpoch(r.CreatedAt), orEpoch(r.FirstAt),
 			epochs(r.Reach), epochs(r.Gained), epochs(r.GainTimes), orEmpty(r.GainSteps),
 			epochs(r.FactTimes), amounts, currencies, closeDates, stages, probs, statuses, owners, teams, segments, sources, products,
-			attrKeys, attrValues, stallTimes, stallSteps, epochs(r.RegressTimes), closeTimes, closeStatuses, closeReasons,
+			categories, attrKeys, attrValues, stallTimes, stallSteps, epochs(r.RegressTimes), closeTimes, closeStatuses, closeReasons,
 			mt, ms, mr, mi, mo, ma, mc, ht, hs, hr, hi, ho, entryTimes, entries,
 			epochs(r.SingleThreaded), uint8(1), r.LadderVersion, r.Version); err != nil {
 			batch.Abort()
