@@ -764,6 +764,9 @@ func streamMsgs(t *testing.T, js jetstream.JetStream, name string) uint64 {
 	return s.CachedInfo().State.Msgs
 }
 
+// eventKey is the key of a row of the events table.
+type eventKey struct{ tenant, opportunity, source, id string }
+
 // stored counts the rows of every key in events FINAL.
 func stored(t *testing.T, conn driver.Conn) map[eventKey]int {
 	t.Helper()
