@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/retry"
 )
 
 // publishWindow bounds the async publishes PublishMsgs keeps in flight.
@@ -157,8 +158,9 @@ func (p *Publisher) PublishRaw(ctx context.Context, subject, msgID string, data 
 func PublishMsgs(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, o PublishOptions) error {
 	o = o.withDefaults()
 	total := len(msgs)
-	var giveUp time.Time // RetryFor after the last attempt that got anything through
-	step := 0            // back-off step since then
+	// The run of retries starts again whenever an attempt gets anything
+	// through; it gives up RetryFor after that.
+	r := retry.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second, For: o.RetryFor}.Start()
 	for attempt := 1; ; attempt++ {
 		failed, err := publishOnce(ctx, js, msgs, o.AttemptTimeout)
 		if err == nil {
@@ -170,33 +172,21 @@ func PublishMsgs(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, 
 		if permanent(err) {
 			return err
 		}
-		now := time.Now()
-		if giveUp.IsZero() || len(failed) < len(msgs) {
-			giveUp, step = now.Add(o.RetryFor), 0
+		if attempt == 1 || len(failed) < len(msgs) {
+			r.Reset()
 		}
-		if !now.Before(giveUp) {
+		wait, ok := r.Next()
+		if !ok {
 			return fmt.Errorf("%d of %d messages unacknowledged after %d attempts, none acknowledged for %s: %w",
 				len(failed), total, attempt, o.RetryFor, err)
 		}
-		step++
-		wait := min(backoff(step), giveUp.Sub(now))
 		o.Logger.Warn("publish not acknowledged; retrying with the same message ids",
 			"unacknowledged", len(failed), "messages", total, "attempt", attempt, "retry_in", wait, "err", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%d of %d messages unacknowledged: %w (last error: %w)", len(failed), total, ctx.Err(), err)
-		case <-t.C:
+		if serr := retry.Sleep(ctx, wait); serr != nil {
+			return fmt.Errorf("%d of %d messages unacknowledged: %w (last error: %w)", len(failed), total, serr, err)
 		}
 		msgs = failed
 	}
-}
-
-// backoff is the wait before a retry at the given step (1-based) of
-// attempts that got nothing through: 250 ms doubling to 5 s.
-func backoff(step int) time.Duration {
-	return min(250*time.Millisecond<<min(step-1, 5), 5*time.Second)
 }
 
 // publishOnce publishes msgs window by window and returns the messages not

@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/commitflow/commitflow/internal/retry"
 )
 
 // ErrNotInstalled is returned by Start when no clickhouse-server binary can
@@ -411,13 +413,6 @@ func Installed() bool {
 // died.
 func (s *Server) Restarts() int64 { return s.restarts.Load() }
 
-// Supervision back-off bounds: the first restart is attempted at once, a
-// failed one is retried after minBackoff, doubling up to maxBackoff.
-const (
-	minBackoff = time.Second
-	maxBackoff = 30 * time.Second
-)
-
 // Supervise restarts the server, on the same ports with the same data,
 // whenever its process exits without Stop or Restart having been called,
 // until ctx is done. Each such exit is logged at ERROR with the exit status
@@ -453,7 +448,9 @@ func (s *Server) Supervise(ctx context.Context) {
 		}
 		down := time.Now()
 		s.logger.Error("clickhouse-server died; restarting it", "pid", p.pid, "exit", p.err, "log", s.logTail())
-		for backoff := minBackoff; ; backoff = min(2*backoff, maxBackoff) {
+		// The first restart is attempted at once, a failed one retried
+		// after 1s, doubling up to 30s, for as long as it takes.
+		for r := (retry.Policy{Initial: time.Second, Max: 30 * time.Second}).Start(); ; {
 			err := s.launch(ctx)
 			if err == nil {
 				s.restarts.Add(1)
@@ -463,11 +460,10 @@ func (s *Server) Supervise(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			s.logger.Error("clickhouse-server restart failed; retrying", "err", err, "in", backoff)
-			select {
-			case <-ctx.Done():
+			wait, _ := r.Next()
+			s.logger.Error("clickhouse-server restart failed; retrying", "err", err, "in", wait)
+			if retry.Sleep(ctx, wait) != nil {
 				return
-			case <-time.After(backoff):
 			}
 		}
 	}

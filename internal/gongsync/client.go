@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/commitflow/commitflow/internal/retry"
 	"github.com/commitflow/commitflow/internal/webhook"
 )
 
@@ -101,7 +102,9 @@ func (s *Syncer) fetch(ctx context.Context, from, to time.Time, cursor string) (
 	if err != nil {
 		return page{}, err
 	}
-	failures := 0
+	// 5xx and failed connections: a bounded back-off. (A 429 waits as
+	// Gong says and is not counted.)
+	r := retry.Policy{Initial: s.cfg.RetryBase, Max: 30 * time.Second, Retries: s.cfg.ServerRetries}.Start()
 	for {
 		status, header, answer, err := s.post(ctx, body)
 		var wait time.Duration
@@ -109,15 +112,14 @@ func (s *Syncer) fetch(ctx context.Context, from, to time.Time, cursor string) (
 		case ctx.Err() != nil:
 			return page{}, ctx.Err()
 		case err != nil || status >= 500:
-			failures++
 			if err == nil {
 				err = fmt.Errorf("gong answered %d: %s", status, snippet(answer))
 			}
-			if failures > s.cfg.ServerRetries {
-				return page{}, fmt.Errorf("%s: %d attempts failed: %w", callsPath, failures, err)
+			var ok bool
+			if wait, ok = r.Next(); !ok {
+				return page{}, fmt.Errorf("%s: %d attempts failed: %w", callsPath, r.Retries()+1, err)
 			}
-			wait = min(s.cfg.RetryBase<<min(failures-1, 10), 30*time.Second)
-			s.log.Warn("gong request failed; retrying", "attempt", failures, "retry_in", wait, "err", err)
+			s.log.Warn("gong request failed; retrying", "attempt", r.Retries(), "retry_in", wait, "err", err)
 		case status == http.StatusTooManyRequests:
 			wait = retryAfter(header.Get("Retry-After"), s.cfg.Now())
 			s.log.Info("gong rate limit; waiting as Retry-After says", "retry_in", wait)
@@ -132,12 +134,8 @@ func (s *Syncer) fetch(ctx context.Context, from, to time.Time, cursor string) (
 		default:
 			return page{}, fmt.Errorf("%s: gong answered %d: %s", callsPath, status, snippet(answer))
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return page{}, ctx.Err()
-		case <-t.C:
+		if err := retry.Sleep(ctx, wait); err != nil {
+			return page{}, err
 		}
 	}
 }

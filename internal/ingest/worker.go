@@ -30,7 +30,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -41,6 +40,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/retry"
 	"github.com/commitflow/commitflow/internal/store"
 )
 
@@ -710,19 +710,8 @@ func (w *Worker) retry(ctx context.Context, what string, op func() error) error 
 // sleep waits the backoff for the given attempt (1-based); false if ctx
 // ended first.
 func (w *Worker) sleep(ctx context.Context, attempt int) bool {
-	d := w.cfg.MinBackoff << min(attempt-1, 30)
-	if d <= 0 || d > w.cfg.MaxBackoff {
-		d = w.cfg.MaxBackoff
-	}
-	d = d/2 + rand.N(d/2+1) // jitter in [d/2, d]
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	p := retry.Policy{Initial: w.cfg.MinBackoff, Max: w.cfg.MaxBackoff, Jitter: 0.5}
+	return retry.Sleep(ctx, p.Delay(attempt)) == nil
 }
 
 // abandon gives back a batch that was not stored.

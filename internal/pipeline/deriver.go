@@ -12,6 +12,7 @@ import (
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/retry"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -224,7 +225,7 @@ func (d *Deriver) runPartition(ctx context.Context, p int) error {
 				return ctx.Err()
 			}
 			d.log.Warn("fetch failed", "partition", p, "err", err)
-			sleep(ctx, time.Second)
+			_ = retry.Sleep(ctx, time.Second)
 			continue
 		}
 		var msgs []jetstream.Msg
@@ -244,7 +245,7 @@ func (d *Deriver) runPartition(ctx context.Context, p int) error {
 				return ctx.Err()
 			}
 			d.log.Warn("derive batch failed; retrying", "partition", p, "err", err)
-			sleep(ctx, time.Second)
+			_ = retry.Sleep(ctx, time.Second)
 		}
 	}
 	return ctx.Err()
@@ -388,7 +389,7 @@ type ingestFloor struct {
 // across generations; when the one followed is deleted, wait follows the
 // current one.
 func (f *ingestFloor) wait(ctx context.Context, seq uint64) error {
-	delay := 20 * time.Millisecond
+	r := retry.Policy{Initial: 20 * time.Millisecond, Max: 640 * time.Millisecond}.Start()
 	for {
 		if f.cons == nil {
 			c, err := bus.CurrentIngest(ctx, f.js)
@@ -407,11 +408,9 @@ func (f *ingestFloor) wait(ctx context.Context, seq uint64) error {
 		case info.AckFloor.Stream >= seq:
 			return nil
 		}
-		if !sleep(ctx, delay) {
-			return ctx.Err()
-		}
-		if delay < 500*time.Millisecond {
-			delay *= 2
+		wait, _ := r.Next()
+		if err := retry.Sleep(ctx, wait); err != nil {
+			return err
 		}
 	}
 }
@@ -454,18 +453,6 @@ func (d *Deriver) sweep(ctx context.Context, p int, c *cache) error {
 		}
 	}
 	return nil
-}
-
-// sleep waits for d or until ctx is done; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // metrics are the derivation's Prometheus metrics.

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/commitflow/commitflow/internal/retry"
 )
 
 // Read-your-writes on a replicated cluster (issue 19 item 3). An INSERT
@@ -71,21 +72,17 @@ func (s *Store) replicated(ctx context.Context, insert func(ctx context.Context)
 		"insert_quorum":         s.quorum,
 		"insert_quorum_timeout": int(quorumTimeout / time.Millisecond),
 	}))
-	deadline := time.Now().Add(quorumBusyFor)
-	delay := 5 * time.Millisecond
+	// Waits of 5 ms doubling to 200 ms, each drawn from ±50% of that.
+	r := retry.Policy{Initial: 7500 * time.Microsecond, Max: 300 * time.Millisecond, Jitter: 2.0 / 3, For: quorumBusyFor}.Start()
 	for {
 		err := insert(ctx)
 		var ex *clickhouse.Exception
-		if err == nil || !errors.As(err, &ex) || ex.Code != codeQuorumBusy || time.Now().After(deadline) {
+		if err == nil || !errors.As(err, &ex) || ex.Code != codeQuorumBusy {
 			return err
 		}
-		t := time.NewTimer(delay/2 + rand.N(delay))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		wait, ok := r.Next()
+		if !ok || retry.Sleep(ctx, wait) != nil {
 			return err
-		case <-t.C:
 		}
-		delay = min(2*delay, 200*time.Millisecond)
 	}
 }
