@@ -437,7 +437,7 @@ func TestProbesAndDashboard(t *testing.T) {
 	if csp := h2.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
 		t.Errorf("GET /: Content-Security-Policy %q", csp)
 	}
-	for _, p := range []string{"/app.js", "/style.css", "/grafana-commitflow.json"} {
+	for _, p := range []string{"/app.js", "/style.css", "/grafana/operations-prometheus.json"} {
 		if code, _, _, raw := get(t, srv, p, ""); code != 200 || len(raw) < 100 {
 			t.Errorf("GET %s: %d, %d bytes", p, code, len(raw))
 		}
@@ -466,7 +466,7 @@ func TestDashboardAssetsAreSelfContained(t *testing.T) {
 		}
 	}
 	var g map[string]any
-	rec := serve(h, "GET", "/grafana-commitflow.json", "")
+	rec := serve(h, "GET", "/grafana/operations-prometheus.json", "")
 	if err := json.Unmarshal(rec.Body.Bytes(), &g); err != nil {
 		t.Fatalf("grafana dashboard: %v", err)
 	}
