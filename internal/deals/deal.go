@@ -12,6 +12,7 @@ import (
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/readmodel"
 )
 
 // DealQuery asks for one deal as of AsOf.
@@ -410,9 +411,13 @@ func dealWarnings(c *common, st derive.State, ds []derive.Derived) []Warning {
 			lastGain = t
 		}
 	}
-	ref := reference(st)
+	var lastClose time.Time
+	for _, c := range st.Closes {
+		lastClose = c.At // in fold order
+	}
+	start := readmodel.StallStart(reference(st), lastClose)
 	for _, s := range st.Stalls {
-		if !s.At.Before(ref) {
+		if !s.At.Before(start) {
 			out = append(out, Warning{Kind: WarnStalled, Since: s.At})
 			break
 		}

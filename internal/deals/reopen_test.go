@@ -11,7 +11,8 @@ import (
 )
 
 // TestStalledAfterReopen: a deal that stalled, closed and was reopened is
-// not stalled until a threshold after the reopen, as in /v1/stalls.
+// not stalled until a threshold after the reopen, as in /v1/stalls, in the
+// list and in the deal view.
 func TestStalledAfterReopen(t *testing.T) {
 	st := storetest.Open(t, store.Options{})
 	t0 := date("2024-01-01T00:00:00Z")
@@ -45,6 +46,20 @@ func TestStalledAfterReopen(t *testing.T) {
 		}
 		if !since.Equal(c.since) {
 			t.Errorf("as of day %v: stalled since %v, want %v", c.asOf.Sub(t0).Hours()/24, since, c.since)
+		}
+		// The deal view applies the same rule.
+		deal, err := r.Deal(context.Background(), DealQuery{Tenant: "acme", OpportunityID: "o1", AsOf: c.asOf, Ladder: l})
+		if err != nil {
+			t.Fatal(err)
+		}
+		since = time.Time{}
+		for _, w := range deal.Warnings {
+			if w.Kind == WarnStalled {
+				since = w.Since
+			}
+		}
+		if !since.Equal(c.since) {
+			t.Errorf("deal view as of day %v: stalled since %v, want %v", c.asOf.Sub(t0).Hours()/24, since, c.since)
 		}
 	}
 }

@@ -15,6 +15,8 @@
 // reads; this package what their columns mean.
 package readmodel
 
+import "time"
+
 // FactIndex is the index in the fact arrays (amounts, currencies, owners,
 // teams, stages, statuses, close_dates, fact_closed, ...) of the facts as
 // of at: how many fact changes happened at or before at; 0 when the deal
@@ -54,3 +56,15 @@ const StallColumns = `toUInt32(arrayReduce('max', arrayFilter(t -> t <= toDateTi
 		toUInt32(arrayReduce('max', arrayFilter(t -> t <= toDateTime(@asof), close_times))) AS lastclose,
 		if(lastclose >= ref, lastclose + 1, ref) AS sref,
 		toUInt32(arrayReduce('min', arrayFilter((t, r) -> toUInt32(t) >= r AND t <= toDateTime(@asof), stall_times, replicate(sref, stall_times)))) AS ss`
+
+// StallStart is sref of StallColumns for Go code that has a deal's state
+// in hand: when its stall clock runs from, given its reference time and
+// its last deal.closed (zero: none), both as of the date. A deal.stalled
+// counts as of the date when it is at or after StallStart and at or before
+// the date.
+func StallStart(ref, lastClose time.Time) time.Time {
+	if !lastClose.IsZero() && !lastClose.Before(ref) {
+		return lastClose.Add(time.Second)
+	}
+	return ref
+}

@@ -39,9 +39,9 @@ func state(id string, gains map[time.Time]uint8, closes, stalls []time.Time) sto
 }
 
 // TestStallRule pins the stall rule of StallColumns (and HighestStep, the
-// reference time and days) on hand-made deals in ClickHouse: which
-// deal.stalled counts as of a date, around gains, closes and reopens, to
-// the second.
+// reference time and days) on hand-made deals in ClickHouse, and of
+// StallStart in Go on the same deals: which deal.stalled counts as of a
+// date, around gains, closes and reopens, to the second.
 func TestStallRule(t *testing.T) {
 	st := storetest.Open(t, store.Options{})
 	ctx := context.Background()
@@ -62,6 +62,10 @@ func TestStallRule(t *testing.T) {
 	}
 	if err := st.InsertStates(ctx, rows); err != nil {
 		t.Fatal(err)
+	}
+	byID := map[string]derive.State{}
+	for _, r := range rows {
+		byID[r.OpportunityID] = r.State
 	}
 	for _, c := range []struct {
 		opp     string
@@ -112,5 +116,26 @@ func TestStallRule(t *testing.T) {
 			t.Errorf("%s as of %s: stalled %d ref %d days %d step %d; want %d, %d, %d, %d",
 				c.opp, c.asOf, ss, ref, days, step, want, c.ref.Unix(), c.days, c.step)
 		}
+		if got := goStalled(byID[c.opp], c.ref, c.asOf); !got.Equal(c.stalled) {
+			t.Errorf("%s as of %s: StallStart says stalled since %v, want %v", c.opp, c.asOf, got, c.stalled)
+		}
 	}
+}
+
+// goStalled applies StallStart to a state as Go code does: the earliest
+// stall at or after it and at or before asOf (zero: none).
+func goStalled(st derive.State, ref, asOf time.Time) time.Time {
+	var lastClose time.Time
+	for _, c := range st.Closes {
+		if !c.At.After(asOf) && c.At.After(lastClose) {
+			lastClose = c.At
+		}
+	}
+	start := readmodel.StallStart(ref, lastClose)
+	for _, s := range st.Stalls {
+		if !s.At.Before(start) && !s.At.After(asOf) {
+			return s.At
+		}
+	}
+	return time.Time{}
 }
