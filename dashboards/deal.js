@@ -67,7 +67,7 @@ function showDeal(s) {
       (d.stage_history || []).length ? table(["at", "stage"], d.stage_history.map((h) => [when(h.at), h.stage])) : hint("No stage recorded."),
       el("h3", null, "Timeline"),
       el("p", { class: "hint" }, "Input events as the sources sent them, and the events derived from them (with the inputs they rest on)."),
-      timeline(d.timeline || []),
+      timeline(d.timeline || [], d.people),
     ];
   });
 }
@@ -93,10 +93,26 @@ function stepTimeline(steps) {
   return el("div", { class: "scroll" }, g);
 }
 
-function timeline(items) {
+// withNames shows an input event's summary with each owner id it names
+// (t.owners) as the owner's link, by name where people know it.
+function withNames(t, people) {
+  const ids = (t.owners || []).filter(Boolean);
+  if (!ids.length) return t.summary;
+  const re = new RegExp(ids.map((id) => id.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|"), "g");
+  const parts = [];
+  let at = 0;
+  for (const m of t.summary.matchAll(re)) {
+    parts.push(t.summary.slice(at, m.index), ownerLink(m[0], people));
+    at = m.index + m[0].length;
+  }
+  parts.push(t.summary.slice(at));
+  return parts;
+}
+
+function timeline(items, people) {
   if (!items.length) return hint("No events.");
   return table(["at", "", "event", "source", "what", "rests on"], items.map((t) => {
-    const what = t.kind === "input" ? t.summary
+    const what = t.kind === "input" ? withNames(t, people)
       : [t.step ? `${t.step_index}. ${title(t.step)}` : "", t.reason ? title(t.reason) : "", t.detail || ""].filter(Boolean).join(" · ");
     return [
       el("td", { id: t.kind === "input" ? "ev-" + t.id : null }, when(t.at)),

@@ -233,18 +233,21 @@ function drawMissed(res) {
     summary([
       ["buyer interactions", num(t.interactions)], ["missed interactions", num(t.missed_interactions)],
       ["miss rate", pct(t.miss_rate)], ["missed commitments", num(t.missed)],
+      ["deals with a miss", num(t.deals)], ["value at stake", amount(t, "value_at_stake")],
     ]),
-    el("p", { class: "hint" }, "Miss rate = missed interactions / buyer interactions. One interaction may miss several commitments (rows below count commitments)."),
+    el("p", { class: "hint" }, "Miss rate = missed interactions / buyer interactions. One interaction may miss several commitments (rows below count commitments). " +
+      "Value at stake = the amounts (as of the as-of date) of the deals with a miss, each deal once; a deal counts in every row it has a miss in, so rows add up to more than the total."),
     el("h3", null, "By reason"),
-    table(["reason", "", "missed"], reasons.map((r) => [title(r.key),
-      stackBar([{ value: r.missed, cls: "missed" }], rmax, `${r.missed} missed`), num(r.missed)])),
+    table(["reason", "", "missed", "deals", "value at stake"], reasons.map((r) => [title(r.key),
+      stackBar([{ value: r.missed, cls: "missed" }], rmax, `${r.missed} missed`), num(r.missed), num(r.deals), amount(r, "value_at_stake")])),
     el("h3", null, "By expected step"),
-    table(["expected step", "missed", "missed interactions", "interactions", "miss rate"],
-      (res.by_step || []).map((r) => [stepLink(r.key, `${r.step_index || ""} ${title(r.key)}`), num(r.missed),
-        num(r.missed_interactions), num(r.interactions), pct(r.miss_rate)])),
+    table(["expected step", "missed", "deals", "value at stake", "missed interactions", "interactions", "miss rate"],
+      (res.by_step || []).map((r) => [stepLink(r.key, `${r.step_index || ""} ${title(r.key)}`), num(r.missed), num(r.deals),
+        amount(r, "value_at_stake"), num(r.missed_interactions), num(r.interactions), pct(r.miss_rate)])),
     el("h3", null, "By owner"),
-    table(["owner", "missed", "missed interactions", "interactions", "miss rate"],
-      owners.map((r) => [ownerLink(r.key, res.people), num(r.missed), num(r.missed_interactions), num(r.interactions), pct(r.miss_rate)])),
+    table(["owner", "missed", "deals", "value at stake", "missed interactions", "interactions", "miss rate"],
+      owners.map((r) => [ownerLink(r.key, res.people), num(r.missed), num(r.deals), amount(r, "value_at_stake"),
+        num(r.missed_interactions), num(r.interactions), pct(r.miss_rate)])),
   ];
 }
 

@@ -171,6 +171,21 @@ async function main() {
     const teamRows = await page.$$eval("#funnel .scroll:nth-of-type(2) tbody tr", (r) => r.length);
     assert.equal(teamRows, teams.size, "one breakdown row per team of the API's answer");
     console.log(`ok: by=team, reached ${shown} = API, ${teams.size} teams`);
+    // The missed commitments reconcile: the miss rate shown is the missed
+    // interactions shown over the buyer interactions shown, and the value
+    // at stake is the API's, each deal with a miss counted once.
+    const missed = (await getJSON(`${server.base}v1/missed?tenant=demo&from=${from}&to=${to}`)).total;
+    const figures = Object.fromEntries(await page.$$eval("#missed .summary > div", (ds) =>
+      ds.map((d) => [d.querySelector(".l").textContent, d.querySelector(".v").textContent])));
+    const nf = new Intl.NumberFormat("en-US"), cf = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
+    assert.ok(missed.interactions > 0 && missed.deals > 0 && missed.deals <= missed.missed, "no misses to reconcile");
+    assert.equal(figures["buyer interactions"], nf.format(missed.interactions));
+    assert.equal(figures["missed interactions"], nf.format(missed.missed_interactions));
+    assert.equal(figures["miss rate"], (100 * missed.missed_interactions / missed.interactions).toFixed(1) + "%");
+    assert.equal(figures["deals with a miss"], nf.format(missed.deals));
+    if (missed.value_at_stake !== null) assert.equal(figures["value at stake"], cf.format(missed.value_at_stake));
+    console.log(`ok: missed ${figures["missed interactions"]} / ${figures["buyer interactions"]} = ${figures["miss rate"]}, ` +
+      `${figures["deals with a miss"]} deals, value at stake ${figures["value at stake"]}`);
     const dashboardURL = page.url();
     const funnelText = await page.textContent("#funnel");
 
@@ -200,6 +215,8 @@ async function main() {
     const ownerLink = page.locator(`#detail-body a[title="${owner}"]`).first();
     assert.equal(await ownerLink.textContent(), "Ada Browsertest", "the owner is not shown by name");
     assert.ok((await ownerLink.getAttribute("href")).includes(`owner=${encodeURIComponent(owner)}`), "the owner link lost the id");
+    const whats = await page.$$eval("#detail-body td.wrap", (tds) => tds.map((td) => td.textContent).join("\n"));
+    assert.ok(whats.includes("owner Ada Browsertest") && !whats.includes(owner), "the timeline names the owner by id");
     await page.screenshot({ path: path.join(ARTIFACTS, "deal-1440.png"), fullPage: true });
     console.log(`ok: stalled deal ${dealID} shows ${deal.steps.length} steps and ${timelineRows} timeline events`);
     const dealURL = page.url();

@@ -27,7 +27,8 @@ import (
 
 // OwnerIDs returns the owner ids res, an answer of a metrics or deal
 // endpoint, names: the owner of each deal and, when the answer is broken
-// down by owner, each group's key; sorted, without duplicates or "".
+// down by owner, each group's key; for one deal, also every owner its
+// timeline names (previous owners); sorted, without duplicates or "".
 func OwnerIDs(res any) []string {
 	var ids []string
 	switch r := res.(type) {
@@ -78,6 +79,9 @@ func OwnerIDs(res any) []string {
 		}
 	case *deals.Deal:
 		ids = append(ids, r.Facts.OwnerID)
+		for _, t := range r.Timeline {
+			ids = append(ids, t.Owners...)
+		}
 	}
 	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
 	if len(ids) > 0 && ids[0] == "" {

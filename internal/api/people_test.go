@@ -148,3 +148,15 @@ func TestPeopleLookupFails(t *testing.T) {
 		t.Errorf("the failed lookup is not logged:\n%s", f.log.String())
 	}
 }
+
+// TestOwnerIDsOfOneDeal: one deal's answer names its owner and every
+// owner its timeline names (a previous owner too), once each.
+func TestOwnerIDsOfOneDeal(t *testing.T) {
+	d := &deals.Deal{Facts: deals.Facts{OwnerID: "cy"}, Timeline: []deals.TimelineEvent{
+		{Kind: "input", Owners: []string{"ann"}}, {Kind: "input", Owners: []string{"ann", "bob"}},
+		{Kind: "derived"}, {Kind: "input", Owners: []string{"bob", "cy"}},
+	}}
+	if got, want := OwnerIDs(d), []string{"ann", "bob", "cy"}; !slices.Equal(got, want) {
+		t.Errorf("OwnerIDs = %v, want %v", got, want)
+	}
+}
