@@ -92,9 +92,11 @@ type TimelineEvent struct {
 	// ID is the source's event id of an input event (what evidence
 	// names), the derived event's id otherwise.
 	ID string `json:"id"`
-	// Source and Summary describe an input event.
-	Source  string `json:"source,omitempty"`
-	Summary string `json:"summary,omitempty"`
+	// Source and Summary describe an input event; Owners are the owner
+	// ids its summary names, for the answer's people to name them.
+	Source  string   `json:"source,omitempty"`
+	Summary string   `json:"summary,omitempty"`
+	Owners  []string `json:"owners,omitempty"`
 	// Step, Reason, InteractionID, Evidence and Detail describe a derived
 	// event, where its type has them.
 	Step          string   `json:"step,omitempty"`
@@ -298,7 +300,7 @@ func timeline(evs []event.Event, ds []derive.Derived) []TimelineEvent {
 	out := make([]TimelineEvent, 0, len(evs)+len(ds))
 	for _, e := range evs {
 		out = append(out, TimelineEvent{Kind: "input", Type: string(e.Type), At: e.OccurredAt.UTC().Truncate(time.Second),
-			ID: e.ID, Source: e.Source, Summary: summarize(e)})
+			ID: e.ID, Source: e.Source, Summary: summarize(e), Owners: ownersOf(e)})
 	}
 	for _, d := range foldOrder(ds) {
 		out = append(out, TimelineEvent{Kind: "derived", Type: string(d.Type), At: d.OccurredAt.UTC(), ID: d.ID,
@@ -472,6 +474,22 @@ func dealWarnings(c *common, st derive.State, ds []derive.Derived) []Warning {
 		out = append(out, Warning{Kind: WarnNoNextStep, Since: lastHeld.At})
 	}
 	return out
+}
+
+// ownersOf returns the owner ids summarize names for e.
+func ownersOf(e event.Event) []string {
+	switch p := e.Payload.(type) {
+	case *event.Opportunity:
+		if p.OwnerID != "" {
+			return []string{p.OwnerID}
+		}
+	case *event.OwnerChange:
+		if p.From != "" {
+			return []string{p.From, p.To}
+		}
+		return []string{p.To}
+	}
+	return nil
 }
 
 // summarize is a one-line account of an input event's payload.
