@@ -142,6 +142,7 @@ async function api(path, params) {
   for (const [k, v] of Object.entries(params || {})) if (v !== "" && v !== undefined && v !== null) q.set(k, v);
   if (s.tenant) q.set("tenant", s.tenant);
   const url = path + "?" + q.toString();
+  if (asked) asked.push(url);
   if (!cache.has(url)) {
     const p = fetchJSON(url);
     cache.set(url, p);
@@ -166,6 +167,47 @@ async function fetchJSON(url) {
   return body;
 }
 
+// ---- CSV ----
+
+// CSV_PATHS are the endpoints that answer CSV (format=csv).
+const CSV_PATHS = ["v1/funnel", "v1/stalls", "v1/missed", "v1/movement", "v1/forecast", "v1/cycle-time", "v1/stage-history", "v1/deals", "v1/warnings"];
+
+// asked collects, while a panel's draw function runs up to its first
+// await, the requests it makes (see panel).
+let asked = null;
+
+// csvLink is a panel's "Download CSV" link: the main table of the answer
+// of url (a forecast's back-test table when url asks for a back-test), as
+// the API writes it with format=csv, fetched with the bearer token (a
+// plain link would go without it) and saved under the server's file name.
+function csvLink(url) {
+  const target = url + "&format=csv" + (/[?&]backtest=/.test(url) ? "&table=backtest" : "");
+  const a = el("a", { href: target, class: "csv", download: "" }, "Download CSV");
+  a.addEventListener("click", async (ev) => {
+    ev.preventDefault();
+    const token = localStorage.getItem("commitflow.token") || "";
+    const headers = { Accept: "text/csv" };
+    if (token) headers.Authorization = "Bearer " + token;
+    try {
+      const res = await fetch(target, { headers });
+      if (!res.ok) {
+        let msg = res.statusText;
+        try { const b = await res.json(); msg = b.error + (b.param ? ` (parameter ${b.param})` : ""); } catch (e) { /* not JSON */ }
+        throw new Error(`${target.split("?")[0]} as CSV: ${res.status} ${msg}`);
+      }
+      const m = /filename="([^"]+)"/.exec(res.headers.get("Content-Disposition") || "");
+      const save = el("a", { href: URL.createObjectURL(await res.blob()), download: m ? m[1] : "commitflow.csv", hidden: true });
+      document.body.append(save);
+      save.click();
+      save.remove();
+      setTimeout(() => URL.revokeObjectURL(save.href), 60000);
+    } catch (e) {
+      status(e.message, "error");
+    }
+  });
+  return el("p", { class: "csv" }, a);
+}
+
 // ---- states ----
 
 function status(msg, cls) {
@@ -175,14 +217,19 @@ function status(msg, cls) {
 
 // panel replaces a panel's content with "loading", then with what draw
 // makes of the answer, or with the error alone: never old numbers beside
-// an error or a newer view's numbers.
+// an error or a newer view's numbers. A panel drawn from one answer the
+// API writes as CSV as well ends with a link to download it.
 let generation = 0;
 async function panel(id, draw) {
   const gen = generation;
   put(id, el("p", { class: "hint loading" }, "Loading…"));
+  asked = [];
+  const drawn = draw(); // async: runs up to its first await
+  const urls = [...new Set(asked)].filter((u) => CSV_PATHS.includes(u.split("?")[0]));
+  asked = null;
   try {
-    const nodes = await draw();
-    if (gen === generation) put(id, nodes);
+    const nodes = await drawn;
+    if (gen === generation) put(id, nodes, urls.length === 1 ? csvLink(urls[0]) : null);
   } catch (e) {
     if (gen === generation) put(id, el("p", { class: "error" }, e.message));
     throw e;

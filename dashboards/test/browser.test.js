@@ -153,6 +153,16 @@ async function main() {
     assert.equal(await page.isHidden("#processing"), true, "processing banner shown after catching up");
     await page.screenshot({ path: path.join(ARTIFACTS, "dashboard-1440.png"), fullPage: true });
     console.log("ok: every panel drawn with data");
+    // Each panel links to its table as CSV; the link downloads, with the
+    // token, the CSV the API writes, under the server's file name.
+    for (const id of Object.keys(PANELS)) {
+      assert.ok(await page.$(`#${id} p.csv a`), `panel ${id} has no Download CSV link`);
+    }
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#stalls p.csv a")]);
+    assert.match(download.suggestedFilename(), /^stalls-demo-\d{4}-\d{2}-\d{2}T\d{6}Z\.csv$/);
+    const csv = fs.readFileSync(await download.path(), "utf8");
+    assert.match(csv, /^step_index,step,open,open_amount,stalled,stalled_amount\r?\n\d+,/, "the stalls CSV");
+    console.log(`ok: Download CSV on every panel; ${download.suggestedFilename()} holds ${csv.trim().split("\n").length - 1} rows`);
 
     // 2. A filter: break down by team over another period; the numbers are
     // the API's, and the URL holds the view.
