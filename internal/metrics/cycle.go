@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/commitflow/commitflow/internal/readmodel"
 )
 
 // CycleQuery asks how long the deals closed in [From, To) took to close:
@@ -121,7 +123,7 @@ func (q *Querier) CycleTime(ctx context.Context, cq CycleQuery) (*CycleResult, e
 	}
 	// As in the funnel, groups are keyed by numbers: the period's first
 	// day and the By value's 64-bit hash, named by funnelKeys.
-	g, err := breakdown(cq.By, cq.Interval, "arrayCount(t -> t <= toDateTime(@asof), fact_times)", "ct")
+	g, err := breakdown(cq.By, cq.Interval, readmodel.FactIndex("@asof"), "ct")
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +167,7 @@ FROM (
 	` + prewhere + `
 	WHERE ` + where + `
 		AND ci > 0 AND ct >= @from AND ct < @to
-		AND fact_closed[arrayCount(t -> t <= toDateTime(@asof), fact_times)] = 1
+		AND fact_closed[` + readmodel.FactIndex("@asof") + `] = 1
 )
 GROUP BY pd, kh, won`
 	}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/commitflow/commitflow/internal/readmodel"
 )
 
 // FunnelQuery asks for conversion K→K+1 of the cohorts that reached each
@@ -239,7 +241,7 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 		rk1 != 0 AND (@window < 0 OR rk1 - rk <= @window) AS conv,
 		NOT conv AND (closed OR (@window >= 0 AND rk + @window <= @asof)) AS dropped
 	FROM (
-		SELECT arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
+		SELECT ` + readmodel.FactIndex("@asof") + ` AS fi,
 			amounts[fi] AS amt,
 			` + curSQL("currencies", "fi") + ` AS cur,
 			fact_closed[fi] AS closed,
@@ -436,7 +438,7 @@ const funnelSkipped = 16
 // the first top values keep their own groups: the others are merged into
 // one group per period (see otherKey), and other counts them.
 func (q *Querier) breakdownKeys(s *scan, by string, top int, cond string, args []any) (k keyset, err error) {
-	elem, _ := byElement(by, "arrayCount(t -> t <= toDateTime(@asof), fact_times)")
+	elem, _ := byElement(by, readmodel.FactIndex("@asof"))
 	query := `SELECT key, cityHash64(key), sum(n) AS n FROM ` + s.fanout(func(where string) string {
 		return `SELECT ` + elem + ` AS key, count() AS n
 		FROM ` + s.from + `

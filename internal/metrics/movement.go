@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/commitflow/commitflow/internal/readmodel"
 )
 
 // MovementQuery asks how the pipeline moved between From and To.
@@ -176,8 +178,8 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 			arrayExists(t -> ` + inRange + `, stall_times) AS stl,
 			arrayExists((t, s) -> ` + inRange + ` AND s = 'won', close_times, close_statuses) AS won,
 			arrayExists((t, s) -> ` + inRange + ` AND s = 'lost', close_times, close_statuses) AS lost,
-			arrayCount(t -> t <= toDateTime(@flimit), fact_times) AS ffi,
-			arrayCount(t -> t <= toDateTime(@limit), fact_times) AS fi,
+			` + readmodel.FactIndex("@flimit") + ` AS ffi,
+			` + readmodel.FactIndex("@limit") + ` AS fi,
 			first_at <= toDateTime(@flimit) AND fact_closed[ffi] = 0 AND fact_closed[fi] = 0 AS both_open,
 			toUInt16(close_dates[ffi]) AS cd_from,
 			toUInt16(close_dates[fi]) AS cd_to,

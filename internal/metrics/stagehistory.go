@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/commitflow/commitflow/internal/readmodel"
 )
 
 // StageHistoryQuery asks for the CRM stage history of a tenant's deals as
@@ -193,7 +195,7 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 		return `SELECT grp, stage, prev, occ > 1 AS re, i = n AND is_open AS cur,
 		nxt != 0 AS exited, toUInt32(nxt) - toUInt32(et) AS dur
 	FROM (
-		SELECT arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
+		SELECT ` + readmodel.FactIndex("@asof") + ` AS fi,
 			` + key + ` AS grp,
 			statuses[fi] = 'open' AS is_open,
 			arrayCount(t -> t <= toDateTime(@asof), stage_entry_times) AS n,
