@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"cmp"
 	"os"
 	"strings"
 	"testing"
@@ -191,7 +192,7 @@ func TestHubSpotPipelines(t *testing.T) {
 	for _, p := range got {
 		b.WriteString(p.ID + " " + p.Label + ":")
 		for _, s := range p.Stages {
-			b.WriteString(" " + s.ID + "=" + cmpOr(s.status(), "open"))
+			b.WriteString(" " + s.ID + "=" + cmp.Or(s.status(), "open"))
 		}
 		b.WriteString("\n")
 	}
@@ -219,13 +220,6 @@ func TestHubSpotPipelines(t *testing.T) {
 			t.Errorf("%s: accepted", bad)
 		}
 	}
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func TestHubSpotStageColumn(t *testing.T) {
