@@ -397,7 +397,9 @@ func rawCycle(deals map[string][]event.Event, cq CycleQuery) CycleResult {
 		res.Groups = append(res.Groups, CycleGroup{Period: gk.period, Key: gk.key, Other: gk.other, CycleOutcomes: outcomes(a)})
 	}
 	g := res.Groups
-	sort.Slice(g, func(a, b int) bool { return groupLess(g[a].Period, g[a].Key, g[a].Other, g[b].Period, g[b].Key, g[b].Other) })
+	sort.Slice(g, func(a, b int) bool {
+		return groupLess(g[a].Period, g[a].Key, g[a].Other, g[b].Period, g[b].Key, g[b].Other)
+	})
 	return res
 }
 

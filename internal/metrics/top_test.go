@@ -91,7 +91,9 @@ func rawFunnelGroups(deals map[string][]event.Event, fq FunnelQuery) ([]FunnelSt
 	}
 	for i := range steps {
 		g := steps[i].Groups
-		sort.Slice(g, func(a, b int) bool { return groupLess(g[a].Period, g[a].Key, g[a].Other, g[b].Period, g[b].Key, g[b].Other) })
+		sort.Slice(g, func(a, b int) bool {
+			return groupLess(g[a].Period, g[a].Key, g[a].Other, g[b].Period, g[b].Key, g[b].Other)
+		})
 	}
 	return steps, other
 }
