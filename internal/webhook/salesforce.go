@@ -532,7 +532,9 @@ func (c *cdcChange) contactRoles() {
 			}
 			return
 		}
-		id = func(rec string) string { return h.TransactionKey + "-" + string(h.SequenceNumber) + "-" + rec + "-role" }
+		id = func(rec string) string {
+			return h.TransactionKey + "-" + string(h.SequenceNumber) + "-" + rec + "-role"
+		}
 	} else if v := text("CreatedDate"); v != "" {
 		t, err := sfTime(v)
 		if err != nil {
