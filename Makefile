@@ -18,8 +18,7 @@ run: clickhouse build
 
 ## test: install what is missing and run every test with -race. Tests start
 ## their own throwaway ClickHouse (or use COMMITFLOW_TEST_CLICKHOUSE).
-test: clickhouse
-	$(GO) vet ./...
+test: clickhouse vet
 	$(GO) test -race -count=1 -timeout 40m ./...
 
 ## test-faults: the fault suite (issue 17): ~105k events through `commitflow
@@ -54,8 +53,10 @@ clickhouse:
 	fi
 	@command -v clickhouse-server >/dev/null || { echo "could not install clickhouse-server; install it or set COMMITFLOW_CLICKHOUSE"; exit 1; }
 
+## vet: go vet, and every Go file formatted by gofmt.
 vet:
 	$(GO) vet ./...
+	@unformatted=$$(gofmt -l cmd internal dashboards); if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
 
 ## bench: the Go benchmarks (figures in README.md).
 bench: clickhouse
