@@ -349,3 +349,36 @@ func FuzzParse(f *testing.F) {
 		l.StageStep("p", "Qualification")
 	})
 }
+
+// TestDefaultHubSpotLabels: the default ladder maps HubSpot's default
+// pipeline by its stage labels (what a deals export with the pipelines
+// file gives) as it does by the internal ids (what webhooks give), and
+// closes deals at both spellings of the closed stages.
+func TestDefaultHubSpotLabels(t *testing.T) {
+	l := Default()
+	for id, label := range map[string]string{
+		"appointmentscheduled":  "Appointment Scheduled",
+		"qualifiedtobuy":        "Qualified To Buy",
+		"presentationscheduled": "Presentation Scheduled",
+		"decisionmakerboughtin": "Decision Maker Bought-In",
+		"contractsent":          "Contract Sent",
+		"closedwon":             "Closed Won",
+		"closedlost":            "Closed Lost",
+	} {
+		si, ki := l.StageStep("default", id)
+		sl, kl := l.StageStep("default", label)
+		if !ki || !kl || si != sl {
+			t.Errorf("%s: step %d (known %v), label %q: step %d (known %v)", id, si, ki, label, sl, kl)
+		}
+	}
+	for _, s := range []string{"closedwon", "Closed Won"} {
+		if !l.IsWonStage(s) {
+			t.Errorf("%q does not win", s)
+		}
+	}
+	for _, s := range []string{"closedlost", "Closed Lost"} {
+		if !l.IsLostStage(s) {
+			t.Errorf("%q does not lose", s)
+		}
+	}
+}
