@@ -8,8 +8,12 @@
 const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 
-// VIEW are the dashboard's controls, all kept in the fragment (#...).
-const VIEW = ["tenant", "from", "to", "as_of", "by", "interval", "window_days", "horizon_days", "close_period", "backtest"];
+// VIEW are the dashboard's controls, all kept in the fragment (#...): view
+// is the audience's set of panels ("" sales ops, leadership, forecaster),
+// periods the number of period ends of the forecast accuracy.
+const VIEW = ["tenant", "from", "to", "as_of", "by", "interval", "window_days", "horizon_days", "close_period", "backtest", "view", "periods"];
+const VIEWS = ["", "leadership", "forecaster"];
+const DEFAULT_PERIODS = 4;
 // ROUTE are the fragment's keys of a deal view or a deal list, and of the
 // panels' own choices (trend step, stalls page); the controls keep the rest.
 const ROUTE = ["deal", "list", "owner", "team", "step", "warning", "stalled", "single_threaded", "lpage", "trend", "spage", "wkind"];
@@ -297,7 +301,21 @@ function readControls() {
   s.by = by === "attr" ? ($("attr").value.trim() ? "attr." + $("attr").value.trim() : "") : by;
   if (s.interval === "month") s.interval = "";
   if (s.close_period === "month") s.close_period = "";
+  if (s.periods === String(DEFAULT_PERIODS)) s.periods = "";
   return s;
+}
+
+// showView shows the sections of view s.view (a section without
+// data-view is sales ops') and marks its tab.
+function showView(s) {
+  const view = VIEWS.includes(s.view || "") ? s.view || "" : "";
+  for (const a of document.querySelectorAll("#views a")) {
+    a.href = href({ view: a.dataset.view });
+    a.className = a.dataset.view === view ? "on" : "";
+  }
+  for (const sec of document.querySelectorAll("#dashboard > section")) {
+    sec.hidden = !(sec.dataset.view || "ops").split(" ").includes(view || "ops");
+  }
 }
 
 // defaults gives a view without dates the last twelve months.
@@ -318,6 +336,7 @@ async function render() {
   $("dashboard").hidden = detail;
   $("detail").hidden = !detail;
   $("back").href = href({});
+  showView(s);
   if (!s.tenant && !localStorage.getItem("commitflow.token")) {
     status("Enter a bearer token (or, on an open demo server, a tenant) and press Load.");
     return;
@@ -364,6 +383,10 @@ function init() {
     else location.hash = target;
   });
   $("by").addEventListener("change", () => { $("attr-label").hidden = $("by").value !== "attr"; });
+  $("periods").addEventListener("change", () => {
+    const n = $("periods").value.trim();
+    go({ periods: n === String(DEFAULT_PERIODS) ? "" : n }, true);
+  });
   window.addEventListener("hashchange", () => { render(); window.scrollTo(0, 0); });
   render();
 }

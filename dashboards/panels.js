@@ -19,10 +19,10 @@ function stackBar(segments, max, label) {
   return el("td", { class: "bar" }, g);
 }
 
-// lineChart draws series [{cls, points: [y 0..1 or null], hollow: [bool]}]
-// over shared x labels, with a 0–100% y axis and axis titles.
+// lineChart draws series [{cls, points: [y 0..1 or null], hollow: [bool],
+// name}] over shared x labels, with a 0–100% y axis and axis titles.
 function lineChart(labels, series, xTitle, yTitle) {
-  const W = 640, H = 236, L = 52, R = 10, T = 10, B = 46;
+  const W = 640, H = 236, L = 52, R = 30, T = 10, B = 46;
   const iw = W - L - R, ih = H - T - B;
   const g = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", class: "chart" });
   for (const t of [0, 0.25, 0.5, 0.75, 1]) {
@@ -46,7 +46,7 @@ function lineChart(labels, series, xTitle, yTitle) {
       pen = true;
       const cls = "dot-" + s.cls + (s.hollow && s.hollow[i] ? " hollow" : "");
       g.append(svg("circle", { cx: px, cy: py, r: 3.5, class: cls },
-        svg("title", null, `${labels[i]}: ${pct(y)}${s.hollow && s.hollow[i] ? " (most of the cohort still open)" : ""}`)));
+        svg("title", null, `${s.name ? s.name + ", " : ""}${labels[i]}: ${pct(y)}${s.hollow && s.hollow[i] ? " (most of the cohort still open)" : ""}`)));
     });
     if (d) g.prepend(svg("path", { d: d.trim(), class: "line-" + s.cls }));
   }
@@ -55,8 +55,11 @@ function lineChart(labels, series, xTitle, yTitle) {
 
 // ---- the panels ----
 
-// drawDashboard starts every panel of view s; it returns their promises.
+// drawDashboard starts every panel of view s (the sales ops panels, or
+// those of s.view); it returns their promises.
 function drawDashboard(s) {
+  if (s.view === "leadership") return drawLeadership(s);
+  if (s.view === "forecaster") return drawForecaster(s);
   const range = { from: s.from, to: s.to, as_of: s.as_of };
   const by = s.by || "";
   return [
@@ -73,10 +76,14 @@ function drawDashboard(s) {
         api("v1/forecast", { as_of: s.as_of, horizon_days: s.horizon_days, close_period: s.close_period })]);
       return drawForecast(res, lad.steps || []);
     }),
-    panel("backtest-panel", async () => s.backtest
-      ? drawBacktest((await api("v1/forecast", { as_of: s.as_of, backtest: s.backtest, horizon_days: s.horizon_days, close_period: s.close_period })).backtest)
-      : [hint("Set a back-test date to compare what each weighting forecast at that date with what was won by the period end; shown beside the current forecast, not instead of it.")]),
+    backtestPanel(s),
   ];
+}
+
+function backtestPanel(s) {
+  return panel("backtest-panel", async () => s.backtest
+    ? drawBacktest((await api("v1/forecast", { as_of: s.as_of, backtest: s.backtest, horizon_days: s.horizon_days, close_period: s.close_period })).backtest)
+    : [hint("Set a back-test date to compare what each weighting forecast at that date with what was won by the period end; shown beside the current forecast, not instead of it.")]);
 }
 
 // byLink links a breakdown key to the deal list where one exists; an
@@ -397,6 +404,276 @@ function calibrationChart(rows) {
       g.append(svg("circle", { cx: x(b.mean_predicted).toFixed(1), cy: y(b.actual_win_rate).toFixed(1), r: Math.min(8, 2 + Math.sqrt(b.deals) / 2), class: cls },
         svg("title", null, `${n} ${pct(b.lo)}–${pct(b.hi)}: predicted ${pct(b.mean_predicted)}, actual ${pct(b.actual_win_rate)} (${b.deals} deals)`)));
     }
+  }
+  return g;
+}
+
+// ---- leadership view ----
+
+// drawLeadership starts the leadership panels: every step's conversion
+// trend, the cumulative conversion from the first step, and this period
+// against the previous one, all from one GET /v1/funnel by interval.
+function drawLeadership(s) {
+  const interval = s.interval || "month";
+  const trend = () => api("v1/funnel", { from: s.from, to: s.to, as_of: s.as_of, window_days: s.window_days, interval });
+  return [
+    panel("conversion-trends", async () => drawStepTrends(await trend(), interval)),
+    panel("cumulative", async () => drawCumulative(await trend(), interval)),
+    panel("pop", async () => drawPeriodOverPeriod(await trend(), interval, s)),
+  ];
+}
+
+// periodGroups maps a funnel step's periods to its unbroken per-period
+// group (the cohort that reached the step in that period).
+function periodGroups(step) {
+  const out = {};
+  for (const g of step.groups || []) if (g.key === "" && !g.other && g.period) out[g.period] = g;
+  return out;
+}
+
+// periodsOf lists the periods of any step's groups, oldest first.
+function periodsOf(steps) {
+  return [...new Set(steps.flatMap((st) => Object.keys(periodGroups(st))))].sort();
+}
+
+const mostlyOpen = (g) => Boolean(g) && g.still_open * 2 > g.reached;
+const stepName = (st) => `${title(st.from_step)} → ${title(st.to_step)}`;
+
+// seriesLegend names the series drawn with classes s0, s1, ...
+function seriesLegend(names) {
+  return el("div", { class: "legend" }, names.map((n, i) => [el("span", { class: `key s${i % 8}` }), n]),
+    el("span", { class: "key hollow" }), "mostly still open");
+}
+
+function drawStepTrends(res, interval) {
+  const steps = res.steps || [];
+  const labels = periodsOf(steps);
+  if (!labels.length) return [hint("No cohort in this period.")];
+  const byStep = steps.map(periodGroups);
+  const series = steps.map((st, i) => ({
+    cls: "s" + (i % 8), name: stepName(st),
+    points: labels.map((p) => (byStep[i][p] ? byStep[i][p].conversion_rate_decided : null)),
+    hollow: labels.map((p) => mostlyOpen(byStep[i][p])),
+  }));
+  return [
+    seriesLegend(steps.map(stepName)),
+    lineChart(labels, series, `${interval} the cohort reached the step`, "conversion (decided)"),
+    table([interval, ...steps.map(stepName)], labels.map((p) => [p, ...byStep.map((b) => {
+      const g = b[p];
+      if (!g) return "–";
+      return g.converted + g.dropped ? `${pct(g.conversion_rate_decided)} of ${num(g.converted + g.dropped)}` : `– (${num(g.still_open)} open)`;
+    })])),
+  ];
+}
+
+// cumulative returns, for the step groups gs (step 1's first), the
+// conversion from step 1 to each later step: the product of the steps'
+// decided rates; null from the first step without one.
+function cumulative(gs) {
+  const out = [];
+  let c = 1;
+  for (const g of gs) {
+    c = c === null || !g || g.conversion_rate_decided === null || g.conversion_rate_decided === undefined ? null : c * g.conversion_rate_decided;
+    out.push(c);
+  }
+  return out;
+}
+
+function drawCumulative(res, interval) {
+  const steps = res.steps || [];
+  const labels = periodsOf(steps);
+  if (!labels.length) return [hint("No cohort in this period.")];
+  const byStep = steps.map(periodGroups);
+  const first = steps.length ? title(steps[0].from_step) : "";
+  const perPeriod = labels.map((p) => cumulative(byStep.map((b) => b[p])));
+  const open = labels.map((p) => byStep.map((b) => mostlyOpen(b[p])));
+  const names = steps.map((st) => `→ ${title(st.to_step)}`);
+  const series = steps.map((st, k) => ({
+    cls: "s" + (k % 8), name: `${first} ${names[k]}`,
+    points: perPeriod.map((c) => c[k]),
+    // Hollow when a cohort behind the product is mostly still open.
+    hollow: open.map((o) => o.slice(0, k + 1).some(Boolean)),
+  }));
+  const whole = cumulative(steps);
+  return [
+    el("p", { class: "hint" },
+      `Reached ${first} → reached step K, per ${interval}: the product over steps j = 1 … K−1 of converted ÷ (converted + dropped), ` +
+      `where both count the deals that reached step j in that ${interval} (the funnel's step j → j+1 row). ` +
+      `It is the share of deals starting at ${first} that reach step K at that ${interval}'s rates; deals still open are in no rate.`),
+    seriesLegend(names),
+    lineChart(labels, series, interval, `conversion from ${first}`),
+    table([interval, ...names], [
+      ...labels.map((p, i) => [p, ...perPeriod[i].map(pct)]),
+      [el("td", null, el("b", null, "whole range")), ...whole.map(pct)],
+    ]),
+  ];
+}
+
+// arrow shows a change: ▲ up, ▼ down, = none; fmt formats its size.
+function arrow(delta, fmt) {
+  if (delta === null || delta === undefined || Number.isNaN(delta)) return el("td", null, "–");
+  if (delta === 0) return el("td", { class: "flat" }, "= 0");
+  const up = delta > 0;
+  return el("td", { class: up ? "up" : "down", "data-delta": delta }, `${up ? "▲ +" : "▼ −"}${fmt(Math.abs(delta))}`);
+}
+
+// periodAfter returns the start (YYYY-MM-DD) of the period after the one
+// starting at start.
+function periodAfter(start, interval) {
+  const d = new Date(start + "T00:00:00Z");
+  if (interval === "week") d.setUTCDate(d.getUTCDate() + 7);
+  else d.setUTCMonth(d.getUTCMonth() + (interval === "quarter" ? 3 : 1));
+  return isoDate(d);
+}
+
+function drawPeriodOverPeriod(res, interval, s) {
+  const steps = res.steps || [];
+  const labels = periodsOf(steps);
+  if (labels.length < 2) return [hint(`Fewer than two ${interval}s with cohorts between from and to: nothing to compare.`)];
+  const cur = labels[labels.length - 1], prev = labels[labels.length - 2];
+  // The last period is under way when the range ends before it does.
+  const sofar = s.to && periodAfter(cur, interval) > s.to ? ` (so far, to ${s.to})` : "";
+  const pp = (x) => (100 * x).toFixed(1) + " pp";
+  const rows = steps.map((st) => {
+    const b = periodGroups(st), c = b[cur] || {}, p = b[prev] || {};
+    const rc = c.conversion_rate_decided, rp = p.conversion_rate_decided;
+    return [stepLink(st.from_step, stepName(st)),
+      num(c.reached || 0), num(p.reached || 0), arrow((c.reached || 0) - (p.reached || 0), num),
+      num(c.converted || 0), num(p.converted || 0), arrow((c.converted || 0) - (p.converted || 0), num),
+      pct(rc), pct(rp), arrow(rc === null || rc === undefined || rp === null || rp === undefined ? null : rc - rp, pp)];
+  });
+  return [
+    el("p", { class: "hint" },
+      `This ${interval} (${cur}${sofar}) against the previous one (${prev}): the deals that reached each step in the ${interval}, ` +
+      `those of them converted to the next step so far, and conversion = converted ÷ (converted + dropped). ` +
+      `The latest cohorts are the youngest: fewer of them have decided yet.`),
+    table(["step", `reached ${cur}`, prev, "Δ", `converted ${cur}`, prev, "Δ", `conversion ${cur}`, prev, "Δ"], rows),
+  ];
+}
+
+// ---- forecaster view ----
+
+// drawForecaster starts the forecaster panels: the forecast by close
+// period, owner, team and CRM forecast category (one answer), the
+// back-test beside it, and the accuracy over the last period ends.
+function drawForecaster(s) {
+  const fq = { as_of: s.as_of, horizon_days: s.horizon_days, close_period: s.close_period, by: "close_period,owner,team,forecast_category" };
+  return [
+    panel("forecast", async () => {
+      const [lad, res] = await Promise.all([api("v1/ladder", {}), api("v1/forecast", fq)]);
+      return drawForecast(res, lad.steps || []);
+    }),
+    panel("categories", async () => drawCategories(await api("v1/forecast", fq))),
+    backtestPanel(s),
+    panel("accuracy", async () => drawAccuracy(s)),
+  ];
+}
+
+function drawCategories(res) {
+  const groups = (res.pipeline || {}).by_forecast_category || [];
+  if (!groups.length) return [hint("No open deals to forecast.")];
+  const max = Math.max(1, ...groups.map((g) => Math.max(g.expected || 0, g.crm_weighted || 0)));
+  return [
+    el("div", { class: "legend" },
+      el("span", { class: "key converted" }), "commitment-weighted", el("span", { class: "key crm" }), "CRM-weighted"),
+    table(["category", "", "deals", "pipeline", "commitment", "CRM"], groups.map((g) => [g.key || "(none)", forecastBar(g, max),
+      num(g.deals), amount(g, "amount"), amount(g, "expected"), amount(g, "crm_weighted")])),
+    groups.length === 1 && !groups[0].key
+      ? hint("No deal has a forecast category: the CRM sends none, or the states were derived before categories were kept (commitflow replay).")
+      : null,
+  ];
+}
+
+// DEFAULT_HORIZON is the API's forecast horizon when none is asked for.
+const DEFAULT_HORIZON = 180;
+
+// periodEnds returns the last n month (or quarter) ends, as the next
+// period's first day (YYYY-MM-DD), whose back-test is over: the end plus
+// horizon days at or before the view's as_of (now when empty); newest
+// first.
+function periodEnds(s, n, horizon) {
+  const asOf = s.as_of ? new Date(s.as_of + "T00:00:00Z") : new Date();
+  const step = s.close_period === "quarter" ? 3 : 1;
+  let y = asOf.getUTCFullYear(), m = asOf.getUTCMonth();
+  m -= m % step;
+  const out = [];
+  while (out.length < n) {
+    const d = new Date(Date.UTC(y, m, 1));
+    if (d.getTime() + horizon * 86400000 <= asOf.getTime()) out.push(isoDate(d));
+    m -= step;
+    if (m < 0) { m += 12; y--; }
+  }
+  return out;
+}
+
+// errorPct is a weighting's error as a percentage of what was won, null
+// when nothing (or next to nothing: over 1000%) was won.
+function errorPct(a) {
+  const e = a && a.pct_error;
+  return e === null || e === undefined || Math.abs(e) > 1000 ? null : e;
+}
+
+async function drawAccuracy(s) {
+  const n = Math.min(12, Math.max(1, parseInt(s.periods, 10) || DEFAULT_PERIODS));
+  const horizon = parseInt(s.horizon_days, 10) || DEFAULT_HORIZON;
+  const ends = periodEnds(s, n, horizon).reverse();
+  const answers = await Promise.all(ends.map((d) =>
+    api("v1/forecast", { as_of: s.as_of, backtest: d, horizon_days: s.horizon_days, close_period: s.close_period, by: "close_period", draws: 100 })));
+  const bts = answers.map((a) => a.backtest || {});
+  const label = s.close_period === "quarter" ? "quarter" : "month";
+  const W = [["commitment", "converted", "commitment"], ["CRM", "crm", "crm"]];
+  const series = W.map(([name, cls, key]) => ({
+    name, cls, points: bts.map((b) => errorPct(b[key])), hollow: bts.map((b) => !b.complete),
+  }));
+  // Mean absolute error over the complete back-tests, per weighting.
+  const mape = W.map(([, , key]) => {
+    const xs = bts.filter((b) => b.complete).map((b) => errorPct(b[key])).filter((x) => x !== null);
+    return xs.length ? (xs.reduce((t, x) => t + Math.abs(x), 0) / xs.length).toFixed(1) + "%" : "–";
+  });
+  return [
+    el("p", { class: "hint" },
+      `For each of the last ${n} ${label} ends whose ${horizon}-day horizon is over by as_of: the back-test at that date — what each weighting ` +
+      `forecast for the deals then open against what they won within ${horizon} days. Error = (forecast − won) ÷ won. ` +
+      `A shorter horizon reaches more recent ${label} ends.`),
+    summary([["mean |error|, commitment", mape[0]], ["mean |error|, CRM", mape[1]]]),
+    el("div", { class: "legend" }, el("span", { class: "key converted" }), "commitment", el("span", { class: "key crm" }), "CRM",
+      el("span", { class: "key hollow" }), "not over yet"),
+    errorChart(ends, series, `${label} end (forecast date)`, "error % of won"),
+    table([`${label} end`, "open deals", "won", "commitment", "CRM", "actually won", "error, commitment", "error, CRM", "over"],
+      bts.map((b, i) => [ends[i], num(b.deals), num(b.won_deals), amount(b.commitment || {}, "forecast"), amount(b.crm || {}, "forecast"),
+        amount(b, "won_amount"), errorPct(b.commitment) === null ? "–" : errorPct(b.commitment).toFixed(1) + "%",
+        errorPct(b.crm) === null ? "–" : errorPct(b.crm).toFixed(1) + "%", b.complete ? "yes" : `no (to ${day(b.period_end)})`])),
+  ];
+}
+
+// errorChart draws series [{cls, points: [% or null], hollow: [bool],
+// name}] over labels on a y axis symmetric about 0%.
+function errorChart(labels, series, xTitle, yTitle) {
+  const W = 640, H = 220, L = 56, R = 30, T = 10, B = 46;
+  const iw = W - L - R, ih = H - T - B;
+  const top = Math.max(1, ...series.flatMap((s) => s.points.filter((v) => v !== null).map(Math.abs)));
+  const m = [10, 25, 50, 100, 200, 500, 1000].find((x) => x >= top) || 1000;
+  const y = (v) => T + (ih * (m - v)) / (2 * m);
+  const g = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", class: "chart" });
+  for (const t of [-m, -m / 2, 0, m / 2, m]) {
+    g.append(svg("line", { x1: L, x2: W - R, y1: y(t), y2: y(t), class: t === 0 ? "zero" : "grid" }));
+    g.append(svg("text", { x: L - 6, y: y(t) + 4, "text-anchor": "end" }, (t > 0 ? "+" : "") + t + "%"));
+  }
+  const xs = (i) => L + (labels.length === 1 ? iw / 2 : (iw * i) / (labels.length - 1));
+  labels.forEach((lab, i) => g.append(svg("text", { x: xs(i), y: H - 26, "text-anchor": "middle" }, lab)));
+  g.append(svg("text", { x: L + iw / 2, y: H - 6, "text-anchor": "middle", class: "axis" }, xTitle));
+  g.append(svg("text", { x: 12, y: T + ih / 2, "text-anchor": "middle", class: "axis", transform: `rotate(-90 12 ${T + ih / 2})` }, yTitle));
+  for (const s of series) {
+    let d = "", pen = false;
+    s.points.forEach((v, i) => {
+      if (v === null) { pen = false; return; }
+      const px = xs(i).toFixed(1), py = y(v).toFixed(1);
+      d += (pen ? " L" : " M") + px + " " + py;
+      pen = true;
+      g.append(svg("circle", { cx: px, cy: py, r: 4, class: `${s.cls}${s.hollow[i] ? " hollow-" + s.cls : ""}` },
+        svg("title", null, `${s.name}, ${labels[i]}: ${v > 0 ? "+" : ""}${v.toFixed(1)}%${s.hollow[i] ? " (not over yet)" : ""}`)));
+    });
+    if (d) g.prepend(svg("path", { d: d.trim(), class: "line-" + s.cls }));
   }
   return g;
 }

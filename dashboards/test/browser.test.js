@@ -92,15 +92,17 @@ async function loaded(page) {
   return page.textContent("#status");
 }
 
-// The dashboard's panels; every one must hold a table of data, and those
+// The panels of each view; every one must hold a table of data, and those
 // named with a chart an SVG chart with marks in it.
 const PANELS = {
   warnings: true, funnel: true, trend: true, cycle: false, stalls: true,
   missed: true, movement: true, stages: true, forecast: true,
 };
+const LEADERSHIP = { "conversion-trends": true, cumulative: true, pop: false };
+const FORECASTER = { forecast: true, categories: true, accuracy: true };
 
-async function checkPanels(page) {
-  for (const [id, chart] of Object.entries(PANELS)) {
+async function checkPanels(page, panels = PANELS) {
+  for (const [id, chart] of Object.entries(panels)) {
     const p = await page.$eval("#" + id, (el) => ({
       error: el.querySelector(".error") ? el.querySelector(".error").textContent : "",
       rows: el.querySelectorAll("tbody tr").length,
@@ -153,6 +155,62 @@ async function main() {
     assert.equal(await page.isHidden("#processing"), true, "processing banner shown after catching up");
     await page.screenshot({ path: path.join(ARTIFACTS, "dashboard-1440.png"), fullPage: true });
     console.log("ok: every panel drawn with data");
+
+    // 1b. The leadership view: every step's trend on one chart, the
+    // cumulative conversion, this period against the previous one, from
+    // the API's per-period counts.
+    await page.click("#views a[data-view=leadership]");
+    await page.waitForFunction(() => location.hash.includes("view=leadership"));
+    assert.match(await loaded(page), /^Loaded/);
+    await checkPanels(page, LEADERSHIP);
+    assert.equal(await page.isHidden("#funnel-section"), true, "sales ops panels shown in the leadership view");
+    const defaults = await page.evaluate(() => ({ from: document.getElementById("from").value, to: document.getElementById("to").value }));
+    const trendAPI = await getJSON(`${server.base}v1/funnel?tenant=demo&from=${defaults.from}&to=${defaults.to}&interval=month`);
+    const lines = await page.$$eval("#conversion-trends svg.chart path", (p) => p.length);
+    assert.equal(lines, trendAPI.steps.length, "one trend line per step");
+    const periods = [...new Set(trendAPI.steps.flatMap((s) => s.groups.filter((g) => g.key === "" && g.period).map((g) => g.period)))].sort();
+    const [cur, prev] = [periods[periods.length - 1], periods[periods.length - 2]];
+    const g1 = (p) => trendAPI.steps[0].groups.find((g) => g.key === "" && g.period === p) || { reached: 0 };
+    const popRow = await page.$$eval("#pop tbody tr:first-child td", (tds) => tds.map((td) => td.textContent));
+    const fmt = new Intl.NumberFormat("en-US");
+    assert.deepEqual(popRow.slice(1, 3), [fmt.format(g1(cur).reached), fmt.format(g1(prev).reached)], "period over period differs from the API");
+    const d = g1(cur).reached - g1(prev).reached;
+    assert.equal(popRow[3], d === 0 ? "= 0" : `${d > 0 ? "▲ +" : "▼ −"}${fmt.format(Math.abs(d))}`, "period over period delta");
+    // Cumulative to step 3 in the last complete period: the product of
+    // the first two steps' decided rates.
+    const rate = (k, p) => (trendAPI.steps[k].groups.find((g) => g.key === "" && g.period === p) || {}).conversion_rate_decided;
+    const cum = await page.$$eval("#cumulative tbody tr", (r, p) => r.find((tr) => tr.cells[0].textContent === p).cells[2].textContent, prev);
+    const want = rate(0, prev) == null || rate(1, prev) == null ? "–" : (100 * (rate(0, prev) * rate(1, prev))).toFixed(1) + "%";
+    assert.equal(cum, want, "cumulative conversion differs from the product of the API's rates");
+    await page.screenshot({ path: path.join(ARTIFACTS, "leadership-1440.png"), fullPage: true });
+    console.log(`ok: leadership view: ${lines} step trends, ${cur} vs ${prev} reached ${popRow[1]} vs ${popRow[2]}, cumulative ${cum}`);
+
+    // 1c. The forecaster view: the pipeline by CRM forecast category and the
+    // accuracy over the last period ends, beside the forecast.
+    await page.click("#views a[data-view=forecaster]");
+    await page.waitForFunction(() => location.hash.includes("view=forecaster"));
+    assert.match(await loaded(page), /^Loaded/);
+    await checkPanels(page, FORECASTER);
+    const fc = await getJSON(`${server.base}v1/forecast?tenant=demo&by=forecast_category`);
+    const cats = fc.pipeline.by_forecast_category;
+    assert.ok(cats.length > 1 && cats.some((c) => c.key), "the demo's deals have forecast categories");
+    assert.deepEqual(await page.$$eval("#categories tbody tr td:first-child", (t) => t.map((x) => x.textContent)),
+      cats.map((c) => c.key || "(none)"), "forecast categories differ from the API's");
+    assert.equal(await page.$$eval("#accuracy tbody tr", (r) => r.length), 4, "accuracy over 4 period ends by default");
+    assert.equal(await page.$$eval("#accuracy svg.chart path", (p) => p.length), 2, "one error line per weighting");
+    await page.screenshot({ path: path.join(ARTIFACTS, "forecaster-1440.png"), fullPage: true });
+    await page.fill("#periods", "3");
+    await page.dispatchEvent("#periods", "change");
+    await page.waitForFunction(() => location.hash.includes("periods=3"));
+    await loaded(page);
+    assert.equal(await page.$$eval("#accuracy tbody tr", (r) => r.length), 3, "accuracy over 3 period ends");
+    const firstEnd = await page.textContent("#accuracy tbody tr:first-child td:first-child");
+    const bt = (await getJSON(`${server.base}v1/forecast?tenant=demo&backtest=${firstEnd}&by=close_period&draws=100`)).backtest;
+    assert.equal(await page.textContent("#accuracy tbody tr:first-child td:nth-child(2)"), fmt.format(bt.deals), "accuracy differs from the API's back-test");
+    console.log(`ok: forecaster view: ${cats.length} forecast categories, accuracy over 4 then 3 period ends`);
+    await page.click("#views a[data-view='']");
+    await page.waitForFunction(() => !location.hash.includes("view="));
+    await loaded(page);
     // Each panel links to its table as CSV; the link downloads, with the
     // token, the CSV the API writes, under the server's file name.
     for (const id of Object.keys(PANELS)) {
@@ -264,7 +322,17 @@ async function main() {
     await loaded(page);
     await noPageOverflow(page, 390);
     await page.screenshot({ path: path.join(ARTIFACTS, "dashboard-390.png"), fullPage: true });
-    console.log("ok: 390 px without page overflow");
+    for (const view of ["leadership", "forecaster"]) {
+      await page.click(`#views a[data-view=${view}]`);
+      await page.waitForFunction((v) => location.hash.includes("view=" + v), view);
+      await loaded(page);
+      await noPageOverflow(page, 390);
+      await page.screenshot({ path: path.join(ARTIFACTS, `${view}-390.png`), fullPage: true });
+      await page.setViewportSize({ width: 360, height: 740 });
+      await noPageOverflow(page, 360);
+      await page.setViewportSize({ width: 390, height: 844 });
+    }
+    console.log("ok: 390 px (and 360 px for the leadership and forecaster views) without page overflow");
 
     // 7. States: bad input replaces every panel's numbers with the error;
     // an unknown tenant says so.
