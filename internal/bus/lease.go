@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/commitflow/commitflow/internal/retry"
 )
 
 // The lease buckets. Their names are those of earlier releases, so that
@@ -292,12 +294,8 @@ func (l *Lease) Renew(ctx context.Context) error {
 		ls.m.renewFailures.WithLabelValues(ls.bucket).Inc()
 		ls.log.Warn("lease renewal failed; still held, retrying", "key", l.key, "attempt", attempt,
 			"held_for", time.Until(l.Deadline()).Round(time.Millisecond), "err", err)
-		t := time.NewTimer(min(ls.retryWait(), max(time.Until(l.Deadline()), 0)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := retry.Sleep(ctx, min(ls.retryWait(), max(time.Until(l.Deadline()), 0))); err != nil {
+			return err
 		}
 	}
 }

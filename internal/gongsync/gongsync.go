@@ -44,6 +44,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/retry"
 	"github.com/commitflow/commitflow/internal/webhook"
 )
 
@@ -224,7 +225,7 @@ func (s *Syncer) Run(ctx context.Context, once bool, report func(Summary)) error
 			return fmt.Errorf("%w (held by %s; it has the lease for up to %s after it stops)", ErrBusy, holder, s.cfg.LeaseTTL)
 		default:
 			s.log.Info("another poller holds the lease; waiting", "holder", holder)
-			if !sleep(ctx, min(s.cfg.Interval, s.cfg.LeaseTTL/3)) {
+			if retry.Sleep(ctx, min(s.cfg.Interval, s.cfg.LeaseTTL/3)) != nil {
 				return nil
 			}
 		}
@@ -233,7 +234,7 @@ func (s *Syncer) Run(ctx context.Context, once bool, report func(Summary)) error
 	renewed := make(chan struct{})
 	go func() {
 		defer close(renewed)
-		for sleep(pctx, s.cfg.LeaseTTL/3) {
+		for retry.Sleep(pctx, s.cfg.LeaseTTL/3) == nil {
 			if err := lease.Renew(pctx); err != nil {
 				cancel(err)
 				return
@@ -264,24 +265,12 @@ func (s *Syncer) Run(ctx context.Context, once bool, report func(Summary)) error
 		case err != nil:
 			s.log.Error("gong poll failed; trying again at the next interval", "err", err, "retry_in", s.cfg.Interval)
 		}
-		if !sleep(pctx, s.cfg.Interval) {
+		if retry.Sleep(pctx, s.cfg.Interval) != nil {
 			if err := context.Cause(pctx); errors.Is(err, bus.ErrLeaseLost) {
 				return fmt.Errorf("gong sync: %w", err)
 			}
 			return nil
 		}
-	}
-}
-
-// sleep waits d, or until ctx ends (false).
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
