@@ -127,7 +127,7 @@ func TestPublishSurvivesServerLoss(t *testing.T) {
 			// through, with an attempt under way before and after it, and
 			// slack for a loaded machine. One that comes back lets it
 			// succeed however long the retries take.
-			bound := opts.RetryFor + 2*opts.AttemptTimeout + 3*time.Second
+			bound := opts.RetryFor + 2*opts.AttemptTimeout + 5*time.Second
 			wait := bound + 10*time.Second
 			if tt.outage > 0 {
 				wait = 2 * time.Minute
