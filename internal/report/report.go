@@ -457,6 +457,7 @@ func forecastTables(res any, f formatter) (string, []table) {
 	add("close_period", r.Pipeline.ByClosePeriod...)
 	add("owner", r.Pipeline.ByOwner...)
 	add("team", r.Pipeline.ByTeam...)
+	add("forecast_category", r.Pipeline.ByForecastCategory...)
 
 	model := table{name: "model", header: []string{"level", "step", "days_bucket", "n", "won", "lost", "censored", "effective_n", "raw", "p", "lo", "hi"}}
 	if r.Model != nil {
