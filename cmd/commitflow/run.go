@@ -17,6 +17,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/answercache"
 	"github.com/commitflow/commitflow/internal/api"
+	"github.com/commitflow/commitflow/internal/backlog"
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/compact"
 	"github.com/commitflow/commitflow/internal/config"
@@ -155,6 +156,10 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	bl, err := backlog.New(s.js, backlog.Config{}, reg, log)
+	if err != nil {
+		return err
+	}
 	if err := connectDoors(ctx, &gw, s.js, log); err != nil {
 		return err
 	}
@@ -226,6 +231,11 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	})
 	workers.Go(func() {
 		if err := cw.Run(wctx); err != nil {
+			errc <- err
+		}
+	})
+	workers.Go(func() {
+		if err := bl.Run(wctx); err != nil {
 			errc <- err
 		}
 	})

@@ -24,6 +24,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/answercache"
 	"github.com/commitflow/commitflow/internal/api"
+	"github.com/commitflow/commitflow/internal/backlog"
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/compact"
 	"github.com/commitflow/commitflow/internal/ingest"
@@ -94,10 +95,11 @@ func (r *recorder) Unregister(c prometheus.Collector) bool { return r.reg.Unregi
 
 // registeredMetrics starts every component that registers metrics in
 // `commitflow run` and `commitflow gateway` (the ingest worker, the
-// deriver, the snapshot pinner, the compactor, the answer cache, the API
-// with its gateway, the Go and process collectors) on embedded NATS
-// JetStream and the test ClickHouse, as cmd/commitflow does, and returns
-// what they registered, by the series name a query uses.
+// deriver, the backlog sampler, the snapshot pinner, the compactor, the
+// answer cache, the API with its gateway, the Go and process collectors)
+// on embedded NATS JetStream and the test ClickHouse, as cmd/commitflow
+// does, and returns what they registered, by the series name a query
+// uses.
 func registeredMetrics(t *testing.T) map[string]*family {
 	t.Helper()
 	ctx := context.Background()
@@ -122,6 +124,9 @@ func registeredMetrics(t *testing.T) map[string]*family {
 		t.Fatal(err)
 	}
 	if _, err := pipeline.NewDeriver(ctx, js, st, ladder.Default(), pipeline.Config{}, rec, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backlog.New(js, backlog.Config{}, rec, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 	if err := snapshot.New(st.Conn()).Instrument(rec); err != nil {
