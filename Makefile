@@ -53,9 +53,11 @@ clickhouse:
 	fi
 	@command -v clickhouse-server >/dev/null || { echo "could not install clickhouse-server; install it or set COMMITFLOW_CLICKHOUSE"; exit 1; }
 
-## vet: go vet, and every Go file formatted by gofmt.
+## vet: go vet (with the fault and cluster suites' build tags too, so
+## that they build), and every Go file formatted by gofmt.
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags faults,cluster ./...
 	@unformatted=$$(gofmt -l cmd internal dashboards); if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
 
 ## bench: the Go benchmarks (figures in README.md).

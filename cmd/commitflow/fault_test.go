@@ -35,6 +35,7 @@ import (
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/pipeline"
 	"github.com/commitflow/commitflow/internal/store"
+	"github.com/commitflow/commitflow/internal/verify"
 )
 
 // The fault suite's input and pace: ~105k events (4,500 opportunities of
@@ -819,13 +820,13 @@ func compareKeys(want map[eventKey]bool, got map[eventKey]int) keyDiff {
 
 // runVerify runs `commitflow verify` on the faulty run's stream and store
 // up to stream sequence to, and returns its report.
-func runVerify(t *testing.T, bin, natsURL string, ch *chserver.Server, db string, to uint64) verifyReport {
+func runVerify(t *testing.T, bin, natsURL string, ch *chserver.Server, db string, to uint64) verify.Report {
 	t.Helper()
 	cmd := exec.Command(bin, "verify", "--nats", natsURL, "--clickhouse", dbDSN(ch, db), "--to", fmt.Sprint(to), "--format", "json")
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
-	var rep verifyReport
+	var rep verify.Report
 	if jerr := json.Unmarshal(out.Bytes(), &rep); jerr != nil {
 		t.Fatalf("commitflow verify: %v, %v\n%s%s", err, jerr, out.String(), errOut.String())
 	}
