@@ -53,6 +53,10 @@ type panel struct {
 	GridPos         *struct {
 		W, H int
 	} `json:"gridPos"`
+	Options struct {
+		// Content is a text panel's.
+		Content string `json:"content"`
+	} `json:"options"`
 }
 
 type target struct {
@@ -166,7 +170,8 @@ func (p panel) columns() []string {
 // and every query panel on a datasource variable of the dashboard (so that
 // the provisioned datasources, or any the operator picks, serve it) of
 // the type its queries are written for, with a description saying what it
-// shows. A table or stat panel on ClickHouse orders its columns (an organize
+// shows; a text panel (links to what SQL cannot compute) has content and
+// no query. A table or stat panel on ClickHouse orders its columns (an organize
 // transformation), which the SQL test checks the query returns.
 func TestDashboardsAreWellFormed(t *testing.T) {
 	uids := map[string]string{}
@@ -189,6 +194,13 @@ func TestDashboardsAreWellFormed(t *testing.T) {
 				t.Errorf("%s: panel %q has no size", d.file, p.Title)
 			}
 			if p.Type == "row" {
+				continue
+			}
+			if p.Type == "text" {
+				// Links to what SQL cannot compute: no query.
+				if p.Options.Content == "" || p.Description == "" || len(p.Targets) > 0 {
+					t.Errorf("%s: text panel %q needs content and a description, and no query", d.file, p.Title)
+				}
 				continue
 			}
 			if len(p.Targets) == 0 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/metrics/synth"
 	"github.com/commitflow/commitflow/internal/store"
@@ -96,6 +97,12 @@ func book(t *testing.T) *store.Store {
 	} {
 		rows = append(rows, g.Rows(300)...)
 	}
+	// The generator gives no CRM forecast category: one from the stage's
+	// probability, as a CRM's defaults would, and none for the earliest
+	// stages.
+	for i := range rows {
+		rows[i].ForecastCategory = forecastCategory(rows[i].Probability)
+	}
 	// Several batches in a random order, so that later versions sometimes
 	// land first, as the deriver's retries do.
 	rng := rand.New(rand.NewSource(1))
@@ -108,6 +115,22 @@ func book(t *testing.T) *store.Store {
 		rows = rows[n:]
 	}
 	return s
+}
+
+// forecastCategory is the CRM forecast category of a deal at probability
+// p in the book.
+func forecastCategory(p float64) string {
+	switch {
+	case p >= 1:
+		return "Closed"
+	case p >= 0.6:
+		return "Commit"
+	case p >= 0.4:
+		return "Best Case"
+	case p >= 0.2:
+		return "Pipeline"
+	}
+	return ""
 }
 
 func day(s string) time.Time {
@@ -548,4 +571,177 @@ func show(v []*float64) []string {
 		}
 	}
 	return out
+}
+
+// cumulative is the conversion from the first step to each later one as
+// the page computes it (panels.js): the product of the steps' decided
+// rates, nil from the first step without one.
+func cumulative(rates []*float64) []*float64 {
+	out := make([]*float64, len(rates))
+	c := ptr(1)
+	for i, r := range rates {
+		if c != nil && r != nil {
+			c = ptr(*c * *r)
+		} else {
+			c = nil
+		}
+		out[i] = c
+	}
+	return out
+}
+
+// TestCumulativeConversionMatchesAPI checks the leadership dashboard's
+// cumulative conversion from the first step, over the range and per
+// period, against the product of GET /v1/funnel's decided rates (as the
+// page's leadership view computes it) on the same book.
+func TestCumulativeConversionMatchesAPI(t *testing.T) {
+	s := book(t)
+	ctx := context.Background()
+	mq := metrics.New(s.Conn())
+	ladder := synth.DefaultLadder()
+	for _, rg := range [][2]time.Time{
+		{day("2024-01-01"), day("2024-07-01")},
+		{day("2024-03-10"), day("2024-05-20").Add(6 * time.Hour)},
+	} {
+		from, to := rg[0], rg[1]
+		name := from.Format(time.DateOnly) + ".." + to.Format(time.DateTime)
+		q := grafanaQuery{from: from, to: to, interval: 24 * time.Hour, vars: map[string]string{"tenant": tenant, "period": "toStartOfMonth"}}
+		run := func(title string) result {
+			t.Helper()
+			r, err := query(ctx, s.Conn(), panelQuery(t, title, q))
+			if err != nil {
+				t.Fatalf("%s %q: %v", name, title, err)
+			}
+			return r
+		}
+
+		fu, err := mq.Funnel(ctx, metrics.FunnelQuery{Tenant: tenant, AsOf: to, From: from, To: to, Ladder: ladder, LadderVersion: "v1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fu.Steps) < 2 || fu.Steps[0].FromIndex != 1 {
+			t.Fatalf("%s: funnel steps %d, the first from %d; the panels take step 1 as the first", name, len(fu.Steps), fu.Steps[0].FromIndex)
+		}
+		var rates []*float64
+		for _, fs := range fu.Steps {
+			rates = append(rates, fs.ConversionRateDecided)
+		}
+		want := cumulative(rates)
+		r := run("Cumulative conversion from the first step in the range")
+		got := map[int]*float64{}
+		for _, row := range r.rows {
+			got[int(*number(row[1]))] = number(row[2])
+		}
+		nonNull := 0
+		for i, fs := range fu.Steps {
+			if want[i] != nil {
+				nonNull++
+			}
+			if g, ok := got[fs.ToIndex]; (ok || want[i] != nil) && !nearAll([]*float64{g}, []*float64{want[i]}) {
+				t.Errorf("%s: 1 → %d: panel %v, API %v", name, fs.ToIndex, show([]*float64{g}), show([]*float64{want[i]}))
+			}
+		}
+		if nonNull < 2 {
+			t.Errorf("%s: %d cumulative rates, want a test with several", name, nonNull)
+		}
+
+		fm, err := mq.Funnel(ctx, metrics.FunnelQuery{Tenant: tenant, AsOf: to, From: from, To: to, Interval: "month", Ladder: ladder, LadderVersion: "v1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = run("Cumulative conversion from the first step over time")
+		series := map[string]*float64{}
+		for _, row := range r.rows {
+			series[row[0].(time.Time).Format(time.DateOnly)+" "+row[1].(string)] = number(row[2])
+		}
+		periods := map[string]bool{}
+		byStep := make([]map[string]*float64, len(fm.Steps))
+		for i, fs := range fm.Steps {
+			byStep[i] = map[string]*float64{}
+			for _, g := range fs.Groups {
+				byStep[i][g.Period] = g.ConversionRateDecided
+				periods[g.Period] = true
+			}
+		}
+		n := 0
+		for p := range periods {
+			var rates []*float64
+			for i := range fm.Steps {
+				rates = append(rates, byStep[i][p])
+			}
+			for i, c := range cumulative(rates) {
+				key := fmt.Sprintf("%s 1 → %d", p, fm.Steps[i].ToIndex)
+				g, ok := series[key]
+				if !ok && c == nil {
+					continue
+				}
+				n++
+				if !nearAll([]*float64{g}, []*float64{c}) {
+					t.Errorf("%s: cumulative %s: panel %v, API %v", name, key, show([]*float64{g}), show([]*float64{c}))
+				}
+			}
+		}
+		if n != len(series) || n == 0 {
+			t.Errorf("%s: cumulative over time: %d points, API %d", name, len(series), n)
+		}
+	}
+}
+
+// TestCRMWeightedMatchesForecast checks the forecasters' dashboard against
+// GET /v1/forecast (package forecast) on the same book, as of the end of
+// the range: the open deals, amount and crm_weighted per close period
+// (month and quarter) and per CRM forecast category, currency by currency.
+func TestCRMWeightedMatchesForecast(t *testing.T) {
+	s := book(t)
+	ctx := context.Background()
+	fc := forecast.New(s.Conn())
+	for _, to := range []time.Time{day("2024-04-01"), day("2024-05-20").Add(6 * time.Hour)} {
+		for _, period := range []string{"month", "quarter"} {
+			name := to.Format(time.DateTime) + " " + period
+			res, err := fc.Forecast(ctx, forecast.Query{Tenant: tenant, AsOf: to, ClosePeriod: period,
+				By: []string{forecast.ByClosePeriod, forecast.ByForecastCategory}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := grafanaQuery{from: to.AddDate(0, -1, 0), to: to, interval: time.Hour,
+				vars: map[string]string{"tenant": tenant, "close_period": period, "commitflow_url": "http://localhost:8080"}}
+			for _, c := range []struct {
+				title  string
+				groups []forecast.Group
+			}{
+				{"CRM-weighted pipeline by close period", res.Pipeline.ByClosePeriod},
+				{"CRM-weighted pipeline by CRM forecast category", res.Pipeline.ByForecastCategory},
+			} {
+				r, err := query(ctx, s.Conn(), panelQuery(t, c.title, q))
+				if err != nil {
+					t.Fatalf("%s %q: %v", name, c.title, err)
+				}
+				type cell struct{ key, cur string }
+				got := map[cell][3]float64{}
+				deals := map[string]float64{}
+				for _, row := range r.rows {
+					k := cell{row[0].(string), strings.TrimRight(row[1].(string), "\x00")}
+					got[k] = [3]float64{*number(row[2]), *number(row[3]), *number(row[4])}
+					deals[k.key] += *number(row[2])
+				}
+				if len(c.groups) < 2 {
+					t.Errorf("%s %q: %d groups, want a test with several", name, c.title, len(c.groups))
+				}
+				if len(deals) != len(c.groups) {
+					t.Errorf("%s %q: %d groups, API %d", name, c.title, len(deals), len(c.groups))
+				}
+				for _, g := range c.groups {
+					if deals[g.Key] != float64(g.Deals) {
+						t.Errorf("%s %q %q: %v deals, API %d", name, c.title, g.Key, deals[g.Key], g.Deals)
+					}
+					for cur, a := range g.AmountsByCurrency {
+						want := [3]float64{float64(a.Deals), a.Amount, a.CRMWeighted}
+						if p := got[cell{g.Key, cur}]; p[0] != want[0] || !near(p[1], want[1]) || !near(p[2], want[2]) {
+							t.Errorf("%s %q %q %s: panel %v (deals, amount, crm_weighted), API %v", name, c.title, g.Key, cur, p, want)
+						}
+					}
+				}
+			}
+		}
+	}
 }
