@@ -3,6 +3,7 @@ package forecast
 import (
 	"math"
 	"sort"
+	"time"
 )
 
 // Outcome is how a training sample ended within the horizon.
@@ -191,6 +192,12 @@ type Model struct {
 	Steps    []Estimate `json:"steps"`
 	StepDays []Estimate `json:"step_days"`
 	Cells    []Estimate `json:"cells"`
+	// FittedAt is when the training data was read; HistoryTo is the
+	// date up to which the model saw history: the forecast date of the
+	// fit. A model kept by a ModelCache answers later forecasts with the
+	// FittedAt and HistoryTo of its fit.
+	FittedAt  time.Time `json:"fitted_at"`
+	HistoryTo time.Time `json:"history_to"`
 
 	horizon  int
 	prior    float64

@@ -281,9 +281,10 @@ type Band struct {
 
 // Forecaster answers forecast queries from ClickHouse.
 type Forecaster struct {
-	conn  driver.Conn
-	pin   *snapshot.Pinner
-	rates *fx.Table
+	conn   driver.Conn
+	pin    *snapshot.Pinner
+	rates  *fx.Table
+	models *ModelCache
 }
 
 // Options tunes a Forecaster.
@@ -298,6 +299,10 @@ type Options struct {
 	// the plain sums when an answer's amounts are all in one currency,
 	// else null. Amounts per currency are always given as well.
 	Rates *fx.Table
+	// Models, when set, keeps the fitted models until the tenant's
+	// closed-deal history changes (see ModelCache): a forecast then runs
+	// only the open-deals query. Without it every forecast fits its model.
+	Models *ModelCache
 }
 
 // New returns a Forecaster reading conn's opportunity_state table.
@@ -318,7 +323,7 @@ func NewWithOptions(conn driver.Conn, opt Options) *Forecaster {
 	if pin == nil {
 		pin = snapshot.New(conn)
 	}
-	return &Forecaster{conn: conn, pin: pin, rates: opt.Rates}
+	return &Forecaster{conn: conn, pin: pin, rates: opt.Rates, models: opt.Models}
 }
 
 // params is a validated Query with defaults filled in.
@@ -445,6 +450,10 @@ func (f *Forecaster) Forecast(ctx context.Context, q Query) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f.models != nil {
+		return f.forecastWithModels(ctx, p)
+	}
+	fittedAt := time.Now().UTC()
 	var (
 		rows  []trainRow
 		stats trainingStats
@@ -476,7 +485,57 @@ func (f *Forecaster) Forecast(ctx context.Context, q Query) (*Result, error) {
 		return nil, err
 	}
 	model := fitModel(rows, p.HorizonDays, p.PriorStrength)
+	model.FittedAt, model.HistoryTo = fittedAt, p.at
 	return assemble(p, model, stats, deals)
+}
+
+// forecastWithModels answers p with the model f.models keeps or fits,
+// reading the open deals meanwhile.
+func (f *Forecaster) forecastWithModels(ctx context.Context, p params) (*Result, error) {
+	var (
+		fit   fitted
+		fitE  error
+		deals *chunks[dealRow]
+		wg    sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		fit, fitE = f.models.model(ctx, p, func(ctx context.Context) (fitted, error) { return f.fit(ctx, p) })
+	}()
+	err := f.pin.Read(ctx, p.Tenant, func(ctx context.Context, v *snapshot.View) error {
+		var err error
+		deals, err = f.deals(ctx, v, p.Tenant, p.at, p.bound, p.byCat, p.attrs)
+		return err
+	})
+	wg.Wait()
+	if fitE != nil {
+		return nil, fitE
+	}
+	if err != nil {
+		return nil, err
+	}
+	return assemble(p, fit.model, fit.stats, deals)
+}
+
+// fit runs the training query of p and fits its model.
+func (f *Forecaster) fit(ctx context.Context, p params) (fitted, error) {
+	fittedAt := time.Now().UTC()
+	var (
+		rows  []trainRow
+		stats trainingStats
+	)
+	err := f.pin.Read(ctx, p.Tenant, func(ctx context.Context, v *snapshot.View) error {
+		var err error
+		rows, stats, err = f.training(ctx, v, p.Tenant, p.refs, p.at, p.HorizonDays)
+		return err
+	})
+	if err != nil {
+		return fitted{}, err
+	}
+	model := fitModel(rows, p.HorizonDays, p.PriorStrength)
+	model.FittedAt, model.HistoryTo = fittedAt, p.at
+	return fitted{model: model, stats: stats}, nil
 }
 
 // scored is an open deal with both predicted probabilities.

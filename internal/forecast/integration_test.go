@@ -141,7 +141,12 @@ func TestForecastMatchesOracle(t *testing.T) {
 			t.Fatal(err)
 		}
 		train, stats := oracleTraining(oracleStates(cur, p.refs, p.at, p.HorizonDays))
-		want, err := assemble(p, fitModel(train, p.HorizonDays, p.PriorStrength), stats, chunked(oracleDeals(cur, p.at, p.bound)))
+		model := fitModel(train, p.HorizonDays, p.PriorStrength)
+		if got.Model.FittedAt.IsZero() {
+			t.Error("no fitted_at")
+		}
+		model.FittedAt, model.HistoryTo = got.Model.FittedAt, p.at
+		want, err := assemble(p, model, stats, chunked(oracleDeals(cur, p.at, p.bound)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,6 +205,7 @@ func TestForecastDeterministic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.Model.FittedAt, b.Model.FittedAt = time.Time{}, time.Time{} // when it ran
 	aj, _ := json.Marshal(a)
 	bj, _ := json.Marshal(b)
 	if string(aj) != string(bj) {
