@@ -70,9 +70,10 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	compactEvery := fs.Duration("compact-every", 15*time.Minute, "how often the share of superseded opportunity states is checked, and the table compacted when it is above --compact-above; 0 turns compaction off")
 	compactAbove := fs.Float64("compact-above", 0.01, "share of superseded opportunity states (0 to 1) above which the table is compacted")
 	answerCache := fs.String("answer-cache", "64MiB", "memory for the answers of the metrics endpoints kept until their tenant's data changes (bytes, KiB, MiB or GiB; least recently used dropped first); 0 keeps none, identical requests in flight are still computed once")
+	forecastModels := fs.Int("forecast-models", forecast.DefaultMaxModels, "fitted forecast models kept until their tenant's closed-deal history changes (a close, a reopen, or a change dated before the day); 0 fits the model on every forecast")
 	fxRates, fxBase := fxFlags(fs)
 	config.Positive(fs, "demo-opportunities", "sweep")
-	config.NotNegative(fs, "compact-every")
+	config.NotNegative(fs, "compact-every", "forecast-models")
 	config.Share(fs, "compact-above")
 	if err := s.parse(ctx, args); err != nil {
 		return err
@@ -195,7 +196,11 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := apiCfg.Answers.Instrument(reg); err != nil {
 		return err
 	}
-	handler := api.New(apiCfg, q, forecast.NewWithOptions(pools.api.Conn(), forecast.Options{Pinner: pin, Rates: rates}), log)
+	fopt := forecast.Options{Pinner: pin, Rates: rates}
+	if *forecastModels > 0 {
+		fopt.Models = forecast.NewModelCache(forecast.ModelCacheOptions{MaxModels: *forecastModels})
+	}
+	handler := api.New(apiCfg, q, forecast.NewWithOptions(pools.api.Conn(), fopt), log)
 
 	hs, err := listenHTTP(c.HTTP, *metricsHTTP, handler, apiCfg, log)
 	if err != nil {
@@ -208,6 +213,11 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	defer stopWorkers()
 	if err := answercache.Follow(wctx, s.nc, apiCfg.Answers); err != nil {
 		return err
+	}
+	if fopt.Models != nil {
+		if err := fopt.Models.Follow(wctx, s.nc); err != nil {
+			return err
+		}
 	}
 	var workers sync.WaitGroup
 	errc := make(chan error, 8)
