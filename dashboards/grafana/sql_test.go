@@ -13,9 +13,12 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/commitflow/commitflow/internal/deals"
 	"github.com/commitflow/commitflow/internal/forecast"
+	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/metrics/synth"
+	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
 )
@@ -741,6 +744,101 @@ func TestCRMWeightedMatchesForecast(t *testing.T) {
 						}
 					}
 				}
+			}
+		}
+	}
+}
+
+// TestWarningsMatchAPI checks the sales ops dashboard's deal warnings
+// against GET /v1/warnings (package deals) on the same book with the
+// default ladder (its consensus step is the dashboard's default, 5), as
+// of the end of the range: per owner the deals, the deals of each kind
+// and the amounts per currency, and the deals listed largest first with
+// their warnings.
+func TestWarningsMatchAPI(t *testing.T) {
+	s := book(t)
+	ctx := context.Background()
+	r := deals.New(s, snapshot.New(s.Conn()), 2)
+	l := ladder.Default()
+	if got := l.Index(l.Consensus.Step); got != 5 {
+		t.Fatalf("the default ladder's consensus step is %d, the dashboard's default 5", got)
+	}
+	for _, to := range []time.Time{day("2024-04-01"), day("2024-05-20").Add(6 * time.Hour)} {
+		name := to.Format(time.DateTime)
+		res, err := r.Warnings(ctx, deals.WarningsQuery{Tenant: tenant, AsOf: to, Ladder: l, PageSize: deals.MaxPageSize})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range deals.WarningKinds {
+			if res.Total.Kinds[k] == 0 {
+				t.Errorf("%s: no deal with a %s warning in the book", name, k)
+			}
+		}
+		q := grafanaQuery{from: to.AddDate(0, -1, 0), to: to, interval: time.Hour,
+			vars: map[string]string{"tenant": tenant, "consensus_step": "5", "commitflow_url": "http://localhost:8080"}}
+		rs, err := query(ctx, s.Conn(), panelQuery(t, "Deal warnings by owner", q))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		type counts struct {
+			deals   float64
+			kinds   map[string]float64
+			amounts map[string]float64
+		}
+		byOwner := map[string]*counts{}
+		for _, row := range rs.rows {
+			owner := row[rs.col("owner")].(string)
+			c := byOwner[owner]
+			if c == nil {
+				c = &counts{kinds: map[string]float64{}, amounts: map[string]float64{}}
+				byOwner[owner] = c
+			}
+			c.deals += *number(row[rs.col("deals")])
+			for _, k := range deals.WarningKinds {
+				c.kinds[k] += *number(row[rs.col(k)])
+			}
+			c.amounts[strings.TrimRight(row[rs.col("currency")].(string), "\x00")] += *number(row[rs.col("amount")])
+		}
+		if len(byOwner) != len(res.ByOwner) {
+			t.Errorf("%s: %d owners, API %d", name, len(byOwner), len(res.ByOwner))
+		}
+		for _, w := range res.ByOwner {
+			c := byOwner[w.Key]
+			if c == nil {
+				t.Errorf("%s: owner %q missing", name, w.Key)
+				continue
+			}
+			if c.deals != float64(w.Deals) {
+				t.Errorf("%s: owner %q: %v deals, API %d", name, w.Key, c.deals, w.Deals)
+			}
+			for _, k := range deals.WarningKinds {
+				if c.kinds[k] != float64(w.Kinds[k]) {
+					t.Errorf("%s: owner %q: %v %s, API %d", name, w.Key, c.kinds[k], k, w.Kinds[k])
+				}
+			}
+			for cur, a := range w.AmountsByCurrency {
+				if !near(c.amounts[cur], a) {
+					t.Errorf("%s: owner %q: amount in %q %v, API %v", name, w.Key, cur, c.amounts[cur], a)
+				}
+			}
+		}
+
+		rs, err = query(ctx, s.Conn(), panelQuery(t, "Deals with warnings, largest first", q))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if want := min(res.Total.Deals, 200); int64(len(rs.rows)) != want {
+			t.Errorf("%s: %d deals listed, API %d", name, len(rs.rows), want)
+		}
+		for i, d := range res.Deals[:min(len(res.Deals), len(rs.rows))] {
+			var kinds []string
+			for _, w := range d.Warnings {
+				kinds = append(kinds, w.Kind)
+			}
+			got := [2]any{rs.rows[i][rs.col("opportunity_id")], rs.rows[i][rs.col("warnings")]}
+			if want := [2]any{d.OpportunityID, strings.Join(kinds, ", ")}; got != want {
+				t.Errorf("%s: deal %d: panel %v, API %v", name, i, got, want)
+				break
 			}
 		}
 	}
