@@ -89,6 +89,38 @@ func BenchmarkForecast(b *testing.B) {
 		qb := Query{Tenant: "acme", AsOf: asOf, Backtest: &bt}
 		timed(b, func() error { _, err := f.Forecast(ctx, qb); return err })
 	})
+	// The forecast and the back-test with a fresh fit and with a kept
+	// model (ModelCache), alternately, so that the machine's load swings
+	// fall on both alike.
+	b.Run("fresh-vs-kept-model", func(b *testing.B) {
+		kept := NewWithOptions(f.conn, Options{Pinner: f.pin, Models: NewModelCache(ModelCacheOptions{})})
+		bt := asOf.AddDate(0, -9, 0)
+		qb := Query{Tenant: "acme", AsOf: asOf, Backtest: &bt}
+		for _, q := range []Query{q, qb} {
+			if _, err := kept.Forecast(ctx, q); err != nil { // the fits
+				b.Fatal(err)
+			}
+		}
+		runs := map[string][]time.Duration{}
+		for i := 0; i < b.N; i++ {
+			for _, c := range []struct {
+				name string
+				f    *Forecaster
+				q    Query
+			}{{"forecast-fresh", f, q}, {"forecast-kept", kept, q}, {"backtest-fresh", f, qb}, {"backtest-kept", kept, qb}} {
+				start := time.Now()
+				if _, err := c.f.Forecast(ctx, c.q); err != nil {
+					b.Fatal(err)
+				}
+				runs[c.name] = append(runs[c.name], time.Since(start))
+			}
+		}
+		for name, d := range runs {
+			slices.Sort(d)
+			b.ReportMetric(float64(d[len(d)/2])/1e6, name+"-p50-ms")
+			b.ReportMetric(float64(d[(len(d)*95+99)/100-1])/1e6, name+"-p95-ms")
+		}
+	})
 	b.Run("training-query", func(b *testing.B) {
 		timed(b, func() error {
 			_, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) ([]trainRow, error) {

@@ -67,7 +67,7 @@ type ModelCache struct {
 	entries map[modelKey]*list.Element
 	lru     *list.List // of *modelEntry, most recently used first
 	flights map[modelFlightKey]*modelFlight
-	fits    int // fits run, for tests and metrics
+	fits    int // fits started
 }
 
 // history is one tenant's generation of closed-deal history.
@@ -331,13 +331,6 @@ func (c *ModelCache) store(e *modelEntry) {
 func (c *ModelCache) remove(el *list.Element) {
 	e := c.lru.Remove(el).(*modelEntry)
 	delete(c.entries, e.key)
-}
-
-// Len returns how many models are kept.
-func (c *ModelCache) Len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
 }
 
 // startOfDay returns 00:00 UTC of t's day.

@@ -444,3 +444,30 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestModelCacheBound: past MaxModels the least recently used model is
+// dropped.
+func TestModelCacheBound(t *testing.T) {
+	ctx := context.Background()
+	mc := NewModelCache(ModelCacheOptions{MaxModels: 2})
+	fit := func(context.Context) (fitted, error) { return fitted{model: &Model{FittedAt: time.Now()}}, nil }
+	get := func(days int) {
+		t.Helper()
+		p, err := validate(Query{Tenant: "acme", AsOf: synthAsOf.AddDate(0, 0, -days)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mc.model(ctx, p, fit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, tc := range []struct{ days, fits int }{{0, 1}, {1, 2}, {0, 2}, {2, 3}, {0, 3}, {1, 4}} {
+		get(tc.days)
+		if n := mc.Fits(); n != tc.fits {
+			t.Errorf("step %d (%d days back): %d fits, want %d", i, tc.days, n, tc.fits)
+		}
+	}
+	if n := len(mc.entries); n != 2 {
+		t.Errorf("%d models kept, want 2", n)
+	}
+}
