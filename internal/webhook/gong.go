@@ -118,17 +118,20 @@ func GongCalls(body []byte) ([]GongCall, error) {
 		}
 		found := false
 		for dec.PeekKind() != '}' {
-			name, err := dec.ReadToken()
+			tok, err := dec.ReadToken()
 			if err != nil {
 				return fail(err)
 			}
+			// The name, read before PeekKind: a later decoder call voids
+			// the token.
+			name := tok.String()
 			switch {
-			case name.String() == "calls" && dec.PeekKind() == '[' && !found:
+			case name == "calls" && dec.PeekKind() == '[' && !found:
 				found = true
 				if err := array(); err != nil {
 					return fail(err)
 				}
-			case name.String() == "callData" && dec.PeekKind() == '{' && !found:
+			case name == "callData" && dec.PeekKind() == '{' && !found:
 				found = true
 				v, err := dec.ReadValue()
 				if err != nil {
