@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"log/slog"
 	"math"
 	"net/http/httptest"
@@ -78,5 +79,46 @@ func TestForecastCurrencies(t *testing.T) {
 		if code != 400 || body["param"] != "currency" || !strings.Contains(raw, c.want) {
 			t.Errorf("GET %s: %d %s, want 400 on currency: %s", c.path, code, raw, c.want)
 		}
+	}
+}
+
+// TestForecastKeptModel serves forecasts with the model kept as run does
+// (--forecast-models): each answer equals the one of a server that fits
+// every time, fitted_at and history_to say which fit answered, and the
+// queries sharing a model share its fit.
+func TestForecastKeptModel(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	cfg := Config{Ladder: f.l, Tokens: map[string]string{tokenAcme: "acme"}}
+	plain := httptest.NewServer(New(cfg, metrics.New(f.st.Conn()), forecast.New(f.st.Conn()), slog.New(slog.DiscardHandler)))
+	defer plain.Close()
+	models := forecast.NewModelCache(forecast.ModelCacheOptions{})
+	kept := httptest.NewServer(New(cfg, metrics.New(f.st.Conn()), forecast.NewWithOptions(f.st.Conn(), forecast.Options{Models: models}), slog.New(slog.DiscardHandler)))
+	defer kept.Close()
+	var fitted string
+	for i, p := range []string{
+		"/v1/forecast?as_of=2024-07-01&draws=200",
+		"/v1/forecast?as_of=2024-07-01&draws=200&by=owner",
+		"/v1/forecast?as_of=2024-07-01&close_period=quarter",
+	} {
+		want, got := fetch(ctx, plain, p, tokenAcme), fetch(ctx, kept, p, tokenAcme) // fitted_at replaced
+		if got.code != 200 || got.raw != want.raw {
+			t.Errorf("GET %s with a kept model: %d, %s", p, got.code, difference(got.raw, want.raw))
+		}
+		_, _, body, _ := get(t, kept, p, tokenAcme)
+		model, _ := body["model"].(map[string]any)
+		if model["history_to"] != "2024-07-01T00:00:00Z" {
+			t.Errorf("GET %s: history_to %v", p, model["history_to"])
+		}
+		at, _ := model["fitted_at"].(string)
+		if i == 0 {
+			fitted = at
+		}
+		if at == "" || at != fitted {
+			t.Errorf("GET %s: fitted_at %q, want the first fit's %q", p, at, fitted)
+		}
+	}
+	if n := models.Fits(); n != 1 {
+		t.Errorf("%d fits, want 1", n)
 	}
 }
