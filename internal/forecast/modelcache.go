@@ -146,8 +146,6 @@ func NewModelCache(o ModelCacheOptions) *ModelCache {
 // for a deal.created the CRM's creation time createdAt (zero if none), and
 // drops the tenant's models if it changes their history (see ModelCache).
 func (c *ModelCache) Changed(tenant string, kind derive.Kind, occurredAt, createdAt time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := c.now()
 	day := startOfDay(now)
 	switch {
@@ -157,6 +155,8 @@ func (c *ModelCache) Changed(tenant string, kind derive.Kind, occurredAt, create
 	default:
 		return
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	h := c.tenants[tenant]
 	if h == nil {
 		h = &history{}
