@@ -11,6 +11,7 @@ import (
 	"github.com/commitflow/commitflow/internal/bench"
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/config"
+	"github.com/commitflow/commitflow/internal/forecast"
 )
 
 // cmdBench runs one benchmark of internal/bench and prints its result:
@@ -87,8 +88,10 @@ func benchAPI(ctx context.Context, args []string, stdout io.Writer) error {
 	s.fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long the concurrent mode runs")
 	s.fs.BoolVar(&cfg.Cache, "cache", true, "serve the concurrent mode with the answer cache and single-flight, as run does; false computes every request")
 	cacheSize := s.fs.String("answer-cache", "64MiB", "size of the answer cache in the concurrent mode, as run's --answer-cache")
+	s.fs.IntVar(&cfg.ForecastModels, "forecast-models", forecast.DefaultMaxModels, "fitted forecast models kept, as run's --forecast-models (the data does not change while timing, so the forecast fits once); 0 fits the model on every request")
 	s.fs.IntVar(&cfg.Rewrite, "rewrite", 20, "before timing, write this many per thousand opportunities' states again with a newer version, as derivation does for the deals that change: the superseded rows a live table holds until merges drop them")
 	config.NotNegative(s.fs, "clients")
+	config.NotNegative(s.fs, "forecast-models")
 	config.Positive(s.fs, "duration")
 	if err := s.parse(ctx, args); err != nil {
 		return err

@@ -68,6 +68,11 @@ type APIConfig struct {
 	// computed. Timing each endpoint is always without it (cold).
 	Cache      bool
 	CacheBytes int64
+	// ForecastModels, when above 0, keeps the fitted forecast models as
+	// run does (forecast.ModelCache): the forecast and back-test fit once
+	// and later requests run only the open-deals query. 0 fits on every
+	// request.
+	ForecastModels int
 	// Progress receives the loading's progress; nil discards it.
 	Progress io.Writer
 	// Logger receives the API's and the store's logs; nil discards them.
@@ -156,7 +161,11 @@ func API(ctx context.Context, cfg APIConfig) (APIResult, error) {
 	if cfg.Clients > 0 && cfg.Cache {
 		acfg.Answers = answercache.New(answercache.Options{MaxBytes: cfg.CacheBytes})
 	}
-	hs := httptest.NewServer(api.New(acfg, q, forecast.NewWithPinner(st.Conn(), pin), log))
+	fopt := forecast.Options{Pinner: pin}
+	if cfg.ForecastModels > 0 {
+		fopt.Models = forecast.NewModelCache(forecast.ModelCacheOptions{MaxModels: cfg.ForecastModels})
+	}
+	hs := httptest.NewServer(api.New(acfg, q, forecast.NewWithOptions(st.Conn(), fopt), log))
 	defer hs.Close()
 	stopProfile, err := startCPUProfile(cfg.CPUProfile)
 	if err != nil {
