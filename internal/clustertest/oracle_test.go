@@ -240,5 +240,12 @@ func getJSON(ctx context.Context, u, token string) (any, error) {
 	if err := json.Unmarshal(body, &v); err != nil {
 		return nil, fmt.Errorf("%w: %.200s", err, body)
 	}
+	// A forecast's model.fitted_at is a clock reading, not a number of
+	// the answer.
+	if m, ok := v.(map[string]any); ok {
+		if model, ok := m["model"].(map[string]any); ok {
+			delete(model, "fitted_at")
+		}
+	}
 	return v, nil
 }
