@@ -160,28 +160,34 @@ func (q *Querier) missed(s *scan, res *MissedResult, c common, from, to time.Tim
 		` + s.view.Prewhere() + `
 		WHERE ` + where + ` AND ` + in("t")
 	}
-	// The deal's amount (amt, in the first sum) and currency as of @asof.
+	// The deal's amount (amt, in the first sum) and currency as of @asof,
+	// computed once per deal and ARRAY JOINed beside each of its misses
+	// (deal): written after the ARRAY JOIN, the facts-as-of look-up ran
+	// once per miss and the query took ~1.8 times as long.
 	fi := "arrayCount(x -> x <= toDateTime(@asof), fact_times)"
-	amt := "amounts[" + fi + "] AS amt"
-	cur := curSQL("currencies", fi) + " AS cur"
+	dealAmt, dealCur := "amounts["+fi+"]", curSQL("currencies", fi)
+	deal := "arrayResize([" + dealAmt + "], length(miss_times), " + dealAmt + ") AS amt_j, " +
+		"arrayResize([" + dealCur + "], length(miss_times), " + dealCur + ") AS cur_j, "
+	amt := "amt_j AS amt"
+	cur := "cur_j AS cur"
 	query := `SELECT dim, k, toUInt64(sum(n)), ` + sumMapSQL("v", "v0") + `, toUInt64(sum(d)), toUInt64(sum(d0)),
 	toUInt64(sum(u)), toUInt64(sum(u0)), toUInt64(sum(held))
 FROM ` + s.fanout(func(where string) string {
 		return `SELECT 'step' AS dim, toString(step_index) AS k, ` + cur + `, count() AS n,
 			sum(if(f = 1, ` + amt + `, 0)) AS v, sum(if(f0 = 1, amt, 0)) AS v0, sum(f = 1) AS d, sum(f0 = 1) AS d0,
 			sum(p1 < @from) AS u, sum(p0 < @from) AS u0, toUInt64(0) AS held
-		` + pass(where, "miss_times AS t, miss_steps AS step_index, miss_prev AS p0, miss_prev_step AS p1, "+
+		` + pass(where, deal+"miss_times AS t, miss_steps AS step_index, miss_prev AS p0, miss_prev_step AS p1, "+
 			firsts("miss_steps")+" AS f, "+firsts("arrayMap(x -> 0, miss_times)")+" AS f0") + `
 		GROUP BY step_index, cur
 	UNION ALL
 		SELECT 'reason', reason, ` + cur + `, count(), sum(if(f = 1, ` + amt + `, 0)), toFloat64(0), sum(f = 1), toUInt64(0),
 			sum(p2 < @from), toUInt64(0), toUInt64(0)
-		` + pass(where, "miss_times AS t, miss_reasons AS reason, miss_prev_reason AS p2, "+firsts("miss_reasons")+" AS f") + `
+		` + pass(where, deal+"miss_times AS t, miss_reasons AS reason, miss_prev_reason AS p2, "+firsts("miss_reasons")+" AS f") + `
 		GROUP BY reason, cur
 	UNION ALL
 		SELECT 'owner', owner_id, ` + cur + `, count(), sum(if(f = 1, ` + amt + `, 0)), toFloat64(0), sum(f = 1), toUInt64(0),
 			sum(p3 < @from), toUInt64(0), toUInt64(0)
-		` + pass(where, "miss_times AS t, miss_owners AS owner_id, miss_prev_owner AS p3, "+firsts("miss_owners")+" AS f") + `
+		` + pass(where, deal+"miss_times AS t, miss_owners AS owner_id, miss_prev_owner AS p3, "+firsts("miss_owners")+" AS f") + `
 		GROUP BY owner_id, cur
 	UNION ALL
 		SELECT 'step', toString(step_index), toUInt32(0), toUInt64(0), toFloat64(0), toFloat64(0), toUInt64(0), toUInt64(0),
