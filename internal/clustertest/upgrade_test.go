@@ -4,10 +4,8 @@ package clustertest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -16,13 +14,11 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/commitflow/commitflow/internal/api"
+	"github.com/commitflow/commitflow/internal/api/apitest"
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/event"
-	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/gen"
 	"github.com/commitflow/commitflow/internal/ladder"
-	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/pipeline"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
@@ -84,7 +80,7 @@ func TestUpgrade(t *testing.T) {
 	}
 	ref := upgradeReference(t, ctx, evs)
 	asOf, from := cfg.End, cfg.End.AddDate(-1, 0, 0)
-	refAnswers := upgradeAnswers(t, ctx, ref.Conn(), tenant, from, cfg.End, asOf)
+	refAnswers := apitest.Answers(t, ctx, ref.Conn(), tenant, from, cfg.End, asOf)
 	var opps []string
 	for _, ev := range evs {
 		if !slices.Contains(opps, ev.OpportunityID) {
@@ -151,7 +147,7 @@ func TestUpgrade(t *testing.T) {
 					len(derived), len(want))
 			}
 			checkOldStates(t, stateRows(t, ctx, st.Conn(), "opportunity_state", tenant), refStates, old["opportunity_state"])
-			upgradeAnswers(t, ctx, st.Conn(), tenant, from, cfg.End, asOf)
+			apitest.Answers(t, ctx, st.Conn(), tenant, from, cfg.End, asOf)
 
 			// After a replay, everything equals the single server's.
 			if _, err := pipeline.Replay(ctx, st, ladder.Default(), pipeline.ReplayOptions{Tenants: []string{tenant}, Now: upgradeNow},
@@ -162,7 +158,7 @@ func TestUpgrade(t *testing.T) {
 			if bad := compareDerivation(t, ctx, st.Conn(), ref.Conn(), tenant); bad > 0 {
 				t.Errorf("after replay, %d deals differ from the single server migrated from zero", bad)
 			}
-			answers := upgradeAnswers(t, ctx, st.Conn(), tenant, from, cfg.End, asOf)
+			answers := apitest.Answers(t, ctx, st.Conn(), tenant, from, cfg.End, asOf)
 			for q, want := range refAnswers {
 				if answers[q] != want {
 					t.Errorf("after replay, %s answers\n%.400s\nthe single server\n%.400s", q, answers[q], want)
@@ -431,51 +427,6 @@ func stateRows(t *testing.T, ctx context.Context, conn driver.Conn, table, tenan
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
-	}
-	return out
-}
-
-// upgradeAnswers asks every API endpoint (and the breakdowns by a free
-// attribute) for tenant, through api.Query as the API and the CLI do, and
-// returns the answers as JSON by query; an error fails the test.
-func upgradeAnswers(t *testing.T, ctx context.Context, conn driver.Conn, tenant string, from, to, asOf time.Time) map[string]string {
-	t.Helper()
-	q, f, l := metrics.New(conn), forecast.New(conn), ladder.Default()
-	out := map[string]string{}
-	ask := func(name string, v url.Values) {
-		key := name + "?" + v.Encode()
-		res, err := api.Query(ctx, q, f, l, name, tenant, v)
-		if err != nil {
-			t.Errorf("%s: %v", key, err)
-			return
-		}
-		// A forecast's fitted_at is a clock reading, not a number.
-		if r, ok := res.(*forecast.Result); ok && r.Model != nil {
-			r.Model.FittedAt = time.Time{}
-		}
-		b, err := json.Marshal(res)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[key] = string(b)
-	}
-	for _, e := range api.Endpoints() {
-		v := url.Values{}
-		for _, p := range e.Params {
-			switch p.Name {
-			case "from":
-				v.Set("from", from.Format(time.DateOnly))
-			case "to":
-				v.Set("to", to.Format(time.DateOnly))
-			case "as_of":
-				v.Set("as_of", asOf.Format(time.DateOnly))
-			}
-		}
-		ask(e.Name, v)
-		if slices.ContainsFunc(e.Params, func(p api.Param) bool { return p.Name == "by" && strings.Contains(p.Doc, "attr.KEY") }) {
-			v.Set("by", "attr.region")
-			ask(e.Name, v)
-		}
 	}
 	return out
 }

@@ -2,10 +2,8 @@ package store_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -14,14 +12,12 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/commitflow/commitflow/internal/api"
+	"github.com/commitflow/commitflow/internal/api/apitest"
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/event"
-	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/gen"
 	"github.com/commitflow/commitflow/internal/ladder"
-	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/pipeline"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
@@ -163,7 +159,7 @@ func buildUpgradeRef(t *testing.T, ctx context.Context, evs []store.RawEvent) *u
 	if seqs == 0 || currencies == 0 || attrs == 0 || entries == 0 {
 		t.Fatalf("reference: derived events with seq %d, a currency %d, attributes %d; stage entries %d", seqs, currencies, attrs, entries)
 	}
-	ref.answers = upgradeAnswers(t, ctx, st.Conn())
+	ref.answers = apitest.Answers(t, ctx, st.Conn(), upgradeTenant, upgradePeriodFrom, upgradePeriodTo, upgradeAsOf)
 	return ref
 }
 
@@ -241,7 +237,7 @@ func upgradeFromVersion(t *testing.T, ctx context.Context, ms []store.Migration,
 	}
 	// Every answer is given (from what the old rows hold: no states before
 	// 0101, per-second stage entries, unknown currencies, no attributes).
-	upgradeAnswers(t, ctx, st.Conn())
+	apitest.Answers(t, ctx, st.Conn(), upgradeTenant, upgradePeriodFrom, upgradePeriodTo, upgradeAsOf)
 
 	// After a replay, everything equals the database migrated from zero.
 	if _, err := pipeline.Replay(ctx, st, ladder.Default(), pipeline.ReplayOptions{Now: upgradeNow}, upgradeQuiet); err != nil {
@@ -255,7 +251,7 @@ func upgradeFromVersion(t *testing.T, ctx context.Context, ms []store.Migration,
 		t.Errorf("after replay, the derived events differ from those migrated from zero")
 	}
 	checkOldStates(t, "after replay", stateRows(t, ctx, st.Conn()), ref.states, nil)
-	got := upgradeAnswers(t, ctx, st.Conn())
+	got := apitest.Answers(t, ctx, st.Conn(), upgradeTenant, upgradePeriodFrom, upgradePeriodTo, upgradeAsOf)
 	for q, want := range ref.answers {
 		if got[q] != want {
 			t.Errorf("after replay, %s answers\n%.400s\nfrom zero\n%.400s", q, got[q], want)
@@ -470,49 +466,4 @@ ORDER BY name`, table, computedOnly)
 		t.Fatal(err)
 	}
 	return cols
-}
-
-// upgradeAnswers asks every API endpoint (and the breakdowns by a free
-// attribute) for the tenant, through api.Query as the API and the CLI do,
-// and returns the answers as JSON by query; an error fails the test.
-func upgradeAnswers(t *testing.T, ctx context.Context, conn driver.Conn) map[string]string {
-	t.Helper()
-	q, f, l := metrics.New(conn), forecast.New(conn), ladder.Default()
-	out := map[string]string{}
-	ask := func(name string, v url.Values) {
-		res, err := api.Query(ctx, q, f, l, name, upgradeTenant, v)
-		key := name + "?" + v.Encode()
-		if err != nil {
-			t.Errorf("%s: %v", key, err)
-			return
-		}
-		// A forecast's fitted_at is a clock reading, not a number.
-		if r, ok := res.(*forecast.Result); ok && r.Model != nil {
-			r.Model.FittedAt = time.Time{}
-		}
-		b, err := json.Marshal(res)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[key] = string(b)
-	}
-	for _, e := range api.Endpoints() {
-		v := url.Values{}
-		for _, p := range e.Params {
-			switch p.Name {
-			case "from":
-				v.Set("from", upgradePeriodFrom.Format(time.DateOnly))
-			case "to":
-				v.Set("to", upgradePeriodTo.Format(time.DateOnly))
-			case "as_of":
-				v.Set("as_of", upgradeAsOf.Format(time.DateOnly))
-			}
-		}
-		ask(e.Name, v)
-		if slices.ContainsFunc(e.Params, func(p api.Param) bool { return p.Name == "by" && strings.Contains(p.Doc, "attr.KEY") }) {
-			v.Set("by", "attr.region")
-			ask(e.Name, v)
-		}
-	}
-	return out
 }
