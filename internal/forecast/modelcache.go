@@ -1,12 +1,14 @@
 package forecast
 
 import (
-	"container/list"
 	"context"
-	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/commitflow/commitflow/internal/derive"
+	"github.com/commitflow/commitflow/internal/tenantcache"
 )
 
 // Defaults of ModelCacheOptions.
@@ -56,28 +58,15 @@ type ModelCacheOptions struct {
 // interactions of open deals — leave the models alone. Follow feeds the
 // signals from NATS; a model fitted within Settle of a change signal
 // is kept only until Settle has passed since it.
+//
+// The history versions, the single flight and the LRU are package
+// tenantcache's; ModelCache says which models are kept under which key.
 type ModelCache struct {
-	opt ModelCacheOptions
-	now func() time.Time
-
-	mu      sync.Mutex
-	tenants map[string]*history
-	epoch   uint64    // bumped by ChangedAll
-	allAt   time.Time // the last ChangedAll
-	entries map[modelKey]*list.Element
-	lru     *list.List // of *modelEntry, most recently used first
-	flights map[modelFlightKey]*modelFlight
-	fits    int // fits started
+	opt    ModelCacheOptions
+	now    func() time.Time
+	models *tenantcache.Cache[modelKey, kept]
+	fits   atomic.Int64 // fits started
 }
-
-// history is one tenant's generation of closed-deal history.
-type history struct {
-	gen uint64
-	at  time.Time // the last change
-}
-
-// modelVersion is the history version a model was fitted at.
-type modelVersion struct{ epoch, gen uint64 }
 
 // modelKey names a kept model. A past model has its forecast date in
 // bound; a model kept for the rest of a day has bound 0 and that day in
@@ -99,26 +88,11 @@ type fitted struct {
 	stats trainingStats
 }
 
-type modelEntry struct {
-	key     modelKey
-	version modelVersion
-	fit     fitted
-	from    time.Time // the model holds from this date on (its HistoryTo)
-	expires time.Time // zero: until the history changes (or MaxAge)
-}
-
-type modelFlightKey struct {
-	key     modelKey
-	version modelVersion
-}
-
-// modelFlight is one fit in progress.
-type modelFlight struct {
-	done    chan struct{}
-	fit     fitted
-	err     error
-	waiters int
-	cancel  context.CancelFunc
+// kept is a fitted model and the forecast date it was fitted for: a model
+// kept for the rest of a day holds from that date on (its HistoryTo).
+type kept struct {
+	fitted
+	from time.Time
 }
 
 // NewModelCache returns a ModelCache with the options o.
@@ -132,55 +106,54 @@ func NewModelCache(o ModelCacheOptions) *ModelCache {
 	if o.MaxAge <= 0 {
 		o.MaxAge = DefaultModelMaxAge
 	}
-	return &ModelCache{
-		opt:     o,
-		now:     time.Now,
-		tenants: map[string]*history{},
-		entries: map[modelKey]*list.Element{},
-		lru:     list.New(),
-		flights: map[modelFlightKey]*modelFlight{},
-	}
+	c := &ModelCache{opt: o, now: time.Now}
+	c.models = tenantcache.New[modelKey, kept](tenantcache.Options{
+		Name:     "forecast models",
+		Capacity: int64(o.MaxModels),
+		MaxAge:   o.MaxAge,
+		Now:      func() time.Time { return c.now() },
+		Metrics:  tenantcache.Metrics{Prefix: "commitflow_forecast_model_cache", Values: "forecast models", SizeUnit: "models"},
+	})
+	return c
+}
+
+// Instrument registers the cache's metrics on reg:
+// commitflow_forecast_model_cache_requests_total{outcome} (a miss is a
+// fit), _evictions_total and _models. Call it before the cache is used.
+func (c *ModelCache) Instrument(reg prometheus.Registerer) error {
+	return c.models.Instrument(reg)
 }
 
 // Changed notes a derived event of tenant of kind, dated occurredAt, and
 // for a deal.created the CRM's creation time createdAt (zero if none), and
 // drops the tenant's models if it changes their history (see ModelCache).
 func (c *ModelCache) Changed(tenant string, kind derive.Kind, occurredAt, createdAt time.Time) {
-	now := c.now()
+	if changesHistory(kind, occurredAt, createdAt, c.now()) {
+		c.models.Changed(tenant)
+	}
+}
+
+// changesHistory says whether a derived event of kind, dated occurredAt,
+// with the CRM's creation time createdAt (zero if none), arriving at now,
+// changes the history of the models kept.
+func changesHistory(kind derive.Kind, occurredAt, createdAt, now time.Time) bool {
 	day := startOfDay(now)
 	switch {
 	case kind == derive.DealClosed, kind == derive.DealReopened:
 	case occurredAt.Before(day):
 	case kind == derive.DealCreated && !createdAt.IsZero() && createdAt.Before(day):
 	default:
-		return
+		return false
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	h := c.tenants[tenant]
-	if h == nil {
-		h = &history{}
-		c.tenants[tenant] = h
-	}
-	h.gen++
-	h.at = now
+	return true
 }
 
 // ChangedAll drops every kept model, as if every tenant's history had
 // changed now: Follow calls it when change signals may have been lost.
-func (c *ModelCache) ChangedAll() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.epoch++
-	c.allAt = c.now()
-}
+func (c *ModelCache) ChangedAll() { c.models.ChangedAll() }
 
 // Fits returns how many models the cache has fitted.
-func (c *ModelCache) Fits() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.fits
-}
+func (c *ModelCache) Fits() int { return int(c.fits.Load()) }
 
 // model returns the model of p: a kept one of the tenant's current
 // history, or the one a fit in flight for the same key and history is
@@ -188,85 +161,53 @@ func (c *ModelCache) Fits() int {
 // cancelled when every caller waiting for it has gone.
 func (c *ModelCache) model(ctx context.Context, p params, fit func(ctx context.Context) (fitted, error)) (fitted, error) {
 	exact, open := modelKeys(p)
-	c.mu.Lock()
-	now := c.now()
-	v, changed := c.version(p.Tenant)
-	if e := c.lookup(exact, v, now); e != nil {
-		c.mu.Unlock()
-		return e.fit, nil
-	}
-	if e := c.lookup(open, v, now); e != nil && !p.at.Before(e.from) {
-		c.mu.Unlock()
-		return e.fit, nil
-	}
-	fk := modelFlightKey{exact, v}
-	f, joined := c.flights[fk]
-	if joined {
-		f.waiters++
-	} else {
-		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		f = &modelFlight{done: make(chan struct{}), waiters: 1, cancel: cancel}
-		c.flights[fk] = f
-		c.fits++
-		go c.run(fctx, fk, open, p, f, now, changed, fit)
-	}
-	c.mu.Unlock()
-	select {
-	case <-f.done:
-		return f.fit, f.err
-	case <-ctx.Done():
-		c.mu.Lock()
-		f.waiters--
-		if f.waiters == 0 {
-			f.cancel()
-			if c.flights[fk] == f {
-				delete(c.flights, fk)
+	k, _, err := c.models.Do(ctx, tenantcache.Request[modelKey, kept]{
+		Tenant: p.Tenant,
+		Key:    exact,
+		Lookup: func(get func(modelKey) (kept, bool)) (kept, bool) {
+			if k, ok := get(exact); ok {
+				return k, true
 			}
-		}
-		c.mu.Unlock()
-		return fitted{}, ctx.Err()
-	}
+			if k, ok := get(open); ok && !p.at.Before(k.from) {
+				return k, true
+			}
+			return kept{}, false
+		},
+		Compute: func(ctx context.Context) (kept, error) {
+			c.fits.Add(1)
+			f, err := fit(ctx)
+			return kept{fitted: f, from: p.at}, err
+		},
+		Keep: func(k tenantcache.Computed[modelKey, kept]) (tenantcache.Entry[modelKey], bool) {
+			return c.keep(p, exact, open, k)
+		},
+	})
+	return k.fitted, err
 }
 
-// run fits the model of one flight and keeps it if the tenant's history
-// did not change meanwhile and the rules of ModelCache allow.
-func (c *ModelCache) run(ctx context.Context, fk modelFlightKey, open modelKey, p params, f *modelFlight, began, changed time.Time, fit func(ctx context.Context) (fitted, error)) {
-	defer f.cancel()
-	f.fit, f.err = fit(ctx)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.flights[fk] == f {
-		delete(c.flights, fk)
-	}
-	close(f.done)
-	if f.err != nil {
-		return
-	}
-	if v, _ := c.version(p.Tenant); v != fk.version {
-		return
-	}
-	day := startOfDay(began)
+// keep says under which key, if any, the model fitted for p is kept, by
+// the rules of ModelCache.
+func (c *ModelCache) keep(p params, exact, open modelKey, k tenantcache.Computed[modelKey, kept]) (tenantcache.Entry[modelKey], bool) {
+	day := startOfDay(k.Began)
 	if !p.refs[len(p.refs)-1].Before(day) {
 		// A reference date from today on: changes dated today would
 		// reach the model, and they are not signalled.
-		return
+		return tenantcache.Entry[modelKey]{}, false
 	}
-	e := &modelEntry{key: fk.key, version: fk.version, fit: f.fit, from: p.at}
 	if p.at.Before(day) {
-		if settled := changed.Add(c.opt.Settle); began.Before(settled) {
-			e.expires = settled
+		e := tenantcache.Entry[modelKey]{Key: exact, Size: 1}
+		if settled := k.Changed.Add(c.opt.Settle); k.Began.Before(settled) {
+			e.Expires = settled
 		}
-		c.store(e)
-		return
+		return e, true
 	}
-	if !changed.Before(p.at.Add(-c.opt.Settle)) {
-		return // a close may have arrived between the forecast date and the fit
+	if !k.Changed.Before(p.at.Add(-c.opt.Settle)) {
+		return tenantcache.Entry[modelKey]{}, false // a close may have arrived between the forecast date and the fit
 	}
-	if old := c.lookup(open, fk.version, began); old != nil && !old.from.After(p.at) {
-		return // the kept one holds from earlier on
+	if old, ok := k.Stored(open); ok && !old.from.After(p.at) {
+		return tenantcache.Entry[modelKey]{}, false // the kept one holds from earlier on
 	}
-	e.key = open
-	c.store(e)
+	return tenantcache.Entry[modelKey]{Key: open, Size: 1}, true
 }
 
 // modelKeys returns the keys of p's model: that of a model fitted for p's
@@ -284,53 +225,6 @@ func modelKeys(p params) (exact, open modelKey) {
 	exact.bound = p.at.Unix()
 	open.day = startOfDay(p.at).Unix()
 	return exact, open
-}
-
-// lookup returns the entry of k if it is of version v and fresh at now,
-// marking it used; a stale one is dropped. c.mu is held.
-func (c *ModelCache) lookup(k modelKey, v modelVersion, now time.Time) *modelEntry {
-	el, ok := c.entries[k]
-	if !ok {
-		return nil
-	}
-	e := el.Value.(*modelEntry)
-	if e.version == v && (e.expires.IsZero() || now.Before(e.expires)) && now.Sub(e.fit.model.FittedAt) < c.opt.MaxAge {
-		c.lru.MoveToFront(el)
-		return e
-	}
-	c.remove(el)
-	return nil
-}
-
-// version returns tenant's current history version and the time of its
-// last change. c.mu is held.
-func (c *ModelCache) version(tenant string) (modelVersion, time.Time) {
-	v, at := modelVersion{epoch: c.epoch}, c.allAt
-	if h := c.tenants[tenant]; h != nil {
-		v.gen = h.gen
-		if h.at.After(at) {
-			at = h.at
-		}
-	}
-	return v, at
-}
-
-// store adds e, dropping the least recently used models to make room.
-// c.mu is held.
-func (c *ModelCache) store(e *modelEntry) {
-	if el, ok := c.entries[e.key]; ok {
-		c.remove(el)
-	}
-	for len(c.entries) >= c.opt.MaxModels {
-		c.remove(c.lru.Back())
-	}
-	c.entries[e.key] = c.lru.PushFront(e)
-}
-
-// remove drops the entry of el. c.mu is held.
-func (c *ModelCache) remove(el *list.Element) {
-	e := c.lru.Remove(el).(*modelEntry)
-	delete(c.entries, e.key)
 }
 
 // startOfDay returns 00:00 UTC of t's day.

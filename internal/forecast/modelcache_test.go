@@ -3,17 +3,20 @@ package forecast
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
+	"github.com/commitflow/commitflow/internal/tenantcache"
 )
 
 // openStore returns a fresh, migrated database holding rows, and a
@@ -210,17 +213,11 @@ func TestModelCacheFollowsHistory(t *testing.T) {
 		}
 		// A close of another tenant follows it: once that is seen, the
 		// first has been handled (one subscription, in order).
+		marks := mc.models.Changes("mark")
 		if err := nc.Publish(bus.DerivedPrefix+"mark.deal_closed", []byte("{}")); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, func() bool {
-			mc.mu.Lock()
-			defer mc.mu.Unlock()
-			return mc.tenants["mark"] != nil
-		})
-		mc.mu.Lock()
-		delete(mc.tenants, "mark")
-		mc.mu.Unlock()
+		waitFor(t, func() bool { return mc.models.Changes("mark") > marks })
 	}
 	insert := func(d derive.Derived) {
 		t.Helper()
@@ -296,71 +293,6 @@ func TestModelCacheFitsOnce(t *testing.T) {
 	}
 }
 
-// TestModelCacheSingleFlight: callers waiting for a fit in flight share
-// it; one that goes away does not cancel it for the others.
-func TestModelCacheSingleFlight(t *testing.T) {
-	mc := NewModelCache(ModelCacheOptions{})
-	p, err := validate(Query{Tenant: "acme", AsOf: synthAsOf}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	release := make(chan struct{})
-	var calls int
-	fit := func(ctx context.Context) (fitted, error) {
-		calls++
-		select {
-		case <-release:
-		case <-ctx.Done():
-			return fitted{}, ctx.Err()
-		}
-		return fitted{model: &Model{FittedAt: time.Now()}}, nil
-	}
-	const n = 6
-	got := make(chan *Model, n)
-	gone, leave := context.WithCancel(context.Background())
-	for i := range n {
-		ctx := context.Background()
-		if i == 0 {
-			ctx = gone
-		}
-		go func() {
-			f, err := mc.model(ctx, p, fit)
-			if err != nil {
-				got <- nil
-				return
-			}
-			got <- f.model
-		}()
-	}
-	waitFor(t, func() bool {
-		mc.mu.Lock()
-		defer mc.mu.Unlock()
-		for _, f := range mc.flights {
-			return f.waiters == n
-		}
-		return false
-	})
-	leave()
-	if m := <-got; m != nil {
-		t.Error("the caller that went away got a model")
-	}
-	close(release)
-	var first *Model
-	for range n - 1 {
-		m := <-got
-		if m == nil || first != nil && m != first {
-			t.Fatalf("callers got %p and %p", first, m)
-		}
-		first = m
-	}
-	if calls != 1 {
-		t.Errorf("%d fits, want 1", calls)
-	}
-	if f, err := mc.model(context.Background(), p, fit); err != nil || f.model != first {
-		t.Errorf("afterwards: %p, %v; want the kept %p", f.model, err, first)
-	}
-}
-
 // TestModelCacheChanged: which derived events change the history a kept
 // model learned from.
 func TestModelCacheChanged(t *testing.T) {
@@ -383,18 +315,14 @@ func TestModelCacheChanged(t *testing.T) {
 		{derive.DealCreated, today, yesterday, true},
 		{derive.DealCreated, yesterday, time.Time{}, true},
 	} {
-		mc := NewModelCache(ModelCacheOptions{})
-		mc.now = func() time.Time { return now }
-		mc.Changed("acme", tc.kind, tc.occurred, tc.created)
-		v, _ := mc.version("acme")
-		if got := v.gen > 0; got != tc.changes {
+		if got := changesHistory(tc.kind, tc.occurred, tc.created, now); got != tc.changes {
 			t.Errorf("%s at %v (created %v): changed %v, want %v", tc.kind, tc.occurred, tc.created, got, tc.changes)
 		}
 	}
 }
 
-// TestDerivedMessage reads the tenant, kind and dates of derived events'
-// subjects and bodies.
+// TestDerivedMessage reads the kind and dates of derived events' subjects
+// and bodies.
 func TestDerivedMessage(t *testing.T) {
 	for _, tc := range []struct {
 		subject, body     string
@@ -413,7 +341,8 @@ func TestDerivedMessage(t *testing.T) {
 		{"cf.derived.acme.commitment_gained", `{"occurred_at":"soon"}`, "acme", "", "", "", false},
 		{"cf.derived.acme.commitment_gained", `{}`, "acme", "", "", "", false},
 	} {
-		tenant, kind, ok := derivedSubject(tc.subject)
+		tenant, token, ok := tenantcache.DerivedSubject(tc.subject)
+		kind := derivedKinds[token]
 		if !ok || tenant != tc.tenant || kind != tc.kind {
 			t.Errorf("%s: %q %q %v", tc.subject, tenant, kind, ok)
 		}
@@ -421,9 +350,6 @@ func TestDerivedMessage(t *testing.T) {
 		if ok != tc.ok || stamp(occurred) != tc.occurred || stamp(created) != tc.created {
 			t.Errorf("%s %s: %q %q %v; want %q %q %v", tc.subject, tc.body, stamp(occurred), stamp(created), ok, tc.occurred, tc.created, tc.ok)
 		}
-	}
-	if _, _, ok := derivedSubject("cf.derived.x"); ok {
-		t.Error("a subject without a type token read")
 	}
 }
 
@@ -446,10 +372,14 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 // TestModelCacheBound: past MaxModels the least recently used model is
-// dropped.
+// dropped; the metrics count the fits and evictions.
 func TestModelCacheBound(t *testing.T) {
 	ctx := context.Background()
 	mc := NewModelCache(ModelCacheOptions{MaxModels: 2})
+	reg := prometheus.NewRegistry()
+	if err := mc.Instrument(reg); err != nil {
+		t.Fatal(err)
+	}
 	fit := func(context.Context) (fitted, error) { return fitted{model: &Model{FittedAt: time.Now()}}, nil }
 	get := func(days int) {
 		t.Helper()
@@ -467,7 +397,30 @@ func TestModelCacheBound(t *testing.T) {
 			t.Errorf("step %d (%d days back): %d fits, want %d", i, tc.days, n, tc.fits)
 		}
 	}
-	if n := len(mc.entries); n != 2 {
+	if n, _ := mc.models.Len(); n != 2 {
 		t.Errorf("%d models kept, want 2", n)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "{" + l.GetValue() + "}"
+			}
+			got[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	want := map[string]float64{
+		"commitflow_forecast_model_cache_requests_total{hit}":  2,
+		"commitflow_forecast_model_cache_requests_total{miss}": 4,
+		"commitflow_forecast_model_cache_evictions_total":      2,
+		"commitflow_forecast_model_cache_models":               2,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("metrics %v, want %v", got, want)
 	}
 }

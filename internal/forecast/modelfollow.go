@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,11 +13,6 @@ import (
 	"github.com/commitflow/commitflow/internal/event"
 )
 
-// followCheckEvery is how often Follow looks at the connection: while it
-// is not connected, or after it reconnected or dropped messages, change
-// signals may have been lost.
-const followCheckEvery = time.Second
-
 // Follow subscribes to the derived events' subjects on nc (a core NATS
 // subscription on cf.derived.>, beside the CF_DERIVED stream that stores
 // them) and calls c.Changed with each message's tenant, kind and dates,
@@ -27,69 +20,23 @@ const followCheckEvery = time.Second
 // and after the subscription dropped messages, it calls c.ChangedAll every
 // second: the signals of that time may be lost.
 func (c *ModelCache) Follow(ctx context.Context, nc *nats.Conn) error {
-	sub, err := nc.Subscribe(bus.DerivedPrefix+">", func(m *nats.Msg) {
-		tenant, kind, ok := derivedSubject(m.Subject)
+	return c.models.Follow(ctx, nc, func(tenant, typeToken string, body []byte) {
+		kind := derivedKinds[typeToken]
+		occurred, created, ok := derivedDates(kind, body)
 		if !ok {
-			return
-		}
-		occurred, created, ok := derivedDates(kind, m.Data)
-		if !ok {
-			c.Changed(tenant, derive.DealClosed, occurred, created) // unreadable: assume the worst
-			return
+			kind = derive.DealClosed // unreadable: assume the worst
 		}
 		c.Changed(tenant, kind, occurred, created)
 	})
-	if err != nil {
-		return fmt.Errorf("forecast models: subscribe to %s>: %w", bus.DerivedPrefix, err)
-	}
-	if err := sub.SetPendingLimits(1<<20, 256<<20); err != nil {
-		sub.Unsubscribe()
-		return fmt.Errorf("forecast models: %w", err)
-	}
-	go func() {
-		defer sub.Unsubscribe()
-		tick := time.NewTicker(followCheckEvery)
-		defer tick.Stop()
-		reconnects := nc.Stats().Reconnects
-		var dropped int
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			r := nc.Stats().Reconnects
-			d, _ := sub.Dropped()
-			if !nc.IsConnected() || r != reconnects || d != dropped {
-				c.ChangedAll()
-			}
-			reconnects, dropped = r, d
-		}
-	}()
-	return nil
 }
 
 // derivedKinds maps the subject tokens of the derived kinds that matter
 // by kind (see ModelCache.Changed) to their kinds; other kinds matter only
-// by date.
+// by date (kind "").
 var derivedKinds = map[string]derive.Kind{
 	bus.TypeToken(event.Type(derive.DealClosed)):   derive.DealClosed,
 	bus.TypeToken(event.Type(derive.DealReopened)): derive.DealReopened,
 	bus.TypeToken(event.Type(derive.DealCreated)):  derive.DealCreated,
-}
-
-// derivedSubject returns the tenant and the kind (when it matters, else
-// "") of a derived event's subject, cf.derived.<tenant>.<type>.
-func derivedSubject(subject string) (tenant string, kind derive.Kind, ok bool) {
-	rest, ok := strings.CutPrefix(subject, bus.DerivedPrefix)
-	if !ok {
-		return "", "", false
-	}
-	i := strings.LastIndexByte(rest, '.')
-	if i <= 0 {
-		return "", "", false
-	}
-	return rest[:i], derivedKinds[rest[i+1:]], true
 }
 
 // occurredField starts the date in a derived event's JSON body
