@@ -10,6 +10,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/commitflow/commitflow/internal/readmodel"
 	"github.com/commitflow/commitflow/internal/snapshot"
 )
 
@@ -37,7 +38,7 @@ import (
 // outside lambdas in an expression the query keeps ("Unknown identifier"
 // otherwise): created, lc, ends_closed and simple are, and so are the
 // columns behind fc (in ends_closed) and ft (statesSQL's segment look-up).
-const openSQL = `
+var openSQL = `
 SELECT
     opportunity_id AS o,
     gain_steps AS gs,
@@ -47,12 +48,12 @@ SELECT
     segments AS segs,
     close_times AS cts,
     close_statuses AS css,
-    if(toUInt32(created_at) > 0 AND created_at <= toDateTime(@bound), created_at, first_at) AS created,
+    ` + readmodel.Created("@bound") + ` AS created,
     close_times[-1] AS lc,
     notEmpty(close_times) AND fact_closed[-1] = 1 AS ends_closed,
     empty(close_times) OR (length(close_times) = 1 AND ends_closed) AS simple,
     arrayFilter(t -> created <= t AND NOT (ends_closed AND lc <= t), arrayMap(x -> toDateTime(x), @refs)) AS cand,
-    if(simple, cand, arrayFilter(t -> fc[arrayCount(x -> x <= t, ft)] = 0, if(simple, emptyArrayDateTime(), cand))) AS open_ts
+    if(simple, cand, arrayFilter(t -> fc[` + readmodel.FactIndexOf("ft", "t") + `] = 0, if(simple, emptyArrayDateTime(), cand))) AS open_ts
 FROM {from}
 {prewhere}
 WHERE tenant = @tenant AND {where} AND toUInt32(first_at) > 0 AND first_at <= toDateTime(@bound)`
@@ -67,7 +68,7 @@ WHERE tenant = @tenant AND {where} AND toUInt32(first_at) > 0 AND first_at <= to
 // lost for the dates before the loss and won for those after the reopen.
 // Gains and facts are ordered by time, so "as of t" is a prefix of the
 // arrays: the first gi gains and the facts element fi.
-const statesSQL = `
+var statesSQL = `
 SELECT o, t, k, h, last_at, days, seg, outcome, day FROM (
     SELECT
         o,
@@ -77,7 +78,7 @@ SELECT o, t, k, h, last_at, days, seg, outcome, day FROM (
         arrayReduce('max', arraySlice(gs, 1, gi)) AS h,
         if(gi = 0, created, gt[gi]) AS last_at,
         intDiv(toInt64(toUInt32(t)) - toInt64(toUInt32(last_at)), 86400) AS days,
-        segs[arrayCount(x -> x <= t, ft)] AS seg,
+        segs[` + readmodel.FactIndexOf("ft", "t") + `] AS seg,
         arrayFirstIndex(x -> x > t, cts) AS ci,
         ci > 0 AND cts[ci] <= toDateTime(@bound) AS closed,
         intDiv(toInt64(toUInt32(cts[ci])) - toInt64(toUInt32(t)), 86400) AS close_day,
@@ -91,7 +92,7 @@ SELECT o, t, k, h, last_at, days, seg, outcome, day FROM (
 // few thousand rows the estimator needs. Its totals count the samples and
 // the opportunities (each has one sample with k = 1; per group, firsts
 // means nothing).
-const trainingSQL = `
+var trainingSQL = `
 SELECT
     h,
     multiIf(days <= 14, 0, days <= 30, 1, days <= 60, 2, 3) AS bucket,
@@ -116,12 +117,12 @@ ORDER BY h, bucket, seg, outcome, day`
 // table's columns, the candidates openSQL describes (18.16 pushes no
 // condition on computed columns down, and would compute every fact look-up
 // of the closed majority first); the outer WHERE the open ones.
-const dealsSQL = `
+var dealsSQL = `
 SELECT o, f_amount, f_currency, f_close_date, f_probability, f_owner, f_team, f_segment, f_category, h, last_at, closed, ct, cs, close_amount, close_currency, f_attrs FROM (
     SELECT
         opportunity_id AS o,
-        if(toUInt32(created_at) > 0 AND created_at <= toDateTime(@bound), created_at, first_at) AS created,
-        arrayCount(x -> x <= toDateTime(@at), fact_times) AS fi,
+        ` + readmodel.Created("@bound") + ` AS created,
+        ` + readmodel.FactIndex("@at") + ` AS fi,
         fact_closed[fi] AS f_closed,
         amounts[fi] AS f_amount,
         reinterpretAsUInt32(currencies[fi]) AS f_currency,
@@ -139,13 +140,13 @@ SELECT o, f_amount, f_currency, f_close_date, f_probability, f_owner, f_team, f_
         ci > 0 AND close_times[ci] <= toDateTime(@bound) AS closed,
         close_times[ci] AS ct,
         close_statuses[ci] AS cs,
-        arrayCount(x -> x <= ct, fact_times) AS cfi,
+        ` + readmodel.FactIndexOf("fact_times", "ct") + ` AS cfi,
         amounts[cfi] AS close_amount,
         reinterpretAsUInt32(currencies[cfi]) AS close_currency
     FROM {from}
     {prewhere}
     WHERE tenant = @tenant AND {where} AND toUInt32(first_at) > 0 AND first_at <= toDateTime(@bound)
-        AND if(toUInt32(created_at) > 0 AND created_at <= toDateTime(@bound), created_at, first_at) <= toDateTime(@at)
+        AND ` + readmodel.Created("@bound") + ` <= toDateTime(@at)
         AND NOT (notEmpty(close_times) AND fact_closed[-1] = 1 AND close_times[-1] <= toDateTime(@at))
 )
 WHERE f_closed = 0

@@ -25,6 +25,22 @@ func FactIndex(at string) string {
 	return "arrayCount(t -> t <= toDateTime(" + at + "), fact_times)"
 }
 
+// FactIndexOf is FactIndex for a query that looks the facts up at many
+// dates: over times, fact_times or a subquery's name for it, as of at, a
+// DateTime expression that may be a lambda's argument (t, as in
+// arrayFilter(t -> fact_closed[FactIndexOf("fact_times", "t")] = 0,
+// dates)) or an ARRAY JOINed date; its own lambda's argument is x.
+func FactIndexOf(times, at string) string {
+	return "arrayCount(x -> x <= " + at + ", " + times + ")"
+}
+
+// Created is a deal's creation time as seen with the events up to at (a
+// bound argument or a DateTime expression): its deal.created if that is at
+// or before at, else its earliest event, first_at (DateTime).
+func Created(at string) string {
+	return "if(toUInt32(created_at) > 0 AND created_at <= toDateTime(" + at + "), created_at, first_at)"
+}
+
 // HighestStep is the highest step index of the commitment.gained at or
 // before at, 0 when none (UInt8).
 func HighestStep(at string) string {

@@ -2,6 +2,7 @@ package readmodel_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -138,4 +139,64 @@ func goStalled(st derive.State, ref, asOf time.Time) time.Time {
 		}
 	}
 	return time.Time{}
+}
+
+// TestFactsAsOf pins, on hand-made deals in ClickHouse, FactIndex and
+// Created at a bound date, and FactIndexOf as the forecast uses it (in a
+// lambda over dates, on a subquery's name for fact_times) to FactIndex at
+// each of the dates.
+func TestFactsAsOf(t *testing.T) {
+	st := storetest.Open(t, store.Options{})
+	ctx := context.Background()
+	row := func(id string, created time.Time) store.StateRow {
+		r := state(id, nil, nil, nil)
+		r.CreatedAt = created
+		r.FactTimes = []time.Time{day(0), day(10), day(20)}
+		r.Facts = []derive.Snapshot{{Amount: 100, Status: derive.StatusOpen}, {Amount: 200, Status: derive.StatusOpen}, {Amount: 300, Status: derive.StatusOpen}}
+		return r
+	}
+	// "late" has a deal.created dated after its first event (day 0); "none"
+	// has none.
+	if err := st.InsertStates(ctx, []store.StateRow{row("late", day(5)), row("none", time.Time{})}); err != nil {
+		t.Fatal(err)
+	}
+	dates := []time.Time{day(-1), day(0), day(9), day(10), day(25)}
+	wantIndex := []uint32{0, 1, 1, 2, 3}
+	wantCreated := map[string][]time.Time{
+		"late": {day(0), day(0), day(5), day(5), day(5)},
+		"none": {day(0), day(0), day(0), day(0), day(0)},
+	}
+	unix := make([]uint32, len(dates))
+	for i, d := range dates {
+		unix[i] = uint32(d.Unix())
+	}
+	for opp, created := range wantCreated {
+		for i, d := range dates {
+			var (
+				fi, c uint32
+			)
+			err := st.Conn().QueryRow(ctx, `SELECT `+readmodel.FactIndex("@asof")+`, toUInt32(`+readmodel.Created("@asof")+`)
+	FROM opportunity_state FINAL WHERE tenant = 'acme' AND opportunity_id = @opp`,
+				clickhouse.Named("asof", uint32(d.Unix())), clickhouse.Named("opp", opp)).Scan(&fi, &c)
+			if err != nil {
+				t.Fatalf("%s as of %s: %v", opp, d, err)
+			}
+			if fi != wantIndex[i] || c != uint32(created[i].Unix()) {
+				t.Errorf("%s as of %s: FactIndex %d, Created %d; want %d, %d", opp, d, fi, c, wantIndex[i], created[i].Unix())
+			}
+		}
+		var (
+			n  uint64
+			at []uint32
+		)
+		err := st.Conn().QueryRow(ctx, `SELECT length(ft), arrayMap(t -> `+readmodel.FactIndexOf("ft", "t")+`, arrayMap(x -> toDateTime(x), @dates))
+	FROM (SELECT fact_times AS ft FROM opportunity_state FINAL WHERE tenant = 'acme' AND opportunity_id = @opp)`,
+			clickhouse.Named("dates", unix), clickhouse.Named("opp", opp)).Scan(&n, &at)
+		if err != nil {
+			t.Fatalf("%s at the dates: %v", opp, err)
+		}
+		if !slices.Equal(at, wantIndex) {
+			t.Errorf("%s: FactIndexOf at the dates %v, want %v", opp, at, wantIndex)
+		}
+	}
 }
