@@ -125,32 +125,24 @@ func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, er
 
 // missed runs the missed query of Missed on s into res.
 //
-// Each dimension is counted by its own pass over the tenant's rows: the
-// misses in range per step, reason and owner, and the misses that are the
-// first of their interaction in range in that dimension (their miss_prev*
-// element, the previous miss of the same interaction in that dimension,
-// is before @from; see
-// schemas/clickhouse/0103_opportunity_state_miss_prev.sql), which count
-// the distinct interactions with a sum; then the interactions held per
-// step and owner. The misses that are the first of their deal in range
-// in that dimension (arrayEnumerateUniq of (key, in range) is 1) count
-// the deal and its amount as of @asof once, grouped by the deal's
-// currency then (cur, see curSQL); the step pass also marks the first
-// miss of the deal in range over all steps (f0) for the total. The total
-// is the sum of the steps' rows, which also count the first misses of
-// each interaction over all steps (u0). One GROUP BY per dimension costs
-// 18.16 less than one over (step, reason, owner) folded afterwards:
-// grouping by several keys, two of them Strings, took most of that
-// query's time.
+// Each dimension is counted by its own pass over the tenant's misses in
+// range, without distinct sets: a miss is the first in range of its
+// interaction in that dimension when the previous miss of the same
+// interaction there (its miss_prev* element, see
+// schemas/clickhouse/0103_opportunity_state_miss_prev.sql) is before
+// @from, and the first of its deal with that step, reason or owner when
+// the deal's previous miss with it (miss_deal_prev*, 0113) is; over all
+// steps, the deal's previous miss is the one before it. So the distinct
+// interactions and deals are sums, and a deal's amount as of @asof is
+// added on its first miss alone, grouped by the deal's currency then (cur,
+// see curSQL). Then the interactions held per step and owner. The total is
+// the sum of the steps' rows' counts over all steps (u0, d0, v0). One
+// GROUP BY per dimension costs 18.16 less than one over (step, reason,
+// owner) folded afterwards: grouping by several keys, two of them
+// Strings, took most of that query's time.
 func (q *Querier) missed(s *scan, res *MissedResult, c common, from, to time.Time) error {
 	in := func(t string) string {
 		return t + " >= toDateTime(@from) AND " + t + " < toDateTime(@to) AND " + t + " <= toDateTime(@asof)"
-	}
-	// firsts marks, per miss, the first miss in range of the deal with
-	// the same value of the array keys (1; later ones count up, misses out
-	// of range have their own count).
-	firsts := func(keys string) string {
-		return "arrayEnumerateUniq(" + keys + ", arrayMap(m -> " + in("m") + ", miss_times))"
 	}
 	// pass reads the tenant's misses or interactions in range, the arrays
 	// ARRAY JOINed as named (t is the event time).
@@ -168,26 +160,28 @@ func (q *Querier) missed(s *scan, res *MissedResult, c common, from, to time.Tim
 	dealAmt, dealCur := "amounts["+fi+"]", curSQL("currencies", fi)
 	deal := "arrayResize([" + dealAmt + "], length(miss_times), " + dealAmt + ") AS amt_j, " +
 		"arrayResize([" + dealCur + "], length(miss_times), " + dealCur + ") AS cur_j, "
+	// The deal's previous miss over all steps is the one before.
+	prev := "arrayPopBack(arrayPushFront(arrayMap(m -> toUInt32(m), miss_times), toUInt32(0)))"
 	amt := "amt_j AS amt"
 	cur := "cur_j AS cur"
 	query := `SELECT dim, k, toUInt64(sum(n)), ` + sumMapSQL("v", "v0") + `, toUInt64(sum(d)), toUInt64(sum(d0)),
 	toUInt64(sum(u)), toUInt64(sum(u0)), toUInt64(sum(held))
 FROM ` + s.fanout(func(where string) string {
 		return `SELECT 'step' AS dim, toString(step_index) AS k, ` + cur + `, count() AS n,
-			sum(if(f = 1, ` + amt + `, 0)) AS v, sum(if(f0 = 1, amt, 0)) AS v0, sum(f = 1) AS d, sum(f0 = 1) AS d0,
+			sum(if(f < @from, ` + amt + `, 0)) AS v, sum(if(f0 < @from, amt, 0)) AS v0, sum(f < @from) AS d, sum(f0 < @from) AS d0,
 			sum(p1 < @from) AS u, sum(p0 < @from) AS u0, toUInt64(0) AS held
 		` + pass(where, deal+"miss_times AS t, miss_steps AS step_index, miss_prev AS p0, miss_prev_step AS p1, "+
-			firsts("miss_steps")+" AS f, "+firsts("arrayMap(x -> 0, miss_times)")+" AS f0") + `
+			"miss_deal_prev_step AS f, "+prev+" AS f0") + `
 		GROUP BY step_index, cur
 	UNION ALL
-		SELECT 'reason', reason, ` + cur + `, count(), sum(if(f = 1, ` + amt + `, 0)), toFloat64(0), sum(f = 1), toUInt64(0),
+		SELECT 'reason', reason, ` + cur + `, count(), sum(if(f < @from, ` + amt + `, 0)), toFloat64(0), sum(f < @from), toUInt64(0),
 			sum(p2 < @from), toUInt64(0), toUInt64(0)
-		` + pass(where, deal+"miss_times AS t, miss_reasons AS reason, miss_prev_reason AS p2, "+firsts("miss_reasons")+" AS f") + `
+		` + pass(where, deal+"miss_times AS t, miss_reasons AS reason, miss_prev_reason AS p2, miss_deal_prev_reason AS f") + `
 		GROUP BY reason, cur
 	UNION ALL
-		SELECT 'owner', owner_id, ` + cur + `, count(), sum(if(f = 1, ` + amt + `, 0)), toFloat64(0), sum(f = 1), toUInt64(0),
+		SELECT 'owner', owner_id, ` + cur + `, count(), sum(if(f < @from, ` + amt + `, 0)), toFloat64(0), sum(f < @from), toUInt64(0),
 			sum(p3 < @from), toUInt64(0), toUInt64(0)
-		` + pass(where, deal+"miss_times AS t, miss_owners AS owner_id, miss_prev_owner AS p3, "+firsts("miss_owners")+" AS f") + `
+		` + pass(where, deal+"miss_times AS t, miss_owners AS owner_id, miss_prev_owner AS p3, miss_deal_prev_owner AS f") + `
 		GROUP BY owner_id, cur
 	UNION ALL
 		SELECT 'step', toString(step_index), toUInt32(0), toUInt64(0), toFloat64(0), toFloat64(0), toUInt64(0), toUInt64(0),

@@ -46,6 +46,10 @@ var OldStateValue = map[string]func(ref map[string]any) any{
 	"single_threaded_filled": func(map[string]any) any { return uint8(0) },
 	// 0112: no forecast category.
 	"forecast_categories": func(r map[string]any) any { return make([]string, len(r["amounts"].([]float64))) },
+	// 0113: computed by ClickHouse from columns the old row has.
+	"miss_deal_prev_step":   func(r map[string]any) any { return r["miss_deal_prev_step"] },
+	"miss_deal_prev_reason": func(r map[string]any) any { return r["miss_deal_prev_reason"] },
+	"miss_deal_prev_owner":  func(r map[string]any) any { return r["miss_deal_prev_owner"] },
 }
 
 // entriesFromFacts returns the stage entries migration 0107 gives a row
