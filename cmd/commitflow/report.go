@@ -17,6 +17,7 @@ import (
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/people"
 	"github.com/commitflow/commitflow/internal/report"
 	"github.com/commitflow/commitflow/internal/snapshot"
@@ -200,21 +201,13 @@ func reportLadder(file, dir, data, tenant string) (*ladder.Ladder, string, strin
 }
 
 // flagName turns a parameter name into its flag: window_days → window-days.
-func flagName(param string) string { return strings.ReplaceAll(param, "_", "-") }
+func flagName(name string) string { return strings.ReplaceAll(name, "_", "-") }
 
-// cliParamError names the flag of a parameter error.
+// cliParamError names the flag of a parameter error (a *param.Error, from
+// the API's parser, the metric packages or a server's 400).
 func cliParamError(err error) error {
-	var pe *api.ParamError
-	if errors.As(err, &pe) {
+	if pe := param.As(err); pe != nil {
 		return fmt.Errorf("--%s: %s", flagName(pe.Param), pe.Reason)
-	}
-	var me *metrics.InputError
-	if errors.As(err, &me) {
-		return fmt.Errorf("--%s: %s", flagName(me.Param), me.Reason)
-	}
-	var fe *forecast.InputError
-	if errors.As(err, &fe) {
-		return fmt.Errorf("--%s: %s", flagName(fe.Param), fe.Reason)
 	}
 	return err
 }
@@ -275,8 +268,9 @@ func askAPI(ctx context.Context, base, token, tenant string, ep api.Endpoint, v 
 // by status, what to do.
 func apiRefusal(base string, resp *http.Response, body []byte) error {
 	var e struct {
-		Error string `json:"error"`
-		Param string `json:"param"`
+		Error string     `json:"error"`
+		Param string     `json:"param"`
+		Code  param.Code `json:"code"`
 	}
 	if json.Unmarshal(body, &e) != nil || e.Error == "" {
 		e.Error = strings.TrimSpace(string(body))
@@ -288,7 +282,7 @@ func apiRefusal(base string, resp *http.Response, body []byte) error {
 	switch resp.StatusCode {
 	case http.StatusBadRequest:
 		if e.Param != "" {
-			return cliParamError(&api.ParamError{Param: e.Param, Reason: e.Error})
+			return cliParamError(&param.Error{Param: e.Param, Code: e.Code, Reason: e.Error})
 		}
 	case http.StatusUnauthorized:
 		return fmt.Errorf("the server at %s refused the request (%s): %s; pass its bearer token with --token (or COMMITFLOW_TOKEN)", base, status, e.Error)

@@ -19,10 +19,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commitflow/commitflow/internal/chtest"
+	"github.com/commitflow/commitflow/internal/deals"
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
 )
@@ -327,47 +329,57 @@ func TestBadInput(t *testing.T) {
 		token string
 		code  int
 		param string
+		pcode param.Code // the code of a 400
 	}{
-		{"no token", srv, "/v1/funnel?" + period, "", 401, ""},
-		{"unknown token", srv, "/v1/funnel?" + period, "no-such-token-0123456789", 401, ""},
-		{"unknown token on ladder", srv, "/v1/ladder", "nope", 401, ""},
-		{"other tenant", srv, "/v1/stalls?tenant=globex", tokenAcme, 403, "tenant"},
-		{"injected tenant", srv, "/v1/stalls?tenant=" + inject, tokenAcme, 403, "tenant"},
-		{"injected tenant, open", openSrv, "/v1/stalls?tenant=" + inject, "", 400, "tenant"},
-		{"no tenant, open", openSrv, "/v1/stalls", "", 400, "tenant"},
-		{"tenant twice", srv, "/v1/stalls?tenant=acme&tenant=globex", tokenAcme, 400, "tenant"},
-		{"bad from", srv, "/v1/funnel?from=2024-13-01&to=2024-07-01", tokenAcme, 400, "from"},
-		{"bad to", srv, "/v1/missed?from=2024-01-01&to=July", tokenAcme, 400, "to"},
-		{"bad as_of", srv, "/v1/stalls?as_of=" + inject, tokenAcme, 400, "as_of"},
-		{"from = to", srv, "/v1/movement?from=2024-07-01&to=2024-07-01", tokenAcme, 400, "from"},
-		{"from > to", srv, "/v1/funnel?from=2024-08-01&to=2024-07-01", tokenAcme, 400, "from"},
-		{"missing from", srv, "/v1/funnel?to=2024-07-01", tokenAcme, 400, "from"},
-		{"bad by", srv, "/v1/funnel?" + period + "&by=region", tokenAcme, 400, "by"},
-		{"unknown from_step", srv, "/v1/cycle-time?" + period + "&from_step=nope", tokenAcme, 400, "from_step"},
-		{"injected by", srv, "/v1/funnel?" + period + "&by=" + url.QueryEscape("owner;DROP TABLE x"), tokenAcme, 400, "by"},
-		{"injected by 2", srv, "/v1/funnel?" + period + "&by=" + url.QueryEscape("owner_id) FROM system.tables --"), tokenAcme, 400, "by"},
-		{"bad interval", srv, "/v1/funnel?" + period + "&interval=day", tokenAcme, 400, "interval"},
-		{"negative window", srv, "/v1/funnel?" + period + "&window_days=-5", tokenAcme, 400, "window_days"},
-		{"page size too big", srv, "/v1/stalls?page_size=5000", tokenAcme, 400, "page_size"},
-		{"page zero", srv, "/v1/stalls?page=0", tokenAcme, 400, "page"},
-		{"unknown parameter", srv, "/v1/missed?" + period + "&owner=ann", tokenAcme, 400, "owner"},
-		{"bad backtest", srv, "/v1/forecast?as_of=2024-07-01&backtest=2024-08-01", tokenAcme, 400, "backtest"},
-		{"bad forecast by", srv, "/v1/forecast?by=" + url.QueryEscape("team' --"), tokenAcme, 400, "by"},
-		{"bad horizon", srv, "/v1/forecast?horizon_days=100000", tokenAcme, 400, "horizon_days"},
+		{"no token", srv, "/v1/funnel?" + period, "", 401, "", ""},
+		{"unknown token", srv, "/v1/funnel?" + period, "no-such-token-0123456789", 401, "", ""},
+		{"unknown token on ladder", srv, "/v1/ladder", "nope", 401, "", ""},
+		{"other tenant", srv, "/v1/stalls?tenant=globex", tokenAcme, 403, "tenant", ""},
+		{"injected tenant", srv, "/v1/stalls?tenant=" + inject, tokenAcme, 403, "tenant", ""},
+		{"injected tenant, open", openSrv, "/v1/stalls?tenant=" + inject, "", 400, "tenant", param.Invalid},
+		{"no tenant, open", openSrv, "/v1/stalls", "", 400, "tenant", param.Required},
+		{"tenant twice", srv, "/v1/stalls?tenant=acme&tenant=globex", tokenAcme, 400, "tenant", param.Repeated},
+		{"bad from", srv, "/v1/funnel?from=2024-13-01&to=2024-07-01", tokenAcme, 400, "from", param.Invalid},
+		{"bad to", srv, "/v1/missed?from=2024-01-01&to=July", tokenAcme, 400, "to", param.Invalid},
+		{"bad as_of", srv, "/v1/stalls?as_of=" + inject, tokenAcme, 400, "as_of", param.Invalid},
+		{"from = to", srv, "/v1/movement?from=2024-07-01&to=2024-07-01", tokenAcme, 400, "from", param.Conflict},
+		{"from > to", srv, "/v1/funnel?from=2024-08-01&to=2024-07-01", tokenAcme, 400, "from", param.Conflict},
+		{"missing from", srv, "/v1/funnel?to=2024-07-01", tokenAcme, 400, "from", param.Required},
+		{"bad by", srv, "/v1/funnel?" + period + "&by=region", tokenAcme, 400, "by", param.Invalid},
+		{"unknown from_step", srv, "/v1/cycle-time?" + period + "&from_step=nope", tokenAcme, 400, "from_step", param.Invalid},
+		{"injected by", srv, "/v1/funnel?" + period + "&by=" + url.QueryEscape("owner;DROP TABLE x"), tokenAcme, 400, "by", param.Invalid},
+		{"injected by 2", srv, "/v1/funnel?" + period + "&by=" + url.QueryEscape("owner_id) FROM system.tables --"), tokenAcme, 400, "by", param.Invalid},
+		{"bad interval", srv, "/v1/funnel?" + period + "&interval=day", tokenAcme, 400, "interval", param.Invalid},
+		{"negative window", srv, "/v1/funnel?" + period + "&window_days=-5", tokenAcme, 400, "window_days", param.OutOfRange},
+		{"page size too big", srv, "/v1/stalls?page_size=5000", tokenAcme, 400, "page_size", param.OutOfRange},
+		{"page zero", srv, "/v1/stalls?page=0", tokenAcme, 400, "page", param.OutOfRange},
+		{"unknown parameter", srv, "/v1/missed?" + period + "&owner=ann", tokenAcme, 400, "owner", param.Unknown},
+		{"bad backtest", srv, "/v1/forecast?as_of=2024-07-01&backtest=2024-08-01", tokenAcme, 400, "backtest", param.Conflict},
+		{"bad forecast by", srv, "/v1/forecast?by=" + url.QueryEscape("team' --"), tokenAcme, 400, "by", param.Invalid},
+		{"bad horizon", srv, "/v1/forecast?horizon_days=100000", tokenAcme, 400, "horizon_days", param.OutOfRange},
+		{"as_of out of range", srv, "/v1/forecast?as_of=1960-01-01", tokenAcme, 400, "as_of", param.OutOfRange},
+		{"forecast currency without a rate table", srv, "/v1/forecast?currency=EUR", tokenAcme, 400, "currency", param.Unsupported},
+		{"stalls currency without a rate table", srv, "/v1/stalls?currency=EUR", tokenAcme, 400, "currency", param.Unsupported},
+		{"not a currency", srv, "/v1/missed?" + period + "&currency=euro", tokenAcme, 400, "currency", param.Invalid},
+		{"top zero", srv, "/v1/stage-history?by=owner&top=0", tokenAcme, 400, "top", param.OutOfRange},
+		{"stage-history unknown parameter", srv, "/v1/stage-history?from=2024-01-01", tokenAcme, 400, "from", param.Unknown},
+		{"by twice", srv, "/v1/cycle-time?" + period + "&by=owner&by=team", tokenAcme, 400, "by", param.Repeated},
+		{"bad format", srv, "/v1/movement?" + period + "&format=xml", tokenAcme, 400, "format", param.Invalid},
+		{"table without csv", srv, "/v1/funnel?" + period + "&format=json&table=x", tokenAcme, 400, "table", param.Conflict},
 		// Malformed query strings, which Request.URL.Query() would read as
 		// the parameter being absent.
-		{"malformed by", srv, "/v1/funnel?" + period + "&by=%zz", tokenAcme, 400, "by"},
-		{"malformed interval", srv, "/v1/funnel?" + period + "&interval=%", tokenAcme, 400, "interval"},
-		{"malformed page", srv, "/v1/stalls?page=%2", tokenAcme, 400, "page"},
-		{"malformed from", srv, "/v1/missed?from=%zz&to=2024-07-01", tokenAcme, 400, "from"},
-		{"malformed as_of", srv, "/v1/movement?" + period + "&as_of=%G0", tokenAcme, 400, "as_of"},
-		{"malformed forecast by", srv, "/v1/forecast?by=owner%2", tokenAcme, 400, "by"},
-		{"malformed ladder parameter", srv, "/v1/ladder?x=%zz", tokenAcme, 400, "x"},
-		{"malformed name", srv, "/v1/stalls?%zz=1", tokenAcme, 400, "%zz"},
-		{"semicolon", srv, "/v1/stalls?as_of=2024-07-01;page=2", tokenAcme, 400, "as_of"},
-		{"malformed tenant", srv, "/v1/stalls?tenant=%zz", tokenAcme, 400, "tenant"},
-		{"malformed tenant, open", openSrv, "/v1/stalls?tenant=acme%", "", 400, "tenant"},
-		{"malformed, no token", srv, "/v1/stalls?by=%zz", "", 400, "by"},
+		{"malformed by", srv, "/v1/funnel?" + period + "&by=%zz", tokenAcme, 400, "by", param.Invalid},
+		{"malformed interval", srv, "/v1/funnel?" + period + "&interval=%", tokenAcme, 400, "interval", param.Invalid},
+		{"malformed page", srv, "/v1/stalls?page=%2", tokenAcme, 400, "page", param.Invalid},
+		{"malformed from", srv, "/v1/missed?from=%zz&to=2024-07-01", tokenAcme, 400, "from", param.Invalid},
+		{"malformed as_of", srv, "/v1/movement?" + period + "&as_of=%G0", tokenAcme, 400, "as_of", param.Invalid},
+		{"malformed forecast by", srv, "/v1/forecast?by=owner%2", tokenAcme, 400, "by", param.Invalid},
+		{"malformed ladder parameter", srv, "/v1/ladder?x=%zz", tokenAcme, 400, "x", param.Invalid},
+		{"malformed name", srv, "/v1/stalls?%zz=1", tokenAcme, 400, "%zz", param.Invalid},
+		{"semicolon", srv, "/v1/stalls?as_of=2024-07-01;page=2", tokenAcme, 400, "as_of", param.Invalid},
+		{"malformed tenant", srv, "/v1/stalls?tenant=%zz", tokenAcme, 400, "tenant", param.Invalid},
+		{"malformed tenant, open", openSrv, "/v1/stalls?tenant=acme%", "", 400, "tenant", param.Invalid},
+		{"malformed, no token", srv, "/v1/stalls?by=%zz", "", 400, "by", param.Invalid},
 	}
 	for _, tt := range tests {
 		code, h, body, raw := get(t, tt.srv, tt.path, tt.token)
@@ -380,6 +392,12 @@ func TestBadInput(t *testing.T) {
 		}
 		if tt.param != "" && body["param"] != tt.param {
 			t.Errorf("%s: param %v, want %q (%s)", tt.name, body["param"], tt.param, raw)
+		}
+		if code == http.StatusBadRequest && (tt.pcode == "" || body["code"] != string(tt.pcode)) {
+			t.Errorf("%s: code %v, want %q (%s)", tt.name, body["code"], tt.pcode, raw)
+		}
+		if code != http.StatusBadRequest && body["code"] != nil {
+			t.Errorf("%s: %d with a code: %s", tt.name, code, raw)
 		}
 		if code == 401 && !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") {
 			t.Errorf("%s: 401 without WWW-Authenticate", tt.name)
@@ -398,6 +416,34 @@ func TestBadInput(t *testing.T) {
 	// A token still binds its tenant on the open server.
 	if code, _, _, raw := get(t, openSrv, "/v1/stalls?tenant=globex", tokenAcme); code != 403 {
 		t.Errorf("open server, acme token, tenant=globex: %d %s", code, raw)
+	}
+}
+
+// TestAsOfNow checks the one rule for an absent as_of on the metrics,
+// forecast and deal endpoints alike: the answer is as of now.
+func TestAsOfNow(t *testing.T) {
+	f := newFixture(t)
+	srv := httptest.NewServer(f.handler(Config{Deals: deals.New(f.st, nil, 0)}))
+	defer srv.Close()
+	const noAsOf = "from=2024-01-01&to=2024-07-01"
+	for _, path := range []string{
+		"/v1/funnel?" + noAsOf, "/v1/stalls", "/v1/missed?" + noAsOf, "/v1/movement?" + noAsOf,
+		"/v1/forecast", "/v1/forecast?backtest=2024-07-01", "/v1/cycle-time?" + noAsOf, "/v1/stage-history",
+		"/v1/deals", "/v1/warnings",
+	} {
+		before := time.Now().UTC().Truncate(time.Second)
+		code, _, body, raw := get(t, srv, path, tokenAcme)
+		after := time.Now().UTC()
+		if code != http.StatusOK {
+			t.Errorf("GET %s: %d %s", path, code, truncate(raw))
+			continue
+		}
+		defs, _ := body["definitions"].(map[string]any)
+		s, _ := defs["as_of"].(string)
+		asOf, err := time.Parse(time.RFC3339, s)
+		if err != nil || asOf.Before(before) || asOf.After(after) {
+			t.Errorf("GET %s: as_of %q, want now (%s..%s)", path, s, before.Format(time.RFC3339), after.Format(time.RFC3339))
+		}
 	}
 }
 

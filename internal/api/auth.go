@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/param"
 )
 
 // ParseTokens parses a token list of the form "token1=tenant1,token2=tenant2"
@@ -72,7 +73,7 @@ func newAuthenticator(tokens map[string]string, open bool) *authenticator {
 	return a
 }
 
-// authError is an authentication or authorization failure.
+// authError is an authentication or authorization failure (401, 403).
 type authError struct {
 	status int
 	msg    string
@@ -86,9 +87,9 @@ func (e *authError) Error() string { return e.msg }
 // otherwise). In open mode a request without a token names its tenant with
 // ?tenant=.
 func (a *authenticator) tenant(r *http.Request, v url.Values) (string, error) {
-	param, hasParam := v["tenant"]
-	if hasParam && len(param) != 1 {
-		return "", &authError{http.StatusBadRequest, "given more than once", "tenant"}
+	given, hasParam := v["tenant"]
+	if hasParam && len(given) != 1 {
+		return "", param.Errorf("tenant", param.Repeated, "given more than once")
 	}
 	h := r.Header.Get("Authorization")
 	if h == "" {
@@ -96,12 +97,12 @@ func (a *authenticator) tenant(r *http.Request, v url.Values) (string, error) {
 			return "", &authError{status: http.StatusUnauthorized, msg: "missing bearer token"}
 		}
 		switch {
-		case !hasParam || param[0] == "":
-			return "", &authError{http.StatusBadRequest, "required (the server runs without tokens)", "tenant"}
-		case !event.ValidToken(param[0]):
-			return "", &authError{http.StatusBadRequest, "not a valid tenant name", "tenant"}
+		case !hasParam || given[0] == "":
+			return "", param.Errorf("tenant", param.Required, "required (the server runs without tokens)")
+		case !event.ValidToken(given[0]):
+			return "", param.Errorf("tenant", param.Invalid, "not a valid tenant name")
 		}
-		return param[0], nil
+		return given[0], nil
 	}
 	scheme, tok, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
@@ -111,7 +112,7 @@ func (a *authenticator) tenant(r *http.Request, v url.Values) (string, error) {
 	if !ok {
 		return "", &authError{status: http.StatusUnauthorized, msg: "unknown bearer token"}
 	}
-	if hasParam && param[0] != tenant {
+	if hasParam && given[0] != tenant {
 		return "", &authError{http.StatusForbidden, "the token does not grant this tenant", "tenant"}
 	}
 	return tenant, nil

@@ -15,6 +15,7 @@ import (
 	"github.com/commitflow/commitflow/internal/deals"
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/people"
 	"github.com/commitflow/commitflow/internal/report"
 )
@@ -52,7 +53,7 @@ func negotiate(r *http.Request, v url.Values, name string) (representation, erro
 	var rep representation
 	for _, p := range FormatParams() {
 		if len(v[p.Name]) > 1 {
-			return rep, &ParamError{Param: p.Name, Reason: "given more than once"}
+			return rep, param.Errorf(p.Name, param.Repeated, "given more than once")
 		}
 	}
 	format, table := strings.TrimSpace(v.Get("format")), strings.TrimSpace(v.Get("table"))
@@ -65,7 +66,7 @@ func negotiate(r *http.Request, v url.Values, name string) (representation, erro
 		rep.csv = true
 	case "json":
 	default:
-		return rep, &ParamError{Param: "format", Reason: fmt.Sprintf("want json or csv, got %q", truncate(format))}
+		return rep, param.Errorf("format", param.Invalid, "want json or csv, got %q", truncate(format))
 	}
 	if table == "" {
 		return rep, nil
@@ -73,9 +74,9 @@ func negotiate(r *http.Request, v url.Values, name string) (representation, erro
 	names := report.TableNames(name)
 	switch {
 	case !rep.csv:
-		return rep, &ParamError{Param: "table", Reason: "only with format=csv (a JSON answer holds every table)"}
+		return rep, param.Errorf("table", param.Conflict, "only with format=csv (a JSON answer holds every table)")
 	case !slices.Contains(names, table):
-		return rep, &ParamError{Param: "table", Reason: fmt.Sprintf("want one of %s, got %q", strings.Join(names, ", "), truncate(table))}
+		return rep, param.Errorf("table", param.Invalid, "want one of %s, got %q", strings.Join(names, ", "), truncate(table))
 	}
 	rep.table = table
 	return rep, nil
@@ -129,8 +130,8 @@ func (s *server) writeCSV(w http.ResponseWriter, r *http.Request, name, tenant s
 	var buf bytes.Buffer
 	err := report.Write(&buf, name, res, "csv", rep.table)
 	if errors.Is(err, report.ErrNoTable) {
-		writeError(w, r, s.logger, &ParamError{Param: "table", Reason: fmt.Sprintf("%s is not in this answer, which holds %s",
-			rep.table, strings.Join(report.Tables(name, res), ", "))})
+		writeError(w, r, s.logger, param.Errorf("table", param.Unsupported, "%s is not in this answer, which holds %s",
+			rep.table, strings.Join(report.Tables(name, res), ", ")))
 		return
 	}
 	if err != nil {

@@ -2,13 +2,13 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"time"
 
 	"github.com/commitflow/commitflow/internal/deals"
+	"github.com/commitflow/commitflow/internal/param"
 )
 
 // Parameters of the deal endpoints.
@@ -61,7 +61,7 @@ func joinKinds() string {
 func ParseDealList(v url.Values) (deals.ListQuery, error) {
 	p := newParser(v, DealListParams())
 	q := deals.ListQuery{
-		AsOf:     p.date("as_of", time.Time{}),
+		AsOf:     p.asOf(),
 		Page:     p.integer("page", 1, 1, deals.MaxPage),
 		PageSize: p.integer("page_size", deals.DefaultPageSize, 1, deals.MaxPageSize),
 		Filter: deals.Filter{
@@ -90,7 +90,7 @@ func ParseDealList(v url.Values) (deals.ListQuery, error) {
 func ParseWarnings(v url.Values) (deals.WarningsQuery, error) {
 	p := newParser(v, WarningsParams())
 	q := deals.WarningsQuery{
-		AsOf:     p.date("as_of", time.Time{}),
+		AsOf:     p.asOf(),
 		Page:     p.integer("page", 1, 1, deals.MaxPage),
 		PageSize: p.integer("page_size", deals.DefaultPageSize, 1, deals.MaxPageSize),
 		OwnerID:  p.str("owner"),
@@ -112,7 +112,7 @@ func (p *parser) boolean(name string) *bool {
 		b := false
 		return &b
 	}
-	p.fail(name, "want true or false, got %q", truncate(p.str(name)))
+	p.fail(name, param.Invalid, "want true or false, got %q", truncate(p.str(name)))
 	return nil
 }
 
@@ -145,7 +145,7 @@ func (s *server) dealList(w http.ResponseWriter, r *http.Request, tenant string,
 
 func (s *server) deal(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
 	p := newParser(v, DealParams())
-	q := deals.DealQuery{OpportunityID: r.PathValue("id"), AsOf: p.date("as_of", time.Time{})}
+	q := deals.DealQuery{OpportunityID: r.PathValue("id"), AsOf: p.asOf()}
 	if p.err != nil {
 		writeError(w, r, s.logger, p.err)
 		return
@@ -201,13 +201,7 @@ func (s *server) answerDeals(w http.ResponseWriter, r *http.Request, tenant, nam
 		}
 		return run(ctx, s.cfg.Deals)
 	}()
-	var nf *deals.NotFoundError
-	var ie *deals.InputError
 	switch {
-	case errors.As(err, &nf):
-		writeJSON(w, http.StatusNotFound, errorBody{Error: nf.Error()})
-	case errors.As(err, &ie):
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: ie.Reason, Param: ie.Param})
 	case err != nil:
 		writeError(w, r, s.logger, err)
 	case rep.csv:

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/commitflow/commitflow/internal/deals"
+	"github.com/commitflow/commitflow/internal/param"
 )
 
 // dealEndpoints are the deal endpoints, their parameters and answers.
@@ -150,26 +151,32 @@ func TestDealEndpoints(t *testing.T) {
 		t.Errorf("unknown tenant: %d %s", rec.Code, rec.Body.String())
 	}
 
-	// Bad parameters are 400 naming the parameter.
-	for target, param := range map[string]string{
-		"/v1/deals?step=nope":                                 "step",
-		"/v1/deals?status=pending":                            "status",
-		"/v1/deals?stalled=maybe":                             "stalled",
-		"/v1/deals?single_threaded=1":                         "single_threaded",
-		"/v1/deals?warning=late":                              "warning",
-		"/v1/deals?page=0":                                    "page",
-		"/v1/deals?page_size=1001":                            "page_size",
-		"/v1/deals?close_from=2024-05-01&close_to=2024-04-01": "close_from",
-		"/v1/deals?close_to=soon":                             "close_to",
-		"/v1/deals?as_of=yesterday":                           "as_of",
-		"/v1/deals?by=owner":                                  "by",
-		"/v1/deals/a-1?page=2":                                "page",
-		"/v1/warnings?kind=late":                              "kind",
-		"/v1/warnings?stalled=true":                           "stalled",
+	// Bad parameters are 400 naming the parameter and what is wrong.
+	for _, tc := range []struct {
+		target, param string
+		code          param.Code
+	}{
+		{"/v1/deals?step=nope", "step", param.Invalid},
+		{"/v1/deals?status=pending", "status", param.Invalid},
+		{"/v1/deals?stalled=maybe", "stalled", param.Invalid},
+		{"/v1/deals?single_threaded=1", "single_threaded", param.Invalid},
+		{"/v1/deals?warning=late", "warning", param.Invalid},
+		{"/v1/deals?page=0", "page", param.OutOfRange},
+		{"/v1/deals?page_size=1001", "page_size", param.OutOfRange},
+		{"/v1/deals?close_from=2024-05-01&close_to=2024-04-01", "close_from", param.Conflict},
+		{"/v1/deals?close_to=soon", "close_to", param.Invalid},
+		{"/v1/deals?as_of=yesterday", "as_of", param.Invalid},
+		{"/v1/deals?as_of=2200-01-01", "as_of", param.OutOfRange},
+		{"/v1/deals?by=owner", "by", param.Unknown},
+		{"/v1/deals?format=csv&table=nope", "table", param.Invalid},
+		{"/v1/deals/a-1?page=2", "page", param.Unknown},
+		{"/v1/deals/a-1?as_of=2024-03-10&as_of=2024-03-11", "as_of", param.Repeated},
+		{"/v1/warnings?kind=late", "kind", param.Invalid},
+		{"/v1/warnings?stalled=true", "stalled", param.Unknown},
 	} {
-		body := getJSON(target, tokenAcme, http.StatusBadRequest)
-		if body["param"] != param {
-			t.Errorf("GET %s: param %v (%v), want %s", target, body["param"], body["error"], param)
+		body := getJSON(tc.target, tokenAcme, http.StatusBadRequest)
+		if body["param"] != tc.param || body["code"] != string(tc.code) {
+			t.Errorf("GET %s: param %v, code %v (%v), want %s, %s", tc.target, body["param"], body["code"], body["error"], tc.param, tc.code)
 		}
 	}
 

@@ -2,10 +2,8 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
-	"time"
 
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/ladder"
@@ -79,7 +77,7 @@ func endpointParams(name string) []Param {
 func ParseFunnel(v url.Values) (metrics.FunnelQuery, error) {
 	p := newParser(v, endpointParams("funnel"))
 	q := metrics.FunnelQuery{
-		AsOf:     p.date("as_of", time.Time{}),
+		AsOf:     p.asOf(),
 		From:     p.requiredDate("from"),
 		To:       p.requiredDate("to"),
 		By:       p.by("by"),
@@ -99,7 +97,7 @@ func ParseFunnel(v url.Values) (metrics.FunnelQuery, error) {
 func ParseStalls(v url.Values) (metrics.StallsQuery, error) {
 	p := newParser(v, endpointParams("stalls"))
 	q := metrics.StallsQuery{
-		AsOf:     p.date("as_of", time.Time{}),
+		AsOf:     p.asOf(),
 		Page:     p.integer("page", 1, 1, maxPage),
 		PageSize: p.integer("page_size", metrics.DefaultPageSize, 1, metrics.MaxPageSize),
 		Currency: p.currency("currency"),
@@ -111,7 +109,7 @@ func ParseStalls(v url.Values) (metrics.StallsQuery, error) {
 func ParseMissed(v url.Values) (metrics.MissedQuery, error) {
 	p := newParser(v, endpointParams("missed"))
 	q := metrics.MissedQuery{
-		AsOf:     p.date("as_of", time.Time{}),
+		AsOf:     p.asOf(),
 		From:     p.requiredDate("from"),
 		To:       p.requiredDate("to"),
 		Currency: p.currency("currency"),
@@ -124,7 +122,7 @@ func ParseMissed(v url.Values) (metrics.MissedQuery, error) {
 func ParseMovement(v url.Values) (metrics.MovementQuery, error) {
 	p := newParser(v, endpointParams("movement"))
 	q := metrics.MovementQuery{
-		AsOf:     p.date("as_of", time.Time{}),
+		AsOf:     p.asOf(),
 		From:     p.requiredDate("from"),
 		To:       p.requiredDate("to"),
 		Currency: p.currency("currency"),
@@ -138,7 +136,7 @@ func ParseMovement(v url.Values) (metrics.MovementQuery, error) {
 func ParseCycleTime(v url.Values) (metrics.CycleQuery, error) {
 	p := newParser(v, endpointParams("cycle-time"))
 	q := metrics.CycleQuery{
-		AsOf:     p.date("as_of", time.Time{}),
+		AsOf:     p.asOf(),
 		From:     p.requiredDate("from"),
 		To:       p.requiredDate("to"),
 		FromStep: p.str("from_step"),
@@ -154,7 +152,7 @@ func ParseCycleTime(v url.Values) (metrics.CycleQuery, error) {
 func ParseStageHistory(v url.Values) (metrics.StageHistoryQuery, error) {
 	p := newParser(v, endpointParams("stage-history"))
 	q := metrics.StageHistoryQuery{
-		AsOf: p.date("as_of", time.Time{}),
+		AsOf: p.asOf(),
 		By:   p.by("by"),
 		Top:  p.top("top"),
 	}
@@ -286,24 +284,4 @@ func runQuery(ctx context.Context, q *metrics.Querier, f *forecast.Forecaster, l
 // run answers one endpoint for the server.
 func (s *server) run(ctx context.Context, name, tenant string, v url.Values) (any, error) {
 	return Query(ctx, s.q, s.f, s.cfg.Ladder.For(tenant), name, tenant, v)
-}
-
-// inputError is a metric package's input error, reduced to what the
-// response needs.
-type inputError struct{ param, reason string }
-
-// asInputError reports whether err wraps a *metrics.InputError or a
-// *forecast.InputError, and if so fills ie.
-func asInputError(err error, ie *inputError) bool {
-	var me *metrics.InputError
-	if errors.As(err, &me) {
-		*ie = inputError{me.Param, me.Reason}
-		return true
-	}
-	var fe *forecast.InputError
-	if errors.As(err, &fe) {
-		*ie = inputError{fe.Param, fe.Reason}
-		return true
-	}
-	return false
 }

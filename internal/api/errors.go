@@ -15,17 +15,22 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 	jsonv1 "github.com/go-json-experiment/json/v1"
 
+	"github.com/commitflow/commitflow/internal/deals"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/param"
 )
 
 // StatusClientClosedRequest is the (nginx) status logged when the client
 // went away before the answer was ready.
 const StatusClientClosedRequest = 499
 
-// errorBody is the JSON body of every error response.
+// errorBody is the JSON body of every error response. A bad parameter
+// (400) names it in Param and says what is wrong in Code, one of
+// param.Codes.
 type errorBody struct {
-	Error string `json:"error"`
-	Param string `json:"param,omitempty"`
+	Error string     `json:"error"`
+	Param string     `json:"param,omitempty"`
+	Code  param.Code `json:"code,omitempty"`
 }
 
 // writeJSON writes v as JSON with the given status.
@@ -63,27 +68,29 @@ func encodeJSON(w io.Writer, v any) error {
 // writers holds the buffers encodeJSON writes answers through.
 var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
 
-// writeError answers err: bad input is 400 naming the parameter, an
-// authentication failure 401/403, states derived with another ladder 409,
+// writeError answers err: bad input (a *param.Error, from the parser or
+// the metric packages) is 400 naming the parameter and its code, an
+// authentication failure 401/403, a deal or tenant of which nothing is
+// stored 404, states derived with another ladder 409,
 // a busy server 503 with Retry-After, a timeout 504, a cancelled request
 // 499, and anything else 500 with a generic message (the detail goes to
 // the log).
 func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
-	var pe *ParamError
+	var pe *param.Error
 	var ae *authError
-	var ie inputError
+	var nf *deals.NotFoundError
 	var be *busyError
 	var le *metrics.LadderError
 	switch {
 	case errors.As(err, &pe):
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: pe.Reason, Param: pe.Param})
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: pe.Reason, Param: pe.Param, Code: pe.Code})
 	case errors.As(err, &ae):
 		if ae.status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="commitflow"`)
 		}
 		writeJSON(w, ae.status, errorBody{Error: ae.msg, Param: ae.param})
-	case asInputError(err, &ie):
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: ie.reason, Param: ie.param})
+	case errors.As(err, &nf):
+		writeJSON(w, http.StatusNotFound, errorBody{Error: nf.Error()})
 	case errors.As(err, &le):
 		writeJSON(w, http.StatusConflict, errorBody{Error: le.Error() + " (the tenant's ladder in force): a replay with it is under way if commitflow run started since the ladder changed, else run commitflow replay --tenant " + le.Tenant + " --ladder FILE (or --ladders DIR)"})
 	case errors.As(err, &be):

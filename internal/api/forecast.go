@@ -11,6 +11,7 @@ import (
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/param"
 )
 
 // forecastParams are the parameters of GET /v1/forecast, with the shared
@@ -35,7 +36,7 @@ func forecastParams(asOf, currency Param) []Param {
 func ParseForecast(v url.Values) (forecast.Query, error) {
 	p := newParser(v, endpointParams("forecast"))
 	q := forecast.Query{
-		AsOf:            p.date("as_of", time.Time{}),
+		AsOf:            p.asOf(),
 		HorizonDays:     p.integer("horizon_days", forecast.DefaultHorizonDays, 1, forecast.MaxHorizonDays),
 		ClosePeriod:     p.enum("close_period", forecast.PeriodMonth, forecast.PeriodMonth, forecast.PeriodQuarter),
 		ReferenceMonths: p.integer("reference_months", forecast.DefaultReferenceMonths, 1, forecast.MaxReferenceMonths),
@@ -43,9 +44,6 @@ func ParseForecast(v url.Values) (forecast.Query, error) {
 		Seed:            uint64(p.integer("seed", forecast.DefaultSeed, 1, 1<<31-1)),
 		PriorStrength:   forecast.DefaultPriorStrength,
 		Currency:        p.currency("currency"),
-	}
-	if q.AsOf.IsZero() {
-		q.AsOf = time.Now().UTC().Truncate(time.Second)
 	}
 	if s := p.str("backtest"); s != "" {
 		b := p.date("backtest", time.Time{})
@@ -56,9 +54,12 @@ func ParseForecast(v url.Values) (forecast.Query, error) {
 	}
 	if s := p.str("prior_strength"); s != "" {
 		k, err := strconv.ParseFloat(s, 64)
-		if err != nil || !(k > 0 && k <= 1e6) {
-			p.fail("prior_strength", "want a number in (0, 1000000], got %q", truncate(s))
-		} else {
+		switch {
+		case err != nil:
+			p.fail("prior_strength", param.Invalid, "want a number in (0, 1000000], got %q", truncate(s))
+		case !(k > 0 && k <= 1e6):
+			p.fail("prior_strength", param.OutOfRange, "want a number in (0, 1000000], got %q", truncate(s))
+		default:
 			q.PriorStrength = k
 		}
 	}
@@ -70,7 +71,7 @@ func ParseForecast(v url.Values) (forecast.Query, error) {
 			case b == forecast.ByClosePeriod, b == forecast.ByOwner, b == forecast.ByTeam, b == forecast.ByForecastCategory:
 			case strings.HasPrefix(b, forecast.ByAttributePrefix) && event.ValidAttributeKey(strings.TrimPrefix(b, forecast.ByAttributePrefix)):
 			default:
-				p.fail("by", "want a comma-separated list of close_period, owner, team, forecast_category, attr.KEY (KEY in lower case letters, digits and _), got %q", truncate(b))
+				p.fail("by", param.Invalid, "want a comma-separated list of close_period, owner, team, forecast_category, attr.KEY (KEY in lower case letters, digits and _), got %q", truncate(b))
 				continue
 			}
 			if !seen[b] {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/webhook"
 )
 
@@ -648,8 +649,7 @@ func webhookTenant(r *http.Request, vendor string, secrets map[string]string, pa
 		tenants = append(tenants, t)
 	}
 	sort.Strings(tenants)
-	return "", "", &gatewayError{status: http.StatusBadRequest, param: "tenant",
-		msg: fmt.Sprintf("required: %d tenants have a %s webhook secret; add ?tenant= to the URL the %s webhook calls", len(tenants), vendor, vendor)}
+	return "", "", param.Errorf("tenant", param.Required, "required: %d tenants have a %s webhook secret; add ?tenant= to the URL the %s webhook calls", len(tenants), vendor, vendor)
 }
 
 // verifyHubSpot checks the request's v3 signature against the URL HubSpot

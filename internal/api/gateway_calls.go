@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/webhook"
 )
 
@@ -21,7 +22,7 @@ func (g *gateway) postCalls(w http.ResponseWriter, r *http.Request, tenant strin
 	p := newParser(v, []Param{{Name: "seller_domains"}})
 	sellers, err := webhook.ParseSellerDomains(p.str("seller_domains"))
 	if err != nil {
-		p.fail("seller_domains", "%v", err)
+		p.fail("seller_domains", param.Invalid, "%v", err)
 	}
 	if p.err != nil {
 		writeError(w, r, g.logger, p.err)

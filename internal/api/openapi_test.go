@@ -11,6 +11,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/param"
 	apischema "github.com/commitflow/commitflow/schemas/api"
 )
 
@@ -259,5 +260,23 @@ func TestOpenAPIServed(t *testing.T) {
 	rec := serve(h, "GET", "/v1/openapi.yaml", "")
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "openapi: 3.0") {
 		t.Fatalf("GET /v1/openapi.yaml: %d %q", rec.Code, truncate(rec.Body.String()))
+	}
+}
+
+// TestOpenAPIErrorCodes checks that the Error schema lists exactly the
+// codes a 400 can carry (param.Codes).
+func TestOpenAPIErrorCodes(t *testing.T) {
+	doc := openAPIDoc(t)
+	code := mapAt(doc, "components", "schemas", "Error", "properties", "code")
+	var got []string
+	for _, c := range code["enum"].([]any) {
+		got = append(got, c.(string))
+	}
+	var want []string
+	for _, c := range param.Codes {
+		want = append(want, string(c))
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("openapi Error.code enum %v, want %v", got, want)
 	}
 }

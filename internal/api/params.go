@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -12,22 +13,17 @@ import (
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/fx"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/param"
 )
-
-// ParamError is a bad query parameter. The API answers it with 400 and
-// {"error": Reason, "param": Param}.
-type ParamError struct {
-	Param  string
-	Reason string
-}
-
-func (e *ParamError) Error() string { return e.Param + ": " + e.Reason }
 
 // Param documents one query parameter of an endpoint.
 type Param struct {
 	Name string
 	Doc  string
 }
+
+// errDateRange is ParseDate's error for a date outside 1971..2105.
+var errDateRange = errors.New("out of range (1971..2105)")
 
 // ParseDate parses YYYY-MM-DD (midnight UTC) or RFC 3339 (converted to
 // UTC) and checks that it lies in 1971..2105.
@@ -48,14 +44,14 @@ func ParseDate(s string) (time.Time, error) {
 	}
 	t = t.UTC()
 	if y := t.Year(); y < 1971 || y > 2105 {
-		return time.Time{}, fmt.Errorf("%s is out of range (1971..2105)", s)
+		return time.Time{}, fmt.Errorf("%s is %w", s, errDateRange)
 	}
 	return t, nil
 }
 
 // parseQuery parses a raw query string as url.ParseQuery does, but refuses
 // what url.ParseQuery would drop: a malformed %-escape (in a name or a
-// value) or a ';' is a *ParamError naming the parameter, where
+// value) or a ';' is a *param.Error naming the parameter, where
 // Request.URL.Query() would read the request as if that parameter were
 // absent.
 func parseQuery(raw string) (url.Values, error) {
@@ -69,14 +65,14 @@ func parseQuery(raw string) (url.Values, error) {
 		rawName, rawValue, _ := strings.Cut(pair, "=")
 		name, err := url.QueryUnescape(rawName)
 		if err != nil {
-			return nil, &ParamError{Param: truncate(rawName), Reason: "malformed %-escape in the parameter name"}
+			return nil, param.Errorf(truncate(rawName), param.Invalid, "malformed %%-escape in the parameter name")
 		}
 		if strings.Contains(pair, ";") {
-			return nil, &ParamError{Param: truncate(name), Reason: "';' in the query string: separate parameters with '&' and escape ';' as %3B"}
+			return nil, param.Errorf(truncate(name), param.Invalid, "';' in the query string: separate parameters with '&' and escape ';' as %%3B")
 		}
 		value, err := url.QueryUnescape(rawValue)
 		if err != nil {
-			return nil, &ParamError{Param: truncate(name), Reason: fmt.Sprintf("malformed %%-escape in %q", truncate(rawValue))}
+			return nil, param.Errorf(truncate(name), param.Invalid, "malformed %%-escape in %q", truncate(rawValue))
 		}
 		v[name] = append(v[name], value)
 	}
@@ -105,17 +101,19 @@ func newParser(v url.Values, params []Param) *parser {
 	for _, name := range names {
 		switch {
 		case !known[name]:
-			p.fail(truncate(name), "unknown parameter")
+			p.fail(truncate(name), param.Unknown, "unknown parameter")
 		case len(v[name]) > 1:
-			p.fail(name, "given more than once")
+			p.fail(name, param.Repeated, "given more than once")
 		}
 	}
 	return p
 }
 
-func (p *parser) fail(param, format string, args ...any) {
+// fail records the *param.Error of the parameter name, unless one is
+// recorded already.
+func (p *parser) fail(name string, code param.Code, format string, args ...any) {
 	if p.err == nil {
-		p.err = &ParamError{Param: param, Reason: fmt.Sprintf(format, args...)}
+		p.err = param.Errorf(name, code, format, args...)
 	}
 }
 
@@ -130,10 +128,22 @@ func (p *parser) date(name string, def time.Time) time.Time {
 	}
 	t, err := ParseDate(s)
 	if err != nil {
-		p.fail(name, "%v", err)
+		code := param.Invalid
+		if errors.Is(err, errDateRange) {
+			code = param.OutOfRange
+		}
+		p.fail(name, code, "%v", err)
 		return def
 	}
 	return t
+}
+
+// asOf returns the as_of parameter, or now (UTC, to the second) when it
+// is absent. The API resolves an absent as_of here, once per parse, so
+// that the answer and the checks against it (a back-test before as_of)
+// see one instant; the metric packages read a zero AsOf as now too.
+func (p *parser) asOf() time.Time {
+	return p.date("as_of", time.Now().UTC().Truncate(time.Second))
 }
 
 // integer returns the parameter as an int in [min, max], or def when it is
@@ -145,11 +155,11 @@ func (p *parser) integer(name string, def, min, max int) int {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil {
-		p.fail(name, "want an integer, got %q", truncate(s))
+		p.fail(name, param.Invalid, "want an integer, got %q", truncate(s))
 		return def
 	}
 	if n < min || n > max {
-		p.fail(name, "%d is out of range (%d..%d)", n, min, max)
+		p.fail(name, param.OutOfRange, "%d is out of range (%d..%d)", n, min, max)
 		return def
 	}
 	return n
@@ -176,7 +186,7 @@ func (p *parser) enum(name, def string, allowed ...string) string {
 			return s
 		}
 	}
-	p.fail(name, "want one of %s, got %q", strings.Join(allowed, ", "), truncate(s))
+	p.fail(name, param.Invalid, "want one of %s, got %q", strings.Join(allowed, ", "), truncate(s))
 	return def
 }
 
@@ -193,7 +203,7 @@ func (p *parser) by(name string) string {
 	if slices.Contains([]string{"owner", "team", "segment", "source", "product"}, s) {
 		return s
 	}
-	p.fail(name, "want one of owner, team, segment, source, product, or attr.KEY (a free attribute: KEY in lower case letters, digits and _), got %q", truncate(s))
+	p.fail(name, param.Invalid, "want one of owner, team, segment, source, product, or attr.KEY (a free attribute: KEY in lower case letters, digits and _), got %q", truncate(s))
 	return ""
 }
 
@@ -207,7 +217,7 @@ func (p *parser) currency(name string) string {
 	}
 	code, err := fx.Code(s)
 	if err != nil {
-		p.fail(name, "%q is not an ISO 4217 currency code (want three letters, e.g. USD)", truncate(s))
+		p.fail(name, param.Invalid, "%q is not an ISO 4217 currency code (want three letters, e.g. USD)", truncate(s))
 		return ""
 	}
 	return code
@@ -216,7 +226,7 @@ func (p *parser) currency(name string) string {
 // before checks that a is before b.
 func (p *parser) before(a, b time.Time, aName, bName string) {
 	if !a.IsZero() && !b.IsZero() && !a.Before(b) {
-		p.fail(aName, "%s must be before %s", aName, bName)
+		p.fail(aName, param.Conflict, "%s must be before %s", aName, bName)
 	}
 }
 
@@ -231,7 +241,7 @@ func truncate(s string) string {
 // requiredDate is date for a parameter that must be given.
 func (p *parser) requiredDate(name string) time.Time {
 	if p.str(name) == "" {
-		p.fail(name, "required")
+		p.fail(name, param.Required, "required")
 		return time.Time{}
 	}
 	return p.date(name, time.Time{})

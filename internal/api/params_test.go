@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/param"
 )
 
 // serve runs one request through h.
@@ -89,18 +89,17 @@ func TestParseDate(t *testing.T) {
 	}
 }
 
-// wantParam checks that err is a *ParamError naming param.
-func wantParam(t *testing.T, what string, err error, param string) {
+// wantParam checks that err is a *param.Error naming name.
+func wantParam(t *testing.T, what string, err error, name string) {
 	t.Helper()
-	var pe *ParamError
-	if param == "" {
+	if name == "" {
 		if err != nil {
 			t.Errorf("%s: unexpected error %v", what, err)
 		}
 		return
 	}
-	if !errors.As(err, &pe) || pe.Param != param {
-		t.Errorf("%s: error %v, want a ParamError naming %q", what, err, param)
+	if pe := param.As(err); pe == nil || pe.Param != name {
+		t.Errorf("%s: error %v, want a *param.Error naming %q", what, err, name)
 	}
 }
 
@@ -113,6 +112,20 @@ func day(s string) time.Time {
 }
 
 func intp(i int) *int { return &i }
+
+// checkNow checks that *asOf, parsed from v without an as_of at about
+// the time since, is now, and zeroes it to compare the rest.
+func checkNow(t *testing.T, v url.Values, asOf *time.Time, since time.Time) {
+	t.Helper()
+	if v.Has("as_of") {
+		return
+	}
+	since = since.UTC().Truncate(time.Second)
+	if asOf.Before(since) || asOf.After(time.Now()) {
+		t.Errorf("%s: as_of %s, want now (absent)", v.Encode(), asOf)
+	}
+	*asOf = time.Time{}
+}
 
 func TestParseFunnel(t *testing.T) {
 	tests := []struct {
@@ -156,8 +169,10 @@ func TestParseFunnel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		since := time.Now()
 		got, err := ParseFunnel(v)
 		wantParam(t, tt.q, err, tt.param)
+		checkNow(t, v, &got.AsOf, since)
 		if tt.param == "" && !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("ParseFunnel(%q) = %+v, want %+v", tt.q, got, tt.want)
 		}
@@ -183,8 +198,10 @@ func TestParseStalls(t *testing.T) {
 	}
 	for _, tt := range tests {
 		v, _ := url.ParseQuery(tt.q)
+		since := time.Now()
 		got, err := ParseStalls(v)
 		wantParam(t, tt.q, err, tt.param)
+		checkNow(t, v, &got.AsOf, since)
 		if tt.param == "" && !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("ParseStalls(%q) = %+v, want %+v", tt.q, got, tt.want)
 		}
@@ -284,9 +301,8 @@ func FuzzParseFunnel(f *testing.F) {
 		}
 		fq, err := ParseFunnel(v)
 		if err != nil {
-			var pe *ParamError
-			if !errors.As(err, &pe) {
-				t.Fatalf("error %v is not a ParamError", err)
+			if param.As(err) == nil {
+				t.Fatalf("error %v is not a *param.Error", err)
 			}
 			return
 		}
@@ -331,8 +347,7 @@ func TestParseQuery(t *testing.T) {
 	for _, tt := range tests {
 		got, err := parseQuery(tt.raw)
 		if tt.param != "" {
-			var pe *ParamError
-			if !errors.As(err, &pe) || pe.Param != tt.param || pe.Reason == "" {
+			if pe := param.As(err); pe == nil || pe.Param != tt.param || pe.Code != param.Invalid || pe.Reason == "" {
 				t.Errorf("parseQuery(%q) = %v, want an error naming %q", tt.raw, err, tt.param)
 			}
 			continue

@@ -12,6 +12,7 @@ import (
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/readmodel"
 )
 
@@ -153,14 +154,14 @@ var dealRules = []string{
 
 // Deal answers one deal as of dq.AsOf. A deal without any stored derived
 // event at or before AsOf is a *NotFoundError, which also says whether
-// the tenant has no data at all.
+// the tenant has no data at all; a bad parameter is a *param.Error.
 func (r *Reader) Deal(ctx context.Context, dq DealQuery) (*Deal, error) {
 	c, err := check(dq.Tenant, dq.AsOf, dq.Ladder)
 	if err != nil {
 		return nil, err
 	}
 	if dq.OpportunityID == "" {
-		return nil, inputErr("id", "required")
+		return nil, param.Errorf("id", param.Required, "required")
 	}
 	derived, err := r.st.LoadDerived(ctx, c.tenant, []string{dq.OpportunityID})
 	if err != nil {

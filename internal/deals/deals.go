@@ -30,6 +30,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
 )
@@ -52,19 +53,6 @@ func New(st *store.Store, pin *snapshot.Pinner, maxThreads int) *Reader {
 		pin = snapshot.New(st.Conn())
 	}
 	return &Reader{st: st, conn: st.Conn(), pin: pin, maxThreads: maxThreads}
-}
-
-// InputError is a query parameter that is missing or invalid; the API
-// answers it with 400 naming Param.
-type InputError struct {
-	Param  string
-	Reason string
-}
-
-func (e *InputError) Error() string { return fmt.Sprintf("invalid %s: %s", e.Param, e.Reason) }
-
-func inputErr(param, format string, args ...any) error {
-	return &InputError{Param: param, Reason: fmt.Sprintf(format, args...)}
 }
 
 // NotFoundError is a deal, or a whole tenant, of which nothing is stored;
@@ -149,20 +137,20 @@ var (
 func check(tenant string, asOf time.Time, l *ladder.Ladder) (common, error) {
 	var c common
 	if tenant == "" {
-		return c, inputErr("tenant", "required")
+		return c, param.Errorf("tenant", param.Required, "required")
 	}
 	if len(tenant) > maxTenantLen {
-		return c, inputErr("tenant", "longer than %d bytes", maxTenantLen)
+		return c, param.Errorf("tenant", param.OutOfRange, "longer than %d bytes", maxTenantLen)
 	}
 	if l == nil || l.Len() == 0 {
-		return c, inputErr("ladder", "required")
+		return c, param.Errorf("ladder", param.Required, "required")
 	}
 	if asOf.IsZero() {
 		asOf = time.Now()
 	}
 	asOf = asOf.UTC().Truncate(time.Second)
 	if asOf.Before(minTime) || asOf.After(maxTime) {
-		return c, inputErr("as_of", "out of range %s..%s", minTime.Format(time.RFC3339), maxTime.Format(time.RFC3339))
+		return c, param.Errorf("as_of", param.OutOfRange, "out of range %s..%s", minTime.Format(time.RFC3339), maxTime.Format(time.RFC3339))
 	}
 	c.tenant, c.asOf, c.l = tenant, asOf, l
 	c.steps = make([]string, l.Len())

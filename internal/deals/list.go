@@ -12,6 +12,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/readmodel"
 	"github.com/commitflow/commitflow/internal/snapshot"
 )
@@ -102,6 +103,7 @@ type Warning struct {
 // kind, owner and team, and a page of them.
 type WarningsQuery struct {
 	Tenant string
+	// AsOf is the instant the answer is computed at; zero means now.
 	AsOf   time.Time
 	Ladder *ladder.Ladder
 	// Kind is "" or "any" for every warning, else one of WarningKinds.
@@ -153,19 +155,19 @@ func (c *common) checkFilter(f Filter) (int, error) {
 	if f.Step != "" {
 		step = c.l.Index(f.Step)
 		if step == 0 {
-			return 0, inputErr("step", "%q is not a step of the ladder (%s)", f.Step, strings.Join(c.steps, ", "))
+			return 0, param.Errorf("step", param.Invalid, "%q is not a step of the ladder (%s)", f.Step, strings.Join(c.steps, ", "))
 		}
 	}
 	switch f.Status {
 	case "", "open", "won", "lost":
 	default:
-		return 0, inputErr("status", "want open, won or lost, got %q", f.Status)
+		return 0, param.Errorf("status", param.Invalid, "want open, won or lost, got %q", f.Status)
 	}
 	if f.Warning != "" && f.Warning != "any" && !slices.Contains(WarningKinds, f.Warning) {
-		return 0, inputErr("warning", "want any or one of %s, got %q", strings.Join(WarningKinds, ", "), f.Warning)
+		return 0, param.Errorf("warning", param.Invalid, "want any or one of %s, got %q", strings.Join(WarningKinds, ", "), f.Warning)
 	}
 	if f.CloseFrom != nil && f.CloseTo != nil && !f.CloseFrom.Before(*f.CloseTo) {
-		return 0, inputErr("close_from", "must be before close_to")
+		return 0, param.Errorf("close_from", param.Conflict, "must be before close_to")
 	}
 	return step, nil
 }
@@ -178,10 +180,10 @@ func checkPage(page, size int) (int, int, error) {
 		size = DefaultPageSize
 	}
 	if page < 1 || page > MaxPage {
-		return 0, 0, inputErr("page", "must be between 1 and %d", MaxPage)
+		return 0, 0, param.Errorf("page", param.OutOfRange, "must be between 1 and %d", MaxPage)
 	}
 	if size < 1 || size > MaxPageSize {
-		return 0, 0, inputErr("page_size", "must be between 1 and %d", MaxPageSize)
+		return 0, 0, param.Errorf("page_size", param.OutOfRange, "must be between 1 and %d", MaxPageSize)
 	}
 	return page, size, nil
 }
@@ -581,7 +583,8 @@ func laterEvent(aAt time.Time, aSrc, aID string, bAt time.Time, bSrc, bID string
 	return aID > bID
 }
 
-// List answers a page of the deals lq.Filter selects.
+// List answers a page of the deals lq.Filter selects. A bad parameter is a
+// *param.Error naming it.
 func (r *Reader) List(ctx context.Context, lq ListQuery) (*ListResult, error) {
 	c, err := check(lq.Tenant, lq.AsOf, lq.Ladder)
 	if err != nil {
@@ -641,7 +644,8 @@ func (r *Reader) List(ctx context.Context, lq ListQuery) (*ListResult, error) {
 }
 
 // Warnings answers the deals with warnings as of wq.AsOf, summed by kind,
-// owner and team, and a page of them.
+// owner and team, and a page of them. A bad parameter is a *param.Error
+// naming it.
 func (r *Reader) Warnings(ctx context.Context, wq WarningsQuery) (*WarningsResult, error) {
 	c, err := check(wq.Tenant, wq.AsOf, wq.Ladder)
 	if err != nil {
@@ -652,7 +656,7 @@ func (r *Reader) Warnings(ctx context.Context, wq WarningsQuery) (*WarningsResul
 		f.Warning = "any"
 	}
 	if f.Warning != "any" && !slices.Contains(WarningKinds, f.Warning) {
-		return nil, inputErr("kind", "want any or one of %s, got %q", strings.Join(WarningKinds, ", "), f.Warning)
+		return nil, param.Errorf("kind", param.Invalid, "want any or one of %s, got %q", strings.Join(WarningKinds, ", "), f.Warning)
 	}
 	page, size, err := checkPage(wq.Page, wq.PageSize)
 	if err != nil {

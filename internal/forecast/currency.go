@@ -9,6 +9,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/fx"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/param"
 )
 
 // Amounts of several currencies are never added. Each open deal's amount
@@ -63,13 +64,13 @@ func checkCurrency(rates *fx.Table, cur string) (string, error) {
 	}
 	code, err := fx.Code(cur)
 	if err != nil {
-		return "", &InputError{Param: "currency", Reason: err.Error()}
+		return "", param.Errorf("currency", param.Invalid, "%v", err)
 	}
 	if rates == nil {
-		return "", &InputError{Param: "currency", Reason: "no rate table to convert amounts with: start commitflow with --fx-rates FILE and --fx-base CODE"}
+		return "", param.Errorf("currency", param.Unsupported, "no rate table to convert amounts with: start commitflow with --fx-rates FILE and --fx-base CODE")
 	}
 	if !rates.Has(code) {
-		return "", &InputError{Param: "currency", Reason: fmt.Sprintf("%s is not in the rate table (it has %s)", code, strings.Join(rates.Currencies(), ", "))}
+		return "", param.Errorf("currency", param.Unsupported, "%s is not in the rate table (it has %s)", code, strings.Join(rates.Currencies(), ", "))
 	}
 	return code, nil
 }
@@ -100,12 +101,12 @@ func decideMoney(rates *fx.Table, want string, on time.Time, present map[string]
 	}
 	m := money{rates: map[string]float64{}}
 	if _, err := rates.Rate(to, "", on); err != nil {
-		return m, &InputError{Param: "currency", Reason: fmt.Sprintf("cannot convert the amounts to %s: %v", to, err)}
+		return m, param.Errorf("currency", param.Unsupported, "cannot convert the amounts to %s: %v", to, err)
 	}
 	for _, c := range curs {
 		r, err := rates.Rate(c, to, on)
 		if err != nil {
-			return m, &InputError{Param: "currency", Reason: fmt.Sprintf("cannot convert the amounts to %s: %v", to, err)}
+			return m, param.Errorf("currency", param.Unsupported, "cannot convert the amounts to %s: %v", to, err)
 		}
 		m.rates[c] = r
 	}

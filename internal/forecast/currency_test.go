@@ -3,7 +3,6 @@ package forecast
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/fx"
+	"github.com/commitflow/commitflow/internal/param"
 )
 
 // testRates is the rate table of the tests, in USD: EUR is worth 1.10 USD
@@ -370,8 +370,7 @@ func TestForecastKeepsCurrenciesApart(t *testing.T) {
 		{conv, "EURO", "not an ISO 4217"},
 	} {
 		_, err := c.f.Forecast(ctx, Query{Tenant: "fx", AsOf: day(2, 1), Currency: c.cur})
-		var ie *InputError
-		if !errors.As(err, &ie) || ie.Param != "currency" || !strings.Contains(ie.Reason, c.want) {
+		if ie := param.As(err); ie == nil || ie.Param != "currency" || !strings.Contains(ie.Reason, c.want) {
 			t.Errorf("currency %q: %v; want an input error on currency: %s", c.cur, err, c.want)
 		}
 	}
@@ -381,8 +380,7 @@ func TestForecastKeepsCurrenciesApart(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = NewWithOptions(plain.conn, Options{Rates: late}).Forecast(ctx, Query{Tenant: "fx", AsOf: day(2, 1)})
-	var ie *InputError
-	if !errors.As(err, &ie) || ie.Param != "currency" || !strings.Contains(ie.Reason, "no EUR rate on or before 2024-02-01") {
+	if ie := param.As(err); ie == nil || ie.Param != "currency" || !strings.Contains(ie.Reason, "no EUR rate on or before 2024-02-01") {
 		t.Errorf("no rate on the date: %v; want an input error on currency", err)
 	}
 }

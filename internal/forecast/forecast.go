@@ -26,6 +26,7 @@ import (
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/fx"
 	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/snapshot"
 )
 
@@ -65,7 +66,7 @@ type Query struct {
 	// Tenant scopes every row read. Required.
 	Tenant string
 	// AsOf is the date the answer is as of: only events that happened at or
-	// before it are read. Required.
+	// before it are read. Zero means now, as in the metrics queries.
 	AsOf time.Time
 	// HorizonDays is the window within which a win counts; 0 means 180.
 	HorizonDays int
@@ -94,16 +95,6 @@ type Query struct {
 	// Currency is the currency to convert the scalar amounts to with the
 	// Forecaster's rate table; "" means its base currency.
 	Currency string
-}
-
-// InputError reports an invalid query parameter.
-type InputError struct {
-	Param  string
-	Reason string
-}
-
-func (e *InputError) Error() string {
-	return fmt.Sprintf("forecast: invalid %s: %s", e.Param, e.Reason)
 }
 
 // Result is the answer to a Query.
@@ -345,7 +336,7 @@ type params struct {
 func validate(q Query, rates *fx.Table) (params, error) {
 	p := params{Query: q, rates: rates}
 	if strings.TrimSpace(q.Tenant) == "" {
-		return p, &InputError{Param: "tenant", Reason: "required"}
+		return p, param.Errorf("tenant", param.Required, "required")
 	}
 	cur, err := checkCurrency(rates, q.Currency)
 	if err != nil {
@@ -353,35 +344,35 @@ func validate(q Query, rates *fx.Table) (params, error) {
 	}
 	p.Currency = cur
 	if q.AsOf.IsZero() {
-		return p, &InputError{Param: "as_of", Reason: "required"}
+		q.AsOf = time.Now()
 	}
 	if q.AsOf.Unix() <= 0 || q.AsOf.Unix() > math.MaxUint32 {
-		return p, &InputError{Param: "as_of", Reason: "out of range"}
+		return p, param.Errorf("as_of", param.OutOfRange, "out of range")
 	}
 	p.AsOf = q.AsOf.UTC().Truncate(time.Second)
 	switch {
 	case q.HorizonDays == 0:
 		p.HorizonDays = DefaultHorizonDays
 	case q.HorizonDays < 0 || q.HorizonDays > MaxHorizonDays:
-		return p, &InputError{Param: "horizon_days", Reason: fmt.Sprintf("must be 1..%d", MaxHorizonDays)}
+		return p, param.Errorf("horizon_days", param.OutOfRange, "must be 1..%d", MaxHorizonDays)
 	}
 	switch {
 	case q.ReferenceMonths == 0:
 		p.ReferenceMonths = DefaultReferenceMonths
 	case q.ReferenceMonths < 0 || q.ReferenceMonths > MaxReferenceMonths:
-		return p, &InputError{Param: "reference_months", Reason: fmt.Sprintf("must be 1..%d", MaxReferenceMonths)}
+		return p, param.Errorf("reference_months", param.OutOfRange, "must be 1..%d", MaxReferenceMonths)
 	}
 	switch {
 	case q.PriorStrength == 0:
 		p.PriorStrength = DefaultPriorStrength
 	case q.PriorStrength < 0 || math.IsNaN(q.PriorStrength) || math.IsInf(q.PriorStrength, 0):
-		return p, &InputError{Param: "prior_strength", Reason: "must be a positive number"}
+		return p, param.Errorf("prior_strength", param.OutOfRange, "must be a positive number")
 	}
 	switch {
 	case q.Draws == 0:
 		p.Draws = DefaultDraws
 	case q.Draws < 0 || q.Draws > MaxDraws:
-		return p, &InputError{Param: "draws", Reason: fmt.Sprintf("must be 1..%d", MaxDraws)}
+		return p, param.Errorf("draws", param.OutOfRange, "must be 1..%d", MaxDraws)
 	}
 	if q.Seed == 0 {
 		p.Seed = DefaultSeed
@@ -391,7 +382,7 @@ func validate(q Query, rates *fx.Table) (params, error) {
 		p.ClosePeriod = PeriodMonth
 	case PeriodMonth, PeriodQuarter:
 	default:
-		return p, &InputError{Param: "close_period", Reason: "must be month or quarter"}
+		return p, param.Errorf("close_period", param.Invalid, "must be month or quarter")
 	}
 	if len(q.By) == 0 {
 		p.byPeriod, p.byOwner, p.byTeam = true, true, true
@@ -409,7 +400,7 @@ func validate(q Query, rates *fx.Table) (params, error) {
 		default:
 			k, ok := strings.CutPrefix(b, ByAttributePrefix)
 			if !ok || !event.ValidAttributeKey(k) {
-				return p, &InputError{Param: "by", Reason: fmt.Sprintf("unknown breakdown %q (close_period, owner, team, forecast_category, or attr.KEY with KEY in lower case letters, digits and _)", b)}
+				return p, param.Errorf("by", param.Invalid, "unknown breakdown %q (close_period, owner, team, forecast_category, or attr.KEY with KEY in lower case letters, digits and _)", b)
 			}
 			if !slices.Contains(p.attrs, k) {
 				p.attrs = append(p.attrs, k)
@@ -420,7 +411,7 @@ func validate(q Query, rates *fx.Table) (params, error) {
 	if q.Backtest != nil {
 		b := q.Backtest.UTC().Truncate(time.Second)
 		if b.Unix() <= 0 || !b.Before(p.AsOf) {
-			return p, &InputError{Param: "backtest", Reason: "must be a date before as_of"}
+			return p, param.Errorf("backtest", param.Conflict, "must be a date before as_of")
 		}
 		p.Backtest = &b
 		p.at = b
@@ -444,7 +435,8 @@ func referenceDates(at time.Time, n int) []time.Time {
 	return out
 }
 
-// Forecast answers q.
+// Forecast answers q, as of now when q.AsOf is zero. A bad parameter is a
+// *param.Error naming it.
 func (f *Forecaster) Forecast(ctx context.Context, q Query) (*Result, error) {
 	p, err := validate(q, f.rates)
 	if err != nil {

@@ -3,7 +3,6 @@ package forecast
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"math"
 	"reflect"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/derive"
+	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
@@ -291,28 +291,45 @@ func TestInputErrors(t *testing.T) {
 	f := New(nil) // validation fails before any query
 	now := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	later := now.AddDate(0, 0, 1)
+	before1970 := time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		q     Query
 		param string
+		code  param.Code
 	}{
-		{Query{AsOf: now}, "tenant"},
-		{Query{Tenant: "a"}, "as_of"},
-		{Query{Tenant: "a", AsOf: now, HorizonDays: -1}, "horizon_days"},
-		{Query{Tenant: "a", AsOf: now, HorizonDays: 10000}, "horizon_days"},
-		{Query{Tenant: "a", AsOf: now, Backtest: &later}, "backtest"},
-		{Query{Tenant: "a", AsOf: now, Backtest: &now}, "backtest"},
-		{Query{Tenant: "a", AsOf: now, By: []string{"owner; DROP TABLE x"}}, "by"},
-		{Query{Tenant: "a", AsOf: now, ClosePeriod: "week"}, "close_period"},
-		{Query{Tenant: "a", AsOf: now, PriorStrength: -1}, "prior_strength"},
-		{Query{Tenant: "a", AsOf: now, PriorStrength: math.NaN()}, "prior_strength"},
-		{Query{Tenant: "a", AsOf: now, Draws: -5}, "draws"},
-		{Query{Tenant: "a", AsOf: now, ReferenceMonths: 100}, "reference_months"},
+		{Query{AsOf: now}, "tenant", param.Required},
+		{Query{Tenant: "a", AsOf: before1970}, "as_of", param.OutOfRange},
+		{Query{Tenant: "a", AsOf: now, HorizonDays: -1}, "horizon_days", param.OutOfRange},
+		{Query{Tenant: "a", AsOf: now, HorizonDays: 10000}, "horizon_days", param.OutOfRange},
+		{Query{Tenant: "a", AsOf: now, Backtest: &later}, "backtest", param.Conflict},
+		{Query{Tenant: "a", AsOf: now, Backtest: &now}, "backtest", param.Conflict},
+		{Query{Tenant: "a", AsOf: now, By: []string{"owner; DROP TABLE x"}}, "by", param.Invalid},
+		{Query{Tenant: "a", AsOf: now, ClosePeriod: "week"}, "close_period", param.Invalid},
+		{Query{Tenant: "a", AsOf: now, PriorStrength: -1}, "prior_strength", param.OutOfRange},
+		{Query{Tenant: "a", AsOf: now, PriorStrength: math.NaN()}, "prior_strength", param.OutOfRange},
+		{Query{Tenant: "a", AsOf: now, Draws: -5}, "draws", param.OutOfRange},
+		{Query{Tenant: "a", AsOf: now, ReferenceMonths: 100}, "reference_months", param.OutOfRange},
+		{Query{Tenant: "a", AsOf: now, Currency: "EURO"}, "currency", param.Invalid},
+		{Query{Tenant: "a", AsOf: now, Currency: "EUR"}, "currency", param.Unsupported},
 	} {
 		_, err := f.Forecast(context.Background(), tc.q)
-		var ie *InputError
-		if !errors.As(err, &ie) || ie.Param != tc.param {
-			t.Errorf("%+v: error %v; want InputError on %s", tc.q, err, tc.param)
+		if ie := param.As(err); ie == nil || ie.Param != tc.param || ie.Code != tc.code {
+			t.Errorf("%+v: error %v; want a *param.Error %s on %s", tc.q, err, tc.code, tc.param)
 		}
+	}
+}
+
+// TestAsOfNow checks that a zero AsOf means now, as in the metrics
+// queries: it once was an error here and now there.
+func TestAsOfNow(t *testing.T) {
+	before := time.Now().UTC().Truncate(time.Second)
+	p, err := validate(Query{Tenant: "a"}, nil)
+	after := time.Now().UTC()
+	if err != nil {
+		t.Fatalf("no as_of: %v, want now", err)
+	}
+	if p.AsOf.Before(before) || p.AsOf.After(after) {
+		t.Errorf("no as_of: as of %s, want now (%s..%s)", p.AsOf, before, after)
 	}
 }
 

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"math/rand"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/param"
 )
 
 // withRegions adds to every deal opportunity.updated events that set, move
@@ -125,8 +125,8 @@ func TestBreakdownByAttribute(t *testing.T) {
 	for _, by := range []string{"attr.", "attr.Region", "attr.a-b", "region"} {
 		_, err := q.Funnel(ctx, FunnelQuery{Tenant: "acme", From: date("2024-01-01T00:00:00Z"), To: date("2025-01-01T00:00:00Z"),
 			Ladder: ladderKeys(l), LadderVersion: l.Version, By: by})
-		var ie *InputError
-		if !errors.As(err, &ie) || ie.Param != "by" {
+		ie := param.As(err)
+		if ie == nil || ie.Param != "by" || ie.Code != param.Invalid {
 			t.Errorf("by=%s: err %v, want an input error naming by", by, err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/fx"
+	"github.com/commitflow/commitflow/internal/param"
 )
 
 // Amounts of several currencies are never added. The queries sum every
@@ -117,13 +118,13 @@ func (q *Querier) checkCurrency(cur string) (string, error) {
 	}
 	code, err := fx.Code(cur)
 	if err != nil {
-		return "", inputErr("currency", "%v", err)
+		return "", param.Errorf("currency", param.Invalid, "%v", err)
 	}
 	if q.rates == nil {
-		return "", inputErr("currency", "no rate table to convert amounts with: start commitflow with --fx-rates FILE and --fx-base CODE")
+		return "", param.Errorf("currency", param.Unsupported, "no rate table to convert amounts with: start commitflow with --fx-rates FILE and --fx-base CODE")
 	}
 	if !q.rates.Has(code) {
-		return "", inputErr("currency", "%s is not in the rate table (it has %s)", code, strings.Join(q.rates.Currencies(), ", "))
+		return "", param.Errorf("currency", param.Unsupported, "%s is not in the rate table (it has %s)", code, strings.Join(q.rates.Currencies(), ", "))
 	}
 	return code, nil
 }
@@ -154,12 +155,12 @@ func (q *Querier) money(want string, on time.Time, present map[string]bool, d *D
 	}
 	m := money{rates: map[string]float64{}}
 	if _, err := q.rates.Rate(to, "", on); err != nil {
-		return m, inputErr("currency", "cannot convert the amounts to %s: %v", to, err)
+		return m, param.Errorf("currency", param.Unsupported, "cannot convert the amounts to %s: %v", to, err)
 	}
 	for _, c := range curs {
 		r, err := q.rates.Rate(c, to, on)
 		if err != nil {
-			return m, inputErr("currency", "cannot convert the amounts to %s: %v", to, err)
+			return m, param.Errorf("currency", param.Unsupported, "cannot convert the amounts to %s: %v", to, err)
 		}
 		m.rates[c] = r
 	}

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"maps"
 	"math"
 	"math/rand"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/fx"
+	"github.com/commitflow/commitflow/internal/param"
 )
 
 // rawCurrencies gives the deals' amounts currencies as a CRM export
@@ -310,8 +310,8 @@ func TestCurrencyInputErrors(t *testing.T) {
 			},
 		} {
 			err := run()
-			var ie *InputError
-			if !errors.As(err, &ie) || ie.Param != "currency" || !strings.Contains(ie.Reason, c.want) {
+			ie := param.As(err)
+			if ie == nil || ie.Param != "currency" || !strings.Contains(ie.Reason, c.want) {
 				t.Errorf("%s in %q as of %s: %v, want a currency input error %q", name, c.cur, c.asOf.Format(time.DateOnly), err, c.want)
 			}
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/readmodel"
 )
 
@@ -118,7 +119,7 @@ func (q *Querier) CycleTime(ctx context.Context, cq CycleQuery) (*CycleResult, e
 	if cq.FromStep != "" {
 		k = slices.Index(c.ladder, cq.FromStep) + 1
 		if k == 0 {
-			return nil, inputErr("from_step", "must be one of %s, or empty for the creation", strings.Join(c.ladder, ", "))
+			return nil, param.Errorf("from_step", param.Invalid, "must be one of %s, or empty for the creation", strings.Join(c.ladder, ", "))
 		}
 	}
 	// As in the funnel, groups are keyed by numbers: the period's first
@@ -145,7 +146,7 @@ func (q *Querier) CycleTime(ctx context.Context, cq CycleQuery) (*CycleResult, e
 	res.Definitions.By, res.Definitions.Interval = cq.By, cq.Interval
 	res.Definitions.Rules = cycleRules
 	if cq.Top < 0 {
-		return nil, inputErr("top", "must be 0 (every value) or more")
+		return nil, param.Errorf("top", param.OutOfRange, "must be 0 (every value) or more")
 	}
 
 	// Per opportunity: its last close as of as_of (index ci in the close_*

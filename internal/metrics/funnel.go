@@ -9,6 +9,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/readmodel"
 )
 
@@ -193,7 +194,7 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 	if fq.WindowDays != nil {
 		w := *fq.WindowDays
 		if w < 0 || w > MaxWindowDays {
-			return nil, inputErr("window_days", "must be between 0 and %d", MaxWindowDays)
+			return nil, param.Errorf("window_days", param.OutOfRange, "must be between 0 and %d", MaxWindowDays)
 		}
 		window = int64(w) * 86400
 	}
@@ -220,7 +221,7 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 	res.Definitions.By, res.Definitions.Interval = fq.By, fq.Interval
 	res.Definitions.Rules = funnelRules
 	if fq.Top < 0 {
-		return nil, inputErr("top", "must be 0 (every value) or more")
+		return nil, param.Errorf("top", param.OutOfRange, "must be 0 (every value) or more")
 	}
 
 	// Per opportunity: its facts as of as_of (fact index fi), and for
@@ -555,7 +556,7 @@ func breakdown(by, interval, fi, at string) (grouping, error) {
 	if interval != "" {
 		fn, ok := intervalFunc(interval)
 		if !ok {
-			return grouping{}, inputErr("interval", "must be one of week, month, quarter")
+			return grouping{}, param.Errorf("interval", param.Invalid, "must be one of week, month, quarter")
 		}
 		g.period = fmt.Sprintf("%s(toDateTime(%s), 'UTC')", fn, at)
 		g.periodOut = "if(g = 0, '', toString(grp_pd))"

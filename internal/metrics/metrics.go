@@ -84,6 +84,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/fx"
+	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/snapshot"
 )
 
@@ -138,21 +139,6 @@ func NewWithOptions(conn driver.Conn, opt Options) *Querier {
 		pin = snapshot.New(conn)
 	}
 	return &Querier{conn: conn, pin: pin, branches: b, maxThreads: opt.MaxThreads, rates: opt.Rates}
-}
-
-// InputError reports a query parameter that is missing or invalid. The API
-// maps it to 400 Bad Request.
-type InputError struct {
-	Param  string `json:"param"`
-	Reason string `json:"reason"`
-}
-
-func (e *InputError) Error() string {
-	return fmt.Sprintf("invalid %s: %s", e.Param, e.Reason)
-}
-
-func inputErr(param, format string, args ...any) error {
-	return &InputError{Param: param, Reason: fmt.Sprintf(format, args...)}
 }
 
 // Definitions states the parameters and rules an answer was computed with.
@@ -298,7 +284,7 @@ func byAttr(by string) driver.NamedValue {
 }
 
 // errBy is the input error of an unknown breakdown.
-var errBy = inputErr("by", "must be one of owner, team, segment, source, product, or attr.KEY (a free attribute, KEY in lower case letters, digits and _)")
+var errBy = param.Errorf("by", param.Invalid, "must be one of owner, team, segment, source, product, or attr.KEY (a free attribute, KEY in lower case letters, digits and _)")
 
 // byArray returns the opportunity_state fact array a built-in breakdown
 // dimension reads, false if the dimension is unknown.
@@ -350,10 +336,10 @@ type common struct {
 func validateCommon(tenant string, asOf time.Time, ladder []string, version string, minSteps int) (common, error) {
 	var c common
 	if tenant == "" {
-		return c, inputErr("tenant", "required")
+		return c, param.Errorf("tenant", param.Required, "required")
 	}
 	if len(tenant) > maxTenantLen {
-		return c, inputErr("tenant", "longer than %d bytes", maxTenantLen)
+		return c, param.Errorf("tenant", param.OutOfRange, "longer than %d bytes", maxTenantLen)
 	}
 	if asOf.IsZero() {
 		asOf = time.Now()
@@ -363,10 +349,10 @@ func validateCommon(tenant string, asOf time.Time, ladder []string, version stri
 		return c, err
 	}
 	if len(ladder) < minSteps {
-		return c, inputErr("ladder", "needs at least %d steps", minSteps)
+		return c, param.Errorf("ladder", param.Invalid, "needs at least %d steps", minSteps)
 	}
 	if len(ladder) > MaxLadderSteps {
-		return c, inputErr("ladder", "more than %d steps", MaxLadderSteps)
+		return c, param.Errorf("ladder", param.Invalid, "more than %d steps", MaxLadderSteps)
 	}
 	c.tenant, c.asOf, c.ladder = tenant, asOf, ladder
 	c.defs = Definitions{
@@ -378,9 +364,9 @@ func validateCommon(tenant string, asOf time.Time, ladder []string, version stri
 	return c, nil
 }
 
-func checkTime(param string, t time.Time) error {
+func checkTime(name string, t time.Time) error {
 	if t.Before(minTime) || t.After(maxTime) {
-		return inputErr(param, "out of range %s..%s", minTime.Format(time.RFC3339), maxTime.Format(time.RFC3339))
+		return param.Errorf(name, param.OutOfRange, "out of range %s..%s", minTime.Format(time.RFC3339), maxTime.Format(time.RFC3339))
 	}
 	return nil
 }
@@ -389,10 +375,10 @@ func checkTime(param string, t time.Time) error {
 // to seconds in UTC.
 func validateRange(from, to time.Time) (time.Time, time.Time, error) {
 	if from.IsZero() {
-		return from, to, inputErr("from", "required")
+		return from, to, param.Errorf("from", param.Required, "required")
 	}
 	if to.IsZero() {
-		return from, to, inputErr("to", "required")
+		return from, to, param.Errorf("to", param.Required, "required")
 	}
 	from, to = from.UTC().Truncate(time.Second), to.UTC().Truncate(time.Second)
 	if err := checkTime("from", from); err != nil {
@@ -402,7 +388,7 @@ func validateRange(from, to time.Time) (time.Time, time.Time, error) {
 		return from, to, err
 	}
 	if !from.Before(to) {
-		return from, to, inputErr("from", "must be before to")
+		return from, to, param.Errorf("from", param.Conflict, "must be before to")
 	}
 	return from, to, nil
 }

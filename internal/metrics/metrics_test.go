@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand"
@@ -14,6 +13,7 @@ import (
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/metrics/synth"
+	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
@@ -324,8 +324,8 @@ func TestRetractionAndTies(t *testing.T) {
 	}
 }
 
-// TestInputErrors checks that bad parameters give an *InputError naming
-// the parameter.
+// TestInputErrors checks that bad parameters give a *param.Error naming
+// the parameter and what is wrong with it.
 func TestInputErrors(t *testing.T) {
 	q := New(nil) // validation fails before any query
 	ctx := context.Background()
@@ -341,53 +341,54 @@ func TestInputErrors(t *testing.T) {
 	tests := []struct {
 		name  string
 		param string
+		code  param.Code
 		run   func() error
 	}{
-		{"no tenant", "tenant", func() error { return funnel(func(f *FunnelQuery) { f.Tenant = "" }) }},
-		{"long tenant", "tenant", func() error {
+		{"no tenant", "tenant", param.Required, func() error { return funnel(func(f *FunnelQuery) { f.Tenant = "" }) }},
+		{"long tenant", "tenant", param.OutOfRange, func() error {
 			return funnel(func(f *FunnelQuery) { f.Tenant = string(make([]byte, 300)) })
 		}},
-		{"bad by", "by", func() error { return funnel(func(f *FunnelQuery) { f.By = "owner_id; DROP TABLE x" }) }},
-		{"bad interval", "interval", func() error { return funnel(func(f *FunnelQuery) { f.Interval = "day" }) }},
-		{"negative window", "window_days", func() error { return funnel(func(f *FunnelQuery) { f.WindowDays = intp(-1) }) }},
-		{"huge window", "window_days", func() error { return funnel(func(f *FunnelQuery) { f.WindowDays = intp(1 << 40) }) }},
-		{"from after to", "from", func() error { return funnel(func(f *FunnelQuery) { f.From, f.To = to, from }) }},
-		{"from equals to", "from", func() error { return funnel(func(f *FunnelQuery) { f.To = f.From }) }},
-		{"no from", "from", func() error { return funnel(func(f *FunnelQuery) { f.From = time.Time{} }) }},
-		{"no to", "to", func() error { return funnel(func(f *FunnelQuery) { f.To = time.Time{} }) }},
-		{"from before 1970", "from", func() error { return funnel(func(f *FunnelQuery) { f.From = date("1960-01-01T00:00:00Z") }) }},
-		{"to after 2106", "to", func() error { return funnel(func(f *FunnelQuery) { f.To = date("2200-01-01T00:00:00Z") }) }},
-		{"as_of before 1970", "as_of", func() error { return funnel(func(f *FunnelQuery) { f.AsOf = date("1900-01-01T00:00:00Z") }) }},
-		{"one-step ladder", "ladder", func() error { return funnel(func(f *FunnelQuery) { f.Ladder = ladder[:1] }) }},
-		{"stalls page size", "page_size", func() error {
+		{"bad by", "by", param.Invalid, func() error { return funnel(func(f *FunnelQuery) { f.By = "owner_id; DROP TABLE x" }) }},
+		{"bad interval", "interval", param.Invalid, func() error { return funnel(func(f *FunnelQuery) { f.Interval = "day" }) }},
+		{"negative window", "window_days", param.OutOfRange, func() error { return funnel(func(f *FunnelQuery) { f.WindowDays = intp(-1) }) }},
+		{"huge window", "window_days", param.OutOfRange, func() error { return funnel(func(f *FunnelQuery) { f.WindowDays = intp(1 << 40) }) }},
+		{"from after to", "from", param.Conflict, func() error { return funnel(func(f *FunnelQuery) { f.From, f.To = to, from }) }},
+		{"from equals to", "from", param.Conflict, func() error { return funnel(func(f *FunnelQuery) { f.To = f.From }) }},
+		{"no from", "from", param.Required, func() error { return funnel(func(f *FunnelQuery) { f.From = time.Time{} }) }},
+		{"no to", "to", param.Required, func() error { return funnel(func(f *FunnelQuery) { f.To = time.Time{} }) }},
+		{"from before 1970", "from", param.OutOfRange, func() error { return funnel(func(f *FunnelQuery) { f.From = date("1960-01-01T00:00:00Z") }) }},
+		{"to after 2106", "to", param.OutOfRange, func() error { return funnel(func(f *FunnelQuery) { f.To = date("2200-01-01T00:00:00Z") }) }},
+		{"as_of before 1970", "as_of", param.OutOfRange, func() error { return funnel(func(f *FunnelQuery) { f.AsOf = date("1900-01-01T00:00:00Z") }) }},
+		{"one-step ladder", "ladder", param.Invalid, func() error { return funnel(func(f *FunnelQuery) { f.Ladder = ladder[:1] }) }},
+		{"stalls page size", "page_size", param.OutOfRange, func() error {
 			_, err := q.Stalls(ctx, StallsQuery{Tenant: "t", PageSize: MaxPageSize + 1, Ladder: ladder})
 			return err
 		}},
-		{"stalls negative page size", "page_size", func() error {
+		{"stalls negative page size", "page_size", param.OutOfRange, func() error {
 			_, err := q.Stalls(ctx, StallsQuery{Tenant: "t", PageSize: -1, Ladder: ladder})
 			return err
 		}},
-		{"stalls page", "page", func() error {
+		{"stalls page", "page", param.OutOfRange, func() error {
 			_, err := q.Stalls(ctx, StallsQuery{Tenant: "t", Page: -3, Ladder: ladder})
 			return err
 		}},
-		{"stalls no ladder", "ladder", func() error {
+		{"stalls no ladder", "ladder", param.Invalid, func() error {
 			_, err := q.Stalls(ctx, StallsQuery{Tenant: "t"})
 			return err
 		}},
-		{"missed range", "from", func() error {
+		{"missed range", "from", param.Conflict, func() error {
 			_, err := q.Missed(ctx, MissedQuery{Tenant: "t", From: to, To: from, Ladder: ladder})
 			return err
 		}},
-		{"missed no tenant", "tenant", func() error {
+		{"missed no tenant", "tenant", param.Required, func() error {
 			_, err := q.Missed(ctx, MissedQuery{From: from, To: to, Ladder: ladder})
 			return err
 		}},
-		{"movement range", "from", func() error {
+		{"movement range", "from", param.Conflict, func() error {
 			_, err := q.Movement(ctx, MovementQuery{Tenant: "t", From: to, To: from, Ladder: ladder})
 			return err
 		}},
-		{"movement no to", "to", func() error {
+		{"movement no to", "to", param.Required, func() error {
 			_, err := q.Movement(ctx, MovementQuery{Tenant: "t", From: from, Ladder: ladder})
 			return err
 		}},
@@ -395,12 +396,12 @@ func TestInputErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.run()
-			var ie *InputError
-			if !errors.As(err, &ie) {
-				t.Fatalf("got %v, want *InputError", err)
+			ie := param.As(err)
+			if ie == nil {
+				t.Fatalf("got %v, want a *param.Error", err)
 			}
-			if ie.Param != tt.param {
-				t.Errorf("param %q, want %q (%v)", ie.Param, tt.param, err)
+			if ie.Param != tt.param || ie.Code != tt.code {
+				t.Errorf("param %q, code %q, want %q, %q (%v)", ie.Param, ie.Code, tt.param, tt.code, err)
 			}
 		})
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/readmodel"
 )
 
@@ -169,7 +170,7 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 	res.Definitions.By = sq.By
 	res.Definitions.Rules = stageHistoryRules
 	if sq.Top < 0 {
-		return nil, inputErr("top", "must be 0 (every value) or more")
+		return nil, param.Errorf("top", param.OutOfRange, "must be 0 (every value) or more")
 	}
 	// The group key: '' for the total (g = 0) and for the merged values
 	// of a top-N breakdown (oth = 1), else the By value.

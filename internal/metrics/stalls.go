@@ -8,6 +8,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/readmodel"
 )
 
@@ -142,10 +143,10 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 		size = DefaultPageSize
 	}
 	if page < 1 || page > 1_000_000 {
-		return nil, inputErr("page", "must be between 1 and 1000000")
+		return nil, param.Errorf("page", param.OutOfRange, "must be between 1 and 1000000")
 	}
 	if size < 1 || size > MaxPageSize {
-		return nil, inputErr("page_size", "must be between 1 and %d", MaxPageSize)
+		return nil, param.Errorf("page_size", param.OutOfRange, "must be between 1 and %d", MaxPageSize)
 	}
 	res := &StallsResult{Definitions: c.defs, Page: page, PageSize: size, Deals: []StalledDeal{}}
 	res.Definitions.Rules = stallsRules
