@@ -189,77 +189,102 @@ func PublishMsgs(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, 
 	}
 }
 
-// publishOnce publishes msgs window by window and returns the messages not
-// acknowledged and the first error. It stops at the first window with a
-// failure: the messages after it are returned unsent.
+// publishOnce publishes msgs asynchronously, keeping at most publishWindow
+// of them unacknowledged: each acknowledgement lets the next message go,
+// so the stream never waits for a window to drain. Each message waits at
+// most timeout after it was sent. It returns the messages not
+// acknowledged and the first error; after a failure it sends no more, and
+// the messages not sent are returned with the failed ones.
 func publishOnce(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, timeout time.Duration) ([]*nats.Msg, error) {
-	for start := 0; start < len(msgs); start += publishWindow {
-		end := min(start+publishWindow, len(msgs))
-		if failed, err := publishWindowed(ctx, js, msgs[start:end], timeout); err != nil {
-			return append(failed, msgs[end:]...), err
+	var (
+		ring     = make([]sentMsg, min(publishWindow, len(msgs))) // the messages in flight, oldest at head
+		head, n  int
+		next     int // msgs[next] is the next to send
+		failed   []*nats.Msg
+		first    error
+		noAck    = fmt.Errorf("%w (%s)", errNoAck, timeout)
+		deadline = time.NewTimer(timeout)
+		fail     = func(m *nats.Msg, err error) {
+			failed = append(failed, m)
+			if first == nil {
+				first = fmt.Errorf("%s: %w", msgName(m), err)
+			}
+		}
+	)
+	defer deadline.Stop()
+	for {
+		if first == nil && next < len(msgs) && n < len(ring) {
+			f, err := js.PublishMsgAsync(msgs[next])
+			if err != nil {
+				first = fmt.Errorf("%s: %w", msgName(msgs[next]), err) // msgs[next:] go back unsent
+				continue
+			}
+			ring[(head+n)%len(ring)] = sentMsg{f: f, at: time.Now()}
+			n++
+			next++
+			continue
+		}
+		if n == 0 {
+			break
+		}
+		s := ring[head]
+		ring[head] = sentMsg{}
+		head, n = (head+1)%len(ring), n-1
+		switch err := s.wait(ctx, deadline, timeout, noAck); {
+		case err == nil:
+		case ctx.Err() != nil:
+			failed = append(failed, s.f.Msg())
+			for ; n > 0; head, n = (head+1)%len(ring), n-1 {
+				failed = append(failed, ring[head].f.Msg())
+			}
+			return append(failed, msgs[next:]...), ctx.Err()
+		default:
+			fail(s.f.Msg(), err)
 		}
 	}
-	return nil, nil
+	return append(failed, msgs[next:]...), first
+}
+
+// sentMsg is a message in flight: its acknowledgement to come, and when it
+// was sent.
+type sentMsg struct {
+	f  jetstream.PubAckFuture
+	at time.Time
+}
+
+// wait waits for s's acknowledgement until timeout after it was sent,
+// with deadline as its timer. It returns nil once the stream has stored
+// the message, the stream's or the connection's error, noAck when the
+// time is up, or ctx's error.
+func (s sentMsg) wait(ctx context.Context, deadline *time.Timer, timeout time.Duration, noAck error) error {
+	select {
+	case <-s.f.Ok():
+		return nil
+	case err := <-s.f.Err():
+		return err
+	default:
+	}
+	d := time.Until(s.at.Add(timeout))
+	if d <= 0 {
+		return noAck
+	}
+	deadline.Reset(d)
+	defer deadline.Stop()
+	select {
+	case <-s.f.Ok():
+		return nil
+	case err := <-s.f.Err():
+		return err
+	case <-deadline.C:
+		return noAck
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // errNoAck is the failure of a message whose acknowledgement did not come
 // within an attempt's timeout.
 var errNoAck = errors.New("no acknowledgement in time")
-
-// publishWindowed publishes msgs asynchronously and waits, at most timeout
-// after the first was sent, for their acknowledgements. It returns the
-// messages not acknowledged and the first error.
-func publishWindowed(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, timeout time.Duration) ([]*nats.Msg, error) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	var first error
-	noAck := fmt.Errorf("%w (%s)", errNoAck, timeout)
-	fail := func(m *nats.Msg, err error) {
-		if first == nil {
-			first = fmt.Errorf("%s: %w", msgName(m), err)
-		}
-	}
-	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
-	for _, m := range msgs {
-		f, err := js.PublishMsgAsync(m)
-		if err != nil {
-			fail(m, err)
-			break
-		}
-		futures = append(futures, f)
-	}
-	failed := append([]*nats.Msg(nil), msgs[len(futures):]...)
-	expired := false
-	for i, f := range futures {
-		if !expired {
-			select {
-			case <-f.Ok():
-				continue
-			case err := <-f.Err():
-				failed = append(failed, f.Msg())
-				fail(f.Msg(), err)
-				continue
-			case <-deadline.C:
-				expired = true
-			case <-ctx.Done():
-				for _, f := range futures[i:] {
-					failed = append(failed, f.Msg())
-				}
-				return failed, ctx.Err()
-			}
-		}
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			failed = append(failed, f.Msg())
-			fail(f.Msg(), err)
-		default:
-			failed = append(failed, f.Msg())
-			fail(f.Msg(), noAck)
-		}
-	}
-	return failed, first
-}
 
 // msgName names m in errors: its Nats-Msg-Id, else its subject.
 func msgName(m *nats.Msg) string {

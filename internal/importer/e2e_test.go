@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,10 +60,12 @@ func genSalesforceHistory(n int) []byte {
 }
 
 // cancelAfter publishes through pub and cancels the import's context
-// after its batches-th batch: an import killed halfway.
+// once batches batches are acknowledged: an import killed halfway. The
+// import may have more batches in flight then.
 type cancelAfter struct {
 	pub     Publisher
-	batches int
+	batches int32
+	done    atomic.Int32
 	cancel  context.CancelFunc
 }
 
@@ -70,7 +73,7 @@ func (c *cancelAfter) PublishBatch(ctx context.Context, evs []event.Event) error
 	if err := c.pub.PublishBatch(ctx, evs); err != nil {
 		return err
 	}
-	if c.batches--; c.batches == 0 {
+	if c.done.Add(1) == c.batches {
 		c.cancel()
 	}
 	return nil

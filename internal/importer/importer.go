@@ -62,12 +62,18 @@ type Summary struct {
 // Options configure Run.
 type Options struct {
 	// Checkpoint is the checkpoint file; empty for none. It is written
-	// after every acknowledged batch and removed when the import ends.
+	// each time a batch and every batch before it are acknowledged, and
+	// removed when the import ends.
 	Checkpoint string
 	// Strict stops the import at the first refused row.
 	Strict bool
 	// BatchSize is how many events are published at a time (default 5000).
 	BatchSize int
+	// InFlight is how many batches are published at once (default 4):
+	// the next batches go out while a batch waits for its
+	// acknowledgements. The checkpoint only ever passes batches that are
+	// acknowledged, with every batch before them.
+	InFlight int
 	// Progress receives a progress line with rate and ETA every
 	// ProgressEvery (default 2s); nil for none.
 	Progress      io.Writer
@@ -101,13 +107,20 @@ func CheckpointPath(dir, key string) string {
 }
 
 // Run publishes rows through pub, batch by batch, skipping the rows a
-// checkpoint for key says are already published. A refused row is
-// recorded in the summary and skipped, or with Strict ends the import with
-// an error naming it. On error the checkpoint stays, so running again
-// resumes after the last acknowledged batch.
+// checkpoint for key says are already published. Up to o.InFlight batches
+// are published at once; the checkpoint advances past a batch once it and
+// every batch before it are acknowledged, and Summary.Events counts the
+// events of those batches only. A refused row is recorded in the summary
+// and skipped, or with Strict ends the import with an error naming it. On
+// error the checkpoint stays, so running again resumes after the last
+// batch acknowledged with all before it; events of later batches that
+// reached the stream are published again then, with the same ids.
 func Run(ctx context.Context, rows Rows, key string, pub Publisher, o Options) (Summary, error) {
 	if o.BatchSize <= 0 {
 		o.BatchSize = 5000
+	}
+	if o.InFlight <= 0 {
+		o.InFlight = 4
 	}
 	if o.ProgressEvery <= 0 {
 		o.ProgressEvery = 2 * time.Second
@@ -123,55 +136,145 @@ func Run(ctx context.Context, rows Rows, key string, pub Publisher, o Options) (
 			sum.Refused = append(sum.Refused, Refusal{r.Line, r.Err.Error()})
 		}
 	}
-	p := progress{w: o.Progress, every: o.ProgressEvery, start: time.Now(), total: len(rows) - start}
-	p.last = p.start
-	batch := make([]event.Event, 0, o.BatchSize)
-	flush := func(done, line int) error {
-		if len(batch) > 0 {
-			if err := pub.PublishBatch(ctx, batch); err != nil {
-				return fmt.Errorf("import: rows up to line %d: %w", line, err)
-			}
-			sum.Events += len(batch)
-			batch = batch[:0]
-		}
-		if err := writeCheckpoint(o.Checkpoint, checkpoint{Key: key, Rows: done, Line: line}); err != nil {
-			return err
-		}
-		p.report(done-start, sum.Events, false)
-		return nil
+	b := batcher{pub: pub, o: o, key: key, sum: &sum,
+		p: progress{w: o.Progress, every: o.ProgressEvery, start: time.Now(), total: len(rows) - start, from: start}}
+	b.p.last = b.p.start
+	b.ctx, b.cancel = context.WithCancel(ctx)
+	defer b.cancel()
+	fail := func(err error) (Summary, error) {
+		b.cancel()
+		b.drain()
+		return sum, err
 	}
 	for i := start; i < len(rows); i++ {
 		r := rows[i]
 		if r.Err != nil {
 			sum.Refused = append(sum.Refused, Refusal{r.Line, r.Err.Error()})
 			if o.Strict {
-				if err := flush(i, prevLine(rows, i)); err != nil {
-					return sum, err
+				if err := b.finish(i, prevLine(rows, i)); err != nil {
+					return fail(err)
 				}
 				return sum, fmt.Errorf("import: line %d refused (--strict): %w", r.Line, r.Err)
 			}
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return sum, fmt.Errorf("import: stopped before line %d: %w", r.Line, err)
+			return fail(fmt.Errorf("import: stopped before line %d: %w", r.Line, err))
 		}
-		batch = append(batch, r.Events...)
-		if len(batch) >= o.BatchSize {
-			if err := flush(i+1, r.Line); err != nil {
-				return sum, err
+		b.events = append(b.events, r.Events...)
+		if len(b.events) >= o.BatchSize {
+			if err := b.send(i+1, r.Line); err != nil {
+				return fail(err)
 			}
 		}
 	}
-	if err := flush(len(rows), prevLine(rows, len(rows))); err != nil {
-		return sum, err
+	if err := b.finish(len(rows), prevLine(rows, len(rows))); err != nil {
+		return fail(err)
 	}
-	p.report(len(rows)-start, sum.Events, true)
+	b.p.report(len(rows), sum.Events, true)
 	if o.Checkpoint != "" {
 		if err := os.Remove(o.Checkpoint); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return sum, fmt.Errorf("import: remove checkpoint: %w", err)
 		}
 	}
 	return sum, nil
+}
+
+// batcher publishes the batches of an import, up to o.InFlight at once,
+// and advances its checkpoint in file order as they are acknowledged.
+type batcher struct {
+	ctx    context.Context // the batches' context: cancelled on the first failure
+	cancel context.CancelFunc
+	pub    Publisher
+	o      Options
+	key    string
+	sum    *Summary
+	p      progress
+
+	events []event.Event   // the batch being filled
+	flying []*flight       // the batches sent, in file order
+	spare  [][]event.Event // the slices of acknowledged batches, for reuse
+	failed bool            // a batch failed: the checkpoint stays before it
+}
+
+// flight is a batch being published.
+type flight struct {
+	events     []event.Event
+	rows, line int // the checkpoint once it is acknowledged
+	err        chan error
+}
+
+// send publishes the batch filled so far, which ends the file's first
+// rows rows, the last on line, after waiting for the oldest batch in
+// flight if o.InFlight are.
+func (b *batcher) send(rows, line int) error {
+	if len(b.flying) == b.o.InFlight {
+		if err := b.land(); err != nil {
+			return err
+		}
+	}
+	f := &flight{events: b.events, rows: rows, line: line, err: make(chan error, 1)}
+	b.flying = append(b.flying, f)
+	go func() { f.err <- b.pub.PublishBatch(b.ctx, f.events) }()
+	b.events = nil
+	if n := len(b.spare); n > 0 {
+		b.events, b.spare = b.spare[n-1][:0], b.spare[:n-1]
+	} else {
+		b.events = make([]event.Event, 0, b.o.BatchSize+b.o.BatchSize/8)
+	}
+	return nil
+}
+
+// land waits for the oldest batch in flight and, once it is acknowledged,
+// advances the checkpoint past it, unless a batch before it failed.
+func (b *batcher) land() error {
+	f := b.flying[0]
+	b.flying = b.flying[1:]
+	if err := <-f.err; err != nil || b.failed {
+		b.failed = true
+		if err == nil {
+			err = errors.New("a batch before failed")
+		}
+		return fmt.Errorf("import: rows up to line %d: %w", f.line, err)
+	}
+	b.sum.Events += len(f.events)
+	clear(f.events) // let the events go with the rows
+	b.spare = append(b.spare, f.events[:0])
+	if err := writeCheckpoint(b.o.Checkpoint, checkpoint{Key: b.key, Rows: f.rows, Line: f.line}); err != nil {
+		return err
+	}
+	b.p.report(f.rows, b.sum.Events, false)
+	return nil
+}
+
+// finish publishes what is left of the batch being filled, ending the
+// file's first rows rows (the last on line), waits for every batch in
+// flight and checkpoints rows.
+func (b *batcher) finish(rows, line int) error {
+	if len(b.events) > 0 {
+		if err := b.send(rows, line); err != nil {
+			return err
+		}
+	}
+	for len(b.flying) > 0 {
+		if err := b.land(); err != nil {
+			return err
+		}
+	}
+	if err := writeCheckpoint(b.o.Checkpoint, checkpoint{Key: b.key, Rows: rows, Line: line}); err != nil {
+		return err
+	}
+	b.p.report(rows, b.sum.Events, false)
+	return nil
+}
+
+// drain waits for the batches still in flight after a failure, advancing
+// the checkpoint past those acknowledged in order, up to the first that
+// failed.
+func (b *batcher) drain() {
+	for len(b.flying) > 0 {
+		_ = b.land() // the import's error is the first failure's
+	}
 }
 
 // prevLine is the line of the row before rows[i], 0 if none.
@@ -233,13 +336,16 @@ type progress struct {
 	w           io.Writer
 	every       time.Duration
 	start, last time.Time
-	total       int
+	total       int // rows to publish
+	from        int // rows published before (resumed)
 }
 
-func (p *progress) report(rows, events int, final bool) {
+// report reports the file's first done rows published, events in all.
+func (p *progress) report(done, events int, final bool) {
 	if p.w == nil {
 		return
 	}
+	rows := done - p.from
 	now := time.Now()
 	if !final && now.Sub(p.last) < p.every {
 		return

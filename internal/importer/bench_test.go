@@ -1,0 +1,75 @@
+package importer
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/bus"
+)
+
+// benchRows is the size of the export the import benchmarks read:
+// $COMMITFLOW_IMPORT_ROWS, default 100,000 rows.
+func benchRows() int {
+	if n, _ := strconv.Atoi(os.Getenv("COMMITFLOW_IMPORT_ROWS")); n > 0 {
+		return n
+	}
+	return 100000
+}
+
+// BenchmarkImportHistory parses a generated OpportunityHistory export and
+// publishes its events into an embedded JetStream, checkpointing as the
+// import command does: the import's own part of the end-to-end figure,
+// without ClickHouse. Each iteration imports the file as another tenant,
+// so that no message is a duplicate of an earlier iteration's.
+func BenchmarkImportHistory(b *testing.B) {
+	ctx := context.Background()
+	srv, err := bus.StartEmbedded(ctx, b.TempDir(), "127.0.0.1:-1", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, js, err := bus.Connect(ctx, srv.ClientURL(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	if err := bus.Declare(ctx, js, bus.Options{}); err != nil {
+		b.Fatal(err)
+	}
+	parts, err := bus.Partitions(ctx, js)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pub := bus.NewPublisher(js, parts)
+	n := benchRows()
+	data := genSalesforceHistory(n)
+	dir := b.TempDir()
+	events := 0
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		tenant := fmt.Sprintf("t%d", i)
+		rows, err := SalesforceHistory(tenant, "USD").Parse(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		key := Key(data, "salesforce-history", tenant)
+		sum, err := Run(ctx, rows, key, pub, Options{Checkpoint: CheckpointPath(dir, key)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		events += sum.Events
+	}
+	el := time.Since(start).Seconds()
+	b.ReportMetric(float64(n*b.N)/el, "rows/s")
+	b.ReportMetric(float64(events)/el, "events/s")
+	if _, err := os.Stat(filepath.Join(dir, "import")); err != nil {
+		b.Fatal(err)
+	}
+}
