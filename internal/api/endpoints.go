@@ -17,6 +17,57 @@ type Endpoint struct {
 	Path   string
 	Doc    string
 	Params []Param
+	// prepare parses the endpoint's parameters for a scope and returns
+	// what answers them.
+	prepare func(v url.Values, s Scope) (computation, error)
+}
+
+// Scope is the tenant and ladder a query is for. The zero Scope parses
+// parameters without them (see Check).
+type Scope struct {
+	Tenant string
+	Ladder *ladder.Ladder
+}
+
+// steps are the keys of the scope's ladder steps; nil without a ladder.
+func (s Scope) steps() []string {
+	if s.Ladder == nil {
+		return nil
+	}
+	steps := make([]string, len(s.Ladder.Steps))
+	for i, st := range s.Ladder.Steps {
+		steps[i] = st.Key
+	}
+	return steps
+}
+
+// version is the version of the scope's ladder; "" without one.
+func (s Scope) version() string {
+	if s.Ladder == nil {
+		return ""
+	}
+	return s.Ladder.Version
+}
+
+// computation computes the answer of a parsed query.
+type computation func(ctx context.Context, q *metrics.Querier, f *forecast.Forecaster) (any, error)
+
+// metric binds a metrics endpoint's parser to the Querier method that
+// answers it.
+func metric[Q, R any](parse func(url.Values, Scope) (Q, error), query func(*metrics.Querier, context.Context, Q) (*R, error)) func(url.Values, Scope) (computation, error) {
+	return func(v url.Values, s Scope) (computation, error) {
+		mq, err := parse(v, s)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, q *metrics.Querier, _ *forecast.Forecaster) (any, error) {
+			res, err := query(q, ctx, mq)
+			if err != nil {
+				return nil, err
+			}
+			return res, nil
+		}, nil
+	}
 }
 
 // Endpoints lists the metrics endpoints in a fixed order.
@@ -36,29 +87,29 @@ func Endpoints() []Endpoint {
 			paramTop,
 			{"interval", "trend: group cohorts by week, month or quarter"},
 			paramCurrency,
-		}},
+		}, metric(ParseFunnel, (*metrics.Querier).Funnel)},
 		{"stalls", "/v1/stalls", "open deals by highest step and days since the last commitment; stalled deals", []Param{
 			paramAsOf, paramPage, paramPerPage, paramCurrency,
-		}},
+		}, metric(ParseStalls, (*metrics.Querier).Stalls)},
 		{"missed", "/v1/missed", "missed commitments by expected step, reason and owner; miss rates", []Param{
 			paramFrom, paramTo, paramAsOf, paramCurrency,
-		}},
+		}, metric(ParseMissed, (*metrics.Querier).Missed)},
 		{"movement", "/v1/movement", "how the pipeline moved between from and to: new, advanced, regressed, stalled, pulled in, pushed out, won, lost", []Param{
 			paramFrom, paramTo, paramAsOf, paramCurrency,
-		}},
-		{"forecast", "/v1/forecast", "commitment-weighted pipeline beside the CRM weighting; back-test", forecastParams(paramAsOf, paramCurrency)},
+		}, metric(ParseMovement, (*metrics.Querier).Movement)},
+		{"forecast", "/v1/forecast", "commitment-weighted pipeline beside the CRM weighting; back-test", forecastParams(paramAsOf, paramCurrency), prepareForecast},
 		{"cycle-time", "/v1/cycle-time", "days from creation (or from reaching a step) to close of the deals won, lost and closed in [from, to)", []Param{
 			paramFrom, paramTo, paramAsOf,
 			{"from_step", "start at reaching this ladder step (its key); default the deal's creation"},
 			{"by", "break down by owner, team, segment, source, product, or attr.KEY (a free attribute)"},
 			paramTop,
 			{"interval", "group the deals by the week, month or quarter they closed in"},
-		}},
+		}, metric(ParseCycleTime, (*metrics.Querier).CycleTime)},
 		{"stage-history", "/v1/stage-history", "CRM stage history: entries into each CRM stage, re-entries, backward moves, the stage-to-stage transition matrix, time in stage", []Param{
 			paramAsOf,
 			{"by", "break down by owner, team, segment, source, product, or attr.KEY (a free attribute), as of as_of"},
 			paramTop,
-		}},
+		}, metric(ParseStageHistory, (*metrics.Querier).StageHistory)},
 	}
 }
 
@@ -72,32 +123,39 @@ func endpointParams(name string) []Param {
 	return nil
 }
 
-// ParseFunnel parses the parameters of GET /v1/funnel. Tenant and ladder
-// are left for the caller (see Query).
-func ParseFunnel(v url.Values) (metrics.FunnelQuery, error) {
-	p := newParser(v, endpointParams("funnel"))
-	q := metrics.FunnelQuery{
-		AsOf:     p.asOf(),
-		From:     p.requiredDate("from"),
-		To:       p.requiredDate("to"),
-		By:       p.by("by"),
-		Top:      p.top("top"),
-		Interval: p.enum("interval", "", "week", "month", "quarter"),
-		Currency: p.currency("currency"),
+// endpoint returns the named metrics endpoint.
+func endpoint(name string) (Endpoint, error) {
+	for _, e := range Endpoints() {
+		if e.Name == name {
+			return e, nil
+		}
 	}
+	return Endpoint{}, fmt.Errorf("api: unknown endpoint %q", name)
+}
+
+// ParseFunnel parses the parameters of GET /v1/funnel for the scope s.
+func ParseFunnel(v url.Values, s Scope) (metrics.FunnelQuery, error) {
+	p := newParser(v, endpointParams("funnel"))
+	asOf := p.asOf()
+	from, to := p.period()
+	var window *int
 	if p.str("window_days") != "" {
 		w := p.integer("window_days", 0, 0, metrics.MaxWindowDays)
-		q.WindowDays = &w
+		window = &w
 	}
-	p.before(q.From, q.To, "from", "to")
+	by, top, interval := p.breakdown()
+	q := metrics.FunnelQuery{
+		Tenant: s.Tenant, Ladder: s.steps(), LadderVersion: s.version(), AsOf: asOf, From: from, To: to,
+		WindowDays: window, By: by, Top: top, Interval: interval, Currency: p.currency("currency"),
+	}
 	return q, p.err
 }
 
-// ParseStalls parses the parameters of GET /v1/stalls.
-func ParseStalls(v url.Values) (metrics.StallsQuery, error) {
+// ParseStalls parses the parameters of GET /v1/stalls for the scope s.
+func ParseStalls(v url.Values, s Scope) (metrics.StallsQuery, error) {
 	p := newParser(v, endpointParams("stalls"))
 	q := metrics.StallsQuery{
-		AsOf:     p.asOf(),
+		Tenant: s.Tenant, Ladder: s.steps(), LadderVersion: s.version(), AsOf: p.asOf(),
 		Page:     p.integer("page", 1, 1, maxPage),
 		PageSize: p.integer("page_size", metrics.DefaultPageSize, 1, metrics.MaxPageSize),
 		Currency: p.currency("currency"),
@@ -105,56 +163,48 @@ func ParseStalls(v url.Values) (metrics.StallsQuery, error) {
 	return q, p.err
 }
 
-// ParseMissed parses the parameters of GET /v1/missed.
-func ParseMissed(v url.Values) (metrics.MissedQuery, error) {
+// ParseMissed parses the parameters of GET /v1/missed for the scope s.
+func ParseMissed(v url.Values, s Scope) (metrics.MissedQuery, error) {
 	p := newParser(v, endpointParams("missed"))
-	q := metrics.MissedQuery{
-		AsOf:     p.asOf(),
-		From:     p.requiredDate("from"),
-		To:       p.requiredDate("to"),
-		Currency: p.currency("currency"),
-	}
-	p.before(q.From, q.To, "from", "to")
+	from, to := p.period()
+	q := metrics.MissedQuery{Tenant: s.Tenant, Ladder: s.steps(), LadderVersion: s.version(), AsOf: p.asOf(), From: from, To: to, Currency: p.currency("currency")}
 	return q, p.err
 }
 
-// ParseMovement parses the parameters of GET /v1/movement.
-func ParseMovement(v url.Values) (metrics.MovementQuery, error) {
+// ParseMovement parses the parameters of GET /v1/movement for the scope s.
+func ParseMovement(v url.Values, s Scope) (metrics.MovementQuery, error) {
 	p := newParser(v, endpointParams("movement"))
-	q := metrics.MovementQuery{
-		AsOf:     p.asOf(),
-		From:     p.requiredDate("from"),
-		To:       p.requiredDate("to"),
-		Currency: p.currency("currency"),
-	}
-	p.before(q.From, q.To, "from", "to")
+	from, to := p.period()
+	q := metrics.MovementQuery{Tenant: s.Tenant, Ladder: s.steps(), LadderVersion: s.version(), AsOf: p.asOf(), From: from, To: to, Currency: p.currency("currency")}
 	return q, p.err
 }
 
-// ParseCycleTime parses the parameters of GET /v1/cycle-time; from_step is
-// checked against the ladder by the query.
-func ParseCycleTime(v url.Values) (metrics.CycleQuery, error) {
+// ParseCycleTime parses the parameters of GET /v1/cycle-time for the
+// scope s; from_step is checked against the ladder by the query.
+func ParseCycleTime(v url.Values, s Scope) (metrics.CycleQuery, error) {
 	p := newParser(v, endpointParams("cycle-time"))
+	from, to := p.period()
+	by, top, interval := p.breakdown()
 	q := metrics.CycleQuery{
-		AsOf:     p.asOf(),
-		From:     p.requiredDate("from"),
-		To:       p.requiredDate("to"),
-		FromStep: p.str("from_step"),
-		By:       p.by("by"),
-		Top:      p.top("top"),
-		Interval: p.enum("interval", "", "week", "month", "quarter"),
+		Tenant: s.Tenant, Ladder: s.steps(), LadderVersion: s.version(), AsOf: p.asOf(), From: from, To: to,
+		FromStep: p.str("from_step"), By: by, Top: top, Interval: interval,
 	}
-	p.before(q.From, q.To, "from", "to")
 	return q, p.err
 }
 
-// ParseStageHistory parses the parameters of GET /v1/stage-history.
-func ParseStageHistory(v url.Values) (metrics.StageHistoryQuery, error) {
+// ParseStageHistory parses the parameters of GET /v1/stage-history for
+// the scope s.
+func ParseStageHistory(v url.Values, s Scope) (metrics.StageHistoryQuery, error) {
 	p := newParser(v, endpointParams("stage-history"))
 	q := metrics.StageHistoryQuery{
-		AsOf: p.asOf(),
-		By:   p.by("by"),
-		Top:  p.top("top"),
+		Tenant: s.Tenant, Ladder: s.steps(), LadderVersion: s.version(), AsOf: p.asOf(),
+		By:  p.by("by"),
+		Top: p.top("top"),
+	}
+	if l := s.Ladder; l != nil {
+		// CRM stages are ordered by the step the ladder maps them to in
+		// any pipeline ("*"): states do not record the pipeline.
+		q.StageStep = func(stage string) int { step, _ := l.StageStep("*", stage); return step }
 	}
 	return q, p.err
 }
@@ -174,25 +224,11 @@ const maxPage = 1_000_000
 // Check parses v for the named endpoint without running it, so that a
 // caller can refuse bad parameters before connecting anywhere.
 func Check(name string, v url.Values) error {
-	var err error
-	switch name {
-	case "funnel":
-		_, err = ParseFunnel(v)
-	case "stalls":
-		_, err = ParseStalls(v)
-	case "missed":
-		_, err = ParseMissed(v)
-	case "movement":
-		_, err = ParseMovement(v)
-	case "forecast":
-		_, err = ParseForecast(v)
-	case "cycle-time":
-		_, err = ParseCycleTime(v)
-	case "stage-history":
-		_, err = ParseStageHistory(v)
-	default:
-		err = fmt.Errorf("api: unknown endpoint %q", name)
+	e, err := endpoint(name)
+	if err != nil {
+		return err
 	}
+	_, err = e.prepare(v, Scope{})
 	return err
 }
 
@@ -203,7 +239,12 @@ func Check(name string, v url.Values) error {
 // check runs beside the answer's queries, so that it adds no latency; a
 // failed check cancels them.
 func Query(ctx context.Context, q *metrics.Querier, f *forecast.Forecaster, l *ladder.Ladder, name, tenant string, v url.Values) (any, error) {
-	if err := Check(name, v); err != nil {
+	e, err := endpoint(name)
+	if err != nil {
+		return nil, err
+	}
+	run, err := e.prepare(v, Scope{Tenant: tenant, Ladder: l})
+	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -216,69 +257,11 @@ func Query(ctx context.Context, q *metrics.Querier, f *forecast.Forecaster, l *l
 		}
 		checked <- err
 	}()
-	res, err := runQuery(ctx, q, f, l, name, tenant, v)
+	res, err := run(ctx, q, f)
 	if cerr := <-checked; cerr != nil {
 		return nil, cerr
 	}
 	return res, err
-}
-
-// runQuery is Query without the ladder check.
-func runQuery(ctx context.Context, q *metrics.Querier, f *forecast.Forecaster, l *ladder.Ladder, name, tenant string, v url.Values) (any, error) {
-	steps := make([]string, len(l.Steps))
-	for i, st := range l.Steps {
-		steps[i] = st.Key
-	}
-	switch name {
-	case "funnel":
-		fq, err := ParseFunnel(v)
-		if err != nil {
-			return nil, err
-		}
-		fq.Tenant, fq.Ladder, fq.LadderVersion = tenant, steps, l.Version
-		return q.Funnel(ctx, fq)
-	case "stalls":
-		sq, err := ParseStalls(v)
-		if err != nil {
-			return nil, err
-		}
-		sq.Tenant, sq.Ladder, sq.LadderVersion = tenant, steps, l.Version
-		return q.Stalls(ctx, sq)
-	case "missed":
-		mq, err := ParseMissed(v)
-		if err != nil {
-			return nil, err
-		}
-		mq.Tenant, mq.Ladder, mq.LadderVersion = tenant, steps, l.Version
-		return q.Missed(ctx, mq)
-	case "movement":
-		mq, err := ParseMovement(v)
-		if err != nil {
-			return nil, err
-		}
-		mq.Tenant, mq.Ladder, mq.LadderVersion = tenant, steps, l.Version
-		return q.Movement(ctx, mq)
-	case "forecast":
-		return queryForecast(ctx, f, l, tenant, v)
-	case "cycle-time":
-		cq, err := ParseCycleTime(v)
-		if err != nil {
-			return nil, err
-		}
-		cq.Tenant, cq.Ladder, cq.LadderVersion = tenant, steps, l.Version
-		return q.CycleTime(ctx, cq)
-	case "stage-history":
-		hq, err := ParseStageHistory(v)
-		if err != nil {
-			return nil, err
-		}
-		hq.Tenant, hq.Ladder, hq.LadderVersion = tenant, steps, l.Version
-		// CRM stages are ordered by the step the ladder maps them to in
-		// any pipeline ("*"): states do not record the pipeline.
-		hq.StageStep = func(stage string) int { step, _ := l.StageStep("*", stage); return step }
-		return q.StageHistory(ctx, hq)
-	}
-	return nil, fmt.Errorf("api: unknown endpoint %q", name)
 }
 
 // run answers one endpoint for the server.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/forecast"
-	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/param"
 )
 
@@ -31,11 +31,13 @@ func forecastParams(asOf, currency Param) []Param {
 	}
 }
 
-// ParseForecast parses the parameters of GET /v1/forecast. An absent as_of
-// is now; the tenant is left for the caller (see Query).
-func ParseForecast(v url.Values) (forecast.Query, error) {
+// ParseForecast parses the parameters of GET /v1/forecast for the scope
+// s. An absent as_of is now.
+func ParseForecast(v url.Values, s Scope) (forecast.Query, error) {
 	p := newParser(v, endpointParams("forecast"))
 	q := forecast.Query{
+		Tenant:          s.Tenant,
+		LadderVersion:   s.version(),
 		AsOf:            p.asOf(),
 		HorizonDays:     p.integer("horizon_days", forecast.DefaultHorizonDays, 1, forecast.MaxHorizonDays),
 		ClosePeriod:     p.enum("close_period", forecast.PeriodMonth, forecast.PeriodMonth, forecast.PeriodQuarter),
@@ -83,12 +85,18 @@ func ParseForecast(v url.Values) (forecast.Query, error) {
 	return q, p.err
 }
 
-// queryForecast runs GET /v1/forecast for tenant.
-func queryForecast(ctx context.Context, f *forecast.Forecaster, l *ladder.Ladder, tenant string, v url.Values) (*forecast.Result, error) {
-	q, err := ParseForecast(v)
+// prepareForecast parses the parameters of GET /v1/forecast for the
+// scope s and returns what answers them.
+func prepareForecast(v url.Values, s Scope) (computation, error) {
+	fq, err := ParseForecast(v, s)
 	if err != nil {
 		return nil, err
 	}
-	q.Tenant, q.LadderVersion = tenant, l.Version
-	return f.Forecast(ctx, q)
+	return func(ctx context.Context, _ *metrics.Querier, f *forecast.Forecaster) (any, error) {
+		res, err := f.Forecast(ctx, fq)
+		if err != nil {
+			return nil, err
+		}
+		return res, nil
+	}, nil
 }

@@ -238,6 +238,20 @@ func truncate(s string) string {
 	return s
 }
 
+// breakdown returns the by, top and interval parameters of an answer
+// broken down by a dimension and grouped by period.
+func (p *parser) breakdown() (by string, top int, interval string) {
+	return p.by("by"), p.top("top"), p.enum("interval", "", "week", "month", "quarter")
+}
+
+// period returns the required from and to of a period [from, to), from
+// before to.
+func (p *parser) period() (from, to time.Time) {
+	from, to = p.requiredDate("from"), p.requiredDate("to")
+	p.before(from, to, "from", "to")
+	return from, to
+}
+
 // requiredDate is date for a parameter that must be given.
 func (p *parser) requiredDate(name string) time.Time {
 	if p.str(name) == "" {

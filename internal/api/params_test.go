@@ -170,7 +170,7 @@ func TestParseFunnel(t *testing.T) {
 			t.Fatal(err)
 		}
 		since := time.Now()
-		got, err := ParseFunnel(v)
+		got, err := ParseFunnel(v, Scope{})
 		wantParam(t, tt.q, err, tt.param)
 		checkNow(t, v, &got.AsOf, since)
 		if tt.param == "" && !reflect.DeepEqual(got, tt.want) {
@@ -199,7 +199,7 @@ func TestParseStalls(t *testing.T) {
 	for _, tt := range tests {
 		v, _ := url.ParseQuery(tt.q)
 		since := time.Now()
-		got, err := ParseStalls(v)
+		got, err := ParseStalls(v, Scope{})
 		wantParam(t, tt.q, err, tt.param)
 		checkNow(t, v, &got.AsOf, since)
 		if tt.param == "" && !reflect.DeepEqual(got, tt.want) {
@@ -224,9 +224,9 @@ func TestParseMissedAndMovement(t *testing.T) {
 	}
 	for _, tt := range tests {
 		v, _ := url.ParseQuery(tt.q)
-		mq, err := ParseMissed(v)
+		mq, err := ParseMissed(v, Scope{})
 		wantParam(t, "missed "+tt.q, err, tt.param)
-		vq, err2 := ParseMovement(v)
+		vq, err2 := ParseMovement(v, Scope{})
 		wantParam(t, "movement "+tt.q, err2, tt.param)
 		if tt.param == "" {
 			if mq.From.IsZero() || mq.To.IsZero() || !mq.From.Equal(vq.From) || !mq.To.Equal(vq.To) {
@@ -264,14 +264,14 @@ func TestParseForecast(t *testing.T) {
 	}
 	for _, tt := range tests {
 		v, _ := url.ParseQuery(tt.q)
-		got, err := ParseForecast(v)
+		got, err := ParseForecast(v, Scope{})
 		wantParam(t, tt.q, err, tt.param)
 		if tt.param == "" && !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("ParseForecast(%q) = %+v, want %+v", tt.q, got, tt.want)
 		}
 	}
 	// Without as_of the forecast is as of now.
-	got, err := ParseForecast(url.Values{})
+	got, err := ParseForecast(url.Values{}, Scope{})
 	if err != nil || time.Since(got.AsOf) > time.Minute || got.AsOf.After(time.Now()) {
 		t.Errorf("ParseForecast() as_of = %v, %v; want now", got.AsOf, err)
 	}
@@ -299,7 +299,7 @@ func FuzzParseFunnel(f *testing.F) {
 		if err != nil {
 			return
 		}
-		fq, err := ParseFunnel(v)
+		fq, err := ParseFunnel(v, Scope{})
 		if err != nil {
 			if param.As(err) == nil {
 				t.Fatalf("error %v is not a *param.Error", err)
