@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/commitflow/commitflow/internal/readmodel"
 )
 
 // MissedQuery asks for the commitments missed in [From, To).
@@ -156,7 +158,9 @@ func (q *Querier) missed(s *scan, res *MissedResult, c common, from, to time.Tim
 	// computed once per deal and ARRAY JOINed beside each of its misses
 	// (deal): written after the ARRAY JOIN, the facts-as-of look-up ran
 	// once per miss and the query took ~1.8 times as long.
-	fi := "arrayCount(x -> x <= toDateTime(@asof), fact_times)"
+	// (FactIndexOf: the query's t is the miss time, which FactIndex's
+	// lambda argument would shadow.)
+	fi := readmodel.FactIndexOf("fact_times", "toDateTime(@asof)")
 	dealAmt, dealCur := "amounts["+fi+"]", curSQL("currencies", fi)
 	deal := "arrayResize([" + dealAmt + "], length(miss_times), " + dealAmt + ") AS amt_j, " +
 		"arrayResize([" + dealCur + "], length(miss_times), " + dealCur + ") AS cur_j, "
