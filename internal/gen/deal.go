@@ -53,15 +53,17 @@ var (
 	sfLost          = crmStage{"Closed Lost", 0, "Omitted"}
 )
 
-// HubSpot default deal pipeline stages.
+// HubSpot default deal pipeline stages. Their forecast categories are
+// Salesforce's labels: one company's deals share one set of categories,
+// and a breakdown by category would otherwise show each twice.
 var (
-	hsAppointment  = crmStage{"appointmentscheduled", 0.20, "pipeline"}
-	hsQualified    = crmStage{"qualifiedtobuy", 0.40, "pipeline"}
-	hsPresentation = crmStage{"presentationscheduled", 0.60, "best_case"}
-	hsDecisionMkr  = crmStage{"decisionmakerboughtin", 0.80, "best_case"}
-	hsContract     = crmStage{"contractsent", 0.90, "commit"}
-	hsWon          = crmStage{"closedwon", 1, "closed"}
-	hsLost         = crmStage{"closedlost", 0, "omitted"}
+	hsAppointment  = crmStage{"appointmentscheduled", 0.20, "Pipeline"}
+	hsQualified    = crmStage{"qualifiedtobuy", 0.40, "Pipeline"}
+	hsPresentation = crmStage{"presentationscheduled", 0.60, "Best Case"}
+	hsDecisionMkr  = crmStage{"decisionmakerboughtin", 0.80, "Best Case"}
+	hsContract     = crmStage{"contractsent", 0.90, "Commit"}
+	hsWon          = crmStage{"closedwon", 1, "Closed"}
+	hsLost         = crmStage{"closedlost", 0, "Omitted"}
 )
 
 // phrase is an action item: its kind and what is to be done.
