@@ -73,3 +73,18 @@ func BenchmarkImportHistory(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// BenchmarkImportParse parses a generated OpportunityHistory export into
+// rows and events: the import's work before publishing.
+func BenchmarkImportParse(b *testing.B) {
+	n := benchRows()
+	data := genSalesforceHistory(n)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := SalesforceHistory("acme", "USD").Parse(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}

@@ -2,6 +2,7 @@ package importer
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
@@ -9,7 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -121,8 +122,8 @@ func (h History) Parse(data []byte) (Rows, error) {
 		return nil, err
 	}
 	var (
-		snaps []snapshot
-		seen  = map[string]int{} // row id -> line
+		snaps = make([]snapshot, 0, len(recs))
+		seen  = make(map[string]int, len(recs)) // row id -> line
 	)
 	for _, rec := range recs {
 		s, err := h.snapshot(rec.cells, col)
@@ -160,6 +161,9 @@ func readCSV(data []byte, encoding string, comma rune) (header []string, rows Ro
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	// Room for a record a line: most records are one line.
+	lines := strings.Count(text, "\n") + 1
+	rows, recs = make(Rows, 0, lines), make([]record, 0, lines)
 	r := csv.NewReader(strings.NewReader(text))
 	if comma != 0 {
 		r.Comma = comma
@@ -318,26 +322,57 @@ func (h History) snapshot(rec []string, col map[string]int) (snapshot, error) {
 }
 
 // events fills in the events of every parsed row, diffing each
-// opportunity's rows in time order.
+// opportunity's rows in time order (file order among equal times: snaps
+// are in file order).
 func (h History) events(rows Rows, snaps []snapshot) {
-	sort.SliceStable(snaps, func(i, j int) bool {
+	order := make([]int32, len(snaps))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(i, j int32) int {
 		a, b := &snaps[i], &snaps[j]
-		if a.opp != b.opp {
-			return a.opp < b.opp
+		if c := strings.Compare(a.opp, b.opp); c != 0 {
+			return c
 		}
-		return a.at.Before(b.at)
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return cmp.Compare(i, j)
 	})
-	var prev *snapshot
-	for i := range snaps {
+	var (
+		prev    *snapshot
+		scratch []event.Event
+		arena   eventArena
+	)
+	for _, i := range order {
 		s := &snaps[i]
 		if prev == nil || prev.opp != s.opp {
-			rows[s.row].Events = []event.Event{h.created(s)}
+			scratch = append(scratch[:0], h.created(s))
 		} else {
-			rows[s.row].Events = h.changes(prev, s)
+			scratch = h.changes(prev, s, scratch[:0])
 			s.inherit(prev)
 		}
+		rows[s.row].Events = arena.copy(scratch)
 		prev = s
 	}
+}
+
+// eventArena hands out copies of event slices cut from large chunks: one
+// allocation a chunk instead of one a row.
+type eventArena struct{ free []event.Event }
+
+// copy returns a copy of evs, nil for none, with no room to append into
+// the next copy's events.
+func (a *eventArena) copy(evs []event.Event) []event.Event {
+	if len(evs) == 0 {
+		return nil
+	}
+	if len(evs) > cap(a.free)-len(a.free) {
+		a.free = make([]event.Event, 0, max(4096, len(evs)))
+	}
+	n := len(a.free)
+	a.free = append(a.free, evs...)
+	return a.free[n:len(a.free):len(a.free)]
 }
 
 // inherit fills s's unknown fields from the row before.
@@ -387,9 +422,9 @@ func (h History) created(s *snapshot) event.Event {
 	return h.event(s, "", event.OpportunityCreated, p)
 }
 
-// changes are the events of s, the row after p of the same opportunity.
-func (h History) changes(p, s *snapshot) []event.Event {
-	var evs []event.Event
+// changes appends to evs the events of s, the row after p of the same
+// opportunity.
+func (h History) changes(p, s *snapshot, evs []event.Event) []event.Event {
 	stageMoved := s.stage != "" && s.stage != p.stage
 	if stageMoved {
 		sc := &event.StageChange{From: p.stage, To: s.stage}
@@ -470,6 +505,13 @@ func parseTime(v, layout string) (time.Time, error) {
 	}
 	if layout != "" {
 		if t, err := time.Parse(layout, v); err == nil {
+			return t, nil
+		}
+	}
+	// Of the built-in layouts, only a date fits ten characters: try it
+	// first rather than failing every other layout on it.
+	if len(v) == len(time.DateOnly) {
+		if t, err := time.Parse(time.DateOnly, v); err == nil {
 			return t, nil
 		}
 	}
