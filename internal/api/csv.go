@@ -7,14 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/commitflow/commitflow/internal/deals"
-	"github.com/commitflow/commitflow/internal/forecast"
-	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/people"
 	"github.com/commitflow/commitflow/internal/report"
@@ -177,27 +176,18 @@ func fileDate(t time.Time) string {
 }
 
 // answerAsOf is the date res, an answer of a metrics or list endpoint,
-// was computed as of.
+// was computed as of: every such answer is a pointer to a struct whose
+// Definitions hold it in AsOf.
 func answerAsOf(res any) time.Time {
-	switch r := res.(type) {
-	case *metrics.FunnelResult:
-		return r.Definitions.AsOf
-	case *metrics.StallsResult:
-		return r.Definitions.AsOf
-	case *metrics.MissedResult:
-		return r.Definitions.AsOf
-	case *metrics.MovementResult:
-		return r.Definitions.AsOf
-	case *metrics.CycleResult:
-		return r.Definitions.AsOf
-	case *metrics.StageHistoryResult:
-		return r.Definitions.AsOf
-	case *forecast.Result:
-		return r.Definitions.AsOf
-	case *deals.ListResult:
-		return r.Definitions.AsOf
-	case *deals.WarningsResult:
-		return r.Definitions.AsOf
+	v := reflect.Indirect(reflect.ValueOf(res))
+	if v.Kind() != reflect.Struct {
+		return time.Time{}
+	}
+	if d := v.FieldByName("Definitions"); d.Kind() == reflect.Struct {
+		if f := d.FieldByName("AsOf"); f.IsValid() && f.CanInterface() {
+			asOf, _ := f.Interface().(time.Time)
+			return asOf
+		}
 	}
 	return time.Time{}
 }
@@ -206,24 +196,13 @@ func answerAsOf(res any) time.Time {
 // "warnings") to decode into, nil for an unknown name.
 func newAnswer(name string) any {
 	switch name {
-	case "funnel":
-		return new(metrics.FunnelResult)
-	case "stalls":
-		return new(metrics.StallsResult)
-	case "missed":
-		return new(metrics.MissedResult)
-	case "movement":
-		return new(metrics.MovementResult)
-	case "forecast":
-		return new(forecast.Result)
-	case "cycle-time":
-		return new(metrics.CycleResult)
-	case "stage-history":
-		return new(metrics.StageHistoryResult)
 	case "deals":
 		return new(deals.ListResult)
 	case "warnings":
 		return new(deals.WarningsResult)
+	}
+	if e, err := endpoint(name); err == nil {
+		return e.newAnswer()
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/commitflow/commitflow/internal/answercache"
 	"github.com/commitflow/commitflow/internal/deals"
@@ -273,5 +274,28 @@ func TestOpenAPICSV(t *testing.T) {
 		if mapAt(ok, "content", "text/csv") == nil || resolve(t, doc, mapAt(ok, "headers", "Content-Disposition")) == nil {
 			t.Errorf("%s: the 200 does not document text/csv with its Content-Disposition", path)
 		}
+	}
+}
+
+// TestAnswerTypes checks newAnswer and answerAsOf on the answer of every
+// report: each decodes its definitions and tells its as_of.
+func TestAnswerTypes(t *testing.T) {
+	names := []string{"deals", "warnings"}
+	for _, e := range Endpoints() {
+		names = append(names, e.Name)
+	}
+	want := time.Date(2024, 7, 1, 12, 0, 0, 0, time.UTC)
+	for _, name := range names {
+		res, _, err := DecodeAnswer(name, []byte(`{"definitions":{"as_of":"2024-07-01T12:00:00Z"}}`))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if got := answerAsOf(res); !got.Equal(want) {
+			t.Errorf("%s: answerAsOf = %v, want %v", name, got, want)
+		}
+	}
+	if newAnswer("nothing") != nil || !answerAsOf(nil).IsZero() || !answerAsOf(3).IsZero() {
+		t.Error("an unknown report has an answer or an as_of")
 	}
 }

@@ -17,9 +17,16 @@ type Endpoint struct {
 	Path   string
 	Doc    string
 	Params []Param
+	binding
+}
+
+// binding ties an endpoint to its parser and its answer's type.
+type binding struct {
 	// prepare parses the endpoint's parameters for a scope and returns
 	// what answers them.
 	prepare func(v url.Values, s Scope) (computation, error)
+	// newAnswer returns a new answer to decode into.
+	newAnswer func() any
 }
 
 // Scope is the tenant and ladder a query is for. The zero Scope parses
@@ -54,8 +61,8 @@ type computation func(ctx context.Context, q *metrics.Querier, f *forecast.Forec
 
 // metric binds a metrics endpoint's parser to the Querier method that
 // answers it.
-func metric[Q, R any](parse func(url.Values, Scope) (Q, error), query func(*metrics.Querier, context.Context, Q) (*R, error)) func(url.Values, Scope) (computation, error) {
-	return func(v url.Values, s Scope) (computation, error) {
+func metric[Q, R any](parse func(url.Values, Scope) (Q, error), query func(*metrics.Querier, context.Context, Q) (*R, error)) binding {
+	prepare := func(v url.Values, s Scope) (computation, error) {
 		mq, err := parse(v, s)
 		if err != nil {
 			return nil, err
@@ -68,6 +75,7 @@ func metric[Q, R any](parse func(url.Values, Scope) (Q, error), query func(*metr
 			return res, nil
 		}, nil
 	}
+	return binding{prepare, func() any { return new(R) }}
 }
 
 // Endpoints lists the metrics endpoints in a fixed order.
@@ -97,7 +105,7 @@ func Endpoints() []Endpoint {
 		{"movement", "/v1/movement", "how the pipeline moved between from and to: new, advanced, regressed, stalled, pulled in, pushed out, won, lost", []Param{
 			paramFrom, paramTo, paramAsOf, paramCurrency,
 		}, metric(ParseMovement, (*metrics.Querier).Movement)},
-		{"forecast", "/v1/forecast", "commitment-weighted pipeline beside the CRM weighting; back-test", forecastParams(paramAsOf, paramCurrency), prepareForecast},
+		{"forecast", "/v1/forecast", "commitment-weighted pipeline beside the CRM weighting; back-test", forecastParams(paramAsOf, paramCurrency), binding{prepareForecast, func() any { return new(forecast.Result) }}},
 		{"cycle-time", "/v1/cycle-time", "days from creation (or from reaching a step) to close of the deals won, lost and closed in [from, to)", []Param{
 			paramFrom, paramTo, paramAsOf,
 			{"from_step", "start at reaching this ladder step (its key); default the deal's creation"},
