@@ -530,29 +530,37 @@ func (g *gateway) webhook(d door) http.Handler {
 			g.fail(w, r, errNoPublisher)
 			return
 		}
-		res, evs, letters, err := mapNotifications(d, tenant, body, time.Now())
-		if err != nil {
-			g.fail(w, r, &gatewayError{status: http.StatusBadRequest, msg: err.Error(), param: "body"})
-			return
-		}
-		if err := g.publish(r.Context(), evs); err != nil {
+		g.store(w, r, d, tenant, body)
+	})
+}
+
+// store maps body, the notifications of a webhook of tenant, with d,
+// stores the valid events, dead-letters the notifications refused and
+// answers the WebhookResult, counting the events accepted and rejected
+// and what was ignored.
+func (g *gateway) store(w http.ResponseWriter, r *http.Request, d door, tenant string, body []byte) {
+	res, evs, letters, err := mapNotifications(d, tenant, body, time.Now())
+	if err != nil {
+		g.fail(w, r, &gatewayError{status: http.StatusBadRequest, msg: err.Error(), param: "body"})
+		return
+	}
+	if err := g.publish(r.Context(), evs); err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	if len(letters) > 0 {
+		g.logger.WarnContext(r.Context(), "webhook notifications refused", "vendor", d.vendor, "tenant", tenant, "refused", res.Refused)
+		if err := g.deadLetter(r.Context(), letters); err != nil {
 			g.fail(w, r, err)
 			return
 		}
-		if len(letters) > 0 {
-			g.logger.WarnContext(r.Context(), "webhook notifications refused", "vendor", d.vendor, "tenant", tenant, "refused", res.Refused)
-			if err := g.deadLetter(r.Context(), letters); err != nil {
-				g.fail(w, r, err)
-				return
-			}
-		}
-		g.events.WithLabelValues(d.vendor, "accepted").Add(float64(res.Accepted))
-		g.events.WithLabelValues(d.vendor, "rejected").Add(float64(len(res.Refused)))
-		for what, n := range res.Ignored {
-			g.ignored.WithLabelValues(d.vendor, what).Add(float64(n))
-		}
-		writeJSON(w, http.StatusOK, res)
-	})
+	}
+	g.events.WithLabelValues(d.vendor, "accepted").Add(float64(res.Accepted))
+	g.events.WithLabelValues(d.vendor, "rejected").Add(float64(len(res.Refused)))
+	for what, n := range res.Ignored {
+		g.ignored.WithLabelValues(d.vendor, what).Add(float64(n))
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 // mapNotifications maps a webhook body notification by notification: each

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/webhook"
@@ -54,24 +53,5 @@ func (g *gateway) postCalls(w http.ResponseWriter, r *http.Request, tenant strin
 		records[i] = part.Data
 	}
 	array := append(append([]byte("["), bytes.Join(records, []byte(","))...), ']')
-	d := door{vendor: webhook.CallsSource, parse: webhook.CallRecords{SellerDomains: sellers}.Map}
-	res, evs, letters, err := mapNotifications(d, tenant, array, time.Now())
-	if err != nil {
-		g.fail(w, r, &gatewayError{status: http.StatusBadRequest, msg: err.Error(), param: "body"})
-		return
-	}
-	if err := g.publish(r.Context(), evs); err != nil {
-		g.fail(w, r, err)
-		return
-	}
-	if len(letters) > 0 {
-		g.logger.WarnContext(r.Context(), "call records refused", "tenant", tenant, "refused", res.Refused)
-		if err := g.deadLetter(r.Context(), letters); err != nil {
-			g.fail(w, r, err)
-			return
-		}
-	}
-	g.events.WithLabelValues(d.vendor, "accepted").Add(float64(res.Accepted))
-	g.events.WithLabelValues(d.vendor, "rejected").Add(float64(len(res.Refused)))
-	writeJSON(w, http.StatusOK, res)
+	g.store(w, r, door{vendor: webhook.CallsSource, parse: webhook.CallRecords{SellerDomains: sellers}.Map}, tenant, array)
 }
