@@ -56,14 +56,12 @@ func joinKinds() string {
 	return s
 }
 
-// ParseDealList parses the parameters of GET /v1/deals; tenant and ladder
-// are left for the caller.
-func ParseDealList(v url.Values) (deals.ListQuery, error) {
+// ParseDealList parses the parameters of GET /v1/deals for the scope s.
+func ParseDealList(v url.Values, s Scope) (deals.ListQuery, error) {
 	p := newParser(v, DealListParams())
+	page, size := p.dealsPage()
 	q := deals.ListQuery{
-		AsOf:     p.asOf(),
-		Page:     p.integer("page", 1, 1, deals.MaxPage),
-		PageSize: p.integer("page_size", deals.DefaultPageSize, 1, deals.MaxPageSize),
+		Tenant: s.Tenant, Ladder: s.Ladder, AsOf: p.asOf(), Page: page, PageSize: size,
 		Filter: deals.Filter{
 			Step:           p.str("step"),
 			OwnerID:        p.str("owner"),
@@ -86,18 +84,22 @@ func ParseDealList(v url.Values) (deals.ListQuery, error) {
 	return q, p.err
 }
 
-// ParseWarnings parses the parameters of GET /v1/warnings.
-func ParseWarnings(v url.Values) (deals.WarningsQuery, error) {
+// ParseWarnings parses the parameters of GET /v1/warnings for the scope s.
+func ParseWarnings(v url.Values, s Scope) (deals.WarningsQuery, error) {
 	p := newParser(v, WarningsParams())
+	page, size := p.dealsPage()
 	q := deals.WarningsQuery{
-		AsOf:     p.asOf(),
-		Page:     p.integer("page", 1, 1, deals.MaxPage),
-		PageSize: p.integer("page_size", deals.DefaultPageSize, 1, deals.MaxPageSize),
-		OwnerID:  p.str("owner"),
-		Team:     p.str("team"),
-		Kind:     p.enum("kind", "any", append([]string{"any"}, deals.WarningKinds...)...),
+		Tenant: s.Tenant, Ladder: s.Ladder, AsOf: p.asOf(), Page: page, PageSize: size,
+		OwnerID: p.str("owner"),
+		Team:    p.str("team"),
+		Kind:    p.enum("kind", "any", append([]string{"any"}, deals.WarningKinds...)...),
 	}
 	return q, p.err
+}
+
+// dealsPage returns the page and page_size parameters of a deal list.
+func (p *parser) dealsPage() (page, size int) {
+	return p.integer("page", 1, 1, deals.MaxPage), p.integer("page_size", deals.DefaultPageSize, 1, deals.MaxPageSize)
 }
 
 // boolean returns the parameter as true or false, nil when it is absent.
@@ -119,58 +121,61 @@ func (p *parser) boolean(name string) *bool {
 // dealRoutes are the deal endpoints.
 func (s *server) dealRoutes() []route {
 	return []route{
-		{"GET /v1/deals", s.authed(s.dealList)},
+		{"GET /v1/deals", s.authed(s.dealList("deals", dealQuery(ParseDealList, (*deals.Reader).List)))},
 		{"GET /v1/deals/{id}", s.authed(s.deal)},
-		{"GET /v1/warnings", s.authed(s.warnings)},
+		{"GET /v1/warnings", s.authed(s.dealList("warnings", dealQuery(ParseWarnings, (*deals.Reader).Warnings)))},
 	}
 }
 
-func (s *server) dealList(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
-	w.Header().Add("Vary", "Accept")
-	rep, err := negotiate(r, v, "deals")
-	if err != nil {
-		writeError(w, r, s.logger, err)
-		return
+// dealRun answers a parsed deal query from the read model.
+type dealRun func(ctx context.Context, rd *deals.Reader) (any, error)
+
+// dealQuery binds a deal list's parser to the Reader method that answers
+// it.
+func dealQuery[Q, R any](parse func(url.Values, Scope) (Q, error), query func(*deals.Reader, context.Context, Q) (*R, error)) func(url.Values, Scope) (dealRun, error) {
+	return func(v url.Values, s Scope) (dealRun, error) {
+		q, err := parse(v, s)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, rd *deals.Reader) (any, error) {
+			res, err := query(rd, ctx, q)
+			if err != nil {
+				return nil, err
+			}
+			return res, nil
+		}, nil
 	}
-	q, err := ParseDealList(v)
-	if err != nil {
-		writeError(w, r, s.logger, err)
-		return
+}
+
+// dealList serves the deal list of the report name (deals or warnings),
+// whose parameters prepare parses, as JSON or CSV.
+func (s *server) dealList(name string, prepare func(url.Values, Scope) (dealRun, error)) func(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
+	return func(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
+		w.Header().Add("Vary", "Accept")
+		rep, err := negotiate(r, v, name)
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		run, err := prepare(v, Scope{Tenant: tenant, Ladder: s.cfg.Ladder.For(tenant)})
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		s.answerDeals(w, r, tenant, name, rep, run)
 	}
-	s.answerDeals(w, r, tenant, "deals", rep, func(ctx context.Context, rd *deals.Reader) (any, error) {
-		q.Tenant, q.Ladder = tenant, s.cfg.Ladder.For(tenant)
-		return rd.List(ctx, q)
-	})
 }
 
 func (s *server) deal(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
 	p := newParser(v, DealParams())
-	q := deals.DealQuery{OpportunityID: r.PathValue("id"), AsOf: p.asOf()}
+	q := deals.DealQuery{Tenant: tenant, Ladder: s.cfg.Ladder.For(tenant), OpportunityID: r.PathValue("id"), AsOf: p.asOf()}
 	if p.err != nil {
 		writeError(w, r, s.logger, p.err)
 		return
 	}
 	s.answerDeals(w, r, tenant, "deal", representation{}, func(ctx context.Context, rd *deals.Reader) (any, error) {
-		q.Tenant, q.Ladder = tenant, s.cfg.Ladder.For(tenant)
 		return rd.Deal(ctx, q)
-	})
-}
-
-func (s *server) warnings(w http.ResponseWriter, r *http.Request, tenant string, v url.Values) {
-	w.Header().Add("Vary", "Accept")
-	rep, err := negotiate(r, v, "warnings")
-	if err != nil {
-		writeError(w, r, s.logger, err)
-		return
-	}
-	q, err := ParseWarnings(v)
-	if err != nil {
-		writeError(w, r, s.logger, err)
-		return
-	}
-	s.answerDeals(w, r, tenant, "warnings", rep, func(ctx context.Context, rd *deals.Reader) (any, error) {
-		q.Tenant, q.Ladder = tenant, s.cfg.Ladder.For(tenant)
-		return rd.Warnings(ctx, q)
 	})
 }
 
