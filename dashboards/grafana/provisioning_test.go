@@ -3,6 +3,7 @@ package grafana_test
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -105,8 +106,10 @@ func TestComposeProvisionsGrafana(t *testing.T) {
 		}
 	}
 	gf, prom, cf, ch := c.Services["grafana"], c.Services["prometheus"], c.Services["commitflow"], c.Services["clickhouse"]
-	if !strings.Contains(gf.Environment["GF_INSTALL_PLUGINS"], clickhouseType) {
-		t.Errorf("grafana: GF_INSTALL_PLUGINS %q does not install %s", gf.Environment["GF_INSTALL_PLUGINS"], clickhouseType)
+	// The plugin is pinned: its query format and macros are what the
+	// dashboards were written for, and a new major version may change them.
+	if plugins := gf.Environment["GF_INSTALL_PLUGINS"]; !regexp.MustCompile(`(^|,)` + regexp.QuoteMeta(clickhouseType) + ` \d+\.\d+\.\d+(,|$)`).MatchString(plugins) {
+		t.Errorf("grafana: GF_INSTALL_PLUGINS %q does not install a pinned version of %s (\"%s X.Y.Z\")", plugins, clickhouseType, clickhouseType)
 	}
 	for _, dep := range []string{"prometheus", "clickhouse"} {
 		if !slices.Contains(gf.DependsOn, dep) {
