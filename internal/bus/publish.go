@@ -87,10 +87,10 @@ func (p *Publisher) msg(ev event.Event) (*nats.Msg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", MsgID(ev), err)
 	}
-	m := nats.NewMsg(Subject(ev, p.partitions))
-	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, MsgID(ev))
-	return m, nil
+	// The header map is made whole: Header.Set would canonicalize the
+	// key, which is canonical already, for every message.
+	return &nats.Msg{Subject: Subject(ev, p.partitions), Data: data,
+		Header: nats.Header{jetstream.MsgIDHeader: []string{MsgID(ev)}}}, nil
 }
 
 // Publish publishes one event and waits for the stream's acknowledgement,
