@@ -89,6 +89,23 @@ type Config struct {
 	People *people.Directory
 }
 
+// Metrics answers the metrics endpoints and checks that a tenant's states
+// were derived with its ladder; *metrics.Querier is one.
+type Metrics interface {
+	Funnel(context.Context, metrics.FunnelQuery) (*metrics.FunnelResult, error)
+	Stalls(context.Context, metrics.StallsQuery) (*metrics.StallsResult, error)
+	Missed(context.Context, metrics.MissedQuery) (*metrics.MissedResult, error)
+	Movement(context.Context, metrics.MovementQuery) (*metrics.MovementResult, error)
+	CycleTime(context.Context, metrics.CycleQuery) (*metrics.CycleResult, error)
+	StageHistory(context.Context, metrics.StageHistoryQuery) (*metrics.StageHistoryResult, error)
+	CheckLadder(ctx context.Context, tenant, version string) error
+}
+
+// Forecasts answers /v1/forecast; *forecast.Forecaster is one.
+type Forecasts interface {
+	Forecast(context.Context, forecast.Query) (*forecast.Result, error)
+}
+
 // DefaultTimeout is the query timeout when Config.Timeout is 0.
 const DefaultTimeout = 30 * time.Second
 
@@ -96,8 +113,8 @@ const DefaultTimeout = 30 * time.Second
 type server struct {
 	cfg     Config
 	auth    *authenticator
-	q       *metrics.Querier
-	f       *forecast.Forecaster
+	q       Metrics
+	f       Forecasts
 	logger  *slog.Logger
 	timeout time.Duration
 	limit   *limiter
@@ -111,7 +128,7 @@ type route struct {
 
 // New returns the HTTP handler of the API, dashboard and probes. q and f
 // answer the metric endpoints; logger receives the access log.
-func New(cfg Config, q *metrics.Querier, f *forecast.Forecaster, logger *slog.Logger) http.Handler {
+func New(cfg Config, q Metrics, f Forecasts, logger *slog.Logger) http.Handler {
 	s := newServer(cfg, q, f, logger)
 	return s.handler(s.routes())
 }
@@ -133,7 +150,7 @@ func NewGateway(cfg Config, logger *slog.Logger) http.Handler {
 }
 
 // newServer fills in cfg's defaults and returns the server of the handlers.
-func newServer(cfg Config, q *metrics.Querier, f *forecast.Forecaster, logger *slog.Logger) *server {
+func newServer(cfg Config, q Metrics, f Forecasts, logger *slog.Logger) *server {
 	if cfg.Ladder == nil {
 		cfg.Ladder = ladder.Default()
 	}

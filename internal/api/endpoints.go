@@ -57,17 +57,17 @@ func (s Scope) version() string {
 }
 
 // computation computes the answer of a parsed query.
-type computation func(ctx context.Context, q *metrics.Querier, f *forecast.Forecaster) (any, error)
+type computation func(ctx context.Context, q Metrics, f Forecasts) (any, error)
 
 // metric binds a metrics endpoint's parser to the Querier method that
 // answers it.
-func metric[Q, R any](parse func(url.Values, Scope) (Q, error), query func(*metrics.Querier, context.Context, Q) (*R, error)) binding {
+func metric[Q, R any](parse func(url.Values, Scope) (Q, error), query func(Metrics, context.Context, Q) (*R, error)) binding {
 	prepare := func(v url.Values, s Scope) (computation, error) {
 		mq, err := parse(v, s)
 		if err != nil {
 			return nil, err
 		}
-		return func(ctx context.Context, q *metrics.Querier, _ *forecast.Forecaster) (any, error) {
+		return func(ctx context.Context, q Metrics, _ Forecasts) (any, error) {
 			res, err := query(q, ctx, mq)
 			if err != nil {
 				return nil, err
@@ -95,16 +95,16 @@ func Endpoints() []Endpoint {
 			paramTop,
 			{"interval", "trend: group cohorts by week, month or quarter"},
 			paramCurrency,
-		}, metric(ParseFunnel, (*metrics.Querier).Funnel)},
+		}, metric(ParseFunnel, Metrics.Funnel)},
 		{"stalls", "/v1/stalls", "open deals by highest step and days since the last commitment; stalled deals", []Param{
 			paramAsOf, paramPage, paramPerPage, paramCurrency,
-		}, metric(ParseStalls, (*metrics.Querier).Stalls)},
+		}, metric(ParseStalls, Metrics.Stalls)},
 		{"missed", "/v1/missed", "missed commitments by expected step, reason and owner; miss rates", []Param{
 			paramFrom, paramTo, paramAsOf, paramCurrency,
-		}, metric(ParseMissed, (*metrics.Querier).Missed)},
+		}, metric(ParseMissed, Metrics.Missed)},
 		{"movement", "/v1/movement", "how the pipeline moved between from and to: new, advanced, regressed, stalled, pulled in, pushed out, won, lost", []Param{
 			paramFrom, paramTo, paramAsOf, paramCurrency,
-		}, metric(ParseMovement, (*metrics.Querier).Movement)},
+		}, metric(ParseMovement, Metrics.Movement)},
 		{"forecast", "/v1/forecast", "commitment-weighted pipeline beside the CRM weighting; back-test", forecastParams(paramAsOf, paramCurrency), binding{prepareForecast, func() any { return new(forecast.Result) }}},
 		{"cycle-time", "/v1/cycle-time", "days from creation (or from reaching a step) to close of the deals won, lost and closed in [from, to)", []Param{
 			paramFrom, paramTo, paramAsOf,
@@ -112,12 +112,12 @@ func Endpoints() []Endpoint {
 			{"by", "break down by owner, team, segment, source, product, or attr.KEY (a free attribute)"},
 			paramTop,
 			{"interval", "group the deals by the week, month or quarter they closed in"},
-		}, metric(ParseCycleTime, (*metrics.Querier).CycleTime)},
+		}, metric(ParseCycleTime, Metrics.CycleTime)},
 		{"stage-history", "/v1/stage-history", "CRM stage history: entries into each CRM stage, re-entries, backward moves, the stage-to-stage transition matrix, time in stage", []Param{
 			paramAsOf,
 			{"by", "break down by owner, team, segment, source, product, or attr.KEY (a free attribute), as of as_of"},
 			paramTop,
-		}, metric(ParseStageHistory, (*metrics.Querier).StageHistory)},
+		}, metric(ParseStageHistory, Metrics.StageHistory)},
 	}
 }
 
@@ -246,7 +246,7 @@ func Check(name string, v url.Values) error {
 // derived with l: their step indexes would be read as l's steps. The
 // check runs beside the answer's queries, so that it adds no latency; a
 // failed check cancels them.
-func Query(ctx context.Context, q *metrics.Querier, f *forecast.Forecaster, l *ladder.Ladder, name, tenant string, v url.Values) (any, error) {
+func Query(ctx context.Context, q Metrics, f Forecasts, l *ladder.Ladder, name, tenant string, v url.Values) (any, error) {
 	e, err := endpoint(name)
 	if err != nil {
 		return nil, err

@@ -10,7 +10,6 @@ import (
 
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/forecast"
-	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/param"
 )
 
@@ -92,7 +91,7 @@ func prepareForecast(v url.Values, s Scope) (computation, error) {
 	if err != nil {
 		return nil, err
 	}
-	return func(ctx context.Context, _ *metrics.Querier, f *forecast.Forecaster) (any, error) {
+	return func(ctx context.Context, _ Metrics, f Forecasts) (any, error) {
 		res, err := f.Forecast(ctx, fq)
 		if err != nil {
 			return nil, err
