@@ -41,10 +41,10 @@ type CycleQuery struct {
 
 // cyclePopulation is the condition of a deal in a cycle-time answer: its
 // last close as of @asof is in [@from, @to) and it is closed as of @asof.
-const cyclePopulation = `arrayCount(t -> t <= toDateTime(@asof), close_times) > 0
+var cyclePopulation = `arrayCount(t -> t <= toDateTime(@asof), close_times) > 0
 	AND toUInt32(close_times[arrayCount(t -> t <= toDateTime(@asof), close_times)]) >= @from
 	AND toUInt32(close_times[arrayCount(t -> t <= toDateTime(@asof), close_times)]) < @to
-	AND fact_closed[arrayCount(t -> t <= toDateTime(@asof), fact_times)] = 1`
+	AND fact_closed[` + readmodel.FactIndex("@asof") + `] = 1`
 
 // CycleResult is the cycle time of the deals won, lost and closed in the
 // period.
