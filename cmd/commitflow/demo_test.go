@@ -27,10 +27,9 @@ func TestLoadDemoNamesOwners(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, js := embeddedBus(t, 2)
-	s := &setup{st: st, js: js}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	const opps = 60
-	if err := loadDemo(ctx, s, opps, log); err != nil {
+	if err := loadDemo(ctx, st, js, opps, log); err != nil {
 		t.Fatal(err)
 	}
 	owners := map[string]bool{}

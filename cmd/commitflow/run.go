@@ -10,28 +10,21 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"runtime"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/commitflow/commitflow/internal/answercache"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/commitflow/commitflow/internal/api"
-	"github.com/commitflow/commitflow/internal/backlog"
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/compact"
 	"github.com/commitflow/commitflow/internal/config"
-	"github.com/commitflow/commitflow/internal/deals"
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/fx"
 	"github.com/commitflow/commitflow/internal/gen"
-	"github.com/commitflow/commitflow/internal/ingest"
-	"github.com/commitflow/commitflow/internal/metrics"
+	"github.com/commitflow/commitflow/internal/node"
 	"github.com/commitflow/commitflow/internal/people"
-	"github.com/commitflow/commitflow/internal/pipeline"
-	"github.com/commitflow/commitflow/internal/snapshot"
-	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/commitflow/commitflow/internal/store"
 )
 
 // fxFlags registers --fx-rates and --fx-base on fs.
@@ -106,151 +99,40 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--answer-cache: %w", err)
 	}
-
-	if err := s.openStore(ctx); err != nil {
-		return err
-	}
-	if err := s.openNATS(ctx); err != nil {
-		return err
-	}
-	removeInfo, err := writeRunInfo(c.Data, runInfo{PID: os.Getpid(), NATS: s.embNATS, Ladder: s.ladderFile, Ladders: s.laddersDir, LadderVersion: ls.Default().Version})
-	if err != nil {
-		return err
-	}
-	defer removeInfo()
-
-	reg := newRegistry()
-	if s.ch != nil {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "commitflow_clickhouse_restarts_total",
-			Help: "Restarts of the managed clickhouse-server after it died.",
-		}, func() float64 { return float64(s.ch.Restarts()) }))
-	}
-	pools, err := s.openPools(ctx)
-	if err != nil {
-		return err
-	}
 	member, releaseMember, err := claimMember(c.Data)
 	if err != nil {
 		return err
 	}
 	defer releaseMember()
-	log.Info("lease member", "member", member)
-	iw, err := ingest.New(s.js, pools.ingest, ingest.Config{Replicas: c.Replicas, Member: member}, reg, log)
-	if err != nil {
-		return err
-	}
-	dw, err := pipeline.NewDeriver(ctx, s.js, pools.derive, ls, pipeline.Config{Sweep: *sweep, Replicas: c.Replicas, Member: member}, reg, log)
-	if err != nil {
-		return err
-	}
-	pin := snapshot.New(pools.api.Conn())
-	if err := pin.Instrument(reg); err != nil {
-		return err
-	}
-	ccfg := compact.Config{Every: *compactEvery, Above: *compactAbove}
-	if c.ClickHouseCluster != "" && ccfg.Every > 0 {
-		log.Info("compaction of opportunity_state is not done on a cluster: schedule OPTIMIZE TABLE on each shard", "cluster", c.ClickHouseCluster)
-		ccfg.Every = 0
-	}
-	cw, err := compact.New(s.st.Conn(), ccfg, reg, log)
-	if err != nil {
-		return err
-	}
-	bl, err := backlog.New(s.js, backlog.Config{}, reg, log)
-	if err != nil {
-		return err
-	}
-	if err := connectDoors(ctx, &gw, s.js, log); err != nil {
-		return err
-	}
-	apiCfg := api.Config{
-		Gateway:          gw,
+
+	n, err := node.New(ctx, node.Config{
+		Common:           *c,
+		MetricsHTTP:      *metricsHTTP,
+		Member:           member,
+		Ladders:          ls,
+		Rates:            rates,
 		Tokens:           tok,
 		Open:             open,
-		Ladder:           ls,
-		Registry:         reg,
-		MetricsElsewhere: *metricsHTTP != "",
-		Bus:              s.js,
-		Ready: func(ctx context.Context) error {
-			if s.nc.Status() != nats.CONNECTED {
-				return fmt.Errorf("nats: %s", s.nc.Status())
-			}
-			if err := pools.probe.Ping(ctx); err != nil {
-				return fmt.Errorf("clickhouse: %w", err)
-			}
-			ok, err := pools.probe.Migrated(ctx)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return errors.New("clickhouse: migrations not applied")
-			}
-			return nil
-		},
-	}
-	q := metrics.NewWithOptions(pools.api.Conn(), metrics.Options{MaxThreads: runtime.NumCPU(), Pinner: pin, Rates: rates})
-	apiCfg.Deals = deals.New(pools.api, pin, runtime.NumCPU())
-	apiCfg.People = people.New(pools.api.Conn())
-	apiCfg.Answers = answercache.New(answercache.Options{MaxBytes: cacheBytes})
-	if err := apiCfg.Answers.Instrument(reg); err != nil {
-		return err
-	}
-	fopt := forecast.Options{Pinner: pin, Rates: rates}
-	if *forecastModels > 0 {
-		fopt.Models = forecast.NewModelCache(forecast.ModelCacheOptions{MaxModels: *forecastModels})
-	}
-	handler := api.New(apiCfg, q, forecast.NewWithOptions(pools.api.Conn(), fopt), log)
-
-	hs, err := listenHTTP(c.HTTP, *metricsHTTP, handler, apiCfg, log)
+		Gateway:          gw,
+		Sweep:            *sweep,
+		Compact:          compact.Config{Every: *compactEvery, Above: *compactAbove},
+		AnswerCacheBytes: cacheBytes,
+		ForecastModels:   *forecastModels,
+		Logger:           log,
+	})
 	if err != nil {
 		return err
 	}
-	// The workers get their own context: on shutdown the HTTP server stops
-	// first, then the workers finish or abandon their batches, and only then
-	// are NATS and ClickHouse closed (by the deferred s.close).
-	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWorkers()
-	if err := answercache.Follow(wctx, s.nc, apiCfg.Answers); err != nil {
+	// Deferred before removeInfo, so run.json goes before the servers it
+	// names stop.
+	defer closeNode(n, log)
+	removeInfo, err := writeRunInfo(c.Data, runInfo{PID: os.Getpid(), NATS: n.EmbeddedNATS(), Ladder: s.ladderFile, Ladders: s.laddersDir, LadderVersion: ls.Default().Version})
+	if err != nil {
 		return err
 	}
-	if fopt.Models != nil {
-		if err := fopt.Models.Follow(wctx, s.nc); err != nil {
-			return err
-		}
-	}
-	var workers sync.WaitGroup
-	errc := make(chan error, 8)
-	workers.Go(func() {
-		if err := iw.Run(wctx); err != nil {
-			errc <- err
-		}
-	})
-	workers.Go(func() {
-		// Live derivation starts once the tenants whose ladder changed
-		// are replayed; the API answers them 409 meanwhile.
-		if err := replayChanged(wctx, pools.derive, q, ls, s.js, log); err != nil {
-			if wctx.Err() == nil {
-				errc <- err
-			}
-			return
-		}
-		if err := dw.Run(wctx); err != nil {
-			errc <- err
-		}
-	})
-	workers.Go(func() {
-		if err := cw.Run(wctx); err != nil {
-			errc <- err
-		}
-	})
-	workers.Go(func() {
-		if err := bl.Run(wctx); err != nil {
-			errc <- err
-		}
-	})
-	hs.serve(errc)
-	url := hs.url()
+	defer removeInfo()
+
+	url := n.URL()
 	dashboard := url
 	if open {
 		// The dashboard reads the tenant to show from the fragment.
@@ -264,7 +146,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 
 	if *demo {
 		go func() {
-			if err := loadDemo(ctx, s, *demoOpps, log); err != nil && ctx.Err() == nil {
+			if err := loadDemo(ctx, n.Store(), n.JetStream(), *demoOpps, log); err != nil && ctx.Err() == nil {
 				log.Error("demo data", "err", err)
 			}
 		}()
@@ -272,13 +154,18 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 
 	select {
 	case <-ctx.Done():
-	case err = <-errc:
+		return nil
+	case err := <-n.Err():
+		return err
 	}
+}
+
+// closeNode stops n, logging what failed to stop.
+func closeNode(n *node.Node, log *slog.Logger) {
 	log.Info("shutting down")
-	hs.shutdown()
-	stopWorkers()
-	workers.Wait()
-	return err
+	if err := n.Close(); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
 }
 
 // answerCacheSize parses --answer-cache: a size as config.ParseSize
@@ -327,13 +214,13 @@ const demoTenant = "demo"
 // name the owners (only new and changed people are written), and
 // publishes the demo book of business once: when the demo tenant has no
 // stored events yet.
-func loadDemo(ctx context.Context, s *setup, opportunities int, log *slog.Logger) error {
+func loadDemo(ctx context.Context, st *store.Store, js jetstream.JetStream, opportunities int, log *slog.Logger) error {
 	const tenant = demoTenant
 	cfg := demoConfig(opportunities)
-	if err := importDemoUsers(ctx, people.New(s.st.Conn()), cfg, log); err != nil {
+	if err := importDemoUsers(ctx, people.New(st.Conn()), cfg, log); err != nil {
 		return err
 	}
-	n, err := s.st.CountEvents(ctx, tenant)
+	n, err := st.CountEvents(ctx, tenant)
 	if err != nil {
 		return err
 	}
@@ -341,11 +228,11 @@ func loadDemo(ctx context.Context, s *setup, opportunities int, log *slog.Logger
 		log.Info("demo data already loaded", "events", n)
 		return nil
 	}
-	parts, err := bus.Partitions(ctx, s.js)
+	parts, err := bus.Partitions(ctx, js)
 	if err != nil {
 		return err
 	}
-	pub := bus.NewPublisher(s.js, parts)
+	pub := bus.NewPublisher(js, parts)
 	return publishGenerated(ctx, pub, cfg, log)
 }
 

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,6 +19,7 @@ import (
 	"github.com/commitflow/commitflow/internal/chserver"
 	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/node"
 	"github.com/commitflow/commitflow/internal/store"
 )
 
@@ -231,90 +231,26 @@ func (s *setup) close() {
 
 // openStore connects to ClickHouse as the common flags say (starting a
 // managed server under <data>/clickhouse when no DSN is given) and applies
-// the migrations.
+// the migrations, as run does (node.OpenClickHouse).
 func (s *setup) openStore(ctx context.Context) error {
-	c := &s.c
-	ch, dsn, stop, err := chserver.Ensure(ctx, c.ClickHouse, filepath.Join(c.Data, "clickhouse"), s.log)
+	ch, stop, err := node.OpenClickHouse(ctx, s.c, s.log)
 	if err != nil {
 		return err
 	}
 	s.closers = append(s.closers, stop)
-	s.dsn, s.ch = dsn, ch
-	st, err := store.Open(ctx, dsn, store.Options{Cluster: c.ClickHouseCluster, Logger: s.log})
-	if err != nil {
-		return err
-	}
-	s.closers = append(s.closers, func(context.Context) error { return st.Close() })
-	applied, err := st.Migrate(ctx)
-	if err != nil {
-		return err
-	}
-	if len(applied) > 0 {
-		s.log.Info("migrations applied", "migrations", applied)
-	}
-	s.st = st
+	s.dsn, s.ch, s.st = ch.DSN, ch.Server, ch.Store
 	return nil
-}
-
-// pools are the ClickHouse connection pools of run, one per use, so that a
-// use holding all of its connections (derivation loading histories after a
-// ClickHouse restart, a burst of API queries) cannot starve another, the
-// readiness probe least of all. Migrations and compaction use the store's
-// main pool.
-type pools struct{ ingest, derive, api, probe *store.Store }
-
-// openPools opens the pools, closed with the rest.
-func (s *setup) openPools(ctx context.Context) (pools, error) {
-	var p pools
-	for _, u := range []struct {
-		st    **store.Store
-		name  string
-		conns int
-	}{
-		{&p.ingest, "ingest", 4},  // the insert writers (2 by default), and room
-		{&p.derive, "derive", 16}, // one per partition worker (16 partitions by default)
-		{&p.api, "api", 16},
-		{&p.probe, "probe", 2},
-	} {
-		st, err := s.st.Pool(ctx, u.name, u.conns)
-		if err != nil {
-			return p, err
-		}
-		s.closers = append(s.closers, func(context.Context) error { return st.Close() })
-		*u.st = st
-	}
-	return p, nil
 }
 
 // openNATS connects to NATS as the common flags say (embedding a server
 // under <data>/nats when no URL is given) and declares the streams and
-// consumers.
+// consumers, as run does (node.OpenNATS).
 func (s *setup) openNATS(ctx context.Context) error {
-	c := &s.c
-	if err := c.CheckNATS(); err != nil {
-		return err
-	}
-	url := c.NATS
-	if url == "" {
-		emb, err := bus.StartEmbedded(ctx, filepath.Join(c.Data, "nats"), c.NATSListen, s.log)
-		if err != nil {
-			return err
-		}
-		s.closers = append(s.closers, func(context.Context) error { emb.Shutdown(); return nil })
-		url, s.embNATS = emb.ClientURL(), emb.ClientURL()
-		s.log.Info("embedded NATS JetStream started", "url", url, "store", filepath.Join(c.Data, "nats"))
-	}
-	nc, js, err := bus.Connect(ctx, url, s.log)
+	n, stop, err := node.OpenNATS(ctx, s.c, s.log)
 	if err != nil {
 		return err
 	}
-	s.closers = append(s.closers, func(context.Context) error { return nc.Drain() })
-	if err := bus.Declare(ctx, js, bus.Options{
-		Partitions: c.Partitions, Replicas: c.Replicas, DuplicateWindow: c.DuplicateWindow,
-		MaxAge: c.Retention, DLQMaxAge: c.DLQRetention, Logger: s.log,
-	}); err != nil {
-		return err
-	}
-	s.nc, s.js = nc, js
+	s.closers = append(s.closers, stop)
+	s.nc, s.js, s.embNATS = n.Conn, n.JS, n.EmbeddedURL
 	return nil
 }
