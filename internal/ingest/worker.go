@@ -368,8 +368,11 @@ func (w *Worker) loop(ctx context.Context, cons jetstream.Consumer, parts int, p
 			w.abandon(log, b, err)
 			continue
 		}
-		log.Debug("batch stored", "messages", len(b.msgs), "rows", len(b.rows),
+		log.Debug("batch stored", "messages", len(b.replies), "rows", len(b.rows),
 			"dead", len(b.dead), "age", time.Since(b.fetched))
+		// Emptied here, not when the fetcher takes it back: the
+		// stored rows and their payloads are garbage from now on.
+		b.reset()
 		select {
 		case free <- b:
 		default:
@@ -404,7 +407,6 @@ func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, parts i
 		if b == nil {
 			select {
 			case b = <-free:
-				b.reset()
 			default:
 				b = w.newBatch()
 			}
@@ -426,8 +428,8 @@ func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, parts i
 		if gap == nil {
 			if err := fb.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 				fails++
-				log.Warn("fetch ended with error", "err", err, "messages", len(b.msgs), "attempt", fails)
-				if len(b.msgs) == 0 {
+				log.Warn("fetch ended with error", "err", err, "messages", len(b.replies), "attempt", fails)
+				if len(b.replies) == 0 {
 					w.sleep(ctx, fails)
 					continue
 				}
@@ -435,7 +437,7 @@ func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, parts i
 				fails = 0
 			}
 		}
-		if len(b.msgs) > 0 {
+		if len(b.replies) > 0 {
 			w.fetched(b, progress)
 			select {
 			case ready <- b:
@@ -453,11 +455,21 @@ func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, parts i
 }
 
 // batch is a fetched batch, parsed and on its way to the store.
+//
+// A batch holds what it needs of its messages and not the messages
+// themselves: their decoded headers, metadata and wrappers (about 700
+// bytes a message beside its 600-byte body) would otherwise stay on the
+// heap, two batches of them, until the batch is stored.
 type batch struct {
-	msgs []jetstream.Msg
-	rows []store.RawEvent
-	src  []jetstream.Msg // src[i] is the message of rows[i]
-	dead []deadLetter
+	// replies are the reply subjects of the batch's messages, in
+	// delivery order: where keepAlive and abandon send their "+WPI" and
+	// "-NAK" (jetstream.Msg's InProgress and Nak).
+	replies []string
+	rows    []store.RawEvent
+	// subjects[i] is the subject rows[i] was published on, for a
+	// dead letter of a row ClickHouse rejects.
+	subjects []string
+	dead     []deadLetter
 	// top is the message with the highest stream sequence, topSeq;
 	// acknowledging it (AckAll) acknowledges the batch.
 	top     jetstream.Msg
@@ -469,12 +481,14 @@ type batch struct {
 	stopKeepAlive func()
 }
 
-// deadLetter is an invalid message on its way to CF_DLQ.
+// deadLetter is an invalid message on its way to CF_DLQ: its subject,
+// body and stream sequence, and why it is refused.
 type deadLetter struct {
-	msg jetstream.Msg
-	seq uint64
-	err error
-	key labelKey
+	subject string
+	data    []byte
+	seq     uint64
+	err     error
+	key     labelKey
 }
 
 // newBatch returns an empty batch, sized for a quiet stream: an idle fetch
@@ -482,8 +496,9 @@ type deadLetter struct {
 func (w *Worker) newBatch() *batch {
 	n := min(w.cfg.BatchSize, 1024)
 	return &batch{
-		msgs:     make([]jetstream.Msg, 0, n),
+		replies:  make([]string, 0, n),
 		rows:     make([]store.RawEvent, 0, n),
+		subjects: make([]string, 0, n),
 		consumed: tally{},
 		stored:   tally{},
 		dlq:      tally{},
@@ -493,10 +508,10 @@ func (w *Worker) newBatch() *batch {
 // reset empties b for reuse, keeping the capacity of its slices and
 // dropping its references to the old messages.
 func (b *batch) reset() {
-	clear(b.msgs)
+	clear(b.replies)
 	clear(b.rows)
-	clear(b.src)
-	b.msgs, b.rows, b.src, b.dead = b.msgs[:0], b.rows[:0], b.src[:0], nil
+	clear(b.subjects)
+	b.replies, b.rows, b.subjects, b.dead = b.replies[:0], b.rows[:0], b.subjects[:0], nil
 	b.top, b.topSeq = nil, 0
 	clear(b.consumed)
 	clear(b.stored)
@@ -510,20 +525,20 @@ func (b *batch) reset() {
 // not write into another's, and an event on a wrong partition would never
 // be derived.
 func (w *Worker) add(b *batch, m jetstream.Msg, md *jetstream.MsgMetadata, parts int) {
-	b.msgs = append(b.msgs, m)
+	b.replies = append(b.replies, m.Reply())
 	seq, ts := md.Sequence.Stream, md.Timestamp
 	if b.top == nil || seq > b.topSeq {
 		b.top, b.topSeq = m, seq
 	}
-	data := m.Data()
+	data, subject := m.Data(), m.Subject()
 	ev, err := event.Parse(data)
 	if err != nil {
-		b.deadLetter(deadLetter{msg: m, seq: seq, err: err, key: invalidLabels(data)})
+		b.deadLetter(deadLetter{subject: subject, data: data, seq: seq, err: err, key: invalidLabels(data)})
 		return
 	}
 	key := labelKey{ev.Tenant, string(ev.Type)}
-	if err := bus.CheckSubject(m.Subject(), ev, parts); err != nil {
-		b.deadLetter(deadLetter{msg: m, seq: seq, err: err, key: key})
+	if err := bus.CheckSubject(subject, ev, parts); err != nil {
+		b.deadLetter(deadLetter{subject: subject, data: data, seq: seq, err: err, key: key})
 		return
 	}
 	b.consumed[key]++
@@ -532,7 +547,7 @@ func (w *Worker) add(b *batch, m jetstream.Msg, md *jetstream.MsgMetadata, parts
 	if received.IsZero() {
 		received = ts
 	}
-	b.src = append(b.src, m)
+	b.subjects = append(b.subjects, subject)
 	b.rows = append(b.rows, store.RawEvent{
 		Tenant:        ev.Tenant,
 		OpportunityID: ev.OpportunityID,
@@ -556,9 +571,9 @@ func (b *batch) deadLetter(d deadLetter) {
 // fetched marks the end of b's fetch: it counts the batch and starts
 // telling the server that its messages are in progress.
 func (w *Worker) fetched(b *batch, progress time.Duration) {
-	w.m.batchSize.Observe(float64(len(b.msgs)))
+	w.m.batchSize.Observe(float64(len(b.replies)))
 	b.fetched = time.Now()
-	b.stopKeepAlive = keepAlive(b.msgs, progress)
+	b.stopKeepAlive = keepAlive(w.js.Conn(), b.replies, progress)
 	b.consumed.addTo(w.m.consumed)
 }
 
@@ -641,7 +656,8 @@ func (w *Worker) reject(b *batch, bad map[int]error) {
 		key := labelKey{r.Tenant, r.Type}
 		b.stored[key]--
 		b.dlq[key]++
-		b.dead = append(b.dead, deadLetter{msg: b.src[i], seq: r.StreamSeq, err: fmt.Errorf("clickhouse rejected the row: %w", err), key: key})
+		b.dead = append(b.dead, deadLetter{subject: b.subjects[i], data: r.Payload, seq: r.StreamSeq,
+			err: fmt.Errorf("clickhouse rejected the row: %w", err), key: key})
 		w.m.rejected.Inc()
 		w.log.Error("ClickHouse rejects a row; dead-lettered", "tenant", r.Tenant, "source", r.Source,
 			"event_id", r.EventID, "stream_seq", r.StreamSeq, "err", err)
@@ -678,7 +694,7 @@ const minShareRows = 10000
 func (w *Worker) publishDead(ctx context.Context, dead []deadLetter) error {
 	msgs := make([]*nats.Msg, len(dead))
 	for i, d := range dead {
-		msgs[i] = bus.DeadLetter(d.msg.Subject(), d.seq, d.msg.Data(), reason(d.err))
+		msgs[i] = bus.DeadLetter(d.subject, d.seq, d.data, reason(d.err))
 	}
 	if err := bus.PublishMsgs(ctx, w.js, msgs, bus.PublishOptions{Logger: w.log}); err != nil {
 		return fmt.Errorf("dead-letter: %w", err)
@@ -719,20 +735,30 @@ func (w *Worker) abandon(log *slog.Logger, b *batch, cause error) {
 	b.stopKeepAlive()
 	// Nak fails if the connection is gone; the server then redelivers
 	// after AckWait.
+	nc := w.js.Conn()
 	failed := 0
-	for _, m := range b.msgs {
-		if err := m.Nak(); err != nil {
+	for _, reply := range b.replies {
+		if err := nc.Publish(reply, ackNak); err != nil {
 			failed++
 		}
 	}
 	log.Warn("abandoned batch; negatively acknowledged for redelivery",
-		"messages", len(b.msgs), "nak_failed", failed, "cause", cause)
+		"messages", len(b.replies), "nak_failed", failed, "cause", cause)
 }
 
-// keepAlive tells the server every interval that msgs are still being
-// worked on, so that a slow or retried insert does not exceed AckWait. The
-// returned stop function may be called more than once.
-func keepAlive(msgs []jetstream.Msg, interval time.Duration) (stop func()) {
+// The bodies of a negative acknowledgement and of a work-in-progress
+// signal, sent to a message's reply subject, as jetstream.Msg's Nak and
+// InProgress send them.
+var (
+	ackNak      = []byte("-NAK")
+	ackProgress = []byte("+WPI")
+)
+
+// keepAlive tells the server every interval, on nc, that the messages of
+// replies (their reply subjects) are still being worked on, so that a
+// slow or retried insert does not exceed AckWait. The returned stop
+// function may be called more than once.
+func keepAlive(nc *nats.Conn, replies []string, interval time.Duration) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -743,8 +769,8 @@ func keepAlive(msgs []jetstream.Msg, interval time.Duration) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				for _, m := range msgs {
-					_ = m.InProgress()
+				for _, reply := range replies {
+					_ = nc.Publish(reply, ackProgress)
 				}
 			}
 		}

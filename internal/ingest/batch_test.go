@@ -1,0 +1,92 @@
+package ingest
+
+import (
+	"bytes"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/event"
+)
+
+// probeMsg is a delivered message under a wrapper of the test's own, so
+// that the test can tell when nothing holds the message any more.
+type probeMsg struct{ jetstream.Msg }
+
+// TestBatchDropsMessages fetches real deliveries, adds them to a batch and
+// checks that the batch does not keep the messages (their decoded headers,
+// metadata and wrappers, about 700 bytes each, two batches of 50k during a
+// drain) but only what it needs of them: every row, with its payload,
+// subject and reply subject, and the message with the highest sequence,
+// which acknowledges the batch.
+func TestBatchDropsMessages(t *testing.T) {
+	ctx := t.Context()
+	url := startNATS(t, bus.Options{})
+	_, js := connect(t, url)
+	parts, err := bus.Partitions(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	evs := genEvents(n, 7)
+	if err := bus.NewPublisher(js, parts).PublishBatch(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := bus.RotateIngest(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb, err := cons.Fetch(n, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &Worker{cfg: Config{}.withDefaults()}
+	b := w.newBatch()
+	var collected atomic.Int64
+	for m := range fb.Messages() {
+		md, err := m.Metadata()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &probeMsg{m}
+		runtime.AddCleanup(p, func(int) { collected.Add(1) }, 0)
+		w.add(b, p, md, parts)
+	}
+	if err := fb.Error(); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.rows) != n || len(b.replies) != n || len(b.subjects) != n || len(b.dead) != 0 {
+		t.Fatalf("batch of %d rows, %d replies, %d subjects, %d dead letters; want %d rows", len(b.rows), len(b.replies), len(b.subjects), len(b.dead), n)
+	}
+	for deadline := time.Now().Add(5 * time.Second); collected.Load() < n-1 && time.Now().Before(deadline); {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := collected.Load(); got != n-1 {
+		t.Errorf("%d of %d messages collected while their batch lives; want all but the batch's top", got, n)
+	}
+	// What the batch kept is what it needs.
+	for i, r := range b.rows {
+		data, err := event.Marshal(evs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(r.Payload, data) || r.StreamSeq != uint64(i+1) {
+			t.Fatalf("row %d: stream seq %d, payload %s; want %d, %s", i, r.StreamSeq, r.Payload, i+1, data)
+		}
+		if want := bus.Subject(evs[i], parts); b.subjects[i] != want {
+			t.Errorf("row %d: subject %q, want %q", i, b.subjects[i], want)
+		}
+		if b.replies[i] == "" {
+			t.Errorf("row %d: no reply subject", i)
+		}
+	}
+	if b.topSeq != n {
+		t.Errorf("top stream seq %d, want %d", b.topSeq, n)
+	}
+	runtime.KeepAlive(b)
+}
