@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"time"
@@ -178,28 +179,63 @@ func settle(ctx context.Context, st *store.Store) error {
 	return nil
 }
 
-// watchHeap samples the Go heap in use until the returned function is
-// called, which returns the largest sample.
-func watchHeap() (peak func() uint64) {
+// heapStats is what watchHeap saw of the Go heap while it watched.
+type heapStats struct {
+	// PeakInuse is the largest heap in use (runtime.MemStats.HeapInuse):
+	// what the process holds, garbage not yet collected included.
+	PeakInuse uint64
+	// PeakLive is the largest heap a collection found live (the runtime's
+	// /gc/heap/live:bytes): what the peak would be with no garbage.
+	PeakLive uint64
+	// Allocated is the bytes allocated on the heap, GCs the collections
+	// completed and GCCPU the CPU time the collector took (the runtime's
+	// estimate), all while watching.
+	Allocated, GCs uint64
+	GCCPU          time.Duration
+}
+
+// heapMetrics are the runtime/metrics samples watchHeap reads, in the
+// order it reads them.
+var heapMetrics = []string{"/gc/heap/live:bytes", "/gc/heap/allocs:bytes", "/gc/cycles/total:gc-cycles", "/cpu/classes/gc/total:cpu-seconds"}
+
+// watchHeap samples the Go heap until the returned function is called,
+// which returns what it saw.
+func watchHeap() (stop func() heapStats) {
 	done := make(chan struct{})
-	result := make(chan uint64)
+	result := make(chan heapStats)
+	samples := make([]metrics.Sample, len(heapMetrics))
+	for i, name := range heapMetrics {
+		samples[i].Name = name
+	}
+	read := func() (live, allocs, gcs uint64, gcCPU float64) {
+		metrics.Read(samples)
+		return samples[0].Value.Uint64(), samples[1].Value.Uint64(), samples[2].Value.Uint64(), samples[3].Value.Float64()
+	}
+	_, allocs0, gcs0, cpu0 := read()
 	go func() {
 		var m runtime.MemStats
-		var top uint64
+		var st heapStats
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		for {
 			runtime.ReadMemStats(&m)
-			top = max(top, m.HeapInuse)
+			live, allocs, gcs, cpu := read()
+			st.PeakInuse = max(st.PeakInuse, m.HeapInuse)
+			// The live heap of a collection before the watch began
+			// is not the drain's.
+			if gcs > gcs0 {
+				st.PeakLive = max(st.PeakLive, live)
+			}
+			st.Allocated, st.GCs, st.GCCPU = allocs-allocs0, gcs-gcs0, time.Duration((cpu-cpu0)*float64(time.Second))
 			select {
 			case <-done:
-				result <- top
+				result <- st
 				return
 			case <-t.C:
 			}
 		}
 	}()
-	return func() uint64 { close(done); return <-result }
+	return func() heapStats { close(done); return <-result }
 }
 
 // startCPUProfile starts a CPU profile written to path, if path is not

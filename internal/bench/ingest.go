@@ -91,8 +91,11 @@ type IngestResult struct {
 	// compared with.
 	RawCost, Drain, Delivery Cost
 	BestRaw                  float64
-	// PeakHeap is the largest Go heap in use during a drain, in bytes.
-	PeakHeap uint64
+	// PeakHeap is the largest Go heap in use during a drain, in bytes,
+	// and PeakLive the largest a collection found live.
+	PeakHeap, PeakLive uint64
+	// DrainHeap is what the last run's drain allocated and collected.
+	DrainHeap heapStats
 }
 
 // Ingest measures, Runs times, the raw insert of generated events into
@@ -215,7 +218,8 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 			return res, err
 		}
 		workerCfg, last = d.cfg, d
-		res.PeakHeap = max(res.PeakHeap, d.peakHeap)
+		res.PeakHeap, res.PeakLive = max(res.PeakHeap, d.heap.PeakInuse), max(res.PeakLive, d.heap.PeakLive)
+		res.DrainHeap = d.heap
 		res.BestRaw = max(bestOther, raw)
 		res.Runs = append(res.Runs, IngestRun{Raw: raw, EndToEnd: d.rate, Ratio: d.rate / res.BestRaw})
 		if run == 1 {
@@ -265,7 +269,14 @@ func (r IngestResult) Write(w io.Writer) error {
 		fmt.Fprintf(w, "end-to-end / best raw insert: median %.2f over %d runs, %.2f-%.2f (target >= 0.50)\n",
 			median(ratios), len(ratios), slices.Min(ratios), slices.Max(ratios))
 	}
-	_, err := fmt.Fprintf(w, "peak Go heap during the drain (process with embedded NATS): %d MiB\n", r.PeakHeap>>20)
+	_, err := fmt.Fprintf(w, "peak Go heap during the drain (process with embedded NATS): %d MiB in use, %d MiB live after a collection\n",
+		r.PeakHeap>>20, r.PeakLive>>20)
+	if err != nil || r.Events == 0 {
+		return err
+	}
+	h, n := r.DrainHeap, float64(r.Events)
+	_, err = fmt.Fprintf(w, "Go heap per event in the drain: %.0f bytes allocated, GC CPU %.1f µs (%d collections)\n",
+		float64(h.Allocated)/n, float64(h.GCCPU.Microseconds())/n, h.GCs)
 	return err
 }
 
@@ -296,7 +307,7 @@ type drained struct {
 	// JetStream delivering the same backlog to a consumer that only
 	// acknowledges it.
 	cost, deliveryCost Cost
-	peakHeap           uint64
+	heap               heapStats
 	cfg                ingest.Config
 }
 
@@ -395,7 +406,7 @@ func drain(ctx context.Context, st *store.Store, evs *[]event.Event, cfg IngestC
 	}
 	cancel()
 	<-done
-	d.peakHeap = peak()
+	d.heap = peak()
 	if err != nil {
 		return d, err
 	}
