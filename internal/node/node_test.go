@@ -108,9 +108,11 @@ func funnel(ds []deal) []step {
 	return out
 }
 
-// config is the configuration of a node on data and the ClickHouse at dsn,
-// as run makes it from its flags' defaults, with an embedded NATS on a
-// free port and the API on one.
+// testConfig is the configuration of a node on data and the ClickHouse
+// at dsn, as run makes it (4 partitions instead of 16), with an embedded
+// NATS on a free port and the API on one. The member name is fixed, as
+// run's is for its data directory, so that a node started again takes
+// the leases back at once.
 func testConfig(t *testing.T, data, dsn string) node.Config {
 	return node.Config{
 		Common: config.Common{
