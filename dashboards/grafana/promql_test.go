@@ -27,6 +27,7 @@ import (
 	"github.com/commitflow/commitflow/internal/backlog"
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/compact"
+	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/ingest"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/pipeline"
@@ -138,14 +139,19 @@ func registeredMetrics(t *testing.T) map[string]*family {
 	if err := answercache.New(answercache.Options{MaxBytes: 1 << 20}).Instrument(rec); err != nil {
 		t.Fatal(err)
 	}
+	if err := forecast.NewModelCache(forecast.ModelCacheOptions{MaxModels: 1}).Instrument(rec); err != nil {
+		t.Fatal(err)
+	}
 	// api.Config takes a *prometheus.Registry: the API registers on the
 	// real one (so a clash with the above fails here), and its metrics,
 	// vectors that export nothing before their first request, are taken
-	// from their declarations in internal/api, as are those package main
-	// registers itself (cmd/commitflow cannot be started from a test).
+	// from their declarations in internal/api, as are those the wiring of
+	// run (internal/node) and package main register themselves (a node
+	// needs a managed ClickHouse server to register its restarts).
 	_ = api.New(api.Config{Registry: rec.reg}, nil, nil, nil)
 	_ = api.NewGateway(api.Config{Registry: rec.reg}, nil)
 	declared := sourceMetrics(t, "../../internal/api")
+	maps.Copy(declared, sourceMetrics(t, "../../internal/node"))
 	maps.Copy(declared, sourceMetrics(t, "../../cmd"))
 	for name, f := range declared {
 		if _, ok := rec.families[name]; !ok {

@@ -223,6 +223,9 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 	fopt := forecast.Options{Pinner: pin, Rates: cfg.Rates}
 	if cfg.ForecastModels > 0 {
 		fopt.Models = forecast.NewModelCache(forecast.ModelCacheOptions{MaxModels: cfg.ForecastModels})
+		if err := fopt.Models.Instrument(reg); err != nil {
+			return err
+		}
 	}
 	handler := api.New(apiCfg, q, forecast.NewWithOptions(pools.api.Conn(), fopt), log)
 	if err := n.listen(cfg.HTTP, handler, cfg.MetricsHTTP, api.Admin(apiCfg)); err != nil {
