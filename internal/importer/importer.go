@@ -216,7 +216,6 @@ func (b *batcher) send(rows, line int) error {
 	f := &flight{events: b.events, rows: rows, line: line, err: make(chan error, 1)}
 	b.flying = append(b.flying, f)
 	go func() { f.err <- b.pub.PublishBatch(b.ctx, f.events) }()
-	b.events = nil
 	if n := len(b.spare); n > 0 {
 		b.events, b.spare = b.spare[n-1][:0], b.spare[:n-1]
 	} else {
@@ -237,12 +236,13 @@ func (b *batcher) land() error {
 		}
 		return fmt.Errorf("import: rows up to line %d: %w", f.line, err)
 	}
+	if err := writeCheckpoint(b.o.Checkpoint, checkpoint{Key: b.key, Rows: f.rows, Line: f.line}); err != nil {
+		b.failed = true
+		return err
+	}
 	b.sum.Events += len(f.events)
 	clear(f.events) // let the events go with the rows
 	b.spare = append(b.spare, f.events[:0])
-	if err := writeCheckpoint(b.o.Checkpoint, checkpoint{Key: b.key, Rows: f.rows, Line: f.line}); err != nil {
-		return err
-	}
 	b.p.report(f.rows, b.sum.Events, false)
 	return nil
 }
