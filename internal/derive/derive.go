@@ -55,6 +55,7 @@ func Derive(tenant, opportunityID string, evs []event.Event, l *ladder.Ladder, n
 	s := newState(tenant, opportunityID, l, now, len(evs))
 	evp := ordered(evs)
 	s.calls = recordedCalls(evp)
+	s.crmCreated = crmCreated(evp)
 	for i, e := range evp {
 		s.input = i
 		s.apply(e)
@@ -64,6 +65,20 @@ func Derive(tenant, opportunityID string, evs []event.Event, l *ladder.Ladder, n
 	s.advance(now, true)
 	s.noteCreatedAt()
 	return s.finish()
+}
+
+// crmCreated returns the earliest creation time the CRM reported in any
+// of evs (Opportunity.CreatedAt); zero if none. It is read before the fold
+// because the stall clock of a deal without commitments runs from it,
+// whichever event carries it.
+func crmCreated(evs []*event.Event) time.Time {
+	var c time.Time
+	for _, e := range evs {
+		if p, ok := e.Payload.(*event.Opportunity); ok && p.CreatedAt != nil && (c.IsZero() || p.CreatedAt.Before(c)) {
+			c = *p.CreatedAt
+		}
+	}
+	return c
 }
 
 // ordered returns pointers to evs sorted by (occurred_at, source, id), with
@@ -334,9 +349,6 @@ func (s *state) apply(e *event.Event) {
 		s.setAttribute(FactLeadSource, &s.facts.LeadSource, p.LeadSource)
 		s.setAttribute(FactProduct, &s.facts.Product, p.Product)
 		s.setAttrs(p.Attributes)
-		if p.CreatedAt != nil && (s.crmCreated.IsZero() || p.CreatedAt.Before(s.crmCreated)) {
-			s.crmCreated = *p.CreatedAt
-		}
 		s.setAmount(cmp.Or(p.Amount, s.facts.Amount), p.Currency)
 		pushed := false
 		if p.CloseDate != "" {
@@ -437,6 +449,11 @@ func (s *state) crmChanged(e *event.Event) {
 		s.created = true
 		s.createdIdx = len(s.out)
 		s.emit(Derived{Type: DealCreated, OccurredAt: e.OccurredAt, Evidence: s.one(e.ID)}, "created")
+		if !s.hasAnchor {
+			// The stall clock of a deal without commitments now runs
+			// from its creation (see advance).
+			s.stallFired = false
+		}
 		return
 	}
 	onlyAttributes := true
@@ -568,6 +585,17 @@ func (s *state) noteCreatedAt() {
 	if c := sec(s.crmCreated); c.Before(sec(d.OccurredAt)) {
 		d.Detail = `{"created_at":` + jsonStr(c.Format(time.RFC3339)) + `}`
 	}
+}
+
+// createdAt is the deal's creation time as the state records it
+// (State.CreatedAt): the CRM's, when earlier than deal.created, else
+// deal.created's. It needs deal.created emitted.
+func (s *state) createdAt() time.Time {
+	at := s.out[s.createdIdx].OccurredAt
+	if c := sec(s.crmCreated); !s.crmCreated.IsZero() && c.Before(sec(at)) {
+		return c
+	}
+	return at
 }
 
 // setAttribute sets the attribute fact (team, segment, lead_source or
@@ -953,16 +981,26 @@ func (s *state) miss(at time.Time, reason string, expected int, interaction stri
 func (s *state) advance(t time.Time, inclusive bool) {
 	due := func(at time.Time) bool { return at.Before(t) || inclusive && at.Equal(t) }
 
-	// deal.stalled: once per anchor (the last commitment gained, or the
-	// opportunity's first event before any).
+	// deal.stalled: once per anchor (the last commitment gained, or,
+	// before any, the deal's creation: the first event until deal.created,
+	// then its creation time), as the read model's stall rule
+	// (readmodel.StallColumns) counts it.
 	if s.open() && !s.stallFired && !s.firstAt.IsZero() {
 		anchorAt, step := s.lastGainAt, s.highest
-		if !s.hasAnchor {
-			anchorAt, step = s.firstAt, 1
-		}
 		anchor := "start"
-		if s.hasAnchor {
+		var floor time.Time
+		switch {
+		case s.hasAnchor:
 			anchor = hex.EncodeToString(s.anchor[:])
+		case s.createdIdx < 0:
+			anchorAt, floor, step = s.firstAt, s.firstAt, 1
+		default:
+			// Not before deal.created: a deal the CRM dates long
+			// before the events seen stalls when first seen.
+			anchorAt, floor, step = s.createdAt(), s.out[s.createdIdx].OccurredAt, 1
+			if floor.After(s.firstAt) {
+				anchor = "created"
+			}
 		}
 		if s.reopenedAt.After(anchorAt) {
 			// No stall while closed: the clock restarts at the reopen.
@@ -970,7 +1008,11 @@ func (s *state) advance(t time.Time, inclusive bool) {
 			anchor += "/reopened/" + s.reopenedBy
 		}
 		if th := s.l.StallAfter(max(step, 1)); th > 0 {
-			if at := anchorAt.Add(th); due(at) {
+			at := anchorAt.Add(th)
+			if at.Before(floor) {
+				at = floor
+			}
+			if due(at) {
 				s.stallFired = true
 				s.emit(Derived{
 					Type: DealStalled, OccurredAt: at, Step: s.l.Key(s.highest), StepIndex: s.highest,
