@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -73,21 +71,22 @@ func cmdGateway(ctx context.Context, args []string, stdout io.Writer) error {
 			return nil
 		},
 	}
-	hs, err := listenHTTP(*httpAddr, *metricsHTTP, api.NewGateway(cfg, log), cfg, log)
+	hs, err := api.Listen(*httpAddr, api.NewGateway(cfg, log), *metricsHTTP, api.Admin(cfg), log)
 	if err != nil {
 		return err
 	}
 	errc := make(chan error, 2)
-	hs.serve(errc)
-	log.Info("commitflow gateway is running", "url", hs.url(), "nats", *natsURL, "rate_limit", gw.RateLimits.Tenant.String(), "ip_rate_limit", gw.RateLimits.IP.String())
-	fmt.Fprintf(stdout, "commitflow gateway is running: POST %sv1/events and %sv1/webhooks/{hubspot,pipedrive,salesforce,gong}, publishing to %s (Ctrl-C to stop)\n", hs.url(), hs.url(), *natsURL)
+	hs.Serve(func(err error) { errc <- err })
+	log.Info("commitflow gateway is running", "url", hs.URL(), "nats", *natsURL, "rate_limit", gw.RateLimits.Tenant.String(), "ip_rate_limit", gw.RateLimits.IP.String())
+	fmt.Fprintf(stdout, "commitflow gateway is running: POST %sv1/events and %sv1/webhooks/{hubspot,pipedrive,salesforce,gong}, publishing to %s (Ctrl-C to stop)\n", hs.URL(), hs.URL(), *natsURL)
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
 	log.Info("shutting down")
-	hs.shutdown()
-	return err
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(err, hs.Shutdown(sctx))
 }
 
 // doorFlags are the flags of the doors events come in by over HTTP (POST
@@ -159,59 +158,4 @@ func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
-}
-
-// httpServers are the HTTP servers of run or gateway: h on its address
-// and, with --metrics-http, the operator's handler (api.Admin) on its own.
-type httpServers struct {
-	servers   []*http.Server
-	listeners []net.Listener
-}
-
-// listenHTTP listens on addr for h and, when metricsAddr is set, on it for
-// api.Admin(admin).
-func listenHTTP(addr, metricsAddr string, h http.Handler, admin api.Config, log *slog.Logger) (*httpServers, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", addr, err)
-	}
-	hs := &httpServers{servers: []*http.Server{api.NewServer(h)}, listeners: []net.Listener{ln}}
-	if metricsAddr != "" {
-		mln, err := net.Listen("tcp", metricsAddr)
-		if err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("listen %s: %w", metricsAddr, err)
-		}
-		hs.servers = append(hs.servers, api.NewServer(api.Admin(admin)))
-		hs.listeners = append(hs.listeners, mln)
-		log.Info("metrics and probes served apart from the API", "metrics", "http://"+mln.Addr().String()+"/metrics")
-	}
-	return hs, nil
-}
-
-// url is the base URL of the first server, with a trailing slash.
-func (hs *httpServers) url() string {
-	return "http://" + hs.listeners[0].Addr().String() + "/"
-}
-
-// serve serves every server in its own goroutine, sending to errc the
-// error that stops one.
-func (hs *httpServers) serve(errc chan<- error) {
-	for i, srv := range hs.servers {
-		go func() {
-			if err := srv.Serve(hs.listeners[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- err
-			}
-		}()
-	}
-}
-
-// shutdown stops the servers, letting the requests in progress finish for
-// up to 10 seconds.
-func (hs *httpServers) shutdown() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, srv := range hs.servers {
-		_ = srv.Shutdown(ctx)
-	}
 }

@@ -15,8 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"runtime"
 	"sync"
 	"time"
@@ -92,8 +90,7 @@ type Node struct {
 	ch   ClickHouse
 	nats NATS
 
-	servers   []*http.Server
-	listeners []net.Listener
+	http *api.Servers // nil until listening
 
 	stopWorkers context.CancelFunc
 	workers     sync.WaitGroup
@@ -228,9 +225,11 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 		}
 	}
 	handler := api.New(apiCfg, q, forecast.NewWithOptions(pools.api.Conn(), fopt), log)
-	if err := n.listen(cfg.HTTP, handler, cfg.MetricsHTTP, api.Admin(apiCfg)); err != nil {
+	hs, err := api.Listen(cfg.HTTP, handler, cfg.MetricsHTTP, api.Admin(apiCfg), log)
+	if err != nil {
 		return err
 	}
+	n.http = hs
 
 	// The workers get their own context: on Close the HTTP servers stop
 	// first, then the workers finish or abandon their batches, and only
@@ -259,7 +258,7 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 	})
 	n.goWorker(func() error { return cw.Run(wctx) })
 	n.goWorker(func() error { return bl.Run(wctx) })
-	n.serve()
+	n.http.Serve(n.report)
 	return nil
 }
 
@@ -310,41 +309,9 @@ func (n *Node) openPools(ctx context.Context) (pools, error) {
 	return p, nil
 }
 
-// listen listens on addr for h and, when metricsAddr is set, on it for
-// admin (the operator's endpoints).
-func (n *Node) listen(addr string, h http.Handler, metricsAddr string, admin http.Handler) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", addr, err)
-	}
-	n.servers, n.listeners = append(n.servers, api.NewServer(h)), append(n.listeners, ln)
-	if metricsAddr == "" {
-		return nil
-	}
-	mln, err := net.Listen("tcp", metricsAddr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", metricsAddr, err)
-	}
-	n.servers, n.listeners = append(n.servers, api.NewServer(admin)), append(n.listeners, mln)
-	n.log.Info("metrics and probes served apart from the API", "metrics", "http://"+mln.Addr().String()+"/metrics")
-	return nil
-}
-
-// serve serves every HTTP server in its own goroutine, reporting the
-// error that stops one on Err.
-func (n *Node) serve() {
-	for i, srv := range n.servers {
-		go func() {
-			if err := srv.Serve(n.listeners[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				n.report(fmt.Errorf("http %s: %w", n.listeners[i].Addr(), err))
-			}
-		}()
-	}
-}
-
 // URL is the base URL of the API and dashboard, with a trailing slash.
 func (n *Node) URL() string {
-	return "http://" + n.listeners[0].Addr().String() + "/"
+	return n.http.URL()
 }
 
 // EmbeddedNATS is the client URL of the embedded NATS server; empty when
@@ -368,20 +335,16 @@ func (n *Node) Err() <-chan error { return n.errc }
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		for i, srv := range n.servers {
-			if err := srv.Shutdown(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("http %s: %w", n.listeners[i].Addr(), err))
+		if n.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := n.http.Shutdown(ctx); err != nil {
+				errs = append(errs, err)
 			}
-		}
-		cancel()
-		// Listeners never served (New failed after listening).
-		for _, ln := range n.listeners {
-			ln.Close()
+			cancel()
 		}
 		n.stopWorkers()
 		n.workers.Wait()
-		ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		for i := len(n.closers) - 1; i >= 0; i-- {
 			if err := n.closers[i](ctx); err != nil {
