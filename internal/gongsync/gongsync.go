@@ -59,6 +59,11 @@ const (
 // MaxWindow is the longest window a request asks for.
 const MaxWindow = 7 * 24 * time.Hour
 
+// MinWindow is the shortest new window a poll asks for: a poll sooner
+// after the last one asks nothing, rather than spend a request of the
+// tenant's Gong quota on seconds.
+const MinWindow = time.Minute
+
 // ErrBusy is returned by Run with once when another poller holds the
 // tenant's lease.
 var ErrBusy = errors.New("another gong poller runs for this tenant")
@@ -292,7 +297,7 @@ func (s *Syncer) Poll(ctx context.Context) (Summary, error) {
 	end := s.cfg.Now().Add(-s.cfg.Settle).UTC().Truncate(time.Second)
 	for {
 		if st.To.IsZero() {
-			if !st.From.Before(end) {
+			if end.Sub(st.From) < MinWindow {
 				return sum, nil
 			}
 			st.To = st.From.Add(MaxWindow)

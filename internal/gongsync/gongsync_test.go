@@ -505,3 +505,28 @@ func TestParsePage(t *testing.T) {
 		t.Fatal("not JSON: no error")
 	}
 }
+
+// TestPollMinWindow: a poll less than MinWindow after the last one's end
+// asks Gong nothing (the sync command run by the minute, or a test a
+// second later, spent a request on each second); once a minute has
+// settled, it asks for that minute.
+func TestPollMinWindow(t *testing.T) {
+	js, pub := testBus(t)
+	f := &fakeGong{calls: gongCalls(t, 2), pageSize: 2}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	clock := now
+	s := syncer(t, js, pub, srv, "a", func(c *Config) { c.Now = func() time.Time { return clock } })
+	if _, err := s.Poll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	n := len(f.requests())
+	clock = clock.Add(MinWindow - time.Second)
+	if sum, err := s.Poll(t.Context()); err != nil || sum.Pages != 0 || len(f.requests()) != n {
+		t.Errorf("poll %s later: %+v %v, %d requests", MinWindow-time.Second, sum, err, len(f.requests())-n)
+	}
+	clock = clock.Add(time.Second)
+	if sum, err := s.Poll(t.Context()); err != nil || sum.Pages != 1 || len(f.requests()) != n+1 {
+		t.Errorf("poll %s later: %+v %v, %d requests", MinWindow, sum, err, len(f.requests())-n)
+	}
+}
