@@ -194,6 +194,26 @@ func (g *gateway) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, ge.status, errorBody{Error: ge.msg, Param: ge.param})
 }
 
+// admit takes a request of tenant's events from source in: there is a
+// publisher, the tenant is within its rate, and the body (returned) is
+// within MaxBody. When not, it has answered the request.
+func (g *gateway) admit(w http.ResponseWriter, r *http.Request, source, tenant string) ([]byte, bool) {
+	if g.cfg.Publisher == nil {
+		g.fail(w, r, errNoPublisher)
+		return nil, false
+	}
+	if err := g.limitTenant(source, tenant); err != nil {
+		g.fail(w, r, err)
+		return nil, false
+	}
+	body, err := g.read(w, r)
+	if err != nil {
+		g.fail(w, r, err)
+		return nil, false
+	}
+	return body, true
+}
+
 // read reads the request body, refusing one over MaxBody with 413.
 func (g *gateway) read(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	var buf bytes.Buffer
@@ -265,17 +285,8 @@ func (g *gateway) postEvents(w http.ResponseWriter, r *http.Request, tenant stri
 		writeError(w, r, g.logger, p.err)
 		return
 	}
-	if g.cfg.Publisher == nil {
-		g.fail(w, r, errNoPublisher)
-		return
-	}
-	if err := g.limitTenant("events", tenant); err != nil {
-		g.fail(w, r, err)
-		return
-	}
-	body, err := g.read(w, r)
-	if err != nil {
-		g.fail(w, r, err)
+	body, ok := g.admit(w, r, "events", tenant)
+	if !ok {
 		return
 	}
 	items, err := splitEvents(body)

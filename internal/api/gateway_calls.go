@@ -27,17 +27,8 @@ func (g *gateway) postCalls(w http.ResponseWriter, r *http.Request, tenant strin
 		writeError(w, r, g.logger, p.err)
 		return
 	}
-	if g.cfg.Publisher == nil {
-		g.fail(w, r, errNoPublisher)
-		return
-	}
-	if err := g.limitTenant(webhook.CallsSource, tenant); err != nil {
-		g.fail(w, r, err)
-		return
-	}
-	body, err := g.read(w, r)
-	if err != nil {
-		g.fail(w, r, err)
+	body, ok := g.admit(w, r, webhook.CallsSource, tenant)
+	if !ok {
 		return
 	}
 	// Each record is a notification of its own, with its own index and
