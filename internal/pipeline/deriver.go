@@ -205,6 +205,15 @@ func (d *Deriver) Run(ctx context.Context) error {
 
 // runPartition consumes one partition until ctx is cancelled.
 func (d *Deriver) runPartition(ctx context.Context, p int) error {
+	// The partition is this process's alone now: what an earlier holder
+	// fetched and never acknowledged (it died, or stopped with its batch
+	// in flight and an embedded server forgot the negative
+	// acknowledgements) is delivered again from the acknowledgement floor
+	// at once rather than after the consumer's AckWait. A server without
+	// consumer reset (before 2.14) redelivers after AckWait as before.
+	if _, err := d.js.ResetConsumer(ctx, bus.EventsStream, bus.DeriveConsumer(p)); err != nil && ctx.Err() == nil {
+		d.log.Info("derive consumer not reset: unacknowledged messages come back after AckWait", "partition", p, "err", err)
+	}
 	cons, err := d.js.Consumer(ctx, bus.EventsStream, bus.DeriveConsumer(p))
 	if err != nil {
 		return fmt.Errorf("partition %d consumer: %w", p, err)
