@@ -210,8 +210,12 @@ func (d *Deriver) runPartition(ctx context.Context, p int) error {
 	// in flight and an embedded server forgot the negative
 	// acknowledgements) is delivered again from the acknowledgement floor
 	// at once rather than after the consumer's AckWait. A server without
-	// consumer reset (before 2.14) redelivers after AckWait as before.
-	if _, err := d.js.ResetConsumer(ctx, bus.EventsStream, bus.DeriveConsumer(p)); err != nil && ctx.Err() == nil {
+	// consumer reset (before 2.14) does not answer; it redelivers after
+	// AckWait as before.
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err := d.js.ResetConsumer(rctx, bus.EventsStream, bus.DeriveConsumer(p))
+	cancel()
+	if err != nil && ctx.Err() == nil {
 		d.log.Info("derive consumer not reset: unacknowledged messages come back after AckWait", "partition", p, "err", err)
 	}
 	cons, err := d.js.Consumer(ctx, bus.EventsStream, bus.DeriveConsumer(p))
