@@ -223,37 +223,57 @@ func supersededTable(rows []row) (*ext.Table, error) {
 	return t, nil
 }
 
-// Read calls read with a View of tenant's rows and returns its error. read
-// may be called more than once (a pinned part was merged away meanwhile);
-// only the last call's results count, so read must start from scratch each
-// time.
-func (p *Pinner) Read(ctx context.Context, tenant string, read func(ctx context.Context, v *View) error) error {
+// Read returns what read returns on a View of tenant's rows. read may be
+// called more than once: when a merge retired a pinned part meanwhile, it
+// is called again on a fresh View (with FINAL after repeated retries).
+// Read returns the value of the last call only, and drops what the earlier
+// ones returned, so read must build its answer in what it returns, never in
+// variables it shares with its caller: then nothing of a call that was
+// read again can leak into the answer. On an error Read returns T's zero
+// value.
+func Read[T any](ctx context.Context, p *Pinner, tenant string, read func(ctx context.Context, v *View) (T, error)) (T, error) {
+	var zero T
 	for range attempts {
 		v, err := p.pin(ctx, tenant)
 		if err != nil {
-			return err
+			return zero, err
 		}
-		if err := read(ctx, v); err != nil {
-			return err
+		out, err := read(ctx, v)
+		if err != nil {
+			return zero, err
 		}
 		if v.final {
 			p.count("final")
-			return nil
+			return out, nil
 		}
 		ok, err := p.active(ctx, v.parts)
 		if err != nil {
-			return err
+			return zero, err
 		}
 		if ok {
 			p.count("view")
-			return nil
+			return out, nil
 		}
 		if p.m != nil {
 			p.m.retries.Inc()
 		}
 	}
 	p.count("final")
-	return read(ctx, &View{final: true})
+	out, err := read(ctx, &View{final: true})
+	if err != nil {
+		return zero, err
+	}
+	return out, nil
+}
+
+// Read calls read with a View of tenant's rows and returns its error, as
+// the function Read does; read must start from scratch each time. It goes
+// once its callers build their answers inside read with the function Read.
+func (p *Pinner) Read(ctx context.Context, tenant string, read func(ctx context.Context, v *View) error) error {
+	_, err := Read(ctx, p, tenant, func(ctx context.Context, v *View) (struct{}, error) {
+		return struct{}{}, read(ctx, v)
+	})
+	return err
 }
 
 // count counts an answer read in mode.

@@ -87,20 +87,18 @@ func read(ctx context.Context, conn driver.Conn, v *snapshot.View, tenant string
 // with FINAL.
 func viewOf(t *testing.T, p *snapshot.Pinner, conn driver.Conn, tenant string) ([]string, bool) {
 	t.Helper()
-	var (
-		got   []string
+	type answer struct {
+		rows  []string
 		final bool
-	)
-	err := p.Read(context.Background(), tenant, func(ctx context.Context, v *snapshot.View) error {
-		var err error
-		got, err = read(ctx, conn, v, tenant)
-		final = v.Final()
-		return err
+	}
+	a, err := snapshot.Read(context.Background(), p, tenant, func(ctx context.Context, v *snapshot.View) (answer, error) {
+		rows, err := read(ctx, conn, v, tenant)
+		return answer{rows, v.Final()}, err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return got, final
+	return a.rows, a.final
 }
 
 func TestViewKeepsNewestVersions(t *testing.T) {
@@ -160,17 +158,17 @@ func TestContextSentTwice(t *testing.T) {
 	defer conn.Exec(ctx, "SYSTEM START MERGES opportunity_state")
 	insert(t, conn, "acme", "o1", 1, "o2", 1, "o3", 1)
 	insert(t, conn, "acme", "o1", 2, "o2", 2)
-	err := snapshot.New(conn).Read(ctx, "acme", func(ctx context.Context, v *snapshot.View) error {
+	_, err := snapshot.Read(ctx, snapshot.New(conn), "acme", func(ctx context.Context, v *snapshot.View) (struct{}, error) {
 		for i := range 2 {
 			got, err := read(ctx, conn, v, "acme")
 			if err != nil {
-				return err
+				return struct{}{}, err
 			}
 			if want := []string{"o1@2", "o2@2", "o3@1"}; !slices.Equal(got, want) {
 				t.Errorf("query %d: got %v, want %v", i+1, got, want)
 			}
 		}
-		return nil
+		return struct{}{}, nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -187,17 +185,14 @@ func TestReadAgainAfterMerge(t *testing.T) {
 	insert(t, conn, "acme", "o1", 2)
 
 	calls := 0
-	var got []string
-	err := p.Read(ctx, "acme", func(ctx context.Context, v *snapshot.View) error {
+	got, err := snapshot.Read(ctx, p, "acme", func(ctx context.Context, v *snapshot.View) ([]string, error) {
 		calls++
 		if calls == 1 {
 			if err := conn.Exec(ctx, "OPTIMIZE TABLE opportunity_state FINAL"); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		var err error
-		got, err = read(ctx, conn, v, "acme")
-		return err
+		return read(ctx, conn, v, "acme")
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -220,6 +215,65 @@ func TestReadAgainAfterMerge(t *testing.T) {
 	}
 }
 
+// TestReadReturnsLastCallOnly merges the pinned parts away while read
+// runs, once and then on every View until Read falls back to FINAL. Each
+// call answers with its own number and the rows it read (none or some
+// when its View's parts were merged away): the answer must be the last
+// call's alone, nothing of the calls read again.
+func TestReadReturnsLastCallOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		merges    int // the first merges calls merge the table while they run
+		wantCalls int
+		wantMode  string
+	}{
+		{"merged once", 1, 2, "view"},
+		{"merged every time", 3, 4, "final"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := open(t)
+			p, reg := instrumented(t, conn)
+			ctx := context.Background()
+			insert(t, conn, "acme", "o1", 1, "o2", 1)
+			insert(t, conn, "acme", "o1", 2)
+
+			calls := 0
+			got, err := snapshot.Read(ctx, p, "acme", func(ctx context.Context, v *snapshot.View) ([]string, error) {
+				calls++
+				out := []string{fmt.Sprintf("call %d", calls)}
+				if calls <= tc.merges {
+					insert(t, conn, "acme", "o1", 2+calls)
+					if err := conn.Exec(ctx, "OPTIMIZE TABLE opportunity_state FINAL"); err != nil {
+						return nil, err
+					}
+				}
+				rows, err := read(ctx, conn, v, "acme")
+				return append(out, rows...), err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if calls != tc.wantCalls {
+				t.Errorf("read called %d times, want %d", calls, tc.wantCalls)
+			}
+			rows, err := read(ctx, conn, finalView(t, conn), "acme")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := append([]string{fmt.Sprintf("call %d", tc.wantCalls)}, rows...)
+			if !slices.Equal(got, want) {
+				t.Errorf("got %v, want %v", got, want)
+			}
+			if n := metricValue(t, reg, `commitflow_snapshot_reads_total{mode="`+tc.wantMode+`"}`); n != 1 {
+				t.Errorf("reads with mode %s = %v, want 1", tc.wantMode, n)
+			}
+			if n := metricValue(t, reg, `commitflow_snapshot_retries_total`); n != float64(tc.merges) {
+				t.Errorf("retries = %v, want %d", n, tc.merges)
+			}
+		})
+	}
+}
+
 // TestMergeDropsSupersededFromViews compacts the table between two reads:
 // the second View must list no superseded rows (and so check for none),
 // not keep the ones the merge dropped.
@@ -232,16 +286,18 @@ func TestMergeDropsSupersededFromViews(t *testing.T) {
 
 	views := func() (prewhere string, got []string) {
 		t.Helper()
-		err := p.Read(ctx, "acme", func(ctx context.Context, v *snapshot.View) error {
-			prewhere = v.Prewhere()
-			var err error
-			got, err = read(ctx, conn, v, "acme")
-			return err
+		type answer struct {
+			prewhere string
+			rows     []string
+		}
+		a, err := snapshot.Read(ctx, p, "acme", func(ctx context.Context, v *snapshot.View) (answer, error) {
+			rows, err := read(ctx, conn, v, "acme")
+			return answer{v.Prewhere(), rows}, err
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return prewhere, got
+		return a.prewhere, a.rows
 	}
 	want := []string{"o1@2", "o2@2", "o3@1"}
 	if pw, got := views(); pw == "" || !slices.Equal(got, want) {
@@ -345,10 +401,8 @@ func TestViewMatchesFinal(t *testing.T) {
 // finalView returns a View that reads with FINAL.
 func finalView(t *testing.T, conn driver.Conn) *snapshot.View {
 	t.Helper()
-	var v *snapshot.View
-	err := snapshot.NewFinal(conn).Read(context.Background(), "", func(_ context.Context, fv *snapshot.View) error {
-		v = fv
-		return nil
+	v, err := snapshot.Read(context.Background(), snapshot.NewFinal(conn), "", func(_ context.Context, v *snapshot.View) (*snapshot.View, error) {
+		return v, nil
 	})
 	if err != nil {
 		t.Fatal(err)
