@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/event"
 )
 
@@ -19,20 +20,7 @@ import (
 // declared (4 partitions).
 func start(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	ctx := t.Context()
-	srv, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, js, err := bus.Connect(ctx, srv.ClientURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if err := bus.Declare(ctx, js, bus.Options{Partitions: 4}); err != nil {
-		t.Fatal(err)
-	}
+	_, js := bustest.Start(t, bus.Options{Partitions: 4})
 	return js
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,24 +13,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 )
 
+// start returns JetStream on an embedded server with commitflow's streams
+// declared (4 partitions).
 func start(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	ctx := t.Context()
-	srv, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, js, err := bus.Connect(ctx, srv.ClientURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if err := bus.Declare(ctx, js, bus.Options{Partitions: 4}); err != nil {
-		t.Fatal(err)
-	}
+	_, js := bustest.Start(t, bus.Options{Partitions: 4})
 	return js
 }
 
