@@ -1,12 +1,12 @@
 package gongsync
 
 import (
-	"context"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/commitflow/commitflow/internal/ingest"
+	"github.com/commitflow/commitflow/internal/ingest/ingesttest"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
 )
@@ -17,14 +17,7 @@ import (
 func TestSyncEndToEnd(t *testing.T) {
 	js, pub := testBus(t)
 	st := storetest.Open(t, store.Options{})
-	w, err := ingest.New(js, st, ingest.Config{}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = w.Run(wctx) }()
-	t.Cleanup(func() { stop(); <-done })
+	ingesttest.Run(t, js, st, ingest.Config{})
 
 	srv := httptest.NewServer(&fakeGong{calls: gongCalls(t, 3), pageSize: 2})
 	defer srv.Close()

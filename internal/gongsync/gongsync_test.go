@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 )
 
 const (
@@ -171,20 +172,7 @@ func (f *fakeGong) requests() []seen {
 // testBus starts embedded NATS with commitflow's streams.
 func testBus(t *testing.T) (jetstream.JetStream, *bus.Publisher) {
 	t.Helper()
-	ctx := t.Context()
-	emb, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, js, err := bus.Connect(ctx, emb.ClientURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if err := bus.Declare(ctx, js, bus.Options{Partitions: 4}); err != nil {
-		t.Fatal(err)
-	}
+	_, js := bustest.Start(t, bus.Options{Partitions: 4})
 	return js, bus.NewPublisher(js, 4)
 }
 
