@@ -2,22 +2,20 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/chtest"
-	"github.com/commitflow/commitflow/internal/event"
-	"github.com/commitflow/commitflow/internal/gen"
 	"github.com/commitflow/commitflow/internal/store"
+	"github.com/commitflow/commitflow/internal/store/storetest"
 	"github.com/commitflow/commitflow/internal/verify"
+	"github.com/commitflow/commitflow/internal/verify/verifytest"
 )
 
 // TestVerifyCommand stores the events of a stream in ClickHouse as ingest
@@ -29,76 +27,16 @@ func TestVerifyCommand(t *testing.T) {
 	ctx := t.Context()
 	url, js := embeddedBus(t, 4)
 	dsn := chtest.DSN(t)
-	st, err := store.Open(context.Background(), dsn, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.OpenDSN(t, dsn, store.Options{})
 
-	// 20 events, a malformed message (sequence 21), 10 more events.
-	var evs []event.Event
-	err = gen.Generate(ctx, gen.Config{Seed: 3, Opportunities: 6, End: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)}, func(ev event.Event) error {
-		evs = append(evs, ev)
-		return nil
-	})
-	if err != nil {
+	// 20 events, a malformed message (sequence 21), 10 more events, stored
+	// with their stream sequences; all but the last message acknowledged
+	// on the ingest consumer.
+	bySeq := verifytest.Publish(t, js, 4)
+	if err := st.InsertEvents(ctx, slices.Collect(maps.Values(bySeq))); err != nil {
 		t.Fatal(err)
 	}
-	if len(evs) < 30 {
-		t.Fatalf("generated %d events, want at least 30", len(evs))
-	}
-	evs = evs[:30]
-	pub := bus.NewPublisher(js, 4)
-	if err := pub.PublishBatch(ctx, evs[:20]); err != nil {
-		t.Fatal(err)
-	}
-	const badSubject = "cf.events.acme.crm.opportunity_created.0"
-	if err := pub.PublishRaw(ctx, badSubject, "", []byte(`{"id":`)); err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.PublishBatch(ctx, evs[20:]); err != nil {
-		t.Fatal(err)
-	}
-	letter := nats.NewMsg(bus.DLQSubject(badSubject))
-	letter.Data = []byte(`{"id":`)
-	letter.Header.Set(bus.ErrorHeader, "body: unexpected end of JSON input")
-	letter.Header.Set(bus.SubjectHeader, badSubject)
-	letter.Header.Set(bus.StreamSeqHeader, "21")
-	if _, err := js.PublishMsg(ctx, letter); err != nil {
-		t.Fatal(err)
-	}
-
-	// Store the events with their stream sequences, and acknowledge all
-	// but the last message on the ingest consumer.
-	var rows []store.RawEvent
-	bySeq := map[uint64]event.Event{}
-	events, err := js.Stream(ctx, bus.EventsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for seq := uint64(1); seq <= 31; seq++ {
-		m, err := events.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev, err := event.Parse(m.Data)
-		if err != nil {
-			if seq == 21 {
-				continue
-			}
-			t.Fatalf("seq %d: %v", seq, err)
-		}
-		bySeq[seq] = ev
-		rows = append(rows, store.RawEvent{Tenant: ev.Tenant, OpportunityID: ev.OpportunityID, Source: ev.Source,
-			EventID: ev.ID, Type: string(ev.Type), OccurredAt: ev.OccurredAt, ReceivedAt: ev.ReceivedAt, StreamSeq: seq, Payload: m.Data})
-	}
-	if err := st.InsertEvents(ctx, rows); err != nil {
-		t.Fatal(err)
-	}
-	ackUpTo(t, js, 30)
+	bustest.AckIngest(t, js, 30)
 
 	run := func(args ...string) (verify.Report, error) {
 		t.Helper()
@@ -126,7 +64,7 @@ func TestVerifyCommand(t *testing.T) {
 	for _, seq := range []uint64{7, 8, 12} {
 		ev := bySeq[seq]
 		if err := st.Conn().Exec(ctx, `ALTER TABLE events DELETE WHERE tenant = ? AND opportunity_id = ? AND source = ? AND event_id = ?`,
-			ev.Tenant, ev.OpportunityID, ev.Source, ev.ID); err != nil {
+			ev.Tenant, ev.OpportunityID, ev.Source, ev.EventID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -162,13 +100,13 @@ func TestVerifyCommand(t *testing.T) {
 	// The same source id under another opportunity: both copies are
 	// stored, and verify names them.
 	ev := bySeq[13]
-	other := store.RawEvent{Tenant: ev.Tenant, OpportunityID: ev.OpportunityID + "-other", Source: ev.Source, EventID: ev.ID,
-		Type: string(ev.Type), OccurredAt: ev.OccurredAt, ReceivedAt: ev.ReceivedAt, StreamSeq: 99, Payload: []byte("{}")}
+	other := ev
+	other.OpportunityID, other.StreamSeq, other.Payload = ev.OpportunityID+"-other", 99, []byte("{}")
 	if err := st.InsertEvents(ctx, []store.RawEvent{other}); err != nil {
 		t.Fatal(err)
 	}
 	rep, err = run("--from", "13", "--to", "25")
-	wantShared := []store.SharedEventID{{Tenant: ev.Tenant, Source: ev.Source, EventID: ev.ID,
+	wantShared := []store.SharedEventID{{Tenant: ev.Tenant, Source: ev.Source, EventID: ev.EventID,
 		Opportunities: []string{ev.OpportunityID, ev.OpportunityID + "-other"}}}
 	if err == nil || rep.SharedIDs != 1 || !reflect.DeepEqual(rep.SharedIDSamples, wantShared) {
 		t.Errorf("an id under two opportunities: %v, %d shared, %+v; want an error and %+v", err, rep.SharedIDs, rep.SharedIDSamples, wantShared)
@@ -178,34 +116,6 @@ func TestVerifyCommand(t *testing.T) {
 	if line := "1 event id(s) stored under more than one opportunity"; !strings.Contains(out.String(), line) {
 		t.Errorf("verify output lacks %q:\n%s", line, out.String())
 	}
-}
-
-// ackUpTo acknowledges the ingest consumer's messages up to stream
-// sequence seq (AckAll), as the ingest worker does once they are stored.
-func ackUpTo(t *testing.T, js jetstream.JetStream, seq uint64) {
-	t.Helper()
-	ctx := t.Context()
-	c, err := bus.CurrentIngest(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := c.Fetch(int(seq), jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for m := range batch.Messages() {
-		md, err := m.Metadata()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if md.Sequence.Stream == seq {
-			if err := m.DoubleAck(ctx); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
-	}
-	t.Fatalf("ingest consumer: sequence %d not delivered (%v)", seq, batch.Error())
 }
 
 // waitMutations waits until the store's ALTER ... DELETE mutations are

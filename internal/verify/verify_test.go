@@ -1,20 +1,15 @@
 package verify
 
 import (
-	"context"
 	"reflect"
 	"testing"
-	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/chtest"
-	"github.com/commitflow/commitflow/internal/event"
-	"github.com/commitflow/commitflow/internal/gen"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
+	"github.com/commitflow/commitflow/internal/verify/verifytest"
 )
 
 func TestMain(m *testing.M) { chtest.Main(m) }
@@ -26,72 +21,18 @@ func TestMain(m *testing.M) { chtest.Main(m) }
 // chunk sizes.
 func TestRun(t *testing.T) {
 	ctx := t.Context()
-	emb, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, js, err := bus.Connect(ctx, emb.ClientURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if err := bus.Declare(ctx, js, bus.Options{Partitions: 2}); err != nil {
-		t.Fatal(err)
-	}
+	_, js := bustest.Start(t, bus.Options{Partitions: 2})
 	st := storetest.Open(t, store.Options{})
 
-	var evs []event.Event
-	err = gen.Generate(ctx, gen.Config{Seed: 3, Opportunities: 6, End: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)}, func(ev event.Event) error {
-		evs = append(evs, ev)
-		return nil
-	})
-	if err != nil || len(evs) < 30 {
-		t.Fatalf("generated %d events: %v", len(evs), err)
-	}
-	pub := bus.NewPublisher(js, 2)
-	if err := pub.PublishBatch(ctx, evs[:20]); err != nil {
-		t.Fatal(err)
-	}
-	const badSubject = "cf.events.acme.crm.opportunity_created.0"
-	if err := pub.PublishRaw(ctx, badSubject, "", []byte(`{"id":`)); err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.PublishBatch(ctx, evs[20:30]); err != nil {
-		t.Fatal(err)
-	}
-	letter := nats.NewMsg(bus.DLQSubject(badSubject))
-	letter.Data = []byte(`{"id":`)
-	letter.Header.Set(bus.ErrorHeader, "body: unexpected end of JSON input")
-	letter.Header.Set(bus.SubjectHeader, badSubject)
-	letter.Header.Set(bus.StreamSeqHeader, "21")
-	if _, err := js.PublishMsg(ctx, letter); err != nil {
-		t.Fatal(err)
-	}
-
-	events, err := js.Stream(ctx, bus.EventsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bySeq := verifytest.Publish(t, js, 2)
 	var rows []store.RawEvent
-	var shared event.Event
 	for seq := uint64(1); seq <= 31; seq++ {
-		m, err := events.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev, err := event.Parse(m.Data)
-		if seq == 21 || seq == 7 || seq == 8 || seq == 12 {
+		row, ok := bySeq[seq]
+		if !ok || seq == 7 || seq == 8 || seq == 12 {
 			continue
 		}
-		if err != nil {
-			t.Fatalf("seq %d: %v", seq, err)
-		}
-		row := store.RawEvent{Tenant: ev.Tenant, OpportunityID: ev.OpportunityID, Source: ev.Source,
-			EventID: ev.ID, Type: string(ev.Type), OccurredAt: ev.OccurredAt, ReceivedAt: ev.ReceivedAt, StreamSeq: seq, Payload: m.Data}
 		rows = append(rows, row)
 		if seq == 13 {
-			shared = ev
 			row.OpportunityID += "-other"
 			rows = append(rows, row)
 		}
@@ -99,9 +40,10 @@ func TestRun(t *testing.T) {
 	if err := st.InsertEvents(ctx, rows); err != nil {
 		t.Fatal(err)
 	}
-	ackUpTo(t, js, 30)
+	bustest.AckIngest(t, js, 30)
 
-	sharedIDs := []store.SharedEventID{{Tenant: shared.Tenant, Source: shared.Source, EventID: shared.ID,
+	shared := bySeq[13]
+	sharedIDs := []store.SharedEventID{{Tenant: shared.Tenant, Source: shared.Source, EventID: shared.EventID,
 		Opportunities: []string{shared.OpportunityID, shared.OpportunityID + "-other"}}}
 	for _, c := range []struct {
 		name string
@@ -135,32 +77,4 @@ func TestRun(t *testing.T) {
 			t.Errorf("%+v: no error", o)
 		}
 	}
-}
-
-// ackUpTo acknowledges the ingest consumer's messages up to stream
-// sequence seq (AckAll), as the ingest worker does once they are stored.
-func ackUpTo(t *testing.T, js jetstream.JetStream, seq uint64) {
-	t.Helper()
-	ctx := context.Background()
-	c, err := bus.CurrentIngest(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := c.Fetch(int(seq), jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for m := range batch.Messages() {
-		md, err := m.Metadata()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if md.Sequence.Stream == seq {
-			if err := m.DoubleAck(ctx); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
-	}
-	t.Fatalf("ingest consumer: sequence %d not delivered (%v)", seq, batch.Error())
 }
