@@ -51,9 +51,9 @@
 // and counting distinct interactions (uniqExact over their 64-bit hashes)
 // dominates missed.
 //
-// Every query runs with max_block_size 8192: on 18.16 the per-row array
-// functions and ARRAY JOINs over 65k-row FINAL blocks are several times
-// slower. On the bench dataset (435k opportunities, 10M raw events, load
+// Every query runs with max_block_size 8192 (snapshot.QueryContext): on
+// 18.16 the per-row array functions and ARRAY JOINs over 65k-row FINAL
+// blocks are several times slower. On the bench dataset (435k opportunities, 10M raw events, load
 // average 5-7 from other builds, branches 4, p50 ms) this alone took
 // missed from 10761 to 2224, stalls from 2920 to 517, funnel by owner
 // and month from 3810 to 1545, movement from 539 to 297, with identical
@@ -479,23 +479,42 @@ type scan struct {
 	view *snapshot.View
 }
 
-// read runs fn with a scan of tenant's rows. Like snapshot.Pinner.Read it
-// may run fn more than once, so fn must build its answer afresh each time.
-func (q *Querier) read(ctx context.Context, tenant string, fn func(s *scan) error) error {
-	return q.pin.Read(ctx, tenant, func(ctx context.Context, v *snapshot.View) error {
-		qctx, err := v.Context(q.queryCtx(ctx))
+// readScan returns what fn returns on a scan of tenant's rows. Like
+// snapshot.Read it may run fn more than once and returns the last run's
+// value only: fn builds its answer in what it returns.
+func readScan[T any](ctx context.Context, q *Querier, tenant string, fn func(s *scan) (T, error)) (T, error) {
+	return snapshot.Read(ctx, q.pin, tenant, func(ctx context.Context, v *snapshot.View) (T, error) {
+		s, err := q.scan(ctx, tenant, v)
 		if err != nil {
-			return err
+			var zero T
+			return zero, err
 		}
-		s := &scan{ctx: qctx, from: v.From(), conds: []string{"1"}, view: v}
-		if v.Final() {
-			if s.conds, s.args, err = q.splitKeys(qctx, tenant); err != nil {
-				return err
-			}
-		}
-		s.args = append(s.args, v.Args()...)
 		return fn(s)
 	})
+}
+
+// read runs fn with a scan of tenant's rows. It may run fn more than once,
+// so fn must build its answer afresh each time; it stays for the answers
+// that keep theirs outside fn (stalls, missed) until they use readScan.
+func (q *Querier) read(ctx context.Context, tenant string, fn func(s *scan) error) error {
+	_, err := readScan(ctx, q, tenant, func(s *scan) (struct{}, error) { return struct{}{}, fn(s) })
+	return err
+}
+
+// scan returns the scan of tenant's rows on v.
+func (q *Querier) scan(ctx context.Context, tenant string, v *snapshot.View) (*scan, error) {
+	qctx, err := v.Context(q.queryCtx(ctx))
+	if err != nil {
+		return nil, err
+	}
+	s := &scan{ctx: qctx, from: v.From(), conds: []string{"1"}, view: v}
+	if v.Final() {
+		if s.conds, s.args, err = q.splitKeys(qctx, tenant); err != nil {
+			return nil, err
+		}
+	}
+	s.args = append(s.args, v.Args()...)
+	return s, nil
 }
 
 // fanout returns the UNION ALL of branch(where) for each key range cond of
@@ -513,21 +532,10 @@ func (s *scan) fanout(branch func(where string) string) string {
 	return "(\n" + strings.Join(parts, "\nUNION ALL\n") + "\n)"
 }
 
-// queryCtx adds the settings every metrics query runs with.
+// queryCtx adds the settings every metrics query runs with: those of every
+// read of opportunity_state (snapshot.QueryContext), with q's max_threads.
 func (q *Querier) queryCtx(ctx context.Context) context.Context {
-	set := clickhouse.Settings{
-		// WHERE must stay after FINAL: a condition moved to PREWHERE
-		// would drop a row's newest version and resurrect an older one.
-		"optimize_move_to_prewhere": 0,
-		// Small blocks: the per-row array functions and ARRAY JOINs
-		// over 65k-row FINAL blocks are several times slower on 18.16
-		// than over 8k-row ones (missed: 8.6 s -> 2.2 s under load).
-		"max_block_size": 8192,
-	}
-	if q.maxThreads > 0 {
-		set["max_threads"] = q.maxThreads
-	}
-	return clickhouse.Context(ctx, clickhouse.WithSettings(set))
+	return snapshot.QueryContext(ctx, q.maxThreads)
 }
 
 // ratio returns num/den, nil when den is zero.
