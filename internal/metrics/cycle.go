@@ -181,15 +181,20 @@ GROUP BY pd, kh, won`
 			clickhouse.Named("k", uint64(k)),
 			byAttr(cq.By))
 	}
-	err = q.read(ctx, c.tenant, func(s *scan) error {
-		var keys keyset
+	type answer struct {
+		all    CycleOutcomes
+		groups []CycleGroup
+		keys   keyset
+	}
+	ans, err := readScan(ctx, q, c.tenant, func(s *scan) (answer, error) {
+		var ans answer
 		if cq.By != "" {
 			var err error
-			if keys, err = q.breakdownKeys(s, cq.By, cq.Top, cyclePopulation, args(s)); err != nil {
-				return err
+			if ans.keys, err = q.breakdownKeys(s, cq.By, cq.Top, cyclePopulation, args(s)); err != nil {
+				return answer{}, err
 			}
 		}
-		res.Definitions.setTop(cq.By, cq.Top, keys)
+		keys := ans.keys
 		query := `SELECT g, o, ` + periodOut + `, grp_kh,
 	toUInt64(sum(n)), toUInt64(sum(nok)), quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)
 FROM (
@@ -201,12 +206,10 @@ FROM (
 GROUP BY g, o, grp_pd, grp_kh`
 		rows, err := q.conn.Query(s.ctx, query, append(args(s), keys.arg())...)
 		if err != nil {
-			return fmt.Errorf("cycle time query: %w", err)
+			return answer{}, fmt.Errorf("cycle time query: %w", err)
 		}
 		defer rows.Close()
 
-		res.CycleOutcomes = CycleOutcomes{}
-		res.Groups = nil
 		type gkey struct {
 			period string
 			kh     uint64
@@ -221,14 +224,14 @@ GROUP BY g, o, grp_pd, grp_kh`
 				qs     []uint32
 			)
 			if err := rows.Scan(&g, &o, &per, &kh, &n, &nok, &qs); err != nil {
-				return fmt.Errorf("cycle time scan: %w", err)
+				return answer{}, fmt.Errorf("cycle time scan: %w", err)
 			}
 			ct := CycleTime{N: int64(nok), NotReached: int64(n - nok)}
 			if nok > 0 && len(qs) == 3 {
 				days := func(secs uint32) *float64 { d := float64(secs) / 86400; return &d }
 				ct.Median, ct.P75, ct.P90 = days(qs[0]), days(qs[1]), days(qs[2])
 			}
-			out := &res.CycleOutcomes
+			out := &ans.all
 			if g != 0 {
 				gk := gkey{per, kh}
 				if groups[gk] == nil {
@@ -247,19 +250,21 @@ GROUP BY g, o, grp_pd, grp_kh`
 			}
 		}
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("cycle time rows: %w", err)
+			return answer{}, fmt.Errorf("cycle time rows: %w", err)
 		}
 		for _, grp := range groups {
-			res.Groups = append(res.Groups, *grp)
+			ans.groups = append(ans.groups, *grp)
 		}
-		sort.Slice(res.Groups, func(a, b int) bool {
-			ga, gb := res.Groups[a], res.Groups[b]
+		sort.Slice(ans.groups, func(a, b int) bool {
+			ga, gb := ans.groups[a], ans.groups[b]
 			return groupLess(ga.Period, ga.Key, ga.Other, gb.Period, gb.Key, gb.Other)
 		})
-		return nil
+		return ans, nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	res.Definitions.setTop(cq.By, cq.Top, ans.keys)
+	res.CycleOutcomes, res.Groups = ans.all, ans.groups
 	return res, nil
 }

@@ -308,15 +308,18 @@ GROUP BY K, pd, kh, cur`
 			clickhouse.Named("skp", uint8(funnelSkipped)),
 			byAttr(fq.By))
 	}
-	err = q.read(ctx, c.tenant, func(s *scan) error {
+	type answer struct {
+		steps []FunnelStep
+		keys  keyset
+	}
+	ans, err := readScan(ctx, q, c.tenant, func(s *scan) (answer, error) {
 		var keys keyset
 		if fq.By != "" {
 			var err error
 			if keys, err = q.breakdownKeys(s, fq.By, fq.Top, funnelPopulation, args(s)); err != nil {
-				return err
+				return answer{}, err
 			}
 		}
-		res.Definitions.setTop(fq.By, fq.Top, keys)
 		// The whole step (g = 0) and its groups (g = 1) are merged from the
 		// branches' partial counts per (K, period, key, currency), over
 		// all currencies but the amounts.
@@ -329,7 +332,7 @@ GROUP BY K, pd, kh, cur`
 	GROUP BY K, g, if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, ` + keys.groupKey("kh") + `) AS grp_kh`
 		rows, err := q.conn.Query(s.ctx, query, append(args(s), keys.arg())...)
 		if err != nil {
-			return fmt.Errorf("funnel query: %w", err)
+			return answer{}, fmt.Errorf("funnel query: %w", err)
 		}
 		defer rows.Close()
 
@@ -358,7 +361,7 @@ GROUP BY K, pd, kh, cur`
 				dest = append(dest, &h[i])
 			}
 			if err := rows.Scan(dest...); err != nil {
-				return fmt.Errorf("funnel scan: %w", err)
+				return answer{}, fmt.Errorf("funnel scan: %w", err)
 			}
 			fc := FunnelCounts{
 				Reached: int64(n[0]), Converted: int64(n[1]), Dropped: int64(n[2]), StillOpen: int64(n[3]), Skipped: int64(n[4]),
@@ -385,7 +388,7 @@ GROUP BY K, pd, kh, cur`
 			}
 		}
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("funnel rows: %w", err)
+			return answer{}, fmt.Errorf("funnel rows: %w", err)
 		}
 		for i := range steps {
 			sort.Slice(steps[i].Groups, func(a, b int) bool {
@@ -393,12 +396,13 @@ GROUP BY K, pd, kh, cur`
 				return groupLess(ga.Period, ga.Key, ga.Other, gb.Period, gb.Key, gb.Other)
 			})
 		}
-		res.Steps = steps
-		return nil
+		return answer{steps, keys}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	res.Definitions.setTop(fq.By, fq.Top, ans.keys)
+	res.Steps = ans.steps
 	present := map[string]bool{}
 	for _, st := range res.Steps {
 		addCurrencies(present, st.AmountsByCurrency)

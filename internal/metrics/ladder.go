@@ -56,15 +56,14 @@ func (q *Querier) CheckLadder(ctx context.Context, tenant, version string) error
 	if err != nil || only(found, version) {
 		return err
 	}
-	err = q.pin.Read(ctx, tenant, func(ctx context.Context, v *snapshot.View) error {
+	found, err = snapshot.Read(ctx, q.pin, tenant, func(ctx context.Context, v *snapshot.View) (map[string]uint64, error) {
 		qctx, err := v.Context(q.queryCtx(ctx))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		query := "SELECT ladder_version, count() FROM " + v.From() + " " + v.Prewhere() +
 			" WHERE tenant = @tenant AND ladder_version != '' AND " + v.Where() + " GROUP BY ladder_version"
-		found, err = ladderVersions(qctx, q.conn, query, append([]any{clickhouse.Named("tenant", tenant)}, v.Args()...)...)
-		return err
+		return ladderVersions(qctx, q.conn, query, append([]any{clickhouse.Named("tenant", tenant)}, v.Args()...)...)
 	})
 	if err != nil || only(found, version) {
 		return err

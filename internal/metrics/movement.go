@@ -192,8 +192,7 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 	}
 	pulled := "both_open AND cd_from != 0 AND cd_to != 0 AND cd_to < cd_from"
 	pushed := "both_open AND cd_from != 0 AND cd_to != 0 AND cd_to > cd_from"
-	found := map[int]MovementCounts{}
-	err = q.read(ctx, c.tenant, func(s *scan) error {
+	found, err := readScan(ctx, q, c.tenant, func(s *scan) (map[int]MovementCounts, error) {
 		query := `SELECT toUInt8(top_to),
 		toUInt64(sum(n0)), toUInt64(sum(n1)), toUInt64(sum(n2)), toUInt64(sum(n3)),
 		toUInt64(sum(n4)), toUInt64(sum(n5)), toUInt64(sum(n6)), toUInt64(sum(n7)),
@@ -220,10 +219,10 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 			clickhouse.Named("from", ts(from)),
 			clickhouse.Named("to", ts(to)))...)
 		if err != nil {
-			return fmt.Errorf("movement query: %w", err)
+			return nil, fmt.Errorf("movement query: %w", err)
 		}
 		defer rows.Close()
-		clear(found)
+		found := map[int]MovementCounts{}
 		for rows.Next() {
 			var (
 				top  uint8
@@ -237,7 +236,7 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 			}
 			dest = append(dest, sumMapDest(&curs, a)...)
 			if err := rows.Scan(dest...); err != nil {
-				return fmt.Errorf("movement scan: %w", err)
+				return nil, fmt.Errorf("movement scan: %w", err)
 			}
 			m := MovementCounts{
 				New: int64(n[0]), Advanced: int64(n[1]), Regressed: int64(n[2]), Stalled: int64(n[3]),
@@ -249,9 +248,9 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 			}
 		}
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("movement rows: %w", err)
+			return nil, fmt.Errorf("movement rows: %w", err)
 		}
-		return nil
+		return found, nil
 	})
 	if err != nil {
 		return nil, err

@@ -241,18 +241,19 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 		key   string
 		other uint8
 	}
-	var (
+	type answer struct {
 		stats map[gk]map[string]*StageStats
 		moves map[gk][]StageTransition
-	)
-	err = q.read(ctx, c.tenant, func(s *scan) error {
-		stats, moves = map[gk]map[string]*StageStats{}, map[gk][]StageTransition{}
+		keys  keyset
+	}
+	ans, err := readScan(ctx, q, c.tenant, func(s *scan) (answer, error) {
+		stats, moves := map[gk]map[string]*StageStats{}, map[gk][]StageTransition{}
 		args := append(s.args, clickhouse.Named("tenant", c.tenant), clickhouse.Named("asof", int64(ts(c.asOf))), byAttr(sq.By))
 		var keys keyset
 		if sq.By != "" {
 			var err error
 			if keys, err = q.breakdownKeys(s, sq.By, sq.Top, stageHistoryPopulation, args); err != nil {
-				return err
+				return answer{}, err
 			}
 			names := make([]string, len(keys.top))
 			for i, h := range keys.top {
@@ -260,10 +261,9 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 			}
 			args = append(args, clickhouse.Named("top_names", names))
 		}
-		res.Definitions.setTop(sq.By, sq.Top, keys)
 		rows, err := q.conn.Query(s.ctx, stagesQuery(s, keys), args...)
 		if err != nil {
-			return fmt.Errorf("stage history query: %w", err)
+			return answer{}, fmt.Errorf("stage history query: %w", err)
 		}
 		defer rows.Close()
 		for rows.Next() {
@@ -274,7 +274,7 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 				qs          []uint32
 			)
 			if err := rows.Scan(&k.g, &k.key, &k.other, &stage, &n, &r, &cu, &x, &qs); err != nil {
-				return fmt.Errorf("stage history scan: %w", err)
+				return answer{}, fmt.Errorf("stage history scan: %w", err)
 			}
 			st := &StageStats{
 				Stage: stage, StepIndex: stepOf(stage), Step: stepName(c.ladder, stepOf(stage)),
@@ -291,11 +291,11 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 			stats[k][stage] = st
 		}
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("stage history rows: %w", err)
+			return answer{}, fmt.Errorf("stage history rows: %w", err)
 		}
 		rows, err = q.conn.Query(s.ctx, movesQuery(s, keys), args...)
 		if err != nil {
-			return fmt.Errorf("stage transitions query: %w", err)
+			return answer{}, fmt.Errorf("stage transitions query: %w", err)
 		}
 		defer rows.Close()
 		for rows.Next() {
@@ -305,18 +305,20 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 				n        uint64
 			)
 			if err := rows.Scan(&k.g, &k.key, &k.other, &from, &to, &n); err != nil {
-				return fmt.Errorf("stage transitions scan: %w", err)
+				return answer{}, fmt.Errorf("stage transitions scan: %w", err)
 			}
 			moves[k] = append(moves[k], StageTransition{From: from, To: to, FromStepIndex: stepOf(from), ToStepIndex: stepOf(to), Count: int64(n)})
 		}
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("stage transitions rows: %w", err)
+			return answer{}, fmt.Errorf("stage transitions rows: %w", err)
 		}
-		return nil
+		return answer{stats, moves, keys}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	res.Definitions.setTop(sq.By, sq.Top, ans.keys)
+	stats, moves := ans.stats, ans.moves
 	res.StageHistory = stageHistory(stats[gk{}], moves[gk{}])
 	for k := range stats {
 		if k.g == 1 {
