@@ -53,11 +53,11 @@
 //
 // Every query runs with max_block_size 8192 (snapshot.QueryContext): on
 // 18.16 the per-row array functions and ARRAY JOINs over 65k-row FINAL
-// blocks are several times slower. On the bench dataset (435k opportunities, 10M raw events, load
-// average 5-7 from other builds, branches 4, p50 ms) this alone took
-// missed from 10761 to 2224, stalls from 2920 to 517, funnel by owner
-// and month from 3810 to 1545, movement from 539 to 297, with identical
-// results. The funnel groups by numbers (the period's Date and the By
+// blocks are several times slower. On the bench dataset (435k
+// opportunities, 10M raw events, load average 5-7 from other builds,
+// branches 4, p50 ms) this alone took missed from 10761 to 2224, stalls
+// from 2920 to 517, funnel by owner and month from 3810 to 1545, movement
+// from 539 to 297, with identical results. The funnel groups by numbers (the period's Date and the By
 // value's cityHash64) and builds its whole-step totals (g = 0) from the
 // branches' per-group partial states instead of doubling every row: about
 // 25% less server CPU for funnel by owner and month. Tried and not kept,
