@@ -11,6 +11,7 @@ import (
 	"github.com/commitflow/commitflow/internal/gen"
 	"github.com/commitflow/commitflow/internal/people"
 	"github.com/commitflow/commitflow/internal/store"
+	"github.com/commitflow/commitflow/internal/store/storetest"
 )
 
 // TestLoadDemoNamesOwners loads the demo into ClickHouse and an embedded
@@ -18,14 +19,7 @@ import (
 // events, with an e-mail; loading again writes no person twice.
 func TestLoadDemoNamesOwners(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, chtest.DSN(t), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.OpenDSN(t, chtest.DSN(t), store.Options{})
 	_, js := embeddedBus(t, 2)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	const opps = 60

@@ -11,6 +11,7 @@ import (
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/people"
 	"github.com/commitflow/commitflow/internal/store"
+	"github.com/commitflow/commitflow/internal/store/storetest"
 )
 
 // TestImportUsers imports a users export into ClickHouse twice (the second
@@ -19,14 +20,7 @@ import (
 func TestImportUsers(t *testing.T) {
 	ctx := context.Background()
 	dsn := chtest.DSN(t)
-	st, err := store.Open(ctx, dsn, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.OpenDSN(t, dsn, store.Options{})
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)

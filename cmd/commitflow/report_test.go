@@ -15,6 +15,7 @@ import (
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/store"
+	"github.com/commitflow/commitflow/internal/store/storetest"
 )
 
 func TestMain(m *testing.M) { chtest.Main(m) }
@@ -25,14 +26,7 @@ func reportDSN(t *testing.T) string {
 	t.Helper()
 	ctx := context.Background()
 	dsn := chtest.DSN(t)
-	st, err := store.Open(ctx, dsn, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.OpenDSN(t, dsn, store.Options{})
 	l := ladder.Default()
 	var rows []store.DerivedRow
 	add := func(tenant, o string, kind derive.Kind, day string, step int, status string) {
@@ -153,14 +147,7 @@ func TestReportLadder(t *testing.T) {
 	}
 	def := ladder.Default()
 	dsn := chtest.DSN(t)
-	st, err := store.Open(ctx, dsn, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.OpenDSN(t, dsn, store.Options{})
 	// acme's two deals derived with the two-step ladder, globex's with the
 	// default one.
 	insert := func(l *ladder.Ladder, tenant string, opps ...string) {

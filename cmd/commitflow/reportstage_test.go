@@ -12,6 +12,7 @@ import (
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/store"
+	"github.com/commitflow/commitflow/internal/store/storetest"
 )
 
 // TestReportStageHistory: report stage-history prints the stages and the
@@ -19,14 +20,7 @@ import (
 func TestReportStageHistory(t *testing.T) {
 	ctx := context.Background()
 	dsn := chtest.DSN(t)
-	st, err := store.Open(ctx, dsn, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.OpenDSN(t, dsn, store.Options{})
 	d0 := time.Date(2024, 1, 8, 0, 0, 0, 0, time.UTC)
 	ev := func(id string, days int, p event.Payload, typ event.Type) event.Event {
 		at := d0.AddDate(0, 0, days)

@@ -16,6 +16,7 @@ import (
 	"github.com/commitflow/commitflow/internal/chserver"
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/store"
+	"github.com/commitflow/commitflow/internal/store/storetest"
 	ladderschema "github.com/commitflow/commitflow/schemas/ladder"
 )
 
@@ -28,14 +29,7 @@ func TestStatusCommand(t *testing.T) {
 		}
 	}
 	dsn := chtest.DSN(t)
-	st, err := store.Open(context.Background(), dsn, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.OpenDSN(t, dsn, store.Options{})
 	// Two versions of one opportunity's state: one superseded.
 	for v := range 2 {
 		b, err := st.Conn().PrepareBatch(ctx, "INSERT INTO opportunity_state (tenant, opportunity_id, version)")
@@ -80,7 +74,7 @@ func TestStatusCommand(t *testing.T) {
 
 	// What cannot be read is said, and the command fails.
 	out.Reset()
-	err = cmdStatus(ctx, []string{"--nats", "nats://127.0.0.1:1", "--data", t.TempDir()}, &out)
+	err := cmdStatus(ctx, []string{"--nats", "nats://127.0.0.1:1", "--data", t.TempDir()}, &out)
 	if err == nil || !strings.Contains(out.String(), "no managed ClickHouse running") || !strings.Contains(out.String(), "nats://127.0.0.1:1") {
 		t.Errorf("status without services: %v\n%s", err, out.String())
 	}
