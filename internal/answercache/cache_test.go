@@ -4,34 +4,21 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
+	"github.com/commitflow/commitflow/internal/timetest"
 )
 
-// clock is a settable time for the tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newTestCache(o Options) (*Cache, *clock) {
+func newTestCache(o Options) (*Cache, *timetest.Clock) {
 	c := New(o)
-	clk := &clock{t: time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)}
-	c.now = clk.now
+	clk := timetest.NewClock(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC))
+	c.now = clk.Now
 	return c, clk
 }
 
@@ -75,14 +62,14 @@ func TestCacheInvalidation(t *testing.T) {
 		{nil, past, fp, "past#1", Hit},
 		{func() { c.Changed("globex") }, past, fp, "past#1", Hit},
 		// computed right after the change: kept until the change settled
-		{func() { clk.add(time.Minute); c.Changed("acme") }, past, fp, "past#2", Miss},
-		{func() { clk.add(9 * time.Second) }, past, fp, "past#2", Hit},
-		{func() { clk.add(time.Second) }, past, fp, "past#3", Miss},
-		{func() { clk.add(30 * time.Minute) }, past, fp, "past#3", Hit},
-		{func() { clk.add(30 * time.Minute) }, past, fp, "past#4", Miss},
+		{func() { clk.Add(time.Minute); c.Changed("acme") }, past, fp, "past#2", Miss},
+		{func() { clk.Add(9 * time.Second) }, past, fp, "past#2", Hit},
+		{func() { clk.Add(time.Second) }, past, fp, "past#3", Miss},
+		{func() { clk.Add(30 * time.Minute) }, past, fp, "past#3", Hit},
+		{func() { clk.Add(30 * time.Minute) }, past, fp, "past#4", Miss},
 		{nil, now, fn, "now#1", Miss},
-		{func() { clk.add(59 * time.Second) }, now, fn, "now#1", Hit},
-		{func() { clk.add(time.Second) }, now, fn, "now#2", Miss},
+		{func() { clk.Add(59 * time.Second) }, now, fn, "now#1", Hit},
+		{func() { clk.Add(time.Second) }, now, fn, "now#2", Miss},
 		{func() { c.ChangedAll() }, past, fp, "past#5", Miss},
 	}
 	for i, st := range steps {
@@ -161,16 +148,7 @@ func TestNormalize(t *testing.T) {
 func TestCacheFollow(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	emb, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Shutdown()
-	nc, err := nats.Connect(emb.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, _ := bustest.Connect(t, bustest.Server(t).ClientURL())
 	c := New(Options{MaxBytes: 1 << 20})
 	if err := Follow(ctx, nc, c); err != nil {
 		t.Fatal(err)
@@ -185,23 +163,12 @@ func TestCacheFollow(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
+	timetest.WaitFor(t, "acme's answer computed anew", func() bool {
 		body, _ := do(t, c, acme, fa.compute)
 		return body == "acme#2"
 	})
 	if body, o := do(t, c, globex, fg.compute); body != "globex#1" || o != Hit {
 		t.Errorf("globex after acme's change: %s %s", body, o)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

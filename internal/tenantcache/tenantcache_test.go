@@ -9,32 +9,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
+	"github.com/commitflow/commitflow/internal/timetest"
 )
-
-// clock is a settable time for the tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // key names a test value: tenant and name.
 type key struct{ tenant, name string }
 
-func newTestCache(capacity int64) (*Cache[key, string], *clock) {
-	clk := &clock{t: time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)}
-	c := New[key, string](Options{Name: "test cache", Capacity: capacity, MaxAge: time.Hour, Now: clk.now,
+func newTestCache(capacity int64) (*Cache[key, string], *timetest.Clock) {
+	clk := timetest.NewClock(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC))
+	c := New[key, string](Options{Name: "test cache", Capacity: capacity, MaxAge: time.Hour, Now: clk.Now,
 		Metrics: Metrics{Prefix: "test_cache", Values: "values", SizeUnit: "bytes"}})
 	return c, clk
 }
@@ -93,16 +81,16 @@ func TestInvalidation(t *testing.T) {
 		{func() { c.Changed("globex") }, ra, "a#1", Hit},
 		{nil, rb, "b#2", Miss},
 		{func() { c.Changed("acme") }, ra, "a#2", Miss},
-		{func() { clk.add(59 * time.Minute) }, ra, "a#2", Hit},
-		{func() { clk.add(time.Minute) }, ra, "a#3", Miss}, // MaxAge
+		{func() { clk.Add(59 * time.Minute) }, ra, "a#2", Hit},
+		{func() { clk.Add(time.Minute) }, ra, "a#3", Miss}, // MaxAge
 		{func() { c.ChangedAll() }, ra, "a#4", Miss},
 		{nil, rb, "b#3", Miss},
 		{func() {
-			aExpires = clk.now().Add(time.Minute)
+			aExpires = clk.Now().Add(time.Minute)
 			c.Changed("acme")
 		}, ra, "a#5", Miss},
-		{func() { clk.add(59 * time.Second) }, ra, "a#5", Hit},
-		{func() { clk.add(time.Second) }, ra, "a#6", Miss}, // expired
+		{func() { clk.Add(59 * time.Second) }, ra, "a#5", Hit},
+		{func() { clk.Add(time.Second) }, ra, "a#6", Miss}, // expired
 	} {
 		if st.do != nil {
 			st.do()
@@ -145,9 +133,9 @@ func TestChangeDuringFlight(t *testing.T) {
 func TestLookupAndKeep(t *testing.T) {
 	c, clk := newTestCache(100)
 	exact, open := key{"acme", "exact"}, key{"acme", "open"}
-	changedAt := clk.now()
+	changedAt := clk.Now()
 	c.Changed("acme")
-	clk.add(time.Minute)
+	clk.Add(time.Minute)
 	var kept []Computed[key, string]
 	r := Request[key, string]{
 		Key: exact,
@@ -172,8 +160,8 @@ func TestLookupAndKeep(t *testing.T) {
 	if v, o := do(t, c, r); v != "v#1" || o != Hit {
 		t.Errorf("second, found under the other key: %s %s", v, o)
 	}
-	if len(kept) != 1 || !kept[0].Began.Equal(clk.now()) || !kept[0].Changed.Equal(changedAt) || kept[0].Value != "v#1" {
-		t.Errorf("Keep saw %+v, want began %v, changed %v", kept, clk.now(), changedAt)
+	if len(kept) != 1 || !kept[0].Began.Equal(clk.Now()) || !kept[0].Changed.Equal(changedAt) || kept[0].Value != "v#1" {
+		t.Errorf("Keep saw %+v, want began %v, changed %v", kept, clk.Now(), changedAt)
 	}
 }
 
@@ -220,7 +208,7 @@ func TestSingleFlight(t *testing.T) {
 			values[i], outcomes[i] = v, o
 		})
 	}
-	waitFor(t, func() bool {
+	timetest.WaitFor(t, "the other callers waiting on the flight", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for _, f := range c.flights {
@@ -321,16 +309,7 @@ func TestEvicts(t *testing.T) {
 func TestFollow(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	emb, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Shutdown()
-	nc, err := nats.Connect(emb.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, _ := bustest.Connect(t, bustest.Server(t).ClientURL())
 	c, _ := newTestCache(100)
 	got := make(chan string, 4)
 	if err := c.Follow(ctx, nc, func(tenant, token string, body []byte) {
@@ -372,17 +351,6 @@ func TestDerivedSubject(t *testing.T) {
 		if tenant != tc.tenant || token != tc.token || ok != tc.ok {
 			t.Errorf("DerivedSubject(%s) = %q %q %v, want %q %q %v", tc.subject, tenant, token, ok, tc.tenant, tc.token, tc.ok)
 		}
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
