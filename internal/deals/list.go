@@ -358,13 +358,16 @@ func (q rowsSQL) selectDeals(facts, warned string) string {
 	return `SELECT * FROM (` + q.deals(facts) + `) WHERE ` + warned
 }
 
-// read runs fn with the queries over a View of c.tenant's rows, its context
-// and arguments. Like snapshot.Pinner.Read it may run fn more than once.
-func (r *Reader) read(ctx context.Context, c *common, fn func(ctx context.Context, q rowsSQL, args []any) error) error {
-	return r.pin.Read(ctx, c.tenant, func(ctx context.Context, v *snapshot.View) error {
+// readView returns what fn returns with the queries over a View of c.tenant's
+// rows, its context and arguments. Like snapshot.Read it may run fn more
+// than once and returns the last run's value only: fn builds its answer in
+// what it returns.
+func readView[T any](ctx context.Context, r *Reader, c *common, fn func(ctx context.Context, q rowsSQL, args []any) (T, error)) (T, error) {
+	return snapshot.Read(ctx, r.pin, c.tenant, func(ctx context.Context, v *snapshot.View) (T, error) {
+		var zero T
 		qctx, err := v.Context(r.queryCtx(ctx))
 		if err != nil {
-			return err
+			return zero, err
 		}
 		pushedAfter := c.asOf.Add(-PushedWindow).Unix()
 		args := append([]any{
@@ -377,7 +380,7 @@ func (r *Reader) read(ctx context.Context, c *common, fn func(ctx context.Contex
 		var unfilled uint64
 		if err := r.conn.QueryRow(qctx, `SELECT count() FROM (SELECT 1 FROM `+q.from+` `+q.prewhere+`
 WHERE `+q.where+` AND single_threaded_filled = 0 LIMIT 1)`, args...).Scan(&unfilled); err != nil {
-			return fmt.Errorf("deal states written before migration 0110: %w", err)
+			return zero, fmt.Errorf("deal states written before migration 0110: %w", err)
 		}
 		q.legacy = unfilled > 0
 		return fn(qctx, q, args)
@@ -598,11 +601,11 @@ func (r *Reader) List(ctx context.Context, lq ListQuery) (*ListResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &ListResult{Definitions: c.defs, Filter: lq.Filter, Page: page, PageSize: size}
-	res.Definitions.Rules = append(slices.Clone(listRules), WarningRules...)
 	facts, warned, fargs := filterSQL(lq.Filter, step)
 	offset := (page - 1) * size
-	err = r.read(ctx, &c, func(ctx context.Context, q rowsSQL, args []any) error {
+	res, err := readView(ctx, r, &c, func(ctx context.Context, q rowsSQL, args []any) (*ListResult, error) {
+		res := &ListResult{Definitions: c.defs, Filter: lq.Filter, Page: page, PageSize: size}
+		res.Definitions.Rules = append(slices.Clone(listRules), WarningRules...)
 		args = append(args, fargs...)
 		sel := q.selectDeals(facts, warned)
 		var (
@@ -613,9 +616,8 @@ func (r *Reader) List(ctx context.Context, lq ListQuery) (*ListResult, error) {
 			// The warnings cost: count and page in one pass.
 			var groups []group
 			if groups, ids, err = r.rank(ctx, sel, "toUInt8(1)", args, offset, size); err != nil {
-				return err
+				return nil, err
 			}
-			res.Total = 0
 			for _, g := range groups {
 				res.Total += int64(g.n)
 			}
@@ -623,16 +625,18 @@ func (r *Reader) List(ctx context.Context, lq ListQuery) (*ListResult, error) {
 			// Two cheap passes over the facts.
 			var n uint64
 			if err := r.conn.QueryRow(ctx, `SELECT count() FROM (`+sel+`)`, args...).Scan(&n); err != nil {
-				return fmt.Errorf("count deals: %w", err)
+				return nil, fmt.Errorf("count deals: %w", err)
 			}
 			if res.Total = int64(n); int64(offset) < res.Total {
 				if ids, err = r.pageIDs(ctx, sel, args, offset, size); err != nil {
-					return err
+					return nil, err
 				}
 			}
 		}
-		res.Deals, err = r.page(ctx, &c, q, args, ids)
-		return err
+		if res.Deals, err = r.page(ctx, &c, q, args, ids); err != nil {
+			return nil, err
+		}
+		return res, nil
 	})
 	if err != nil {
 		return nil, err
@@ -662,29 +666,31 @@ func (r *Reader) Warnings(ctx context.Context, wq WarningsQuery) (*WarningsResul
 	if err != nil {
 		return nil, err
 	}
-	res := &WarningsResult{Definitions: c.defs, Filter: f, Page: page, PageSize: size}
-	res.Definitions.Rules = append(slices.Clone(WarningRules),
-		"total, by_kind, by_owner and by_team count each deal once in deals and once per kind in kinds; amounts_by_currency sums the deals' amounts per currency, never across currencies",
-		"owner and team are the facts as of as_of; the deals are ordered by amount desc (each in its own currency), then opportunity_id")
 	facts, _, fargs := filterSQL(f, -1)
 	// The mask counted: every warning, or only the one asked for.
 	mask := "w"
 	if f.Warning != "any" {
 		mask = maskSQL(f.Warning)
 	}
-	err = r.read(ctx, &c, func(ctx context.Context, q rowsSQL, args []any) error {
+	res, err := readView(ctx, r, &c, func(ctx context.Context, q rowsSQL, args []any) (*WarningsResult, error) {
+		res := &WarningsResult{Definitions: c.defs, Filter: f, Page: page, PageSize: size}
+		res.Definitions.Rules = append(slices.Clone(WarningRules),
+			"total, by_kind, by_owner and by_team count each deal once in deals and once per kind in kinds; amounts_by_currency sums the deals' amounts per currency, never across currencies",
+			"owner and team are the facts as of as_of; the deals are ordered by amount desc (each in its own currency), then opportunity_id")
 		args = append(args, fargs...)
 		groups, ids, err := r.rank(ctx, q.deals(facts), mask, args, (page-1)*size, size)
 		if err != nil {
-			return fmt.Errorf("warnings: %w", err)
+			return nil, fmt.Errorf("warnings: %w", err)
 		}
 		sum := newSummary(f.Warning)
 		for _, g := range groups {
 			sum.add(g.owner, g.team, g.cur, g.m, int64(g.n), g.amount)
 		}
 		res.Total, res.ByKind, res.ByOwner, res.ByTeam = sum.result()
-		res.Deals, err = r.page(ctx, &c, q, args, ids)
-		return err
+		if res.Deals, err = r.page(ctx, &c, q, args, ids); err != nil {
+			return nil, err
+		}
+		return res, nil
 	})
 	if err != nil {
 		return nil, err
