@@ -169,17 +169,10 @@ func (c *common) stepName(i int) string {
 	return ""
 }
 
-// queryCtx adds the settings every list query runs with (as the metrics').
+// queryCtx adds the settings every list query runs with: those of every
+// read of opportunity_state (snapshot.QueryContext), with r's max_threads.
 func (r *Reader) queryCtx(ctx context.Context) context.Context {
-	set := clickhouse.Settings{
-		// WHERE must stay after FINAL (see metrics.Querier.queryCtx).
-		"optimize_move_to_prewhere": 0,
-		"max_block_size":            8192,
-	}
-	if r.maxThreads > 0 {
-		set["max_threads"] = r.maxThreads
-	}
-	return clickhouse.Context(ctx, clickhouse.WithSettings(set))
+	return snapshot.QueryContext(ctx, r.maxThreads)
 }
 
 // knownTenant reports whether the tenant has any opportunity state.
