@@ -446,59 +446,60 @@ func (f *Forecaster) Forecast(ctx context.Context, q Query) (*Result, error) {
 		return f.forecastWithModels(ctx, p)
 	}
 	fittedAt := time.Now().UTC()
-	var (
+	type answer struct {
 		rows  []trainRow
 		stats trainingStats
 		deals *chunks[dealRow]
-	)
+	}
 	// Both queries read one View: the training set and the open deals
 	// come from the same rows.
-	err = f.pin.Read(ctx, p.Tenant, func(ctx context.Context, v *snapshot.View) error {
+	ans, err := snapshot.Read(ctx, f.pin, p.Tenant, func(ctx context.Context, v *snapshot.View) (answer, error) {
 		var (
+			ans              answer
 			wg               sync.WaitGroup
 			trainErr, dealsE error
 		)
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			rows, stats, trainErr = f.training(ctx, v, p.Tenant, p.refs, p.at, p.HorizonDays)
+			ans.rows, ans.stats, trainErr = f.training(ctx, v, p.Tenant, p.refs, p.at, p.HorizonDays)
 		}()
 		go func() {
 			defer wg.Done()
-			deals, dealsE = f.deals(ctx, v, p.Tenant, p.at, p.bound, p.byCat, p.attrs)
+			ans.deals, dealsE = f.deals(ctx, v, p.Tenant, p.at, p.bound, p.byCat, p.attrs)
 		}()
 		wg.Wait()
 		if trainErr != nil {
-			return trainErr
+			return answer{}, trainErr
 		}
-		return dealsE
+		if dealsE != nil {
+			return answer{}, dealsE
+		}
+		return ans, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	model := fitModel(rows, p.HorizonDays, p.PriorStrength)
+	model := fitModel(ans.rows, p.HorizonDays, p.PriorStrength)
 	model.FittedAt, model.HistoryTo = fittedAt, p.at
-	return assemble(p, model, stats, deals)
+	return assemble(p, model, ans.stats, ans.deals)
 }
 
 // forecastWithModels answers p with the model f.models keeps or fits,
 // reading the open deals meanwhile.
 func (f *Forecaster) forecastWithModels(ctx context.Context, p params) (*Result, error) {
 	var (
-		fit   fitted
-		fitE  error
-		deals *chunks[dealRow]
-		wg    sync.WaitGroup
+		fit  fitted
+		fitE error
+		wg   sync.WaitGroup
 	)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		fit, fitE = f.models.model(ctx, p, func(ctx context.Context) (fitted, error) { return f.fit(ctx, p) })
 	}()
-	err := f.pin.Read(ctx, p.Tenant, func(ctx context.Context, v *snapshot.View) error {
-		var err error
-		deals, err = f.deals(ctx, v, p.Tenant, p.at, p.bound, p.byCat, p.attrs)
-		return err
+	deals, err := snapshot.Read(ctx, f.pin, p.Tenant, func(ctx context.Context, v *snapshot.View) (*chunks[dealRow], error) {
+		return f.deals(ctx, v, p.Tenant, p.at, p.bound, p.byCat, p.attrs)
 	})
 	wg.Wait()
 	if fitE != nil {
@@ -513,21 +514,20 @@ func (f *Forecaster) forecastWithModels(ctx context.Context, p params) (*Result,
 // fit runs the training query of p and fits its model.
 func (f *Forecaster) fit(ctx context.Context, p params) (fitted, error) {
 	fittedAt := time.Now().UTC()
-	var (
+	type trained struct {
 		rows  []trainRow
 		stats trainingStats
-	)
-	err := f.pin.Read(ctx, p.Tenant, func(ctx context.Context, v *snapshot.View) error {
-		var err error
-		rows, stats, err = f.training(ctx, v, p.Tenant, p.refs, p.at, p.HorizonDays)
-		return err
+	}
+	t, err := snapshot.Read(ctx, f.pin, p.Tenant, func(ctx context.Context, v *snapshot.View) (trained, error) {
+		rows, stats, err := f.training(ctx, v, p.Tenant, p.refs, p.at, p.HorizonDays)
+		return trained{rows, stats}, err
 	})
 	if err != nil {
 		return fitted{}, err
 	}
-	model := fitModel(rows, p.HorizonDays, p.PriorStrength)
+	model := fitModel(t.rows, p.HorizonDays, p.PriorStrength)
 	model.FittedAt, model.HistoryTo = fittedAt, p.at
-	return fitted{model: model, stats: stats}, nil
+	return fitted{model: model, stats: t.stats}, nil
 }
 
 // scored is an open deal with both predicted probabilities.

@@ -391,11 +391,5 @@ func TestStateEdgeCases(t *testing.T) {
 
 // readView runs fn on a View of tenant's rows.
 func readView[T any](ctx context.Context, f *Forecaster, tenant string, fn func(context.Context, *snapshot.View) (T, error)) (T, error) {
-	var out T
-	err := f.pin.Read(ctx, tenant, func(ctx context.Context, v *snapshot.View) error {
-		var err error
-		out, err = fn(ctx, v)
-		return err
-	})
-	return out, err
+	return snapshot.Read(ctx, f.pin, tenant, fn)
 }
