@@ -266,16 +266,6 @@ func Read[T any](ctx context.Context, p *Pinner, tenant string, read func(ctx co
 	return out, nil
 }
 
-// Read calls read with a View of tenant's rows and returns its error, as
-// the function Read does; read must start from scratch each time. It goes
-// once its callers build their answers inside read with the function Read.
-func (p *Pinner) Read(ctx context.Context, tenant string, read func(ctx context.Context, v *View) error) error {
-	_, err := Read(ctx, p, tenant, func(ctx context.Context, v *View) (struct{}, error) {
-		return struct{}{}, read(ctx, v)
-	})
-	return err
-}
-
 // count counts an answer read in mode.
 func (p *Pinner) count(mode string) {
 	if p.m != nil {
