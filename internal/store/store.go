@@ -334,9 +334,9 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Conn is the Store's connection pool, for the packages that run their own
 // SQL over it (snapshot, metrics, forecast, deals, people, compact,
-// verify), the benchmarks' set-up and tests' fixtures. Its errors name the
-// pool, as the Store's do. It is the Store's own: closing it closes the
-// Store.
+// verify), the benchmarks' set-up and tests' fixtures. When no connection
+// is free in time, its errors name the pool, as the Store's do. It is the
+// Store's own: closing it closes the Store.
 func (s *Store) Conn() driver.Conn { return s.conn }
 
 // ServerVersion is the ClickHouse server's major and minor version.
