@@ -2,7 +2,9 @@
 // export-shaped input: CRM history as real exports carry it (dates without
 // times, one CRM edit as several typed events at one instant, backward
 // moves, re-entries, skipped stages, deals closed by a stage change and by
-// closed_won/closed_lost, lost deals reopened and won) and recorded calls
+// closed_won/closed_lost, lost deals reopened and won, deals the CRM
+// dates long before an export or a webhook first shows them, deals first
+// seen in calls before their opportunity) and recorded calls
 // with buyer and seller action items, published in shuffled order with
 // duplicates.
 //

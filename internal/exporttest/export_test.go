@@ -47,6 +47,7 @@ const (
 	// many the fx book.
 	dealCount = 300
 	fxDeals   = 150
+	agedDeals = 120
 )
 
 // now is the derivation's clock: after every event, so that every stall
@@ -336,11 +337,13 @@ var oracleRates = &rateTable{base: "USD", rates: map[string][]datedRate{
 func TestExportAgainstOracle(t *testing.T) {
 	l := ladder.Default()
 	evs := append(generate(7, dealCount, false), generate(9, fxDeals, true)...)
+	evs = append(evs, generateAged(11, agedDeals)...)
 	first, again := arrival(rand.New(rand.NewSource(8)), evs)
 	began := time.Now()
 	st := runPipeline(t, l, first, again)
 	t.Logf("pipeline: %d events (%d redelivered) in %v", len(first), len(again), time.Since(began))
-	tokens := map[string]string{"acme-token-0123456789": tenant, "reopened-token-0123456789": tenantReopened, "fx-token-0123456789": tenantFX}
+	tokens := map[string]string{"acme-token-0123456789": tenant, "reopened-token-0123456789": tenantReopened, "fx-token-0123456789": tenantFX,
+		"aged-token-0123456789": tenantAged}
 	tab, err := fx.Parse(strings.NewReader(rates), "USD")
 	if err != nil {
 		t.Fatal(err)
@@ -421,7 +424,7 @@ func TestExportAgainstOracle(t *testing.T) {
 				}
 				compare(t, c.get(t, "/v1/stage-history", v), b.stageHistory(query{asOf: q.asOf, by: q.by}))
 			})
-			if ten != tenantFX {
+			if ten != tenantFX && ten != tenantAged { // the oracle's CRM pipeline is in one currency
 				run("forecast-crm", func(t *testing.T) {
 					v := url.Values{"as_of": {param(q.asOf)}, "draws": {"50"}}
 					compare(t, crmOf(t, c.get(t, "/v1/forecast", v)), b.crmPipeline(q))
@@ -442,8 +445,38 @@ func TestExportAgainstOracle(t *testing.T) {
 				})
 			}
 		}
+		if ten == tenantAged {
+			checkAgedShape(t, b)
+			checkAged(t, c, b)
+		}
 	}
 	checkShape(t, newBook(l, evs), evs)
+}
+
+// agedDates are the extra as_of dates of the aged deals (see
+// generateAged): the export's day and a time inside it, and later dates,
+// with and without a time of day.
+var agedDates = []time.Time{
+	exportDay, exportDay.Add(15 * time.Hour), day("2024-06-20"), day("2024-07-10").Add(10 * time.Hour),
+	day("2024-08-01"), day("2024-10-15").Add(18*time.Hour + 45*time.Minute), day("2024-12-01"),
+}
+
+// checkAged compares, at every date of agedDates, the stalls, the deal
+// endpoints and the movement of the 30 days before it.
+func checkAged(t *testing.T, c *client, b *book) {
+	t.Helper()
+	for _, at := range agedDates {
+		q := query{asOf: at, from: at.AddDate(0, 0, -30), to: at}
+		t.Run(tenantAged+"/as-of-"+param(at), func(t *testing.T) {
+			t.Run("stalls", func(t *testing.T) {
+				compare(t, c.get(t, "/v1/stalls", url.Values{"as_of": {param(at)}, "page_size": {fmt.Sprint(maxPageSize)}}), b.stalls(q))
+			})
+			t.Run("movement", func(t *testing.T) {
+				compare(t, c.get(t, "/v1/movement", url.Values{"as_of": {param(at)}, "from": {param(q.from)}, "to": {param(q.to)}}), b.movement(q))
+			})
+			t.Run("deals", func(t *testing.T) { checkDeals(t, c, b, at) })
+		})
+	}
 }
 
 // checkDeals compares GET /v1/deals with every filter the oracle knows
@@ -457,7 +490,10 @@ func checkDeals(t *testing.T, c *client, b *book, asOf time.Time) {
 		}
 		return v
 	}
-	closeFrom, closeTo := asOf.AddDate(0, 0, -20), asOf.AddDate(0, 0, 40)
+	// Dates, as close dates are: the list compares a bound with a time of
+	// day by its day (internal/deals), which the oracle does not mirror.
+	asOfDay := asOf.Truncate(24 * time.Hour)
+	closeFrom, closeTo := asOfDay.AddDate(0, 0, -20), asOfDay.AddDate(0, 0, 40)
 	for _, f := range []struct {
 		params []string
 		keep   func(d, full *deal) bool
@@ -602,5 +638,56 @@ func checkShape(t *testing.T, b *book, evs []event.Event) {
 	}
 	if !slices.ContainsFunc(evs, func(e event.Event) bool { return e.OccurredAt.Equal(busyDay) && e.Type == event.OpportunityCreated }) {
 		t.Error("no deal is created on the busy day")
+	}
+}
+
+// checkAgedShape makes sure the aged deals hold what generateAged claims,
+// at least five of each.
+func checkAgedShape(t *testing.T, b *book) {
+	t.Helper()
+	n := map[string]int{}
+	for _, id := range b.ids {
+		d := fold(b.l, id, b.opps[id], now)
+		if d.created.Before(d.crmAt.AddDate(0, 0, -20)) {
+			if d.created.Equal(d.created.Truncate(24 * time.Hour)) {
+				n["deals the CRM dates 20 days or more before it shows them, by a date"]++
+			} else {
+				n["deals the CRM dates 20 days or more before it shows them, by a time"]++
+			}
+			if seen := fold(b.l, id, b.opps[id], d.crmAt); seen.stalledSince.Equal(d.crmAt) {
+				n["deals stalled when the CRM first shows them"]++
+			}
+		}
+		if d.first.Before(d.crmAt) {
+			n["deals with calls before their opportunity"]++
+			if len(d.stalls) >= 2 && d.stalls[0].Before(d.crmAt) {
+				n["deals stalled before their opportunity and after it"]++
+			}
+		}
+		if !d.reach[1].IsZero() && d.reach[1].After(d.crmAt) {
+			n["deals with a first commitment after their creation"]++
+		}
+		if !d.reopened.IsZero() && d.highest == 0 && slices.ContainsFunc(d.stalls, func(s time.Time) bool { return s.After(d.reopened) }) {
+			n["deals reopened without a commitment and stalled again"]++
+		}
+	}
+	for _, at := range agedDates {
+		for _, d := range b.at(at) {
+			if d.open() && !d.stalledSince.IsZero() && d.lastGain.IsZero() {
+				n["deals stalled without a commitment as of an aged date, in "+d.f.currency]++
+			}
+		}
+	}
+	for _, what := range []string{
+		"deals the CRM dates 20 days or more before it shows them, by a date",
+		"deals the CRM dates 20 days or more before it shows them, by a time",
+		"deals stalled when the CRM first shows them", "deals with calls before their opportunity",
+		"deals stalled before their opportunity and after it", "deals with a first commitment after their creation",
+		"deals reopened without a commitment and stalled again",
+		"deals stalled without a commitment as of an aged date, in USD", "deals stalled without a commitment as of an aged date, in EUR",
+	} {
+		if n[what] < 5 {
+			t.Errorf("the aged book has %d %s, want at least 5", n[what], what)
+		}
 	}
 }

@@ -40,9 +40,14 @@ type mark struct {
 
 // deal is an opportunity as of a time.
 type deal struct {
-	id      string
-	name    string    // the CRM's name of the deal
-	created time.Time // the first CRM (opportunity.*) event
+	id   string
+	name string // the CRM's name of the deal
+	// created is the deal's creation, once the CRM knows it: its first
+	// CRM (opportunity.*) event, or the CRM's created_at when an
+	// opportunity event reports an earlier one (a webhook or an export of
+	// a deal opened before).
+	created time.Time
+	crmAt   time.Time // the first CRM event
 	first   time.Time // the first event of any kind
 	f       facts
 
@@ -55,13 +60,16 @@ type deal struct {
 	entries []mark      // entries into a CRM stage
 	closes  []mark      // every change of status to won or lost
 	regress []time.Time // moves to a stage of a lower step than the highest stage seen
-	stalls  []time.Time // when the stall clock ran out
+	stalls  []time.Time // when the deal became stalled (see clock)
 
 	reopened time.Time // the last move of a closed deal back to an open stage
 	fired    bool      // the current stall clock has run out
-	maxStage int
-	pipeline string
-	engaged  []string
+	// stalledSince is when the deal became stalled, zero while it is not;
+	// clockSet when the stall clock last started or moved (see clock).
+	stalledSince, clockSet time.Time
+	maxStage               int
+	pipeline               string
+	engaged                []string
 
 	// The buyer interactions and misses (see the rules at touch).
 	held, misses   []touch
@@ -203,9 +211,9 @@ func (d *deal) apply(l *ladder.Ladder, e *event.Event) {
 		d.first = t
 	}
 	crm := strings.HasPrefix(string(e.Type), "opportunity.")
-	firstCRM := crm && d.created.IsZero()
+	firstCRM := crm && d.crmAt.IsZero()
 	if firstCRM {
-		d.created = t
+		d.crmAt, d.created = t, t
 	}
 	stageBefore := d.f.stage
 	newStage := ""
@@ -231,6 +239,9 @@ func (d *deal) apply(l *ladder.Ladder, e *event.Event) {
 		set(&d.f.source, p.LeadSource)
 		set(&d.f.product, p.Product)
 		set(&d.f.owner, p.OwnerID)
+		if p.CreatedAt != nil && p.CreatedAt.Before(d.created) {
+			d.created = p.CreatedAt.Truncate(time.Second)
+		}
 		d.setAttrs(p.Attributes)
 		d.setAmount(p.Amount, p.Currency)
 		if p.CloseDate != "" {
@@ -292,6 +303,26 @@ func (d *deal) apply(l *ladder.Ladder, e *event.Event) {
 	if newStage != "" && newStage != stageBefore {
 		d.stageEvidence(l, e, newStage)
 	}
+	if firstCRM && d.lastGain.IsZero() {
+		d.creationClock(l, t)
+	}
+}
+
+// creationClock moves the stall clock of a deal without commitments to
+// its creation once the CRM knows the deal, at t (see stallAt): a deal
+// stalled on the clock of its first event stays stalled, since then,
+// when the new clock has run out by t too, else it is not stalled until
+// that runs out.
+func (d *deal) creationClock(l *ladder.Ladder, t time.Time) {
+	d.fired = false
+	if d.stalledSince.IsZero() {
+		return
+	}
+	if at, ok := d.stallAt(l); ok && !at.After(t) {
+		d.fired = true
+		return
+	}
+	d.stalledSince = time.Time{}
 }
 
 // setAmount sets a positive amount (0 keeps it) and a currency (""
@@ -376,6 +407,7 @@ func (d *deal) close(l *ladder.Ladder, e *event.Event, status, reason string) {
 	d.f.status = status
 	d.closeReason[k] = reason
 	d.closes = append(d.closes, mark{at: t, status: status})
+	d.stalledSince = time.Time{} // a closed deal is not stalled
 	if status == "won" {
 		d.gain(l.Index(l.WonStep), t)
 		return
@@ -415,6 +447,7 @@ func (d *deal) gain(k int, t time.Time) bool {
 	d.lastGain = t
 	d.lastBuyerAt = t
 	d.fired = false
+	d.stalledSince = time.Time{}
 	return true
 }
 
@@ -599,16 +632,18 @@ func (d *deal) recorded(t time.Time, ps []event.Participant) bool {
 	return false
 }
 
-// clock runs the timers to t: the stall clock (an open deal stalls when
-// no commitment was gained for its highest step's threshold, step 1's
-// before any, counted from the last gain, the first event before any, or
-// the last reopen when later), the buyer action items and the CRM
-// meetings (see touch). What happens at that very instant comes first.
+// clock runs the timers to t: the stall clock (see stallAt; the deal is
+// stalled from when it runs out until a gain, a close or a later clock
+// that has not run out), the buyer action items and the CRM meetings (see
+// touch). What happens at that very instant comes first.
 func (d *deal) clock(l *ladder.Ladder, t time.Time, inclusive bool) {
 	due := func(at time.Time) bool { return at.Before(t) || inclusive && at.Equal(t) }
 	if at, ok := d.stallAt(l); ok && !d.fired && due(at) {
 		d.fired = true
-		d.stalls = append(d.stalls, at)
+		if d.stalledSince.IsZero() {
+			d.stalledSince = at
+			d.stalls = append(d.stalls, at)
+		}
 	}
 	keep := d.items[:0]
 	for _, it := range d.items {
@@ -642,14 +677,20 @@ func (d *deal) clock(l *ladder.Ladder, t time.Time, inclusive bool) {
 	d.meetings = waiting
 }
 
-// stallAt is when the running stall clock of an open deal runs out.
+// stallAt is when the running stall clock of an open deal runs out: its
+// highest step's threshold (step 1's before any gain) after what days
+// since the last commitment count from (see reference), or after the
+// last reopen when later. A deal the CRM dates before it was seen cannot
+// have stalled before the CRM knew it: a creation clock runs out at the
+// first CRM event at the earliest.
 func (d *deal) stallAt(l *ladder.Ladder) (time.Time, bool) {
 	if !d.open() || d.first.IsZero() {
 		return time.Time{}, false
 	}
-	anchor, step := d.lastGain, d.highest
+	anchor, step, floor := d.lastGain, d.highest, time.Time{}
 	if anchor.IsZero() {
-		anchor, step = d.first, 1
+		anchor, step = d.reference(), 1
+		floor = d.crmAt
 	}
 	if d.reopened.After(anchor) {
 		anchor = d.reopened
@@ -658,7 +699,15 @@ func (d *deal) stallAt(l *ladder.Ladder) (time.Time, bool) {
 	if th <= 0 {
 		return time.Time{}, false
 	}
-	return anchor.Add(th), true
+	return later(anchor.Add(th), floor), true
+}
+
+// later is the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // book is every opportunity's sorted input events.

@@ -347,8 +347,8 @@ func (b *book) funnel(q query) *funnelResult {
 }
 
 // stalls: the deals open as of as_of by highest step gained; days since
-// the last commitment (creation, else the first event, before any);
-// stalled when the stall clock has run out (see deal.stallAt).
+// the last commitment (see deal.reference); stalled, and since when, as
+// the fold says (see deal.clock and deal.stallAt).
 func (b *book) stalls(q query) *stallsResult {
 	ladder := b.steps()
 	res := &stallsResult{Page: 1, PageSize: maxPageSize, Deals: []stalledDeal{}}
@@ -370,7 +370,7 @@ func (b *book) stalls(q query) *stallsResult {
 		amounts[d.highest].add(d.f.currency, 2, 0, d.f.amount)
 		total.add(d.f.currency, 2, 0, d.f.amount)
 		secs[d.highest] = append(secs[d.highest], days*86400)
-		if at, ok := d.stallAt(b.l); ok && !at.After(q.asOf) {
+		if at := d.stalledSince; !at.IsZero() {
 			s.Stalled++
 			amounts[d.highest].add(d.f.currency, 2, 1, d.f.amount)
 			total.add(d.f.currency, 2, 1, d.f.amount)
@@ -406,7 +406,9 @@ func (b *book) stalls(q query) *stallsResult {
 }
 
 // reference is what days since the last commitment count from: the last
-// gain, else the creation, else the first event.
+// gain, else the deal's creation once the CRM knows the deal (the CRM's
+// created_at when earlier than its first CRM event), else its first
+// event (a call before the CRM knew the deal).
 func (d *deal) reference() time.Time {
 	switch {
 	case !d.lastGain.IsZero():
@@ -784,8 +786,7 @@ func (b *book) warned(d, full *deal, kind string, asOf time.Time) bool {
 	}
 	switch kind {
 	case "stalled":
-		at, ok := d.stallAt(b.l)
-		return ok && !at.After(asOf)
+		return !d.stalledSince.IsZero()
 	case "close_date_pushed":
 		return slices.ContainsFunc(full.misses, func(m touch) bool {
 			return m.reason == "close_date_pushed" && !m.at.After(asOf) && m.at.After(asOf.Add(-30*24*time.Hour))
