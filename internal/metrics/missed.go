@@ -146,56 +146,59 @@ func (q *Querier) missed(s *scan, res *MissedResult, c common, from, to time.Tim
 	in := func(t string) string {
 		return t + " >= toDateTime(@from) AND " + t + " < toDateTime(@to) AND " + t + " <= toDateTime(@asof)"
 	}
-	// pass reads the tenant's misses or interactions in range, the arrays
-	// ARRAY JOINed as named (t is the event time).
-	pass := func(where, arrays string) string {
-		return `FROM ` + s.from + `
+	// The deal's amount (amt) and currency (cur, see curSQL) as of @asof,
+	// looked up once per deal before the ARRAY JOIN copies them beside
+	// each of its misses.
+	fi := readmodel.FactIndex("@asof")
+	deal := "amounts[" + fi + "] AS amt, " + curSQL("currencies", fi) + " AS cur"
+	// pass reads the tenant's misses or interactions in range: the columns
+	// (with deal, if given) of the tenant's rows, then the arrays ARRAY
+	// JOINed as named (t is the event time).
+	pass := func(where, deal, columns, arrays string) string {
+		if deal != "" {
+			columns = deal + ", " + columns
+		}
+		return `FROM (
+			SELECT ` + columns + `
+			FROM ` + s.from + `
+			` + s.view.Prewhere() + `
+			WHERE ` + where + `
+		)
 		ARRAY JOIN ` + arrays + `
-		` + s.view.Prewhere() + `
-		WHERE ` + where + ` AND ` + in("t")
+		WHERE ` + in("t")
 	}
-	// The deal's amount (amt, in the first sum) and currency as of @asof,
-	// computed once per deal and ARRAY JOINed beside each of its misses
-	// (deal): written after the ARRAY JOIN, the facts-as-of look-up ran
-	// once per miss and the query took ~1.8 times as long.
-	// (FactIndexOf: the query's t is the miss time, which FactIndex's
-	// lambda argument would shadow.)
-	fi := readmodel.FactIndexOf("fact_times", "toDateTime(@asof)")
-	dealAmt, dealCur := "amounts["+fi+"]", curSQL("currencies", fi)
-	deal := "arrayResize([" + dealAmt + "], length(miss_times), " + dealAmt + ") AS amt_j, " +
-		"arrayResize([" + dealCur + "], length(miss_times), " + dealCur + ") AS cur_j, "
 	// The deal's previous miss over all steps is the one before.
 	prev := "arrayPopBack(arrayPushFront(arrayMap(m -> toUInt32(m), miss_times), toUInt32(0)))"
-	amt := "amt_j AS amt"
-	cur := "cur_j AS cur"
 	query := `SELECT dim, k, toUInt64(sum(n)), ` + sumMapSQL("v", "v0") + `, toUInt64(sum(d)), toUInt64(sum(d0)),
 	toUInt64(sum(u)), toUInt64(sum(u0)), toUInt64(sum(held))
 FROM ` + s.fanout(func(where string) string {
-		return `SELECT 'step' AS dim, toString(step_index) AS k, ` + cur + `, count() AS n,
-			sum(if(f < @from, ` + amt + `, 0)) AS v, sum(if(f0 < @from, amt, 0)) AS v0, sum(f < @from) AS d, sum(f0 < @from) AS d0,
+		return `SELECT 'step' AS dim, toString(step_index) AS k, cur, count() AS n,
+			sum(if(f < @from, amt, 0)) AS v, sum(if(f0 < @from, amt, 0)) AS v0, sum(f < @from) AS d, sum(f0 < @from) AS d0,
 			sum(p1 < @from) AS u, sum(p0 < @from) AS u0, toUInt64(0) AS held
-		` + pass(where, deal+"miss_times AS t, miss_steps AS step_index, miss_prev AS p0, miss_prev_step AS p1, "+
-			"miss_deal_prev_step AS f, "+prev+" AS f0") + `
+		` + pass(where, deal, "miss_times, miss_steps, miss_prev, miss_prev_step, miss_deal_prev_step",
+			"miss_times AS t, miss_steps AS step_index, miss_prev AS p0, miss_prev_step AS p1, miss_deal_prev_step AS f, "+prev+" AS f0") + `
 		GROUP BY step_index, cur
 	UNION ALL
-		SELECT 'reason', reason, ` + cur + `, count(), sum(if(f < @from, ` + amt + `, 0)), toFloat64(0), sum(f < @from), toUInt64(0),
+		SELECT 'reason', reason, cur, count(), sum(if(f < @from, amt, 0)), toFloat64(0), sum(f < @from), toUInt64(0),
 			sum(p2 < @from), toUInt64(0), toUInt64(0)
-		` + pass(where, deal+"miss_times AS t, miss_reasons AS reason, miss_prev_reason AS p2, miss_deal_prev_reason AS f") + `
+		` + pass(where, deal, "miss_times, miss_reasons, miss_prev_reason, miss_deal_prev_reason",
+			"miss_times AS t, miss_reasons AS reason, miss_prev_reason AS p2, miss_deal_prev_reason AS f") + `
 		GROUP BY reason, cur
 	UNION ALL
-		SELECT 'owner', owner_id, ` + cur + `, count(), sum(if(f < @from, ` + amt + `, 0)), toFloat64(0), sum(f < @from), toUInt64(0),
+		SELECT 'owner', owner_id, cur, count(), sum(if(f < @from, amt, 0)), toFloat64(0), sum(f < @from), toUInt64(0),
 			sum(p3 < @from), toUInt64(0), toUInt64(0)
-		` + pass(where, deal+"miss_times AS t, miss_owners AS owner_id, miss_prev_owner AS p3, miss_deal_prev_owner AS f") + `
+		` + pass(where, deal, "miss_times, miss_owners, miss_prev_owner, miss_deal_prev_owner",
+			"miss_times AS t, miss_owners AS owner_id, miss_prev_owner AS p3, miss_deal_prev_owner AS f") + `
 		GROUP BY owner_id, cur
 	UNION ALL
 		SELECT 'step', toString(step_index), toUInt32(0), toUInt64(0), toFloat64(0), toFloat64(0), toUInt64(0), toUInt64(0),
 			toUInt64(0), toUInt64(0), count()
-		` + pass(where, "held_times AS t, held_steps AS step_index") + `
+		` + pass(where, "", "held_times, held_steps", "held_times AS t, held_steps AS step_index") + `
 		GROUP BY step_index
 	UNION ALL
 		SELECT 'owner', owner_id, toUInt32(0), toUInt64(0), toFloat64(0), toFloat64(0), toUInt64(0), toUInt64(0),
 			toUInt64(0), toUInt64(0), count()
-		` + pass(where, "held_times AS t, held_owners AS owner_id") + `
+		` + pass(where, "", "held_times, held_owners", "held_times AS t, held_owners AS owner_id") + `
 		GROUP BY owner_id`
 	}) + `
 GROUP BY dim, k

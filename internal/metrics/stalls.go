@@ -1,8 +1,10 @@
 package metrics
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -105,7 +107,8 @@ var stallsRules = []string{
 // prewhere and where that is open as of @asof, with its highest step,
 // facts, reference time, first stall counted (ss, see
 // readmodel.StallColumns) and days since the reference time. Times are
-// UInt32 seconds, 0 meaning none.
+// UInt32 seconds, 0 meaning none. The open deals are selected first and
+// the rule computed on them alone.
 func openDeals(outer, from, prewhere, where string) string {
 	return strings.Replace(outer, "{rows}", `SELECT opp_id, hi_step, amt, cur, a_owner, a_team, ref, ss, ss != 0 AS stalled, days
 	FROM (
@@ -117,11 +120,15 @@ func openDeals(outer, from, prewhere, where string) string {
 			teams[fi] AS a_team,
 			`+readmodel.HighestStep("@asof")+` AS hi_step,
 			`+readmodel.StallColumns+`
-		FROM `+from+`
-		`+prewhere+`
-		WHERE `+where+`
-			AND first_at != toDateTime(0) AND first_at <= toDateTime(@asof)
-			AND fact_closed[fi] = 0
+		FROM (
+			SELECT opportunity_id, fact_times, amounts, currencies, owners, teams, reach, gain_times,
+				created_at, first_at, close_times, stall_times
+			FROM `+from+`
+			`+prewhere+`
+			WHERE `+where+`
+				AND first_at != toDateTime(0) AND first_at <= toDateTime(@asof)
+				AND fact_closed[`+readmodel.FactIndex("@asof")+`] = 0
+		)
 	)`, 1)
 }
 
@@ -148,129 +155,12 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 	if size < 1 || size > MaxPageSize {
 		return nil, param.Errorf("page_size", param.OutOfRange, "must be between 1 and %d", MaxPageSize)
 	}
-	res := &StallsResult{Definitions: c.defs, Page: page, PageSize: size, Deals: []StalledDeal{}}
-	res.Definitions.Rules = stallsRules
-	err = q.read(ctx, c.tenant, func(s *scan) error {
-		args := append([]any{
-			clickhouse.Named("tenant", c.tenant),
-			clickhouse.Named("asof", ts(c.asOf)),
-		}, s.args...)
-		res.Steps, res.Deals = nil, []StalledDeal{}
-		res.Open, res.Stalled, res.AmountsByCurrency = 0, 0, nil
-		query := `SELECT toUInt8(hi_step), toUInt64(sum(n0)), toUInt64(sum(n1)), ` + sumMapSQL("a0", "a1") + bucketSumsSQL() + `
-	FROM ` + s.fanout(func(where string) string {
-			return openDeals(`SELECT hi_step, cur, count() AS n0, sum(amt) AS a0, countIf(stalled) AS n1, sumIf(amt, stalled) AS a1`+
-				bucketCountsSQL(bucketIndexSQL("days * 86400", "1"))+`
-		FROM ({rows})
-		GROUP BY hi_step, cur`, s.from, s.view.Prewhere(), where)
-		}) + `
-	GROUP BY hi_step
-	ORDER BY hi_step`
-		rows, err := q.conn.Query(s.ctx, query, args...)
-		if err != nil {
-			return fmt.Errorf("stalls query: %w", err)
-		}
-		defer rows.Close()
-		found := map[int]StallStep{}
-		for rows.Next() {
-			var (
-				hi_step       uint8
-				open, stalled uint64
-				curs          []uint32
-				amt           = make([][]float64, 2)
-				h             [len(bucketEdges)]uint64
-			)
-			dest := append([]any{&hi_step, &open, &stalled}, sumMapDest(&curs, amt)...)
-			for i := range h {
-				dest = append(dest, &h[i])
-			}
-			if err := rows.Scan(dest...); err != nil {
-				return fmt.Errorf("stalls scan: %w", err)
-			}
-			s := StallStep{StepIndex: int(hi_step), Open: int64(open), Stalled: int64(stalled),
-				AmountsByCurrency: byCurrency(curs, amt, stallAmounts), DaysSinceCommitment: newBuckets()}
-			for i := range h {
-				s.DaysSinceCommitment[i].Count = int64(h[i])
-			}
-			found[int(hi_step)] = s
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("stalls rows: %w", err)
-		}
-		rows.Close()
-		extra := map[int]bool{}
-		for i := range found {
-			extra[i] = true
-		}
-		for _, i := range stepRows(c.ladder, extra) {
-			s, ok := found[i]
-			if !ok {
-				s = StallStep{StepIndex: i, DaysSinceCommitment: newBuckets()}
-			}
-			s.Step = stepName(c.ladder, i)
-			res.Steps = append(res.Steps, s)
-			res.Open += s.Open
-			res.Stalled += s.Stalled
-			for c, a := range s.AmountsByCurrency {
-				if res.AmountsByCurrency == nil {
-					res.AmountsByCurrency = map[string]StallAmounts{}
-				}
-				t := res.AmountsByCurrency[c]
-				t.OpenAmount += a.OpenAmount
-				t.StalledAmount += a.StalledAmount
-				res.AmountsByCurrency[c] = t
-			}
-		}
-		if res.Stalled == 0 || int64(page-1)*int64(size) >= res.Stalled {
-			return nil
-		}
-
-		// Each branch keeps its first offset+size stalled deals; the page is
-		// cut from their union.
-		list := `SELECT opp_id, a_owner, a_team, amt, cur, toUInt8(hi_step), toInt64(days), toUInt32(ss)
-	FROM ` + s.fanout(func(where string) string {
-			return openDeals(`SELECT opp_id, a_owner, a_team, amt, cur, hi_step, days, ss
-		FROM ({rows})
-		WHERE stalled
-		ORDER BY amt DESC, opp_id
-		LIMIT @upto`, s.from, s.view.Prewhere(), where)
-		}) + `
-	ORDER BY amt DESC, opp_id
-	LIMIT @offset, @size`
-		args = append(args,
-			clickhouse.Named("size", uint64(size)),
-			clickhouse.Named("offset", uint64(page-1)*uint64(size)),
-			clickhouse.Named("upto", uint64(page)*uint64(size)))
-		rows, err = q.conn.Query(s.ctx, list, args...)
-		if err != nil {
-			return fmt.Errorf("stalled deals query: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				d       StalledDeal
-				hi_step uint8
-				days    int64
-				ss      uint32
-				cur     uint32
-			)
-			if err := rows.Scan(&d.OpportunityID, &d.OwnerID, &d.Team, &d.Amount, &cur, &hi_step, &days, &ss); err != nil {
-				return fmt.Errorf("stalled deals scan: %w", err)
-			}
-			d.Currency = curCode(cur)
-			d.StepIndex, d.Step = int(hi_step), stepName(c.ladder, int(hi_step))
-			d.DaysSinceCommitment = days
-			d.StalledSince = time.Unix(int64(ss), 0).UTC()
-			res.Deals = append(res.Deals, d)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("stalled deals rows: %w", err)
-		}
-		return nil
-	})
+	offset, upto := (page-1)*size, page*size
+	res, err := readStalls(ctx, q, c, offset, upto)
 	if err != nil {
 		return nil, err
 	}
+	res.Page, res.PageSize = page, size
 	present := map[string]bool{}
 	addCurrencies(present, res.AmountsByCurrency)
 	m, err := q.money(cur, c.asOf, present, &res.Definitions)
@@ -283,4 +173,116 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 		st.OpenAmount, st.StalledAmount = stallScalars(m, st.AmountsByCurrency)
 	}
 	return res, nil
+}
+
+// stallsPage holds the stalled deals of one group, in the page's order
+// (amount descending, then opportunity id), as parallel arrays.
+const stallsPage = `arraySlice(arraySort(groupArrayIf((-amt, opp_id, a_owner, a_team, cur, days, ss), stalled)), 1, @upto) AS top`
+
+// readStalls reads the stalls answer of c in one pass over the open deals:
+// the counts, amounts and histograms per highest step and currency, and
+// beside them each group's first upto stalled deals in the page's order,
+// from which the deals offset to upto of the answer are cut.
+func readStalls(ctx context.Context, q *Querier, c common, offset, upto int) (*StallsResult, error) {
+	var res *StallsResult
+	err := q.read(ctx, c.tenant, func(s *scan) error {
+		res = &StallsResult{Definitions: c.defs, Deals: []StalledDeal{}}
+		res.Definitions.Rules = stallsRules
+		args := append([]any{
+			clickhouse.Named("tenant", c.tenant),
+			clickhouse.Named("asof", ts(c.asOf)),
+			clickhouse.Named("upto", uint64(upto)),
+		}, s.args...)
+		query := `SELECT toUInt8(hi_step), toUInt64(sum(n0)), toUInt64(sum(n1)), ` + sumMapSQL("a0", "a1") + bucketSumsSQL() + `,
+	arrayMap(x -> -tupleElement(x, 1), groupArrayArray(top) AS tops), arrayMap(x -> tupleElement(x, 2), tops),
+	arrayMap(x -> tupleElement(x, 3), tops), arrayMap(x -> tupleElement(x, 4), tops),
+	arrayMap(x -> tupleElement(x, 5), tops), arrayMap(x -> toInt64(tupleElement(x, 6)), tops),
+	arrayMap(x -> toUInt32(tupleElement(x, 7)), tops)
+	FROM ` + s.fanout(func(where string) string {
+			return openDeals(`SELECT hi_step, cur, count() AS n0, sum(amt) AS a0, countIf(stalled) AS n1, sumIf(amt, stalled) AS a1,
+		`+stallsPage+bucketCountsSQL(bucketIndexSQL("days * 86400", "1"))+`
+		FROM ({rows})
+		GROUP BY hi_step, cur`, s.from, s.view.Prewhere(), where)
+		}) + `
+	GROUP BY hi_step
+	ORDER BY hi_step`
+		rows, err := q.conn.Query(s.ctx, query, args...)
+		if err != nil {
+			return fmt.Errorf("stalls query: %w", err)
+		}
+		defer rows.Close()
+		found := map[int]StallStep{}
+		var stalled []StalledDeal
+		for rows.Next() {
+			var (
+				hi_step      uint8
+				open, stall  uint64
+				curs         []uint32
+				amt          = make([][]float64, 2)
+				h            [len(bucketEdges)]uint64
+				amts         []float64
+				opps, owners []string
+				teams        []string
+				dcurs        []uint32
+				days         []int64
+				since        []uint32
+			)
+			dest := append([]any{&hi_step, &open, &stall}, sumMapDest(&curs, amt)...)
+			for i := range h {
+				dest = append(dest, &h[i])
+			}
+			dest = append(dest, &amts, &opps, &owners, &teams, &dcurs, &days, &since)
+			if err := rows.Scan(dest...); err != nil {
+				return fmt.Errorf("stalls scan: %w", err)
+			}
+			st := StallStep{StepIndex: int(hi_step), Open: int64(open), Stalled: int64(stall),
+				AmountsByCurrency: byCurrency(curs, amt, stallAmounts), DaysSinceCommitment: newBuckets()}
+			for i := range h {
+				st.DaysSinceCommitment[i].Count = int64(h[i])
+			}
+			found[int(hi_step)] = st
+			for i := range amts {
+				stalled = append(stalled, StalledDeal{OpportunityID: opps[i], OwnerID: owners[i], Team: teams[i],
+					Amount: amts[i], Currency: curCode(dcurs[i]), StepIndex: int(hi_step), Step: stepName(c.ladder, int(hi_step)),
+					DaysSinceCommitment: days[i], StalledSince: time.Unix(int64(since[i]), 0).UTC()})
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("stalls rows: %w", err)
+		}
+		extra := map[int]bool{}
+		for i := range found {
+			extra[i] = true
+		}
+		for _, i := range stepRows(c.ladder, extra) {
+			st, ok := found[i]
+			if !ok {
+				st = StallStep{StepIndex: i, DaysSinceCommitment: newBuckets()}
+			}
+			st.Step = stepName(c.ladder, i)
+			res.Steps = append(res.Steps, st)
+			res.Open += st.Open
+			res.Stalled += st.Stalled
+			for c, a := range st.AmountsByCurrency {
+				if res.AmountsByCurrency == nil {
+					res.AmountsByCurrency = map[string]StallAmounts{}
+				}
+				t := res.AmountsByCurrency[c]
+				t.OpenAmount += a.OpenAmount
+				t.StalledAmount += a.StalledAmount
+				res.AmountsByCurrency[c] = t
+			}
+		}
+		slices.SortFunc(stalled, func(a, b StalledDeal) int {
+			if c := cmp.Compare(b.Amount, a.Amount); c != 0 {
+				return c
+			}
+			return strings.Compare(a.OpportunityID, b.OpportunityID)
+		})
+		if offset < len(stalled) {
+			res.Deals = stalled[offset:min(upto, len(stalled))]
+		}
+		return nil
+	})
+	return res, err
 }

@@ -42,9 +42,13 @@ func Created(at string) string {
 }
 
 // HighestStep is the highest step index of the commitment.gained at or
-// before at, 0 when none (UInt8).
+// before at, 0 when none (UInt8). It counts the steps reached by then:
+// reach[K] is the earliest gain of a step K or higher, so the reached
+// steps are a prefix of reach whose times do not decrease, and the highest
+// step gained is their number (an arrayCount, cheaper on 18.16 than an
+// arrayReduce over the gains).
 func HighestStep(at string) string {
-	return "toUInt8(arrayReduce('max', arrayFilter((s, t) -> t <= toDateTime(" + at + "), gain_steps, gain_times)))"
+	return "toUInt8(arrayCount(t -> t != toDateTime(0) AND t <= toDateTime(" + at + "), reach))"
 }
 
 // StallColumns are the select-list items of the stall rule over a row of
@@ -65,13 +69,18 @@ func HighestStep(at string) string {
 // The thresholds per step are applied when deal.stalled is derived
 // (package derive); this rule decides which of those count as of @asof.
 // A later commitment.gained moves ref past an earlier stall, clearing it.
-const StallColumns = `toUInt32(arrayReduce('max', arrayFilter(t -> t <= toDateTime(@asof), gain_times))) AS lastc,
+//
+// The time arrays are ordered by time, so the last element at or before
+// @asof is the one at index arrayCount(t -> t <= @asof) (index 0 is the
+// default, 0) and the earliest stall from sref is the first: look-ups
+// that cost 18.16 less than filtering and reducing the arrays.
+const StallColumns = `toUInt32(gain_times[arrayCount(t -> t <= toDateTime(@asof), gain_times)]) AS lastc,
 		if(created_at <= toDateTime(@asof), toUInt32(created_at), toUInt32(0)) AS created,
 		if(lastc != 0, lastc, if(created != 0, created, toUInt32(first_at))) AS ref,
 		intDiv(toInt64(@asof) - ref, 86400) AS days,
-		toUInt32(arrayReduce('max', arrayFilter(t -> t <= toDateTime(@asof), close_times))) AS lastclose,
+		toUInt32(close_times[arrayCount(t -> t <= toDateTime(@asof), close_times)]) AS lastclose,
 		if(lastclose >= ref, lastclose + 1, ref) AS sref,
-		toUInt32(arrayReduce('min', arrayFilter((t, r) -> toUInt32(t) >= r AND t <= toDateTime(@asof), stall_times, replicate(sref, stall_times)))) AS ss`
+		toUInt32(arrayFirst((t, r) -> toUInt32(t) >= r AND t <= toDateTime(@asof), stall_times, replicate(sref, stall_times))) AS ss`
 
 // StallStart is sref of StallColumns for Go code that has a deal's state
 // in hand: when its stall clock runs from, given its reference time and

@@ -2,6 +2,7 @@ package readmodel_test
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -27,8 +28,14 @@ func state(id string, gains map[time.Time]uint8, closes, stalls []time.Time) sto
 	st := derive.State{Tenant: "acme", OpportunityID: id, CreatedAt: day(0), FirstAt: day(0),
 		Reach: make([]time.Time, 2), Gained: make([]time.Time, 2),
 		FactTimes: []time.Time{day(0)}, Facts: []derive.Snapshot{{Amount: 100, Status: derive.StatusOpen}}}
-	for at, step := range gains {
+	for _, at := range slices.SortedFunc(maps.Keys(gains), time.Time.Compare) {
+		step := gains[at]
 		st.GainTimes, st.GainSteps = append(st.GainTimes, at), append(st.GainSteps, step)
+		for j := range int(step) {
+			if st.Reach[j].IsZero() || at.Before(st.Reach[j]) {
+				st.Reach[j] = at
+			}
+		}
 	}
 	for _, at := range closes {
 		st.Closes = append(st.Closes, derive.Close{At: at, Status: "lost"})
@@ -60,6 +67,9 @@ func TestStallRule(t *testing.T) {
 		state("ref-second", map[time.Time]uint8{day(10): 2}, nil, []time.Time{day(10)}),
 		// A close before the reference time does not move the clock.
 		state("closed-before-ref", map[time.Time]uint8{day(10): 1}, []time.Time{day(5)}, []time.Time{day(20)}),
+		// The highest step is kept after a lower gain; the last gain and
+		// the last close as of the date are the reference and the restart.
+		state("two-gains", map[time.Time]uint8{day(10): 2, day(20): 1}, []time.Time{day(30), day(35)}, []time.Time{day(25), day(50)}),
 	}
 	if err := st.InsertStates(ctx, rows); err != nil {
 		t.Fatal(err)
@@ -94,6 +104,11 @@ func TestStallRule(t *testing.T) {
 		{"ref-second", day(10).Add(-sec), time.Time{}, day(0), 9, 0},
 		{"ref-second", day(10), day(10), day(10), 0, 2},
 		{"closed-before-ref", day(20), day(20), day(10), 10, 1},
+		{"two-gains", day(15), time.Time{}, day(10), 5, 2},
+		{"two-gains", day(25), day(25), day(20), 5, 2},
+		{"two-gains", day(29), day(25), day(20), 9, 2},
+		{"two-gains", day(32), time.Time{}, day(20), 12, 2},
+		{"two-gains", day(60), day(50), day(20), 40, 2},
 	} {
 		var (
 			step     uint8
