@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commitflow/commitflow/internal/answercache"
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 )
 
 // cachedPaths are requests of every metrics endpoint.
@@ -40,16 +40,7 @@ func TestCacheAnswersEqualUncached(t *testing.T) {
 	f := newFixture(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	emb, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Shutdown()
-	nc, err := nats.Connect(emb.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, _ := bustest.Connect(t, bustest.Server(t).ClientURL())
 	const settle = 500 * time.Millisecond
 	cache := answercache.New(answercache.Options{MaxBytes: 16 << 20, Settle: settle})
 	if err := answercache.Follow(ctx, nc, cache); err != nil {

@@ -8,15 +8,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
 	"github.com/commitflow/commitflow/internal/tenantcache"
+	"github.com/commitflow/commitflow/internal/timetest"
 )
 
 // openStore returns a fresh, migrated database holding rows, and a
@@ -160,16 +161,7 @@ func TestModelCacheKeepsTodaysModelForTheDay(t *testing.T) {
 func TestModelCacheFollowsHistory(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	emb, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Shutdown()
-	nc, err := nats.Connect(emb.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, _ := bustest.Connect(t, bustest.Server(t).ClientURL())
 	st, plain := openStore(t, synthRows(5, 600))
 	mc := NewModelCache(ModelCacheOptions{Settle: time.Minute})
 	clock := time.Date(2025, 6, 10, 10, 0, 0, 0, time.UTC) // after all the rows
@@ -217,7 +209,7 @@ func TestModelCacheFollowsHistory(t *testing.T) {
 		if err := nc.Publish(bus.DerivedPrefix+"mark.deal_closed", []byte("{}")); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, func() bool { return mc.models.Changes("mark") > marks })
+		timetest.WaitFor(t, "tenant mark's close seen", func() bool { return mc.models.Changes("mark") > marks })
 	}
 	insert := func(d derive.Derived) {
 		t.Helper()
@@ -358,17 +350,6 @@ func stamp(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339Nano)
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // TestModelCacheBound: past MaxModels the least recently used model is
