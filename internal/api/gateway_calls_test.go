@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/ingest"
+	"github.com/commitflow/commitflow/internal/ingest/ingesttest"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
 )
@@ -84,14 +84,7 @@ func TestCallsWebhook(t *testing.T) {
 func TestCallsEndToEnd(t *testing.T) {
 	b := startBus(t)
 	st := storetest.Open(t, store.Options{})
-	w, err := ingest.New(b.js, st, ingest.Config{}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = w.Run(wctx) }()
-	t.Cleanup(func() { stop(); <-done })
+	ingesttest.Run(t, b.js, st, ingest.Config{})
 	srv := gatewayServer(t, b.pub, nil)
 
 	records := readFixture(t, "calls_records.json")

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/ingest"
+	"github.com/commitflow/commitflow/internal/ingest/ingesttest"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
 )
@@ -22,14 +22,7 @@ import (
 func TestGatewayEndToEnd(t *testing.T) {
 	b := startBus(t)
 	st := storetest.Open(t, store.Options{})
-	w, err := ingest.New(b.js, st, ingest.Config{}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = w.Run(wctx) }()
-	t.Cleanup(func() { stop(); <-done })
+	ingesttest.Run(t, b.js, st, ingest.Config{})
 	srv := gatewayServer(t, b.pub, nil)
 
 	hubspot, err := os.ReadFile("../webhook/testdata/hubspot_deal_batch.json")
@@ -110,14 +103,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 func TestSalesforceGongEndToEnd(t *testing.T) {
 	b := startBus(t)
 	st := storetest.Open(t, store.Options{})
-	w, err := ingest.New(b.js, st, ingest.Config{}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = w.Run(wctx) }()
-	t.Cleanup(func() { stop(); <-done })
+	ingesttest.Run(t, b.js, st, ingest.Config{})
 	srv := dlqGateway(t, b)
 
 	cdc := readFixture(t, "salesforce_cdc_updates_pubsub.json")
@@ -171,7 +157,7 @@ func TestSalesforceGongEndToEnd(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	var typ string
-	err = st.Conn().QueryRow(t.Context(), `SELECT type FROM events WHERE tenant = ? AND source = 'salesforce' AND event_id = ?`,
+	err := st.Conn().QueryRow(t.Context(), `SELECT type FROM events WHERE tenant = ? AND source = 'salesforce' AND event_id = ?`,
 		"acme", "0004a6e1-6621-8c2d-3e4f-5a6b7c8d9e01-2-0065g00000FgHiJAAV-Probability").Scan(&typ)
 	if err != nil || typ != "opportunity.probability_changed" {
 		t.Fatalf("the probability set to 0: %q %v", typ, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/webhook"
 )
 
@@ -36,23 +37,18 @@ type testBus struct {
 	pub *bus.Publisher
 }
 
+// startBus starts a testBus with the streams declared with the default
+// options.
 func startBus(t *testing.T) *testBus {
 	t.Helper()
-	ctx := t.Context()
-	srv, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, js, err := bus.Connect(ctx, srv.ClientURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if err := bus.Declare(ctx, js, bus.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	parts, err := bus.Partitions(ctx, js)
+	return startBusWith(t, bus.Options{})
+}
+
+// startBusWith is startBus with the streams declared with o.
+func startBusWith(t *testing.T, o bus.Options) *testBus {
+	t.Helper()
+	srv, js := bustest.Start(t, o)
+	parts, err := bus.Partitions(t.Context(), js)
 	if err != nil {
 		t.Fatal(err)
 	}

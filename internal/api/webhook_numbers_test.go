@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/ingest"
+	"github.com/commitflow/commitflow/internal/ingest/ingesttest"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/pipeline"
@@ -399,19 +399,15 @@ func TestWebhookNumbers(t *testing.T) {
 	l := numbersLadder(t)
 	b := startBusWith(t, bus.Options{Partitions: 4, DuplicateWindow: time.Second})
 	st := storetest.Open(t, store.Options{})
+	ingesttest.Run(t, b.js, st, ingest.Config{MaxWait: 100 * time.Millisecond})
 	ctx, stop := context.WithCancel(context.Background())
-	iw, err := ingest.New(b.js, st, ingest.Config{MaxWait: 100 * time.Millisecond}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dw, err := pipeline.NewDeriver(ctx, b.js, st, l, pipeline.Config{MaxWait: 100 * time.Millisecond, Sweep: -1, Member: "numbers"}, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{}, 2)
-	go func() { _ = iw.Run(ctx); done <- struct{}{} }()
-	go func() { _ = dw.Run(ctx); done <- struct{}{} }()
-	t.Cleanup(func() { stop(); <-done; <-done })
+	done := make(chan struct{})
+	go func() { defer close(done); _ = dw.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-done })
 	parts, err := bus.Partitions(t.Context(), b.js)
 	if err != nil {
 		t.Fatal(err)
@@ -501,60 +497,12 @@ func TestWebhookNumbers(t *testing.T) {
 	if n := b.msgs(t); n != 2*stored {
 		t.Fatalf("CF_EVENTS holds %d messages after the replay past the duplicate window, want %d", n, 2*stored)
 	}
-	waitDrained(t, b.js, parts)
+	bustest.WaitDrained(t, b.js, parts, 2*time.Minute)
 	var rows uint64
 	if err := st.Conn().QueryRow(t.Context(), `SELECT count() FROM events FINAL WHERE tenant = ?`, "acme").Scan(&rows); err != nil || rows != stored {
 		t.Errorf("events stored after the replay: %d %v, want %d", rows, err, stored)
 	}
 	check()
-}
-
-// startBusWith is startBus with the streams declared with o.
-func startBusWith(t *testing.T, o bus.Options) *testBus {
-	t.Helper()
-	ctx := t.Context()
-	srv, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, js, err := bus.Connect(ctx, srv.ClientURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if err := bus.Declare(ctx, js, o); err != nil {
-		t.Fatal(err)
-	}
-	return &testBus{srv: srv, js: js, pub: bus.NewPublisher(js, o.Partitions)}
-}
-
-// waitDrained waits until the ingest consumer and the derive consumers of
-// the partitions have nothing pending or unacknowledged.
-func waitDrained(t *testing.T, js jetstream.JetStream, partitions int) {
-	t.Helper()
-	ctx := t.Context()
-	for p := -1; p < partitions; p++ {
-		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
-			var c jetstream.Consumer
-			var err error
-			if p < 0 {
-				c, err = bus.CurrentIngest(ctx, js)
-			} else {
-				c, err = js.Consumer(ctx, bus.EventsStream, bus.DeriveConsumer(p))
-			}
-			var info *jetstream.ConsumerInfo
-			if err == nil {
-				info, err = c.Info(ctx)
-			}
-			if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("consumer of partition %d not drained: %+v %v", p, info, err)
-			}
-		}
-	}
 }
 
 // numbersDerived lists acme's current commitment.gained and
