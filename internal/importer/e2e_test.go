@@ -15,9 +15,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/ingest"
+	"github.com/commitflow/commitflow/internal/ingest/ingesttest"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
 )
@@ -90,33 +92,13 @@ type pipeline struct {
 
 func startPipeline(t *testing.T) pipeline {
 	t.Helper()
-	ctx := t.Context()
-	srv, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, js, err := bus.Connect(ctx, srv.ClientURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if err := bus.Declare(ctx, js, bus.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	parts, err := bus.Partitions(ctx, js)
+	_, js := bustest.Start(t, bus.Options{})
+	parts, err := bus.Partitions(t.Context(), js)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := storetest.OpenDSN(t, chtest.DSN(t), store.Options{})
-	w, err := ingest.New(js, st, ingest.Config{}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = w.Run(wctx) }()
-	t.Cleanup(func() { stop(); <-done })
+	ingesttest.Run(t, js, st, ingest.Config{})
 	return pipeline{js: js, st: st, pub: bus.NewPublisher(js, parts)}
 }
 

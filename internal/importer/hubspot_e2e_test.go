@@ -2,11 +2,8 @@ package importer
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
-	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"slices"
 	"strconv"
@@ -14,17 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/commitflow/commitflow/internal/bus"
-	"github.com/commitflow/commitflow/internal/chtest"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/derive"
-	"github.com/commitflow/commitflow/internal/ingest"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
-	workers "github.com/commitflow/commitflow/internal/pipeline"
-	"github.com/commitflow/commitflow/internal/store"
-	"github.com/commitflow/commitflow/internal/store/storetest"
 )
 
 // e2eNow is the derivation's and the queries' now: after every event of
@@ -43,39 +33,7 @@ type deriveStack struct {
 
 func startDeriveStack(t *testing.T, l *ladder.Ladder) deriveStack {
 	t.Helper()
-	quiet := slog.New(slog.DiscardHandler)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	srv, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, js, err := bus.Connect(ctx, srv.ClientURL(), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if err := bus.Declare(ctx, js, bus.Options{Partitions: e2ePartitions, AckWait: 5 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
-	st := storetest.OpenDSN(t, chtest.DSN(t), store.Options{Logger: quiet})
-	iw, err := ingest.New(js, st, ingest.Config{BatchSize: 2000, MaxWait: 100 * time.Millisecond}, nil, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := workers.NewDeriver(ctx, js, st, l, workers.Config{
-		BatchSize: 2000, MaxWait: 100 * time.Millisecond, LeaseTTL: 15 * time.Second, Sweep: -1,
-		Now: func() time.Time { return e2eNow }, Member: "importer-e2e",
-	}, nil, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{}, 2)
-	go func() { _ = iw.Run(ctx); done <- struct{}{} }()
-	go func() { _ = d.Run(ctx); done <- struct{}{} }()
-	t.Cleanup(func() { cancel(); <-done; <-done })
-	return deriveStack{pipeline{js: js, st: st, pub: bus.NewPublisher(js, e2ePartitions)}, l}
+	return deriveStack{startDerivePipeline(t, l, e2eNow), l}
 }
 
 // importTwice runs the import of rows twice and checks that the stream
@@ -94,51 +52,12 @@ func (s deriveStack) importTwice(t *testing.T, rows Rows, key, tenant string) in
 		}
 	}
 	s.waitStored(t, tenant, uint64(want), 2*time.Minute)
-	s.waitDrained(t)
+	bustest.WaitDrained(t, s.js, e2ePartitions, 2*time.Minute)
 	msgs, stored, distinct := s.counts(t, tenant)
 	if msgs != uint64(want) || stored != uint64(want) || distinct != uint64(want) {
 		t.Fatalf("after importing twice: %d stream messages, %d rows and %d distinct events stored; want %d of each", msgs, stored, distinct, want)
 	}
 	return want
-}
-
-// waitDrained waits until the ingest and derive consumers have nothing
-// pending or unacknowledged.
-func (s deriveStack) waitDrained(t *testing.T) {
-	t.Helper()
-	ctx := t.Context()
-	names := []string{""} // the current ingest generation
-	for p := range e2ePartitions {
-		names = append(names, bus.DeriveConsumer(p))
-	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for _, n := range names {
-		for {
-			var c jetstream.Consumer
-			var err error
-			if n == "" {
-				c, err = bus.CurrentIngest(ctx, s.js)
-			} else {
-				c, err = s.js.Consumer(ctx, bus.EventsStream, n)
-			}
-			var info *jetstream.ConsumerInfo
-			if err == nil {
-				info, err = c.Info(ctx)
-			}
-			switch {
-			case err != nil && (errors.Is(err, jetstream.ErrConsumerNotFound) || n == "") && time.Now().Before(deadline):
-				// Not created yet, or the ingest generation rotated.
-			case err != nil:
-				t.Fatal(err)
-			case info.NumPending == 0 && info.NumAckPending == 0:
-				goto next
-			case time.Now().After(deadline):
-				t.Fatalf("consumer %q not drained: %d pending, %d unacknowledged", n, info.NumPending, info.NumAckPending)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	next:
-	}
 }
 
 // dealFacts are a deal's facts at the end of its history: the status,

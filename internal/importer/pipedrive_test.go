@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/derive"
-	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/ladder"
 )
 
@@ -64,14 +63,7 @@ func TestPipedriveDeals(t *testing.T) {
 			if tc.data == "" {
 				data = vendorFixture(t, "pipedrive/deals.csv")
 			}
-			rows, err := tc.p.Parse(data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := describe(t, rows); strings.TrimSpace(got) != strings.TrimSpace(tc.want) {
-				t.Errorf("got\n%s\nwant\n%s", got, strings.TrimSpace(tc.want))
-			}
-			checkRows(t, rows, "acme")
+			checkParsed(t, tc.p, data, tc.want)
 		})
 	}
 }
@@ -115,6 +107,7 @@ func TestPipedriveDerives(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	byOpp := eventsByOpp(rows)
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		opp, status string
@@ -127,31 +120,13 @@ func TestPipedriveDerives(t *testing.T) {
 		{"104", derive.StatusOpen, time.Time{}, ""},
 		{"105", derive.StatusWon, time.Date(2024, 2, 28, 17, 0, 0, 0, time.UTC), "time,decide"},
 	} {
-		var evs []event.Event
-		for _, r := range rows {
-			if len(r.Events) > 0 && r.Events[0].OpportunityID == tc.opp {
-				evs = r.Events
-			}
-		}
-		out := derive.Derive("acme", tc.opp, evs, l, now)
-		var gained []string
-		var closes []derive.Derived
-		for _, d := range out {
-			switch d.Type {
-			case derive.CommitmentGained:
-				gained = append(gained, d.Step)
-			case derive.DealClosed:
-				closes = append(closes, d)
-			}
-		}
+		out, gained, closes := fold(byOpp[tc.opp], tc.opp, l, now)
 		if last := out[len(out)-1]; last.Status != tc.status {
 			t.Errorf("%s: %s, want %s", tc.opp, last.Status, tc.status)
 		}
 		if strings.Join(gained, ",") != tc.gained {
 			t.Errorf("%s: gained %v, want %s", tc.opp, gained, tc.gained)
 		}
-		if tc.closedAt.IsZero() != (len(closes) == 0) || len(closes) > 1 || len(closes) == 1 && !closes[0].OccurredAt.Equal(tc.closedAt) {
-			t.Errorf("%s: closes %+v, want one at %s", tc.opp, closes, tc.closedAt)
-		}
+		checkCloses(t, tc.opp, closes, tc.closedAt)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -14,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/ingest"
+	"github.com/commitflow/commitflow/internal/ingest/ingesttest"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/metrics"
 	derivepipe "github.com/commitflow/commitflow/internal/pipeline"
@@ -299,7 +298,7 @@ func TestSalesforceExportsEndToEnd(t *testing.T) {
 		}
 		want[im.tenant] += countEvents(rows)
 	}
-	waitDrained(t, p.js, 2)
+	bustest.WaitDrained(t, p.js, e2ePartitions, 2*time.Minute)
 	var total uint64
 	for tenant, n := range want {
 		_, stored, distinct := p.counts(t, tenant)
@@ -399,78 +398,25 @@ func derivedStates(t *testing.T, st *store.Store, tenant string) map[string]orac
 	return out
 }
 
-// startDerivePipeline is startPipeline with two partitions and a derive
-// worker whose clock is now.
+// startDerivePipeline is startPipeline with e2ePartitions partitions, a
+// short AckWait and a derive worker with ladder l whose clock is now.
 func startDerivePipeline(t *testing.T, l *ladder.Ladder, now time.Time) pipeline {
 	t.Helper()
+	quiet := slog.New(slog.DiscardHandler)
+	_, js := bustest.Start(t, bus.Options{Partitions: e2ePartitions, AckWait: 5 * time.Second})
+	st := storetest.OpenDSN(t, chtest.DSN(t), store.Options{Logger: quiet})
+	ingesttest.Run(t, js, st, ingest.Config{BatchSize: 2000, MaxWait: 100 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	quiet := slog.New(slog.DiscardHandler)
-	srv, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", quiet)
+	d, err := derivepipe.NewDeriver(ctx, js, st, l, derivepipe.Config{
+		BatchSize: 2000, MaxWait: 100 * time.Millisecond, LeaseTTL: 15 * time.Second, Sweep: -1,
+		Now: func() time.Time { return now }, Member: "importer-e2e",
+	}, nil, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Shutdown)
-	nc, js, err := bus.Connect(ctx, srv.ClientURL(), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if err := bus.Declare(ctx, js, bus.Options{Partitions: 2, AckWait: 5 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
-	st := storetest.OpenDSN(t, chtest.DSN(t), store.Options{Logger: quiet})
-	iw, err := ingest.New(js, st, ingest.Config{MaxWait: 100 * time.Millisecond}, nil, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := derivepipe.NewDeriver(ctx, js, st, l, derivepipe.Config{MaxWait: 100 * time.Millisecond, Sweep: -1,
-		Now: func() time.Time { return now }, Member: "importer-test"}, nil, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{}, 2)
-	go func() { _ = iw.Run(ctx); done <- struct{}{} }()
-	go func() { _ = d.Run(ctx); done <- struct{}{} }()
-	t.Cleanup(func() { cancel(); <-done; <-done })
-	return pipeline{js: js, st: st, pub: bus.NewPublisher(js, 2)}
-}
-
-// waitDrained waits until the ingest consumer and every partition's derive
-// consumer have nothing pending or unacknowledged.
-func waitDrained(t *testing.T, js jetstream.JetStream, partitions int) {
-	t.Helper()
-	ctx := t.Context()
-	deadline := time.Now().Add(2 * time.Minute)
-	for p := -1; p < partitions; p++ {
-		for {
-			var (
-				c   jetstream.Consumer
-				err error
-			)
-			if p < 0 {
-				c, err = bus.CurrentIngest(ctx, js)
-			} else {
-				c, err = js.Consumer(ctx, bus.EventsStream, bus.DeriveConsumer(p))
-			}
-			var info *jetstream.ConsumerInfo
-			if err == nil {
-				info, err = c.Info(ctx)
-			}
-			if p < 0 && errors.Is(err, jetstream.ErrConsumerNotFound) && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond) // the ingest lease holder rotated the generation
-				continue
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if info.NumPending == 0 && info.NumAckPending == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("consumer of partition %d not drained: %d pending, %d unacknowledged", p, info.NumPending, info.NumAckPending)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return pipeline{js: js, st: st, pub: bus.NewPublisher(js, e2ePartitions)}
 }

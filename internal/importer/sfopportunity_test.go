@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/derive"
-	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/ladder"
 )
 
@@ -82,7 +81,7 @@ func TestSalesforceOpportunity(t *testing.T) {
 // which would otherwise reopen it), and a field history closes by its
 // stage changes, with the amount of that time.
 func TestSalesforceExportsDerive(t *testing.T) {
-	byOpp := map[string][]event.Event{}
+	var all Rows
 	for _, f := range []struct {
 		file string
 		p    Parser
@@ -95,12 +94,9 @@ func TestSalesforceExportsDerive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, r := range rows {
-			for _, ev := range r.Events {
-				byOpp[ev.OpportunityID] = append(byOpp[ev.OpportunityID], ev)
-			}
-		}
+		all = append(all, rows...)
 	}
+	byOpp := eventsByOpp(all)
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		opp, status string
