@@ -14,11 +14,7 @@ import (
 // give commitments, and the moves to Closed Won and Closed Lost close the
 // deals at the time of their history rows, with the amount of that row.
 func TestSalesforceHistoryDerives(t *testing.T) {
-	rows, err := SalesforceHistory("acme", "USD").Parse([]byte(sfHistory))
-	if err != nil {
-		t.Fatal(err)
-	}
-	byOpp := eventsByOpp(rows)
+	byOpp := eventsByOpp(t, SalesforceHistory("acme", "USD"), []byte(sfHistory))
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		opp, status string
@@ -39,8 +35,14 @@ func TestSalesforceHistoryDerives(t *testing.T) {
 	}
 }
 
-// eventsByOpp gathers the events of rows by opportunity, in row order.
-func eventsByOpp(rows Rows) map[string][]event.Event {
+// eventsByOpp parses data with p and gathers the events of the rows by
+// opportunity, in row order.
+func eventsByOpp(t *testing.T, p Parser, data []byte) map[string][]event.Event {
+	t.Helper()
+	rows, err := p.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
 	byOpp := map[string][]event.Event{}
 	for _, r := range rows {
 		for _, ev := range r.Events {

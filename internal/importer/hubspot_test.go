@@ -278,11 +278,7 @@ func TestHubSpotDerives(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := HubSpotDeals{Tenant: "acme", Pipelines: hubspotPipelines(t)}.Parse(vendorFixture(t, "hubspot/deals.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	byOpp := eventsByOpp(rows)
+	byOpp := eventsByOpp(t, HubSpotDeals{Tenant: "acme", Pipelines: hubspotPipelines(t)}, vendorFixture(t, "hubspot/deals.csv"))
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		opp, status, stage string

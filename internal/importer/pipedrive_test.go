@@ -103,11 +103,7 @@ func TestPipedriveDerives(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := PipedriveDeals{Tenant: "acme"}.Parse(vendorFixture(t, "pipedrive/deals.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	byOpp := eventsByOpp(rows)
+	byOpp := eventsByOpp(t, PipedriveDeals{Tenant: "acme"}, vendorFixture(t, "pipedrive/deals.csv"))
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		opp, status string

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/derive"
+	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/ladder"
 )
 
@@ -81,7 +82,7 @@ func TestSalesforceOpportunity(t *testing.T) {
 // which would otherwise reopen it), and a field history closes by its
 // stage changes, with the amount of that time.
 func TestSalesforceExportsDerive(t *testing.T) {
-	var all Rows
+	byOpp := map[string][]event.Event{}
 	for _, f := range []struct {
 		file string
 		p    Parser
@@ -90,13 +91,10 @@ func TestSalesforceExportsDerive(t *testing.T) {
 		{"Opportunity.csv", SalesforceOpportunity("acme", "", "")},
 		{"OpportunityFieldHistory.csv", SalesforceFieldHistory("acme", "USD", "")},
 	} {
-		rows, err := f.p.Parse(readFixture(t, f.file))
-		if err != nil {
-			t.Fatal(err)
+		for opp, evs := range eventsByOpp(t, f.p, readFixture(t, f.file)) {
+			byOpp[opp] = append(byOpp[opp], evs...)
 		}
-		all = append(all, rows...)
 	}
-	byOpp := eventsByOpp(all)
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		opp, status string
