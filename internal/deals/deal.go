@@ -418,7 +418,11 @@ func dealWarnings(c *common, st derive.State, ds []derive.Derived) []Warning {
 	for _, c := range st.Closes {
 		lastClose = c.At // in fold order
 	}
-	start := readmodel.StallStart(reference(st), lastClose)
+	var seen time.Time // deal.created, when the clock runs from the creation
+	if len(st.GainTimes) == 0 && !st.CreatedAt.IsZero() {
+		seen = st.CreatedSeen
+	}
+	start := readmodel.StallStart(reference(st), lastClose, seen)
 	for _, s := range st.Stalls {
 		if !s.At.Before(start) {
 			out = append(out, Warning{Kind: WarnStalled, Since: s.At})

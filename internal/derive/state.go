@@ -18,6 +18,7 @@ type State struct {
 	Tenant        string
 	OpportunityID string
 	CreatedAt     time.Time // the CRM's creation time if earlier (deal.created's Detail), else deal.created; zero if none
+	CreatedSeen   time.Time // deal.created, when the CRM first showed the deal; zero if none
 	FirstAt       time.Time // the earliest derived event
 
 	// Reach[K-1] is reach_time(K): the earliest commitment.gained with step
@@ -125,7 +126,7 @@ func Summarize(cur []Derived, steps int) State {
 		switch d.Type {
 		case DealCreated:
 			if s.CreatedAt.IsZero() {
-				s.CreatedAt = at
+				s.CreatedAt, s.CreatedSeen = at, at
 				if c, ok := createdAt(d.Detail); ok && c.Before(at) {
 					s.CreatedAt = c
 				}

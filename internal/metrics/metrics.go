@@ -493,14 +493,6 @@ func readScan[T any](ctx context.Context, q *Querier, tenant string, fn func(s *
 	})
 }
 
-// read runs fn with a scan of tenant's rows. It may run fn more than once,
-// so fn must build its answer afresh each time; it stays for the answers
-// that keep theirs outside fn (stalls, missed) until they use readScan.
-func (q *Querier) read(ctx context.Context, tenant string, fn func(s *scan) error) error {
-	_, err := readScan(ctx, q, tenant, func(s *scan) (struct{}, error) { return struct{}{}, fn(s) })
-	return err
-}
-
 // scan returns the scan of tenant's rows on v.
 func (q *Querier) scan(ctx context.Context, tenant string, v *snapshot.View) (*scan, error) {
 	qctx, err := v.Context(q.queryCtx(ctx))

@@ -93,13 +93,12 @@ func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, er
 	if err != nil {
 		return nil, err
 	}
-	res := &MissedResult{Definitions: c.defs, ByStep: []MissedRow{}, ByReason: []MissedRow{}, ByOwner: []MissedRow{}}
-	res.Definitions.From, res.Definitions.To = timePtr(from), timePtr(to)
-	res.Definitions.Rules = missedRules
-
-	err = q.read(ctx, c.tenant, func(s *scan) error {
-		res.Total, res.ByStep, res.ByReason, res.ByOwner = MissedRow{}, []MissedRow{}, []MissedRow{}, []MissedRow{}
-		return q.missed(s, res, c, from, to)
+	defs := c.defs
+	defs.From, defs.To = timePtr(from), timePtr(to)
+	defs.Rules = missedRules
+	res, err := readScan(ctx, q, c.tenant, func(s *scan) (*MissedResult, error) {
+		res := &MissedResult{Definitions: defs, ByStep: []MissedRow{}, ByReason: []MissedRow{}, ByOwner: []MissedRow{}}
+		return res, q.missed(s, res, c, from, to)
 	})
 	if err != nil {
 		return nil, err

@@ -133,7 +133,7 @@ func (m MovementCounts) isZero() bool {
 
 var movementRules = []string{
 	"state at a date D = derived events with occurred_at <= D (and <= as_of); facts = the facts after every input event up to D, in the fold's order",
-	"new = a deal.created in [from, to)",
+	"new = created in [from, to): the creation time the CRM gave, else its deal.created; a deal the CRM had not shown by min(to, as_of) is not new yet",
 	"advanced = highest commitment.gained step at to > highest at from (0 when none)",
 	"regressed = a stage.regressed in [from, to); stalled = a deal.stalled in [from, to)",
 	"open at D = has an event at or before D and no deal.closed at or before D",
@@ -171,7 +171,7 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 	inRange := "t >= toDateTime(@from) AND t < toDateTime(@to) AND t <= toDateTime(@limit)"
 	perOpp := func(from, prewhere, where string) string {
 		return `SELECT
-			created_at >= toDateTime(@from) AND created_at < toDateTime(@to) AND created_at <= toDateTime(@limit) AS is_new,
+			created_at >= toDateTime(@from) AND created_at < toDateTime(@to) AND created_seen <= toDateTime(@limit) AS is_new,
 			arrayReduce('max', arrayFilter((s, t) -> t <= toDateTime(@flimit), gain_steps, gain_times)) AS top_from,
 			arrayReduce('max', arrayFilter((s, t) -> t <= toDateTime(@limit), gain_steps, gain_times)) AS top_to,
 			arrayExists(t -> ` + inRange + `, regress_times) AS reg,

@@ -122,7 +122,7 @@ func openDeals(outer, from, prewhere, where string) string {
 			`+readmodel.StallColumns+`
 		FROM (
 			SELECT opportunity_id, fact_times, amounts, currencies, owners, teams, reach, gain_times,
-				created_at, first_at, close_times, stall_times
+				created_at, created_seen, first_at, close_times, stall_times
 			FROM `+from+`
 			`+prewhere+`
 			WHERE `+where+`
@@ -184,9 +184,8 @@ const stallsPage = `arraySlice(arraySort(groupArrayIf((-amt, opp_id, a_owner, a_
 // beside them each group's first upto stalled deals in the page's order,
 // from which the deals offset to upto of the answer are cut.
 func readStalls(ctx context.Context, q *Querier, c common, offset, upto int) (*StallsResult, error) {
-	var res *StallsResult
-	err := q.read(ctx, c.tenant, func(s *scan) error {
-		res = &StallsResult{Definitions: c.defs, Deals: []StalledDeal{}}
+	return readScan(ctx, q, c.tenant, func(s *scan) (*StallsResult, error) {
+		res := &StallsResult{Definitions: c.defs, Deals: []StalledDeal{}}
 		res.Definitions.Rules = stallsRules
 		args := append([]any{
 			clickhouse.Named("tenant", c.tenant),
@@ -208,7 +207,7 @@ func readStalls(ctx context.Context, q *Querier, c common, offset, upto int) (*S
 	ORDER BY hi_step`
 		rows, err := q.conn.Query(s.ctx, query, args...)
 		if err != nil {
-			return fmt.Errorf("stalls query: %w", err)
+			return nil, fmt.Errorf("stalls query: %w", err)
 		}
 		defer rows.Close()
 		found := map[int]StallStep{}
@@ -233,7 +232,7 @@ func readStalls(ctx context.Context, q *Querier, c common, offset, upto int) (*S
 			}
 			dest = append(dest, &amts, &opps, &owners, &teams, &dcurs, &days, &since)
 			if err := rows.Scan(dest...); err != nil {
-				return fmt.Errorf("stalls scan: %w", err)
+				return nil, fmt.Errorf("stalls scan: %w", err)
 			}
 			st := StallStep{StepIndex: int(hi_step), Open: int64(open), Stalled: int64(stall),
 				AmountsByCurrency: byCurrency(curs, amt, stallAmounts), DaysSinceCommitment: newBuckets()}
@@ -248,7 +247,7 @@ func readStalls(ctx context.Context, q *Querier, c common, offset, upto int) (*S
 			}
 		}
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("stalls rows: %w", err)
+			return nil, fmt.Errorf("stalls rows: %w", err)
 		}
 		extra := map[int]bool{}
 		for i := range found {
@@ -282,7 +281,6 @@ func readStalls(ctx context.Context, q *Querier, c common, offset, upto int) (*S
 		if offset < len(stalled) {
 			res.Deals = stalled[offset:min(upto, len(stalled))]
 		}
-		return nil
+		return res, nil
 	})
-	return res, err
 }

@@ -35,10 +35,12 @@ func FactIndexOf(times, at string) string {
 }
 
 // Created is a deal's creation time as seen with the events up to at (a
-// bound argument or a DateTime expression): its deal.created if that is at
-// or before at, else its earliest event, first_at (DateTime).
+// bound argument or a DateTime expression): once its deal.created
+// (created_seen) is at or before at, the creation time the CRM gave
+// (created_at, at or before created_seen); before, its earliest event,
+// first_at (DateTime).
 func Created(at string) string {
-	return "if(toUInt32(created_at) > 0 AND created_at <= toDateTime(" + at + "), created_at, first_at)"
+	return "if(toUInt32(created_at) > 0 AND created_seen <= toDateTime(" + at + "), created_at, first_at)"
 }
 
 // HighestStep is the highest step index of the commitment.gained at or
@@ -56,13 +58,16 @@ func HighestStep(at string) string {
 // are UInt32 seconds, 0 meaning none:
 //
 //   - lastc: the last commitment.gained at or before @asof;
-//   - created: deal.created, if at or before @asof;
+//   - created: the creation time the CRM gave (created_at), if its
+//     deal.created (created_seen) is at or before @asof;
 //   - ref: the reference time, lastc, else created, else first_at;
 //   - days: whole days from ref to @asof (Int64);
 //   - lastclose: the last deal.closed at or before @asof;
-//   - sref: when the stall clock runs from, ref, or the second after
-//     lastclose when that is not before ref (a reopened deal's clock
-//     restarts at the reopen);
+//   - sref: when the stall clock runs from: the second after lastclose
+//     when that is not before ref (a reopened deal's clock restarts at
+//     the reopen); else, when ref is created, created_seen if later (the
+//     stalls fired before the CRM showed the deal ran on the clock of its
+//     first event); else ref;
 //   - ss: the earliest deal.stalled at or after sref and at or before
 //     @asof; a deal is stalled as of @asof when ss != 0 (and it is open).
 //
@@ -75,21 +80,25 @@ func HighestStep(at string) string {
 // default, 0) and the earliest stall from sref is the first: look-ups
 // that cost 18.16 less than filtering and reducing the arrays.
 const StallColumns = `toUInt32(gain_times[arrayCount(t -> t <= toDateTime(@asof), gain_times)]) AS lastc,
-		if(created_at <= toDateTime(@asof), toUInt32(created_at), toUInt32(0)) AS created,
+		if(created_seen <= toDateTime(@asof), toUInt32(created_at), toUInt32(0)) AS created,
 		if(lastc != 0, lastc, if(created != 0, created, toUInt32(first_at))) AS ref,
 		intDiv(toInt64(@asof) - ref, 86400) AS days,
 		toUInt32(close_times[arrayCount(t -> t <= toDateTime(@asof), close_times)]) AS lastclose,
-		if(lastclose >= ref, lastclose + 1, ref) AS sref,
+		if(lastclose >= ref, lastclose + 1, if(lastc = 0 AND created != 0 AND toUInt32(created_seen) > ref, toUInt32(created_seen), ref)) AS sref,
 		toUInt32(arrayFirst((t, r) -> toUInt32(t) >= r AND t <= toDateTime(@asof), stall_times, replicate(sref, stall_times))) AS ss`
 
 // StallStart is sref of StallColumns for Go code that has a deal's state
-// in hand: when its stall clock runs from, given its reference time and
-// its last deal.closed (zero: none), both as of the date. A deal.stalled
-// counts as of the date when it is at or after StallStart and at or before
-// the date.
-func StallStart(ref, lastClose time.Time) time.Time {
-	if !lastClose.IsZero() && !lastClose.Before(ref) {
+// in hand: when its stall clock runs from, given its reference time, its
+// last deal.closed (zero: none) and, when the reference time is its
+// creation, its deal.created (createdSeen; zero otherwise), all as of the
+// date. A deal.stalled counts as of the date when it is at or after
+// StallStart and at or before the date.
+func StallStart(ref, lastClose, createdSeen time.Time) time.Time {
+	switch {
+	case !lastClose.IsZero() && !lastClose.Before(ref):
 		return lastClose.Add(time.Second)
+	case createdSeen.After(ref):
+		return createdSeen
 	}
 	return ref
 }

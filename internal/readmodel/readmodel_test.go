@@ -25,7 +25,7 @@ func day(n int) time.Time { return t0.AddDate(0, 0, n) }
 // state is a hand-made opportunity_state row: created at day 0, open,
 // with the given gains (step by time), closes and stalls.
 func state(id string, gains map[time.Time]uint8, closes, stalls []time.Time) store.StateRow {
-	st := derive.State{Tenant: "acme", OpportunityID: id, CreatedAt: day(0), FirstAt: day(0),
+	st := derive.State{Tenant: "acme", OpportunityID: id, CreatedAt: day(0), CreatedSeen: day(0), FirstAt: day(0),
 		Reach: make([]time.Time, 2), Gained: make([]time.Time, 2),
 		FactTimes: []time.Time{day(0)}, Facts: []derive.Snapshot{{Amount: 100, Status: derive.StatusOpen}}}
 	for _, at := range slices.SortedFunc(maps.Keys(gains), time.Time.Compare) {
@@ -70,6 +70,14 @@ func TestStallRule(t *testing.T) {
 		// The highest step is kept after a lower gain; the last gain and
 		// the last close as of the date are the reference and the restart.
 		state("two-gains", map[time.Time]uint8{day(10): 2, day(20): 1}, []time.Time{day(30), day(35)}, []time.Time{day(25), day(50)}),
+		// Calls from day 0; the CRM shows the deal at day 20, created
+		// (it says) at day -30: until day 20 the clock runs from the first
+		// call (stalled at day 14), then from the creation, counting only
+		// the stall derived when the deal was shown.
+		seenLate(state("seen-late", nil, nil, []time.Time{day(14), day(20)}), day(-30), day(20)),
+		// Calls from day 0, created at day 5, shown at day 10: the stall
+		// of the creation's clock is derived at day 19.
+		seenLate(state("seen-late-2", nil, nil, []time.Time{day(19)}), day(5), day(10)),
 	}
 	if err := st.InsertStates(ctx, rows); err != nil {
 		t.Fatal(err)
@@ -109,6 +117,13 @@ func TestStallRule(t *testing.T) {
 		{"two-gains", day(29), day(25), day(20), 9, 2},
 		{"two-gains", day(32), time.Time{}, day(20), 12, 2},
 		{"two-gains", day(60), day(50), day(20), 40, 2},
+		{"seen-late", day(10), time.Time{}, day(0), 10, 0},
+		{"seen-late", day(15), day(14), day(0), 15, 0},
+		{"seen-late", day(20).Add(-sec), day(14), day(0), 19, 0},
+		{"seen-late", day(20), day(20), day(-30), 50, 0},
+		{"seen-late-2", day(9), time.Time{}, day(0), 9, 0},
+		{"seen-late-2", day(15), time.Time{}, day(5), 10, 0},
+		{"seen-late-2", day(19), day(19), day(5), 14, 0},
 	} {
 		var (
 			step     uint8
@@ -138,6 +153,13 @@ func TestStallRule(t *testing.T) {
 	}
 }
 
+// seenLate gives r the creation time created the CRM reports, shown at
+// seen, after its first event.
+func seenLate(r store.StateRow, created, seen time.Time) store.StateRow {
+	r.CreatedAt, r.CreatedSeen = created, seen
+	return r
+}
+
 // goStalled applies StallStart to a state as Go code does: the earliest
 // stall at or after it and at or before asOf (zero: none).
 func goStalled(st derive.State, ref, asOf time.Time) time.Time {
@@ -147,7 +169,15 @@ func goStalled(st derive.State, ref, asOf time.Time) time.Time {
 			lastClose = c.At
 		}
 	}
-	start := readmodel.StallStart(ref, lastClose)
+	var seen time.Time
+	hasGain := false
+	for _, g := range st.GainTimes {
+		hasGain = hasGain || !g.After(asOf)
+	}
+	if !hasGain && !st.CreatedSeen.After(asOf) {
+		seen = st.CreatedSeen
+	}
+	start := readmodel.StallStart(ref, lastClose, seen)
 	for _, s := range st.Stalls {
 		if !s.At.Before(start) && !s.At.After(asOf) {
 			return s.At
@@ -163,16 +193,18 @@ func goStalled(st derive.State, ref, asOf time.Time) time.Time {
 func TestFactsAsOf(t *testing.T) {
 	st := storetest.Open(t, store.Options{})
 	ctx := context.Background()
-	row := func(id string, created time.Time) store.StateRow {
+	row := func(id string, created, seen time.Time) store.StateRow {
 		r := state(id, nil, nil, nil)
-		r.CreatedAt = created
+		r.CreatedAt, r.CreatedSeen = created, seen
 		r.FactTimes = []time.Time{day(0), day(10), day(20)}
 		r.Facts = []derive.Snapshot{{Amount: 100, Status: derive.StatusOpen}, {Amount: 200, Status: derive.StatusOpen}, {Amount: 300, Status: derive.StatusOpen}}
 		return r
 	}
 	// "late" has a deal.created dated after its first event (day 0); "none"
-	// has none.
-	if err := st.InsertStates(ctx, []store.StateRow{row("late", day(5)), row("none", time.Time{})}); err != nil {
+	// has none; "shown-late" is created at day -3 by the CRM's word, which
+	// it says at day 5 (its deal.created).
+	if err := st.InsertStates(ctx, []store.StateRow{row("late", day(5), day(5)), row("none", time.Time{}, time.Time{}),
+		row("shown-late", day(-3), day(5))}); err != nil {
 		t.Fatal(err)
 	}
 	dates := []time.Time{day(-1), day(0), day(9), day(10), day(25)}
@@ -180,6 +212,7 @@ func TestFactsAsOf(t *testing.T) {
 	wantCreated := map[string][]time.Time{
 		"late": {day(0), day(0), day(5), day(5), day(5)},
 		"none": {day(0), day(0), day(0), day(0), day(0)},
+		"shown-late": {day(0), day(0), day(-3), day(-3), day(-3)},
 	}
 	unix := make([]uint32, len(dates))
 	for i, d := range dates {

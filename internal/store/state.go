@@ -15,7 +15,7 @@ type StateRow struct {
 	Version uint64
 }
 
-const stateColumns = `tenant, opportunity_id, created_at, first_at, reach, gained, gain_times, gain_steps,
+const stateColumns = `tenant, opportunity_id, created_at, created_seen, first_at, reach, gained, gain_times, gain_steps,
 fact_times, amounts, currencies, close_dates, stages, probabilities, statuses, owners, teams, segments, lead_sources, products,
 forecast_categories, attr_keys, attr_values,
 stall_times, stall_steps, regress_times, close_times, close_statuses, close_reasons,
@@ -60,7 +60,7 @@ func (s *Store) InsertStates(ctx context.Context, rows []StateRow) error {
 		for j, e := range r.StageEntries {
 			entryTimes[j], entries[j] = orEpoch(e.At), e.Stage
 		}
-		if err := batch.Append(r.Tenant, r.OpportunityID, orEpoch(r.CreatedAt), orEpoch(r.FirstAt),
+		if err := batch.Append(r.Tenant, r.OpportunityID, orEpoch(r.CreatedAt), orEpoch(r.CreatedSeen), orEpoch(r.FirstAt),
 			epochs(r.Reach), epochs(r.Gained), epochs(r.GainTimes), orEmpty(r.GainSteps),
 			epochs(r.FactTimes), amounts, currencies, closeDates, stages, probs, statuses, owners, teams, segments, sources, products,
 			categories, attrKeys, attrValues, stallTimes, stallSteps, epochs(r.RegressTimes), closeTimes, closeStatuses, closeReasons,

@@ -50,6 +50,14 @@ var OldStateValue = map[string]func(ref map[string]any) any{
 	"miss_deal_prev_step":   func(r map[string]any) any { return r["miss_deal_prev_step"] },
 	"miss_deal_prev_reason": func(r map[string]any) any { return r["miss_deal_prev_reason"] },
 	"miss_deal_prev_owner":  func(r map[string]any) any { return r["miss_deal_prev_owner"] },
+	// 0114: the later of created_at and first_at.
+	"created_seen": func(r map[string]any) any {
+		c, f := r["created_at"].(time.Time), r["first_at"].(time.Time)
+		if c.After(f) {
+			return c
+		}
+		return f
+	},
 }
 
 // entriesFromFacts returns the stage entries migration 0107 gives a row
