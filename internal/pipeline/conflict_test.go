@@ -7,13 +7,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/dlq"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/ingest"
+	"github.com/commitflow/commitflow/internal/ingest/ingesttest"
 	"github.com/commitflow/commitflow/internal/ladder"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestConflictingDuplicates publishes an event and then, without a message
@@ -63,13 +66,8 @@ func TestConflictingDuplicates(t *testing.T) {
 			defer cancel()
 			e := newEnv(t, partitions)
 			l := ladder.Default()
-			nc, js := connect(t, e.url)
-			defer nc.Close()
-			iw, err := ingest.New(js, e.st, ingest.Config{BatchSize: 500, MaxWait: 100 * time.Millisecond}, nil, quiet)
-			if err != nil {
-				t.Fatal(err)
-			}
-			go iw.Run(ctx)
+			_, js := bustest.Connect(t, e.url)
+			ingesttest.Run(t, js, e.st, ingest.Config{BatchSize: 500, MaxWait: 100 * time.Millisecond})
 
 			publish := func(ev event.Event) uint64 {
 				t.Helper()

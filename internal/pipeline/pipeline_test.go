@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,17 +10,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/gen"
 	"github.com/commitflow/commitflow/internal/ingest"
+	"github.com/commitflow/commitflow/internal/ingest/ingesttest"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestMain(m *testing.M) { chtest.Main(m) }
@@ -35,21 +37,11 @@ type env struct {
 
 func newEnv(t *testing.T, partitions int) *env {
 	t.Helper()
-	ctx := context.Background()
-	emb, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, js := connect(t, emb.ClientURL())
-	defer nc.Close()
 	// A short AckWait: a message delivered to a fetch that had already
 	// expired comes back after it, and the derive barrier waits for it.
-	if err := bus.Declare(ctx, js, bus.Options{Partitions: partitions, AckWait: 5 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
+	srv, _ := bustest.Start(t, bus.Options{Partitions: partitions, AckWait: 5 * time.Second})
 	st := storetest.Open(t, store.Options{Logger: quiet})
-	return &env{st: st, url: emb.ClientURL()}
+	return &env{st: st, url: srv.ClientURL()}
 }
 
 func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
@@ -80,42 +72,7 @@ func generate(t *testing.T, seed int64, opportunities int, end time.Time) []even
 // pending or unacknowledged.
 func waitDrained(t *testing.T, js jetstream.JetStream, partitions int) {
 	t.Helper()
-	ctx := context.Background()
-	names := []string{""} // the current ingest generation
-	for p := 0; p < partitions; p++ {
-		names = append(names, bus.DeriveConsumer(p))
-	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for _, n := range names {
-		for {
-			var c jetstream.Consumer
-			var err error
-			if n == "" {
-				c, err = bus.CurrentIngest(ctx, js)
-			} else {
-				c, err = js.Consumer(ctx, bus.EventsStream, n)
-			}
-			var info *jetstream.ConsumerInfo
-			if err == nil {
-				info, err = c.Info(ctx)
-			}
-			if n == "" && errors.Is(err, jetstream.ErrConsumerNotFound) && time.Now().Before(deadline) {
-				// An ingest worker taking the lease rotated the generation.
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if info.NumPending == 0 && info.NumAckPending == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("consumer %s not drained: %d pending, %d unacknowledged", n, info.NumPending, info.NumAckPending)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
+	bustest.WaitDrained(t, js, partitions, 2*time.Minute)
 }
 
 func sortDerived(ds []derive.Derived) {
@@ -171,13 +128,8 @@ func TestLiveEqualsReplay(t *testing.T) {
 	l := ladder.Default()
 	evs := generate(t, 7, 80, end)
 
-	nc, js := connect(t, e.url)
-	defer nc.Close()
-	iw, err := ingest.New(js, e.st, ingest.Config{BatchSize: 500, MaxWait: 100 * time.Millisecond}, nil, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go iw.Run(ctx)
+	_, js := bustest.Connect(t, e.url)
+	ingesttest.Run(t, js, e.st, ingest.Config{BatchSize: 500, MaxWait: 100 * time.Millisecond})
 
 	// Two "processes", each with its own NATS connection.
 	startDeriver := func(member string) (context.CancelFunc, *nats.Conn, chan struct{}) {

@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/ingest"
+	"github.com/commitflow/commitflow/internal/ingest/ingesttest"
 	"github.com/commitflow/commitflow/internal/ladder"
 )
 
@@ -24,13 +26,8 @@ func TestSubjectMismatchNotDerived(t *testing.T) {
 	defer cancel()
 	e := newEnv(t, partitions)
 	l := ladder.Default()
-	nc, js := connect(t, e.url)
-	defer nc.Close()
-	iw, err := ingest.New(js, e.st, ingest.Config{BatchSize: 500, MaxWait: 100 * time.Millisecond}, nil, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go iw.Run(ctx)
+	_, js := bustest.Connect(t, e.url)
+	ingesttest.Run(t, js, e.st, ingest.Config{BatchSize: 500, MaxWait: 100 * time.Millisecond})
 	d, err := NewDeriver(ctx, js, e.st, l, Config{BatchSize: 200, MaxWait: 100 * time.Millisecond, LeaseTTL: 2 * time.Second, Sweep: -1,
 		Now: func() time.Time { return now }}, nil, quiet)
 	if err != nil {
