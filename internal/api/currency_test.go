@@ -21,15 +21,7 @@ import (
 // to the table's base or to the currency asked for; the currency
 // parameter refused where nothing can convert to it.
 func TestCurrencies(t *testing.T) {
-	st, l, tab := twoCurrencyBook(t)
-	serve := func(q *metrics.Querier) *httptest.Server {
-		cfg := Config{Ladder: l, Tokens: map[string]string{tokenAcme: "acme"}}
-		return httptest.NewServer(New(cfg, q, forecast.New(st.Conn()), slog.New(slog.DiscardHandler)))
-	}
-	plain := serve(metrics.New(st.Conn()))
-	defer plain.Close()
-	conv := serve(metrics.NewWithOptions(st.Conn(), metrics.Options{Rates: tab}))
-	defer conv.Close()
+	plain, conv := twoCurrencyServers(t)
 
 	type obj = map[string]any
 	code, _, body, raw := get(t, plain, "/v1/stalls?as_of=2024-07-01", tokenAcme)
@@ -70,27 +62,15 @@ func TestCurrencies(t *testing.T) {
 		if x, ok := amt.(float64); !ok || math.Abs(x-c.want) > 1e-9 {
 			t.Errorf("GET %s: amount %v, want %v", c.path, amt, c.want)
 		}
-		d := body["definitions"].(obj)
-		cv, _ := d["converted"].(obj)
-		if d["currency"] != c.to || cv["to"] != c.to || cv["rates_on"] != c.rates {
-			t.Errorf("GET %s: definitions currency %v, converted %v", c.path, d["currency"], cv)
-		}
+		checkConverted(t, c.path, body, c.to, c.rates)
 	}
-	for _, c := range []struct {
-		srv        *httptest.Server
-		path, want string
-	}{
+	checkCurrencyRefused(t, []currencyRefusal{
 		{plain, "/v1/funnel?" + period + "&currency=EUR", "no rate table"},
 		{conv, "/v1/stalls?currency=CHF", "CHF is not in the rate table"},
 		{conv, "/v1/missed?" + period + "&currency=EURO", "not an ISO 4217 currency code"},
 		{conv, "/v1/movement?" + period + "&currency=" + strings.Repeat("x", 100), "not an ISO 4217 currency code"},
 		{conv, "/v1/cycle-time?" + period + "&currency=EUR", "unknown parameter"},
-	} {
-		code, _, body, raw := get(t, c.srv, c.path, tokenAcme)
-		if code != 400 || body["param"] != "currency" || !strings.Contains(raw, c.want) {
-			t.Errorf("GET %s: %d %s, want 400 on currency: %s", c.path, code, raw, c.want)
-		}
-	}
+	})
 }
 
 // twoCurrencyBook stores a 1000 USD deal and a 2000 EUR deal of tenant acme
@@ -121,4 +101,50 @@ func twoCurrencyBook(t *testing.T) (*store.Store, *ladder.Ladder, *fx.Table) {
 		t.Fatal(err)
 	}
 	return st, l, tab
+}
+
+// twoCurrencyServers serves twoCurrencyBook to tokenAcme without a rate
+// table (plain) and with it, metrics and forecasts converting (conv). Both
+// close when t ends.
+func twoCurrencyServers(t *testing.T) (plain, conv *httptest.Server) {
+	t.Helper()
+	st, l, tab := twoCurrencyBook(t)
+	cfg := Config{Ladder: l, Tokens: map[string]string{tokenAcme: "acme"}}
+	plain = httptest.NewServer(New(cfg, metrics.New(st.Conn()), forecast.New(st.Conn()), slog.New(slog.DiscardHandler)))
+	t.Cleanup(plain.Close)
+	conv = httptest.NewServer(New(cfg, metrics.NewWithOptions(st.Conn(), metrics.Options{Rates: tab}),
+		forecast.NewWithOptions(st.Conn(), forecast.Options{Rates: tab}), slog.New(slog.DiscardHandler)))
+	t.Cleanup(conv.Close)
+	return plain, conv
+}
+
+// checkConverted checks that the definitions of body, the answer to GET
+// path, say its amounts are in currency to, converted at the rates of
+// ratesOn.
+func checkConverted(t *testing.T, path string, body map[string]any, to, ratesOn string) {
+	t.Helper()
+	d := body["definitions"].(map[string]any)
+	cv, _ := d["converted"].(map[string]any)
+	if d["currency"] != to || cv["to"] != to || cv["rates_on"] != ratesOn {
+		t.Errorf("GET %s: definitions currency %v, converted %v", path, d["currency"], cv)
+	}
+}
+
+// currencyRefusal is a request whose currency parameter srv refuses with
+// an error containing want.
+type currencyRefusal struct {
+	srv        *httptest.Server
+	path, want string
+}
+
+// checkCurrencyRefused checks that each request is answered 400 on the
+// currency parameter, with its error.
+func checkCurrencyRefused(t *testing.T, rs []currencyRefusal) {
+	t.Helper()
+	for _, r := range rs {
+		code, _, body, raw := get(t, r.srv, r.path, tokenAcme)
+		if code != 400 || body["param"] != "currency" || !strings.Contains(raw, r.want) {
+			t.Errorf("GET %s: %d %s, want 400 on currency: %s", r.path, code, raw, r.want)
+		}
+	}
 }

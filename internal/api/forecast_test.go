@@ -18,15 +18,7 @@ import (
 // table's base or to the currency asked for; the currency parameter
 // refused where nothing can convert to it.
 func TestForecastCurrencies(t *testing.T) {
-	st, l, tab := twoCurrencyBook(t)
-	serve := func(f *forecast.Forecaster) *httptest.Server {
-		cfg := Config{Ladder: l, Tokens: map[string]string{tokenAcme: "acme"}}
-		return httptest.NewServer(New(cfg, metrics.New(st.Conn()), f, slog.New(slog.DiscardHandler)))
-	}
-	plain := serve(forecast.New(st.Conn()))
-	defer plain.Close()
-	conv := serve(forecast.NewWithOptions(st.Conn(), forecast.Options{Rates: tab}))
-	defer conv.Close()
+	plain, conv := twoCurrencyServers(t)
 
 	type obj = map[string]any
 	code, _, body, raw := get(t, plain, "/v1/forecast?as_of=2024-07-01&draws=100", tokenAcme)
@@ -61,25 +53,13 @@ func TestForecastCurrencies(t *testing.T) {
 		if x, ok := total["amount"].(float64); !ok || math.Abs(x-c.want) > 1e-9 || total["p10"] == nil {
 			t.Errorf("GET %s: amount %v, p10 %v; want %v and a spread", c.path, total["amount"], total["p10"], c.want)
 		}
-		d := body["definitions"].(obj)
-		cv, _ := d["converted"].(obj)
-		if d["currency"] != c.to || cv["to"] != c.to || cv["rates_on"] != c.rates {
-			t.Errorf("GET %s: definitions currency %v, converted %v", c.path, d["currency"], cv)
-		}
+		checkConverted(t, c.path, body, c.to, c.rates)
 	}
-	for _, c := range []struct {
-		srv        *httptest.Server
-		path, want string
-	}{
+	checkCurrencyRefused(t, []currencyRefusal{
 		{plain, "/v1/forecast?currency=EUR", "no rate table"},
 		{conv, "/v1/forecast?currency=CHF", "CHF is not in the rate table"},
 		{conv, "/v1/forecast?currency=EURO", "not an ISO 4217 currency code"},
-	} {
-		code, _, body, raw := get(t, c.srv, c.path, tokenAcme)
-		if code != 400 || body["param"] != "currency" || !strings.Contains(raw, c.want) {
-			t.Errorf("GET %s: %d %s, want 400 on currency: %s", c.path, code, raw, c.want)
-		}
-	}
+	})
 }
 
 // TestForecastKeptModel serves forecasts with the model kept as run does
