@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/logtest"
 	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/store"
@@ -36,29 +36,11 @@ const (
 	tokenGlobex = "globex-token-0123456789"
 )
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fixture is a migrated database with two tenants' derived events.
 type fixture struct {
 	st  *store.Store
 	l   *ladder.Ladder
-	log *syncBuffer
+	log *logtest.Buffer
 }
 
 func ts(s string) time.Time {
@@ -134,7 +116,7 @@ func newFixture(t *testing.T) *fixture {
 	if err := st.InsertDerivedWithStates(ctx, rows, ladder.Default().Len()); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{st: st, l: l, log: &syncBuffer{}}
+	return &fixture{st: st, l: l, log: &logtest.Buffer{}}
 }
 
 func (f *fixture) handler(cfg Config) http.Handler {

@@ -1,7 +1,6 @@
 package bus
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,11 +16,13 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/commitflow/commitflow/internal/logtest"
 )
 
 // openTestLeases opens bucket "TEST_LEASES" for member on its own
 // connection to url, logging into a buffer.
-func openTestLeases(t *testing.T, url, member string, ttl time.Duration, reg prometheus.Registerer) (*Leases, *syncBuffer) {
+func openTestLeases(t *testing.T, url, member string, ttl time.Duration, reg prometheus.Registerer) (*Leases, *logtest.Buffer) {
 	t.Helper()
 	nc, js, err := Connect(t.Context(), url, nil)
 	if err != nil {
@@ -32,7 +33,7 @@ func openTestLeases(t *testing.T, url, member string, ttl time.Duration, reg pro
 	if err != nil {
 		t.Fatal(err)
 	}
-	var buf syncBuffer
+	var buf logtest.Buffer
 	ls, err := OpenLeases(t.Context(), js, LeaseConfig{
 		Bucket: "TEST_LEASES", Member: member, TTL: ttl, Metrics: m,
 		Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -41,24 +42,6 @@ func openTestLeases(t *testing.T, url, member string, ttl time.Duration, reg pro
 		t.Fatal(err)
 	}
 	return ls, &buf
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func mustHold(t *testing.T, l *Lease, member string) {
