@@ -86,18 +86,7 @@ func sortDerived(ds []derive.Derived) {
 
 // expected derives the generated events directly, without infrastructure.
 func expected(evs []event.Event, l *ladder.Ladder, now time.Time) []derive.Derived {
-	byOpp := map[string][]event.Event{}
-	for _, ev := range evs {
-		if ev.OpportunityID != "" {
-			byOpp[ev.OpportunityID] = append(byOpp[ev.OpportunityID], ev)
-		}
-	}
-	var out []derive.Derived
-	for id, hist := range byOpp {
-		out = append(out, derive.Derive("acme", id, hist, l, now)...)
-	}
-	sortDerived(out)
-	return out
+	return expectedFor("acme", evs, l, now)
 }
 
 func diffSets(t *testing.T, name string, got, want []derive.Derived) {
