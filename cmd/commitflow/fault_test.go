@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/chserver"
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/event"
@@ -115,7 +116,7 @@ func TestFaults(t *testing.T) {
 		"--http", "127.0.0.1:0", "--tokens", "fault-suite-token-0001=faults-1"}
 	cfLog := filepath.Join(logs, "commitflow.log")
 	cf := startCommitflow(t, cfBin, cfArgs, cfLog)
-	_, js := connect(t, ns.url)
+	_, js := bustest.Connect(t, ns.url) // reconnects forever, as bus.Connect does
 	parts, err := bus.Partitions(ctx, js)
 	if err != nil {
 		t.Fatal(err)
@@ -448,18 +449,6 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// connect returns a NATS connection that reconnects forever, closed when
-// the test ends.
-func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
-	t.Helper()
-	nc, js, err := bus.Connect(t.Context(), url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc, js
 }
 
 // hogs are busy-loop processes, one per core.
