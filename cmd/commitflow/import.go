@@ -200,16 +200,7 @@ func gongRows(content []byte, tenant string) (importer.Rows, error) {
 	rows := make(importer.Rows, len(calls))
 	for i, c := range calls {
 		res, err := webhook.Gong(tenant, c.Data, time.Time{})
-		rows[i] = importer.Row{Line: c.Line, Events: res.Events, Err: err}
-		if len(res.Refused) > 0 {
-			rows[i].Events, rows[i].Err = nil, errors.New(res.Refused[0].Reason)
-		}
-		for _, ev := range rows[i].Events {
-			if err := ev.Validate(); err != nil {
-				rows[i].Events, rows[i].Err = nil, fmt.Errorf("%s: %w", ev.ID, err)
-				break
-			}
-		}
+		rows[i] = mappedRow(c.Line, res, err)
 	}
 	return rows, nil
 }
@@ -226,18 +217,25 @@ func callRows(content []byte, tenant string, sellers []string) (importer.Rows, e
 	rows := make(importer.Rows, len(parts))
 	for i, p := range parts {
 		res, err := calls.Map(tenant, p.Data, time.Time{})
-		rows[i] = importer.Row{Line: p.Line, Events: res.Events, Err: err}
-		if len(res.Refused) > 0 {
-			rows[i].Events, rows[i].Err = nil, errors.New(res.Refused[0].Reason)
-		}
-		for _, ev := range rows[i].Events {
-			if err := ev.Validate(); err != nil {
-				rows[i].Events, rows[i].Err = nil, fmt.Errorf("%s: %w", ev.ID, err)
-				break
-			}
-		}
+		rows[i] = mappedRow(p.Line, res, err)
 	}
 	return rows, nil
+}
+
+// mappedRow is the row of line from a webhook mapping's result: its
+// events, or refused with the mapping's error, its first refusal's reason
+// or the first event's validation error.
+func mappedRow(line int, res webhook.Result, err error) importer.Row {
+	r := importer.Row{Line: line, Events: res.Events, Err: err}
+	if len(res.Refused) > 0 {
+		r.Events, r.Err = nil, errors.New(res.Refused[0].Reason)
+	}
+	for _, ev := range r.Events {
+		if err := ev.Validate(); err != nil {
+			return importer.Row{Line: line, Err: fmt.Errorf("%s: %w", ev.ID, err)}
+		}
+	}
+	return r
 }
 
 // printImportSummary writes what an import did, and every refused row.
