@@ -109,33 +109,42 @@ type money struct {
 	cur string
 }
 
+// moneyAsk is how an answer is asked to show its scalar amounts: with the
+// Querier's rate table (nil for none), in the currency want ("" means the
+// table's base).
+type moneyAsk struct {
+	rates *fx.Table
+	want  string
+}
+
 // checkCurrency validates the currency an answer is asked in: "" (the
-// default) or a code the Querier's rate table converts. It returns the
-// code in upper case.
-func (q *Querier) checkCurrency(cur string) (string, error) {
+// default) or a code the Querier's rate table converts, which the
+// moneyAsk holds in upper case.
+func (q *Querier) checkCurrency(cur string) (moneyAsk, error) {
+	ask := moneyAsk{rates: q.rates}
 	if cur == "" {
-		return "", nil
+		return ask, nil
 	}
 	code, err := fx.Code(cur)
 	if err != nil {
-		return "", param.Errorf("currency", param.Invalid, "%v", err)
+		return ask, param.Errorf("currency", param.Invalid, "%v", err)
 	}
 	if q.rates == nil {
-		return "", param.Errorf("currency", param.Unsupported, "no rate table to convert amounts with: start commitflow with --fx-rates FILE and --fx-base CODE")
+		return ask, param.Errorf("currency", param.Unsupported, "no rate table to convert amounts with: start commitflow with --fx-rates FILE and --fx-base CODE")
 	}
 	if !q.rates.Has(code) {
-		return "", param.Errorf("currency", param.Unsupported, "%s is not in the rate table (it has %s)", code, strings.Join(q.rates.Currencies(), ", "))
+		return ask, param.Errorf("currency", param.Unsupported, "%s is not in the rate table (it has %s)", code, strings.Join(q.rates.Currencies(), ", "))
 	}
-	return code, nil
+	ask.want = code
+	return ask, nil
 }
 
 // money decides how an answer whose amounts are in the currencies present
-// shows its scalar amounts, asked in the currency want (checked by
-// checkCurrency), at the rates of on; it records the decision in d: the
-// answer's currency, the conversion and a rule line.
-func (q *Querier) money(want string, on time.Time, present map[string]bool, d *Definitions) (money, error) {
+// shows its scalar amounts, as a asks, at the rates of on; it records the
+// decision in d: the answer's currency, the conversion and a rule line.
+func (a moneyAsk) money(on time.Time, present map[string]bool, d *Definitions) (money, error) {
 	curs := slices.Sorted(maps.Keys(present))
-	if q.rates == nil {
+	if a.rates == nil {
 		var m money
 		switch len(curs) {
 		case 0:
@@ -149,16 +158,16 @@ func (q *Querier) money(want string, on time.Time, present map[string]bool, d *D
 		d.Rules = append(slices.Clip(d.Rules), currencyRule)
 		return m, nil
 	}
-	to := want
+	to := a.want
 	if to == "" {
-		to = q.rates.Base()
+		to = a.rates.Base()
 	}
 	m := money{rates: map[string]float64{}}
-	if _, err := q.rates.Rate(to, "", on); err != nil {
+	if _, err := a.rates.Rate(to, "", on); err != nil {
 		return m, param.Errorf("currency", param.Unsupported, "cannot convert the amounts to %s: %v", to, err)
 	}
 	for _, c := range curs {
-		r, err := q.rates.Rate(c, to, on)
+		r, err := a.rates.Rate(c, to, on)
 		if err != nil {
 			return m, param.Errorf("currency", param.Unsupported, "cannot convert the amounts to %s: %v", to, err)
 		}
@@ -166,7 +175,7 @@ func (q *Querier) money(want string, on time.Time, present map[string]bool, d *D
 	}
 	d.Currency = &to
 	d.Converted = &Conversion{To: to, RatesOn: on.UTC().Format(time.DateOnly), Rates: maps.Clone(m.rates)}
-	d.Rules = append(slices.Clip(d.Rules), convertedRule(to, on, q.rates.Base()))
+	d.Rules = append(slices.Clip(d.Rules), convertedRule(to, on, a.rates.Base()))
 	return m, nil
 }
 

@@ -200,7 +200,7 @@ GROUP BY pd, kh, won`
 FROM (
 	SELECT intDiv(x, 2) AS g, if(x % 2 = 0, 0, if(won, 1, 2)) AS o,
 		if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, ` + keys.groupKey("kh") + `) AS grp_kh, n, nok, qs
-	FROM ` + s.fanout(func(where string) string { return branch(s.from, s.view.Prewhere(), where) }) + `
+	FROM ` + s.fanout(func(where string) string { return branch(s.from, s.prewhere, where) }) + `
 	ARRAY JOIN ` + xs + ` AS x
 )
 GROUP BY g, o, grp_pd, grp_kh`

@@ -182,7 +182,7 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 	if err != nil {
 		return nil, err
 	}
-	cur, err := q.checkCurrency(fq.Currency)
+	ask, err := q.checkCurrency(fq.Currency)
 	if err != nil {
 		return nil, err
 	}
@@ -327,7 +327,7 @@ GROUP BY K, pd, kh, cur`
 		toUInt64(sum(n0)), toUInt64(sum(n1)), toUInt64(sum(n2)), toUInt64(sum(n3)), toUInt64(sum(n4)), toUInt64(sum(n5)),
 		` + sumMapSQL("a0", "a1", "a2", "a3", "a4") + `,
 		quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)` + bucketSumsSQL() + `
-	FROM ` + s.fanout(func(where string) string { return branch(s.from, s.view.Prewhere(), where) }) + `
+	FROM ` + s.fanout(func(where string) string { return branch(s.from, s.prewhere, where) }) + `
 	ARRAY JOIN ` + groups + ` AS g
 	GROUP BY K, g, if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, ` + keys.groupKey("kh") + `) AS grp_kh`
 		rows, err := q.conn.Query(s.ctx, query, append(args(s), keys.arg())...)
@@ -410,7 +410,7 @@ GROUP BY K, pd, kh, cur`
 			addCurrencies(present, g.AmountsByCurrency)
 		}
 	}
-	m, err := q.money(cur, c.asOf, present, &res.Definitions)
+	m, err := ask.money(c.asOf, present, &res.Definitions)
 	if err != nil {
 		return nil, err
 	}
@@ -447,7 +447,7 @@ func (q *Querier) breakdownKeys(s *scan, by string, top int, cond string, args [
 	query := `SELECT key, cityHash64(key), sum(n) AS n FROM ` + s.fanout(func(where string) string {
 		return `SELECT ` + elem + ` AS key, count() AS n
 		FROM ` + s.from + `
-		` + s.view.Prewhere() + `
+		` + s.prewhere + `
 		WHERE ` + where + ` AND (` + cond + `)
 		GROUP BY key`
 	}) + `

@@ -444,23 +444,31 @@ WHERE tenant = @tenant AND cityHash64(opportunity_id) % @every = 0`,
 			bounds = append(bounds, ids[i])
 		}
 	}
-	conds := make([]string, len(bounds)+1)
 	args := make([]any, len(bounds))
+	for j, b := range bounds {
+		args[j] = clickhouse.Named("b"+itoa(j+1), b)
+	}
+	return keyRanges(len(bounds)), args, nil
+}
+
+// keyRanges returns the conditions of the n+1 ranges of opportunity_id
+// that n bounds @b1 < @b2 < ... cut the ids into, in order.
+func keyRanges(n int) []string {
+	conds := make([]string, n+1)
 	for j := range conds {
 		var c []string
 		if j > 0 {
 			c = append(c, fmt.Sprintf("opportunity_id >= @b%d", j))
 		}
-		if j < len(bounds) {
+		if j < n {
 			c = append(c, fmt.Sprintf("opportunity_id < @b%d", j+1))
-			args[j] = clickhouse.Named("b"+itoa(j+1), bounds[j])
 		}
 		if len(c) == 0 {
 			c = append(c, "1")
 		}
 		conds[j] = strings.Join(c, " AND ")
 	}
-	return conds, args, nil
+	return conds
 }
 
 // scan is how the queries of one answer read opportunity_state: through
@@ -468,15 +476,27 @@ WHERE tenant = @tenant AND cityHash64(opportunity_id) % @every = 0`,
 type scan struct {
 	// ctx carries the query settings and the View's external table.
 	ctx context.Context
+	shape
+	// args are the bound arguments of the key ranges and of the View.
+	args []any
+}
+
+// shape is what the SQL of an answer depends on in the scan it reads,
+// as plain strings: the SQL builders take a shape, and can be called (and
+// their SQL compared with testdata/golden) without ClickHouse.
+type shape struct {
 	// from is the table expression to read, opportunity_state [FINAL].
 	from string
+	// prewhere is the View's clause leaving out superseded rows,
+	// "PREWHERE ..." or "" (see snapshot.View.Prewhere).
+	prewhere string
+	// parts is the View's condition on the table's parts, "1" with FINAL
+	// (snapshot.View.Where).
+	parts string
 	// conds are ranges of the sorting key read as parallel streams:
 	// FINAL reads one stream per range; without FINAL ClickHouse reads in
 	// parallel by itself and there is one range, all.
 	conds []string
-	// args are the bound arguments of conds and of the View.
-	args []any
-	view *snapshot.View
 }
 
 // readScan returns what fn returns on a scan of tenant's rows. Like
@@ -499,7 +519,7 @@ func (q *Querier) scan(ctx context.Context, tenant string, v *snapshot.View) (*s
 	if err != nil {
 		return nil, err
 	}
-	s := &scan{ctx: qctx, from: v.From(), conds: []string{"1"}, view: v}
+	s := &scan{ctx: qctx, shape: shape{from: v.From(), prewhere: v.Prewhere(), parts: v.Where(), conds: []string{"1"}}}
 	if v.Final() {
 		if s.conds, s.args, err = q.splitKeys(qctx, tenant); err != nil {
 			return nil, err
@@ -510,18 +530,42 @@ func (q *Querier) scan(ctx context.Context, tenant string, v *snapshot.View) (*s
 }
 
 // fanout returns the UNION ALL of branch(where) for each key range cond of
-// s.conds, where = "tenant = @tenant AND cond AND <the View's parts>": the
-// condition selecting that range of the tenant's opportunity_state rows
-// (one per opportunity, see schemas/clickhouse/0101_opportunity_state.sql)
-// in s.from. branch reads with s.view.Prewhere(). The branches read disjoint ranges of the sorting key and run
-// as parallel streams; per-opportunity work and partial aggregation belong
-// inside branch.
-func (s *scan) fanout(branch func(where string) string) string {
-	parts := make([]string, len(s.conds))
-	for j, c := range s.conds {
-		parts[j] = branch("tenant = @tenant AND " + c + " AND " + s.view.Where())
+// sh.conds, where = "tenant = @tenant AND cond AND <the View's parts>":
+// the condition selecting that range of the tenant's opportunity_state
+// rows (one per opportunity, see
+// schemas/clickhouse/0101_opportunity_state.sql) in sh.from. branch reads
+// with sh.prewhere. The branches read disjoint ranges of the sorting key
+// and run as parallel streams; per-opportunity work and partial
+// aggregation belong inside branch.
+func (sh shape) fanout(branch func(where string) string) string {
+	parts := make([]string, len(sh.conds))
+	for j, c := range sh.conds {
+		parts[j] = branch("tenant = @tenant AND " + c + " AND " + sh.parts)
 	}
 	return "(\n" + strings.Join(parts, "\nUNION ALL\n") + "\n)"
+}
+
+// queryRows runs query on s and returns its rows, each scanned into a T
+// through the destinations dest gives for it; what names the query in
+// errors.
+func queryRows[T any](s *scan, conn driver.Conn, what, query string, args []any, dest func(r *T) []any) ([]T, error) {
+	rows, err := conn.Query(s.ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s query: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var r T
+		if err := rows.Scan(dest(&r)...); err != nil {
+			return nil, fmt.Errorf("%s scan: %w", what, err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s rows: %w", what, err)
+	}
+	return out, nil
 }
 
 // queryCtx adds the settings every metrics query runs with: those of every

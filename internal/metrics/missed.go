@@ -85,7 +85,7 @@ func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, er
 	if err != nil {
 		return nil, err
 	}
-	cur, err := q.checkCurrency(mq.Currency)
+	ask, err := q.checkCurrency(mq.Currency)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +108,7 @@ func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, er
 	sort.Slice(res.ByOwner, func(a, b int) bool { return res.ByOwner[a].Key < res.ByOwner[b].Key })
 	present := map[string]bool{}
 	addCurrencies(present, res.Total.AmountsByCurrency)
-	m, err := q.money(cur, c.asOf, present, &res.Definitions)
+	m, err := ask.money(c.asOf, present, &res.Definitions)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +160,7 @@ func (q *Querier) missed(s *scan, res *MissedResult, c common, from, to time.Tim
 		return `FROM (
 			SELECT ` + columns + `
 			FROM ` + s.from + `
-			` + s.view.Prewhere() + `
+			` + s.prewhere + `
 			WHERE ` + where + `
 		)
 		ARRAY JOIN ` + arrays + `

@@ -148,7 +148,7 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 	if err != nil {
 		return nil, err
 	}
-	cur, err := q.checkCurrency(mq.Currency)
+	ask, err := q.checkCurrency(mq.Currency)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +207,7 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 			countIf(` + pushed + `) AS n5, sumIf(amt, ` + pushed + `) AS a5,
 			countIf(won) AS n6, sumIf(amt, won) AS a6,
 			countIf(lost) AS n7, sumIf(amt, lost) AS a7
-		FROM (` + perOpp(s.from, s.view.Prewhere(), where) + `)
+		FROM (` + perOpp(s.from, s.prewhere, where) + `)
 		GROUP BY top_to, cur`
 		}) + `
 	GROUP BY top_to
@@ -267,7 +267,7 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 	// The amounts are as of min(to, as_of): so are the rates.
 	present := map[string]bool{}
 	addCurrencies(present, res.Total.AmountsByCurrency)
-	m, err := q.money(cur, time.Unix(int64(limit), 0), present, &res.Definitions)
+	m, err := ask.money(time.Unix(int64(limit), 0), present, &res.Definitions)
 	if err != nil {
 		return nil, err
 	}

@@ -219,7 +219,7 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 	FROM ` + s.fanout(func(where string) string {
 			return `SELECT grp, stage, count() AS n, sum(re) AS r, sum(cur) AS c, sum(exited) AS x,
 		quantilesExactIfState(0.5, 0.75, 0.9)(dur, exited) AS qs
-	FROM (` + entries(s.from, s.view.Prewhere(), where) + `)
+	FROM (` + entries(s.from, s.prewhere, where) + `)
 	GROUP BY grp, stage`
 		}) + `
 	ARRAY JOIN ` + groups + ` AS g
@@ -229,7 +229,7 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 		return `SELECT g, ` + groupKey(keys) + `, prev, stage, toUInt64(sum(n))
 	FROM ` + s.fanout(func(where string) string {
 			return `SELECT grp, prev, stage, count() AS n
-	FROM (` + entries(s.from, s.view.Prewhere(), where) + `)
+	FROM (` + entries(s.from, s.prewhere, where) + `)
 	GROUP BY grp, prev, stage`
 		}) + `
 	ARRAY JOIN ` + groups + ` AS g

@@ -3,7 +3,6 @@ package metrics
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -138,7 +137,7 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 	if err != nil {
 		return nil, err
 	}
-	cur, err := q.checkCurrency(sq.Currency)
+	ask, err := q.checkCurrency(sq.Currency)
 	if err != nil {
 		return nil, err
 	}
@@ -155,15 +154,134 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 	if size < 1 || size > MaxPageSize {
 		return nil, param.Errorf("page_size", param.OutOfRange, "must be between 1 and %d", MaxPageSize)
 	}
-	offset, upto := (page-1)*size, page*size
-	res, err := readStalls(ctx, q, c, offset, upto)
+	rows, err := readScan(ctx, q, c.tenant, func(s *scan) ([]stallsRow, error) {
+		args := append([]any{
+			clickhouse.Named("tenant", c.tenant),
+			clickhouse.Named("asof", ts(c.asOf)),
+			clickhouse.Named("upto", uint64(page*size)),
+		}, s.args...)
+		return queryRows(s, q.conn, "stalls", stallsSQL(s.shape), args, (*stallsRow).dest)
+	})
 	if err != nil {
 		return nil, err
 	}
-	res.Page, res.PageSize = page, size
+	return assembleStalls(c, rows, page, size, ask)
+}
+
+// stallsPage holds the stalled deals of one group, in the page's order
+// (amount descending, then opportunity id), as parallel arrays.
+const stallsPage = `arraySlice(arraySort(groupArrayIf((-amt, opp_id, a_owner, a_team, cur, days, ss), stalled)), 1, @upto) AS top`
+
+// stallsSQL is the query of the stalls answer on sh, one pass over the
+// open deals: the counts, amounts and histograms per highest step and
+// currency, and beside them each group's first @upto stalled deals in the
+// page's order (stallsRow).
+func stallsSQL(sh shape) string {
+	return `SELECT toUInt8(hi_step), toUInt64(sum(n0)), toUInt64(sum(n1)), ` + sumMapSQL("a0", "a1") + bucketSumsSQL() + `,
+	arrayMap(x -> -tupleElement(x, 1), groupArrayArray(top) AS tops), arrayMap(x -> tupleElement(x, 2), tops),
+	arrayMap(x -> tupleElement(x, 3), tops), arrayMap(x -> tupleElement(x, 4), tops),
+	arrayMap(x -> tupleElement(x, 5), tops), arrayMap(x -> toInt64(tupleElement(x, 6)), tops),
+	arrayMap(x -> toUInt32(tupleElement(x, 7)), tops)
+	FROM ` + sh.fanout(func(where string) string {
+		return openDeals(`SELECT hi_step, cur, count() AS n0, sum(amt) AS a0, countIf(stalled) AS n1, sumIf(amt, stalled) AS a1,
+		`+stallsPage+bucketCountsSQL(bucketIndexSQL("days * 86400", "1"))+`
+		FROM ({rows})
+		GROUP BY hi_step, cur`, sh.from, sh.prewhere, where)
+	}) + `
+	GROUP BY hi_step
+	ORDER BY hi_step`
+}
+
+// stallsRow is one row of stallsSQL: the open deals whose highest step is
+// step, and the first stalled ones among them.
+type stallsRow struct {
+	step          uint8
+	open, stalled uint64
+	// curs are the currencies of the open and stalled amounts sums[0] and
+	// sums[1] (see sumMapSQL).
+	curs []uint32
+	sums [][]float64
+	// hist counts the open deals per bucket of days since commitment.
+	hist [len(bucketEdges)]uint64
+	// The group's first stalled deals in the page's order, as parallel
+	// arrays: amount, id, owner, team, currency (see curSQL), days since
+	// commitment and stalled since (UInt32 seconds).
+	amounts             []float64
+	opps, owners, teams []string
+	currencies          []uint32
+	days                []int64
+	since               []uint32
+}
+
+// dest returns the scan destinations of r's columns.
+func (r *stallsRow) dest() []any {
+	r.sums = make([][]float64, 2)
+	dest := append([]any{&r.step, &r.open, &r.stalled}, sumMapDest(&r.curs, r.sums)...)
+	for i := range r.hist {
+		dest = append(dest, &r.hist[i])
+	}
+	return append(dest, &r.amounts, &r.opps, &r.owners, &r.teams, &r.currencies, &r.days, &r.since)
+}
+
+// assembleStalls makes the stalls answer of c from the rows of stallsSQL:
+// every step from 0 to the ladder's last and any higher one found, the
+// totals, and the deals of page (of size) among all the groups' stalled
+// deals, amount descending then opportunity id; the scalar amounts as ask
+// says.
+func assembleStalls(c common, rows []stallsRow, page, size int, ask moneyAsk) (*StallsResult, error) {
+	res := &StallsResult{Definitions: c.defs, Page: page, PageSize: size, Deals: []StalledDeal{}}
+	res.Definitions.Rules = stallsRules
+	found := map[int]StallStep{}
+	var stalled []StalledDeal
+	for _, r := range rows {
+		i := int(r.step)
+		st := StallStep{StepIndex: i, Open: int64(r.open), Stalled: int64(r.stalled),
+			AmountsByCurrency: byCurrency(r.curs, r.sums, stallAmounts), DaysSinceCommitment: newBuckets()}
+		for j := range r.hist {
+			st.DaysSinceCommitment[j].Count = int64(r.hist[j])
+		}
+		found[i] = st
+		for j := range r.amounts {
+			stalled = append(stalled, StalledDeal{OpportunityID: r.opps[j], OwnerID: r.owners[j], Team: r.teams[j],
+				Amount: r.amounts[j], Currency: curCode(r.currencies[j]), StepIndex: i, Step: stepName(c.ladder, i),
+				DaysSinceCommitment: r.days[j], StalledSince: time.Unix(int64(r.since[j]), 0).UTC()})
+		}
+	}
+	extra := map[int]bool{}
+	for i := range found {
+		extra[i] = true
+	}
+	for _, i := range stepRows(c.ladder, extra) {
+		st, ok := found[i]
+		if !ok {
+			st = StallStep{StepIndex: i, DaysSinceCommitment: newBuckets()}
+		}
+		st.Step = stepName(c.ladder, i)
+		res.Steps = append(res.Steps, st)
+		res.Open += st.Open
+		res.Stalled += st.Stalled
+		for c, a := range st.AmountsByCurrency {
+			if res.AmountsByCurrency == nil {
+				res.AmountsByCurrency = map[string]StallAmounts{}
+			}
+			t := res.AmountsByCurrency[c]
+			t.OpenAmount += a.OpenAmount
+			t.StalledAmount += a.StalledAmount
+			res.AmountsByCurrency[c] = t
+		}
+	}
+	slices.SortFunc(stalled, func(a, b StalledDeal) int {
+		if c := cmp.Compare(b.Amount, a.Amount); c != 0 {
+			return c
+		}
+		return strings.Compare(a.OpportunityID, b.OpportunityID)
+	})
+	if offset, upto := (page-1)*size, page*size; offset < len(stalled) {
+		res.Deals = stalled[offset:min(upto, len(stalled))]
+	}
 	present := map[string]bool{}
 	addCurrencies(present, res.AmountsByCurrency)
-	m, err := q.money(cur, c.asOf, present, &res.Definitions)
+	m, err := ask.money(c.asOf, present, &res.Definitions)
 	if err != nil {
 		return nil, err
 	}
@@ -173,114 +291,4 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 		st.OpenAmount, st.StalledAmount = stallScalars(m, st.AmountsByCurrency)
 	}
 	return res, nil
-}
-
-// stallsPage holds the stalled deals of one group, in the page's order
-// (amount descending, then opportunity id), as parallel arrays.
-const stallsPage = `arraySlice(arraySort(groupArrayIf((-amt, opp_id, a_owner, a_team, cur, days, ss), stalled)), 1, @upto) AS top`
-
-// readStalls reads the stalls answer of c in one pass over the open deals:
-// the counts, amounts and histograms per highest step and currency, and
-// beside them each group's first upto stalled deals in the page's order,
-// from which the deals offset to upto of the answer are cut.
-func readStalls(ctx context.Context, q *Querier, c common, offset, upto int) (*StallsResult, error) {
-	return readScan(ctx, q, c.tenant, func(s *scan) (*StallsResult, error) {
-		res := &StallsResult{Definitions: c.defs, Deals: []StalledDeal{}}
-		res.Definitions.Rules = stallsRules
-		args := append([]any{
-			clickhouse.Named("tenant", c.tenant),
-			clickhouse.Named("asof", ts(c.asOf)),
-			clickhouse.Named("upto", uint64(upto)),
-		}, s.args...)
-		query := `SELECT toUInt8(hi_step), toUInt64(sum(n0)), toUInt64(sum(n1)), ` + sumMapSQL("a0", "a1") + bucketSumsSQL() + `,
-	arrayMap(x -> -tupleElement(x, 1), groupArrayArray(top) AS tops), arrayMap(x -> tupleElement(x, 2), tops),
-	arrayMap(x -> tupleElement(x, 3), tops), arrayMap(x -> tupleElement(x, 4), tops),
-	arrayMap(x -> tupleElement(x, 5), tops), arrayMap(x -> toInt64(tupleElement(x, 6)), tops),
-	arrayMap(x -> toUInt32(tupleElement(x, 7)), tops)
-	FROM ` + s.fanout(func(where string) string {
-			return openDeals(`SELECT hi_step, cur, count() AS n0, sum(amt) AS a0, countIf(stalled) AS n1, sumIf(amt, stalled) AS a1,
-		`+stallsPage+bucketCountsSQL(bucketIndexSQL("days * 86400", "1"))+`
-		FROM ({rows})
-		GROUP BY hi_step, cur`, s.from, s.view.Prewhere(), where)
-		}) + `
-	GROUP BY hi_step
-	ORDER BY hi_step`
-		rows, err := q.conn.Query(s.ctx, query, args...)
-		if err != nil {
-			return nil, fmt.Errorf("stalls query: %w", err)
-		}
-		defer rows.Close()
-		found := map[int]StallStep{}
-		var stalled []StalledDeal
-		for rows.Next() {
-			var (
-				hi_step      uint8
-				open, stall  uint64
-				curs         []uint32
-				amt          = make([][]float64, 2)
-				h            [len(bucketEdges)]uint64
-				amts         []float64
-				opps, owners []string
-				teams        []string
-				dcurs        []uint32
-				days         []int64
-				since        []uint32
-			)
-			dest := append([]any{&hi_step, &open, &stall}, sumMapDest(&curs, amt)...)
-			for i := range h {
-				dest = append(dest, &h[i])
-			}
-			dest = append(dest, &amts, &opps, &owners, &teams, &dcurs, &days, &since)
-			if err := rows.Scan(dest...); err != nil {
-				return nil, fmt.Errorf("stalls scan: %w", err)
-			}
-			st := StallStep{StepIndex: int(hi_step), Open: int64(open), Stalled: int64(stall),
-				AmountsByCurrency: byCurrency(curs, amt, stallAmounts), DaysSinceCommitment: newBuckets()}
-			for i := range h {
-				st.DaysSinceCommitment[i].Count = int64(h[i])
-			}
-			found[int(hi_step)] = st
-			for i := range amts {
-				stalled = append(stalled, StalledDeal{OpportunityID: opps[i], OwnerID: owners[i], Team: teams[i],
-					Amount: amts[i], Currency: curCode(dcurs[i]), StepIndex: int(hi_step), Step: stepName(c.ladder, int(hi_step)),
-					DaysSinceCommitment: days[i], StalledSince: time.Unix(int64(since[i]), 0).UTC()})
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("stalls rows: %w", err)
-		}
-		extra := map[int]bool{}
-		for i := range found {
-			extra[i] = true
-		}
-		for _, i := range stepRows(c.ladder, extra) {
-			st, ok := found[i]
-			if !ok {
-				st = StallStep{StepIndex: i, DaysSinceCommitment: newBuckets()}
-			}
-			st.Step = stepName(c.ladder, i)
-			res.Steps = append(res.Steps, st)
-			res.Open += st.Open
-			res.Stalled += st.Stalled
-			for c, a := range st.AmountsByCurrency {
-				if res.AmountsByCurrency == nil {
-					res.AmountsByCurrency = map[string]StallAmounts{}
-				}
-				t := res.AmountsByCurrency[c]
-				t.OpenAmount += a.OpenAmount
-				t.StalledAmount += a.StalledAmount
-				res.AmountsByCurrency[c] = t
-			}
-		}
-		slices.SortFunc(stalled, func(a, b StalledDeal) int {
-			if c := cmp.Compare(b.Amount, a.Amount); c != 0 {
-				return c
-			}
-			return strings.Compare(a.OpportunityID, b.OpportunityID)
-		})
-		if offset < len(stalled) {
-			res.Deals = stalled[offset:min(upto, len(stalled))]
-		}
-		return res, nil
-	})
 }

@@ -1,0 +1,203 @@
+package metrics
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/fx"
+)
+
+// The assemble functions turn a query's rows into its answer; these tests
+// give them rows by hand, without ClickHouse.
+
+// curNum is the number curSQL makes of a currency code.
+func curNum(code string) uint32 {
+	var n uint32
+	for i := len(code) - 1; i >= 0; i-- {
+		n = n<<8 | uint32(code[i])
+	}
+	return n
+}
+
+func TestCurNum(t *testing.T) {
+	for _, c := range []string{"", "USD", "EUR", "GBP"} {
+		if got := curCode(curNum(c)); got != c {
+			t.Errorf("curCode(curNum(%q)) = %q", c, got)
+		}
+	}
+}
+
+// testCommon is the validated common parameters of the assemble tests: a
+// three-step ladder as of 2024-06-15.
+func testCommon(t *testing.T) common {
+	t.Helper()
+	c, err := validateCommon("acme", date("2024-06-15T00:00:00Z"), []string{"a", "b", "c"}, "v1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// testRates asks for amounts in GBP with the tests' rate table (fxTable).
+func testRates(t *testing.T) moneyAsk {
+	t.Helper()
+	tab, err := fx.Parse(strings.NewReader(fxTable), "USD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return moneyAsk{rates: tab, want: "GBP"}
+}
+
+// f64 returns a pointer to x.
+func f64(x float64) *float64 { return &x }
+
+// sameFloat reports whether two scalar amounts agree: both nil, or both
+// set and within 1e-9.
+func sameFloat(a, b *float64) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	d := *a - *b
+	return d < 1e-9 && d > -1e-9
+}
+
+// stallDeals returns the parallel deal arrays of a stallsRow for ids with
+// the given amounts, in USD, 10 days since commitment, stalled since
+// 2024-06-01.
+func stallDeals(r stallsRow, amounts []float64, ids ...string) stallsRow {
+	for i, id := range ids {
+		r.amounts = append(r.amounts, amounts[i])
+		r.opps = append(r.opps, id)
+		r.owners = append(r.owners, "own-"+id)
+		r.teams = append(r.teams, "team")
+		r.currencies = append(r.currencies, curNum("USD"))
+		r.days = append(r.days, 10)
+		r.since = append(r.since, ts(date("2024-06-01T00:00:00Z")))
+	}
+	return r
+}
+
+func TestAssembleStalls(t *testing.T) {
+	usd, eur := curNum("USD"), curNum("EUR")
+	// three stalled deals at step 1, two at step 2; amounts tie at 100.
+	tied := []stallsRow{
+		stallDeals(stallsRow{step: 1, open: 4, stalled: 3, curs: []uint32{usd}, sums: [][]float64{{400}, {300}}, hist: [len(bucketEdges)]uint64{1, 3}},
+			[]float64{100, 100, 50}, "o3", "o1", "o9"),
+		stallDeals(stallsRow{step: 2, open: 2, stalled: 2, curs: []uint32{usd}, sums: [][]float64{{300}, {300}}},
+			[]float64{200, 100}, "o5", "o2"),
+	}
+	ids := func(ds []StalledDeal) []string {
+		out := []string{}
+		for _, d := range ds {
+			out = append(out, d.OpportunityID)
+		}
+		return out
+	}
+	steps := func(r *StallsResult) []int {
+		var out []int
+		for _, s := range r.Steps {
+			out = append(out, s.StepIndex)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name       string
+		rows       []stallsRow
+		page, size int
+		ask        moneyAsk
+		check      func(t *testing.T, r *StallsResult)
+	}{
+		{"no rows", nil, 1, 50, moneyAsk{}, func(t *testing.T, r *StallsResult) {
+			if !slices.Equal(steps(r), []int{0, 1, 2, 3}) || r.Open != 0 || r.Stalled != 0 {
+				t.Errorf("steps %v open %d stalled %d, want steps 0-3 and nothing", steps(r), r.Open, r.Stalled)
+			}
+			if r.Deals == nil || len(r.Deals) != 0 || r.AmountsByCurrency != nil {
+				t.Errorf("deals %v amounts %v, want [] and none", r.Deals, r.AmountsByCurrency)
+			}
+			if !sameFloat(r.OpenAmount, f64(0)) || *r.Definitions.Currency != "" {
+				t.Errorf("open amount %v currency %q, want 0 in no currency", r.OpenAmount, *r.Definitions.Currency)
+			}
+			for _, s := range r.Steps {
+				if len(s.DaysSinceCommitment) != len(bucketEdges) {
+					t.Errorf("step %d: %d buckets", s.StepIndex, len(s.DaysSinceCommitment))
+				}
+			}
+		}},
+		{"step above the ladder", []stallsRow{{step: 5, open: 1, curs: []uint32{usd}, sums: [][]float64{{10}, {0}}}}, 1, 50, moneyAsk{}, func(t *testing.T, r *StallsResult) {
+			if !slices.Equal(steps(r), []int{0, 1, 2, 3, 5}) || r.Steps[4].Step != "" || r.Steps[3].Step != "c" || r.Open != 1 {
+				t.Errorf("steps %+v, want 0-3 and 5 (unnamed), open 1", r.Steps)
+			}
+		}},
+		{"ties by opportunity id across steps", tied, 1, 3, moneyAsk{}, func(t *testing.T, r *StallsResult) {
+			if got := ids(r.Deals); !slices.Equal(got, []string{"o5", "o1", "o2"}) {
+				t.Errorf("page 1 of 3: %v, want o5 o1 o2", got)
+			}
+			if r.Open != 6 || r.Stalled != 5 || !sameFloat(r.OpenAmount, f64(700)) || !sameFloat(r.StalledAmount, f64(600)) {
+				t.Errorf("open %d %v stalled %d %v, want 6 700 and 5 600", r.Open, ptr(r.OpenAmount), r.Stalled, ptr(r.StalledAmount))
+			}
+			if d := r.Deals[1]; d.Step != "a" || d.StepIndex != 1 || d.OwnerID != "own-o1" || d.Currency != "USD" ||
+				d.DaysSinceCommitment != 10 || !d.StalledSince.Equal(date("2024-06-01T00:00:00Z")) || d.StalledSince.Location() != time.UTC {
+				t.Errorf("deal o1: %+v", d)
+			}
+			if h := r.Steps[1].DaysSinceCommitment; h[0].Count != 1 || h[1].Count != 3 || r.Steps[1].Step != "a" {
+				t.Errorf("step 1: %+v", r.Steps[1])
+			}
+		}},
+		{"second page", tied, 2, 3, moneyAsk{}, func(t *testing.T, r *StallsResult) {
+			if got := ids(r.Deals); !slices.Equal(got, []string{"o3", "o9"}) || r.Page != 2 || r.PageSize != 3 {
+				t.Errorf("page 2 of 3: %v (page %d size %d), want o3 o9", got, r.Page, r.PageSize)
+			}
+		}},
+		{"page beyond the end", tied, 3, 3, moneyAsk{}, func(t *testing.T, r *StallsResult) {
+			if r.Deals == nil || len(r.Deals) != 0 {
+				t.Errorf("page 3 of 3: %v, want []", r.Deals)
+			}
+		}},
+		{"several currencies", []stallsRow{
+			{step: 1, open: 2, stalled: 1, curs: []uint32{usd, eur}, sums: [][]float64{{10, 20}, {10, 0}}},
+			{step: 2, open: 1, curs: []uint32{eur}, sums: [][]float64{{5}, {0}}},
+		}, 1, 50, moneyAsk{}, func(t *testing.T, r *StallsResult) {
+			want := map[string]StallAmounts{"USD": {10, 10}, "EUR": {25, 0}}
+			if err := approxEqual(r.AmountsByCurrency, want); err != nil {
+				t.Error(err)
+			}
+			if r.OpenAmount != nil || r.StalledAmount != nil || r.Steps[1].OpenAmount != nil || *r.Definitions.Currency != "" {
+				t.Errorf("scalars %v %v, want null in several currencies", ptr(r.OpenAmount), ptr(r.StalledAmount))
+			}
+			if !sameFloat(r.Steps[2].OpenAmount, nil) {
+				t.Errorf("step 2 open amount %v, want null: the answer is mixed", ptr(r.Steps[2].OpenAmount))
+			}
+		}},
+		{"a currency whose sums are all zero", []stallsRow{
+			{step: 1, open: 2, curs: []uint32{usd, eur}, sums: [][]float64{{10, 0}, {0, 0}}},
+		}, 1, 50, moneyAsk{}, func(t *testing.T, r *StallsResult) {
+			if _, ok := r.AmountsByCurrency["EUR"]; ok || len(r.AmountsByCurrency) != 1 {
+				t.Errorf("amounts %v, want USD alone", r.AmountsByCurrency)
+			}
+			if !sameFloat(r.OpenAmount, f64(10)) || *r.Definitions.Currency != "USD" {
+				t.Errorf("open amount %v in %q, want 10 USD", ptr(r.OpenAmount), *r.Definitions.Currency)
+			}
+		}},
+		{"converted", []stallsRow{
+			{step: 1, open: 2, curs: []uint32{usd, eur}, sums: [][]float64{{130, 120}, {0, 0}}},
+		}, 1, 50, testRates(t), func(t *testing.T, r *StallsResult) {
+			// On 2024-06-15 a EUR is 1.20 USD and a GBP 1.30 USD.
+			if !sameFloat(r.OpenAmount, f64(100+120*1.20/1.30)) || *r.Definitions.Currency != "GBP" || r.Definitions.Converted == nil {
+				t.Errorf("open amount %v in %q, want 100 + 120 EUR in GBP", ptr(r.OpenAmount), *r.Definitions.Currency)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := assembleStalls(testCommon(t), tc.rows, tc.page, tc.size, tc.ask)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(r.Definitions.Rules[:len(stallsRules)], stallsRules) {
+				t.Errorf("rules %v", r.Definitions.Rules)
+			}
+			tc.check(t, r)
+		})
+	}
+}

@@ -1,0 +1,63 @@
+package metrics
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/commitflow/commitflow/internal/snapshot"
+)
+
+// update rewrites the golden SQL files: go test ./internal/metrics/ -run SQL -update
+var update = flag.Bool("update", false, "rewrite testdata/golden/*.sql from the SQL the builders make")
+
+// goldenShapes are the two ways a query reads opportunity_state: through
+// a View (its parts, leaving out superseded rows, one range of ids) and
+// with FINAL in three ranges of ids.
+var goldenShapes = []struct {
+	name string
+	sh   shape
+}{
+	{"view", shape{from: snapshot.Table, prewhere: "PREWHERE (opp_hash, version) NOT IN _superseded", parts: "_part IN @snapshot_parts", conds: []string{"1"}}},
+	{"final", shape{from: snapshot.Table + " FINAL", parts: "1", conds: keyRanges(2)}},
+}
+
+// TestGoldenShapes checks that the view shape's table and part condition
+// are what a View without FINAL gives.
+func TestGoldenShapes(t *testing.T) {
+	var v snapshot.View
+	if sh := goldenShapes[0].sh; v.From() != sh.from || v.Where() != sh.parts {
+		t.Errorf("a View reads %q where %q; the golden view shape says %q where %q", v.From(), v.Where(), sh.from, sh.parts)
+	}
+}
+
+// checkGolden compares sql with testdata/golden/name.sql, or with
+// -update writes it there.
+func checkGolden(t *testing.T, name, sql string) {
+	t.Helper()
+	path := filepath.Join("testdata", "golden", name+".sql")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(sql+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run SQL -update to write it)", err)
+	}
+	if string(want) != sql+"\n" {
+		t.Errorf("%s: the SQL differs from %s (if the change is meant, run go test -run SQL -update and review the diff):\n%s", name, path, sql)
+	}
+}
+
+// TestStallsSQL compares the stalls query with its golden files.
+func TestStallsSQL(t *testing.T) {
+	for _, g := range goldenShapes {
+		checkGolden(t, "stalls_"+g.name, stallsSQL(g.sh))
+	}
+}
