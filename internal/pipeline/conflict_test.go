@@ -10,12 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commitflow/commitflow/internal/bus"
-	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/dlq"
 	"github.com/commitflow/commitflow/internal/event"
-	"github.com/commitflow/commitflow/internal/ingest"
-	"github.com/commitflow/commitflow/internal/ingest/ingesttest"
 	"github.com/commitflow/commitflow/internal/ladder"
 )
 
@@ -66,8 +63,7 @@ func TestConflictingDuplicates(t *testing.T) {
 			defer cancel()
 			e := newEnv(t, partitions)
 			l := ladder.Default()
-			_, js := bustest.Connect(t, e.url)
-			ingesttest.Run(t, js, e.st, ingest.Config{BatchSize: 500, MaxWait: 100 * time.Millisecond})
+			js := e.ingest(t)
 
 			publish := func(ev event.Event) uint64 {
 				t.Helper()
@@ -127,13 +123,7 @@ func TestConflictingDuplicates(t *testing.T) {
 			}
 
 			// Derivation follows the same copy.
-			want := expected([]event.Event{tc.second, staged}, l, now)
-			got, err := e.st.CurrentDerived(ctx, "acme")
-			if err != nil {
-				t.Fatal(err)
-			}
-			diffSets(t, "derived", got, want)
-			checkStates(t, e.st, want, l.Len())
+			e.checkDerived(t, []event.Event{tc.second, staged}, l, now)
 
 			var conflicts float64
 			for _, reg := range registries {

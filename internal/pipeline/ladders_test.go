@@ -8,12 +8,9 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/bus"
-	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/gen"
-	"github.com/commitflow/commitflow/internal/ingest"
-	"github.com/commitflow/commitflow/internal/ingest/ingesttest"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/store"
 )
@@ -46,8 +43,7 @@ func TestPerTenantLadders(t *testing.T) {
 		}
 	}
 
-	_, js := bustest.Connect(t, e.url)
-	ingesttest.Run(t, js, e.st, ingest.Config{BatchSize: 500, MaxWait: 100 * time.Millisecond})
+	js := e.ingest(t)
 	d, err := NewDeriver(ctx, js, e.st, ls, Config{BatchSize: 200, MaxWait: 100 * time.Millisecond, LeaseTTL: 2 * time.Second, Sweep: -1,
 		Now: func() time.Time { return now }}, nil, quiet)
 	if err != nil {

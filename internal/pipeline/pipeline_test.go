@@ -19,8 +19,6 @@ import (
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/gen"
-	"github.com/commitflow/commitflow/internal/ingest"
-	"github.com/commitflow/commitflow/internal/ingest/ingesttest"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
@@ -42,6 +40,28 @@ func newEnv(t *testing.T, partitions int) *env {
 	srv, _ := bustest.Start(t, bus.Options{Partitions: partitions, AckWait: 5 * time.Second})
 	st := storetest.Open(t, store.Options{Logger: quiet})
 	return &env{st: st, url: srv.ClientURL()}
+}
+
+// ingest connects to e's NATS server and runs an ingest worker into e's
+// store (batches of 500, waiting at most 100 ms) until t ends. It returns
+// the connection's JetStream.
+func (e *env) ingest(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	js := e.ingest(t)
+	return js
+}
+
+// checkDerived checks that acme's current derived events and opportunity
+// states in e's store are those of deriving evs directly with l at now.
+func (e *env) checkDerived(t *testing.T, evs []event.Event, l *ladder.Ladder, now time.Time) {
+	t.Helper()
+	want := expected(evs, l, now)
+	got, err := e.st.CurrentDerived(t.Context(), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffSets(t, "derived", got, want)
+	checkStates(t, e.st, want, l.Len())
 }
 
 func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
@@ -117,8 +137,7 @@ func TestLiveEqualsReplay(t *testing.T) {
 	l := ladder.Default()
 	evs := generate(t, 7, 80, end)
 
-	_, js := bustest.Connect(t, e.url)
-	ingesttest.Run(t, js, e.st, ingest.Config{BatchSize: 500, MaxWait: 100 * time.Millisecond})
+	js := e.ingest(t)
 
 	// Two "processes", each with its own NATS connection.
 	startDeriver := func(member string) (context.CancelFunc, *nats.Conn, chan struct{}) {

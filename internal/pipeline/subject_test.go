@@ -7,10 +7,7 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/bus"
-	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/event"
-	"github.com/commitflow/commitflow/internal/ingest"
-	"github.com/commitflow/commitflow/internal/ingest/ingesttest"
 	"github.com/commitflow/commitflow/internal/ladder"
 )
 
@@ -26,8 +23,7 @@ func TestSubjectMismatchNotDerived(t *testing.T) {
 	defer cancel()
 	e := newEnv(t, partitions)
 	l := ladder.Default()
-	_, js := bustest.Connect(t, e.url)
-	ingesttest.Run(t, js, e.st, ingest.Config{BatchSize: 500, MaxWait: 100 * time.Millisecond})
+	js := e.ingest(t)
 	d, err := NewDeriver(ctx, js, e.st, l, Config{BatchSize: 200, MaxWait: 100 * time.Millisecond, LeaseTTL: 2 * time.Second, Sweep: -1,
 		Now: func() time.Time { return now }}, nil, quiet)
 	if err != nil {
@@ -59,11 +55,5 @@ func TestSubjectMismatchNotDerived(t *testing.T) {
 	publish(wrong, won)
 	waitDrained(t, js, partitions)
 
-	want := expected([]event.Event{created}, l, now)
-	got, err := e.st.CurrentDerived(ctx, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
-	diffSets(t, "derived", got, want)
-	checkStates(t, e.st, want, l.Len())
+	e.checkDerived(t, []event.Event{created}, l, now)
 }
