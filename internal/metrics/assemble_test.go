@@ -201,3 +201,84 @@ func TestAssembleStalls(t *testing.T) {
 		})
 	}
 }
+
+func TestAssembleMovement(t *testing.T) {
+	usd, eur := curNum("USD"), curNum("EUR")
+	from, to := date("2024-03-01T00:00:00Z"), date("2024-05-01T00:00:00Z")
+	steps := func(r *MovementResult) []int {
+		var out []int
+		for _, s := range r.ByStep {
+			out = append(out, s.StepIndex)
+		}
+		return out
+	}
+	row := func(top uint8, n [8]uint64, curs []uint32, sums ...[]float64) movementRow {
+		r := movementRow{top: top, n: n, curs: curs, sums: make([][]float64, 8)}
+		for i := range r.sums {
+			r.sums[i] = make([]float64, len(curs))
+			if i < len(sums) && sums[i] != nil {
+				r.sums[i] = sums[i]
+			}
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		name  string
+		rows  []movementRow
+		ask   moneyAsk
+		check func(t *testing.T, r *MovementResult)
+	}{
+		{"no rows", nil, moneyAsk{}, func(t *testing.T, r *MovementResult) {
+			if !slices.Equal(steps(r), []int{0, 1, 2, 3}) || !r.Total.isZero() || r.Total.AmountsByCurrency != nil {
+				t.Errorf("steps %v total %+v, want steps 0-3 and nothing", steps(r), r.Total)
+			}
+			if !sameFloat(r.Total.NewAmount, f64(0)) || !sameFloat(r.ByStep[2].WonAmount, f64(0)) {
+				t.Errorf("amounts %v %v, want 0", ptr(r.Total.NewAmount), ptr(r.ByStep[2].WonAmount))
+			}
+			if !r.Definitions.From.Equal(from) || !r.Definitions.To.Equal(to) {
+				t.Errorf("definitions from %v to %v", r.Definitions.From, r.Definitions.To)
+			}
+		}},
+		{"steps above the ladder, one without movement", []movementRow{
+			row(2, [8]uint64{1, 1}, []uint32{usd}, []float64{10}, []float64{10}),
+			row(6, [8]uint64{0, 0, 0, 0, 0, 0, 2}, []uint32{usd}, nil, nil, nil, nil, nil, nil, []float64{30}),
+			row(7, [8]uint64{}, []uint32{usd}),
+		}, moneyAsk{}, func(t *testing.T, r *MovementResult) {
+			if !slices.Equal(steps(r), []int{0, 1, 2, 3, 6}) || r.ByStep[4].Step != "" || r.ByStep[2].Step != "b" {
+				t.Errorf("steps %+v, want 0-3 and 6 (unnamed)", r.ByStep)
+			}
+			if r.Total.New != 1 || r.Total.Advanced != 1 || r.Total.Won != 2 || !sameFloat(r.Total.WonAmount, f64(30)) || !sameFloat(r.Total.NewAmount, f64(10)) {
+				t.Errorf("total %+v", r.Total)
+			}
+		}},
+		{"several currencies, one all zero", []movementRow{
+			row(1, [8]uint64{2}, []uint32{usd, eur, curNum("GBP")}, []float64{10, 5, 0}),
+			row(2, [8]uint64{1}, []uint32{eur}, []float64{7}),
+		}, moneyAsk{}, func(t *testing.T, r *MovementResult) {
+			want := map[string]MovementAmounts{"USD": {NewAmount: 10}, "EUR": {NewAmount: 12}}
+			if err := approxEqual(r.Total.AmountsByCurrency, want); err != nil {
+				t.Error(err)
+			}
+			if r.Total.NewAmount != nil || r.ByStep[2].NewAmount != nil {
+				t.Errorf("scalars %v %v, want null in several currencies", ptr(r.Total.NewAmount), ptr(r.ByStep[2].NewAmount))
+			}
+		}},
+		{"converted at the rates of to", []movementRow{
+			row(1, [8]uint64{1}, []uint32{eur}, []float64{125}),
+		}, testRates(t), func(t *testing.T, r *MovementResult) {
+			// to is before as_of: the rates of 2024-05-01, a EUR 1.10
+			// USD and a GBP 1.25 USD.
+			if !sameFloat(r.Total.NewAmount, f64(110)) || r.Definitions.Converted.RatesOn != "2024-05-01" {
+				t.Errorf("new amount %v at the rates of %s, want 110 GBP on 2024-05-01", ptr(r.Total.NewAmount), r.Definitions.Converted.RatesOn)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := assembleMovement(testCommon(t), from, to, tc.rows, tc.ask)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, r)
+		})
+	}
+}

@@ -61,3 +61,10 @@ func TestStallsSQL(t *testing.T) {
 		checkGolden(t, "stalls_"+g.name, stallsSQL(g.sh))
 	}
 }
+
+// TestMovementSQL compares the movement query with its golden files.
+func TestMovementSQL(t *testing.T) {
+	for _, g := range goldenShapes {
+		checkGolden(t, "movement_"+g.name, movementSQL(g.sh))
+	}
+}

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -156,18 +155,36 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 	if err != nil {
 		return nil, err
 	}
-	res := &MovementResult{Definitions: c.defs}
-	res.Definitions.From, res.Definitions.To = timePtr(from), timePtr(to)
-	res.Definitions.Rules = movementRules
-	limit := ts(c.asOf)
-	if ts(to) < limit {
-		limit = ts(to)
+	limit := movementLimit(c.asOf, to)
+	rows, err := readScan(ctx, q, c.tenant, func(s *scan) ([]movementRow, error) {
+		args := append(s.args,
+			clickhouse.Named("tenant", c.tenant),
+			clickhouse.Named("limit", limit),
+			clickhouse.Named("flimit", min(ts(from), limit)),
+			clickhouse.Named("from", ts(from)),
+			clickhouse.Named("to", ts(to)))
+		return queryRows(s, q.conn, "movement", movementSQL(s.shape), args, (*movementRow).dest)
+	})
+	if err != nil {
+		return nil, err
 	}
+	return assembleMovement(c, from, to, rows, ask)
+}
 
-	// @limit = min(to, as_of) bounds everything "as of to"; @flimit =
-	// min(from, @limit) everything "as of from". Open at both dates: has
-	// an event at or before from, and its facts say open as of from and as
-	// of to (a deal closed and reopened in between is open at both).
+// movementLimit is @limit = min(to, as_of), the instant "as of to" means.
+func movementLimit(asOf, to time.Time) uint32 {
+	return min(ts(asOf), ts(to))
+}
+
+// movementSQL is the query of the movement answer on sh: per highest step
+// at @limit, the count and the amounts per currency of each kind of
+// movement (movementRow).
+//
+// @limit = min(to, as_of) bounds everything "as of to"; @flimit =
+// min(from, @limit) everything "as of from". Open at both dates: has an
+// event at or before from, and its facts say open as of from and as of to
+// (a deal closed and reopened in between is open at both).
+func movementSQL(sh shape) string {
 	inRange := "t >= toDateTime(@from) AND t < toDateTime(@to) AND t <= toDateTime(@limit)"
 	perOpp := func(from, prewhere, where string) string {
 		return `SELECT
@@ -192,13 +209,12 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 	}
 	pulled := "both_open AND cd_from != 0 AND cd_to != 0 AND cd_to < cd_from"
 	pushed := "both_open AND cd_from != 0 AND cd_to != 0 AND cd_to > cd_from"
-	found, err := readScan(ctx, q, c.tenant, func(s *scan) (map[int]MovementCounts, error) {
-		query := `SELECT toUInt8(top_to),
+	return `SELECT toUInt8(top_to),
 		toUInt64(sum(n0)), toUInt64(sum(n1)), toUInt64(sum(n2)), toUInt64(sum(n3)),
 		toUInt64(sum(n4)), toUInt64(sum(n5)), toUInt64(sum(n6)), toUInt64(sum(n7)),
 		` + sumMapSQL("a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7") + `
-	FROM ` + s.fanout(func(where string) string {
-			return `SELECT top_to, cur,
+	FROM ` + sh.fanout(func(where string) string {
+		return `SELECT top_to, cur,
 			countIf(is_new) AS n0, sumIf(amt, is_new) AS a0,
 			countIf(top_to > top_from) AS n1, sumIf(amt, top_to > top_from) AS a1,
 			countIf(reg) AS n2, sumIf(amt, reg) AS a2,
@@ -207,53 +223,52 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 			countIf(` + pushed + `) AS n5, sumIf(amt, ` + pushed + `) AS a5,
 			countIf(won) AS n6, sumIf(amt, won) AS a6,
 			countIf(lost) AS n7, sumIf(amt, lost) AS a7
-		FROM (` + perOpp(s.from, s.prewhere, where) + `)
+		FROM (` + perOpp(sh.from, sh.prewhere, where) + `)
 		GROUP BY top_to, cur`
-		}) + `
+	}) + `
 	GROUP BY top_to
 	ORDER BY top_to`
-		rows, err := q.conn.Query(s.ctx, query, append(s.args,
-			clickhouse.Named("tenant", c.tenant),
-			clickhouse.Named("limit", limit),
-			clickhouse.Named("flimit", min(ts(from), limit)),
-			clickhouse.Named("from", ts(from)),
-			clickhouse.Named("to", ts(to)))...)
-		if err != nil {
-			return nil, fmt.Errorf("movement query: %w", err)
+}
+
+// movementRow is one row of movementSQL: the opportunities whose highest
+// step at @limit is top, counted per kind of movement (new, advanced,
+// regressed, stalled, pulled in, pushed out, won, lost), with their
+// amounts per currency curs in sums, in the same order.
+type movementRow struct {
+	top  uint8
+	n    [8]uint64
+	curs []uint32
+	sums [][]float64
+}
+
+// dest returns the scan destinations of r's columns.
+func (r *movementRow) dest() []any {
+	r.sums = make([][]float64, 8)
+	dest := []any{&r.top}
+	for i := range r.n {
+		dest = append(dest, &r.n[i])
+	}
+	return append(dest, sumMapDest(&r.curs, r.sums)...)
+}
+
+// assembleMovement makes the movement answer of c between from and to
+// from the rows of movementSQL: every step from 0 to the ladder's last and
+// any higher one with movement, the total, and the scalar amounts as ask
+// says at the rates of min(to, as_of), when the amounts are.
+func assembleMovement(c common, from, to time.Time, rows []movementRow, ask moneyAsk) (*MovementResult, error) {
+	res := &MovementResult{Definitions: c.defs}
+	res.Definitions.From, res.Definitions.To = timePtr(from), timePtr(to)
+	res.Definitions.Rules = movementRules
+	found := map[int]MovementCounts{}
+	for _, r := range rows {
+		m := MovementCounts{
+			New: int64(r.n[0]), Advanced: int64(r.n[1]), Regressed: int64(r.n[2]), Stalled: int64(r.n[3]),
+			PulledIn: int64(r.n[4]), PushedOut: int64(r.n[5]), Won: int64(r.n[6]), Lost: int64(r.n[7]),
+			AmountsByCurrency: byCurrency(r.curs, r.sums, movementAmounts),
 		}
-		defer rows.Close()
-		found := map[int]MovementCounts{}
-		for rows.Next() {
-			var (
-				top  uint8
-				n    [8]uint64
-				curs []uint32
-				a    = make([][]float64, 8)
-			)
-			dest := []any{&top}
-			for i := range n {
-				dest = append(dest, &n[i])
-			}
-			dest = append(dest, sumMapDest(&curs, a)...)
-			if err := rows.Scan(dest...); err != nil {
-				return nil, fmt.Errorf("movement scan: %w", err)
-			}
-			m := MovementCounts{
-				New: int64(n[0]), Advanced: int64(n[1]), Regressed: int64(n[2]), Stalled: int64(n[3]),
-				PulledIn: int64(n[4]), PushedOut: int64(n[5]), Won: int64(n[6]), Lost: int64(n[7]),
-				AmountsByCurrency: byCurrency(curs, a, movementAmounts),
-			}
-			if !m.isZero() {
-				found[int(top)] = m
-			}
+		if !m.isZero() {
+			found[int(r.top)] = m
 		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("movement rows: %w", err)
-		}
-		return found, nil
-	})
-	if err != nil {
-		return nil, err
 	}
 	extra := map[int]bool{}
 	for i := range found {
@@ -264,10 +279,9 @@ func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResu
 		res.Total.add(s.MovementCounts)
 		res.ByStep = append(res.ByStep, s)
 	}
-	// The amounts are as of min(to, as_of): so are the rates.
 	present := map[string]bool{}
 	addCurrencies(present, res.Total.AmountsByCurrency)
-	m, err := ask.money(time.Unix(int64(limit), 0), present, &res.Definitions)
+	m, err := ask.money(time.Unix(int64(movementLimit(c.asOf, to)), 0), present, &res.Definitions)
 	if err != nil {
 		return nil, err
 	}
