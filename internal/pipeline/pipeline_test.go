@@ -19,6 +19,8 @@ import (
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/gen"
+	"github.com/commitflow/commitflow/internal/ingest"
+	"github.com/commitflow/commitflow/internal/ingest/ingesttest"
 	"github.com/commitflow/commitflow/internal/ladder"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
@@ -47,7 +49,8 @@ func newEnv(t *testing.T, partitions int) *env {
 // the connection's JetStream.
 func (e *env) ingest(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	js := e.ingest(t)
+	_, js := bustest.Connect(t, e.url)
+	ingesttest.Run(t, js, e.st, ingest.Config{BatchSize: 500, MaxWait: 100 * time.Millisecond})
 	return js
 }
 
