@@ -663,6 +663,24 @@ func checkAgedShape(t *testing.T, b *book) {
 			if len(d.stalls) >= 2 && d.stalls[0].Before(d.crmAt) {
 				n["deals stalled before their opportunity and after it"]++
 			}
+			if d.created.Before(d.crmAt) {
+				n["deals with calls before their opportunity and a created_at before it"]++
+				if !d.created.After(d.first) {
+					n["deals with calls before their opportunity and a created_at before the first"]++
+				} else {
+					n["deals with calls before their opportunity and a created_at between them"]++
+				}
+				if slices.ContainsFunc(agedDates, func(at time.Time) bool { return !at.Before(d.first) && at.Before(d.crmAt) }) {
+					n["deals with calls and a created_at before their opportunity asked of between them"]++
+				}
+				seen := fold(b.l, id, b.opps[id], d.crmAt)
+				switch {
+				case len(seen.stalls) >= 2 && seen.stalls[0].Before(d.crmAt) && seen.stalledSince.Equal(d.crmAt):
+					n["deals stalled on their first call's clock and again when the CRM shows them"]++
+				case slices.ContainsFunc(d.stalls, func(s time.Time) bool { return s.After(d.crmAt) && s.Equal(d.created.Add(b.l.StallAfter(1))) }):
+					n["deals with calls and a created_at before their opportunity stalled on the creation's clock after it"]++
+				}
+			}
 		}
 		if !d.reach[1].IsZero() && d.reach[1].After(d.crmAt) {
 			n["deals with a first commitment after their creation"]++
@@ -682,7 +700,14 @@ func checkAgedShape(t *testing.T, b *book) {
 		"deals the CRM dates 20 days or more before it shows them, by a date",
 		"deals the CRM dates 20 days or more before it shows them, by a time",
 		"deals stalled when the CRM first shows them", "deals with calls before their opportunity",
-		"deals stalled before their opportunity and after it", "deals with a first commitment after their creation",
+		"deals stalled before their opportunity and after it",
+		"deals with calls before their opportunity and a created_at before it",
+		"deals with calls before their opportunity and a created_at before the first",
+		"deals with calls before their opportunity and a created_at between them",
+		"deals with calls and a created_at before their opportunity asked of between them",
+		"deals stalled on their first call's clock and again when the CRM shows them",
+		"deals with calls and a created_at before their opportunity stalled on the creation's clock after it",
+		"deals with a first commitment after their creation",
 		"deals reopened without a commitment and stalled again",
 		"deals stalled without a commitment as of an aged date, in USD", "deals stalled without a commitment as of an aged date, in EUR",
 	} {

@@ -64,12 +64,11 @@ type deal struct {
 
 	reopened time.Time // the last move of a closed deal back to an open stage
 	fired    bool      // the current stall clock has run out
-	// stalledSince is when the deal became stalled, zero while it is not;
-	// clockSet when the stall clock last started or moved (see clock).
-	stalledSince, clockSet time.Time
-	maxStage               int
-	pipeline               string
-	engaged                []string
+	// stalledSince is when the deal became stalled, zero while it is not.
+	stalledSince time.Time
+	maxStage     int
+	pipeline     string
+	engaged      []string
 
 	// The buyer interactions and misses (see the rules at touch).
 	held, misses   []touch
@@ -304,24 +303,17 @@ func (d *deal) apply(l *ladder.Ladder, e *event.Event) {
 		d.stageEvidence(l, e, newStage)
 	}
 	if firstCRM && d.lastGain.IsZero() {
-		d.creationClock(l, t)
+		d.creationClock()
 	}
 }
 
-// creationClock moves the stall clock of a deal without commitments to
-// its creation once the CRM knows the deal, at t (see stallAt): a deal
-// stalled on the clock of its first event stays stalled, since then,
-// when the new clock has run out by t too, else it is not stalled until
-// that runs out.
-func (d *deal) creationClock(l *ladder.Ladder, t time.Time) {
+// creationClock restarts the stall clock of a deal without commitments
+// when the CRM first shows it: the clock now runs from the deal's
+// creation (see stallAt), and a stall of its first event's clock no
+// longer counts. The deal stalls when the new clock runs out, at the
+// first CRM event itself when it already had.
+func (d *deal) creationClock() {
 	d.fired = false
-	if d.stalledSince.IsZero() {
-		return
-	}
-	if at, ok := d.stallAt(l); ok && !at.After(t) {
-		d.fired = true
-		return
-	}
 	d.stalledSince = time.Time{}
 }
 
@@ -680,9 +672,9 @@ func (d *deal) clock(l *ladder.Ladder, t time.Time, inclusive bool) {
 // stallAt is when the running stall clock of an open deal runs out: its
 // highest step's threshold (step 1's before any gain) after what days
 // since the last commitment count from (see reference), or after the
-// last reopen when later. A deal the CRM dates before it was seen cannot
-// have stalled before the CRM knew it: a creation clock runs out at the
-// first CRM event at the earliest.
+// last reopen when later. The clock of a deal's creation starts when the
+// CRM first shows the deal: it runs out at that first CRM event at the
+// earliest (max(created + threshold, first CRM event)).
 func (d *deal) stallAt(l *ladder.Ladder) (time.Time, bool) {
 	if !d.open() || d.first.IsZero() {
 		return time.Time{}, false

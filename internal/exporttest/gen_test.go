@@ -437,20 +437,21 @@ const (
 	// days before.
 	webhook
 	// calledFirst: seller-only calls 5 to 50 days before the opportunity,
-	// which carries no earlier created_at. Such a deal with a created_at
-	// before its opportunity is left out: the stalls and deal list answers
-	// disagree with the oracle for it (issue 18: as of a date before the
-	// opportunity they count from a created_at no event up to that date
-	// reports; after it they count a stall of the first call's clock
-	// that falls after the created_at).
+	// which carries no earlier created_at.
 	calledFirst
+	// calledFirstDated: as calledFirst, but the opportunity carries a
+	// created_at before it: a time of the day 0 to 60 days before the
+	// first call (possibly later that day than the call), or halfway
+	// between the first call and the opportunity.
+	calledFirstDated
 )
 
 // generateAged returns the input events of n deals the CRM dates before
 // they were first seen (tenant tenantAged), in Prospecting (no
 // commitment) when the CRM first shows them: exported or sent by a
 // webhook with a created_at far back (a date, or a date and a time), or
-// first seen in calls with the seller alone before their opportunity.
+// first seen in calls with the seller alone before their opportunity,
+// which carries no created_at or one before it.
 // Then changes that show no commitment; then they stay without a
 // commitment, gain one later (Qualification, Needs Analysis), are lost
 // and reopened (into Prospecting: the stall clock restarts at the
@@ -460,7 +461,7 @@ func generateAged(seed int64, n int) []event.Event {
 	var all []event.Event
 	for i := 0; i < n; i++ {
 		g := &dealGen{rng: rng, opp: fmt.Sprintf("aged-%04d", i), owner: owners[rng.Intn(len(owners))]}
-		kind := agedKind(rng.Intn(3))
+		kind := agedKind(rng.Intn(4))
 		g.at = exportDay
 		if kind != exported {
 			g.at = start.AddDate(0, 0, 40+rng.Intn(240)).Add(time.Duration(rng.Intn(86400)) * time.Second)
@@ -480,11 +481,18 @@ func generateAged(seed int64, n int) []event.Event {
 				c = c.Add(time.Duration(rng.Intn(86400)) * time.Second)
 			}
 			created.CreatedAt = &c
-		case calledFirst:
+		case calledFirst, calledFirstDated:
 			first := g.at.AddDate(0, 0, -(5 + rng.Intn(46)))
 			g.sellerCall(first)
 			if rng.Intn(2) == 0 {
 				g.sellerCall(first.AddDate(0, 0, 1+rng.Intn(4)))
+			}
+			if kind == calledFirstDated {
+				c := first.AddDate(0, 0, -rng.Intn(61)).Truncate(24 * time.Hour).Add(time.Duration(rng.Intn(86400)) * time.Second)
+				if rng.Intn(2) == 0 {
+					c = first.Add(g.at.Sub(first) / 2).Truncate(time.Second)
+				}
+				created.CreatedAt = &c
 			}
 		}
 		g.add(g.at, crmSource, event.OpportunityCreated, created)
