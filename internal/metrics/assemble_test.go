@@ -282,3 +282,86 @@ func TestAssembleMovement(t *testing.T) {
 		})
 	}
 }
+
+func TestAssembleMissed(t *testing.T) {
+	usd, eur := curNum("USD"), curNum("EUR")
+	from, to := date("2024-03-01T00:00:00Z"), date("2024-05-01T00:00:00Z")
+	keys := func(rs []MissedRow) []string {
+		out := []string{}
+		for _, r := range rs {
+			out = append(out, r.Key)
+		}
+		return out
+	}
+	// In the query's order: by dim, then k as a string ("10" before "2").
+	rows := []missedRow{
+		{dim: "owner", k: "zed", missed: 1, curs: []uint32{usd}, sums: [][]float64{{5}, {0}}, deals: 1, missedInts: 1, held: 4},
+		{dim: "owner", k: "ann", held: 2, sums: [][]float64{nil, nil}},
+		{dim: "reason", k: "no_decision", missed: 2, curs: []uint32{eur}, sums: [][]float64{{7}, {0}}, deals: 1},
+		{dim: "reason", k: "late", missed: 1, curs: []uint32{usd}, sums: [][]float64{{5}, {0}}, deals: 1, missedInts: 1},
+		{dim: "step", k: "10", missed: 1, curs: []uint32{usd}, sums: [][]float64{{5}, {0}}, deals: 1, deals0: 0, missedInts: 1, firstInts: 0},
+		{dim: "step", k: "2", missed: 2, curs: []uint32{usd, eur}, sums: [][]float64{{5, 7}, {5, 7}}, deals: 2, deals0: 2, missedInts: 1, firstInts: 1, held: 4},
+	}
+	for _, tc := range []struct {
+		name  string
+		rows  []missedRow
+		ask   moneyAsk
+		check func(t *testing.T, r *MissedResult)
+	}{
+		{"no rows", nil, moneyAsk{}, func(t *testing.T, r *MissedResult) {
+			if r.ByStep == nil || r.ByReason == nil || r.ByOwner == nil || len(r.ByStep)+len(r.ByReason)+len(r.ByOwner) != 0 {
+				t.Errorf("rows %v %v %v, want three []", r.ByStep, r.ByReason, r.ByOwner)
+			}
+			if r.Total.Missed != 0 || r.Total.MissRate != nil || !sameFloat(r.Total.ValueAtStake, f64(0)) {
+				t.Errorf("total %+v, want nothing, no miss rate, 0 at stake", r.Total)
+			}
+		}},
+		{"steps, reasons and owners", rows, moneyAsk{}, func(t *testing.T, r *MissedResult) {
+			if got := keys(r.ByStep); !slices.Equal(got, []string{"b", ""}) || r.ByStep[0].StepIndex != 2 || r.ByStep[1].StepIndex != 10 {
+				t.Errorf("by step %+v, want step 2 (b), then 10 (above the ladder, unnamed)", r.ByStep)
+			}
+			if got := keys(r.ByReason); !slices.Equal(got, []string{"late", "no_decision"}) || r.ByReason[0].MissRate != nil {
+				t.Errorf("by reason %+v, want late, no_decision, without miss rates", r.ByReason)
+			}
+			if got := keys(r.ByOwner); !slices.Equal(got, []string{"ann", "zed"}) || !sameFloat(r.ByOwner[1].MissRate, f64(0.25)) || !sameFloat(r.ByOwner[0].MissRate, f64(0)) {
+				t.Errorf("by owner %+v, want ann (rate 0), zed (rate 0.25)", r.ByOwner)
+			}
+			// The total is the steps' first misses: 3 misses, 2 deals, 1
+			// interaction of 4 held.
+			tot := r.Total
+			if tot.Missed != 3 || tot.Deals != 2 || tot.MissedInteractions != 1 || tot.Interactions != 4 || !sameFloat(tot.MissRate, f64(0.25)) {
+				t.Errorf("total %+v", tot)
+			}
+			if err := approxEqual(tot.AmountsByCurrency, map[string]MissedAmounts{"USD": {5}, "EUR": {7}}); err != nil {
+				t.Error(err)
+			}
+			// USD and EUR: no scalar.
+			if tot.ValueAtStake != nil || r.ByStep[1].ValueAtStake != nil || *r.Definitions.Currency != "" {
+				t.Errorf("value at stake %v, want null in several currencies", ptr(tot.ValueAtStake))
+			}
+		}},
+		{"a currency whose sums are all zero", []missedRow{
+			{dim: "step", k: "1", missed: 1, curs: []uint32{usd, eur}, sums: [][]float64{{5, 0}, {5, 0}}, deals: 1, deals0: 1},
+		}, moneyAsk{}, func(t *testing.T, r *MissedResult) {
+			if len(r.Total.AmountsByCurrency) != 1 || !sameFloat(r.Total.ValueAtStake, f64(5)) || *r.Definitions.Currency != "USD" {
+				t.Errorf("total %v %v in %q, want 5 USD alone", r.Total.AmountsByCurrency, ptr(r.Total.ValueAtStake), *r.Definitions.Currency)
+			}
+		}},
+		{"converted", rows, testRates(t), func(t *testing.T, r *MissedResult) {
+			if want := (5 + 7*1.20) / 1.30; !sameFloat(r.Total.ValueAtStake, &want) || !sameFloat(r.ByReason[1].ValueAtStake, f64(7*1.20/1.30)) {
+				t.Errorf("value at stake %v, reason no_decision %v, want %v and %v GBP", ptr(r.Total.ValueAtStake), ptr(r.ByReason[1].ValueAtStake), want, 7*1.20/1.30)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := assembleMissed(testCommon(t), from, to, tc.rows, tc.ask)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, r)
+		})
+	}
+	if _, err := assembleMissed(testCommon(t), from, to, []missedRow{{dim: "step", k: "x", sums: [][]float64{nil, nil}}}, moneyAsk{}); err == nil {
+		t.Error("a step index that is not a number: no error")
+	}
+}

@@ -68,3 +68,10 @@ func TestMovementSQL(t *testing.T) {
 		checkGolden(t, "movement_"+g.name, movementSQL(g.sh))
 	}
 }
+
+// TestMissedSQL compares the missed query with its golden files.
+func TestMissedSQL(t *testing.T) {
+	for _, g := range goldenShapes {
+		checkGolden(t, "missed_"+g.name, missedSQL(g.sh))
+	}
+}

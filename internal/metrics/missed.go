@@ -93,38 +93,21 @@ func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, er
 	if err != nil {
 		return nil, err
 	}
-	defs := c.defs
-	defs.From, defs.To = timePtr(from), timePtr(to)
-	defs.Rules = missedRules
-	res, err := readScan(ctx, q, c.tenant, func(s *scan) (*MissedResult, error) {
-		res := &MissedResult{Definitions: defs, ByStep: []MissedRow{}, ByReason: []MissedRow{}, ByOwner: []MissedRow{}}
-		return res, q.missed(s, res, c, from, to)
+	rows, err := readScan(ctx, q, c.tenant, func(s *scan) ([]missedRow, error) {
+		args := append(s.args,
+			clickhouse.Named("tenant", c.tenant),
+			clickhouse.Named("asof", ts(c.asOf)),
+			clickhouse.Named("from", ts(from)),
+			clickhouse.Named("to", ts(to)))
+		return queryRows(s, q.conn, "missed", missedSQL(s.shape), args, (*missedRow).dest)
 	})
 	if err != nil {
 		return nil, err
 	}
-	sort.Slice(res.ByStep, func(a, b int) bool { return res.ByStep[a].StepIndex < res.ByStep[b].StepIndex })
-	sort.Slice(res.ByReason, func(a, b int) bool { return res.ByReason[a].Key < res.ByReason[b].Key })
-	sort.Slice(res.ByOwner, func(a, b int) bool { return res.ByOwner[a].Key < res.ByOwner[b].Key })
-	present := map[string]bool{}
-	addCurrencies(present, res.Total.AmountsByCurrency)
-	m, err := ask.money(c.asOf, present, &res.Definitions)
-	if err != nil {
-		return nil, err
-	}
-	amount := func(r *MissedRow) {
-		r.ValueAtStake = sum(m, r.AmountsByCurrency, func(a MissedAmounts) float64 { return a.ValueAtStake })
-	}
-	amount(&res.Total)
-	for _, rows := range [][]MissedRow{res.ByStep, res.ByReason, res.ByOwner} {
-		for i := range rows {
-			amount(&rows[i])
-		}
-	}
-	return res, nil
+	return assembleMissed(c, from, to, rows, ask)
 }
 
-// missed runs the missed query of Missed on s into res.
+// missedSQL is the query of the missed answer on sh (missedRow).
 //
 // Each dimension is counted by its own pass over the tenant's misses in
 // range, without distinct sets: a miss is the first in range of its
@@ -141,7 +124,7 @@ func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, er
 // GROUP BY per dimension costs 18.16 less than one over (step, reason,
 // owner) folded afterwards: grouping by several keys, two of them
 // Strings, took most of that query's time.
-func (q *Querier) missed(s *scan, res *MissedResult, c common, from, to time.Time) error {
+func missedSQL(sh shape) string {
 	in := func(t string) string {
 		return t + " >= toDateTime(@from) AND " + t + " < toDateTime(@to) AND " + t + " <= toDateTime(@asof)"
 	}
@@ -159,8 +142,8 @@ func (q *Querier) missed(s *scan, res *MissedResult, c common, from, to time.Tim
 		}
 		return `FROM (
 			SELECT ` + columns + `
-			FROM ` + s.from + `
-			` + s.prewhere + `
+			FROM ` + sh.from + `
+			` + sh.prewhere + `
 			WHERE ` + where + `
 		)
 		ARRAY JOIN ` + arrays + `
@@ -168,9 +151,9 @@ func (q *Querier) missed(s *scan, res *MissedResult, c common, from, to time.Tim
 	}
 	// The deal's previous miss over all steps is the one before.
 	prev := "arrayPopBack(arrayPushFront(arrayMap(m -> toUInt32(m), miss_times), toUInt32(0)))"
-	query := `SELECT dim, k, toUInt64(sum(n)), ` + sumMapSQL("v", "v0") + `, toUInt64(sum(d)), toUInt64(sum(d0)),
+	return `SELECT dim, k, toUInt64(sum(n)), ` + sumMapSQL("v", "v0") + `, toUInt64(sum(d)), toUInt64(sum(d0)),
 	toUInt64(sum(u)), toUInt64(sum(u0)), toUInt64(sum(held))
-FROM ` + s.fanout(func(where string) string {
+FROM ` + sh.fanout(func(where string) string {
 		return `SELECT 'step' AS dim, toString(step_index) AS k, cur, count() AS n,
 			sum(if(f < @from, amt, 0)) AS v, sum(if(f0 < @from, amt, 0)) AS v0, sum(f < @from) AS d, sum(f0 < @from) AS d0,
 			sum(p1 < @from) AS u, sum(p0 < @from) AS u0, toUInt64(0) AS held
@@ -202,42 +185,53 @@ FROM ` + s.fanout(func(where string) string {
 	}) + `
 GROUP BY dim, k
 ORDER BY dim, k`
-	rows, err := q.conn.Query(s.ctx, query, append(s.args,
-		clickhouse.Named("tenant", c.tenant),
-		clickhouse.Named("asof", ts(c.asOf)),
-		clickhouse.Named("from", ts(from)),
-		clickhouse.Named("to", ts(to)))...)
-	if err != nil {
-		return fmt.Errorf("missed query: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			dim, k                      string
-			missed, deals, deals0       uint64
-			mi, firstInts, interactions uint64
-			curs                        []uint32
-			amt                         = make([][]float64, 2)
-		)
-		dest := append([]any{&dim, &k, &missed}, sumMapDest(&curs, amt)...)
-		if err := rows.Scan(append(dest, &deals, &deals0, &mi, &firstInts, &interactions)...); err != nil {
-			return fmt.Errorf("missed scan: %w", err)
-		}
-		r := MissedRow{Key: k, Missed: int64(missed), Deals: int64(deals), AmountsByCurrency: byCurrency(curs, amt[:1], missedAmounts),
-			MissedInteractions: int64(mi), Interactions: int64(interactions)}
-		switch dim {
+}
+
+// missedRow is one row of missedSQL: the misses of the step, reason or
+// owner (dim) k. sums[0] is the value at stake of the deals whose first
+// miss in range with k it holds, sums[1] (steps only) of those whose first
+// miss in range over all steps it holds, per currency curs; deals and
+// deals0 count those deals, firstInts (steps only) the interactions whose
+// first miss in range it holds.
+type missedRow struct {
+	dim, k                                     string
+	missed                                     uint64
+	curs                                       []uint32
+	sums                                       [][]float64
+	deals, deals0, missedInts, firstInts, held uint64
+}
+
+// dest returns the scan destinations of r's columns.
+func (r *missedRow) dest() []any {
+	r.sums = make([][]float64, 2)
+	dest := append([]any{&r.dim, &r.k, &r.missed}, sumMapDest(&r.curs, r.sums)...)
+	return append(dest, &r.deals, &r.deals0, &r.missedInts, &r.firstInts, &r.held)
+}
+
+// assembleMissed makes the missed answer of c in [from, to) from the rows
+// of missedSQL: the rows by step (named by the ladder), reason and owner,
+// sorted, the total summed from the steps' rows, the miss rates and the
+// scalar amounts as ask says.
+func assembleMissed(c common, from, to time.Time, rows []missedRow, ask moneyAsk) (*MissedResult, error) {
+	res := &MissedResult{Definitions: c.defs, ByStep: []MissedRow{}, ByReason: []MissedRow{}, ByOwner: []MissedRow{}}
+	res.Definitions.From, res.Definitions.To = timePtr(from), timePtr(to)
+	res.Definitions.Rules = missedRules
+	for _, row := range rows {
+		r := MissedRow{Key: row.k, Missed: int64(row.missed), Deals: int64(row.deals), AmountsByCurrency: byCurrency(row.curs, row.sums[:1], missedAmounts),
+			MissedInteractions: int64(row.missedInts), Interactions: int64(row.held)}
+		switch row.dim {
 		case "step":
-			i, err := strconv.Atoi(k)
+			i, err := strconv.Atoi(row.k)
 			if err != nil {
-				return fmt.Errorf("missed: step index %q: %w", k, err)
+				return nil, fmt.Errorf("missed: step index %q: %w", row.k, err)
 			}
 			r.StepIndex, r.Key = i, stepName(c.ladder, i)
 			r.MissRate = ratio(float64(r.MissedInteractions), float64(r.Interactions))
 			res.ByStep = append(res.ByStep, r)
 			res.Total.Missed += r.Missed
-			res.Total.Deals += int64(deals0)
-			addMissed(&res.Total.AmountsByCurrency, byCurrency(curs, amt[1:], missedAmounts))
-			res.Total.MissedInteractions += int64(firstInts)
+			res.Total.Deals += int64(row.deals0)
+			addMissed(&res.Total.AmountsByCurrency, byCurrency(row.curs, row.sums[1:], missedAmounts))
+			res.Total.MissedInteractions += int64(row.firstInts)
 			res.Total.Interactions += r.Interactions
 		case "reason":
 			res.ByReason = append(res.ByReason, r)
@@ -247,10 +241,25 @@ ORDER BY dim, k`
 		}
 	}
 	res.Total.MissRate = ratio(float64(res.Total.MissedInteractions), float64(res.Total.Interactions))
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("missed rows: %w", err)
+	sort.Slice(res.ByStep, func(a, b int) bool { return res.ByStep[a].StepIndex < res.ByStep[b].StepIndex })
+	sort.Slice(res.ByReason, func(a, b int) bool { return res.ByReason[a].Key < res.ByReason[b].Key })
+	sort.Slice(res.ByOwner, func(a, b int) bool { return res.ByOwner[a].Key < res.ByOwner[b].Key })
+	present := map[string]bool{}
+	addCurrencies(present, res.Total.AmountsByCurrency)
+	m, err := ask.money(c.asOf, present, &res.Definitions)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	amount := func(r *MissedRow) {
+		r.ValueAtStake = sum(m, r.AmountsByCurrency, func(a MissedAmounts) float64 { return a.ValueAtStake })
+	}
+	amount(&res.Total)
+	for _, rows := range [][]MissedRow{res.ByStep, res.ByReason, res.ByOwner} {
+		for i := range rows {
+			amount(&rows[i])
+		}
+	}
+	return res, nil
 }
 
 // addMissed adds the value at stake per currency of by to *to.
