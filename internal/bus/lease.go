@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/ksuid"
 
 	"github.com/commitflow/commitflow/internal/retry"
 )
@@ -29,6 +30,23 @@ const (
 // lost: another member holds the key, the key is gone, or NATS could not be
 // reached for longer than the lease lasts.
 var ErrLeaseLost = errors.New("lease lost")
+
+// DefaultLeaseTTL is how long a lease lives without renewal when its
+// configuration leaves the TTL zero.
+const DefaultLeaseTTL = 15 * time.Second
+
+// HolderDefaults returns the lease settings of a worker's configuration with
+// their defaults filled in: DefaultLeaseTTL for a ttl <= 0, and a new name
+// unique to this process (a ksuid) for an empty member.
+func HolderDefaults(ttl time.Duration, member string) (time.Duration, string) {
+	if ttl <= 0 {
+		ttl = DefaultLeaseTTL
+	}
+	if member == "" {
+		member = ksuid.New().String()
+	}
+	return ttl, member
+}
 
 // LeaseConfig configures a lease bucket. Zero values take the defaults noted
 // on each field.
@@ -96,7 +114,7 @@ func OpenLeases(ctx context.Context, js jetstream.JetStream, cfg LeaseConfig) (*
 		return nil, fmt.Errorf("lease bucket %s: member %q: want letters, digits, -, _ and = only (it is part of a key)", cfg.Bucket, cfg.Member)
 	}
 	if cfg.TTL <= 0 {
-		cfg.TTL = 15 * time.Second
+		cfg.TTL = DefaultLeaseTTL
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -36,7 +36,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/ksuid"
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/event"
@@ -101,12 +100,7 @@ func (c Config) withDefaults() Config {
 	if c.StatsInterval <= 0 {
 		c.StatsInterval = 5 * time.Second
 	}
-	if c.LeaseTTL <= 0 {
-		c.LeaseTTL = 15 * time.Second
-	}
-	if c.Member == "" {
-		c.Member = ksuid.New().String()
-	}
+	c.LeaseTTL, c.Member = bus.HolderDefaults(c.LeaseTTL, c.Member)
 	return c
 }
 

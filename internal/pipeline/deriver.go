@@ -16,7 +16,6 @@ import (
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/ksuid"
 )
 
 // Config tunes a Deriver. Zero values take the defaults.
@@ -50,18 +49,13 @@ func (c Config) withDefaults() Config {
 	if c.CacheSize <= 0 {
 		c.CacheSize = 20000
 	}
-	if c.LeaseTTL <= 0 {
-		c.LeaseTTL = 15 * time.Second
-	}
 	if c.Sweep == 0 {
 		c.Sweep = 10 * time.Minute
 	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.Member == "" {
-		c.Member = ksuid.New().String()
-	}
+	c.LeaseTTL, c.Member = bus.HolderDefaults(c.LeaseTTL, c.Member)
 	return c
 }
 
