@@ -3,6 +3,8 @@ package forecast
 import (
 	"math"
 	"time"
+
+	"github.com/commitflow/commitflow/internal/fx"
 )
 
 // numBands is the number of calibration bands: [0, 0.1), …, [0.9, 1.0].
@@ -55,7 +57,7 @@ type btSums struct {
 // setAmounts fills the amounts of bt from its sums per currency s (codes
 // names the indexes) by the answer's rule m: per currency those not all
 // 0, and the scalars.
-func (bt *Backtest) setAmounts(s btSums, codes []string, m money) {
+func (bt *Backtest) setAmounts(s btSums, codes []string, m fx.Money) {
 	weightings := []struct {
 		a        *Accuracy
 		forecast []float64

@@ -338,7 +338,7 @@ func validate(q Query, rates *fx.Table) (params, error) {
 	if strings.TrimSpace(q.Tenant) == "" {
 		return p, param.Errorf("tenant", param.Required, "required")
 	}
-	cur, err := checkCurrency(rates, q.Currency)
+	cur, err := fx.Check(rates, q.Currency)
 	if err != nil {
 		return p, err
 	}
@@ -695,7 +695,7 @@ const (
 // currency's deals; for the scalars, with a rate table, of every deal's
 // amount converted at m's rates, else the spread of the answer's one
 // currency. The simulations are independent and run concurrently.
-func spread(p params, m money, codes []string, cells []mcCell, ds []scored,
+func spread(p params, m fx.Money, codes []string, cells []mcCell, ds []scored,
 	periodIdx map[string]int, total *sums) spreads {
 	groups := len(periodIdx)
 	sp := spreads{byCur: make([]*spreadResult, len(codes))}
@@ -712,7 +712,7 @@ func spread(p params, m money, codes []string, cells []mcCell, ds []scored,
 	// the same draws, sums and quantiles scaled); with several, it needs
 	// a simulation of its own.
 	var conv []mcDeal
-	if m.rates != nil && withAmounts > 1 {
+	if m.Rates != nil && withAmounts > 1 {
 		conv = make([]mcDeal, 0, len(ds))
 	}
 	for i := range ds {
@@ -723,7 +723,7 @@ func spread(p params, m money, codes []string, cells []mcCell, ds []scored,
 		md := mcDeal{cell: d.cell, group: periodIdx[d.period], amount: d.Amount}
 		byCur[d.cur] = append(byCur[d.cur], md)
 		if conv != nil {
-			md.amount *= m.rates[codes[d.cur]]
+			md.amount *= m.Rates[codes[d.cur]]
 			conv = append(conv, md)
 		}
 	}
@@ -746,21 +746,21 @@ func spread(p params, m money, codes []string, cells []mcCell, ds []scored,
 	}
 	wg.Wait()
 	switch {
-	case m.mixed || conv != nil:
-	case m.rates != nil:
+	case m.Mixed || conv != nil:
+	case m.Rates != nil:
 		for c, r := range sp.byCur {
 			if r != nil {
-				sp.scalar = r.scaled(m.rates[codes[c]])
+				sp.scalar = r.scaled(m.Rates[codes[c]])
 			}
 		}
 	default:
 		for c, code := range codes {
-			if code == m.cur && sp.byCur[c] != nil {
+			if code == m.To && sp.byCur[c] != nil {
 				sp.scalar = sp.byCur[c]
 			}
 		}
 	}
-	if sp.scalar == nil && !m.mixed { // no amounts: nothing can be won
+	if sp.scalar == nil && !m.Mixed { // no amounts: nothing can be won
 		sp.scalar = &spreadResult{groupP10: make([]float64, groups), groupP90: make([]float64, groups)}
 	}
 	return sp
@@ -847,7 +847,7 @@ func (a *GroupAmounts) zero() bool { return a.Amount == 0 && a.Expected == 0 && 
 // group turns s into a Group: its figures per currency code (those not
 // all 0) and its scalars by m, with the spreads of sp's group gi
 // (noSpread: none).
-func (s *sums) group(codes []string, m money, sp spreads, gi int) Group {
+func (s *sums) group(codes []string, m fx.Money, sp spreads, gi int) Group {
 	g := Group{
 		Key:         s.key,
 		Deals:       s.deals,
@@ -893,7 +893,7 @@ func sortedKeys(m map[string]*sums) []string {
 
 // largestFirst lists the groups, largest expected first (most deals first
 // when the scalars are null), then by key.
-func largestFirst(m map[string]*sums, codes []string, mo money) []Group {
+func largestFirst(m map[string]*sums, codes []string, mo fx.Money) []Group {
 	out := make([]Group, 0, len(m))
 	for _, k := range sortedKeys(m) {
 		out = append(out, m[k].group(codes, mo, spreads{}, noSpread))
