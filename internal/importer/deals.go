@@ -112,19 +112,42 @@ func (d Deals) parse(header []string, rows Rows, recs []record, more func(record
 	if err != nil {
 		return nil, err
 	}
-	seen := map[string]int{} // opportunity id -> line
-	for _, rec := range recs {
-		evs, err := d.row(h, rec, col)
-		if err == nil {
-			if prev, ok := seen[evs[0].OpportunityID]; ok {
-				err = fmt.Errorf("%s: %q repeats the deal at line %d", h.Columns.OpportunityID, evs[0].OpportunityID, prev)
+	row := func(rec record) ([]event.Event, error) { return d.row(h, rec, col) }
+	then := func(rec record, evs []event.Event) ([]event.Event, error) {
+		if more != nil {
+			var err error
+			if evs, err = more(rec, evs); err != nil {
+				return nil, err
 			}
 		}
-		if err == nil && more != nil {
-			evs, err = more(rec, evs)
+		for _, ev := range evs {
+			if err := ev.Validate(); err != nil {
+				return nil, err
+			}
 		}
-		for i := 0; err == nil && i < len(evs); i++ {
-			err = evs[i].Validate()
+		return evs, nil
+	}
+	return dealRows(rows, recs, h.Columns.OpportunityID, "deal", row, then), nil
+}
+
+// dealRows fills in rows with the events of recs, one deal a record: the
+// events row returns, the first of them the deal's creation. A record is
+// refused with row's error; as a repeat when its deal is that of an
+// earlier record not refused (`Id: "006A" repeats the opportunity at line
+// 3` for idColumn "Id" and noun "opportunity"); or with the error of then,
+// if set, which is given the events of a deal not seen before and returns
+// them as they are to be stored.
+func dealRows(rows Rows, recs []record, idColumn, noun string, row func(record) ([]event.Event, error), then func(record, []event.Event) ([]event.Event, error)) Rows {
+	seen := map[string]int{} // opportunity id -> line
+	for _, rec := range recs {
+		evs, err := row(rec)
+		if err == nil {
+			if prev, ok := seen[evs[0].OpportunityID]; ok {
+				err = fmt.Errorf("%s: %q repeats the %s at line %d", idColumn, evs[0].OpportunityID, noun, prev)
+			}
+		}
+		if err == nil && then != nil {
+			evs, err = then(rec, evs)
 		}
 		if err != nil {
 			rows[rec.row].Err = err
@@ -133,7 +156,7 @@ func (d Deals) parse(header []string, rows Rows, recs []record, more func(record
 		seen[evs[0].OpportunityID] = rec.line
 		rows[rec.row].Events = evs
 	}
-	return rows, nil
+	return rows
 }
 
 // row returns the events of one deal; the first is its creation.

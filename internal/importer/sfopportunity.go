@@ -77,22 +77,8 @@ func (o Opportunity) Parse(data []byte) (Rows, error) {
 	if err := h.checkCurrency(); err != nil {
 		return nil, err
 	}
-	seen := map[string]int{} // opportunity id -> line
-	for _, rec := range recs {
-		evs, err := o.row(h, rec, col)
-		if err == nil {
-			if prev, ok := seen[evs[0].OpportunityID]; ok {
-				err = fmt.Errorf("Id: %q repeats the opportunity at line %d", evs[0].OpportunityID, prev)
-			}
-		}
-		if err != nil {
-			rows[rec.row].Err = err
-			continue
-		}
-		seen[evs[0].OpportunityID] = rec.line
-		rows[rec.row].Events = evs
-	}
-	return rows, nil
+	row := func(rec record) ([]event.Event, error) { return o.row(h, rec, col) }
+	return dealRows(rows, recs, "Id", "opportunity", row, nil), nil
 }
 
 // row returns the events of one opportunity; the first is its creation.
