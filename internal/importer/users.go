@@ -8,8 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/go-json-experiment/json/jsontext"
-
+	"github.com/commitflow/commitflow/internal/jsonpart"
 	"github.com/commitflow/commitflow/internal/people"
 )
 
@@ -163,13 +162,13 @@ func usersJSON(data []byte) (Users, error) {
 	u := newUsers(format, len(elems))
 	for _, e := range elems {
 		var j jsonUser
-		if err := json.Unmarshal(e.raw, &j); err != nil {
-			u.refuse(e.line, fmt.Sprintf("not a user: %v", err))
+		if err := json.Unmarshal(e.Data, &j); err != nil {
+			u.refuse(e.Line, fmt.Sprintf("not a user: %v", err))
 			continue
 		}
 		id, err := jsonID(j.ID)
 		if err != nil {
-			u.refuse(e.line, err.Error())
+			u.refuse(e.Line, err.Error())
 			continue
 		}
 		p := people.Person{ID: id, Name: strings.TrimSpace(j.Name), Email: strings.TrimSpace(j.Email),
@@ -182,7 +181,7 @@ func usersJSON(data []byte) (Users, error) {
 		} else if p.Team == "" && len(j.Teams) > 0 {
 			p.Team = j.Teams[0].Name
 		}
-		u.add(e.line, p)
+		u.add(e.Line, p)
 	}
 	return u.done(), nil
 }
@@ -212,35 +211,18 @@ func truncateBytes(b []byte) string {
 	return string(b)
 }
 
-// jsonElement is one user object of a JSON export and its first line.
-type jsonElement struct {
-	line int
-	raw  []byte
-}
-
 // jsonUserElements returns the user objects of a JSON export: the
 // elements of a top-level array, or of the array under "results" (HubSpot)
 // or "data" (Pipedrive, null when there are none).
-func jsonUserElements(data []byte) (string, []jsonElement, error) {
-	opts := []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
-	dec := jsontext.NewDecoder(bytes.NewReader(data), opts...)
-	var elems []jsonElement
+func jsonUserElements(data []byte) (string, []jsonpart.Part, error) {
+	dec := jsonpart.NewDecoder(data)
+	var elems []jsonpart.Part
 	array := func() error {
-		if _, err := dec.ReadToken(); err != nil {
-			return err
-		}
-		for dec.PeekKind() != ']' {
-			v, err := dec.ReadValue()
-			if err != nil {
-				return err
-			}
-			off := int(dec.InputOffset()) - len(v)
-			elems = append(elems, jsonElement{1 + bytes.Count(data[:max(0, min(off, len(data)))], []byte("\n")), bytes.Clone(v)})
-		}
-		_, err := dec.ReadToken()
+		var err error
+		elems, err = dec.ReadArray()
 		return err
 	}
-	fail := func(err error) (string, []jsonElement, error) {
+	fail := func(err error) (string, []jsonpart.Part, error) {
 		return "", nil, fmt.Errorf(`users: want a HubSpot /crm/v3/owners answer ({"results": [...]}), a Pipedrive /v1/users answer ({"data": [...]}) or a JSON array of users: %w`, err)
 	}
 	if dec.PeekKind() == '[' {

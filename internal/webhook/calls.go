@@ -15,6 +15,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/jsonpart"
 )
 
 // CallsSource is the source of the events made of generic call records
@@ -75,10 +76,7 @@ func (s *scalar) UnmarshalJSON(b []byte) error {
 
 // CallPart is one call record of a body: its bytes and the line of the
 // body it starts on, from 1.
-type CallPart struct {
-	Line int
-	Data []byte
-}
+type CallPart = jsonpart.Part
 
 // CallParts returns the call records of a body: a record (a JSON object),
 // a JSON array of records, or several of either one after the other
@@ -86,16 +84,11 @@ type CallPart struct {
 // holds no record, or holds a value that is neither an object nor an
 // array at the top.
 func CallParts(body []byte) ([]CallPart, error) {
-	dec := jsontext.NewDecoder(bytes.NewReader(body), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
-	lineOf := func(v jsontext.Value) int {
-		off := int(dec.InputOffset()) - len(v)
-		return 1 + bytes.Count(body[:max(0, min(off, len(body)))], []byte("\n"))
-	}
+	dec := jsonpart.NewDecoder(body)
 	fail := func(err error) ([]CallPart, error) {
 		var se *jsontext.SyntacticError
 		if errors.As(err, &se) {
-			line := 1 + bytes.Count(body[:max(0, min(int(se.ByteOffset), len(body)))], []byte("\n"))
-			return nil, fmt.Errorf("calls: line %d: not valid JSON: %w", line, err)
+			return nil, fmt.Errorf("calls: line %d: not valid JSON: %w", dec.Line(se.ByteOffset), err)
 		}
 		return nil, fmt.Errorf("calls: %w", err)
 	}
@@ -103,25 +96,17 @@ func CallParts(body []byte) ([]CallPart, error) {
 	for {
 		switch dec.PeekKind() {
 		case '{':
-			v, err := dec.ReadValue()
+			p, err := dec.ReadPart()
 			if err != nil {
 				return fail(err)
 			}
-			parts = append(parts, CallPart{lineOf(v), bytes.Clone(v)})
+			parts = append(parts, p)
 		case '[':
-			if _, err := dec.ReadToken(); err != nil {
+			ps, err := dec.ReadArray()
+			if err != nil {
 				return fail(err)
 			}
-			for dec.PeekKind() != ']' {
-				v, err := dec.ReadValue()
-				if err != nil {
-					return fail(err)
-				}
-				parts = append(parts, CallPart{lineOf(v), bytes.Clone(v)})
-			}
-			if _, err := dec.ReadToken(); err != nil {
-				return fail(err)
-			}
+			parts = append(parts, ps...)
 		default:
 			if _, err := dec.ReadToken(); err != io.EOF {
 				if err == nil {

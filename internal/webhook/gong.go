@@ -12,9 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-json-experiment/json/jsontext"
-
 	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/jsonpart"
 )
 
 // GongSource is the source of the events made of Gong call records.
@@ -59,10 +58,7 @@ type gongCall struct {
 
 // GongCall is one call of a Gong payload: its bytes and the line of the
 // payload it starts on, from 1.
-type GongCall struct {
-	Line int
-	Data []byte
-}
+type GongCall = jsonpart.Part
 
 // GongCalls returns the calls of a Gong payload: the calls of a
 // /v2/calls/extensive response ({"requestId", "records", "calls": [...]}),
@@ -70,32 +66,15 @@ type GongCall struct {
 // "isTest": ...}), the elements of a JSON array of calls, or a call
 // ({"metaData": ...}). The error is for anything else.
 func GongCalls(body []byte) ([]GongCall, error) {
-	dec := jsontext.NewDecoder(bytes.NewReader(body), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
-	lineOf := func(v jsontext.Value) int {
-		off := int(dec.InputOffset()) - len(v)
-		return 1 + bytes.Count(body[:max(0, min(off, len(body)))], []byte("\n"))
-	}
+	dec := jsonpart.NewDecoder(body)
 	var calls []GongCall
-	array := func() error {
-		if _, err := dec.ReadToken(); err != nil {
-			return err
-		}
-		for dec.PeekKind() != ']' {
-			v, err := dec.ReadValue()
-			if err != nil {
-				return err
-			}
-			calls = append(calls, GongCall{lineOf(v), bytes.Clone(v)})
-		}
-		_, err := dec.ReadToken()
-		return err
-	}
 	fail := func(err error) ([]GongCall, error) {
 		return nil, fmt.Errorf("gong: want a /v2/calls/extensive response, a webhook's {\"callData\": ...} or calls: %w", err)
 	}
 	switch dec.PeekKind() {
 	case '[':
-		if err := array(); err != nil {
+		var err error
+		if calls, err = dec.ReadArray(); err != nil {
 			return fail(err)
 		}
 	case '{':
@@ -108,11 +87,11 @@ func GongCalls(body []byte) ([]GongCall, error) {
 			return fail(err)
 		}
 		if _, ok := top["metaData"]; ok {
-			calls = append(calls, GongCall{1, bytes.Clone(whole)})
+			calls = append(calls, GongCall{Line: 1, Data: bytes.Clone(whole)})
 			break
 		}
 		// Read again to find where callData or calls starts.
-		dec.Reset(bytes.NewReader(body), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+		dec.Rewind()
 		if _, err := dec.ReadToken(); err != nil {
 			return fail(err)
 		}
@@ -128,16 +107,16 @@ func GongCalls(body []byte) ([]GongCall, error) {
 			switch {
 			case name == "calls" && dec.PeekKind() == '[' && !found:
 				found = true
-				if err := array(); err != nil {
+				if calls, err = dec.ReadArray(); err != nil {
 					return fail(err)
 				}
 			case name == "callData" && dec.PeekKind() == '{' && !found:
 				found = true
-				v, err := dec.ReadValue()
+				c, err := dec.ReadPart()
 				if err != nil {
 					return fail(err)
 				}
-				calls = append(calls, GongCall{lineOf(v), bytes.Clone(v)})
+				calls = append(calls, c)
 			default:
 				if err := dec.SkipValue(); err != nil {
 					return fail(err)
