@@ -365,3 +365,149 @@ func TestAssembleMissed(t *testing.T) {
 		t.Error("a step index that is not a number: no error")
 	}
 }
+
+func TestAssembleFunnel(t *testing.T) {
+	usd, eur := curNum("USD"), curNum("EUR")
+	sums := func(curs int, s ...[]float64) [][]float64 {
+		out := make([][]float64, 5)
+		for i := range out {
+			out[i] = make([]float64, curs)
+			if i < len(s) {
+				out[i] = s[i]
+			}
+		}
+		return out
+	}
+	byOwner := func(t *testing.T) common {
+		c := testCommon(t)
+		c.defs.By, c.defs.Interval = "owner", "month"
+		return c
+	}
+	// ann and bob keep groups of their own, two values are merged.
+	keys := topKeys([]keyRow{{"ann", 11, 5}, {"bob", 22, 4}, {"cy", 33, 1}, {"dee", 44, 1}}, 2)
+	for _, tc := range []struct {
+		name  string
+		c     func(t *testing.T) common
+		top   int
+		rows  []funnelRow
+		ask   moneyAsk
+		check func(t *testing.T, r *FunnelResult)
+	}{
+		{"no rows", testCommon, 0, nil, moneyAsk{}, func(t *testing.T, r *FunnelResult) {
+			if len(r.Steps) != 2 || r.Steps[0].FromStep != "a" || r.Steps[0].ToStep != "b" || r.Steps[1].FromIndex != 2 || r.Steps[1].ToIndex != 3 {
+				t.Fatalf("steps %+v, want a→b and b→c", r.Steps)
+			}
+			for _, st := range r.Steps {
+				if st.Reached != 0 || st.Groups != nil || st.ConversionRateDecided != nil || len(st.TimeToConvert.Histogram) != len(bucketEdges) ||
+					!sameFloat(st.ReachedAmount, f64(0)) || st.AmountConversionRateReached != nil {
+					t.Errorf("step %d: %+v, want an empty cohort", st.FromIndex, st)
+				}
+			}
+			if r.Definitions.Top != 0 || r.Definitions.OtherKeys != 0 {
+				t.Errorf("top %d other %d", r.Definitions.Top, r.Definitions.OtherKeys)
+			}
+		}},
+		{"steps outside the ladder's conversions", testCommon, 0, []funnelRow{
+			{k: 0, n: [6]uint64{9}, curs: []uint32{usd}, sums: sums(1)},
+			{k: 3, n: [6]uint64{9}, curs: []uint32{usd}, sums: sums(1)},
+			{k: 2, n: [6]uint64{4, 2, 1, 1, 1, 1}, curs: []uint32{usd}, sums: sums(1, []float64{40}, []float64{20}, []float64{10}, []float64{10}, []float64{5}),
+				qs: []uint32{86400, 2 * 86400, 3 * 86400}, hist: [len(bucketEdges)]uint64{1}},
+		}, moneyAsk{}, func(t *testing.T, r *FunnelResult) {
+			if r.Steps[0].Reached != 0 {
+				t.Errorf("step 1 reached %d, want 0: rows of step 0 and 3 are left out", r.Steps[0].Reached)
+			}
+			st := r.Steps[1]
+			if st.Reached != 4 || st.Converted != 2 || st.Dropped != 1 || st.StillOpen != 1 || st.Skipped != 1 ||
+				!sameFloat(st.ConversionRateDecided, f64(2.0/3)) || !sameFloat(st.ConversionRateReached, f64(0.5)) {
+				t.Errorf("step 2 counts %+v", st.FunnelCounts)
+			}
+			if !sameFloat(st.ConvertedAmount, f64(20)) || !sameFloat(st.DroppedAmount, f64(10)) || !sameFloat(st.SkippedAmount, f64(5)) ||
+				!sameFloat(st.AmountConversionRateDecided, f64(20.0/30)) || !sameFloat(st.AmountConversionRateReached, f64(0.5)) {
+				t.Errorf("step 2 amounts %+v", st.FunnelCounts)
+			}
+			tc := st.TimeToConvert
+			if tc.N != 1 || tc.Skipped != 1 || !sameFloat(tc.Median, f64(1)) || !sameFloat(tc.P90, f64(3)) || tc.Histogram[0].Count != 1 {
+				t.Errorf("step 2 time to convert %+v", tc)
+			}
+		}},
+		{"groups sorted, top merged", byOwner, 2, []funnelRow{
+			{k: 1, n: [6]uint64{6}, curs: []uint32{usd}, sums: sums(1)},
+			{k: 1, g: 1, period: "2024-02-01", kh: otherKey, n: [6]uint64{1}, sums: sums(0)},
+			{k: 1, g: 1, period: "2024-02-01", kh: 22, n: [6]uint64{2}, sums: sums(0)},
+			{k: 1, g: 1, period: "2024-02-01", kh: 11, n: [6]uint64{1}, sums: sums(0)},
+			{k: 1, g: 1, period: "2024-01-01", kh: 22, n: [6]uint64{2, 2}, sums: sums(0)},
+		}, moneyAsk{}, func(t *testing.T, r *FunnelResult) {
+			var got []string
+			for _, g := range r.Steps[0].Groups {
+				got = append(got, g.Period+"/"+g.Key+map[bool]string{true: "(other)"}[g.Other])
+			}
+			if want := []string{"2024-01-01/bob", "2024-02-01/ann", "2024-02-01/bob", "2024-02-01/(other)"}; !slices.Equal(got, want) {
+				t.Errorf("groups %v, want %v", got, want)
+			}
+			if r.Steps[0].Groups[0].Converted != 2 || !sameFloat(r.Steps[0].Groups[0].ConversionRateReached, f64(1)) {
+				t.Errorf("group 2024-01-01/bob %+v", r.Steps[0].Groups[0])
+			}
+			if r.Definitions.Top != 2 || r.Definitions.OtherKeys != 2 || r.Definitions.By != "owner" {
+				t.Errorf("definitions top %d other_keys %d by %q, want 2, 2, owner", r.Definitions.Top, r.Definitions.OtherKeys, r.Definitions.By)
+			}
+			if r.Steps[1].Groups != nil {
+				t.Errorf("step 2 groups %v, want none", r.Steps[1].Groups)
+			}
+		}},
+		{"several currencies, one all zero", byOwner, 0, []funnelRow{
+			{k: 1, n: [6]uint64{3}, curs: []uint32{usd, eur, curNum("GBP")}, sums: sums(3, []float64{10, 20, 0})},
+			{k: 1, g: 1, kh: 11, n: [6]uint64{1}, curs: []uint32{usd}, sums: sums(1, []float64{10})},
+		}, moneyAsk{}, func(t *testing.T, r *FunnelResult) {
+			st := r.Steps[0]
+			if len(st.AmountsByCurrency) != 2 || st.AmountsByCurrency["EUR"].ReachedAmount != 20 {
+				t.Errorf("amounts %v, want USD and EUR", st.AmountsByCurrency)
+			}
+			if st.ReachedAmount != nil || st.Groups[0].ReachedAmount != nil || *r.Definitions.Currency != "" {
+				t.Errorf("scalars %v and group %v, want null: the answer is in several currencies", ptr(st.ReachedAmount), ptr(st.Groups[0].ReachedAmount))
+			}
+		}},
+		{"converted", testCommon, 0, []funnelRow{
+			{k: 1, n: [6]uint64{2, 1, 1}, curs: []uint32{usd, eur}, sums: sums(2, []float64{13, 13}, []float64{13, 0}, []float64{0, 13})},
+		}, testRates(t), func(t *testing.T, r *FunnelResult) {
+			st := r.Steps[0]
+			if !sameFloat(st.ConvertedAmount, f64(10)) || !sameFloat(st.DroppedAmount, f64(12)) || !sameFloat(st.AmountConversionRateDecided, f64(10.0/22)) {
+				t.Errorf("converted %v dropped %v rate %v, want 10 and 12 GBP, 10/22", ptr(st.ConvertedAmount), ptr(st.DroppedAmount), ptr(st.AmountConversionRateDecided))
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := keyset{}
+			if tc.top > 0 {
+				k = keys
+			}
+			r, err := assembleFunnel(tc.c(t), tc.top, k, tc.rows, tc.ask)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, r)
+		})
+	}
+}
+
+func TestTopKeys(t *testing.T) {
+	rows := []keyRow{{"ann", 11, 5}, {"bob", 22, 4}, {"cy", 33, 1}}
+	for _, tc := range []struct {
+		top   int
+		kept  []uint64
+		other int
+	}{{0, []uint64{11, 22, 33}, 0}, {2, []uint64{11, 22}, 1}, {5, []uint64{11, 22, 33}, 0}} {
+		k := topKeys(rows, tc.top)
+		if !slices.Equal(k.top, tc.kept) || k.other != tc.other {
+			t.Errorf("top %d: kept %v other %d, want %v %d", tc.top, k.top, k.other, tc.kept, tc.other)
+		}
+		if key, other := k.group(22); key != "bob" || other {
+			t.Errorf("top %d: group 22 is %q %v", tc.top, key, other)
+		}
+		if _, other := k.group(otherKey); other != (tc.other > 0) {
+			t.Errorf("top %d: the other group is other: %v", tc.top, other)
+		}
+	}
+	if k := topKeys(nil, 3); k.names == nil || len(k.top) != 0 {
+		t.Errorf("no rows: %+v", k)
+	}
+}

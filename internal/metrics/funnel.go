@@ -198,30 +198,71 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 		}
 		window = int64(w) * 86400
 	}
-	// Groups are keyed by numbers: the period's first day as a Date and
-	// the By value's 64-bit hash, named from a second query (two values
-	// of one tenant collide with odds of about n^2/2^65).
-	g, err := breakdown(fq.By, fq.Interval, "fi", "rk")
+	g, err := funnelGrouping(fq.By, fq.Interval)
 	if err != nil {
 		return nil, err
 	}
+	if fq.Top < 0 {
+		return nil, param.Errorf("top", param.OutOfRange, "must be 0 (every value) or more")
+	}
+	c.defs.From, c.defs.To = timePtr(from), timePtr(to)
+	if fq.WindowDays != nil {
+		w := *fq.WindowDays
+		c.defs.WindowDays = &w
+	}
+	c.defs.By, c.defs.Interval = fq.By, fq.Interval
+
+	args := func(s *scan) []any {
+		return append(s.args,
+			clickhouse.Named("tenant", c.tenant),
+			clickhouse.Named("asof", int64(ts(c.asOf))),
+			clickhouse.Named("window", window),
+			clickhouse.Named("nladder", uint64(len(c.ladder))),
+			clickhouse.Named("nsteps", uint64(len(c.ladder)-1)),
+			clickhouse.Named("from", ts(from)),
+			clickhouse.Named("to", ts(to)),
+			clickhouse.Named("nb", uint8(len(bucketEdges))),
+			clickhouse.Named("skp", uint8(funnelSkipped)),
+			byAttr(fq.By))
+	}
+	type answer struct {
+		rows []funnelRow
+		keys keyset
+	}
+	ans, err := readScan(ctx, q, c.tenant, func(s *scan) (answer, error) {
+		var keys keyset
+		if fq.By != "" {
+			var err error
+			if keys, err = q.breakdownKeys(s, fq.By, fq.Top, funnelPopulation, args(s)); err != nil {
+				return answer{}, err
+			}
+		}
+		rows, err := queryRows(s, q.conn, "funnel", funnelSQL(s.shape, g, keys), append(args(s), keys.arg()), (*funnelRow).dest)
+		return answer{rows, keys}, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return assembleFunnel(c, fq.Top, ans.keys, ans.rows, ask)
+}
+
+// funnelGrouping is the grouping of a funnel by by and interval: the facts
+// of element fi, the period of reaching the step (rk). Groups are keyed by
+// numbers: the period's first day as a Date and the By value's 64-bit
+// hash, named from a second query (two values of one tenant collide with
+// odds of about n^2/2^65).
+func funnelGrouping(by, interval string) (grouping, error) {
+	return breakdown(by, interval, "fi", "rk")
+}
+
+// funnelSQL is the query of the funnel answer on sh, grouped as g with the
+// By values of keys (funnelRow).
+func funnelSQL(sh shape, g grouping, keys keyset) string {
 	keyHash, period, periodOut := g.keyHash, g.period, g.periodOut
-	grouped := fq.By != "" || fq.Interval != ""
+	grouped := g.by != "" || g.interval != ""
 	groups := "[toUInt8(0)]"
 	if grouped {
 		groups = "[toUInt8(0), toUInt8(1)]"
-	}
-
-	res := &FunnelResult{Definitions: c.defs}
-	res.Definitions.From, res.Definitions.To = timePtr(from), timePtr(to)
-	if fq.WindowDays != nil {
-		w := *fq.WindowDays
-		res.Definitions.WindowDays = &w
-	}
-	res.Definitions.By, res.Definitions.Interval = fq.By, fq.Interval
-	res.Definitions.Rules = funnelRules
-	if fq.Top < 0 {
-		return nil, param.Errorf("top", param.OutOfRange, "must be 0 (every value) or more")
 	}
 
 	// Per opportunity: its facts as of as_of (fact index fi), and for
@@ -295,116 +336,96 @@ FROM (
 FROM (` + cohort(from, prewhere, where) + `)
 GROUP BY K, pd, kh, cur`
 	}
-	args := func(s *scan) []any {
-		return append(s.args,
-			clickhouse.Named("tenant", c.tenant),
-			clickhouse.Named("asof", int64(ts(c.asOf))),
-			clickhouse.Named("window", window),
-			clickhouse.Named("nladder", uint64(len(c.ladder))),
-			clickhouse.Named("nsteps", uint64(len(c.ladder)-1)),
-			clickhouse.Named("from", ts(from)),
-			clickhouse.Named("to", ts(to)),
-			clickhouse.Named("nb", uint8(len(bucketEdges))),
-			clickhouse.Named("skp", uint8(funnelSkipped)),
-			byAttr(fq.By))
-	}
-	type answer struct {
-		steps []FunnelStep
-		keys  keyset
-	}
-	ans, err := readScan(ctx, q, c.tenant, func(s *scan) (answer, error) {
-		var keys keyset
-		if fq.By != "" {
-			var err error
-			if keys, err = q.breakdownKeys(s, fq.By, fq.Top, funnelPopulation, args(s)); err != nil {
-				return answer{}, err
-			}
-		}
-		// The whole step (g = 0) and its groups (g = 1) are merged from the
-		// branches' partial counts per (K, period, key, currency), over
-		// all currencies but the amounts.
-		query := `SELECT K, g, ` + periodOut + `, grp_kh,
+	// The whole step (g = 0) and its groups (g = 1) are merged from the
+	// branches' partial counts per (K, period, key, currency), over
+	// all currencies but the amounts.
+	return `SELECT K, g, ` + periodOut + `, grp_kh,
 		toUInt64(sum(n0)), toUInt64(sum(n1)), toUInt64(sum(n2)), toUInt64(sum(n3)), toUInt64(sum(n4)), toUInt64(sum(n5)),
 		` + sumMapSQL("a0", "a1", "a2", "a3", "a4") + `,
 		quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)` + bucketSumsSQL() + `
-	FROM ` + s.fanout(func(where string) string { return branch(s.from, s.prewhere, where) }) + `
+	FROM ` + sh.fanout(func(where string) string { return branch(sh.from, sh.prewhere, where) }) + `
 	ARRAY JOIN ` + groups + ` AS g
 	GROUP BY K, g, if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, ` + keys.groupKey("kh") + `) AS grp_kh`
-		rows, err := q.conn.Query(s.ctx, query, append(args(s), keys.arg())...)
-		if err != nil {
-			return answer{}, fmt.Errorf("funnel query: %w", err)
-		}
-		defer rows.Close()
+}
 
-		steps := make([]FunnelStep, len(c.ladder)-1)
-		for i := range steps {
-			steps[i] = FunnelStep{
-				FromStep: c.ladder[i], FromIndex: i + 1,
-				ToStep: c.ladder[i+1], ToIndex: i + 2,
-				FunnelCounts: emptyCounts(),
-			}
-		}
-		for rows.Next() {
-			var (
-				k, g uint8
-				per  string
-				kh   uint64
-				n    [6]uint64
-				curs []uint32
-				amt  = make([][]float64, 5)
-				qs   []uint32
-				h    [len(bucketEdges)]uint64
-			)
-			dest := append([]any{&k, &g, &per, &kh, &n[0], &n[1], &n[2], &n[3], &n[4], &n[5]}, sumMapDest(&curs, amt)...)
-			dest = append(dest, &qs)
-			for i := range h {
-				dest = append(dest, &h[i])
-			}
-			if err := rows.Scan(dest...); err != nil {
-				return answer{}, fmt.Errorf("funnel scan: %w", err)
-			}
-			fc := FunnelCounts{
-				Reached: int64(n[0]), Converted: int64(n[1]), Dropped: int64(n[2]), StillOpen: int64(n[3]), Skipped: int64(n[4]),
-				AmountsByCurrency: byCurrency(curs, amt, funnelAmounts),
-			}
-			fc.TimeToConvert = TimeToConvert{N: int64(n[1] - n[5]), Skipped: int64(n[5]), Histogram: newBuckets()}
-			if n[1] > n[5] && len(qs) == 3 {
-				days := func(secs uint32) *float64 { d := float64(secs) / 86400; return &d }
-				fc.TimeToConvert.Median, fc.TimeToConvert.P75, fc.TimeToConvert.P90 = days(qs[0]), days(qs[1]), days(qs[2])
-			}
-			for i := range h {
-				fc.TimeToConvert.Histogram[i].Count = int64(h[i])
-			}
-			fc.setRates()
-			if int(k) < 1 || int(k) > len(steps) {
-				continue
-			}
-			st := &steps[k-1]
-			if g == 0 {
-				st.FunnelCounts = fc
-			} else {
-				key, other := keys.group(kh)
-				st.Groups = append(st.Groups, FunnelGroup{Period: per, Key: key, Other: other, FunnelCounts: fc})
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return answer{}, fmt.Errorf("funnel rows: %w", err)
-		}
-		for i := range steps {
-			sort.Slice(steps[i].Groups, func(a, b int) bool {
-				ga, gb := steps[i].Groups[a], steps[i].Groups[b]
-				return groupLess(ga.Period, ga.Key, ga.Other, gb.Period, gb.Key, gb.Other)
-			})
-		}
-		return answer{steps, keys}, nil
-	})
-	if err != nil {
-		return nil, err
+// funnelRow is one row of funnelSQL: the cohort of step k as a whole (g =
+// 0) or of one group (g = 1: the period and By value hash kh). n holds
+// reached, converted, dropped, still open, skipped and converted but
+// skipped; sums the amounts of the first five per currency curs; qs the
+// quantiles and hist the histogram of the time to convert of the
+// converted that did not skip k, in seconds.
+type funnelRow struct {
+	k, g   uint8
+	period string
+	kh     uint64
+	n      [6]uint64
+	curs   []uint32
+	sums   [][]float64
+	qs     []uint32
+	hist   [len(bucketEdges)]uint64
+}
+
+// dest returns the scan destinations of r's columns.
+func (r *funnelRow) dest() []any {
+	r.sums = make([][]float64, 5)
+	dest := append([]any{&r.k, &r.g, &r.period, &r.kh, &r.n[0], &r.n[1], &r.n[2], &r.n[3], &r.n[4], &r.n[5]}, sumMapDest(&r.curs, r.sums)...)
+	dest = append(dest, &r.qs)
+	for i := range r.hist {
+		dest = append(dest, &r.hist[i])
 	}
-	res.Definitions.setTop(fq.By, fq.Top, ans.keys)
-	res.Steps = ans.steps
+	return dest
+}
+
+// assembleFunnel makes the funnel answer of c from the rows of funnelSQL
+// and the By values of keys, top the breakdown's top: every step of the
+// ladder but the last (empty when no row has it; rows of other steps
+// are left out), its groups sorted by period then key (the other group
+// last), and the scalar amounts as ask says.
+func assembleFunnel(c common, top int, keys keyset, rows []funnelRow, ask moneyAsk) (*FunnelResult, error) {
+	res := &FunnelResult{Definitions: c.defs}
+	res.Definitions.Rules = funnelRules
+	res.Definitions.setTop(c.defs.By, top, keys)
+	res.Steps = make([]FunnelStep, len(c.ladder)-1)
+	for i := range res.Steps {
+		res.Steps[i] = FunnelStep{
+			FromStep: c.ladder[i], FromIndex: i + 1,
+			ToStep: c.ladder[i+1], ToIndex: i + 2,
+			FunnelCounts: emptyCounts(),
+		}
+	}
+	for _, r := range rows {
+		if int(r.k) < 1 || int(r.k) > len(res.Steps) {
+			continue
+		}
+		n := r.n
+		fc := FunnelCounts{
+			Reached: int64(n[0]), Converted: int64(n[1]), Dropped: int64(n[2]), StillOpen: int64(n[3]), Skipped: int64(n[4]),
+			AmountsByCurrency: byCurrency(r.curs, r.sums, funnelAmounts),
+		}
+		fc.TimeToConvert = TimeToConvert{N: int64(n[1] - n[5]), Skipped: int64(n[5]), Histogram: newBuckets()}
+		if n[1] > n[5] && len(r.qs) == 3 {
+			days := func(secs uint32) *float64 { d := float64(secs) / 86400; return &d }
+			fc.TimeToConvert.Median, fc.TimeToConvert.P75, fc.TimeToConvert.P90 = days(r.qs[0]), days(r.qs[1]), days(r.qs[2])
+		}
+		for i := range r.hist {
+			fc.TimeToConvert.Histogram[i].Count = int64(r.hist[i])
+		}
+		fc.setRates()
+		st := &res.Steps[r.k-1]
+		if r.g == 0 {
+			st.FunnelCounts = fc
+		} else {
+			key, other := keys.group(r.kh)
+			st.Groups = append(st.Groups, FunnelGroup{Period: r.period, Key: key, Other: other, FunnelCounts: fc})
+		}
+	}
 	present := map[string]bool{}
-	for _, st := range res.Steps {
+	for i := range res.Steps {
+		st := &res.Steps[i]
+		sort.Slice(st.Groups, func(a, b int) bool {
+			ga, gb := st.Groups[a], st.Groups[b]
+			return groupLess(ga.Period, ga.Key, ga.Other, gb.Period, gb.Key, gb.Other)
+		})
 		addCurrencies(present, st.AmountsByCurrency)
 		for _, g := range st.Groups {
 			addCurrencies(present, g.AmountsByCurrency)
@@ -442,43 +463,52 @@ const funnelSkipped = 16
 // opportunities have each, most first, ties by value. With top > 0 only
 // the first top values keep their own groups: the others are merged into
 // one group per period (see otherKey), and other counts them.
-func (q *Querier) breakdownKeys(s *scan, by string, top int, cond string, args []any) (k keyset, err error) {
+func (q *Querier) breakdownKeys(s *scan, by string, top int, cond string, args []any) (keyset, error) {
+	rows, err := queryRows(s, q.conn, "breakdown keys", breakdownKeysSQL(s.shape, by, cond), args, (*keyRow).dest)
+	if err != nil {
+		return keyset{}, err
+	}
+	return topKeys(rows, top), nil
+}
+
+// breakdownKeysSQL is the query of breakdownKeys on sh (keyRow), most
+// opportunities first, ties by value.
+func breakdownKeysSQL(sh shape, by, cond string) string {
 	elem, _ := byElement(by, readmodel.FactIndex("@asof"))
-	query := `SELECT key, cityHash64(key), sum(n) AS n FROM ` + s.fanout(func(where string) string {
+	return `SELECT key, cityHash64(key), sum(n) AS n FROM ` + sh.fanout(func(where string) string {
 		return `SELECT ` + elem + ` AS key, count() AS n
-		FROM ` + s.from + `
-		` + s.prewhere + `
+		FROM ` + sh.from + `
+		` + sh.prewhere + `
 		WHERE ` + where + ` AND (` + cond + `)
 		GROUP BY key`
 	}) + `
 	GROUP BY key
 	ORDER BY n DESC, key`
-	rows, err := q.conn.Query(s.ctx, query, args...)
-	if err != nil {
-		return k, fmt.Errorf("breakdown keys query: %w", err)
-	}
-	defer rows.Close()
-	k.names = map[uint64]string{}
-	for rows.Next() {
-		var (
-			key string
-			h   uint64
-			n   uint64
-		)
-		if err := rows.Scan(&key, &h, &n); err != nil {
-			return k, fmt.Errorf("breakdown keys scan: %w", err)
-		}
+}
+
+// keyRow is one row of breakdownKeysSQL: a By value, its cityHash64 and
+// how many opportunities have it.
+type keyRow struct {
+	key     string
+	hash, n uint64
+}
+
+// dest returns the scan destinations of r's columns.
+func (r *keyRow) dest() []any { return []any{&r.key, &r.hash, &r.n} }
+
+// topKeys keeps the first top of the By values of rows (all when top is
+// 0), in order, and counts the others.
+func topKeys(rows []keyRow, top int) keyset {
+	k := keyset{names: map[uint64]string{}}
+	for _, r := range rows {
 		if top > 0 && len(k.names) == top {
 			k.other++
 			continue
 		}
-		k.names[h] = key
-		k.top = append(k.top, h)
+		k.names[r.hash] = r.key
+		k.top = append(k.top, r.hash)
 	}
-	if err := rows.Err(); err != nil {
-		return k, fmt.Errorf("breakdown keys rows: %w", err)
-	}
-	return k, nil
+	return k
 }
 
 // funnelPopulation is the condition of an opportunity in a funnel
@@ -540,10 +570,10 @@ func emptyCounts() FunnelCounts {
 }
 
 // grouping is the SQL of a breakdown by a fact (By) and a period
-// (Interval): by is the dimension (empty for none), keyHash the group
-// key's hash of its value, period the period of a time, periodOut the
-// period as the answer shows it.
-type grouping struct{ by, keyHash, period, periodOut string }
+// (Interval): by and interval are the dimension and the interval (empty
+// for none), keyHash the group key's hash of its value, period the period
+// of a time, periodOut the period as the answer shows it.
+type grouping struct{ by, interval, keyHash, period, periodOut string }
 
 // breakdown returns the grouping of by and interval, taking the fact of
 // element fi and the period of the time at (SQL expressions), or an input
@@ -562,7 +592,7 @@ func breakdown(by, interval, fi, at string) (grouping, error) {
 		if !ok {
 			return grouping{}, param.Errorf("interval", param.Invalid, "must be one of week, month, quarter")
 		}
-		g.period = fmt.Sprintf("%s(toDateTime(%s), 'UTC')", fn, at)
+		g.interval, g.period = interval, fmt.Sprintf("%s(toDateTime(%s), 'UTC')", fn, at)
 		g.periodOut = "if(g = 0, '', toString(grp_pd))"
 	}
 	return g, nil

@@ -75,3 +75,31 @@ func TestMissedSQL(t *testing.T) {
 		checkGolden(t, "missed_"+g.name, missedSQL(g.sh))
 	}
 }
+
+// goldenBreakdowns are the breakdowns the golden funnel and cycle-time
+// queries are made for: none, by a fact, by a period, by both with the
+// values outside the top merged, and by a free attribute and a period.
+var goldenBreakdowns = []struct {
+	name, by, interval string
+	keys               keyset
+}{
+	{"plain", "", "", keyset{}},
+	{"owner", "owner", "", keyset{}},
+	{"month", "", "month", keyset{}},
+	{"owner_week_top", "owner", "week", keyset{other: 3}},
+	{"attr_quarter", "attr.region", "quarter", keyset{}},
+}
+
+// TestFunnelSQL compares the funnel queries with their golden files.
+func TestFunnelSQL(t *testing.T) {
+	for _, sh := range goldenShapes {
+		for _, b := range goldenBreakdowns {
+			g, err := funnelGrouping(b.by, b.interval)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, "funnel_"+b.name+"_"+sh.name, funnelSQL(sh.sh, g, b.keys))
+		}
+		checkGolden(t, "funnel_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", funnelPopulation))
+	}
+}
