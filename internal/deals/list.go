@@ -358,13 +358,24 @@ func (q rowsSQL) selectDeals(facts, warned string) string {
 	return `SELECT * FROM (` + q.deals(facts) + `) WHERE ` + warned
 }
 
-// readView returns what fn returns with the queries over a View of c.tenant's
-// rows, its context and arguments. Like snapshot.Read it may run fn more
-// than once and returns the last run's value only: fn builds its answer in
-// what it returns.
-func readView[T any](ctx context.Context, r *Reader, c *common, fn func(ctx context.Context, q rowsSQL, args []any) (T, error)) (T, error) {
-	return snapshot.Read(ctx, r.pin, c.tenant, func(ctx context.Context, v *snapshot.View) (T, error) {
-		var zero T
+// paged is an answer with a page of deals.
+type paged interface {
+	// rows are the page's deals.
+	rows() *[]Row
+}
+
+func (res *ListResult) rows() *[]Row     { return &res.Deals }
+func (res *WarningsResult) rows() *[]Row { return &res.Deals }
+
+// readPage returns the answer fn builds with the queries over a View of
+// c.tenant's rows, its context and arguments (those of the view and c, then
+// extra), with the page of deals whose ids fn returns: read on the same
+// View, then named. Like snapshot.Read it may run fn more than once and
+// returns the last run's answer only: fn builds its answer in what it
+// returns.
+func readPage[T paged](ctx context.Context, r *Reader, c *common, extra []any, fn func(ctx context.Context, q rowsSQL, args []any) (T, []string, error)) (T, error) {
+	var zero T
+	res, err := snapshot.Read(ctx, r.pin, c.tenant, func(ctx context.Context, v *snapshot.View) (T, error) {
 		qctx, err := v.Context(r.queryCtx(ctx))
 		if err != nil {
 			return zero, err
@@ -383,8 +394,23 @@ WHERE `+q.where+` AND single_threaded_filled = 0 LIMIT 1)`, args...).Scan(&unfil
 			return zero, fmt.Errorf("deal states written before migration 0110: %w", err)
 		}
 		q.legacy = unfilled > 0
-		return fn(qctx, q, args)
+		args = append(args, extra...)
+		res, ids, err := fn(qctx, q, args)
+		if err != nil {
+			return zero, err
+		}
+		if *res.rows(), err = r.page(qctx, c, q, args, ids); err != nil {
+			return zero, err
+		}
+		return res, nil
 	})
+	if err != nil {
+		return zero, err
+	}
+	if err := r.names(r.queryCtx(ctx), c.tenant, c.asOf, *res.rows()); err != nil {
+		return zero, err
+	}
+	return res, nil
 }
 
 // pageIDs returns the ids of the deals of sel (a query of deals' facts,
@@ -603,10 +629,9 @@ func (r *Reader) List(ctx context.Context, lq ListQuery) (*ListResult, error) {
 	}
 	facts, warned, fargs := filterSQL(lq.Filter, step)
 	offset := (page - 1) * size
-	res, err := readView(ctx, r, &c, func(ctx context.Context, q rowsSQL, args []any) (*ListResult, error) {
+	return readPage(ctx, r, &c, fargs, func(ctx context.Context, q rowsSQL, args []any) (*ListResult, []string, error) {
 		res := &ListResult{Definitions: c.defs, Filter: lq.Filter, Page: page, PageSize: size}
 		res.Definitions.Rules = append(slices.Clone(listRules), WarningRules...)
-		args = append(args, fargs...)
 		sel := q.selectDeals(facts, warned)
 		var (
 			ids []string
@@ -616,7 +641,7 @@ func (r *Reader) List(ctx context.Context, lq ListQuery) (*ListResult, error) {
 			// The warnings cost: count and page in one pass.
 			var groups []group
 			if groups, ids, err = r.rank(ctx, sel, "toUInt8(1)", args, offset, size); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			for _, g := range groups {
 				res.Total += int64(g.n)
@@ -625,26 +650,16 @@ func (r *Reader) List(ctx context.Context, lq ListQuery) (*ListResult, error) {
 			// Two cheap passes over the facts.
 			var n uint64
 			if err := r.conn.QueryRow(ctx, `SELECT count() FROM (`+sel+`)`, args...).Scan(&n); err != nil {
-				return nil, fmt.Errorf("count deals: %w", err)
+				return nil, nil, fmt.Errorf("count deals: %w", err)
 			}
 			if res.Total = int64(n); int64(offset) < res.Total {
 				if ids, err = r.pageIDs(ctx, sel, args, offset, size); err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 			}
 		}
-		if res.Deals, err = r.page(ctx, &c, q, args, ids); err != nil {
-			return nil, err
-		}
-		return res, nil
+		return res, ids, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	if err := r.names(r.queryCtx(ctx), c.tenant, c.asOf, res.Deals); err != nil {
-		return nil, err
-	}
-	return res, nil
 }
 
 // Warnings answers the deals with warnings as of wq.AsOf, summed by kind,
@@ -672,33 +687,22 @@ func (r *Reader) Warnings(ctx context.Context, wq WarningsQuery) (*WarningsResul
 	if f.Warning != "any" {
 		mask = maskSQL(f.Warning)
 	}
-	res, err := readView(ctx, r, &c, func(ctx context.Context, q rowsSQL, args []any) (*WarningsResult, error) {
+	return readPage(ctx, r, &c, fargs, func(ctx context.Context, q rowsSQL, args []any) (*WarningsResult, []string, error) {
 		res := &WarningsResult{Definitions: c.defs, Filter: f, Page: page, PageSize: size}
 		res.Definitions.Rules = append(slices.Clone(WarningRules),
 			"total, by_kind, by_owner and by_team count each deal once in deals and once per kind in kinds; amounts_by_currency sums the deals' amounts per currency, never across currencies",
 			"owner and team are the facts as of as_of; the deals are ordered by amount desc (each in its own currency), then opportunity_id")
-		args = append(args, fargs...)
 		groups, ids, err := r.rank(ctx, q.deals(facts), mask, args, (page-1)*size, size)
 		if err != nil {
-			return nil, fmt.Errorf("warnings: %w", err)
+			return nil, nil, fmt.Errorf("warnings: %w", err)
 		}
 		sum := newSummary(f.Warning)
 		for _, g := range groups {
 			sum.add(g.owner, g.team, g.cur, g.m, int64(g.n), g.amount)
 		}
 		res.Total, res.ByKind, res.ByOwner, res.ByTeam = sum.result()
-		if res.Deals, err = r.page(ctx, &c, q, args, ids); err != nil {
-			return nil, err
-		}
-		return res, nil
+		return res, ids, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	if err := r.names(r.queryCtx(ctx), c.tenant, c.asOf, res.Deals); err != nil {
-		return nil, err
-	}
-	return res, nil
 }
 
 // summary accumulates the warnings' counts.
