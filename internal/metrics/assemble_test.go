@@ -511,3 +511,49 @@ func TestTopKeys(t *testing.T) {
 		t.Errorf("no rows: %+v", k)
 	}
 }
+
+func TestAssembleCycle(t *testing.T) {
+	keys := topKeys([]keyRow{{"ann", 11, 5}, {"bob", 22, 4}, {"cy", 33, 1}}, 1)
+	t.Run("no rows", func(t *testing.T) {
+		r := assembleCycle(testCommon(t), "", 0, 0, keyset{}, nil)
+		if r.Groups != nil || r.Closed.N != 0 || r.Won.Median != nil || r.FromStep != "" || r.FromIndex != 0 {
+			t.Errorf("%+v, want nothing from the creation", r)
+		}
+		if !slices.Equal(r.Definitions.Rules, cycleRules) {
+			t.Errorf("rules %v", r.Definitions.Rules)
+		}
+	})
+	t.Run("outcomes and groups", func(t *testing.T) {
+		c := testCommon(t)
+		c.defs.By, c.defs.Interval = "owner", "month"
+		day := uint32(86400)
+		r := assembleCycle(c, "b", 2, 1, keys, []cycleRow{
+			{o: 0, n: 5, nok: 4, qs: []uint32{day, 2 * day, 4 * day}},
+			{o: 1, n: 3, nok: 3, qs: []uint32{day, day, 2 * day}},
+			{o: 2, n: 2, nok: 1, qs: []uint32{3 * day, 3 * day, 3 * day}},
+			{g: 1, o: 2, period: "2024-02-01", kh: otherKey, n: 1, nok: 0, qs: []uint32{0, 0, 0}},
+			{g: 1, o: 0, period: "2024-02-01", kh: otherKey, n: 1, nok: 0},
+			{g: 1, o: 1, period: "2024-02-01", kh: 11, n: 3, nok: 3, qs: []uint32{day, day, 2 * day}},
+			{g: 1, o: 0, period: "2024-01-01", kh: 11, n: 1, nok: 1, qs: []uint32{day, day, day}},
+		})
+		if r.FromStep != "b" || r.FromIndex != 2 || r.Definitions.Top != 1 || r.Definitions.OtherKeys != 2 {
+			t.Errorf("from %q %d, top %d other %d", r.FromStep, r.FromIndex, r.Definitions.Top, r.Definitions.OtherKeys)
+		}
+		if r.Closed.N != 4 || r.Closed.NotReached != 1 || !sameFloat(r.Closed.P90, f64(4)) || r.Won.N != 3 || !sameFloat(r.Lost.Median, f64(3)) || r.Lost.NotReached != 1 {
+			t.Errorf("outcomes %+v", r.CycleOutcomes)
+		}
+		var got []string
+		for _, g := range r.Groups {
+			got = append(got, g.Period+"/"+g.Key+map[bool]string{true: "(other)"}[g.Other])
+		}
+		if want := []string{"2024-01-01/ann", "2024-02-01/ann", "2024-02-01/(other)"}; !slices.Equal(got, want) {
+			t.Fatalf("groups %v, want %v", got, want)
+		}
+		if o := r.Groups[2]; o.Lost.NotReached != 1 || o.Lost.Median != nil || o.Closed.NotReached != 1 || o.Won.N != 0 {
+			t.Errorf("other group %+v: no quantiles without a deal that reached the step", o.CycleOutcomes)
+		}
+		if g := r.Groups[1]; g.Won.N != 3 || g.Closed.N != 0 || !sameFloat(g.Won.P90, f64(2)) {
+			t.Errorf("2024-02-01/ann %+v", g.CycleOutcomes)
+		}
+	})
+}

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -122,31 +121,69 @@ func (q *Querier) CycleTime(ctx context.Context, cq CycleQuery) (*CycleResult, e
 			return nil, param.Errorf("from_step", param.Invalid, "must be one of %s, or empty for the creation", strings.Join(c.ladder, ", "))
 		}
 	}
-	// As in the funnel, groups are keyed by numbers: the period's first
-	// day and the By value's 64-bit hash, named by funnelKeys.
-	g, err := breakdown(cq.By, cq.Interval, readmodel.FactIndex("@asof"), "ct")
+	g, err := cycleGrouping(cq.By, cq.Interval)
 	if err != nil {
 		return nil, err
 	}
+	if cq.Top < 0 {
+		return nil, param.Errorf("top", param.OutOfRange, "must be 0 (every value) or more")
+	}
+	c.defs.From, c.defs.To = timePtr(from), timePtr(to)
+	c.defs.By, c.defs.Interval = cq.By, cq.Interval
+
+	args := func(s *scan) []any {
+		return append(s.args,
+			clickhouse.Named("tenant", c.tenant),
+			clickhouse.Named("asof", int64(ts(c.asOf))),
+			clickhouse.Named("from", ts(from)),
+			clickhouse.Named("to", ts(to)),
+			clickhouse.Named("k", uint64(k)),
+			byAttr(cq.By))
+	}
+	type answer struct {
+		rows []cycleRow
+		keys keyset
+	}
+	ans, err := readScan(ctx, q, c.tenant, func(s *scan) (answer, error) {
+		var keys keyset
+		if cq.By != "" {
+			var err error
+			if keys, err = q.breakdownKeys(s, cq.By, cq.Top, cyclePopulation, args(s)); err != nil {
+				return answer{}, err
+			}
+		}
+		rows, err := queryRows(s, q.conn, "cycle time", cycleSQL(s.shape, g, k, keys), append(args(s), keys.arg()), (*cycleRow).dest)
+		return answer{rows, keys}, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return assembleCycle(c, cq.FromStep, k, cq.Top, ans.keys, ans.rows), nil
+}
+
+// cycleGrouping is the grouping of a cycle-time answer by by and interval:
+// the facts as of @asof, the period of the close (ct). As in the funnel,
+// groups are keyed by numbers: the period's first day and the By value's
+// 64-bit hash, named by breakdownKeys.
+func cycleGrouping(by, interval string) (grouping, error) {
+	return breakdown(by, interval, readmodel.FactIndex("@asof"), "ct")
+}
+
+// cycleSQL is the query of the cycle-time answer on sh, grouped as g with
+// the By values of keys, from the deal's creation (k = 0) or from reaching
+// step @k (cycleRow).
+func cycleSQL(sh shape, g grouping, k int, keys keyset) string {
 	keyHash, period, periodOut := g.keyHash, g.period, g.periodOut
 	start := "toUInt32(created_at)"
 	if k > 0 {
 		start = "toUInt32(reach[@k])"
 	}
-	grouped := cq.By != "" || cq.Interval != ""
+	grouped := g.by != "" || g.interval != ""
 	// x = 2g + h: g = 1 for the group's row, 0 for the total; h = 1 for
 	// the deal's own outcome (won or lost), 0 for closed.
 	xs := "[toUInt8(0), toUInt8(1)]"
 	if grouped {
 		xs = "[toUInt8(0), toUInt8(1), toUInt8(2), toUInt8(3)]"
-	}
-
-	res := &CycleResult{Definitions: c.defs, FromStep: cq.FromStep, FromIndex: k}
-	res.Definitions.From, res.Definitions.To = timePtr(from), timePtr(to)
-	res.Definitions.By, res.Definitions.Interval = cq.By, cq.Interval
-	res.Definitions.Rules = cycleRules
-	if cq.Top < 0 {
-		return nil, param.Errorf("top", param.OutOfRange, "must be 0 (every value) or more")
 	}
 
 	// Per opportunity: its last close as of as_of (index ci in the close_*
@@ -172,99 +209,79 @@ FROM (
 )
 GROUP BY pd, kh, won`
 	}
-	args := func(s *scan) []any {
-		return append(s.args,
-			clickhouse.Named("tenant", c.tenant),
-			clickhouse.Named("asof", int64(ts(c.asOf))),
-			clickhouse.Named("from", ts(from)),
-			clickhouse.Named("to", ts(to)),
-			clickhouse.Named("k", uint64(k)),
-			byAttr(cq.By))
-	}
-	type answer struct {
-		all    CycleOutcomes
-		groups []CycleGroup
-		keys   keyset
-	}
-	ans, err := readScan(ctx, q, c.tenant, func(s *scan) (answer, error) {
-		var ans answer
-		if cq.By != "" {
-			var err error
-			if ans.keys, err = q.breakdownKeys(s, cq.By, cq.Top, cyclePopulation, args(s)); err != nil {
-				return answer{}, err
-			}
-		}
-		keys := ans.keys
-		query := `SELECT g, o, ` + periodOut + `, grp_kh,
+	return `SELECT g, o, ` + periodOut + `, grp_kh,
 	toUInt64(sum(n)), toUInt64(sum(nok)), quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)
 FROM (
 	SELECT intDiv(x, 2) AS g, if(x % 2 = 0, 0, if(won, 1, 2)) AS o,
 		if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, ` + keys.groupKey("kh") + `) AS grp_kh, n, nok, qs
-	FROM ` + s.fanout(func(where string) string { return branch(s.from, s.prewhere, where) }) + `
+	FROM ` + sh.fanout(func(where string) string { return branch(sh.from, sh.prewhere, where) }) + `
 	ARRAY JOIN ` + xs + ` AS x
 )
 GROUP BY g, o, grp_pd, grp_kh`
-		rows, err := q.conn.Query(s.ctx, query, append(args(s), keys.arg())...)
-		if err != nil {
-			return answer{}, fmt.Errorf("cycle time query: %w", err)
-		}
-		defer rows.Close()
+}
 
-		type gkey struct {
-			period string
-			kh     uint64
-		}
-		groups := map[gkey]*CycleGroup{}
-		for rows.Next() {
-			var (
-				g, o   uint8
-				per    string
-				kh     uint64
-				n, nok uint64
-				qs     []uint32
-			)
-			if err := rows.Scan(&g, &o, &per, &kh, &n, &nok, &qs); err != nil {
-				return answer{}, fmt.Errorf("cycle time scan: %w", err)
-			}
-			ct := CycleTime{N: int64(nok), NotReached: int64(n - nok)}
-			if nok > 0 && len(qs) == 3 {
-				days := func(secs uint32) *float64 { d := float64(secs) / 86400; return &d }
-				ct.Median, ct.P75, ct.P90 = days(qs[0]), days(qs[1]), days(qs[2])
-			}
-			out := &ans.all
-			if g != 0 {
-				gk := gkey{per, kh}
-				if groups[gk] == nil {
-					key, other := keys.group(kh)
-					groups[gk] = &CycleGroup{Period: per, Key: key, Other: other}
-				}
-				out = &groups[gk].CycleOutcomes
-			}
-			switch o {
-			case 0:
-				out.Closed = ct
-			case 1:
-				out.Won = ct
-			default:
-				out.Lost = ct
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return answer{}, fmt.Errorf("cycle time rows: %w", err)
-		}
-		for _, grp := range groups {
-			ans.groups = append(ans.groups, *grp)
-		}
-		sort.Slice(ans.groups, func(a, b int) bool {
-			ga, gb := ans.groups[a], ans.groups[b]
-			return groupLess(ga.Period, ga.Key, ga.Other, gb.Period, gb.Key, gb.Other)
-		})
-		return ans, nil
-	})
-	if err != nil {
-		return nil, err
+// cycleRow is one row of cycleSQL: the deals of the whole answer (g = 0)
+// or of one group (g = 1: the period and By value hash kh) with outcome o
+// (0 closed, 1 won, 2 lost); n counts them, nok those with a start at or
+// before their close, and qs are the quantiles of their cycle times in
+// seconds.
+type cycleRow struct {
+	g, o   uint8
+	period string
+	kh     uint64
+	n, nok uint64
+	qs     []uint32
+}
+
+// dest returns the scan destinations of r's columns.
+func (r *cycleRow) dest() []any {
+	return []any{&r.g, &r.o, &r.period, &r.kh, &r.n, &r.nok, &r.qs}
+}
+
+// assembleCycle makes the cycle-time answer of c from the rows of
+// cycleSQL, from step fromStep (index k; "" and 0 for the creation), with
+// the By values of keys, top the breakdown's top: the outcomes in total
+// and per group, the groups sorted by period then key (the other group
+// last).
+func assembleCycle(c common, fromStep string, k, top int, keys keyset, rows []cycleRow) *CycleResult {
+	res := &CycleResult{Definitions: c.defs, FromStep: fromStep, FromIndex: k}
+	res.Definitions.Rules = cycleRules
+	res.Definitions.setTop(c.defs.By, top, keys)
+	type gkey struct {
+		period string
+		kh     uint64
 	}
-	res.Definitions.setTop(cq.By, cq.Top, ans.keys)
-	res.CycleOutcomes, res.Groups = ans.all, ans.groups
-	return res, nil
+	groups := map[gkey]*CycleGroup{}
+	for _, r := range rows {
+		ct := CycleTime{N: int64(r.nok), NotReached: int64(r.n - r.nok)}
+		if r.nok > 0 && len(r.qs) == 3 {
+			days := func(secs uint32) *float64 { d := float64(secs) / 86400; return &d }
+			ct.Median, ct.P75, ct.P90 = days(r.qs[0]), days(r.qs[1]), days(r.qs[2])
+		}
+		out := &res.CycleOutcomes
+		if r.g != 0 {
+			gk := gkey{r.period, r.kh}
+			if groups[gk] == nil {
+				key, other := keys.group(r.kh)
+				groups[gk] = &CycleGroup{Period: r.period, Key: key, Other: other}
+			}
+			out = &groups[gk].CycleOutcomes
+		}
+		switch r.o {
+		case 0:
+			out.Closed = ct
+		case 1:
+			out.Won = ct
+		default:
+			out.Lost = ct
+		}
+	}
+	for _, grp := range groups {
+		res.Groups = append(res.Groups, *grp)
+	}
+	sort.Slice(res.Groups, func(a, b int) bool {
+		ga, gb := res.Groups[a], res.Groups[b]
+		return groupLess(ga.Period, ga.Key, ga.Other, gb.Period, gb.Key, gb.Other)
+	})
+	return res
 }

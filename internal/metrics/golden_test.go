@@ -103,3 +103,22 @@ func TestFunnelSQL(t *testing.T) {
 		checkGolden(t, "funnel_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", funnelPopulation))
 	}
 }
+
+// TestCycleSQL compares the cycle-time queries with their golden files.
+func TestCycleSQL(t *testing.T) {
+	for _, sh := range goldenShapes {
+		for _, b := range goldenBreakdowns {
+			g, err := cycleGrouping(b.by, b.interval)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, "cycle_"+b.name+"_"+sh.name, cycleSQL(sh.sh, g, 0, b.keys))
+		}
+		g, err := cycleGrouping("", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkGolden(t, "cycle_from_step_"+sh.name, cycleSQL(sh.sh, g, 2, keyset{}))
+		checkGolden(t, "cycle_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", cyclePopulation))
+	}
+}
