@@ -337,9 +337,10 @@ func (s *state) apply(e *event.Event) {
 	if s.firstAt.IsZero() {
 		s.firstAt = t
 	}
+	// The fact changes of this event alone: what crmChanged reports.
+	s.changes = s.changes[:0]
 	switch p := e.Payload.(type) {
 	case *event.Opportunity:
-		s.changes = s.changes[:0]
 		if p.Pipeline != "" {
 			s.pipeline = p.Pipeline
 		}
@@ -372,7 +373,6 @@ func (s *state) apply(e *event.Event) {
 			s.stageEvidence(e, p.Stage)
 		}
 	case *event.StageChange:
-		s.changes = s.changes[:0]
 		if p.Pipeline != "" {
 			s.pipeline = p.Pipeline
 		}
@@ -386,18 +386,15 @@ func (s *state) apply(e *event.Event) {
 			s.stageEvidence(e, p.To)
 		}
 	case *event.AmountChange:
-		s.changes = s.changes[:0]
 		s.setAmount(p.To, p.Currency)
 		if p.Cleared && len(s.changes) > 0 {
 			s.changes[len(s.changes)-1].cleared = true
 		}
 		s.crmChanged(e)
 	case *event.ProbabilityChange:
-		s.changes = s.changes[:0]
 		s.setProbabilityTo(p.To)
 		s.crmChanged(e)
 	case *event.CloseDateChange:
-		s.changes = s.changes[:0]
 		if s.facts.CloseDate.IsZero() && p.From != "" && p.From != p.To {
 			s.facts.CloseDate = p.From.Time() // the CRM knew it before we did
 		}
@@ -407,21 +404,17 @@ func (s *state) apply(e *event.Event) {
 			s.closeDatePushed(e)
 		}
 	case *event.OwnerChange:
-		s.changes = s.changes[:0]
 		s.setAttribute(FactTeam, &s.facts.Team, p.Team)
 		s.setOwner(p.To)
 		s.crmChanged(e)
 	case *event.ForecastCategoryChange:
-		s.changes = s.changes[:0]
 		s.setForecast(p.To)
 		s.crmChanged(e)
 	case *event.Won:
-		s.changes = s.changes[:0]
 		s.setAmount(cmp.Or(p.Amount, s.facts.Amount), p.Currency)
 		s.crmChanged(e)
 		s.close(e, StatusWon, p.Reason)
 	case *event.Lost:
-		s.changes = s.changes[:0]
 		s.setAmount(cmp.Or(p.Amount, s.facts.Amount), p.Currency)
 		s.crmChanged(e)
 		s.close(e, StatusLost, p.Reason)
