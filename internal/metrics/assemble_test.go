@@ -557,3 +557,86 @@ func TestAssembleCycle(t *testing.T) {
 		}
 	})
 }
+
+func TestAssembleStageHistory(t *testing.T) {
+	steps := map[string]int{"Prospect": 1, "Demo": 2, "Trial": 2, "Contract": 5}
+	stageStep := func(s string) int { return steps[s] }
+	day := uint32(86400)
+	total, ann := stageGroup{}, stageGroup{g: 1, key: "ann"}
+	other := stageGroup{g: 1, other: 1}
+	stages := []stageRow{
+		{stageGroup: total, stage: "Prospect", entries: 4, re: 1, current: 1, exited: 3, qs: []uint32{day, 2 * day, 3 * day}},
+		{stageGroup: total, stage: "Demo", entries: 2, exited: 1, qs: []uint32{day, day, day}},
+		{stageGroup: total, stage: "Trial", entries: 1, current: 1},
+		{stageGroup: total, stage: "Contract", entries: 1},
+		{stageGroup: total, stage: "Lost?", entries: 1},
+		{stageGroup: other, stage: "Prospect", entries: 1},
+		{stageGroup: ann, stage: "Prospect", entries: 3, re: 1, exited: 3},
+	}
+	moves := []moveRow{
+		{stageGroup: total, from: "", to: "Prospect", n: 3},
+		{stageGroup: total, from: "Prospect", to: "Demo", n: 2},
+		{stageGroup: total, from: "Demo", to: "Trial", n: 1},
+		{stageGroup: total, from: "Demo", to: "Prospect", n: 1},
+		{stageGroup: total, from: "Trial", to: "Contract", n: 1},
+		{stageGroup: total, from: "Contract", to: "Lost?", n: 1},
+		{stageGroup: total, from: "Prospect", to: "Nowhere", n: 1}, // no stage row: left out
+		{stageGroup: other, from: "", to: "Prospect", n: 1},
+		{stageGroup: ann, from: "", to: "Prospect", n: 2},
+	}
+	t.Run("no rows", func(t *testing.T) {
+		r := assembleStageHistory(testCommon(t), 0, keyset{}, stageStep, nil, nil)
+		if r.Stages == nil || r.Transitions == nil || len(r.Stages)+len(r.Transitions) != 0 || r.Total != (StageTotals{}) || r.Groups != nil {
+			t.Errorf("%+v, want empty stages and transitions", r)
+		}
+	})
+	t.Run("stages, moves and groups", func(t *testing.T) {
+		c := testCommon(t)
+		c.defs.By = "owner"
+		keys := topKeys([]keyRow{{"ann", 11, 3}, {"bob", 22, 1}}, 1)
+		r := assembleStageHistory(c, 1, keys, stageStep, stages, moves)
+		var order []string
+		for _, s := range r.Stages {
+			order = append(order, s.Stage)
+		}
+		if want := []string{"Lost?", "Prospect", "Demo", "Trial", "Contract"}; !slices.Equal(order, want) {
+			t.Errorf("stages %v, want %v (no step first, then by step, then name)", order, want)
+		}
+		p := r.Stages[1]
+		if p.Step != "a" || p.Deals != 3 || p.ReEntries != 1 || p.Initial != 3 || p.Backward != 1 || !sameFloat(p.TimeInStage.P75, f64(2)) {
+			t.Errorf("Prospect %+v", p)
+		}
+		if c := r.Stages[4]; c.StepIndex != 5 || c.Step != "" {
+			t.Errorf("Contract: step %d %q, want 5 above the ladder, unnamed", c.StepIndex, c.Step)
+		}
+		if r.Stages[0].TimeInStage.Median != nil {
+			t.Errorf("Lost? median %v, want none without exits", ptr(r.Stages[0].TimeInStage.Median))
+		}
+		want := StageTotals{Deals: 3, Entries: 9, ReEntries: 1, Moves: 6, Forward: 3, Backward: 1, Lateral: 1, Unordered: 1}
+		if r.Total != want {
+			t.Errorf("total %+v, want %+v", r.Total, want)
+		}
+		var tr []string
+		for _, m := range r.Transitions {
+			tr = append(tr, m.From+">"+m.To+":"+m.Direction)
+		}
+		if want := []string{"Prospect>Demo:forward", "Demo>Prospect:backward", "Demo>Trial:lateral", "Trial>Contract:forward", "Contract>Lost?:unordered"}; !slices.Equal(tr, want) {
+			t.Errorf("transitions %v, want %v", tr, want)
+		}
+		if len(r.Groups) != 2 || r.Groups[0].Key != "ann" || r.Groups[0].Other || !r.Groups[1].Other || r.Groups[1].Key != "" {
+			t.Fatalf("groups %+v, want ann, then the other group", r.Groups)
+		}
+		if g := r.Groups[0]; g.Total.Deals != 2 || g.Total.Entries != 3 || g.Transitions == nil {
+			t.Errorf("ann %+v", g.StageHistory)
+		}
+		if r.Definitions.Top != 1 || r.Definitions.OtherKeys != 1 || r.Definitions.By != "owner" {
+			t.Errorf("definitions top %d other %d by %q", r.Definitions.Top, r.Definitions.OtherKeys, r.Definitions.By)
+		}
+	})
+	t.Run("no stage order", func(t *testing.T) {
+		r := assembleStageHistory(testCommon(t), 0, keyset{}, nil, stages, moves)
+		if r.Total.Unordered != r.Total.Moves || r.Stages[0].Stage != "Contract" || r.Stages[0].Step != "" {
+			t.Errorf("without a stage order: total %+v, first stage %+v; want every move unordered, stages by name", r.Total, r.Stages[0])
+		}
+	})
+}

@@ -122,3 +122,19 @@ func TestCycleSQL(t *testing.T) {
 		checkGolden(t, "cycle_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", cyclePopulation))
 	}
 }
+
+// TestStageHistorySQL compares the stage history queries with their
+// golden files.
+func TestStageHistorySQL(t *testing.T) {
+	for _, sh := range goldenShapes {
+		for _, b := range []struct {
+			name, by string
+			keys     keyset
+		}{{"plain", "", keyset{}}, {"owner", "owner", keyset{}}, {"owner_top", "owner", keyset{other: 3}}, {"attr", "attr.region", keyset{}}} {
+			stages, moves := stageHistorySQL(sh.sh, b.by, b.keys)
+			checkGolden(t, "stagehistory_stages_"+b.name+"_"+sh.name, stages)
+			checkGolden(t, "stagehistory_moves_"+b.name+"_"+sh.name, moves)
+		}
+		checkGolden(t, "stagehistory_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", stageHistoryPopulation))
+	}
+}

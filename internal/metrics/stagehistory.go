@@ -3,7 +3,6 @@ package metrics
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"slices"
 	"time"
 
@@ -154,100 +153,21 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 	if err != nil {
 		return nil, err
 	}
-	key := "''"
 	if sq.By != "" {
-		elem, ok := byElement(sq.By, "fi")
-		if !ok {
+		if _, ok := byElement(sq.By, "fi"); !ok {
 			return nil, errBy
 		}
-		key = elem
 	}
-	groups := "[toUInt8(0)]"
-	if sq.By != "" {
-		groups = "[toUInt8(0), toUInt8(1)]"
-	}
-	res := &StageHistoryResult{Definitions: c.defs}
-	res.Definitions.By = sq.By
-	res.Definitions.Rules = stageHistoryRules
 	if sq.Top < 0 {
 		return nil, param.Errorf("top", param.OutOfRange, "must be 0 (every value) or more")
 	}
-	// The group key: '' for the total (g = 0) and for the merged values
-	// of a top-N breakdown (oth = 1), else the By value.
-	groupKey := func(k keyset) string {
-		if k.other == 0 {
-			return "if(g = 0, '', grp) AS k, toUInt8(0) AS oth"
-		}
-		return "if(g = 0 OR oth, '', grp) AS k, g = 1 AND NOT has(@top_names, grp) AS oth"
-	}
-	stepOf := func(stage string) int {
-		if sq.StageStep == nil {
-			return 0
-		}
-		return sq.StageStep(stage)
-	}
-
-	// Per opportunity: its facts as of as_of (fact index fi) and its
-	// stage entries up to as_of (a prefix: they are in fold order, which
-	// is by time); then one row per entry with the stage before it (''
-	// for the first), the time of the next entry (0 for none yet) and
-	// how many times the deal had entered the stage by then (occ).
-	entries := func(from, prewhere, where string) string {
-		return `SELECT grp, stage, prev, occ > 1 AS re, i = n AND is_open AS cur,
-		nxt != 0 AS exited, toUInt32(nxt) - toUInt32(et) AS dur
-	FROM (
-		SELECT ` + readmodel.FactIndex("@asof") + ` AS fi,
-			` + key + ` AS grp,
-			statuses[fi] = 'open' AS is_open,
-			arrayCount(t -> t <= toDateTime(@asof), stage_entry_times) AS n,
-			arraySlice(stage_entries, 1, n) AS es,
-			arraySlice(stage_entry_times, 1, n) AS ets,
-			arrayPushFront(arrayPopBack(es), '') AS prevs,
-			arrayPushBack(arrayPopFront(ets), toDateTime(0)) AS nexts,
-			arrayEnumerateUniq(es) AS occs
-		FROM ` + from + `
-		` + prewhere + `
-		WHERE ` + where + `
-			AND n > 0
-	)
-	ARRAY JOIN arrayEnumerate(es) AS i, es AS stage, ets AS et, prevs AS prev, nexts AS nxt, occs AS occ`
-	}
-	stagesQuery := func(s *scan, keys keyset) string {
-		return `SELECT g, ` + groupKey(keys) + `, stage,
-		toUInt64(sum(n)), toUInt64(sum(r)), toUInt64(sum(c)), toUInt64(sum(x)),
-		quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)
-	FROM ` + s.fanout(func(where string) string {
-			return `SELECT grp, stage, count() AS n, sum(re) AS r, sum(cur) AS c, sum(exited) AS x,
-		quantilesExactIfState(0.5, 0.75, 0.9)(dur, exited) AS qs
-	FROM (` + entries(s.from, s.prewhere, where) + `)
-	GROUP BY grp, stage`
-		}) + `
-	ARRAY JOIN ` + groups + ` AS g
-	GROUP BY g, k, oth, stage`
-	}
-	movesQuery := func(s *scan, keys keyset) string {
-		return `SELECT g, ` + groupKey(keys) + `, prev, stage, toUInt64(sum(n))
-	FROM ` + s.fanout(func(where string) string {
-			return `SELECT grp, prev, stage, count() AS n
-	FROM (` + entries(s.from, s.prewhere, where) + `)
-	GROUP BY grp, prev, stage`
-		}) + `
-	ARRAY JOIN ` + groups + ` AS g
-	GROUP BY g, k, oth, prev, stage`
-	}
-
-	type gk struct {
-		g     uint8
-		key   string
-		other uint8
-	}
+	c.defs.By = sq.By
 	type answer struct {
-		stats map[gk]map[string]*StageStats
-		moves map[gk][]StageTransition
-		keys  keyset
+		stages []stageRow
+		moves  []moveRow
+		keys   keyset
 	}
 	ans, err := readScan(ctx, q, c.tenant, func(s *scan) (answer, error) {
-		stats, moves := map[gk]map[string]*StageStats{}, map[gk][]StageTransition{}
 		args := append(s.args, clickhouse.Named("tenant", c.tenant), clickhouse.Named("asof", int64(ts(c.asOf))), byAttr(sq.By))
 		var keys keyset
 		if sq.By != "" {
@@ -261,68 +181,160 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 			}
 			args = append(args, clickhouse.Named("top_names", names))
 		}
-		rows, err := q.conn.Query(s.ctx, stagesQuery(s, keys), args...)
+		stagesSQL, movesSQL := stageHistorySQL(s.shape, sq.By, keys)
+		stages, err := queryRows(s, q.conn, "stage history", stagesSQL, args, (*stageRow).dest)
 		if err != nil {
-			return answer{}, fmt.Errorf("stage history query: %w", err)
+			return answer{}, err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				k           gk
-				stage       string
-				n, r, cu, x uint64
-				qs          []uint32
-			)
-			if err := rows.Scan(&k.g, &k.key, &k.other, &stage, &n, &r, &cu, &x, &qs); err != nil {
-				return answer{}, fmt.Errorf("stage history scan: %w", err)
-			}
-			st := &StageStats{
-				Stage: stage, StepIndex: stepOf(stage), Step: stepName(c.ladder, stepOf(stage)),
-				Entries: int64(n), ReEntries: int64(r), Deals: int64(n - r), Current: int64(cu),
-				TimeInStage: StageTime{N: int64(x)},
-			}
-			if x > 0 && len(qs) == 3 {
-				days := func(secs uint32) *float64 { d := float64(secs) / 86400; return &d }
-				st.TimeInStage.Median, st.TimeInStage.P75, st.TimeInStage.P90 = days(qs[0]), days(qs[1]), days(qs[2])
-			}
-			if stats[k] == nil {
-				stats[k] = map[string]*StageStats{}
-			}
-			stats[k][stage] = st
-		}
-		if err := rows.Err(); err != nil {
-			return answer{}, fmt.Errorf("stage history rows: %w", err)
-		}
-		rows, err = q.conn.Query(s.ctx, movesQuery(s, keys), args...)
-		if err != nil {
-			return answer{}, fmt.Errorf("stage transitions query: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				k        gk
-				from, to string
-				n        uint64
-			)
-			if err := rows.Scan(&k.g, &k.key, &k.other, &from, &to, &n); err != nil {
-				return answer{}, fmt.Errorf("stage transitions scan: %w", err)
-			}
-			moves[k] = append(moves[k], StageTransition{From: from, To: to, FromStepIndex: stepOf(from), ToStepIndex: stepOf(to), Count: int64(n)})
-		}
-		if err := rows.Err(); err != nil {
-			return answer{}, fmt.Errorf("stage transitions rows: %w", err)
-		}
-		return answer{stats, moves, keys}, nil
+		moves, err := queryRows(s, q.conn, "stage transitions", movesSQL, args, (*moveRow).dest)
+		return answer{stages, moves, keys}, err
 	})
 	if err != nil {
 		return nil, err
 	}
-	res.Definitions.setTop(sq.By, sq.Top, ans.keys)
-	stats, moves := ans.stats, ans.moves
-	res.StageHistory = stageHistory(stats[gk{}], moves[gk{}])
+	return assembleStageHistory(c, sq.Top, ans.keys, sq.StageStep, ans.stages, ans.moves), nil
+}
+
+// stageHistorySQL returns the two queries of the stage history answer on
+// sh, broken down by by (none when "") with the By values of keys: the
+// figures per stage (stageRow) and the stage-to-stage counts (moveRow).
+func stageHistorySQL(sh shape, by string, keys keyset) (stages, moves string) {
+	key := "''"
+	groups := "[toUInt8(0)]"
+	if by != "" {
+		key, _ = byElement(by, "fi")
+		groups = "[toUInt8(0), toUInt8(1)]"
+	}
+	// The group key: '' for the total (g = 0) and for the merged values
+	// of a top-N breakdown (oth = 1), else the By value.
+	groupKey := "if(g = 0, '', grp) AS k, toUInt8(0) AS oth"
+	if keys.other != 0 {
+		groupKey = "if(g = 0 OR oth, '', grp) AS k, g = 1 AND NOT has(@top_names, grp) AS oth"
+	}
+
+	// Per opportunity: its facts as of as_of (fact index fi) and its
+	// stage entries up to as_of (a prefix: they are in fold order, which
+	// is by time); then one row per entry with the stage before it (''
+	// for the first), the time of the next entry (0 for none yet) and
+	// how many times the deal had entered the stage by then (occ).
+	entries := func(where string) string {
+		return `SELECT grp, stage, prev, occ > 1 AS re, i = n AND is_open AS cur,
+		nxt != 0 AS exited, toUInt32(nxt) - toUInt32(et) AS dur
+	FROM (
+		SELECT ` + readmodel.FactIndex("@asof") + ` AS fi,
+			` + key + ` AS grp,
+			statuses[fi] = 'open' AS is_open,
+			arrayCount(t -> t <= toDateTime(@asof), stage_entry_times) AS n,
+			arraySlice(stage_entries, 1, n) AS es,
+			arraySlice(stage_entry_times, 1, n) AS ets,
+			arrayPushFront(arrayPopBack(es), '') AS prevs,
+			arrayPushBack(arrayPopFront(ets), toDateTime(0)) AS nexts,
+			arrayEnumerateUniq(es) AS occs
+		FROM ` + sh.from + `
+		` + sh.prewhere + `
+		WHERE ` + where + `
+			AND n > 0
+	)
+	ARRAY JOIN arrayEnumerate(es) AS i, es AS stage, ets AS et, prevs AS prev, nexts AS nxt, occs AS occ`
+	}
+	stages = `SELECT g, ` + groupKey + `, stage,
+		toUInt64(sum(n)), toUInt64(sum(r)), toUInt64(sum(c)), toUInt64(sum(x)),
+		quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)
+	FROM ` + sh.fanout(func(where string) string {
+		return `SELECT grp, stage, count() AS n, sum(re) AS r, sum(cur) AS c, sum(exited) AS x,
+		quantilesExactIfState(0.5, 0.75, 0.9)(dur, exited) AS qs
+	FROM (` + entries(where) + `)
+	GROUP BY grp, stage`
+	}) + `
+	ARRAY JOIN ` + groups + ` AS g
+	GROUP BY g, k, oth, stage`
+	moves = `SELECT g, ` + groupKey + `, prev, stage, toUInt64(sum(n))
+	FROM ` + sh.fanout(func(where string) string {
+		return `SELECT grp, prev, stage, count() AS n
+	FROM (` + entries(where) + `)
+	GROUP BY grp, prev, stage`
+	}) + `
+	ARRAY JOIN ` + groups + ` AS g
+	GROUP BY g, k, oth, prev, stage`
+	return stages, moves
+}
+
+// stageGroup names the set of deals a stage history row is of: the total
+// (g = 0) or the group of By value key (g = 1), other = 1 for the values a
+// top-N breakdown merged (key "").
+type stageGroup struct {
+	g     uint8
+	key   string
+	other uint8
+}
+
+// stageRow is one row of the stages query of stageHistorySQL: the entries
+// into stage of a set of deals, of which re-entries, current (open deals
+// in it as of as_of) and exited; qs are the quantiles of the time in
+// stage of the exited, in seconds.
+type stageRow struct {
+	stageGroup
+	stage                        string
+	entries, re, current, exited uint64
+	qs                           []uint32
+}
+
+// dest returns the scan destinations of r's columns.
+func (r *stageRow) dest() []any {
+	return []any{&r.g, &r.key, &r.other, &r.stage, &r.entries, &r.re, &r.current, &r.exited, &r.qs}
+}
+
+// moveRow is one row of the moves query of stageHistorySQL: n entries of
+// a set of deals into stage to from stage from ("" for a deal's first).
+type moveRow struct {
+	stageGroup
+	from, to string
+	n        uint64
+}
+
+// dest returns the scan destinations of r's columns.
+func (r *moveRow) dest() []any {
+	return []any{&r.g, &r.key, &r.other, &r.from, &r.to, &r.n}
+}
+
+// assembleStageHistory makes the stage history answer of c from the rows
+// of stageHistorySQL, with the By values of keys, top the breakdown's top,
+// ordering the stages by the ladder steps stageStep maps them to (nil maps
+// none): the history in total and per group, the groups sorted by key,
+// the other group last.
+func assembleStageHistory(c common, top int, keys keyset, stageStep func(stage string) int, stages []stageRow, moves []moveRow) *StageHistoryResult {
+	res := &StageHistoryResult{Definitions: c.defs}
+	res.Definitions.Rules = stageHistoryRules
+	res.Definitions.setTop(c.defs.By, top, keys)
+	stepOf := func(stage string) int {
+		if stageStep == nil {
+			return 0
+		}
+		return stageStep(stage)
+	}
+	stats, trans := map[stageGroup]map[string]*StageStats{}, map[stageGroup][]StageTransition{}
+	for _, r := range stages {
+		st := &StageStats{
+			Stage: r.stage, StepIndex: stepOf(r.stage), Step: stepName(c.ladder, stepOf(r.stage)),
+			Entries: int64(r.entries), ReEntries: int64(r.re), Deals: int64(r.entries - r.re), Current: int64(r.current),
+			TimeInStage: StageTime{N: int64(r.exited)},
+		}
+		if r.exited > 0 && len(r.qs) == 3 {
+			days := func(secs uint32) *float64 { d := float64(secs) / 86400; return &d }
+			st.TimeInStage.Median, st.TimeInStage.P75, st.TimeInStage.P90 = days(r.qs[0]), days(r.qs[1]), days(r.qs[2])
+		}
+		if stats[r.stageGroup] == nil {
+			stats[r.stageGroup] = map[string]*StageStats{}
+		}
+		stats[r.stageGroup][r.stage] = st
+	}
+	for _, r := range moves {
+		trans[r.stageGroup] = append(trans[r.stageGroup], StageTransition{From: r.from, To: r.to, FromStepIndex: stepOf(r.from), ToStepIndex: stepOf(r.to), Count: int64(r.n)})
+	}
+	res.StageHistory = stageHistory(stats[stageGroup{}], trans[stageGroup{}])
 	for k := range stats {
 		if k.g == 1 {
-			res.Groups = append(res.Groups, StageHistoryGroup{Key: k.key, Other: k.other == 1, StageHistory: stageHistory(stats[k], moves[k])})
+			res.Groups = append(res.Groups, StageHistoryGroup{Key: k.key, Other: k.other == 1, StageHistory: stageHistory(stats[k], trans[k])})
 		}
 	}
 	slices.SortFunc(res.Groups, func(a, b StageHistoryGroup) int {
@@ -334,7 +346,7 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 		}
 		return cmp.Compare(a.Key, b.Key)
 	})
-	return res, nil
+	return res
 }
 
 // stageHistory assembles the history of one set of deals from its

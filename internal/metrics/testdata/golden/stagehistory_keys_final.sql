@@ -1,0 +1,21 @@
+SELECT key, cityHash64(key), sum(n) AS n FROM (
+SELECT owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)] AS key, count() AS n
+		FROM opportunity_state FINAL
+		
+		WHERE tenant = @tenant AND opportunity_id < @b1 AND 1 AND (arrayCount(t -> t <= toDateTime(@asof), stage_entry_times) > 0)
+		GROUP BY key
+UNION ALL
+SELECT owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)] AS key, count() AS n
+		FROM opportunity_state FINAL
+		
+		WHERE tenant = @tenant AND opportunity_id >= @b1 AND opportunity_id < @b2 AND 1 AND (arrayCount(t -> t <= toDateTime(@asof), stage_entry_times) > 0)
+		GROUP BY key
+UNION ALL
+SELECT owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)] AS key, count() AS n
+		FROM opportunity_state FINAL
+		
+		WHERE tenant = @tenant AND opportunity_id >= @b2 AND 1 AND (arrayCount(t -> t <= toDateTime(@asof), stage_entry_times) > 0)
+		GROUP BY key
+)
+	GROUP BY key
+	ORDER BY n DESC, key

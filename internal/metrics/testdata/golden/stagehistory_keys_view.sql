@@ -1,0 +1,9 @@
+SELECT key, cityHash64(key), sum(n) AS n FROM (
+SELECT owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)] AS key, count() AS n
+		FROM opportunity_state
+		PREWHERE (opp_hash, version) NOT IN _superseded
+		WHERE tenant = @tenant AND 1 AND _part IN @snapshot_parts AND (arrayCount(t -> t <= toDateTime(@asof), stage_entry_times) > 0)
+		GROUP BY key
+)
+	GROUP BY key
+	ORDER BY n DESC, key
