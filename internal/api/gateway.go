@@ -22,6 +22,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/jsonpart"
 	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/webhook"
 )
@@ -371,8 +372,7 @@ func splitEvents(body []byte) ([]item, error) {
 		}
 		return items, nil
 	}
-	lineOf := func(off int64) int { return 1 + bytes.Count(body[:min(int(off), len(body))], []byte("\n")) }
-	dec := jsontext.NewDecoder(bytes.NewReader(body), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	dec := jsonpart.NewDecoder(body)
 	syntax := func(err error) error {
 		var se *jsontext.SyntacticError
 		off := dec.InputOffset()
@@ -380,23 +380,17 @@ func splitEvents(body []byte) ([]item, error) {
 			off = se.ByteOffset
 		}
 		return &gatewayError{status: http.StatusBadRequest, param: "body",
-			msg: fmt.Sprintf("line %d: the JSON array is not valid JSON (%v); nothing was published", lineOf(off), err)}
+			msg: fmt.Sprintf("line %d: the JSON array is not valid JSON (%v); nothing was published", dec.Line(off), err)}
 	}
-	if _, err := dec.ReadToken(); err != nil {
-		return nil, syntax(err)
-	}
-	for dec.PeekKind() != ']' {
-		v, err := dec.ReadValue()
-		if err != nil {
-			return nil, syntax(err)
-		}
-		items = append(items, item{lineOf(dec.InputOffset() - int64(len(v))), bytes.Clone(v)})
-	}
-	if _, err := dec.ReadToken(); err != nil {
+	parts, err := dec.ReadArray()
+	if err != nil {
 		return nil, syntax(err)
 	}
 	if _, err := dec.ReadToken(); err == nil {
 		return nil, syntax(errors.New("more after the array's end"))
+	}
+	for _, p := range parts {
+		items = append(items, item{p.Line, p.Data})
 	}
 	return items, nil
 }
