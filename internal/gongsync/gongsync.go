@@ -166,7 +166,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Syncer, err
 		cfg.Interval = 5 * time.Minute
 	}
 	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 15 * time.Second
+		cfg.LeaseTTL = bus.DefaultLeaseTTL
 	}
 	if cfg.ServerRetries <= 0 {
 		cfg.ServerRetries = 5
