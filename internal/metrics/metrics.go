@@ -69,6 +69,18 @@
 //
 // Results are plain structs with JSON tags, sorted deterministically, and
 // each carries the Definitions it was computed with.
+//
+// Each answer is made in three parts: a pure function builds its SQL from
+// the parameters and the scan's shape (stallsSQL, funnelSQL, ...; the
+// values go in bound @arguments), the rows are scanned into a plain row
+// struct (stallsRow, ...) by queryRows, and a pure assemble function
+// (assembleStalls, ...) does all the Go-side work: step names, missing
+// steps, totals, amounts per currency and their scalars, sorting, pages.
+// The SQL of a fixed set of parameters, through a View and with FINAL, is
+// kept in testdata/golden (golden_test.go: a change of SQL shows up in
+// review as a diff of those files; go test -run SQL -update rewrites
+// them), and the assemble functions have table tests without ClickHouse
+// (assemble_test.go).
 package metrics
 
 import (
