@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/fx"
-	"github.com/commitflow/commitflow/internal/param"
 )
 
 // Amounts of several currencies are never added. The queries sum every
@@ -95,20 +94,6 @@ type Conversion struct {
 	Rates map[string]float64 `json:"rates"`
 }
 
-// money is how an answer shows its scalar amounts, decided once all its
-// sums per currency are known.
-type money struct {
-	// rates, when set, converts each currency of the answer to the
-	// answer's currency.
-	rates map[string]float64
-	// mixed: the amounts are in several currencies and not converted;
-	// the scalars are null.
-	mixed bool
-	// cur is the one currency of the answer's amounts, unconverted
-	// (meaningful when neither rates nor mixed).
-	cur string
-}
-
 // moneyAsk is how an answer is asked to show its scalar amounts: with the
 // Querier's rate table (nil for none), in the currency want ("" means the
 // table's base).
@@ -117,64 +102,29 @@ type moneyAsk struct {
 	want  string
 }
 
-// checkCurrency validates the currency an answer is asked in: "" (the
-// default) or a code the Querier's rate table converts, which the
-// moneyAsk holds in upper case.
+// checkCurrency validates the currency an answer is asked in (fx.Check)
+// and returns how it is asked.
 func (q *Querier) checkCurrency(cur string) (moneyAsk, error) {
-	ask := moneyAsk{rates: q.rates}
-	if cur == "" {
-		return ask, nil
-	}
-	code, err := fx.Code(cur)
-	if err != nil {
-		return ask, param.Errorf("currency", param.Invalid, "%v", err)
-	}
-	if q.rates == nil {
-		return ask, param.Errorf("currency", param.Unsupported, "no rate table to convert amounts with: start commitflow with --fx-rates FILE and --fx-base CODE")
-	}
-	if !q.rates.Has(code) {
-		return ask, param.Errorf("currency", param.Unsupported, "%s is not in the rate table (it has %s)", code, strings.Join(q.rates.Currencies(), ", "))
-	}
-	ask.want = code
-	return ask, nil
+	want, err := fx.Check(q.rates, cur)
+	return moneyAsk{rates: q.rates, want: want}, err
 }
 
 // money decides how an answer whose amounts are in the currencies present
-// shows its scalar amounts, as a asks, at the rates of on; it records the
-// decision in d: the answer's currency, the conversion and a rule line.
-func (a moneyAsk) money(on time.Time, present map[string]bool, d *Definitions) (money, error) {
-	curs := slices.Sorted(maps.Keys(present))
-	if a.rates == nil {
-		var m money
-		switch len(curs) {
-		case 0:
-		case 1:
-			m.cur = curs[0]
-		default:
-			m.mixed = true
-		}
-		cur := m.cur
-		d.Currency = &cur
+// shows its scalar amounts, as a asks, at the rates of on (fx.Decide); it
+// records the decision in d: the answer's currency, the conversion and a
+// rule line.
+func (a moneyAsk) money(on time.Time, present map[string]bool, d *Definitions) (fx.Money, error) {
+	m, err := fx.Decide(a.rates, a.want, on, present)
+	if err != nil {
+		return m, err
+	}
+	to := m.To
+	d.Currency = &to
+	if m.Rates == nil {
 		d.Rules = append(slices.Clip(d.Rules), currencyRule)
 		return m, nil
 	}
-	to := a.want
-	if to == "" {
-		to = a.rates.Base()
-	}
-	m := money{rates: map[string]float64{}}
-	if _, err := a.rates.Rate(to, "", on); err != nil {
-		return m, param.Errorf("currency", param.Unsupported, "cannot convert the amounts to %s: %v", to, err)
-	}
-	for _, c := range curs {
-		r, err := a.rates.Rate(c, to, on)
-		if err != nil {
-			return m, param.Errorf("currency", param.Unsupported, "cannot convert the amounts to %s: %v", to, err)
-		}
-		m.rates[c] = r
-	}
-	d.Currency = &to
-	d.Converted = &Conversion{To: to, RatesOn: on.UTC().Format(time.DateOnly), Rates: maps.Clone(m.rates)}
+	d.Converted = &Conversion{To: to, RatesOn: on.UTC().Format(time.DateOnly), Rates: maps.Clone(m.Rates)}
 	d.Rules = append(slices.Clip(d.Rules), convertedRule(to, on, a.rates.Base()))
 	return m, nil
 }
@@ -192,16 +142,16 @@ func convertedRule(to string, on time.Time, base string) string {
 
 // sum returns the scalar of one amount of a counts object from its sums
 // per currency (field reads that amount): nil when the answer is mixed.
-func sum[T any](m money, by map[string]T, field func(T) float64) *float64 {
-	if m.mixed {
+func sum[T any](m fx.Money, by map[string]T, field func(T) float64) *float64 {
+	if m.Mixed {
 		return nil
 	}
 	s := 0.0
 	for c, a := range by {
 		switch {
-		case m.rates != nil:
-			s += field(a) * m.rates[c]
-		case c == m.cur:
+		case m.Rates != nil:
+			s += field(a) * m.Rates[c]
+		case c == m.To:
 			s += field(a)
 		}
 	}

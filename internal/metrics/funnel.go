@@ -9,6 +9,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/commitflow/commitflow/internal/fx"
 	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/readmodel"
 )
@@ -150,7 +151,7 @@ func (c *FunnelCounts) setRates() {
 
 // setAmounts fills the scalar amounts and the rates made of them from
 // AmountsByCurrency, as m says.
-func (c *FunnelCounts) setAmounts(m money) {
+func (c *FunnelCounts) setAmounts(m fx.Money) {
 	by := c.AmountsByCurrency
 	c.ReachedAmount = sum(m, by, func(a FunnelAmounts) float64 { return a.ReachedAmount })
 	c.ConvertedAmount = sum(m, by, func(a FunnelAmounts) float64 { return a.ConvertedAmount })

@@ -6,6 +6,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/commitflow/commitflow/internal/fx"
 	"github.com/commitflow/commitflow/internal/readmodel"
 )
 
@@ -112,7 +113,7 @@ func (m *MovementCounts) add(o MovementCounts) {
 }
 
 // setAmounts fills the scalar amounts from AmountsByCurrency, as mo says.
-func (m *MovementCounts) setAmounts(mo money) {
+func (m *MovementCounts) setAmounts(mo fx.Money) {
 	by := m.AmountsByCurrency
 	m.NewAmount = sum(mo, by, func(a MovementAmounts) float64 { return a.NewAmount })
 	m.AdvancedAmount = sum(mo, by, func(a MovementAmounts) float64 { return a.AdvancedAmount })

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/commitflow/commitflow/internal/fx"
 	"github.com/commitflow/commitflow/internal/param"
 	"github.com/commitflow/commitflow/internal/readmodel"
 )
@@ -72,7 +73,7 @@ func stallAmounts(a []float64) StallAmounts {
 }
 
 // stallScalars returns the scalar amounts of by, as m says.
-func stallScalars(m money, by map[string]StallAmounts) (open, stalled *float64) {
+func stallScalars(m fx.Money, by map[string]StallAmounts) (open, stalled *float64) {
 	return sum(m, by, func(a StallAmounts) float64 { return a.OpenAmount }),
 		sum(m, by, func(a StallAmounts) float64 { return a.StalledAmount })
 }
