@@ -383,6 +383,29 @@ func checkTime(name string, t time.Time) error {
 	return nil
 }
 
+// ranged is the checked parameters of an answer over the events in
+// [from, to) as of c.asOf, in the currency ask.
+type ranged struct {
+	c        common
+	ask      moneyAsk
+	from, to time.Time
+}
+
+// checkRanged checks the parameters of an answer over a range (missed,
+// movement): validateCommon's, the currency and the range.
+func (q *Querier) checkRanged(tenant string, asOf time.Time, ladder []string, version, currency string, from, to time.Time) (ranged, error) {
+	var r ranged
+	var err error
+	if r.c, err = validateCommon(tenant, asOf, ladder, version, 1); err != nil {
+		return r, err
+	}
+	if r.ask, err = q.checkCurrency(currency); err != nil {
+		return r, err
+	}
+	r.from, r.to, err = validateRange(from, to)
+	return r, err
+}
+
 // validateRange checks a required [from, to) range and returns it truncated
 // to seconds in UTC.
 func validateRange(from, to time.Time) (time.Time, time.Time, error) {

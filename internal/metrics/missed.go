@@ -81,18 +81,11 @@ var missedRules = []string{
 
 // Missed computes the missed commitments and miss rates in [From, To).
 func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, error) {
-	c, err := validateCommon(mq.Tenant, mq.AsOf, mq.Ladder, mq.LadderVersion, 1)
+	r, err := q.checkRanged(mq.Tenant, mq.AsOf, mq.Ladder, mq.LadderVersion, mq.Currency, mq.From, mq.To)
 	if err != nil {
 		return nil, err
 	}
-	ask, err := q.checkCurrency(mq.Currency)
-	if err != nil {
-		return nil, err
-	}
-	from, to, err := validateRange(mq.From, mq.To)
-	if err != nil {
-		return nil, err
-	}
+	c, ask, from, to := r.c, r.ask, r.from, r.to
 	rows, err := readScan(ctx, q, c.tenant, func(s *scan) ([]missedRow, error) {
 		args := append(s.args,
 			clickhouse.Named("tenant", c.tenant),

@@ -144,18 +144,11 @@ var movementRules = []string{
 
 // Movement computes how the pipeline moved between From and To.
 func (q *Querier) Movement(ctx context.Context, mq MovementQuery) (*MovementResult, error) {
-	c, err := validateCommon(mq.Tenant, mq.AsOf, mq.Ladder, mq.LadderVersion, 1)
+	r, err := q.checkRanged(mq.Tenant, mq.AsOf, mq.Ladder, mq.LadderVersion, mq.Currency, mq.From, mq.To)
 	if err != nil {
 		return nil, err
 	}
-	ask, err := q.checkCurrency(mq.Currency)
-	if err != nil {
-		return nil, err
-	}
-	from, to, err := validateRange(mq.From, mq.To)
-	if err != nil {
-		return nil, err
-	}
+	c, ask, from, to := r.c, r.ask, r.from, r.to
 	limit := movementLimit(c.asOf, to)
 	rows, err := readScan(ctx, q, c.tenant, func(s *scan) ([]movementRow, error) {
 		args := append(s.args,
