@@ -183,8 +183,8 @@ func movementSQL(sh shape) string {
 	perOpp := func(from, prewhere, where string) string {
 		return `SELECT
 			created_at >= toDateTime(@from) AND created_at < toDateTime(@to) AND created_seen <= toDateTime(@limit) AS is_new,
-			arrayReduce('max', arrayFilter((s, t) -> t <= toDateTime(@flimit), gain_steps, gain_times)) AS top_from,
-			arrayReduce('max', arrayFilter((s, t) -> t <= toDateTime(@limit), gain_steps, gain_times)) AS top_to,
+			` + readmodel.HighestStep("@flimit") + ` AS top_from,
+			` + readmodel.HighestStep("@limit") + ` AS top_to,
 			arrayExists(t -> ` + inRange + `, regress_times) AS reg,
 			arrayExists(t -> ` + inRange + `, stall_times) AS stl,
 			arrayExists((t, s) -> ` + inRange + ` AND s = 'won', close_times, close_statuses) AS won,
