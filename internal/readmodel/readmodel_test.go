@@ -210,8 +210,8 @@ func TestFactsAsOf(t *testing.T) {
 	dates := []time.Time{day(-1), day(0), day(9), day(10), day(25)}
 	wantIndex := []uint32{0, 1, 1, 2, 3}
 	wantCreated := map[string][]time.Time{
-		"late": {day(0), day(0), day(5), day(5), day(5)},
-		"none": {day(0), day(0), day(0), day(0), day(0)},
+		"late":       {day(0), day(0), day(5), day(5), day(5)},
+		"none":       {day(0), day(0), day(0), day(0), day(0)},
 		"shown-late": {day(0), day(0), day(-3), day(-3), day(-3)},
 	}
 	unix := make([]uint32, len(dates))
