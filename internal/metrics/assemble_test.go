@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -639,4 +640,25 @@ func TestAssembleStageHistory(t *testing.T) {
 			t.Errorf("without a stage order: total %+v, first stage %+v; want every move unordered, stages by name", r.Total, r.Stages[0])
 		}
 	})
+}
+
+// TestMovesOf checks that the stage rows' stages-before become one move
+// per set of deals, stage before and stage, summed across rows.
+func TestMovesOf(t *testing.T) {
+	total, owner := stageGroup{}, stageGroup{g: 1, key: "u1"}
+	got := movesOf([]stageRow{
+		{stageGroup: total, stage: "B", froms: []string{"", "A", "A"}, ns: []uint64{1, 2, 3}},
+		{stageGroup: owner, stage: "B", froms: []string{"A"}, ns: []uint64{4}},
+		{stageGroup: total, stage: "A", froms: []string{"B"}, ns: []uint64{5}},
+		{stageGroup: total, stage: "C"},
+	})
+	want := []moveRow{
+		{stageGroup: total, from: "", to: "B", n: 1},
+		{stageGroup: total, from: "A", to: "B", n: 5},
+		{stageGroup: owner, from: "A", to: "B", n: 4},
+		{stageGroup: total, from: "B", to: "A", n: 5},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("movesOf = %+v, want %+v", got, want)
+	}
 }

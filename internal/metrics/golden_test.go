@@ -131,9 +131,7 @@ func TestStageHistorySQL(t *testing.T) {
 			name, by string
 			keys     keyset
 		}{{"plain", "", keyset{}}, {"owner", "owner", keyset{}}, {"owner_top", "owner", keyset{other: 3}}, {"attr", "attr.region", keyset{}}} {
-			stages, moves := stageHistorySQL(sh.sh, b.by, b.keys)
-			checkGolden(t, "stagehistory_stages_"+b.name+"_"+sh.name, stages)
-			checkGolden(t, "stagehistory_moves_"+b.name+"_"+sh.name, moves)
+			checkGolden(t, "stagehistory_"+b.name+"_"+sh.name, stageHistorySQL(sh.sh, b.by, b.keys))
 		}
 		checkGolden(t, "stagehistory_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", stageHistoryPopulation))
 	}

@@ -181,13 +181,8 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 			}
 			args = append(args, clickhouse.Named("top_names", names))
 		}
-		stagesSQL, movesSQL := stageHistorySQL(s.shape, sq.By, keys)
-		stages, err := queryRows(s, q.conn, "stage history", stagesSQL, args, (*stageRow).dest)
-		if err != nil {
-			return answer{}, err
-		}
-		moves, err := queryRows(s, q.conn, "stage transitions", movesSQL, args, (*moveRow).dest)
-		return answer{stages, moves, keys}, err
+		stages, err := queryRows(s, q.conn, "stage history", stageHistorySQL(s.shape, sq.By, keys), args, (*stageRow).dest)
+		return answer{stages, movesOf(stages), keys}, err
 	})
 	if err != nil {
 		return nil, err
@@ -195,10 +190,13 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 	return assembleStageHistory(c, sq.Top, ans.keys, sq.StageStep, ans.stages, ans.moves), nil
 }
 
-// stageHistorySQL returns the two queries of the stage history answer on
-// sh, broken down by by (none when "") with the By values of keys: the
-// figures per stage (stageRow) and the stage-to-stage counts (moveRow).
-func stageHistorySQL(sh shape, by string, keys keyset) (stages, moves string) {
+// stageHistorySQL returns the query of the stage history answer on sh,
+// broken down by by (none when "") with the By values of keys: the
+// figures per stage (stageRow), each with the stages its entries came
+// from and their counts (movesOf). The entries are grouped by (group,
+// stage before, stage) once, and regrouped by stage: one read of the
+// stage entries for both, where two queries cost 18.16 twice the read.
+func stageHistorySQL(sh shape, by string, keys keyset) string {
 	key := "''"
 	groups := "[toUInt8(0)]"
 	if by != "" {
@@ -237,26 +235,17 @@ func stageHistorySQL(sh shape, by string, keys keyset) (stages, moves string) {
 	)
 	ARRAY JOIN arrayEnumerate(es) AS i, es AS stage, ets AS et, prevs AS prev, nexts AS nxt, occs AS occ`
 	}
-	stages = `SELECT g, ` + groupKey + `, stage,
+	return `SELECT g, ` + groupKey + `, stage,
 		toUInt64(sum(n)), toUInt64(sum(r)), toUInt64(sum(c)), toUInt64(sum(x)),
-		quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)
+		quantilesExactIfMerge(0.5, 0.75, 0.9)(qs), groupArray(prev), groupArray(toUInt64(n))
 	FROM ` + sh.fanout(func(where string) string {
-		return `SELECT grp, stage, count() AS n, sum(re) AS r, sum(cur) AS c, sum(exited) AS x,
+		return `SELECT grp, prev, stage, count() AS n, sum(re) AS r, sum(cur) AS c, sum(exited) AS x,
 		quantilesExactIfState(0.5, 0.75, 0.9)(dur, exited) AS qs
-	FROM (` + entries(where) + `)
-	GROUP BY grp, stage`
-	}) + `
-	ARRAY JOIN ` + groups + ` AS g
-	GROUP BY g, k, oth, stage`
-	moves = `SELECT g, ` + groupKey + `, prev, stage, toUInt64(sum(n))
-	FROM ` + sh.fanout(func(where string) string {
-		return `SELECT grp, prev, stage, count() AS n
 	FROM (` + entries(where) + `)
 	GROUP BY grp, prev, stage`
 	}) + `
 	ARRAY JOIN ` + groups + ` AS g
-	GROUP BY g, k, oth, prev, stage`
-	return stages, moves
+	GROUP BY g, k, oth, stage`
 }
 
 // stageGroup names the set of deals a stage history row is of: the total
@@ -268,24 +257,51 @@ type stageGroup struct {
 	other uint8
 }
 
-// stageRow is one row of the stages query of stageHistorySQL: the entries
-// into stage of a set of deals, of which re-entries, current (open deals
-// in it as of as_of) and exited; qs are the quantiles of the time in
-// stage of the exited, in seconds.
+// stageRow is one row of stageHistorySQL: the entries into stage of a set
+// of deals, of which re-entries, current (open deals in it as of as_of)
+// and exited; qs are the quantiles of the time in stage of the exited, in
+// seconds; froms[i] is a stage the entries came from ("" for a deal's
+// first), with ns[i] of them (a stage may be listed more than once).
 type stageRow struct {
 	stageGroup
 	stage                        string
 	entries, re, current, exited uint64
 	qs                           []uint32
+	froms                        []string
+	ns                           []uint64
 }
 
 // dest returns the scan destinations of r's columns.
 func (r *stageRow) dest() []any {
-	return []any{&r.g, &r.key, &r.other, &r.stage, &r.entries, &r.re, &r.current, &r.exited, &r.qs}
+	return []any{&r.g, &r.key, &r.other, &r.stage, &r.entries, &r.re, &r.current, &r.exited, &r.qs, &r.froms, &r.ns}
 }
 
-// moveRow is one row of the moves query of stageHistorySQL: n entries of
-// a set of deals into stage to from stage from ("" for a deal's first).
+// movesOf returns the stage-to-stage counts the stage rows hold, one row
+// per set of deals, stage from and stage to, in the order first seen.
+func movesOf(stages []stageRow) []moveRow {
+	type key struct {
+		stageGroup
+		from, to string
+	}
+	at := map[key]int{}
+	var out []moveRow
+	for _, r := range stages {
+		for i, from := range r.froms {
+			k := key{r.stageGroup, from, r.stage}
+			j, ok := at[k]
+			if !ok {
+				j = len(out)
+				at[k] = j
+				out = append(out, moveRow{stageGroup: r.stageGroup, from: from, to: r.stage})
+			}
+			out[j].n += r.ns[i]
+		}
+	}
+	return out
+}
+
+// moveRow is the entries of a set of deals into stage to from stage from
+// ("" for a deal's first).
 type moveRow struct {
 	stageGroup
 	from, to string

@@ -1,11 +1,14 @@
-SELECT g, if(g = 0, '', grp) AS k, toUInt8(0) AS oth, prev, stage, toUInt64(sum(n))
+SELECT g, if(g = 0 OR oth, '', grp) AS k, g = 1 AND NOT has(@top_names, grp) AS oth, stage,
+		toUInt64(sum(n)), toUInt64(sum(r)), toUInt64(sum(c)), toUInt64(sum(x)),
+		quantilesExactIfMerge(0.5, 0.75, 0.9)(qs), groupArray(prev), groupArray(toUInt64(n))
 	FROM (
-SELECT grp, prev, stage, count() AS n
+SELECT grp, prev, stage, count() AS n, sum(re) AS r, sum(cur) AS c, sum(exited) AS x,
+		quantilesExactIfState(0.5, 0.75, 0.9)(dur, exited) AS qs
 	FROM (SELECT grp, stage, prev, occ > 1 AS re, i = n AND is_open AS cur,
 		nxt != 0 AS exited, toUInt32(nxt) - toUInt32(et) AS dur
 	FROM (
 		SELECT arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
-			attr_values[fi][indexOf(attr_keys[fi], @by_attr)] AS grp,
+			owners[fi] AS grp,
 			statuses[fi] = 'open' AS is_open,
 			arrayCount(t -> t <= toDateTime(@asof), stage_entry_times) AS n,
 			arraySlice(stage_entries, 1, n) AS es,
@@ -22,4 +25,4 @@ SELECT grp, prev, stage, count() AS n
 	GROUP BY grp, prev, stage
 )
 	ARRAY JOIN [toUInt8(0), toUInt8(1)] AS g
-	GROUP BY g, k, oth, prev, stage
+	GROUP BY g, k, oth, stage
