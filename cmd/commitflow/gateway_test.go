@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/logtest"
 )
 
 // TestGatewayConfig: run's gateway flags, and the errors that name them.
@@ -53,7 +54,7 @@ func TestGatewayCommand(t *testing.T) {
 	}
 	natsURL, js := embeddedBus(t, 2)
 	ctx, cancel := context.WithCancel(t.Context())
-	out := &lockedBuffer{}
+	out := &logtest.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- cmdGateway(ctx, []string{"--nats", natsURL, "--http", "127.0.0.1:0", "--log-level", "error",

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/gen"
 	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/logtest"
 	"github.com/commitflow/commitflow/internal/store"
 )
 
@@ -82,7 +81,7 @@ func TestRunPerTenantLadders(t *testing.T) {
 	start := func() (string, func()) {
 		t.Helper()
 		rctx, cancel := context.WithCancel(ctx)
-		out := &lockedBuffer{}
+		out := &logtest.Buffer{}
 		done := make(chan error, 1)
 		go func() {
 			done <- cmdRun(rctx, []string{"--data", data, "--clickhouse", dsn, "--nats-listen", "127.0.0.1:-1", "--http", "127.0.0.1:0",
@@ -285,22 +284,4 @@ UNION ALL SELECT concat('state ', opportunity_id, ' ', toString(version)), versi
 		t.Fatal(err)
 	}
 	return out
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -1,35 +1,16 @@
 package chserver_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/commitflow/commitflow/internal/chserver"
+	"github.com/commitflow/commitflow/internal/logtest"
 )
-
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // TestEnsureSupervises kills the managed server with SIGKILL, as the OOM
 // killer or an operator would: Ensure's supervision logs the death at ERROR
@@ -40,7 +21,7 @@ func TestEnsureSupervises(t *testing.T) {
 	requireInstalled(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	var logs syncBuffer
+	var logs logtest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	s, dsn, stop, err := chserver.Ensure(ctx, "", t.TempDir(), log)
 	if err != nil {
