@@ -12,6 +12,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/bustest"
+	"github.com/commitflow/commitflow/internal/promtest"
 	"github.com/commitflow/commitflow/internal/timetest"
 )
 
@@ -105,13 +106,13 @@ func TestCacheEvicts(t *testing.T) {
 	if bytes > 8000 || n == 0 || n >= 20 {
 		t.Errorf("%d answers of %d bytes stored, want some, within 8000", n, bytes)
 	}
-	if ev := gathered(t, reg, "commitflow_answer_cache_evictions_total"); ev != float64(20-n) {
+	if ev := promtest.Sum(t, reg, "commitflow_answer_cache_evictions_total"); ev != float64(20-n) {
 		t.Errorf("evictions %v, want %d", ev, 20-n)
 	}
-	if b := gathered(t, reg, "commitflow_answer_cache_bytes"); b != float64(bytes) {
+	if b := promtest.Sum(t, reg, "commitflow_answer_cache_bytes"); b != float64(bytes) {
 		t.Errorf("commitflow_answer_cache_bytes %v, want %d", b, bytes)
 	}
-	if hits := gathered(t, reg, "commitflow_answer_cache_requests_total"); hits != 2*20 {
+	if hits := promtest.Sum(t, reg, "commitflow_answer_cache_requests_total"); hits != 2*20 {
 		t.Errorf("commitflow_answer_cache_requests_total %v, want %d", hits, 2*20)
 	}
 	if _, o := do(t, c, key(0), body(500)); o != Hit {
@@ -170,23 +171,4 @@ func TestCacheFollow(t *testing.T) {
 	if body, o := do(t, c, globex, fg.compute); body != "globex#1" || o != Hit {
 		t.Errorf("globex after acme's change: %s %s", body, o)
 	}
-}
-
-// gathered returns the sum of the values of the metric name in reg.
-func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return sum
 }

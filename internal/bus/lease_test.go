@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commitflow/commitflow/internal/logtest"
+	"github.com/commitflow/commitflow/internal/promtest"
 )
 
 // openTestLeases opens bucket "TEST_LEASES" for member on its own
@@ -50,32 +51,6 @@ func mustHold(t *testing.T, l *Lease, member string) {
 	if err != nil || holder != member || !l.Held() {
 		t.Fatalf("Acquire = %q, %v (held %v); want %q", holder, err, l.Held(), member)
 	}
-}
-
-// counted sums the values of a lease counter of bucket TEST_LEASES, of
-// every reason or of the given one.
-func counted(t *testing.T, reg *prometheus.Registry, name, reason string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				labels[lp.GetName()] = lp.GetValue()
-			}
-			if labels["bucket"] == "TEST_LEASES" && (reason == "" || labels["reason"] == reason) {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
 }
 
 // freePort returns a loopback port nothing listens on.
@@ -120,10 +95,10 @@ func TestLeaseSurvivesNATSRestart(t *testing.T) {
 	if !l.Held() || time.Until(l.Deadline()) < 3*time.Second {
 		t.Fatalf("after the restart: held %v, deadline in %v", l.Held(), time.Until(l.Deadline()))
 	}
-	if got := counted(t, reg, "commitflow_lease_renew_failures_total", ""); got < 1 {
+	if got := promtest.Sum(t, reg, "commitflow_lease_renew_failures_total", "bucket", "TEST_LEASES"); got < 1 {
 		t.Errorf("renew failures counted: %v, want >= 1", got)
 	}
-	if got := counted(t, reg, "commitflow_lease_lost_total", ""); got != 0 {
+	if got := promtest.Sum(t, reg, "commitflow_lease_lost_total", "bucket", "TEST_LEASES"); got != 0 {
 		t.Errorf("losses counted: %v, want 0", got)
 	}
 	if !strings.Contains(logs.String(), "level=WARN msg=\"lease renewal failed; still held, retrying\"") {
@@ -151,7 +126,7 @@ func TestLeaseUnreachablePastDeadline(t *testing.T) {
 	if waited := time.Since(start); waited > time.Second {
 		t.Errorf("Renew returned after %v, past the TTL", waited)
 	}
-	if got := counted(t, reg, "commitflow_lease_lost_total", "unreachable"); got != 1 {
+	if got := promtest.Sum(t, reg, "commitflow_lease_lost_total", "bucket", "TEST_LEASES", "reason", "unreachable"); got != 1 {
 		t.Errorf("lost unreachable = %v, want 1", got)
 	}
 	if !strings.Contains(logs.String(), "level=ERROR msg=\"lease lost\"") {
@@ -185,7 +160,7 @@ func TestLeaseTakenByAnother(t *testing.T) {
 	if !errors.Is(err, ErrLeaseLost) || la.Held() || !strings.Contains(err.Error(), "held by m2") {
 		t.Fatalf("Renew of a key m2 holds = %v (held %v)", err, la.Held())
 	}
-	if got := counted(t, reg, "commitflow_lease_lost_total", "taken"); got != 1 {
+	if got := promtest.Sum(t, reg, "commitflow_lease_lost_total", "bucket", "TEST_LEASES", "reason", "taken"); got != 1 {
 		t.Errorf("lost taken = %v, want 1", got)
 	}
 	if line := logs.String(); !strings.Contains(line, "level=ERROR msg=\"lease lost\"") || !strings.Contains(line, "holder=m2") {
@@ -225,7 +200,7 @@ func TestLeaseTakenBack(t *testing.T) {
 	}
 	l := ls.Lease("holder")
 	mustHold(t, l, "m1")
-	if got := counted(t, reg, "commitflow_lease_taken_back_total", ""); got != 1 {
+	if got := promtest.Sum(t, reg, "commitflow_lease_taken_back_total", "bucket", "TEST_LEASES"); got != 1 {
 		t.Errorf("taken back = %v, want 1", got)
 	}
 	if !strings.Contains(logs.String(), "lease taken back") {

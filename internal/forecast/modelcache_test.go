@@ -3,7 +3,6 @@ package forecast
 import (
 	"context"
 	"encoding/json"
-	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/promtest"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
 	"github.com/commitflow/commitflow/internal/tenantcache"
@@ -381,27 +381,19 @@ func TestModelCacheBound(t *testing.T) {
 	if n, _ := mc.models.Len(); n != 2 {
 		t.Errorf("%d models kept, want 2", n)
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			name := mf.GetName()
-			for _, l := range m.GetLabel() {
-				name += "{" + l.GetValue() + "}"
-			}
-			got[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	for _, m := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"commitflow_forecast_model_cache_requests_total", []string{"outcome", "hit"}, 2},
+		{"commitflow_forecast_model_cache_requests_total", []string{"outcome", "miss"}, 4},
+		{"commitflow_forecast_model_cache_requests_total", []string{"outcome", "shared"}, 0},
+		{"commitflow_forecast_model_cache_evictions_total", nil, 2},
+		{"commitflow_forecast_model_cache_models", nil, 2},
+	} {
+		if got := promtest.Sum(t, reg, m.name, m.labels...); got != m.want {
+			t.Errorf("%s %q: %v, want %v", m.name, m.labels, got, m.want)
 		}
-	}
-	want := map[string]float64{
-		"commitflow_forecast_model_cache_requests_total{hit}":  2,
-		"commitflow_forecast_model_cache_requests_total{miss}": 4,
-		"commitflow_forecast_model_cache_evictions_total":      2,
-		"commitflow_forecast_model_cache_models":               2,
-	}
-	if !maps.Equal(got, want) {
-		t.Errorf("metrics %v, want %v", got, want)
 	}
 }

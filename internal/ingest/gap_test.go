@@ -11,6 +11,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/chtest"
+	"github.com/commitflow/commitflow/internal/promtest"
 )
 
 // TestIngestDeliveryGap reproduces messages that the consumer delivered but
@@ -92,7 +93,7 @@ func TestIngestDeliveryGap(t *testing.T) {
 			t.Errorf("tenant %s: %d events stored (%v), want %d (%d messages stolen)", tenant, c, err, n, stolen)
 		}
 	}
-	if g := counterValue(t, reg, "commitflow_ingest_delivery_gaps_total"); g == 0 {
+	if g := promtest.Sum(t, reg, "commitflow_ingest_delivery_gaps_total"); g == 0 {
 		t.Errorf("no delivery gap counted; %d messages stolen", stolen)
 	}
 	t.Logf("%d messages stolen", stolen)

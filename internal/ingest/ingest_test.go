@@ -17,6 +17,7 @@ import (
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/promtest"
 )
 
 // malformed is a message the worker must dead-letter.
@@ -384,29 +385,11 @@ func TestIngestClickHouseOutage(t *testing.T) {
 	if total != uint64(len(evs)) {
 		t.Errorf("%d events stored after the outage, want %d", total, len(evs))
 	}
-	if errs := counterValue(t, reg, "commitflow_ingest_insert_errors_total"); errs == 0 {
+	if errs := promtest.Sum(t, reg, "commitflow_ingest_insert_errors_total"); errs == 0 {
 		t.Error("no insert failed: the outage was not observed")
 	} else {
 		t.Logf("%v inserts failed during the outage and were retried", errs)
 	}
-}
-
-// counterValue returns the sum of a counter family's values.
-func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
 }
 
 // TestIngestCancel checks that a cancelled worker returns promptly, and
@@ -638,7 +621,7 @@ func TestIngestTakeover(t *testing.T) {
 		}
 	}
 	waitDrained(t, js, 30*time.Second)
-	held := func(reg *prometheus.Registry) float64 { return gaugeValue(t, reg, "commitflow_ingest_lease_held") }
+	held := func(reg *prometheus.Registry) float64 { return promtest.Sum(t, reg, "commitflow_ingest_lease_held") }
 	if held(regs[0]) != 1 || held(regs[1]) != 0 {
 		t.Fatalf("lease held: first %v, second %v; want 1, 0", held(regs[0]), held(regs[1]))
 	}
@@ -692,20 +675,4 @@ func TestIngestTakeover(t *testing.T) {
 			t.Errorf("tenant %s: %d events stored (%v), want %d", tenant, c, err, n)
 		}
 	}
-}
-
-// gaugeValue reads a gauge without labels from reg.
-func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("gauge %s not found", name)
-	return 0
 }

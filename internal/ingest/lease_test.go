@@ -12,6 +12,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/chtest"
+	"github.com/commitflow/commitflow/internal/promtest"
 )
 
 // TestIngestTakesBackOwnLease: a worker that finds the ingest lease's key
@@ -44,7 +45,7 @@ func TestIngestTakesBackOwnLease(t *testing.T) {
 	runWorker(t, w)
 	waitDrained(t, js, 5*time.Second) // the key expires only after 15s
 	t.Logf("stored everything %v after start", time.Since(start).Round(time.Millisecond))
-	if got := counterValue(t, reg, "commitflow_lease_taken_back_total"); got != 1 {
+	if got := promtest.Sum(t, reg, "commitflow_lease_taken_back_total"); got != 1 {
 		t.Errorf("leases taken back: %v, want 1", got)
 	}
 }
@@ -131,13 +132,13 @@ func TestIngestLeaseSurvivesNATSRestart(t *testing.T) {
 	if after := currentInfo(t, js).Name; after != before {
 		t.Errorf("consumer generation %s after the restart, %s before: the lease was lost and taken again", after, before)
 	}
-	if got := counterValue(t, reg, "commitflow_lease_lost_total"); got != 0 {
+	if got := promtest.Sum(t, reg, "commitflow_lease_lost_total"); got != 0 {
 		t.Errorf("leases lost: %v, want 0", got)
 	}
-	if got := counterValue(t, reg, "commitflow_lease_renew_failures_total"); got == 0 {
+	if got := promtest.Sum(t, reg, "commitflow_lease_renew_failures_total"); got == 0 {
 		t.Error("no renewal failed: the outage was not observed")
 	}
-	if got := gaugeValue(t, reg, "commitflow_ingest_lease_held"); got != 1 {
+	if got := promtest.Sum(t, reg, "commitflow_ingest_lease_held"); got != 1 {
 		t.Errorf("lease held gauge %v, want 1", got)
 	}
 	if n, err := st.CountEvents(ctx, "acme"); err != nil || n != 1000 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/chtest"
+	"github.com/commitflow/commitflow/internal/promtest"
 )
 
 // TestIngestPoisonRow makes ClickHouse itself reject one row: a column
@@ -89,7 +90,7 @@ func TestIngestPoisonRow(t *testing.T) {
 		}
 	}
 	checkLetters()
-	if n := counterValue(t, reg, "commitflow_ingest_rows_rejected_total"); n != 1 {
+	if n := promtest.Sum(t, reg, "commitflow_ingest_rows_rejected_total"); n != 1 {
 		t.Errorf("rows rejected metric %v, want 1", n)
 	}
 
@@ -102,12 +103,12 @@ func TestIngestPoisonRow(t *testing.T) {
 	stop = runWorker(t, w)
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
-		if n := counterValue(t, reg, "commitflow_ingest_insert_errors_total"); n >= 2*rejectAfter {
+		if n := promtest.Sum(t, reg, "commitflow_ingest_insert_errors_total"); n >= 2*rejectAfter {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if n := counterValue(t, reg, "commitflow_ingest_insert_errors_total"); n < 2*rejectAfter {
+	if n := promtest.Sum(t, reg, "commitflow_ingest_insert_errors_total"); n < 2*rejectAfter {
 		t.Fatalf("%v insert errors: the rejection was not tried long enough to prove anything", n)
 	}
 	checkLetters()

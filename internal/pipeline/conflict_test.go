@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/derive"
@@ -77,15 +78,14 @@ func TestConflictingDuplicates(t *testing.T) {
 				}
 				return ack.Sequence
 			}
-			var registries []*prometheus.Registry
+			var derivers []*Deriver
 			startDeriver := func() (stop func()) {
-				reg := prometheus.NewRegistry()
 				d, err := NewDeriver(ctx, js, e.st, l, Config{BatchSize: 200, MaxWait: 100 * time.Millisecond, LeaseTTL: 2 * time.Second, Sweep: -1,
-					Now: func() time.Time { return now }, Member: fmt.Sprint("d", len(registries))}, reg, quiet)
+					Now: func() time.Time { return now }, Member: fmt.Sprint("d", len(derivers))}, prometheus.NewRegistry(), quiet)
 				if err != nil {
 					t.Fatal(err)
 				}
-				registries = append(registries, reg)
+				derivers = append(derivers, d)
 				dctx, dcancel := context.WithCancel(ctx)
 				done := make(chan struct{})
 				go func() { defer close(done); d.Run(dctx) }()
@@ -126,8 +126,8 @@ func TestConflictingDuplicates(t *testing.T) {
 			e.checkDerived(t, []event.Event{tc.second, staged}, l, now)
 
 			var conflicts float64
-			for _, reg := range registries {
-				conflicts += counterValue(t, reg, "commitflow_derive_conflicting_duplicates_total")
+			for _, d := range derivers {
+				conflicts += testutil.ToFloat64(d.m.conflicts)
 			}
 			var letters []dlq.Letter
 			if err := dlq.Scan(ctx, js, dlq.Filter{}, 0, func(l dlq.Letter) error {
@@ -162,20 +162,4 @@ func TestConflictingDuplicates(t *testing.T) {
 			}
 		})
 	}
-}
-
-// counterValue returns the value of the counter name in reg.
-func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/bustest"
@@ -216,7 +216,7 @@ func TestSingleFlight(t *testing.T) {
 		}
 		return false
 	})
-	if n := value(c.requests.WithLabelValues("shared")); n != others {
+	if n := testutil.ToFloat64(c.requests.WithLabelValues("shared")); n != others {
 		t.Errorf("%v requests counted shared, want %d", n, others)
 	}
 	cancelFirst()
@@ -282,8 +282,8 @@ func TestEvicts(t *testing.T) {
 	if n != 3 || size != 9 {
 		t.Errorf("%d values of size %d stored, want 3 of 9", n, size)
 	}
-	if value(c.evictions) != 20-3 {
-		t.Errorf("evictions %v, want %d", value(c.evictions), 20-3)
+	if testutil.ToFloat64(c.evictions) != 20-3 {
+		t.Errorf("evictions %v, want %d", testutil.ToFloat64(c.evictions), 20-3)
 	}
 	if _, o := do(t, c, req(0, 3)); o != Hit {
 		t.Errorf("the most recently used value: %s, want hit", o)
@@ -297,10 +297,10 @@ func TestEvicts(t *testing.T) {
 	}
 	// A stale value stored anew under its key: no eviction.
 	c.Changed("acme")
-	before := value(c.evictions)
+	before := testutil.ToFloat64(c.evictions)
 	do(t, c, req(0, 3))
-	if n, _ := c.Len(); n != 3 || value(c.evictions) != before {
-		t.Errorf("after storing a stale key anew: %d values, %v evictions, want 3, %v", n, value(c.evictions), before)
+	if n, _ := c.Len(); n != 3 || testutil.ToFloat64(c.evictions) != before {
+		t.Errorf("after storing a stale key anew: %d values, %v evictions, want 3, %v", n, testutil.ToFloat64(c.evictions), before)
 	}
 }
 
@@ -352,13 +352,4 @@ func TestDerivedSubject(t *testing.T) {
 			t.Errorf("DerivedSubject(%s) = %q %q %v, want %q %q %v", tc.subject, tenant, token, ok, tc.tenant, tc.token, tc.ok)
 		}
 	}
-}
-
-// value reads a counter.
-func value(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		panic(err)
-	}
-	return m.GetCounter().GetValue()
 }
