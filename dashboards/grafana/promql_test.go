@@ -26,6 +26,7 @@ import (
 	"github.com/commitflow/commitflow/internal/api"
 	"github.com/commitflow/commitflow/internal/backlog"
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/compact"
 	"github.com/commitflow/commitflow/internal/forecast"
 	"github.com/commitflow/commitflow/internal/ingest"
@@ -107,19 +108,7 @@ func registeredMetrics(t *testing.T) map[string]*family {
 	rec := &recorder{reg: prometheus.NewRegistry(), families: map[string]*family{}}
 	rec.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	srv, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, js, err := bus.Connect(ctx, srv.ClientURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if err := bus.Declare(ctx, js, bus.Options{}); err != nil {
-		t.Fatal(err)
-	}
+	_, js := bustest.Start(t, bus.Options{})
 	st := storetest.Open(t, store.Options{})
 	if _, err := ingest.New(js, st, ingest.Config{}, rec, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
