@@ -286,7 +286,7 @@ func funnelSQL(sh shape, g grouping, keys keyset) string {
 	FROM (
 		SELECT ` + readmodel.FactIndex("@asof") + ` AS fi,
 			amounts[fi] AS amt,
-			` + curSQL("currencies", "fi") + ` AS cur,
+			` + sh.sumCurSQL("fi") + ` AS cur,
 			fact_closed[fi] AS closed,
 			` + keyHash + ` AS kh,
 			arrayMap(r -> if(r <= toDateTime(@asof), toUInt32(r), toUInt32(0)), arrayResize(reach, @nladder)) AS rks,

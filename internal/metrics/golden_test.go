@@ -23,6 +23,14 @@ var goldenShapes = []struct {
 	{"final", shape{from: snapshot.Table + " FINAL", parts: "1", conds: keyRanges(2)}},
 }
 
+// oneCurrencyShape is the view shape when every non-zero amount read is
+// in one currency, USD: the sums are taken under it (sumCurSQL).
+var oneCurrencyShape = func() shape {
+	sh := goldenShapes[0].sh
+	sh.oneCurrency, sh.cur = true, 0x445355 // "USD" little-endian
+	return sh
+}()
+
 // TestGoldenShapes checks that the view shape's table and part condition
 // are what a View without FINAL gives.
 func TestGoldenShapes(t *testing.T) {
@@ -67,6 +75,7 @@ func TestMovementSQL(t *testing.T) {
 	for _, g := range goldenShapes {
 		checkGolden(t, "movement_"+g.name, movementSQL(g.sh))
 	}
+	checkGolden(t, "movement_onecur", movementSQL(oneCurrencyShape))
 }
 
 // TestMissedSQL compares the missed query with its golden files.
@@ -74,6 +83,7 @@ func TestMissedSQL(t *testing.T) {
 	for _, g := range goldenShapes {
 		checkGolden(t, "missed_"+g.name, missedSQL(g.sh))
 	}
+	checkGolden(t, "missed_onecur", missedSQL(oneCurrencyShape))
 }
 
 // goldenBreakdowns are the breakdowns the golden funnel and cycle-time
@@ -102,6 +112,11 @@ func TestFunnelSQL(t *testing.T) {
 		}
 		checkGolden(t, "funnel_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", funnelPopulation))
 	}
+	g, err := funnelGrouping("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, "funnel_plain_onecur", funnelSQL(oneCurrencyShape, g, keyset{}))
 }
 
 // TestCycleSQL compares the cycle-time queries with their golden files.
@@ -135,4 +150,10 @@ func TestStageHistorySQL(t *testing.T) {
 		}
 		checkGolden(t, "stagehistory_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", stageHistoryPopulation))
 	}
+}
+
+// TestFactsSQL compares the query of a View's facts with its golden file.
+func TestFactsSQL(t *testing.T) {
+	sh := goldenShapes[0].sh
+	checkGolden(t, "facts_view", factsSQL(sh.from, sh.prewhere, sh.parts))
 }

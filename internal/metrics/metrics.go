@@ -108,6 +108,10 @@ type Querier struct {
 	branches   int
 	maxThreads int
 	rates      *fx.Table
+	factsCache factsCache
+	// readCurrencies makes every scan read each deal's currency, as when
+	// the amounts are in several (tests compare the two).
+	readCurrencies bool
 }
 
 // Options tunes a Querier.
@@ -532,6 +536,11 @@ type shape struct {
 	// FINAL reads one stream per range; without FINAL ClickHouse reads in
 	// parallel by itself and there is one range, all.
 	conds []string
+	// oneCurrency reports that every non-zero amount of the rows read is
+	// in the currency cur (a curSQL number): see sumCurSQL. Known only for
+	// a View (viewFacts), false with FINAL.
+	oneCurrency bool
+	cur         uint32
 }
 
 // readScan returns what fn returns on a scan of tenant's rows. Like
@@ -559,6 +568,12 @@ func (q *Querier) scan(ctx context.Context, tenant string, v *snapshot.View) (*s
 		if s.conds, s.args, err = q.splitKeys(qctx, tenant); err != nil {
 			return nil, err
 		}
+	} else if !q.readCurrencies {
+		f, err := q.facts(ctx, tenant, v)
+		if err != nil {
+			return nil, err
+		}
+		s.oneCurrency, s.cur = f.oneCurrency, f.cur
 	}
 	s.args = append(s.args, v.Args()...)
 	return s, nil

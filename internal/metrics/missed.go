@@ -102,30 +102,35 @@ func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, er
 
 // missedSQL is the query of the missed answer on sh (missedRow).
 //
-// Each dimension is counted by its own pass over the tenant's misses in
-// range, without distinct sets: a miss is the first in range of its
-// interaction in that dimension when the previous miss of the same
-// interaction there (its miss_prev* element, see
-// schemas/clickhouse/0103_opportunity_state_miss_prev.sql) is before
+// Each miss is counted without distinct sets: a miss is the first in
+// range of its interaction in a dimension (step, reason, owner) when the
+// previous miss of the same interaction there (its miss_prev* element,
+// see schemas/clickhouse/0103_opportunity_state_miss_prev.sql) is before
 // @from, and the first of its deal with that step, reason or owner when
 // the deal's previous miss with it (miss_deal_prev*, 0113) is; over all
 // steps, the deal's previous miss is the one before it. So the distinct
 // interactions and deals are sums, and a deal's amount as of @asof is
 // added on its first miss alone, grouped by the deal's currency then (cur,
-// see curSQL). Then the interactions held per step and owner. The total is
-// the sum of the steps' rows' counts over all steps (u0, d0, v0). One
-// GROUP BY per dimension costs 18.16 less than one over (step, reason,
-// owner) folded afterwards: grouping by several keys, two of them
-// Strings, took most of that query's time.
+// see sumCurSQL). The total is the sum of the steps' counts over all
+// steps (u0, d0, v0).
+//
+// One pass over the misses groups them by (step, reason, currency) and
+// yields a step row and a reason row of each group; another groups them by
+// (owner, currency); two more count the interactions held per step and
+// owner. Each branch yields its rows as arrays of one element per (dim,
+// k), ARRAY JOINed and summed by the outer query. On 18.16 a GROUP BY
+// over several Strings (the owner with the reason) cost more than a pass
+// of its own, while a step beside the reason costs little, and every pass
+// reads the deal's amount again.
 func missedSQL(sh shape) string {
 	in := func(t string) string {
 		return t + " >= toDateTime(@from) AND " + t + " < toDateTime(@to) AND " + t + " <= toDateTime(@asof)"
 	}
-	// The deal's amount (amt) and currency (cur, see curSQL) as of @asof,
-	// looked up once per deal before the ARRAY JOIN copies them beside
-	// each of its misses.
+	// The deal's amount (amt) and currency (cur, see sumCurSQL) as of
+	// @asof, looked up once per deal before the ARRAY JOIN copies them
+	// beside each of its misses.
 	fi := readmodel.FactIndex("@asof")
-	deal := "amounts[" + fi + "] AS amt, " + curSQL("currencies", fi) + " AS cur"
+	deal := "amounts[" + fi + "] AS amt, " + sh.sumCurSQL(fi) + " AS cur"
 	// pass reads the tenant's misses or interactions in range: the columns
 	// (with deal, if given) of the tenant's rows, then the arrays ARRAY
 	// JOINed as named (t is the event time).
@@ -144,38 +149,41 @@ func missedSQL(sh shape) string {
 	}
 	// The deal's previous miss over all steps is the one before.
 	prev := "arrayPopBack(arrayPushFront(arrayMap(m -> toUInt32(m), miss_times), toUInt32(0)))"
+	first := func(f string) string { return "sum(" + f + " < @from)" }
+	value := func(f string) string { return "sum(if(" + f + " < @from, amt, 0))" }
+	const none, zero = "toUInt64(0)", "toFloat64(0)"
+	// row is one branch's columns: the arrays of its rows' dims, keys,
+	// misses, first interactions (all steps: u0), first deals (d0), values
+	// at stake (v0) and interactions held, then the currency.
+	row := func(dims, ks, ns, us, u0s, ds, d0s, vs, v0s, held, cur string) string {
+		return `SELECT [` + dims + `] AS dims, [` + ks + `] AS ks, [` + ns + `] AS ns, [` + us + `] AS us, [` + u0s + `] AS u0s,
+			[` + ds + `] AS ds, [` + d0s + `] AS d0s, [` + vs + `] AS vs, [` + v0s + `] AS v0s, [` + held + `] AS helds, ` + cur + ` AS cur`
+	}
 	return `SELECT dim, k, toUInt64(sum(n)), ` + sumMapSQL("v", "v0") + `, toUInt64(sum(d)), toUInt64(sum(d0)),
 	toUInt64(sum(u)), toUInt64(sum(u0)), toUInt64(sum(held))
 FROM ` + sh.fanout(func(where string) string {
-		return `SELECT 'step' AS dim, toString(step_index) AS k, cur, count() AS n,
-			sum(if(f < @from, amt, 0)) AS v, sum(if(f0 < @from, amt, 0)) AS v0, sum(f < @from) AS d, sum(f0 < @from) AS d0,
-			sum(p1 < @from) AS u, sum(p0 < @from) AS u0, toUInt64(0) AS held
-		` + pass(where, deal, "miss_times, miss_steps, miss_prev, miss_prev_step, miss_deal_prev_step",
-			"miss_times AS t, miss_steps AS step_index, miss_prev AS p0, miss_prev_step AS p1, miss_deal_prev_step AS f, "+prev+" AS f0") + `
-		GROUP BY step_index, cur
+		return row("'step', 'reason'", "toString(step_index), reason", "count(), count()",
+			first("p1")+", "+first("p2"), first("p0")+", "+none,
+			first("fs")+", "+first("fr"), first("f0")+", "+none,
+			value("fs")+", "+value("fr"), value("f0")+", "+zero, none+", "+none, "cur") + `
+		` + pass(where, deal, "miss_times, miss_steps, miss_reasons, miss_prev, miss_prev_step, miss_prev_reason, miss_deal_prev_step, miss_deal_prev_reason",
+			"miss_times AS t, miss_steps AS step_index, miss_reasons AS reason, miss_prev AS p0, miss_prev_step AS p1, miss_prev_reason AS p2, miss_deal_prev_step AS fs, miss_deal_prev_reason AS fr, "+prev+" AS f0") + `
+		GROUP BY step_index, reason, cur
 	UNION ALL
-		SELECT 'reason', reason, cur, count(), sum(if(f < @from, amt, 0)), toFloat64(0), sum(f < @from), toUInt64(0),
-			sum(p2 < @from), toUInt64(0), toUInt64(0)
-		` + pass(where, deal, "miss_times, miss_reasons, miss_prev_reason, miss_deal_prev_reason",
-			"miss_times AS t, miss_reasons AS reason, miss_prev_reason AS p2, miss_deal_prev_reason AS f") + `
-		GROUP BY reason, cur
-	UNION ALL
-		SELECT 'owner', owner_id, cur, count(), sum(if(f < @from, amt, 0)), toFloat64(0), sum(f < @from), toUInt64(0),
-			sum(p3 < @from), toUInt64(0), toUInt64(0)
+		` + row("'owner'", "owner_id", "count()", first("p3"), none, first("f"), none, value("f"), zero, none, "cur") + `
 		` + pass(where, deal, "miss_times, miss_owners, miss_prev_owner, miss_deal_prev_owner",
 			"miss_times AS t, miss_owners AS owner_id, miss_prev_owner AS p3, miss_deal_prev_owner AS f") + `
 		GROUP BY owner_id, cur
 	UNION ALL
-		SELECT 'step', toString(step_index), toUInt32(0), toUInt64(0), toFloat64(0), toFloat64(0), toUInt64(0), toUInt64(0),
-			toUInt64(0), toUInt64(0), count()
+		` + row("'step'", "toString(step_index)", none, none, none, none, none, zero, zero, "count()", "toUInt32(0)") + `
 		` + pass(where, "", "held_times, held_steps", "held_times AS t, held_steps AS step_index") + `
 		GROUP BY step_index
 	UNION ALL
-		SELECT 'owner', owner_id, toUInt32(0), toUInt64(0), toFloat64(0), toFloat64(0), toUInt64(0), toUInt64(0),
-			toUInt64(0), toUInt64(0), count()
+		` + row("'owner'", "owner_id", none, none, none, none, none, zero, zero, "count()", "toUInt32(0)") + `
 		` + pass(where, "", "held_times, held_owners", "held_times AS t, held_owners AS owner_id") + `
 		GROUP BY owner_id`
 	}) + `
+ARRAY JOIN dims AS dim, ks AS k, ns AS n, us AS u, u0s AS u0, ds AS d, d0s AS d0, vs AS v, v0s AS v0, helds AS held
 GROUP BY dim, k
 ORDER BY dim, k`
 }

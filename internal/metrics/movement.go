@@ -195,7 +195,7 @@ func movementSQL(sh shape) string {
 			toUInt16(close_dates[ffi]) AS cd_from,
 			toUInt16(close_dates[fi]) AS cd_to,
 			amounts[fi] AS amt,
-			` + curSQL("currencies", "fi") + ` AS cur
+			` + sh.sumCurSQL("fi") + ` AS cur
 		FROM ` + from + `
 		` + prewhere + `
 		WHERE ` + where + `

@@ -29,6 +29,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -147,6 +148,18 @@ type View struct {
 // Final reports whether the View reads with FINAL. Queries then see the
 // table as it is when each runs, one stream per range of keys.
 func (v *View) Final() bool { return v.final }
+
+// Key names the rows the View reads: Views of one tenant with the same Key
+// read the same rows (parts never change, and the superseded rows follow
+// from the parts), so what is computed from those rows can be kept under
+// it. It is "" for a View that reads with FINAL, whose rows are whatever
+// the table holds when each query runs.
+func (v *View) Key() string {
+	if v.final {
+		return ""
+	}
+	return strings.Join(v.parts, ",")
+}
 
 // From is the table expression to read: Table, followed by FINAL when the
 // View reads with FINAL.

@@ -409,3 +409,35 @@ func finalView(t *testing.T, conn driver.Conn) *snapshot.View {
 	}
 	return v
 }
+
+// TestViewKey checks that Views of the same parts share a Key and that an
+// insert or a View read with FINAL gives another.
+func TestViewKey(t *testing.T) {
+	conn := open(t)
+	p := snapshot.New(conn)
+	key := func() string {
+		t.Helper()
+		k, err := snapshot.Read(context.Background(), p, "acme", func(ctx context.Context, v *snapshot.View) (string, error) {
+			return v.Key(), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	if k := key(); k != "" {
+		t.Fatalf("empty table (read with FINAL): Key %q, want \"\"", k)
+	}
+	insert(t, conn, "acme", "o1", 1)
+	k1 := key()
+	if k1 == "" {
+		t.Fatal("one part: empty Key")
+	}
+	if k := key(); k != k1 {
+		t.Fatalf("same parts: Key %q, then %q", k1, k)
+	}
+	insert(t, conn, "other", "o1", 1)
+	if k := key(); k == k1 {
+		t.Fatalf("after an insert: Key %q unchanged", k)
+	}
+}

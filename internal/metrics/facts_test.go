@@ -1,0 +1,109 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"testing"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/metrics/synth"
+	"github.com/commitflow/commitflow/internal/snapshot"
+)
+
+// TestOneCurrencySums checks that the answers which sum amounts under one
+// currency when every non-zero amount is in it (sumCurSQL) equal those
+// reading each deal's currency, on deals in USD and deals without a
+// currency or an amount (a currency of their own, "", with nothing to
+// add), and that a tenant with non-zero amounts in two currencies reads
+// them.
+func TestOneCurrencySums(t *testing.T) {
+	ladder := synth.DefaultLadder()
+	s := openStore(t)
+	start := date("2024-01-01T00:00:00Z")
+	gen := synth.Generator{Tenant: "acme", Seed: 5, Ladder: ladder, LadderVersion: "v1",
+		Start: start, Span: 180 * 24 * time.Hour, Currencies: []string{"USD"}}
+	rows := gen.Rows(300)
+	for i := range rows {
+		var n int
+		fmt.Sscanf(rows[i].OpportunityID, "opp-%d", &n)
+		if n%4 == 0 {
+			rows[i].Amount, rows[i].Currency = 0, ""
+		}
+	}
+	mixed := synth.Generator{Tenant: "mixed", Seed: 6, Ladder: ladder, LadderVersion: "v1",
+		Start: start, Span: 180 * 24 * time.Hour, Currencies: []string{"USD", "EUR"}}
+	rows = append(rows, mixed.Rows(50)...)
+	insertShuffled(t, s, rand.New(rand.NewSource(5)), rows, len(ladder))
+
+	ctx := context.Background()
+	fast := New(s.Conn())
+	slow := New(s.Conn())
+	slow.readCurrencies = true
+	for _, c := range []struct {
+		tenant string
+		one    bool
+		cur    string
+	}{{"acme", true, "USD"}, {"mixed", false, ""}} {
+		f, err := snapshot.Read(ctx, fast.pin, c.tenant, func(ctx context.Context, v *snapshot.View) (*viewFacts, error) {
+			if v.Final() {
+				t.Fatal("read with FINAL")
+			}
+			return fast.facts(ctx, c.tenant, v)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.oneCurrency != c.one || (c.one && curCode(f.cur) != c.cur) {
+			t.Errorf("%s: one currency %v (%q), want %v (%q)", c.tenant, f.oneCurrency, curCode(f.cur), c.one, c.cur)
+		}
+		if f.versions["v1"] == 0 || len(f.versions) != 1 {
+			t.Errorf("%s: ladder versions %v, want v1 only", c.tenant, f.versions)
+		}
+	}
+
+	for _, asOf := range []time.Time{date("2025-06-01T00:00:00Z"), date("2024-04-15T12:00:00Z")} {
+		from, to := start, date("2025-01-01T00:00:00Z")
+		for _, by := range []string{"", "owner"} {
+			fq := FunnelQuery{Tenant: "acme", AsOf: asOf, From: from, To: to, By: by, Interval: "month", Ladder: ladder, LadderVersion: "v1"}
+			a, err := fast.Funnel(ctx, fq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := slow.Funnel(ctx, fq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := approxEqual(a, b); err != nil {
+				t.Errorf("funnel as of %s by %q: %v", asOf, by, err)
+			}
+		}
+		mq := MissedQuery{Tenant: "acme", AsOf: asOf, From: from, To: to, Ladder: ladder, LadderVersion: "v1"}
+		a, err := fast.Missed(ctx, mq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := slow.Missed(ctx, mq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := approxEqual(a, b); err != nil {
+			t.Errorf("missed as of %s: %v", asOf, err)
+		}
+		if a.Total.ValueAtStake == nil || *a.Total.ValueAtStake == 0 {
+			t.Errorf("missed as of %s: value at stake %v, want a USD sum", asOf, a.Total.ValueAtStake)
+		}
+		vq := MovementQuery{Tenant: "acme", AsOf: asOf, From: from, To: to, Ladder: ladder, LadderVersion: "v1"}
+		av, err := fast.Movement(ctx, vq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bv, err := slow.Movement(ctx, vq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := approxEqual(av, bv); err != nil {
+			t.Errorf("movement as of %s: %v", asOf, err)
+		}
+	}
+}
