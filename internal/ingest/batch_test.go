@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/event"
 )
 
@@ -25,8 +26,7 @@ type probeMsg struct{ jetstream.Msg }
 // which acknowledges the batch.
 func TestBatchDropsMessages(t *testing.T) {
 	ctx := t.Context()
-	url := startNATS(t, bus.Options{})
-	_, js := connect(t, url)
+	_, js := bustest.Start(t, bus.Options{})
 	parts, err := bus.Partitions(ctx, js)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/store"
@@ -53,8 +54,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		rawTime := rawInsert(b, rows)
 		// End to end: publish everything, then time the worker.
 		st := openStore(b, chtest.DSN(b))
-		url := startNATS(b, bus.Options{})
-		_, js := connect(b, url)
+		_, js := bustest.Start(b, bus.Options{})
 		pubStart := time.Now()
 		if err := bus.NewPublisher(js, bus.DefaultPartitions).PublishBatch(ctx, evs); err != nil {
 			b.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/promtest"
 )
@@ -24,13 +25,13 @@ import (
 func TestIngestDeliveryGap(t *testing.T) {
 	ctx := t.Context()
 	st := openStore(t, chtest.DSN(t))
-	url := startNATS(t, bus.Options{})
-	_, js := connect(t, url)
+	natsSrv, js := bustest.Start(t, bus.Options{})
+	url := natsSrv.ClientURL()
 	pub := bus.NewPublisher(js, bus.DefaultPartitions)
 	evs := genEvents(20000, 17)
 
 	reg := prometheus.NewRegistry()
-	_, wjs := connect(t, url)
+	_, wjs := bustest.Connect(t, url)
 	w, err := New(wjs, st, Config{BatchSize: 300, MaxWait: 100 * time.Millisecond, LeaseTTL: 3 * time.Second}, reg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +49,7 @@ func TestIngestDeliveryGap(t *testing.T) {
 
 	// The thief pulls while events are being published, from whatever
 	// generation is current, and never acknowledges.
-	_, tjs := connect(t, url)
+	_, tjs := bustest.Connect(t, url)
 	stolen := 0
 	var wg sync.WaitGroup
 	tctx, stopThief := context.WithCancel(ctx)

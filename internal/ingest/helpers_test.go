@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commitflow/commitflow/internal/bus"
@@ -19,33 +18,6 @@ import (
 )
 
 func TestMain(m *testing.M) { chtest.Main(m) }
-
-// startNATS starts an embedded server with the streams declared and
-// returns its URL.
-func startNATS(t testing.TB, o bus.Options) string {
-	t.Helper()
-	srv, err := bus.StartEmbedded(context.Background(), t.TempDir(), "127.0.0.1:-1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	_, js := connect(t, srv.ClientURL())
-	if err := bus.Declare(context.Background(), js, o); err != nil {
-		t.Fatal(err)
-	}
-	return srv.ClientURL()
-}
-
-// connect opens a connection closed at the end of the test.
-func connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
-	t.Helper()
-	nc, js, err := bus.Connect(context.Background(), url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc, js
-}
 
 // openStore opens and migrates the store at dsn.
 func openStore(t testing.TB, dsn string) *store.Store {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/promtest"
@@ -86,9 +87,9 @@ func malformedEvents(t testing.TB, n int) []malformed {
 // and CF_DLQ exactly the malformed ones, with their reasons and bytes.
 func TestIngestCrashRestart(t *testing.T) {
 	ctx := t.Context()
-	url := startNATS(t, bus.Options{AckWait: 3 * time.Second})
+	natsSrv, js := bustest.Start(t, bus.Options{AckWait: 3 * time.Second})
+	url := natsSrv.ClientURL()
 	st := openStore(t, chtest.DSN(t))
-	_, js := connect(t, url)
 	n, err := bus.Partitions(ctx, js)
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +156,7 @@ func TestIngestCrashRestart(t *testing.T) {
 	// First worker, on its own connection, started with a third published;
 	// the rest is published while it runs.
 	publish(items[:3000])
-	nc1, js1 := connect(t, url)
+	nc1, js1 := bustest.Connect(t, url)
 	// Batches of 500 stored as 3 concurrent INSERTs.
 	// Its lease, never released, expires after 2s.
 	w1, err := New(js1, st, Config{BatchSize: 500, MaxWait: 100 * time.Millisecond, InsertWriters: 3, LeaseTTL: 2 * time.Second}, prometheus.NewRegistry(), nil)
@@ -193,7 +194,7 @@ func TestIngestCrashRestart(t *testing.T) {
 	}
 
 	// A process that fetched a batch and died before acking it.
-	ncDead, jsDead := connect(t, url)
+	ncDead, jsDead := bustest.Connect(t, url)
 	cons, err := bus.CurrentIngest(ctx, jsDead)
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +215,7 @@ func TestIngestCrashRestart(t *testing.T) {
 	}
 
 	// Second worker finishes the job, including every redelivery.
-	_, js2 := connect(t, url)
+	_, js2 := bustest.Connect(t, url)
 	reg := prometheus.NewRegistry()
 	w2, err := New(js2, st, Config{BatchSize: 2000, MaxWait: 100 * time.Millisecond, StatsInterval: 50 * time.Millisecond, LeaseTTL: 2 * time.Second}, reg, nil)
 	if err != nil {
@@ -340,8 +341,7 @@ func TestIngestClickHouseOutage(t *testing.T) {
 	ctx := t.Context()
 	srv := chtest.Server(t)
 	st := openStore(t, srv.DSN())
-	url := startNATS(t, bus.Options{})
-	_, js := connect(t, url)
+	_, js := bustest.Start(t, bus.Options{})
 	pub := bus.NewPublisher(js, bus.DefaultPartitions)
 	reg := prometheus.NewRegistry()
 	w, err := New(js, st, Config{BatchSize: 1000, MaxWait: 100 * time.Millisecond, MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}, reg, nil)
@@ -399,8 +399,7 @@ func TestIngestCancel(t *testing.T) {
 	ctx := t.Context()
 	dsn := chtest.DSN(t)
 	st := openStore(t, dsn)
-	url := startNATS(t, bus.Options{}) // AckWait 60s
-	_, js := connect(t, url)
+	_, js := bustest.Start(t, bus.Options{}) // AckWait 60s
 	pub := bus.NewPublisher(js, bus.DefaultPartitions)
 	evs := genEvents(2000, 5)
 	if err := pub.PublishBatch(ctx, evs); err != nil {
@@ -467,7 +466,7 @@ func TestIngestCancel(t *testing.T) {
 // TestIngestIdleCancel checks a clean stop with nothing in flight.
 func TestIngestIdleCancel(t *testing.T) {
 	st := openStore(t, chtest.DSN(t))
-	_, js := connect(t, startNATS(t, bus.Options{}))
+	_, js := bustest.Start(t, bus.Options{})
 	w, err := New(js, st, Config{}, prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -580,8 +579,8 @@ func TestReason(t *testing.T) {
 func TestIngestTakeover(t *testing.T) {
 	ctx := t.Context()
 	st := openStore(t, chtest.DSN(t))
-	url := startNATS(t, bus.Options{})
-	_, js := connect(t, url)
+	natsSrv, js := bustest.Start(t, bus.Options{})
+	url := natsSrv.ClientURL()
 	pub := bus.NewPublisher(js, bus.DefaultPartitions)
 	evs := genEvents(6000, 11)
 	if err := pub.PublishBatch(ctx, evs[:2000]); err != nil {
@@ -589,7 +588,7 @@ func TestIngestTakeover(t *testing.T) {
 	}
 
 	// A stale process fetched 500 messages of generation 1 and stalled.
-	_, jsStale := connect(t, url)
+	_, jsStale := bustest.Connect(t, url)
 	gen1, err := bus.CurrentIngest(ctx, jsStale)
 	if err != nil {
 		t.Fatal(err)
@@ -610,7 +609,7 @@ func TestIngestTakeover(t *testing.T) {
 	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
 	var stops []func() error
 	for i, reg := range regs {
-		_, wjs := connect(t, url)
+		_, wjs := bustest.Connect(t, url)
 		w, err := New(wjs, st, cfg, reg, nil)
 		if err != nil {
 			t.Fatal(err)

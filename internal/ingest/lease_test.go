@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/promtest"
 )
@@ -22,8 +23,7 @@ import (
 func TestIngestTakesBackOwnLease(t *testing.T) {
 	ctx := t.Context()
 	st := openStore(t, chtest.DSN(t))
-	url := startNATS(t, bus.Options{})
-	_, js := connect(t, url)
+	_, js := bustest.Start(t, bus.Options{})
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: bus.IngestLeaseBucket, TTL: 15 * time.Second, History: 1, Storage: jetstream.FileStorage,
 	})
@@ -59,6 +59,10 @@ func TestIngestTakesBackOwnLease(t *testing.T) {
 func TestIngestLeaseSurvivesNATSRestart(t *testing.T) {
 	ctx := t.Context()
 	st := openStore(t, chtest.DSN(t))
+	// Started by hand, not with bustest: the test stops the server, puts a
+	// server without JetStream on its port, then starts it again on the
+	// same port and store directory, which bustest.Server (a free port, a
+	// server shut down only when the test ends) does not give.
 	dir := t.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -72,7 +76,7 @@ func TestIngestLeaseSurvivesNATSRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { srv.Shutdown() }()
-	_, js := connect(t, srv.ClientURL())
+	_, js := bustest.Connect(t, srv.ClientURL())
 	if err := bus.Declare(ctx, js, bus.Options{}); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +86,7 @@ func TestIngestLeaseSurvivesNATSRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	_, wjs := connect(t, srv.ClientURL())
+	_, wjs := bustest.Connect(t, srv.ClientURL())
 	const ttl = 10 * time.Second // renewed every 3.3s
 	w, err := New(wjs, st, Config{MaxWait: 50 * time.Millisecond, LeaseTTL: ttl}, reg, nil)
 	if err != nil {

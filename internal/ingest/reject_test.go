@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/promtest"
 )
@@ -22,8 +23,7 @@ import (
 func TestIngestPoisonRow(t *testing.T) {
 	ctx := t.Context()
 	st := openStore(t, chtest.DSN(t))
-	url := startNATS(t, bus.Options{})
-	_, js := connect(t, url)
+	_, js := bustest.Start(t, bus.Options{})
 	pub := bus.NewPublisher(js, bus.DefaultPartitions)
 	evs := genEvents(2100, 23)
 	poison := evs[42]

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/event"
 )
@@ -21,8 +22,7 @@ import (
 func TestIngestSubjectMismatch(t *testing.T) {
 	ctx := t.Context()
 	st := openStore(t, chtest.DSN(t))
-	url := startNATS(t, bus.Options{})
-	_, js := connect(t, url)
+	_, js := bustest.Start(t, bus.Options{})
 	n, err := bus.Partitions(ctx, js)
 	if err != nil {
 		t.Fatal(err)
