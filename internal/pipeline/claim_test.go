@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/ingest"
 	"github.com/commitflow/commitflow/internal/ladder"
 )
@@ -21,8 +22,7 @@ func TestClaimRedeliversAtOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e := newEnv(t, 1)
-	nc, js := connect(t, e.url)
-	defer nc.Close()
+	_, js := bustest.Connect(t, e.url)
 	if err := bus.Declare(ctx, js, bus.Options{Partitions: 1, AckWait: time.Minute}); err != nil {
 		t.Fatal(err)
 	}

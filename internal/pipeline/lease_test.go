@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 )
 
 // TestLeasesClaim: two processes share the partitions; a partition whose
@@ -17,14 +18,9 @@ import (
 // another process holds is not claimed.
 func TestLeasesClaim(t *testing.T) {
 	ctx := t.Context()
-	emb, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
+	emb := bustest.Server(t)
 	open := func(member string) *Leases {
-		nc, js := connect(t, emb.ClientURL())
-		t.Cleanup(nc.Close)
+		_, js := bustest.Connect(t, emb.ClientURL())
 		l, err := NewLeases(ctx, js, 4, bus.LeaseConfig{Member: member, TTL: time.Minute, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
@@ -34,7 +30,7 @@ func TestLeasesClaim(t *testing.T) {
 		}
 		return l
 	}
-	_, js := connect(t, emb.ClientURL())
+	_, js := bustest.Connect(t, emb.ClientURL())
 	a := open("a")
 	kv, err := js.KeyValue(ctx, bus.DeriveLeaseBucket)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/ladder"
 )
 
@@ -42,8 +43,7 @@ func TestPartitionsOwnedGauge(t *testing.T) {
 		}
 	}
 	start := func(member string) (*prometheus.Registry, context.CancelFunc, chan error) {
-		nc, js := connect(t, e.url)
-		t.Cleanup(nc.Close)
+		_, js := bustest.Connect(t, e.url)
 		reg := prometheus.NewRegistry()
 		d, err := NewDeriver(t.Context(), js, e.st, ladder.Default(), Config{LeaseTTL: time.Second, Member: member, Sweep: -1}, reg, quiet)
 		if err != nil {

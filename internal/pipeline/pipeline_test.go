@@ -67,15 +67,6 @@ func (e *env) checkDerived(t *testing.T, evs []event.Event, l *ladder.Ladder, no
 	checkStates(t, e.st, want, l.Len())
 }
 
-func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
-	t.Helper()
-	nc, js, err := bus.Connect(context.Background(), url, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
-}
-
 // generate returns a generated book of business with duplicates and late
 // arrivals.
 func generate(t *testing.T, seed int64, opportunities int, end time.Time) []event.Event {
@@ -144,7 +135,7 @@ func TestLiveEqualsReplay(t *testing.T) {
 
 	// Two "processes", each with its own NATS connection.
 	startDeriver := func(member string) (context.CancelFunc, *nats.Conn, chan struct{}) {
-		nc, js := connect(t, e.url)
+		nc, js := bustest.Connect(t, e.url)
 		d, err := NewDeriver(ctx, js, e.st, l, Config{BatchSize: 200, MaxWait: 100 * time.Millisecond, LeaseTTL: 2 * time.Second, Sweep: -1, Now: clock, Member: member}, nil, quiet)
 		if err != nil {
 			t.Fatal(err)
@@ -389,8 +380,7 @@ func TestSweepFiresTimeBasedEvents(t *testing.T) {
 	if n := stalled(); n != 0 {
 		t.Fatalf("%d stalls a day after creation", n)
 	}
-	nc, js := connect(t, e.url)
-	defer nc.Close()
+	_, js := bustest.Connect(t, e.url)
 	later := t0.AddDate(0, 2, 0)
 	d, err := NewDeriver(ctx, js, e.st, l, Config{Now: func() time.Time { return later }, Sweep: -1}, nil, quiet)
 	if err != nil {
