@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 )
 
 // benchRows is the size of the export the import benchmarks read:
@@ -38,19 +39,7 @@ func BenchmarkImportHistory(b *testing.B) {
 
 func benchImport(b *testing.B, timeParse bool) {
 	ctx := context.Background()
-	srv, err := bus.StartEmbedded(ctx, b.TempDir(), "127.0.0.1:-1", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, js, err := bus.Connect(ctx, srv.ClientURL(), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	if err := bus.Declare(ctx, js, bus.Options{}); err != nil {
-		b.Fatal(err)
-	}
+	_, js := bustest.Start(b, bus.Options{})
 	parts, err := bus.Partitions(ctx, js)
 	if err != nil {
 		b.Fatal(err)
