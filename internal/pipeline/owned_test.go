@@ -9,6 +9,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/ladder"
+	"github.com/commitflow/commitflow/internal/promtest"
 )
 
 // TestPartitionsOwnedGauge: commitflow_derive_partitions_owned is the
@@ -19,18 +20,7 @@ func TestPartitionsOwnedGauge(t *testing.T) {
 	const partitions = 4
 	e := newEnv(t, partitions)
 	owned := func(reg *prometheus.Registry) float64 {
-		t.Helper()
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() == "commitflow_derive_partitions_owned" {
-				return mf.GetMetric()[0].GetGauge().GetValue()
-			}
-		}
-		t.Fatal("no commitflow_derive_partitions_owned")
-		return 0
+		return promtest.Sum(t, reg, "commitflow_derive_partitions_owned")
 	}
 	waitOwned := func(reg *prometheus.Registry, want float64) {
 		t.Helper()
