@@ -128,9 +128,7 @@ func (h History) Parse(data []byte) (Rows, error) {
 	for _, rec := range recs {
 		s, err := h.snapshot(rec.cells, col)
 		if err == nil && s.id != "" {
-			if prev, ok := seen[s.id]; ok {
-				err = fmt.Errorf("%s: %q repeats the row at line %d", h.Columns.RowID, s.id, prev)
-			}
+			err = repeated(seen, h.Columns.RowID, s.id)
 		}
 		if err != nil {
 			rows[rec.row].Err = err
@@ -151,6 +149,17 @@ func (h History) Parse(data []byte) (Rows, error) {
 type record struct {
 	row, line int // index in the rows, first line in the file
 	cells     []string
+}
+
+// repeated refuses a row whose id an earlier row of the file had: seen
+// maps the row ids read so far to their lines, column names the id's
+// column in the refusal (`Id: "0085g00000H3AAAAA1" repeats the row at
+// line 2`). It returns nil for an id not seen.
+func repeated(seen map[string]int, column, id string) error {
+	if prev, ok := seen[id]; ok {
+		return fmt.Errorf("%s: %q repeats the row at line %d", column, id, prev)
+	}
+	return nil
 }
 
 // readCSV decodes data (see Decode) and reads its header and records:

@@ -154,3 +154,26 @@ func TestHistory(t *testing.T) {
 		})
 	}
 }
+
+// TestRepeated: an id an earlier row had is refused with that row's line
+// and the id's column; a new id, or one differing only in case or space,
+// is not.
+func TestRepeated(t *testing.T) {
+	seen := map[string]int{"006A": 2, "0085g00000H3AAAAA1": 7}
+	for _, tt := range []struct {
+		column, id string
+		want       string // "" for nil
+	}{
+		{"Id", "006A", `Id: "006A" repeats the row at line 2`},
+		{"HistoryId", "0085g00000H3AAAAA1", `HistoryId: "0085g00000H3AAAAA1" repeats the row at line 7`},
+		{"Id", "006B", ""},
+		{"Id", "006a", ""},
+		{"Id", " 006A", ""},
+		{"Id", "", ""},
+	} {
+		err := repeated(seen, tt.column, tt.id)
+		if got := fmt.Sprint(err); tt.want == "" && err != nil || tt.want != "" && got != tt.want {
+			t.Errorf("repeated(%s, %q) = %v, want %q", tt.column, tt.id, err, tt.want)
+		}
+	}
+}

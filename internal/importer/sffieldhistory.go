@@ -110,9 +110,7 @@ func (h FieldHistory) ParseCounted(data []byte) (Rows, Skipped, error) {
 	for _, rec := range recs {
 		c, err := h.change(rec, col)
 		if err == nil {
-			if prev, ok := seen[c.id]; ok {
-				err = fmt.Errorf("Id: %q repeats the row at line %d", c.id, prev)
-			}
+			err = repeated(seen, "Id", c.id)
 		}
 		if err != nil {
 			rows[rec.row].Err = err

@@ -47,9 +47,7 @@ func (c ContactRoles) Parse(data []byte) (Rows, error) {
 	for _, rec := range recs {
 		ev, err := c.row(rec, col)
 		if err == nil {
-			if prev, ok := seen[ev.ID]; ok {
-				err = fmt.Errorf("Id: %q repeats the row at line %d", ev.ID, prev)
-			}
+			err = repeated(seen, "Id", ev.ID)
 		}
 		if err != nil {
 			rows[rec.row].Err = err
