@@ -48,9 +48,10 @@ func Created(at string) string {
 // reach[K] is the earliest gain of a step K or higher, so the reached
 // steps are a prefix of reach whose times do not decrease, and the highest
 // step gained is their number (an arrayCount, cheaper on 18.16 than an
-// arrayReduce over the gains).
+// arrayReduce over the gains). at may name a column of the query (not rt,
+// the lambda's).
 func HighestStep(at string) string {
-	return "toUInt8(arrayCount(t -> t != toDateTime(0) AND t <= toDateTime(" + at + "), reach))"
+	return "toUInt8(arrayCount(rt -> rt != toDateTime(0) AND rt <= toDateTime(" + at + "), reach))"
 }
 
 // StallColumns are the select-list items of the stall rule over a row of

@@ -14,8 +14,8 @@ SELECT top_to, cur,
 			countIf(lost) AS n7, sumIf(amt, lost) AS a7
 		FROM (SELECT
 			created_at >= toDateTime(@from) AND created_at < toDateTime(@to) AND created_seen <= toDateTime(@limit) AS is_new,
-			toUInt8(arrayCount(t -> t != toDateTime(0) AND t <= toDateTime(@flimit), reach)) AS top_from,
-			toUInt8(arrayCount(t -> t != toDateTime(0) AND t <= toDateTime(@limit), reach)) AS top_to,
+			toUInt8(arrayCount(rt -> rt != toDateTime(0) AND rt <= toDateTime(@flimit), reach)) AS top_from,
+			toUInt8(arrayCount(rt -> rt != toDateTime(0) AND rt <= toDateTime(@limit), reach)) AS top_to,
 			arrayExists(t -> t >= toDateTime(@from) AND t < toDateTime(@to) AND t <= toDateTime(@limit), regress_times) AS reg,
 			arrayExists(t -> t >= toDateTime(@from) AND t < toDateTime(@to) AND t <= toDateTime(@limit), stall_times) AS stl,
 			arrayExists((t, s) -> t >= toDateTime(@from) AND t < toDateTime(@to) AND t <= toDateTime(@limit) AND s = 'won', close_times, close_statuses) AS won,

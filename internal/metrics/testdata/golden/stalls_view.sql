@@ -28,7 +28,7 @@ SELECT hi_step, cur, count() AS n0, sum(amt) AS a0, countIf(stalled) AS n1, sumI
 			reinterpretAsUInt32(currencies[fi]) AS cur,
 			owners[fi] AS a_owner,
 			teams[fi] AS a_team,
-			toUInt8(arrayCount(t -> t != toDateTime(0) AND t <= toDateTime(@asof), reach)) AS hi_step,
+			toUInt8(arrayCount(rt -> rt != toDateTime(0) AND rt <= toDateTime(@asof), reach)) AS hi_step,
 			toUInt32(gain_times[arrayCount(t -> t <= toDateTime(@asof), gain_times)]) AS lastc,
 		if(created_seen <= toDateTime(@asof), toUInt32(created_at), toUInt32(0)) AS created,
 		if(lastc != 0, lastc, if(created != 0, created, toUInt32(first_at))) AS ref,
