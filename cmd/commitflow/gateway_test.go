@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/logtest"
 )
 
@@ -140,11 +141,7 @@ func TestGatewayCommandRefuses(t *testing.T) {
 	for _, env := range []string{"COMMITFLOW_NATS", "COMMITFLOW_TOKENS", "COMMITFLOW_RATE_LIMIT", "COMMITFLOW_IP_RATE_LIMIT"} {
 		t.Setenv(env, "")
 	}
-	emb, err := bus.StartEmbedded(t.Context(), t.TempDir(), "127.0.0.1:-1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
+	emb := bustest.Server(t) // not Start: the last case needs the streams undeclared
 	tok := "acme-token-0123456789=acme"
 	tests := []struct {
 		args []string

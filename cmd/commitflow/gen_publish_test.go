@@ -2,13 +2,12 @@ package main
 
 import (
 	"bytes"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 )
 
 // TestGenPublishNATSLost: when the NATS server dies under gen --publish and
@@ -16,22 +15,8 @@ import (
 // acknowledgement (plus the attempt under way), instead of waiting forever.
 func TestGenPublishNATSLost(t *testing.T) {
 	ctx := t.Context()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	emb, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			emb.Shutdown()
-		}
-	}()
-	nc, js, err := bus.Connect(ctx, emb.ClientURL(), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	emb := bustest.Server(t) // stopped below; stopping it again at the end is harmless
+	_, js := bustest.Connect(t, emb.ClientURL())
 
 	const retry = 2 * time.Second
 	args := []string{"--publish", "--nats", emb.ClientURL(), "--publish-retry", retry.String(),
@@ -52,7 +37,6 @@ func TestGenPublishNATSLost(t *testing.T) {
 		}
 	}
 	emb.Shutdown()
-	stopped = true
 	stoppedAt := time.Now()
 
 	bound := retry + 2*bus.DefaultAckTimeout + 5*time.Second

@@ -3,14 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/event"
 )
 
@@ -81,11 +80,7 @@ func TestGenFlagErrors(t *testing.T) {
 // and finds every event in the stream, once.
 func TestGenPublish(t *testing.T) {
 	ctx := context.Background()
-	emb, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Shutdown()
+	emb := bustest.Server(t) // not Start: gen --publish declares the streams itself
 	args := []string{"--publish", "--nats", emb.ClientURL(), "--opportunities", "20", "--end", "2026-06-01", "--tenant", "acme"}
 	var stdout, stderr bytes.Buffer
 	if err := runGen(ctx, args, &stdout, &stderr); err != nil {
@@ -101,11 +96,7 @@ func TestGenPublish(t *testing.T) {
 	if err := runGen(ctx, args, &stdout, &stderr); err != nil {
 		t.Fatal(err)
 	}
-	nc, js, err := bus.Connect(ctx, emb.ClientURL(), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	_, js := bustest.Connect(t, emb.ClientURL())
 	st, err := js.Stream(ctx, bus.EventsStream)
 	if err != nil {
 		t.Fatal(err)
