@@ -3,7 +3,6 @@ package exporttest
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,10 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/commitflow/commitflow/internal/api"
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/deals"
 	"github.com/commitflow/commitflow/internal/event"
@@ -63,19 +61,7 @@ func runPipeline(t *testing.T, l *ladder.Ladder, first, again []event.Event) *st
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	emb, err := bus.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:-1", quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, js, err := bus.Connect(ctx, emb.ClientURL(), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if err := bus.Declare(ctx, js, bus.Options{Partitions: partitions, AckWait: 5 * time.Second, DuplicateWindow: time.Second}); err != nil {
-		t.Fatal(err)
-	}
+	_, js := bustest.Start(t, bus.Options{Partitions: partitions, AckWait: 5 * time.Second, DuplicateWindow: time.Second})
 	pub := bus.NewPublisher(js, partitions)
 	for len(first) > 0 {
 		n := min(len(first), 1000)
@@ -107,49 +93,8 @@ func runPipeline(t *testing.T, l *ladder.Ladder, first, again []event.Event) *st
 	go func() { iw.Run(ctx); done <- struct{}{} }()
 	go func() { d.Run(ctx); done <- struct{}{} }()
 	t.Cleanup(func() { cancel(); <-done; <-done })
-	waitDrained(t, js)
+	bustest.WaitDrained(t, js, partitions, 2*time.Minute)
 	return st
-}
-
-// waitDrained waits until every consumer of the event stream has nothing
-// pending or unacknowledged.
-func waitDrained(t *testing.T, js jetstream.JetStream) {
-	t.Helper()
-	ctx := context.Background()
-	names := []string{""} // the current ingest generation
-	for p := 0; p < partitions; p++ {
-		names = append(names, bus.DeriveConsumer(p))
-	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for _, n := range names {
-		for {
-			var c jetstream.Consumer
-			var err error
-			if n == "" {
-				c, err = bus.CurrentIngest(ctx, js)
-			} else {
-				c, err = js.Consumer(ctx, bus.EventsStream, n)
-			}
-			var info *jetstream.ConsumerInfo
-			if err == nil {
-				info, err = c.Info(ctx)
-			}
-			if n == "" && errors.Is(err, jetstream.ErrConsumerNotFound) && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond) // the ingest lease holder rotated the generation
-				continue
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if info.NumPending == 0 && info.NumAckPending == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("consumer %q not drained: %d pending, %d unacknowledged", n, info.NumPending, info.NumAckPending)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
 }
 
 // client asks the real API handler.
