@@ -4,16 +4,17 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"maps"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/promtest"
 )
 
 // start returns JetStream on an embedded server with commitflow's streams
@@ -22,27 +23,6 @@ func start(t *testing.T) jetstream.JetStream {
 	t.Helper()
 	_, js := bustest.Start(t, bus.Options{Partitions: 4})
 	return js
-}
-
-// gauges returns every sample reg exports, by name and labels, e.g.
-// commitflow_dlq_messages{tenant=acme}.
-func gauges(t *testing.T, reg *prometheus.Registry) map[string]float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			key := mf.GetName()
-			for _, l := range m.GetLabel() {
-				key += fmt.Sprintf("{%s=%s}", l.GetName(), l.GetValue())
-			}
-			out[key] = m.GetGauge().GetValue()
-		}
-	}
-	return out
 }
 
 func deadLetter(t *testing.T, js jetstream.JetStream, subject string, seq uint64) {
@@ -63,16 +43,28 @@ func TestSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check := func(step string, want map[string]float64) {
+	// check samples, then wants both pending gauges at pending and a
+	// commitflow_dlq_messages series for each tenant of dlq, no other.
+	check := func(step string, pending float64, dlq map[string]float64) {
 		t.Helper()
 		if err := s.Sample(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if got := gauges(t, reg); !maps.Equal(got, want) {
-			t.Errorf("%s: %v, want %v", step, got, want)
+		for _, name := range []string{"commitflow_ingest_pending", "commitflow_derive_pending"} {
+			if got := promtest.Sum(t, reg, name); got != pending {
+				t.Errorf("%s: %s = %v, want %v", step, name, got, pending)
+			}
+		}
+		if n, err := testutil.GatherAndCount(reg, "commitflow_dlq_messages"); err != nil || n != len(dlq) {
+			t.Errorf("%s: %d commitflow_dlq_messages series (%v), want %d", step, n, err, len(dlq))
+		}
+		for tenant, want := range dlq {
+			if got := promtest.Sum(t, reg, "commitflow_dlq_messages", "tenant", tenant); got != want {
+				t.Errorf("%s: commitflow_dlq_messages{tenant=%q} = %v, want %v", step, tenant, got, want)
+			}
 		}
 	}
-	check("empty", map[string]float64{"commitflow_ingest_pending": 0, "commitflow_derive_pending": 0})
+	check("empty", 0, nil)
 
 	// The ingest worker's consumer, as the lease holder creates it.
 	if _, err := bus.RotateIngest(ctx, js); err != nil {
@@ -88,19 +80,17 @@ func TestSample(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	check("10 events", map[string]float64{"commitflow_ingest_pending": 10, "commitflow_derive_pending": 10})
+	check("10 events", 10, nil)
 
 	deadLetter(t, js, "cf.events.acme.salesforce.stage_changed.1", 1)
 	deadLetter(t, js, "cf.events.acme.hubspot.deal_created.2", 2)
 	deadLetter(t, js, "cf.events.beta.salesforce.stage_changed.0", 3)
 	deadLetter(t, js, "cf.events.", 4)
-	check("dead letters", map[string]float64{"commitflow_ingest_pending": 10, "commitflow_derive_pending": 10,
-		"commitflow_dlq_messages{tenant=acme}": 2, "commitflow_dlq_messages{tenant=beta}": 1, "commitflow_dlq_messages{tenant=}": 1})
+	check("dead letters", 10, map[string]float64{"acme": 2, "beta": 1, "": 1})
 
 	// Too many subjects to split: one series.
 	s.cfg.MaxDLQSubjects = 3
-	check("unsplit", map[string]float64{"commitflow_ingest_pending": 10, "commitflow_derive_pending": 10,
-		"commitflow_dlq_messages{tenant=}": 4})
+	check("unsplit", 10, map[string]float64{"": 4})
 	s.cfg.MaxDLQSubjects = 10000
 
 	// beta's letter replayed (removed from CF_DLQ): its series goes.
@@ -111,8 +101,7 @@ func TestSample(t *testing.T) {
 	if err := dlq.Purge(ctx, jetstream.WithPurgeSubject("cf.dlq.beta.>")); err != nil {
 		t.Fatal(err)
 	}
-	check("beta replayed", map[string]float64{"commitflow_ingest_pending": 10, "commitflow_derive_pending": 10,
-		"commitflow_dlq_messages{tenant=acme}": 2, "commitflow_dlq_messages{tenant=}": 1})
+	check("beta replayed", 10, map[string]float64{"acme": 2, "": 1})
 }
 
 // TestRun samples at once and stops with its context.
@@ -128,9 +117,9 @@ func TestRun(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	deadline := time.Now().Add(5 * time.Second)
-	for gauges(t, reg)["commitflow_dlq_messages{tenant=acme}"] != 1 {
+	for promtest.Sum(t, reg, "commitflow_dlq_messages", "tenant", "acme") != 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("no sample after 5s: %v", gauges(t, reg))
+			t.Fatal("no commitflow_dlq_messages{tenant=acme} 1 after 5s")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
