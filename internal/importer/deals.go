@@ -142,9 +142,7 @@ func dealRows(rows Rows, recs []record, idColumn, noun string, row func(record) 
 	for _, rec := range recs {
 		evs, err := row(rec)
 		if err == nil {
-			if prev, ok := seen[evs[0].OpportunityID]; ok {
-				err = fmt.Errorf("%s: %q repeats the %s at line %d", idColumn, evs[0].OpportunityID, noun, prev)
-			}
+			err = repeated(seen, idColumn, noun, evs[0].OpportunityID)
 		}
 		if err == nil && then != nil {
 			evs, err = then(rec, evs)

@@ -128,7 +128,7 @@ func (h History) Parse(data []byte) (Rows, error) {
 	for _, rec := range recs {
 		s, err := h.snapshot(rec.cells, col)
 		if err == nil && s.id != "" {
-			err = repeated(seen, h.Columns.RowID, s.id)
+			err = repeated(seen, h.Columns.RowID, "row", s.id)
 		}
 		if err != nil {
 			rows[rec.row].Err = err
@@ -152,12 +152,13 @@ type record struct {
 }
 
 // repeated refuses a row whose id an earlier row of the file had: seen
-// maps the row ids read so far to their lines, column names the id's
-// column in the refusal (`Id: "0085g00000H3AAAAA1" repeats the row at
-// line 2`). It returns nil for an id not seen.
-func repeated(seen map[string]int, column, id string) error {
+// maps the ids read so far to their lines; column names the id's column
+// and noun what the earlier row was in the refusal (`Id:
+// "0085g00000H3AAAAA1" repeats the row at line 2` for column "Id" and
+// noun "row"). It returns nil for an id not seen.
+func repeated(seen map[string]int, column, noun, id string) error {
 	if prev, ok := seen[id]; ok {
-		return fmt.Errorf("%s: %q repeats the row at line %d", column, id, prev)
+		return fmt.Errorf("%s: %q repeats the %s at line %d", column, id, noun, prev)
 	}
 	return nil
 }

@@ -155,25 +155,27 @@ func TestHistory(t *testing.T) {
 	}
 }
 
-// TestRepeated: an id an earlier row had is refused with that row's line
-// and the id's column; a new id, or one differing only in case or space,
-// is not.
+// TestRepeated: an id an earlier row had is refused with that row's line,
+// the id's column and the noun for that row; a new id, or one differing
+// only in case or space, is not.
 func TestRepeated(t *testing.T) {
 	seen := map[string]int{"006A": 2, "0085g00000H3AAAAA1": 7}
 	for _, tt := range []struct {
-		column, id string
-		want       string // "" for nil
+		column, noun, id string
+		want             string // "" for nil
 	}{
-		{"Id", "006A", `Id: "006A" repeats the row at line 2`},
-		{"HistoryId", "0085g00000H3AAAAA1", `HistoryId: "0085g00000H3AAAAA1" repeats the row at line 7`},
-		{"Id", "006B", ""},
-		{"Id", "006a", ""},
-		{"Id", " 006A", ""},
-		{"Id", "", ""},
+		{"Id", "row", "006A", `Id: "006A" repeats the row at line 2`},
+		{"HistoryId", "row", "0085g00000H3AAAAA1", `HistoryId: "0085g00000H3AAAAA1" repeats the row at line 7`},
+		{"Id", "opportunity", "006A", `Id: "006A" repeats the opportunity at line 2`},
+		{"Deal ID", "deal", "006A", `Deal ID: "006A" repeats the deal at line 2`},
+		{"Id", "row", "006B", ""},
+		{"Id", "opportunity", "006a", ""},
+		{"Id", "row", " 006A", ""},
+		{"Id", "row", "", ""},
 	} {
-		err := repeated(seen, tt.column, tt.id)
+		err := repeated(seen, tt.column, tt.noun, tt.id)
 		if got := fmt.Sprint(err); tt.want == "" && err != nil || tt.want != "" && got != tt.want {
-			t.Errorf("repeated(%s, %q) = %v, want %q", tt.column, tt.id, err, tt.want)
+			t.Errorf("repeated(%s, %s, %q) = %v, want %q", tt.column, tt.noun, tt.id, err, tt.want)
 		}
 	}
 }

@@ -110,7 +110,7 @@ func (h FieldHistory) ParseCounted(data []byte) (Rows, Skipped, error) {
 	for _, rec := range recs {
 		c, err := h.change(rec, col)
 		if err == nil {
-			err = repeated(seen, "Id", c.id)
+			err = repeated(seen, "Id", "row", c.id)
 		}
 		if err != nil {
 			rows[rec.row].Err = err

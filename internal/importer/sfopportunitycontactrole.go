@@ -47,7 +47,7 @@ func (c ContactRoles) Parse(data []byte) (Rows, error) {
 	for _, rec := range recs {
 		ev, err := c.row(rec, col)
 		if err == nil {
-			err = repeated(seen, "Id", ev.ID)
+			err = repeated(seen, "Id", "row", ev.ID)
 		}
 		if err != nil {
 			rows[rec.row].Err = err
