@@ -152,8 +152,8 @@ func TestStageHistorySQL(t *testing.T) {
 	}
 }
 
-// TestFactsSQL compares the query of a View's facts with its golden file.
-func TestFactsSQL(t *testing.T) {
-	sh := goldenShapes[0].sh
-	checkGolden(t, "facts_view", factsSQL(sh.from, sh.prewhere, sh.parts))
+// TestPartCurrenciesSQL compares the query of the currencies of parts with
+// its golden file.
+func TestPartCurrenciesSQL(t *testing.T) {
+	checkGolden(t, "part_currencies", partCurrenciesSQL)
 }

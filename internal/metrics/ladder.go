@@ -45,28 +45,25 @@ func (e *LadderError) Error() string {
 // CheckLadder returns a *LadderError unless every current opportunity
 // state of tenant was derived with the ladder of the given version; a
 // tenant without states passes, and so do states without derived events
-// (no ladder version), which name no step. On a snapshot.View it counts
-// the versions once per change of the table's parts (viewFacts). With
-// FINAL it first counts the versions of all the tenant's rows, one short
-// column, and only when another version shows up there (superseded rows
-// included, as after a replay until merges drop them) counts again with
-// FINAL, current states only.
+// (no ladder version), which name no step. It first counts the versions
+// of all the tenant's rows, one short column, and only when another
+// version shows up there (superseded rows included, as after a replay
+// until merges drop them) counts again on a snapshot.View, current states
+// only.
 func (q *Querier) CheckLadder(ctx context.Context, tenant, version string) error {
-	found, err := snapshot.Read(ctx, q.pin, tenant, func(ctx context.Context, v *snapshot.View) (map[string]uint64, error) {
-		if !v.Final() {
-			f, err := q.facts(ctx, tenant, v)
-			if err != nil {
-				return nil, err
-			}
-			return f.versions, nil
+	found, err := ladderVersions(q.queryCtx(ctx), q.conn, "SELECT ladder_version, count() FROM "+snapshot.Table+
+		" WHERE tenant = @tenant AND ladder_version != '' GROUP BY ladder_version", clickhouse.Named("tenant", tenant))
+	if err != nil || only(found, version) {
+		return err
+	}
+	found, err = snapshot.Read(ctx, q.pin, tenant, func(ctx context.Context, v *snapshot.View) (map[string]uint64, error) {
+		qctx, err := v.Context(q.queryCtx(ctx))
+		if err != nil {
+			return nil, err
 		}
-		found, err := ladderVersions(q.queryCtx(ctx), q.conn, "SELECT ladder_version, count() FROM "+snapshot.Table+
-			" WHERE tenant = @tenant AND ladder_version != '' GROUP BY ladder_version", clickhouse.Named("tenant", tenant))
-		if err != nil || only(found, version) {
-			return found, err
-		}
-		return ladderVersions(q.queryCtx(ctx), q.conn, "SELECT ladder_version, count() FROM "+v.From()+
-			" WHERE tenant = @tenant AND ladder_version != '' GROUP BY ladder_version", clickhouse.Named("tenant", tenant))
+		query := "SELECT ladder_version, count() FROM " + v.From() + " " + v.Prewhere() +
+			" WHERE tenant = @tenant AND ladder_version != '' AND " + v.Where() + " GROUP BY ladder_version"
+		return ladderVersions(qctx, q.conn, query, append([]any{clickhouse.Named("tenant", tenant)}, v.Args()...)...)
 	})
 	if err != nil || only(found, version) {
 		return err

@@ -108,7 +108,7 @@ type Querier struct {
 	branches   int
 	maxThreads int
 	rates      *fx.Table
-	factsCache factsCache
+	currencies currencyCache
 	// readCurrencies makes every scan read each deal's currency, as when
 	// the amounts are in several (tests compare the two).
 	readCurrencies bool
@@ -538,7 +538,7 @@ type shape struct {
 	conds []string
 	// oneCurrency reports that every non-zero amount of the rows read is
 	// in the currency cur (a curSQL number): see sumCurSQL. Known only for
-	// a View (viewFacts), false with FINAL.
+	// a View (currencyCache), false with FINAL.
 	oneCurrency bool
 	cur         uint32
 }
@@ -569,11 +569,9 @@ func (q *Querier) scan(ctx context.Context, tenant string, v *snapshot.View) (*s
 			return nil, err
 		}
 	} else if !q.readCurrencies {
-		f, err := q.facts(ctx, tenant, v)
-		if err != nil {
+		if s.oneCurrency, s.cur, err = q.oneCurrency(ctx, tenant, v); err != nil {
 			return nil, err
 		}
-		s.oneCurrency, s.cur = f.oneCurrency, f.cur
 	}
 	s.args = append(s.args, v.Args()...)
 	return s, nil

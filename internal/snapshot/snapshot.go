@@ -29,7 +29,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -149,16 +148,15 @@ type View struct {
 // table as it is when each runs, one stream per range of keys.
 func (v *View) Final() bool { return v.final }
 
-// Key names the rows the View reads: Views of one tenant with the same Key
-// read the same rows (parts never change, and the superseded rows follow
-// from the parts), so what is computed from those rows can be kept under
-// it. It is "" for a View that reads with FINAL, whose rows are whatever
-// the table holds when each query runs.
-func (v *View) Key() string {
+// Parts returns the names of the parts the View reads, sorted; nil for a
+// View that reads with FINAL, whose rows are whatever the table holds when
+// each query runs. Parts never change once written, so what is computed
+// from one part's rows can be kept under its name.
+func (v *View) Parts() []string {
 	if v.final {
-		return ""
+		return nil
 	}
-	return strings.Join(v.parts, ",")
+	return slices.Clone(v.parts)
 }
 
 // From is the table expression to read: Table, followed by FINAL when the

@@ -410,34 +410,39 @@ func finalView(t *testing.T, conn driver.Conn) *snapshot.View {
 	return v
 }
 
-// TestViewKey checks that Views of the same parts share a Key and that an
-// insert or a View read with FINAL gives another.
-func TestViewKey(t *testing.T) {
+// TestViewParts checks that Views of the same parts name the same ones,
+// that an insert adds one and that a View read with FINAL names none.
+func TestViewParts(t *testing.T) {
 	conn := open(t)
+	ctx := context.Background()
+	if err := conn.Exec(ctx, "SYSTEM STOP MERGES opportunity_state"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(ctx, "SYSTEM START MERGES opportunity_state")
 	p := snapshot.New(conn)
-	key := func() string {
+	parts := func() []string {
 		t.Helper()
-		k, err := snapshot.Read(context.Background(), p, "acme", func(ctx context.Context, v *snapshot.View) (string, error) {
-			return v.Key(), nil
+		ps, err := snapshot.Read(ctx, p, "acme", func(ctx context.Context, v *snapshot.View) ([]string, error) {
+			return v.Parts(), nil
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return k
+		return ps
 	}
-	if k := key(); k != "" {
-		t.Fatalf("empty table (read with FINAL): Key %q, want \"\"", k)
+	if ps := parts(); ps != nil {
+		t.Fatalf("empty table (read with FINAL): parts %v, want none", ps)
 	}
 	insert(t, conn, "acme", "o1", 1)
-	k1 := key()
-	if k1 == "" {
-		t.Fatal("one part: empty Key")
+	p1 := parts()
+	if len(p1) != 1 {
+		t.Fatalf("one insert: parts %v, want one", p1)
 	}
-	if k := key(); k != k1 {
-		t.Fatalf("same parts: Key %q, then %q", k1, k)
+	if ps := parts(); !slices.Equal(ps, p1) {
+		t.Fatalf("same parts: %v, then %v", p1, ps)
 	}
 	insert(t, conn, "other", "o1", 1)
-	if k := key(); k == k1 {
-		t.Fatalf("after an insert: Key %q unchanged", k)
+	if ps := parts(); len(ps) != 2 || !slices.Contains(ps, p1[0]) {
+		t.Fatalf("after an insert: parts %v, want %v and one more", ps, p1)
 	}
 }
