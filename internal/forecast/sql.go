@@ -291,6 +291,19 @@ func refArgs(refs []time.Time) []uint32 {
 	return out
 }
 
+// dealsQuery is dealsSQL with the forecast category when byCat and the
+// attributes attrs (attrArgs binds their keys).
+func dealsQuery(byCat bool, attrs []string) string {
+	category := "''"
+	if byCat {
+		category = "forecast_categories[fi]"
+	}
+	return strings.NewReplacer("{attrs}", attrsSQL(attrs), "{category}", category).Replace(dealsSQL)
+}
+
+// samplesSQL lists statesSQL's samples in order (states).
+var samplesSQL = "SELECT o, t, h, last_at, days, seg, outcome, day FROM (" + statesSQL + ") ORDER BY o, t"
+
 // onView returns sql reading v: {from}, {prewhere} and {where} replaced by
 // the View's table expression and conditions.
 func onView(sql string, v *snapshot.View) string {
@@ -313,7 +326,7 @@ func (f *Forecaster) query(ctx context.Context, v *snapshot.View, sql string, ar
 // states runs statesSQL: the per-(opportunity, reference date) samples of
 // tenant with outcomes observed up to bound.
 func (f *Forecaster) states(ctx context.Context, v *snapshot.View, tenant string, refs []time.Time, bound time.Time, horizon int) ([]stateRow, error) {
-	rows, err := f.query(ctx, v, "SELECT o, t, h, last_at, days, seg, outcome, day FROM ("+statesSQL+") ORDER BY o, t",
+	rows, err := f.query(ctx, v, samplesSQL,
 		clickhouse.Named("tenant", tenant),
 		clickhouse.Named("refs", refArgs(refs)),
 		clickhouse.Named("bound", unix32(bound)),
@@ -392,12 +405,7 @@ func (f *Forecaster) training(ctx context.Context, v *snapshot.View, tenant stri
 // deals runs dealsSQL: the opportunities open at at, with closes observed up
 // to bound, their forecast categories if byCat, and the attributes attrs.
 func (f *Forecaster) deals(ctx context.Context, v *snapshot.View, tenant string, at, bound time.Time, byCat bool, attrs []string) (*chunks[dealRow], error) {
-	category := "''"
-	if byCat {
-		category = "forecast_categories[fi]"
-	}
-	sql := strings.NewReplacer("{attrs}", attrsSQL(attrs), "{category}", category).Replace(dealsSQL)
-	rows, err := f.query(ctx, v, sql,
+	rows, err := f.query(ctx, v, dealsQuery(byCat, attrs),
 		append(attrArgs(attrs),
 			clickhouse.Named("tenant", tenant),
 			clickhouse.Named("at", unix32(at)),

@@ -1,16 +1,11 @@
 package metrics
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 
+	"github.com/commitflow/commitflow/internal/goldentest"
 	"github.com/commitflow/commitflow/internal/snapshot"
 )
-
-// update rewrites the golden SQL files: go test ./internal/metrics/ -run SQL -update
-var update = flag.Bool("update", false, "rewrite testdata/golden/*.sql from the SQL the builders make")
 
 // goldenShapes are the two ways a query reads opportunity_state: through
 // a View (its parts, leaving out superseded rows, one range of ids) and
@@ -40,50 +35,27 @@ func TestGoldenShapes(t *testing.T) {
 	}
 }
 
-// checkGolden compares sql with testdata/golden/name.sql, or with
-// -update writes it there.
-func checkGolden(t *testing.T, name, sql string) {
-	t.Helper()
-	path := filepath.Join("testdata", "golden", name+".sql")
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(sql+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run SQL -update to write it)", err)
-	}
-	if string(want) != sql+"\n" {
-		t.Errorf("%s: the SQL differs from %s (if the change is meant, run go test -run SQL -update and review the diff):\n%s", name, path, sql)
-	}
-}
-
 // TestStallsSQL compares the stalls query with its golden files.
 func TestStallsSQL(t *testing.T) {
 	for _, g := range goldenShapes {
-		checkGolden(t, "stalls_"+g.name, stallsSQL(g.sh))
+		goldentest.Check(t, "stalls_"+g.name, stallsSQL(g.sh))
 	}
 }
 
 // TestMovementSQL compares the movement query with its golden files.
 func TestMovementSQL(t *testing.T) {
 	for _, g := range goldenShapes {
-		checkGolden(t, "movement_"+g.name, movementSQL(g.sh))
+		goldentest.Check(t, "movement_"+g.name, movementSQL(g.sh))
 	}
-	checkGolden(t, "movement_onecur", movementSQL(oneCurrencyShape))
+	goldentest.Check(t, "movement_onecur", movementSQL(oneCurrencyShape))
 }
 
 // TestMissedSQL compares the missed query with its golden files.
 func TestMissedSQL(t *testing.T) {
 	for _, g := range goldenShapes {
-		checkGolden(t, "missed_"+g.name, missedSQL(g.sh))
+		goldentest.Check(t, "missed_"+g.name, missedSQL(g.sh))
 	}
-	checkGolden(t, "missed_onecur", missedSQL(oneCurrencyShape))
+	goldentest.Check(t, "missed_onecur", missedSQL(oneCurrencyShape))
 }
 
 // goldenBreakdowns are the breakdowns the golden funnel and cycle-time
@@ -108,15 +80,15 @@ func TestFunnelSQL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, "funnel_"+b.name+"_"+sh.name, funnelSQL(sh.sh, g, b.keys))
+			goldentest.Check(t, "funnel_"+b.name+"_"+sh.name, funnelSQL(sh.sh, g, b.keys))
 		}
-		checkGolden(t, "funnel_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", funnelPopulation))
+		goldentest.Check(t, "funnel_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", funnelPopulation))
 	}
 	g, err := funnelGrouping("", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkGolden(t, "funnel_plain_onecur", funnelSQL(oneCurrencyShape, g, keyset{}))
+	goldentest.Check(t, "funnel_plain_onecur", funnelSQL(oneCurrencyShape, g, keyset{}))
 }
 
 // TestCycleSQL compares the cycle-time queries with their golden files.
@@ -127,14 +99,14 @@ func TestCycleSQL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, "cycle_"+b.name+"_"+sh.name, cycleSQL(sh.sh, g, 0, b.keys))
+			goldentest.Check(t, "cycle_"+b.name+"_"+sh.name, cycleSQL(sh.sh, g, 0, b.keys))
 		}
 		g, err := cycleGrouping("", "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkGolden(t, "cycle_from_step_"+sh.name, cycleSQL(sh.sh, g, 2, keyset{}))
-		checkGolden(t, "cycle_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", cyclePopulation))
+		goldentest.Check(t, "cycle_from_step_"+sh.name, cycleSQL(sh.sh, g, 2, keyset{}))
+		goldentest.Check(t, "cycle_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", cyclePopulation))
 	}
 }
 
@@ -146,14 +118,14 @@ func TestStageHistorySQL(t *testing.T) {
 			name, by string
 			keys     keyset
 		}{{"plain", "", keyset{}}, {"owner", "owner", keyset{}}, {"owner_top", "owner", keyset{other: 3}}, {"attr", "attr.region", keyset{}}} {
-			checkGolden(t, "stagehistory_"+b.name+"_"+sh.name, stageHistorySQL(sh.sh, b.by, b.keys))
+			goldentest.Check(t, "stagehistory_"+b.name+"_"+sh.name, stageHistorySQL(sh.sh, b.by, b.keys))
 		}
-		checkGolden(t, "stagehistory_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", stageHistoryPopulation))
+		goldentest.Check(t, "stagehistory_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", stageHistoryPopulation))
 	}
 }
 
 // TestPartCurrenciesSQL compares the query of the currencies of parts with
 // its golden file.
 func TestPartCurrenciesSQL(t *testing.T) {
-	checkGolden(t, "part_currencies", partCurrenciesSQL)
+	goldentest.Check(t, "part_currencies", partCurrenciesSQL)
 }
