@@ -1,6 +1,6 @@
 // Package metrics computes the conversion numbers of the commitment ladder —
-// funnel, stalls, missed commitments and pipeline movement — inside
-// ClickHouse, from the derived events only.
+// funnel, stalls, missed commitments, pipeline movement, cycle time and CRM
+// stage history — inside ClickHouse, from the derived events only.
 //
 // Every query reads opportunity_state (schemas/clickhouse/0101_opportunity_state.sql,
 // internal/derive.State): one row per opportunity folding its current
@@ -8,67 +8,28 @@
 // snapshot.View: the table's current parts without the rows a newer
 // version replaces, the same rows for every query of one answer, without
 // FINAL (or with FINAL where a View cannot do without it; see package
-// snapshot). "As of D" questions become array arithmetic on that row: the facts
-// as of D are element arrayCount(t -> t <= D, fact_times) of each fact array
-// (0: none yet), which is the snapshot of the latest derived event with
-// occurred_at <= D, events of one second taken in fold order (their seq):
-// the facts after every input event up to D; reach_time(K) as of
-// D is reach[K] when it is set and <= D; the highest step as of D is the
-// max of gain_steps whose gain_times are <= D; misses, interactions,
-// stalls, regressions and closes are arrays filtered by time. Reading with
-// FINAL, a query reads the tenant's rows in Options.Branches ranges of
-// opportunity_id cut from a sample of the ids, as parallel streams, and
-// merges their partial aggregates; without FINAL ClickHouse reads in
-// parallel by itself.
-//
-// The figures below are history: measured with FINAL, before Views (the
-// README has the current ones).
-//
-// Migration 0100 (derived_metrics and its materialized view), which the
-// queries read before, is no longer read by this package nor, as of this
-// writing, by anything else; it still costs a copy of every derived row on
-// insert. Applied migrations are not edited: dropping it needs a new
-// migration.
-//
-// BenchmarkQueries (bench_test.go), synthetic data, 2-core VM shared with
-// other builds (load average 4-6 during the runs, so the figures are noisy
-// upper bounds), ClickHouse 18.16, MaxThreads 2, p50/p95 in ms:
-//
-//	                          25k opps (~1M events)   250k opps (~10M events)
-//	                          one stream              branches 2     branches 4
-//	funnel                      36 /   52             729 /  999     719 / 3146
-//	funnel window+owner+month   69 /  123            1340 / 2772    1204 / 3300
-//	stalls (2 queries)         129 /  188             669 / 1260     866 / 1131
-//	missed                      89 /  468            1580 / 3267    1431 / 6511
-//	movement                    76 /  155             324 /  580     266 /  397
-//
-// The 25k column was measured before the queries were split into key
-// ranges. Reading
-// derived_metrics FINAL took 230-790 ms p50 at 25k and 1-2.5 s at 250k on
-// the same machine. Run alone with clickhouse-client, the 250k missed
-// query takes about 0.2-0.3 s in two branches and 0.5 s in one: the
-// FINAL merge and the per-row work after it run in one stream per branch,
-// and counting distinct interactions (uniqExact over their 64-bit hashes)
-// dominates missed.
+// snapshot). "As of D" questions become array arithmetic on that row
+// (package readmodel holds the rules): the facts as of D are element
+// arrayCount(t -> t <= D, fact_times) of each fact array (0: none yet),
+// the snapshot of the latest derived event with occurred_at <= D, events
+// of one second taken in fold order (their seq); reach_time(K) as of D is
+// reach[K] when it is set and <= D; the highest step as of D is the number
+// of steps reached by D; misses, interactions, stalls, regressions and
+// closes are arrays filtered by time. Reading with FINAL, a query reads the
+// tenant's rows in Options.Branches ranges of opportunity_id cut from a
+// sample of the ids, as parallel streams, and merges their partial
+// aggregates; without FINAL ClickHouse reads in parallel by itself.
 //
 // Every query runs with max_block_size 8192 (snapshot.QueryContext): on
-// 18.16 the per-row array functions and ARRAY JOINs over 65k-row FINAL
-// blocks are several times slower. On the bench dataset (435k
-// opportunities, 10M raw events, load average 5-7 from other builds,
-// branches 4, p50 ms) this alone took missed from 10761 to 2224, stalls
-// from 2920 to 517, funnel by owner and month from 3810 to 1545, movement
-// from 539 to 297, with identical results. The funnel groups by numbers (the period's Date and the By
-// value's cityHash64) and builds its whole-step totals (g = 0) from the
-// branches' per-group partial states instead of doubling every row: about
-// 25% less server CPU for funnel by owner and month. Tried and not kept,
-// no gain: hashing missed's (reason, owner) group keys, filtering the
-// funnel's per-step arrays before ARRAY JOIN, splitting missed's distinct
-// sets by interaction hash bucket, and distinct sets per dimension at the
-// row level. Without the distinct interactions missed would take 40% of
-// its server CPU time.
-//
-// Results are plain structs with JSON tags, sorted deterministically, and
-// each carries the Definitions it was computed with.
+// 18.16 the per-row array functions and ARRAY JOINs are several times
+// slower over 65k-row blocks. Grouping by Strings is what 18.16 spends most
+// on, so the funnel groups by numbers (the period's Date and the By value's
+// cityHash64) and missed counts distinct interactions and deals as sums of
+// per-miss flags stored with the state (migrations 0103, 0113). Amounts are
+// summed per currency (currency.go); when every non-zero amount a View
+// reads is in one currency the sums take it without reading each deal's
+// (currencycache.go). The README has the current figures and what each
+// answer costs.
 //
 // Each answer is made in three parts: a pure function builds its SQL from
 // the parameters and the scan's shape (stallsSQL, funnelSQL, ...; the
@@ -80,7 +41,9 @@
 // kept in testdata/golden (golden_test.go: a change of SQL shows up in
 // review as a diff of those files; go test -run SQL -update rewrites
 // them), and the assemble functions have table tests without ClickHouse
-// (assemble_test.go).
+// (assemble_test.go). Results are plain structs with JSON tags, sorted
+// deterministically, and each carries the Definitions it was computed
+// with.
 package metrics
 
 import (
