@@ -111,3 +111,72 @@ func TestOneCurrencySums(t *testing.T) {
 		}
 	}
 }
+
+// TestOneCurrencyFollowsNewParts checks that a tenant whose amounts were
+// all in USD when its currencies were kept is not summed under USD once
+// deals in EUR arrive in a new part: the new part is read, and the
+// answers equal those reading each deal's currency.
+func TestOneCurrencyFollowsNewParts(t *testing.T) {
+	ladder := synth.DefaultLadder()
+	s := openStore(t)
+	ctx := context.Background()
+	// Merges stopped: a merge of the old and new parts would be a part not
+	// seen before, read whatever the cache does with the new one.
+	if err := s.Conn().Exec(ctx, "SYSTEM STOP MERGES opportunity_state"); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Conn().Exec(ctx, "SYSTEM START MERGES opportunity_state")
+	start := date("2024-01-01T00:00:00Z")
+	usd := synth.Generator{Tenant: "acme", Seed: 7, Ladder: ladder, LadderVersion: "v1",
+		Start: start, Span: 90 * 24 * time.Hour, Currencies: []string{"USD"}}
+	insertShuffled(t, s, rand.New(rand.NewSource(7)), usd.Rows(100), len(ladder))
+
+	fast := New(s.Conn())
+	slow := New(s.Conn())
+	slow.readCurrencies = true
+	fq := FunnelQuery{Tenant: "acme", AsOf: date("2025-01-01T00:00:00Z"), From: start, To: date("2025-01-01T00:00:00Z"),
+		Ladder: ladder, LadderVersion: "v1"}
+	before, err := fast.Funnel(ctx, fq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := before.Definitions.Currency; c == nil || *c != "USD" {
+		t.Fatalf("USD deals only: definitions.currency %v, want USD", c)
+	}
+
+	eur := synth.Generator{Tenant: "acme", Seed: 8, Ladder: ladder, LadderVersion: "v1",
+		Start: start, Span: 90 * 24 * time.Hour, Currencies: []string{"EUR"}}
+	rows := eur.Rows(20)
+	for i := range rows {
+		rows[i].OpportunityID = "eur-" + rows[i].OpportunityID
+	}
+	insertShuffled(t, s, rand.New(rand.NewSource(8)), rows, len(ladder))
+
+	a, err := fast.Funnel(ctx, fq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := slow.Funnel(ctx, fq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := approxEqual(a, b); err != nil {
+		t.Fatalf("after EUR deals: %v", err)
+	}
+	if c := a.Definitions.Currency; c == nil || *c != "" || a.Steps[0].AmountsByCurrency["EUR"].ReachedAmount == 0 {
+		t.Fatalf("after EUR deals: definitions.currency %v, step 1 amounts %v; want mixed (\"\"), with EUR",
+			c, a.Steps[0].AmountsByCurrency)
+	}
+	mq := MissedQuery{Tenant: "acme", AsOf: fq.AsOf, From: fq.From, To: fq.To, Ladder: ladder, LadderVersion: "v1"}
+	am, err := fast.Missed(ctx, mq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bm, err := slow.Missed(ctx, mq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := approxEqual(am, bm); err != nil {
+		t.Fatalf("missed after EUR deals: %v", err)
+	}
+}
