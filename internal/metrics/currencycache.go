@@ -90,7 +90,7 @@ func (q *Querier) oneCurrency(ctx context.Context, tenant string, v *snapshot.Vi
 // rows in each of parts (none for a part without the tenant's rows).
 func (q *Querier) partCurrencies(ctx context.Context, tenant string, parts []string) (map[string][]uint32, error) {
 	rows, err := q.conn.Query(q.queryCtx(ctx), partCurrenciesSQL,
-		clickhouse.Named("tenant", tenant), clickhouse.Named("parts", partSet(parts)))
+		clickhouse.Named("tenant", tenant), clickhouse.Named("parts", snapshot.PartSet(parts)))
 	if err != nil {
 		return nil, fmt.Errorf("currencies of opportunity states: %w", err)
 	}
@@ -124,14 +124,6 @@ var partCurrenciesSQL = `SELECT _part,
 FROM ` + snapshot.Table + `
 WHERE tenant = @tenant AND _part IN @parts
 GROUP BY _part`
-
-func partSet(parts []string) clickhouse.GroupSet {
-	vs := make([]any, len(parts))
-	for i, p := range parts {
-		vs[i] = p
-	}
-	return clickhouse.GroupSet{Value: vs}
-}
 
 // sumCurSQL is the currency number (curSQL) a deal's amount at fact index
 // fi is summed under: its currency then, or, when every non-zero amount

@@ -197,7 +197,7 @@ func (v *View) Args() []any {
 	if v.final {
 		return nil
 	}
-	return []any{clickhouse.Named("snapshot_parts", groupSet(v.parts))}
+	return []any{clickhouse.Named("snapshot_parts", PartSet(v.parts))}
 }
 
 // Context returns ctx carrying the external table Prewhere names, if any. Give
@@ -369,7 +369,7 @@ func (p *Pinner) active(ctx context.Context, parts []string) (bool, error) {
 	var n uint64
 	err := p.conn.QueryRow(ctx, `SELECT count() FROM system.parts
 WHERE database = currentDatabase() AND table = @table AND active AND name IN @parts`,
-		clickhouse.Named("table", Table), clickhouse.Named("parts", groupSet(parts))).Scan(&n)
+		clickhouse.Named("table", Table), clickhouse.Named("parts", PartSet(parts))).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("check parts of %s: %w", Table, err)
 	}
@@ -405,7 +405,7 @@ WHERE tenant = @tenant AND _part IN @parts AND opp_hash IN (
 	WHERE tenant = @tenant AND _part IN @parts
 	GROUP BY opp_hash HAVING count() > 1)
 GROUP BY opportunity_id`
-	args := []any{clickhouse.Named("tenant", tenant), clickhouse.Named("parts", groupSet(parts))}
+	args := []any{clickhouse.Named("tenant", tenant), clickhouse.Named("parts", PartSet(parts))}
 	kind := "full"
 	seen := map[row]bool{}
 	if len(added) > 0 {
@@ -426,7 +426,7 @@ WHERE tenant = @tenant AND _part IN @parts AND opportunity_id IN (
 	WHERE tenant = @tenant AND _part IN @added)
 GROUP BY opportunity_id
 HAVING count() > 1`
-		args = append(args, clickhouse.Named("added", groupSet(added)))
+		args = append(args, clickhouse.Named("added", PartSet(added)))
 	}
 	rows, err := p.conn.Query(ctx, query, args...)
 	if err != nil {
@@ -498,7 +498,7 @@ func (p *Pinner) prune(ctx context.Context, tenant string, parts []string, old *
 FROM `+Table+`
 PREWHERE (opp_hash, version) IN _superseded
 WHERE tenant = @tenant AND _part IN @parts`,
-		clickhouse.Named("tenant", tenant), clickhouse.Named("parts", groupSet(parts)))
+		clickhouse.Named("tenant", tenant), clickhouse.Named("parts", PartSet(parts)))
 	if err != nil {
 		return nil, fmt.Errorf("find superseded rows of %s still there: %w", Table, err)
 	}
@@ -517,7 +517,9 @@ WHERE tenant = @tenant AND _part IN @parts`,
 	return kept, nil
 }
 
-func groupSet(ss []string) clickhouse.GroupSet {
+// PartSet is the value of a bound argument compared with _part IN: the
+// names of parts as a set.
+func PartSet(ss []string) clickhouse.GroupSet {
 	vs := make([]any, len(ss))
 	for i, s := range ss {
 		vs[i] = s
