@@ -12,24 +12,30 @@ import (
 // 100 on every Linux architecture Go supports).
 const clockTicks = 100
 
-// cpuSample is the CPU time (user + system) used so far by this process
-// and by the clickhouse-server processes of this machine, read from /proc.
-// ok is false where /proc cannot be read (not Linux); ch is zero when no
-// local clickhouse-server runs (a remote --clickhouse).
+// cpuSample is the CPU time (user + system) used so far by this process,
+// by the clickhouse-server processes of this machine and by an external
+// nats-server, read from /proc. ok is false where /proc cannot be read
+// (not Linux); ch is zero when no local clickhouse-server runs (a remote
+// --clickhouse); natsOK is false without an external nats-server.
 type cpuSample struct {
-	self, ch time.Duration
-	chProcs  int
-	ok       bool
+	self, ch, nats time.Duration
+	chProcs        int
+	natsPid        int
+	natsOK, ok     bool
 }
 
-// sampleCPU reads the CPU time of this process and of every local
-// clickhouse-server process.
-func sampleCPU() cpuSample {
+// sampleCPU reads the CPU time of this process, of every local
+// clickhouse-server process and, when natsPid is not 0, of the
+// nats-server process natsPid.
+func sampleCPU(natsPid int) cpuSample {
 	self, ok := procCPU("/proc/self/stat")
 	if !ok {
 		return cpuSample{}
 	}
-	s := cpuSample{self: self, ok: true}
+	s := cpuSample{self: self, natsPid: natsPid, ok: true}
+	if natsPid != 0 {
+		s.nats, s.natsOK = procCPU(filepath.Join("/proc", strconv.Itoa(natsPid), "stat"))
+	}
 	comms, _ := filepath.Glob("/proc/[0-9]*/comm")
 	for _, c := range comms {
 		name, err := os.ReadFile(c)
@@ -70,21 +76,24 @@ func procCPU(path string) (time.Duration, bool) {
 }
 
 // Cost is the CPU time per event (or row) of one phase of a benchmark, in
-// microseconds: of this process (with the embedded NATS server, if any)
-// and of the local ClickHouse server. A field is negative when it could not
-// be measured.
-type Cost struct{ Self, ClickHouse float64 }
+// microseconds: of this process (with the embedded NATS server, if any),
+// of the local ClickHouse server and of an external nats-server. A field
+// is negative when it could not be measured or there is no such process.
+type Cost struct{ Self, ClickHouse, NATS float64 }
 
 // costSince returns the CPU per event of n events processed since start.
 func costSince(start cpuSample, n int) Cost {
-	c := Cost{Self: -1, ClickHouse: -1}
-	end := sampleCPU()
+	c := Cost{-1, -1, -1}
+	end := sampleCPU(start.natsPid)
 	if !start.ok || !end.ok || n <= 0 {
 		return c
 	}
 	c.Self = float64((end.self - start.self).Microseconds()) / float64(n)
 	if start.chProcs > 0 && end.chProcs == start.chProcs {
 		c.ClickHouse = float64((end.ch - start.ch).Microseconds()) / float64(n)
+	}
+	if start.natsOK && end.natsOK {
+		c.NATS = float64((end.nats - start.nats).Microseconds()) / float64(n)
 	}
 	return c
 }

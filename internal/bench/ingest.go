@@ -2,19 +2,23 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -48,9 +52,14 @@ type IngestConfig struct {
 	// Worker configures the ingest worker of the drain (zero: its
 	// defaults).
 	Worker ingest.Config
-	// Streams configures the streams of the embedded JetStream the events
-	// are published to.
+	// Streams configures the streams of the JetStream the events are
+	// published to.
 	Streams bus.Options
+	// NATSServer, when set, is the path of a nats-server binary: each
+	// drain then publishes to and drains from a nats-server process of its
+	// own (JetStream storing in a temporary directory) instead of a server
+	// embedded in this process, and the server's CPU is measured apart.
+	NATSServer string
 	// CPUProfile and MemProfile, when set, are the files the CPU profile
 	// of the first drain, and a heap profile taken as it ends, go to.
 	CPUProfile, MemProfile string
@@ -82,6 +91,9 @@ type IngestResult struct {
 	Events int
 	Order  string
 	Cores  int
+	// ExternalNATS reports that JetStream ran in a nats-server process
+	// (IngestConfig.NATSServer) rather than in this one.
+	ExternalNATS bool
 	// Phases are the first run's phases, the end-to-end drain last.
 	Phases []Phase
 	Runs   []IngestRun
@@ -106,7 +118,7 @@ type IngestResult struct {
 // server: the parts a phase leaves are dropped and their merges waited
 // out, so that no phase pays for the background work of another.
 func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
-	res := IngestResult{Events: cfg.Events, Order: cfg.Order, Cores: runtime.NumCPU()}
+	res := IngestResult{Events: cfg.Events, Order: cfg.Order, Cores: runtime.NumCPU(), ExternalNATS: cfg.NATSServer != ""}
 	switch {
 	case cfg.Order != "time" && cfg.Order != "opportunity":
 		return res, fmt.Errorf("bench ingest: order %q: want time or opportunity", cfg.Order)
@@ -187,7 +199,7 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 			if err := settle(ctx, rawStore); err != nil {
 				return res, err
 			}
-			cpu := sampleCPU()
+			cpu := sampleCPU(0)
 			rate, err := nativeInsert(ctx, rawStore, rows, writers, 50000)
 			if err != nil {
 				return res, err
@@ -224,7 +236,7 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 		res.Runs = append(res.Runs, IngestRun{Raw: raw, EndToEnd: d.rate, Ratio: d.rate / res.BestRaw})
 		if run == 1 {
 			res.Phases = append(res.Phases,
-				Phase{"publish to embedded JetStream", d.pubRate, Cost{-1, -1}, "PublishAsync, Nats-Msg-Id"},
+				Phase{"publish to " + jetStreamName(res.ExternalNATS), d.pubRate, Cost{-1, -1, -1}, "PublishAsync, Nats-Msg-Id"},
 				Phase{"JetStream delivery alone (fetch, AckAll; no parse, no insert)", d.deliveryRate, d.deliveryCost, "same backlog, other consumer"})
 		}
 		if cfg.Runs > 1 {
@@ -243,9 +255,17 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 // several.
 func (r IngestResult) Write(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "benchmark (%d events in %s order, %d cores)\trows/s\tCPU µs/row: commitflow\tclickhouse\t\n", r.Events, r.Order, r.Cores)
+	if r.ExternalNATS {
+		fmt.Fprintf(tw, "benchmark (%d events in %s order, %d cores)\trows/s\tCPU µs/row: commitflow\tnats-server\tclickhouse\t\n", r.Events, r.Order, r.Cores)
+	} else {
+		fmt.Fprintf(tw, "benchmark (%d events in %s order, %d cores)\trows/s\tCPU µs/row: commitflow\tclickhouse\t\n", r.Events, r.Order, r.Cores)
+	}
 	for _, p := range r.Phases {
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\n", p.Name, p.Rate, formatCost(p.Cost.Self), formatCost(p.Cost.ClickHouse), p.Note)
+		nats := ""
+		if r.ExternalNATS {
+			nats = formatCost(p.Cost.NATS) + "\t"
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s%s\t%s\n", p.Name, p.Rate, formatCost(p.Cost.Self), nats, formatCost(p.Cost.ClickHouse), p.Note)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -269,8 +289,12 @@ func (r IngestResult) Write(w io.Writer) error {
 		fmt.Fprintf(w, "end-to-end / best raw insert: median %.2f over %d runs, %.2f-%.2f (target >= 0.50)\n",
 			median(ratios), len(ratios), slices.Min(ratios), slices.Max(ratios))
 	}
-	_, err := fmt.Fprintf(w, "peak Go heap during the drain (process with embedded NATS): %d MiB in use, %d MiB live after a collection\n",
-		r.PeakHeap>>20, r.PeakLive>>20)
+	process := "process with embedded NATS"
+	if r.ExternalNATS {
+		process = "this process; NATS apart"
+	}
+	_, err := fmt.Fprintf(w, "peak Go heap during the drain (%s): %d MiB in use, %d MiB live after a collection\n",
+		process, r.PeakHeap>>20, r.PeakLive>>20)
 	if err != nil || r.Events == 0 {
 		return err
 	}
@@ -280,22 +304,32 @@ func (r IngestResult) Write(w io.Writer) error {
 	return err
 }
 
-// writeCeiling writes where the end-to-end drain's CPU went, per event, and
-// the fastest drain this machine would allow if parsing, validating,
-// batching and garbage collection cost nothing: its cores divided by the
-// CPU per event of what no ingest code can save (JetStream delivering the
+// writeCeiling writes where the end-to-end drain's CPU went, per event,
+// the total against that of the raw insert from two writers, and the
+// fastest drain this machine would allow if parsing, validating, batching
+// and garbage collection cost nothing: its cores divided by the CPU per
+// event of what no ingest code can save (JetStream delivering the
 // message, sending the row to ClickHouse, ClickHouse storing it).
 func (r IngestResult) writeCeiling(w io.Writer) {
 	e2e, del, raw := r.Drain, r.Delivery, r.RawCost
-	if e2e.Self < 0 || e2e.ClickHouse < 0 || del.Self < 0 || raw.Self < 0 {
+	if e2e.Self < 0 || e2e.ClickHouse < 0 || del.Self < 0 || raw.Self < 0 ||
+		r.ExternalNATS && (e2e.NATS < 0 || del.NATS < 0) {
 		fmt.Fprintln(w, "CPU per event: not measured (needs /proc and a local clickhouse-server)")
 		return
 	}
+	nats, delNATS := "", 0.0
+	if r.ExternalNATS {
+		nats, delNATS = fmt.Sprintf(", nats-server %.1f µs (delivery alone %.1f)", e2e.NATS, del.NATS), del.NATS
+	}
 	fmt.Fprintf(w, "CPU per event end to end: commitflow %.1f µs (JetStream delivery %.1f, sending the row to ClickHouse %.1f, "+
-		"parsing, validation, batching and GC %.1f), ClickHouse %.1f µs\n",
-		e2e.Self, del.Self, raw.Self, max(0, e2e.Self-del.Self-raw.Self), e2e.ClickHouse)
+		"parsing, validation, batching and GC %.1f)%s, ClickHouse %.1f µs\n",
+		e2e.Self, del.Self, raw.Self, max(0, e2e.Self-del.Self-raw.Self), nats, e2e.ClickHouse)
+	if raw.ClickHouse >= 0 {
+		total, bare := e2e.Self+max(0, e2e.NATS)+e2e.ClickHouse, raw.Self+raw.ClickHouse
+		fmt.Fprintf(w, "total CPU per event end to end %.1f µs, %.2f x the raw insert from two writers (%.1f µs)\n", total, total/bare, bare)
+	}
 	cores := float64(r.Cores)
-	ceiling := cores * 1e6 / (del.Self + raw.Self + e2e.ClickHouse)
+	ceiling := cores * 1e6 / (del.Self + delNATS + raw.Self + e2e.ClickHouse)
 	fmt.Fprintf(w, "ceiling on %.0f cores with parsing, validation, batching and GC free: %.0f events/s, %.2f of the best raw insert\n",
 		cores, ceiling, ceiling/r.BestRaw)
 }
@@ -338,7 +372,79 @@ func embeddedJetStream(ctx context.Context, dir string, opt bus.Options, log *sl
 	return js, stop, nil
 }
 
-// drain publishes *evs to a fresh embedded JetStream, empties st, and times
+// externalJetStream starts bin, a nats-server, with JetStream storing
+// under dir on a free loopback port, declares the streams of opt, and
+// returns a client, the server's process id and the function that stops
+// both.
+func externalJetStream(ctx context.Context, bin, dir string, opt bus.Options, log *slog.Logger) (jetstream.JetStream, int, func(), error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("nats-server port: %w", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "--jetstream", "--store_dir", filepath.Join(dir, "nats"), "--addr", "127.0.0.1", "--port", strconv.Itoa(port))
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return nil, 0, nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	kill := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case err := <-exited:
+			return nil, 0, nil, fmt.Errorf("%s exited before accepting connections (%v): %s", bin, err, out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			kill()
+			return nil, 0, nil, fmt.Errorf("%s does not accept connections on %s: %s", bin, addr, out.String())
+		}
+	}
+	nc, js, err := bus.Connect(ctx, "nats://"+addr, log)
+	if err != nil {
+		kill()
+		return nil, 0, nil, err
+	}
+	stop := func() {
+		if err := nc.Drain(); err != nil {
+			log.Warn("shutdown", "err", err)
+		}
+		kill()
+	}
+	opt.Logger = log
+	if err := bus.Declare(ctx, js, opt); err != nil {
+		stop()
+		return nil, 0, nil, err
+	}
+	return js, cmd.Process.Pid, stop, nil
+}
+
+// jetStreamName names where the benchmark's JetStream runs.
+func jetStreamName(external bool) string {
+	if external {
+		return "nats-server"
+	}
+	return "embedded JetStream"
+}
+
+// drain publishes *evs to a fresh JetStream (embedded, or cfg.NATSServer), empties st, and times
 // an ingest worker draining the backlog into st. It sets *evs to nil once
 // they are published: a running ingest process does not hold the events it
 // consumes, so the drain must not be measured scanning a heap of them. It
@@ -353,7 +459,16 @@ func drain(ctx context.Context, st *store.Store, evs *[]event.Event, cfg IngestC
 		return d, err
 	}
 	defer os.RemoveAll(dir)
-	js, stop, err := embeddedJetStream(ctx, dir, cfg.Streams, log)
+	var (
+		js      jetstream.JetStream
+		natsPid int
+		stop    func()
+	)
+	if cfg.NATSServer != "" {
+		js, natsPid, stop, err = externalJetStream(ctx, cfg.NATSServer, dir, cfg.Streams, log)
+	} else {
+		js, stop, err = embeddedJetStream(ctx, dir, cfg.Streams, log)
+	}
 	if err != nil {
 		return d, err
 	}
@@ -374,7 +489,7 @@ func drain(ctx context.Context, st *store.Store, evs *[]event.Event, cfg IngestC
 	d.pubRate = float64(total) / time.Since(start).Seconds()
 	all, *evs = nil, nil
 	runtime.GC()
-	if d.deliveryRate, d.deliveryCost, err = deliverOnly(ctx, js, total); err != nil {
+	if d.deliveryRate, d.deliveryCost, err = deliverOnly(ctx, js, total, natsPid); err != nil {
 		return d, err
 	}
 	runtime.GC()
@@ -394,7 +509,7 @@ func drain(ctx context.Context, st *store.Store, evs *[]event.Event, cfg IngestC
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	peak := watchHeap()
-	cpu := sampleCPU()
+	cpu := sampleCPU(natsPid)
 	start = time.Now()
 	go func() { done <- w.Run(wctx) }()
 	err = waitDrained(ctx, js)
@@ -420,8 +535,9 @@ func drain(ctx context.Context, st *store.Store, evs *[]event.Event, cfg IngestC
 // stream to a consumer of its own, fetched in batches of 50k and
 // acknowledged with one AckAll each as the ingest worker does, but neither
 // parsed nor stored: the part of the end-to-end cost no ingest code can
-// save. It deletes the consumer at the end.
-func deliverOnly(ctx context.Context, js jetstream.JetStream, n int) (float64, Cost, error) {
+// save. natsPid is the external nats-server's process, 0 when embedded. It
+// deletes the consumer at the end.
+func deliverOnly(ctx context.Context, js jetstream.JetStream, n, natsPid int) (float64, Cost, error) {
 	const name = "bench-delivery"
 	cons, err := js.CreateOrUpdateConsumer(ctx, bus.EventsStream, jetstream.ConsumerConfig{
 		Durable: name, AckPolicy: jetstream.AckAllPolicy, AckWait: time.Minute, MaxAckPending: 100_000,
@@ -430,7 +546,7 @@ func deliverOnly(ctx context.Context, js jetstream.JetStream, n int) (float64, C
 		return 0, Cost{}, fmt.Errorf("delivery consumer: %w", err)
 	}
 	defer js.DeleteConsumer(context.WithoutCancel(ctx), bus.EventsStream, name)
-	cpu := sampleCPU()
+	cpu := sampleCPU(natsPid)
 	start := time.Now()
 	for got := 0; got < n; {
 		b, err := cons.Fetch(50000, jetstream.FetchMaxWait(time.Second))
@@ -561,7 +677,7 @@ func clientInsert(ctx context.Context, st *store.Store, dsn string, rows []store
 	cmd.Stdin = f
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	cpu := sampleCPU()
+	cpu := sampleCPU(0)
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
 		return 0, Cost{}, fmt.Errorf("%s: %w: %s", filepath.Base(bin), err, stderr.String())

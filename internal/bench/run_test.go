@@ -3,6 +3,9 @@ package bench
 import (
 	"context"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +93,47 @@ func TestIngest(t *testing.T) {
 	}
 	if _, err := Ingest(context.Background(), IngestConfig{DSN: dsn, Prefix: prefix, Events: 10, Runs: 1, Order: "random"}); err == nil {
 		t.Error("order random: no error")
+	}
+}
+
+// TestIngestExternalNATS runs bench ingest small against a nats-server
+// process built from go.mod: the drain stores every event, the server's
+// CPU is measured apart, and the server is stopped at the end.
+func TestIngestExternalNATS(t *testing.T) {
+	dsn, prefix := serverDSN(t)
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("needs the go command to build nats-server")
+	}
+	bin := filepath.Join(t.TempDir(), "nats-server")
+	if out, err := exec.Command(goBin, "build", "-o", bin, "github.com/nats-io/nats-server/v2").CombinedOutput(); err != nil {
+		t.Fatalf("build nats-server: %v\n%s", err, out)
+	}
+	res, err := Ingest(context.Background(), IngestConfig{DSN: dsn, Prefix: prefix, Events: 3000, Runs: 1, Order: "time", NATSServer: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.ExternalNATS || res.Phases[len(res.Phases)-1].Name != "end to end: JetStream -> ingest -> ClickHouse" {
+		t.Fatalf("result: %+v", res)
+	}
+	for _, p := range res.Phases {
+		if p.Rate <= 0 {
+			t.Errorf("phase %q: rate %v", p.Name, p.Rate)
+		}
+	}
+	if res.Drain.NATS < 0 || res.Delivery.NATS < 0 {
+		t.Errorf("nats-server CPU not measured: drain %+v, delivery %+v", res.Drain, res.Delivery)
+	}
+	// Stopped: no process runs the binary any more.
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, c := range cmdlines {
+		if b, err := os.ReadFile(c); err == nil && strings.HasPrefix(string(b), bin+"\x00") {
+			t.Errorf("nats-server still runs: %s", c)
+		}
+	}
+	if _, err := Ingest(context.Background(), IngestConfig{DSN: dsn, Prefix: prefix, Events: 10, Runs: 1, Order: "time",
+		NATSServer: filepath.Join(t.TempDir(), "missing")}); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("a nats-server that does not exist: %v", err)
 	}
 }
 
