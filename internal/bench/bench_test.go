@@ -89,8 +89,8 @@ ceiling on 2 cores with parsing, validation, batching and GC free: 140845 events
 	const unmeasured = "CPU per event: not measured (needs /proc and a local clickhouse-server)\n"
 	const heap = "peak Go heap during the drain (process with embedded NATS): 300 MiB in use, 120 MiB live after a collection\n" +
 		"Go heap per event in the drain: 2500 bytes allocated, GC CPU 1.5 µs (12 collections)\n"
-	one := []IngestRun{{120000, 61000, 0.4942}}
-	three := []IngestRun{{120000, 61000, 0.49}, {110000, 60000, 0.5}, {130000, 70000, 0.53}}
+	one := []IngestRun{{120000, 61000, 0.4942, 0}}
+	three := []IngestRun{{120000, 61000, 0.49, 0}, {110000, 60000, 0.5, 0}, {130000, 70000, 0.53, 0}}
 	const perRun = `run  raw, 2 writers (rows/s)  end to end (events/s)  ratio to the run's best raw  
 1    120000                   61000                  0.49                         
 2    110000                   60000                  0.50                         
@@ -123,28 +123,32 @@ end-to-end / best raw insert: median 0.50 over 3 runs, 0.49-0.53 (target >= 0.50
 }
 
 // TestIngestResultWriteExternalNATS pins the text of bench ingest with a
-// nats-server of its own: a column and a share of the drain for it, and
-// the server counted in the total and the ceiling.
+// nats-server of its own and a peer: a column and a share of the drain for
+// the server, counted in the total and the ceiling, and the peer's phase
+// and ratio.
 func TestIngestResultWriteExternalNATS(t *testing.T) {
 	r := IngestResult{Events: 1000, Order: "time", Cores: 2, ExternalNATS: true,
 		Phases: []Phase{
 			{"raw insert, native protocol, 2 writer(s)", 120000, Cost{2.5, 6, -1}, "batches of 50k"},
 			{"publish to nats-server", 90000, Cost{-1, -1, -1}, "PublishAsync, Nats-Msg-Id"},
 			{"JetStream delivery alone (fetch, AckAll; no parse, no insert)", 200000, Cost{3, 0, 2.5}, "same backlog, other consumer"},
+			{"peer: telegraf", 20000, Cost{30, 9.25, 4}, "same stored events; its process's CPU in the commitflow column"},
 			{"end to end: JetStream -> ingest -> ClickHouse", 61000, Cost{9, 7.5, 3}, "batches of 50000 in 2 INSERTs, one AckAll each, backlog drained"},
 		},
-		Runs:    []IngestRun{{120000, 61000, 0.5083}},
+		Runs:    []IngestRun{{120000, 61000, 0.5083, 20000}},
 		RawCost: Cost{2.5, 6, -1}, Drain: Cost{9, 7.5, 3}, Delivery: Cost{3, 0, 2.5}, BestRaw: 120000,
 		PeakHeap: 300 << 20, PeakLive: 120 << 20, DrainHeap: heapStats{Allocated: 2500 * 1000, GCs: 12, GCCPU: 1500 * time.Microsecond}}
 	const want = `benchmark (1000 events in time order, 2 cores)                 rows/s  CPU µs/row: commitflow  nats-server  clickhouse  
 raw insert, native protocol, 2 writer(s)                       120000  2.5                     n/a          6.0         batches of 50k
 publish to nats-server                                         90000   n/a                     n/a          n/a         PublishAsync, Nats-Msg-Id
 JetStream delivery alone (fetch, AckAll; no parse, no insert)  200000  3.0                     2.5          0.0         same backlog, other consumer
+peer: telegraf                                                 20000   30.0                    4.0          9.2         same stored events; its process's CPU in the commitflow column
 end to end: JetStream -> ingest -> ClickHouse                  61000   9.0                     3.0          7.5         batches of 50000 in 2 INSERTs, one AckAll each, backlog drained
 CPU per event end to end: commitflow 9.0 µs (JetStream delivery 3.0, sending the row to ClickHouse 2.5, parsing, validation, batching and GC 3.5), nats-server 3.0 µs (delivery alone 2.5), ClickHouse 7.5 µs
 total CPU per event end to end 19.5 µs, 2.29 x the raw insert from two writers (8.5 µs)
 ceiling on 2 cores with parsing, validation, batching and GC free: 129032 events/s, 1.08 of the best raw insert
 end-to-end / best raw insert = 0.51 (target >= 0.50)
+end-to-end / peer = 3.05 (target >= 3)
 peak Go heap during the drain (this process; NATS apart): 300 MiB in use, 120 MiB live after a collection
 Go heap per event in the drain: 2500 bytes allocated, GC CPU 1.5 µs (12 collections)
 `

@@ -60,6 +60,14 @@ type IngestConfig struct {
 	// own (JetStream storing in a temporary directory) instead of a server
 	// embedded in this process, and the server's CPU is measured apart.
 	NATSServer string
+	// Peer, when set, is a command (a program and its arguments, split
+	// at spaces) that drains the same stored events after each drain:
+	// another ingest pipeline to compare with, such as Telegraf. It runs
+	// with NATS_URL, NATS_STREAM and CLICKHOUSE_DSN (an empty database of
+	// its own, also in CLICKHOUSE_DATABASE) in its environment, and is
+	// timed until the tables of that database hold every event, then
+	// stopped.
+	Peer string
 	// CPUProfile and MemProfile, when set, are the files the CPU profile
 	// of the first drain, and a heap profile taken as it ends, go to.
 	CPUProfile, MemProfile string
@@ -84,6 +92,9 @@ type Phase struct {
 // insert.
 type IngestRun struct {
 	Raw, EndToEnd, Ratio float64
+	// Peer is the events/s of IngestConfig.Peer on the run's events, 0
+	// without one.
+	Peer float64
 }
 
 // IngestResult is what Ingest measured.
@@ -141,6 +152,16 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 		return res, err
 	}
 	defer srv.drop(e2eStore)
+	var peer *peerRun
+	if cfg.Peer != "" {
+		db := srv.prefix + "_peer"
+		dsn, err := withDatabase(srv.dsn, db)
+		if err != nil {
+			return res, err
+		}
+		peer = &peerRun{command: strings.Fields(cfg.Peer), admin: srv.admin, db: db, dsn: dsn}
+		defer srv.admin.Conn().Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+db)
+	}
 
 	// generate makes the benchmark's events anew for every run, so that
 	// no run's drain is measured with the previous run's events on the
@@ -225,7 +246,7 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 			prof = [2]string{cfg.CPUProfile, cfg.MemProfile}
 		}
 		rows = nil
-		d, err := drain(ctx, e2eStore, &evs, cfg, prof[0], prof[1], log)
+		d, err := drain(ctx, e2eStore, &evs, cfg, peer, prof[0], prof[1], log)
 		if err != nil {
 			return res, err
 		}
@@ -233,11 +254,15 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 		res.PeakHeap, res.PeakLive = max(res.PeakHeap, d.heap.PeakInuse), max(res.PeakLive, d.heap.PeakLive)
 		res.DrainHeap = d.heap
 		res.BestRaw = max(bestOther, raw)
-		res.Runs = append(res.Runs, IngestRun{Raw: raw, EndToEnd: d.rate, Ratio: d.rate / res.BestRaw})
+		res.Runs = append(res.Runs, IngestRun{Raw: raw, EndToEnd: d.rate, Ratio: d.rate / res.BestRaw, Peer: d.peerRate})
 		if run == 1 {
 			res.Phases = append(res.Phases,
 				Phase{"publish to " + jetStreamName(res.ExternalNATS), d.pubRate, Cost{-1, -1, -1}, "PublishAsync, Nats-Msg-Id"},
 				Phase{"JetStream delivery alone (fetch, AckAll; no parse, no insert)", d.deliveryRate, d.deliveryCost, "same backlog, other consumer"})
+			if peer != nil {
+				res.Phases = append(res.Phases, Phase{"peer: " + filepath.Base(peer.command[0]), d.peerRate, d.peerCost,
+					"same stored events; its process's CPU in the commitflow column"})
+			}
 		}
 		if cfg.Runs > 1 {
 			fmt.Fprintf(progress, "run %d of %d: raw, 2 writers %.0f rows/s; end to end %.0f events/s; ratio %.2f\n",
@@ -289,6 +314,19 @@ func (r IngestResult) Write(w io.Writer) error {
 		fmt.Fprintf(w, "end-to-end / best raw insert: median %.2f over %d runs, %.2f-%.2f (target >= 0.50)\n",
 			median(ratios), len(ratios), slices.Min(ratios), slices.Max(ratios))
 	}
+	var peers []float64
+	for _, run := range r.Runs {
+		if run.Peer > 0 {
+			peers = append(peers, run.EndToEnd/run.Peer)
+		}
+	}
+	switch {
+	case len(peers) == 1:
+		fmt.Fprintf(w, "end-to-end / peer = %.2f (target >= 3)\n", peers[0])
+	case len(peers) > 1:
+		fmt.Fprintf(w, "end-to-end / peer: median %.2f over %d runs, %.2f-%.2f (target >= 3)\n",
+			median(peers), len(peers), slices.Min(peers), slices.Max(peers))
+	}
 	process := "process with embedded NATS"
 	if r.ExternalNATS {
 		process = "this process; NATS apart"
@@ -336,13 +374,13 @@ func (r IngestResult) writeCeiling(w io.Writer) {
 
 // drained is the result of one end-to-end drain.
 type drained struct {
-	rate, pubRate, deliveryRate float64
+	rate, pubRate, deliveryRate, peerRate float64
 	// cost is the CPU per event of the drain, deliveryCost that of
 	// JetStream delivering the same backlog to a consumer that only
 	// acknowledges it.
-	cost, deliveryCost Cost
-	heap               heapStats
-	cfg                ingest.Config
+	cost, deliveryCost, peerCost Cost
+	heap                         heapStats
+	cfg                          ingest.Config
 }
 
 // embeddedJetStream starts an embedded NATS server storing under dir with
@@ -449,7 +487,7 @@ func jetStreamName(external bool) string {
 // they are published: a running ingest process does not hold the events it
 // consumes, so the drain must not be measured scanning a heap of them. It
 // profiles the drain into cpuProfile and memProfile when they are set.
-func drain(ctx context.Context, st *store.Store, evs *[]event.Event, cfg IngestConfig, cpuProfile, memProfile string, log *slog.Logger) (drained, error) {
+func drain(ctx context.Context, st *store.Store, evs *[]event.Event, cfg IngestConfig, peer *peerRun, cpuProfile, memProfile string, log *slog.Logger) (drained, error) {
 	var d drained
 	if err := st.Conn().Exec(ctx, "TRUNCATE TABLE events"); err != nil {
 		return d, err
@@ -528,7 +566,106 @@ func drain(ctx context.Context, st *store.Store, evs *[]event.Event, cfg IngestC
 	if cnt, err := st.CountEvents(ctx, tenant); err != nil || cnt != uint64(total) {
 		return d, fmt.Errorf("end to end stored %d events, want %d (%v)", cnt, total, err)
 	}
+	if peer != nil {
+		if d.peerRate, d.peerCost, err = peer.run(ctx, js.Conn().ConnectedUrl(), total, natsPid); err != nil {
+			return d, err
+		}
+	}
 	return d, nil
+}
+
+// peerRun is IngestConfig.Peer: its command, and the database it stores
+// into on the server of admin.
+type peerRun struct {
+	command []string
+	admin   *store.Store
+	db, dsn string
+}
+
+// run starts the peer on the stored events of the JetStream at natsURL
+// (natsPid is its external server, 0 when embedded), waits until the
+// tables of its database hold n rows, stops it, and returns its events/s
+// and CPU per event (Self: the peer's process).
+func (p *peerRun) run(ctx context.Context, natsURL string, n, natsPid int) (float64, Cost, error) {
+	conn := p.admin.Conn()
+	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+p.db); err != nil {
+		return 0, Cost{}, err
+	}
+	if err := conn.Exec(ctx, "CREATE DATABASE "+p.db); err != nil {
+		return 0, Cost{}, err
+	}
+	cmd := exec.Command(p.command[0], p.command[1:]...)
+	cmd.Env = append(os.Environ(), "NATS_URL="+natsURL, "NATS_STREAM="+bus.EventsStream, "CLICKHOUSE_DSN="+p.dsn, "CLICKHOUSE_DATABASE="+p.db)
+	out := &tail{max: 8 << 10}
+	cmd.Stdout, cmd.Stderr = out, out
+	cpu := sampleCPU(natsPid)
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, Cost{}, fmt.Errorf("peer: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var rows uint64
+		if err := conn.QueryRow(ctx, "SELECT toUInt64(sum(rows)) FROM system.parts WHERE database = ? AND active", p.db).Scan(&rows); err != nil {
+			stop()
+			return 0, Cost{}, fmt.Errorf("peer: count rows: %w", err)
+		}
+		if rows >= uint64(n) {
+			break
+		}
+		select {
+		case err := <-exited:
+			return 0, Cost{}, fmt.Errorf("peer %s exited after storing %d of %d events (%v): %s", p.command[0], rows, n, err, out.String())
+		case <-ctx.Done():
+			stop()
+			return 0, Cost{}, ctx.Err()
+		case <-tick.C:
+		}
+	}
+	rate := float64(n) / time.Since(start).Seconds()
+	cost := costSince(cpu, n)
+	self, ok := procCPU(filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "stat"))
+	cost.Self = -1
+	if ok {
+		cost.Self = float64(self.Microseconds()) / float64(n)
+	}
+	stop()
+	return rate, cost, nil
+}
+
+// tail keeps the last max bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if over := len(t.b) - t.max; over > 0 {
+		t.b = append(t.b[:0], t.b[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
 }
 
 // deliverOnly times JetStream delivering the n messages of the events
@@ -589,16 +726,20 @@ func waitDrained(ctx context.Context, js jetstream.JetStream) error {
 		// takes the ingest lease. Drained means acknowledged up to the
 		// stream's last message: pending counts alone also read zero
 		// on a generation before it is given anything.
+		// Not found: the worker has not created its generation yet, or
+		// the server lists it before it answers for it.
 		cons, err := bus.CurrentIngest(ctx, js)
-		if err != nil {
-			return err
-		}
-		info, err := cons.Info(ctx)
 		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return err
 		}
-		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= last {
-			return nil
+		if err == nil {
+			info, err := cons.Info(ctx)
+			if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return err
+			}
+			if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= last {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():

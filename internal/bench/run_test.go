@@ -97,19 +97,25 @@ func TestIngest(t *testing.T) {
 }
 
 // TestIngestExternalNATS runs bench ingest small against a nats-server
-// process built from go.mod: the drain stores every event, the server's
-// CPU is measured apart, and the server is stopped at the end.
+// process built from go.mod, with a peer (testdata/peer) draining the same
+// stored events: the drain stores every event, the server's CPU is
+// measured apart, the peer is timed, and the server, the peer and its
+// database are gone at the end. A peer that fails is an error with its
+// output.
 func TestIngestExternalNATS(t *testing.T) {
 	dsn, prefix := serverDSN(t)
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("needs the go command to build nats-server")
 	}
-	bin := filepath.Join(t.TempDir(), "nats-server")
-	if out, err := exec.Command(goBin, "build", "-o", bin, "github.com/nats-io/nats-server/v2").CombinedOutput(); err != nil {
-		t.Fatalf("build nats-server: %v\n%s", err, out)
+	dir := t.TempDir()
+	bin, peer := filepath.Join(dir, "nats-server"), filepath.Join(dir, "peer")
+	for _, b := range [][2]string{{bin, "github.com/nats-io/nats-server/v2"}, {peer, "./testdata/peer"}} {
+		if out, err := exec.Command(goBin, "build", "-o", b[0], b[1]).CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", b[1], err, out)
+		}
 	}
-	res, err := Ingest(context.Background(), IngestConfig{DSN: dsn, Prefix: prefix, Events: 3000, Runs: 1, Order: "time", NATSServer: bin})
+	res, err := Ingest(context.Background(), IngestConfig{DSN: dsn, Prefix: prefix, Events: 3000, Runs: 1, Order: "time", NATSServer: bin, Peer: peer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +130,12 @@ func TestIngestExternalNATS(t *testing.T) {
 	if res.Drain.NATS < 0 || res.Delivery.NATS < 0 {
 		t.Errorf("nats-server CPU not measured: drain %+v, delivery %+v", res.Drain, res.Delivery)
 	}
+	if p := res.Phases[len(res.Phases)-2]; p.Name != "peer: peer" || p.Cost.Self < 0 || p.Cost.NATS < 0 || res.Runs[0].Peer != p.Rate {
+		t.Errorf("peer phase %+v, run %+v", p, res.Runs[0])
+	}
+	if dbs := databases(t, dsn, prefix); len(dbs) > 0 {
+		t.Errorf("databases left behind: %v", dbs)
+	}
 	// Stopped: no process runs the binary any more.
 	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, c := range cmdlines {
@@ -134,6 +146,14 @@ func TestIngestExternalNATS(t *testing.T) {
 	if _, err := Ingest(context.Background(), IngestConfig{DSN: dsn, Prefix: prefix, Events: 10, Runs: 1, Order: "time",
 		NATSServer: filepath.Join(t.TempDir(), "missing")}); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("a nats-server that does not exist: %v", err)
+	}
+	sh := filepath.Join(dir, "failing-peer")
+	if err := os.WriteFile(sh, []byte("#!/bin/sh\necho no ClickHouse driver here >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Ingest(context.Background(), IngestConfig{DSN: dsn, Prefix: prefix, Events: 10, Runs: 1, Order: "time", Peer: sh})
+	if err == nil || !strings.Contains(err.Error(), "exited after storing 0 of 10 events") || !strings.Contains(err.Error(), "no ClickHouse driver here") {
+		t.Errorf("a failing peer: %v", err)
 	}
 }
 
