@@ -40,7 +40,7 @@ func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	s.fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the (first) end-to-end drain to this file")
 	s.fs.StringVar(&cfg.MemProfile, "memprofile", "", "write a heap profile, taken as the (first) drain ends, to this file")
 	s.fs.StringVar(&cfg.Order, "order", "time", "order of the events in the stream: time (as they happen, like a live feed) or opportunity (one deal's history after another, like a bulk backfill)")
-	s.fs.StringVar(&cfg.Peer, "peer", "", "command of another ingest pipeline (e.g. telegraf --config deploy/bench/telegraf.conf) timed after each drain on the same stored events, with NATS_URL, NATS_STREAM and CLICKHOUSE_DSN (an empty database of its own) in its environment, until that database holds every event")
+	s.fs.StringVar(&cfg.Peer, "peer", "", "command of another ingest pipeline (e.g. telegraf --config deploy/bench/telegraf.conf) timed after each drain on the same stored events, with NATS_URL, NATS_STREAM, NATS_CONSUMER (a durable push consumer made for it, deliver group of the same name) and CLICKHOUSE_DSN (an empty database of its own) in its environment, until that database holds every event")
 	s.fs.StringVar(&cfg.NATSServer, "nats-server", "", "path of a nats-server binary: each drain then runs JetStream in a nats-server process of its own instead of embedded, and its CPU is printed apart (go build -o bin/nats-server github.com/nats-io/nats-server/v2)")
 	if err := s.parse(ctx, args); err != nil {
 		return err

@@ -63,10 +63,15 @@ type IngestConfig struct {
 	// Peer, when set, is a command (a program and its arguments, split
 	// at spaces) that drains the same stored events after each drain:
 	// another ingest pipeline to compare with, such as Telegraf. It runs
-	// with NATS_URL, NATS_STREAM and CLICKHOUSE_DSN (an empty database of
-	// its own, also in CLICKHOUSE_DATABASE) in its environment, and is
-	// timed until the tables of that database hold every event, then
-	// stopped.
+	// with NATS_URL, NATS_STREAM, NATS_CONSUMER and CLICKHOUSE_DSN (an
+	// empty database of its own, also in CLICKHOUSE_DATABASE) in its
+	// environment, and is timed until the tables of that database hold
+	// every event, then stopped. NATS_CONSUMER names a durable push
+	// consumer made for it, delivering the whole stream to the deliver
+	// group of the same name with up to 150k messages unacknowledged
+	// (Telegraf's nats_consumer binds to one named after its queue_group,
+	// and would otherwise make one allowing 1,000); a peer may also read
+	// the stream its own way.
 	Peer string
 	// CPUProfile and MemProfile, when set, are the files the CPU profile
 	// of the first drain, and a heap profile taken as it ends, go to.
@@ -567,7 +572,7 @@ func drain(ctx context.Context, st *store.Store, evs *[]event.Event, cfg IngestC
 		return d, fmt.Errorf("end to end stored %d events, want %d (%v)", cnt, total, err)
 	}
 	if peer != nil {
-		if d.peerRate, d.peerCost, err = peer.run(ctx, js.Conn().ConnectedUrl(), total, natsPid); err != nil {
+		if d.peerRate, d.peerCost, err = peer.run(ctx, js, total, natsPid); err != nil {
 			return d, err
 		}
 	}
@@ -582,11 +587,15 @@ type peerRun struct {
 	db, dsn string
 }
 
-// run starts the peer on the stored events of the JetStream at natsURL
-// (natsPid is its external server, 0 when embedded), waits until the
-// tables of its database hold n rows, stops it, and returns its events/s
-// and CPU per event (Self: the peer's process).
-func (p *peerRun) run(ctx context.Context, natsURL string, n, natsPid int) (float64, Cost, error) {
+// peerConsumer is the durable push consumer made for a peer, and its
+// deliver group.
+const peerConsumer = "peer"
+
+// run starts the peer on the stored events of js (natsPid is its external
+// server, 0 when embedded), waits until the tables of its database hold n
+// rows, stops it, and returns its events/s and CPU per event (Self: the
+// peer's process).
+func (p *peerRun) run(ctx context.Context, js jetstream.JetStream, n, natsPid int) (float64, Cost, error) {
 	conn := p.admin.Conn()
 	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+p.db); err != nil {
 		return 0, Cost{}, err
@@ -594,8 +603,17 @@ func (p *peerRun) run(ctx context.Context, natsURL string, n, natsPid int) (floa
 	if err := conn.Exec(ctx, "CREATE DATABASE "+p.db); err != nil {
 		return 0, Cost{}, err
 	}
+	_, err := js.CreateOrUpdatePushConsumer(ctx, bus.EventsStream, jetstream.ConsumerConfig{
+		Durable: peerConsumer, DeliverSubject: "_peer.deliver", DeliverGroup: peerConsumer, FilterSubject: "cf.events.>",
+		DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxAckPending: 150_000,
+	})
+	if err != nil {
+		return 0, Cost{}, fmt.Errorf("peer consumer: %w", err)
+	}
+	defer js.DeleteConsumer(context.WithoutCancel(ctx), bus.EventsStream, peerConsumer)
 	cmd := exec.Command(p.command[0], p.command[1:]...)
-	cmd.Env = append(os.Environ(), "NATS_URL="+natsURL, "NATS_STREAM="+bus.EventsStream, "CLICKHOUSE_DSN="+p.dsn, "CLICKHOUSE_DATABASE="+p.db)
+	cmd.Env = append(os.Environ(), "NATS_URL="+js.Conn().ConnectedUrl(), "NATS_STREAM="+bus.EventsStream, "NATS_CONSUMER="+peerConsumer,
+		"CLICKHOUSE_DSN="+p.dsn, "CLICKHOUSE_DATABASE="+p.db)
 	out := &tail{max: 8 << 10}
 	cmd.Stdout, cmd.Stderr = out, out
 	cpu := sampleCPU(natsPid)
