@@ -159,6 +159,20 @@ Go heap per event in the drain: 2500 bytes allocated, GC CPU 1.5 µs (12 collect
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
+	r.Runs = append(r.Runs, IngestRun{110000, 66000, 0.6, 22000})
+	const perRun = `run  raw, 2 writers (rows/s)  end to end (events/s)  ratio to the run's best raw  peer (events/s)  
+1    120000                   61000                  0.51                         20000            
+2    110000                   66000                  0.60                         22000            
+end-to-end / best raw insert: median 0.55 over 2 runs, 0.51-0.60 (target >= 0.50)
+end-to-end / peer: median 3.02 over 2 runs, 3.00-3.05 (target >= 3)
+`
+	b.Reset()
+	if err := r.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.String(); !strings.Contains(got, perRun) {
+		t.Errorf("two runs:\n%s\nwant in it\n%s", got, perRun)
+	}
 }
 
 func TestAPIResultWrite(t *testing.T) {

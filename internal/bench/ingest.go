@@ -68,7 +68,7 @@ type IngestConfig struct {
 	// environment, and is timed until the tables of that database hold
 	// every event, then stopped. NATS_CONSUMER names a durable push
 	// consumer made for it, delivering the whole stream to the deliver
-	// group of the same name with up to 150k messages unacknowledged
+	// group of the same name with up to 60k messages unacknowledged
 	// (Telegraf's nats_consumer binds to one named after its queue_group,
 	// and would otherwise make one allowing 1,000); a peer may also read
 	// the stream its own way.
@@ -309,9 +309,18 @@ func (r IngestResult) Write(w io.Writer) error {
 		fmt.Fprintf(w, "end-to-end / best raw insert = %.2f (target >= 0.50)\n", ratios[0])
 	} else {
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "run\traw, 2 writers (rows/s)\tend to end (events/s)\tratio to the run's best raw\t\n")
+		peer := r.Runs[0].Peer > 0
+		head := "run\traw, 2 writers (rows/s)\tend to end (events/s)\tratio to the run's best raw\t"
+		if peer {
+			head += "peer (events/s)\t"
+		}
+		fmt.Fprintln(tw, head)
 		for i, run := range r.Runs {
-			fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.2f\t\n", i+1, run.Raw, run.EndToEnd, run.Ratio)
+			fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.2f\t", i+1, run.Raw, run.EndToEnd, run.Ratio)
+			if peer {
+				fmt.Fprintf(tw, "%.0f\t", run.Peer)
+			}
+			fmt.Fprintln(tw)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -605,7 +614,7 @@ func (p *peerRun) run(ctx context.Context, js jetstream.JetStream, n, natsPid in
 	}
 	_, err := js.CreateOrUpdatePushConsumer(ctx, bus.EventsStream, jetstream.ConsumerConfig{
 		Durable: peerConsumer, DeliverSubject: "_peer.deliver", DeliverGroup: peerConsumer, FilterSubject: "cf.events.>",
-		DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxAckPending: 150_000,
+		DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxAckPending: 60_000,
 	})
 	if err != nil {
 		return 0, Cost{}, fmt.Errorf("peer consumer: %w", err)
