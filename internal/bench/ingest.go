@@ -128,9 +128,10 @@ type IngestResult struct {
 
 // Ingest measures, Runs times, the raw insert of generated events into
 // ClickHouse next to the end-to-end drain of the same events from a fresh
-// embedded JetStream through the ingest worker. The first run also
-// measures clickhouse-client (when installed) and one native writer, the
-// publish, and JetStream delivery alone. Every phase starts on a quiet
+// JetStream (embedded, or a nats-server of its own) through the ingest
+// worker, and then the peer's drain of them when there is one. The first
+// run also measures clickhouse-client (when installed) and one native
+// writer, the publish, and JetStream delivery alone. Every phase starts on a quiet
 // server: the parts a phase leaves are dropped and their merges waited
 // out, so that no phase pays for the background work of another.
 func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
@@ -496,8 +497,9 @@ func jetStreamName(external bool) string {
 	return "embedded JetStream"
 }
 
-// drain publishes *evs to a fresh JetStream (embedded, or cfg.NATSServer), empties st, and times
-// an ingest worker draining the backlog into st. It sets *evs to nil once
+// drain publishes *evs to a fresh JetStream (embedded, or cfg.NATSServer),
+// empties st, and times an ingest worker draining the backlog into st,
+// then peer, if not nil, on the same messages. It sets *evs to nil once
 // they are published: a running ingest process does not hold the events it
 // consumes, so the drain must not be measured scanning a heap of them. It
 // profiles the drain into cpuProfile and memProfile when they are set.
