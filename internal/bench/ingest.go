@@ -141,6 +141,8 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 		return res, fmt.Errorf("bench ingest: order %q: want time or opportunity", cfg.Order)
 	case cfg.Runs < 1 || cfg.Events < 1:
 		return res, fmt.Errorf("bench ingest: %d runs of %d events: want at least one of each", cfg.Runs, cfg.Events)
+	case cfg.Peer != "" && len(strings.Fields(cfg.Peer)) == 0:
+		return res, fmt.Errorf("bench ingest: peer %q: no command", cfg.Peer)
 	}
 	srv, err := connect(ctx, cfg.DSN, cfg.Prefix, cfg.Progress, cfg.Logger)
 	if err != nil {

@@ -94,6 +94,9 @@ func TestIngest(t *testing.T) {
 	if _, err := Ingest(context.Background(), IngestConfig{DSN: dsn, Prefix: prefix, Events: 10, Runs: 1, Order: "random"}); err == nil {
 		t.Error("order random: no error")
 	}
+	if _, err := Ingest(context.Background(), IngestConfig{DSN: dsn, Prefix: prefix, Events: 10, Runs: 1, Order: "time", Peer: "  "}); err == nil || !strings.Contains(err.Error(), "no command") {
+		t.Errorf("a blank peer: %v", err)
+	}
 }
 
 // TestIngestExternalNATS runs bench ingest small against a nats-server
