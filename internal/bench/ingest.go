@@ -441,19 +441,9 @@ func externalJetStream(ctx context.Context, bin, dir string, opt bus.Options, lo
 	var out bytes.Buffer
 	cmd := exec.Command(bin, "--jetstream", "--store_dir", filepath.Join(dir, "nats"), "--addr", "127.0.0.1", "--port", strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	proc, err := startProcess(cmd)
+	if err != nil {
 		return nil, 0, nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	kill := func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	for deadline := time.Now().Add(15 * time.Second); ; {
@@ -463,25 +453,25 @@ func externalJetStream(ctx context.Context, bin, dir string, opt bus.Options, lo
 			break
 		}
 		select {
-		case err := <-exited:
-			return nil, 0, nil, fmt.Errorf("%s exited before accepting connections (%v): %s", bin, err, out.String())
+		case <-proc.done:
+			return nil, 0, nil, fmt.Errorf("%s exited before accepting connections (%v): %s", bin, proc.err, out.String())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			kill()
+			proc.stop()
 			return nil, 0, nil, fmt.Errorf("%s does not accept connections on %s: %s", bin, addr, out.String())
 		}
 	}
 	nc, js, err := bus.Connect(ctx, "nats://"+addr, log)
 	if err != nil {
-		kill()
+		proc.stop()
 		return nil, 0, nil, err
 	}
 	stop := func() {
 		if err := nc.Drain(); err != nil {
 			log.Warn("shutdown", "err", err)
 		}
-		kill()
+		proc.stop()
 	}
 	opt.Logger = log
 	if err := bus.Declare(ctx, js, opt); err != nil {
@@ -631,36 +621,26 @@ func (p *peerRun) run(ctx context.Context, js jetstream.JetStream, n, natsPid in
 	cmd.Stdout, cmd.Stderr = out, out
 	cpu := sampleCPU(natsPid)
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	proc, err := startProcess(cmd)
+	if err != nil {
 		return 0, Cost{}, fmt.Errorf("peer: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
 	}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		var rows uint64
 		if err := conn.QueryRow(ctx, "SELECT toUInt64(sum(rows)) FROM system.parts WHERE database = ? AND active", p.db).Scan(&rows); err != nil {
-			stop()
+			proc.stop()
 			return 0, Cost{}, fmt.Errorf("peer: count rows: %w", err)
 		}
 		if rows >= uint64(n) {
 			break
 		}
 		select {
-		case err := <-exited:
-			return 0, Cost{}, fmt.Errorf("peer %s exited after storing %d of %d events (%v): %s", p.command[0], rows, n, err, out.String())
+		case <-proc.done:
+			return 0, Cost{}, fmt.Errorf("peer %s exited after storing %d of %d events (%v): %s", p.command[0], rows, n, proc.err, out.String())
 		case <-ctx.Done():
-			stop()
+			proc.stop()
 			return 0, Cost{}, ctx.Err()
 		case <-tick.C:
 		}
@@ -672,8 +652,41 @@ func (p *peerRun) run(ctx context.Context, js jetstream.JetStream, n, natsPid in
 	if ok {
 		cost.Self = float64(self.Microseconds()) / float64(n)
 	}
-	stop()
+	proc.stop()
 	return rate, cost, nil
+}
+
+// process is a started command of the benchmark (a nats-server, a peer):
+// done is closed once it exited, with err its exit status.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// startProcess starts cmd.
+func startProcess(cmd *exec.Cmd) (*process, error) {
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// stop asks the process to end (SIGTERM) and waits until it has, killing
+// it after 10 seconds.
+func (p *process) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
 }
 
 // tail keeps the last max bytes written to it.
