@@ -9,8 +9,9 @@ import (
 	"github.com/commitflow/commitflow/internal/gen"
 )
 
-// BenchmarkParse parses generated events of every type (reports events/s).
-func BenchmarkParse(b *testing.B) {
+// messages returns generated events of every type, encoded, and their
+// mean size.
+func messages(b *testing.B) ([][]byte, int) {
 	var msgs [][]byte
 	cfg := gen.Config{Seed: 1, Opportunities: 200, Tenant: "acme", End: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
 	if err := gen.Generate(context.Background(), cfg, func(ev event.Event) error {
@@ -24,7 +25,13 @@ func BenchmarkParse(b *testing.B) {
 	for _, m := range msgs {
 		bytes += len(m)
 	}
-	b.SetBytes(int64(bytes / len(msgs)))
+	return msgs, bytes / len(msgs)
+}
+
+// BenchmarkParse parses generated events of every type (reports events/s).
+func BenchmarkParse(b *testing.B) {
+	msgs, size := messages(b)
+	b.SetBytes(int64(size))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := event.Parse(msgs[i%len(msgs)]); err != nil {
@@ -32,4 +39,26 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkDecode decodes the same events with the fast decoder Parse
+// tries first and with the full decoder alone, side by side.
+func BenchmarkDecode(b *testing.B) {
+	msgs, size := messages(b)
+	b.Run("fast", func(b *testing.B) {
+		b.SetBytes(int64(size))
+		for i := 0; i < b.N; i++ {
+			if _, ok := event.DecodeFast(msgs[i%len(msgs)]); !ok {
+				b.Fatal("not taken")
+			}
+		}
+	})
+	b.Run("full", func(b *testing.B) {
+		b.SetBytes(int64(size))
+		for i := 0; i < b.N; i++ {
+			if _, err := event.DecodeFull(msgs[i%len(msgs)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -210,6 +210,9 @@ func syntaxError(data []byte) error {
 // Unknown fields, duplicate names and invalid UTF-8 are refused so that
 // typos do not pass silently.
 func (e *Event) UnmarshalJSON(data []byte) error {
+	if decodeFast(data, e) {
+		return nil
+	}
 	err := jsonv2.Unmarshal(data, e, strict)
 	// Every error of UnmarshalJSONFrom is a FieldError; return it as is
 	// rather than wrapped.

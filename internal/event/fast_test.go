@@ -1,0 +1,155 @@
+package event_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/gen"
+)
+
+// sameAsFull checks that the fast decoder's event, when it takes data, is
+// the one the full decoder gives.
+func sameAsFull(t *testing.T, data []byte) (took bool) {
+	t.Helper()
+	fast, ok := event.DecodeFast(data)
+	if !ok {
+		return false
+	}
+	full, err := event.DecodeFull(data)
+	if err != nil {
+		t.Fatalf("the fast decoder took what the full one refuses (%v): %s", err, data)
+	}
+	if !reflect.DeepEqual(fast, full) {
+		t.Fatalf("the decoders differ on %s:\nfast %#v\nfull %#v", data, fast, full)
+	}
+	return true
+}
+
+// TestDecodeFastTakesWhatSendersWrite: every event Marshal writes, of every
+// type and of a generated history, takes the fast path and decodes to what
+// the full decoder gives; so do the shapes senders write by hand (white
+// space, escapes, other key orders).
+func TestDecodeFastTakesWhatSendersWrite(t *testing.T) {
+	var bodies [][]byte
+	for _, typ := range event.Types {
+		b, err := event.Marshal(sample(typ))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, b)
+		var pretty bytes.Buffer
+		if err := json.Indent(&pretty, b, "", "\t"); err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, pretty.Bytes())
+	}
+	cfg := gen.Config{Seed: 7, Opportunities: 100, Tenant: "acme", End: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
+	if err := gen.Generate(context.Background(), cfg, func(ev event.Event) error {
+		b, err := event.Marshal(ev)
+		bodies = append(bodies, b)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const env = `"id":"e","tenant":"t","source":"s","occurred_at":"2026-01-01T00:00:00Z"`
+	for _, s := range []string{
+		`{` + env + `,"type":"opportunity.closed_lost","opportunity_id":"o","payload":{"reason":"\u003c\u0026\u003e \"quoted\" \\ \/ \b\f\n\r\t \u00e9 \u2028 \u0000"}}`,
+		`{` + env + `,"type":"opportunity.closed_lost","opportunity_id":"o","payload":{"reason":"Café – naïve 日本"}}`,
+		` {"type":"activity.logged",` + env + `,"payload":{"kind":"note","participants":[]}} ` + "\n",
+		`{` + env + `,"type":"opportunity.created","opportunity_id":"o","payload":{"attributes":{},"amount":-0,"probability":1E-1}}`,
+		`{` + env + `,"type":"opportunity.updated","opportunity_id":"o","payload":{"attributes":{"region":"","x":"y"},"created_at":"2026-01-01T00:00:00.5Z"}}`,
+		`{` + env + `,"type":"call.completed","received_at":"2026-01-01T00:00:00.123456789Z","payload":{"call_id":"c","started_at":"2026-01-01T00:00:00Z","duration_seconds":-0,"participants":[{"side":"buyer","name":"n"}],"action_items":[],"next_meeting_booked":false}}`,
+		`{"v":1,` + env + `,"type":"opportunity.amount_changed","opportunity_id":"o","payload":{"from":1.5e3,"to":0,"cleared":true}}`,
+	} {
+		bodies = append(bodies, []byte(s))
+	}
+	for _, b := range bodies {
+		if !sameAsFull(t, b) {
+			t.Errorf("the fast decoder did not take %s", b)
+		}
+	}
+}
+
+// TestDecodeFastLeavesTheRest: input the fast decoder does not take goes to
+// the full decoder, whose errors and events Parse returns unchanged.
+func TestDecodeFastLeavesTheRest(t *testing.T) {
+	const env = `"id":"e","tenant":"t","source":"s","occurred_at":"2026-01-01T00:00:00Z"`
+	lost := func(payload string) string {
+		return `{` + env + `,"type":"opportunity.closed_lost","opportunity_id":"o","payload":` + payload + `}`
+	}
+	tests := []struct {
+		name, body string
+		valid      bool // the full decoder accepts it
+	}{
+		{"offset time", `{"id":"e","tenant":"t","source":"s","occurred_at":"2026-01-01T00:00:00+05:30","type":"opportunity.closed_lost","opportunity_id":"o","payload":{}}`, true},
+		{"lower-case z", `{"id":"e","tenant":"t","source":"s","occurred_at":"2026-01-01T00:00:00z","type":"opportunity.closed_lost","opportunity_id":"o","payload":{}}`, false},
+		{"payload before type", `{` + env + `,"opportunity_id":"o","payload":{"reason":"r"},"type":"opportunity.closed_lost"}`, true},
+		{"null", lost(`{"reason":null}`), true},
+		{"null payload", lost(`null`), false},
+		{"surrogate pair", lost(`{"reason":"\ud83d\ude00"}`), true},
+		{"lone surrogate", lost(`{"reason":"\ud83d"}`), false},
+		{"escaped name", lost(`{"re\u0061son":"r"}`), true},
+		{"duplicate name", lost(`{"reason":"a","reason":"b"}`), false},
+		{"duplicate envelope name", `{"id":"x",` + env + `,"type":"opportunity.closed_lost","opportunity_id":"o","payload":{}}`, false},
+		{"duplicate attribute", `{` + env + `,"type":"opportunity.created","opportunity_id":"o","payload":{"attributes":{"a":"1","a":"2"}}}`, false},
+		{"unknown field", lost(`{"why":"r"}`), false},
+		{"upper-case name", `{"ID":"e","tenant":"t","source":"s","occurred_at":"2026-01-01T00:00:00Z","type":"opportunity.closed_lost","opportunity_id":"o","payload":{}}`, false},
+		{"unknown type", `{` + env + `,"type":"opportunity.x","payload":{}}`, false},
+		{"no payload", `{` + env + `,"type":"opportunity.closed_lost","opportunity_id":"o"}`, false},
+		{"trailing data", lost(`{}`) + `{}`, false},
+		{"trailing comma", lost(`{"reason":"r",}`), false},
+		{"invalid UTF-8", lost("{\"reason\":\"\xff\"}"), false},
+		{"control character", lost("{\"reason\":\"a\tb\"}"), false},
+		{"bad escape", lost(`{"reason":"\x"}`), false},
+		{"fractional int", `{` + env + `,"type":"call.completed","payload":{"call_id":"c","started_at":"2026-01-01T00:00:00Z","duration_seconds":1.0,"participants":[{"side":"buyer","name":"n"}]}}`, false},
+		{"huge int", `{` + env + `,"type":"call.completed","payload":{"call_id":"c","started_at":"2026-01-01T00:00:00Z","duration_seconds":12345678901234567890,"participants":[{"side":"buyer","name":"n"}]}}`, false},
+		{"number as string", lost(`{"amount":"5"}`), false},
+		{"overflowing float", lost(`{"amount":1e400}`), false},
+		{"leading zero", lost(`{"amount":01}`), false},
+		{"time out of calendar", `{"id":"e","tenant":"t","source":"s","occurred_at":"2026-02-30T00:00:00Z","type":"opportunity.closed_lost","opportunity_id":"o","payload":{}}`, false},
+		{"time with comma", `{"id":"e","tenant":"t","source":"s","occurred_at":"2026-01-01T00:00:00,5Z","type":"opportunity.closed_lost","opportunity_id":"o","payload":{}}`, false},
+		{"array", `[]`, false},
+		{"empty", ``, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if sameAsFull(t, []byte(tt.body)) {
+				t.Fatalf("the fast decoder took %s", tt.body)
+			}
+			full, fullErr := event.DecodeFull([]byte(tt.body))
+			if (fullErr == nil) != tt.valid {
+				t.Fatalf("full decoder: %v, want valid %v", fullErr, tt.valid)
+			}
+			var got event.Event
+			err := got.UnmarshalJSON([]byte(tt.body))
+			if (err == nil) != (fullErr == nil) || err == nil && !reflect.DeepEqual(got, full) {
+				t.Fatalf("UnmarshalJSON gave %v %#v, the full decoder %v %#v", err, got, fullErr, full)
+			}
+			if err != nil && !strings.Contains(err.Error(), ":") {
+				t.Fatalf("error does not name a field: %v", err)
+			}
+		})
+	}
+}
+
+// FuzzDecodeFast: whatever the fast decoder takes, the full decoder takes
+// as the same event.
+func FuzzDecodeFast(f *testing.F) {
+	for _, typ := range event.Types {
+		b, err := event.Marshal(sample(typ))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"id":"e","tenant":"t","source":"s","occurred_at":"2026-01-01T00:00:00Z","type":"opportunity.closed_lost","opportunity_id":"o","payload":{"reason":"\u00e9\n\"","amount":1e3}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sameAsFull(t, data)
+	})
+}
