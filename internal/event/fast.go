@@ -20,7 +20,7 @@ import (
 // event after JetStream's delivery (BenchmarkParse).
 func decodeFast(data []byte, e *Event) bool {
 	*e = Event{}
-	s := scanner{b: data, text: string(data)}
+	s := scanner{b: data}
 	ok := s.object(func(name []byte) (uint32, bool) {
 		switch string(name) {
 		case "v":
@@ -32,7 +32,7 @@ func decodeFast(data []byte, e *Event) bool {
 		case "source":
 			return 1 << 3, s.str(&e.Source)
 		case "type":
-			return 1 << 4, s.str((*string)(&e.Type))
+			return 1 << 4, s.typ(&e.Type)
 		case "occurred_at":
 			return 1 << 5, s.time(&e.OccurredAt)
 		case "received_at":
@@ -45,6 +45,7 @@ func decodeFast(data []byte, e *Event) bool {
 				return 0, false
 			}
 			e.Payload = p
+			s.text, s.base = string(s.b[s.i:]), s.i
 			return 1 << 8, s.payload(p)
 		}
 		return 0, false
@@ -305,13 +306,17 @@ func (s *scanner) actionItems(dst *[]ActionItem) bool {
 
 // scanner reads JSON from b at i. Its methods report false, leaving i
 // anywhere, for input they do not take: invalid JSON or a shape the full
-// decoder is left to handle. The strings it returns without escapes are
-// substrings of text, one copy of b: one allocation per event instead of
-// one per field.
+// decoder is left to handle.
+//
+// The envelope's strings are copied one by one: the ingest worker keeps
+// them, and not the payload, until its batch is stored. The payload's
+// strings without escapes are substrings of text, one copy of b from
+// base on: one allocation for the payload instead of one per field.
 type scanner struct {
 	b    []byte
-	text string
 	i    int
+	text string
+	base int
 }
 
 func (s *scanner) space() {
@@ -450,12 +455,34 @@ func (s *scanner) str(dst *string) bool {
 		return false
 	}
 	if !esc {
-		*dst = s.text[start:end]
+		if s.text != "" {
+			*dst = s.text[start-s.base : end-s.base]
+		} else {
+			*dst = string(s.b[start:end])
+		}
 		return true
 	}
 	b, ok := unescape(s.b[start:end])
 	*dst = string(b)
 	return ok
+}
+
+// typ reads an event type: one of Types, without allocating, or anything
+// else as a new string.
+func (s *scanner) typ(dst *Type) bool {
+	start, end, esc, ok := s.quoted()
+	if !ok || esc {
+		return ok && s.str((*string)(dst))
+	}
+	raw := s.b[start:end]
+	for _, t := range Types {
+		if string(t) == string(raw) {
+			*dst = t
+			return true
+		}
+	}
+	*dst = Type(raw)
+	return true
 }
 
 // unescape decodes the escapes of a string's raw bytes; it refuses
