@@ -259,48 +259,49 @@ func (s *scanner) payload(p Payload) bool {
 }
 
 func (s *scanner) participants(dst *[]Participant) bool {
-	*dst = []Participant{}
-	return s.array(func() bool {
-		*dst = append(*dst, Participant{})
-		p := &(*dst)[len(*dst)-1]
-		return s.object(func(name []byte) (uint32, bool) {
-			switch string(name) {
-			case "email":
-				return 1 << 0, s.str(&p.Email)
-			case "name":
-				return 1 << 1, s.str(&p.Name)
-			case "side":
-				return 1 << 2, s.str((*string)(&p.Side))
-			case "title":
-				return 1 << 3, s.str(&p.Title)
-			case "role":
-				return 1 << 4, s.str(&p.Role)
-			}
-			return 0, false
-		})
+	return objects(s, dst, func(p *Participant, name []byte) (uint32, bool) {
+		switch string(name) {
+		case "email":
+			return 1 << 0, s.str(&p.Email)
+		case "name":
+			return 1 << 1, s.str(&p.Name)
+		case "side":
+			return 1 << 2, s.str((*string)(&p.Side))
+		case "title":
+			return 1 << 3, s.str(&p.Title)
+		case "role":
+			return 1 << 4, s.str(&p.Role)
+		}
+		return 0, false
 	})
 }
 
 func (s *scanner) actionItems(dst *[]ActionItem) bool {
-	*dst = []ActionItem{}
+	return objects(s, dst, func(a *ActionItem, name []byte) (uint32, bool) {
+		switch string(name) {
+		case "text":
+			return 1 << 0, s.str(&a.Text)
+		case "owner_side":
+			return 1 << 1, s.str((*string)(&a.OwnerSide))
+		case "owner_email":
+			return 1 << 2, s.str(&a.OwnerEmail)
+		case "due_at":
+			return 1 << 3, s.timePtr(&a.DueAt)
+		case "kind":
+			return 1 << 4, s.str(&a.Kind)
+		}
+		return 0, false
+	})
+}
+
+// objects reads an array of objects into a new slice, each element's
+// members as member reads them (see scanner.object).
+func objects[T any](s *scanner, dst *[]T, member func(elem *T, name []byte) (uint32, bool)) bool {
+	*dst = []T{}
 	return s.array(func() bool {
-		*dst = append(*dst, ActionItem{})
-		a := &(*dst)[len(*dst)-1]
-		return s.object(func(name []byte) (uint32, bool) {
-			switch string(name) {
-			case "text":
-				return 1 << 0, s.str(&a.Text)
-			case "owner_side":
-				return 1 << 1, s.str((*string)(&a.OwnerSide))
-			case "owner_email":
-				return 1 << 2, s.str(&a.OwnerEmail)
-			case "due_at":
-				return 1 << 3, s.timePtr(&a.DueAt)
-			case "kind":
-				return 1 << 4, s.str(&a.Kind)
-			}
-			return 0, false
-		})
+		*dst = append(*dst, *new(T))
+		elem := &(*dst)[len(*dst)-1]
+		return s.object(func(name []byte) (uint32, bool) { return member(elem, name) })
 	})
 }
 

@@ -2,15 +2,12 @@ package event_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/commitflow/commitflow/internal/event"
-	"github.com/commitflow/commitflow/internal/gen"
 )
 
 // sameAsFull checks that the fast decoder's event, when it takes data, is
@@ -49,14 +46,8 @@ func TestDecodeFastTakesWhatSendersWrite(t *testing.T) {
 		}
 		bodies = append(bodies, pretty.Bytes())
 	}
-	cfg := gen.Config{Seed: 7, Opportunities: 100, Tenant: "acme", End: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
-	if err := gen.Generate(context.Background(), cfg, func(ev event.Event) error {
-		b, err := event.Marshal(ev)
-		bodies = append(bodies, b)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	generated, _ := messages(t, 7)
+	bodies = append(bodies, generated...)
 	const env = `"id":"e","tenant":"t","source":"s","occurred_at":"2026-01-01T00:00:00Z"`
 	for _, s := range []string{
 		`{` + env + `,"type":"opportunity.closed_lost","opportunity_id":"o","payload":{"reason":"\u003c\u0026\u003e \"quoted\" \\ \/ \b\f\n\r\t \u00e9 \u2028 \u0000"}}`,
