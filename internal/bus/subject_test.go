@@ -3,7 +3,9 @@ package bus
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
@@ -319,4 +321,38 @@ func FuzzCheckSubject(f *testing.F) {
 			t.Fatalf("reason of %d bytes", len(se.Reason))
 		}
 	})
+}
+
+// TestPartitionIsFNV: Partition is FNV-1a 32 of tenant, NUL and the
+// opportunity id, as hash/fnv computes it, for any bytes.
+func TestPartitionIsFNV(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	str := func() string {
+		b := make([]byte, r.IntN(40))
+		for i := range b {
+			b[i] = byte(r.IntN(256))
+		}
+		return string(b)
+	}
+	for range 10000 {
+		tenant, opp, n := str(), str()+"x", 2+r.IntN(1000)
+		h := fnv.New32a()
+		h.Write([]byte(tenant + "\x00" + opp))
+		if got, want := Partition(tenant, opp, n), int(h.Sum32()%uint32(n)); got != want {
+			t.Fatalf("Partition(%q, %q, %d) = %d, want %d", tenant, opp, n, got, want)
+		}
+	}
+}
+
+// BenchmarkCheckSubject checks the subject of a valid event, as the ingest
+// worker does for every message.
+func BenchmarkCheckSubject(b *testing.B) {
+	ev := event.Event{Tenant: "acme", Source: "salesforce", Type: event.StageChanged, OpportunityID: "0065e00000XyZ"}
+	subject := Subject(ev, 16)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := CheckSubject(subject, ev, 16); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
