@@ -197,12 +197,11 @@ func syntaxError(data []byte) error {
 	var v any
 	err := stdjson.Unmarshal(data, &v)
 	var se *stdjson.SyntaxError
-	switch {
-	case errors.As(err, &se):
+	if errors.As(err, &se) {
 		return fieldErr("body", "invalid JSON at byte %d: %v", se.Offset, se)
-	case err != nil:
-		return fieldErr("body", "invalid JSON: %v", err)
 	}
+	// Any other error (a number out of range, say) is about a value of
+	// valid JSON, which the decoder's error names.
 	return nil
 }
 

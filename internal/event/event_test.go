@@ -272,6 +272,8 @@ func TestParseRejects(t *testing.T) {
 		{"payload of wrong shape", valid[:strings.Index(valid, `,"payload"`)] + `,"payload":[1]}`, "payload", "cannot unmarshal JSON array into event.Call"},
 		{"payload field of wrong type", strings.Replace(valid, `"duration_seconds":60`, `"duration_seconds":"60"`, 1), "payload.duration_seconds", "cannot unmarshal JSON string into int"},
 		{"fractional duration", strings.Replace(valid, `"duration_seconds":60`, `"duration_seconds":1.5`, 1), "payload.duration_seconds", "cannot unmarshal JSON number into int"},
+		{"duration out of range", strings.Replace(valid, `"duration_seconds":60`, `"duration_seconds":1e400`, 1), "payload.duration_seconds", "cannot unmarshal JSON number into int"},
+		{"amount out of range", `{"id":"e1","tenant":"acme","source":"s","type":"opportunity.closed_won","occurred_at":"2026-03-02T14:30:00Z","opportunity_id":"o","payload":{"amount":-1e400}}`, "payload.amount", "value out of range"},
 		{"bad time", strings.Replace(valid, `"2026-03-02T14:30:00Z"`, `"2026-03-02 14:30"`, 1), "occurred_at", "cannot parse"},
 		{"participant side", strings.Replace(valid, `"side":"buyer"`, `"side":"customer"`, 1), "payload.participants[0].side", "must be"},
 		{"version", strings.Replace(valid, `"v":1`, `"v":7`, 1), "v", "unsupported"},
