@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/chtest"
@@ -152,4 +153,19 @@ func runWorker(t testing.TB, w *Worker) (stop func() error) {
 	}
 	t.Cleanup(func() { stop() })
 	return stop
+}
+
+// drain runs a worker of cfg on js and st until the stream is drained
+// (waitDrained, within timeout) and stops it.
+func drain(t testing.TB, js jetstream.JetStream, st *store.Store, cfg Config, reg prometheus.Registerer, timeout time.Duration) {
+	t.Helper()
+	w, err := New(js, st, cfg, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, w)
+	waitDrained(t, js, timeout)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
 }

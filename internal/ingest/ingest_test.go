@@ -649,15 +649,7 @@ func TestIngestTakeover(t *testing.T) {
 	if pending, ackPending := consumerState(t, js); pending != 2000 || ackPending != 0 {
 		t.Fatalf("after the stale acknowledgement: %d pending, %d ack pending; want 2000, 0", pending, ackPending)
 	}
-	w, err := New(js, st, cfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := runWorker(t, w)
-	waitDrained(t, js, 30*time.Second)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	drain(t, js, st, cfg, nil, 30*time.Second)
 	want := map[string]uint64{}
 	for _, ev := range evs {
 		want[ev.Tenant]++

@@ -77,15 +77,7 @@ func TestIngestHandWrittenShapes(t *testing.T) {
 		}
 	}
 
-	w, err := New(js, st, Config{BatchSize: 100, MaxWait: 50 * time.Millisecond}, prometheus.NewRegistry(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := runWorker(t, w)
-	waitDrained(t, js, 30*time.Second)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	drain(t, js, st, Config{BatchSize: 100, MaxWait: 50 * time.Millisecond}, prometheus.NewRegistry(), 30*time.Second)
 
 	rows, err := st.LoadEvents(ctx, "acme", slices.Sorted(func(yield func(string) bool) {
 		for o := range opps {

@@ -73,15 +73,7 @@ func TestIngestSubjectMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	w, err := New(js, st, Config{BatchSize: 100, MaxWait: 50 * time.Millisecond}, prometheus.NewRegistry(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := runWorker(t, w)
-	waitDrained(t, js, 30*time.Second)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	drain(t, js, st, Config{BatchSize: 100, MaxWait: 50 * time.Millisecond}, prometheus.NewRegistry(), 30*time.Second)
 	for _, tenant := range []string{"acme", "globex"} {
 		if c, err := st.CountEvents(ctx, tenant); err != nil || c != 1 {
 			t.Errorf("tenant %s: %d events stored (%v), want only its one event on its own subject", tenant, c, err)
