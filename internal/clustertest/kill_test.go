@@ -178,6 +178,10 @@ func TestKills(t *testing.T) {
 		"--from", fmt.Sprint(first), "--to", fmt.Sprint(last))
 	if err != nil {
 		t.Errorf("commitflow verify: %v\n%s", err, out)
+		// Repeated in the summary, the tail of the output that CI keeps.
+		fmt.Fprintf(&report, "commitflow verify FAILED: %v\n%s\n", err, out)
+	} else {
+		fmt.Fprintf(&report, "commitflow verify: every message from %d to %d stored or dead-lettered\n", first, last)
 	}
 
 	syncReplicas(t, ctx, e, db, "opportunity_state")
