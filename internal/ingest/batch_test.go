@@ -90,3 +90,47 @@ func TestBatchDropsMessages(t *testing.T) {
 	}
 	runtime.KeepAlive(b)
 }
+
+// TestFillSpansRequests fills batches larger than one pull request
+// (fetchChunk) from a real backlog: a batch takes BatchSize messages in
+// stream order across requests, and the next one what is left, ending on
+// the short request after MaxWait.
+func TestFillSpansRequests(t *testing.T) {
+	ctx := t.Context()
+	_, js := bustest.Start(t, bus.Options{})
+	parts, err := bus.Partitions(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size, n = fetchChunk + fetchChunk/2, 2*fetchChunk + 500
+	if err := bus.NewPublisher(js, parts).PublishBatch(ctx, genEvents(n, 3)); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := bus.RotateIngest(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &Worker{cfg: Config{BatchSize: size, MaxWait: 200 * time.Millisecond}.withDefaults()}
+	next := uint64(1)
+	seq := uint64(1)
+	for _, want := range []int{size, n - size, 0} {
+		b := w.newBatch()
+		start := time.Now()
+		gap, err := w.fill(cons, b, &next, parts)
+		if gap != nil || err != nil {
+			t.Fatalf("fill: gap %v, error %v", gap, err)
+		}
+		if len(b.rows) != want || len(b.dead) != 0 {
+			t.Fatalf("batch of %d rows and %d dead letters, want %d rows", len(b.rows), len(b.dead), want)
+		}
+		for _, r := range b.rows {
+			if r.StreamSeq != seq {
+				t.Fatalf("row of stream sequence %d, want %d", r.StreamSeq, seq)
+			}
+			seq++
+		}
+		if want < size && time.Since(start) > 5*time.Second {
+			t.Errorf("a batch of the last %d messages took %s: a short request should end it", want, time.Since(start))
+		}
+	}
+}

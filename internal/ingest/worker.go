@@ -52,7 +52,10 @@ type Config struct {
 	// stores the current one, so 2 x BatchSize messages may be in flight;
 	// the consumer's MaxAckPending (100k) caps them.
 	BatchSize int
-	// MaxWait is how long a fetch waits to fill a batch (default 500ms).
+	// MaxWait is how long a pull request waits for messages (default
+	// 500ms). A batch is fetched by requests of up to 10k messages and
+	// stored when it is full or a request comes back short: at most
+	// MaxWait after the stream ran dry.
 	MaxWait time.Duration
 	// InsertWriters is how many concurrent INSERTs store one batch, each
 	// a share of at least 10k rows (default 2). ClickHouse parses and
@@ -387,15 +390,6 @@ func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, parts i
 	next := uint64(1) // consumer sequence of the next delivery
 	var b *batch
 	for ctx.Err() == nil {
-		fb, err := cons.Fetch(w.cfg.BatchSize, jetstream.FetchMaxWait(w.cfg.MaxWait))
-		if err != nil {
-			fails++
-			log.Warn("fetch failed", "err", err, "attempt", fails)
-			w.sleep(ctx, fails)
-			continue
-		}
-		// Each message is parsed as it arrives, while the client
-		// receives the next ones.
 		// An empty batch is kept for the next fetch; a sent one is
 		// replaced by a stored one coming back, or a new one.
 		if b == nil {
@@ -405,31 +399,17 @@ func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, parts i
 				b = w.newBatch()
 			}
 		}
-		var gap *gapError
-		for m := range fb.Messages() {
-			md, err := m.Metadata()
-			if err != nil {
-				gap = &gapError{want: next, err: err}
-				break
+		gap, err := w.fill(cons, b, &next, parts)
+		switch {
+		case err != nil:
+			fails++
+			log.Warn("fetch failed", "err", err, "messages", len(b.replies), "attempt", fails)
+			if len(b.replies) == 0 {
+				w.sleep(ctx, fails)
+				continue
 			}
-			if md.Sequence.Consumer != next {
-				gap = &gapError{want: next, got: md.Sequence.Consumer}
-				break
-			}
-			next++
-			w.add(b, m, md, parts)
-		}
-		if gap == nil {
-			if err := fb.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-				fails++
-				log.Warn("fetch ended with error", "err", err, "messages", len(b.replies), "attempt", fails)
-				if len(b.replies) == 0 {
-					w.sleep(ctx, fails)
-					continue
-				}
-			} else {
-				fails = 0
-			}
+		case gap == nil:
+			fails = 0
 		}
 		if len(b.replies) > 0 {
 			w.fetched(b, progress)
@@ -446,6 +426,48 @@ func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, parts i
 		}
 	}
 	return nil
+}
+
+// fetchChunk is the most messages one pull request asks for. The client
+// holds what the server has sent until the worker has parsed it, and the
+// server sends a request's messages as fast as it can: a request of a whole
+// batch (50k) kept up to ~100 MB of messages waiting on the heap beside the
+// two batches in flight.
+const fetchChunk = 10_000
+
+// fill fetches messages into b, fetchChunk at a time, parsing each as it
+// arrives, until b holds BatchSize messages, a fetch comes back short (the
+// stream had no more within MaxWait), a fetch fails or a gap shows: a
+// message whose consumer sequence is not *next, the consumer sequence of the
+// next delivery.
+func (w *Worker) fill(cons jetstream.Consumer, b *batch, next *uint64, parts int) (*gapError, error) {
+	for len(b.replies) < w.cfg.BatchSize {
+		want := min(fetchChunk, w.cfg.BatchSize-len(b.replies))
+		fb, err := cons.Fetch(want, jetstream.FetchMaxWait(w.cfg.MaxWait))
+		if err != nil {
+			return nil, err
+		}
+		got := 0
+		for m := range fb.Messages() {
+			got++
+			md, err := m.Metadata()
+			if err != nil {
+				return &gapError{want: *next, err: err}, nil
+			}
+			if md.Sequence.Consumer != *next {
+				return &gapError{want: *next, got: md.Sequence.Consumer}, nil
+			}
+			*next++
+			w.add(b, m, md, parts)
+		}
+		if err := fb.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return nil, fmt.Errorf("fetch ended: %w", err)
+		}
+		if got < want {
+			return nil, nil
+		}
+	}
+	return nil, nil
 }
 
 // batch is a fetched batch, parsed and on its way to the store.
