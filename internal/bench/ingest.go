@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strconv"
@@ -197,7 +199,14 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 		last      drained
 		workerCfg ingest.Config
 	)
+	// The generated events and rows are the harness's, not the worker's:
+	// the process's memory limit is lifted while they are held, so that
+	// the collector does not slow the raw inserts for them, and set again
+	// for the drain once they are gone.
+	limit := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(limit)
 	for run := 1; run <= cfg.Runs; run++ {
+		debug.SetMemoryLimit(math.MaxInt64)
 		evs, rows, err := generate()
 		if err != nil {
 			return res, err
@@ -254,7 +263,7 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 			prof = [2]string{cfg.CPUProfile, cfg.MemProfile}
 		}
 		rows = nil
-		d, err := drain(ctx, e2eStore, &evs, cfg, peer, prof[0], prof[1], log)
+		d, err := drain(ctx, e2eStore, &evs, cfg, peer, prof[0], prof[1], limit, log)
 		if err != nil {
 			return res, err
 		}
@@ -493,9 +502,10 @@ func jetStreamName(external bool) string {
 // empties st, and times an ingest worker draining the backlog into st,
 // then peer, if not nil, on the same messages. It sets *evs to nil once
 // they are published: a running ingest process does not hold the events it
-// consumes, so the drain must not be measured scanning a heap of them. It
-// profiles the drain into cpuProfile and memProfile when they are set.
-func drain(ctx context.Context, st *store.Store, evs *[]event.Event, cfg IngestConfig, peer *peerRun, cpuProfile, memProfile string, log *slog.Logger) (drained, error) {
+// consumes, so the drain must not be measured scanning a heap of them;
+// then it sets the process's memory limit to memLimit. It profiles the
+// drain into cpuProfile and memProfile when they are set.
+func drain(ctx context.Context, st *store.Store, evs *[]event.Event, cfg IngestConfig, peer *peerRun, cpuProfile, memProfile string, memLimit int64, log *slog.Logger) (drained, error) {
 	var d drained
 	if err := st.Conn().Exec(ctx, "TRUNCATE TABLE events"); err != nil {
 		return d, err
@@ -535,6 +545,7 @@ func drain(ctx context.Context, st *store.Store, evs *[]event.Event, cfg IngestC
 	d.pubRate = float64(total) / time.Since(start).Seconds()
 	all, *evs = nil, nil
 	runtime.GC()
+	debug.SetMemoryLimit(memLimit)
 	if d.deliveryRate, d.deliveryCost, err = deliverOnly(ctx, js, total, natsPid); err != nil {
 		return d, err
 	}

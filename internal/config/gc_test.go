@@ -78,7 +78,7 @@ func TestGCLimit(t *testing.T) {
 	if err != nil || l <= 0 {
 		t.Errorf("default: %d, %v", l, err)
 	}
-	if total, ok := machineMemory(); ok && l != int64(total/4) {
-		t.Errorf("default: %d, want a quarter of %d", l, total)
+	if total, ok := machineMemory(); ok && l != min(int64(total/4), DefaultMemoryLimit) {
+		t.Errorf("default: %d, want a quarter of %d, at most %d", l, total, int64(DefaultMemoryLimit))
 	}
 }
