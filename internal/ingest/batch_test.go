@@ -134,3 +134,61 @@ func TestFillSpansRequests(t *testing.T) {
 		}
 	}
 }
+
+// stealing is an ingest consumer whose second Fetch lets another client
+// fetch (and drop) steal messages of the same consumer first, as a fetch
+// that gave up on its wait time after a pause does.
+type stealing struct {
+	jetstream.Consumer
+	steal, fetches int
+}
+
+func (c *stealing) Fetch(n int, opts ...jetstream.FetchOpt) (jetstream.MessageBatch, error) {
+	if c.fetches++; c.fetches == 2 {
+		fb, err := c.Consumer.Fetch(c.steal, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		for range fb.Messages() {
+		}
+	}
+	return c.Consumer.Fetch(n, opts...)
+}
+
+// TestFillGapInSecondRequest makes a delivery gap between the pull requests
+// of one batch: fill keeps the messages of the first request, in order, and
+// reports the gap at the first consumer sequence it did not receive.
+func TestFillGapInSecondRequest(t *testing.T) {
+	ctx := t.Context()
+	_, js := bustest.Start(t, bus.Options{})
+	parts, err := bus.Partitions(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, steal = fetchChunk + 2000, 5
+	if err := bus.NewPublisher(js, parts).PublishBatch(ctx, genEvents(n, 5)); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := bus.RotateIngest(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &Worker{cfg: Config{BatchSize: n, MaxWait: time.Second}.withDefaults()}
+	b := w.newBatch()
+	next := uint64(1)
+	gap, err := w.fill(&stealing{Consumer: cons, steal: steal}, b, &next, parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gap == nil || gap.want != fetchChunk+1 || gap.got != fetchChunk+steal+1 {
+		t.Fatalf("gap %+v, want one from consumer sequence %d to %d", gap, fetchChunk+1, fetchChunk+steal+1)
+	}
+	if len(b.rows) != fetchChunk {
+		t.Fatalf("batch of %d rows, want the first request's %d", len(b.rows), fetchChunk)
+	}
+	for i, r := range b.rows {
+		if r.StreamSeq != uint64(i+1) {
+			t.Fatalf("row %d of stream sequence %d, want %d", i, r.StreamSeq, i+1)
+		}
+	}
+}
