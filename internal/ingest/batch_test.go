@@ -25,21 +25,9 @@ type probeMsg struct{ jetstream.Msg }
 // subject and reply subject, and the message with the highest sequence,
 // which acknowledges the batch.
 func TestBatchDropsMessages(t *testing.T) {
-	ctx := t.Context()
-	_, js := bustest.Start(t, bus.Options{})
-	parts, err := bus.Partitions(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = 200
 	evs := genEvents(n, 7)
-	if err := bus.NewPublisher(js, parts).PublishBatch(ctx, evs); err != nil {
-		t.Fatal(err)
-	}
-	cons, err := bus.RotateIngest(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cons, parts := backlog(t, evs)
 	fb, err := cons.Fetch(n, jetstream.FetchMaxWait(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -97,20 +85,8 @@ func TestBatchDropsMessages(t *testing.T) {
 // the first request that comes back short rather than waiting MaxWait
 // again.
 func TestFillSpansRequests(t *testing.T) {
-	ctx := t.Context()
-	_, js := bustest.Start(t, bus.Options{})
-	parts, err := bus.Partitions(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const size, n = fetchChunk + fetchChunk/2, 2*fetchChunk + 500
-	if err := bus.NewPublisher(js, parts).PublishBatch(ctx, genEvents(n, 3)); err != nil {
-		t.Fatal(err)
-	}
-	cons, err := bus.RotateIngest(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cons, parts := backlog(t, genEvents(n, 3))
 	// MaxWait is long enough for the server to send a full request on a
 	// loaded machine under the race detector: only the last request may
 	// come back short.
@@ -164,20 +140,8 @@ func (c *stealing) Fetch(n int, opts ...jetstream.FetchOpt) (jetstream.MessageBa
 // of one batch: fill keeps the messages of the first request, in order, and
 // reports the gap at the first consumer sequence it did not receive.
 func TestFillGapInSecondRequest(t *testing.T) {
-	ctx := t.Context()
-	_, js := bustest.Start(t, bus.Options{})
-	parts, err := bus.Partitions(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n, steal = fetchChunk + 2000, 5
-	if err := bus.NewPublisher(js, parts).PublishBatch(ctx, genEvents(n, 5)); err != nil {
-		t.Fatal(err)
-	}
-	cons, err := bus.RotateIngest(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cons, parts := backlog(t, genEvents(n, 5))
 	w := &Worker{cfg: Config{BatchSize: n, MaxWait: 5 * time.Second}.withDefaults()}
 	b := w.newBatch()
 	next := uint64(1)
@@ -196,4 +160,24 @@ func TestFillGapInSecondRequest(t *testing.T) {
 			t.Fatalf("row %d of stream sequence %d, want %d", i, r.StreamSeq, i+1)
 		}
 	}
+}
+
+// backlog publishes evs to a fresh embedded JetStream and returns a new
+// ingest consumer generation delivering them, and the stream's partitions.
+func backlog(t *testing.T, evs []event.Event) (jetstream.Consumer, int) {
+	t.Helper()
+	ctx := t.Context()
+	_, js := bustest.Start(t, bus.Options{})
+	parts, err := bus.Partitions(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.NewPublisher(js, parts).PublishBatch(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := bus.RotateIngest(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cons, parts
 }
