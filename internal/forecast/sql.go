@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"slices"
 	"strings"
 	"time"
 
@@ -116,7 +117,9 @@ ORDER BY h, bucket, seg, outcome, day`
 // (a deal closed and reopened is open). The inner WHERE keeps, on the
 // table's columns, the candidates openSQL describes (18.16 pushes no
 // condition on computed columns down, and would compute every fact look-up
-// of the closed majority first); the outer WHERE the open ones.
+// of the closed majority first); the outer WHERE the open ones. The rows
+// come in no order: deals sorts them (an ORDER BY o cost 18.16 half of the
+// query, ~350 ms of ~700 for the 110k open deals of 10M events).
 var dealsSQL = `
 SELECT o, f_amount, f_currency, f_close_date, f_probability, f_owner, f_team, f_segment, f_category, h, last_at, closed, ct, cs, close_amount, close_currency, f_attrs FROM (
     SELECT
@@ -149,8 +152,7 @@ SELECT o, f_amount, f_currency, f_close_date, f_probability, f_owner, f_team, f_
         AND ` + readmodel.Created("@bound") + ` <= toDateTime(@at)
         AND NOT (notEmpty(close_times) AND fact_closed[-1] = 1 AND close_times[-1] <= toDateTime(@at))
 )
-WHERE f_closed = 0
-ORDER BY o`
+WHERE f_closed = 0`
 
 // stateRow is one (opportunity, reference date) sample as statesSQL gives
 // it.
@@ -231,7 +233,12 @@ type chunks[T any] struct {
 	full [][]T
 	cur  []T
 	n    int
+	// order, when not nil, is the order of the rows by index (sortFunc).
+	order []int32
 }
+
+// chunkSize is the number of rows of each chunk.
+const chunkSize = 4096
 
 // add appends r.
 func (c *chunks[T]) add(r T) {
@@ -239,18 +246,47 @@ func (c *chunks[T]) add(r T) {
 		if c.cur != nil {
 			c.full = append(c.full, c.cur)
 		}
-		c.cur = make([]T, 0, 4096)
+		c.cur = make([]T, 0, chunkSize)
 	}
 	c.cur = append(c.cur, r)
 	c.n++
+	if c.order != nil {
+		c.order = append(c.order, int32(c.n-1))
+	}
 }
 
 // len returns the number of rows.
 func (c *chunks[T]) len() int { return c.n }
 
+// at returns the address of row i in the order of adding.
+func (c *chunks[T]) at(i int) *T {
+	if k := i / chunkSize; k < len(c.full) {
+		return &c.full[k][i%chunkSize]
+	}
+	return &c.cur[i%chunkSize]
+}
+
+// sortFunc puts the rows in the order of cmp (stable), without moving
+// them: rows and all yield them in that order.
+func (c *chunks[T]) sortFunc(cmp func(a, b *T) int) {
+	c.order = make([]int32, c.n)
+	for i := range c.order {
+		c.order[i] = int32(i)
+	}
+	slices.SortStableFunc(c.order, func(a, b int32) int { return cmp(c.at(int(a)), c.at(int(b))) })
+}
+
 // rows yields the index and address of every row, in order.
 func (c *chunks[T]) rows() iter.Seq2[int, *T] {
 	return func(yield func(int, *T) bool) {
+		if c.order != nil {
+			for i, k := range c.order {
+				if !yield(i, c.at(int(k))) {
+					return
+				}
+			}
+			return
+		}
 		i := 0
 		for _, page := range append(c.full, c.cur) {
 			for j := range page {
@@ -269,10 +305,10 @@ func (c *chunks[T]) all() []T {
 		return nil
 	}
 	out := make([]T, 0, c.n)
-	for _, f := range c.full {
-		out = append(out, f...)
+	for _, r := range c.rows() {
+		out = append(out, *r)
 	}
-	return append(out, c.cur...)
+	return out
 }
 
 func unix32(t time.Time) uint32 {
@@ -444,5 +480,8 @@ func (f *Forecaster) deals(ctx context.Context, v *snapshot.View, tenant string,
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("forecast open deals: %w", err)
 	}
+	// In the order of their ids, so that an answer's Monte Carlo draws
+	// fall on the same deals whatever order ClickHouse sent them in.
+	out.sortFunc(func(a, b *dealRow) int { return strings.Compare(a.Opportunity, b.Opportunity) })
 	return out, nil
 }

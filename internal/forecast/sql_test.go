@@ -28,3 +28,23 @@ func TestChunksRows(t *testing.T) {
 		}
 	}
 }
+
+func TestChunksSortFunc(t *testing.T) {
+	for _, n := range []int{0, 1, 4096, 10000} {
+		c := &chunks[int]{}
+		for i := range n {
+			c.add((i * 7919) % n) // a permutation of 0..n-1
+		}
+		c.sortFunc(func(a, b *int) int { return *a - *b })
+		for i, r := range c.rows() {
+			if *r != i {
+				t.Fatalf("n=%d: row %d holds %d after sorting", n, i, *r)
+			}
+		}
+		for i, r := range c.all() {
+			if r != i {
+				t.Fatalf("n=%d: all()[%d] = %d after sorting", n, i, r)
+			}
+		}
+	}
+}

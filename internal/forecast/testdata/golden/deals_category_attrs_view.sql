@@ -31,4 +31,3 @@ SELECT o, f_amount, f_currency, f_close_date, f_probability, f_owner, f_team, f_
         AND NOT (notEmpty(close_times) AND fact_closed[-1] = 1 AND close_times[-1] <= toDateTime(@at))
 )
 WHERE f_closed = 0
-ORDER BY o
