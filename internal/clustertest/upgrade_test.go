@@ -373,7 +373,7 @@ func checkOldStates(t *testing.T, got, ref map[string]map[string]any, old []stri
 				if f == nil {
 					t.Fatalf("opportunity_state.%s was added after the old release: say in storetest.OldStateValue what an old row reads", col)
 				}
-				want = f(r)
+				want = f(r, g)
 			}
 			if a, b := show(g[col]), show(want); a != b {
 				if bad++; bad <= 5 {

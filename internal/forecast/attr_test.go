@@ -41,7 +41,9 @@ func TestBreakdownByAttribute(t *testing.T) {
 		}
 	}
 	f := loadRaw(t, deals, time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
-	for _, asOf := range []time.Time{time.Date(2023, 6, 1, 0, 0, 0, 0, time.UTC), time.Date(2023, 11, 15, 0, 0, 0, 0, time.UTC)} {
+	// The last date is after every event: the open deals come from their
+	// latest_* columns (latestDealsSQL).
+	for _, asOf := range []time.Time{time.Date(2023, 6, 1, 0, 0, 0, 0, time.UTC), time.Date(2023, 11, 15, 0, 0, 0, 0, time.UTC), time.Date(2024, 12, 31, 0, 0, 0, 0, time.UTC)} {
 		r, err := f.Forecast(ctx, Query{Tenant: "acme", AsOf: asOf, Draws: 100, By: []string{"attr.region", "owner", "attr.line", "attr.region"}})
 		if err != nil {
 			t.Fatal(err)
@@ -127,6 +129,9 @@ func TestBreakdownByForecastCategory(t *testing.T) {
 		{Tenant: "acme", AsOf: time.Date(2023, 6, 1, 0, 0, 0, 0, time.UTC), Draws: 100, By: []string{ByForecastCategory}},
 		{Tenant: "acme", AsOf: time.Date(2023, 11, 15, 0, 0, 0, 0, time.UTC), Draws: 100, By: []string{ByForecastCategory, ByOwner}},
 		{Tenant: "acme", AsOf: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), Backtest: &backtest, Draws: 100, By: []string{ByForecastCategory}},
+		// After every event: the open deals come from their latest_*
+		// columns (latestDealsSQL).
+		{Tenant: "acme", AsOf: time.Date(2024, 12, 31, 0, 0, 0, 0, time.UTC), Draws: 100, By: []string{ByForecastCategory, ByOwner}},
 	} {
 		at := q.AsOf
 		if q.Backtest != nil {

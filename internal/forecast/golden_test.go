@@ -32,8 +32,10 @@ func TestSQL(t *testing.T) {
 		for _, q := range []struct{ name, sql string }{
 			{"training", trainingSQL},
 			{"samples", samplesSQL},
-			{"deals", dealsQuery(false, nil)},
-			{"deals_category_attrs", dealsQuery(true, []string{"region", "deal_type"})},
+			{"deals", dealsQuery(false, false, nil)},
+			{"deals_category_attrs", dealsQuery(false, true, []string{"region", "deal_type"})},
+			{"deals_latest", dealsQuery(true, false, nil)},
+			{"deals_latest_category_attrs", dealsQuery(true, true, []string{"region", "deal_type"})},
 		} {
 			goldentest.Check(t, q.name+"_"+sh.name, sh.r.Replace(q.sql))
 		}

@@ -55,7 +55,9 @@ func TestStatesMatchOracle(t *testing.T) {
 			asOf    time.Time
 			months  int
 			horizon int
-		}{{synthAsOf, 12, 180}, {synthAsOf.AddDate(0, -5, 3), 6, 30}, {synthStart.AddDate(0, 2, 0), 12, 90}} {
+			latest  bool // after every event: latestDealsSQL answers
+		}{{synthAsOf, 12, 180, false}, {synthAsOf.AddDate(0, -5, 3), 6, 30, false}, {synthStart.AddDate(0, 2, 0), 12, 90, false},
+			{synthStart.AddDate(3, 0, 0), 12, 180, true}} {
 			refs := referenceDates(tc.asOf, tc.months)
 			got, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) ([]stateRow, error) {
 				return f.states(ctx, v, "acme", refs, tc.asOf, tc.horizon)
@@ -89,6 +91,9 @@ func TestStatesMatchOracle(t *testing.T) {
 
 			bound := tc.asOf.AddDate(0, 0, tc.horizon)
 			gotDeals, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) (*chunks[dealRow], error) {
+				if latest, err := f.latestBy(ctx, v, "acme", tc.asOf); err != nil || latest != tc.latest {
+					t.Errorf("seed %d, as of %s: latestBy = %v, %v; want %v", seed, tc.asOf, latest, err, tc.latest)
+				}
 				return f.deals(ctx, v, "acme", tc.asOf, bound, false, nil)
 			})
 			if err != nil {

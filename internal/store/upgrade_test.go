@@ -385,7 +385,7 @@ func checkOldStates(t *testing.T, when string, got, ref map[string]map[string]an
 				if f == nil {
 					t.Fatalf("%s: opportunity_state.%s was added after the old release: say in storetest.OldStateValue what an old row reads", when, col)
 				}
-				want = f(r)
+				want = f(r, g)
 			}
 			if a, b := show(g[col]), show(want); a != b {
 				if bad++; bad <= 5 {

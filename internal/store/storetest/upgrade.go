@@ -10,16 +10,17 @@ import (
 // OldStateValue gives, for an opportunity_state column a later migration
 // added, what a row written before that migration reads, as its
 // migration's header says, from the same row as written today (ref, by
-// column). The upgrade tests (single server and cluster) fail for an
-// added column that has no entry here.
-var OldStateValue = map[string]func(ref map[string]any) any{
+// column) or from the other columns of the old row as read (old). The
+// upgrade tests (single server and cluster) fail for an added column that
+// has no entry here.
+var OldStateValue = map[string]func(ref, old map[string]any) any{
 	// 0103-0105: computed by ClickHouse from columns the old row has.
-	"miss_prev":        func(r map[string]any) any { return r["miss_prev"] },
-	"miss_prev_step":   func(r map[string]any) any { return r["miss_prev_step"] },
-	"miss_prev_reason": func(r map[string]any) any { return r["miss_prev_reason"] },
-	"miss_prev_owner":  func(r map[string]any) any { return r["miss_prev_owner"] },
-	"opp_hash":         func(r map[string]any) any { return r["opp_hash"] },
-	"fact_closed": func(r map[string]any) any {
+	"miss_prev":        func(r, _ map[string]any) any { return r["miss_prev"] },
+	"miss_prev_step":   func(r, _ map[string]any) any { return r["miss_prev_step"] },
+	"miss_prev_reason": func(r, _ map[string]any) any { return r["miss_prev_reason"] },
+	"miss_prev_owner":  func(r, _ map[string]any) any { return r["miss_prev_owner"] },
+	"opp_hash":         func(r, _ map[string]any) any { return r["opp_hash"] },
+	"fact_closed": func(r, _ map[string]any) any {
 		out := []uint8{}
 		for _, s := range r["statuses"].([]string) {
 			if s == "won" || s == "lost" {
@@ -32,32 +33,58 @@ var OldStateValue = map[string]func(ref map[string]any) any{
 	},
 	// 0107: the entries the fact snapshots show, a stage differing from the
 	// previous snapshot's.
-	"stage_entry_times": func(r map[string]any) any { t, _ := entriesFromFacts(r); return t },
-	"stage_entries":     func(r map[string]any) any { _, s := entriesFromFacts(r); return s },
+	"stage_entry_times": func(r, _ map[string]any) any { t, _ := entriesFromFacts(r); return t },
+	"stage_entries":     func(r, _ map[string]any) any { _, s := entriesFromFacts(r); return s },
 	// 0108: currency unknown.
-	"currencies":      func(r map[string]any) any { return make([]string, len(r["amounts"].([]float64))) },
-	"miss_currencies": func(r map[string]any) any { return make([]string, len(r["miss_amounts"].([]float64))) },
+	"currencies":      func(r, _ map[string]any) any { return make([]string, len(r["amounts"].([]float64))) },
+	"miss_currencies": func(r, _ map[string]any) any { return make([]string, len(r["miss_amounts"].([]float64))) },
 	// 0109: no attributes.
-	"attr_keys":   func(r map[string]any) any { return make([][]string, len(r["fact_times"].([]time.Time))) },
-	"attr_values": func(r map[string]any) any { return make([][]string, len(r["fact_times"].([]time.Time))) },
+	"attr_keys":   func(r, _ map[string]any) any { return make([][]string, len(r["fact_times"].([]time.Time))) },
+	"attr_values": func(r, _ map[string]any) any { return make([][]string, len(r["fact_times"].([]time.Time))) },
 	// 0110: no single-threaded times, not filled (the readers then take
 	// them from derived_events).
-	"single_threaded_times":  func(map[string]any) any { return []time.Time{} },
-	"single_threaded_filled": func(map[string]any) any { return uint8(0) },
+	"single_threaded_times":  func(_, _ map[string]any) any { return []time.Time{} },
+	"single_threaded_filled": func(_, _ map[string]any) any { return uint8(0) },
 	// 0112: no forecast category.
-	"forecast_categories": func(r map[string]any) any { return make([]string, len(r["amounts"].([]float64))) },
+	"forecast_categories": func(r, _ map[string]any) any { return make([]string, len(r["amounts"].([]float64))) },
 	// 0113: computed by ClickHouse from columns the old row has.
-	"miss_deal_prev_step":   func(r map[string]any) any { return r["miss_deal_prev_step"] },
-	"miss_deal_prev_reason": func(r map[string]any) any { return r["miss_deal_prev_reason"] },
-	"miss_deal_prev_owner":  func(r map[string]any) any { return r["miss_deal_prev_owner"] },
+	"miss_deal_prev_step":   func(r, _ map[string]any) any { return r["miss_deal_prev_step"] },
+	"miss_deal_prev_reason": func(r, _ map[string]any) any { return r["miss_deal_prev_reason"] },
+	"miss_deal_prev_owner":  func(r, _ map[string]any) any { return r["miss_deal_prev_owner"] },
+	// 0115: computed by ClickHouse from the arrays the old row reads.
+	"latest_at":                func(r, _ map[string]any) any { return r["latest_at"] },
+	"latest_amount":            func(r, _ map[string]any) any { return r["latest_amount"] },
+	"latest_currency":          func(_, o map[string]any) any { return last(o["currencies"].([]string)) },
+	"latest_close_date":        func(r, _ map[string]any) any { return r["latest_close_date"] },
+	"latest_probability":       func(r, _ map[string]any) any { return r["latest_probability"] },
+	"latest_owner":             func(r, _ map[string]any) any { return r["latest_owner"] },
+	"latest_team":              func(r, _ map[string]any) any { return r["latest_team"] },
+	"latest_segment":           func(r, _ map[string]any) any { return r["latest_segment"] },
+	"latest_forecast_category": func(_, o map[string]any) any { return last(o["forecast_categories"].([]string)) },
+	"latest_attr_keys":         func(_, o map[string]any) any { return lastOr(o["attr_keys"].([][]string), []string{}) },
+	"latest_attr_values":       func(_, o map[string]any) any { return lastOr(o["attr_values"].([][]string), []string{}) },
+	"latest_gain_at":           func(r, _ map[string]any) any { return r["latest_gain_at"] },
+	"reached_steps":            func(r, _ map[string]any) any { return r["reached_steps"] },
 	// 0114: the later of created_at and first_at.
-	"created_seen": func(r map[string]any) any {
+	"created_seen": func(r, _ map[string]any) any {
 		c, f := r["created_at"].(time.Time), r["first_at"].(time.Time)
 		if c.After(f) {
 			return c
 		}
 		return f
 	},
+}
+
+// last is the last element of s, "" when it is empty (as s[-1] in
+// ClickHouse).
+func last(s []string) string { return lastOr(s, "") }
+
+// lastOr is the last element of s, or none when s is empty.
+func lastOr[T any](s []T, none T) T {
+	if len(s) == 0 {
+		return none
+	}
+	return s[len(s)-1]
 }
 
 // entriesFromFacts returns the stage entries migration 0107 gives a row
