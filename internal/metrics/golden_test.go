@@ -38,8 +38,9 @@ func TestGoldenShapes(t *testing.T) {
 // TestStallsSQL compares the stalls query with its golden files.
 func TestStallsSQL(t *testing.T) {
 	for _, g := range goldenShapes {
-		goldentest.Check(t, "stalls_"+g.name, stallsSQL(g.sh))
+		goldentest.Check(t, "stalls_"+g.name, stallsSQL(g.sh, false))
 	}
+	goldentest.Check(t, "stalls_latest", stallsSQL(goldenShapes[0].sh, true))
 }
 
 // TestMovementSQL compares the movement query with its golden files.
@@ -124,8 +125,8 @@ func TestStageHistorySQL(t *testing.T) {
 	}
 }
 
-// TestPartCurrenciesSQL compares the query of the currencies of parts with
+// TestPartSummariesSQL compares the query of the summaries of parts with
 // its golden file.
-func TestPartCurrenciesSQL(t *testing.T) {
-	goldentest.Check(t, "part_currencies", partCurrenciesSQL)
+func TestPartSummariesSQL(t *testing.T) {
+	goldentest.Check(t, "part_summaries", partSummariesSQL)
 }

@@ -71,10 +71,11 @@ type Querier struct {
 	branches   int
 	maxThreads int
 	rates      *fx.Table
-	currencies currencyCache
+	parts      partCache
 	// readCurrencies makes every scan read each deal's currency, as when
-	// the amounts are in several (tests compare the two).
-	readCurrencies bool
+	// the amounts are in several, and readHistory every deal's facts as
+	// of the date asked, never its latest_* columns (tests compare).
+	readCurrencies, readHistory bool
 }
 
 // Options tunes a Querier.
@@ -501,10 +502,19 @@ type shape struct {
 	conds []string
 	// oneCurrency reports that every non-zero amount of the rows read is
 	// in the currency cur (a curSQL number): see sumCurSQL. Known only for
-	// a View (currencyCache), false with FINAL.
+	// a View (partCache), false with FINAL.
 	oneCurrency bool
 	cur         uint32
+	// latest, when latestKnown, is the latest latest_at of the rows read
+	// (UInt32 seconds): see latestBy. Known only for a View (partCache).
+	latest      uint32
+	latestKnown bool
 }
+
+// latestBy reports whether every row read had its last event at or
+// before asOf (UInt32 seconds), so that its facts and state as of asOf
+// are its latest_* columns (migration 0115).
+func (sh shape) latestBy(asOf uint32) bool { return sh.latestKnown && sh.latest <= asOf }
 
 // readScan returns what fn returns on a scan of tenant's rows. Like
 // snapshot.Read it may run fn more than once and returns the last run's
@@ -531,9 +541,19 @@ func (q *Querier) scan(ctx context.Context, tenant string, v *snapshot.View) (*s
 		if s.conds, s.args, err = q.splitKeys(qctx, tenant); err != nil {
 			return nil, err
 		}
-	} else if !q.readCurrencies {
-		if s.oneCurrency, s.cur, err = q.oneCurrency(ctx, tenant, v); err != nil {
+	} else {
+		sum, err := q.summary(ctx, tenant, v)
+		if err != nil {
 			return nil, err
+		}
+		if !q.readCurrencies && len(sum.curs) <= 1 {
+			s.oneCurrency = true
+			if len(sum.curs) == 1 {
+				s.cur = sum.curs[0]
+			}
+		}
+		if !q.readHistory {
+			s.latest, s.latestKnown = sum.latest, true
 		}
 	}
 	s.args = append(s.args, v.Args()...)

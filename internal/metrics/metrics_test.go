@@ -211,8 +211,14 @@ func TestAgainstOracle(t *testing.T) {
 			if err := approxEqual(gotV, oracleMovement(evs, vq, nil)); err != nil {
 				t.Fatalf("movement short ladder: %v", err)
 			}
-			// The data must exercise what the queries distinguish.
+			// The data must exercise what the queries distinguish: the
+			// first date is after every event, so that a View's scan
+			// takes the facts from the latest_* columns there only.
 			checkCoverage(t, q, tenant, asOfs[0], ranges[0], ladder)
+			want := seed != 3 // a View; seed 3 reads with FINAL
+			if got0, got1 := latestBy(t, q, tenant, asOfs[0]), latestBy(t, q, tenant, asOfs[1]); got0 != want || got1 {
+				t.Errorf("latest_* columns read as of %s: %v, as of %s: %v; want %v, false", asOfs[0], got0, asOfs[1], got1, want)
+			}
 			if seed == 2 {
 				f, err := q.Funnel(ctx, FunnelQuery{Tenant: tenant, AsOf: asOf, From: ranges[0][0], To: ranges[0][1], Ladder: ladder})
 				if err != nil {

@@ -108,26 +108,40 @@ var stallsRules = []string{
 // facts, reference time, first stall counted (ss, see
 // readmodel.StallColumns) and days since the reference time. Times are
 // UInt32 seconds, 0 meaning none. The open deals are selected first and
-// the rule computed on them alone.
-func openDeals(outer, from, prewhere, where string) string {
+// the rule computed on them alone. With latest (shape.latestBy @asof)
+// the facts and highest step are the latest_* columns and reached_steps,
+// which saves reading every fact of every deal (at 10M raw events, ~170
+// of the ~290 MB read).
+func openDeals(outer, from, prewhere, where string, latest bool) string {
+	fi := readmodel.FactIndex("@asof")
+	facts := fi + ` AS fi,
+			amounts[fi] AS amt,
+			` + curSQL("currencies", "fi") + ` AS cur,
+			owners[fi] AS a_owner,
+			teams[fi] AS a_team,
+			` + readmodel.HighestStep("@asof") + ` AS hi_step`
+	cols, closed := "fact_times, amounts, currencies, owners, teams, reach", "fact_closed["+fi+"]"
+	if latest {
+		facts = `latest_amount AS amt,
+			reinterpretAsUInt32(latest_currency) AS cur,
+			latest_owner AS a_owner,
+			latest_team AS a_team,
+			reached_steps AS hi_step`
+		cols, closed = "latest_amount, latest_currency, latest_owner, latest_team, reached_steps", "fact_closed[-1]"
+	}
 	return strings.Replace(outer, "{rows}", `SELECT opp_id, hi_step, amt, cur, a_owner, a_team, ref, ss, ss != 0 AS stalled, days
 	FROM (
 		SELECT opportunity_id AS opp_id,
-			`+readmodel.FactIndex("@asof")+` AS fi,
-			amounts[fi] AS amt,
-			`+curSQL("currencies", "fi")+` AS cur,
-			owners[fi] AS a_owner,
-			teams[fi] AS a_team,
-			`+readmodel.HighestStep("@asof")+` AS hi_step,
+			`+facts+`,
 			`+readmodel.StallColumns+`
 		FROM (
-			SELECT opportunity_id, fact_times, amounts, currencies, owners, teams, reach, gain_times,
+			SELECT opportunity_id, `+cols+`, gain_times,
 				created_at, created_seen, first_at, close_times, stall_times
 			FROM `+from+`
 			`+prewhere+`
 			WHERE `+where+`
 				AND first_at != toDateTime(0) AND first_at <= toDateTime(@asof)
-				AND fact_closed[`+readmodel.FactIndex("@asof")+`] = 0
+				AND `+closed+` = 0
 		)
 	)`, 1)
 }
@@ -161,7 +175,7 @@ func (q *Querier) Stalls(ctx context.Context, sq StallsQuery) (*StallsResult, er
 			clickhouse.Named("asof", ts(c.asOf)),
 			clickhouse.Named("upto", uint64(page*size)),
 		}, s.args...)
-		return queryRows(s, q.conn, "stalls", stallsSQL(s.shape), args, (*stallsRow).dest)
+		return queryRows(s, q.conn, "stalls", stallsSQL(s.shape, s.latestBy(ts(c.asOf))), args, (*stallsRow).dest)
 	})
 	if err != nil {
 		return nil, err
@@ -176,8 +190,8 @@ const stallsPage = `arraySlice(arraySort(groupArrayIf((-amt, opp_id, a_owner, a_
 // stallsSQL is the query of the stalls answer on sh, one pass over the
 // open deals: the counts, amounts and histograms per highest step and
 // currency, and beside them each group's first @upto stalled deals in the
-// page's order (stallsRow).
-func stallsSQL(sh shape) string {
+// page's order (stallsRow); latest as openDeals takes it.
+func stallsSQL(sh shape, latest bool) string {
 	return `SELECT toUInt8(hi_step), toUInt64(sum(n0)), toUInt64(sum(n1)), ` + sumMapSQL("a0", "a1") + bucketSumsSQL() + `,
 	arrayMap(x -> -tupleElement(x, 1), groupArrayArray(top) AS tops), arrayMap(x -> tupleElement(x, 2), tops),
 	arrayMap(x -> tupleElement(x, 3), tops), arrayMap(x -> tupleElement(x, 4), tops),
@@ -187,7 +201,7 @@ func stallsSQL(sh shape) string {
 		return openDeals(`SELECT hi_step, cur, count() AS n0, sum(amt) AS a0, countIf(stalled) AS n1, sumIf(amt, stalled) AS a1,
 		`+stallsPage+bucketCountsSQL(bucketIndexSQL("days * 86400", "1"))+`
 		FROM ({rows})
-		GROUP BY hi_step, cur`, sh.from, sh.prewhere, where)
+		GROUP BY hi_step, cur`, sh.from, sh.prewhere, where, latest)
 	}) + `
 	GROUP BY hi_step
 	ORDER BY hi_step`

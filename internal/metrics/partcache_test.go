@@ -54,8 +54,11 @@ func TestOneCurrencySums(t *testing.T) {
 				if v.Final() {
 					t.Fatal("read with FINAL")
 				}
-				one, cur, err := fast.oneCurrency(ctx, c.tenant, v)
-				return currency{one, cur}, err
+				sum, err := fast.summary(ctx, c.tenant, v)
+				if len(sum.curs) == 1 {
+					return currency{true, sum.curs[0]}, err
+				}
+				return currency{len(sum.curs) == 0, 0}, err
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -179,4 +182,15 @@ func TestOneCurrencyFollowsNewParts(t *testing.T) {
 	if err := approxEqual(am, bm); err != nil {
 		t.Fatalf("missed after EUR deals: %v", err)
 	}
+}
+
+// latestBy reports whether q's scan of tenant takes the facts as of asOf
+// from the latest_* columns (shape.latestBy).
+func latestBy(t *testing.T, q *Querier, tenant string, asOf time.Time) bool {
+	t.Helper()
+	latest, err := readScan(context.Background(), q, tenant, func(s *scan) (bool, error) { return s.latestBy(ts(asOf)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return latest
 }
