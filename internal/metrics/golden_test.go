@@ -54,9 +54,11 @@ func TestMovementSQL(t *testing.T) {
 // TestMissedSQL compares the missed query with its golden files.
 func TestMissedSQL(t *testing.T) {
 	for _, g := range goldenShapes {
-		goldentest.Check(t, "missed_"+g.name, missedSQL(g.sh))
+		goldentest.Check(t, "missed_"+g.name, missedSQL(g.sh, false))
 	}
-	goldentest.Check(t, "missed_onecur", missedSQL(oneCurrencyShape))
+	goldentest.Check(t, "missed_onecur", missedSQL(oneCurrencyShape, false))
+	goldentest.Check(t, "missed_latest", missedSQL(goldenShapes[0].sh, true))
+	goldentest.Check(t, "missed_latest_onecur", missedSQL(oneCurrencyShape, true))
 }
 
 // goldenBreakdowns are the breakdowns the golden funnel and cycle-time

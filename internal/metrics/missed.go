@@ -92,7 +92,7 @@ func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, er
 			clickhouse.Named("asof", ts(c.asOf)),
 			clickhouse.Named("from", ts(from)),
 			clickhouse.Named("to", ts(to)))
-		return queryRows(s, q.conn, "missed", missedSQL(s.shape), args, (*missedRow).dest)
+		return queryRows(s, q.conn, "missed", missedSQL(s.shape, s.latestBy(ts(c.asOf))), args, (*missedRow).dest)
 	})
 	if err != nil {
 		return nil, err
@@ -121,8 +121,9 @@ func (q *Querier) Missed(ctx context.Context, mq MissedQuery) (*MissedResult, er
 // k), ARRAY JOINed and summed by the outer query. On 18.16 a GROUP BY
 // over several Strings (the owner with the reason) cost more than a pass
 // of its own, while a step beside the reason costs little, and every pass
-// reads the deal's amount again.
-func missedSQL(sh shape) string {
+// reads the deal's amount again: with latest (shape.latestBy @asof) its
+// latest_amount and latest_currency, not the fact arrays.
+func missedSQL(sh shape, latest bool) string {
 	in := func(t string) string {
 		return t + " >= toDateTime(@from) AND " + t + " < toDateTime(@to) AND " + t + " <= toDateTime(@asof)"
 	}
@@ -131,6 +132,9 @@ func missedSQL(sh shape) string {
 	// beside each of its misses.
 	fi := readmodel.FactIndex("@asof")
 	deal := "amounts[" + fi + "] AS amt, " + sh.sumCurSQL(fi) + " AS cur"
+	if latest {
+		deal = "latest_amount AS amt, " + sh.sumCurLatestSQL() + " AS cur"
+	}
 	// pass reads the tenant's misses or interactions in range: the columns
 	// (with deal, if given) of the tenant's rows, then the arrays ARRAY
 	// JOINed as named (t is the event time).

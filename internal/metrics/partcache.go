@@ -142,3 +142,12 @@ func (sh shape) sumCurSQL(fi string) string {
 	}
 	return curSQL("currencies", fi)
 }
+
+// sumCurLatestSQL is sumCurSQL for a deal's latest_currency (see
+// shape.latestBy).
+func (sh shape) sumCurLatestSQL() string {
+	if sh.oneCurrency {
+		return sh.sumCurSQL("")
+	}
+	return "reinterpretAsUInt32(latest_currency)"
+}
