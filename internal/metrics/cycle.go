@@ -148,7 +148,7 @@ func (q *Querier) CycleTime(ctx context.Context, cq CycleQuery) (*CycleResult, e
 		var keys keyset
 		if cq.By != "" {
 			var err error
-			if keys, err = q.breakdownKeys(s, cq.By, cq.Top, cyclePopulation, args(s)); err != nil {
+			if keys, err = q.breakdownKeys(s, cq.By, cq.Top, cyclePopulation, args(s), s.latestBy(ts(c.asOf))); err != nil {
 				return answer{}, err
 			}
 		}

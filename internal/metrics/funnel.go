@@ -199,8 +199,7 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 		}
 		window = int64(w) * 86400
 	}
-	g, err := funnelGrouping(fq.By, fq.Interval)
-	if err != nil {
+	if _, err := funnelGrouping(fq.By, fq.Interval, false); err != nil {
 		return nil, err
 	}
 	if fq.Top < 0 {
@@ -231,14 +230,19 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 		keys keyset
 	}
 	ans, err := readScan(ctx, q, c.tenant, func(s *scan) (answer, error) {
+		latest := s.latestBy(ts(c.asOf))
 		var keys keyset
 		if fq.By != "" {
 			var err error
-			if keys, err = q.breakdownKeys(s, fq.By, fq.Top, funnelPopulation, args(s)); err != nil {
+			if keys, err = q.breakdownKeys(s, fq.By, fq.Top, funnelPopulation, args(s), latest); err != nil {
 				return answer{}, err
 			}
 		}
-		rows, err := queryRows(s, q.conn, "funnel", funnelSQL(s.shape, g, keys), append(args(s), keys.arg()), (*funnelRow).dest)
+		g, err := funnelGrouping(fq.By, fq.Interval, latest)
+		if err != nil {
+			return answer{}, err
+		}
+		rows, err := queryRows(s, q.conn, "funnel", funnelSQL(s.shape, g, keys, latest), append(args(s), keys.arg()), (*funnelRow).dest)
 		return answer{rows, keys}, err
 	})
 	if err != nil {
@@ -251,14 +255,21 @@ func (q *Querier) Funnel(ctx context.Context, fq FunnelQuery) (*FunnelResult, er
 // of element fi, the period of reaching the step (rk). Groups are keyed by
 // numbers: the period's first day as a Date and the By value's 64-bit
 // hash, named from a second query (two values of one tenant collide with
-// odds of about n^2/2^65).
-func funnelGrouping(by, interval string) (grouping, error) {
-	return breakdown(by, interval, "fi", "rk")
+// odds of about n^2/2^65). With latest (shape.latestBy @asof) the value
+// is that of the deal's latest_* columns where it has one.
+func funnelGrouping(by, interval string, latest bool) (grouping, error) {
+	g, err := breakdown(by, interval, "fi", "rk")
+	if e, ok := latestElement(by); err == nil && latest && ok {
+		g.keyHash = "cityHash64(" + e + ")"
+	}
+	return g, err
 }
 
 // funnelSQL is the query of the funnel answer on sh, grouped as g with the
-// By values of keys (funnelRow).
-func funnelSQL(sh shape, g grouping, keys keyset) string {
+// By values of keys (funnelRow); with latest (shape.latestBy @asof) each
+// deal's amount, currency and whether it is closed come from its latest_*
+// columns, not from its facts at fi.
+func funnelSQL(sh shape, g grouping, keys keyset, latest bool) string {
 	keyHash, period, periodOut := g.keyHash, g.period, g.periodOut
 	grouped := g.by != "" || g.interval != ""
 	groups := "[toUInt8(0)]"
@@ -278,16 +289,24 @@ func funnelSQL(sh shape, g grouping, keys keyset) string {
 	// JOIN: on 18.16 a String replicated per row cost more than the rest
 	// of the query, so groups are keyed by the By value's hash; and the
 	// quantiles are of UInt32 seconds, which cost a fraction of Int64's.
+	fi := readmodel.FactIndex("@asof") + " AS fi,"
+	amt, cur, closed := "amounts[fi]", sh.sumCurSQL("fi"), "fact_closed[fi]"
+	if latest {
+		amt, cur, closed = "latest_amount", sh.sumCurLatestSQL(), "fact_closed[-1]"
+		if _, ok := latestElement(g.by); ok || g.by == "" {
+			fi = "" // nothing reads the facts at fi: fact_times is not read
+		}
+	}
 	cohort := func(from, prewhere, where string) string {
 		return `SELECT K, rk, rk1, skipped, amt, cur, kh,
 		` + period + ` AS pd,
 		rk1 != 0 AND (@window < 0 OR rk1 - rk <= @window) AS conv,
 		NOT conv AND (closed OR (@window >= 0 AND rk + @window <= @asof)) AS dropped
 	FROM (
-		SELECT ` + readmodel.FactIndex("@asof") + ` AS fi,
-			amounts[fi] AS amt,
-			` + sh.sumCurSQL("fi") + ` AS cur,
-			fact_closed[fi] AS closed,
+		SELECT ` + fi + `
+			` + amt + ` AS amt,
+			` + cur + ` AS cur,
+			` + closed + ` AS closed,
 			` + keyHash + ` AS kh,
 			arrayMap(r -> if(r <= toDateTime(@asof), toUInt32(r), toUInt32(0)), arrayResize(reach, @nladder)) AS rks,
 			arrayPopBack(rks) AS rk_k,
@@ -464,8 +483,8 @@ const funnelSkipped = 16
 // opportunities have each, most first, ties by value. With top > 0 only
 // the first top values keep their own groups: the others are merged into
 // one group per period (see otherKey), and other counts them.
-func (q *Querier) breakdownKeys(s *scan, by string, top int, cond string, args []any) (keyset, error) {
-	rows, err := queryRows(s, q.conn, "breakdown keys", breakdownKeysSQL(s.shape, by, cond), args, (*keyRow).dest)
+func (q *Querier) breakdownKeys(s *scan, by string, top int, cond string, args []any, latest bool) (keyset, error) {
+	rows, err := queryRows(s, q.conn, "breakdown keys", breakdownKeysSQL(s.shape, by, cond, latest), args, (*keyRow).dest)
 	if err != nil {
 		return keyset{}, err
 	}
@@ -473,9 +492,13 @@ func (q *Querier) breakdownKeys(s *scan, by string, top int, cond string, args [
 }
 
 // breakdownKeysSQL is the query of breakdownKeys on sh (keyRow), most
-// opportunities first, ties by value.
-func breakdownKeysSQL(sh shape, by, cond string) string {
+// opportunities first, ties by value; with latest (shape.latestBy @asof)
+// the values of the deals' latest_* columns where they have one.
+func breakdownKeysSQL(sh shape, by, cond string, latest bool) string {
 	elem, _ := byElement(by, readmodel.FactIndex("@asof"))
+	if e, ok := latestElement(by); latest && ok {
+		elem = e
+	}
 	return `SELECT key, cityHash64(key), sum(n) AS n FROM ` + sh.fanout(func(where string) string {
 		return `SELECT ` + elem + ` AS key, count() AS n
 		FROM ` + sh.from + `

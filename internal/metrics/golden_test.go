@@ -79,19 +79,28 @@ var goldenBreakdowns = []struct {
 func TestFunnelSQL(t *testing.T) {
 	for _, sh := range goldenShapes {
 		for _, b := range goldenBreakdowns {
-			g, err := funnelGrouping(b.by, b.interval)
+			g, err := funnelGrouping(b.by, b.interval, false)
 			if err != nil {
 				t.Fatal(err)
 			}
-			goldentest.Check(t, "funnel_"+b.name+"_"+sh.name, funnelSQL(sh.sh, g, b.keys))
+			goldentest.Check(t, "funnel_"+b.name+"_"+sh.name, funnelSQL(sh.sh, g, b.keys, false))
 		}
-		goldentest.Check(t, "funnel_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", funnelPopulation))
+		goldentest.Check(t, "funnel_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", funnelPopulation, false))
 	}
-	g, err := funnelGrouping("", "")
+	g, err := funnelGrouping("", "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	goldentest.Check(t, "funnel_plain_onecur", funnelSQL(oneCurrencyShape, g, keyset{}))
+	goldentest.Check(t, "funnel_plain_onecur", funnelSQL(oneCurrencyShape, g, keyset{}, false))
+	// As of a time after every event (shape.latestBy).
+	for _, b := range goldenBreakdowns {
+		g, err := funnelGrouping(b.by, b.interval, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		goldentest.Check(t, "funnel_"+b.name+"_latest", funnelSQL(goldenShapes[0].sh, g, b.keys, true))
+	}
+	goldentest.Check(t, "funnel_keys_latest", breakdownKeysSQL(goldenShapes[0].sh, "owner", funnelPopulation, true))
 }
 
 // TestCycleSQL compares the cycle-time queries with their golden files.
@@ -109,7 +118,7 @@ func TestCycleSQL(t *testing.T) {
 			t.Fatal(err)
 		}
 		goldentest.Check(t, "cycle_from_step_"+sh.name, cycleSQL(sh.sh, g, 2, keyset{}))
-		goldentest.Check(t, "cycle_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", cyclePopulation))
+		goldentest.Check(t, "cycle_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", cyclePopulation, false))
 	}
 }
 
@@ -123,7 +132,7 @@ func TestStageHistorySQL(t *testing.T) {
 		}{{"plain", "", keyset{}}, {"owner", "owner", keyset{}}, {"owner_top", "owner", keyset{other: 3}}, {"attr", "attr.region", keyset{}}} {
 			goldentest.Check(t, "stagehistory_"+b.name+"_"+sh.name, stageHistorySQL(sh.sh, b.by, b.keys))
 		}
-		goldentest.Check(t, "stagehistory_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", stageHistoryPopulation))
+		goldentest.Check(t, "stagehistory_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", stageHistoryPopulation, false))
 	}
 }
 

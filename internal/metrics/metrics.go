@@ -250,6 +250,24 @@ func byElement(by, fi string) (string, bool) {
 	return arr + "[" + fi + "]", ok
 }
 
+// latestElement returns the SQL of a breakdown dimension's value in a
+// deal's latest_* columns (migration 0115; see shape.latestBy), false for
+// a dimension without one (source, product: read them with byElement).
+func latestElement(by string) (string, bool) {
+	if _, ok := strings.CutPrefix(by, AttrPrefix); ok {
+		return "latest_attr_values[indexOf(latest_attr_keys, @by_attr)]", true
+	}
+	switch by {
+	case "owner":
+		return "latest_owner", true
+	case "team":
+		return "latest_team", true
+	case "segment":
+		return "latest_segment", true
+	}
+	return "", false
+}
+
 // AttrPrefix starts a breakdown by a free attribute: attr.region.
 const AttrPrefix = "attr."
 

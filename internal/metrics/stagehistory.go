@@ -172,7 +172,7 @@ func (q *Querier) StageHistory(ctx context.Context, sq StageHistoryQuery) (*Stag
 		var keys keyset
 		if sq.By != "" {
 			var err error
-			if keys, err = q.breakdownKeys(s, sq.By, sq.Top, stageHistoryPopulation, args); err != nil {
+			if keys, err = q.breakdownKeys(s, sq.By, sq.Top, stageHistoryPopulation, args, s.latestBy(ts(c.asOf))); err != nil {
 				return answer{}, err
 			}
 			names := make([]string, len(keys.top))
