@@ -276,6 +276,9 @@ type Forecaster struct {
 	pin    *snapshot.Pinner
 	rates  *fx.Table
 	models *ModelCache
+	// parts tells, per part read, when the tenant's deals last changed
+	// (latestBy).
+	parts snapshot.Summaries
 }
 
 // Options tunes a Forecaster.

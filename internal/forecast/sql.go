@@ -187,11 +187,6 @@ SELECT ` + dealColumns + ` FROM (
 )
 WHERE f_closed = 0`
 
-// latestAtSQL is the time of the last event of any of the tenant's deals,
-// over every row the table holds: no earlier than that of the rows any
-// View keeps.
-const latestAtSQL = "SELECT max(latest_at) FROM " + snapshot.Table + " WHERE tenant = @tenant"
-
 // dealColumns are the columns of dealsSQL and latestDealsSQL (dealRow).
 const dealColumns = "o, f_amount, f_currency, f_close_date, f_probability, f_owner, f_team, f_segment, f_category, h, last_at, closed, ct, cs, close_amount, close_currency, f_attrs"
 
@@ -491,18 +486,14 @@ func (f *Forecaster) training(ctx context.Context, v *snapshot.View, tenant stri
 }
 
 // latestBy reports whether every deal of tenant that v reads had its
-// last event at or before at, so that latestDealsSQL answers for
-// dealsSQL. A View read with FINAL sees rows written after this check,
-// so it always reads dealsSQL.
+// last event at or before at (snapshot.Summary.Latest), so that
+// latestDealsSQL answers for dealsSQL; never for a View read with FINAL.
 func (f *Forecaster) latestBy(ctx context.Context, v *snapshot.View, tenant string, at time.Time) (bool, error) {
-	if v.Final() {
-		return false, nil
+	sum, ok, err := f.parts.Of(snapshot.QueryContext(ctx, 0), f.conn, tenant, v)
+	if err != nil {
+		return false, fmt.Errorf("forecast open deals: %w", err)
 	}
-	var last time.Time
-	if err := f.conn.QueryRow(ctx, latestAtSQL, clickhouse.Named("tenant", tenant)).Scan(&last); err != nil {
-		return false, fmt.Errorf("forecast open deals: last event: %w", err)
-	}
-	return last.Unix() <= int64(unix32(at)), nil
+	return ok && sum.Latest <= unix32(at), nil
 }
 
 // deals runs dealsSQL (or latestDealsSQL, see latestBy): the opportunities open at at, with closes observed up

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -180,4 +181,26 @@ func plus(a, b *float64) *float64 {
 	}
 	s := *a + *b
 	return &s
+}
+
+// sumCurSQL is the currency number (curSQL) a deal's amount at fact index
+// fi is summed under: its currency then, or, when every non-zero amount
+// the scan reads is in one currency, that currency for every deal: a zero
+// amount adds nothing under any currency, so the sums are the same, and
+// the currencies are not read. Only sums may use it: a deal listed with
+// its currency takes curSQL.
+func (sh shape) sumCurSQL(fi string) string {
+	if sh.oneCurrency {
+		return "toUInt32(" + strconv.FormatUint(uint64(sh.cur), 10) + ")"
+	}
+	return curSQL("currencies", fi)
+}
+
+// sumCurLatestSQL is sumCurSQL for a deal's latest_currency (see
+// shape.latestBy).
+func (sh shape) sumCurLatestSQL() string {
+	if sh.oneCurrency {
+		return sh.sumCurSQL("")
+	}
+	return "reinterpretAsUInt32(latest_currency)"
 }

@@ -135,9 +135,3 @@ func TestStageHistorySQL(t *testing.T) {
 		goldentest.Check(t, "stagehistory_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", stageHistoryPopulation, false))
 	}
 }
-
-// TestPartSummariesSQL compares the query of the summaries of parts with
-// its golden file.
-func TestPartSummariesSQL(t *testing.T) {
-	goldentest.Check(t, "part_summaries", partSummariesSQL)
-}

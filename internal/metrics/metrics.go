@@ -71,7 +71,7 @@ type Querier struct {
 	branches   int
 	maxThreads int
 	rates      *fx.Table
-	parts      partCache
+	parts      snapshot.Summaries
 	// readCurrencies makes every scan read each deal's currency, as when
 	// the amounts are in several, and readHistory every deal's facts as
 	// of the date asked, never its latest_* columns (tests compare).
@@ -520,11 +520,12 @@ type shape struct {
 	conds []string
 	// oneCurrency reports that every non-zero amount of the rows read is
 	// in the currency cur (a curSQL number): see sumCurSQL. Known only for
-	// a View (partCache), false with FINAL.
+	// a View (snapshot.Summaries), false with FINAL.
 	oneCurrency bool
 	cur         uint32
 	// latest, when latestKnown, is the latest latest_at of the rows read
-	// (UInt32 seconds): see latestBy. Known only for a View (partCache).
+	// (UInt32 seconds): see latestBy. Known only for a View
+	// (snapshot.Summaries).
 	latest      uint32
 	latestKnown bool
 }
@@ -560,18 +561,18 @@ func (q *Querier) scan(ctx context.Context, tenant string, v *snapshot.View) (*s
 			return nil, err
 		}
 	} else {
-		sum, err := q.summary(ctx, tenant, v)
+		sum, _, err := q.parts.Of(q.queryCtx(ctx), q.conn, tenant, v)
 		if err != nil {
 			return nil, err
 		}
-		if !q.readCurrencies && len(sum.curs) <= 1 {
+		if !q.readCurrencies && len(sum.Currencies) <= 1 {
 			s.oneCurrency = true
-			if len(sum.curs) == 1 {
-				s.cur = sum.curs[0]
+			if len(sum.Currencies) == 1 {
+				s.cur = sum.Currencies[0]
 			}
 		}
 		if !q.readHistory {
-			s.latest, s.latestKnown = sum.latest, true
+			s.latest, s.latestKnown = sum.Latest, true
 		}
 	}
 	s.args = append(s.args, v.Args()...)

@@ -2,16 +2,19 @@ package snapshot_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commitflow/commitflow/internal/chtest"
+	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
@@ -444,5 +447,63 @@ func TestViewParts(t *testing.T) {
 	insert(t, conn, "other", "o1", 1)
 	if ps := parts(); len(ps) != 2 || !slices.Contains(ps, p1[0]) {
 		t.Fatalf("after an insert: parts %v, want %v and one more", ps, p1)
+	}
+}
+
+// TestSummaries checks the Summary of a tenant's parts: the latest
+// latest_at (the last fact time here) and the currencies of its non-zero
+// amounts, read again when a new part comes, never another tenant's; and
+// none for a View read with FINAL.
+func TestSummaries(t *testing.T) {
+	st := storetest.Open(t, store.Options{})
+	conn := st.Conn()
+	ctx := context.Background()
+	if err := conn.Exec(ctx, "SYSTEM STOP MERGES opportunity_state"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Exec(context.Background(), "SYSTEM START MERGES opportunity_state") })
+	day := func(d int) time.Time { return time.Date(2024, 1, d, 0, 0, 0, 0, time.UTC) }
+	// write stores one state in a part of its own, a fact at each day.
+	write := func(tenant, id string, days []int, amounts []float64, currencies []string) {
+		t.Helper()
+		s := derive.State{Tenant: tenant, OpportunityID: id, FirstAt: day(days[0])}
+		for i, d := range days {
+			s.FactTimes = append(s.FactTimes, day(d))
+			s.Facts = append(s.Facts, derive.Snapshot{Amount: amounts[i], Currency: currencies[i], Status: derive.StatusOpen})
+		}
+		if err := st.InsertStates(ctx, []store.StateRow{{State: s, Version: 1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("acme", "o1", []int{1, 5}, []float64{10, 0}, []string{"USD", "EUR"})
+	write("other", "o9", []int{20}, []float64{5}, []string{"GBP"})
+	p := snapshot.New(conn)
+	var sums snapshot.Summaries
+	of := func() snapshot.Summary {
+		t.Helper()
+		sum, err := snapshot.Read(ctx, p, "acme", func(ctx context.Context, v *snapshot.View) (snapshot.Summary, error) {
+			sum, ok, err := sums.Of(ctx, conn, "acme", v)
+			if err == nil && !ok {
+				t.Error("a View of parts: no Summary")
+			}
+			return sum, err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+	code := func(c string) uint32 { return binary.LittleEndian.Uint32([]byte(c + "\x00")) }
+	if got := of(); got.Latest != uint32(day(5).Unix()) || !slices.Equal(got.Currencies, []uint32{code("USD")}) {
+		t.Errorf("one part: latest %d, currencies %v; want %d (day 5), [USD]", got.Latest, got.Currencies, day(5).Unix())
+	}
+	write("acme", "o2", []int{9}, []float64{7}, []string{"EUR"})
+	want := []uint32{code("USD"), code("EUR")}
+	slices.Sort(want)
+	if got := of(); got.Latest != uint32(day(9).Unix()) || !slices.Equal(got.Currencies, want) {
+		t.Errorf("after a new part: latest %d, currencies %v; want %d (day 9), %v", got.Latest, got.Currencies, day(9).Unix(), want)
+	}
+	if _, ok, err := sums.Of(ctx, conn, "acme", finalView(t, conn)); ok || err != nil {
+		t.Errorf("FINAL: a Summary (%v, %v); want none", ok, err)
 	}
 }

@@ -54,11 +54,11 @@ func TestOneCurrencySums(t *testing.T) {
 				if v.Final() {
 					t.Fatal("read with FINAL")
 				}
-				sum, err := fast.summary(ctx, c.tenant, v)
-				if len(sum.curs) == 1 {
-					return currency{true, sum.curs[0]}, err
+				sum, _, err := fast.parts.Of(ctx, s.Conn(), c.tenant, v)
+				if len(sum.Currencies) == 1 {
+					return currency{true, sum.Currencies[0]}, err
 				}
-				return currency{len(sum.curs) == 0, 0}, err
+				return currency{len(sum.Currencies) == 0, 0}, err
 			})
 			if err != nil {
 				t.Fatal(err)
