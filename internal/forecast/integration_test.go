@@ -51,13 +51,23 @@ func TestStatesMatchOracle(t *testing.T) {
 		rows := synthRows(seed, 400)
 		f := open(t, rows)
 		cur := current(rows, "acme")
+		// The second of the tenant's last derived event: as of it, every
+		// event counts (latestDealsSQL answers, events of that very
+		// second included); a second before, not every one does.
+		var last time.Time
+		for _, d := range cur {
+			if d.OccurredAt.After(last) {
+				last = d.OccurredAt
+			}
+		}
+		last = last.Truncate(time.Second)
 		for _, tc := range []struct {
 			asOf    time.Time
 			months  int
 			horizon int
-			latest  bool // after every event: latestDealsSQL answers
+			latest  bool // at or after every event: latestDealsSQL answers
 		}{{synthAsOf, 12, 180, false}, {synthAsOf.AddDate(0, -5, 3), 6, 30, false}, {synthStart.AddDate(0, 2, 0), 12, 90, false},
-			{synthStart.AddDate(3, 0, 0), 12, 180, true}} {
+			{synthStart.AddDate(3, 0, 0), 12, 180, true}, {last, 12, 180, true}, {last.Add(-time.Second), 12, 180, false}} {
 			refs := referenceDates(tc.asOf, tc.months)
 			got, err := readView(ctx, f, "acme", func(ctx context.Context, v *snapshot.View) ([]stateRow, error) {
 				return f.states(ctx, v, "acme", refs, tc.asOf, tc.horizon)
