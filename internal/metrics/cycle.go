@@ -200,7 +200,7 @@ FROM (
 		st != 0 AND st <= ct AS ok,
 		toUInt32(if(ok, ct - st, 0)) AS secs,
 		` + period + ` AS pd,
-		` + keyHash + ` AS kh
+		` + keys.groupKey(keyHash) + ` AS kh
 	FROM ` + from + `
 	` + prewhere + `
 	WHERE ` + where + `
@@ -213,7 +213,7 @@ GROUP BY pd, kh, won`
 	toUInt64(sum(n)), toUInt64(sum(nok)), quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)
 FROM (
 	SELECT intDiv(x, 2) AS g, if(x % 2 = 0, 0, if(won, 1, 2)) AS o,
-		if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, ` + keys.groupKey("kh") + `) AS grp_kh, n, nok, qs
+		if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, kh) AS grp_kh, n, nok, qs
 	FROM ` + sh.fanout(func(where string) string { return branch(sh.from, sh.prewhere, where) }) + `
 	ARRAY JOIN ` + xs + ` AS x
 )

@@ -289,6 +289,10 @@ func funnelSQL(sh shape, g grouping, keys keyset, latest bool) string {
 	// JOIN: on 18.16 a String replicated per row cost more than the rest
 	// of the query, so groups are keyed by the By value's hash; and the
 	// quantiles are of UInt32 seconds, which cost a fraction of Int64's.
+	// A deal whose By value is not among a top N's is keyed to the other
+	// group before the ARRAY JOIN, so the aggregation holds the top's
+	// groups alone (at 10M events by owner, 0.45 s of ClickHouse CPU
+	// instead of 0.82 s).
 	fi := readmodel.FactIndex("@asof") + " AS fi,"
 	amt, cur, closed := "amounts[fi]", sh.sumCurSQL("fi"), "fact_closed[fi]"
 	if latest {
@@ -307,7 +311,7 @@ func funnelSQL(sh shape, g grouping, keys keyset, latest bool) string {
 			` + amt + ` AS amt,
 			` + cur + ` AS cur,
 			` + closed + ` AS closed,
-			` + keyHash + ` AS kh,
+			` + keys.groupKey(keyHash) + ` AS kh,
 			arrayMap(r -> if(r <= toDateTime(@asof), toUInt32(r), toUInt32(0)), arrayResize(reach, @nladder)) AS rks,
 			arrayPopBack(rks) AS rk_k,
 			arrayPopFront(rks) AS rk_k1,
@@ -365,7 +369,7 @@ GROUP BY K, pd, kh, cur`
 		quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)` + bucketSumsSQL() + `
 	FROM ` + sh.fanout(func(where string) string { return branch(sh.from, sh.prewhere, where) }) + `
 	ARRAY JOIN ` + groups + ` AS g
-	GROUP BY K, g, if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, ` + keys.groupKey("kh") + `) AS grp_kh`
+	GROUP BY K, g, if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, kh) AS grp_kh`
 }
 
 // funnelRow is one row of funnelSQL: the cohort of step k as a whole (g =

@@ -2,7 +2,7 @@ SELECT g, o, if(g = 0, '', toString(grp_pd)), grp_kh,
 	toUInt64(sum(n)), toUInt64(sum(nok)), quantilesExactIfMerge(0.5, 0.75, 0.9)(qs)
 FROM (
 	SELECT intDiv(x, 2) AS g, if(x % 2 = 0, 0, if(won, 1, 2)) AS o,
-		if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, if(has(@top_keys, kh), kh, toUInt64(1))) AS grp_kh, n, nok, qs
+		if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, kh) AS grp_kh, n, nok, qs
 	FROM (
 SELECT pd, kh, won, count() AS n, sum(ok) AS nok,
 	quantilesExactIfState(0.5, 0.75, 0.9)(secs, ok) AS qs
@@ -14,7 +14,7 @@ FROM (
 		st != 0 AND st <= ct AS ok,
 		toUInt32(if(ok, ct - st, 0)) AS secs,
 		toMonday(toDateTime(ct), 'UTC') AS pd,
-		cityHash64(owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)]) AS kh
+		if(has(@top_keys, cityHash64(owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)])), cityHash64(owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)]), toUInt64(1)) AS kh
 	FROM opportunity_state FINAL
 	
 	WHERE tenant = @tenant AND opportunity_id < @b1 AND 1
@@ -33,7 +33,7 @@ FROM (
 		st != 0 AND st <= ct AS ok,
 		toUInt32(if(ok, ct - st, 0)) AS secs,
 		toMonday(toDateTime(ct), 'UTC') AS pd,
-		cityHash64(owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)]) AS kh
+		if(has(@top_keys, cityHash64(owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)])), cityHash64(owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)]), toUInt64(1)) AS kh
 	FROM opportunity_state FINAL
 	
 	WHERE tenant = @tenant AND opportunity_id >= @b1 AND opportunity_id < @b2 AND 1
@@ -52,7 +52,7 @@ FROM (
 		st != 0 AND st <= ct AS ok,
 		toUInt32(if(ok, ct - st, 0)) AS secs,
 		toMonday(toDateTime(ct), 'UTC') AS pd,
-		cityHash64(owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)]) AS kh
+		if(has(@top_keys, cityHash64(owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)])), cityHash64(owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)]), toUInt64(1)) AS kh
 	FROM opportunity_state FINAL
 	
 	WHERE tenant = @tenant AND opportunity_id >= @b2 AND 1

@@ -30,7 +30,7 @@ FROM (SELECT K, rk, rk1, skipped, amt, cur, kh,
 			latest_amount AS amt,
 			reinterpretAsUInt32(latest_currency) AS cur,
 			fact_closed[-1] AS closed,
-			cityHash64(latest_owner) AS kh,
+			if(has(@top_keys, cityHash64(latest_owner)), cityHash64(latest_owner), toUInt64(1)) AS kh,
 			arrayMap(r -> if(r <= toDateTime(@asof), toUInt32(r), toUInt32(0)), arrayResize(reach, @nladder)) AS rks,
 			arrayPopBack(rks) AS rk_k,
 			arrayPopFront(rks) AS rk_k1,
@@ -49,4 +49,4 @@ FROM (SELECT K, rk, rk1, skipped, amt, cur, kh,
 GROUP BY K, pd, kh, cur
 )
 	ARRAY JOIN [toUInt8(0), toUInt8(1)] AS g
-	GROUP BY K, g, if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, if(has(@top_keys, kh), kh, toUInt64(1))) AS grp_kh
+	GROUP BY K, g, if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, kh) AS grp_kh
