@@ -60,6 +60,7 @@ import (
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/fx"
 	"github.com/commitflow/commitflow/internal/param"
+	"github.com/commitflow/commitflow/internal/readmodel"
 	"github.com/commitflow/commitflow/internal/snapshot"
 )
 
@@ -238,16 +239,24 @@ const (
 	maxTenantLen   = 256
 )
 
-// byElement returns the SQL of a breakdown dimension's value in fact
-// snapshot fi (an SQL expression), false if the dimension is unknown:
-// owner, team, segment, source, product, or attr.KEY, the free attribute
+// byElement returns the SQL of a breakdown dimension's value as of
+// @asof, fi being the fact index then (an SQL expression), false if the
+// dimension is unknown: owner, team, segment (from their runs,
+// readmodel.FactRun), source, product, or attr.KEY, the free attribute
 // KEY, whose name the queries bind as @by_attr (byAttr).
 func byElement(by, fi string) (string, bool) {
 	if k, ok := strings.CutPrefix(by, AttrPrefix); ok {
 		return "attr_values[" + fi + "][indexOf(attr_keys[" + fi + "], @by_attr)]", event.ValidAttributeKey(k)
 	}
-	arr, ok := byArray(by)
-	return arr + "[" + fi + "]", ok
+	switch by {
+	case "owner", "team", "segment":
+		return readmodel.FactRun(by, "@asof"), true
+	case "source":
+		return "lead_sources[" + fi + "]", true
+	case "product":
+		return "products[" + fi + "]", true
+	}
+	return "", false
 }
 
 // latestElement returns the SQL of a breakdown dimension's value in a
@@ -283,24 +292,6 @@ func byAttr(by string) driver.NamedValue {
 
 // errBy is the input error of an unknown breakdown.
 var errBy = param.Errorf("by", param.Invalid, "must be one of owner, team, segment, source, product, or attr.KEY (a free attribute, KEY in lower case letters, digits and _)")
-
-// byArray returns the opportunity_state fact array a built-in breakdown
-// dimension reads, false if the dimension is unknown.
-func byArray(by string) (string, bool) {
-	switch by {
-	case "owner":
-		return "owners", true
-	case "team":
-		return "teams", true
-	case "segment":
-		return "segments", true
-	case "source":
-		return "lead_sources", true
-	case "product":
-		return "products", true
-	}
-	return "", false
-}
 
 // intervalFunc returns the ClickHouse function giving the start of a
 // FunnelQuery.Interval period, false if the interval is unknown.

@@ -117,10 +117,10 @@ func openDeals(outer, from, prewhere, where string, latest bool) string {
 	facts := fi + ` AS fi,
 			amounts[fi] AS amt,
 			` + curSQL("currencies", "fi") + ` AS cur,
-			owners[fi] AS a_owner,
-			teams[fi] AS a_team,
+			` + readmodel.FactRun("owner", "@asof") + ` AS a_owner,
+			` + readmodel.FactRun("team", "@asof") + ` AS a_team,
 			` + readmodel.HighestStep("@asof") + ` AS hi_step`
-	cols, closed := "fact_times, amounts, currencies, owners, teams, reach", "fact_closed["+fi+"]"
+	cols, closed := "fact_times, amounts, currencies, owner_runs, owner_run_times, team_runs, team_run_times, reach", "fact_closed["+fi+"]"
 	if latest {
 		facts = `latest_amount AS amt,
 			reinterpretAsUInt32(latest_currency) AS cur,

@@ -25,6 +25,16 @@ func FactIndex(at string) string {
 	return "arrayCount(t -> t <= toDateTime(" + at + "), fact_times)"
 }
 
+// FactRun is the value of the fact name (owner, team or segment) as of
+// at, from its runs (migration 0116): name_runs holds each run of equal
+// consecutive values of the fact array once, name_run_times the time of
+// its first fact, so the value is that of owners[FactIndex(at)] (for
+// "owner"; "" when the deal had no fact yet) while reading about one
+// value per deal instead of one per fact.
+func FactRun(name, at string) string {
+	return name + "_runs[arrayCount(t -> t <= toDateTime(" + at + "), " + name + "_run_times)]"
+}
+
 // FactIndexOf is FactIndex for a query that looks the facts up at many
 // dates: over times, fact_times or a subquery's name for it, as of at, a
 // DateTime expression that may be a lambda's argument (t, as in

@@ -2,7 +2,9 @@ package readmodel_test
 
 import (
 	"context"
+	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -245,6 +247,89 @@ func TestFactsAsOf(t *testing.T) {
 		}
 		if !slices.Equal(at, wantIndex) {
 			t.Errorf("%s: FactIndexOf at the dates %v, want %v", opp, at, wantIndex)
+		}
+	}
+}
+
+// TestFactRun checks FactRun against the facts themselves on random deals
+// in ClickHouse: as of every fact time, a second before and a second
+// after, each deal's owner, team and segment from their runs are those of
+// its last fact at or before the date ("" before its first). Fact times
+// repeat within a deal (facts in one second) and values come back after a
+// change, so runs restart and ties fall on run edges.
+func TestFactRun(t *testing.T) {
+	st := storetest.Open(t, store.Options{})
+	ctx := context.Background()
+	rnd := rand.New(rand.NewPCG(7, 16))
+	values := []string{"", "a", "b", "ü-b", "c"}
+	// Fact times are drawn from few instants, so that facts share seconds.
+	instants := make([]time.Time, 12)
+	for i := range instants {
+		instants[i] = day(i * 3).Add(time.Duration(rnd.IntN(3)) * time.Second)
+	}
+	slices.SortFunc(instants, time.Time.Compare)
+	var rows []store.StateRow
+	for i := range 400 {
+		r := state(fmt.Sprintf("o%03d", i), nil, nil, nil)
+		n := rnd.IntN(9)
+		r.FactTimes, r.Facts = nil, nil
+		at := 0
+		for range n {
+			at = min(at+rnd.IntN(3), len(instants)-1)
+			f := derive.Snapshot{Amount: 1, Status: derive.StatusOpen}
+			f.OwnerID, f.Team, f.Segment = values[rnd.IntN(len(values))], values[rnd.IntN(len(values))], values[rnd.IntN(len(values))]
+			if len(r.Facts) > 0 && rnd.IntN(2) == 0 { // often unchanged
+				f = r.Facts[len(r.Facts)-1]
+			}
+			r.FactTimes, r.Facts = append(r.FactTimes, instants[at]), append(r.Facts, f)
+		}
+		rows = append(rows, r)
+	}
+	if err := st.InsertStates(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+	// want is the fact of r as of at, by the facts.
+	want := func(r store.StateRow, at time.Time) (f derive.Snapshot) {
+		for i, ft := range r.FactTimes {
+			if !ft.After(at) {
+				f = r.Facts[i]
+			}
+		}
+		return f
+	}
+	var probes []time.Time
+	for _, in := range instants {
+		probes = append(probes, in.Add(-time.Second), in, in.Add(time.Second))
+	}
+	for _, at := range probes {
+		got := map[string][3]string{}
+		q, err := st.Conn().Query(ctx, `SELECT opportunity_id, `+readmodel.FactRun("owner", "@at")+`, `+
+			readmodel.FactRun("team", "@at")+`, `+readmodel.FactRun("segment", "@at")+`
+	FROM opportunity_state FINAL WHERE tenant = 'acme'`, clickhouse.Named("at", uint32(at.Unix())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for q.Next() {
+			var id string
+			var v [3]string
+			if err := q.Scan(&id, &v[0], &v[1], &v[2]); err != nil {
+				t.Fatal(err)
+			}
+			got[id] = v
+		}
+		if err := q.Err(); err != nil {
+			t.Fatal(err)
+		}
+		q.Close()
+		if len(got) != len(rows) {
+			t.Fatalf("as of %s: %d deals read, want %d", at, len(got), len(rows))
+		}
+		for _, r := range rows {
+			f := want(r, at)
+			if w := [3]string{f.OwnerID, f.Team, f.Segment}; got[r.OpportunityID] != w {
+				t.Errorf("%s as of %s: owner, team, segment %q from the runs, want %q (facts at %v)",
+					r.OpportunityID, at, got[r.OpportunityID], w, r.FactTimes)
+			}
 		}
 	}
 }

@@ -64,7 +64,14 @@ var OldStateValue = map[string]func(ref, old map[string]any) any{
 	"latest_attr_keys":         func(_, o map[string]any) any { return lastOr(o["attr_keys"].([][]string), []string{}) },
 	"latest_attr_values":       func(_, o map[string]any) any { return lastOr(o["attr_values"].([][]string), []string{}) },
 	"latest_gain_at":           func(r, _ map[string]any) any { return r["latest_gain_at"] },
-	"reached_steps":            func(r, _ map[string]any) any { return r["reached_steps"] },
+	// 0116: computed by ClickHouse from the arrays the old row reads.
+	"owner_runs":        func(r, _ map[string]any) any { return r["owner_runs"] },
+	"owner_run_times":   func(r, _ map[string]any) any { return r["owner_run_times"] },
+	"team_runs":         func(r, _ map[string]any) any { return r["team_runs"] },
+	"team_run_times":    func(r, _ map[string]any) any { return r["team_run_times"] },
+	"segment_runs":      func(r, _ map[string]any) any { return r["segment_runs"] },
+	"segment_run_times": func(r, _ map[string]any) any { return r["segment_run_times"] },
+	"reached_steps":     func(r, _ map[string]any) any { return r["reached_steps"] },
 	// 0114: the later of created_at and first_at.
 	"created_seen": func(r, _ map[string]any) any {
 		c, f := r["created_at"].(time.Time), r["first_at"].(time.Time)

@@ -1,5 +1,5 @@
 SELECT key, cityHash64(key), sum(n) AS n FROM (
-SELECT owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)] AS key, count() AS n
+SELECT owner_runs[arrayCount(t -> t <= toDateTime(@asof), owner_run_times)] AS key, count() AS n
 		FROM opportunity_state
 		PREWHERE (opp_hash, version) NOT IN _superseded
 		WHERE tenant = @tenant AND 1 AND _part IN @snapshot_parts AND (arrayCount(t -> t <= toDateTime(@asof), close_times) > 0

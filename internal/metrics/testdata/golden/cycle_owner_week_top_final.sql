@@ -14,7 +14,7 @@ FROM (
 		st != 0 AND st <= ct AS ok,
 		toUInt32(if(ok, ct - st, 0)) AS secs,
 		toMonday(toDateTime(ct), 'UTC') AS pd,
-		if(has(@top_keys, cityHash64(owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)])), cityHash64(owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)]), toUInt64(1)) AS kh
+		if(has(@top_keys, cityHash64(owner_runs[arrayCount(t -> t <= toDateTime(@asof), owner_run_times)])), cityHash64(owner_runs[arrayCount(t -> t <= toDateTime(@asof), owner_run_times)]), toUInt64(1)) AS kh
 	FROM opportunity_state FINAL
 	
 	WHERE tenant = @tenant AND opportunity_id < @b1 AND 1
@@ -33,7 +33,7 @@ FROM (
 		st != 0 AND st <= ct AS ok,
 		toUInt32(if(ok, ct - st, 0)) AS secs,
 		toMonday(toDateTime(ct), 'UTC') AS pd,
-		if(has(@top_keys, cityHash64(owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)])), cityHash64(owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)]), toUInt64(1)) AS kh
+		if(has(@top_keys, cityHash64(owner_runs[arrayCount(t -> t <= toDateTime(@asof), owner_run_times)])), cityHash64(owner_runs[arrayCount(t -> t <= toDateTime(@asof), owner_run_times)]), toUInt64(1)) AS kh
 	FROM opportunity_state FINAL
 	
 	WHERE tenant = @tenant AND opportunity_id >= @b1 AND opportunity_id < @b2 AND 1
@@ -52,7 +52,7 @@ FROM (
 		st != 0 AND st <= ct AS ok,
 		toUInt32(if(ok, ct - st, 0)) AS secs,
 		toMonday(toDateTime(ct), 'UTC') AS pd,
-		if(has(@top_keys, cityHash64(owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)])), cityHash64(owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)]), toUInt64(1)) AS kh
+		if(has(@top_keys, cityHash64(owner_runs[arrayCount(t -> t <= toDateTime(@asof), owner_run_times)])), cityHash64(owner_runs[arrayCount(t -> t <= toDateTime(@asof), owner_run_times)]), toUInt64(1)) AS kh
 	FROM opportunity_state FINAL
 	
 	WHERE tenant = @tenant AND opportunity_id >= @b2 AND 1

@@ -1,17 +1,17 @@
 SELECT key, cityHash64(key), sum(n) AS n FROM (
-SELECT owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)] AS key, count() AS n
+SELECT owner_runs[arrayCount(t -> t <= toDateTime(@asof), owner_run_times)] AS key, count() AS n
 		FROM opportunity_state FINAL
 		
 		WHERE tenant = @tenant AND opportunity_id < @b1 AND 1 AND (arrayExists(r -> r <= toDateTime(@asof) AND toUInt32(r) >= @from AND toUInt32(r) < @to, arrayResize(reach, @nsteps)))
 		GROUP BY key
 UNION ALL
-SELECT owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)] AS key, count() AS n
+SELECT owner_runs[arrayCount(t -> t <= toDateTime(@asof), owner_run_times)] AS key, count() AS n
 		FROM opportunity_state FINAL
 		
 		WHERE tenant = @tenant AND opportunity_id >= @b1 AND opportunity_id < @b2 AND 1 AND (arrayExists(r -> r <= toDateTime(@asof) AND toUInt32(r) >= @from AND toUInt32(r) < @to, arrayResize(reach, @nsteps)))
 		GROUP BY key
 UNION ALL
-SELECT owners[arrayCount(t -> t <= toDateTime(@asof), fact_times)] AS key, count() AS n
+SELECT owner_runs[arrayCount(t -> t <= toDateTime(@asof), owner_run_times)] AS key, count() AS n
 		FROM opportunity_state FINAL
 		
 		WHERE tenant = @tenant AND opportunity_id >= @b2 AND 1 AND (arrayExists(r -> r <= toDateTime(@asof) AND toUInt32(r) >= @from AND toUInt32(r) < @to, arrayResize(reach, @nsteps)))

@@ -8,7 +8,7 @@ SELECT grp, prev, stage, count() AS n, sum(re) AS r, sum(cur) AS c, sum(exited) 
 		nxt != 0 AS exited, toUInt32(nxt) - toUInt32(et) AS dur
 	FROM (
 		SELECT arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
-			owners[fi] AS grp,
+			owner_runs[arrayCount(t -> t <= toDateTime(@asof), owner_run_times)] AS grp,
 			statuses[fi] = 'open' AS is_open,
 			arrayCount(t -> t <= toDateTime(@asof), stage_entry_times) AS n,
 			arraySlice(stage_entries, 1, n) AS es,
@@ -30,7 +30,7 @@ SELECT grp, prev, stage, count() AS n, sum(re) AS r, sum(cur) AS c, sum(exited) 
 		nxt != 0 AS exited, toUInt32(nxt) - toUInt32(et) AS dur
 	FROM (
 		SELECT arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
-			owners[fi] AS grp,
+			owner_runs[arrayCount(t -> t <= toDateTime(@asof), owner_run_times)] AS grp,
 			statuses[fi] = 'open' AS is_open,
 			arrayCount(t -> t <= toDateTime(@asof), stage_entry_times) AS n,
 			arraySlice(stage_entries, 1, n) AS es,
@@ -52,7 +52,7 @@ SELECT grp, prev, stage, count() AS n, sum(re) AS r, sum(cur) AS c, sum(exited) 
 		nxt != 0 AS exited, toUInt32(nxt) - toUInt32(et) AS dur
 	FROM (
 		SELECT arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
-			owners[fi] AS grp,
+			owner_runs[arrayCount(t -> t <= toDateTime(@asof), owner_run_times)] AS grp,
 			statuses[fi] = 'open' AS is_open,
 			arrayCount(t -> t <= toDateTime(@asof), stage_entry_times) AS n,
 			arraySlice(stage_entries, 1, n) AS es,

@@ -26,8 +26,8 @@ SELECT hi_step, cur, count() AS n0, sum(amt) AS a0, countIf(stalled) AS n1, sumI
 			arrayCount(t -> t <= toDateTime(@asof), fact_times) AS fi,
 			amounts[fi] AS amt,
 			reinterpretAsUInt32(currencies[fi]) AS cur,
-			owners[fi] AS a_owner,
-			teams[fi] AS a_team,
+			owner_runs[arrayCount(t -> t <= toDateTime(@asof), owner_run_times)] AS a_owner,
+			team_runs[arrayCount(t -> t <= toDateTime(@asof), team_run_times)] AS a_team,
 			toUInt8(arrayCount(rt -> rt != toDateTime(0) AND rt <= toDateTime(@asof), reach)) AS hi_step,
 			toUInt32(gain_times[arrayCount(t -> t <= toDateTime(@asof), gain_times)]) AS lastc,
 		if(created_seen <= toDateTime(@asof), toUInt32(created_at), toUInt32(0)) AS created,
@@ -37,7 +37,7 @@ SELECT hi_step, cur, count() AS n0, sum(amt) AS a0, countIf(stalled) AS n1, sumI
 		if(lastclose >= ref, lastclose + 1, if(lastc = 0 AND created != 0 AND toUInt32(created_seen) > ref, toUInt32(created_seen), ref)) AS sref,
 		toUInt32(arrayFirst((t, r) -> toUInt32(t) >= r AND t <= toDateTime(@asof), stall_times, replicate(sref, stall_times))) AS ss
 		FROM (
-			SELECT opportunity_id, fact_times, amounts, currencies, owners, teams, reach, gain_times,
+			SELECT opportunity_id, fact_times, amounts, currencies, owner_runs, owner_run_times, team_runs, team_run_times, reach, gain_times,
 				created_at, created_seen, first_at, close_times, stall_times
 			FROM opportunity_state
 			PREWHERE (opp_hash, version) NOT IN _superseded
