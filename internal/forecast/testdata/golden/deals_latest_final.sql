@@ -1,5 +1,5 @@
 
-SELECT o, f_amount, f_currency, f_close_date, f_probability, f_owner, f_team, f_segment, f_category, h, last_at, closed, ct, cs, close_amount, close_currency, f_attrs FROM (
+SELECT o, f_amount, f_currency, f_close_date, f_probability, f_owner, f_team, f_segment, f_category, h, last_at, closed, ct, cs, close_amount, close_currency FROM (
     SELECT
         opportunity_id AS o,
         fact_closed[-1] AS f_closed,
