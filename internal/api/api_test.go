@@ -25,6 +25,7 @@ import (
 	"github.com/commitflow/commitflow/internal/logtest"
 	"github.com/commitflow/commitflow/internal/metrics"
 	"github.com/commitflow/commitflow/internal/param"
+	"github.com/commitflow/commitflow/internal/snapshot"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
 )
@@ -41,6 +42,8 @@ type fixture struct {
 	st  *store.Store
 	l   *ladder.Ladder
 	log *logtest.Buffer
+	// final makes the handler's metrics read with FINAL, as on a cluster.
+	final bool
 }
 
 func ts(s string) time.Time {
@@ -128,7 +131,11 @@ func (f *fixture) handler(cfg Config) http.Handler {
 		cfg.Ready = f.st.Ping
 	}
 	logger := slog.New(slog.NewTextHandler(f.log, nil))
-	return New(cfg, metrics.New(f.st.Conn()), forecast.New(f.st.Conn()), logger)
+	q := metrics.New(f.st.Conn())
+	if f.final {
+		q = metrics.NewWithOptions(f.st.Conn(), metrics.Options{Pinner: snapshot.NewFinal(f.st.Conn())})
+	}
+	return New(cfg, q, forecast.New(f.st.Conn()), logger)
 }
 
 // get requests path from srv with token and decodes the JSON body.

@@ -16,9 +16,18 @@ import (
 // A tenant whose states were derived with another ladder than the API's
 // gets 409 naming both versions on every report, not steps named by the
 // wrong ladder; once replayed with the API's ladder it is answered again.
+// Checked on snapshot Views (the versions taken from each part's Summary)
+// and with FINAL (counted on the table), as on a cluster.
 func TestLadderMismatch(t *testing.T) {
+	for _, final := range []bool{false, true} {
+		t.Run(map[bool]string{false: "view", true: "final"}[final], func(t *testing.T) { testLadderMismatch(t, final) })
+	}
+}
+
+func testLadderMismatch(t *testing.T, final bool) {
 	ctx := context.Background()
 	f := newFixture(t) // derived with the default ladder
+	f.final = final
 	two, err := ladder.Parse("two.yaml", []byte("version: two-steps\nsteps:\n  - key: meet\n  - key: buy\nwon_step: buy\n"))
 	if err != nil {
 		t.Fatal(err)

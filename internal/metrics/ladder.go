@@ -45,18 +45,29 @@ func (e *LadderError) Error() string {
 // CheckLadder returns a *LadderError unless every current opportunity
 // state of tenant was derived with the ladder of the given version; a
 // tenant without states passes, and so do states without derived events
-// (no ladder version), which name no step. It first counts the versions
-// of all the tenant's rows, one short column, and only when another
-// version shows up there (superseded rows included, as after a replay
-// until merges drop them) counts again on a snapshot.View, current states
-// only.
+// (no ladder version), which name no step. On a View of the table's parts
+// it first takes the versions of the tenant's rows in each part from the
+// parts' Summaries (read once per part; superseded rows included, as after
+// a replay until merges drop them); with FINAL, where there are none, it
+// counts the versions of all the tenant's rows, one short column. Only
+// when another version shows up there does it count again on the View,
+// current states only.
 func (q *Querier) CheckLadder(ctx context.Context, tenant, version string) error {
-	found, err := ladderVersions(q.queryCtx(ctx), q.conn, "SELECT ladder_version, count() FROM "+snapshot.Table+
-		" WHERE tenant = @tenant AND ladder_version != '' GROUP BY ladder_version", clickhouse.Named("tenant", tenant))
-	if err != nil || only(found, version) {
-		return err
-	}
-	found, err = snapshot.Read(ctx, q.pin, tenant, func(ctx context.Context, v *snapshot.View) (map[string]uint64, error) {
+	found, err := snapshot.Read(ctx, q.pin, tenant, func(ctx context.Context, v *snapshot.View) (map[string]uint64, error) {
+		sum, ok, err := q.parts.Of(q.queryCtx(ctx), q.conn, tenant, v)
+		if err != nil {
+			return nil, err
+		}
+		if ok && only(sum.LadderVersions, version) {
+			return nil, nil
+		}
+		if !ok {
+			found, err := ladderVersions(q.queryCtx(ctx), q.conn, "SELECT ladder_version, count() FROM "+snapshot.Table+
+				" WHERE tenant = @tenant AND ladder_version != '' GROUP BY ladder_version", clickhouse.Named("tenant", tenant))
+			if err != nil || only(slices.Collect(maps.Keys(found)), version) {
+				return nil, err
+			}
+		}
 		qctx, err := v.Context(q.queryCtx(ctx))
 		if err != nil {
 			return nil, err
@@ -65,7 +76,7 @@ func (q *Querier) CheckLadder(ctx context.Context, tenant, version string) error
 			" WHERE tenant = @tenant AND ladder_version != '' AND " + v.Where() + " GROUP BY ladder_version"
 		return ladderVersions(qctx, q.conn, query, append([]any{clickhouse.Named("tenant", tenant)}, v.Args()...)...)
 	})
-	if err != nil || only(found, version) {
+	if err != nil || only(slices.Collect(maps.Keys(found)), version) {
 		return err
 	}
 	return &LadderError{Tenant: tenant, Want: version, Found: found}
@@ -93,9 +104,9 @@ func ladderVersions(ctx context.Context, conn driver.Conn, query string, args ..
 	return found, nil
 }
 
-// only reports whether found holds no version but v.
-func only(found map[string]uint64, v string) bool {
-	for k := range found {
+// only reports whether versions holds no version but v.
+func only(versions []string, v string) bool {
+	for _, k := range versions {
 		if k != v {
 			return false
 		}

@@ -451,8 +451,9 @@ func TestViewParts(t *testing.T) {
 }
 
 // TestSummaries checks the Summary of a tenant's parts: the latest
-// latest_at (the last fact time here) and the currencies of its non-zero
-// amounts, read again when a new part comes, never another tenant's; and
+// latest_at (the last fact time here), the currencies of its non-zero
+// amounts and its ladder versions (none for a state without derived
+// events), read again when a new part comes, never another tenant's; and
 // none for a View read with FINAL.
 func TestSummaries(t *testing.T) {
 	st := storetest.Open(t, store.Options{})
@@ -464,9 +465,9 @@ func TestSummaries(t *testing.T) {
 	t.Cleanup(func() { _ = conn.Exec(context.Background(), "SYSTEM START MERGES opportunity_state") })
 	day := func(d int) time.Time { return time.Date(2024, 1, d, 0, 0, 0, 0, time.UTC) }
 	// write stores one state in a part of its own, a fact at each day.
-	write := func(tenant, id string, days []int, amounts []float64, currencies []string) {
+	write := func(tenant, id, ladder string, days []int, amounts []float64, currencies []string) {
 		t.Helper()
-		s := derive.State{Tenant: tenant, OpportunityID: id, FirstAt: day(days[0])}
+		s := derive.State{Tenant: tenant, OpportunityID: id, FirstAt: day(days[0]), LadderVersion: ladder}
 		for i, d := range days {
 			s.FactTimes = append(s.FactTimes, day(d))
 			s.Facts = append(s.Facts, derive.Snapshot{Amount: amounts[i], Currency: currencies[i], Status: derive.StatusOpen})
@@ -475,8 +476,8 @@ func TestSummaries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("acme", "o1", []int{1, 5}, []float64{10, 0}, []string{"USD", "EUR"})
-	write("other", "o9", []int{20}, []float64{5}, []string{"GBP"})
+	write("acme", "o1", "v1", []int{1, 5}, []float64{10, 0}, []string{"USD", "EUR"})
+	write("other", "o9", "v9", []int{20}, []float64{5}, []string{"GBP"})
 	p := snapshot.New(conn)
 	var sums snapshot.Summaries
 	of := func() snapshot.Summary {
@@ -494,14 +495,16 @@ func TestSummaries(t *testing.T) {
 		return sum
 	}
 	code := func(c string) uint32 { return binary.LittleEndian.Uint32([]byte(c + "\x00")) }
-	if got := of(); got.Latest != uint32(day(5).Unix()) || !slices.Equal(got.Currencies, []uint32{code("USD")}) {
-		t.Errorf("one part: latest %d, currencies %v; want %d (day 5), [USD]", got.Latest, got.Currencies, day(5).Unix())
+	if got := of(); got.Latest != uint32(day(5).Unix()) || !slices.Equal(got.Currencies, []uint32{code("USD")}) ||
+		!slices.Equal(got.LadderVersions, []string{"v1"}) {
+		t.Errorf("one part: latest %d, currencies %v, ladders %q; want %d (day 5), [USD], [v1]", got.Latest, got.Currencies, got.LadderVersions, day(5).Unix())
 	}
-	write("acme", "o2", []int{9}, []float64{7}, []string{"EUR"})
+	write("acme", "o2", "v2", []int{9}, []float64{7}, []string{"EUR"})
+	write("acme", "o3", "", []int{2}, []float64{1}, []string{"USD"}) // no derived events: no ladder
 	want := []uint32{code("USD"), code("EUR")}
 	slices.Sort(want)
-	if got := of(); got.Latest != uint32(day(9).Unix()) || !slices.Equal(got.Currencies, want) {
-		t.Errorf("after a new part: latest %d, currencies %v; want %d (day 9), %v", got.Latest, got.Currencies, day(9).Unix(), want)
+	if got := of(); got.Latest != uint32(day(9).Unix()) || !slices.Equal(got.Currencies, want) || !slices.Equal(got.LadderVersions, []string{"v1", "v2"}) {
+		t.Errorf("after new parts: latest %d, currencies %v, ladders %q; want %d (day 9), %v, [v1 v2]", got.Latest, got.Currencies, got.LadderVersions, day(9).Unix(), want)
 	}
 	if _, ok, err := sums.Of(ctx, conn, "acme", finalView(t, conn)); ok || err != nil {
 		t.Errorf("FINAL: a Summary (%v, %v); want none", ok, err)

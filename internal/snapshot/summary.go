@@ -21,6 +21,9 @@ type Summary struct {
 	// none): as of a time at or after it, every row's facts and state are
 	// its latest_* columns (migration 0115).
 	Latest uint32
+	// LadderVersions are the versions of the ladders the rows were
+	// derived with (ladder_version, "" left out), sorted.
+	LadderVersions []string
 }
 
 // Summaries keeps, per tenant and part of Table, the Summary of the
@@ -85,9 +88,12 @@ func (s *Summaries) Of(ctx context.Context, conn driver.Conn, tenant string, v *
 	for _, ps := range have {
 		all.Currencies = append(all.Currencies, ps.Currencies...)
 		all.Latest = max(all.Latest, ps.Latest)
+		all.LadderVersions = append(all.LadderVersions, ps.LadderVersions...)
 	}
 	slices.Sort(all.Currencies)
 	all.Currencies = slices.Compact(all.Currencies)
+	slices.Sort(all.LadderVersions)
+	all.LadderVersions = slices.Compact(all.LadderVersions)
 	return all, true, nil
 }
 
@@ -108,10 +114,11 @@ func partSummaries(ctx context.Context, conn driver.Conn, tenant string, parts [
 			part string
 			ps   Summary
 		)
-		if err := rows.Scan(&part, &ps.Currencies, &ps.Latest); err != nil {
+		if err := rows.Scan(&part, &ps.Currencies, &ps.Latest, &ps.LadderVersions); err != nil {
 			return nil, fmt.Errorf("summaries of %s parts: %w", Table, err)
 		}
 		slices.Sort(ps.Currencies)
+		slices.Sort(ps.LadderVersions)
 		found[part] = ps
 	}
 	if err := rows.Err(); err != nil {
@@ -121,11 +128,12 @@ func partSummaries(ctx context.Context, conn driver.Conn, tenant string, parts [
 }
 
 // summariesSQL is the query of the Summaries of parts: per part, the
-// currencies of the non-zero amounts of the tenant's rows and their latest
-// latest_at.
+// currencies of the non-zero amounts of the tenant's rows, their latest
+// latest_at and their ladder versions.
 const summariesSQL = `SELECT _part,
 	groupUniqArrayArray(arrayMap(c -> reinterpretAsUInt32(c), arrayFilter((c, a) -> a != 0, currencies, amounts))),
-	toUInt32(max(latest_at))
+	toUInt32(max(latest_at)),
+	groupUniqArrayIf(ladder_version, ladder_version != '')
 FROM ` + Table + `
 WHERE tenant = @tenant AND _part IN @parts
 GROUP BY _part`
