@@ -65,11 +65,14 @@ bench: clickhouse
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
 
 ## fuzz: every fuzz target (every func Fuzz* in a _test.go file) for
-## FUZZTIME each (CI runs them for 5s). A target that fails without
-## writing a failing input (Go's fuzz engine sometimes ends with "context
-## deadline exceeded" on a loaded machine) runs once more; a failing input
-## always fails the run.
+## FUZZTIME each (CI runs them for 5s). The engine minimizes each input
+## that finds new coverage for up to -fuzzminimizetime (Go's default 60s,
+## more than the whole FUZZTIME: the run then ends with "context deadline
+## exceeded"), so FUZZMINIMIZETIME bounds it. A target that fails without
+## writing a failing input runs once more; a failing input always fails
+## the run.
 FUZZTIME ?= 30s
+FUZZMINIMIZETIME ?= 1s
 fuzz:
 	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' internal cmd | sort); do \
 		pkg=$$(dirname $$f); \
@@ -77,10 +80,10 @@ fuzz:
 			echo "fuzz $$fn in $$pkg for $(FUZZTIME)"; \
 			corpus=$$pkg/testdata/fuzz/$$fn; \
 			before=$$(ls $$corpus 2>/dev/null | wc -l); \
-			if ! $(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) ./$$pkg; then \
+			if ! $(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./$$pkg; then \
 				if [ "$$(ls $$corpus 2>/dev/null | wc -l)" != "$$before" ]; then exit 1; fi; \
 				echo "fuzz $$fn failed without a failing input; once more"; \
-				$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) ./$$pkg; \
+				$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./$$pkg; \
 			fi; \
 		done; \
 	done
