@@ -22,8 +22,8 @@ func TestQueryContext(t *testing.T) {
 		maxThreads int
 		want       map[string]string
 	}{
-		{"max threads", 3, map[string]string{"optimize_move_to_prewhere": "0", "max_block_size": "8192", "max_threads": "3"}},
-		{"default threads", 0, map[string]string{"optimize_move_to_prewhere": "0", "max_block_size": "8192"}},
+		{"max threads", 3, map[string]string{"optimize_move_to_prewhere": "0", "max_block_size": "8192", "use_uncompressed_cache": "1", "max_threads": "3"}},
+		{"default threads", 0, map[string]string{"optimize_move_to_prewhere": "0", "max_block_size": "8192", "use_uncompressed_cache": "1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := snapshot.Read(context.Background(), snapshot.New(conn), "acme", func(ctx context.Context, v *snapshot.View) (map[string]string, error) {
@@ -53,7 +53,7 @@ func TestQueryContext(t *testing.T) {
 // query run with ctx sees them.
 func settings(ctx context.Context, conn driver.Conn) (map[string]string, error) {
 	rows, err := conn.Query(ctx, `SELECT name, value FROM system.settings
-WHERE name IN ('optimize_move_to_prewhere', 'max_block_size', 'max_threads')`)
+WHERE name IN ('optimize_move_to_prewhere', 'max_block_size', 'use_uncompressed_cache', 'max_threads')`)
 	if err != nil {
 		return nil, err
 	}
