@@ -53,7 +53,7 @@ func synth(cfg synthConfig) []store.DerivedRow {
 			snap.CloseDate = time.Time{} // unknown close date
 		}
 		seq := 0
-		var last time.Time // of the rows so far
+		last := created // the latest row so far, the creation when there is none (a close comes after it)
 		add := func(kind derive.Kind, at time.Time, step int, s derive.Snapshot) *store.DerivedRow {
 			seq++
 			if at.After(last) {
@@ -120,6 +120,11 @@ func synth(cfg synthConfig) []store.DerivedRow {
 			}
 			if r.IntN(15) == 0 {
 				snap.Segment = segments[r.IntN(len(segments))]
+				add(derive.DealUpdated, at.Add(time.Duration(r.IntN(86400*5))*time.Second), 0, snap)
+			}
+			if r.IntN(10) == 0 { // reassigned, and back now and then
+				snap.OwnerID = fmt.Sprintf("owner%02d", r.IntN(3))
+				snap.Team = "team" + snap.OwnerID[len(snap.OwnerID)-1:]
 				add(derive.DealUpdated, at.Add(time.Duration(r.IntN(86400*5))*time.Second), 0, snap)
 			}
 		}
