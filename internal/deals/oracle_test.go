@@ -48,8 +48,10 @@ const (
 // testDeal is one generated deal: its input events and what the oracle
 // needs to know about them.
 type testDeal struct {
-	id     string
-	name   string
+	id   string
+	name string
+	// owner and team are those at creation; oracleDeal follows the
+	// reassignments.
 	owner  string
 	team   string
 	amount float64
@@ -61,8 +63,9 @@ type testDeal struct {
 // events whose derived consequences the oracle (oracleDeal) knows: forward
 // stage changes, buyer contacts with a consensus role, calls (advanced with
 // a buyer action item due five days later, no next step, seller-only
-// actions, no buyer present), close dates pushed, and closes. Events of one
-// deal never share a second.
+// actions, no buyer present), close dates pushed, reassignments (to
+// another owner, sometimes another team), and closes. Events of one deal
+// never share a second.
 func genDeals(rng *rand.Rand, tenant string, n int) []testDeal {
 	t0 := date("2024-01-01T00:00:00Z")
 	owners := []string{"ann", "bob", "cy"}
@@ -86,8 +89,18 @@ func genDeals(rng *rand.Rand, tenant string, n int) []testDeal {
 		add(at, event.OpportunityCreated, &event.Opportunity{Name: d.name, Stage: "Prospecting", Amount: d.amount, Currency: d.cur,
 			CloseDate: event.Date(closeDate.Format(time.DateOnly)), OwnerID: d.owner, Team: d.team})
 		stage, contacts := -1, 0
+		// Reassignments draw from a source of their own, so that the
+		// other events stay as they were.
+		orng := rand.New(rand.NewSource(int64(i)))
 		for m := rng.Intn(9); m > 0; m-- {
 			at = at.Add(time.Duration(3600+rng.Intn(25*86400)) * time.Second)
+			if orng.Intn(4) == 0 { // reassigned an hour before, sometimes to another team
+				ch := &event.OwnerChange{To: owners[orng.Intn(3)]}
+				if orng.Intn(2) == 0 {
+					ch.Team = teams[orng.Intn(2)]
+				}
+				add(at.Add(-time.Hour+time.Second), event.OwnerChanged, ch)
+			}
 			switch r := rng.Intn(12); {
 			case r < 3 && stage < len(stageNames)-1:
 				stage += 1 + rng.Intn(min(2, len(stageNames)-1-stage))
@@ -133,12 +146,13 @@ func genDeals(rng *rand.Rand, tenant string, n int) []testDeal {
 
 // oracleRow is what the oracle knows of a deal as of a date.
 type oracleRow struct {
-	exists    bool
-	status    string
-	hiStep    int
-	closeDate time.Time
-	days      int64
-	warnings  []Warning
+	exists      bool
+	owner, team string
+	status      string
+	hiStep      int
+	closeDate   time.Time
+	days        int64
+	warnings    []Warning
 }
 
 // oracleDeal folds a deal's input events up to asOf by the default
@@ -204,6 +218,12 @@ func oracleDeal(d testDeal, l *ladder.Ladder, asOf time.Time) oracleRow {
 		case *event.Opportunity:
 			created = e.OccurredAt
 			o.closeDate = p.CloseDate.Time()
+			o.owner, o.team = p.OwnerID, p.Team
+		case *event.OwnerChange:
+			o.owner = p.To
+			if p.Team != "" {
+				o.team = p.Team
+			}
 		case *event.StageChange:
 			gain(stageSteps[p.To], e.OccurredAt)
 		case *event.Contact:
@@ -385,7 +405,7 @@ func TestListAndWarningsAgainstOracle(t *testing.T) {
 			for i, row := range got.Deals {
 				d := want[i]
 				o := oracle[d.id]
-				if row.OpportunityID != d.id || row.Name != d.name || row.OwnerID != d.owner || row.Team != d.team ||
+				if row.OpportunityID != d.id || row.Name != d.name || row.OwnerID != o.owner || row.Team != o.team ||
 					row.Amount != d.amount || row.Currency != d.cur || row.Status != o.status || row.StepIndex != o.hiStep ||
 					row.DaysSinceCommitment != o.days || row.CloseDate == nil || *row.CloseDate != o.closeDate.Format(time.DateOnly) {
 					t.Fatalf("as of %s, filter %+v, row %d: %+v, oracle %s %+v", asOf, f, i, row, d.id, o)
@@ -430,7 +450,7 @@ func TestListAndWarningsAgainstOracle(t *testing.T) {
 			}
 			total.Deals++
 			total.AmountsByCurrency[d.cur] += d.amount
-			owners[d.owner]++
+			owners[o.owner]++
 			for _, w := range o.warnings {
 				kinds[w.Kind]++
 			}
@@ -473,7 +493,7 @@ func TestListAndWarningsAgainstOracle(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !sameWarnings(got.Warnings, o.warnings) || got.HighestStepIndex != o.hiStep || got.Facts.Status != o.status ||
-				got.DaysSinceCommitment != o.days || got.Name != d.name || got.Facts.Amount != d.amount || got.Facts.OwnerID != d.owner {
+				got.DaysSinceCommitment != o.days || got.Name != d.name || got.Facts.Amount != d.amount || got.Facts.OwnerID != o.owner || got.Facts.Team != o.team {
 				t.Fatalf("as of %s, deal %s: %+v %+v %s, oracle %+v", asOf, d.id, got.Warnings, got.Facts, got.HighestStep, o)
 			}
 		}
@@ -490,8 +510,8 @@ func matches(o oracleRow, d testDeal, f Filter, l *ladder.Ladder) bool {
 	has := func(kind string) bool { return hasKind(o.warnings, kind) }
 	switch {
 	case f.Step != "" && l.Index(f.Step) != o.hiStep,
-		f.OwnerID != "" && f.OwnerID != d.owner,
-		f.Team != "" && f.Team != d.team,
+		f.OwnerID != "" && f.OwnerID != o.owner,
+		f.Team != "" && f.Team != o.team,
 		f.Status != "" && f.Status != o.status,
 		f.Stalled != nil && *f.Stalled != has(WarnStalled),
 		f.SingleThreaded != nil && *f.SingleThreaded != has(WarnSingleThreaded),
