@@ -67,10 +67,11 @@ bench: clickhouse
 ## fuzz: every fuzz target (every func Fuzz* in a _test.go file) for
 ## FUZZTIME each (CI runs them for 5s). The engine minimizes each input
 ## that finds new coverage for up to -fuzzminimizetime (Go's default 60s,
-## more than the whole FUZZTIME: the run then ends with "context deadline
-## exceeded"), so FUZZMINIMIZETIME bounds it. A target that fails without
-## writing a failing input runs once more; a failing input always fails
-## the run.
+## more than the whole FUZZTIME, so a busy worker kept nothing new), and
+## FUZZMINIMIZETIME bounds it. Go's engine still sometimes ends a run with
+## "context deadline exceeded" and no input on a loaded machine: a target
+## that fails without writing a failing input runs once more; a failing
+## input always fails the run.
 FUZZTIME ?= 30s
 FUZZMINIMIZETIME ?= 1s
 fuzz:
