@@ -73,45 +73,15 @@ func TestOneCurrencySums(t *testing.T) {
 		from, to := start, date("2025-01-01T00:00:00Z")
 		for _, by := range []string{"", "owner"} {
 			fq := FunnelQuery{Tenant: "acme", AsOf: asOf, From: from, To: to, By: by, Interval: "month", Ladder: ladder, LadderVersion: "v1"}
-			a, err := fast.Funnel(ctx, fq)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := slow.Funnel(ctx, fq)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := approxEqual(a, b); err != nil {
-				t.Errorf("funnel as of %s by %q: %v", asOf, by, err)
-			}
+			sameAnswer(t, fmt.Sprintf("funnel as of %s by %q", asOf, by), fast, slow, (*Querier).Funnel, fq)
 		}
 		mq := MissedQuery{Tenant: "acme", AsOf: asOf, From: from, To: to, Ladder: ladder, LadderVersion: "v1"}
-		a, err := fast.Missed(ctx, mq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := slow.Missed(ctx, mq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := approxEqual(a, b); err != nil {
-			t.Errorf("missed as of %s: %v", asOf, err)
-		}
+		a := sameAnswer(t, fmt.Sprintf("missed as of %s", asOf), fast, slow, (*Querier).Missed, mq)
 		if a.Total.ValueAtStake == nil || *a.Total.ValueAtStake == 0 {
 			t.Errorf("missed as of %s: value at stake %v, want a USD sum", asOf, a.Total.ValueAtStake)
 		}
 		vq := MovementQuery{Tenant: "acme", AsOf: asOf, From: from, To: to, Ladder: ladder, LadderVersion: "v1"}
-		av, err := fast.Movement(ctx, vq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		bv, err := slow.Movement(ctx, vq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := approxEqual(av, bv); err != nil {
-			t.Errorf("movement as of %s: %v", asOf, err)
-		}
+		sameAnswer(t, fmt.Sprintf("movement as of %s", asOf), fast, slow, (*Querier).Movement, vq)
 	}
 }
 
@@ -155,33 +125,33 @@ func TestOneCurrencyFollowsNewParts(t *testing.T) {
 	}
 	insertShuffled(t, s, rand.New(rand.NewSource(8)), rows, len(ladder))
 
-	a, err := fast.Funnel(ctx, fq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := slow.Funnel(ctx, fq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := approxEqual(a, b); err != nil {
-		t.Fatalf("after EUR deals: %v", err)
-	}
+	a := sameAnswer(t, "funnel after EUR deals", fast, slow, (*Querier).Funnel, fq)
 	if c := a.Definitions.Currency; c == nil || *c != "" || a.Steps[0].AmountsByCurrency["EUR"].ReachedAmount == 0 {
 		t.Fatalf("after EUR deals: definitions.currency %v, step 1 amounts %v; want mixed (\"\"), with EUR",
 			c, a.Steps[0].AmountsByCurrency)
 	}
 	mq := MissedQuery{Tenant: "acme", AsOf: fq.AsOf, From: fq.From, To: fq.To, Ladder: ladder, LadderVersion: "v1"}
-	am, err := fast.Missed(ctx, mq)
+	sameAnswer(t, "missed after EUR deals", fast, slow, (*Querier).Missed, mq)
+}
+
+// sameAnswer asks fast (which sums under the tenant's one currency) and
+// slow (which reads each deal's currency) with q and returns fast's
+// answer, failing t when either fails and marking it failed when the two
+// differ; what names the question in the failure.
+func sameAnswer[Q, R any](t *testing.T, what string, fast, slow *Querier, ask func(*Querier, context.Context, Q) (R, error), q Q) R {
+	t.Helper()
+	a, err := ask(fast, context.Background(), q)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", what, err)
 	}
-	bm, err := slow.Missed(ctx, mq)
+	b, err := ask(slow, context.Background(), q)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s, reading each deal's currency: %v", what, err)
 	}
-	if err := approxEqual(am, bm); err != nil {
-		t.Fatalf("missed after EUR deals: %v", err)
+	if err := approxEqual(a, b); err != nil {
+		t.Errorf("%s: %v", what, err)
 	}
+	return a
 }
 
 // latestBy reports whether q's scan of tenant takes the facts as of asOf
