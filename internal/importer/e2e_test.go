@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,6 +21,8 @@ import (
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/ingest"
 	"github.com/commitflow/commitflow/internal/ingest/ingesttest"
+	"github.com/commitflow/commitflow/internal/ladder"
+	deriver "github.com/commitflow/commitflow/internal/pipeline"
 	"github.com/commitflow/commitflow/internal/store"
 	"github.com/commitflow/commitflow/internal/store/storetest"
 )
@@ -85,9 +88,10 @@ func (c *cancelAfter) PublishBatch(ctx context.Context, evs []event.Event) error
 // ClickHouse database and an ingest worker moving events from one to the
 // other.
 type pipeline struct {
-	js  jetstream.JetStream
-	st  *store.Store
-	pub *bus.Publisher
+	js    jetstream.JetStream
+	st    *store.Store
+	pub   *bus.Publisher
+	parts int
 }
 
 func startPipeline(t *testing.T) pipeline {
@@ -99,7 +103,7 @@ func startPipeline(t *testing.T) pipeline {
 	}
 	st := storetest.OpenDSN(t, chtest.DSN(t), store.Options{})
 	ingesttest.Run(t, js, st, ingest.Config{})
-	return pipeline{js: js, st: st, pub: bus.NewPublisher(js, parts)}
+	return pipeline{js: js, st: st, pub: bus.NewPublisher(js, parts), parts: parts}
 }
 
 // counts returns the CF_EVENTS message count and, for tenant in
@@ -203,8 +207,11 @@ func TestImportKilledAndTwice(t *testing.T) {
 }
 
 // TestImportThroughput imports a generated OpportunityHistory export of
-// $COMMITFLOW_IMPORT_ROWS rows (skipped without it) and reports rows/s end
-// to end: from reading the file to every event stored in ClickHouse.
+// $COMMITFLOW_IMPORT_ROWS rows (skipped without it), with the ingest worker
+// and a derive worker running as in commitflow run, and reports rows/s end
+// to end: from reading the file to every event stored in ClickHouse, and
+// to every event derived (the derive consumers drained: the deals' states
+// and derived events written), with the CPU the whole machine spent a row.
 // Then it imports it again and checks one copy of each event is stored.
 func TestImportThroughput(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("COMMITFLOW_IMPORT_ROWS"))
@@ -213,7 +220,16 @@ func TestImportThroughput(t *testing.T) {
 	}
 	ctx := t.Context()
 	p := startPipeline(t)
+	d, err := deriver.NewDeriver(ctx, p.js, p.st, ladder.Default(), deriver.Config{}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { d.Run(dctx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
 	data := genSalesforceHistory(n)
+	cpu0 := cpuSeconds(t)
 	start := time.Now()
 	rows, err := SalesforceHistory("acme", "USD").Parse(data)
 	if err != nil {
@@ -225,16 +241,35 @@ func TestImportThroughput(t *testing.T) {
 		t.Fatal(err)
 	}
 	published := time.Since(start)
-	el := p.waitStored(t, "acme", uint64(want), 5*time.Minute).Sub(start)
-	t.Logf("%d rows (%d MB), %d events: parsed in %s, published in %s, stored in ClickHouse after %s: %.0f rows/s, %.0f events/s end to end",
-		n, len(data)>>20, want, parsed.Round(time.Millisecond), published.Round(time.Millisecond), el.Round(time.Millisecond),
-		float64(n)/el.Seconds(), float64(want)/el.Seconds())
+	stored := p.waitStored(t, "acme", uint64(want), 5*time.Minute).Sub(start)
+	bustest.WaitDrained(t, p.js, p.parts, 20*time.Minute)
+	derived := time.Since(start)
+	cpu := cpuSeconds(t) - cpu0
+	t.Logf("%d rows (%d MB), %d events: parsed in %s, published in %s, stored in ClickHouse after %s (%.0f rows/s), derived after %s: %.0f rows/s, %.0f events/s end to end; %.0f µs of the machine's CPU a row",
+		n, len(data)>>20, want, parsed.Round(time.Millisecond), published.Round(time.Millisecond), stored.Round(time.Millisecond),
+		float64(n)/stored.Seconds(), derived.Round(time.Millisecond), float64(n)/derived.Seconds(), float64(want)/derived.Seconds(), cpu*1e6/float64(n))
 	if _, err := Run(ctx, rows, Key(data), p.pub, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
-	msgs, stored, distinct := p.counts(t, "acme")
-	if msgs != uint64(want) || stored != uint64(want) || distinct != uint64(want) {
-		t.Fatalf("after importing twice: %d stream messages, %d rows and %d distinct events stored; want %d of each", msgs, stored, distinct, want)
+	msgs, storedRows, distinct := p.counts(t, "acme")
+	if msgs != uint64(want) || storedRows != uint64(want) || distinct != uint64(want) {
+		t.Fatalf("after importing twice: %d stream messages, %d rows and %d distinct events stored; want %d of each", msgs, storedRows, distinct, want)
 	}
+}
+
+// cpuSeconds is the CPU time the whole machine has spent so far, in
+// seconds (user, nice and system time of /proc/stat): this process, the
+// embedded NATS server in it and ClickHouse.
+func cpuSeconds(t *testing.T) float64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var user, nice, system float64
+	if _, err := fmt.Sscanf(string(b), "cpu %g %g %g", &user, &nice, &system); err != nil {
+		t.Fatalf("/proc/stat: %v", err)
+	}
+	return (user + nice + system) / 100 // USER_HZ
 }
