@@ -34,6 +34,18 @@ type writer struct {
 	// allStates writes every opportunity's state, changed or not (replay:
 	// so that states are complete after a schema or ladder change).
 	allStates bool
+	// states and derived insert the rows of concurrent applies together.
+	states  coalescer[store.StateRow]
+	derived coalescer[store.DerivedRow]
+}
+
+// newWriter returns a writer of st, publishing to js unless it is nil,
+// deriving with each tenant's ladder in ls; allStates as on writer.
+func newWriter(st *store.Store, js jetstream.JetStream, ls ladder.Source, log *slog.Logger, m *metrics, allStates bool) *writer {
+	w := &writer{st: st, js: js, ladders: ls, log: log, m: m, allStates: allStates}
+	w.states.insert = st.InsertStates
+	w.derived.insert = st.InsertDerived
+	return w
 }
 
 // opp is one opportunity's history, one copy per event (derive.Latest),
@@ -99,10 +111,10 @@ func (w *writer) apply(ctx context.Context, opps []*opp, now time.Time) (err err
 			return err
 		}
 	}
-	if err := w.st.InsertStates(ctx, states); err != nil {
+	if err := w.states.write(ctx, states); err != nil {
 		return fmt.Errorf("store opportunity states: %w", err)
 	}
-	if err := w.st.InsertDerived(ctx, rows); err != nil {
+	if err := w.derived.write(ctx, rows); err != nil {
 		return fmt.Errorf("store derived events: %w", err)
 	}
 	if w.m != nil {

@@ -94,7 +94,7 @@ func NewDeriver(ctx context.Context, js jetstream.JetStream, st *store.Store, ls
 	cfg = cfg.withDefaults()
 	return &Deriver{
 		js:         js,
-		w:          &writer{st: st, js: js, ladders: ls, log: log, m: m},
+		w:          newWriter(st, js, ls, log, m, false),
 		cfg:        cfg,
 		partitions: n,
 		log:        log.With("component", "derive", "member", cfg.Member),

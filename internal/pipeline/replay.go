@@ -57,7 +57,7 @@ func Replay(ctx context.Context, st *store.Store, ls ladder.Source, opt ReplayOp
 			return Progress{}, err
 		}
 	}
-	w := &writer{st: st, js: opt.JS, ladders: ls, log: log, allStates: true}
+	w := newWriter(st, opt.JS, ls, log, nil, true)
 	var total Progress
 	start := time.Now()
 	for _, t := range tenants {
