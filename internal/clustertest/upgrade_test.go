@@ -36,8 +36,10 @@ var upgradeVersions = []int{1, 101, 105, 107}
 // reference and the upgraded databases judge stalls alike.
 var upgradeNow = time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
 
-// computedOnly are the DEFAULT columns no release of commitflow inserts:
-// ClickHouse computes them from the other columns (0103).
+// computedOnly are the DEFAULT columns the releases up to 0116 left to
+// ClickHouse to compute from the other columns (0103); an old release's
+// rows are written without them. Today's InsertStates writes them, with
+// the values the DEFAULT gives (store.TestMissLookbacks).
 var computedOnly = []string{"miss_prev", "miss_prev_step", "miss_prev_reason", "miss_prev_owner"}
 
 // TestUpgrade upgrades databases on the cluster from earlier schema

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/commitflow/commitflow/internal/derive"
@@ -20,6 +21,7 @@ fact_times, amounts, currencies, close_dates, stages, probabilities, statuses, o
 forecast_categories, attr_keys, attr_values,
 stall_times, stall_steps, regress_times, close_times, close_statuses, close_reasons,
 miss_times, miss_steps, miss_reasons, miss_interactions, miss_owners, miss_amounts, miss_currencies,
+miss_prev, miss_prev_step, miss_prev_reason, miss_prev_owner, miss_deal_prev_step, miss_deal_prev_reason, miss_deal_prev_owner,
 held_times, held_steps, held_outcomes, held_interactions, held_owners, stage_entry_times, stage_entries,
 single_threaded_times, single_threaded_filled, ladder_version, version`
 
@@ -55,6 +57,7 @@ func (s *Store) InsertStates(ctx context.Context, rows []StateRow) error {
 			closeTimes[j], closeStatuses[j], closeReasons[j] = orEpoch(c.At), c.Status, c.Reason
 		}
 		mt, ms, mr, mi, mo, ma, mc := interactionColumns(r.Misses)
+		lb := missLookbacks(r.Misses)
 		ht, hs, hr, hi, ho, _, _ := interactionColumns(r.Held)
 		entryTimes, entries := make([]time.Time, len(r.StageEntries)), make([]string, len(r.StageEntries))
 		for j, e := range r.StageEntries {
@@ -64,7 +67,8 @@ func (s *Store) InsertStates(ctx context.Context, rows []StateRow) error {
 			epochs(r.Reach), epochs(r.Gained), epochs(r.GainTimes), orEmpty(r.GainSteps),
 			epochs(r.FactTimes), amounts, currencies, closeDates, stages, probs, statuses, owners, teams, segments, sources, products,
 			categories, attrKeys, attrValues, stallTimes, stallSteps, epochs(r.RegressTimes), closeTimes, closeStatuses, closeReasons,
-			mt, ms, mr, mi, mo, ma, mc, ht, hs, hr, hi, ho, entryTimes, entries,
+			mt, ms, mr, mi, mo, ma, mc, lb.prev, lb.prevStep, lb.prevReason, lb.prevOwner, lb.dealStep, lb.dealReason, lb.dealOwner,
+			ht, hs, hr, hi, ho, entryTimes, entries,
 			epochs(r.SingleThreaded), uint8(1), r.LadderVersion, r.Version); err != nil {
 			batch.Abort()
 			return fmt.Errorf("insert opportunity states: %s: %w", r.OpportunityID, err)
@@ -83,6 +87,62 @@ func interactionColumns(xs []derive.Interaction) (times []time.Time, steps []uin
 		times[i], steps[i], reasons[i], ids[i], owners[i], amounts[i], currencies[i] = orEpoch(x.At), x.Step, x.Reason, x.InteractionID, x.Owner, x.Amount, x.Currency
 	}
 	return
+}
+
+// lookbacks are the columns of migrations 0103 and 0113: for each miss,
+// the time in seconds of the deal's previous miss about the same
+// interaction (prev), the same interaction and expected step, reason or
+// owner (prevStep, prevReason, prevOwner), and of its previous miss at
+// the same step, with the same reason or owner (dealStep, dealReason,
+// dealOwner); 0 when there is none. A miss without an interaction id, or
+// with reason close_date_pushed or no_decision, is about no interaction:
+// its prev* are 4294967295 and it is no other miss's previous one.
+type lookbacks struct {
+	prev, prevStep, prevReason, prevOwner []uint32
+	dealStep, dealReason, dealOwner       []uint32
+}
+
+// noInteraction is the prev* of a miss about no interaction.
+const noInteraction = math.MaxUint32
+
+// missLookbacks computes the lookbacks of the misses xs (in fold order)
+// as the DEFAULT expressions of 0103 and 0113 do, so that ClickHouse does
+// not evaluate those on insert: their lambdas take time quadratic in a
+// deal's misses and were most of the cost of inserting a state. The
+// expressions stay for rows written before. A time is the seconds of the
+// DateTime the miss's time is stored as.
+func missLookbacks(xs []derive.Interaction) lookbacks {
+	n := len(xs)
+	lb := lookbacks{
+		prev: make([]uint32, n), prevStep: make([]uint32, n), prevReason: make([]uint32, n), prevOwner: make([]uint32, n),
+		dealStep: make([]uint32, n), dealReason: make([]uint32, n), dealOwner: make([]uint32, n),
+	}
+	// The latest time of the misses before the current one, per key.
+	type iidStep struct {
+		iid  string
+		step uint8
+	}
+	var (
+		steps                 = map[uint8]uint32{}
+		reasons, owners       = map[string]uint32{}, map[string]uint32{}
+		iids                  = map[string]uint32{}
+		iidSteps              = map[iidStep]uint32{}
+		iidReasons, iidOwners = map[[2]string]uint32{}, map[[2]string]uint32{}
+	)
+	for i, x := range xs {
+		t := uint32(orEpoch(x.At).Unix())
+		lb.dealStep[i], lb.dealReason[i], lb.dealOwner[i] = steps[x.Step], reasons[x.Reason], owners[x.Owner]
+		steps[x.Step], reasons[x.Reason], owners[x.Owner] = max(steps[x.Step], t), max(reasons[x.Reason], t), max(owners[x.Owner], t)
+		if x.InteractionID == "" || x.Reason == derive.MissCloseDatePushed || x.Reason == derive.MissNoDecision {
+			lb.prev[i], lb.prevStep[i], lb.prevReason[i], lb.prevOwner[i] = noInteraction, noInteraction, noInteraction, noInteraction
+			continue
+		}
+		id, step, reason, owner := x.InteractionID, iidStep{x.InteractionID, x.Step}, [2]string{x.InteractionID, x.Reason}, [2]string{x.InteractionID, x.Owner}
+		lb.prev[i], lb.prevStep[i], lb.prevReason[i], lb.prevOwner[i] = iids[id], iidSteps[step], iidReasons[reason], iidOwners[owner]
+		iids[id], iidSteps[step] = max(iids[id], t), max(iidSteps[step], t)
+		iidReasons[reason], iidOwners[owner] = max(iidReasons[reason], t), max(iidOwners[owner], t)
+	}
+	return lb
 }
 
 func epochs(ts []time.Time) []time.Time {

@@ -3,7 +3,10 @@ package store
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,5 +154,84 @@ WHERE tenant = 'acme' AND statuses[length(statuses)] != 'lost'`).Scan(&open); er
 		if added, retracted := derive.Diff(stored[id], cur[id]); len(added)+len(retracted) != 0 {
 			t.Errorf("%s: stored rows differ from the derived ones: %d to add, %d to retract", id, len(added), len(retracted))
 		}
+	}
+}
+
+// TestMissLookbacks inserts states of random misses and compares the
+// lookback columns InsertStates computes (missLookbacks) with the DEFAULT
+// expressions of migrations 0103 and 0113 evaluated by ClickHouse on the
+// same rows: misses sharing a second, out of time order, at the epoch and
+// before it, without an interaction, with the reasons that are about no
+// interaction, and one deal of many misses.
+func TestMissLookbacks(t *testing.T) {
+	ctx := context.Background()
+	s := openMigrated(t)
+	r := rand.New(rand.NewPCG(23, 5))
+	base := time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)
+	times := []time.Time{{}, time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC), base, base.Add(500 * time.Millisecond), base.Add(time.Hour), base.Add(-time.Hour), base.Add(48 * time.Hour)}
+	reasons := []string{derive.MissNoNextStep, derive.MissCloseDatePushed, derive.MissNoDecision, "action_overdue"}
+	pick := func(xs []string) string { return xs[r.IntN(len(xs))] }
+	var rows []StateRow
+	for d := range 120 {
+		n := r.IntN(12)
+		if d == 0 {
+			n = 400
+		}
+		st := derive.State{Tenant: "acme", OpportunityID: fmt.Sprintf("o%03d", d)}
+		for range n {
+			st.Misses = append(st.Misses, derive.Interaction{
+				At: times[r.IntN(len(times))], Step: uint8(r.IntN(3)), Reason: pick(reasons),
+				InteractionID: pick([]string{"", "i1", "i2", "i3"}), Owner: pick([]string{"", "ann", "bob"}),
+			})
+		}
+		rows = append(rows, StateRow{State: st, Version: 1})
+	}
+	if err := s.InsertStates(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+
+	cols := []string{"miss_prev", "miss_prev_step", "miss_prev_reason", "miss_prev_owner", "miss_deal_prev_step", "miss_deal_prev_reason", "miss_deal_prev_owner"}
+	exprs := make([]string, len(cols))
+	for i, c := range cols {
+		if err := s.Conn().QueryRow(ctx, `SELECT default_expression FROM system.columns
+WHERE database = currentDatabase() AND table = 'opportunity_state' AND name = ?`, c).Scan(&exprs[i]); err != nil || exprs[i] == "" {
+			t.Fatalf("DEFAULT of %s: %q, %v", c, exprs[i], err)
+		}
+	}
+	q, err := s.Conn().Query(ctx, "SELECT opportunity_id, length(miss_times), "+strings.Join(cols, ", ")+", "+strings.Join(exprs, ", ")+
+		" FROM opportunity_state WHERE tenant = 'acme' ORDER BY opportunity_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	seen, bad := 0, 0
+	for q.Next() {
+		var id string
+		var n uint64
+		got, want := make([][]uint32, len(cols)), make([][]uint32, len(cols))
+		dest := []any{&id, &n}
+		for i := range cols {
+			dest = append(dest, &got[i])
+		}
+		for i := range cols {
+			dest = append(dest, &want[i])
+		}
+		if err := q.Scan(dest...); err != nil {
+			t.Fatal(err)
+		}
+		seen++
+		for i, c := range cols {
+			if len(got[i]) != int(n) || !slices.Equal(got[i], want[i]) {
+				if bad++; bad <= 5 {
+					t.Errorf("%s: %s = %v, the DEFAULT expression gives %v", id, c, got[i], want[i])
+				}
+			}
+		}
+	}
+	if err := q.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if seen != len(rows) {
+		t.Fatalf("%d states read, want %d", seen, len(rows))
 	}
 }

@@ -43,8 +43,10 @@ var (
 	upgradeQuiet      = slog.New(slog.DiscardHandler)
 )
 
-// computedOnly are the DEFAULT columns no release of commitflow inserts:
-// ClickHouse computes them from the other columns (0103).
+// computedOnly are the DEFAULT columns the releases up to 0116 left to
+// ClickHouse to compute from the other columns (0103); an old release's
+// rows are written without them. Today's InsertStates writes them, with
+// the values the DEFAULT gives (store.TestMissLookbacks).
 var computedOnly = []string{"miss_prev", "miss_prev_step", "miss_prev_reason", "miss_prev_owner"}
 
 // upgradeInput returns a small generated book of one tenant, with free
