@@ -117,6 +117,9 @@ func missLookbacks(xs []derive.Interaction) lookbacks {
 		prev: make([]uint32, n), prevStep: make([]uint32, n), prevReason: make([]uint32, n), prevOwner: make([]uint32, n),
 		dealStep: make([]uint32, n), dealReason: make([]uint32, n), dealOwner: make([]uint32, n),
 	}
+	if n == 0 {
+		return lb // most states: no maps to make
+	}
 	// The latest time of the misses before the current one, per key.
 	type iidStep struct {
 		iid  string
