@@ -356,14 +356,44 @@ func (d *Deriver) load(ctx context.Context, c *cache, keys []string, fresh map[s
 // stored copies (superseded ones included, until merged away) and the
 // fresh ones of the opportunity (keyed by oppKey); the conflicts returned
 // are those that involve a fresh copy.
+//
+// Often most opportunities of a batch are new (an import, a day's new
+// deals): their only stored copies are their fresh ones, which the
+// barrier saw stored, and nothing was derived from them. Loading a
+// thousand opportunities spread over a tenant's tables reads about every
+// granule of each, so loadOpps first asks which ones have stored copies
+// besides their fresh ones, and which have derived events, reading one or
+// two narrow columns (store.StoredSeqs), and loads the history and the
+// derived set of those alone.
 func loadOpps(ctx context.Context, w *writer, tenant string, ids []string, fresh map[string][]derive.Copy) ([]*opp, []derive.Conflict, error) {
-	latest, superseded, err := w.st.LoadEventCopies(ctx, tenant, ids)
+	seqs, err := w.st.StoredSeqs(ctx, tenant, ids)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load history: %w", err)
 	}
-	derived, err := w.st.LoadDerived(ctx, tenant, ids)
+	withDerived, err := w.st.WithDerived(ctx, tenant, ids)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load derived: %w", err)
+	}
+	var historyOf, derivedOf []string
+	for _, id := range ids {
+		if !onlyFresh(seqs[id], fresh[oppKey(tenant, id)]) {
+			historyOf = append(historyOf, id)
+		}
+		if withDerived[id] {
+			derivedOf = append(derivedOf, id)
+		}
+	}
+	var latest, superseded []store.RawEvent
+	if len(historyOf) > 0 {
+		if latest, superseded, err = w.st.LoadEventCopies(ctx, tenant, historyOf); err != nil {
+			return nil, nil, fmt.Errorf("load history: %w", err)
+		}
+	}
+	derived := map[string][]derive.Derived{}
+	if len(derivedOf) > 0 {
+		if derived, err = w.st.LoadDerived(ctx, tenant, derivedOf); err != nil {
+			return nil, nil, fmt.Errorf("load derived: %w", err)
+		}
 	}
 	byOpp := map[string][]store.RawEvent{}
 	for _, r := range latest {
@@ -381,6 +411,28 @@ func loadOpps(ctx context.Context, w *writer, tenant string, ids []string, fresh
 		out = append(out, &opp{tenant: tenant, id: id, events: events, derived: derived[id]})
 	}
 	return out, conflicts, nil
+}
+
+// onlyFresh reports whether every stored copy of an opportunity's events,
+// named by its stream sequence in seqs, is one of its fresh copies: then
+// its stored history is what fresh holds. A stream sequence names one
+// message, and a copy without one (0) is never taken for a fresh one.
+func onlyFresh(seqs []uint64, fresh []derive.Copy) bool {
+	if len(seqs) == 0 {
+		return true
+	}
+	in := make(map[uint64]bool, len(fresh))
+	for _, c := range fresh {
+		if c.Seq != 0 {
+			in[c.Seq] = true
+		}
+	}
+	for _, s := range seqs {
+		if !in[s] {
+			return false
+		}
+	}
+	return true
 }
 
 // ingestFloor follows the acknowledgement floor of the current generation

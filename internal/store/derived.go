@@ -91,6 +91,34 @@ func (s *Store) insertDerived(ctx context.Context, rows []DerivedRow) error {
 	return nil
 }
 
+// WithDerived returns which of tenant's opportunities opportunityIDs have
+// derived events stored, retracted ones included. Like StoredSeqs it reads
+// one narrow column, a fraction of what LoadDerived reads.
+func (s *Store) WithDerived(ctx context.Context, tenant string, opportunityIDs []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, ids := range chunks(uniqueSorted(opportunityIDs), inChunk) {
+		rows, err := s.conn.Query(ctx, `SELECT DISTINCT opportunity_id FROM derived_events
+WHERE tenant = ? AND opportunity_id IN ?`, tenant, groupSet(ids))
+		if err != nil {
+			return nil, fmt.Errorf("opportunities with derived events of %q: %w", tenant, err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("opportunities with derived events of %q: %w", tenant, err)
+			}
+			out[id] = true
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("opportunities with derived events of %q: %w", tenant, err)
+		}
+	}
+	return out, nil
+}
+
 // LoadDerived returns the current, non-retracted derived events of the
 // given opportunities of tenant, by opportunity id, each list ordered by
 // id.

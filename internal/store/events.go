@@ -136,6 +136,43 @@ func (s *Store) LoadEvents(ctx context.Context, tenant string, opportunityIDs []
 	return latest, err
 }
 
+// StoredSeqs returns, by opportunity, the stream sequence of every stored
+// copy of the events of tenant's opportunities opportunityIDs (an
+// opportunity without stored events is absent). It reads two narrow
+// columns where LoadEventCopies reads every column: looking up a thousand
+// opportunities spread over a tenant's events reads about every granule
+// of the table either way (at 10M events 0.4–0.5 s of ClickHouse's CPU
+// here, against 18–26 s for the copies), so a caller that holds an
+// opportunity's fresh copies learns from it whether anything else is
+// stored before loading.
+func (s *Store) StoredSeqs(ctx context.Context, tenant string, opportunityIDs []string) (map[string][]uint64, error) {
+	out := map[string][]uint64{}
+	for _, ids := range chunks(uniqueSorted(opportunityIDs), inChunk) {
+		rows, err := s.conn.Query(ctx, `SELECT opportunity_id, stream_seq FROM events
+WHERE tenant = ? AND opportunity_id IN ?`, tenant, groupSet(ids))
+		if err != nil {
+			return nil, fmt.Errorf("stored sequences of %q: %w", tenant, err)
+		}
+		for rows.Next() {
+			var (
+				id  string
+				seq uint64
+			)
+			if err := rows.Scan(&id, &seq); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("stored sequences of %q: %w", tenant, err)
+			}
+			out[id] = append(out[id], seq)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("stored sequences of %q: %w", tenant, err)
+		}
+	}
+	return out, nil
+}
+
 // LoadEventCopies is LoadEvents that also returns the superseded copies
 // still stored, ordered likewise: copies of a key with a lower stream
 // sequence than the latest one's, which the table's merges have not

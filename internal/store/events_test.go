@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -117,5 +118,20 @@ func TestSupersededCopiesUntilMerged(t *testing.T) {
 	}
 	if !reflect.DeepEqual(final, []string{`{"amount":999999}`}) {
 		t.Fatalf("events FINAL holds %q, want the copy with the highest stream sequence", final)
+	}
+
+	// StoredSeqs: every stored copy's sequence, the twice-inserted one
+	// twice; nothing for an opportunity without events or of another tenant.
+	other := ev("u", "o2", "e1", 11, at)
+	if err := s.InsertEvents(ctx, []RawEvent{other}); err != nil {
+		t.Fatal(err)
+	}
+	seqs, err := s.StoredSeqs(ctx, "t", []string{"o1", "o2", "o1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(seqs["o1"])
+	if want := map[string][]uint64{"o1": {5, 9, 9}}; !reflect.DeepEqual(seqs, want) {
+		t.Fatalf("StoredSeqs = %v, want %v", seqs, want)
 	}
 }

@@ -321,6 +321,20 @@ func TestDerivedRetraction(t *testing.T) {
 	if got, _ := s.CurrentDerived(ctx, "t"); len(got) != 3 {
 		t.Fatalf("CurrentDerived after a stale retraction has %d rows", len(got))
 	}
+
+	// WithDerived names the tenant's opportunities with any derived row,
+	// one whose every row is retracted too.
+	d := derived("o4", "d", derive.CommitmentGained)
+	if err := s.InsertDerived(ctx, []DerivedRow{{Derived: d, Version: 2, Retracted: true}}); err != nil {
+		t.Fatal(err)
+	}
+	with, err := s.WithDerived(ctx, "t", []string{"o1", "o2", "o3", "o4", "o1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]bool{"o1": true, "o2": true, "o4": true}; !reflect.DeepEqual(with, want) {
+		t.Fatalf("WithDerived = %v, want %v", with, want)
+	}
 }
 
 func TestInsertDerivedRejectsStepIndex(t *testing.T) {
