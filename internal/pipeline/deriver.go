@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
@@ -363,10 +364,11 @@ func (d *Deriver) load(ctx context.Context, c *cache, keys []string, fresh map[s
 // thousand opportunities spread over a tenant's tables reads about every
 // granule of each, so loadOpps first asks which ones have stored copies
 // besides their fresh ones, and which have derived events, reading one or
-// two narrow columns (store.StoredSeqs), and loads the history and the
-// derived set of those alone.
+// a few narrow columns (store.StoredCopies), and loads the history and
+// the derived set of those alone, the history from the months its copies
+// are in (store.LoadEventCopiesIn).
 func loadOpps(ctx context.Context, w *writer, tenant string, ids []string, fresh map[string][]derive.Copy) ([]*opp, []derive.Conflict, error) {
-	seqs, err := w.st.StoredSeqs(ctx, tenant, ids)
+	stored, err := w.st.StoredCopies(ctx, tenant, ids)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load history: %w", err)
 	}
@@ -375,19 +377,25 @@ func loadOpps(ctx context.Context, w *writer, tenant string, ids []string, fresh
 		return nil, nil, fmt.Errorf("load derived: %w", err)
 	}
 	var historyOf, derivedOf []string
+	inMonth := map[uint32]bool{}
 	for _, id := range ids {
-		if !onlyFresh(seqs[id], fresh[oppKey(tenant, id)]) {
+		if !onlyFresh(stored[id], fresh[oppKey(tenant, id)]) {
 			historyOf = append(historyOf, id)
+			for _, c := range stored[id] {
+				inMonth[c.Month] = true
+			}
 		}
 		if withDerived[id] {
 			derivedOf = append(derivedOf, id)
 		}
 	}
-	var latest, superseded []store.RawEvent
-	if len(historyOf) > 0 {
-		if latest, superseded, err = w.st.LoadEventCopies(ctx, tenant, historyOf); err != nil {
-			return nil, nil, fmt.Errorf("load history: %w", err)
-		}
+	// Copies stored after StoredCopies are all of later stream sequences
+	// than the batch's (the barrier saw every earlier one stored): left out
+	// when in another month, they are derived when they arrive, as for a
+	// cached opportunity.
+	latest, superseded, err := w.st.LoadEventCopiesIn(ctx, tenant, historyOf, slices.Sorted(maps.Keys(inMonth)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("load history: %w", err)
 	}
 	derived := map[string][]derive.Derived{}
 	if len(derivedOf) > 0 {
@@ -413,12 +421,12 @@ func loadOpps(ctx context.Context, w *writer, tenant string, ids []string, fresh
 	return out, conflicts, nil
 }
 
-// onlyFresh reports whether every stored copy of an opportunity's events,
-// named by its stream sequence in seqs, is one of its fresh copies: then
-// its stored history is what fresh holds. A stream sequence names one
-// message, and a copy without one (0) is never taken for a fresh one.
-func onlyFresh(seqs []uint64, fresh []derive.Copy) bool {
-	if len(seqs) == 0 {
+// onlyFresh reports whether every stored copy of an opportunity's events
+// is one of its fresh copies, by stream sequence: then its stored history
+// is what fresh holds. A stream sequence names one message, and a copy
+// without one (0) is never taken for a fresh one.
+func onlyFresh(stored []store.StoredCopy, fresh []derive.Copy) bool {
+	if len(stored) == 0 {
 		return true
 	}
 	in := make(map[uint64]bool, len(fresh))
@@ -427,8 +435,8 @@ func onlyFresh(seqs []uint64, fresh []derive.Copy) bool {
 			in[c.Seq] = true
 		}
 	}
-	for _, s := range seqs {
-		if !in[s] {
+	for _, c := range stored {
+		if !in[c.Seq] {
 			return false
 		}
 	}

@@ -136,38 +136,46 @@ func (s *Store) LoadEvents(ctx context.Context, tenant string, opportunityIDs []
 	return latest, err
 }
 
-// StoredSeqs returns, by opportunity, the stream sequence of every stored
-// copy of the events of tenant's opportunities opportunityIDs (an
-// opportunity without stored events is absent). It reads two narrow
-// columns where LoadEventCopies reads every column: looking up a thousand
-// opportunities spread over a tenant's events reads about every granule
-// of the table either way (at 10M events 0.4–0.5 s of ClickHouse's CPU
-// here, against 18–26 s for the copies), so a caller that holds an
-// opportunity's fresh copies learns from it whether anything else is
-// stored before loading.
-func (s *Store) StoredSeqs(ctx context.Context, tenant string, opportunityIDs []string) (map[string][]uint64, error) {
-	out := map[string][]uint64{}
+// StoredCopy is where a stored copy of an event is: its JetStream stream
+// sequence and the month of its occurred_at (YYYYMM), which is the events
+// table's partition.
+type StoredCopy struct {
+	Seq   uint64
+	Month uint32
+}
+
+// StoredCopies returns, by opportunity, every stored copy of the events of
+// tenant's opportunities opportunityIDs (an opportunity without stored
+// events is absent). It reads three narrow columns where LoadEventCopies
+// reads every column: looking up a thousand opportunities spread over a
+// tenant's events reads about every granule of the table either way (at
+// 10M events 0.4–0.5 s of ClickHouse's CPU here, against 18–26 s for the
+// copies), so a caller that holds an opportunity's fresh copies learns
+// from it whether anything else is stored, and in which months, before
+// loading (LoadEventCopiesIn).
+func (s *Store) StoredCopies(ctx context.Context, tenant string, opportunityIDs []string) (map[string][]StoredCopy, error) {
+	out := map[string][]StoredCopy{}
 	for _, ids := range chunks(uniqueSorted(opportunityIDs), inChunk) {
-		rows, err := s.conn.Query(ctx, `SELECT opportunity_id, stream_seq FROM events
+		rows, err := s.conn.Query(ctx, `SELECT opportunity_id, stream_seq, toYYYYMM(occurred_at) FROM events
 WHERE tenant = ? AND opportunity_id IN ?`, tenant, groupSet(ids))
 		if err != nil {
-			return nil, fmt.Errorf("stored sequences of %q: %w", tenant, err)
+			return nil, fmt.Errorf("stored copies of %q: %w", tenant, err)
 		}
 		for rows.Next() {
 			var (
-				id  string
-				seq uint64
+				id string
+				c  StoredCopy
 			)
-			if err := rows.Scan(&id, &seq); err != nil {
+			if err := rows.Scan(&id, &c.Seq, &c.Month); err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("stored sequences of %q: %w", tenant, err)
+				return nil, fmt.Errorf("stored copies of %q: %w", tenant, err)
 			}
-			out[id] = append(out[id], seq)
+			out[id] = append(out[id], c)
 		}
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return nil, fmt.Errorf("stored sequences of %q: %w", tenant, err)
+			return nil, fmt.Errorf("stored copies of %q: %w", tenant, err)
 		}
 	}
 	return out, nil
@@ -183,10 +191,39 @@ WHERE tenant = ? AND opportunity_id IN ?`, tenant, groupSet(ids))
 // ones come back too, and de-duplicated here by the rule of the table's
 // engine, which FINAL applies.
 func (s *Store) LoadEventCopies(ctx context.Context, tenant string, opportunityIDs []string) (latest, superseded []RawEvent, err error) {
-	for _, ids := range chunks(uniqueSorted(opportunityIDs), inChunk) {
-		rows, err := s.conn.Query(ctx, `SELECT `+eventColumns+` FROM events
+	return s.loadEventCopies(ctx, tenant, opportunityIDs, nil)
+}
+
+// LoadEventCopiesIn is LoadEventCopies of the copies whose occurred_at
+// falls in one of months (YYYYMM, see StoredCopies), none when months is
+// empty. ClickHouse then reads those months' partitions alone: the table
+// is sorted by opportunity within each of its parts, so every part is a
+// granule read per opportunity looked up (at 10M events, one deal's copies
+// read 450k rows and 0.9–1.4 s of ClickHouse's CPU from 64 parts, from
+// its one month's 41k rows and 0.1 s).
+func (s *Store) LoadEventCopiesIn(ctx context.Context, tenant string, opportunityIDs []string, months []uint32) (latest, superseded []RawEvent, err error) {
+	if len(months) == 0 {
+		return nil, nil, nil
+	}
+	return s.loadEventCopies(ctx, tenant, opportunityIDs, months)
+}
+
+func (s *Store) loadEventCopies(ctx context.Context, tenant string, opportunityIDs []string, months []uint32) (latest, superseded []RawEvent, err error) {
+	q, inMonths := `SELECT `+eventColumns+` FROM events
 WHERE tenant = ? AND opportunity_id IN ?
-ORDER BY opportunity_id, source, event_id, stream_seq DESC`, tenant, groupSet(ids))
+ORDER BY opportunity_id, source, event_id, stream_seq DESC`, []any(nil)
+	if months != nil {
+		q = `SELECT ` + eventColumns + ` FROM events
+WHERE tenant = ? AND opportunity_id IN ? AND toYYYYMM(occurred_at) IN ?
+ORDER BY opportunity_id, source, event_id, stream_seq DESC`
+		vs := make([]any, len(months))
+		for i, m := range months {
+			vs[i] = m
+		}
+		inMonths = []any{clickhouse.GroupSet{Value: vs}}
+	}
+	for _, ids := range chunks(uniqueSorted(opportunityIDs), inChunk) {
+		rows, err := s.conn.Query(ctx, q, append([]any{tenant, groupSet(ids)}, inMonths...)...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("load events of %q: %w", tenant, err)
 		}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"reflect"
 	"slices"
@@ -120,18 +121,44 @@ func TestSupersededCopiesUntilMerged(t *testing.T) {
 		t.Fatalf("events FINAL holds %q, want the copy with the highest stream sequence", final)
 	}
 
-	// StoredSeqs: every stored copy's sequence, the twice-inserted one
-	// twice; nothing for an opportunity without events or of another tenant.
+	// StoredCopies: every stored copy's sequence and month, the
+	// twice-inserted one twice; nothing for an opportunity without events
+	// or of another tenant.
 	other := ev("u", "o2", "e1", 11, at)
-	if err := s.InsertEvents(ctx, []RawEvent{other}); err != nil {
+	moved := ev("t", "o1", "e2", 12, at.AddDate(0, 2, 0))
+	if err := s.InsertEvents(ctx, []RawEvent{other, moved}); err != nil {
 		t.Fatal(err)
 	}
-	seqs, err := s.StoredSeqs(ctx, "t", []string{"o1", "o2", "o1"})
+	copies, err := s.StoredCopies(ctx, "t", []string{"o1", "o2", "o1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.Sort(seqs["o1"])
-	if want := map[string][]uint64{"o1": {5, 9, 9}}; !reflect.DeepEqual(seqs, want) {
-		t.Fatalf("StoredSeqs = %v, want %v", seqs, want)
+	slices.SortFunc(copies["o1"], func(a, b StoredCopy) int { return cmp.Compare(a.Seq, b.Seq) })
+	// The months as the server's time zone has them, as it partitions.
+	var mar, may uint32
+	if err := s.Conn().QueryRow(ctx, "SELECT toYYYYMM(toDateTime(?)), toYYYYMM(toDateTime(?))", at.Unix(), moved.OccurredAt.Unix()).Scan(&mar, &may); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string][]StoredCopy{"o1": {{5, mar}, {9, mar}, {9, mar}, {12, may}}}; !reflect.DeepEqual(copies, want) {
+		t.Fatalf("StoredCopies = %v, want %v", copies, want)
+	}
+
+	// LoadEventCopiesIn reads the months asked for alone.
+	for _, tc := range []struct {
+		months             []uint32
+		latest, superseded []RawEvent
+	}{
+		{[]uint32{mar, may}, []RawEvent{fixed, moved}, []RawEvent{old}},
+		{[]uint32{may}, []RawEvent{moved}, nil},
+		{[]uint32{may - 1}, nil, nil},
+		{nil, nil, nil},
+	} {
+		latest, superseded, err := s.LoadEventCopiesIn(ctx, "t", []string{"o1"}, tc.months)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(latest, tc.latest) || !reflect.DeepEqual(superseded, tc.superseded) {
+			t.Errorf("LoadEventCopiesIn(%v) = %+v, %+v; want %+v, %+v", tc.months, latest, superseded, tc.latest, tc.superseded)
+		}
 	}
 }
