@@ -363,10 +363,10 @@ func (d *Deriver) load(ctx context.Context, c *cache, keys []string, fresh map[s
 // barrier saw stored, and nothing was derived from them. Loading a
 // thousand opportunities spread over a tenant's tables reads about every
 // granule of each, so loadOpps first asks which ones have stored copies
-// besides their fresh ones, and which have derived events, reading one or
-// a few narrow columns (store.StoredCopies), and loads the history and
-// the derived set of those alone, the history from the months its copies
-// are in (store.LoadEventCopiesIn).
+// besides their fresh ones, and which have derived events, reading a few
+// narrow columns (store.StoredCopies, store.WithDerived), and loads the
+// history and the derived set of those alone, the history from the months
+// its copies are in (store.LoadEventCopiesIn).
 func loadOpps(ctx context.Context, w *writer, tenant string, ids []string, fresh map[string][]derive.Copy) ([]*opp, []derive.Conflict, error) {
 	stored, err := w.st.StoredCopies(ctx, tenant, ids)
 	if err != nil {

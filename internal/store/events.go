@@ -209,19 +209,17 @@ func (s *Store) LoadEventCopiesIn(ctx context.Context, tenant string, opportunit
 }
 
 func (s *Store) loadEventCopies(ctx context.Context, tenant string, opportunityIDs []string, months []uint32) (latest, superseded []RawEvent, err error) {
-	q, inMonths := `SELECT `+eventColumns+` FROM events
-WHERE tenant = ? AND opportunity_id IN ?
-ORDER BY opportunity_id, source, event_id, stream_seq DESC`, []any(nil)
+	where, inMonths := "", []any(nil)
 	if months != nil {
-		q = `SELECT ` + eventColumns + ` FROM events
-WHERE tenant = ? AND opportunity_id IN ? AND toYYYYMM(occurred_at) IN ?
-ORDER BY opportunity_id, source, event_id, stream_seq DESC`
 		vs := make([]any, len(months))
 		for i, m := range months {
 			vs[i] = m
 		}
-		inMonths = []any{clickhouse.GroupSet{Value: vs}}
+		where, inMonths = " AND toYYYYMM(occurred_at) IN ?", []any{clickhouse.GroupSet{Value: vs}}
 	}
+	q := `SELECT ` + eventColumns + ` FROM events
+WHERE tenant = ? AND opportunity_id IN ?` + where + `
+ORDER BY opportunity_id, source, event_id, stream_seq DESC`
 	for _, ids := range chunks(uniqueSorted(opportunityIDs), inChunk) {
 		rows, err := s.conn.Query(ctx, q, append([]any{tenant, groupSet(ids)}, inMonths...)...)
 		if err != nil {
