@@ -92,7 +92,7 @@ func (s *Store) insertDerived(ctx context.Context, rows []DerivedRow) error {
 }
 
 // WithDerived returns which of tenant's opportunities opportunityIDs have
-// derived events stored, retracted ones included. Like StoredSeqs it reads
+// derived events stored, retracted ones included. Like StoredCopies it reads
 // one narrow column, a fraction of what LoadDerived reads.
 func (s *Store) WithDerived(ctx context.Context, tenant string, opportunityIDs []string) (map[string]bool, error) {
 	out := map[string]bool{}
