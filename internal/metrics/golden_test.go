@@ -83,7 +83,7 @@ func TestFunnelSQL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			goldentest.Check(t, "funnel_"+b.name+"_"+sh.name, funnelSQL(sh.sh, g, b.keys, false))
+			goldentest.Check(t, "funnel_"+b.name+"_"+sh.name, funnelSQL(sh.sh, g, b.keys, false, true))
 		}
 		goldentest.Check(t, "funnel_keys_"+sh.name, breakdownKeysSQL(sh.sh, "owner", funnelPopulation, false))
 	}
@@ -91,14 +91,19 @@ func TestFunnelSQL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	goldentest.Check(t, "funnel_plain_onecur", funnelSQL(oneCurrencyShape, g, keyset{}, false))
+	goldentest.Check(t, "funnel_plain_onecur", funnelSQL(oneCurrencyShape, g, keyset{}, false, true))
+	// A breakdown of many values: one sum per number.
+	if g, err = funnelGrouping("owner", "month", false); err != nil {
+		t.Fatal(err)
+	}
+	goldentest.Check(t, "funnel_owner_month_sums", funnelSQL(goldenShapes[0].sh, g, keyset{}, false, false))
 	// As of a time after every event (shape.latestBy).
 	for _, b := range goldenBreakdowns {
 		g, err := funnelGrouping(b.by, b.interval, true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		goldentest.Check(t, "funnel_"+b.name+"_latest", funnelSQL(goldenShapes[0].sh, g, b.keys, true))
+		goldentest.Check(t, "funnel_"+b.name+"_latest", funnelSQL(goldenShapes[0].sh, g, b.keys, true, true))
 	}
 	goldentest.Check(t, "funnel_keys_latest", breakdownKeysSQL(goldenShapes[0].sh, "owner", funnelPopulation, true))
 }

@@ -77,7 +77,15 @@ type Querier struct {
 	// the amounts are in several, and readHistory every deal's facts as
 	// of the date asked, never its latest_* columns (tests compare).
 	readCurrencies, readHistory bool
+	// codedKeys is how many By values a funnel breakdown keeps at most
+	// for its query to count per outcome code (funnelSQL's perCode).
+	codedKeys int
 }
+
+// defaultCodedKeys is a Querier's codedKeys: 20 values (the default top)
+// monthly or weekly are a few thousand groups, every owner of a large
+// tenant hundreds of thousands.
+const defaultCodedKeys = 100
 
 // Options tunes a Querier.
 type Options struct {
@@ -119,7 +127,7 @@ func NewWithOptions(conn driver.Conn, opt Options) *Querier {
 	if pin == nil {
 		pin = snapshot.New(conn)
 	}
-	return &Querier{conn: conn, pin: pin, branches: b, maxThreads: opt.MaxThreads, rates: opt.Rates}
+	return &Querier{conn: conn, pin: pin, branches: b, maxThreads: opt.MaxThreads, rates: opt.Rates, codedKeys: defaultCodedKeys}
 }
 
 // Definitions states the parameters and rules an answer was computed with.

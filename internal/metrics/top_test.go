@@ -122,6 +122,10 @@ func TestTopBreakdown(t *testing.T) {
 	}
 	l := loadRaw(t, s, rng, deals, date("2025-01-01T00:00:00Z"))
 	q := New(s.Conn())
+	// The funnel with one sum per number once it keeps more than two
+	// values, as for a breakdown of many (funnelSQL's perCode).
+	sums := New(s.Conn())
+	sums.codedKeys = 2
 	ctx := context.Background()
 	merged := 0
 	for _, asOf := range []time.Time{date("2025-01-01T00:00:00Z"), date("2024-04-15T00:00:00Z")} {
@@ -130,18 +134,20 @@ func TestTopBreakdown(t *testing.T) {
 				from, to := date("2024-01-01T00:00:00Z"), date("2025-01-01T00:00:00Z")
 				fq := FunnelQuery{Tenant: "acme", AsOf: asOf, From: from, To: to, By: "owner", Interval: interval, Top: top,
 					Ladder: ladderKeys(l), LadderVersion: l.Version}
-				got, err := q.Funnel(ctx, fq)
-				if err != nil {
-					t.Fatal(err)
-				}
 				want, other := rawFunnelGroups(deals, fq)
-				for i := range want {
-					if err := approxEqual(got.Steps[i], want[i]); err != nil {
-						t.Fatalf("funnel as of %s, top %d, interval %q, step %d: %v", asOf, top, interval, i+1, err)
+				for _, q := range []*Querier{q, sums} {
+					got, err := q.Funnel(ctx, fq)
+					if err != nil {
+						t.Fatal(err)
 					}
-				}
-				if wantTop := map[bool]int{true: top}[top > 0]; got.Definitions.Top != wantTop || got.Definitions.OtherKeys != other {
-					t.Fatalf("funnel top %d: definitions top %d other_keys %d, want %d %d", top, got.Definitions.Top, got.Definitions.OtherKeys, wantTop, other)
+					for i := range want {
+						if err := approxEqual(got.Steps[i], want[i]); err != nil {
+							t.Fatalf("funnel (coded keys %d) as of %s, top %d, interval %q, step %d: %v", q.codedKeys, asOf, top, interval, i+1, err)
+						}
+					}
+					if wantTop := map[bool]int{true: top}[top > 0]; got.Definitions.Top != wantTop || got.Definitions.OtherKeys != other {
+						t.Fatalf("funnel top %d: definitions top %d other_keys %d, want %d %d", top, got.Definitions.Top, got.Definitions.OtherKeys, wantTop, other)
+					}
 				}
 				merged += other
 

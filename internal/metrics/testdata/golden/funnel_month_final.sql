@@ -11,17 +11,14 @@ SELECT K, g, if(g = 0, '', toString(grp_pd)), grp_kh,
 	toUInt64(sum(h6))
 	FROM (
 SELECT K, pd, kh, cur,
-	count() AS n0, sum(conv) AS n1, sum(dropped) AS n2, sum(NOT conv AND NOT dropped) AS n3, sum(skipped) AS n4, sum(conv AND skipped) AS n5,
-	sum(amt) AS a0, sum(amt * conv) AS a1, sum(amt * dropped) AS a2, sum(amt * (NOT conv AND NOT dropped)) AS a3, sum(amt * skipped) AS a4,
-	quantilesExactIfState(0.5, 0.75, 0.9)(toUInt32(rk1 - rk), conv AND NOT skipped) AS qs,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 0) AS h0,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 1) AS h1,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 2) AS h2,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 3) AS h3,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 4) AS h4,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 5) AS h5,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 6) AS h6
-FROM (SELECT K, rk, rk1, skipped, amt, cur, kh,
+	n AS n0, n * (c < @nb) AS n1, n * (c = @nb + 1) AS n2, n * (c = @nb) AS n3, n * (code >= @skp) AS n4, n * (code >= @skp AND c < @nb) AS n5,
+	a AS a0, a * (c < @nb) AS a1, a * (c = @nb + 1) AS a2, a * (c = @nb) AS a3, a * (code >= @skp) AS a4,
+	qs, n * (code = 0) AS h0, n * (code = 1) AS h1, n * (code = 2) AS h2, n * (code = 3) AS h3, n * (code = 4) AS h4, n * (code = 5) AS h5, n * (code = 6) AS h6
+FROM (
+	SELECT K, pd, kh, cur, toUInt8(multiIf(NOT (conv) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) + dropped + 16 * skipped) AS code, code % @skp AS c,
+		count() AS n, sum(amt) AS a,
+		quantilesExactIfState(0.5, 0.75, 0.9)(toUInt32(rk1 - rk), conv AND NOT skipped) AS qs
+	FROM (SELECT K, rk, rk1, skipped, amt, cur, kh,
 		toStartOfMonth(toDateTime(rk), 'UTC') AS pd,
 		rk1 != 0 AND (@window < 0 OR rk1 - rk <= @window) AS conv,
 		NOT conv AND (closed OR (@window >= 0 AND rk + @window <= @asof)) AS dropped
@@ -46,20 +43,18 @@ FROM (SELECT K, rk, rk1, skipped, amt, cur, kh,
 		rk_k1 AS rk1,
 		skp AS skipped
 	WHERE rk >= @from AND rk < @to)
-GROUP BY K, pd, kh, cur
+	GROUP BY K, pd, kh, cur, code
+)
 UNION ALL
 SELECT K, pd, kh, cur,
-	count() AS n0, sum(conv) AS n1, sum(dropped) AS n2, sum(NOT conv AND NOT dropped) AS n3, sum(skipped) AS n4, sum(conv AND skipped) AS n5,
-	sum(amt) AS a0, sum(amt * conv) AS a1, sum(amt * dropped) AS a2, sum(amt * (NOT conv AND NOT dropped)) AS a3, sum(amt * skipped) AS a4,
-	quantilesExactIfState(0.5, 0.75, 0.9)(toUInt32(rk1 - rk), conv AND NOT skipped) AS qs,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 0) AS h0,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 1) AS h1,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 2) AS h2,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 3) AS h3,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 4) AS h4,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 5) AS h5,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 6) AS h6
-FROM (SELECT K, rk, rk1, skipped, amt, cur, kh,
+	n AS n0, n * (c < @nb) AS n1, n * (c = @nb + 1) AS n2, n * (c = @nb) AS n3, n * (code >= @skp) AS n4, n * (code >= @skp AND c < @nb) AS n5,
+	a AS a0, a * (c < @nb) AS a1, a * (c = @nb + 1) AS a2, a * (c = @nb) AS a3, a * (code >= @skp) AS a4,
+	qs, n * (code = 0) AS h0, n * (code = 1) AS h1, n * (code = 2) AS h2, n * (code = 3) AS h3, n * (code = 4) AS h4, n * (code = 5) AS h5, n * (code = 6) AS h6
+FROM (
+	SELECT K, pd, kh, cur, toUInt8(multiIf(NOT (conv) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) + dropped + 16 * skipped) AS code, code % @skp AS c,
+		count() AS n, sum(amt) AS a,
+		quantilesExactIfState(0.5, 0.75, 0.9)(toUInt32(rk1 - rk), conv AND NOT skipped) AS qs
+	FROM (SELECT K, rk, rk1, skipped, amt, cur, kh,
 		toStartOfMonth(toDateTime(rk), 'UTC') AS pd,
 		rk1 != 0 AND (@window < 0 OR rk1 - rk <= @window) AS conv,
 		NOT conv AND (closed OR (@window >= 0 AND rk + @window <= @asof)) AS dropped
@@ -84,20 +79,18 @@ FROM (SELECT K, rk, rk1, skipped, amt, cur, kh,
 		rk_k1 AS rk1,
 		skp AS skipped
 	WHERE rk >= @from AND rk < @to)
-GROUP BY K, pd, kh, cur
+	GROUP BY K, pd, kh, cur, code
+)
 UNION ALL
 SELECT K, pd, kh, cur,
-	count() AS n0, sum(conv) AS n1, sum(dropped) AS n2, sum(NOT conv AND NOT dropped) AS n3, sum(skipped) AS n4, sum(conv AND skipped) AS n5,
-	sum(amt) AS a0, sum(amt * conv) AS a1, sum(amt * dropped) AS a2, sum(amt * (NOT conv AND NOT dropped)) AS a3, sum(amt * skipped) AS a4,
-	quantilesExactIfState(0.5, 0.75, 0.9)(toUInt32(rk1 - rk), conv AND NOT skipped) AS qs,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 0) AS h0,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 1) AS h1,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 2) AS h2,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 3) AS h3,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 4) AS h4,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 5) AS h5,
-	sum(multiIf(NOT (conv AND NOT skipped) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) = 6) AS h6
-FROM (SELECT K, rk, rk1, skipped, amt, cur, kh,
+	n AS n0, n * (c < @nb) AS n1, n * (c = @nb + 1) AS n2, n * (c = @nb) AS n3, n * (code >= @skp) AS n4, n * (code >= @skp AND c < @nb) AS n5,
+	a AS a0, a * (c < @nb) AS a1, a * (c = @nb + 1) AS a2, a * (c = @nb) AS a3, a * (code >= @skp) AS a4,
+	qs, n * (code = 0) AS h0, n * (code = 1) AS h1, n * (code = 2) AS h2, n * (code = 3) AS h3, n * (code = 4) AS h4, n * (code = 5) AS h5, n * (code = 6) AS h6
+FROM (
+	SELECT K, pd, kh, cur, toUInt8(multiIf(NOT (conv) OR (rk1 - rk) < 0, 7, (rk1 - rk) < 604800, 0, (rk1 - rk) < 1209600, 1, (rk1 - rk) < 2592000, 2, (rk1 - rk) < 5184000, 3, (rk1 - rk) < 7776000, 4, (rk1 - rk) < 15552000, 5, 6) + dropped + 16 * skipped) AS code, code % @skp AS c,
+		count() AS n, sum(amt) AS a,
+		quantilesExactIfState(0.5, 0.75, 0.9)(toUInt32(rk1 - rk), conv AND NOT skipped) AS qs
+	FROM (SELECT K, rk, rk1, skipped, amt, cur, kh,
 		toStartOfMonth(toDateTime(rk), 'UTC') AS pd,
 		rk1 != 0 AND (@window < 0 OR rk1 - rk <= @window) AS conv,
 		NOT conv AND (closed OR (@window >= 0 AND rk + @window <= @asof)) AS dropped
@@ -122,7 +115,8 @@ FROM (SELECT K, rk, rk1, skipped, amt, cur, kh,
 		rk_k1 AS rk1,
 		skp AS skipped
 	WHERE rk >= @from AND rk < @to)
-GROUP BY K, pd, kh, cur
+	GROUP BY K, pd, kh, cur, code
+)
 )
 	ARRAY JOIN [toUInt8(0), toUInt8(1)] AS g
 	GROUP BY K, g, if(g = 0, toDate(0), pd) AS grp_pd, if(g = 0, 0, kh) AS grp_kh
