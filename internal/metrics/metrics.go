@@ -83,8 +83,8 @@ type Querier struct {
 }
 
 // defaultCodedKeys is a Querier's codedKeys: 20 values (the default top)
-// monthly or weekly are a few thousand groups, every owner of a large
-// tenant hundreds of thousands.
+// monthly are a few thousand groups of a year's steps, a few hundred
+// values tens of thousands.
 const defaultCodedKeys = 100
 
 // Options tunes a Querier.

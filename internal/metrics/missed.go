@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -153,8 +154,21 @@ func missedSQL(sh shape, latest bool) string {
 	}
 	// The deal's previous miss over all steps is the one before.
 	prev := "arrayPopBack(arrayPushFront(arrayMap(m -> toUInt32(m), miss_times), toUInt32(0)))"
-	first := func(f string) string { return "sum(" + f + " < @from)" }
-	value := func(f string) string { return "sum(if(" + f + " < @from, amt, 0))" }
+	// A miss pass counts its misses (n) and sums their deals' amounts (a)
+	// per code, whose bit i is set when the miss is the first in range of
+	// its kind i (the ith of the columns code was made of is before
+	// @from), and makes every number from those: on 18.16 a sum of a
+	// comparison per number costs more (the step and reason pass at 10M
+	// events took 0.25 s of ClickHouse CPU, with the codes 0.21 s).
+	code := func(cols ...string) string {
+		s := make([]string, len(cols))
+		for i, c := range cols {
+			s[i] = fmt.Sprintf("%d * (%s < @from)", 1<<i, c)
+		}
+		return "toUInt8(" + strings.Join(s, " + ") + ") AS code"
+	}
+	first := func(i int) string { return fmt.Sprintf("n * bitTest(code, %d)", i) }
+	value := func(i int) string { return fmt.Sprintf("a * bitTest(code, %d)", i) }
 	const none, zero = "toUInt64(0)", "toFloat64(0)"
 	// row is one branch's columns: the arrays of its rows' dims, keys,
 	// misses, first interactions (all steps: u0), first deals (d0), values
@@ -166,18 +180,24 @@ func missedSQL(sh shape, latest bool) string {
 	return `SELECT dim, k, toUInt64(sum(n)), ` + sumMapSQL("v", "v0") + `, toUInt64(sum(d)), toUInt64(sum(d0)),
 	toUInt64(sum(u)), toUInt64(sum(u0)), toUInt64(sum(held))
 FROM ` + sh.fanout(func(where string) string {
-		return row("'step', 'reason'", "toString(step_index), reason", "count(), count()",
-			first("p1")+", "+first("p2"), first("p0")+", "+none,
-			first("fs")+", "+first("fr"), first("f0")+", "+none,
-			value("fs")+", "+value("fr"), value("f0")+", "+zero, none+", "+none, "cur") + `
-		` + pass(where, deal, "miss_times, miss_steps, miss_reasons, miss_prev, miss_prev_step, miss_prev_reason, miss_deal_prev_step, miss_deal_prev_reason",
+		return row("'step', 'reason'", "toString(step_index), reason", "n, n",
+			first(0)+", "+first(1), first(2)+", "+none,
+			first(3)+", "+first(4), first(5)+", "+none,
+			value(3)+", "+value(4), value(5)+", "+zero, none+", "+none, "cur") + `
+		FROM (
+			SELECT step_index, reason, cur, ` + code("p1", "p2", "p0", "fs", "fr", "f0") + `, count() AS n, sum(amt) AS a
+			` + pass(where, deal, "miss_times, miss_steps, miss_reasons, miss_prev, miss_prev_step, miss_prev_reason, miss_deal_prev_step, miss_deal_prev_reason",
 			"miss_times AS t, miss_steps AS step_index, miss_reasons AS reason, miss_prev AS p0, miss_prev_step AS p1, miss_prev_reason AS p2, miss_deal_prev_step AS fs, miss_deal_prev_reason AS fr, "+prev+" AS f0") + `
-		GROUP BY step_index, reason, cur
+			GROUP BY step_index, reason, cur, code
+		)
 	UNION ALL
-		` + row("'owner'", "owner_id", "count()", first("p3"), none, first("f"), none, value("f"), zero, none, "cur") + `
-		` + pass(where, deal, "miss_times, miss_owners, miss_prev_owner, miss_deal_prev_owner",
+		` + row("'owner'", "owner_id", "n", first(0), none, first(1), none, value(1), zero, none, "cur") + `
+		FROM (
+			SELECT owner_id, cur, ` + code("p3", "f") + `, count() AS n, sum(amt) AS a
+			` + pass(where, deal, "miss_times, miss_owners, miss_prev_owner, miss_deal_prev_owner",
 			"miss_times AS t, miss_owners AS owner_id, miss_prev_owner AS p3, miss_deal_prev_owner AS f") + `
-		GROUP BY owner_id, cur
+			GROUP BY owner_id, cur, code
+		)
 	UNION ALL
 		` + row("'step'", "toString(step_index)", none, none, none, none, none, zero, zero, "count()", "toUInt32(0)") + `
 		` + pass(where, "", "held_times, held_steps", "held_times AS t, held_steps AS step_index") + `
