@@ -15,3 +15,9 @@ func DecodeFull(data []byte) (Event, error) {
 	err := jsonv2.Unmarshal(data, &e, strict)
 	return e, err
 }
+
+// Special is special, and Plain reports plain[c].
+var Special = special
+
+// Plain reports whether a string holds c as it is.
+func Plain(c byte) bool { return plain[c] }

@@ -1,6 +1,7 @@
 package event
 
 import (
+	"encoding/binary"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -413,6 +414,9 @@ func (s *scanner) quoted() (start, end int, esc, ok bool) {
 	start = s.i
 	ascii := true
 	for s.i < len(s.b) {
+		for s.i+8 <= len(s.b) && !special(binary.LittleEndian.Uint64(s.b[s.i:])) {
+			s.i += 8
+		}
 		for s.i < len(s.b) && plain[s.b[s.i]] {
 			s.i++
 		}
@@ -438,6 +442,16 @@ func (s *scanner) quoted() (start, end int, esc, ok bool) {
 		}
 	}
 	return 0, 0, false, false
+}
+
+// special reports whether any of the 8 bytes of x is not plain: a quote,
+// a backslash, a control character or not ASCII. Each test is exact for
+// the word as a whole (a borrow only carries past a byte that matched),
+// so a false answer lets quoted skip the 8 bytes at once.
+func special(x uint64) bool {
+	const lsb, msb = 0x0101010101010101, 0x8080808080808080
+	q, bs := x^(lsb*'"'), x^(lsb*'\\')
+	return ((q-lsb)&^q|(bs-lsb)&^bs|(x-lsb*0x20)&^x|x)&msb != 0
 }
 
 // plain marks the bytes a string holds as they are: printable ASCII but

@@ -2,7 +2,9 @@ package event_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math/rand"
 	"reflect"
 	"strings"
 	"testing"
@@ -135,6 +137,67 @@ func TestDecodeFastLeavesTheRest(t *testing.T) {
 				t.Fatalf("error does not name a field: %v", err)
 			}
 		})
+	}
+}
+
+// TestSpecial checks the 8-byte test of quoted strings against the byte
+// table: every byte value at every position of a plain word, and random
+// words.
+func TestSpecial(t *testing.T) {
+	anyNotPlain := func(w []byte) bool {
+		for _, c := range w {
+			if !event.Plain(c) {
+				return true
+			}
+		}
+		return false
+	}
+	for pos := range 8 {
+		for c := range 256 {
+			w := []byte("abcdefgh")
+			w[pos] = byte(c)
+			if got, want := event.Special(binary.LittleEndian.Uint64(w)), !event.Plain(byte(c)); got != want {
+				t.Fatalf("byte %#x at %d: special %v, want %v", c, pos, got, want)
+			}
+		}
+	}
+	rng := rand.New(rand.NewSource(1))
+	w := make([]byte, 8)
+	for range 1_000_000 {
+		for i := range w {
+			// Mostly plain bytes, some of each kind that is not.
+			switch rng.Intn(12) {
+			case 0:
+				w[i] = byte(rng.Intn(256))
+			case 1:
+				w[i] = "\"\\\x00\x1f\x7f\x80\xff"[rng.Intn(7)]
+			default:
+				w[i] = byte(0x20 + rng.Intn(0x5f))
+			}
+		}
+		if got, want := event.Special(binary.LittleEndian.Uint64(w)), anyNotPlain(w); got != want {
+			t.Fatalf("%q: special %v, want %v", w, got, want)
+		}
+	}
+}
+
+// TestDecodeFastLongStrings puts a quote, an escape, a control character
+// or a non-ASCII byte at every offset of strings longer than a word, where
+// the decoder skips 8 bytes at a time: the fast decoder takes the body as
+// the full decoder does, or leaves it.
+func TestDecodeFastLongStrings(t *testing.T) {
+	for _, odd := range []string{`\"`, `\n`, `\u00e9`, "\x01", "\x7f", "é", "\xff", "\xe2\x82"} {
+		for n := range 26 {
+			for at := 0; at <= n; at++ {
+				v := strings.Repeat("x", at) + odd + strings.Repeat("y", n-at)
+				body := `{"id":"` + v + `","tenant":"t","source":"s","occurred_at":"2026-01-01T00:00:00Z","type":"opportunity.closed_lost","opportunity_id":"o","payload":{"reason":"` + v + `"}}`
+				took := sameAsFull(t, []byte(body))
+				_, err := event.DecodeFull([]byte(body))
+				if wantTake := err == nil; took != wantTake {
+					t.Fatalf("%q: fast decoder took %v, full decoder error %v", body, took, err)
+				}
+			}
+		}
 	}
 }
 
