@@ -122,11 +122,20 @@ WHERE tenant = ? AND opportunity_id IN ?`, tenant, groupSet(ids))
 // LoadDerived returns the current, non-retracted derived events of the
 // given opportunities of tenant, by opportunity id, each list ordered by
 // id.
+//
+// The opportunities are selected in PREWHERE: with FINAL, 18.16 moves no
+// condition there by itself and reads every column of the granules the
+// key selects before merging them (at 10M events, a thousand deals' 24k
+// rows took 10 s of ClickHouse CPU, with PREWHERE 1.8 s). Every version
+// of a row has the same tenant and opportunity_id (the table's sorting
+// key), so FINAL still picks among all of them; retracted is not in the
+// key and stays in WHERE, applied to the version FINAL picked.
 func (s *Store) LoadDerived(ctx context.Context, tenant string, opportunityIDs []string) (map[string][]derive.Derived, error) {
 	out := map[string][]derive.Derived{}
 	for _, ids := range chunks(uniqueSorted(opportunityIDs), inChunk) {
 		rows, err := s.conn.Query(ctx, `SELECT `+derivedColumns+` FROM derived_events FINAL
-WHERE tenant = ? AND opportunity_id IN ? AND retracted = 0
+PREWHERE tenant = ? AND opportunity_id IN ?
+WHERE retracted = 0
 ORDER BY opportunity_id, id`, tenant, groupSet(ids))
 		if err != nil {
 			return nil, fmt.Errorf("load derived events of %q: %w", tenant, err)
