@@ -79,12 +79,15 @@ type APIConfig struct {
 	Logger *slog.Logger
 }
 
-// Latency is how long one endpoint's requests took and how large its
-// answer was.
+// Latency is how long one endpoint's requests took, how large its answer
+// was and the CPU a request took: of this process, which serves and reads
+// the answer (Self), and of the local ClickHouse server, merges included
+// (in µs, negative where not measured; see Cost).
 type Latency struct {
 	Name          string
 	P50, P95, Max time.Duration
 	Bytes         int64
+	CPU           Cost
 }
 
 // APIResult is what API measured.
@@ -184,21 +187,24 @@ func API(ctx context.Context, cfg APIConfig) (APIResult, error) {
 		}
 		endpoint, _, _ := strings.Cut(aq.name, " ")
 		u := hs.URL + "/v1/" + endpoint + "?tenant=" + tenant + "&" + aq.query
+		// The first request warms caches and is not counted.
+		size, err := get(ctx, u)
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", aq.name, err)
+		}
 		var lat []time.Duration
-		var size int64
-		for i := 0; i < cfg.Requests+1; i++ {
+		cpu := sampleCPU(0)
+		for range cfg.Requests {
 			start := time.Now()
-			size, err = get(ctx, u)
-			if err != nil {
+			if size, err = get(ctx, u); err != nil {
 				return res, fmt.Errorf("%s: %w", aq.name, err)
 			}
-			if i > 0 { // the first request warms caches
-				lat = append(lat, time.Since(start))
-			}
+			lat = append(lat, time.Since(start))
 		}
 		slices.Sort(lat)
 		res.Endpoints = append(res.Endpoints, Latency{Name: aq.name, P50: lat[len(lat)/2],
-			P95: lat[min(len(lat)-1, len(lat)*95/100)], Max: lat[len(lat)-1], Bytes: size})
+			P95: lat[min(len(lat)-1, len(lat)*95/100)], Max: lat[len(lat)-1], Bytes: size,
+			CPU: costSince(cpu, len(lat))})
 	}
 	return res, nil
 }
@@ -211,10 +217,16 @@ func (r APIResult) Write(w io.Writer) error {
 		return r.Concurrent.Write(w)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "endpoint (%d raw events)\tp50 ms\tp95 ms\tmax ms\tKiB\t\n", r.Events)
+	fmt.Fprintf(tw, "endpoint (%d raw events)\tp50 ms\tp95 ms\tmax ms\tKiB\tCPU ms a request: commitflow\tClickHouse\t\n", r.Events)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	cpu := func(us float64) string {
+		if us < 0 {
+			return "n/a"
+		}
+		return strconv.FormatFloat(us/1000, 'f', 0, 64)
+	}
 	for _, e := range r.Endpoints {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%d\t\n", e.Name, ms(e.P50), ms(e.P95), ms(e.Max), e.Bytes>>10)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%d\t%s\t%s\t\n", e.Name, ms(e.P50), ms(e.P95), ms(e.Max), e.Bytes>>10, cpu(e.CPU.Self), cpu(e.CPU.ClickHouse))
 	}
 	return tw.Flush()
 }

@@ -177,7 +177,7 @@ func TestAPI(t *testing.T) {
 		t.Fatalf("timed %d endpoints, want %d", len(res.Endpoints), len(apiQueries(genEnd)))
 	}
 	for _, e := range res.Endpoints {
-		if e.Bytes == 0 || e.P50 <= 0 || e.P50 > e.P95 || e.P95 > e.Max {
+		if e.Bytes == 0 || e.P50 <= 0 || e.P50 > e.P95 || e.P95 > e.Max || e.CPU.Self < 0 {
 			t.Errorf("%+v", e)
 		}
 	}
