@@ -446,15 +446,24 @@ func onlyFresh(stored []store.StoredCopy, fresh []derive.Copy) bool {
 // ingestFloor follows the acknowledgement floor of the current generation
 // of the ingest consumer (see bus.RotateIngest).
 type ingestFloor struct {
-	js   jetstream.JetStream
-	cons jetstream.Consumer
+	js       jetstream.JetStream
+	cons     jetstream.Consumer
+	resolved time.Time // when cons was found to be the current generation
 }
+
+// floorRecheck is how long wait follows one generation of the ingest
+// consumer whose floor is below what it waits for before it looks for a
+// newer one.
+const floorRecheck = 5 * time.Second
 
 // wait blocks until the ingest consumer has acknowledged every message up
 // to stream sequence seq, i.e. until they are stored in ClickHouse. A new
 // generation starts at its predecessor's floor, so the floor only grows
 // across generations; when the one followed is deleted, wait follows the
-// current one.
+// current one, and so it does when the one followed has not reached seq
+// for floorRecheck and a newer one exists: an older generation that
+// lingers (its deletion lost to a server restart, say) keeps a floor that
+// never moves again.
 func (f *ingestFloor) wait(ctx context.Context, seq uint64) error {
 	r := retry.Policy{Initial: 20 * time.Millisecond, Max: 640 * time.Millisecond}.Start()
 	for {
@@ -463,7 +472,7 @@ func (f *ingestFloor) wait(ctx context.Context, seq uint64) error {
 			if err != nil {
 				return err
 			}
-			f.cons = c
+			f.cons, f.resolved = c, time.Now()
 		}
 		info, err := f.cons.Info(ctx)
 		switch {
@@ -474,6 +483,9 @@ func (f *ingestFloor) wait(ctx context.Context, seq uint64) error {
 			return fmt.Errorf("ingest consumer info: %w", err)
 		case info.AckFloor.Stream >= seq:
 			return nil
+		}
+		if time.Since(f.resolved) >= floorRecheck {
+			f.cons = nil
 		}
 		wait, _ := r.Next()
 		if err := retry.Sleep(ctx, wait); err != nil {
