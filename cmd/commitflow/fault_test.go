@@ -154,7 +154,7 @@ func TestFaults(t *testing.T) {
 		if err := cf.signal(syscall.SIGQUIT); err == nil { // its goroutines, in its log
 			<-cf.done
 		}
-		t.Logf("tail of %s:\n%s", cfLog, tailFile(cfLog, 300))
+		t.Logf("%s, its own goroutines and its last warnings:\n%s", cfLog, stuck(cfLog))
 	}
 	drained := time.Since(drainStart)
 	hogs.stop()
@@ -427,13 +427,31 @@ func logSize(path string) int64 {
 	return fi.Size()
 }
 
-// tailFile returns the last n lines of the file at path.
-func tailFile(path string, n int) string {
+// stuck returns, from the log at path of a process that quit on SIGQUIT,
+// the stacks of its goroutines that run commitflow's own code (where a
+// stalled worker waits) and its last 40 warnings and errors.
+func stuck(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err.Error()
 	}
-	return tail(b, n)
+	log, dump, ok := strings.Cut(string(b), "SIGQUIT: quit")
+	if !ok {
+		dump = log
+	}
+	var own []string
+	for _, g := range strings.Split(dump, "\n\n") {
+		if strings.Contains(g, "commitflow/internal/") || strings.Contains(g, "commitflow/cmd/") {
+			own = append(own, strings.TrimSpace(g))
+		}
+	}
+	var warn []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) {
+			warn = append(warn, l)
+		}
+	}
+	return strings.Join(own, "\n\n") + "\n\nlast warnings and errors:\n" + strings.Join(warn[max(0, len(warn)-40):], "\n")
 }
 
 func tail(b []byte, n int) string {
