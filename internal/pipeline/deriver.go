@@ -451,17 +451,16 @@ type ingestFloor struct {
 	resolved time.Time // when cons was found to be the current generation
 }
 
-// floorRecheck is how long wait follows one generation of the ingest
-// consumer whose floor is below what it waits for before it looks for a
-// newer one.
+// floorRecheck is how long wait trusts that the generation of the ingest
+// consumer it follows is the current one.
 const floorRecheck = 5 * time.Second
 
 // wait blocks until the ingest consumer has acknowledged every message up
 // to stream sequence seq, i.e. until they are stored in ClickHouse. A new
 // generation starts at its predecessor's floor, so the floor only grows
-// across generations; when the one followed is deleted, wait follows the
-// current one, and so it does when the one followed has not reached seq
-// for floorRecheck and a newer one exists: an older generation that
+// across generations. wait looks for the current generation again when
+// the one it follows is deleted, and when that one, found current
+// floorRecheck or longer ago, is short of seq: an older generation that
 // lingers (its deletion lost to a server restart, say) keeps a floor that
 // never moves again.
 func (f *ingestFloor) wait(ctx context.Context, seq uint64) error {
