@@ -63,6 +63,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	compactEvery := fs.Duration("compact-every", 15*time.Minute, "how often the share of superseded opportunity states is checked, and the table compacted when it is above --compact-above; 0 turns compaction off")
 	compactAbove := fs.Float64("compact-above", 0.01, "share of superseded opportunity states (0 to 1) above which the table is compacted")
 	answerCache := fs.String("answer-cache", "64MiB", "memory for the answers of the metrics endpoints kept until their tenant's data changes (bytes, KiB, MiB or GiB; least recently used dropped first); 0 keeps none, identical requests in flight are still computed once")
+	deriveCache := fs.String("derive-cache", "256MiB", "memory for the deal histories and derived events the derive workers keep between batches (bytes, KiB, MiB or GiB; least recently used dropped first); a deal not kept is read from ClickHouse again. Keep it well under --memory-limit")
 	forecastModels := fs.Int("forecast-models", forecast.DefaultMaxModels, "fitted forecast models kept until their tenant's closed-deal history changes (a close, a reopen, or a change dated before the day); 0 fits the model on every forecast")
 	fxRates, fxBase := fxFlags(fs)
 	config.Positive(fs, "demo-opportunities", "sweep")
@@ -99,6 +100,10 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--answer-cache: %w", err)
 	}
+	deriveBytes, err := config.ParseSize(*deriveCache)
+	if err != nil || deriveBytes <= 0 {
+		return fmt.Errorf("--derive-cache %q: want a size above 0, e.g. 256MiB", *deriveCache)
+	}
 	member, releaseMember, err := claimMember(c.Data)
 	if err != nil {
 		return err
@@ -117,6 +122,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 		Sweep:            *sweep,
 		Compact:          compact.Config{Every: *compactEvery, Above: *compactAbove},
 		AnswerCacheBytes: cacheBytes,
+		DeriveCacheBytes: deriveBytes,
 		ForecastModels:   *forecastModels,
 		Logger:           log,
 	})

@@ -76,6 +76,10 @@ type Config struct {
 	// AnswerCacheBytes is the memory for the answers kept until their
 	// tenant's data changes; 0 keeps none.
 	AnswerCacheBytes int64
+	// DeriveCacheBytes is the memory for the deal histories and derived
+	// events the derive workers keep between batches; 0: the deriver's
+	// default.
+	DeriveCacheBytes int64
 	// ForecastModels is how many fitted forecast models are kept until
 	// their tenant's closed-deal history changes; 0 fits on every
 	// forecast.
@@ -156,7 +160,7 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	dw, err := pipeline.NewDeriver(ctx, js, pools.derive, cfg.Ladders, pipeline.Config{Sweep: cfg.Sweep, Replicas: cfg.Replicas, Member: cfg.Member}, reg, log)
+	dw, err := pipeline.NewDeriver(ctx, js, pools.derive, cfg.Ladders, pipeline.Config{Sweep: cfg.Sweep, Replicas: cfg.Replicas, Member: cfg.Member, CacheBytes: cfg.DeriveCacheBytes}, reg, log)
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,10 @@ type opp struct {
 	tenant, id string
 	events     []derive.Copy
 	derived    []derive.Derived
+	// raw is about the bytes of JSON the events were parsed from (the
+	// copies a cached history was merged with included): what its
+	// cache entry's size is estimated from.
+	raw int
 }
 
 // inputs returns the events of o's history.

@@ -25,8 +25,9 @@ type Config struct {
 	BatchSize int // default 2000
 	// MaxWait is how long a fetch waits for BatchSize messages.
 	MaxWait time.Duration // default 500ms
-	// CacheSize is how many opportunities each partition keeps in memory.
-	CacheSize int // default 20000
+	// CacheBytes is the memory the histories and derived sets that the
+	// partitions keep cached may take together, estimated (opp.size).
+	CacheBytes int64 // default DefaultCacheBytes
 	// LeaseTTL is how long a partition lease lives without renewal.
 	LeaseTTL time.Duration // default 15s
 	// Sweep is how often open opportunities are re-derived so that
@@ -40,6 +41,12 @@ type Config struct {
 	Replicas int
 }
 
+// DefaultCacheBytes is the memory a Deriver's caches take by default: a
+// quarter of the long-running commands' default memory limit. A deal of a
+// few CRM changes and its fifteen derived events takes ~12 KB, so this
+// holds about 20k such deals; a miss costs a load from ClickHouse.
+const DefaultCacheBytes = 256 << 20
+
 func (c Config) withDefaults() Config {
 	if c.BatchSize <= 0 {
 		c.BatchSize = 2000
@@ -47,8 +54,8 @@ func (c Config) withDefaults() Config {
 	if c.MaxWait <= 0 {
 		c.MaxWait = 500 * time.Millisecond
 	}
-	if c.CacheSize <= 0 {
-		c.CacheSize = 20000
+	if c.CacheBytes <= 0 {
+		c.CacheBytes = DefaultCacheBytes
 	}
 	if c.Sweep == 0 {
 		c.Sweep = 10 * time.Minute
@@ -74,6 +81,7 @@ type Deriver struct {
 	log        *slog.Logger
 	m          *metrics
 	leaseM     *bus.LeaseMetrics
+	cache      *cacheBudget // shared by the partitions' caches
 }
 
 // NewDeriver returns a Deriver that derives each tenant's events with its
@@ -84,7 +92,9 @@ func NewDeriver(ctx context.Context, js jetstream.JetStream, st *store.Store, ls
 	if err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(reg)
+	cfg = cfg.withDefaults()
+	budget := &cacheBudget{limit: cfg.CacheBytes}
+	m, err := newMetrics(reg, budget)
 	if err != nil {
 		return nil, err
 	}
@@ -92,9 +102,9 @@ func NewDeriver(ctx context.Context, js jetstream.JetStream, st *store.Store, ls
 	if err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
 	return &Deriver{
 		js:         js,
+		cache:      budget,
 		w:          newWriter(st, js, ls, log, m, false),
 		cfg:        cfg,
 		partitions: n,
@@ -218,7 +228,8 @@ func (d *Deriver) runPartition(ctx context.Context, p int) error {
 		return fmt.Errorf("partition %d consumer: %w", p, err)
 	}
 	ingest := &ingestFloor{js: d.js}
-	c := newCache(d.cfg.CacheSize)
+	c := newCache(d.cache)
+	defer c.drop()
 	lastSweep := time.Now()
 	for ctx.Err() == nil {
 		if d.cfg.Sweep > 0 && time.Since(lastSweep) >= d.cfg.Sweep {
@@ -277,6 +288,7 @@ func (d *Deriver) process(ctx context.Context, p int, ingest *ingestFloor, c *ca
 	// those on a subject that is not theirs, are the ingest worker's to
 	// dead-letter; events without an opportunity derive nothing.
 	fresh := map[string][]derive.Copy{}
+	raw := map[string]int{} // the JSON bytes of each opportunity's fresh copies
 	var keys []string
 	for _, m := range msgs {
 		ev, err := event.Parse(m.Data())
@@ -292,8 +304,9 @@ func (d *Deriver) process(ctx context.Context, p int, ingest *ingestFloor, c *ca
 			seq = md.Sequence.Stream
 		}
 		fresh[k] = append(fresh[k], derive.Copy{Event: ev, Seq: seq})
+		raw[k] += len(m.Data())
 	}
-	opps, conflicts, err := d.load(ctx, c, keys, fresh)
+	opps, conflicts, err := d.load(ctx, c, keys, fresh, raw)
 	if err != nil {
 		return err
 	}
@@ -324,7 +337,7 @@ func (d *Deriver) process(ctx context.Context, p int, ingest *ingestFloor, c *ca
 // conflicting duplicates that involve a fresh copy; the others were found
 // when their later copy was fresh. The cached opportunities are left as
 // they were: process puts the returned ones in their place once derived.
-func (d *Deriver) load(ctx context.Context, c *cache, keys []string, fresh map[string][]derive.Copy) ([]*opp, []derive.Conflict, error) {
+func (d *Deriver) load(ctx context.Context, c *cache, keys []string, fresh map[string][]derive.Copy, raw map[string]int) ([]*opp, []derive.Conflict, error) {
 	out := make([]*opp, 0, len(keys))
 	var conflicts []derive.Conflict
 	missing := map[string][]string{} // tenant -> opportunity ids
@@ -336,13 +349,13 @@ func (d *Deriver) load(ctx context.Context, c *cache, keys []string, fresh map[s
 			// with a fresh one.
 			events, cs := derive.Latest(append(slices.Clip(o.events), evs...))
 			conflicts = append(conflicts, cs...)
-			out = append(out, &opp{tenant: t, id: id, events: events, derived: o.derived})
+			out = append(out, &opp{tenant: t, id: id, events: events, derived: o.derived, raw: o.raw + raw[k]})
 			continue
 		}
 		missing[t] = append(missing[t], id)
 	}
 	for t, ids := range missing {
-		loaded, cs, err := loadOpps(ctx, d.w, t, ids, fresh)
+		loaded, cs, err := loadOpps(ctx, d.w, t, ids, fresh, raw)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -367,7 +380,7 @@ func (d *Deriver) load(ctx context.Context, c *cache, keys []string, fresh map[s
 // narrow columns (store.StoredCopies, store.WithDerived), and loads the
 // history and the derived set of those alone, the history from the months
 // its copies are in (store.LoadEventCopiesIn).
-func loadOpps(ctx context.Context, w *writer, tenant string, ids []string, fresh map[string][]derive.Copy) ([]*opp, []derive.Conflict, error) {
+func loadOpps(ctx context.Context, w *writer, tenant string, ids []string, fresh map[string][]derive.Copy, raw map[string]int) ([]*opp, []derive.Conflict, error) {
 	stored, err := w.st.StoredCopies(ctx, tenant, ids)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load history: %w", err)
@@ -413,10 +426,15 @@ func loadOpps(ctx context.Context, w *writer, tenant string, ids []string, fresh
 	out := make([]*opp, 0, len(ids))
 	var conflicts []derive.Conflict
 	for _, id := range ids {
-		evs := fresh[oppKey(tenant, id)]
+		k := oppKey(tenant, id)
+		evs := fresh[k]
 		events, cs := derive.Latest(append(parseEvents(w.log, byOpp[id]), evs...))
 		conflicts = append(conflicts, withFresh(cs, evs)...)
-		out = append(out, &opp{tenant: tenant, id: id, events: events, derived: derived[id]})
+		n := raw[k]
+		for _, r := range byOpp[id] {
+			n += len(r.Payload)
+		}
+		out = append(out, &opp{tenant: tenant, id: id, events: events, derived: derived[id], raw: n})
 	}
 	return out, conflicts, nil
 }
@@ -520,7 +538,7 @@ func (d *Deriver) sweep(ctx context.Context, p int, c *cache) error {
 					missing = append(missing, id)
 				}
 			}
-			loaded, _, err := loadOpps(ctx, d.w, t, missing, nil)
+			loaded, _, err := loadOpps(ctx, d.w, t, missing, nil, nil)
 			if err != nil {
 				return err
 			}
@@ -544,7 +562,7 @@ type metrics struct {
 	conflicts prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, cache *cacheBudget) (*metrics, error) {
 	m := &metrics{
 		input: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "commitflow_derive_input_events_total", Help: "Input events derived from."}),
@@ -562,7 +580,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Copies of an event id with content other than the copy of a higher stream sequence, which wins; each was dead-lettered."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.input, m.derived, m.owned, m.batch, m.barrier, m.conflicts} {
+		cached := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "commitflow_derive_cache_bytes",
+			Help: "Memory the derive partitions' cached deal histories and derived events take, estimated; at most run --derive-cache (and one deal)."},
+			func() float64 { return float64(cache.used.Load()) })
+		for _, c := range []prometheus.Collector{m.input, m.derived, m.owned, m.batch, m.barrier, m.conflicts, cached} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register derive metrics: %w", err)
 			}

@@ -387,13 +387,13 @@ func TestSweepFiresTimeBasedEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := 1 - bus.Partition("acme", "o1", partitions)
-	if err := d.sweep(ctx, other, newCache(10)); err != nil {
+	if err := d.sweep(ctx, other, newCache(&cacheBudget{limit: 1 << 20})); err != nil {
 		t.Fatal(err)
 	}
 	if n := stalled(); n != 0 {
 		t.Fatalf("sweeping another partition derived %d stalls", n)
 	}
-	if err := d.sweep(ctx, bus.Partition("acme", "o1", partitions), newCache(10)); err != nil {
+	if err := d.sweep(ctx, bus.Partition("acme", "o1", partitions), newCache(&cacheBudget{limit: 1 << 20})); err != nil {
 		t.Fatal(err)
 	}
 	if n := stalled(); n != 1 {
