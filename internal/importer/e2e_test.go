@@ -213,10 +213,18 @@ func TestImportKilledAndTwice(t *testing.T) {
 // to every event derived (the derive consumers drained: the deals' states
 // and derived events written), with the CPU the whole machine spent a row.
 // Then it imports it again and checks one copy of each event is stored.
+// With $COMMITFLOW_IMPORT_CSV it only writes the export to that file, for
+// commitflow import into a commitflow run.
 func TestImportThroughput(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("COMMITFLOW_IMPORT_ROWS"))
 	if n <= 0 {
 		t.Skip("set COMMITFLOW_IMPORT_ROWS to measure")
+	}
+	if path := os.Getenv("COMMITFLOW_IMPORT_CSV"); path != "" {
+		if err := os.WriteFile(path, genSalesforceHistory(n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
 	ctx := t.Context()
 	p := startPipeline(t)

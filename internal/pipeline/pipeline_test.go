@@ -189,6 +189,13 @@ func TestLiveEqualsReplay(t *testing.T) {
 	if dinfo.State.Msgs < uint64(len(want)) {
 		t.Errorf("CF_DERIVED holds %d messages, want at least the %d derived events", dinfo.State.Msgs, len(want))
 	}
+	// Without a Nats-Msg-Id: the server would hold every id for the
+	// duplicate window, for nothing (see publishDerived).
+	if m, err := ds.GetMsg(ctx, dinfo.State.FirstSeq); err != nil {
+		t.Fatal(err)
+	} else if id := m.Header.Get(jetstream.MsgIDHeader); id != "" {
+		t.Errorf("CF_DERIVED message %d has Nats-Msg-Id %q", m.Sequence, id)
+	}
 
 	if _, err := Replay(ctx, e.st, l, ReplayOptions{Tenants: []string{"acme"}, Now: now}, quiet); err != nil {
 		t.Fatal(err)
