@@ -319,9 +319,16 @@ func (d *Deriver) process(ctx context.Context, p int, ingest *ingestFloor, c *ca
 	for _, o := range opps {
 		c.put(o)
 	}
+	// Acknowledged without waiting for the server to confirm: a confirmed
+	// acknowledgement (DoubleAck) waits for a reply the server does not
+	// always send — it skips the reply to an acknowledgement above the
+	// consumer's delivery pointer, as after a restart that lost the
+	// consumer's latest state — and with the partition's context, which has
+	// no deadline, the partition waited for ever. An acknowledgement lost
+	// on the way only brings the message back after AckWait, and
+	// redelivery is harmless: the derivation is idempotent.
 	for _, m := range msgs {
-		if err := m.DoubleAck(ctx); err != nil {
-			// Redelivery is harmless: the derivation is idempotent.
+		if err := m.Ack(); err != nil {
 			d.log.Warn("ack failed", "partition", p, "err", err)
 		}
 	}
