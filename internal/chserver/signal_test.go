@@ -1,7 +1,10 @@
 package chserver_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +32,9 @@ func TestSignalFreezeKillRestart(t *testing.T) {
 	if err := s.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// The signal is delivered asynchronously: a thread already running
+	// may still answer until every thread has stopped.
+	waitState(t, pid, 'T')
 	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
 	err = ping(pctx, s.DSN())
 	pcancel()
@@ -62,5 +68,27 @@ func TestSignalFreezeKillRestart(t *testing.T) {
 	}
 	if err := s.Signal(syscall.SIGCONT); err == nil {
 		t.Error("Signal to a stopped server: no error")
+	}
+}
+
+// waitState waits up to 5s for process pid to be in state (the third
+// field of /proc/pid/stat: 'T' once stopped by a signal).
+func waitState(t *testing.T, pid int, state byte) {
+	t.Helper()
+	path := fmt.Sprintf("/proc/%d/stat", pid)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The command name, field 2, is in parentheses and may hold spaces.
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == state {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d not in state %c after 5s: %s", pid, state, b)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
