@@ -68,6 +68,49 @@ func TestMigrateFromZero(t *testing.T) {
 	}
 }
 
+// TestMigrateThroughLaggingHost migrates through one host while another
+// host's replica of schema_migrations fetches nothing, then migrates
+// through that host: it must find every migration applied, not apply them
+// all again from its own, older registry (as the upgrade suite's second
+// migrate did when replication lagged).
+func TestMigrateThroughLaggingHost(t *testing.T) {
+	e := env(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	db := newDatabase(t, e)
+	ms, err := store.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, dsn(db, e.hosts[0]), store.Options{Cluster: e.cluster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.MigrateTo(ctx, ms[0].Version); err != nil {
+		t.Fatal(err)
+	}
+	lagging := connect(t, e.hosts[3], db)
+	if err := lagging.Exec(ctx, "SYSTEM STOP FETCHES "+db+".schema_migrations"); err != nil {
+		t.Fatal(err)
+	}
+	defer lagging.Exec(context.Background(), "SYSTEM START FETCHES "+db+".schema_migrations")
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	if err := lagging.QueryRow(ctx, "SELECT count() FROM schema_migrations").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n == uint64(len(ms)) {
+		t.Fatalf("%s holds all %d migrations although it fetches nothing: the test cannot show anything", e.hosts[3], n)
+	}
+	out := commitflow(t, ctx, "migrate", "--clickhouse", dsn(db, e.hosts[3]), "--clickhouse-cluster", e.cluster, "--log-level", "warn")
+	if !strings.Contains(out, "schema is up to date") {
+		t.Errorf("migrate through a host holding %d of %d migrations:\n%s", n, len(ms), out)
+	}
+}
+
 // TestInsertThroughDistributed stores opportunity states and derived
 // events through the Distributed tables (issue 19 item 2: "Cannot insert
 // column opp_hash, because it is MATERIALIZED column"), and reads the

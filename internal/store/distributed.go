@@ -6,7 +6,6 @@ import (
 	"net"
 	"strconv"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -87,10 +86,7 @@ func (s *Store) clusterHosts(ctx context.Context) ([]string, error) {
 
 // syncDistributedOn is syncDistributed on the host at addr.
 func (s *Store) syncDistributedOn(ctx context.Context, addr string) error {
-	chopt := s.chopt
-	chopt.Addr = []string{addr}
-	chopt.MaxOpenConns, chopt.MaxIdleConns = 1, 1
-	conn, err := clickhouse.Open(&chopt)
+	conn, err := s.openOn(addr)
 	if err != nil {
 		return err
 	}

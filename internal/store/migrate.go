@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	clickhouseschema "github.com/commitflow/commitflow/schemas/clickhouse"
 )
@@ -316,26 +317,67 @@ type applied struct {
 	name, checksum string
 }
 
-// appliedMigrations reads schema_migrations by version.
+// appliedMigrations reads schema_migrations by version, as the host the
+// store's connection reaches has it.
 func (s *Store) appliedMigrations(ctx context.Context) (map[int]applied, error) {
-	rows, err := s.conn.Query(ctx, `SELECT version, any(name), any(checksum) FROM schema_migrations GROUP BY version`)
+	return readMigrations(ctx, s.conn, nil)
+}
+
+// registry returns the migrations recorded anywhere. On a cluster that is
+// the union of every host's schema_migrations: a replica receives another
+// host's rows asynchronously, so a migrate run through one host right
+// after another host's would otherwise find the registry behind and apply
+// everything again. Like the migrations' ON CLUSTER statements, it needs
+// every host.
+func (s *Store) registry(ctx context.Context) (map[int]applied, error) {
+	if s.opt.Cluster == "" {
+		return s.appliedMigrations(ctx)
+	}
+	hosts, err := s.clusterHosts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]applied{}
+	for _, addr := range hosts {
+		conn, err := s.openOn(addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", addr, err)
+		}
+		err = func() error {
+			defer conn.Close()
+			_, err := readMigrations(ctx, conn, out)
+			return err
+		}()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", addr, err)
+		}
+	}
+	return out, nil
+}
+
+// readMigrations adds the rows of schema_migrations that conn reads to
+// into, a new map when nil, and returns it.
+func readMigrations(ctx context.Context, conn driver.Conn, into map[int]applied) (map[int]applied, error) {
+	if into == nil {
+		into = map[int]applied{}
+	}
+	rows, err := conn.Query(ctx, `SELECT version, any(name), any(checksum) FROM schema_migrations GROUP BY version`)
 	if err != nil {
 		return nil, fmt.Errorf("read schema_migrations: %w", err)
 	}
 	defer rows.Close()
-	out := map[int]applied{}
 	for rows.Next() {
 		var v uint32
 		var a applied
 		if err := rows.Scan(&v, &a.name, &a.checksum); err != nil {
 			return nil, fmt.Errorf("read schema_migrations: %w", err)
 		}
-		out[int(v)] = a
+		into[int(v)] = a
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read schema_migrations: %w", err)
 	}
-	return out, nil
+	return into, nil
 }
 
 // Migrate applies the embedded migrations that schema_migrations does not
@@ -371,7 +413,7 @@ func (s *Store) migrate(ctx context.Context, ms []Migration) ([]string, error) {
 	if err := s.ensureMigrationsTable(ctx); err != nil {
 		return nil, err
 	}
-	done, err := s.appliedMigrations(ctx)
+	done, err := s.registry(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -502,12 +544,17 @@ func (s *Store) shardReplicas(ctx context.Context) ([][]string, error) {
 	return shards, nil
 }
 
-// execOn runs q on the host at addr alone.
-func (s *Store) execOn(ctx context.Context, addr, q string) error {
+// openOn opens one connection to the host at addr alone.
+func (s *Store) openOn(addr string) (driver.Conn, error) {
 	chopt := s.chopt
 	chopt.Addr = []string{addr}
 	chopt.MaxOpenConns, chopt.MaxIdleConns = 1, 1
-	conn, err := clickhouse.Open(&chopt)
+	return clickhouse.Open(&chopt)
+}
+
+// execOn runs q on the host at addr alone.
+func (s *Store) execOn(ctx context.Context, addr, q string) error {
+	conn, err := s.openOn(addr)
 	if err != nil {
 		return fmt.Errorf("%s: %w", addr, err)
 	}
