@@ -30,7 +30,11 @@ func cmdGateway(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&s.level, "log-level", "info", "log level: debug, info, warn, error")
 	doors := registerDoors(fs)
 	metricsHTTP := metricsHTTPFlag(fs)
+	profiling := pprofFlag(fs)
 	if err := s.parse(ctx, args); err != nil {
+		return err
+	}
+	if err := checkPprof(*profiling, *metricsHTTP); err != nil {
 		return err
 	}
 	defer s.close()
@@ -64,6 +68,7 @@ func cmdGateway(ctx context.Context, args []string, stdout io.Writer) error {
 		Tokens:           tok,
 		Registry:         reg,
 		MetricsElsewhere: *metricsHTTP != "",
+		Profiling:        *profiling,
 		Ready: func(ctx context.Context) error {
 			if st := nc.Status(); st != nats.CONNECTED {
 				return fmt.Errorf("nats: %s", st)
@@ -150,6 +155,19 @@ func connectDoors(ctx context.Context, gw *api.GatewayConfig, js jetstream.JetSt
 // metricsHTTPFlag registers --metrics-http on fs.
 func metricsHTTPFlag(fs *flag.FlagSet) *string {
 	return fs.String("metrics-http", "", "listen address for /metrics, /healthz and /readyz apart from the API; empty serves /metrics on --http")
+}
+
+// pprofFlag registers --pprof on fs.
+func pprofFlag(fs *flag.FlagSet) *bool {
+	return fs.Bool("pprof", false, "serve Go's runtime profiles under /debug/pprof/ on --metrics-http (required with it: never on the API's listener)")
+}
+
+// checkPprof refuses --pprof without --metrics-http.
+func checkPprof(pprof bool, metricsHTTP string) error {
+	if pprof && metricsHTTP == "" {
+		return errors.New("--pprof needs --metrics-http: the profiles are served on the operators' listener only, never on the API's")
+	}
+	return nil
 }
 
 // newRegistry returns the Prometheus registry of a serving command, with

@@ -59,6 +59,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	demoOpps := fs.Int("demo-opportunities", 2000, "opportunities in the demo data")
 	doors := registerDoors(fs)
 	metricsHTTP := metricsHTTPFlag(fs)
+	profiling := pprofFlag(fs)
 	sweep := fs.Duration("sweep", 10*time.Minute, "how often open deals are re-derived so stalls and overdue actions fire")
 	compactEvery := fs.Duration("compact-every", 15*time.Minute, "how often the share of superseded opportunity states is checked, and the table compacted when it is above --compact-above; 0 turns compaction off")
 	compactAbove := fs.Float64("compact-above", 0.01, "share of superseded opportunity states (0 to 1) above which the table is compacted")
@@ -73,6 +74,9 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer s.close()
+	if err := checkPprof(*profiling, *metricsHTTP); err != nil {
+		return err
+	}
 	log := s.log
 	ls, err := s.loadLadders()
 	if err != nil {
@@ -113,6 +117,7 @@ func cmdRun(ctx context.Context, args []string, stdout io.Writer) error {
 	n, err := node.New(ctx, node.Config{
 		Common:           *c,
 		MetricsHTTP:      *metricsHTTP,
+		Profiling:        *profiling,
 		Member:           member,
 		Ladders:          ls,
 		Rates:            rates,

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"time"
 
@@ -55,6 +56,9 @@ type Config struct {
 	// MetricsElsewhere leaves /metrics out of the handler New returns:
 	// Admin serves it on a listener of its own.
 	MetricsElsewhere bool
+	// Profiling serves Go's runtime profiles (net/http/pprof) under
+	// /debug/pprof/ on Admin's handler, never on the API's.
+	Profiling bool
 	// MaxConcurrent bounds the reports (metrics endpoints) computed at
 	// once, each holding ClickHouse queries; 0 means
 	// DefaultMaxConcurrent(). Probes, the ladder and static files are
@@ -311,7 +315,8 @@ func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
 }
 
 // Admin returns the handler of an operator's listener, apart from the API:
-// /metrics (cfg.Registry), /healthz and /readyz (cfg.Ready). Serve it when
+// /metrics (cfg.Registry), /healthz and /readyz (cfg.Ready), and with
+// cfg.Profiling the runtime profiles under /debug/pprof/. Serve it when
 // the API listener is reachable by API clients who should not read the
 // metrics, whose labels name every tenant; set cfg.MetricsElsewhere for
 // New.
@@ -324,6 +329,13 @@ func Admin(cfg Config) http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
+	if cfg.Profiling {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

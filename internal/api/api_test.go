@@ -603,3 +603,27 @@ func TestMetricsElsewhere(t *testing.T) {
 		}
 	}
 }
+
+// TestProfiling checks that the runtime profiles are served on the admin
+// listener with Config.Profiling alone, and never on the API's.
+func TestProfiling(t *testing.T) {
+	for _, profiling := range []bool{false, true} {
+		cfg := Config{Open: true, MetricsElsewhere: true, Profiling: profiling}
+		apiSrv := httptest.NewServer(New(cfg, nil, nil, nil))
+		admin := httptest.NewServer(Admin(cfg))
+		for _, p := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/goroutine?debug=1"} {
+			if code, _, _, _ := get(t, apiSrv, p, ""); code != 404 {
+				t.Errorf("profiling %v: API listener: GET %s: %d, want 404", profiling, p, code)
+			}
+			want := 404
+			if profiling {
+				want = 200
+			}
+			if code, _, _, raw := get(t, admin, p, ""); code != want {
+				t.Errorf("profiling %v: admin listener: GET %s: %d, want %d: %s", profiling, p, code, want, truncate(raw))
+			}
+		}
+		apiSrv.Close()
+		admin.Close()
+	}
+}

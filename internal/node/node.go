@@ -53,6 +53,8 @@ type Config struct {
 	// MetricsHTTP is the listen address of /metrics, /healthz and
 	// /readyz apart from the API; empty serves /metrics on HTTP.
 	MetricsHTTP string
+	// Profiling serves Go's runtime profiles on MetricsHTTP (api.Config).
+	Profiling bool
 	// Member names this process in the ingest and derive leases; empty:
 	// a new ksuid.
 	Member string
@@ -196,6 +198,7 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 		Ladder:           cfg.Ladders,
 		Registry:         reg,
 		MetricsElsewhere: cfg.MetricsHTTP != "",
+		Profiling:        cfg.Profiling,
 		Bus:              js,
 		Ready: func(ctx context.Context) error {
 			if nc.Status() != nats.CONNECTED {
