@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"time"
 
@@ -39,6 +40,13 @@ type Config struct {
 	Member string
 	// Replicas of the lease bucket on a NATS cluster (default 1).
 	Replicas int
+	// Concurrency is the most batches the partitions derive and write at
+	// once (default twice GOMAXPROCS: while some wait for ClickHouse,
+	// others derive). Each of the 16 partitions with a batch of its own
+	// only held more histories and rows in memory at a time, which a
+	// backfill's collector paid for; one per core left ClickHouse fewer
+	// batches to insert together.
+	Concurrency int
 }
 
 // DefaultCacheBytes is the memory a Deriver's caches take by default: a
@@ -63,6 +71,9 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 2 * runtime.GOMAXPROCS(0)
+	}
 	c.LeaseTTL, c.Member = bus.HolderDefaults(c.LeaseTTL, c.Member)
 	return c
 }
@@ -81,7 +92,8 @@ type Deriver struct {
 	log        *slog.Logger
 	m          *metrics
 	leaseM     *bus.LeaseMetrics
-	cache      *cacheBudget // shared by the partitions' caches
+	cache      *cacheBudget  // shared by the partitions' caches
+	slots      chan struct{} // one per batch derived at once (Config.Concurrency)
 }
 
 // NewDeriver returns a Deriver that derives each tenant's events with its
@@ -105,6 +117,7 @@ func NewDeriver(ctx context.Context, js jetstream.JetStream, st *store.Store, ls
 	return &Deriver{
 		js:         js,
 		cache:      budget,
+		slots:      make(chan struct{}, cfg.Concurrency),
 		w:          newWriter(st, js, ls, log, m, false),
 		cfg:        cfg,
 		partitions: n,
@@ -283,6 +296,12 @@ func (d *Deriver) process(ctx context.Context, p int, ingest *ingestFloor, c *ca
 		return err
 	}
 	d.m.barrier.Observe(time.Since(start).Seconds())
+	select {
+	case d.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-d.slots }()
 
 	// Group the batch's valid events by opportunity. Invalid ones, and
 	// those on a subject that is not theirs, are the ingest worker's to

@@ -134,9 +134,11 @@ func TestLiveEqualsReplay(t *testing.T) {
 	js := e.ingest(t)
 
 	// Two "processes", each with its own NATS connection.
-	startDeriver := func(member string) (context.CancelFunc, *nats.Conn, chan struct{}) {
+	// A derives one batch at a time whatever it holds (Config.Concurrency),
+	// B as many as it has cores.
+	startDeriver := func(member string, concurrency int) (context.CancelFunc, *nats.Conn, chan struct{}) {
 		nc, js := bustest.Connect(t, e.url)
-		d, err := NewDeriver(ctx, js, e.st, l, Config{BatchSize: 200, MaxWait: 100 * time.Millisecond, LeaseTTL: 2 * time.Second, Sweep: -1, Now: clock, Member: member}, nil, quiet)
+		d, err := NewDeriver(ctx, js, e.st, l, Config{BatchSize: 200, MaxWait: 100 * time.Millisecond, LeaseTTL: 2 * time.Second, Sweep: -1, Now: clock, Member: member, Concurrency: concurrency}, nil, quiet)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,9 +147,9 @@ func TestLiveEqualsReplay(t *testing.T) {
 		go func() { defer close(done); d.Run(dctx) }()
 		return dcancel, nc, done
 	}
-	cancelA, ncA, doneA := startDeriver("a")
+	cancelA, ncA, doneA := startDeriver("a", 1)
 	defer func() { cancelA(); <-doneA; ncA.Close() }()
-	cancelB, ncB, doneB := startDeriver("b")
+	cancelB, ncB, doneB := startDeriver("b", 0)
 
 	pub := bus.NewPublisher(js, partitions)
 	half := len(evs) / 2
