@@ -29,7 +29,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	tenant := fs.String("tenant", "demo", "tenant the CSV rows belong to; with NDJSON, when given, an event of another tenant is refused")
 	currency := fs.String("currency", "", "currency of the amounts when the file has no currency column, e.g. USD")
 	encoding := fs.String("encoding", "auto", "CSV text encoding: utf-8, windows-1252, or auto (UTF-8 if valid, else Windows-1252)")
-	strict := fs.Bool("strict", false, "stop at the first refused row instead of reporting it and going on")
+	strict := fs.Bool("strict", false, "import nothing when a row is refused, naming it; without it refused rows are reported and the others imported")
 	batch := fs.Int("batch", 5000, "events published and acknowledged at a time; the checkpoint advances after each batch")
 	natsURL := fs.String("nats", "", "NATS `URL`; empty: the embedded server of the commitflow run under --data, while it runs")
 	data := fs.String("data", config.DefaultDataDir(), "data `directory` of commitflow run: where its embedded NATS is found and the import checkpoints are kept")

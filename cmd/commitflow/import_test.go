@@ -58,8 +58,8 @@ func TestImportCommand(t *testing.T) {
 
 	var stdout, stderr bytes.Buffer
 	err := runImport(ctx, append([]string{"--strict"}, args...), &stdout, &stderr)
-	if err == nil || !strings.Contains(err.Error(), "line 4 refused (--strict)") {
-		t.Fatalf("--strict: err = %v, want line 4 refused", err)
+	if err == nil || !strings.Contains(err.Error(), "line 4 refused") || !strings.Contains(err.Error(), "nothing published") {
+		t.Fatalf("--strict: err = %v, want line 4 refused and nothing published", err)
 	}
 	for _, bad := range [][]string{
 		{"--format", "xml", file},

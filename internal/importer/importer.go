@@ -65,7 +65,8 @@ type Options struct {
 	// each time a batch and every batch before it are acknowledged, and
 	// removed when the import ends.
 	Checkpoint string
-	// Strict stops the import at the first refused row.
+	// Strict refuses the whole file, publishing nothing, when any row is
+	// refused.
 	Strict bool
 	// BatchSize is how many events are published at a time (default 5000).
 	BatchSize int
@@ -169,7 +170,8 @@ func CheckpointPath(dir, key string) string {
 // are published at once; the checkpoint advances past a batch once it and
 // every batch before it are acknowledged, and Summary.Events counts the
 // events of those batches only. A refused row is recorded in the summary
-// and skipped, or with Strict ends the import with an error naming it. On
+// and skipped; with Strict, the import publishes nothing and fails naming
+// the first refused row when there is one. On
 // error the checkpoint stays, so running again resumes after the last
 // batch acknowledged with all before it; events of later batches that
 // reached the stream are published again then, with the same ids.
@@ -184,6 +186,20 @@ func Run(ctx context.Context, rows Rows, key string, pub Publisher, o Options) (
 		o.ProgressEvery = 2 * time.Second
 	}
 	sum := Summary{Rows: len(rows)}
+	if o.Strict {
+		var first *Row
+		for i, r := range rows {
+			if r.Err != nil {
+				sum.Refused = append(sum.Refused, Refusal{r.Line, r.Err.Error()})
+				if first == nil {
+					first = &rows[i]
+				}
+			}
+		}
+		if first != nil {
+			return sum, fmt.Errorf("import: line %d refused: %w (--strict: %d of %d rows refused, nothing published)", first.Line, first.Err, len(sum.Refused), len(rows))
+		}
+	}
 	rows = byDeal(rows)
 	start, err := readCheckpoint(o.Checkpoint, key, len(rows))
 	if err != nil {
@@ -209,12 +225,6 @@ func Run(ctx context.Context, rows Rows, key string, pub Publisher, o Options) (
 		r := rows[i]
 		if r.Err != nil {
 			sum.Refused = append(sum.Refused, Refusal{r.Line, r.Err.Error()})
-			if o.Strict {
-				if err := b.finish(i, prevLine(rows, i)); err != nil {
-					return fail(err)
-				}
-				return sum, fmt.Errorf("import: line %d refused (--strict): %w", r.Line, r.Err)
-			}
 			continue
 		}
 		if err := ctx.Err(); err != nil {

@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/commitflow/commitflow/internal/event"
@@ -140,5 +142,59 @@ func TestByDealProperties(t *testing.T) {
 		if !slices.Equal(order, want) {
 			t.Fatalf("groups in order %v, want %v", order, want)
 		}
+	}
+}
+
+// recorder is a Publisher that keeps what it was given.
+type recorder struct {
+	mu  sync.Mutex
+	evs []event.Event
+}
+
+func (p *recorder) PublishBatch(_ context.Context, evs []event.Event) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.evs = append(p.evs, evs...)
+	return nil
+}
+
+// TestRunStrict checks that with Strict a file with a refused row
+// publishes nothing, fails naming the first refused row, lists every
+// refused row and leaves no checkpoint; without it the other rows are
+// published deal by deal.
+func TestRunStrict(t *testing.T) {
+	rows := Rows{
+		{Line: 2, Events: []event.Event{{ID: "a1", Tenant: "t", OpportunityID: "a"}}},
+		{Line: 3, Events: []event.Event{{ID: "b1", Tenant: "t", OpportunityID: "b"}}},
+		{Line: 4, Err: errors.New(`column "Amount": "12,5x" is not a number`)},
+		{Line: 5, Events: []event.Event{{ID: "a2", Tenant: "t", OpportunityID: "a"}}},
+		{Line: 6, Err: errors.New(`column "StageName" is empty`)},
+	}
+	cp := filepath.Join(t.TempDir(), "cp.json")
+	pub := &recorder{}
+	sum, err := Run(t.Context(), rows, "k", pub, Options{Checkpoint: cp, Strict: true})
+	if err == nil || !strings.Contains(err.Error(), "line 4") || !strings.Contains(err.Error(), "12,5x") || !strings.Contains(err.Error(), "nothing published") {
+		t.Errorf("strict: err = %v, want line 4 named, its reason, and nothing published", err)
+	}
+	if len(pub.evs) != 0 || sum.Events != 0 {
+		t.Errorf("strict: %d events published, %d counted; want none", len(pub.evs), sum.Events)
+	}
+	if want := []Refusal{{4, `column "Amount": "12,5x" is not a number`}, {6, `column "StageName" is empty`}}; !slices.Equal(sum.Refused, want) {
+		t.Errorf("strict: refused %v, want %v", sum.Refused, want)
+	}
+	if _, err := os.Stat(cp); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("strict: checkpoint left: %v", err)
+	}
+
+	sum, err = Run(t.Context(), rows, "k", pub, Options{Checkpoint: cp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, ev := range pub.evs {
+		ids = append(ids, ev.ID)
+	}
+	if want := []string{"a1", "a2", "b1"}; !slices.Equal(ids, want) || sum.Events != 3 || len(sum.Refused) != 2 {
+		t.Errorf("not strict: published %v, %d counted, %d refused; want %v, 3, 2", ids, sum.Events, len(sum.Refused), want)
 	}
 }
