@@ -3,11 +3,14 @@ package importer
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -18,6 +21,7 @@ import (
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/chtest"
+	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/event"
 	"github.com/commitflow/commitflow/internal/ingest"
 	"github.com/commitflow/commitflow/internal/ingest/ingesttest"
@@ -280,4 +284,102 @@ func cpuSeconds(t *testing.T) float64 {
 		t.Fatalf("/proc/stat: %v", err)
 	}
 	return (user + nice + system) / 100 // USER_HZ
+}
+
+// TestImportDealByDealDerives imports an OpportunityHistory export whose
+// deals' rows are interleaved, as in a date-ordered export, through the
+// live pipeline with a derive cache far too small for its deals: once
+// through Run (deal by deal) into one tenant, once published in file
+// order into another. Both tenants' derived events must be the same, and
+// the deals closed won and lost must be those the file's last row of each
+// deal says.
+func TestImportDealByDealDerives(t *testing.T) {
+	ctx := t.Context()
+	p := startPipeline(t)
+	now := time.Date(2024, 9, 1, 0, 0, 0, 0, time.UTC)
+	d, err := deriver.NewDeriver(ctx, p.js, p.st, ladder.Default(),
+		deriver.Config{CacheBytes: 64 << 10, BatchSize: 300, MaxWait: 50 * time.Millisecond, Concurrency: 1, Sweep: -1, Now: func() time.Time { return now }},
+		nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { d.Run(dctx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+
+	data := genSalesforceHistory(3000) // 600 deals, each row 600 rows after the deal's last
+	byDeal, err := SalesforceHistory("bydeal", "USD").Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(ctx, byDeal, Key(data, "bydeal"), p.pub, Options{BatchSize: 500}); err != nil {
+		t.Fatal(err)
+	}
+	inFile, err := SalesforceHistory("fileorder", "USD").Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(inFile); i += 100 {
+		var evs []event.Event
+		for _, r := range inFile[i:min(i+100, len(inFile))] {
+			evs = append(evs, r.Events...)
+		}
+		if err := p.pub.PublishBatch(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bustest.WaitDrained(t, p.js, p.parts, 3*time.Minute)
+
+	// What the file says: each deal's outcome is its last row's stage.
+	recs, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := map[string]string{}
+	for _, rec := range recs[1:] {
+		last[rec[1]] = rec[4]
+	}
+	want := map[string]int{}
+	for _, stage := range last {
+		switch stage {
+		case "Closed Won":
+			want["won"]++
+		case "Closed Lost":
+			want["lost"]++
+		}
+	}
+	if want["won"] == 0 || want["lost"] == 0 {
+		t.Fatalf("the file closes %v: nothing to check", want)
+	}
+
+	derived := map[string][]string{}
+	for _, tenant := range []string{"bydeal", "fileorder"} {
+		ds, err := p.st.CurrentDerived(ctx, tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		closed := map[string]int{}
+		for _, d := range ds {
+			derived[tenant] = append(derived[tenant], fmt.Sprintf("%s %s %s #%d %s %s %s %.2f",
+				d.OpportunityID, d.Type, d.OccurredAt.UTC().Format(time.RFC3339), d.Seq, d.Step, d.Reason, d.Status, d.Amount))
+			if d.Type == derive.DealClosed {
+				closed[d.Status]++
+			}
+		}
+		if !maps.Equal(closed, want) {
+			t.Errorf("%s: deals closed %v, the file says %v", tenant, closed, want)
+		}
+	}
+	slices.Sort(derived["bydeal"])
+	slices.Sort(derived["fileorder"])
+	if len(derived["bydeal"]) == 0 || !slices.Equal(derived["bydeal"], derived["fileorder"]) {
+		t.Errorf("deal by deal: %d derived events, in file order %d; they differ", len(derived["bydeal"]), len(derived["fileorder"]))
+		for i := range min(len(derived["bydeal"]), len(derived["fileorder"])) {
+			if a, b := derived["bydeal"][i], derived["fileorder"][i]; a != b {
+				t.Errorf("first difference:\n deal by deal: %s\n file order:   %s", a, b)
+				break
+			}
+		}
+	}
 }
