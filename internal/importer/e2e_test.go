@@ -110,6 +110,20 @@ func startPipeline(t *testing.T) pipeline {
 	return pipeline{js: js, st: st, pub: bus.NewPublisher(js, parts), parts: parts}
 }
 
+// derive runs a Deriver with cfg and the default ladder on p until the
+// test ends.
+func (p pipeline) derive(t *testing.T, cfg deriver.Config) {
+	t.Helper()
+	d, err := deriver.NewDeriver(t.Context(), p.js, p.st, ladder.Default(), cfg, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+}
+
 // counts returns the CF_EVENTS message count and, for tenant in
 // ClickHouse, the stored rows and distinct events.
 func (p pipeline) counts(t *testing.T, tenant string) (msgs, rows, distinct uint64) {
@@ -232,14 +246,7 @@ func TestImportThroughput(t *testing.T) {
 	}
 	ctx := t.Context()
 	p := startPipeline(t)
-	d, err := deriver.NewDeriver(ctx, p.js, p.st, ladder.Default(), deriver.Config{}, nil, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { d.Run(dctx); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
+	p.derive(t, deriver.Config{})
 	data := genSalesforceHistory(n)
 	cpu0 := cpuSeconds(t)
 	start := time.Now()
@@ -297,16 +304,8 @@ func TestImportDealByDealDerives(t *testing.T) {
 	ctx := t.Context()
 	p := startPipeline(t)
 	now := time.Date(2024, 9, 1, 0, 0, 0, 0, time.UTC)
-	d, err := deriver.NewDeriver(ctx, p.js, p.st, ladder.Default(),
-		deriver.Config{CacheBytes: 64 << 10, BatchSize: 300, MaxWait: 50 * time.Millisecond, Concurrency: 1, Sweep: -1, Now: func() time.Time { return now }},
-		nil, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { d.Run(dctx); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
+	p.derive(t, deriver.Config{CacheBytes: 64 << 10, BatchSize: 300, MaxWait: 50 * time.Millisecond, Concurrency: 1, Sweep: -1,
+		Now: func() time.Time { return now }})
 
 	data := genSalesforceHistory(3000) // 600 deals, each row 600 rows after the deal's last
 	byDeal, err := SalesforceHistory("bydeal", "USD").Parse(data)
