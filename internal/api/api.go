@@ -185,7 +185,7 @@ func (s *server) handler(rts []route) http.Handler {
 	for _, rt := range rts {
 		mux.Handle(rt.pattern, rt.handler)
 	}
-	return instrument(mux, register(s.cfg.Registry, s.logger, requestHistogram()), s.logger)
+	return instrument(compress(mux), register(s.cfg.Registry, s.logger, requestHistogram()), s.logger)
 }
 
 // routes lists every pattern the handler serves. The OpenAPI document

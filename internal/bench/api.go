@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -80,13 +81,14 @@ type APIConfig struct {
 }
 
 // Latency is how long one endpoint's requests took, how large its answer
-// was and the CPU a request took: of this process, which serves and reads
+// was (and, compressed, on the wire) and the CPU a request took: of this process, which serves and reads
 // the answer (Self), and of the local ClickHouse server, merges included
 // (in µs, negative where not measured; see Cost).
 type Latency struct {
 	Name          string
 	P50, P95, Max time.Duration
-	Bytes         int64
+	Bytes         int64 // the answer
+	Wire          int64 // what crossed the network: the answer gzipped
 	CPU           Cost
 }
 
@@ -188,7 +190,7 @@ func API(ctx context.Context, cfg APIConfig) (APIResult, error) {
 		endpoint, _, _ := strings.Cut(aq.name, " ")
 		u := hs.URL + "/v1/" + endpoint + "?tenant=" + tenant + "&" + aq.query
 		// The first request warms caches and is not counted.
-		size, err := get(ctx, u)
+		size, wire, err := get(ctx, u)
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", aq.name, err)
 		}
@@ -196,14 +198,14 @@ func API(ctx context.Context, cfg APIConfig) (APIResult, error) {
 		cpu := sampleCPU(0)
 		for range cfg.Requests {
 			start := time.Now()
-			if size, err = get(ctx, u); err != nil {
+			if size, wire, err = get(ctx, u); err != nil {
 				return res, fmt.Errorf("%s: %w", aq.name, err)
 			}
 			lat = append(lat, time.Since(start))
 		}
 		slices.Sort(lat)
 		res.Endpoints = append(res.Endpoints, Latency{Name: aq.name, P50: lat[len(lat)/2],
-			P95: lat[min(len(lat)-1, len(lat)*95/100)], Max: lat[len(lat)-1], Bytes: size,
+			P95: lat[min(len(lat)-1, len(lat)*95/100)], Max: lat[len(lat)-1], Bytes: size, Wire: wire,
 			CPU: costSince(cpu, len(lat))})
 	}
 	return res, nil
@@ -217,7 +219,7 @@ func (r APIResult) Write(w io.Writer) error {
 		return r.Concurrent.Write(w)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "endpoint (%d raw events)\tp50 ms\tp95 ms\tmax ms\tKiB\tCPU ms a request: commitflow\tClickHouse\t\n", r.Events)
+	fmt.Fprintf(tw, "endpoint (%d raw events)\tp50 ms\tp95 ms\tmax ms\tKiB\tKiB sent\tCPU ms a request: commitflow\tClickHouse\t\n", r.Events)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	cpu := func(us float64) string {
 		if us < 0 {
@@ -226,30 +228,56 @@ func (r APIResult) Write(w io.Writer) error {
 		return strconv.FormatFloat(us/1000, 'f', 0, 64)
 	}
 	for _, e := range r.Endpoints {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%d\t%s\t%s\t\n", e.Name, ms(e.P50), ms(e.P95), ms(e.Max), e.Bytes>>10, cpu(e.CPU.Self), cpu(e.CPU.ClickHouse))
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%d\t%d\t%s\t%s\t\n", e.Name, ms(e.P50), ms(e.P95), ms(e.Max), e.Bytes>>10, e.Wire>>10, cpu(e.CPU.Self), cpu(e.CPU.ClickHouse))
 	}
 	return tw.Flush()
 }
 
-// get fetches u and returns the size of the answer's body. The body is
-// read and discarded, not kept: collecting a 22 MiB answer with io.ReadAll
-// cost the benchmark process (which also serves the request) more CPU than
-// encoding it.
-func get(ctx context.Context, u string) (int64, error) {
+// get fetches u as an API client does, taking gzip, and returns the size
+// of the answer's body and of what crossed the wire. The body is read and
+// discarded, not kept: collecting a 22 MiB answer with io.ReadAll cost the
+// benchmark process (which also serves the request) more CPU than encoding
+// it.
+func get(ctx context.Context, u string) (answer, wire int64, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	// Set by hand, the header turns off the transport's own decoding, so
+	// that the bytes on the wire can be counted.
+	req.Header.Set("Accept-Encoding", "gzip")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return 0, fmt.Errorf("%s: %s", resp.Status, msg)
+		return 0, 0, fmt.Errorf("%s: %s", resp.Status, msg)
 	}
-	return io.Copy(io.Discard, resp.Body)
+	cr := &countingReader{r: resp.Body}
+	var body io.Reader = cr
+	if resp.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(cr)
+		if err != nil {
+			return 0, 0, fmt.Errorf("gzip answer: %w", err)
+		}
+		body = zr
+	}
+	answer, err = io.Copy(io.Discard, body)
+	return answer, cr.n, err
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // load generates n raw events for the bench tenant, derives them in

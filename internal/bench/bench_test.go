@@ -177,12 +177,12 @@ end-to-end / peer: median 3.02 over 2 runs, 3.00-3.05 (target >= 3)
 
 func TestAPIResultWrite(t *testing.T) {
 	r := APIResult{Events: 5000, Endpoints: []Latency{
-		{"funnel", 1500 * time.Microsecond, 2600 * time.Microsecond, 9 * time.Millisecond, 5000, Cost{Self: 1200, ClickHouse: 2600, NATS: -1}},
-		{"forecast back-test", 150 * time.Millisecond, 180 * time.Millisecond, 200 * time.Millisecond, 1 << 22, Cost{Self: 90_000, ClickHouse: -1, NATS: -1}},
+		{"funnel", 1500 * time.Microsecond, 2600 * time.Microsecond, 9 * time.Millisecond, 5000, 2048, Cost{Self: 1200, ClickHouse: 2600, NATS: -1}},
+		{"forecast back-test", 150 * time.Millisecond, 180 * time.Millisecond, 200 * time.Millisecond, 1 << 22, 1 << 18, Cost{Self: 90_000, ClickHouse: -1, NATS: -1}},
 	}}
-	const want = `endpoint (5000 raw events)  p50 ms  p95 ms  max ms  KiB   CPU ms a request: commitflow  ClickHouse  
-funnel                      2       3       9       4     1                             3           
-forecast back-test          150     180     200     4096  90                            n/a         
+	const want = `endpoint (5000 raw events)  p50 ms  p95 ms  max ms  KiB   KiB sent  CPU ms a request: commitflow  ClickHouse  
+funnel                      2       3       9       4     2         1                             3           
+forecast back-test          150     180     200     4096  256       90                            n/a         
 `
 	var b strings.Builder
 	if err := r.Write(&b); err != nil {
