@@ -5,8 +5,12 @@ import "slices"
 // Diff compares two derived sets of the same opportunity by id and content.
 // added holds the events of cur that old lacks or had with other content
 // (to be stored again); retracted holds the events of old whose id cur no
-// longer has (to be retracted). Both keep the order of their input.
+// longer has (to be retracted). Both keep the order of their input. When
+// old is empty, added is cur itself, not a copy.
 func Diff(old, cur []Derived) (added, retracted []Derived) {
+	if len(old) == 0 {
+		return cur, nil
+	}
 	prev := make(map[string]int, len(old))
 	for i := range old {
 		prev[old[i].ID] = i
