@@ -7,6 +7,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/config"
 )
 
 var updateREADME = flag.Bool("update", false, "rewrite README.md's configuration reference from the flags")
@@ -66,5 +69,15 @@ func TestConfigFromEnvironment(t *testing.T) {
 				t.Errorf("run: %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestStreamFlagDefaults: the common flags' stream defaults are the bus
+// package's (internal/config cannot import it).
+func TestStreamFlagDefaults(t *testing.T) {
+	var c config.Common
+	c.Register(flag.NewFlagSet("t", flag.ContinueOnError))
+	if c.Partitions != bus.DefaultPartitions || c.DuplicateWindow != bus.DefaultDuplicateWindow {
+		t.Errorf("--partitions %d, --duplicate-window %v; bus: %d, %v", c.Partitions, c.DuplicateWindow, bus.DefaultPartitions, bus.DefaultDuplicateWindow)
 	}
 }

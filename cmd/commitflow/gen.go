@@ -35,7 +35,7 @@ func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&cfg.LateRate, "late", 0, "share of events emitted out of order with a late received_at, 0..1")
 	fs.StringVar(&out, "out", "-", "output file for NDJSON events; - is stdout")
 	fs.BoolVar(&publish, "publish", false, "publish the events to NATS JetStream instead of writing them")
-	fs.DurationVar(&retry, "publish-retry", bus.DefaultRetryFor, "with --publish, how long a batch keeps retrying while NATS acknowledges none of its events (server down, leader election) before gen fails; keep it within the streams' duplicate window (2m by default)")
+	fs.DurationVar(&retry, "publish-retry", bus.DefaultRetryFor, "with --publish, how long a batch keeps retrying while NATS acknowledges none of its events (server down, leader election) before gen fails")
 	fs.StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "NATS URL for --publish; the default is where `commitflow run` embeds its server")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: commitflow gen [--seed S] [--opportunities N] [--tenant T] [--end YYYY-MM-DD] [--out FILE.ndjson | --publish [--publish-retry D]]")

@@ -36,7 +36,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	clickhouse := fs.String("clickhouse", "", "with --format users: ClickHouse `DSN`; empty: the managed server of the commitflow run under --data, while it runs")
 	cluster := fs.String("clickhouse-cluster", "", "with --format users: the ClickHouse cluster `name` of the tables, as given to commitflow run")
 	sellers := fs.String("seller-domains", "", "with --format calls-json: the seller's e-mail domains, comma-separated (acme.com,acme.io); a participant or next step whose record gives no side is the seller's when its e-mail is in one of them (or a subdomain), else the buyer's")
-	retry := fs.Duration("publish-retry", bus.DefaultRetryFor, "how long a batch keeps retrying while NATS acknowledges none of its events before import fails; keep it within the streams' duplicate window (2m by default)")
+	retry := fs.Duration("publish-retry", bus.DefaultRetryFor, "how long a batch keeps retrying while NATS acknowledges none of its events before import fails (the import resumes when run again)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: commitflow import [--format F] [--mapping FILE.yaml] [--tenant T] [flags] FILE")
 		fs.PrintDefaults()

@@ -80,14 +80,32 @@ func TestDeclareIdempotent(t *testing.T) {
 		cfg.MaxDeliver != -1 || cfg.MaxAckPending != 100_000 || cfg.FilterSubject != "" {
 		t.Errorf("ingest consumer config: %+v", cfg)
 	}
-	for _, name := range []string{EventsStream, DLQStream, DerivedStream} {
+	for name, window := range map[string]time.Duration{EventsStream: 30 * time.Second, DLQStream: 5 * time.Minute, DerivedStream: 30 * time.Second} {
 		s, err := js.Stream(ctx, name)
 		if err != nil {
 			t.Fatalf("stream %s: %v", name, err)
 		}
 		sc := s.CachedInfo().Config
-		if sc.Storage != jetstream.FileStorage || sc.Duplicates != 2*time.Minute {
-			t.Errorf("stream %s: storage %v duplicates %v", name, sc.Storage, sc.Duplicates)
+		if sc.Storage != jetstream.FileStorage || sc.Duplicates != window {
+			t.Errorf("stream %s: storage %v duplicates %v, want a window of %v", name, sc.Storage, sc.Duplicates, window)
+		}
+	}
+}
+
+// TestDLQWindow: CF_DLQ keeps ids at least DLQDuplicateWindow, longer with
+// a longer window, never longer than its messages.
+func TestDLQWindow(t *testing.T) {
+	for _, tt := range []struct {
+		window, maxAge, want time.Duration
+	}{
+		{30 * time.Second, 0, 5 * time.Minute},
+		{time.Second, 0, 5 * time.Minute},
+		{10 * time.Minute, 0, 10 * time.Minute},
+		{30 * time.Second, time.Minute, time.Minute},
+		{30 * time.Second, time.Hour, 5 * time.Minute},
+	} {
+		if got := dlqWindow(Options{DuplicateWindow: tt.window, DLQMaxAge: tt.maxAge}); got != tt.want {
+			t.Errorf("window %v, dead letters kept %v: CF_DLQ window %v, want %v", tt.window, tt.maxAge, got, tt.want)
 		}
 	}
 }

@@ -4,7 +4,7 @@
 // # Streams
 //
 //   - CF_EVENTS holds raw input events on cf.events.> (file storage, limits
-//     retention, discard old, a duplicate window of 2 minutes by default).
+//     retention, discard old, a duplicate window of 30 seconds by default).
 //   - CF_DLQ holds messages the ingest worker refused, on cf.dlq.>, with the
 //     original bytes and the reason in the Commitflow-Error header.
 //   - CF_DERIVED holds derived events on cf.derived.>.
@@ -50,7 +50,8 @@
 // Publishers set Nats-Msg-Id to tenant:source:id, so republishing an event
 // within the duplicate window is dropped by the server. Beyond the window a
 // duplicate reaches the stream again and the store de-duplicates it. The
-// window is short (2 minutes by default, as NATS's own) because the server
-// holds its ids in memory, ~90 bytes each, which in the default embedded
-// setup is heap of the commitflow process that its collector scans.
+// window is short (30 seconds by default, a quarter of NATS's own) because
+// the server holds its ids in memory, ~160 bytes each, which in the default
+// embedded setup is heap of the commitflow process that its collector
+// scans: a backfill fills the window at tens of thousands of ids a second.
 package bus

@@ -23,9 +23,12 @@ const publishWindow = 2048
 // JetStream contexts Connect makes.
 const DefaultAckTimeout = 10 * time.Second
 
-// DefaultRetryFor is the default PublishOptions.RetryFor: well inside the
-// default duplicate window (DefaultDuplicateWindow), so that the server drops
-// every copy a retry sends again.
+// DefaultRetryFor is the default PublishOptions.RetryFor: long enough to
+// outlast a server restart or a leader election. A message is sent again
+// AttemptTimeout or more after the last copy, so the copies of its first
+// retries fall inside the default duplicate window (DefaultDuplicateWindow)
+// and the server drops them; a later copy is stored again, and the store
+// drops it.
 const DefaultRetryFor = time.Minute
 
 // PublishOptions bound how long a publish keeps trying. Zero values take the
@@ -37,9 +40,9 @@ type PublishOptions struct {
 	AttemptTimeout time.Duration
 	// RetryFor is how long a call keeps retrying while no attempt gets a
 	// message acknowledged before it returns the error (default
-	// DefaultRetryFor). The caller's context may end it sooner. Keep it
-	// within the streams' duplicate window: a copy sent later than the
-	// window after the first one is stored again (the store then drops it).
+	// DefaultRetryFor). The caller's context may end it sooner. A copy sent
+	// later than the streams' duplicate window after the first one is
+	// stored again (the store then drops it).
 	RetryFor time.Duration
 	// Logger receives a warning for each retry; nil discards them.
 	Logger *slog.Logger

@@ -25,9 +25,15 @@ const (
 	// DefaultPartitions is the partition count of a new CF_EVENTS stream.
 	DefaultPartitions = 16
 
-	// DefaultDuplicateWindow is the duplicate window of the streams
-	// (see Options.DuplicateWindow).
-	DefaultDuplicateWindow = 2 * time.Minute
+	// DefaultDuplicateWindow is the duplicate window of CF_EVENTS and
+	// CF_DERIVED (see Options.DuplicateWindow).
+	DefaultDuplicateWindow = 30 * time.Second
+
+	// DLQDuplicateWindow is the least duplicate window of CF_DLQ: longer
+	// than a refused message takes to come back (the consumers' AckWait)
+	// when its acknowledgement was lost, so that it is dead-lettered once.
+	// Dead letters are few; their ids cost nothing to keep.
+	DLQDuplicateWindow = 5 * time.Minute
 )
 
 // Partition returns the partition of an opportunity's events: FNV-1a 32 of

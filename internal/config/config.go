@@ -77,7 +77,7 @@ func (c *Common) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTP, "http", "127.0.0.1:8080", "HTTP listen address for the API, dashboard and probes, and /metrics unless run --metrics-http")
 	fs.StringVar(&c.Tenant, "tenant", "", "tenant to work on")
 	fs.IntVar(&c.Partitions, "partitions", 16, "opportunity partitions of the event stream, fixed at stream creation")
-	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", 2*time.Minute, "how long JetStream drops a republished event id; the server holds the window's ids in memory")
+	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", 30*time.Second, "how long JetStream drops a republished event id (dead letters: at least 5m); the server holds the window's ids in memory, ~160 bytes each, and the store drops later copies")
 	fs.IntVar(&c.Replicas, "nats-replicas", 1, "copies a NATS cluster keeps of every stream and lease bucket, e.g. 3; 1 for the embedded server")
 	fs.DurationVar(&c.Retention, "retention", 30*24*time.Hour, "how long CF_EVENTS and CF_DERIVED keep messages")
 	fs.DurationVar(&c.DLQRetention, "dlq-retention", 0, "how long CF_DLQ keeps dead letters; 0 keeps them until purged")

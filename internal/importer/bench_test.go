@@ -10,6 +10,7 @@ import (
 
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/bustest"
+	"github.com/commitflow/commitflow/internal/gen"
 )
 
 // benchRows is the size of the export the import benchmarks read:
@@ -46,7 +47,7 @@ func benchImport(b *testing.B, timeParse bool) {
 	}
 	pub := bus.NewPublisher(js, parts)
 	n := benchRows()
-	data := genSalesforceHistory(n)
+	data := gen.SalesforceHistory(n)
 	dir := b.TempDir()
 	events := 0
 	b.SetBytes(int64(len(data)))
@@ -80,7 +81,7 @@ func benchImport(b *testing.B, timeParse bool) {
 // rows and events: the import's work before publishing.
 func BenchmarkImportParse(b *testing.B) {
 	n := benchRows()
-	data := genSalesforceHistory(n)
+	data := gen.SalesforceHistory(n)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {

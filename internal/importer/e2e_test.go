@@ -23,6 +23,7 @@ import (
 	"github.com/commitflow/commitflow/internal/chtest"
 	"github.com/commitflow/commitflow/internal/derive"
 	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/gen"
 	"github.com/commitflow/commitflow/internal/ingest"
 	"github.com/commitflow/commitflow/internal/ingest/ingesttest"
 	"github.com/commitflow/commitflow/internal/ladder"
@@ -33,40 +34,11 @@ import (
 
 func TestMain(m *testing.M) { chtest.Main(m) }
 
-// genSalesforceHistory writes an OpportunityHistory export (the Data
-// Export shape of sfHistory) of n rows: opportunities of five rows each
-// (created, qualified, amount changed in the same stage, proposal with a
-// new close date, won or lost), the opportunities' rows interleaved.
-func genSalesforceHistory(n int) []byte {
-	var b bytes.Buffer
-	b.WriteString(`"Id","OpportunityId","CreatedById","CreatedDate","StageName","Amount","ExpectedRevenue","CloseDate","Probability","ForecastCategory","IsDeleted","SystemModstamp"` + "\r\n")
-	opps := (n + 4) / 5
-	base := time.Date(2024, 1, 1, 9, 0, 0, 0, time.UTC)
-	for i := range n {
-		o, k := i%opps, i/opps // row k of opportunity o
-		at := base.Add(time.Duration(o)*time.Minute + time.Duration(k)*72*time.Hour)
-		stage, amount, closeDate, prob, fc := "Prospecting", 1000+o%50*100, "2024-06-30", 10, "Pipeline"
-		switch k {
-		case 1:
-			stage = "Qualification"
-		case 2:
-			stage, amount = "Qualification", amount+500
-		case 3:
-			stage, amount, closeDate, prob, fc = "Proposal/Price Quote", amount+500, "2024-07-31", 75, "BestCase"
-		default:
-			if k >= 4 {
-				stage, amount, closeDate, prob, fc = "Closed Won", amount+500, at.Format(time.DateOnly), 100, "Closed"
-				if o%3 == 0 {
-					stage, prob, fc = "Closed Lost", 0, "Omitted"
-				}
-			}
-		}
-		ts := at.Format("2006-01-02T15:04:05.000Z")
-		fmt.Fprintf(&b, `"008%015d","006%015d","0055g00000USER%03d","%s","%s","%d.00","%d.00","%s","%d","%s","false","%s"`+"\r\n",
-			i, o, o%20, ts, stage, amount, amount*prob/100, closeDate, prob, fc, ts)
-	}
-	return b.Bytes()
-}
+// testWindow is the duplicate window of the tests' streams: longer than a
+// test, so that an event published twice is one stream message however
+// slow the machine (the store's own de-duplication past the window is
+// tested in internal/exporttest and internal/api).
+const testWindow = 10 * time.Minute
 
 // cancelAfter publishes through pub and cancels the import's context
 // once batches batches are acknowledged: an import killed halfway. The
@@ -100,7 +72,7 @@ type pipeline struct {
 
 func startPipeline(t *testing.T) pipeline {
 	t.Helper()
-	_, js := bustest.Start(t, bus.Options{})
+	_, js := bustest.Start(t, bus.Options{DuplicateWindow: testWindow})
 	parts, err := bus.Partitions(t.Context(), js)
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +148,7 @@ func countEvents(rows Rows) (events int) {
 func TestImportKilledAndTwice(t *testing.T) {
 	ctx := t.Context()
 	p := startPipeline(t)
-	data := genSalesforceHistory(20000)
+	data := gen.SalesforceHistory(20000)
 	rows, err := SalesforceHistory("acme", "USD").Parse(data)
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +211,7 @@ func TestImportThroughput(t *testing.T) {
 		t.Skip("set COMMITFLOW_IMPORT_ROWS to measure")
 	}
 	if path := os.Getenv("COMMITFLOW_IMPORT_CSV"); path != "" {
-		if err := os.WriteFile(path, genSalesforceHistory(n), 0o644); err != nil {
+		if err := os.WriteFile(path, gen.SalesforceHistory(n), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
@@ -247,7 +219,7 @@ func TestImportThroughput(t *testing.T) {
 	ctx := t.Context()
 	p := startPipeline(t)
 	p.derive(t, deriver.Config{})
-	data := genSalesforceHistory(n)
+	data := gen.SalesforceHistory(n)
 	cpu0 := cpuSeconds(t)
 	start := time.Now()
 	rows, err := SalesforceHistory("acme", "USD").Parse(data)
@@ -307,7 +279,7 @@ func TestImportDealByDealDerives(t *testing.T) {
 	p.derive(t, deriver.Config{CacheBytes: 64 << 10, BatchSize: 300, MaxWait: 50 * time.Millisecond, Concurrency: 1, Sweep: -1,
 		Now: func() time.Time { return now }})
 
-	data := genSalesforceHistory(3000) // 600 deals, each row 600 rows after the deal's last
+	data := gen.SalesforceHistory(3000) // 600 deals, each row 600 rows after the deal's last
 	byDeal, err := SalesforceHistory("bydeal", "USD").Parse(data)
 	if err != nil {
 		t.Fatal(err)

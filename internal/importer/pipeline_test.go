@@ -17,6 +17,7 @@ import (
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/bustest"
 	"github.com/commitflow/commitflow/internal/event"
+	"github.com/commitflow/commitflow/internal/gen"
 )
 
 // outOfOrder acknowledges batches as they come, except the batch that
@@ -128,14 +129,14 @@ func (c *startAt) PublishBatch(ctx context.Context, evs []event.Event) error {
 // make, each once and as the file says.
 func TestImportKilledInFlight(t *testing.T) {
 	ctx := t.Context()
-	_, js := bustest.Start(t, bus.Options{})
+	_, js := bustest.Start(t, bus.Options{DuplicateWindow: testWindow})
 	parts, err := bus.Partitions(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pub := bus.NewPublisher(js, parts)
 
-	data := genSalesforceHistory(20000)
+	data := gen.SalesforceHistory(20000)
 	rows, err := SalesforceHistory("acme", "USD").Parse(data)
 	if err != nil {
 		t.Fatal(err)

@@ -403,7 +403,7 @@ func derivedStates(t *testing.T, st *store.Store, tenant string) map[string]orac
 func startDerivePipeline(t *testing.T, l *ladder.Ladder, now time.Time) pipeline {
 	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
-	_, js := bustest.Start(t, bus.Options{Partitions: e2ePartitions, AckWait: 5 * time.Second})
+	_, js := bustest.Start(t, bus.Options{Partitions: e2ePartitions, AckWait: 5 * time.Second, DuplicateWindow: testWindow})
 	st := storetest.OpenDSN(t, chtest.DSN(t), store.Options{Logger: quiet})
 	ingesttest.Run(t, js, st, ingest.Config{BatchSize: 2000, MaxWait: 100 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
