@@ -12,13 +12,14 @@ import (
 	"github.com/commitflow/commitflow/internal/bus"
 	"github.com/commitflow/commitflow/internal/config"
 	"github.com/commitflow/commitflow/internal/forecast"
+	"github.com/commitflow/commitflow/internal/node"
 )
 
 // cmdBench runs one benchmark of internal/bench and prints its result:
-// commitflow bench ingest|derive|api [flags].
+// commitflow bench ingest|derive|api|import [flags].
 func cmdBench(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("bench: say what to measure: bench ingest | bench derive | bench api")
+		return errors.New("bench: say what to measure: bench ingest | bench derive | bench api | bench import")
 	}
 	switch args[0] {
 	case "ingest":
@@ -27,8 +28,10 @@ func cmdBench(ctx context.Context, args []string, stdout io.Writer) error {
 		return benchDerive(ctx, args[1:], stdout)
 	case "api":
 		return benchAPI(ctx, args[1:], stdout)
+	case "import":
+		return benchImport(ctx, args[1:], stdout)
 	}
-	return fmt.Errorf("bench: unknown benchmark %q (want ingest, derive or api)", args[0])
+	return fmt.Errorf("bench: unknown benchmark %q (want ingest, derive, api or import)", args[0])
 }
 
 func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
@@ -108,6 +111,39 @@ func benchAPI(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	cfg.DSN, cfg.Logger = s.dsn, s.log
 	res, err := bench.API(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return res.Write(stdout)
+}
+
+func benchImport(ctx context.Context, args []string, stdout io.Writer) error {
+	s := newSetup("bench import", nil, "").withCommon().withGC()
+	cfg := bench.ImportConfig{Progress: os.Stderr}
+	s.fs.IntVar(&cfg.Rows, "rows", 1_000_000, "rows of the generated Salesforce OpportunityHistory export (five a deal, in date order)")
+	s.fs.StringVar(&cfg.CSV, "csv", "", "import this OpportunityHistory export instead of a generated one")
+	s.fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the import to this file")
+	deriveCache := s.fs.String("derive-cache", "256MiB", "as run's --derive-cache")
+	config.Positive(s.fs, "rows")
+	if err := s.parse(ctx, args); err != nil {
+		return err
+	}
+	deriveBytes, err := config.ParseSize(*deriveCache)
+	if err != nil || deriveBytes <= 0 {
+		return fmt.Errorf("bench import: --derive-cache %q: want a size above 0, e.g. 256MiB", *deriveCache)
+	}
+	defer s.close()
+	if err := s.openStore(ctx); err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("bench import: the importer: %w", err)
+	}
+	cfg.DSN, cfg.Logger = s.dsn, s.log
+	cfg.Importer = []string{exe, "import"}
+	cfg.Node = node.Config{Common: s.c, DeriveCacheBytes: deriveBytes}
+	res, err := bench.Import(ctx, cfg)
 	if err != nil {
 		return err
 	}

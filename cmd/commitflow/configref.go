@@ -22,7 +22,7 @@ func flagCommands() [][]string {
 	for _, ep := range api.Endpoints() {
 		cmds = append(cmds, []string{"report", ep.Name})
 	}
-	return append(cmds, []string{"bench", "ingest"}, []string{"bench", "derive"}, []string{"bench", "api"})
+	return append(cmds, []string{"bench", "ingest"}, []string{"bench", "derive"}, []string{"bench", "api"}, []string{"bench", "import"})
 }
 
 // writeConfigReference writes the reference of every command's flags

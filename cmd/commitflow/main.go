@@ -38,7 +38,7 @@ func commands() map[string]command {
 		"status":  {"where the pipeline stands: streams, ingest and derive backlog, dead letters, ClickHouse tables", cmdStatus},
 		"report":  {"print a metric: funnel, stalls, missed, movement, forecast, cycle-time or stage-history", cmdReport},
 		"ladder":  {"check a ladder configuration file: ladder check FILE", cmdLadder},
-		"bench":   {"measure throughput: bench ingest | bench derive | bench api", cmdBench},
+		"bench":   {"measure throughput: bench ingest | bench derive | bench api | bench import", cmdBench},
 		"import":  {"import a CRM export into NATS: canonical NDJSON, Salesforce OpportunityHistory CSV, or CSV with a column mapping", withStderr(runImport)},
 		"sync":    {"poll a call recorder into NATS: sync gong (Gong's /v2/calls/extensive, resumable, one poller per tenant)", cmdSync},
 		"verify":  {"check that every CF_EVENTS message is stored in ClickHouse or dead-lettered; print the missing ranges", cmdVerify},

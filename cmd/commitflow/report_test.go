@@ -18,7 +18,17 @@ import (
 	"github.com/commitflow/commitflow/internal/store/storetest"
 )
 
-func TestMain(m *testing.M) { chtest.Main(m) }
+// TestMain runs the tests, or, with COMMITFLOW_TEST_AS_CLI=1 in the
+// environment, the commitflow command itself with the binary's arguments:
+// how a test has a command start another (bench import runs commitflow
+// import).
+func TestMain(m *testing.M) {
+	if os.Getenv("COMMITFLOW_TEST_AS_CLI") == "1" {
+		main()
+		os.Exit(0)
+	}
+	chtest.Main(m)
+}
 
 // reportDSN returns a migrated database holding a few derived events of
 // tenants acme and globex.

@@ -1,7 +1,10 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"encoding/csv"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	"github.com/commitflow/commitflow/internal/chtest"
+	"github.com/commitflow/commitflow/internal/gen"
 	"github.com/commitflow/commitflow/internal/store"
 )
 
@@ -223,5 +227,75 @@ func TestAPIConcurrent(t *testing.T) {
 			t.Errorf("cache %v: quantiles %+v", cache, c)
 		}
 		t.Logf("cache %v: %+v", cache, *c)
+	}
+}
+
+// TestImport runs bench import small: every event is stored, and the deals
+// closed won and lost are those the export's last row of each deal says
+// (read here with encoding/csv, not the importer).
+func TestImport(t *testing.T) {
+	dsn, prefix := serverDSN(t)
+	ctx := context.Background()
+	t.Cleanup(func() { dropTestDatabase(t, dsn, prefix+"_import") })
+	const rows = 2000
+	res, err := Import(ctx, ImportConfig{DSN: dsn, Prefix: prefix, Rows: rows})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rows != rows || res.Events <= rows || res.Published <= 0 || res.Published > res.Stored || res.Stored > res.Derived || res.Cost.Self < 0 {
+		t.Fatalf("%+v", res)
+	}
+	var out strings.Builder
+	if err := res.Write(&out); err != nil || !strings.Contains(out.String(), "derived after") {
+		t.Errorf("Write: %v\n%s", err, out.String())
+	}
+
+	recs, err := csv.NewReader(bytes.NewReader(gen.SalesforceHistory(rows))).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := map[string]string{} // deal -> stage of its last row; rows are in date order
+	for _, r := range recs[1:] {
+		last[r[1]] = r[4]
+	}
+	want := map[string]uint64{}
+	for _, stage := range last {
+		switch stage {
+		case "Closed Won":
+			want["won"]++
+		case "Closed Lost":
+			want["lost"]++
+		}
+	}
+
+	st, err := store.Open(ctx, dsn, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	db := prefix + "_import"
+	var stored uint64
+	if err := st.Conn().QueryRow(ctx, "SELECT uniqExact(event_id) FROM "+db+".events WHERE tenant = ?", tenant).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored != uint64(res.Events) {
+		t.Errorf("%d distinct events stored, want %d", stored, res.Events)
+	}
+	got := map[string]uint64{}
+	q, err := st.Conn().Query(ctx, "SELECT status, uniqExact(opportunity_id) FROM "+db+".derived_events FINAL WHERE tenant = ? AND type = 'deal.closed' AND NOT retracted GROUP BY status", tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	for q.Next() {
+		var s string
+		var n uint64
+		if err := q.Scan(&s, &n); err != nil {
+			t.Fatal(err)
+		}
+		got[s] = n
+	}
+	if !maps.Equal(got, want) || want["won"] == 0 || want["lost"] == 0 {
+		t.Errorf("deals closed: %v, want %v", got, want)
 	}
 }
