@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -194,75 +193,6 @@ func TestImportKilledAndTwice(t *testing.T) {
 		t.Fatalf("after importing twice: %d stream messages, %d rows and %d distinct events stored; want %d of each", msgs, stored, distinct, want)
 	}
 	t.Logf("%d rows, %d events; killed after %d events, resumed at row %d", len(rows), want, first.Events, second.Resumed)
-}
-
-// TestImportThroughput imports a generated OpportunityHistory export of
-// $COMMITFLOW_IMPORT_ROWS rows (skipped without it), with the ingest worker
-// and a derive worker running as in commitflow run, and reports rows/s end
-// to end: from reading the file to every event stored in ClickHouse, and
-// to every event derived (the derive consumers drained: the deals' states
-// and derived events written), with the CPU the whole machine spent a row.
-// Then it imports it again and checks one copy of each event is stored.
-// With $COMMITFLOW_IMPORT_CSV it only writes the export to that file, for
-// commitflow import into a commitflow run.
-func TestImportThroughput(t *testing.T) {
-	n, _ := strconv.Atoi(os.Getenv("COMMITFLOW_IMPORT_ROWS"))
-	if n <= 0 {
-		t.Skip("set COMMITFLOW_IMPORT_ROWS to measure")
-	}
-	if path := os.Getenv("COMMITFLOW_IMPORT_CSV"); path != "" {
-		if err := os.WriteFile(path, gen.SalesforceHistory(n), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	ctx := t.Context()
-	p := startPipeline(t)
-	p.derive(t, deriver.Config{})
-	data := gen.SalesforceHistory(n)
-	cpu0 := cpuSeconds(t)
-	start := time.Now()
-	rows, err := SalesforceHistory("acme", "USD").Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parsed := time.Since(start)
-	want := countEvents(rows)
-	if _, err := Run(ctx, rows, Key(data), p.pub, Options{}); err != nil {
-		t.Fatal(err)
-	}
-	published := time.Since(start)
-	stored := p.waitStored(t, "acme", uint64(want), 5*time.Minute).Sub(start)
-	bustest.WaitDrained(t, p.js, p.parts, 20*time.Minute)
-	derived := time.Since(start)
-	cpu := cpuSeconds(t) - cpu0
-	t.Logf("%d rows (%d MB), %d events: parsed in %s, published in %s, stored in ClickHouse after %s (%.0f rows/s), derived after %s: %.0f rows/s, %.0f events/s end to end; %.0f µs of the machine's CPU a row",
-		n, len(data)>>20, want, parsed.Round(time.Millisecond), published.Round(time.Millisecond), stored.Round(time.Millisecond),
-		float64(n)/stored.Seconds(), derived.Round(time.Millisecond), float64(n)/derived.Seconds(), float64(want)/derived.Seconds(), cpu*1e6/float64(n))
-	if _, err := Run(ctx, rows, Key(data), p.pub, Options{}); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(2 * time.Second)
-	msgs, storedRows, distinct := p.counts(t, "acme")
-	if msgs != uint64(want) || storedRows != uint64(want) || distinct != uint64(want) {
-		t.Fatalf("after importing twice: %d stream messages, %d rows and %d distinct events stored; want %d of each", msgs, storedRows, distinct, want)
-	}
-}
-
-// cpuSeconds is the CPU time the whole machine has spent so far, in
-// seconds (user, nice and system time of /proc/stat): this process, the
-// embedded NATS server in it and ClickHouse.
-func cpuSeconds(t *testing.T) float64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var user, nice, system float64
-	if _, err := fmt.Sscanf(string(b), "cpu %g %g %g", &user, &nice, &system); err != nil {
-		t.Fatalf("/proc/stat: %v", err)
-	}
-	return (user + nice + system) / 100 // USER_HZ
 }
 
 // TestImportDealByDealDerives imports an OpportunityHistory export whose
