@@ -60,11 +60,11 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	})
 	path := fs.Arg(0)
-	content, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("import: %w", err)
-	}
 	if *format == "users" {
+		content, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
 		return importUsers(ctx, usersImport{path: path, content: content, tenant: *tenant, encoding: *encoding, strict: *strict,
 			clickhouse: *clickhouse, cluster: *cluster, data: *data}, stdout)
 	}
@@ -72,9 +72,12 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("import: --seller-domains: %w", err)
 	}
-	rows, key, err := parseImport(content, path, *format, *mapping, *tenant, ndjsonTenant, *currency, *encoding, sellerDomains, dealsOptions{pipelines: *pipelines, timezone: *timezone})
+	in, key, err := openImport(path, *format, *mapping, *tenant, ndjsonTenant, *currency, *encoding, sellerDomains, dealsOptions{pipelines: *pipelines, timezone: *timezone})
 	if err != nil {
 		return fmt.Errorf("import: %s: %w", path, err)
+	}
+	if c, ok := in.(io.Closer); ok {
+		defer c.Close()
 	}
 
 	log := newLogger("warn")
@@ -87,7 +90,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("import: %w", err)
 	}
 	defer drain()
-	sum, err := importer.Run(ctx, rows, key, pub, importer.Options{
+	sum, err := importer.Run(ctx, in, key, pub, importer.Options{
 		Checkpoint: importer.CheckpointPath(*data, key), Strict: *strict, BatchSize: *batch, Progress: stderr,
 	})
 	printImportSummary(stdout, path, sum)
@@ -97,12 +100,14 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// parseImport reads content in the format asked for and returns its rows
-// and the key of its checkpoint.
-// ndjsonTenant is the tenant NDJSON events must have; empty for any.
-// sellers are the seller's e-mail domains of calls-json; deals the
-// options of hubspot-deals and pipedrive-deals.
-func parseImport(content []byte, path, format, mapping, tenant, ndjsonTenant, currency, encoding string, sellers []string, deals dealsOptions) (importer.Rows, string, error) {
+// openImport opens the file at path in the format asked for and returns
+// its rows and the key of its checkpoint. A history CSV (salesforce-history,
+// or csv with a mapping of shape history) is read deal by deal from the
+// file (importer.HistoryFile), which must be closed; any other file is
+// parsed in memory. ndjsonTenant is the tenant NDJSON events must have;
+// empty for any. sellers are the seller's e-mail domains of calls-json;
+// deals the options of hubspot-deals and pipedrive-deals.
+func openImport(path, format, mapping, tenant, ndjsonTenant, currency, encoding string, sellers []string, deals dealsOptions) (importer.Input, string, error) {
 	if format == "auto" {
 		switch ext := strings.ToLower(filepath.Ext(path)); {
 		case mapping != "":
@@ -119,22 +124,14 @@ func parseImport(content []byte, path, format, mapping, tenant, ndjsonTenant, cu
 	if deals.pipelines != "" && format != "hubspot-deals" {
 		return nil, "", fmt.Errorf("--pipelines is for --format hubspot-deals, not %s", format)
 	}
+	var (
+		history importer.History
+		parts   = []string{format, tenant, currency, encoding}
+	)
 	switch format {
-	case "ndjson":
-		return importer.ParseNDJSON(content, ndjsonTenant), importer.Key(content, format, ndjsonTenant), nil
 	case "salesforce-history":
-		h := importer.SalesforceHistory(tenant, currency)
-		h.Encoding = encoding
-		rows, err := h.Parse(content)
-		return rows, importer.Key(content, format, tenant, currency, encoding), err
-	case "salesforce-field-history", "salesforce-opportunity", "salesforce-contact-roles":
-		p := map[string]importer.Parser{
-			"salesforce-field-history": importer.SalesforceFieldHistory(tenant, currency, encoding),
-			"salesforce-opportunity":   importer.SalesforceOpportunity(tenant, currency, encoding),
-			"salesforce-contact-roles": importer.SalesforceContactRoles(tenant, encoding),
-		}[format]
-		rows, err := p.Parse(content)
-		return rows, importer.Key(content, format, tenant, currency, encoding), err
+		history = importer.SalesforceHistory(tenant, currency)
+		history.Encoding = encoding
 	case "csv":
 		if mapping == "" {
 			return nil, "", errors.New("--format csv needs --mapping FILE.yaml")
@@ -147,8 +144,45 @@ func parseImport(content []byte, path, format, mapping, tenant, ndjsonTenant, cu
 		if err != nil {
 			return nil, "", fmt.Errorf("%s: %w", mapping, err)
 		}
+		h, ok := p.(importer.History)
+		if !ok {
+			content, err := os.ReadFile(path)
+			if err != nil {
+				return nil, "", err
+			}
+			rows, err := p.Parse(content)
+			return rows, importer.Key(content, append(parts, string(m))...), err
+		}
+		history, parts = h, append(parts, string(m))
+	default:
+		content, err := os.ReadFile(path)
+		if err != nil {
+			return nil, "", err
+		}
+		rows, key, err := parseImport(content, format, tenant, ndjsonTenant, currency, encoding, sellers, deals)
+		return rows, key, err
+	}
+	f, err := history.Open(path)
+	if err != nil {
+		return nil, "", err
+	}
+	return f, importer.DigestKey(f.Digest(), parts...), nil
+}
+
+// parseImport parses content, a file in format but a history CSV, and
+// returns its rows and the key of its checkpoint.
+func parseImport(content []byte, format, tenant, ndjsonTenant, currency, encoding string, sellers []string, deals dealsOptions) (importer.Rows, string, error) {
+	switch format {
+	case "ndjson":
+		return importer.ParseNDJSON(content, ndjsonTenant), importer.Key(content, format, ndjsonTenant), nil
+	case "salesforce-field-history", "salesforce-opportunity", "salesforce-contact-roles":
+		p := map[string]importer.Parser{
+			"salesforce-field-history": importer.SalesforceFieldHistory(tenant, currency, encoding),
+			"salesforce-opportunity":   importer.SalesforceOpportunity(tenant, currency, encoding),
+			"salesforce-contact-roles": importer.SalesforceContactRoles(tenant, encoding),
+		}[format]
 		rows, err := p.Parse(content)
-		return rows, importer.Key(content, format, tenant, currency, encoding, string(m)), err
+		return rows, importer.Key(content, format, tenant, currency, encoding), err
 	case "gong-json":
 		rows, err := gongRows(content, tenant)
 		return rows, importer.Key(content, format, tenant), err

@@ -109,6 +109,67 @@ func TestImportMappedDeals(t *testing.T) {
 	}
 }
 
+// TestImportMappedHistory imports a "one row per change" CSV through a
+// mapping file: a semicolon-separated Windows-1252 export without row ids,
+// read from its file deal by deal, with one row refused. Imported again
+// it publishes nothing new.
+func TestImportMappedHistory(t *testing.T) {
+	ctx := t.Context()
+	url, js := embeddedBus(t, 4)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "history.csv")
+	mapping := filepath.Join(dir, "history.yaml")
+	const history = "Deal;Changed;Stage;Value;Owner\n" +
+		"D-1;2024-01-03 09:15;Lead;1000;Ren\xe9e\n" + // Renée in Windows-1252
+		"D-2;2024-01-05 09:00;Lead;;carol\n" +
+		"D-1;2024-01-10 10:00;Demo;1200;Ren\xe9e\n" +
+		"D-2;yesterday;Demo;;carol\n"
+	const yaml = "shape: history\nsource: mycrm\ndelimiter: \";\"\ncolumns:\n  opportunity_id: Deal\n  occurred_at: Changed\n" +
+		"  stage: Stage\n  amount: Value\n  owner: Owner\n"
+	if err := os.WriteFile(file, []byte(history), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mapping, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--nats", url, "--data", filepath.Join(dir, "data"), "--tenant", "acme", "--currency", "EUR", "--mapping", mapping, file}
+	for i := range 2 {
+		var stdout, stderr bytes.Buffer
+		if err := runImport(ctx, args, &stdout, &stderr); err != nil {
+			t.Fatalf("%v\n%s", err, stderr.String())
+		}
+		want := file + ": 4 rows read, 4 events published, 1 rows refused\n" +
+			"  line 5: Changed: \"yesterday\" is not a time (want ISO 8601, e.g. 2024-03-27T14:30:12.000Z or 2024-03-27)\n"
+		if stdout.String() != want {
+			t.Errorf("import %d: summary %q, want %q", i+1, stdout.String(), want)
+		}
+		s, err := js.Stream(ctx, bus.EventsStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := s.CachedInfo().State.Msgs; n != 4 {
+			t.Errorf("after import %d: %d messages in %s, want 4", i+1, n, bus.EventsStream)
+		}
+	}
+	s, err := js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners := 0
+	for seq := uint64(1); seq <= 4; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(m.Data), `"owner_id":"Renée"`) {
+			owners++
+		}
+	}
+	if owners != 1 {
+		t.Errorf("%d events with owner Renée, want 1 (D-1 created)", owners)
+	}
+}
+
 // TestImportNDJSON imports canonical events of any tenant, unless --tenant
 // names one: then the others' are refused.
 func TestImportNDJSON(t *testing.T) {

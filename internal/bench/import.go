@@ -13,7 +13,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -72,7 +74,10 @@ type ImportResult struct {
 	// ran in this one).
 	Cost     Cost
 	Importer float64
-	Heap     heapStats
+	// ImporterRSS is the peak resident memory of the importer's process
+	// in bytes (0 when it ran in this one).
+	ImporterRSS int64
+	Heap        heapStats
 }
 
 // Import imports an OpportunityHistory export as commitflow import does
@@ -158,7 +163,10 @@ func Import(ctx context.Context, cfg ImportConfig) (ImportResult, error) {
 		}
 		return err
 	}
-	var importerCPU time.Duration
+	var (
+		importerCPU time.Duration
+		importerRSS int64
+	)
 	if len(cfg.Importer) > 0 {
 		path := filepath.Join(dir, "history.csv")
 		if err := os.WriteFile(path, data, 0o644); err != nil {
@@ -172,7 +180,12 @@ func Import(ctx context.Context, cfg ImportConfig) (ImportResult, error) {
 			cmd := exec.CommandContext(ctx, cfg.Importer[0], args...)
 			var out bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, progress
-			err := cmd.Run()
+			if err := cmd.Start(); err != nil {
+				return err
+			}
+			peak := watchRSS(cmd.Process.Pid)
+			err := cmd.Wait()
+			importerRSS = peak()
 			if cmd.ProcessState != nil {
 				importerCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 			}
@@ -202,6 +215,7 @@ func Import(ctx context.Context, cfg ImportConfig) (ImportResult, error) {
 	res.Heap = heap()
 	if len(cfg.Importer) > 0 {
 		res.Importer = float64(importerCPU.Microseconds()) / float64(res.Rows)
+		res.ImporterRSS = importerRSS
 	}
 	return res, nil
 }
@@ -258,17 +272,58 @@ func (r ImportResult) Write(w io.Writer) error {
 	if r.Importer >= 0 {
 		inProcess, apart = "", ", the importer "+formatCost(r.Importer)
 	}
+	rss := ""
+	if r.ImporterRSS > 0 {
+		rss = fmt.Sprintf("; the importer's peak RSS %d MiB", r.ImporterRSS>>20)
+	}
 	_, err := fmt.Fprintf(w, `%d rows (%d events), parsed in %s
 published after %s (%.0f rows/s)
 stored after %s (%.0f rows/s)
 derived after %s: %.0f rows/s, %.0f events/s end to end
 CPU µs a row: commitflow %s (NATS, ingest and derive%s), ClickHouse %s%s
-Go heap: peak live %d MiB, %d collections, collector CPU %s
+Go heap: peak live %d MiB, %d collections, collector CPU %s%s
 `, r.Rows, r.Events, r.Parsed.Round(time.Millisecond),
 		r.Published.Round(time.Millisecond), rate(r.Published),
 		r.Stored.Round(time.Millisecond), rate(r.Stored),
 		r.Derived.Round(time.Millisecond), rate(r.Derived), float64(r.Events)/r.Derived.Seconds(),
 		formatCost(r.Cost.Self), inProcess, formatCost(r.Cost.ClickHouse), apart,
-		r.Heap.PeakLive>>20, r.Heap.GCs, r.Heap.GCCPU.Round(time.Second))
+		r.Heap.PeakLive>>20, r.Heap.GCs, r.Heap.GCCPU.Round(time.Second), rss)
 	return err
+}
+
+// watchRSS reads the peak resident memory of process pid (VmHWM in
+// /proc) every 100 ms until the function it returns is called, which
+// returns the last read, in bytes; 0 where /proc has none. (The child's
+// rusage would not do: Linux carries the parent's peak over to a child
+// it forks and execs.)
+func watchRSS(pid int) func() int64 {
+	var peak atomic.Int64
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if b, err := os.ReadFile(path); err == nil {
+				for line := range strings.Lines(string(b)) {
+					if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+						kib, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+						peak.Store(max(peak.Load(), kib<<10))
+					}
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		<-stopped
+		return peak.Load()
+	}
 }

@@ -25,20 +25,22 @@ func benchRows() int {
 // BenchmarkImportHistory imports a generated OpportunityHistory export
 // into an embedded JetStream, checkpointing as the import command does:
 // the import's own part of the end-to-end figure, without ClickHouse.
-// parse+publish times it from the file's bytes; publish parses outside the
-// timer, leaving the events' encoding, their publishing and the
-// checkpoints. Each iteration imports the file as another tenant, so that
-// no message is a duplicate of an earlier iteration's.
+// file reads the export from its file deal by deal (HistoryFile, as the
+// import command does), timing both of its passes; parse+publish parses
+// it in memory within the timer; publish parses outside the timer,
+// leaving the events' encoding, their publishing and the checkpoints.
+// Each iteration imports the file as another tenant, so that no message
+// is a duplicate of an earlier iteration's.
 func BenchmarkImportHistory(b *testing.B) {
 	for _, bc := range []struct {
-		name  string
-		parse bool // parse within the timer
-	}{{"parse+publish", true}, {"publish", false}} {
-		b.Run(bc.name, func(b *testing.B) { benchImport(b, bc.parse) })
+		name string
+		mode string
+	}{{"file", "file"}, {"parse+publish", "parse"}, {"publish", ""}} {
+		b.Run(bc.name, func(b *testing.B) { benchImport(b, bc.mode) })
 	}
 }
 
-func benchImport(b *testing.B, timeParse bool) {
+func benchImport(b *testing.B, mode string) {
 	ctx := context.Background()
 	_, js := bustest.Start(b, bus.Options{})
 	parts, err := bus.Partitions(ctx, js)
@@ -49,21 +51,38 @@ func benchImport(b *testing.B, timeParse bool) {
 	n := benchRows()
 	data := gen.SalesforceHistory(n)
 	dir := b.TempDir()
+	path := filepath.Join(dir, "history.csv")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		b.Fatal(err)
+	}
 	events := 0
 	b.SetBytes(int64(len(data)))
 	b.ResetTimer()
 	for i := range b.N {
 		tenant := fmt.Sprintf("t%d", i)
-		if !timeParse {
+		h := SalesforceHistory(tenant, "USD")
+		var in Input
+		switch mode {
+		case "file":
+			hf, err := h.Open(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer hf.Close()
+			in = hf
+		case "parse":
+			if in, err = h.Parse(data); err != nil {
+				b.Fatal(err)
+			}
+		default:
 			b.StopTimer()
+			if in, err = h.Parse(data); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
 		}
-		rows, err := SalesforceHistory(tenant, "USD").Parse(data)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
 		key := Key(data, "salesforce-history", tenant)
-		sum, err := Run(ctx, rows, key, pub, Options{Checkpoint: CheckpointPath(dir, key)})
+		sum, err := Run(ctx, in, key, pub, Options{Checkpoint: CheckpointPath(dir, key)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -77,17 +96,41 @@ func benchImport(b *testing.B, timeParse bool) {
 	}
 }
 
-// BenchmarkImportParse parses a generated OpportunityHistory export into
-// rows and events: the import's work before publishing.
+// BenchmarkImportParse makes the rows and events of a generated
+// OpportunityHistory export: the import's work before publishing. memory
+// parses the export in memory (History.Parse), file reads it from its file
+// deal by deal (HistoryFile: Open and Each).
 func BenchmarkImportParse(b *testing.B) {
 	n := benchRows()
 	data := gen.SalesforceHistory(n)
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := SalesforceHistory("acme", "USD").Parse(data); err != nil {
-			b.Fatal(err)
-		}
+	path := filepath.Join(b.TempDir(), "history.csv")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		b.Fatal(err)
 	}
-	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+	h := SalesforceHistory("acme", "USD")
+	for _, bc := range []struct {
+		name  string
+		parse func() error
+	}{
+		{"memory", func() error { _, err := h.Parse(data); return err }},
+		{"file", func() error {
+			hf, err := h.Open(path)
+			if err != nil {
+				return err
+			}
+			defer hf.Close()
+			return hf.Each(func(Row) error { return nil })
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := bc.parse(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
 }

@@ -335,6 +335,16 @@ func (h History) snapshot(rec []string, col map[string]int) (snapshot, error) {
 // opportunity's rows in time order (file order among equal times: snaps
 // are in file order).
 func (h History) events(rows Rows, snaps []snapshot) {
+	var arena eventArena
+	h.diff(snaps, func(s *snapshot, evs []event.Event) { rows[s.row].Events = arena.copy(evs) })
+}
+
+// diff calls fn with each of snaps, rows of one or more opportunities in
+// file order, and the events it becomes: each opportunity's rows in time
+// order (file order among equal times), the first opportunity.created and
+// each later one its changes from the row before (which it inherits the
+// unknown fields of). evs is only valid until fn returns.
+func (h History) diff(snaps []snapshot, fn func(s *snapshot, evs []event.Event)) {
 	order := make([]int32, len(snaps))
 	for i := range order {
 		order[i] = int32(i)
@@ -352,7 +362,6 @@ func (h History) events(rows Rows, snaps []snapshot) {
 	var (
 		prev    *snapshot
 		scratch []event.Event
-		arena   eventArena
 	)
 	for _, i := range order {
 		s := &snaps[i]
@@ -362,7 +371,7 @@ func (h History) events(rows Rows, snaps []snapshot) {
 			scratch = h.changes(prev, s, scratch[:0])
 			s.inherit(prev)
 		}
-		rows[s.row].Events = arena.copy(scratch)
+		fn(s, scratch)
 		prev = s
 	}
 }
@@ -540,22 +549,35 @@ func parseTime(v, layout string) (time.Time, error) {
 // is "utf-8", "windows-1252" (also "cp1252"), or "" / "auto": UTF-8 when
 // data is valid UTF-8, Windows-1252 otherwise.
 func Decode(data []byte, encoding string) (string, error) {
-	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
-	switch strings.ToLower(encoding) {
-	case "", "auto":
-		if utf8.Valid(data) {
-			return string(data), nil
-		}
-		return decode1252(data), nil
-	case "utf-8", "utf8":
-		if !utf8.Valid(data) {
-			return "", errors.New("encoding: the file is not valid UTF-8 (try --encoding windows-1252)")
-		}
-		return string(data), nil
-	case "windows-1252", "cp1252":
+	data = bytes.TrimPrefix(data, bom)
+	cp, err := is1252(encoding, utf8.Valid(data))
+	if err != nil {
+		return "", err
+	}
+	if cp {
 		return decode1252(data), nil
 	}
-	return "", fmt.Errorf("encoding: %q is not utf-8, windows-1252 or auto", encoding)
+	return string(data), nil
+}
+
+// bom is UTF-8's byte-order mark.
+var bom = []byte("\xef\xbb\xbf")
+
+// is1252 says whether text in encoding (see Decode) is read as
+// Windows-1252, valid whether it is valid UTF-8.
+func is1252(encoding string, valid bool) (bool, error) {
+	switch strings.ToLower(encoding) {
+	case "", "auto":
+		return !valid, nil
+	case "utf-8", "utf8":
+		if !valid {
+			return false, errors.New("encoding: the file is not valid UTF-8 (try --encoding windows-1252)")
+		}
+		return false, nil
+	case "windows-1252", "cp1252":
+		return true, nil
+	}
+	return false, fmt.Errorf("encoding: %q is not utf-8, windows-1252 or auto", encoding)
 }
 
 // cp1252 are the characters of bytes 0x80..0x9F in Windows-1252; the

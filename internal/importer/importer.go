@@ -35,9 +35,46 @@ type Row struct {
 	Err error
 }
 
-// Rows is a parsed file: its rows in the order they are published, the
-// same order for the same file content and options.
+// Rows is a parsed file: its rows in file order. As an Input it is
+// published deal by deal (byDeal).
 type Rows []Row
+
+// Input is the rows of a file to import.
+type Input interface {
+	// Len is the number of rows.
+	Len() int
+	// Refused returns the refused rows, in file order.
+	Refused() []Row
+	// Each calls fn with every row in the order they are published, the
+	// same order for the same file content and options, stopping at the
+	// first error fn returns, which it returns. fn must not keep the
+	// row's Events after it returns.
+	Each(fn func(Row) error) error
+}
+
+// Len is the number of rows.
+func (rows Rows) Len() int { return len(rows) }
+
+// Refused returns the refused rows.
+func (rows Rows) Refused() []Row {
+	var out []Row
+	for _, r := range rows {
+		if r.Err != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Each calls fn with every row deal by deal (byDeal).
+func (rows Rows) Each(fn func(Row) error) error {
+	for _, r := range byDeal(rows) {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // Publisher publishes a batch of events and returns once all are stored
 // in the stream; bus.Publisher is one.
@@ -91,8 +128,11 @@ type checkpoint struct {
 	Order string `json:"order"`
 }
 
-// byDealOrder names the publishing order of byDeal in checkpoints.
-const byDealOrder = "deal"
+// byDealOrder names the publishing order of Input.Each in checkpoints:
+// a checkpoint written by an import that published in another order is
+// not resumed from. "deal" was byDeal for every file, and is for Rows;
+// a HistoryFile places the rows that change nothing among their deal's.
+const byDealOrder = "deal.2"
 
 // byDeal returns rows with each deal's rows together: deals in the order
 // of their first row, each deal's rows in file order. A row whose events
@@ -150,8 +190,13 @@ func byDeal(rows Rows) Rows {
 // and of everything that decides the events made of it (format, tenant,
 // mapping, ...).
 func Key(content []byte, parts ...string) string {
+	return DigestKey(sha256.Sum256(content), parts...)
+}
+
+// DigestKey is Key of the content whose SHA-256 digest is digest.
+func DigestKey(digest [sha256.Size]byte, parts ...string) string {
 	h := sha256.New()
-	h.Write(content)
+	h.Write(digest[:])
 	for _, p := range parts {
 		h.Write([]byte{0})
 		h.Write([]byte(p))
@@ -165,9 +210,10 @@ func CheckpointPath(dir, key string) string {
 	return filepath.Join(dir, "import", key[:32]+".json")
 }
 
-// Run publishes rows through pub deal by deal (byDeal), batch by batch,
-// skipping the rows a checkpoint for key says are already published. Up to o.InFlight batches
-// are published at once; the checkpoint advances past a batch once it and
+// Run publishes the rows of in through pub in the order in.Each gives
+// them (deal by deal), batch by batch, skipping the rows a checkpoint for
+// key says are already published. Up to o.InFlight batches are published
+// at once; the checkpoint advances past a batch once it and
 // every batch before it are acknowledged, and Summary.Events counts the
 // events of those batches only. A refused row is recorded in the summary
 // and skipped; with Strict, the import publishes nothing and fails naming
@@ -175,7 +221,7 @@ func CheckpointPath(dir, key string) string {
 // error the checkpoint stays, so running again resumes after the last
 // batch acknowledged with all before it; events of later batches that
 // reached the stream are published again then, with the same ids.
-func Run(ctx context.Context, rows Rows, key string, pub Publisher, o Options) (Summary, error) {
+func Run(ctx context.Context, in Input, key string, pub Publisher, o Options) (Summary, error) {
 	if o.BatchSize <= 0 {
 		o.BatchSize = 5000
 	}
@@ -185,62 +231,59 @@ func Run(ctx context.Context, rows Rows, key string, pub Publisher, o Options) (
 	if o.ProgressEvery <= 0 {
 		o.ProgressEvery = 2 * time.Second
 	}
-	sum := Summary{Rows: len(rows)}
+	n := in.Len()
+	sum := Summary{Rows: n}
 	if o.Strict {
-		var first *Row
-		for i, r := range rows {
-			if r.Err != nil {
+		if refused := in.Refused(); len(refused) > 0 {
+			for _, r := range refused {
 				sum.Refused = append(sum.Refused, Refusal{r.Line, r.Err.Error()})
-				if first == nil {
-					first = &rows[i]
-				}
 			}
-		}
-		if first != nil {
-			return sum, fmt.Errorf("import: line %d refused: %w (--strict: %d of %d rows refused, nothing published)", first.Line, first.Err, len(sum.Refused), len(rows))
+			first := refused[0]
+			return sum, fmt.Errorf("import: line %d refused: %w (--strict: %d of %d rows refused, nothing published)", first.Line, first.Err, len(refused), n)
 		}
 	}
-	rows = byDeal(rows)
-	start, err := readCheckpoint(o.Checkpoint, key, len(rows))
+	start, err := readCheckpoint(o.Checkpoint, key, n)
 	if err != nil {
 		return sum, err
 	}
 	sum.Resumed = start
-	for _, r := range rows[:start] {
-		if r.Err != nil {
-			sum.Refused = append(sum.Refused, Refusal{r.Line, r.Err.Error()})
-		}
-	}
 	b := batcher{pub: pub, o: o, key: key, sum: &sum,
-		p: progress{w: o.Progress, every: o.ProgressEvery, start: time.Now(), total: len(rows) - start, from: start}}
+		p: progress{w: o.Progress, every: o.ProgressEvery, start: time.Now(), total: n - start, from: start}}
 	b.p.last = b.p.start
 	b.ctx, b.cancel = context.WithCancel(ctx)
 	defer b.cancel()
-	fail := func(err error) (Summary, error) {
+	i, line := 0, 0 // rows gone through, the last one's line
+	err = in.Each(func(r Row) error {
+		i++
+		if r.Err != nil {
+			sum.Refused = append(sum.Refused, Refusal{r.Line, r.Err.Error()})
+		}
+		if i <= start || r.Err != nil {
+			line = r.Line
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("import: stopped before line %d: %w", r.Line, err)
+		}
+		line = r.Line
+		b.events = append(b.events, r.Events...)
+		if len(b.events) >= o.BatchSize {
+			return b.send(i, r.Line)
+		}
+		return nil
+	})
+	if err == nil && i != n {
+		err = fmt.Errorf("import: read %d rows of %d", i, n)
+	}
+	if err == nil {
+		err = b.finish(n, line)
+	}
+	if err != nil {
 		b.cancel()
 		b.drain()
 		return sum, err
 	}
-	for i := start; i < len(rows); i++ {
-		r := rows[i]
-		if r.Err != nil {
-			sum.Refused = append(sum.Refused, Refusal{r.Line, r.Err.Error()})
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return fail(fmt.Errorf("import: stopped before line %d: %w", r.Line, err))
-		}
-		b.events = append(b.events, r.Events...)
-		if len(b.events) >= o.BatchSize {
-			if err := b.send(i+1, r.Line); err != nil {
-				return fail(err)
-			}
-		}
-	}
-	if err := b.finish(len(rows), prevLine(rows, len(rows))); err != nil {
-		return fail(err)
-	}
-	b.p.report(len(rows), sum.Events, true)
+	b.p.report(n, sum.Events, true)
 	if o.Checkpoint != "" {
 		if err := os.Remove(o.Checkpoint); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return sum, fmt.Errorf("import: remove checkpoint: %w", err)
@@ -344,14 +387,6 @@ func (b *batcher) drain() {
 	for len(b.flying) > 0 {
 		_ = b.land() // the import's error is the first failure's
 	}
-}
-
-// prevLine is the line of the row before rows[i], 0 if none.
-func prevLine(rows Rows, i int) int {
-	if i == 0 {
-		return 0
-	}
-	return rows[i-1].Line
 }
 
 // readCheckpoint returns how many of n rows the checkpoint at path says
