@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -102,9 +104,9 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // openImport opens the file at path in the format asked for and returns
 // its rows and the key of its checkpoint. A history CSV (salesforce-history,
-// or csv with a mapping of shape history) is read deal by deal from the
-// file (importer.HistoryFile), which must be closed; any other file is
-// parsed in memory. ndjsonTenant is the tenant NDJSON events must have;
+// salesforce-field-history, or csv with a mapping of shape history) is
+// read deal by deal from the file (importer.File), which must be closed;
+// any other file is parsed in memory. ndjsonTenant is the tenant NDJSON events must have;
 // empty for any. sellers are the seller's e-mail domains of calls-json;
 // deals the options of hubspot-deals and pipedrive-deals.
 func openImport(path, format, mapping, tenant, ndjsonTenant, currency, encoding string, sellers []string, deals dealsOptions) (importer.Input, string, error) {
@@ -125,13 +127,16 @@ func openImport(path, format, mapping, tenant, ndjsonTenant, currency, encoding 
 		return nil, "", fmt.Errorf("--pipelines is for --format hubspot-deals, not %s", format)
 	}
 	var (
-		history importer.History
-		parts   = []string{format, tenant, currency, encoding}
+		open  func(path string) (*importer.File, error)
+		parts = []string{format, tenant, currency, encoding}
 	)
 	switch format {
 	case "salesforce-history":
-		history = importer.SalesforceHistory(tenant, currency)
-		history.Encoding = encoding
+		h := importer.SalesforceHistory(tenant, currency)
+		h.Encoding = encoding
+		open = h.Open
+	case "salesforce-field-history":
+		open = importer.SalesforceFieldHistory(tenant, currency, encoding).Open
 	case "csv":
 		if mapping == "" {
 			return nil, "", errors.New("--format csv needs --mapping FILE.yaml")
@@ -153,7 +158,7 @@ func openImport(path, format, mapping, tenant, ndjsonTenant, currency, encoding 
 			rows, err := p.Parse(content)
 			return rows, importer.Key(content, append(parts, string(m))...), err
 		}
-		history, parts = h, append(parts, string(m))
+		open, parts = h.Open, append(parts, string(m))
 	default:
 		content, err := os.ReadFile(path)
 		if err != nil {
@@ -162,7 +167,7 @@ func openImport(path, format, mapping, tenant, ndjsonTenant, currency, encoding 
 		rows, key, err := parseImport(content, format, tenant, ndjsonTenant, currency, encoding, sellers, deals)
 		return rows, key, err
 	}
-	f, err := history.Open(path)
+	f, err := open(path)
 	if err != nil {
 		return nil, "", err
 	}
@@ -175,9 +180,8 @@ func parseImport(content []byte, format, tenant, ndjsonTenant, currency, encodin
 	switch format {
 	case "ndjson":
 		return importer.ParseNDJSON(content, ndjsonTenant), importer.Key(content, format, ndjsonTenant), nil
-	case "salesforce-field-history", "salesforce-opportunity", "salesforce-contact-roles":
+	case "salesforce-opportunity", "salesforce-contact-roles":
 		p := map[string]importer.Parser{
-			"salesforce-field-history": importer.SalesforceFieldHistory(tenant, currency, encoding),
 			"salesforce-opportunity":   importer.SalesforceOpportunity(tenant, currency, encoding),
 			"salesforce-contact-roles": importer.SalesforceContactRoles(tenant, encoding),
 		}[format]
@@ -272,14 +276,17 @@ func mappedRow(line int, res webhook.Result, err error) importer.Row {
 	return r
 }
 
-// printImportSummary writes what an import did, and every refused row.
+// printImportSummary writes what an import did, and every refused row by
+// line.
 func printImportSummary(w io.Writer, path string, s importer.Summary) {
 	fmt.Fprintf(w, "%s: %d rows read, %d events published", path, s.Rows, s.Events)
 	if s.Resumed > 0 {
 		fmt.Fprintf(w, " (resumed after %d rows published before)", s.Resumed)
 	}
 	fmt.Fprintf(w, ", %d rows refused\n", len(s.Refused))
-	for _, r := range s.Refused {
+	refused := slices.Clone(s.Refused)
+	slices.SortStableFunc(refused, func(a, b importer.Refusal) int { return cmp.Compare(a.Line, b.Line) })
+	for _, r := range refused {
 		fmt.Fprintf(w, "  line %s: %s\n", strconv.Itoa(r.Line), r.Reason)
 	}
 }

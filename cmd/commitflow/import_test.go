@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/commitflow/commitflow/internal/bus"
+	"github.com/commitflow/commitflow/internal/importer"
 )
 
 // sfHistoryFile is a small Salesforce OpportunityHistory export in the
@@ -167,6 +169,52 @@ func TestImportMappedHistory(t *testing.T) {
 	}
 	if owners != 1 {
 		t.Errorf("%d events with owner Renée, want 1 (D-1 created)", owners)
+	}
+}
+
+// TestImportFieldHistory imports an OpportunityFieldHistory export, read
+// from its file deal by deal, twice: the summary and the stream hold what
+// parsing it in memory makes of it.
+func TestImportFieldHistory(t *testing.T) {
+	ctx := t.Context()
+	url, js := embeddedBus(t, 4)
+	dir := t.TempDir()
+	file := filepath.Join("..", "..", "internal", "importer", "testdata", "salesforce", "OpportunityFieldHistory-bad.csv")
+	content, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := importer.SalesforceFieldHistory("acme", "USD", "").Parse(content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, refused := 0, ""
+	for _, r := range rows {
+		events += len(r.Events)
+		if r.Err != nil {
+			refused += fmt.Sprintf("  line %d: %v\n", r.Line, r.Err)
+		}
+	}
+	if refused == "" || events == 0 {
+		t.Fatalf("the fixture has %d events and no refused row", events)
+	}
+	args := []string{"--nats", url, "--data", filepath.Join(dir, "data"), "--format", "salesforce-field-history", "--tenant", "acme", "--currency", "USD", file}
+	for i := range 2 {
+		var stdout, stderr bytes.Buffer
+		if err := runImport(ctx, args, &stdout, &stderr); err != nil {
+			t.Fatalf("%v\n%s", err, stderr.String())
+		}
+		want := fmt.Sprintf("%s: %d rows read, %d events published, %d rows refused\n%s", file, len(rows), events, strings.Count(refused, "\n"), refused)
+		if stdout.String() != want {
+			t.Errorf("import %d: summary\n%s\nwant\n%s", i+1, stdout.String(), want)
+		}
+		s, err := js.Stream(ctx, bus.EventsStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := s.CachedInfo().State.Msgs; n != uint64(events) {
+			t.Errorf("after import %d: %d messages in %s, want %d", i+1, n, bus.EventsStream, events)
+		}
 	}
 }
 

@@ -44,7 +44,7 @@ type Input interface {
 	// Len is the number of rows.
 	Len() int
 	// Refused returns the refused rows, in file order.
-	Refused() []Row
+	Refused() ([]Row, error)
 	// Each calls fn with every row in the order they are published, the
 	// same order for the same file content and options, stopping at the
 	// first error fn returns, which it returns. fn must not keep the
@@ -56,14 +56,14 @@ type Input interface {
 func (rows Rows) Len() int { return len(rows) }
 
 // Refused returns the refused rows.
-func (rows Rows) Refused() []Row {
+func (rows Rows) Refused() ([]Row, error) {
 	var out []Row
 	for _, r := range rows {
 		if r.Err != nil {
 			out = append(out, r)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // Each calls fn with every row deal by deal (byDeal).
@@ -93,7 +93,7 @@ type Summary struct {
 	Rows    int       // rows in the file
 	Resumed int       // rows skipped because a checkpoint had them published
 	Events  int       // events published by this run
-	Refused []Refusal // rows refused, in file order of publishing
+	Refused []Refusal // rows refused, in publishing order
 }
 
 // Options configure Run.
@@ -131,7 +131,7 @@ type checkpoint struct {
 // byDealOrder names the publishing order of Input.Each in checkpoints:
 // a checkpoint written by an import that published in another order is
 // not resumed from. "deal" was byDeal for every file, and is for Rows;
-// a HistoryFile places the rows that change nothing among their deal's.
+// a File places the rows that change nothing among their deal's.
 const byDealOrder = "deal.2"
 
 // byDeal returns rows with each deal's rows together: deals in the order
@@ -234,7 +234,11 @@ func Run(ctx context.Context, in Input, key string, pub Publisher, o Options) (S
 	n := in.Len()
 	sum := Summary{Rows: n}
 	if o.Strict {
-		if refused := in.Refused(); len(refused) > 0 {
+		refused, err := in.Refused()
+		if err != nil {
+			return sum, fmt.Errorf("import: %w", err)
+		}
+		if len(refused) > 0 {
 			for _, r := range refused {
 				sum.Refused = append(sum.Refused, Refusal{r.Line, r.Err.Error()})
 			}

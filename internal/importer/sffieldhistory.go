@@ -92,14 +92,14 @@ func (h FieldHistory) Parse(data []byte) (Rows, error) {
 
 // ParseCounted is Parse that also counts the rows skipped.
 func (h FieldHistory) ParseCounted(data []byte) (Rows, Skipped, error) {
-	if h.Currency != "" && !event.ValidCurrency(h.Currency) {
-		return nil, nil, fmt.Errorf("currency %q is not an ISO 4217 currency code (want three letters, e.g. USD)", h.Currency)
+	if err := h.checkCurrency(); err != nil {
+		return nil, nil, err
 	}
 	header, rows, recs, err := readCSV(data, h.Encoding, 0)
 	if err != nil {
 		return nil, nil, err
 	}
-	col, err := sfColumns(header, []string{"Id", "OpportunityId", "CreatedDate", "Field", "OldValue", "NewValue"}, "DataType", "IsDeleted")
+	col, err := fieldHistoryColumns(header)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -138,6 +138,21 @@ func (h FieldHistory) ParseCounted(data []byte) (Rows, Skipped, error) {
 		start = end
 	}
 	return rows, skipped, nil
+}
+
+// checkCurrency refuses a default currency that is not a code, for the
+// whole file.
+func (h FieldHistory) checkCurrency() error {
+	if h.Currency != "" && !event.ValidCurrency(h.Currency) {
+		return fmt.Errorf("currency %q is not an ISO 4217 currency code (want three letters, e.g. USD)", h.Currency)
+	}
+	return nil
+}
+
+// fieldHistoryColumns finds the columns of an OpportunityFieldHistory
+// export's header.
+func fieldHistoryColumns(header []string) (map[string]int, error) {
+	return sfColumns(header, []string{"Id", "OpportunityId", "CreatedDate", "Field", "OldValue", "NewValue"}, "DataType", "IsDeleted")
 }
 
 // change reads one record's cells.

@@ -6,11 +6,13 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,21 +23,30 @@ import (
 	"github.com/commitflow/commitflow/internal/gen"
 )
 
-// published is what an import publishes of in: every row in publishing
-// order but the valid rows that change nothing (which a HistoryFile
-// places among their deal's rows and byDeal where they are), each with
-// a copy of its events.
-func published(t *testing.T, in Input) []Row {
+// publishedByDeal returns the rows an import publishes of in, deal by deal: each
+// deal's rows with events, in publishing order, with a copy of their
+// events; and the refused rows, by line. It checks that Each gives Len
+// rows, the refused ones Refused gives, and each deal's rows together.
+func publishedByDeal(t *testing.T, in Input) (deals map[string][]Row, refused []string) {
 	t.Helper()
-	var out []Row
-	n := 0
+	deals = map[string][]Row{}
+	n, last := 0, ""
 	err := in.Each(func(r Row) error {
 		n++
-		if r.Err == nil && len(r.Events) == 0 {
+		if r.Err != nil {
+			refused = append(refused, fmt.Sprintf("line %d: %v", r.Line, r.Err))
 			return nil
 		}
+		if len(r.Events) == 0 {
+			return nil
+		}
+		d := r.Events[0].OpportunityID
+		if _, ok := deals[d]; ok && d != last {
+			t.Fatalf("line %d: deal %s again after other rows", r.Line, d)
+		}
+		last = d
 		r.Events = append([]event.Event(nil), r.Events...)
-		out = append(out, r)
+		deals[d] = append(deals[d], r)
 		return nil
 	})
 	if err != nil {
@@ -44,16 +55,24 @@ func published(t *testing.T, in Input) []Row {
 	if n != in.Len() {
 		t.Fatalf("Each gave %d rows, Len says %d", n, in.Len())
 	}
-	return out
+	rs, err := in.Refused()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(refused)
+	if got := errorsOf(rs); !slices.Equal(slices.Sorted(slices.Values(got)), refused) {
+		t.Fatalf("Refused:\n%v\nEach refused:\n%v", got, refused)
+	}
+	return deals, refused
 }
 
-// sameAsParse checks that a HistoryFile of data imports what h.Parse
-// makes of it: the same error for the file, or the same rows, refusals
-// and events in the same order.
-func sameAsParse(t *testing.T, h History, data []byte) {
+// sameAsParse checks that a File of data (read by read) imports what
+// parse makes of it: the same error for the file, or the same rows,
+// refusals and events.
+func sameAsParse(t *testing.T, parse func([]byte) (Rows, error), read func(io.ReaderAt, int64) (*File, error), data []byte) {
 	t.Helper()
-	want, werr := h.Parse(data)
-	hf, err := h.Read(bytes.NewReader(data), int64(len(data)))
+	want, werr := parse(data)
+	df, err := read(bytes.NewReader(data), int64(len(data)))
 	if werr != nil || err != nil {
 		// csv's columns count bytes: of the file's here, of the decoded
 		// text's in Parse.
@@ -61,28 +80,28 @@ func sameAsParse(t *testing.T, h History, data []byte) {
 			werr, err = errors.New(csvColumn.ReplaceAllString(werr.Error(), "column N")), errors.New(csvColumn.ReplaceAllString(err.Error(), "column N"))
 		}
 		if werr == nil || err == nil || werr.Error() != err.Error() {
-			t.Fatalf("Open: %v; Parse: %v", err, werr)
+			t.Fatalf("File: %v; Parse: %v", err, werr)
 		}
 		return
 	}
-	defer hf.Close()
-	if hf.Digest() != sha256.Sum256(data) {
+	defer df.Close()
+	if df.Digest() != sha256.Sum256(data) {
 		t.Error("digest is not the content's")
 	}
-	if hf.Len() != len(want) {
-		t.Fatalf("%d rows, Parse has %d", hf.Len(), len(want))
+	if df.Len() != len(want) {
+		t.Fatalf("%d rows, Parse has %d", df.Len(), len(want))
 	}
-	if got, want := errorsOf(hf.Refused()), errorsOf(want.Refused()); !reflect.DeepEqual(got, want) {
-		t.Fatalf("refused:\n%v\nParse refused:\n%v", got, want)
+	got, gotRefused := publishedByDeal(t, df)
+	wantDeals, wantRefused := publishedByDeal(t, want)
+	if !slices.Equal(gotRefused, wantRefused) {
+		t.Fatalf("refused:\n%v\nParse refused:\n%v", gotRefused, wantRefused)
 	}
-	got, wantRows := published(t, hf), published(t, want)
-	if len(got) != len(wantRows) {
-		t.Fatalf("%d rows published, Parse's %d", len(got), len(wantRows))
+	if len(got) != len(wantDeals) {
+		t.Fatalf("%d deals with events, Parse's %d", len(got), len(wantDeals))
 	}
-	for i := range got {
-		g, w := got[i], wantRows[i]
-		if g.Line != w.Line || errString(g.Err) != errString(w.Err) || !reflect.DeepEqual(g.Events, w.Events) {
-			t.Fatalf("row %d published:\n%d %v %+v\nParse's:\n%d %v %+v", i, g.Line, g.Err, g.Events, w.Line, w.Err, w.Events)
+	for d, rows := range wantDeals {
+		if !reflect.DeepEqual(got[d], rows) {
+			t.Fatalf("deal %s:\n%+v\nParse's:\n%+v", d, got[d], rows)
 		}
 	}
 }
@@ -97,14 +116,7 @@ func errorsOf(rows []Row) []string {
 	return out
 }
 
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}
-
-// TestHistoryFile checks HistoryFile against Parse on the exports of the
+// TestHistoryFile checks File against Parse on the exports of the
 // fixtures and on what a file can hold that a reader of it by offsets
 // could get wrong: a byte-order mark, Windows-1252 (with non-breaking
 // spaces, which trim in the decoded text only), fields over several
@@ -148,7 +160,7 @@ func TestHistoryFile(t *testing.T) {
 		{"no column", sf, []byte("Id,Foo\nx,y\n")},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { sameAsParse(t, tc.h, tc.data) })
+		t.Run(tc.name, func(t *testing.T) { sameAsParse(t, tc.h.Parse, tc.h.Read, tc.data) })
 	}
 }
 
@@ -157,14 +169,15 @@ func withComma(h History, c rune) History {
 	return h
 }
 
-// TestHistoryFileGenerated checks HistoryFile against Parse on a
+// TestHistoryFileGenerated checks File against Parse on a
 // generated export with every row of a deal apart (in date order) and
 // rows repeated.
 func TestHistoryFileGenerated(t *testing.T) {
 	data := gen.SalesforceHistory(5000)
 	lines := strings.SplitAfter(string(data), "\n")
 	data = append(data, lines[10]+lines[4000]+lines[1]...) // repeated ids
-	sameAsParse(t, SalesforceHistory("acme", "USD"), data)
+	h := SalesforceHistory("acme", "USD")
+	sameAsParse(t, h.Parse, h.Read, data)
 }
 
 func FuzzHistoryFile(f *testing.F) {
@@ -172,14 +185,60 @@ func FuzzHistoryFile(f *testing.F) {
 	f.Add([]byte(sfHistoryBad))
 	f.Add([]byte(sfHistoryEUR + "\"x\",\"\xff\""))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		sameAsParse(t, SalesforceHistory("acme", "USD"), data)
+		h := SalesforceHistory("acme", "USD")
+		sameAsParse(t, h.Parse, h.Read, data)
 	})
 }
 
-// TestHistoryFileMemory checks what a HistoryFile of a 100k-row export
+// TestFieldHistoryFile checks File against Parse on the
+// OpportunityFieldHistory fixtures: refusals that only the rows before
+// say (a value that is not what its field holds), owner rows by ids and
+// by names, currencies changing, Windows-1252; and on them all in one
+// file, each deal's rows far apart, with ids repeated.
+func TestFieldHistoryFile(t *testing.T) {
+	h := SalesforceFieldHistory("acme", "USD", "")
+	names := []string{"OpportunityFieldHistory.csv", "OpportunityFieldHistory-windows1252.csv", "OpportunityFieldHistory-bad.csv"}
+	var all []string
+	for _, name := range names {
+		data := readFixture(t, name)
+		t.Run(name, func(t *testing.T) { sameAsParse(t, h.Parse, h.Read, data) })
+		if d, err := Decode(data, ""); err == nil {
+			lines := strings.SplitAfter(strings.TrimRight(d, "\r\n")+"\n", "\n")
+			if all == nil {
+				all = append(all, lines[0])
+			}
+			all = append(all, lines[1:]...)
+		}
+	}
+	// Interleave: every other row to the end, then the first rows again.
+	rows := all[1:]
+	var mixed []string
+	for i := 0; i < len(rows); i += 2 {
+		mixed = append(mixed, rows[i])
+	}
+	for i := 1; i < len(rows); i += 2 {
+		mixed = append(mixed, rows[i])
+	}
+	mixed = append(mixed, rows[:3]...)
+	t.Run("interleaved", func(t *testing.T) {
+		sameAsParse(t, h.Parse, h.Read, []byte(all[0]+strings.Join(mixed, "")))
+	})
+}
+
+func FuzzFieldHistoryFile(f *testing.F) {
+	for _, name := range []string{"OpportunityFieldHistory.csv", "OpportunityFieldHistory-windows1252.csv", "OpportunityFieldHistory-bad.csv"} {
+		f.Add(readFixture(f, name))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h := SalesforceFieldHistory("acme", "USD", "")
+		sameAsParse(t, h.Parse, h.Read, data)
+	})
+}
+
+// TestFileMemory checks what a File of a 100k-row export
 // keeps in memory: a few tens of bytes a row, where the parsed rows take
 // hundreds.
-func TestHistoryFileMemory(t *testing.T) {
+func TestFileMemory(t *testing.T) {
 	const n = 100_000
 	data := gen.SalesforceHistory(n)
 	path := filepath.Join(t.TempDir(), "history.csv")
@@ -206,16 +265,16 @@ func TestHistoryFileMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	parsed := live() - before
-	t.Logf("%d rows: a HistoryFile keeps %d bytes a row, the parsed rows %d", n, kept/n, parsed/n)
+	t.Logf("%d rows: a File keeps %d bytes a row, the parsed rows %d", n, kept/n, parsed/n)
 	if kept > 40*n {
-		t.Errorf("a HistoryFile keeps %d bytes a row, want at most 40", kept/n)
+		t.Errorf("a File keeps %d bytes a row, want at most 40", kept/n)
 	}
 	runtime.KeepAlive(rows)
 }
 
-// TestHistoryFileChanged changes the file between Open and Each: Each
+// TestFileChanged changes the file between Open and Each: Each
 // fails naming the row, rather than publishing other events.
-func TestHistoryFileChanged(t *testing.T) {
+func TestFileChanged(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "history.csv")
 	if err := os.WriteFile(path, []byte(sfHistory), 0o644); err != nil {
 		t.Fatal(err)
@@ -229,7 +288,7 @@ func TestHistoryFileChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = hf.Each(func(Row) error { return nil })
-	if err == nil || !strings.Contains(err.Error(), "line 2: read again") {
+	if err == nil || !strings.HasPrefix(err.Error(), "line 2: ") || !strings.Contains(err.Error(), "read again") {
 		t.Fatalf("Each of a changed file: %v, want an error naming line 2", err)
 	}
 }
@@ -252,10 +311,10 @@ func (p *failAfter) PublishBatch(_ context.Context, evs []event.Event) error {
 	return nil
 }
 
-// TestHistoryFileResumes interrupts the import of a HistoryFile and runs
+// TestFileResumes interrupts the import of a File and runs
 // it again from its checkpoint, reopening the file: together the two
 // runs publish every event Parse makes of the file.
-func TestHistoryFileResumes(t *testing.T) {
+func TestFileResumes(t *testing.T) {
 	data := gen.SalesforceHistory(3000)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "history.csv")
@@ -326,7 +385,7 @@ func TestScanUTF8(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			hf := &HistoryFile{f: f, size: int64(len(tc.data))}
+			hf := &File{f: f, size: int64(len(tc.data))}
 			valid, _, err := hf.scan()
 			if err != nil || valid != tc.valid {
 				t.Fatalf("valid %v (%v), want %v", valid, err, tc.valid)
