@@ -104,9 +104,10 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // openImport opens the file at path in the format asked for and returns
 // its rows and the key of its checkpoint. A history CSV (salesforce-history,
-// salesforce-field-history, or csv with a mapping of shape history) is
-// read deal by deal from the file (importer.File), which must be closed;
-// any other file is parsed in memory. ndjsonTenant is the tenant NDJSON events must have;
+// salesforce-field-history, or csv with a mapping of shape history) or
+// NDJSON is read deal by deal from the file (importer.File,
+// importer.NDJSONFile), which must be closed; any other file is parsed in
+// memory. ndjsonTenant is the tenant NDJSON events must have;
 // empty for any. sellers are the seller's e-mail domains of calls-json;
 // deals the options of hubspot-deals and pipedrive-deals.
 func openImport(path, format, mapping, tenant, ndjsonTenant, currency, encoding string, sellers []string, deals dealsOptions) (importer.Input, string, error) {
@@ -137,6 +138,12 @@ func openImport(path, format, mapping, tenant, ndjsonTenant, currency, encoding 
 		open = h.Open
 	case "salesforce-field-history":
 		open = importer.SalesforceFieldHistory(tenant, currency, encoding).Open
+	case "ndjson":
+		f, err := importer.OpenNDJSON(path, ndjsonTenant)
+		if err != nil {
+			return nil, "", err
+		}
+		return f, importer.DigestKey(f.Digest(), format, ndjsonTenant), nil
 	case "csv":
 		if mapping == "" {
 			return nil, "", errors.New("--format csv needs --mapping FILE.yaml")
@@ -178,8 +185,6 @@ func openImport(path, format, mapping, tenant, ndjsonTenant, currency, encoding 
 // returns its rows and the key of its checkpoint.
 func parseImport(content []byte, format, tenant, ndjsonTenant, currency, encoding string, sellers []string, deals dealsOptions) (importer.Rows, string, error) {
 	switch format {
-	case "ndjson":
-		return importer.ParseNDJSON(content, ndjsonTenant), importer.Key(content, format, ndjsonTenant), nil
 	case "salesforce-opportunity", "salesforce-contact-roles":
 		p := map[string]importer.Parser{
 			"salesforce-opportunity":   importer.SalesforceOpportunity(tenant, currency, encoding),

@@ -40,7 +40,10 @@ func publishedByDeal(t *testing.T, in Input) (deals map[string][]Row, refused []
 		if len(r.Events) == 0 {
 			return nil
 		}
-		d := r.Events[0].OpportunityID
+		d := r.Events[0].Tenant + "/" + r.Events[0].OpportunityID
+		if r.Events[0].OpportunityID == "" {
+			d = fmt.Sprintf("line %d", r.Line) // of no deal: alone
+		}
 		if _, ok := deals[d]; ok && d != last {
 			t.Fatalf("line %d: deal %s again after other rows", r.Line, d)
 		}
