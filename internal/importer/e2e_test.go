@@ -140,25 +140,41 @@ func countEvents(rows Rows) (events int) {
 }
 
 // TestImportKilledAndTwice imports a generated 20,000-row OpportunityHistory
-// export into NATS with the ingest worker storing into ClickHouse: killed
-// halfway and restarted, the import resumes from its checkpoint and
-// publishes no event twice; imported again in full, it adds nothing: the
-// stream and the store each hold exactly one copy of every event.
+// export into NATS with the ingest worker storing into ClickHouse, read
+// from its file as the import command reads it (File, opened again for
+// each run): killed halfway and restarted, the import resumes from its
+// checkpoint and publishes no event twice; imported again in full, it adds
+// nothing: the stream and the store each hold exactly one copy of every
+// event the file's rows make (Parse, in memory).
 func TestImportKilledAndTwice(t *testing.T) {
 	ctx := t.Context()
 	p := startPipeline(t)
 	data := gen.SalesforceHistory(20000)
-	rows, err := SalesforceHistory("acme", "USD").Parse(data)
+	h := SalesforceHistory("acme", "USD")
+	rows, err := h.Parse(data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := countEvents(rows)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "OpportunityHistory.csv")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	key := Key(data, "salesforce-history", "acme")
-	cp := filepath.Join(t.TempDir(), "import", "cp.json")
+	cp := filepath.Join(dir, "import", "cp.json")
 	o := Options{Checkpoint: cp, BatchSize: 1000}
+	run := func(ctx context.Context, pub Publisher) (Summary, error) {
+		f, err := h.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		return Run(ctx, f, key, pub, o)
+	}
 
 	killed, cancel := context.WithCancel(ctx)
-	first, err := Run(killed, rows, key, &cancelAfter{pub: p.pub, batches: 12, cancel: cancel}, o)
+	first, err := run(killed, &cancelAfter{pub: p.pub, batches: 12, cancel: cancel})
 	cancel()
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("killed import: err = %v, want context.Canceled", err)
@@ -166,7 +182,7 @@ func TestImportKilledAndTwice(t *testing.T) {
 	if _, err := os.Stat(cp); err != nil {
 		t.Fatalf("no checkpoint after the killed import: %v", err)
 	}
-	second, err := Run(ctx, rows, key, p.pub, o)
+	second, err := run(ctx, p.pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +195,7 @@ func TestImportKilledAndTwice(t *testing.T) {
 	}
 	p.waitStored(t, "acme", uint64(want), time.Minute)
 
-	again, err := Run(ctx, rows, key, p.pub, o)
+	again, err := run(ctx, p.pub)
 	if err != nil {
 		t.Fatal(err)
 	}
