@@ -33,11 +33,8 @@ import (
 // refused for what the rows before them say, which stay among their
 // deal's rows.
 type File struct {
-	f      io.ReaderAt
-	size   int64
-	closer io.Closer // the file Open opened
+	source
 	format format
-	digest [sha256.Size]byte
 	cp     bool  // the text is Windows-1252
 	base   int64 // where the header starts (after a byte-order mark)
 	cells  int   // the header's
@@ -76,30 +73,50 @@ type format interface {
 	late() bool
 }
 
-// open opens the file at path as a File of f.
-func open(path string, f format) (*File, error) {
+// source is the file an import reads deal by deal.
+type source struct {
+	f      io.ReaderAt
+	size   int64
+	closer io.Closer // the file opened by its path
+	digest [sha256.Size]byte
+}
+
+// openSource opens the file at path and gives it to read, closing it if
+// read fails.
+func openSource[T any](path string, read func(source) (T, error)) (T, error) {
+	var zero T
 	file, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	fi, err := file.Stat()
 	if err != nil {
 		file.Close()
-		return nil, err
+		return zero, err
 	}
-	df, err := read(file, fi.Size(), f)
+	v, err := read(source{f: file, size: fi.Size(), closer: file})
 	if err != nil {
 		file.Close()
-		return nil, err
+		return zero, err
 	}
-	df.closer = file
-	return df, nil
+	return v, nil
 }
 
-// read checks and indexes the CSV of size bytes that r reads as a File of
-// f.
-func read(r io.ReaderAt, size int64, f format) (*File, error) {
-	df := &File{f: r, size: size, format: f, refused: map[int32]error{}}
+// Close closes the file opened by its path.
+func (s *source) Close() error {
+	if s.closer == nil {
+		return nil
+	}
+	return s.closer.Close()
+}
+
+// Digest is the SHA-256 digest of the file's content (see DigestKey).
+func (s *source) Digest() [sha256.Size]byte { return s.digest }
+
+// readFile checks and indexes the CSV of src as a File of f.
+func readFile(src source, f format) (*File, error) {
+	df := &File{source: src, format: f, refused: map[int32]error{}}
+	r, size := src.f, src.size
 	valid, hasBOM, err := df.scan()
 	if err != nil {
 		return nil, err
@@ -127,17 +144,6 @@ func read(r io.ReaderAt, size int64, f format) (*File, error) {
 	}
 	return df, nil
 }
-
-// Close closes the file that Open opened.
-func (df *File) Close() error {
-	if df.closer == nil {
-		return nil
-	}
-	return df.closer.Close()
-}
-
-// Digest is the SHA-256 digest of the file's content (see DigestKey).
-func (df *File) Digest() [sha256.Size]byte { return df.digest }
 
 // Len is the number of rows.
 func (df *File) Len() int {
@@ -480,7 +486,7 @@ func (h History) Open(path string) (*File, error) {
 	if err := h.checkCurrency(); err != nil {
 		return nil, err
 	}
-	return open(path, &historyFormat{h: h})
+	return openSource(path, func(src source) (*File, error) { return readFile(src, &historyFormat{h: h}) })
 }
 
 // Read is Open of the history CSV of size bytes that r reads.
@@ -488,7 +494,7 @@ func (h History) Read(r io.ReaderAt, size int64) (*File, error) {
 	if err := h.checkCurrency(); err != nil {
 		return nil, err
 	}
-	return read(r, size, &historyFormat{h: h})
+	return readFile(source{f: r, size: size}, &historyFormat{h: h})
 }
 
 func (f *historyFormat) comma() rune                     { return f.h.Comma }
@@ -546,7 +552,7 @@ func (h FieldHistory) Open(path string) (*File, error) {
 	if err := h.checkCurrency(); err != nil {
 		return nil, err
 	}
-	return open(path, &fieldHistoryFormat{h: h})
+	return openSource(path, func(src source) (*File, error) { return readFile(src, &fieldHistoryFormat{h: h}) })
 }
 
 // Read is Open of the OpportunityFieldHistory CSV of size bytes that r
@@ -555,7 +561,7 @@ func (h FieldHistory) Read(r io.ReaderAt, size int64) (*File, error) {
 	if err := h.checkCurrency(); err != nil {
 		return nil, err
 	}
-	return read(r, size, &fieldHistoryFormat{h: h})
+	return readFile(source{f: r, size: size}, &fieldHistoryFormat{h: h})
 }
 
 func (f *fieldHistoryFormat) comma() rune                     { return 0 }

@@ -388,7 +388,7 @@ func TestScanUTF8(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			hf := &File{f: f, size: int64(len(tc.data))}
+			hf := &File{source: source{f: f, size: int64(len(tc.data))}}
 			valid, _, err := hf.scan()
 			if err != nil || valid != tc.valid {
 				t.Fatalf("valid %v (%v), want %v", valid, err, tc.valid)

@@ -2,6 +2,10 @@
 // publishes them to JetStream: canonical NDJSON, Salesforce
 // OpportunityHistory CSV and generic CSV with a column mapping.
 //
+// Exports of one row per change (History, FieldHistory) and NDJSON are
+// read from their file deal by deal (File, NDJSONFile), keeping a few
+// bytes a row in memory; the other formats are parsed whole into Rows.
+//
 // Every event's id comes from its row's identity in the file, so importing
 // a file again publishes the same message ids (de-duplicated by the stream
 // within its window and by the store after it). A checkpoint file records

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"strings"
 
@@ -22,10 +21,8 @@ import (
 // (~20 bytes a line and each deal's id); Each reads a deal's events again
 // when it publishes them. Its rows are ParseNDJSON's, in byDeal's order.
 type NDJSONFile struct {
-	f      io.ReaderAt
-	closer io.Closer
+	source
 	tenant string
-	digest [sha256.Size]byte
 
 	off     []int64 // each row's first byte
 	n       []int32 // each row's bytes
@@ -39,29 +36,18 @@ type NDJSONFile struct {
 // by deal; with tenant set, an event of another tenant is refused. The
 // NDJSONFile must be closed.
 func OpenNDJSON(path, tenant string) (*NDJSONFile, error) {
-	file, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := file.Stat()
-	if err != nil {
-		file.Close()
-		return nil, err
-	}
-	nf, err := ReadNDJSON(file, fi.Size(), tenant)
-	if err != nil {
-		file.Close()
-		return nil, err
-	}
-	nf.closer = file
-	return nf, nil
+	return openSource(path, func(src source) (*NDJSONFile, error) { return readNDJSON(src, tenant) })
 }
 
 // ReadNDJSON is OpenNDJSON of the size bytes that r reads.
 func ReadNDJSON(r io.ReaderAt, size int64, tenant string) (*NDJSONFile, error) {
-	nf := &NDJSONFile{f: r, tenant: tenant, refused: map[int32]error{}}
+	return readNDJSON(source{f: r, size: size}, tenant)
+}
+
+func readNDJSON(src source, tenant string) (*NDJSONFile, error) {
+	nf := &NDJSONFile{source: src, tenant: tenant, refused: map[int32]error{}}
 	d := sha256.New()
-	br := bufio.NewReaderSize(io.TeeReader(io.NewSectionReader(r, 0, size), d), int(min(1<<20, max(size, 16))))
+	br := bufio.NewReaderSize(io.TeeReader(io.NewSectionReader(src.f, 0, src.size), d), int(min(1<<20, max(src.size, 16))))
 	deals := map[string]int32{}
 	var (
 		off  int64
@@ -133,17 +119,6 @@ func (nf *NDJSONFile) parse(l []byte) (event.Event, error) {
 	}
 	return ev, err
 }
-
-// Close closes the file that OpenNDJSON opened.
-func (nf *NDJSONFile) Close() error {
-	if nf.closer == nil {
-		return nil
-	}
-	return nf.closer.Close()
-}
-
-// Digest is the SHA-256 digest of the file's content (see DigestKey).
-func (nf *NDJSONFile) Digest() [sha256.Size]byte { return nf.digest }
 
 // Len is the number of rows: the lines that are not blank.
 func (nf *NDJSONFile) Len() int { return len(nf.line) }
