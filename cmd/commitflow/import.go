@@ -103,11 +103,9 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // openImport opens the file at path in the format asked for and returns
-// its rows and the key of its checkpoint. A history CSV (salesforce-history,
-// salesforce-field-history, or csv with a mapping of shape history) or
-// NDJSON is read deal by deal from the file (importer.File,
-// importer.NDJSONFile), which must be closed; any other file is parsed in
-// memory. ndjsonTenant is the tenant NDJSON events must have;
+// its rows and the key of its checkpoint. A CSV or NDJSON file is read
+// deal by deal from the file (importer.File, importer.NDJSONFile), which
+// must be closed; JSON of calls is parsed in memory. ndjsonTenant is the tenant NDJSON events must have;
 // empty for any. sellers are the seller's e-mail domains of calls-json;
 // deals the options of hubspot-deals and pipedrive-deals.
 func openImport(path, format, mapping, tenant, ndjsonTenant, currency, encoding string, sellers []string, deals dealsOptions) (importer.Input, string, error) {
@@ -138,6 +136,15 @@ func openImport(path, format, mapping, tenant, ndjsonTenant, currency, encoding 
 		open = h.Open
 	case "salesforce-field-history":
 		open = importer.SalesforceFieldHistory(tenant, currency, encoding).Open
+	case "salesforce-opportunity":
+		open = importer.SalesforceOpportunity(tenant, currency, encoding).Open
+	case "salesforce-contact-roles":
+		open = importer.SalesforceContactRoles(tenant, encoding).Open
+	case "hubspot-deals", "pipedrive-deals":
+		var err error
+		if open, parts, err = dealsExport(format, tenant, currency, deals); err != nil {
+			return nil, "", err
+		}
 	case "ndjson":
 		f, err := importer.OpenNDJSON(path, ndjsonTenant)
 		if err != nil {
@@ -156,22 +163,13 @@ func openImport(path, format, mapping, tenant, ndjsonTenant, currency, encoding 
 		if err != nil {
 			return nil, "", fmt.Errorf("%s: %w", mapping, err)
 		}
-		h, ok := p.(importer.History)
-		if !ok {
-			content, err := os.ReadFile(path)
-			if err != nil {
-				return nil, "", err
-			}
-			rows, err := p.Parse(content)
-			return rows, importer.Key(content, append(parts, string(m))...), err
-		}
-		open, parts = h.Open, append(parts, string(m))
+		open, parts = p.Open, append(parts, string(m))
 	default:
 		content, err := os.ReadFile(path)
 		if err != nil {
 			return nil, "", err
 		}
-		rows, key, err := parseImport(content, format, tenant, ndjsonTenant, currency, encoding, sellers, deals)
+		rows, key, err := parseImport(content, format, tenant, sellers)
 		return rows, key, err
 	}
 	f, err := open(path)
@@ -181,22 +179,13 @@ func openImport(path, format, mapping, tenant, ndjsonTenant, currency, encoding 
 	return f, importer.DigestKey(f.Digest(), parts...), nil
 }
 
-// parseImport parses content, a file in format but a history CSV, and
+// parseImport parses content, a file in format but a CSV or NDJSON, and
 // returns its rows and the key of its checkpoint.
-func parseImport(content []byte, format, tenant, ndjsonTenant, currency, encoding string, sellers []string, deals dealsOptions) (importer.Rows, string, error) {
+func parseImport(content []byte, format, tenant string, sellers []string) (importer.Rows, string, error) {
 	switch format {
-	case "salesforce-opportunity", "salesforce-contact-roles":
-		p := map[string]importer.Parser{
-			"salesforce-opportunity":   importer.SalesforceOpportunity(tenant, currency, encoding),
-			"salesforce-contact-roles": importer.SalesforceContactRoles(tenant, encoding),
-		}[format]
-		rows, err := p.Parse(content)
-		return rows, importer.Key(content, format, tenant, currency, encoding), err
 	case "gong-json":
 		rows, err := gongRows(content, tenant)
 		return rows, importer.Key(content, format, tenant), err
-	case "hubspot-deals", "pipedrive-deals":
-		return dealsExport(content, format, tenant, currency, deals)
 	case "calls-json":
 		rows, err := callRows(content, tenant, sellers)
 		return rows, importer.Key(content, format, tenant, strings.Join(sellers, ",")), err
@@ -207,29 +196,28 @@ func parseImport(content []byte, format, tenant, ndjsonTenant, currency, encodin
 // dealsOptions are the options of the CRMs' deals exports.
 type dealsOptions struct{ pipelines, timezone string }
 
-// dealsExport reads a HubSpot (with its pipelines file, if given) or
-// Pipedrive deals export, its times without an offset in o.timezone.
-func dealsExport(content []byte, format, tenant, currency string, o dealsOptions) (importer.Rows, string, error) {
+// dealsExport returns how to open a HubSpot (with its pipelines file, if
+// given) or Pipedrive deals export, its times without an offset in
+// o.timezone, and the parts of its checkpoint's key.
+func dealsExport(format, tenant, currency string, o dealsOptions) (func(string) (*importer.File, error), []string, error) {
 	loc, err := time.LoadLocation(o.timezone)
 	if err != nil {
-		return nil, "", fmt.Errorf("--timezone: %w", err)
+		return nil, nil, fmt.Errorf("--timezone: %w", err)
 	}
 	if format == "pipedrive-deals" {
-		rows, err := importer.PipedriveDeals{Tenant: tenant, Currency: currency, Location: loc}.Parse(content)
-		return rows, importer.Key(content, format, tenant, currency, loc.String()), err
+		return importer.PipedriveDeals{Tenant: tenant, Currency: currency, Location: loc}.Open, []string{format, tenant, currency, loc.String()}, nil
 	}
 	p := importer.HubSpotDeals{Tenant: tenant, Currency: currency, Location: loc}
 	var pl []byte
 	if o.pipelines != "" {
 		if pl, err = os.ReadFile(o.pipelines); err != nil {
-			return nil, "", err
+			return nil, nil, err
 		}
 		if p.Pipelines, err = importer.ParseHubSpotPipelines(pl); err != nil {
-			return nil, "", fmt.Errorf("%s: %w", o.pipelines, err)
+			return nil, nil, fmt.Errorf("%s: %w", o.pipelines, err)
 		}
 	}
-	rows, err := p.Parse(content)
-	return rows, importer.Key(content, format, tenant, currency, loc.String(), string(pl)), err
+	return p.Open, []string{format, tenant, currency, loc.String(), string(pl)}, nil
 }
 
 // gongRows maps the calls of Gong call data (webhook.GongCalls) to rows,

@@ -91,17 +91,29 @@ func (d Deals) Parse(data []byte) (Rows, error) {
 	if err := d.checkCurrency(); err != nil {
 		return nil, err
 	}
-	header, rows, recs, err := readCSV(data, d.Encoding, d.Comma)
-	if err != nil {
-		return nil, err
-	}
-	return d.parse(header, rows, recs, nil)
+	return d.records().parse(data)
 }
 
-// parse fills in rows with the events of recs, the valid records of a
-// deals file with header. more, if set, is given each deal's events and
-// returns them with what its format adds, or an error refusing the row.
-func (d Deals) parse(header []string, rows Rows, recs []record, more func(record, []event.Event) ([]event.Event, error)) (Rows, error) {
+// records is d as a format of one record a deal.
+func (d Deals) records() records {
+	return records{encoding: d.Encoding, comma: d.Comma, noun: "deal",
+		prepare: func(header []string) (recordFunc, string, error) {
+			fn, err := d.prepare(header)
+			if err != nil {
+				return nil, "", err
+			}
+			return func(rec record) ([]event.Event, error) { return fn(rec, nil) }, d.Columns.OpportunityID, nil
+		}}
+}
+
+// moreFunc is given the events of a deal's record and returns them with
+// what a vendor's format adds, or an error refusing the record.
+type moreFunc func(rec record, evs []event.Event) ([]event.Event, error)
+
+// prepare finds the columns of a deals file with header and returns the
+// function making the events of each record: those of row, with what
+// more (if not nil) adds, each valid.
+func (d Deals) prepare(header []string) (func(rec record, more moreFunc) ([]event.Event, error), error) {
 	h := d.History
 	h.Columns.OccurredAt, h.Columns.RowID = h.Columns.CreatedAt, ""
 	cols := []string{d.Pipeline, d.StageSince}
@@ -112,13 +124,13 @@ func (d Deals) parse(header []string, rows Rows, recs []record, more func(record
 	if err != nil {
 		return nil, err
 	}
-	row := func(rec record) ([]event.Event, error) { return d.row(h, rec, col) }
-	then := func(rec record, evs []event.Event) ([]event.Event, error) {
-		if more != nil {
-			var err error
-			if evs, err = more(rec, evs); err != nil {
-				return nil, err
-			}
+	return func(rec record, more moreFunc) ([]event.Event, error) {
+		evs, err := d.row(h, rec, col)
+		if err == nil && more != nil {
+			evs, err = more(rec, evs)
+		}
+		if err != nil {
+			return nil, err
 		}
 		for _, ev := range evs {
 			if err := ev.Validate(); err != nil {
@@ -126,35 +138,61 @@ func (d Deals) parse(header []string, rows Rows, recs []record, more func(record
 			}
 		}
 		return evs, nil
-	}
-	return dealRows(rows, recs, h.Columns.OpportunityID, "deal", row, then), nil
+	}, nil
 }
 
-// dealRows fills in rows with the events of recs, one deal a record: the
-// events row returns, the first of them the deal's creation. A record is
-// refused with row's error; as a repeat when its deal is that of an
-// earlier record not refused (`Id: "006A" repeats the opportunity at line
-// 3` for idColumn "Id" and noun "opportunity"); or with the error of then,
-// if set, which is given the events of a deal not seen before and returns
-// them as they are to be stored.
-func dealRows(rows Rows, recs []record, idColumn, noun string, row func(record) ([]event.Event, error), then func(record, []event.Event) ([]event.Event, error)) Rows {
-	seen := map[string]int{} // opportunity id -> line
+// recordFunc makes the events of one record of a file, or says why the
+// record is refused.
+type recordFunc func(rec record) ([]event.Event, error)
+
+// records is a CSV format whose records each become events of their own:
+// a deal's record (Deals, Opportunity, HubSpotDeals, PipedriveDeals) or a
+// contact role's (ContactRoles), each deal or row at most once a file.
+type records struct {
+	encoding string // see Decode
+	comma    rune   // 0 for ','
+	// prepare checks the header and returns the function of its records
+	// and the column of their ids. A record is refused as a repeat when
+	// its id is that of an earlier record not refused (`Id: "006A"
+	// repeats the opportunity at line 3` for the column "Id" and noun
+	// "opportunity"): its first event's id with byEvent, else its deal's.
+	prepare func(header []string) (fn recordFunc, idColumn string, err error)
+	noun    string
+	byEvent bool
+}
+
+// key is the id of a record of events evs that no later record may have.
+func (rs records) key(evs []event.Event) string {
+	if rs.byEvent {
+		return evs[0].ID
+	}
+	return evs[0].OpportunityID
+}
+
+// parse reads data whole: a Row for each record, in file order.
+func (rs records) parse(data []byte) (Rows, error) {
+	header, rows, recs, err := readCSV(data, rs.encoding, rs.comma)
+	if err != nil {
+		return nil, err
+	}
+	fn, idColumn, err := rs.prepare(header)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]int{} // id -> line
 	for _, rec := range recs {
-		evs, err := row(rec)
+		evs, err := fn(rec)
 		if err == nil {
-			err = repeated(seen, idColumn, noun, evs[0].OpportunityID)
-		}
-		if err == nil && then != nil {
-			evs, err = then(rec, evs)
+			err = repeated(seen, idColumn, rs.noun, rs.key(evs))
 		}
 		if err != nil {
 			rows[rec.row].Err = err
 			continue
 		}
-		seen[evs[0].OpportunityID] = rec.line
+		seen[rs.key(evs)] = rec.line
 		rows[rec.row].Events = evs
 	}
-	return rows
+	return rows, nil
 }
 
 // row returns the events of one deal; the first is its creation.

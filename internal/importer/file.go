@@ -19,11 +19,13 @@ import (
 	"github.com/commitflow/commitflow/internal/event"
 )
 
-// File is a CSV export of one row per change (History, FieldHistory) read
-// from its file deal by deal, for exports too large to hold parsed in
-// memory: Parse keeps ~650 bytes a row (a 1M-row Salesforce
-// OpportunityHistory export, 180 MB, held 650 MB of events and 1.5 GiB of
-// the process's memory), a File about 20 bytes a row and each deal's id.
+// File is a CSV export read from its file deal by deal, for exports too
+// large to hold parsed in memory: one row per change (History,
+// FieldHistory), per deal (Deals, Opportunity, HubSpotDeals,
+// PipedriveDeals) or per contact role (ContactRoles). Parse keeps ~650
+// bytes a row of a history (a 1M-row Salesforce OpportunityHistory
+// export, 180 MB, held 650 MB of events and 1.5 GiB of the process's
+// memory), a File about 20 bytes a row and each deal's id.
 //
 // Opening a File reads it twice: once for its digest and encoding, once
 // to check every row and note where it starts and which deal it is of.
@@ -599,4 +601,86 @@ func (f *fieldHistoryFormat) rows(recs []record) (Rows, error) {
 	}
 	f.h.opportunity(rows, f.cs, Skipped{})
 	return rows, nil
+}
+
+// recordsFormat is a format of one record a deal or a contact role
+// (records) as a File's format.
+type recordsFormat struct {
+	rs       records
+	fn       recordFunc
+	idColumn string
+}
+
+// openRecords opens the CSV at path as a File of rs.
+func openRecords(path string, rs records) (*File, error) {
+	return openSource(path, func(src source) (*File, error) { return readFile(src, &recordsFormat{rs: rs}) })
+}
+
+func (f *recordsFormat) comma() rune                     { return f.rs.comma }
+func (f *recordsFormat) encoding() string                { return f.rs.encoding }
+func (f *recordsFormat) parse(data []byte) (Rows, error) { return f.rs.parse(data) }
+func (f *recordsFormat) late() bool                      { return false }
+
+func (f *recordsFormat) header(cells []string) (err error) {
+	f.fn, f.idColumn, err = f.rs.prepare(cells)
+	return err
+}
+
+func (f *recordsFormat) check(cells []string) (deal, id string, err error) {
+	evs, err := f.fn(record{cells: cells})
+	if err != nil {
+		return "", "", err
+	}
+	return evs[0].OpportunityID, f.rs.key(evs), nil
+}
+
+func (f *recordsFormat) repeats(id string, first int) error {
+	return repeated(map[string]int{id: first}, f.idColumn, f.rs.noun, id)
+}
+
+func (f *recordsFormat) rows(recs []record) (Rows, error) {
+	rows := make(Rows, len(recs))
+	for i, rec := range recs {
+		evs, err := f.fn(rec)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", rec.line, err)
+		}
+		rows[i] = Row{Line: rec.line, Events: evs}
+	}
+	return rows, nil
+}
+
+// Open checks and indexes the deals CSV at path, to be read deal by deal
+// (see File). The File must be closed.
+func (d Deals) Open(path string) (*File, error) {
+	if err := d.checkCurrency(); err != nil {
+		return nil, err
+	}
+	return openRecords(path, d.records())
+}
+
+// Open checks and indexes the Opportunity CSV at path, to be read deal by
+// deal (see File). The File must be closed.
+func (o Opportunity) Open(path string) (*File, error) { return openRecords(path, o.records()) }
+
+// Open checks and indexes the OpportunityContactRole CSV at path, to be
+// read deal by deal (see File). The File must be closed.
+func (c ContactRoles) Open(path string) (*File, error) { return openRecords(path, c.records()) }
+
+// Open checks and indexes the deals export at path, to be read deal by
+// deal (see File). The File must be closed.
+func (p HubSpotDeals) Open(path string) (*File, error) {
+	if err := p.history().checkCurrency(); err != nil {
+		return nil, err
+	}
+	return openRecords(path, p.records())
+}
+
+// Open checks and indexes the deals export at path, to be read deal by
+// deal (see File). The File must be closed.
+func (p PipedriveDeals) Open(path string) (*File, error) {
+	if err := p.history().checkCurrency(); err != nil {
+		return nil, err
+	}
+	return openRecords(path, p.records())
 }

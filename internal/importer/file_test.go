@@ -399,3 +399,64 @@ func TestScanUTF8(t *testing.T) {
 		})
 	}
 }
+
+// readRecords is the Read of a File of rs, for sameAsParse.
+func readRecords(rs records) func(io.ReaderAt, int64) (*File, error) {
+	return func(r io.ReaderAt, size int64) (*File, error) {
+		return readFile(source{f: r, size: size}, &recordsFormat{rs: rs})
+	}
+}
+
+// TestRecordsFile checks File against Parse on the fixtures of the
+// formats of one row per deal or contact role, as they are and with their
+// rows reversed and then all repeated (every repeat refused).
+func TestRecordsFile(t *testing.T) {
+	pl, err := os.ReadFile("testdata/hubspot/pipelines.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipelines, err := ParseHubSpotPipelines(pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapped, err := ParseMapping([]byte(dealsMapping), "acme", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	type format struct {
+		parse func([]byte) (Rows, error)
+		rs    records
+	}
+	opp, roles := SalesforceOpportunity("acme", "USD", ""), SalesforceContactRoles("acme", "")
+	hs, hsp := HubSpotDeals{Tenant: "acme", Currency: "USD"}, HubSpotDeals{Tenant: "acme", Currency: "USD", Pipelines: pipelines}
+	pd, deals := PipedriveDeals{Tenant: "acme", Currency: "EUR"}, mapped.(Deals)
+	tests := []struct {
+		name string
+		f    format
+		data string
+	}{
+		{"salesforce opportunity", format{opp.Parse, opp.records()}, read("salesforce/Opportunity.csv")},
+		{"salesforce opportunity, windows-1252", format{opp.Parse, opp.records()}, read("salesforce/Opportunity-windows1252.csv")},
+		{"salesforce contact roles", format{roles.Parse, roles.records()}, read("salesforce/OpportunityContactRole.csv")},
+		{"hubspot", format{hs.Parse, hs.records()}, read("hubspot/deals.csv")},
+		{"hubspot with pipelines", format{hsp.Parse, hsp.records()}, read("hubspot/deals.csv")},
+		{"hubspot internal names", format{hsp.Parse, hsp.records()}, read("hubspot/deals-internal.csv")},
+		{"pipedrive", format{pd.Parse, pd.records()}, read("pipedrive/deals.csv")},
+		{"mapped deals", format{deals.Parse, deals.records()}, dealsExport},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { sameAsParse(t, tc.f.parse, readRecords(tc.f.rs), []byte(tc.data)) })
+		lines := strings.SplitAfter(strings.TrimRight(tc.data, "\r\n")+"\n", "\n")
+		header, rows := lines[0], lines[1:len(lines)-1]
+		slices.Reverse(rows)
+		again := header + strings.Join(rows, "") + strings.Join(rows, "")
+		t.Run(tc.name+", reversed and repeated", func(t *testing.T) { sameAsParse(t, tc.f.parse, readRecords(tc.f.rs), []byte(again)) })
+	}
+}

@@ -76,6 +76,7 @@ func FuzzMappedDeals(f *testing.F) {
 		if err == nil {
 			checkRows(t, rows, "acme")
 		}
+		sameAsParse(t, p.Parse, readRecords(p.(Deals).records()), data)
 	})
 }
 

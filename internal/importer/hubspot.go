@@ -238,74 +238,81 @@ type hsStage struct {
 // Parse reads a deals export; the error is for the file as a whole (no
 // header, a required column missing).
 func (p HubSpotDeals) Parse(data []byte) (Rows, error) {
-	h := History{Tenant: p.Tenant, Source: webhook.HubSpotSource, Currency: p.Currency}
-	if err := h.checkCurrency(); err != nil {
+	if err := p.history().checkCurrency(); err != nil {
 		return nil, err
 	}
-	header, rows, recs, err := readCSV(data, "", 0)
-	if err != nil {
-		return nil, err
-	}
-	f, err := p.header(header)
-	if err != nil {
-		return nil, err
-	}
-	header = append(trimHeader(header), pipelineColumn, closedColumn)
-	name := func(k string) string {
-		if i, ok := f.col[k]; ok {
-			return header[i]
-		}
-		return ""
-	}
-	h.Columns = Columns{OpportunityID: name("id"), CreatedAt: name("created"), Stage: name("stage"), Name: name("name"),
-		Amount: name("amount"), Currency: name("currency"), CloseDate: name("closeDate"), Owner: name("owner"), ClosedAt: closedColumn}
-	d := Deals{History: h, Pipeline: pipelineColumn}
-	for _, s := range f.stages {
-		sd := s.StageDate
-		if len(s.entered) > 0 {
-			sd.Column = header[s.entered[0]]
-		}
-		if len(s.exited) > 0 {
-			sd.Exited = header[s.exited[0]]
-		}
-		d.StageDates = append(d.StageDates, sd)
-	}
-	status := make([]string, len(rows)) // by row: the current stage's
-	valid := recs[:0]
-	for _, rec := range recs {
-		rec.cells = append(rec.cells, "", "")
-		st, err := p.fix(f, rec.cells)
+	return p.records().parse(data)
+}
+
+// history is the History of p's deals, without its columns.
+func (p HubSpotDeals) history() History {
+	return History{Tenant: p.Tenant, Source: webhook.HubSpotSource, Currency: p.Currency}
+}
+
+// records is p as a format of one record a deal.
+func (p HubSpotDeals) records() records {
+	return records{noun: "deal", prepare: func(header []string) (recordFunc, string, error) {
+		h := p.history()
+		f, err := p.header(header)
 		if err != nil {
-			rows[rec.row].Err = err
-			continue
+			return nil, "", err
 		}
-		status[rec.row] = st
-		valid = append(valid, rec)
-	}
-	reason := func(rec record, k string) string {
-		if i, ok := f.col[k]; ok {
-			return strings.TrimSpace(rec.cells[i])
-		}
-		return ""
-	}
-	return d.parse(header, rows, valid, func(rec record, evs []event.Event) ([]event.Event, error) {
-		// The reasons are the current stage's: its close is the last.
-		for i := len(evs) - 1; i >= 0; i-- {
-			switch pl := evs[i].Payload.(type) {
-			case *event.Won:
-				if status[rec.row] == "won" {
-					pl.Reason = reason(rec, "wonReason")
-				}
-				return evs, nil
-			case *event.Lost:
-				if status[rec.row] == "lost" {
-					pl.Reason = reason(rec, "lostReason")
-				}
-				return evs, nil
+		header = append(trimHeader(header), pipelineColumn, closedColumn)
+		name := func(k string) string {
+			if i, ok := f.col[k]; ok {
+				return header[i]
 			}
+			return ""
 		}
-		return evs, nil
-	})
+		h.Columns = Columns{OpportunityID: name("id"), CreatedAt: name("created"), Stage: name("stage"), Name: name("name"),
+			Amount: name("amount"), Currency: name("currency"), CloseDate: name("closeDate"), Owner: name("owner"), ClosedAt: closedColumn}
+		d := Deals{History: h, Pipeline: pipelineColumn}
+		for _, s := range f.stages {
+			sd := s.StageDate
+			if len(s.entered) > 0 {
+				sd.Column = header[s.entered[0]]
+			}
+			if len(s.exited) > 0 {
+				sd.Exited = header[s.exited[0]]
+			}
+			d.StageDates = append(d.StageDates, sd)
+		}
+		deal, err := d.prepare(header)
+		if err != nil {
+			return nil, "", err
+		}
+		reason := func(rec record, k string) string {
+			if i, ok := f.col[k]; ok {
+				return strings.TrimSpace(rec.cells[i])
+			}
+			return ""
+		}
+		return func(rec record) ([]event.Event, error) {
+			rec.cells = append(slices.Clip(rec.cells), "", "")
+			status, err := p.fix(f, rec.cells)
+			if err != nil {
+				return nil, err
+			}
+			return deal(rec, func(rec record, evs []event.Event) ([]event.Event, error) {
+				// The reasons are the current stage's: its close is the last.
+				for i := len(evs) - 1; i >= 0; i-- {
+					switch pl := evs[i].Payload.(type) {
+					case *event.Won:
+						if status == "won" {
+							pl.Reason = reason(rec, "wonReason")
+						}
+						return evs, nil
+					case *event.Lost:
+						if status == "lost" {
+							pl.Reason = reason(rec, "lostReason")
+						}
+						return evs, nil
+					}
+				}
+				return evs, nil
+			})
+		}, h.Columns.OpportunityID, nil
+	}}
 }
 
 // trimHeader returns the header's names as index finds them.

@@ -51,6 +51,7 @@ func FuzzHubSpotDeals(f *testing.F) {
 				checkRows(t, rows, "acme")
 				uniqueIDs(t, rows)
 			}
+			sameAsParse(t, p.Parse, readRecords(p.records()), data)
 		}
 	})
 }

@@ -2,9 +2,9 @@
 // publishes them to JetStream: canonical NDJSON, Salesforce
 // OpportunityHistory CSV and generic CSV with a column mapping.
 //
-// Exports of one row per change (History, FieldHistory) and NDJSON are
-// read from their file deal by deal (File, NDJSONFile), keeping a few
-// bytes a row in memory; the other formats are parsed whole into Rows.
+// Each CSV format and NDJSON is read from its file deal by deal (Open:
+// File, NDJSONFile), keeping a few bytes a row in memory, or parsed whole
+// into Rows (Parse): the same rows.
 //
 // Every event's id comes from its row's identity in the file, so importing
 // a file again publishes the same message ids (de-duplicated by the stream

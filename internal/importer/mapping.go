@@ -88,9 +88,11 @@ func (s *StageDates) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// Parser turns a file into rows: History and Deals are.
+// Parser turns a file into rows, parsed whole in memory (Parse) or read
+// deal by deal from the file at path (Open); History and Deals are.
 type Parser interface {
 	Parse(data []byte) (Rows, error)
+	Open(path string) (*File, error)
 }
 
 // ParseMapping reads a mapping file and returns the History or Deals it

@@ -2,6 +2,7 @@ package importer
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -91,60 +92,67 @@ var pipedriveColumns = func() map[string][]string {
 // Parse reads a deals export; the error is for the file as a whole (no
 // header, a required column missing).
 func (p PipedriveDeals) Parse(data []byte) (Rows, error) {
-	h := History{Tenant: p.Tenant, Source: webhook.PipedriveSource, Currency: p.Currency}
-	if err := h.checkCurrency(); err != nil {
+	if err := p.history().checkCurrency(); err != nil {
 		return nil, err
 	}
-	header, rows, recs, err := readCSV(data, "", 0)
-	if err != nil {
-		return nil, err
-	}
-	col := findColumns(header, pipedriveColumns)
-	for _, k := range []string{"id", "created", "stage", "status"} {
-		if _, ok := col[k]; !ok {
-			return nil, fmt.Errorf("header: no column %q (columns: %s)", pipedriveColumns[k][0], strings.Join(header, ", "))
-		}
-	}
-	header = append(trimHeader(header), closedColumn)
-	name := func(k string) string {
-		if i, ok := col[k]; ok {
-			return header[i]
-		}
-		return ""
-	}
-	h.Columns = Columns{OpportunityID: name("id"), CreatedAt: name("created"), Stage: name("stage"), Name: name("title"),
-		Amount: name("value"), Currency: name("currency"), CloseDate: name("expected"), Owner: name("owner"), ClosedAt: closedColumn}
-	d := Deals{History: h, Pipeline: name("pipeline"), StageSince: name("stageChange")}
-	status := make([]string, len(rows)) // by row
-	valid := recs[:0]
-	for _, rec := range recs {
-		rec.cells = append(rec.cells, "")
-		st, err := p.fix(col, header, rec.cells)
-		if err != nil {
-			rows[rec.row].Err = err
-			continue
-		}
-		status[rec.row] = st
-		valid = append(valid, rec)
-	}
-	return d.parse(header, rows, valid, func(rec record, evs []event.Event) ([]event.Event, error) {
-		at, err := time.Parse(time.RFC3339Nano, rec.cells[len(rec.cells)-1])
-		if err != nil {
-			return evs, nil // open
-		}
-		ev := event.Event{ID: evs[0].OpportunityID + ":status:" + status[rec.row], Tenant: h.Tenant, Source: h.Source,
-			OccurredAt: at, OpportunityID: evs[0].OpportunityID}
-		if status[rec.row] == "won" {
-			ev.Type, ev.Payload = event.ClosedWon, &event.Won{}
-		} else {
-			reason := ""
-			if i, ok := col["lostReason"]; ok {
-				reason = strings.TrimSpace(rec.cells[i])
+	return p.records().parse(data)
+}
+
+// history is the History of p's deals, without its columns.
+func (p PipedriveDeals) history() History {
+	return History{Tenant: p.Tenant, Source: webhook.PipedriveSource, Currency: p.Currency}
+}
+
+// records is p as a format of one record a deal.
+func (p PipedriveDeals) records() records {
+	return records{noun: "deal", prepare: func(header []string) (recordFunc, string, error) {
+		h := p.history()
+		col := findColumns(header, pipedriveColumns)
+		for _, k := range []string{"id", "created", "stage", "status"} {
+			if _, ok := col[k]; !ok {
+				return nil, "", fmt.Errorf("header: no column %q (columns: %s)", pipedriveColumns[k][0], strings.Join(header, ", "))
 			}
-			ev.Type, ev.Payload = event.ClosedLost, &event.Lost{Reason: reason}
 		}
-		return append(evs, ev), nil
-	})
+		header = append(trimHeader(header), closedColumn)
+		name := func(k string) string {
+			if i, ok := col[k]; ok {
+				return header[i]
+			}
+			return ""
+		}
+		h.Columns = Columns{OpportunityID: name("id"), CreatedAt: name("created"), Stage: name("stage"), Name: name("title"),
+			Amount: name("value"), Currency: name("currency"), CloseDate: name("expected"), Owner: name("owner"), ClosedAt: closedColumn}
+		d := Deals{History: h, Pipeline: name("pipeline"), StageSince: name("stageChange")}
+		deal, err := d.prepare(header)
+		if err != nil {
+			return nil, "", err
+		}
+		return func(rec record) ([]event.Event, error) {
+			rec.cells = append(slices.Clip(rec.cells), "")
+			status, err := p.fix(col, header, rec.cells)
+			if err != nil {
+				return nil, err
+			}
+			return deal(rec, func(rec record, evs []event.Event) ([]event.Event, error) {
+				at, err := time.Parse(time.RFC3339Nano, rec.cells[len(rec.cells)-1])
+				if err != nil {
+					return evs, nil // open
+				}
+				ev := event.Event{ID: evs[0].OpportunityID + ":status:" + status, Tenant: h.Tenant, Source: h.Source,
+					OccurredAt: at, OpportunityID: evs[0].OpportunityID}
+				if status == "won" {
+					ev.Type, ev.Payload = event.ClosedWon, &event.Won{}
+				} else {
+					reason := ""
+					if i, ok := col["lostReason"]; ok {
+						reason = strings.TrimSpace(rec.cells[i])
+					}
+					ev.Type, ev.Payload = event.ClosedLost, &event.Lost{Reason: reason}
+				}
+				return append(evs, ev), nil
+			})
+		}, h.Columns.OpportunityID, nil
+	}}
 }
 
 // fix rewrites a record's cells to what Deals reads: times in UTC, the

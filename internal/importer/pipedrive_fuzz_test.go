@@ -13,10 +13,12 @@ func FuzzPipedriveDeals(f *testing.F) {
 	f.Add(data)
 	f.Add([]byte("ID,Title,Value,Stage,Status,Add time,Won time,Last stage change\n1,x,1,Won,won,2024-01-01,2024-01-02 10:00,2024-01-03\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		rows, err := PipedriveDeals{Tenant: "acme", Currency: "EUR"}.Parse(data)
+		p := PipedriveDeals{Tenant: "acme", Currency: "EUR"}
+		rows, err := p.Parse(data)
 		if err == nil {
 			checkRows(t, rows, "acme")
 			uniqueIDs(t, rows)
 		}
+		sameAsParse(t, p.Parse, readRecords(p.records()), data)
 	})
 }

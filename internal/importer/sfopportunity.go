@@ -52,33 +52,33 @@ func SalesforceOpportunity(tenant, currency, encoding string) Opportunity {
 
 // Parse reads an Opportunity CSV; the error is for the file as a whole,
 // a bad row is a refused Row.
-func (o Opportunity) Parse(data []byte) (Rows, error) {
-	header, rows, recs, err := readCSV(data, o.Encoding, 0)
-	if err != nil {
-		return nil, err
-	}
-	col, err := sfColumns(header, []string{"Id", "StageName", "CreatedDate", "LastModifiedDate", "IsClosed", "IsWon"},
-		"Name", "AccountId", "Amount", "CurrencyIsoCode", "CloseDate", "Probability", "ForecastCategoryName",
-		"OwnerId", "LeadSource", "LastStageChangeDate", "IsDeleted")
-	if err != nil {
-		return nil, err
-	}
-	// The fields History reads, those the file has.
-	has := func(name string) string {
-		if _, ok := col[name]; ok {
-			return name
+func (o Opportunity) Parse(data []byte) (Rows, error) { return o.records().parse(data) }
+
+// records is o as a format of one record a deal.
+func (o Opportunity) records() records {
+	return records{encoding: o.Encoding, noun: "opportunity", prepare: func(header []string) (recordFunc, string, error) {
+		col, err := sfColumns(header, []string{"Id", "StageName", "CreatedDate", "LastModifiedDate", "IsClosed", "IsWon"},
+			"Name", "AccountId", "Amount", "CurrencyIsoCode", "CloseDate", "Probability", "ForecastCategoryName",
+			"OwnerId", "LeadSource", "LastStageChangeDate", "IsDeleted")
+		if err != nil {
+			return nil, "", err
 		}
-		return ""
-	}
-	h := History{Tenant: o.Tenant, Source: o.Source, Currency: o.Currency, ProbabilityPercent: true,
-		Columns: Columns{OpportunityID: "Id", OccurredAt: "CreatedDate", Stage: "StageName", Name: has("Name"),
-			Amount: has("Amount"), Currency: "CurrencyIsoCode", CloseDate: has("CloseDate"), Probability: has("Probability"),
-			ForecastCategory: has("ForecastCategoryName"), Owner: has("OwnerId"), Deleted: has("IsDeleted")}}
-	if err := h.checkCurrency(); err != nil {
-		return nil, err
-	}
-	row := func(rec record) ([]event.Event, error) { return o.row(h, rec, col) }
-	return dealRows(rows, recs, "Id", "opportunity", row, nil), nil
+		// The fields History reads, those the file has.
+		has := func(name string) string {
+			if _, ok := col[name]; ok {
+				return name
+			}
+			return ""
+		}
+		h := History{Tenant: o.Tenant, Source: o.Source, Currency: o.Currency, ProbabilityPercent: true,
+			Columns: Columns{OpportunityID: "Id", OccurredAt: "CreatedDate", Stage: "StageName", Name: has("Name"),
+				Amount: has("Amount"), Currency: "CurrencyIsoCode", CloseDate: has("CloseDate"), Probability: has("Probability"),
+				ForecastCategory: has("ForecastCategoryName"), Owner: has("OwnerId"), Deleted: has("IsDeleted")}}
+		if err := h.checkCurrency(); err != nil {
+			return nil, "", err
+		}
+		return func(rec record) ([]event.Event, error) { return o.row(h, rec, col) }, "Id", nil
+	}}
 }
 
 // row returns the events of one opportunity; the first is its creation.

@@ -7,9 +7,11 @@ func FuzzSalesforceOpportunity(f *testing.F) {
 		f.Add(readFixture(f, name))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		rows, err := SalesforceOpportunity("acme", "USD", "").Parse(data)
+		o := SalesforceOpportunity("acme", "USD", "")
+		rows, err := o.Parse(data)
 		if err == nil {
 			checkRows(t, rows, "acme")
 		}
+		sameAsParse(t, o.Parse, readRecords(o.records()), data)
 	})
 }

@@ -34,29 +34,23 @@ func SalesforceContactRoles(tenant, encoding string) ContactRoles {
 
 // Parse reads an OpportunityContactRole CSV; the error is for the file as
 // a whole, a bad row is a refused Row.
-func (c ContactRoles) Parse(data []byte) (Rows, error) {
-	header, rows, recs, err := readCSV(data, c.Encoding, 0)
-	if err != nil {
-		return nil, err
-	}
-	col, err := sfColumns(header, []string{"Id", "OpportunityId", "ContactId", "CreatedDate"}, "Role", "IsDeleted")
-	if err != nil {
-		return nil, err
-	}
-	seen := map[string]int{} // row id -> line
-	for _, rec := range recs {
-		ev, err := c.row(rec, col)
-		if err == nil {
-			err = repeated(seen, "Id", "row", ev.ID)
-		}
+func (c ContactRoles) Parse(data []byte) (Rows, error) { return c.records().parse(data) }
+
+// records is c as a format of one record a contact role.
+func (c ContactRoles) records() records {
+	return records{encoding: c.Encoding, noun: "row", byEvent: true, prepare: func(header []string) (recordFunc, string, error) {
+		col, err := sfColumns(header, []string{"Id", "OpportunityId", "ContactId", "CreatedDate"}, "Role", "IsDeleted")
 		if err != nil {
-			rows[rec.row].Err = err
-			continue
+			return nil, "", err
 		}
-		seen[ev.ID] = rec.line
-		rows[rec.row].Events = []event.Event{ev}
-	}
-	return rows, nil
+		return func(rec record) ([]event.Event, error) {
+			ev, err := c.row(rec, col)
+			if err != nil {
+				return nil, err
+			}
+			return []event.Event{ev}, nil
+		}, "Id", nil
+	}}
 }
 
 // row returns the event of one contact role.
