@@ -123,6 +123,7 @@ func benchImport(ctx context.Context, args []string, stdout io.Writer) error {
 	s.fs.IntVar(&cfg.Rows, "rows", 1_000_000, "rows of the generated Salesforce OpportunityHistory export (five a deal, in date order)")
 	s.fs.StringVar(&cfg.CSV, "csv", "", "import this OpportunityHistory export instead of a generated one")
 	s.fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the import to this file")
+	s.fs.StringVar(&cfg.MemProfile, "memprofile", "", "write a heap profile to this file once every event is derived, and one to this file's name with .start as the import starts (its base: go tool pprof -sample_index alloc_space -base FILE.start FILE)")
 	deriveCache := s.fs.String("derive-cache", "256MiB", "as run's --derive-cache")
 	config.Positive(s.fs, "rows")
 	if err := s.parse(ctx, args); err != nil {

@@ -54,6 +54,10 @@ type ImportConfig struct {
 	// CPUProfile, when set, is the file the CPU profile of the import
 	// goes to.
 	CPUProfile string
+	// MemProfile, when set, is the file a heap profile goes to once every
+	// event is derived; one goes to MemProfile+".start" as the import
+	// starts, the base of the allocations during the import.
+	MemProfile string
 	// Progress receives a line per step; nil discards them.
 	Progress io.Writer
 	// Logger receives the pipeline's logs; nil discards them.
@@ -202,6 +206,11 @@ func Import(ctx context.Context, cfg ImportConfig) (ImportResult, error) {
 	}
 	defer stopProfile()
 	fmt.Fprintf(progress, "importing %d rows (%d events) into a pipeline on database %s\n", res.Rows, res.Events, st.Database())
+	if cfg.MemProfile != "" {
+		if err := writeHeapProfile(cfg.MemProfile + ".start"); err != nil {
+			return res, err
+		}
+	}
 	heap := watchHeap()
 	cpu := sampleCPU(0)
 	start = time.Now()
@@ -213,6 +222,9 @@ func Import(ctx context.Context, cfg ImportConfig) (ImportResult, error) {
 	}
 	res.Cost = costSince(cpu, res.Rows)
 	res.Heap = heap()
+	if err := writeHeapProfile(cfg.MemProfile); err != nil {
+		return res, err
+	}
 	if len(cfg.Importer) > 0 {
 		res.Importer = float64(importerCPU.Microseconds()) / float64(res.Rows)
 		res.ImporterRSS = importerRSS
