@@ -84,7 +84,9 @@ type source struct {
 }
 
 // openSource opens the file at path and gives it to read, closing it if
-// read fails.
+// read fails. What is not a regular file (a pipe, as from a shell's
+// <(zcat export.csv.gz), or a device) cannot be read twice: it is read
+// into memory whole first.
 func openSource[T any](path string, read func(source) (T, error)) (T, error) {
 	var zero T
 	file, err := os.Open(path)
@@ -96,7 +98,16 @@ func openSource[T any](path string, read func(source) (T, error)) (T, error) {
 		file.Close()
 		return zero, err
 	}
-	v, err := read(source{f: file, size: fi.Size(), closer: file})
+	src := source{f: file, size: fi.Size(), closer: file}
+	if !fi.Mode().IsRegular() {
+		data, err := io.ReadAll(file)
+		if err != nil {
+			file.Close()
+			return zero, err
+		}
+		src.f, src.size = bytes.NewReader(data), int64(len(data))
+	}
+	v, err := read(src)
 	if err != nil {
 		file.Close()
 		return zero, err

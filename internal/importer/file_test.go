@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"unicode/utf8"
 
@@ -458,5 +459,54 @@ func TestRecordsFile(t *testing.T) {
 		slices.Reverse(rows)
 		again := header + strings.Join(rows, "") + strings.Join(rows, "")
 		t.Run(tc.name+", reversed and repeated", func(t *testing.T) { sameAsParse(t, tc.f.parse, readRecords(tc.f.rs), []byte(again)) })
+	}
+}
+
+// TestOpenPipe opens exports through a named pipe, as a shell's
+// <(zcat export.csv.gz) gives them: what cannot be read twice is read
+// whole first, and imports what Parse makes of it.
+func TestOpenPipe(t *testing.T) {
+	h := SalesforceHistory("acme", "USD")
+	fh := SalesforceFieldHistory("acme", "USD", "")
+	tests := []struct {
+		name  string
+		data  []byte
+		parse func([]byte) (Rows, error)
+		open  func(string) (Input, error)
+	}{
+		{"history", []byte(sfHistory), h.Parse, func(p string) (Input, error) { return h.Open(p) }},
+		{"field history", readFixture(t, "OpportunityFieldHistory.csv"), fh.Parse, func(p string) (Input, error) { return fh.Open(p) }},
+		{"ndjson", []byte(`{"v":1,"id":"e1","tenant":"acme","source":"salesforce","type":"opportunity.stage_changed","occurred_at":"2024-01-10T09:00:00Z","opportunity_id":"006A","payload":{"to":"Q"}}` + "\n"),
+			func(b []byte) (Rows, error) { return ParseNDJSON(b, ""), nil }, func(p string) (Input, error) { return OpenNDJSON(p, "") }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "pipe")
+			if err := syscall.Mkfifo(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				f, err := os.OpenFile(path, os.O_WRONLY, 0)
+				if err != nil {
+					return
+				}
+				f.Write(tc.data)
+				f.Close()
+			}()
+			in, err := tc.open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer in.(io.Closer).Close()
+			want, err := tc.parse(tc.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, gotRefused := publishedByDeal(t, in)
+			wantDeals, wantRefused := publishedByDeal(t, want)
+			if len(got) == 0 || !reflect.DeepEqual(got, wantDeals) || !slices.Equal(gotRefused, wantRefused) {
+				t.Fatalf("through a pipe:\n%+v\n%v\nParse:\n%+v\n%v", got, gotRefused, wantDeals, wantRefused)
+			}
+		})
 	}
 }
