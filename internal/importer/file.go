@@ -502,14 +502,6 @@ func (h History) Open(path string) (*File, error) {
 	return openSource(path, func(src source) (*File, error) { return readFile(src, &historyFormat{h: h}) })
 }
 
-// Read is Open of the history CSV of size bytes that r reads.
-func (h History) Read(r io.ReaderAt, size int64) (*File, error) {
-	if err := h.checkCurrency(); err != nil {
-		return nil, err
-	}
-	return readFile(source{f: r, size: size}, &historyFormat{h: h})
-}
-
 func (f *historyFormat) comma() rune                     { return f.h.Comma }
 func (f *historyFormat) encoding() string                { return f.h.Encoding }
 func (f *historyFormat) parse(data []byte) (Rows, error) { return f.h.Parse(data) }
@@ -566,15 +558,6 @@ func (h FieldHistory) Open(path string) (*File, error) {
 		return nil, err
 	}
 	return openSource(path, func(src source) (*File, error) { return readFile(src, &fieldHistoryFormat{h: h}) })
-}
-
-// Read is Open of the OpportunityFieldHistory CSV of size bytes that r
-// reads.
-func (h FieldHistory) Read(r io.ReaderAt, size int64) (*File, error) {
-	if err := h.checkCurrency(); err != nil {
-		return nil, err
-	}
-	return readFile(source{f: r, size: size}, &fieldHistoryFormat{h: h})
 }
 
 func (f *fieldHistoryFormat) comma() rune                     { return 0 }

@@ -164,7 +164,7 @@ func TestHistoryFile(t *testing.T) {
 		{"no column", sf, []byte("Id,Foo\nx,y\n")},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { sameAsParse(t, tc.h.Parse, tc.h.Read, tc.data) })
+		t.Run(tc.name, func(t *testing.T) { sameAsParse(t, tc.h.Parse, readAs(&historyFormat{h: tc.h}), tc.data) })
 	}
 }
 
@@ -181,7 +181,7 @@ func TestHistoryFileGenerated(t *testing.T) {
 	lines := strings.SplitAfter(string(data), "\n")
 	data = append(data, lines[10]+lines[4000]+lines[1]...) // repeated ids
 	h := SalesforceHistory("acme", "USD")
-	sameAsParse(t, h.Parse, h.Read, data)
+	sameAsParse(t, h.Parse, readAs(&historyFormat{h: h}), data)
 }
 
 func FuzzHistoryFile(f *testing.F) {
@@ -190,7 +190,7 @@ func FuzzHistoryFile(f *testing.F) {
 	f.Add([]byte(sfHistoryEUR + "\"x\",\"\xff\""))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h := SalesforceHistory("acme", "USD")
-		sameAsParse(t, h.Parse, h.Read, data)
+		sameAsParse(t, h.Parse, readAs(&historyFormat{h: h}), data)
 	})
 }
 
@@ -205,7 +205,7 @@ func TestFieldHistoryFile(t *testing.T) {
 	var all []string
 	for _, name := range names {
 		data := readFixture(t, name)
-		t.Run(name, func(t *testing.T) { sameAsParse(t, h.Parse, h.Read, data) })
+		t.Run(name, func(t *testing.T) { sameAsParse(t, h.Parse, readAs(&fieldHistoryFormat{h: h}), data) })
 		if d, err := Decode(data, ""); err == nil {
 			lines := strings.SplitAfter(strings.TrimRight(d, "\r\n")+"\n", "\n")
 			if all == nil {
@@ -225,7 +225,7 @@ func TestFieldHistoryFile(t *testing.T) {
 	}
 	mixed = append(mixed, rows[:3]...)
 	t.Run("interleaved", func(t *testing.T) {
-		sameAsParse(t, h.Parse, h.Read, []byte(all[0]+strings.Join(mixed, "")))
+		sameAsParse(t, h.Parse, readAs(&fieldHistoryFormat{h: h}), []byte(all[0]+strings.Join(mixed, "")))
 	})
 }
 
@@ -235,7 +235,7 @@ func FuzzFieldHistoryFile(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h := SalesforceFieldHistory("acme", "USD", "")
-		sameAsParse(t, h.Parse, h.Read, data)
+		sameAsParse(t, h.Parse, readAs(&fieldHistoryFormat{h: h}), data)
 	})
 }
 
@@ -401,11 +401,16 @@ func TestScanUTF8(t *testing.T) {
 	}
 }
 
-// readRecords is the Read of a File of rs, for sameAsParse.
-func readRecords(rs records) func(io.ReaderAt, int64) (*File, error) {
+// readAs reads a File of f from r, for sameAsParse.
+func readAs(f format) func(io.ReaderAt, int64) (*File, error) {
 	return func(r io.ReaderAt, size int64) (*File, error) {
-		return readFile(source{f: r, size: size}, &recordsFormat{rs: rs})
+		return readFile(source{f: r, size: size}, f)
 	}
+}
+
+// readRecords reads a File of rs, for sameAsParse.
+func readRecords(rs records) func(io.ReaderAt, int64) (*File, error) {
+	return readAs(&recordsFormat{rs: rs})
 }
 
 // TestRecordsFile checks File against Parse on the fixtures of the

@@ -39,11 +39,7 @@ func OpenNDJSON(path, tenant string) (*NDJSONFile, error) {
 	return openSource(path, func(src source) (*NDJSONFile, error) { return readNDJSON(src, tenant) })
 }
 
-// ReadNDJSON is OpenNDJSON of the size bytes that r reads.
-func ReadNDJSON(r io.ReaderAt, size int64, tenant string) (*NDJSONFile, error) {
-	return readNDJSON(source{f: r, size: size}, tenant)
-}
-
+// readNDJSON indexes the NDJSON of src (see OpenNDJSON).
 func readNDJSON(src source, tenant string) (*NDJSONFile, error) {
 	nf := &NDJSONFile{source: src, tenant: tenant, refused: map[int32]error{}}
 	d := sha256.New()

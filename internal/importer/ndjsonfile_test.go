@@ -16,7 +16,7 @@ import (
 func sameAsParseNDJSON(t *testing.T, data []byte, tenant string) {
 	t.Helper()
 	want := ParseNDJSON(data, tenant)
-	nf, err := ReadNDJSON(bytes.NewReader(data), int64(len(data)), tenant)
+	nf, err := readNDJSON(source{f: bytes.NewReader(data), size: int64(len(data))}, tenant)
 	if err != nil {
 		t.Fatal(err)
 	}
