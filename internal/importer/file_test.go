@@ -417,25 +417,12 @@ func readRecords(rs records) func(io.ReaderAt, int64) (*File, error) {
 // formats of one row per deal or contact role, as they are and with their
 // rows reversed and then all repeated (every repeat refused).
 func TestRecordsFile(t *testing.T) {
-	pl, err := os.ReadFile("testdata/hubspot/pipelines.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pipelines, err := ParseHubSpotPipelines(pl)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pipelines := hubspotPipelines(t)
 	mapped, err := ParseMapping([]byte(dealsMapping), "acme", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	read := func(name string) string {
-		b, err := os.ReadFile(filepath.Join("testdata", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
+	read := func(name string) string { return string(vendorFixture(t, name)) }
 	type format struct {
 		parse func([]byte) (Rows, error)
 		rs    records

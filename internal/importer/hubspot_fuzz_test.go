@@ -22,14 +22,7 @@ func uniqueIDs(t *testing.T, rows Rows) {
 }
 
 func FuzzHubSpotDeals(f *testing.F) {
-	pl, err := os.ReadFile("testdata/hubspot/pipelines.json")
-	if err != nil {
-		f.Fatal(err)
-	}
-	pipelines, err := ParseHubSpotPipelines(pl)
-	if err != nil {
-		f.Fatal(err)
-	}
+	pipelines := hubspotPipelines(f)
 	// The fixtures' headers and first rows: whole files make the engine
 	// spend its time minimizing.
 	for _, name := range []string{"testdata/hubspot/deals.csv", "testdata/hubspot/deals-internal.csv"} {

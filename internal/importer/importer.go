@@ -262,18 +262,16 @@ func Run(ctx context.Context, in Input, key string, pub Publisher, o Options) (S
 	defer b.cancel()
 	i, line := 0, 0 // rows gone through, the last one's line
 	err = in.Each(func(r Row) error {
-		i++
+		i, line = i+1, r.Line
 		if r.Err != nil {
 			sum.Refused = append(sum.Refused, Refusal{r.Line, r.Err.Error()})
 		}
 		if i <= start || r.Err != nil {
-			line = r.Line
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("import: stopped before line %d: %w", r.Line, err)
 		}
-		line = r.Line
 		b.events = append(b.events, r.Events...)
 		if len(b.events) >= o.BatchSize {
 			return b.send(i, r.Line)
